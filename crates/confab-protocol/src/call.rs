@@ -1,0 +1,72 @@
+//! The call flow, carried in the `data` object of `signal` messages.
+//!
+//! The server never looks inside; every Confab client (engine, web client) speaks exactly this.
+//! Each object has a `kind`. See `docs/protocol.md`, "Call flow", for the rules.
+
+use serde::{Deserialize, Serialize};
+
+/// One call-flow message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum CallSignal {
+    /// The sender's call presence and media state. Sent to every room peer when it changes,
+    /// and to a newcomer when it joins.
+    State {
+        in_call: bool,
+        audio: bool,
+        video: bool,
+    },
+    /// "Join me in a call." A peer that is already in a call accepts automatically.
+    Ring,
+    /// Answer to `ring`: the ringer then sends an offer.
+    Accept,
+    /// Answer to `ring`: no.
+    Decline {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Leaves the call with the receiver (also cancels a ring).
+    HangUp,
+    /// An SDP offer or answer, shaped like `RTCSessionDescriptionInit`.
+    Description { description: SessionDescription },
+    /// A trickled ICE candidate, shaped like `RTCIceCandidateInit`.
+    Candidate { candidate: IceCandidate },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SdpType {
+    Offer,
+    Answer,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionDescription {
+    #[serde(rename = "type")]
+    pub kind: SdpType,
+    pub sdp: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IceCandidate {
+    pub candidate: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdp_m_line_index: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_fragment: Option<String>,
+}
+
+impl CallSignal {
+    /// Wraps the message as the `data` of a signal.
+    pub fn to_data(&self) -> crate::SignalData {
+        crate::SignalData::from_value(self).expect("call signals serialize to objects")
+    }
+
+    /// Reads a call-flow message out of a signal's `data`.
+    pub fn from_data(data: &crate::SignalData) -> Result<Self, serde_json::Error> {
+        data.parse()
+    }
+}

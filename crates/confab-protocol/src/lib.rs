@@ -1,0 +1,428 @@
+//! Confab signaling protocol v1.
+//!
+//! One JSON object per WebSocket text frame, at the path [`WS_PATH`]; the `type` field names the
+//! message. [`ClientMessage`] goes client → server, [`ServerMessage`] server → client. The
+//! `data` object of a signal is opaque to the server ([`SignalData`]); Confab clients carry the
+//! call flow in it (see [`call`]). The normative description is `docs/protocol.md`.
+//!
+//! Decoding is written by hand (not `#[serde(tag)]`) so that a signal's `data` stays raw JSON
+//! end to end (the server relays it without re-parsing) and so that every malformed input gets a
+//! precise, human-readable error.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+
+pub mod call;
+
+/// The WebSocket path of protocol v1.
+pub const WS_PATH: &str = "/ws";
+/// Longest room name, in bytes (rooms are ASCII).
+pub const MAX_ROOM_LEN: usize = 64;
+/// Longest display name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+/// Longest room password, in bytes.
+pub const MAX_PASSWORD_LEN: usize = 256;
+
+/// A peer id, assigned by the server at join time. Opaque to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PeerId(pub String);
+
+impl PeerId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for PeerId {
+    fn from(s: &str) -> Self {
+        PeerId(s.to_owned())
+    }
+}
+
+/// A peer as listed in `welcome` and announced by `peer-joined`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub id: PeerId,
+    pub name: String,
+}
+
+/// The `data` of a signal: any JSON object, kept as raw text.
+#[derive(Debug, Clone)]
+pub struct SignalData(Box<RawValue>);
+
+impl SignalData {
+    /// Wraps raw JSON text, which must be an object.
+    pub fn from_raw(raw: Box<RawValue>) -> Result<Self, DecodeError> {
+        if raw.get().trim_start().starts_with('{') {
+            Ok(SignalData(raw))
+        } else {
+            Err(DecodeError::new("field `data` must be a JSON object"))
+        }
+    }
+
+    /// Serializes a value that must serialize to a JSON object.
+    pub fn from_value<T: Serialize + ?Sized>(value: &T) -> Result<Self, DecodeError> {
+        let raw = serde_json::value::to_raw_value(value)
+            .map_err(|e| DecodeError::new(format!("cannot serialize signal data: {e}")))?;
+        Self::from_raw(raw)
+    }
+
+    /// The raw JSON text of the object.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Parses the object into a typed value.
+    pub fn parse<'a, T: Deserialize<'a>>(&'a self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.0.get())
+    }
+}
+
+impl PartialEq for SignalData {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Serialize for SignalData {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+/// Client → server.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ClientMessage {
+    Join {
+        room: String,
+        name: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        password: Option<String>,
+    },
+    Signal {
+        to: PeerId,
+        data: SignalData,
+    },
+    Leave,
+}
+
+/// Server → client.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ServerMessage {
+    Welcome {
+        id: PeerId,
+        room: String,
+        peers: Vec<PeerInfo>,
+    },
+    PeerJoined {
+        id: PeerId,
+        name: String,
+    },
+    PeerLeft {
+        id: PeerId,
+    },
+    Signal {
+        from: PeerId,
+        data: SignalData,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+/// The `code` of an `error` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    /// Not JSON, unknown type, missing or wrong field.
+    BadMessage,
+    InvalidRoom,
+    InvalidName,
+    WrongPassword,
+    RoomFull,
+    AlreadyJoined,
+    NotJoined,
+    UnknownPeer,
+    TooLarge,
+    RateLimited,
+    ServerFull,
+    /// A code this version does not know (sent by a newer server).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::BadMessage,
+        ErrorCode::InvalidRoom,
+        ErrorCode::InvalidName,
+        ErrorCode::WrongPassword,
+        ErrorCode::RoomFull,
+        ErrorCode::AlreadyJoined,
+        ErrorCode::NotJoined,
+        ErrorCode::UnknownPeer,
+        ErrorCode::TooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::ServerFull,
+        ErrorCode::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadMessage => "bad-message",
+            ErrorCode::InvalidRoom => "invalid-room",
+            ErrorCode::InvalidName => "invalid-name",
+            ErrorCode::WrongPassword => "wrong-password",
+            ErrorCode::RoomFull => "room-full",
+            ErrorCode::AlreadyJoined => "already-joined",
+            ErrorCode::NotJoined => "not-joined",
+            ErrorCode::UnknownPeer => "unknown-peer",
+            ErrorCode::TooLarge => "too-large",
+            ErrorCode::RateLimited => "rate-limited",
+            ErrorCode::ServerFull => "server-full",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a text frame is not a valid message. Maps to [`ErrorCode::BadMessage`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DecodeError {
+    pub message: String,
+}
+
+impl DecodeError {
+    fn new(message: impl Into<String>) -> Self {
+        DecodeError {
+            message: message.into(),
+        }
+    }
+
+    fn json(e: serde_json::Error) -> Self {
+        DecodeError::new(format!("not a valid message: {e}"))
+    }
+}
+
+fn required<T>(value: Option<T>, kind: &str, field: &str) -> Result<T, DecodeError> {
+    value.ok_or_else(|| DecodeError::new(format!("`{kind}` message is missing field `{field}`")))
+}
+
+fn raw_data(value: Option<&RawValue>, kind: &str) -> Result<SignalData, DecodeError> {
+    let raw = required(value, kind, "data")?;
+    SignalData::from_raw(raw.to_owned())
+}
+
+#[derive(Deserialize)]
+struct ClientWire<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    room: Option<String>,
+    name: Option<String>,
+    password: Option<String>,
+    to: Option<String>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+}
+
+impl ClientMessage {
+    /// Decodes one text frame.
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        let w: ClientWire = serde_json::from_str(text).map_err(DecodeError::json)?;
+        let kind = w
+            .kind
+            .ok_or_else(|| DecodeError::new("message has no `type` field"))?;
+        match kind.as_ref() {
+            "join" => Ok(ClientMessage::Join {
+                room: required(w.room, "join", "room")?,
+                name: required(w.name, "join", "name")?,
+                password: w.password,
+            }),
+            "signal" => Ok(ClientMessage::Signal {
+                to: PeerId(required(w.to, "signal", "to")?),
+                data: raw_data(w.data, "signal")?,
+            }),
+            "leave" => Ok(ClientMessage::Leave),
+            other => Err(DecodeError::new(format!(
+                "unknown message type `{}`",
+                truncate(other, 40)
+            ))),
+        }
+    }
+
+    /// Encodes as one text frame.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("client messages always serialize")
+    }
+}
+
+#[derive(Deserialize)]
+struct ServerWire<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    id: Option<String>,
+    room: Option<String>,
+    name: Option<String>,
+    peers: Option<Vec<PeerInfo>>,
+    from: Option<String>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    code: Option<ErrorCode>,
+    message: Option<String>,
+}
+
+impl ServerMessage {
+    /// Decodes one text frame.
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        let w: ServerWire = serde_json::from_str(text).map_err(DecodeError::json)?;
+        let kind = w
+            .kind
+            .ok_or_else(|| DecodeError::new("message has no `type` field"))?;
+        match kind.as_ref() {
+            "welcome" => Ok(ServerMessage::Welcome {
+                id: PeerId(required(w.id, "welcome", "id")?),
+                room: required(w.room, "welcome", "room")?,
+                peers: required(w.peers, "welcome", "peers")?,
+            }),
+            "peer-joined" => Ok(ServerMessage::PeerJoined {
+                id: PeerId(required(w.id, "peer-joined", "id")?),
+                name: required(w.name, "peer-joined", "name")?,
+            }),
+            "peer-left" => Ok(ServerMessage::PeerLeft {
+                id: PeerId(required(w.id, "peer-left", "id")?),
+            }),
+            "signal" => Ok(ServerMessage::Signal {
+                from: PeerId(required(w.from, "signal", "from")?),
+                data: raw_data(w.data, "signal")?,
+            }),
+            "error" => Ok(ServerMessage::Error {
+                code: required(w.code, "error", "code")?,
+                message: w.message.unwrap_or_default(),
+            }),
+            other => Err(DecodeError::new(format!(
+                "unknown message type `{}`",
+                truncate(other, 40)
+            ))),
+        }
+    }
+
+    /// Encodes as one text frame.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("server messages always serialize")
+    }
+
+    /// Shorthand for an `error` message.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Shortens untrusted text quoted back in an error message, on a character boundary.
+pub fn truncate(s: &str, max_chars: usize) -> Cow<'_, str> {
+    match s.char_indices().nth(max_chars) {
+        None => Cow::Borrowed(s),
+        Some((i, _)) => Cow::Owned(format!("{}…", &s[..i])),
+    }
+}
+
+/// Checks a room name: 1–64 characters of `[A-Za-z0-9._-]`.
+pub fn validate_room(room: &str) -> Result<(), String> {
+    if room.is_empty() {
+        return Err("the room name is empty".into());
+    }
+    if room.len() > MAX_ROOM_LEN {
+        return Err(format!(
+            "the room name is longer than {MAX_ROOM_LEN} characters"
+        ));
+    }
+    if let Some(c) = room
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "the room name may only hold letters, digits, '.', '_' and '-' (found {c:?})"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a display name: 1–64 characters, no control characters, not blank.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("the name is empty".into());
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(format!(
+            "the name is longer than {MAX_NAME_CHARS} characters"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("the name contains control characters".into());
+    }
+    Ok(())
+}
+
+/// Checks a room password's length (any characters are allowed).
+pub fn validate_password(password: &str) -> Result<(), String> {
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(format!(
+            "the password is longer than {MAX_PASSWORD_LEN} bytes"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_rules() {
+        assert!(validate_room("team-1.a_b").is_ok());
+        assert!(validate_room(&"a".repeat(64)).is_ok());
+        assert!(validate_room(&"a".repeat(65)).is_err());
+        assert!(validate_room("").is_err());
+        assert!(validate_room("a b").is_err());
+        assert!(validate_room("é").is_err());
+        assert!(validate_room("a/b").is_err());
+    }
+
+    #[test]
+    fn name_rules() {
+        assert!(validate_name("Ada Lovelace").is_ok());
+        assert!(validate_name("Zoë 🎥").is_ok());
+        assert!(validate_name(&"é".repeat(64)).is_ok());
+        assert!(validate_name(&"é".repeat(65)).is_err());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("   ").is_err());
+        assert!(validate_name("a\nb").is_err());
+        assert!(validate_name("a\u{7}").is_err());
+    }
+
+    #[test]
+    fn truncate_on_char_boundary() {
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("ééééé", 2), "éé…");
+    }
+}

@@ -1,0 +1,333 @@
+use super::*;
+use serde_json::Value;
+
+struct Harness {
+    rooms: Rooms,
+    now: Instant,
+    out: Vec<Output>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self::with(Config::default())
+    }
+
+    fn with(config: Config) -> Self {
+        Harness {
+            rooms: Rooms::new(config, [7; 32]),
+            now: Instant::now(),
+            out: Vec::new(),
+        }
+    }
+
+    fn connect(&mut self) -> ConnId {
+        self.rooms.connect(self.now).expect("connect")
+    }
+
+    fn send(&mut self, conn: ConnId, text: &str) {
+        self.rooms.receive(conn, text, self.now, &mut self.out);
+    }
+
+    /// Joins and returns (conn, peer id), discarding the outputs.
+    fn joined(&mut self, room: &str, name: &str) -> (ConnId, String) {
+        let c = self.connect();
+        self.send(
+            c,
+            &format!(r#"{{"type":"join","room":"{room}","name":"{name}"}}"#),
+        );
+        let welcome = self.take_for(c);
+        assert_eq!(welcome[0]["type"], "welcome", "{welcome:?}");
+        self.out.clear();
+        (c, welcome[0]["id"].as_str().unwrap().to_owned())
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.rooms.tick(self.now, &mut self.out);
+    }
+
+    /// The JSON frames sent to `conn`, removed from the outputs.
+    fn take_for(&mut self, conn: ConnId) -> Vec<Value> {
+        let mut mine = Vec::new();
+        self.out.retain(|o| match o {
+            Output::Send { conn: c, text } if *c == conn => {
+                mine.push(serde_json::from_str(text).unwrap());
+                false
+            }
+            _ => true,
+        });
+        mine
+    }
+
+    fn closes(&self) -> Vec<(ConnId, u16)> {
+        self.out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Close { conn, code, .. } => Some((*conn, *code)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn error_code(&mut self, conn: ConnId) -> String {
+        let frames = self.take_for(conn);
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(frames[0]["type"], "error");
+        assert!(!frames[0]["message"].as_str().unwrap().is_empty());
+        frames[0]["code"].as_str().unwrap().to_owned()
+    }
+}
+
+#[test]
+fn join_welcomes_with_peers_and_announces() {
+    let mut h = Harness::new();
+    let (a, a_id) = h.joined("team", "Ada");
+    let b = h.connect();
+    h.send(b, r#"{"type":"join","room":"team","name":"Bob"}"#);
+    let to_b = h.take_for(b);
+    assert_eq!(to_b[0]["type"], "welcome");
+    assert_eq!(to_b[0]["room"], "team");
+    assert_eq!(to_b[0]["peers"][0]["id"], a_id.as_str());
+    assert_eq!(to_b[0]["peers"][0]["name"], "Ada");
+    let b_id = to_b[0]["id"].as_str().unwrap();
+    assert_eq!(b_id.len(), 32);
+    assert_ne!(b_id, a_id);
+    let to_a = h.take_for(a);
+    assert_eq!(to_a.len(), 1);
+    assert_eq!(to_a[0]["type"], "peer-joined");
+    assert_eq!(to_a[0]["id"], b_id);
+    assert_eq!(to_a[0]["name"], "Bob");
+}
+
+#[test]
+fn signal_is_stamped_with_the_senders_id() {
+    let mut h = Harness::new();
+    let (a, a_id) = h.joined("r", "A");
+    let (b, b_id) = h.joined("r", "B");
+    h.send(
+        a,
+        &format!(r#"{{"type":"signal","to":"{b_id}","from":"{b_id}","data":{{"x":1}}}}"#),
+    );
+    let got = h.take_for(b);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["from"], a_id.as_str());
+    assert_eq!(got[0]["data"]["x"], 1);
+    assert!(h.out.is_empty());
+}
+
+#[test]
+fn signal_to_other_room_or_self_is_unknown_peer() {
+    let mut h = Harness::new();
+    let (a, a_id) = h.joined("r1", "A");
+    let (_c, c_id) = h.joined("r2", "C");
+    for to in [c_id.as_str(), a_id.as_str(), "nobody"] {
+        h.send(
+            a,
+            &format!(r#"{{"type":"signal","to":"{to}","data":{{}}}}"#),
+        );
+        assert_eq!(h.error_code(a), "unknown-peer");
+        assert!(h.out.is_empty(), "nothing relayed: {:?}", h.out);
+    }
+}
+
+#[test]
+fn leave_and_disconnect_notify_the_room_and_empty_rooms_vanish() {
+    let mut h = Harness::new();
+    let (a, _) = h.joined("r", "A");
+    let (b, b_id) = h.joined("r", "B");
+    h.send(b, r#"{"type":"leave"}"#);
+    let to_a = h.take_for(a);
+    assert_eq!(to_a[0]["type"], "peer-left");
+    assert_eq!(to_a[0]["id"], b_id.as_str());
+    assert!(h.take_for(b).is_empty());
+    h.send(b, r#"{"type":"leave"}"#);
+    assert_eq!(h.error_code(b), "not-joined");
+    assert_eq!(h.rooms.room_count(), 1);
+    h.rooms.disconnect(a, &mut h.out);
+    assert_eq!(h.rooms.room_count(), 0);
+    assert_eq!(h.rooms.connection_count(), 1);
+    // b can join again, under a new id.
+    h.send(b, r#"{"type":"join","room":"r","name":"B"}"#);
+    let w = h.take_for(b);
+    assert_eq!(w[0]["type"], "welcome");
+    assert_ne!(w[0]["id"], b_id.as_str());
+}
+
+#[test]
+fn validation_errors() {
+    let mut h = Harness::new();
+    let c = h.connect();
+    let cases = [
+        (r#"{"type":"join","room":"a b","name":"A"}"#, "invalid-room"),
+        (r#"{"type":"join","room":"","name":"A"}"#, "invalid-room"),
+        (r#"{"type":"join","room":"r","name":""}"#, "invalid-name"),
+        (r#"{"type":"join","room":"r","name":"a\u0000"}"#, "invalid-name"),
+        (r#"{"type":"nope"}"#, "bad-message"),
+        ("{", "bad-message"),
+        (r#"{"type":"signal","to":"x","data":{}}"#, "not-joined"),
+        (r#"{"type":"leave"}"#, "not-joined"),
+    ];
+    for (text, code) in cases {
+        h.send(c, text);
+        assert_eq!(h.error_code(c), code, "{text}");
+    }
+    h.send(c, r#"{"type":"join","room":"r","name":"A"}"#);
+    h.out.clear();
+    h.send(c, r#"{"type":"join","room":"r2","name":"A"}"#);
+    assert_eq!(h.error_code(c), "already-joined");
+    assert!(h.closes().is_empty(), "errors alone do not close");
+}
+
+#[test]
+fn room_capacity() {
+    let mut h = Harness::with(Config {
+        room_capacity: 2,
+        ..Config::default()
+    });
+    h.joined("r", "A");
+    h.joined("r", "B");
+    let c = h.connect();
+    h.send(c, r#"{"type":"join","room":"r","name":"C"}"#);
+    assert_eq!(h.error_code(c), "room-full");
+    h.send(c, r#"{"type":"join","room":"other","name":"C"}"#);
+    assert_eq!(h.take_for(c)[0]["type"], "welcome");
+}
+
+#[test]
+fn password_set_by_first_joiner() {
+    let mut h = Harness::new();
+    let a = h.connect();
+    h.send(a, r#"{"type":"join","room":"r","name":"A","password":"pw"}"#);
+    assert_eq!(h.take_for(a)[0]["type"], "welcome");
+    let b = h.connect();
+    for wrong in [
+        r#"{"type":"join","room":"r","name":"B"}"#,
+        r#"{"type":"join","room":"r","name":"B","password":"pW"}"#,
+        r#"{"type":"join","room":"r","name":"B","password":""}"#,
+    ] {
+        h.send(b, wrong);
+        assert_eq!(h.error_code(b), "wrong-password");
+    }
+    h.send(b, r#"{"type":"join","room":"r","name":"B","password":"pw"}"#);
+    assert_eq!(h.take_for(b)[0]["type"], "welcome");
+}
+
+#[test]
+fn room_password_vanishes_with_the_room() {
+    let mut h = Harness::new();
+    let a = h.connect();
+    h.send(a, r#"{"type":"join","room":"r","name":"A","password":"pw"}"#);
+    h.rooms.disconnect(a, &mut h.out);
+    let (_b, _) = h.joined("r", "B");
+}
+
+#[test]
+fn limits_on_connections_and_rooms() {
+    let mut h = Harness::with(Config {
+        max_connections: 2,
+        max_rooms: 1,
+        ..Config::default()
+    });
+    h.joined("r", "A");
+    let b = h.connect();
+    let refused = h.rooms.connect(h.now).unwrap_err();
+    assert_eq!(refused.code, CLOSE_TRY_AGAIN);
+    assert!(refused.text.contains("server-full"));
+    h.send(b, r#"{"type":"join","room":"r2","name":"B"}"#);
+    assert_eq!(h.error_code(b), "server-full");
+}
+
+#[test]
+fn oversize_message_is_an_error_not_a_close() {
+    let mut h = Harness::with(Config {
+        max_message_bytes: 100,
+        ..Config::default()
+    });
+    let (a, _) = h.joined("r", "A");
+    let (_b, b_id) = h.joined("r", "B");
+    let big = format!(
+        r#"{{"type":"signal","to":"{b_id}","data":{{"pad":"{}"}}}}"#,
+        "x".repeat(100)
+    );
+    h.send(a, &big);
+    assert_eq!(h.error_code(a), "too-large");
+    assert!(h.out.is_empty());
+}
+
+#[test]
+fn rate_limit_then_close_on_persistent_abuse() {
+    let mut h = Harness::with(Config {
+        rate_per_sec: 10.0,
+        rate_burst: 5.0,
+        error_budget: 3.0,
+        ..Config::default()
+    });
+    let (a, _) = h.joined("r", "A");
+    let (_b, b_id) = h.joined("r", "B");
+    let msg = format!(r#"{{"type":"signal","to":"{b_id}","data":{{}}}}"#);
+    for _ in 0..5 {
+        h.send(a, &msg);
+    }
+    assert_eq!(h.out.len(), 5, "the burst is relayed");
+    h.out.clear();
+    h.send(a, &msg);
+    assert_eq!(h.error_code(a), "rate-limited");
+    // Time refills the bucket.
+    h.advance(Duration::from_millis(200));
+    h.send(a, &msg);
+    assert_eq!(h.out.len(), 1);
+    assert!(matches!(h.out[0], Output::Send { .. }));
+    h.out.clear();
+    // Keep flooding: three more errors are answered, then the connection is closed.
+    for _ in 0..10 {
+        h.send(a, &msg);
+    }
+    assert_eq!(h.closes(), vec![(a, CLOSE_POLICY)]);
+    assert_eq!(h.rooms.connection_count(), 1, "a is forgotten");
+}
+
+#[test]
+fn never_joins_is_closed_after_the_join_timeout() {
+    let mut h = Harness::new();
+    let idle = h.connect();
+    let (a, _) = h.joined("r", "A");
+    h.advance(Duration::from_secs(29));
+    assert!(h.closes().is_empty());
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.closes(), vec![(idle, CLOSE_POLICY)]);
+    h.out.clear();
+    // A peer that leaves and stays idle gets a new deadline.
+    h.send(a, r#"{"type":"leave"}"#);
+    h.advance(Duration::from_secs(31));
+    assert_eq!(h.closes(), vec![(a, CLOSE_POLICY)]);
+    assert_eq!(h.rooms.connection_count(), 0);
+    assert_eq!(h.rooms.next_deadline(), None);
+}
+
+#[test]
+fn ids_are_unique_and_unguessable_looking() {
+    let mut h = Harness::new();
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..500 {
+        let (_, id) = h.joined(&format!("r{}", i % 100), "P");
+        assert_eq!(id.len(), 32);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(seen.insert(id));
+    }
+}
+
+#[test]
+fn join_order_is_kept_in_welcome() {
+    let mut h = Harness::new();
+    let ids: Vec<String> = ["A", "B", "C"].iter().map(|n| h.joined("r", n).1).collect();
+    let d = h.connect();
+    h.send(d, r#"{"type":"join","room":"r","name":"D"}"#);
+    let w = h.take_for(d);
+    let listed: Vec<&str> = w[0]["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ids);
+}
