@@ -1,9 +1,7 @@
 //! Golden JSON for every message, decode errors, and property round trips.
 
 use confab_protocol::call::{CallSignal, IceCandidate, SdpType, SessionDescription};
-use confab_protocol::{
-    ClientMessage, ErrorCode, PeerId, PeerInfo, ServerMessage, SignalData,
-};
+use confab_protocol::{ClientMessage, ErrorCode, PeerId, PeerInfo, ServerMessage, SignalData};
 use proptest::prelude::*;
 
 fn data(json: &str) -> SignalData {
@@ -12,12 +10,20 @@ fn data(json: &str) -> SignalData {
 
 fn golden_client(msg: ClientMessage, json: &str) {
     assert_eq!(msg.encode(), json, "encoding of {msg:?}");
-    assert_eq!(ClientMessage::decode(json).unwrap(), msg, "decoding of {json}");
+    assert_eq!(
+        ClientMessage::decode(json).unwrap(),
+        msg,
+        "decoding of {json}"
+    );
 }
 
 fn golden_server(msg: ServerMessage, json: &str) {
     assert_eq!(msg.encode(), json, "encoding of {msg:?}");
-    assert_eq!(ServerMessage::decode(json).unwrap(), msg, "decoding of {json}");
+    assert_eq!(
+        ServerMessage::decode(json).unwrap(),
+        msg,
+        "decoding of {json}"
+    );
 }
 
 #[test]
@@ -102,7 +108,10 @@ fn golden_call_signals() {
         ),
         (CallSignal::Ring, r#"{"kind":"ring"}"#),
         (CallSignal::Accept, r#"{"kind":"accept"}"#),
-        (CallSignal::Decline { reason: None }, r#"{"kind":"decline"}"#),
+        (
+            CallSignal::Decline { reason: None },
+            r#"{"kind":"decline"}"#,
+        ),
         (
             CallSignal::Decline {
                 reason: Some("busy".into()),
@@ -141,7 +150,8 @@ fn golden_call_signals() {
 #[test]
 fn data_survives_relay_byte_for_byte() {
     let raw = r#"{"kind":"x","nested":{"a":[1,2.5e3,"\u00e9\n"],"b":null},  "sp" : true }"#;
-    let msg = ClientMessage::decode(&format!(r#"{{"type":"signal","to":"p","data":{raw}}}"#)).unwrap();
+    let msg =
+        ClientMessage::decode(&format!(r#"{{"type":"signal","to":"p","data":{raw}}}"#)).unwrap();
     let ClientMessage::Signal { data, .. } = msg else {
         panic!("not a signal")
     };
@@ -151,7 +161,10 @@ fn data_survives_relay_byte_for_byte() {
         data,
     }
     .encode();
-    assert_eq!(relayed, format!(r#"{{"type":"signal","from":"q","data":{raw}}}"#));
+    assert_eq!(
+        relayed,
+        format!(r#"{{"type":"signal","from":"q","data":{raw}}}"#)
+    );
 }
 
 #[test]
@@ -164,14 +177,27 @@ fn decode_errors_are_precise() {
         (r#"{"type":"join","name":"a"}"#, "missing field `room`"),
         (r#"{"type":"join","room":5,"name":"a"}"#, "invalid type"),
         (r#"{"type":"signal","to":"x"}"#, "missing field `data`"),
-        (r#"{"type":"signal","to":"x","data":[1]}"#, "must be a JSON object"),
-        (r#"{"type":"signal","to":"x","data":"s"}"#, "must be a JSON object"),
-        (r#"{"type":"signal","to":"x","data":null}"#, "missing field `data`"),
+        (
+            r#"{"type":"signal","to":"x","data":[1]}"#,
+            "must be a JSON object",
+        ),
+        (
+            r#"{"type":"signal","to":"x","data":"s"}"#,
+            "must be a JSON object",
+        ),
+        (
+            r#"{"type":"signal","to":"x","data":null}"#,
+            "missing field `data`",
+        ),
         (r#"{"type":7}"#, "not a valid message"),
     ];
     for (input, want) in cases {
         let err = ClientMessage::decode(input).expect_err(input);
-        assert!(err.message.contains(want), "{input}: {} lacks {want}", err.message);
+        assert!(
+            err.message.contains(want),
+            "{input}: {} lacks {want}",
+            err.message
+        );
     }
     let long = format!(r#"{{"type":"{}"}}"#, "x".repeat(500));
     assert!(ClientMessage::decode(&long).unwrap_err().message.len() < 100);
@@ -179,13 +205,15 @@ fn decode_errors_are_precise() {
 
 #[test]
 fn client_from_is_ignored() {
-    let msg = ClientMessage::decode(r#"{"type":"signal","to":"b","from":"evil","data":{}}"#).unwrap();
+    let msg =
+        ClientMessage::decode(r#"{"type":"signal","to":"b","from":"evil","data":{}}"#).unwrap();
     assert_eq!(msg.encode(), r#"{"type":"signal","to":"b","data":{}}"#);
 }
 
 #[test]
 fn unknown_error_code_from_newer_server_decodes() {
-    let msg = ServerMessage::decode(r#"{"type":"error","code":"new-thing","message":"m"}"#).unwrap();
+    let msg =
+        ServerMessage::decode(r#"{"type":"error","code":"new-thing","message":"m"}"#).unwrap();
     assert_eq!(msg, ServerMessage::error(ErrorCode::Unknown, "m"));
 }
 
@@ -214,13 +242,15 @@ fn json_object() -> impl Strategy<Value = SignalData> {
 
 fn client_message() -> impl Strategy<Value = ClientMessage> {
     prop_oneof![
-        (".{0,70}", ".{0,70}", proptest::option::of(".{0,20}")).prop_map(|(room, name, password)| {
-            ClientMessage::Join {
-                room,
-                name,
-                password,
+        (".{0,70}", ".{0,70}", proptest::option::of(".{0,20}")).prop_map(
+            |(room, name, password)| {
+                ClientMessage::Join {
+                    room,
+                    name,
+                    password,
+                }
             }
-        }),
+        ),
         (".{0,40}", json_object()).prop_map(|(to, data)| ClientMessage::Signal {
             to: PeerId(to),
             data
@@ -238,13 +268,16 @@ fn peer() -> impl Strategy<Value = PeerInfo> {
 
 fn server_message() -> impl Strategy<Value = ServerMessage> {
     prop_oneof![
-        ("[0-9a-f]{32}", ".{0,64}", prop::collection::vec(peer(), 0..8)).prop_map(
-            |(id, room, peers)| ServerMessage::Welcome {
+        (
+            "[0-9a-f]{32}",
+            ".{0,64}",
+            prop::collection::vec(peer(), 0..8)
+        )
+            .prop_map(|(id, room, peers)| ServerMessage::Welcome {
                 id: PeerId(id),
                 room,
                 peers
-            }
-        ),
+            }),
         peer().prop_map(|p| ServerMessage::PeerJoined {
             id: p.id,
             name: p.name

@@ -239,8 +239,8 @@ impl Rooms {
                 .get(&conn)
                 .is_some_and(|c| c.join_deadline == Some(deadline));
             if expired {
-                let secs = self.config.join_timeout.as_secs();
-                self.close(conn, CLOSE_POLICY, format!("no join within {secs} s"), out);
+                let limit = self.config.join_timeout;
+                self.close(conn, CLOSE_POLICY, format!("no join within {limit:?}"), out);
             }
         }
     }
@@ -305,6 +305,17 @@ impl Rooms {
         }
     }
 
+    /// A binary frame: not part of protocol v1.
+    pub fn receive_binary(&mut self, conn: ConnId, now: Instant, out: &mut Vec<Output>) {
+        self.fail(
+            conn,
+            ErrorCode::BadMessage,
+            "binary frames are not part of protocol v1; send JSON text frames".into(),
+            now,
+            out,
+        );
+    }
+
     /// Tells a client about a message too large even to read (the shell's hard limit): the error,
     /// then the close.
     pub fn reject_unreadable(&mut self, conn: ConnId, out: &mut Vec<Output>) {
@@ -345,10 +356,7 @@ impl Rooms {
                 if r.members.len() >= self.config.room_capacity {
                     return Err((
                         ErrorCode::RoomFull,
-                        format!(
-                            "room {room} is full ({} people)",
-                            self.config.room_capacity
-                        ),
+                        format!("room {room} is full ({} people)", self.config.room_capacity),
                     ));
                 }
                 if let Some(want) = &r.password {

@@ -161,7 +161,10 @@ fn validation_errors() {
         (r#"{"type":"join","room":"a b","name":"A"}"#, "invalid-room"),
         (r#"{"type":"join","room":"","name":"A"}"#, "invalid-room"),
         (r#"{"type":"join","room":"r","name":""}"#, "invalid-name"),
-        (r#"{"type":"join","room":"r","name":"a\u0000"}"#, "invalid-name"),
+        (
+            r#"{"type":"join","room":"r","name":"a\u0000"}"#,
+            "invalid-name",
+        ),
         (r#"{"type":"nope"}"#, "bad-message"),
         ("{", "bad-message"),
         (r#"{"type":"signal","to":"x","data":{}}"#, "not-joined"),
@@ -197,7 +200,10 @@ fn room_capacity() {
 fn password_set_by_first_joiner() {
     let mut h = Harness::new();
     let a = h.connect();
-    h.send(a, r#"{"type":"join","room":"r","name":"A","password":"pw"}"#);
+    h.send(
+        a,
+        r#"{"type":"join","room":"r","name":"A","password":"pw"}"#,
+    );
     assert_eq!(h.take_for(a)[0]["type"], "welcome");
     let b = h.connect();
     for wrong in [
@@ -208,7 +214,10 @@ fn password_set_by_first_joiner() {
         h.send(b, wrong);
         assert_eq!(h.error_code(b), "wrong-password");
     }
-    h.send(b, r#"{"type":"join","room":"r","name":"B","password":"pw"}"#);
+    h.send(
+        b,
+        r#"{"type":"join","room":"r","name":"B","password":"pw"}"#,
+    );
     assert_eq!(h.take_for(b)[0]["type"], "welcome");
 }
 
@@ -216,7 +225,10 @@ fn password_set_by_first_joiner() {
 fn room_password_vanishes_with_the_room() {
     let mut h = Harness::new();
     let a = h.connect();
-    h.send(a, r#"{"type":"join","room":"r","name":"A","password":"pw"}"#);
+    h.send(
+        a,
+        r#"{"type":"join","room":"r","name":"A","password":"pw"}"#,
+    );
     h.rooms.disconnect(a, &mut h.out);
     let (_b, _) = h.joined("r", "B");
 }

@@ -1,0 +1,161 @@
+//! `confab-signal`: the Confab signaling server.
+
+use anyhow::Context;
+use clap::Parser;
+use confab_signal::{RoomLimits, SignalConfig, SignalServer, TlsFiles};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The Confab signaling server: rooms, and the relay of call set-up messages between the
+/// people in a room (protocol v1, WebSocket at /ws). Media never passes through it.
+///
+/// Every flag can also be set by the environment variable shown. Logs go to stderr; set
+/// RUST_LOG (e.g. RUST_LOG=confab_signal=debug) for more.
+#[derive(Debug, Parser)]
+#[command(name = "confab-signal", version, about, long_about)]
+struct Args {
+    /// Address and port to listen on (HTTP: /ws for WebSocket, /healthz for health checks).
+    #[arg(long, env = "CONFAB_LISTEN", default_value = "0.0.0.0:8787")]
+    listen: SocketAddr,
+
+    /// Serve wss:// (TLS) with this PEM certificate chain; needs --tls-key.
+    #[arg(long, env = "CONFAB_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The PEM private key for --tls-cert.
+    #[arg(long, env = "CONFAB_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Largest message a client may send, in bytes. Larger ones are answered with a
+    /// `too-large` error; twice this closes the connection.
+    #[arg(long, env = "CONFAB_MAX_MESSAGE_BYTES", default_value_t = 65536)]
+    max_message_bytes: usize,
+
+    /// People a room holds at most.
+    #[arg(long, env = "CONFAB_ROOM_CAPACITY", default_value_t = 8)]
+    room_capacity: usize,
+
+    /// Connections held at most; more are refused with `server-full`.
+    #[arg(long, env = "CONFAB_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+
+    /// Rooms open at most; a join that would open another is refused with `server-full`.
+    #[arg(long, env = "CONFAB_MAX_ROOMS", default_value_t = 10_000)]
+    max_rooms: usize,
+
+    /// Messages a client may send per second, sustained (token bucket).
+    #[arg(long, env = "CONFAB_RATE", default_value_t = 50.0)]
+    rate: f64,
+
+    /// Messages a client may send in a burst (token bucket size).
+    #[arg(long, env = "CONFAB_RATE_BURST", default_value_t = 200.0)]
+    rate_burst: f64,
+
+    /// Errors a client may cause in a burst (refilled one a second) before it is disconnected.
+    #[arg(long, env = "CONFAB_ERROR_BUDGET", default_value_t = 20.0)]
+    error_budget: f64,
+
+    /// Seconds a client has to finish the TLS and WebSocket handshake.
+    #[arg(long, env = "CONFAB_HANDSHAKE_TIMEOUT", default_value_t = 10.0)]
+    handshake_timeout: f64,
+
+    /// Seconds a connection may stay without joining a room.
+    #[arg(long, env = "CONFAB_JOIN_TIMEOUT", default_value_t = 30.0)]
+    join_timeout: f64,
+
+    /// Seconds between the server's pings.
+    #[arg(long, env = "CONFAB_PING_INTERVAL", default_value_t = 20.0)]
+    ping_interval: f64,
+
+    /// Seconds without any frame from a client (pongs included) before it is disconnected.
+    #[arg(long, env = "CONFAB_IDLE_TIMEOUT", default_value_t = 60.0)]
+    idle_timeout: f64,
+
+    /// Messages queued for one client at most; a client that lets the queue fill (does not
+    /// read) is disconnected.
+    #[arg(long, env = "CONFAB_OUTBOUND_QUEUE", default_value_t = 64)]
+    outbound_queue: usize,
+}
+
+fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("--{name} must be a positive number of seconds, not {v}"))
+}
+
+impl Args {
+    fn config(&self) -> anyhow::Result<SignalConfig> {
+        anyhow::ensure!(self.rate > 0.0, "--rate must be above zero");
+        anyhow::ensure!(self.rate_burst >= 1.0, "--rate-burst must be at least 1");
+        anyhow::ensure!(
+            self.error_budget >= 1.0,
+            "--error-budget must be at least 1"
+        );
+        anyhow::ensure!(
+            self.room_capacity >= 2,
+            "--room-capacity must be at least 2"
+        );
+        Ok(SignalConfig {
+            listen: self.listen,
+            limits: RoomLimits {
+                room_capacity: self.room_capacity,
+                max_connections: self.max_connections,
+                max_rooms: self.max_rooms,
+                max_message_bytes: self.max_message_bytes,
+                rate_per_sec: self.rate,
+                rate_burst: self.rate_burst,
+                join_timeout: secs("join-timeout", self.join_timeout)?,
+                error_budget: self.error_budget,
+            },
+            handshake_timeout: secs("handshake-timeout", self.handshake_timeout)?,
+            ping_interval: secs("ping-interval", self.ping_interval)?,
+            idle_timeout: secs("idle-timeout", self.idle_timeout)?,
+            outbound_queue: self.outbound_queue,
+            write_timeout: Duration::from_secs(10),
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
+        })
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = args.config()?;
+    let server = SignalServer::start(config).await?;
+    // One line on stdout that scripts (and `cargo xtask`) can read.
+    println!("confab-signal listening on {}", server.ws_url());
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! One WebSocket connection: this task reads, a writer task it owns writes.
+
+use crate::hub::{Frame, Hub, StopReason};
+use crate::SignalConfig;
+use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+
+/// WebSocket limits derived from the server configuration. Frames up to twice the protocol's
+/// message limit are read and answered with `too-large`; beyond that the connection is closed
+/// (1009), so tungstenite's 64 MiB default never stands.
+pub fn ws_config(config: &SignalConfig) -> WebSocketConfig {
+    let hard = config.limits.max_message_bytes.saturating_mul(2).max(1024);
+    let base = WebSocketConfig::default();
+    let write_buffer = base.write_buffer_size;
+    base.max_message_size(Some(hard))
+        .max_frame_size(Some(hard))
+        .max_write_buffer_size(write_buffer + hard.saturating_mul(2))
+}
+
+pub async fn run<S>(
+    ws: WebSocketStream<S>,
+    hub: Arc<Hub>,
+    config: Arc<SignalConfig>,
+    cancel: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, mut stream) = ws.split();
+    let (tx, rx) = mpsc::channel(config.outbound_queue);
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<StopReason>();
+    let conn = match hub.connect(tx.clone(), stop_tx) {
+        Ok(conn) => conn,
+        Err(refusal) => {
+            let _ = timeout(config.write_timeout, async {
+                sink.send(Message::Text(refusal.text.into())).await?;
+                sink.send(close_message(refusal.code, refusal.reason)).await
+            })
+            .await;
+            return;
+        }
+    };
+    tracing::debug!(conn, "connection open");
+    let writer = tokio::spawn(write_loop(sink, rx, config.write_timeout));
+
+    let mut ping = tokio::time::interval_at(
+        tokio::time::Instant::now() + config.ping_interval,
+        config.ping_interval,
+    );
+    let mut last_seen = Instant::now();
+    let close: Option<StopReason> = loop {
+        tokio::select! {
+            biased;
+            reason = &mut stop_rx => {
+                // The hub has already forgotten this connection.
+                break Some(reason.unwrap_or((1000, String::new())));
+            }
+            _ = cancel.cancelled() => {
+                hub.disconnect(conn);
+                break Some((1001, "server shutting down".into()));
+            }
+            msg = stream.next() => {
+                last_seen = Instant::now();
+                match msg {
+                    Some(Ok(Message::Text(text))) => hub.receive(conn, text.as_str()),
+                    Some(Ok(Message::Binary(_))) => hub.receive_binary(conn),
+                    Some(Ok(Message::Close(_))) | None => {
+                        hub.disconnect(conn);
+                        break None;
+                    }
+                    Some(Ok(_)) => {} // ping (answered by tungstenite), pong
+                    Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, .. }))) => {
+                        tracing::info!(conn, size, "message too large to read; closing");
+                        hub.reject_unreadable(conn);
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(conn, error = %e, "connection failed");
+                        hub.disconnect(conn);
+                        break None;
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if last_seen.elapsed() > config.idle_timeout {
+                    hub.disconnect(conn);
+                    break Some((1001, "idle timeout: no pong".into()));
+                }
+                let _ = tx.try_send(Frame::Ping);
+            }
+        }
+    };
+    if let Some((code, reason)) = close {
+        tracing::debug!(conn, code, %reason, "closing connection");
+        let _ = timeout(config.write_timeout, tx.send(Frame::Close(code, reason))).await;
+    }
+    drop(tx);
+    let mut writer = writer;
+    if timeout(config.write_timeout + Duration::from_secs(1), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+        let _ = writer.await;
+    }
+    tracing::debug!(conn, "connection closed");
+}
+
+fn close_message(code: u16, reason: String) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    }))
+}
+
+async fn write_loop<S>(
+    mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    mut rx: mpsc::Receiver<Frame>,
+    write_timeout: Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(frame) = rx.recv().await {
+        let (msg, last) = match frame {
+            Frame::Text(text) => (Message::Text(text.into()), false),
+            Frame::Ping => (Message::Ping(Default::default()), false),
+            Frame::Close(code, reason) => (close_message(code, reason), true),
+        };
+        // Feed without flushing while more is queued: one syscall for a burst.
+        let res = if last || rx.is_empty() {
+            timeout(write_timeout, sink.send(msg)).await
+        } else {
+            timeout(write_timeout, sink.feed(msg)).await
+        };
+        if !matches!(res, Ok(Ok(()))) || last {
+            break;
+        }
+    }
+    let _ = timeout(Duration::from_secs(1), sink.close()).await;
+}

@@ -1,0 +1,140 @@
+//! A real server on 127.0.0.1:0 and real WebSocket clients.
+#![allow(dead_code)]
+
+use confab_signal::{SignalConfig, SignalServer};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub async fn start(tweak: impl FnOnce(&mut SignalConfig)) -> SignalServer {
+    let mut config = SignalConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..SignalConfig::default()
+    };
+    tweak(&mut config);
+    SignalServer::start(config).await.expect("server starts")
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// How a connection ended, seen from the client.
+#[derive(Debug, PartialEq)]
+pub enum Ended {
+    Closed(u16, String),
+    Dropped,
+}
+
+impl Client {
+    pub async fn connect(server: &SignalServer) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+            .await
+            .expect("websocket connects");
+        Client { ws }
+    }
+
+    pub async fn send(&mut self, text: impl Into<String>) {
+        self.ws
+            .send(Message::Text(text.into().into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next text frame, as JSON.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a message within the wait")
+                .expect("the connection is open")
+                .expect("no websocket error");
+            match msg {
+                Message::Text(t) => return serde_json::from_str(t.as_str()).expect("JSON"),
+                Message::Close(c) => panic!("closed while waiting for a message: {c:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next text frame, raw.
+    pub async fn recv_text(&mut self) -> String {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => return t.as_str().to_owned(),
+                Ok(Some(Ok(Message::Close(c)))) => panic!("closed: {c:?}"),
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("no text frame: {other:?}"),
+            }
+        }
+    }
+
+    /// Asserts nothing arrives for a while.
+    pub async fn expect_silence(&mut self, d: Duration) {
+        if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(d, self.ws.next()).await {
+            panic!("expected nothing, got {t}");
+        }
+    }
+
+    /// Reads until the connection ends; returns the close frame, skipping other frames.
+    pub async fn ended(&mut self, within: Duration) -> Ended {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => panic!("the connection did not end within {within:?}"),
+                Ok(Some(Ok(Message::Close(Some(f))))) => {
+                    return Ended::Closed(u16::from(f.code), f.reason.as_str().to_owned())
+                }
+                Ok(Some(Ok(Message::Close(None)))) => {
+                    return Ended::Closed(u16::from(CloseCode::Status), String::new())
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(_))) | Ok(None) => return Ended::Dropped,
+            }
+        }
+    }
+
+    /// Sends a join and returns the welcome.
+    pub async fn join(&mut self, room: &str, name: &str) -> Value {
+        self.send(format!(
+            r#"{{"type":"join","room":"{room}","name":"{name}"}}"#
+        ))
+        .await;
+        let w = self.recv().await;
+        assert_eq!(w["type"], "welcome", "{w}");
+        w
+    }
+
+    pub async fn signal(&mut self, to: &str, data: &str) {
+        self.send(format!(r#"{{"type":"signal","to":"{to}","data":{data}}}"#))
+            .await;
+    }
+
+    /// Expects an error with this code; returns its message.
+    pub async fn expect_error(&mut self, code: &str) -> String {
+        let e = self.recv().await;
+        assert_eq!(e["type"], "error", "{e}");
+        assert_eq!(e["code"], code, "{e}");
+        let message = e["message"].as_str().unwrap().to_owned();
+        assert!(!message.is_empty());
+        message
+    }
+}
+
+/// Two clients joined to the same room: (a, a_id, b, b_id).
+pub async fn pair(server: &SignalServer, room: &str) -> (Client, String, Client, String) {
+    let mut a = Client::connect(server).await;
+    let a_id = a.join(room, "Ada").await["id"].as_str().unwrap().to_owned();
+    let mut b = Client::connect(server).await;
+    let b_id = b.join(room, "Bob").await["id"].as_str().unwrap().to_owned();
+    let joined = a.recv().await;
+    assert_eq!(joined["type"], "peer-joined");
+    assert_eq!(joined["id"], b_id.as_str());
+    (a, a_id, b, b_id)
+}

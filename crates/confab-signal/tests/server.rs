@@ -1,0 +1,204 @@
+//! The server doing its job: relay, health, TLS, shutdown.
+
+mod common;
+
+use common::{pair, start, Client, Ended, WAIT};
+use confab_signal::TlsFiles;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// An offer as a browser or the engine would send it (~5 KB of SDP).
+fn sdp(kind: &str) -> String {
+    let mut s =
+        String::from("v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n");
+    s.push_str("a=group:BUNDLE 0 1\r\na=msid-semantic: WMS\r\n");
+    for (mid, media) in [(0, "audio"), (1, "video")] {
+        s.push_str(&format!(
+            "m={media} 9 UDP/TLS/RTP/SAVPF 111 96 97 102\r\nc=IN IP4 0.0.0.0\r\n"
+        ));
+        s.push_str(&format!(
+            "a=mid:{mid}\r\na=ice-ufrag:Zx4q\r\na=ice-pwd:9fDCvC7Nq8a0b3pD8r1mLz0Q\r\n"
+        ));
+        s.push_str("a=fingerprint:sha-256 7B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:DC:B8:5F:64:1A:24:C2:43:F0:A1:58:D0:A1:2C:19:08\r\n");
+        for pt in 96..120 {
+            s.push_str(&format!("a=rtpmap:{pt} H264/90000\r\na=rtcp-fb:{pt} nack pli\r\na=fmtp:{pt} level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n"));
+        }
+    }
+    serde_json::json!({"kind":"description","description":{"type":kind,"sdp":s}}).to_string()
+}
+
+#[tokio::test]
+async fn relay_of_offer_answer_and_candidates_is_byte_for_byte() {
+    let server = start(|_| {}).await;
+    let (mut a, a_id, mut b, b_id) = pair(&server, "call").await;
+    let offer = sdp("offer");
+    assert!(offer.len() > 4000, "{}", offer.len());
+    let answer = sdp("answer");
+    let candidate = r#"{"kind":"candidate","candidate":{"candidate":"candidate:3 1 udp 2122260223 192.168.1.20 56143 typ host generation 0 ufrag Zx4q network-id 1","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"Zx4q"}}"#;
+    a.signal(&b_id, &offer).await;
+    let got = b.recv_text().await;
+    assert_eq!(
+        got,
+        format!(r#"{{"type":"signal","from":"{a_id}","data":{offer}}}"#)
+    );
+    b.signal(&a_id, &answer).await;
+    let got = a.recv_text().await;
+    assert_eq!(
+        got,
+        format!(r#"{{"type":"signal","from":"{b_id}","data":{answer}}}"#)
+    );
+    for _ in 0..10 {
+        a.signal(&b_id, candidate).await;
+    }
+    for _ in 0..10 {
+        assert_eq!(
+            b.recv_text().await,
+            format!(r#"{{"type":"signal","from":"{a_id}","data":{candidate}}}"#)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_room_of_three_sees_joins_and_leaves_in_order() {
+    let server = start(|_| {}).await;
+    let (mut a, a_id, mut b, b_id) = pair(&server, "r").await;
+    let mut c = Client::connect(&server).await;
+    let w = c.join("r", "Cy").await;
+    let peers: Vec<&str> = w["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(peers, vec![a_id.as_str(), b_id.as_str()]);
+    let c_id = w["id"].as_str().unwrap().to_owned();
+    for x in [&mut a, &mut b] {
+        let j = x.recv().await;
+        assert_eq!(
+            (j["type"].as_str(), j["id"].as_str(), j["name"].as_str()),
+            (Some("peer-joined"), Some(c_id.as_str()), Some("Cy"))
+        );
+    }
+    b.send(r#"{"type":"leave"}"#).await;
+    for x in [&mut a, &mut c] {
+        let l = x.recv().await;
+        assert_eq!(
+            (l["type"].as_str(), l["id"].as_str()),
+            (Some("peer-left"), Some(b_id.as_str()))
+        );
+    }
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(WAIT, tcp.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn healthz_and_plain_http() {
+    let server = start(|_| {}).await;
+    let health = http_get(server.local_addr(), "/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.ends_with("ok\n"));
+    let ws = http_get(server.local_addr(), "/ws").await;
+    assert!(ws.starts_with("HTTP/1.1 426"), "{ws}");
+    let missing = http_get(server.local_addr(), "/nope").await;
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_says_going_away() {
+    let server = start(|_| {}).await;
+    let (mut a, _, mut b, _) = pair(&server, "r").await;
+    let addr = server.local_addr();
+    let stopped = tokio::spawn(server.shutdown(Duration::from_secs(5)));
+    assert_eq!(
+        a.ended(WAIT).await,
+        Ended::Closed(1001, "server shutting down".into())
+    );
+    assert!(matches!(b.ended(WAIT).await, Ended::Closed(1001, _)));
+    tokio::time::timeout(WAIT, stopped)
+        .await
+        .expect("every task ends")
+        .unwrap();
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no longer listening"
+    );
+}
+
+#[tokio::test]
+async fn wss_with_a_certificate() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("confab-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let server = start(|c| {
+        c.tls = Some(TlsFiles {
+            cert: cert_path.clone(),
+            key: key_path.clone(),
+        })
+    })
+    .await;
+    assert!(server.ws_url().starts_with("wss://"));
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let client = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let url = format!("wss://localhost:{}/ws", server.local_addr().port());
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+        url,
+        None,
+        false,
+        Some(tokio_tungstenite::Connector::Rustls(Arc::new(client))),
+    )
+    .await
+    .expect("wss connects");
+    let mut c = Client { ws };
+    let w = c.join("secure", "Ada").await;
+    assert_eq!(w["room"], "secure");
+    // Plain ws to a TLS port fails the handshake instead of hanging.
+    let plain = format!("ws://127.0.0.1:{}/ws", server.local_addr().port());
+    assert!(
+        tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(plain))
+            .await
+            .unwrap()
+            .is_err()
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn bad_tls_files_are_a_clear_error() {
+    let config = confab_signal::SignalConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: Some(TlsFiles {
+            cert: "/nonexistent/cert.pem".into(),
+            key: "/nonexistent/key.pem".into(),
+        }),
+        ..Default::default()
+    };
+    let err = confab_signal::SignalServer::start(config)
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
+}
