@@ -1,1 +1,121 @@
-fn main() {}
+//! `cargo xtask`: the project's own commands. Standard library only, so it builds in seconds.
+//!
+//! - `cargo xtask run [-- ARGS]`   install what is missing, build, start Confab
+//! - `cargo xtask test`            install test prerequisites, fmt + clippy + every test
+//! - `cargo xtask bench signal`    signaling server load benchmark (prints figures)
+
+mod bench;
+mod deps;
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+pub type Result<T = ()> = std::result::Result<T, String>;
+
+const HELP: &str = "\
+cargo xtask <command>
+
+  run [-- ARGS]      install missing system packages, build (release) and start Confab;
+                     ARGS go to the program
+  test               install test prerequisites, then cargo fmt --check, clippy -D warnings
+                     and every test of the workspace
+  bench signal       load benchmark of the signaling server (see --help of the bench)
+  deps [build|test]  only install the system packages
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or(&[]);
+    let result = match args.first().map(String::as_str) {
+        Some("run") => run(rest),
+        Some("test") => test(rest),
+        Some("bench") => bench::main(rest),
+        Some("deps") => match rest.first().map(String::as_str) {
+            Some("test") => deps::ensure(deps::TEST),
+            _ => deps::ensure(deps::BUILD),
+        },
+        Some("help") | Some("--help") | Some("-h") | None => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+pub fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Runs a command, failing with its description if it fails.
+pub fn status(mut cmd: Command, what: &str) -> Result {
+    eprintln!("xtask: {what}");
+    let st = cmd
+        .status()
+        .map_err(|e| format!("{what}: cannot start {:?}: {e}", cmd.get_program()))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({st})"))
+    }
+}
+
+fn run(args: &[String]) -> Result {
+    deps::ensure(deps::BUILD)?;
+    let mut build = cargo();
+    build.args(["build", "--release", "-p", "confab-signal"]);
+    status(build, "building (release)")?;
+    let bin = root().join("target/release/confab-signal");
+    let args: Vec<&String> = args.iter().skip_while(|a| *a == "--").collect();
+    eprintln!("xtask: starting {} (Ctrl+C stops it)", bin.display());
+    let mut cmd = Command::new(&bin);
+    cmd.args(args);
+    status(cmd, "confab-signal")
+}
+
+fn test(args: &[String]) -> Result {
+    if !args.is_empty() {
+        return Err(format!(
+            "`cargo xtask test` takes no arguments (got {args:?})"
+        ));
+    }
+    deps::ensure(deps::TEST)?;
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    status(fmt, "cargo fmt --check")?;
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    status(clippy, "cargo clippy -D warnings")?;
+    // Tests start the workspace's binaries as processes: build them first.
+    let mut bins = cargo();
+    bins.args(["build", "--workspace", "--bins"]);
+    status(bins, "building the binaries")?;
+    let mut tests = cargo();
+    tests
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .env("RUST_BACKTRACE", "1");
+    status(tests, "cargo test --workspace")
+}

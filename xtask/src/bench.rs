@@ -1,0 +1,209 @@
+//! Benchmarks that print figures. They never fail on a number: this machine is shared and noisy.
+
+use crate::{cargo, root, status, Result};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const SIGNAL_HELP: &str = "\
+cargo xtask bench signal [--connections N] [--rates R1,R2,..] [--duration SECS] [--payload BYTES]
+
+Starts the release confab-signal pinned to core 0 and confab-loadgen pinned to core 1.
+The generator holds N connections in rooms of 2-8 peers and relays signal messages at each
+total rate R (messages/s), then prints connections held, relayed messages/s, relay latency
+p50/p99, the server's CPU seconds and peak RSS, and the generator's own CPU (a generator near
+one full core means the figure is the generator's limit, not the server's).
+Defaults: N=10000, rates 10000,20000, 15 s each, 200-byte payload.
+Targets: 10,000 connections held; p99 under 20 ms at 20,000 messages/s.";
+
+pub fn main(args: &[String]) -> Result {
+    match args.first().map(String::as_str) {
+        Some("signal") => signal(&args[1..]),
+        Some(other) => Err(format!("unknown benchmark `{other}` (have: signal)")),
+        None => Err("which benchmark? `cargo xtask bench signal`".into()),
+    }
+}
+
+fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{name} needs a value")),
+    }
+}
+
+/// CPU seconds (user + system) of a process, from /proc.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+}
+
+/// Peak resident set (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn pinned(core: u32, program: &std::path::Path) -> Command {
+    if crate::deps::which("taskset") {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg(core.to_string()).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn json_num(json: &str, key: &str) -> f64 {
+    let pat = format!("\"{key}\":");
+    json.find(&pat)
+        .and_then(|i| {
+            let rest = &json[i + pat.len()..];
+            let end = rest.find([',', '}']).unwrap_or(rest.len());
+            rest[..end].trim().parse().ok()
+        })
+        .unwrap_or(f64::NAN)
+}
+
+fn signal(args: &[String]) -> Result {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{SIGNAL_HELP}");
+        return Ok(());
+    }
+    let connections: usize = flag(args, "--connections", 10_000)?;
+    let rates: String = flag(args, "--rates", "10000,20000".to_string())?;
+    let duration: f64 = flag(args, "--duration", 15.0)?;
+    let payload: usize = flag(args, "--payload", 200)?;
+    let rates: Vec<f64> = rates
+        .split(',')
+        .map(|r| r.trim().parse().map_err(|_| format!("bad rate `{r}`")))
+        .collect::<Result<_>>()?;
+
+    crate::deps::ensure(crate::deps::BUILD)?;
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "confab-signal",
+        "-p",
+        "confab-loadgen",
+    ]);
+    status(
+        build,
+        "building the server and the load generator (release)",
+    )?;
+    let bin = root().join("target/release");
+
+    let mut rows = Vec::new();
+    for rate in rates {
+        // A fresh server per rate, so peak RSS and CPU are that run's.
+        let mut server = pinned(0, &bin.join("confab-signal"));
+        server
+            .args(["--listen", "127.0.0.1:0"])
+            .args(["--max-connections", &(connections + 100).to_string()])
+            .args(["--max-rooms", &connections.to_string()])
+            .env("RUST_LOG", "warn")
+            // One core, one worker: no cross-thread wake-ups on a pinned process.
+            .env("TOKIO_WORKER_THREADS", "1")
+            .stdout(Stdio::piped());
+        let mut server = Killed(
+            server
+                .spawn()
+                .map_err(|e| format!("starting confab-signal: {e}"))?,
+        );
+        let pid = server.0.id();
+        let mut line = String::new();
+        BufReader::new(server.0.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let url = line
+            .split_whitespace()
+            .last()
+            .filter(|u| u.starts_with("ws"))
+            .ok_or_else(|| format!("confab-signal did not say where it listens: {line:?}"))?
+            .to_owned();
+
+        let mut gen = pinned(1, &bin.join("confab-loadgen"));
+        gen.args(["--url", &url])
+            .args(["--connections", &connections.to_string()])
+            .args(["--rate", &rate.to_string()])
+            .args(["--duration", &duration.to_string()])
+            .args(["--payload", &payload.to_string()])
+            .stdout(Stdio::piped());
+        let mut gen = gen
+            .spawn()
+            .map_err(|e| format!("starting confab-loadgen: {e}"))?;
+        let out = BufReader::new(gen.stdout.take().expect("piped"));
+        let (mut cpu_start, mut cpu_end, mut summary) = (None, None, String::new());
+        for line in out.lines() {
+            let line = line.map_err(|e| e.to_string())?;
+            match line.trim() {
+                "phase relay" => cpu_start = cpu_seconds(pid),
+                "phase done" => cpu_end = cpu_seconds(pid),
+                l if l.starts_with('{') => summary = l.to_owned(),
+                _ => {}
+            }
+        }
+        let st = gen.wait().map_err(|e| e.to_string())?;
+        if !st.success() || summary.is_empty() {
+            return Err(format!("confab-loadgen failed ({st})"));
+        }
+        let rss = peak_rss_mib(pid).unwrap_or(f64::NAN);
+        let server_cpu = match (cpu_start, cpu_end) {
+            (Some(a), Some(b)) => b - a,
+            _ => f64::NAN,
+        };
+        drop(server);
+        std::thread::sleep(Duration::from_millis(200));
+        rows.push((rate, summary, server_cpu, rss));
+    }
+
+    println!();
+    println!("signaling server: {connections} connections wanted, rooms of 2-8, {payload}-byte payload, {duration} s per rate");
+    println!(
+        "{:>9} {:>8} {:>10} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9}",
+        "rate/s",
+        "held",
+        "relayed/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "server CPU",
+        "peak MiB",
+        "gen CPU"
+    );
+    for (rate, s, server_cpu, rss) in &rows {
+        println!(
+            "{:>9} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.1} {:>9.1} s {:>9.1} {:>7.1} s",
+            rate,
+            json_num(s, "connections_held"),
+            json_num(s, "relayed_per_second"),
+            json_num(s, "latency_ms_p50"),
+            json_num(s, "latency_ms_p99"),
+            json_num(s, "latency_ms_max"),
+            server_cpu,
+            rss,
+            json_num(s, "generator_cpu_seconds"),
+        );
+    }
+    println!("targets: 10000 held; p99 < 20 ms at 20000/s (server CPU is over the relay phase)");
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! System packages: installed with apt-get on Debian/Ubuntu (sudo when not root); elsewhere,
+//! printed with what to do.
+
+use crate::Result;
+use std::process::Command;
+
+/// Needed to build and run (Debian package names).
+pub const BUILD: &[&str] = &["pkg-config", "build-essential"];
+
+/// Needed by the tests, on top of [`BUILD`].
+pub const TEST: &[&str] = &["pkg-config", "build-essential"];
+
+fn is_debian_like() -> bool {
+    let Ok(os) = std::fs::read_to_string("/etc/os-release") else {
+        return false;
+    };
+    os.lines().any(|l| {
+        (l.starts_with("ID=") || l.starts_with("ID_LIKE="))
+            && (l.contains("debian") || l.contains("ubuntu"))
+    }) && which("apt-get")
+}
+
+pub fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${db:Status-Abbrev}", pkg])
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"ii"))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Installs the packages that are missing.
+pub fn ensure(packages: &[&str]) -> Result {
+    if !cfg!(target_os = "linux") || !is_debian_like() {
+        eprintln!(
+            "xtask: not a Debian/Ubuntu system, so nothing is installed automatically.\n\
+             xtask: Confab needs the equivalents of these Debian packages: {}\n\
+             xtask: macOS: Xcode command line tools, then `brew install cmake nasm pkg-config libvpx`.\n\
+             xtask: Windows: Visual Studio Build Tools (C++), CMake, NASM, LLVM (libclang) and WebView2.",
+            packages.join(" ")
+        );
+        return Ok(());
+    }
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    let sudo = !is_root();
+    if sudo && !which("sudo") {
+        return Err(format!(
+            "these packages are missing and there is no sudo; as root run:\n  apt-get update && apt-get install -y {}",
+            missing.join(" ")
+        ));
+    }
+    let apt = |args: &[&str]| {
+        let mut c = if sudo {
+            let mut c = Command::new("sudo");
+            c.arg("apt-get");
+            c
+        } else {
+            Command::new("apt-get")
+        };
+        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    };
+    crate::status(apt(&["update", "-q"]), "apt-get update")?;
+    let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
+    install.args(&missing);
+    crate::status(install, "apt-get install")
+}
