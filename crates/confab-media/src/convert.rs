@@ -1,0 +1,215 @@
+//! Pixel conversions: camera formats to I420 (the `yuv` crate's SIMD paths; MJPEG through
+//! zune-jpeg), and I420 to JPEG for the UI (jpeg-encoder, fed the YCbCr planes directly).
+
+use crate::frame::VideoFrame;
+use crate::MediaError;
+use nokhwa::utils::FrameFormat;
+use yuv::{
+    YuvChromaSubsampling, YuvConversionMode, YuvPackedImage, YuvPlanarImageMut, YuvRange,
+    YuvStandardMatrix,
+};
+
+fn planar_to_frame(img: YuvPlanarImageMut<'_, u8>, w: usize, h: usize) -> VideoFrame {
+    VideoFrame::from_planes(
+        w,
+        h,
+        img.y_plane.borrow(),
+        img.y_stride as usize,
+        img.u_plane.borrow(),
+        img.u_stride as usize,
+        img.v_plane.borrow(),
+        img.v_stride as usize,
+    )
+}
+
+fn rgb_to_i420(rgb: &[u8], w: usize, h: usize) -> Result<VideoFrame, MediaError> {
+    let mut out = YuvPlanarImageMut::<u8>::alloc(w as u32, h as u32, YuvChromaSubsampling::Yuv420);
+    yuv::rgb_to_yuv420(
+        &mut out,
+        rgb,
+        w as u32 * 3,
+        YuvRange::Limited,
+        YuvStandardMatrix::Bt601,
+        YuvConversionMode::Balanced,
+    )
+    .map_err(|e| MediaError::Device(format!("RGB to I420: {e:?}")))?;
+    Ok(planar_to_frame(out, w, h))
+}
+
+/// A camera buffer to an I420 frame of `w`×`h` (even).
+pub fn to_i420(
+    format: FrameFormat,
+    data: &[u8],
+    w: usize,
+    h: usize,
+) -> Result<VideoFrame, MediaError> {
+    match format {
+        FrameFormat::YUYV => {
+            if data.len() < w * h * 2 {
+                return Err(MediaError::Device("short YUYV frame".into()));
+            }
+            let mut out =
+                YuvPlanarImageMut::<u8>::alloc(w as u32, h as u32, YuvChromaSubsampling::Yuv420);
+            let packed = YuvPackedImage {
+                yuy: data,
+                yuy_stride: w as u32 * 2,
+                width: w as u32,
+                height: h as u32,
+            };
+            yuv::yuyv422_to_yuv420(&mut out, &packed)
+                .map_err(|e| MediaError::Device(format!("YUYV: {e:?}")))?;
+            Ok(planar_to_frame(out, w, h))
+        }
+        FrameFormat::NV12 => {
+            let luma = w * h;
+            if data.len() < luma + luma / 2 {
+                return Err(MediaError::Device("short NV12 frame".into()));
+            }
+            let mut f = VideoFrame::black(w, h);
+            let (y, u, v) = f.planes_mut();
+            y.copy_from_slice(&data[..luma]);
+            for (i, uv) in data[luma..luma + luma / 2].chunks_exact(2).enumerate() {
+                u[i] = uv[0];
+                v[i] = uv[1];
+            }
+            Ok(f)
+        }
+        FrameFormat::MJPEG => {
+            let mut dec = zune_jpeg::JpegDecoder::new(data);
+            let rgb = dec
+                .decode()
+                .map_err(|e| MediaError::Device(format!("MJPEG: {e:?}")))?;
+            let (jw, jh) = dec
+                .dimensions()
+                .ok_or_else(|| MediaError::Device("MJPEG without size".into()))?;
+            if rgb.len() < jw * jh * 3 {
+                return Err(MediaError::Device("MJPEG decoded short".into()));
+            }
+            rgb_to_i420(&rgb, jw & !1, jh & !1)
+        }
+        other => Err(MediaError::Device(format!(
+            "unsupported camera format {other:?}"
+        ))),
+    }
+}
+
+struct I420Image<'a>(&'a VideoFrame);
+
+impl jpeg_encoder::ImageBuffer for I420Image<'_> {
+    fn get_jpeg_color_type(&self) -> jpeg_encoder::JpegColorType {
+        jpeg_encoder::JpegColorType::Ycbcr
+    }
+    fn width(&self) -> u16 {
+        self.0.width as u16
+    }
+    fn height(&self) -> u16 {
+        self.0.height as u16
+    }
+    fn fill_buffers(&self, row: u16, buffers: &mut [Vec<u8>; 4]) {
+        let f = self.0;
+        let (r, w) = (row as usize, f.width);
+        // Limited range (16-235) to JPEG's full range.
+        let stretch_y = |v: u8| (((v as i32 - 16) * 255 + 109) / 219).clamp(0, 255) as u8;
+        let stretch_c = |v: u8| ((((v as i32 - 128) * 255 + 112) / 224) + 128).clamp(0, 255) as u8;
+        buffers[0].extend(f.y()[r * w..][..w].iter().map(|&v| stretch_y(v)));
+        let c = (r / 2) * (w / 2);
+        let (u, v) = (f.u(), f.v());
+        for x in 0..w {
+            buffers[1].push(stretch_c(u[c + x / 2]));
+            buffers[2].push(stretch_c(v[c + x / 2]));
+        }
+    }
+}
+
+/// JPEG of a frame (4:2:0), for the UI.
+pub fn to_jpeg(frame: &VideoFrame, quality: u8) -> Result<Vec<u8>, MediaError> {
+    if frame.width > u16::MAX as usize || frame.height > u16::MAX as usize {
+        return Err(MediaError::Codec("frame too large for JPEG".into()));
+    }
+    let mut out = Vec::with_capacity(frame.width * frame.height / 8);
+    let mut enc = jpeg_encoder::Encoder::new(&mut out, quality);
+    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+    enc.encode_image(I420Image(frame))
+        .map_err(|e| MediaError::Codec(format!("JPEG: {e}")))?;
+    Ok(out)
+}
+
+/// RGBA of a frame.
+pub fn to_rgba(frame: &VideoFrame) -> Vec<u8> {
+    let (w, h) = (frame.width as u32, frame.height as u32);
+    let img = yuv::YuvPlanarImage {
+        y_plane: frame.y(),
+        y_stride: w,
+        u_plane: frame.u(),
+        u_stride: w / 2,
+        v_plane: frame.v(),
+        v_stride: w / 2,
+        width: w,
+        height: h,
+    };
+    let mut rgba = vec![0u8; (w * h * 4) as usize];
+    if yuv::yuv420_to_rgba(
+        &img,
+        &mut rgba,
+        w * 4,
+        YuvRange::Limited,
+        YuvStandardMatrix::Bt601,
+    )
+    .is_err()
+    {
+        rgba.fill(0);
+    }
+    rgba
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pattern;
+
+    #[test]
+    fn jpeg_keeps_the_pattern_readable() {
+        let stamp = pattern::Stamp {
+            frame: 4242,
+            capture_us: 77,
+        };
+        let f = pattern::frame(640, 480, stamp, 0);
+        let jpg = to_jpeg(&f, 75).unwrap();
+        assert!(jpg.starts_with(&[0xff, 0xd8]) && jpg.len() < 640 * 480 / 2);
+        // Decode it back (as a browser would) and read the blocks from RGB.
+        let mut dec = zune_jpeg::JpegDecoder::new(&jpg[..]);
+        let rgb = dec.decode().unwrap();
+        let rgba: Vec<u8> = rgb
+            .chunks(3)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect();
+        assert_eq!(pattern::read_rgba(&rgba, 640, 480), Some(stamp));
+    }
+
+    #[test]
+    fn rgba_keeps_the_pattern_readable() {
+        let stamp = pattern::Stamp {
+            frame: 9,
+            capture_us: 1,
+        };
+        let f = pattern::frame(320, 240, stamp, 0);
+        assert_eq!(pattern::read_rgba(&to_rgba(&f), 320, 240), Some(stamp));
+    }
+
+    #[test]
+    fn camera_formats_convert() {
+        let (w, h) = (64, 32);
+        // YUYV of a flat mid-grey.
+        let yuyv: Vec<u8> = std::iter::repeat_n([120u8, 128, 120, 128], w * h / 2)
+            .flatten()
+            .collect();
+        let f = to_i420(FrameFormat::YUYV, &yuyv, w, h).unwrap();
+        assert!(f.y().iter().all(|&v| v == 120) && f.u().iter().all(|&v| v == 128));
+        let mut nv12 = vec![90u8; w * h];
+        nv12.extend(std::iter::repeat_n([100u8, 150], w * h / 4).flatten());
+        let f = to_i420(FrameFormat::NV12, &nv12, w, h).unwrap();
+        assert!(f.u().iter().all(|&v| v == 100) && f.v().iter().all(|&v| v == 150));
+        assert!(to_i420(FrameFormat::YUYV, &yuyv[..10], w, h).is_err());
+        assert!(to_i420(FrameFormat::MJPEG, b"not a jpeg", w, h).is_err());
+    }
+}

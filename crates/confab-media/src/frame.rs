@@ -1,0 +1,100 @@
+//! Raw media: I420 video frames and 20 ms mono audio frames at 48 kHz.
+
+/// Audio sample rate everywhere inside Confab.
+pub const SAMPLE_RATE: u32 = 48_000;
+/// Samples in one 20 ms audio frame (mono).
+pub const FRAME_SAMPLES: usize = 960;
+/// One 20 ms frame of mono audio.
+pub type AudioFrame = [i16; FRAME_SAMPLES];
+
+/// One picture in I420 (planar Y, then U and V at half resolution), tightly packed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VideoFrame {
+    pub width: usize,
+    pub height: usize,
+    /// `width * height` luma bytes, then `(width/2) * (height/2)` U, then as many V.
+    pub data: Vec<u8>,
+    /// Microseconds since the UNIX epoch when the frame was captured (sender side) or
+    /// decoded (receiver side).
+    pub timestamp_us: u64,
+}
+
+impl std::fmt::Debug for VideoFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "VideoFrame({}x{} @{})",
+            self.width, self.height, self.timestamp_us
+        )
+    }
+}
+
+impl VideoFrame {
+    /// A black frame. Width and height must be even.
+    pub fn black(width: usize, height: usize) -> Self {
+        let luma = width * height;
+        let mut data = vec![16u8; luma + luma / 2];
+        data[luma..].fill(128);
+        VideoFrame {
+            width,
+            height,
+            data,
+            timestamp_us: 0,
+        }
+    }
+
+    pub fn y(&self) -> &[u8] {
+        &self.data[..self.width * self.height]
+    }
+
+    pub fn u(&self) -> &[u8] {
+        let l = self.width * self.height;
+        &self.data[l..l + l / 4]
+    }
+
+    pub fn v(&self) -> &[u8] {
+        let l = self.width * self.height;
+        &self.data[l + l / 4..]
+    }
+
+    /// Planes as mutable slices (y, u, v).
+    pub fn planes_mut(&mut self) -> (&mut [u8], &mut [u8], &mut [u8]) {
+        let l = self.width * self.height;
+        let (y, uv) = self.data.split_at_mut(l);
+        let (u, v) = uv.split_at_mut(l / 4);
+        (y, u, v)
+    }
+
+    /// Copies planes with strides into a packed frame.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_planes(
+        width: usize,
+        height: usize,
+        y: &[u8],
+        y_stride: usize,
+        u: &[u8],
+        u_stride: usize,
+        v: &[u8],
+        v_stride: usize,
+    ) -> Self {
+        let mut f = VideoFrame::black(width, height);
+        let (cw, ch) = (width / 2, height / 2);
+        let (dy, du, dv) = f.planes_mut();
+        for r in 0..height {
+            dy[r * width..][..width].copy_from_slice(&y[r * y_stride..][..width]);
+        }
+        for r in 0..ch {
+            du[r * cw..][..cw].copy_from_slice(&u[r * u_stride..][..cw]);
+            dv[r * cw..][..cw].copy_from_slice(&v[r * v_stride..][..cw]);
+        }
+        f
+    }
+}
+
+/// Microseconds since the UNIX epoch, now.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,25 @@
+//! Confab's media pieces, independent of WebRTC signaling: devices and the built-in test
+//! devices, the test pattern, video and audio codecs, RTP frame assembly, the audio jitter
+//! buffer and mixer, and conversions for the UI.
+
+pub mod assembler;
+pub mod audio;
+pub mod convert;
+pub mod device;
+pub mod frame;
+pub mod pattern;
+pub mod tone;
+pub mod video;
+
+pub use frame::{now_us, AudioFrame, VideoFrame, FRAME_SAMPLES, SAMPLE_RATE};
+
+/// What can go wrong with media.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MediaError {
+    /// A device is missing, busy or unusable; the message says which and why.
+    #[error("{0}")]
+    Device(String),
+    /// An encoder or decoder failed.
+    #[error("{0}")]
+    Codec(String),
+}

@@ -1,0 +1,135 @@
+//! The "Test tone" microphone's sine, and what a receiver uses to tell what it hears:
+//! level and dominant frequency.
+
+use crate::frame::{AudioFrame, FRAME_SAMPLES, SAMPLE_RATE};
+
+/// A sine generator producing 20 ms frames, phase-continuous.
+#[derive(Debug, Clone)]
+pub struct Tone {
+    hz: f64,
+    amplitude: f64,
+    phase: f64,
+}
+
+impl Tone {
+    /// `amplitude` in 0..=1 of full scale.
+    pub fn new(hz: f64, amplitude: f64) -> Self {
+        Tone {
+            hz,
+            amplitude: amplitude.clamp(0.0, 1.0),
+            phase: 0.0,
+        }
+    }
+
+    pub fn hz(&self) -> f64 {
+        self.hz
+    }
+
+    pub fn next_frame(&mut self) -> AudioFrame {
+        let mut f = [0i16; FRAME_SAMPLES];
+        let step = std::f64::consts::TAU * self.hz / SAMPLE_RATE as f64;
+        for s in f.iter_mut() {
+            *s = (self.phase.sin() * self.amplitude * i16::MAX as f64) as i16;
+            self.phase = (self.phase + step) % std::f64::consts::TAU;
+        }
+        f
+    }
+}
+
+/// RMS level of samples, 0..=1 of full scale.
+pub fn level(samples: &[i16]) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let sum: f64 = samples.iter().map(|&s| (s as f64).powi(2)).sum();
+    (sum / samples.len() as f64).sqrt() / i16::MAX as f64
+}
+
+fn goertzel_power(samples: &[i16], hz: f64) -> f64 {
+    let w = std::f64::consts::TAU * hz / SAMPLE_RATE as f64;
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in samples {
+        let s0 = x as f64 + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    s1 * s1 + s2 * s2 - coeff * s1 * s2
+}
+
+/// The dominant frequency in 50..4000 Hz, to about 1 Hz, or None for silence.
+pub fn dominant_hz(samples: &[i16]) -> Option<f64> {
+    if samples.len() < 960 || level(samples) < 0.001 {
+        return None;
+    }
+    // Coarse scan every 10 Hz, then refine around the peak.
+    let best = |lo: f64, hi: f64, step: f64| {
+        let mut f = lo;
+        let mut top = (lo, f64::MIN);
+        while f <= hi {
+            let p = goertzel_power(samples, f);
+            if p > top.1 {
+                top = (f, p);
+            }
+            f += step;
+        }
+        top.0
+    };
+    let coarse = best(50.0, 4000.0, 10.0);
+    let fine = best((coarse - 10.0).max(50.0), coarse + 10.0, 1.0);
+    Some(fine)
+}
+
+/// Keeps the last second of what one peer sent, for level and pitch.
+#[derive(Debug, Clone, Default)]
+pub struct Listener {
+    window: std::collections::VecDeque<i16>,
+}
+
+impl Listener {
+    const WINDOW: usize = SAMPLE_RATE as usize / 2;
+
+    pub fn push(&mut self, frame: &[i16]) {
+        self.window.extend(frame.iter().copied());
+        while self.window.len() > Self::WINDOW {
+            self.window.pop_front();
+        }
+    }
+
+    pub fn level(&self) -> f64 {
+        let v: Vec<i16> = self.window.iter().copied().collect();
+        level(&v)
+    }
+
+    pub fn dominant_hz(&self) -> Option<f64> {
+        let v: Vec<i16> = self.window.iter().copied().collect();
+        dominant_hz(&v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tone_is_heard_at_its_frequency() {
+        for hz in [220.0, 440.0, 1000.0, 2500.0] {
+            let mut t = Tone::new(hz, 0.3);
+            let mut l = Listener::default();
+            for _ in 0..25 {
+                l.push(&t.next_frame());
+            }
+            let heard = l.dominant_hz().unwrap();
+            assert!((heard - hz).abs() <= 2.0, "{hz} heard as {heard}");
+            assert!((l.level() - 0.3 / 2f64.sqrt()).abs() < 0.01);
+        }
+    }
+
+    #[test]
+    fn silence_has_no_pitch() {
+        let mut l = Listener::default();
+        l.push(&[0i16; 960 * 10]);
+        assert_eq!(l.dominant_hz(), None);
+        assert_eq!(l.level(), 0.0);
+    }
+}
