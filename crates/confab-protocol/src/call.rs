@@ -15,6 +15,10 @@ pub enum CallSignal {
         in_call: bool,
         audio: bool,
         video: bool,
+        /// Stable for the life of the sender's client, across reconnections (which give it a
+        /// new peer id): lets the others keep a call with it going.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
     },
     /// "Join me in a call." A peer that is already in a call accepts automatically.
     Ring,

@@ -103,8 +103,18 @@ fn golden_call_signals() {
                 in_call: true,
                 audio: false,
                 video: true,
+                session: None,
             },
             r#"{"kind":"state","in_call":true,"audio":false,"video":true}"#,
+        ),
+        (
+            CallSignal::State {
+                in_call: false,
+                audio: true,
+                video: true,
+                session: Some("s1".into()),
+            },
+            r#"{"kind":"state","in_call":false,"audio":true,"video":true,"session":"s1"}"#,
         ),
         (CallSignal::Ring, r#"{"kind":"ring"}"#),
         (CallSignal::Accept, r#"{"kind":"accept"}"#),

@@ -1,0 +1,323 @@
+//! Several call cores wired together through a simulated room: signals are delivered in order,
+//! and a link comes up once both ends have opened it (one of them as offerer).
+
+use super::*;
+use std::collections::{BTreeSet, VecDeque};
+
+struct Net {
+    cores: BTreeMap<PeerId, CallCore>,
+    names: BTreeMap<PeerId, String>,
+    now: Instant,
+    queue: VecDeque<(PeerId, PeerId, CallSignal)>,
+    /// (who, with whom, offerer)
+    opened: Vec<(PeerId, PeerId, bool)>,
+    closed: Vec<(PeerId, PeerId)>,
+    notices: Vec<(PeerId, Notice)>,
+    links: BTreeSet<(PeerId, PeerId)>,
+}
+
+fn id(s: &str) -> PeerId {
+    PeerId::from(s)
+}
+
+impl Net {
+    fn new() -> Self {
+        Net {
+            cores: BTreeMap::new(),
+            names: BTreeMap::new(),
+            now: Instant::now(),
+            queue: VecDeque::new(),
+            opened: Vec::new(),
+            closed: Vec::new(),
+            notices: Vec::new(),
+            links: BTreeSet::new(),
+        }
+    }
+
+    /// Joins `who` to the room (ids order the roles: "a" < "b" < "c").
+    fn join(&mut self, who: &str, auto_accept: bool) {
+        let me = id(who);
+        let peers: Vec<PeerInfo> =
+            self.cores.keys().map(|p| PeerInfo { id: p.clone(), name: self.names[p].clone() }).collect();
+        let mut core = CallCore::new(format!("session-{who}"), auto_accept);
+        core.welcome(me.clone(), peers, self.now);
+        self.cores.insert(me.clone(), core);
+        self.names.insert(me.clone(), who.to_uppercase());
+        let others: Vec<PeerId> = self.cores.keys().filter(|p| **p != me).cloned().collect();
+        for o in others {
+            self.cores.get_mut(&o).unwrap().peer_joined(me.clone(), who.to_uppercase(), self.now);
+        }
+        self.run();
+    }
+
+    fn core(&mut self, who: &str) -> &mut CallCore {
+        self.cores.get_mut(&id(who)).unwrap()
+    }
+
+    /// Delivers everything until quiet; links come up when both ends opened them.
+    fn run(&mut self) {
+        for _ in 0..1000 {
+            let ids: Vec<PeerId> = self.cores.keys().cloned().collect();
+            for me in ids {
+                let actions = self.cores.get_mut(&me).unwrap().drain();
+                for a in actions {
+                    match a {
+                        Action::Send(to, sig) => self.queue.push_back((me.clone(), to, sig)),
+                        Action::OpenLink { peer, offerer } => self.opened.push((me.clone(), peer, offerer)),
+                        Action::CloseLink(peer) => {
+                            self.closed.push((me.clone(), peer.clone()));
+                            self.links.remove(&(me.clone(), peer));
+                        }
+                        Action::Notice(n) => self.notices.push((me.clone(), n)),
+                        Action::RebindLink { .. } | Action::Changed => {}
+                    }
+                }
+            }
+            // Links: both ends opened, exactly one offerer.
+            let opened = self.opened.clone();
+            for (a, b, _) in &opened {
+                let both = opened.iter().any(|(x, y, _)| x == b && y == a);
+                if both && !self.links.contains(&(a.clone(), b.clone())) {
+                    let offerers = opened
+                        .iter()
+                        .filter(|(x, y, o)| *o && ((x == a && y == b) || (x == b && y == a)))
+                        .count();
+                    assert_eq!(offerers, 1, "one offerer for {a}-{b}: {opened:?}");
+                    self.links.insert((a.clone(), b.clone()));
+                    let now = self.now;
+                    self.cores.get_mut(a).unwrap().link_connected(b, now);
+                }
+            }
+            match self.queue.pop_front() {
+                Some((from, to, sig)) => {
+                    let now = self.now;
+                    if let Some(c) = self.cores.get_mut(&to) {
+                        c.signal(&from, sig, now);
+                    }
+                }
+                None => {
+                    if self.cores.values().all(|c| c.out.is_empty()) {
+                        return;
+                    }
+                }
+            }
+        }
+        panic!("the network never went quiet");
+    }
+
+    fn phase(&self, who: &str, of: &str) -> Phase {
+        self.cores[&id(who)].participants().into_iter().find(|p| p.id == id(of)).map(|p| p.phase).unwrap()
+    }
+
+    fn connected(&self, a: &str, b: &str) -> bool {
+        self.phase(a, b) == Phase::Connected && self.phase(b, a) == Phase::Connected
+    }
+
+    fn notices_of(&self, who: &str) -> Vec<&Notice> {
+        self.notices.iter().filter(|(w, _)| *w == id(who)).map(|(_, n)| n).collect()
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        let now = self.now;
+        for c in self.cores.values_mut() {
+            c.tick(now);
+        }
+        self.run();
+    }
+}
+
+#[test]
+fn call_ring_accept_connect() {
+    let mut n = Net::new();
+    n.join("a", false);
+    n.join("b", false);
+    let now = n.now;
+    n.core("a").call(None, now).unwrap();
+    n.run();
+    assert_eq!(n.phase("a", "b"), Phase::Ringing);
+    assert_eq!(n.phase("b", "a"), Phase::Incoming);
+    assert!(matches!(n.notices_of("b")[..], [Notice::IncomingCall { .. }]));
+    assert!(n.core("a").in_call() && !n.core("b").in_call());
+    n.core("b").accept(&id("a"), now).unwrap();
+    n.run();
+    assert!(n.connected("a", "b"));
+    assert!(n.opened.contains(&(id("a"), id("b"), true)), "the ringer offers");
+    assert!(n.core("b").in_call());
+    // Both see each other in the call.
+    assert!(n.core("a").participants()[0].in_call);
+}
+
+#[test]
+fn decline_ends_the_callers_call() {
+    let mut n = Net::new();
+    n.join("a", false);
+    n.join("b", false);
+    let now = n.now;
+    n.core("a").call(Some(&id("b")), now).unwrap();
+    n.run();
+    n.core("b").decline(&id("a"), now).unwrap();
+    n.run();
+    assert_eq!(n.phase("a", "b"), Phase::Idle);
+    assert!(!n.core("a").in_call());
+    assert!(n.notices_of("a").iter().any(|x| matches!(x, Notice::Declined { .. })));
+    assert!(n.notices_of("a").iter().any(|x| matches!(x, Notice::CallEnded)));
+    assert!(n.opened.is_empty());
+}
+
+#[test]
+fn glare_ends_in_one_call() {
+    let mut n = Net::new();
+    n.join("a", false);
+    n.join("b", false);
+    let now = n.now;
+    // Both call before either ring arrives.
+    n.core("a").call(None, now).unwrap();
+    n.core("b").call(None, now).unwrap();
+    n.run();
+    assert!(n.connected("a", "b"));
+    let offers: Vec<_> = n.opened.iter().filter(|(_, _, o)| *o).collect();
+    assert_eq!(offers, vec![&(id("a"), id("b"), true)], "the smaller id offers");
+    assert!(n.notices.iter().all(|(_, x)| !matches!(x, Notice::IncomingCall { .. })));
+}
+
+#[test]
+fn three_party_mesh_fills_in() {
+    let mut n = Net::new();
+    for p in ["a", "b", "c"] {
+        n.join(p, false);
+    }
+    let now = n.now;
+    n.core("a").call(None, now).unwrap();
+    n.run();
+    n.core("b").accept(&id("a"), now).unwrap();
+    n.run();
+    n.core("c").accept(&id("a"), now).unwrap();
+    n.run();
+    assert!(n.connected("a", "b") && n.connected("a", "c") && n.connected("b", "c"), "{:?}", n.opened);
+}
+
+#[test]
+fn newcomer_joins_a_running_call() {
+    let mut n = Net::new();
+    n.join("a", true);
+    n.join("b", true);
+    let now = n.now;
+    n.core("a").call(None, now).unwrap();
+    n.run();
+    assert!(n.connected("a", "b"));
+    n.join("c", false);
+    // c sees who is in the call and calls them; the call members accept on their own.
+    assert!(n.core("c").participants().iter().all(|p| p.in_call));
+    n.core("c").call(None, now).unwrap();
+    n.run();
+    assert!(n.connected("c", "a") && n.connected("c", "b"));
+}
+
+#[test]
+fn hang_up_in_a_three_way_call_leaves_the_others_talking() {
+    let mut n = Net::new();
+    for p in ["a", "b", "c"] {
+        n.join(p, true);
+    }
+    let now = n.now;
+    n.core("b").call(None, now).unwrap();
+    n.run();
+    assert!(n.connected("a", "b") && n.connected("a", "c") && n.connected("b", "c"));
+    n.core("c").hang_up(now);
+    n.run();
+    assert!(!n.core("c").in_call());
+    assert!(n.connected("a", "b"));
+    assert_eq!(n.phase("a", "c"), Phase::Idle);
+    assert!(n.closed.contains(&(id("c"), id("a"))) && n.closed.contains(&(id("a"), id("c"))));
+    // Then b hangs up: a's call is over.
+    n.core("b").hang_up(now);
+    n.run();
+    assert!(!n.core("a").in_call());
+}
+
+#[test]
+fn unanswered_ring_times_out() {
+    let mut n = Net::new();
+    n.join("a", false);
+    n.join("b", false);
+    let now = n.now;
+    n.core("a").call(None, now).unwrap();
+    n.run();
+    n.advance(Duration::from_secs(31));
+    assert_eq!(n.phase("a", "b"), Phase::Idle);
+    assert_eq!(n.phase("b", "a"), Phase::Idle);
+    assert!(n.notices_of("a").iter().any(|x| matches!(x, Notice::NoAnswer { .. })));
+    assert!(n.notices_of("b").iter().any(|x| matches!(x, Notice::RingCancelled { .. })));
+    assert!(!n.core("a").in_call());
+}
+
+#[test]
+fn caller_cancels_the_ring() {
+    let mut n = Net::new();
+    n.join("a", false);
+    n.join("b", false);
+    let now = n.now;
+    n.core("a").call(None, now).unwrap();
+    n.run();
+    n.core("a").hang_up(now);
+    n.run();
+    assert_eq!(n.phase("b", "a"), Phase::Idle);
+    assert!(n.notices_of("b").iter().any(|x| matches!(x, Notice::RingCancelled { .. })));
+    assert_eq!(n.core("b").accept(&id("a"), now), Err(CallError::NotRinging));
+}
+
+#[test]
+fn commands_are_checked() {
+    let mut n = Net::new();
+    let now = n.now;
+    let mut lonely = CallCore::new("s".into(), false);
+    assert_eq!(lonely.call(None, now), Err(CallError::NotJoined));
+    n.join("a", false);
+    assert_eq!(n.core("a").call(None, now), Err(CallError::NobodyToCall));
+    assert_eq!(n.core("a").call(Some(&id("zz")), now), Err(CallError::UnknownPeer));
+    assert_eq!(n.core("a").accept(&id("zz"), now), Err(CallError::UnknownPeer));
+    n.join("b", false);
+    assert_eq!(n.core("a").decline(&id("b"), now), Err(CallError::NotRinging));
+}
+
+#[test]
+fn a_peer_that_reconnects_keeps_its_call() {
+    let mut n = Net::new();
+    n.join("a", true);
+    n.join("b", true);
+    let now = n.now;
+    n.core("a").call(None, now).unwrap();
+    n.run();
+    assert!(n.connected("a", "b"));
+    // b's signaling drops: the server tells a that b left; b comes back as "b2".
+    n.core("a").peer_left(&id("b"), now);
+    n.run();
+    assert!(n.closed.is_empty(), "media still flows: the link stays");
+    let mut b = n.cores.remove(&id("b")).unwrap();
+    b.welcome(id("b2"), vec![PeerInfo { id: id("a"), name: "A".into() }], now);
+    n.cores.insert(id("b2"), b);
+    n.names.insert(id("b2"), "B".into());
+    n.core("a").peer_joined(id("b2"), "B".into(), now);
+    n.run();
+    assert!(n.closed.is_empty());
+    assert_eq!(n.phase("a", "b2"), Phase::Connected);
+    assert_eq!(n.phase("b2", "a"), Phase::Connected);
+    assert!(n.core("a").in_call());
+    // A peer that never comes back is let go after the grace period.
+    n.core("a").peer_left(&id("b2"), now);
+    n.advance(Duration::from_secs(31));
+    assert!(n.closed.contains(&(id("a"), id("b2"))));
+    assert!(!n.core("a").in_call());
+}
+
+#[test]
+fn mute_is_announced() {
+    let mut n = Net::new();
+    n.join("a", false);
+    n.join("b", false);
+    n.core("a").set_media(false, true);
+    n.run();
+    let p = &n.core("b").participants()[0];
+    assert!(!p.audio && p.video);
+}

@@ -1,0 +1,3 @@
+//! The Confab call engine.
+
+pub mod core;
