@@ -38,12 +38,31 @@ pub struct Participant {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Notice {
-    IncomingCall { from: PeerId, name: String },
-    RingCancelled { from: PeerId, name: String },
-    Declined { peer: PeerId, name: String, reason: Option<String> },
-    NoAnswer { peer: PeerId, name: String },
-    HungUp { peer: PeerId, name: String },
-    LinkFailed { peer: PeerId, name: String },
+    IncomingCall {
+        from: PeerId,
+        name: String,
+    },
+    RingCancelled {
+        from: PeerId,
+        name: String,
+    },
+    Declined {
+        peer: PeerId,
+        name: String,
+        reason: Option<String>,
+    },
+    NoAnswer {
+        peer: PeerId,
+        name: String,
+    },
+    HungUp {
+        peer: PeerId,
+        name: String,
+    },
+    LinkFailed {
+        peer: PeerId,
+        name: String,
+    },
     CallEnded,
 }
 
@@ -51,10 +70,16 @@ pub enum Notice {
 pub enum Action {
     Send(PeerId, CallSignal),
     /// Create the peer connection; the offerer sends the first offer.
-    OpenLink { peer: PeerId, offerer: bool },
+    OpenLink {
+        peer: PeerId,
+        offerer: bool,
+    },
     CloseLink(PeerId),
     /// The peer reconnected under a new id: the same link now talks to `to`.
-    RebindLink { from: PeerId, to: PeerId },
+    RebindLink {
+        from: PeerId,
+        to: PeerId,
+    },
     Notice(Notice),
     /// The snapshot changed.
     Changed,
@@ -184,7 +209,10 @@ impl CallCore {
     }
 
     fn present(&self) -> impl Iterator<Item = &PeerId> {
-        self.peers.iter().filter(|(_, p)| p.away_since.is_none()).map(|(id, _)| id)
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.away_since.is_none())
+            .map(|(id, _)| id)
     }
 
     fn set_phase(&mut self, id: &PeerId, phase: Phase, now: Instant) {
@@ -253,7 +281,9 @@ impl CallCore {
     }
 
     pub fn peer_left(&mut self, id: &PeerId, now: Instant) {
-        let Some(p) = self.peers.get_mut(id) else { return };
+        let Some(p) = self.peers.get_mut(id) else {
+            return;
+        };
         match p.phase {
             // Media may still flow: wait for a rejoin under a new id.
             Phase::Connecting | Phase::Connected => {
@@ -262,7 +292,10 @@ impl CallCore {
             Phase::Incoming => {
                 let name = p.name.clone();
                 self.peers.remove(id);
-                self.out.push(Action::Notice(Notice::RingCancelled { from: id.clone(), name }));
+                self.out.push(Action::Notice(Notice::RingCancelled {
+                    from: id.clone(),
+                    name,
+                }));
             }
             _ => {
                 self.peers.remove(id);
@@ -302,7 +335,11 @@ impl CallCore {
                 self.out.push(Action::Changed);
                 // Fill the mesh: two peers in a call without a link; the smaller id rings.
                 let phase = self.peers[from].phase;
-                if self.in_call && in_call && phase == Phase::Idle && self.me.as_ref().is_some_and(|me| me < from) {
+                if self.in_call
+                    && in_call
+                    && phase == Phase::Idle
+                    && self.me.as_ref().is_some_and(|me| me < from)
+                {
                     self.ring(from, now);
                 }
             }
@@ -310,14 +347,21 @@ impl CallCore {
             CallSignal::Accept => {
                 if self.peers[from].phase == Phase::Ringing {
                     self.set_phase(from, Phase::Connecting, now);
-                    self.out.push(Action::OpenLink { peer: from.clone(), offerer: true });
+                    self.out.push(Action::OpenLink {
+                        peer: from.clone(),
+                        offerer: true,
+                    });
                 }
             }
             CallSignal::Decline { reason } => {
                 if self.peers[from].phase == Phase::Ringing {
                     self.set_phase(from, Phase::Idle, now);
                     let name = self.name(from);
-                    self.out.push(Action::Notice(Notice::Declined { peer: from.clone(), name, reason }));
+                    self.out.push(Action::Notice(Notice::Declined {
+                        peer: from.clone(),
+                        name,
+                        reason,
+                    }));
                     self.maybe_end_call();
                 }
             }
@@ -328,17 +372,27 @@ impl CallCore {
                     Phase::Idle => {}
                     Phase::Incoming => {
                         self.set_phase(from, Phase::Idle, now);
-                        self.out.push(Action::Notice(Notice::RingCancelled { from: from.clone(), name }));
+                        self.out.push(Action::Notice(Notice::RingCancelled {
+                            from: from.clone(),
+                            name,
+                        }));
                     }
                     Phase::Ringing => {
                         self.set_phase(from, Phase::Idle, now);
-                        self.out.push(Action::Notice(Notice::Declined { peer: from.clone(), name, reason: None }));
+                        self.out.push(Action::Notice(Notice::Declined {
+                            peer: from.clone(),
+                            name,
+                            reason: None,
+                        }));
                         self.maybe_end_call();
                     }
                     Phase::Connecting | Phase::Connected => {
                         self.set_phase(from, Phase::Idle, now);
                         self.out.push(Action::CloseLink(from.clone()));
-                        self.out.push(Action::Notice(Notice::HungUp { peer: from.clone(), name }));
+                        self.out.push(Action::Notice(Notice::HungUp {
+                            peer: from.clone(),
+                            name,
+                        }));
                         self.maybe_end_call();
                     }
                 }
@@ -354,12 +408,17 @@ impl CallCore {
             .find(|(id, p)| *id != new_id && p.session.as_deref() == Some(session))
             .map(|(id, _)| id.clone());
         let Some(old) = old else { return };
-        let Some(old_peer) = self.peers.remove(&old) else { return };
+        let Some(old_peer) = self.peers.remove(&old) else {
+            return;
+        };
         if matches!(old_peer.phase, Phase::Connecting | Phase::Connected) {
             let p = self.peers.get_mut(new_id).expect("caller checked");
             p.phase = old_peer.phase;
             p.since = old_peer.since;
-            self.out.push(Action::RebindLink { from: old, to: new_id.clone() });
+            self.out.push(Action::RebindLink {
+                from: old,
+                to: new_id.clone(),
+            });
         }
         self.out.push(Action::Changed);
     }
@@ -373,10 +432,17 @@ impl CallCore {
                 let me_smaller = self.me.as_ref().is_some_and(|me| me < from);
                 self.set_phase(from, Phase::Connecting, now);
                 if me_smaller {
-                    self.out.push(Action::OpenLink { peer: from.clone(), offerer: true });
+                    self.out.push(Action::OpenLink {
+                        peer: from.clone(),
+                        offerer: true,
+                    });
                 } else {
-                    self.out.push(Action::Send(from.clone(), CallSignal::Accept));
-                    self.out.push(Action::OpenLink { peer: from.clone(), offerer: false });
+                    self.out
+                        .push(Action::Send(from.clone(), CallSignal::Accept));
+                    self.out.push(Action::OpenLink {
+                        peer: from.clone(),
+                        offerer: false,
+                    });
                 }
             }
             Phase::Idle => {
@@ -385,7 +451,10 @@ impl CallCore {
                 } else {
                     self.set_phase(from, Phase::Incoming, now);
                     let name = self.name(from);
-                    self.out.push(Action::Notice(Notice::IncomingCall { from: from.clone(), name }));
+                    self.out.push(Action::Notice(Notice::IncomingCall {
+                        from: from.clone(),
+                        name,
+                    }));
                 }
             }
         }
@@ -393,8 +462,12 @@ impl CallCore {
 
     fn accept_now(&mut self, from: &PeerId, now: Instant) {
         self.set_phase(from, Phase::Connecting, now);
-        self.out.push(Action::Send(from.clone(), CallSignal::Accept));
-        self.out.push(Action::OpenLink { peer: from.clone(), offerer: false });
+        self.out
+            .push(Action::Send(from.clone(), CallSignal::Accept));
+        self.out.push(Action::OpenLink {
+            peer: from.clone(),
+            offerer: false,
+        });
         self.enter_call(now);
     }
 
@@ -406,8 +479,12 @@ impl CallCore {
         }
         self.in_call = true;
         self.broadcast_state();
-        let ids: Vec<(PeerId, Phase, bool)> =
-            self.peers.iter().filter(|(_, p)| p.away_since.is_none()).map(|(id, p)| (id.clone(), p.phase, p.in_call)).collect();
+        let ids: Vec<(PeerId, Phase, bool)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.away_since.is_none())
+            .map(|(id, p)| (id.clone(), p.phase, p.in_call))
+            .collect();
         for (id, phase, in_call) in ids {
             match phase {
                 Phase::Incoming => self.accept_now(&id, now),
@@ -425,7 +502,11 @@ impl CallCore {
     // ----- link events ---------------------------------------------------------------------
 
     pub fn link_connected(&mut self, id: &PeerId, now: Instant) {
-        if self.peers.get(id).is_some_and(|p| p.phase == Phase::Connecting) {
+        if self
+            .peers
+            .get(id)
+            .is_some_and(|p| p.phase == Phase::Connecting)
+        {
             self.set_phase(id, Phase::Connected, now);
         }
     }
@@ -439,7 +520,10 @@ impl CallCore {
         let name = p.name.clone();
         let away = p.away_since.is_some();
         self.out.push(Action::CloseLink(id.clone()));
-        self.out.push(Action::Notice(Notice::LinkFailed { peer: id.clone(), name }));
+        self.out.push(Action::Notice(Notice::LinkFailed {
+            peer: id.clone(),
+            name,
+        }));
         if away {
             self.peers.remove(id);
         } else {
@@ -459,7 +543,11 @@ impl CallCore {
         }
         let targets: Vec<PeerId> = match target {
             Some(t) => {
-                let p = self.peers.get(t).filter(|p| p.away_since.is_none()).ok_or(CallError::UnknownPeer)?;
+                let p = self
+                    .peers
+                    .get(t)
+                    .filter(|p| p.away_since.is_none())
+                    .ok_or(CallError::UnknownPeer)?;
                 match p.phase {
                     Phase::Connecting | Phase::Connected => return Err(CallError::AlreadyInCall),
                     Phase::Incoming => return self.accept(t, now),
@@ -518,7 +606,12 @@ impl CallCore {
             None => Err(CallError::UnknownPeer),
             Some(Phase::Incoming) => {
                 self.set_phase(from, Phase::Idle, now);
-                self.out.push(Action::Send(from.clone(), CallSignal::Decline { reason: Some("declined".into()) }));
+                self.out.push(Action::Send(
+                    from.clone(),
+                    CallSignal::Decline {
+                        reason: Some("declined".into()),
+                    },
+                ));
                 Ok(())
             }
             Some(_) => Err(CallError::NotRinging),
@@ -527,8 +620,11 @@ impl CallCore {
 
     /// Leaves the call (stays in the room).
     pub fn hang_up(&mut self, now: Instant) {
-        let ids: Vec<(PeerId, Phase, bool)> =
-            self.peers.iter().map(|(id, p)| (id.clone(), p.phase, p.away_since.is_some())).collect();
+        let ids: Vec<(PeerId, Phase, bool)> = self
+            .peers
+            .iter()
+            .map(|(id, p)| (id.clone(), p.phase, p.away_since.is_some()))
+            .collect();
         for (id, phase, away) in ids {
             match phase {
                 Phase::Ringing => {
@@ -575,7 +671,10 @@ impl CallCore {
         let expired: Vec<(PeerId, Phase)> = self
             .peers
             .iter()
-            .filter(|(_, p)| matches!(p.phase, Phase::Ringing | Phase::Incoming) && now.duration_since(p.since) >= self.ring_timeout)
+            .filter(|(_, p)| {
+                matches!(p.phase, Phase::Ringing | Phase::Incoming)
+                    && now.duration_since(p.since) >= self.ring_timeout
+            })
             .map(|(id, p)| (id.clone(), p.phase))
             .collect();
         for (id, phase) in expired {
@@ -583,22 +682,28 @@ impl CallCore {
             self.set_phase(&id, Phase::Idle, now);
             if phase == Phase::Ringing {
                 self.out.push(Action::Send(id.clone(), CallSignal::HangUp));
-                self.out.push(Action::Notice(Notice::NoAnswer { peer: id, name }));
+                self.out
+                    .push(Action::Notice(Notice::NoAnswer { peer: id, name }));
             } else {
-                self.out.push(Action::Notice(Notice::RingCancelled { from: id, name }));
+                self.out
+                    .push(Action::Notice(Notice::RingCancelled { from: id, name }));
             }
         }
         let gone: Vec<PeerId> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.away_since.is_some_and(|t| now.duration_since(t) >= self.rejoin_grace))
+            .filter(|(_, p)| {
+                p.away_since
+                    .is_some_and(|t| now.duration_since(t) >= self.rejoin_grace)
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in gone {
             let name = self.name(&id);
             self.peers.remove(&id);
             self.out.push(Action::CloseLink(id.clone()));
-            self.out.push(Action::Notice(Notice::HungUp { peer: id, name }));
+            self.out
+                .push(Action::Notice(Notice::HungUp { peer: id, name }));
             self.out.push(Action::Changed);
         }
         self.maybe_end_call();
@@ -609,7 +714,12 @@ impl CallCore {
         if !self.in_call {
             return;
         }
-        let anyone = self.peers.values().any(|p| matches!(p.phase, Phase::Ringing | Phase::Connecting | Phase::Connected));
+        let anyone = self.peers.values().any(|p| {
+            matches!(
+                p.phase,
+                Phase::Ringing | Phase::Connecting | Phase::Connected
+            )
+        });
         if !anyone {
             self.in_call = false;
             self.broadcast_state();

@@ -131,13 +131,12 @@ impl H264Encoder {
             .usage_type(UsageType::CameraVideoRealTime)
             .profile(Profile::Baseline)
             .complexity(Complexity::Low)
-            .skip_frames(false)
+            // Frame skipping is what lets openh264's rate control hold a bitrate.
+            .skip_frames(true)
             .intra_frame_period(IntraFramePeriod::from_num_frames(
                 (self.fps as u32).max(1) * 10,
             ))
             .sps_pps_strategy(SpsPpsStrategy::ConstantId)
-            // Keep NAL units under the RTP MTU so the packetizer can use single NAL/STAP-A.
-            .max_slice_len(1100)
             .num_threads(1);
         OhEncoder::with_api_config(OpenH264API::from_source(), cfg).map_err(h264_err)
     }

@@ -37,15 +37,24 @@ impl Net {
     /// Joins `who` to the room (ids order the roles: "a" < "b" < "c").
     fn join(&mut self, who: &str, auto_accept: bool) {
         let me = id(who);
-        let peers: Vec<PeerInfo> =
-            self.cores.keys().map(|p| PeerInfo { id: p.clone(), name: self.names[p].clone() }).collect();
+        let peers: Vec<PeerInfo> = self
+            .cores
+            .keys()
+            .map(|p| PeerInfo {
+                id: p.clone(),
+                name: self.names[p].clone(),
+            })
+            .collect();
         let mut core = CallCore::new(format!("session-{who}"), auto_accept);
         core.welcome(me.clone(), peers, self.now);
         self.cores.insert(me.clone(), core);
         self.names.insert(me.clone(), who.to_uppercase());
         let others: Vec<PeerId> = self.cores.keys().filter(|p| **p != me).cloned().collect();
         for o in others {
-            self.cores.get_mut(&o).unwrap().peer_joined(me.clone(), who.to_uppercase(), self.now);
+            self.cores
+                .get_mut(&o)
+                .unwrap()
+                .peer_joined(me.clone(), who.to_uppercase(), self.now);
         }
         self.run();
     }
@@ -63,7 +72,9 @@ impl Net {
                 for a in actions {
                     match a {
                         Action::Send(to, sig) => self.queue.push_back((me.clone(), to, sig)),
-                        Action::OpenLink { peer, offerer } => self.opened.push((me.clone(), peer, offerer)),
+                        Action::OpenLink { peer, offerer } => {
+                            self.opened.push((me.clone(), peer, offerer))
+                        }
                         Action::CloseLink(peer) => {
                             self.closed.push((me.clone(), peer.clone()));
                             self.links.remove(&(me.clone(), peer));
@@ -106,7 +117,12 @@ impl Net {
     }
 
     fn phase(&self, who: &str, of: &str) -> Phase {
-        self.cores[&id(who)].participants().into_iter().find(|p| p.id == id(of)).map(|p| p.phase).unwrap()
+        self.cores[&id(who)]
+            .participants()
+            .into_iter()
+            .find(|p| p.id == id(of))
+            .map(|p| p.phase)
+            .unwrap()
     }
 
     fn connected(&self, a: &str, b: &str) -> bool {
@@ -114,7 +130,11 @@ impl Net {
     }
 
     fn notices_of(&self, who: &str) -> Vec<&Notice> {
-        self.notices.iter().filter(|(w, _)| *w == id(who)).map(|(_, n)| n).collect()
+        self.notices
+            .iter()
+            .filter(|(w, _)| *w == id(who))
+            .map(|(_, n)| n)
+            .collect()
     }
 
     fn advance(&mut self, d: Duration) {
@@ -137,12 +157,18 @@ fn call_ring_accept_connect() {
     n.run();
     assert_eq!(n.phase("a", "b"), Phase::Ringing);
     assert_eq!(n.phase("b", "a"), Phase::Incoming);
-    assert!(matches!(n.notices_of("b")[..], [Notice::IncomingCall { .. }]));
+    assert!(matches!(
+        n.notices_of("b")[..],
+        [Notice::IncomingCall { .. }]
+    ));
     assert!(n.core("a").in_call() && !n.core("b").in_call());
     n.core("b").accept(&id("a"), now).unwrap();
     n.run();
     assert!(n.connected("a", "b"));
-    assert!(n.opened.contains(&(id("a"), id("b"), true)), "the ringer offers");
+    assert!(
+        n.opened.contains(&(id("a"), id("b"), true)),
+        "the ringer offers"
+    );
     assert!(n.core("b").in_call());
     // Both see each other in the call.
     assert!(n.core("a").participants()[0].in_call);
@@ -160,8 +186,14 @@ fn decline_ends_the_callers_call() {
     n.run();
     assert_eq!(n.phase("a", "b"), Phase::Idle);
     assert!(!n.core("a").in_call());
-    assert!(n.notices_of("a").iter().any(|x| matches!(x, Notice::Declined { .. })));
-    assert!(n.notices_of("a").iter().any(|x| matches!(x, Notice::CallEnded)));
+    assert!(n
+        .notices_of("a")
+        .iter()
+        .any(|x| matches!(x, Notice::Declined { .. })));
+    assert!(n
+        .notices_of("a")
+        .iter()
+        .any(|x| matches!(x, Notice::CallEnded)));
     assert!(n.opened.is_empty());
 }
 
@@ -177,8 +209,15 @@ fn glare_ends_in_one_call() {
     n.run();
     assert!(n.connected("a", "b"));
     let offers: Vec<_> = n.opened.iter().filter(|(_, _, o)| *o).collect();
-    assert_eq!(offers, vec![&(id("a"), id("b"), true)], "the smaller id offers");
-    assert!(n.notices.iter().all(|(_, x)| !matches!(x, Notice::IncomingCall { .. })));
+    assert_eq!(
+        offers,
+        vec![&(id("a"), id("b"), true)],
+        "the smaller id offers"
+    );
+    assert!(n
+        .notices
+        .iter()
+        .all(|(_, x)| !matches!(x, Notice::IncomingCall { .. })));
 }
 
 #[test]
@@ -194,7 +233,11 @@ fn three_party_mesh_fills_in() {
     n.run();
     n.core("c").accept(&id("a"), now).unwrap();
     n.run();
-    assert!(n.connected("a", "b") && n.connected("a", "c") && n.connected("b", "c"), "{:?}", n.opened);
+    assert!(
+        n.connected("a", "b") && n.connected("a", "c") && n.connected("b", "c"),
+        "{:?}",
+        n.opened
+    );
 }
 
 #[test]
@@ -247,8 +290,14 @@ fn unanswered_ring_times_out() {
     n.advance(Duration::from_secs(31));
     assert_eq!(n.phase("a", "b"), Phase::Idle);
     assert_eq!(n.phase("b", "a"), Phase::Idle);
-    assert!(n.notices_of("a").iter().any(|x| matches!(x, Notice::NoAnswer { .. })));
-    assert!(n.notices_of("b").iter().any(|x| matches!(x, Notice::RingCancelled { .. })));
+    assert!(n
+        .notices_of("a")
+        .iter()
+        .any(|x| matches!(x, Notice::NoAnswer { .. })));
+    assert!(n
+        .notices_of("b")
+        .iter()
+        .any(|x| matches!(x, Notice::RingCancelled { .. })));
     assert!(!n.core("a").in_call());
 }
 
@@ -263,8 +312,14 @@ fn caller_cancels_the_ring() {
     n.core("a").hang_up(now);
     n.run();
     assert_eq!(n.phase("b", "a"), Phase::Idle);
-    assert!(n.notices_of("b").iter().any(|x| matches!(x, Notice::RingCancelled { .. })));
-    assert_eq!(n.core("b").accept(&id("a"), now), Err(CallError::NotRinging));
+    assert!(n
+        .notices_of("b")
+        .iter()
+        .any(|x| matches!(x, Notice::RingCancelled { .. })));
+    assert_eq!(
+        n.core("b").accept(&id("a"), now),
+        Err(CallError::NotRinging)
+    );
 }
 
 #[test]
@@ -275,10 +330,19 @@ fn commands_are_checked() {
     assert_eq!(lonely.call(None, now), Err(CallError::NotJoined));
     n.join("a", false);
     assert_eq!(n.core("a").call(None, now), Err(CallError::NobodyToCall));
-    assert_eq!(n.core("a").call(Some(&id("zz")), now), Err(CallError::UnknownPeer));
-    assert_eq!(n.core("a").accept(&id("zz"), now), Err(CallError::UnknownPeer));
+    assert_eq!(
+        n.core("a").call(Some(&id("zz")), now),
+        Err(CallError::UnknownPeer)
+    );
+    assert_eq!(
+        n.core("a").accept(&id("zz"), now),
+        Err(CallError::UnknownPeer)
+    );
     n.join("b", false);
-    assert_eq!(n.core("a").decline(&id("b"), now), Err(CallError::NotRinging));
+    assert_eq!(
+        n.core("a").decline(&id("b"), now),
+        Err(CallError::NotRinging)
+    );
 }
 
 #[test]
@@ -295,7 +359,14 @@ fn a_peer_that_reconnects_keeps_its_call() {
     n.run();
     assert!(n.closed.is_empty(), "media still flows: the link stays");
     let mut b = n.cores.remove(&id("b")).unwrap();
-    b.welcome(id("b2"), vec![PeerInfo { id: id("a"), name: "A".into() }], now);
+    b.welcome(
+        id("b2"),
+        vec![PeerInfo {
+            id: id("a"),
+            name: "A".into(),
+        }],
+        now,
+    );
     n.cores.insert(id("b2"), b);
     n.names.insert(id("b2"), "B".into());
     n.core("a").peer_joined(id("b2"), "B".into(), now);

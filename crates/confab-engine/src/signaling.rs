@@ -1,0 +1,315 @@
+//! The signaling client: one WebSocket to the server, protocol v1, reconnecting with backoff
+//! and joining again when the connection drops. A read loop and the writes share one task;
+//! what goes in and out passes through bounded channels.
+
+use confab_protocol::{ClientMessage, ErrorCode, PeerId, PeerInfo, ServerMessage, SignalData};
+use futures_util::{SinkExt, StreamExt};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct JoinParams {
+    /// `ws://host:port/ws` or `wss://…`; a bare `host:port` gets `ws://` and `/ws`.
+    pub url: String,
+    pub room: String,
+    pub name: String,
+    pub password: Option<String>,
+}
+
+/// What the signaling client reports.
+#[derive(Debug)]
+pub enum SigEvent {
+    Welcome {
+        id: PeerId,
+        room: String,
+        peers: Vec<PeerInfo>,
+    },
+    PeerJoined {
+        id: PeerId,
+        name: String,
+    },
+    PeerLeft {
+        id: PeerId,
+    },
+    Signal {
+        from: PeerId,
+        data: SignalData,
+    },
+    /// A refused request (the connection stays).
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+    /// The connection dropped; it is being re-established.
+    Reconnecting {
+        reason: String,
+        attempt: u32,
+    },
+    /// Cannot go on (server unreachable at first, join refused): the client has stopped.
+    Fatal {
+        code: String,
+        message: String,
+    },
+}
+
+/// Normalizes what people type as a server: `host:port` → `ws://host:port/ws`.
+pub fn normalize_url(input: &str) -> Result<String, String> {
+    let s = input.trim();
+    if s.is_empty() {
+        return Err("the server address is empty".into());
+    }
+    let with_scheme = if s.contains("://") {
+        s.to_owned()
+    } else {
+        format!("ws://{s}")
+    };
+    let (scheme, rest) = with_scheme.split_once("://").expect("has ://");
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "ws" | "http" => "ws",
+        "wss" | "https" => "wss",
+        other => {
+            return Err(format!(
+                "a server address starts with ws:// or wss://, not {other}://"
+            ))
+        }
+    };
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("`{input}` is not a server address"));
+    }
+    let path = if path.is_empty() || path == "/" {
+        confab_protocol::WS_PATH
+    } else {
+        path
+    };
+    Ok(format!("{scheme}://{host}{path}"))
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(url: &str) -> Result<Ws, String> {
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .max_message_size(Some(1 << 20));
+    match tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async_with_config(url, Some(config), true),
+    )
+    .await
+    {
+        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Err(e)) => Err(format!("cannot reach the server at {url}: {e}")),
+        Err(_) => Err(format!("the server at {url} did not answer within 10 s")),
+    }
+}
+
+/// Joins and waits for the welcome (or the refusal).
+async fn join(ws: &mut Ws, p: &JoinParams) -> Result<SigEvent, (String, String)> {
+    let msg = ClientMessage::Join {
+        room: p.room.clone(),
+        name: p.name.clone(),
+        password: p.password.clone(),
+    };
+    ws.send(Message::Text(msg.encode().into()))
+        .await
+        .map_err(|e| {
+            (
+                "disconnected".to_owned(),
+                format!("the server closed the connection: {e}"),
+            )
+        })?;
+    let wait = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(m) = ws.next().await {
+            match m {
+                Ok(Message::Text(t)) => match ServerMessage::decode(t.as_str()) {
+                    Ok(ServerMessage::Welcome { id, room, peers }) => {
+                        return Ok(SigEvent::Welcome { id, room, peers })
+                    }
+                    Ok(ServerMessage::Error { code, message }) => {
+                        return Err((code.as_str().to_owned(), message))
+                    }
+                    _ => continue,
+                },
+                Ok(Message::Close(f)) => {
+                    let why = f.map(|f| f.reason.to_string()).unwrap_or_default();
+                    return Err((
+                        "disconnected".to_owned(),
+                        format!("the server closed the connection {why}"),
+                    ));
+                }
+                Ok(_) => continue,
+                Err(e) => return Err(("disconnected".to_owned(), e.to_string())),
+            }
+        }
+        Err((
+            "disconnected".to_owned(),
+            "the server closed the connection".to_owned(),
+        ))
+    });
+    wait.await.unwrap_or_else(|_| {
+        Err((
+            "timeout".to_owned(),
+            "the server did not answer the join within 10 s".to_owned(),
+        ))
+    })
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis((250u64 << attempt.min(6)).min(10_000))
+}
+
+/// Runs until cancelled or a fatal error. Messages to send come from `out`; everything heard
+/// goes to `events`.
+pub async fn run(
+    params: JoinParams,
+    mut out: mpsc::Receiver<ClientMessage>,
+    events: mpsc::Sender<SigEvent>,
+    cancel: CancellationToken,
+) {
+    let mut attempt: u32 = 0;
+    let mut ever_joined = false;
+    loop {
+        let connected = tokio::select! {
+            _ = cancel.cancelled() => return,
+            c = connect(&params.url) => c,
+        };
+        let mut ws = match connected {
+            Ok(ws) => ws,
+            Err(message) => {
+                if !ever_joined {
+                    let _ = events
+                        .send(SigEvent::Fatal {
+                            code: "unreachable".into(),
+                            message,
+                        })
+                        .await;
+                    return;
+                }
+                attempt += 1;
+                let _ = events
+                    .send(SigEvent::Reconnecting {
+                        reason: message,
+                        attempt,
+                    })
+                    .await;
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff(attempt)) => continue,
+                }
+            }
+        };
+        match join(&mut ws, &params).await {
+            Ok(welcome) => {
+                ever_joined = true;
+                attempt = 0;
+                if events.send(welcome).await.is_err() {
+                    return;
+                }
+            }
+            Err((code, message)) => {
+                let retryable =
+                    code == "disconnected" || code == "timeout" || code == "server-full";
+                if !ever_joined || !retryable {
+                    let _ = events.send(SigEvent::Fatal { code, message }).await;
+                    return;
+                }
+                attempt += 1;
+                let _ = events
+                    .send(SigEvent::Reconnecting {
+                        reason: message,
+                        attempt,
+                    })
+                    .await;
+                tokio::time::sleep(backoff(attempt)).await;
+                continue;
+            }
+        }
+        // Joined: pump until the connection drops or we are told to stop.
+        let reason = loop {
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    let _ = ws.send(Message::Text(ClientMessage::Leave.encode().into())).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                    return;
+                }
+                msg = out.recv() => match msg {
+                    Some(m) => {
+                        if let Err(e) = ws.send(Message::Text(m.encode().into())).await {
+                            break format!("sending failed: {e}");
+                        }
+                    }
+                    None => {
+                        let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                        return;
+                    }
+                },
+                incoming = ws.next() => match incoming {
+                    Some(Ok(Message::Text(t))) => {
+                        let ev = match ServerMessage::decode(t.as_str()) {
+                            Ok(ServerMessage::PeerJoined { id, name }) => SigEvent::PeerJoined { id, name },
+                            Ok(ServerMessage::PeerLeft { id }) => SigEvent::PeerLeft { id },
+                            Ok(ServerMessage::Signal { from, data }) => SigEvent::Signal { from, data },
+                            Ok(ServerMessage::Error { code, message }) => SigEvent::Error { code, message },
+                            Ok(ServerMessage::Welcome { .. }) => continue,
+                            Err(e) => {
+                                tracing::warn!("ignoring a message from the server: {e}");
+                                continue;
+                            }
+                        };
+                        if events.send(ev).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(Message::Close(f))) => {
+                        break f.map(|f| format!("the server closed the connection: {}", f.reason)).unwrap_or_else(|| "the server closed the connection".into());
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => break format!("the connection failed: {e}"),
+                    None => break "the connection ended".into(),
+                }
+            }
+        };
+        attempt += 1;
+        tracing::info!("signaling connection lost ({reason}); reconnecting");
+        let _ = events
+            .send(SigEvent::Reconnecting { reason, attempt })
+            .await;
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff(attempt)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_url;
+
+    #[test]
+    fn server_addresses_are_normalized() {
+        assert_eq!(
+            normalize_url("localhost:8787").unwrap(),
+            "ws://localhost:8787/ws"
+        );
+        assert_eq!(normalize_url("ws://h:1/ws").unwrap(), "ws://h:1/ws");
+        assert_eq!(
+            normalize_url("wss://example.org").unwrap(),
+            "wss://example.org/ws"
+        );
+        assert_eq!(
+            normalize_url("https://example.org/").unwrap(),
+            "wss://example.org/ws"
+        );
+        assert_eq!(normalize_url("ws://h:1/custom").unwrap(), "ws://h:1/custom");
+        assert!(normalize_url("").is_err());
+        assert!(normalize_url("ftp://x").is_err());
+        assert!(normalize_url("ws://").is_err());
+        assert!(normalize_url("a b").is_err());
+    }
+}
