@@ -248,6 +248,7 @@ impl Engine {
             speaker: None,
             joined_at: None,
             last_snapshot: None,
+            history: Vec::new(),
         };
         let task = tokio::spawn(actor.run(rx, link_rx));
         Ok((
@@ -428,6 +429,8 @@ struct Actor {
     speaker: Option<String>,
     joined_at: Option<Instant>,
     last_snapshot: Option<Snapshot>,
+    /// Stats of links that ended, kept so that a report at the end covers the whole session.
+    history: Vec<PeerStats>,
 }
 
 impl Actor {
@@ -518,6 +521,7 @@ impl Actor {
                 Action::OpenLink { peer, offerer } => self.open_link(peer, offerer),
                 Action::CloseLink(peer) => {
                     if let Some(l) = self.links.remove(&peer) {
+                        self.remember(&peer, l.id);
                         self.link_peer.remove(&l.id);
                         let _ = l.tx.try_send(LinkCommand::Close);
                         self.closing.push(l.task);
@@ -821,28 +825,43 @@ impl Actor {
         }
     }
 
+    fn link_stats(&self, peer: &PeerId, link: LinkId) -> PeerStats {
+        let (video, audio) = self.hub.stats(link);
+        let setup_ms = match (self.joined_at, self.hub.first_frame(link)) {
+            (Some(j), Some(f)) => Some(f.saturating_duration_since(j).as_secs_f64() * 1000.0),
+            _ => None,
+        };
+        PeerStats {
+            id: peer.to_string(),
+            name: self.core.name_of(peer).unwrap_or("").to_owned(),
+            video,
+            audio,
+            setup_ms,
+        }
+    }
+
+    /// Keeps what a link measured before it goes.
+    fn remember(&mut self, peer: &PeerId, link: LinkId) {
+        let s = self.link_stats(peer, link);
+        if s.video.frames_decoded > 0 || s.audio.packets > 0 {
+            self.history.retain(|h| h.id != s.id);
+            self.history.push(s);
+        }
+    }
+
+    /// Every peer heard from in this session: live links first, then ended ones.
     fn stats(&self) -> Vec<PeerStats> {
         let mut out: Vec<PeerStats> = self
             .links
             .iter()
-            .map(|(peer, l)| {
-                let (video, audio) = self.hub.stats(l.id);
-                let setup_ms = match (self.joined_at, self.hub.first_frame(l.id)) {
-                    (Some(j), Some(f)) => {
-                        Some(f.saturating_duration_since(j).as_secs_f64() * 1000.0)
-                    }
-                    _ => None,
-                };
-                PeerStats {
-                    id: peer.to_string(),
-                    name: self.core.name_of(peer).unwrap_or("").to_owned(),
-                    video,
-                    audio,
-                    setup_ms,
-                }
-            })
+            .map(|(peer, l)| self.link_stats(peer, l.id))
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
+        for h in &self.history {
+            if !out.iter().any(|o| o.id == h.id) {
+                out.push(h.clone());
+            }
+        }
         out
     }
 
@@ -984,13 +1003,16 @@ impl Actor {
             }
             LinkEvent::Closed(id) => {
                 // A link that ended on its own (not through CloseLink).
-                if let Some(peer) = self.link_peer.remove(&id) {
+                let ended_alone = self.link_peer.remove(&id);
+                if let Some(peer) = ended_alone {
                     if let Some(l) = self.links.remove(&peer) {
+                        self.remember(&peer, l.id);
                         self.closing.push(l.task);
                     }
                     self.core.link_failed(&peer, now);
                     self.apply().await;
                 }
+                self.hub.remove_link(id);
             }
         }
     }

@@ -23,3 +23,7 @@ pub use engine::{
 pub use link::{IceServer, RtcSettings};
 pub use media::{FrameSource, NullSink, VideoSink};
 pub use stats::PeerStats;
+
+/// A log filter for binaries: our crates at `warn`, the WebRTC stack (chatty about routine
+/// ICE and DTLS events) at `error`. `RUST_LOG` overrides it.
+pub const DEFAULT_LOG_FILTER: &str = "warn,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_interceptor=error,rtc_srtp=error,rtc_sctp=error,webrtc=error";

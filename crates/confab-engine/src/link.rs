@@ -773,7 +773,7 @@ pub async fn run(
     if let Some(e) = failure {
         let _ = events.send(LinkEvent::Failed(id, e)).await;
     }
-    hub.remove_link(id);
+    // The engine removes the link from the hub once it has kept its stats (on Closed).
     let _ = link.pc.close().await;
     // The receive tasks end once the connection is closed (their polls return None).
     let mut tasks = std::mem::take(&mut link.tasks);

@@ -1,1 +1,266 @@
-fn main() {}
+//! `confab-peer`: a headless Confab peer for tests, demos and benchmarks.
+//!
+//! It joins a room, optionally calls everyone, sends the built-in test devices (or a real
+//! camera and microphone), runs for a while, hangs up cleanly and prints one JSON object with
+//! what it received: the contract tests and tools rely on (see the README).
+
+use anyhow::Context;
+use clap::Parser;
+use confab_engine::media_kit::device::{AudioSourceSpec, VideoFormat, VideoSourceSpec};
+use confab_engine::media_kit::video::VideoCodec;
+use confab_engine::{
+    Engine, EngineConfig, EngineEvent, IceServer, NullSink, PeerStats, RtcSettings,
+};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A headless Confab peer: joins a room, calls, sends test media, prints stats as JSON.
+#[derive(Debug, Parser)]
+#[command(name = "confab-peer", version, about)]
+struct Args {
+    /// Signaling server (ws://HOST:PORT/ws, or HOST:PORT).
+    #[arg(long)]
+    server: String,
+    /// Room to join.
+    #[arg(long)]
+    room: String,
+    /// Name shown to the others.
+    #[arg(long, default_value = "confab-peer")]
+    name: String,
+    /// Room password, if the room has one (or to set one when creating it).
+    #[arg(long)]
+    password: Option<String>,
+    /// Call everyone in the room (waits for someone to join first).
+    #[arg(long)]
+    call: bool,
+    /// Accept incoming calls without asking.
+    #[arg(long)]
+    auto_accept: bool,
+    /// Video source: test (the test pattern), none, camera or camera:N.
+    #[arg(long, default_value = "test")]
+    video: VideoSourceSpec,
+    /// Audio source: tone or tone:HZ (the test tone), none, mic or mic:NAME.
+    #[arg(long, default_value = "tone")]
+    audio: AudioSourceSpec,
+    /// Play what is heard on the default speaker (otherwise it is only analysed).
+    #[arg(long)]
+    speaker: bool,
+    /// Video size WxH.
+    #[arg(long, default_value = "640x480", value_parser = parse_size)]
+    size: (usize, usize),
+    /// Frames per second.
+    #[arg(long, default_value_t = 30.0)]
+    fps: f32,
+    /// Preferred video codec.
+    #[arg(long, default_value = "h264")]
+    codec: VideoCodec,
+    /// Starting video bitrate, kbit/s (adapted to the bandwidth estimate afterwards).
+    #[arg(long, default_value_t = 1500)]
+    bitrate: u32,
+    /// Seconds to run after joining (default: until SIGINT/SIGTERM).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Write the stats JSON here (`-` = stdout).
+    #[arg(long)]
+    stats_json: Option<String>,
+    /// Local address to gather ICE candidates on (0.0.0.0 = every interface but loopback).
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: String,
+    /// STUN/TURN server: URL or URL,USERNAME,CREDENTIAL (repeatable).
+    #[arg(long = "ice-server")]
+    ice_servers: Vec<String>,
+    /// Resolve and announce multicast-DNS (.local) candidates.
+    #[arg(long)]
+    mdns: bool,
+}
+
+fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or("expected WIDTHxHEIGHT, e.g. 1280x720")?;
+    let w: usize = w.parse().map_err(|_| format!("bad width `{w}`"))?;
+    let h: usize = h.parse().map_err(|_| format!("bad height `{h}`"))?;
+    if !(16..=3840).contains(&w) || !(16..=2160).contains(&h) {
+        return Err(format!("{w}x{h} is outside 16x16..3840x2160"));
+    }
+    Ok((w, h))
+}
+
+fn parse_ice(s: &str) -> anyhow::Result<IceServer> {
+    let mut parts = s.splitn(3, ',');
+    let url = parts.next().unwrap_or_default().trim().to_owned();
+    anyhow::ensure!(
+        url.starts_with("stun:") || url.starts_with("turn:") || url.starts_with("turns:"),
+        "--ice-server {s}: the URL must start with stun:, turn: or turns:"
+    );
+    Ok(IceServer {
+        urls: vec![url],
+        username: parts.next().unwrap_or_default().to_owned(),
+        credential: parts.next().unwrap_or_default().to_owned(),
+    })
+}
+
+#[derive(Serialize)]
+struct Report {
+    room: String,
+    name: String,
+    id: String,
+    setup_ms: Option<f64>,
+    cpu_seconds: f64,
+    peak_rss_mb: f64,
+    duration_seconds: f64,
+    peers: Vec<PeerStats>,
+}
+
+fn usage() -> (f64, f64) {
+    // SAFETY: getrusage fills a struct we own.
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        let rss_kb = u.ru_maxrss as f64;
+        // Linux reports KiB, macOS bytes.
+        let rss_mb = if cfg!(target_os = "macos") {
+            rss_kb / 1048576.0
+        } else {
+            rss_kb / 1024.0
+        };
+        (t(u.ru_utime) + t(u.ru_stime), rss_mb)
+    }
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| confab_engine::DEFAULT_LOG_FILTER.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let ice_servers = args
+        .ice_servers
+        .iter()
+        .map(|s| parse_ice(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let config = EngineConfig {
+        video: args.video.clone(),
+        audio: args.audio.clone(),
+        speaker: args.speaker.then_some(None),
+        format: VideoFormat {
+            width: args.size.0,
+            height: args.size.1,
+            fps: args.fps,
+        },
+        rtc: RtcSettings {
+            ice_servers,
+            udp_addrs: vec![format!("{}:0", args.bind)],
+            mdns: args.mdns,
+            preferred_codec: args.codec,
+            start_bitrate: args.bitrate * 1000,
+            max_bitrate: (args.bitrate * 1000).max(2_500_000),
+        },
+        auto_accept: args.auto_accept,
+        audio_bitrate: 32_000,
+    };
+    let (engine, mut events) =
+        Engine::start(config, Arc::new(NullSink)).context("starting the engine")?;
+    let started = Instant::now();
+    let joined = engine
+        .join(
+            &args.server,
+            &args.room,
+            &args.name,
+            args.password.as_deref(),
+        )
+        .await
+        .with_context(|| format!("joining room {} at {}", args.room, args.server))?;
+    eprintln!(
+        "confab-peer: joined {} as {} ({})",
+        joined.room, args.name, joined.id
+    );
+    let deadline = args
+        .duration
+        .map(|d| started + Duration::from_secs_f64(d.max(0.0)));
+    let mut called = false;
+    let mut others = joined.participants.len();
+    if args.call && others > 0 {
+        engine.call(None).await.context("calling")?;
+        called = true;
+    }
+    let sleep_until = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(sleep_until);
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut sleep_until => break,
+            _ = &mut stop => break,
+            ev = events.recv() => match ev {
+                Some(EngineEvent::State(s)) => {
+                    others = s.participants.len();
+                    if args.call && !called && others > 0 {
+                        match engine.call(None).await {
+                            Ok(()) => called = true,
+                            Err(e) => eprintln!("confab-peer: cannot call yet: {e}"),
+                        }
+                    }
+                }
+                Some(EngineEvent::Error { code, message }) => eprintln!("confab-peer: {code}: {message}"),
+                Some(EngineEvent::Notice(n)) => eprintln!("confab-peer: {}", serde_json::to_string(&n).unwrap_or_default()),
+                Some(EngineEvent::Levels { .. }) => {}
+                None => break,
+            }
+        }
+    }
+    let _ = others;
+    // Measure before hanging up: hang-up releases the receive pipelines.
+    let peers = engine.stats().await.unwrap_or_default();
+    let elapsed = started.elapsed().as_secs_f64();
+    let _ = engine.hang_up().await;
+    engine.shutdown().await;
+    let (cpu_seconds, peak_rss_mb) = usage();
+    let report = Report {
+        room: joined.room,
+        name: args.name,
+        id: joined.id.to_string(),
+        setup_ms: peers.iter().filter_map(|p| p.setup_ms).reduce(f64::min),
+        cpu_seconds,
+        peak_rss_mb,
+        duration_seconds: elapsed,
+        peers,
+    };
+    let json = serde_json::to_string_pretty(&report)?;
+    match args.stats_json.as_deref() {
+        Some("-") => println!("{json}"),
+        Some(path) => {
+            std::fs::write(PathBuf::from(path), json).with_context(|| format!("writing {path}"))?
+        }
+        None => {}
+    }
+    Ok(())
+}

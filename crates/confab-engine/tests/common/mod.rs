@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 pub fn init_logs() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| confab_engine::DEFAULT_LOG_FILTER.into()),
         )
         .with_test_writer()
         .try_init();
