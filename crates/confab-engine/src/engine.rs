@@ -386,7 +386,7 @@ impl Engine {
     }
 
     /// Hangs up, leaves, closes every link and device, and waits for all of it.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
         let _ = self.tx.send(Cmd::Shutdown).await;
         let task = self.task.lock().await.take();
         if let Some(t) = task {

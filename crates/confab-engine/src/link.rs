@@ -489,6 +489,7 @@ impl Link {
                 .set_local_description(offer.clone())
                 .await
                 .map_err(|e| format!("cannot use our offer: {e}"))?;
+            self.signaling = RTCSignalingState::HaveLocalOffer;
             let desc = self.pc.local_description().await.unwrap_or(offer);
             if let Some(d) = to_wire(&desc) {
                 self.send(CallSignal::Description { description: d }).await;
@@ -515,6 +516,7 @@ impl Link {
                         .set_local_description(rollback)
                         .await
                         .map_err(|e| format!("cannot roll back our offer: {e}"))?;
+                    self.signaling = RTCSignalingState::Stable;
                 }
                 let offer = RTCSessionDescription::offer(d.sdp.clone())
                     .map_err(|e| format!("the offer is not valid SDP: {e}"))?;
@@ -522,6 +524,7 @@ impl Link {
                     .set_remote_description(offer)
                     .await
                     .map_err(|e| format!("cannot use the offer: {e}"))?;
+                self.signaling = RTCSignalingState::HaveRemoteOffer;
                 self.remote_set = true;
                 if self.tracks.is_none() {
                     let offered = offered_video_codecs(&d.sdp);
@@ -542,6 +545,7 @@ impl Link {
                     .set_local_description(answer.clone())
                     .await
                     .map_err(|e| format!("cannot use our answer: {e}"))?;
+                self.signaling = RTCSignalingState::Stable;
                 let desc = self.pc.local_description().await.unwrap_or(answer);
                 if let Some(d) = to_wire(&desc) {
                     self.send(CallSignal::Description { description: d }).await;
@@ -558,6 +562,7 @@ impl Link {
                     .set_remote_description(answer)
                     .await
                     .map_err(|e| format!("cannot use the answer: {e}"))?;
+                self.signaling = RTCSignalingState::Stable;
                 self.remote_set = true;
             }
         }
@@ -757,7 +762,8 @@ pub async fn run(
                         _ => {}
                     }
                 }
-                Some(PcEvent::Signaling(s)) => link.signaling = s,
+                // Our own calls keep `signaling` exact; the event may arrive late.
+                Some(PcEvent::Signaling(s)) => tracing::trace!(peer = %link.peer, "signaling {s}"),
                 Some(PcEvent::Track(t)) => link.on_track(t),
                 None => break,
             },
