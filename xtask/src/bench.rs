@@ -19,9 +19,171 @@ Targets: 10,000 connections held; p99 under 20 ms at 20,000 messages/s.";
 pub fn main(args: &[String]) -> Result {
     match args.first().map(String::as_str) {
         Some("signal") => signal(&args[1..]),
-        Some(other) => Err(format!("unknown benchmark `{other}` (have: signal)")),
-        None => Err("which benchmark? `cargo xtask bench signal`".into()),
+        Some("call") => call(&args[1..]),
+        Some(other) => Err(format!("unknown benchmark `{other}` (have: signal, call)")),
+        None => Err("which benchmark? `cargo xtask bench signal|call`".into()),
     }
+}
+
+const CALL_HELP: &str = "\
+cargo xtask bench call [--duration SECS] [--sizes 640x480,1280x720] [--codecs h264,vp8]
+
+Runs two confab-peer processes calling each other through a local confab-signal (release
+builds, loopback), 30 fps test pattern and tone, once per size and codec, and prints per
+configuration: setup (join -> first decoded frame) and answer -> first frame, capture ->
+decoded latency p50/p95 (read from the pattern's timestamps), frames per second received,
+CPU seconds per minute of call and peak RSS (per peer process).
+Targets: first frame < 150 ms after the answer; 720p latency p50 < 15 ms; a 720p duplex
+call under 40 % of one core (24 CPU s/min per peer).";
+
+/// Starts a release confab-signal on 127.0.0.1:0; returns it and its URL.
+fn start_signal(bin: &std::path::Path) -> Result<(Killed, String)> {
+    let mut server = Command::new(bin.join("confab-signal"));
+    server
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped());
+    let mut server = Killed(
+        server
+            .spawn()
+            .map_err(|e| format!("starting confab-signal: {e}"))?,
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().expect("piped"))
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let url = line
+        .split_whitespace()
+        .last()
+        .filter(|u| u.starts_with("ws"))
+        .ok_or_else(|| format!("confab-signal did not say where it listens: {line:?}"))?
+        .to_owned();
+    Ok((server, url))
+}
+
+fn json_path<'a>(json: &'a str, keys: &[&str]) -> Option<&'a str> {
+    // Tiny reader for the flat numbers we need: finds the keys in order.
+    let mut rest = json;
+    for k in keys {
+        let pat = format!("\"{k}\":");
+        let i = rest.find(&pat)?;
+        rest = &rest[i + pat.len()..];
+    }
+    Some(rest.trim_start())
+}
+
+fn num_at(json: &str, keys: &[&str]) -> f64 {
+    json_path(json, keys)
+        .and_then(|r| {
+            let end = r.find([',', '}', '\n']).unwrap_or(r.len());
+            r[..end].trim().parse().ok()
+        })
+        .unwrap_or(f64::NAN)
+}
+
+fn call(args: &[String]) -> Result {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{CALL_HELP}");
+        return Ok(());
+    }
+    let duration: f64 = flag(args, "--duration", 10.0)?;
+    let sizes: String = flag(args, "--sizes", "640x480,1280x720".to_string())?;
+    let codecs: String = flag(args, "--codecs", "h264,vp8".to_string())?;
+    crate::deps::ensure(crate::deps::BUILD)?;
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "confab-signal",
+        "-p",
+        "confab-peer",
+    ]);
+    status(build, "building confab-signal and confab-peer (release)")?;
+    let bin = root().join("target/release");
+    let dir = std::env::temp_dir().join(format!("confab-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    for size in sizes.split(',') {
+        for codec in codecs.split(',') {
+            let (server, url) = start_signal(&bin)?;
+            let room = format!("bench-{size}-{codec}");
+            let peer = |name: &str, extra: &[&str], out: &std::path::Path| {
+                let mut c = Command::new(bin.join("confab-peer"));
+                c.args(["--server", &url, "--room", &room, "--name", name])
+                    .args([
+                        "--size",
+                        size,
+                        "--fps",
+                        "30",
+                        "--codec",
+                        codec,
+                        "--bind",
+                        "127.0.0.1",
+                    ])
+                    .args(["--duration", &duration.to_string(), "--stats-json"])
+                    .arg(out)
+                    .args(extra)
+                    .stderr(Stdio::null());
+                c.spawn().map_err(|e| format!("starting confab-peer: {e}"))
+            };
+            let (ja, jb) = (dir.join("a.json"), dir.join("b.json"));
+            let mut b = peer("B", &["--auto-accept", "--audio", "tone:660"], &jb)?;
+            std::thread::sleep(Duration::from_millis(300));
+            let mut a = peer("A", &["--call", "--audio", "tone:440"], &ja)?;
+            let sa = a.wait().map_err(|e| e.to_string())?;
+            let sb = b.wait().map_err(|e| e.to_string())?;
+            drop(server);
+            if !sa.success() || !sb.success() {
+                return Err(format!("a peer failed at {size} {codec} ({sa}, {sb})"));
+            }
+            let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| e.to_string());
+            rows.push((size.to_owned(), codec.to_owned(), read(&ja)?, read(&jb)?));
+        }
+    }
+    println!();
+    println!("confab-peer <-> confab-peer, loopback, 30 fps test pattern + tone, {duration} s per run; A calls, B answers");
+    println!(
+        "{:>9} {:>5} {:>9} {:>10} {:>14} {:>14} {:>9} {:>11} {:>9}",
+        "size",
+        "codec",
+        "setup ms",
+        "answer->1st",
+        "A<-B p50/p95",
+        "B<-A p50/p95",
+        "fps A/B",
+        "CPU s/min",
+        "RSS MiB"
+    );
+    for (size, codec, a, b) in &rows {
+        let lat = |j: &str| {
+            format!(
+                "{:.1}/{:.1}",
+                num_at(j, &["latency_ms_p50"]),
+                num_at(j, &["latency_ms_p95"])
+            )
+        };
+        let per_min =
+            |j: &str| num_at(j, &["cpu_seconds"]) / num_at(j, &["duration_seconds"]) * 60.0;
+        println!(
+            "{:>9} {:>5} {:>9.0} {:>10.0} ms {:>14} {:>14} {:>4.0}/{:<4.0} {:>5.1}/{:<5.1} {:>4.0}/{:<4.0}",
+            size,
+            codec,
+            num_at(a, &["setup_ms"]),
+            num_at(a, &["answer_to_first_frame_ms"]),
+            lat(a),
+            lat(b),
+            num_at(a, &["video", "fps"]),
+            num_at(b, &["video", "fps"]),
+            per_min(a),
+            per_min(b),
+            num_at(a, &["peak_rss_mb"]),
+            num_at(b, &["peak_rss_mb"]),
+        );
+    }
+    println!("targets: answer->first frame < 150 ms; 720p p50 < 15 ms; 720p duplex < 24 CPU s/min per peer (40 % of a core)");
+    std::fs::remove_dir_all(dir).ok();
+    Ok(())
 }
 
 fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {

@@ -837,6 +837,7 @@ impl Actor {
             video,
             audio,
             setup_ms,
+            answer_to_first_frame_ms: self.hub.answer_to_first_frame_ms(link),
         }
     }
 

@@ -550,6 +550,7 @@ impl Link {
                 if let Some(d) = to_wire(&desc) {
                     self.send(CallSignal::Description { description: d }).await;
                 }
+                self.hub.mark_answer(self.params.id);
             }
             SdpType::Answer => {
                 if self.signaling != RTCSignalingState::HaveLocalOffer {
@@ -564,6 +565,7 @@ impl Link {
                     .map_err(|e| format!("cannot use the answer: {e}"))?;
                 self.signaling = RTCSignalingState::Stable;
                 self.remote_set = true;
+                self.hub.mark_answer(self.params.id);
             }
         }
         for c in std::mem::take(&mut self.pending) {

@@ -333,6 +333,25 @@ impl MediaHub {
             .collect()
     }
 
+    /// The offer/answer exchange of a link completed now.
+    pub fn mark_answer(&self, link: LinkId) {
+        let mut books = lock(&self.books);
+        let b = books.entry(link).or_default();
+        b.answered.get_or_insert_with(Instant::now);
+    }
+
+    /// Milliseconds from the answer to the first decoded picture.
+    pub fn answer_to_first_frame_ms(&self, link: LinkId) -> Option<f64> {
+        let books = lock(&self.books);
+        let b = books.get(&link)?;
+        Some(
+            b.first_frame?
+                .saturating_duration_since(b.answered?)
+                .as_secs_f64()
+                * 1000.0,
+        )
+    }
+
     /// When the first remote picture of a link was decoded.
     pub fn first_frame(&self, link: LinkId) -> Option<Instant> {
         lock(&self.books).get(&link).and_then(|b| b.first_frame)

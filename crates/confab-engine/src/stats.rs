@@ -37,6 +37,8 @@ pub struct PeerStats {
     pub name: String,
     /// From our join to the first picture decoded from this peer.
     pub setup_ms: Option<f64>,
+    /// From the answer (sent or received) to the first picture decoded from this peer.
+    pub answer_to_first_frame_ms: Option<f64>,
     pub video: VideoStats,
     pub audio: AudioStats,
 }
@@ -45,6 +47,7 @@ pub struct PeerStats {
 #[derive(Debug, Default)]
 pub struct VideoBook {
     pub stats: VideoStats,
+    pub answered: Option<Instant>,
     pub first_frame: Option<Instant>,
     pub last_frame: Option<Instant>,
     latencies_us: Vec<u32>,
