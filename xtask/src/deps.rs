@@ -4,11 +4,38 @@
 use crate::Result;
 use std::process::Command;
 
-/// Needed to build and run (Debian package names).
-pub const BUILD: &[&str] = &["pkg-config", "build-essential"];
+/// Needed to build and run (Debian package names): the C toolchain; cmake (libopus); nasm
+/// (openh264's fast paths); libclang (nokhwa's V4L bindings); ALSA (cpal); libvpx (VP8);
+/// WebKitGTK 4.1 (the Tauri window).
+pub const BUILD: &[&str] = &[
+    "pkg-config",
+    "build-essential",
+    "cmake",
+    "nasm",
+    "libclang-dev",
+    "libasound2-dev",
+    "libvpx-dev",
+    "libwebkit2gtk-4.1-dev",
+];
 
-/// Needed by the tests, on top of [`BUILD`].
-pub const TEST: &[&str] = &["pkg-config", "build-essential"];
+/// Needed by the tests, on top of [`BUILD`]: an X server and WebKit's WebDriver for the UI
+/// tests, Chromium and its driver for browser interop, iproute2 for loopback-only network
+/// namespaces.
+pub const TEST: &[&str] = &[
+    "pkg-config",
+    "build-essential",
+    "cmake",
+    "nasm",
+    "libclang-dev",
+    "libasound2-dev",
+    "libvpx-dev",
+    "libwebkit2gtk-4.1-dev",
+    "xvfb",
+    "webkit2gtk-driver",
+    "chromium",
+    "chromium-driver",
+    "iproute2",
+];
 
 fn is_debian_like() -> bool {
     let Ok(os) = std::fs::read_to_string("/etc/os-release") else {

@@ -5,6 +5,7 @@
 //! - `cargo xtask bench signal`    signaling server load benchmark (prints figures)
 
 mod bench;
+mod bundle;
 mod deps;
 
 use std::path::PathBuf;
@@ -15,11 +16,13 @@ pub type Result<T = ()> = std::result::Result<T, String>;
 const HELP: &str = "\
 cargo xtask <command>
 
-  run [-- ARGS]      install missing system packages, build (release) and start Confab;
-                     ARGS go to the program
-  test               install test prerequisites, then cargo fmt --check, clippy -D warnings
-                     and every test of the workspace
-  bench signal       load benchmark of the signaling server (see --help of the bench)
+  run [-- ARGS]      install missing system packages, build (release) and start the Confab
+                     app; ARGS go to it (e.g. -- --room team --name Ada)
+  test               install test prerequisites, then cargo fmt --check, clippy -D warnings,
+                     every test of the workspace, and a check of the .deb
+  bench signal|call  benchmarks that print figures (add --help for each)
+  bundle [--debug] [--out DIR]
+                     build the installer for this system (.deb on Debian/Ubuntu)
   deps [build|test]  only install the system packages
 ";
 
@@ -30,6 +33,11 @@ fn main() -> ExitCode {
         Some("run") => run(rest),
         Some("test") => test(rest),
         Some("bench") => bench::main(rest),
+        Some("bundle") => bundle::parse(rest)
+            .and_then(|o| bundle::deb(&o))
+            .map(|deb| {
+                println!("{}", deb.display());
+            }),
         Some("deps") => match rest.first().map(String::as_str) {
             Some("test") => deps::ensure(deps::TEST),
             _ => deps::ensure(deps::BUILD),
@@ -78,15 +86,23 @@ pub fn status(mut cmd: Command, what: &str) -> Result {
 
 fn run(args: &[String]) -> Result {
     deps::ensure(deps::BUILD)?;
+    if cfg!(target_os = "linux")
+        && std::env::var_os("DISPLAY").is_none()
+        && std::env::var_os("WAYLAND_DISPLAY").is_none()
+    {
+        return Err("there is no display here (DISPLAY and WAYLAND_DISPLAY are unset): Confab is a \
+                    desktop app. To run only the signaling server: cargo run --release -p confab-signal"
+            .into());
+    }
     let mut build = cargo();
-    build.args(["build", "--release", "-p", "confab-signal"]);
-    status(build, "building (release)")?;
-    let bin = root().join("target/release/confab-signal");
+    build.args(["build", "--release", "-p", "confab", "-p", "confab-signal"]);
+    status(build, "building Confab (release)")?;
+    let bin = root().join("target/release/confab");
     let args: Vec<&String> = args.iter().skip_while(|a| *a == "--").collect();
-    eprintln!("xtask: starting {} (Ctrl+C stops it)", bin.display());
+    eprintln!("xtask: starting {}", bin.display());
     let mut cmd = Command::new(&bin);
     cmd.args(args);
-    status(cmd, "confab-signal")
+    status(cmd, "confab")
 }
 
 fn test(args: &[String]) -> Result {
@@ -117,5 +133,9 @@ fn test(args: &[String]) -> Result {
     tests
         .args(["test", "--workspace", "--no-fail-fast"])
         .env("RUST_BACKTRACE", "1");
-    status(tests, "cargo test --workspace")
+    status(tests, "cargo test --workspace")?;
+    // The installer: built from the debug binaries just tested, unpacked and checked.
+    let out = root().join("target/bundle-check");
+    let deb = bundle::deb(&bundle::Options { debug: true, out })?;
+    bundle::verify(&deb)
 }

@@ -65,6 +65,9 @@ struct Args {
     /// Write the stats JSON here (`-` = stdout).
     #[arg(long)]
     stats_json: Option<String>,
+    /// Also rewrite the stats file every SECS seconds while running (live figures).
+    #[arg(long)]
+    stats_every: Option<f64>,
     /// Local address to gather ICE candidates on (0.0.0.0 = every interface but loopback).
     #[arg(long, default_value = "0.0.0.0")]
     bind: String,
@@ -147,6 +150,25 @@ async fn stop_signal() {
     }
 }
 
+fn report(
+    joined: &confab_engine::Joined,
+    name: &str,
+    started: Instant,
+    peers: Vec<PeerStats>,
+) -> Report {
+    let (cpu_seconds, peak_rss_mb) = usage();
+    Report {
+        room: joined.room.clone(),
+        name: name.to_owned(),
+        id: joined.id.to_string(),
+        setup_ms: peers.iter().filter_map(|p| p.setup_ms).reduce(f64::min),
+        cpu_seconds,
+        peak_rss_mb,
+        duration_seconds: started.elapsed().as_secs_f64(),
+        peers,
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -216,9 +238,25 @@ async fn main() -> anyhow::Result<()> {
     tokio::pin!(sleep_until);
     let stop = stop_signal();
     tokio::pin!(stop);
+    let every = args
+        .stats_every
+        .filter(|s| *s > 0.0)
+        .map(Duration::from_secs_f64);
+    let mut live = tokio::time::interval(every.unwrap_or(Duration::from_secs(3600)));
+    live.tick().await;
     loop {
         tokio::select! {
             _ = &mut sleep_until => break,
+            _ = live.tick(), if every.is_some() => {
+                if let Some(path) = args.stats_json.as_deref().filter(|p| *p != "-") {
+                    let peers = engine.stats().await.unwrap_or_default();
+                    let report = report(&joined, &args.name, started, peers);
+                    let tmp = format!("{path}.tmp");
+                    if std::fs::write(&tmp, serde_json::to_string_pretty(&report)?).is_ok() {
+                        let _ = std::fs::rename(&tmp, path);
+                    }
+                }
+            }
             _ = &mut stop => break,
             ev = events.recv() => match ev {
                 Some(EngineEvent::State(s)) => {
@@ -240,20 +278,13 @@ async fn main() -> anyhow::Result<()> {
     let _ = others;
     // Measure before hanging up: hang-up releases the receive pipelines.
     let peers = engine.stats().await.unwrap_or_default();
-    let elapsed = started.elapsed().as_secs_f64();
+    let mut report = report(&joined, &args.name, started, peers);
     let _ = engine.hang_up().await;
     engine.shutdown().await;
+    // Whole-process figures, taken after the shutdown so they cover everything.
     let (cpu_seconds, peak_rss_mb) = usage();
-    let report = Report {
-        room: joined.room,
-        name: args.name,
-        id: joined.id.to_string(),
-        setup_ms: peers.iter().filter_map(|p| p.setup_ms).reduce(f64::min),
-        cpu_seconds,
-        peak_rss_mb,
-        duration_seconds: elapsed,
-        peers,
-    };
+    report.cpu_seconds = cpu_seconds;
+    report.peak_rss_mb = peak_rss_mb;
     let json = serde_json::to_string_pretty(&report)?;
     match args.stats_json.as_deref() {
         Some("-") => println!("{json}"),

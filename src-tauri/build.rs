@@ -1,0 +1,28 @@
+fn main() {
+    // New or removed UI files must trigger a rebuild (edits already do).
+    println!("cargo:rerun-if-changed=../ui");
+    tauri_build::try_build(tauri_build::Attributes::new().app_manifest(
+        tauri_build::AppManifest::new().commands(&[
+            "get_state",
+            "get_launch",
+            "join_room",
+            "leave_room",
+            "call",
+            "accept_call",
+            "decline_call",
+            "hang_up",
+            "set_mic_enabled",
+            "set_camera_enabled",
+            "set_preview",
+            "list_devices",
+            "select_devices",
+            "get_settings",
+            "save_settings",
+            "host_lan_room",
+            "stop_hosting",
+            "open_video",
+            "frame_ack",
+        ]),
+    ))
+    .expect("tauri-build failed");
+}

@@ -1,0 +1,389 @@
+//! The adapter between the window and the engine: commands in, events out. No call logic lives
+//! here; every command is one engine call (or a settings/host operation) with its error turned
+//! into `{code, message}`.
+
+use crate::frames::UiFrames;
+use crate::invite;
+use crate::ipc::{IpcError, IpcResult};
+use crate::settings::{Settings, Store};
+use confab_engine::media_kit::device::{self, AudioSourceSpec, VideoSourceSpec, DEFAULT_TONE_HZ};
+use confab_engine::{Engine, EngineEvent, Joined, Snapshot};
+use confab_protocol::PeerId;
+use confab_signal::{SignalConfig, SignalServer};
+use serde::Serialize;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use tauri::ipc::{Channel, InvokeResponseBody};
+use tauri::{AppHandle, Emitter, State};
+
+/// What the app was launched to do (command line or invite link).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Launch {
+    pub server: Option<String>,
+    pub room: Option<String>,
+    pub name: Option<String>,
+    pub call: bool,
+    /// Something about the launch the user should know (a bad link, damaged settings).
+    pub notices: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Hosting {
+    /// `IP:PORT` others on the network type in.
+    pub address: String,
+    /// The WebSocket URL of the server.
+    pub server: String,
+    pub room: String,
+    /// `confab://join?…`, for another Confab.
+    pub link: String,
+}
+
+pub struct AppState {
+    pub engine: Engine,
+    pub frames: Arc<UiFrames>,
+    pub store: Store,
+    pub settings: Mutex<Settings>,
+    pub launch: Mutex<Launch>,
+    pub host: tokio::sync::Mutex<Option<(SignalServer, Hosting)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn camera_spec(id: &str) -> VideoSourceSpec {
+    match id {
+        "" => VideoSourceSpec::Camera(None),
+        "none" => VideoSourceSpec::None,
+        device::TEST_PATTERN => VideoSourceSpec::TestPattern,
+        other => VideoSourceSpec::Camera(Some(other.into())),
+    }
+}
+
+pub fn mic_spec(id: &str) -> AudioSourceSpec {
+    match id {
+        "" => AudioSourceSpec::Mic(None),
+        "none" => AudioSourceSpec::None,
+        device::TEST_TONE => AudioSourceSpec::Tone(DEFAULT_TONE_HZ),
+        other => match other.strip_prefix("tone:").and_then(|hz| hz.parse().ok()) {
+            Some(hz) => AudioSourceSpec::Tone(hz),
+            None => AudioSourceSpec::Mic(Some(other.strip_prefix("mic:").unwrap_or(other).into())),
+        },
+    }
+}
+
+pub fn speaker_spec(id: &str) -> Option<Option<String>> {
+    match id {
+        "" => Some(None),
+        "none" => None,
+        other => Some(Some(other.strip_prefix("speaker:").unwrap_or(other).into())),
+    }
+}
+
+/// Forwards engine events to the window, and acts on the launch intent.
+pub async fn forward_events(app: AppHandle, mut events: tokio::sync::mpsc::Receiver<EngineEvent>) {
+    while let Some(ev) = events.recv().await {
+        if let Err(e) = app.emit("engine", &ev) {
+            tracing::debug!("cannot emit an event: {e}");
+        }
+    }
+}
+
+/// The address others on the LAN reach this computer at (the interface of the default route;
+/// nothing is sent).
+pub fn lan_ip() -> IpAddr {
+    let probe = || -> std::io::Result<IpAddr> {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        s.connect("192.0.2.1:9")?;
+        Ok(s.local_addr()?.ip())
+    };
+    match probe() {
+        Ok(ip) if !ip.is_unspecified() => ip,
+        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+
+#[tauri::command]
+pub async fn get_state(state: State<'_, AppState>) -> IpcResult<Snapshot> {
+    Ok(state.engine.snapshot().await?)
+}
+
+#[tauri::command]
+pub async fn get_launch(state: State<'_, AppState>) -> IpcResult<Launch> {
+    Ok(std::mem::take(&mut *lock(&state.launch)))
+}
+
+#[tauri::command]
+pub async fn join_room(
+    state: State<'_, AppState>,
+    server: String,
+    room: String,
+    name: String,
+    password: Option<String>,
+) -> IpcResult<Joined> {
+    let joined = state
+        .engine
+        .join(&server, &room, &name, password.as_deref())
+        .await?;
+    let url = confab_engine::signaling::normalize_url(&server).unwrap_or(server);
+    let mut s = lock(&state.settings).clone();
+    s.remember_join(&url, &room, &name);
+    if let Err(e) = state.store.save(&s) {
+        tracing::warn!("settings not saved: {e}");
+    }
+    *lock(&state.settings) = s;
+    Ok(joined)
+}
+
+#[tauri::command]
+pub async fn leave_room(state: State<'_, AppState>) -> IpcResult<()> {
+    Ok(state.engine.leave().await?)
+}
+
+#[tauri::command]
+pub async fn call(state: State<'_, AppState>, peer: Option<String>) -> IpcResult<()> {
+    Ok(state.engine.call(peer.map(PeerId)).await?)
+}
+
+#[tauri::command]
+pub async fn accept_call(state: State<'_, AppState>, peer: String) -> IpcResult<()> {
+    Ok(state.engine.accept(PeerId(peer)).await?)
+}
+
+#[tauri::command]
+pub async fn decline_call(state: State<'_, AppState>, peer: String) -> IpcResult<()> {
+    Ok(state.engine.decline(PeerId(peer)).await?)
+}
+
+#[tauri::command]
+pub async fn hang_up(state: State<'_, AppState>) -> IpcResult<()> {
+    Ok(state.engine.hang_up().await?)
+}
+
+#[tauri::command]
+pub async fn set_mic_enabled(state: State<'_, AppState>, enabled: bool) -> IpcResult<()> {
+    Ok(state.engine.set_mic_enabled(enabled).await?)
+}
+
+#[tauri::command]
+pub async fn set_camera_enabled(state: State<'_, AppState>, enabled: bool) -> IpcResult<()> {
+    Ok(state.engine.set_camera_enabled(enabled).await?)
+}
+
+#[tauri::command]
+pub async fn set_preview(state: State<'_, AppState>, enabled: bool) -> IpcResult<()> {
+    Ok(state.engine.set_preview(enabled).await?)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceInfo {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Devices {
+    pub cameras: Vec<DeviceInfo>,
+    pub microphones: Vec<DeviceInfo>,
+    pub speakers: Vec<DeviceInfo>,
+    /// The ids chosen now (empty = the default device).
+    pub selected: Selected,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Selected {
+    pub camera: String,
+    pub microphone: String,
+    pub speaker: String,
+}
+
+#[tauri::command]
+pub async fn list_devices(state: State<'_, AppState>) -> IpcResult<Devices> {
+    let list = tokio::task::spawn_blocking(device::list)
+        .await
+        .map_err(|e| IpcError::new("device", format!("cannot list devices: {e}")))?;
+    let conv = |v: Vec<device::Device>| {
+        v.into_iter()
+            .map(|d| DeviceInfo {
+                id: d.id,
+                name: d.name,
+            })
+            .collect()
+    };
+    let s = lock(&state.settings).clone();
+    Ok(Devices {
+        cameras: conv(list.cameras),
+        microphones: conv(list.microphones),
+        speakers: conv(list.speakers),
+        selected: Selected {
+            camera: s.camera,
+            microphone: s.microphone,
+            speaker: s.speaker,
+        },
+    })
+}
+
+/// Switches devices (each argument optional), during a call too, and remembers the choice.
+#[tauri::command]
+pub async fn select_devices(
+    state: State<'_, AppState>,
+    camera: Option<String>,
+    microphone: Option<String>,
+    speaker: Option<String>,
+) -> IpcResult<()> {
+    for id in [&camera, &microphone, &speaker].into_iter().flatten() {
+        if id.len() > 512 || id.chars().any(char::is_control) {
+            return Err(IpcError::invalid("that is not a device id"));
+        }
+    }
+    let mut s = lock(&state.settings).clone();
+    if let Some(c) = &camera {
+        s.camera = c.clone();
+    }
+    if let Some(m) = &microphone {
+        s.microphone = m.clone();
+    }
+    if let Some(sp) = &speaker {
+        s.speaker = sp.clone();
+    }
+    let result = state
+        .engine
+        .select_devices(
+            camera.as_deref().map(camera_spec),
+            microphone.as_deref().map(mic_spec),
+            speaker.as_deref().map(speaker_spec),
+        )
+        .await;
+    // Remember the choice even if the device failed now (it may be plugged in later).
+    let _ = state.store.save(&s);
+    *lock(&state.settings) = s;
+    Ok(result?)
+}
+
+#[tauri::command]
+pub async fn get_settings(state: State<'_, AppState>) -> IpcResult<Settings> {
+    Ok(lock(&state.settings).clone())
+}
+
+#[tauri::command]
+pub async fn save_settings(state: State<'_, AppState>, settings: Settings) -> IpcResult<()> {
+    settings.validate().map_err(IpcError::invalid)?;
+    state
+        .store
+        .save(&settings)
+        .map_err(|e| IpcError::new("settings", e))?;
+    *lock(&state.settings) = settings;
+    Ok(())
+}
+
+/// Starts the signaling server inside the app (the same code as `confab-signal`) on this
+/// computer's network address, and joins it.
+#[tauri::command]
+pub async fn host_lan_room(
+    state: State<'_, AppState>,
+    room: String,
+    name: String,
+    password: Option<String>,
+) -> IpcResult<Hosting> {
+    confab_protocol::validate_room(&room).map_err(|m| IpcError::new("invalid-room", m))?;
+    confab_protocol::validate_name(&name).map_err(|m| IpcError::new("invalid-name", m))?;
+    let mut host = state.host.lock().await;
+    if host.is_none() {
+        // The usual port if it is free, any port otherwise.
+        let mut server = None;
+        for port in [8787u16, 0] {
+            let config = SignalConfig {
+                listen: SocketAddr::from(([0, 0, 0, 0], port)),
+                ..Default::default()
+            };
+            match SignalServer::start(config).await {
+                Ok(s) => {
+                    server = Some(s);
+                    break;
+                }
+                Err(e) => tracing::info!("hosting on port {port}: {e}"),
+            }
+        }
+        let server =
+            server.ok_or_else(|| IpcError::new("host", "Could not open a port to host on."))?;
+        let port = server.local_addr().port();
+        let address = SocketAddr::new(lan_ip(), port).to_string();
+        let url = format!("ws://{address}/ws");
+        let hosting = Hosting {
+            link: invite::make(&url, &room),
+            address,
+            server: url,
+            room: room.clone(),
+        };
+        *host = Some((server, hosting));
+    }
+    let (server, hosting) = host.as_ref().expect("set above");
+    let local = format!("ws://127.0.0.1:{}/ws", server.local_addr().port());
+    let mut hosting = hosting.clone();
+    if hosting.room != room {
+        hosting.room = room.clone();
+        hosting.link = invite::make(&hosting.server, &room);
+    }
+    drop(host);
+    state
+        .engine
+        .join(&local, &room, &name, password.as_deref())
+        .await?;
+    Ok(hosting)
+}
+
+#[tauri::command]
+pub async fn stop_hosting(state: State<'_, AppState>) -> IpcResult<()> {
+    let taken = state.host.lock().await.take();
+    if let Some((server, _)) = taken {
+        let _ = state.engine.leave().await;
+        server.shutdown(std::time::Duration::from_secs(2)).await;
+    }
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn open_video(
+    state: State<'_, AppState>,
+    channel: Channel<InvokeResponseBody>,
+) -> IpcResult<()> {
+    state.frames.open(channel);
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn frame_ack(state: State<'_, AppState>, tile: String) -> IpcResult<()> {
+    if tile.len() > 255 {
+        return Err(IpcError::invalid("that is not a tile"));
+    }
+    state.frames.ack(&tile);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_ids_map_to_sources() {
+        assert_eq!(camera_spec("test"), VideoSourceSpec::TestPattern);
+        assert_eq!(camera_spec(""), VideoSourceSpec::Camera(None));
+        assert_eq!(camera_spec("none"), VideoSourceSpec::None);
+        assert_eq!(
+            camera_spec("camera:2"),
+            VideoSourceSpec::Camera(Some("camera:2".into()))
+        );
+        assert_eq!(mic_spec("tone"), AudioSourceSpec::Tone(440.0));
+        assert_eq!(mic_spec("tone:1000"), AudioSourceSpec::Tone(1000.0));
+        assert_eq!(
+            mic_spec("mic:USB Mic"),
+            AudioSourceSpec::Mic(Some("USB Mic".into()))
+        );
+        assert_eq!(speaker_spec(""), Some(None));
+        assert_eq!(speaker_spec("none"), None);
+        assert_eq!(speaker_spec("speaker:HDMI"), Some(Some("HDMI".into())));
+    }
+}

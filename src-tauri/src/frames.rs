@@ -1,0 +1,179 @@
+//! Pictures to the UI: the engine hands decoded (and local) frames to [`UiFrames`]; one thread
+//! turns the newest frame of each tile into a JPEG and sends it over the window's channel, at
+//! most [`WINDOW`] frames in flight per tile (the UI acks each frame it has drawn). A tile the
+//! UI cannot keep up with skips frames instead of queueing them.
+//!
+//! Message layout (binary): `kind: u8` (1 = frame, 2 = tile ended), `key_len: u8`, `key`
+//! (UTF-8: `local` or the peer id), then for a frame `width: u16 BE`, `height: u16 BE` and the
+//! JPEG bytes.
+
+use confab_engine::{FrameSource, VideoSink};
+use confab_media::VideoFrame;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+use tauri::ipc::{Channel, InvokeResponseBody};
+
+/// Frames in flight per tile.
+pub const WINDOW: u32 = 3;
+const JPEG_QUALITY: u8 = 72;
+
+pub fn key(source: &FrameSource) -> String {
+    match source {
+        FrameSource::Local => "local".into(),
+        FrameSource::Remote(p) => p.to_string(),
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    channel: Option<Channel<InvokeResponseBody>>,
+    pending: HashMap<String, Arc<VideoFrame>>,
+    ended: VecDeque<String>,
+    in_flight: HashMap<String, u32>,
+    /// Frames drawn (acked) per tile, since the last report.
+    drawn: HashMap<String, u64>,
+}
+
+#[derive(Default)]
+pub struct UiFrames {
+    inner: Mutex<Inner>,
+    cond: Condvar,
+    stop: AtomicBool,
+}
+
+fn message(kind: u8, key: &str, body: &[u8]) -> Vec<u8> {
+    let k = key.as_bytes();
+    let k = &k[..k.len().min(255)];
+    let mut m = Vec::with_capacity(2 + k.len() + body.len());
+    m.push(kind);
+    m.push(k.len() as u8);
+    m.extend_from_slice(k);
+    m.extend_from_slice(body);
+    m
+}
+
+impl UiFrames {
+    pub fn new() -> Arc<Self> {
+        Arc::new(UiFrames::default())
+    }
+
+    /// The window (re)opened its video channel.
+    pub fn open(&self, channel: Channel<InvokeResponseBody>) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.channel = Some(channel);
+        g.in_flight.clear();
+        self.cond.notify_all();
+    }
+
+    /// The UI drew a frame of this tile.
+    pub fn ack(&self, key: &str) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = g.in_flight.get_mut(key) {
+            *n = n.saturating_sub(1);
+        }
+        *g.drawn.entry(key.to_owned()).or_default() += 1;
+        self.cond.notify_all();
+    }
+
+    /// Frames drawn per tile since the last call.
+    pub fn take_drawn(&self) -> HashMap<String, u64> {
+        std::mem::take(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()).drawn)
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.cond.notify_all();
+    }
+
+    /// The sender loop; runs on a thread of its own until [`UiFrames::stop`].
+    pub fn run(&self) {
+        let mut rotate = 0usize;
+        while !self.stop.load(Ordering::Relaxed) {
+            let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(channel) = g.channel.clone() else {
+                let _ = self.cond.wait_timeout(g, Duration::from_millis(200));
+                continue;
+            };
+            if let Some(k) = g.ended.pop_front() {
+                drop(g);
+                let _ = channel.send(InvokeResponseBody::Raw(message(2, &k, &[])));
+                continue;
+            }
+            // Fairness: start the search at a rotating tile.
+            let mut ready: Vec<String> = g
+                .pending
+                .keys()
+                .filter(|k| g.in_flight.get(*k).copied().unwrap_or(0) < WINDOW)
+                .cloned()
+                .collect();
+            if ready.is_empty() {
+                let _ = self.cond.wait_timeout(g, Duration::from_millis(200));
+                continue;
+            }
+            ready.sort();
+            rotate = rotate.wrapping_add(1);
+            let k = ready[rotate % ready.len()].clone();
+            let frame = g.pending.remove(&k).expect("listed");
+            *g.in_flight.entry(k.clone()).or_default() += 1;
+            drop(g);
+            let started = Instant::now();
+            match confab_media::convert::to_jpeg(&frame, JPEG_QUALITY) {
+                Ok(jpeg) => {
+                    let mut body = Vec::with_capacity(4 + jpeg.len());
+                    body.extend_from_slice(&(frame.width as u16).to_be_bytes());
+                    body.extend_from_slice(&(frame.height as u16).to_be_bytes());
+                    body.extend_from_slice(&jpeg);
+                    if channel
+                        .send(InvokeResponseBody::Raw(message(1, &k, &body)))
+                        .is_err()
+                    {
+                        self.ack(&k);
+                    }
+                    tracing::trace!(tile = %k, ms = started.elapsed().as_secs_f64() * 1000.0, "frame sent");
+                }
+                Err(e) => {
+                    tracing::debug!("cannot encode a frame for the UI: {e}");
+                    self.ack(&k);
+                }
+            }
+        }
+    }
+}
+
+impl VideoSink for UiFrames {
+    fn frame(&self, source: &FrameSource, frame: &Arc<VideoFrame>) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if g.channel.is_none() {
+            return;
+        }
+        g.pending.insert(key(source), frame.clone());
+        self.cond.notify_all();
+    }
+
+    fn ended(&self, source: &FrameSource) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let k = key(source);
+        g.pending.remove(&k);
+        g.in_flight.remove(&k);
+        g.ended.push_back(k);
+        self.cond.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_layout() {
+        let m = message(1, "local", &[0, 2, 0, 1, 0xff, 0xd8]);
+        assert_eq!(
+            m,
+            [&[1u8, 5][..], b"local", &[0, 2, 0, 1, 0xff, 0xd8]].concat()
+        );
+        let long = "x".repeat(300);
+        assert_eq!(message(2, &long, &[]).len(), 2 + 255);
+    }
+}

@@ -1,0 +1,358 @@
+//! `confab`, the desktop app: a Tauri window over the call engine.
+//!
+//! `confab [--server URL] [--room R] [--name N] [--call] [--camera test|NAME] [--mic tone|NAME]
+//!  [confab://join?server=…&room=…]`
+
+#![cfg_attr(
+    all(not(debug_assertions), target_os = "windows"),
+    windows_subsystem = "windows"
+)]
+
+mod app;
+mod frames;
+mod invite;
+mod ipc;
+mod settings;
+
+use app::{AppState, Launch};
+use clap::Parser;
+use confab_engine::{Engine, EngineConfig, RtcSettings};
+use confab_media::device::VideoFormat;
+use settings::Store;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tauri::{Manager, RunEvent};
+
+/// Confab: video calls that just work.
+#[derive(Debug, Parser)]
+#[command(name = "confab", version, about)]
+struct Cli {
+    /// Signaling server to join (ws://HOST:PORT/ws or HOST:PORT).
+    #[arg(long)]
+    server: Option<String>,
+    /// Room to join at start.
+    #[arg(long)]
+    room: Option<String>,
+    /// Your name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Call everyone in the room once joined.
+    #[arg(long)]
+    call: bool,
+    /// Camera: `test` (the built-in test pattern), `none`, or a camera's name or id.
+    #[arg(long)]
+    camera: Option<String>,
+    /// Microphone: `tone` (the built-in test tone), `tone:HZ`, `none`, or a microphone's name.
+    #[arg(long)]
+    mic: Option<String>,
+    /// Speaker: `none`, or a speaker's name.
+    #[arg(long)]
+    speaker: Option<String>,
+    /// Keep settings here instead of the platform's config folder.
+    #[arg(long)]
+    config_dir: Option<PathBuf>,
+    /// Allow more than one Confab at a time (tests, demos on one machine).
+    #[arg(long)]
+    multi_instance: bool,
+    /// Gather ICE candidates on this address only (e.g. 127.0.0.1).
+    #[arg(long, hide = true)]
+    bind: Option<String>,
+    /// Write figures (frames drawn per tile and second) to this file every second.
+    #[arg(long, hide = true)]
+    stats_json: Option<PathBuf>,
+    /// An invite link: confab://join?server=…&room=…
+    link: Option<String>,
+}
+
+fn main() {
+    let started = Instant::now();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| confab_engine::DEFAULT_LOG_FILTER.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+
+    let mut builder = tauri::Builder::default();
+    if !cli.multi_instance {
+        // A second launch (e.g. an invite link clicked) hands its arguments to this one.
+        builder = builder.plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
+            if let Some(w) = app.get_webview_window("main") {
+                let _ = w.unminimize();
+                let _ = w.set_focus();
+            }
+            for arg in argv.iter().skip(1) {
+                if arg.starts_with("confab:") {
+                    open_link(app, arg);
+                }
+            }
+        }));
+    }
+    builder = builder.plugin(tauri_plugin_deep_link::init());
+
+    let cli = Arc::new(cli);
+    let setup_cli = cli.clone();
+    let app = builder
+        .invoke_handler(tauri::generate_handler![
+            app::get_state,
+            app::get_launch,
+            app::join_room,
+            app::leave_room,
+            app::call,
+            app::accept_call,
+            app::decline_call,
+            app::hang_up,
+            app::set_mic_enabled,
+            app::set_camera_enabled,
+            app::set_preview,
+            app::list_devices,
+            app::select_devices,
+            app::get_settings,
+            app::save_settings,
+            app::host_lan_room,
+            app::stop_hosting,
+            app::open_video,
+            app::frame_ack,
+        ])
+        .setup(move |app| {
+            setup(app, &setup_cli, started)?;
+            Ok(())
+        })
+        .build(tauri::generate_context!())
+        .unwrap_or_else(|e| {
+            eprintln!("confab: cannot start: {e}");
+            std::process::exit(1);
+        });
+
+    app.run(move |handle, event| {
+        if let RunEvent::Exit = event {
+            if let Some(state) = handle.try_state::<AppState>() {
+                state.frames.stop();
+                tauri::async_runtime::block_on(async {
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(5), state.engine.shutdown()).await;
+                    if let Some((server, _)) = state.host.lock().await.take() {
+                        server.shutdown(Duration::from_secs(2)).await;
+                    }
+                });
+            }
+            if let Some(t) = handle.try_state::<FramesThread>() {
+                if let Some(t) = t.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    let _ = t.join();
+                }
+            }
+        }
+    });
+}
+
+struct FramesThread(Mutex<Option<std::thread::JoinHandle<()>>>);
+
+fn setup(
+    app: &mut tauri::App,
+    cli: &Cli,
+    started: Instant,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = match &cli.config_dir {
+        Some(d) => d.clone(),
+        None => app.path().app_config_dir()?,
+    };
+    let store = Store::new(&dir);
+    let (mut settings, notice) = store.load();
+    let mut launch = Launch::default();
+    launch.notices.extend(notice);
+
+    // The command line and an invite link override what was remembered, for this run.
+    if let Some(link) = &cli.link {
+        match invite::parse(link) {
+            Ok(inv) => {
+                launch.server = Some(inv.server);
+                launch.room = Some(inv.room);
+                launch.name = inv.name;
+                launch.call = inv.call;
+            }
+            Err(e) => launch
+                .notices
+                .push(format!("The invite link could not be used: {e}")),
+        }
+    }
+    if cli.server.is_some() {
+        launch.server = cli.server.clone();
+    }
+    if cli.room.is_some() {
+        launch.room = cli.room.clone();
+    }
+    if cli.name.is_some() {
+        launch.name = cli.name.clone();
+    }
+    launch.call |= cli.call;
+    if let Some(c) = &cli.camera {
+        settings.camera = c.clone();
+    }
+    if let Some(m) = &cli.mic {
+        settings.microphone = m.clone();
+    }
+    if let Some(s) = &cli.speaker {
+        settings.speaker = s.clone();
+    }
+
+    let frames = frames::UiFrames::new();
+    let f = frames.clone();
+    let frames_thread = std::thread::Builder::new()
+        .name("ui-frames".into())
+        .spawn(move || f.run())?;
+    app.manage(FramesThread(Mutex::new(Some(frames_thread))));
+
+    let config = EngineConfig {
+        video: app::camera_spec(&settings.camera),
+        audio: app::mic_spec(&settings.microphone),
+        speaker: app::speaker_spec(&settings.speaker),
+        format: VideoFormat {
+            width: 1280,
+            height: 720,
+            fps: 30.0,
+        },
+        rtc: RtcSettings {
+            ice_servers: settings.ice_servers.clone(),
+            udp_addrs: vec![format!("{}:0", cli.bind.as_deref().unwrap_or("0.0.0.0"))],
+            mdns: cli.bind.is_none(),
+            preferred_codec: confab_media::video::VideoCodec::H264,
+            start_bitrate: 1_200_000,
+            max_bitrate: 2_500_000,
+        },
+        auto_accept: false,
+        audio_bitrate: 32_000,
+    };
+    let sink = frames.clone();
+    let (engine, events) = tauri::async_runtime::block_on(async { Engine::start(config, sink) })?;
+    let handle = app.handle().clone();
+    tauri::async_runtime::spawn(app::forward_events(handle.clone(), events));
+
+    if !cli.multi_instance {
+        // Make confab:// links open this app (dev runs; installers register it themselves).
+        #[cfg(target_os = "linux")]
+        {
+            use tauri_plugin_deep_link::DeepLinkExt;
+            if let Err(e) = app.deep_link().register_all() {
+                tracing::debug!("confab:// links not registered: {e}");
+            }
+        }
+    }
+
+    let auto = launch.room.is_some().then(|| {
+        (
+            launch
+                .server
+                .clone()
+                .unwrap_or_else(|| settings.server.clone()),
+            launch.room.clone().unwrap_or_default(),
+            launch.name.clone().unwrap_or_else(|| settings.name.clone()),
+            launch.call,
+        )
+    });
+    app.manage(AppState {
+        engine: engine.clone(),
+        frames: frames.clone(),
+        store,
+        settings: Mutex::new(settings),
+        launch: Mutex::new(launch),
+        host: tokio::sync::Mutex::new(None),
+    });
+    tracing::info!("started in {} ms", started.elapsed().as_millis());
+
+    if let Some((server, room, name, call)) = auto {
+        tauri::async_runtime::spawn(auto_join(
+            handle.clone(),
+            engine.clone(),
+            server,
+            room,
+            name,
+            call,
+        ));
+    }
+    if let Some(path) = cli.stats_json.clone() {
+        tauri::async_runtime::spawn(write_figures(path, frames, started));
+    }
+    Ok(())
+}
+
+/// Joins (and calls) as the command line or invite link asked.
+async fn auto_join(
+    handle: tauri::AppHandle,
+    engine: Engine,
+    server: String,
+    room: String,
+    name: String,
+    call: bool,
+) {
+    use tauri::Emitter;
+    let name = if name.trim().is_empty() {
+        "Confab user".to_owned()
+    } else {
+        name
+    };
+    if let Err(e) = engine.join(&server, &room, &name, None).await {
+        let err = ipc::IpcError::from(e);
+        let _ = handle.emit(
+            "engine",
+            &confab_engine::EngineEvent::Error {
+                code: err.code,
+                message: err.message,
+            },
+        );
+        return;
+    }
+    if !call {
+        return;
+    }
+    // Call as soon as someone is there (for up to ten minutes).
+    for _ in 0..2400 {
+        match engine.snapshot().await {
+            Ok(s) if s.room.is_none() => return,
+            Ok(s) if !s.participants.is_empty() => {
+                if let Err(e) = engine.call(None).await {
+                    tracing::warn!("auto-call: {e}");
+                }
+                return;
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// An invite link handed over by a second launch: the window decides (it may be in a call).
+fn open_link(app: &tauri::AppHandle, link: &str) {
+    use tauri::Emitter;
+    match invite::parse(link) {
+        Ok(inv) => {
+            let _ = app.emit("invite", &inv);
+        }
+        Err(e) => {
+            let _ = app.emit(
+                "engine",
+                &confab_engine::EngineEvent::Error {
+                    code: "bad-link".into(),
+                    message: e,
+                },
+            );
+        }
+    }
+}
+
+async fn write_figures(path: PathBuf, frames: Arc<frames::UiFrames>, started: Instant) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let drawn = frames.take_drawn();
+        let json = serde_json::json!({ "uptime_s": started.elapsed().as_secs_f64(), "drawn_per_second": drawn });
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, json.to_string()).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The real app in a real X server: Xvfb, WebKitWebDriver, a real signaling server and
+//! confab-peer processes.
+#![allow(dead_code)]
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills (and reaps) a child process when dropped.
+pub struct Proc(pub Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test path");
+    exe.parent()
+        .and_then(|p| p.parent())
+        .expect("target/<profile>")
+        .to_owned()
+}
+
+pub fn workspace_bin(name: &str) -> Result<PathBuf> {
+    let p = bin_dir().join(name);
+    if !p.exists() {
+        bail!(
+            "{} is missing: build the binaries first (`cargo xtask test` does)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+pub fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("confab-ui-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn artifacts() -> PathBuf {
+    let d = bin_dir().parent().expect("target").join("artifacts");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An X server of our own.
+pub struct Display {
+    pub name: String,
+    _proc: Proc,
+}
+
+pub fn xvfb() -> Result<Display> {
+    for n in 0..50 {
+        let num = 100 + (std::process::id() as usize + n * 7) % 800;
+        if Path::new(&format!("/tmp/.X11-unix/X{num}")).exists()
+            || Path::new(&format!("/tmp/.X{num}-lock")).exists()
+        {
+            continue;
+        }
+        let child = Command::new("Xvfb")
+            .args([
+                format!(":{num}"),
+                "-screen".into(),
+                "0".into(),
+                "1280x800x24".into(),
+                "-nolisten".into(),
+                "tcp".into(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("Xvfb (package xvfb) must be installed")?;
+        let p = Proc(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if Path::new(&format!("/tmp/.X11-unix/X{num}")).exists() {
+                return Ok(Display {
+                    name: format!(":{num}"),
+                    _proc: p,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    bail!("could not start Xvfb")
+}
+
+/// Environment for WebKit under Xvfb.
+pub fn gui_env(cmd: &mut Command, display: &Display) {
+    cmd.env("DISPLAY", &display.name)
+        .env("WEBKIT_DISABLE_COMPOSITING_MODE", "1")
+        .env("WEBKIT_DISABLE_DMABUF_RENDERER", "1")
+        .env("GDK_BACKEND", "x11")
+        .env("NO_AT_BRIDGE", "1")
+        .env_remove("WAYLAND_DISPLAY");
+}
+
+pub struct Peer {
+    pub proc: Proc,
+    pub stats: PathBuf,
+}
+
+/// A confab-peer that waits in `room`, answering calls, live stats every half second.
+pub fn peer(
+    url: &str,
+    room: &str,
+    name: &str,
+    hz: u32,
+    extra: &[&str],
+    dir: &Path,
+) -> Result<Peer> {
+    let stats = dir.join(format!("{name}.json"));
+    let child = Command::new(workspace_bin("confab-peer")?)
+        .args([
+            "--server",
+            url,
+            "--room",
+            room,
+            "--name",
+            name,
+            "--bind",
+            "127.0.0.1",
+            "--auto-accept",
+        ])
+        .args([
+            "--size",
+            "640x480",
+            "--audio",
+            &format!("tone:{hz}"),
+            "--stats-every",
+            "0.5",
+            "--stats-json",
+        ])
+        .arg(&stats)
+        .args(extra)
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok(Peer {
+        proc: Proc(child),
+        stats,
+    })
+}
+
+impl Peer {
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(&std::fs::read_to_string(&self.stats).ok()?).ok()
+    }
+
+    /// Waits until the peer's live stats about `from` satisfy `f`.
+    pub fn wait(
+        &self,
+        what: &str,
+        secs: u64,
+        f: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(j) = self.json() {
+                if let Some(p) = j["peers"].as_array().and_then(|a| a.first()) {
+                    if f(p) {
+                        return Ok(p.clone());
+                    }
+                }
+                if Instant::now() > deadline {
+                    bail!("{what}: not within {secs} s; the peer reports {j:#}");
+                }
+            } else if Instant::now() > deadline {
+                bail!("{what}: the peer wrote no stats within {secs} s");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+/// WebKitWebDriver on a free port.
+pub struct Driver {
+    pub url: String,
+    /// The driver's and the app's stderr.
+    pub log: PathBuf,
+    _proc: Proc,
+}
+
+impl Driver {
+    /// The end of the app's log, for a failure message.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with("ALSA lib"))
+            .collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+pub fn webdriver(display: &Display) -> Result<Driver> {
+    let port = free_port();
+    let log = std::env::temp_dir().join(format!(
+        "confab-webdriver-{}-{port}.log",
+        std::process::id()
+    ));
+    let mut cmd = Command::new("WebKitWebDriver");
+    cmd.arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?);
+    cmd.env("TAURI_WEBVIEW_AUTOMATION", "true");
+    gui_env(&mut cmd, display);
+    let p = Proc(
+        cmd.spawn()
+            .context("WebKitWebDriver (package webkit2gtk-driver) must be installed")?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(Driver {
+                url: format!("http://127.0.0.1:{port}"),
+                log,
+                _proc: p,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("WebKitWebDriver did not start")
+}
+
+/// The app's arguments for a test: its own config folder, the test devices, loopback ICE.
+pub fn app_args(config: &Path) -> Vec<String> {
+    [
+        "--multi-instance",
+        "--camera",
+        "test",
+        "--mic",
+        "tone",
+        "--speaker",
+        "none",
+        "--bind",
+        "127.0.0.1",
+        "--config-dir",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([config.display().to_string()])
+    .collect()
+}
+
+pub async fn session(driver: &Driver, args: Vec<String>) -> Result<fantoccini::Client> {
+    // Two rustls crypto providers are linked (ring for our TLS, another through the WebDriver
+    // client's HTTP stack): pick one for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "webkitgtk:browserOptions".into(),
+        serde_json::json!({ "binary": env!("CARGO_BIN_EXE_confab"), "args": args }),
+    );
+    let client = fantoccini::ClientBuilder::rustls()?
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .context("a WebDriver session with the app")?;
+    Ok(client)
+}
+
+/// Polls a script until it returns something truthy; returns that value.
+pub async fn wait_js(
+    c: &fantoccini::Client,
+    what: &str,
+    secs: u64,
+    script: &str,
+) -> Result<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v = c.execute(script, vec![]).await?;
+        let truthy = !(v.is_null() || v == false || v == "" || v == 0);
+        if truthy {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not within {secs} s (last: {v})");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,123 @@
+//! The real app window under Xvfb, driven through WebKitWebDriver, calling a real confab-peer
+//! through a real signaling server.
+
+mod common;
+
+use anyhow::{ensure, Result};
+use common::*;
+use confab_signal::{SignalConfig, SignalServer};
+use fantoccini::key::Key;
+use fantoccini::Locator;
+use std::time::Duration;
+
+async fn server() -> SignalServer {
+    SignalServer::start(SignalConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    })
+    .await
+    .expect("server")
+}
+
+async fn type_into(c: &fantoccini::Client, css: &str, text: &str) -> Result<()> {
+    let el = c.find(Locator::Css(css)).await?;
+    el.clear().await?;
+    el.send_keys(text).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_call_see_the_pattern_mute_and_hang_up() -> Result<()> {
+    let display = xvfb()?;
+    let driver = webdriver(&display)?;
+    let server = server().await;
+    let dir = scratch("call");
+    let peer = peer(
+        &server.ws_url(),
+        "ui-room",
+        "Pat",
+        660,
+        &["--duration", "90"],
+        &dir,
+    )?;
+    let c = session(&driver, app_args(&dir.join("config"))).await?;
+    let result = async {
+        wait_js(&c, "the join screen", 20, "return !document.getElementById('join-screen').hidden && document.getElementById('f-name')").await?;
+        type_into(&c, "#f-name", "Ada").await?;
+        type_into(&c, "#f-room", "ui-room").await?;
+        type_into(&c, "#f-server", &server.ws_url()).await?;
+        c.find(Locator::Css("#join-btn")).await?.click().await?;
+        wait_js(&c, "the room screen", 15, "return !document.getElementById('room-screen').hidden").await?;
+        wait_js(&c, "the peer listed", 15, "return document.querySelectorAll('#people li').length === 1").await?;
+        c.find(Locator::Css("#call-all")).await?.click().await?;
+
+        // The remote tile shows the peer's test pattern, frame numbers going up.
+        let script = "const t = document.querySelector('#grid .tile:not(.local)'); \
+                      return t && window.confabReadTile(t.dataset.key);";
+        let first = wait_js(&c, "the peer's pattern in its tile", 30, script).await?;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let later = wait_js(&c, "a later frame", 10, script).await?;
+        ensure!(later["frame"].as_u64() > first["frame"].as_u64(), "frames advance: {first} then {later}");
+        // The local preview tile shows our own pattern.
+        wait_js(&c, "our own pattern in the local tile", 10, "return window.confabReadTile('local')").await?;
+
+        // The peer sees our pattern and hears our tone.
+        peer.wait("the peer gets the app's media", 30, |p| {
+            p["video"]["pattern_frames"].as_u64() > Some(30)
+                && p["video"]["frames_out_of_order"] == 0
+                && p["audio"]["tone_hz"].as_f64().is_some_and(|hz| (hz - 440.0).abs() < 5.0)
+        })?;
+
+        let shot = c.screenshot().await?;
+        std::fs::write(artifacts().join("ui-call.png"), shot)?;
+
+        // M mutes: the peer hears silence.
+        c.find(Locator::Css("body")).await?.send_keys("m").await?;
+        wait_js(&c, "the mic button shows muted", 5, "return document.getElementById('btn-mic').getAttribute('aria-pressed') === 'true'").await?;
+        peer.wait("the peer hears silence", 15, |p| p["audio"]["level"].as_f64().is_some_and(|l| l < 0.005))?;
+
+        // Ctrl+D hangs up: back to the room screen, not in a call.
+        c.find(Locator::Css("body")).await?.send_keys(&format!("{}d", char::from(Key::Control))).await?;
+        wait_js(&c, "back to the room screen", 10, "return !document.getElementById('idle').hidden && document.querySelectorAll('#grid .tile').length === 0").await?;
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        if let Ok(shot) = c.screenshot().await {
+            let _ = std::fs::write(artifacts().join("ui-call-failure.png"), shot);
+        }
+        eprintln!("the app's log:\n{}", driver.log_tail());
+    }
+    let _ = c.close().await;
+    drop(peer);
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_server_shows_its_error_in_words() -> Result<()> {
+    let display = xvfb()?;
+    let driver = webdriver(&display)?;
+    let dir = scratch("bad");
+    let c = session(&driver, app_args(&dir.join("config"))).await?;
+    let result = async {
+        wait_js(&c, "the join screen", 20, "return document.getElementById('f-name')").await?;
+        type_into(&c, "#f-name", "Ada").await?;
+        type_into(&c, "#f-room", "r").await?;
+        type_into(&c, "#f-server", "ws://127.0.0.1:1/ws").await?;
+        c.find(Locator::Css("#join-btn")).await?.click().await?;
+        let text = wait_js(&c, "the error", 20, "const e = document.getElementById('join-error'); return !e.hidden && e.textContent").await?;
+        ensure!(text.as_str().unwrap_or("").contains("Cannot reach the server"), "{text}");
+        // A room name with a space is refused before anything is sent.
+        type_into(&c, "#f-room", "a b").await?;
+        c.find(Locator::Css("#join-btn")).await?.click().await?;
+        let text = wait_js(&c, "the room error", 5, "const e = document.getElementById('join-error'); return e.textContent.includes('room name') && e.textContent").await?;
+        ensure!(text.as_str().unwrap_or("").contains("letters, digits"), "{text}");
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        eprintln!("the app's log:\n{}", driver.log_tail());
+    }
+    let _ = c.close().await;
+    result
+}

@@ -1,0 +1,495 @@
+// Confab's window. It renders the state the engine sends and turns clicks into commands; all
+// call logic lives in Rust. Talks to Rust only through window.__TAURI__ (commands, events, one
+// channel for video frames).
+(() => {
+  'use strict';
+  const { invoke, Channel } = window.__TAURI__.core;
+  const { listen } = window.__TAURI__.event;
+  const $ = (id) => document.getElementById(id);
+
+  let snap = null;
+  let hosting = null;
+  let ringing = null; // peer id whose ring is shown
+  let devices = null;
+  const tiles = new Map(); // key -> { el, canvas, ctx, drawn: number[], stamp }
+
+  // ---------------------------------------------------------------------------- helpers
+  function toast(text, kind = 'info', ms = 5500) {
+    const el = document.createElement('div');
+    el.className = `toast ${kind}`;
+    el.textContent = text;
+    $('toasts').append(el);
+    setTimeout(() => el.remove(), ms);
+    while ($('toasts').children.length > 4) $('toasts').firstChild.remove();
+  }
+  const errText = (e) => (e && e.message) || String(e);
+  const initial = (name) => (name || '?').trim().charAt(0).toUpperCase() || '?';
+  async function run(cmd, args, { quiet = false } = {}) {
+    try {
+      return await invoke(cmd, args);
+    } catch (e) {
+      if (!quiet) toast(errText(e), 'error');
+      throw e;
+    }
+  }
+  function validRoom(r) {
+    if (!r) return 'Pick a room name.';
+    if (r.length > 64) return 'A room name has at most 64 characters.';
+    if (!/^[A-Za-z0-9._-]+$/.test(r)) return "A room name may only hold letters, digits, '.', '_' and '-'.";
+    return null;
+  }
+  function validName(n) {
+    if (!n.trim()) return 'Type your name.';
+    if ([...n].length > 64) return 'A name has at most 64 characters.';
+    if (/[\u0000-\u001f\u007f]/.test(n)) return 'A name cannot hold control characters.';
+    return null;
+  }
+
+  // ---------------------------------------------------------------------------- video
+  const video = new Channel();
+  video.onmessage = (buf) => onFrame(buf);
+  invoke('open_video', { channel: video }).catch((e) => toast(`Video cannot be shown: ${errText(e)}`, 'error'));
+  const decoder = new TextDecoder();
+
+  function tileEl(key) {
+    if (key === 'local' && $('room-screen').hidden) return $('preview-tile');
+    const t = tiles.get(key);
+    return t ? t.el : null;
+  }
+
+  async function onFrame(buf) {
+    const bytes = new Uint8Array(buf);
+    const kind = bytes[0];
+    const klen = bytes[1];
+    const key = decoder.decode(bytes.subarray(2, 2 + klen));
+    if (kind === 2) {
+      const el = tileEl(key);
+      if (el) el.classList.remove('has-video');
+      return;
+    }
+    const view = new DataView(buf, 2 + klen, 4);
+    const w = view.getUint16(0);
+    const h = view.getUint16(2);
+    try {
+      const bmp = await createImageBitmap(new Blob([bytes.subarray(6 + klen)], { type: 'image/jpeg' }));
+      const el = tileEl(key);
+      if (el) {
+        const canvas = el.querySelector('canvas');
+        if (canvas.width !== w || canvas.height !== h) {
+          canvas.width = w;
+          canvas.height = h;
+        }
+        canvas.getContext('2d').drawImage(bmp, 0, 0);
+        el.classList.add('has-video');
+        const t = tiles.get(key);
+        if (t) {
+          const now = performance.now();
+          t.drawn.push(now);
+          while (t.drawn.length && now - t.drawn[0] > 2000) t.drawn.shift();
+        }
+      }
+      bmp.close();
+    } catch (e) {
+      // A damaged frame: skip it.
+    } finally {
+      invoke('frame_ack', { tile: key }).catch(() => {});
+    }
+  }
+
+  function ensureTile(key, name) {
+    let t = tiles.get(key);
+    if (!t) {
+      const el = $('tile-tpl').content.firstElementChild.cloneNode(true);
+      el.dataset.key = key;
+      if (key === 'local') el.classList.add('local');
+      t = { el, drawn: [] };
+      tiles.set(key, t);
+    }
+    t.el.querySelector('.name').textContent = name;
+    t.el.querySelector('.avatar').textContent = initial(name);
+    return t;
+  }
+
+  // Test hook: what the pattern reader sees in a tile's canvas (null if not a pattern frame).
+  window.confabReadTile = (key) => {
+    const el = tileEl(key);
+    if (!el) return null;
+    const c = el.querySelector('canvas');
+    const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    return window.ConfabPattern.read(data, c.width, c.height);
+  };
+
+  // ---------------------------------------------------------------------------- rendering
+  const STATUS = { offline: 'Not connected', connecting: 'Connecting…', connected: 'Connected', reconnecting: 'Reconnecting…' };
+  const PHASE = { idle: '', ringing: 'Ringing…', incoming: 'Calling you', connecting: 'Connecting…', connected: 'In the call' };
+
+  function render() {
+    const s = snap;
+    const pill = $('status');
+    pill.dataset.state = s.connection;
+    pill.textContent = STATUS[s.connection] || s.connection;
+    const inRoom = !!s.room;
+    const wasRoom = !$('room-screen').hidden;
+    $('join-screen').hidden = inRoom;
+    $('room-screen').hidden = !inRoom;
+    if (inRoom !== wasRoom) {
+      invoke('set_preview', { enabled: !inRoom }).catch(() => {});
+      if (!inRoom) {
+        $('preview-tile').classList.remove('has-video');
+        hosting = null;
+      }
+    }
+    const where = $('where');
+    where.hidden = !inRoom;
+    if (inRoom) {
+      where.innerHTML = '';
+      const b = document.createElement('strong');
+      b.textContent = s.room;
+      where.append('Room ', b, ` · ${s.server || ''}`);
+    }
+    if (!inRoom) return;
+
+    // People
+    const ul = $('people');
+    ul.innerHTML = '';
+    for (const p of s.participants) {
+      const li = document.createElement('li');
+      const av = document.createElement('div');
+      av.className = 'avatar';
+      av.textContent = initial(p.name);
+      const who = document.createElement('div');
+      who.className = 'who';
+      const n = document.createElement('div');
+      n.textContent = p.name;
+      const w = document.createElement('div');
+      w.className = 'what';
+      w.textContent = PHASE[p.phase] || (p.in_call ? 'In a call' : 'Here');
+      who.append(n, w);
+      li.append(av, who);
+      if (p.phase === 'idle') {
+        const btn = document.createElement('button');
+        btn.title = `Call ${p.name}`;
+        btn.innerHTML = '<svg class="icon"><use href="#i-phone"/></svg>';
+        btn.onclick = () => run('call', { peer: p.id }).catch(() => {});
+        li.append(btn);
+      }
+      ul.append(li);
+    }
+    $('alone').hidden = s.participants.length > 0;
+    $('invite').hidden = !hosting;
+    if (hosting) $('invite-address').textContent = hosting.address;
+
+    // Tiles
+    const grid = $('grid');
+    const want = [];
+    if (s.in_call) {
+      want.push(['local', `${s.name || 'You'} (you)`, s.audio, s.video]);
+      for (const p of s.participants) {
+        if (p.phase === 'connected' || p.phase === 'connecting') want.push([p.id, p.name, p.audio, p.video]);
+      }
+    }
+    const keep = new Set(want.map((w) => w[0]));
+    for (const [k, t] of tiles) {
+      if (!keep.has(k)) {
+        t.el.remove();
+        tiles.delete(k);
+      }
+    }
+    for (const [key, name, audio, vid] of want) {
+      const t = ensureTile(key, name);
+      t.el.querySelector('.muted').hidden = audio;
+      if (!vid) t.el.classList.remove('has-video');
+      if (t.el.parentElement !== grid) grid.append(t.el);
+    }
+    grid.className = `grid n${Math.min(want.length, 7)}`;
+    $('idle').hidden = s.in_call;
+    $('call-all').disabled = s.participants.length === 0;
+    $('idle-text').textContent = s.participants.length === 0
+      ? 'You are the first one here. Others can join this room now.'
+      : 'You are in the room. Call someone to start.';
+
+    // Controls
+    setToggle($('btn-mic'), !s.audio, 'i-mic', 'i-mic-off', s.audio ? 'Mute (M)' : 'Unmute (M)');
+    setToggle($('btn-cam'), !s.video, 'i-cam', 'i-cam-off', s.video ? 'Camera off (V)' : 'Camera on (V)');
+    $('btn-call').hidden = s.in_call;
+    $('btn-call').disabled = s.participants.length === 0;
+    $('btn-hangup').hidden = !s.in_call;
+
+    // A ring the state no longer shows is over.
+    if (ringing && !s.participants.some((p) => p.id === ringing && p.phase === 'incoming')) closeRing();
+  }
+
+  function setToggle(btn, pressed, on, off, title) {
+    btn.setAttribute('aria-pressed', String(pressed));
+    btn.title = title;
+    btn.querySelector('use').setAttribute('href', `#${pressed ? off : on}`);
+  }
+
+  function quality() {
+    const now = performance.now();
+    for (const [key, t] of tiles) {
+      if (key === 'local') continue;
+      while (t.drawn.length && now - t.drawn[0] > 2000) t.drawn.shift();
+      const fps = t.drawn.length / 2;
+      const q = t.el.querySelector('.quality');
+      const p = snap && snap.participants.find((x) => x.id === key);
+      if (!p || !p.video) q.dataset.q = '';
+      else q.dataset.q = fps >= 20 ? 'good' : fps >= 8 ? 'fair' : 'poor';
+      q.title = p && p.video ? `${fps.toFixed(0)} frames per second` : '';
+    }
+  }
+  setInterval(quality, 1000);
+
+  // ---------------------------------------------------------------------------- ringing
+  let ringAudio = null;
+  function startRingSound() {
+    try {
+      const ctx = new (window.AudioContext || window.webkitAudioContext)();
+      const gain = ctx.createGain();
+      gain.gain.value = 0;
+      gain.connect(ctx.destination);
+      for (const f of [440, 480]) {
+        const o = ctx.createOscillator();
+        o.frequency.value = f;
+        o.connect(gain);
+        o.start();
+      }
+      const t0 = ctx.currentTime;
+      for (let i = 0; i < 15; i++) {
+        gain.gain.setValueAtTime(0.08, t0 + i * 4);
+        gain.gain.setValueAtTime(0, t0 + i * 4 + 1.6);
+      }
+      ringAudio = ctx;
+    } catch (e) {
+      ringAudio = null;
+    }
+  }
+  function showRing(from, name) {
+    ringing = from;
+    $('ring-name').textContent = name;
+    $('ring-avatar').textContent = initial(name);
+    if (!$('ring').open) $('ring').showModal();
+    startRingSound();
+  }
+  function closeRing() {
+    ringing = null;
+    if ($('ring').open) $('ring').close();
+    if (ringAudio) {
+      ringAudio.close().catch(() => {});
+      ringAudio = null;
+    }
+  }
+  $('ring-accept').onclick = () => {
+    const p = ringing;
+    closeRing();
+    if (p) run('accept_call', { peer: p }).catch(() => {});
+  };
+  $('ring-decline').onclick = () => {
+    const p = ringing;
+    closeRing();
+    if (p) run('decline_call', { peer: p }).catch(() => {});
+  };
+  $('ring').addEventListener('cancel', (e) => {
+    e.preventDefault();
+    $('ring-decline').click();
+  });
+
+  // ---------------------------------------------------------------------------- events
+  function onNotice(n) {
+    switch (n.kind) {
+      case 'incoming-call': showRing(n.from, n.name); break;
+      case 'ring-cancelled': if (ringing === n.from) closeRing(); toast(`Missed call from ${n.name}`, 'warn'); break;
+      case 'declined': toast(`${n.name} declined the call`, 'warn'); break;
+      case 'no-answer': toast(`${n.name} did not answer`, 'warn'); break;
+      case 'hung-up': toast(`${n.name} left the call`); break;
+      case 'link-failed': toast(`The connection to ${n.name} was lost`, 'error'); break;
+      case 'call-ended': toast('Call ended'); break;
+      default: break;
+    }
+  }
+
+  listen('engine', (e) => {
+    const ev = e.payload;
+    switch (ev.type) {
+      case 'state': snap = ev; render(); break;
+      case 'notice': onNotice(ev); break;
+      case 'error': toast(ev.message, ev.code === 'reconnecting' ? 'warn' : 'error', 7000); break;
+      case 'levels':
+        for (const l of ev.peers) {
+          const t = tiles.get(l.id);
+          if (t) t.el.classList.toggle('speaking', l.level > 0.02);
+        }
+        if (tiles.get('local')) tiles.get('local').el.classList.toggle('speaking', ev.local > 0.02 && snap && snap.audio);
+        break;
+      default: break;
+    }
+  });
+
+  listen('invite', (e) => {
+    const inv = e.payload;
+    $('f-server').value = inv.server;
+    $('f-room').value = inv.room;
+    if (inv.name) $('f-name').value = inv.name;
+    if (snap && snap.room) {
+      toast(`Invited to room ${inv.room}. Leave this room to join it.`, 'warn', 9000);
+    } else {
+      $('join-form').requestSubmit();
+    }
+  });
+
+  // ---------------------------------------------------------------------------- join screen
+  function formError(msg) {
+    const el = $('join-error');
+    el.hidden = !msg;
+    el.textContent = msg || '';
+  }
+  function busy(btn, on, text) {
+    btn.disabled = on;
+    btn.classList.toggle('busy', on);
+    if (text) btn.querySelector('.label').textContent = text;
+  }
+
+  $('join-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const name = $('f-name').value;
+    const room = $('f-room').value.trim();
+    const server = $('f-server').value.trim();
+    const problem = validName(name) || validRoom(room) || (!server && 'Type the server address.');
+    if (problem) return formError(problem);
+    formError(null);
+    busy($('join-btn'), true, 'Joining');
+    try {
+      await invoke('join_room', { server, room, name, password: $('f-password').value || null });
+    } catch (err) {
+      formError(errText(err));
+      if (err && err.code === 'wrong-password') $('pw-details').open = true;
+    } finally {
+      busy($('join-btn'), false, 'Join');
+    }
+  });
+
+  $('host-btn').onclick = async () => {
+    const name = $('f-name').value;
+    const room = $('f-room').value.trim() || `room-${Math.random().toString(36).slice(2, 7)}`;
+    const problem = validName(name) || validRoom(room);
+    if (problem) return formError(problem);
+    formError(null);
+    busy($('host-btn'), true, 'Starting');
+    try {
+      hosting = await invoke('host_lan_room', { room, name, password: $('f-password').value || null });
+      toast(`Hosting room ${room} at ${hosting.address}`);
+      if (snap) render();
+    } catch (err) {
+      formError(errText(err));
+    } finally {
+      busy($('host-btn'), false, 'Host on this computer');
+    }
+  };
+
+  $('copy-link').onclick = async () => {
+    if (!hosting) return;
+    try {
+      await navigator.clipboard.writeText(hosting.link);
+      toast('Invite link copied');
+    } catch (e) {
+      toast(hosting.link, 'info', 15000);
+    }
+  };
+
+  // ---------------------------------------------------------------------------- devices
+  function fill(select, list, selected, defaultLabel) {
+    select.innerHTML = '';
+    const add = (id, name) => {
+      const o = document.createElement('option');
+      o.value = id;
+      o.textContent = name;
+      select.append(o);
+    };
+    add('', defaultLabel);
+    for (const d of list) add(d.id, d.name);
+    add('none', 'None');
+    select.value = [...select.options].some((o) => o.value === selected) ? selected : '';
+  }
+  async function loadDevices() {
+    try {
+      devices = await invoke('list_devices');
+    } catch (e) {
+      toast(`Devices cannot be listed: ${errText(e)}`, 'error');
+      return;
+    }
+    const sel = devices.selected;
+    for (const [a, b] of [['sel-camera', 'pop-camera'], ['sel-mic', 'pop-mic'], ['sel-speaker', 'pop-speaker']]) {
+      const kind = a.endsWith('camera') ? 'cameras' : a.endsWith('mic') ? 'microphones' : 'speakers';
+      const current = a.endsWith('camera') ? sel.camera : a.endsWith('mic') ? sel.microphone : sel.speaker;
+      const label = kind === 'cameras' ? 'Default camera' : kind === 'microphones' ? 'Default microphone' : 'Default speaker';
+      fill($(a), devices[kind], current, label);
+      fill($(b), devices[kind], current, label);
+    }
+  }
+  function onDevice(which, value) {
+    for (const id of [`sel-${which}`, `pop-${which}`]) $(id).value = value;
+    const arg = which === 'mic' ? { microphone: value } : which === 'camera' ? { camera: value } : { speaker: value };
+    run('select_devices', arg).catch(() => {});
+  }
+  for (const which of ['camera', 'mic', 'speaker']) {
+    $(`sel-${which}`).onchange = (e) => onDevice(which, e.target.value);
+    $(`pop-${which}`).onchange = (e) => onDevice(which, e.target.value);
+  }
+
+  // ---------------------------------------------------------------------------- controls
+  const toggleMic = () => snap && run('set_mic_enabled', { enabled: !snap.audio }).catch(() => {});
+  const toggleCam = () => snap && run('set_camera_enabled', { enabled: !snap.video }).catch(() => {});
+  const hangUp = () => snap && snap.in_call && run('hang_up').catch(() => {});
+  $('btn-mic').onclick = toggleMic;
+  $('btn-cam').onclick = toggleCam;
+  $('btn-hangup').onclick = hangUp;
+  $('btn-call').onclick = () => run('call', { peer: null }).catch(() => {});
+  $('call-all').onclick = () => run('call', { peer: null }).catch(() => {});
+  $('btn-leave').onclick = () => run('leave_room').catch(() => {});
+  $('btn-devices').onclick = () => {
+    $('devices-pop').hidden = !$('devices-pop').hidden;
+    if (!$('devices-pop').hidden) loadDevices();
+  };
+
+  document.addEventListener('keydown', (e) => {
+    if (e.ctrlKey && (e.key === 'd' || e.key === 'D')) {
+      e.preventDefault();
+      hangUp();
+      return;
+    }
+    if (e.key === 'Escape') $('devices-pop').hidden = true;
+    const typing = ['INPUT', 'SELECT', 'TEXTAREA'].includes(document.activeElement && document.activeElement.tagName);
+    if (typing || e.ctrlKey || e.metaKey || e.altKey || !snap || !snap.room) return;
+    if (e.key === 'm' || e.key === 'M') toggleMic();
+    if (e.key === 'v' || e.key === 'V') toggleCam();
+  });
+
+  // ---------------------------------------------------------------------------- start
+  (async () => {
+    try {
+      const s = await invoke('get_settings');
+      $('f-name').value = s.name;
+      $('f-room').value = s.room;
+      $('f-server').value = s.server;
+      for (const [list, items] of [['recent-rooms', s.recent_rooms], ['recent-servers', s.recent_servers]]) {
+        for (const v of items) {
+          const o = document.createElement('option');
+          o.value = v;
+          $(list).append(o);
+        }
+      }
+      const launch = await invoke('get_launch');
+      if (launch.server) $('f-server').value = launch.server;
+      if (launch.room) $('f-room').value = launch.room;
+      if (launch.name) $('f-name').value = launch.name;
+      for (const n of launch.notices) toast(n, 'warn', 12000);
+      snap = await invoke('get_state');
+      render();
+    } catch (e) {
+      toast(`Confab could not start properly: ${errText(e)}`, 'error', 15000);
+    }
+    await loadDevices();
+    if (!snap || !snap.room) invoke('set_preview', { enabled: true }).catch(() => {});
+    if (!$('f-name').value) $('f-name').focus();
+  })();
+})();

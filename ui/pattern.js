@@ -1,0 +1,103 @@
+// The Confab test pattern, for pictures in the browser: read the frame number and capture time
+// out of RGBA pixels, and paint a pattern frame on a canvas. The layout is docs/test-pattern.md;
+// the Rust side is crates/confab-media/src/pattern.rs. Shared by the desktop UI and the web
+// client (the signaling server serves this same file).
+(function (root) {
+  'use strict';
+  const BLOCK = 16;
+  const MAGIC = 0xc5;
+  const BYTES = 11;
+  const BITS = BYTES * 8;
+
+  function crc16(bytes) {
+    let crc = 0xffff;
+    for (const b of bytes) {
+      crc ^= b << 8;
+      for (let i = 0; i < 8; i++) {
+        crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+      }
+    }
+    return crc;
+  }
+
+  // rgba: Uint8ClampedArray of width*height*4. Returns {frame, captureUs} or null.
+  function read(rgba, width, height) {
+    const cols = Math.floor(width / BLOCK);
+    if (width < 320 || height < 120 || rgba.length < width * height * 4) return null;
+    const bytes = new Uint8Array(BYTES);
+    for (let bit = 0; bit < BITS; bit++) {
+      const bx = bit % cols;
+      const by = Math.floor(bit / cols);
+      let sum = 0;
+      for (let r = by * BLOCK + 4; r < by * BLOCK + 12; r++) {
+        for (let c = bx * BLOCK + 4; c < bx * BLOCK + 12; c++) {
+          const i = (r * width + c) * 4;
+          sum += (rgba[i] * 299 + rgba[i + 1] * 587 + rgba[i + 2] * 114) / 1000;
+        }
+      }
+      if (sum / 64 > 128) bytes[bit >> 3] |= 0x80 >> (bit & 7);
+    }
+    if (bytes[0] !== MAGIC) return null;
+    const crc = crc16(bytes.subarray(0, 9));
+    if (((crc >> 8) & 0xff) !== bytes[9] || (crc & 0xff) !== bytes[10]) return null;
+    const view = new DataView(bytes.buffer);
+    return { frame: view.getUint32(1), captureUs: view.getUint32(5) };
+  }
+
+  // Microseconds since the UNIX epoch, as precisely as the page can tell.
+  function nowUs() {
+    const ms = performance.timeOrigin + performance.now();
+    return Math.floor(ms * 1000);
+  }
+
+  // Capture -> now, in ms, for a stamp read on this machine (null if implausible).
+  function ageMs(stamp, now) {
+    const low = Number(BigInt.asUintN(32, BigInt(now === undefined ? nowUs() : now)));
+    const age = (low - stamp.captureUs) >>> 0;
+    return age < 60e6 ? age / 1000 : null;
+  }
+
+  const BARS = ['#ebebeb', '#ebeb10', '#10ebeb', '#10eb10', '#eb10eb', '#eb1010', '#1010eb', '#101010'];
+
+  // Paints frame `n` captured at `captureUs` (u32, low bits of UNIX microseconds).
+  function paint(ctx, width, height, n, captureUs) {
+    const cols = Math.floor(width / BLOCK);
+    const dataRows = Math.min(Math.ceil(BITS / cols) * BLOCK, height);
+    const shift = (n * 4) % width;
+    for (let b = 0; b < 8; b++) {
+      ctx.fillStyle = BARS[b];
+      const x0 = (b * width) / 8 - shift;
+      for (const x of [x0, x0 + width]) {
+        ctx.fillRect(Math.floor(x), dataRows, Math.ceil(width / 8) + 1, height - dataRows);
+      }
+    }
+    const side = Math.floor(Math.min(height - dataRows, width) / 4);
+    if (side >= 4) {
+      const bounce = (t, span) => {
+        if (span <= 0) return 0;
+        const p = t % (2 * span);
+        return p < span ? p : 2 * span - p;
+      };
+      ctx.fillStyle = '#808080';
+      ctx.fillRect(bounce(n * 3, width - side), dataRows + bounce(n * 2, height - dataRows - side), side, side);
+    }
+    const bytes = new Uint8Array(BYTES);
+    const view = new DataView(bytes.buffer);
+    bytes[0] = MAGIC;
+    view.setUint32(1, n >>> 0);
+    view.setUint32(5, captureUs >>> 0);
+    const crc = crc16(bytes.subarray(0, 9));
+    bytes[9] = (crc >> 8) & 0xff;
+    bytes[10] = crc & 0xff;
+    ctx.fillStyle = '#000';
+    ctx.fillRect(0, 0, width, dataRows);
+    ctx.fillStyle = '#fff';
+    for (let bit = 0; bit < BITS; bit++) {
+      if (bytes[bit >> 3] & (0x80 >> (bit & 7))) {
+        ctx.fillRect((bit % cols) * BLOCK, Math.floor(bit / cols) * BLOCK, BLOCK, BLOCK);
+      }
+    }
+  }
+
+  root.ConfabPattern = { read, paint, nowUs, ageMs, BLOCK };
+})(typeof window !== 'undefined' ? window : globalThis);
