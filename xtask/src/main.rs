@@ -125,10 +125,8 @@ fn test(args: &[String]) -> Result {
         "warnings",
     ]);
     status(clippy, "cargo clippy -D warnings")?;
-    // Tests start the workspace's binaries as processes: build them first.
-    let mut bins = cargo();
-    bins.args(["build", "--workspace", "--bins"]);
-    status(bins, "building the binaries")?;
+    // Tests start the workspace's binaries as processes; `cargo test --workspace` builds them
+    // (with the test build's features) before any test runs.
     let mut tests = cargo();
     tests
         .args(["test", "--workspace", "--no-fail-fast"])

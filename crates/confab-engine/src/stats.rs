@@ -12,7 +12,10 @@ pub struct VideoStats {
     pub frames_decoded: u64,
     /// Frames whose test-pattern blocks read back correctly.
     pub pattern_frames: u64,
+    /// Frames whose number is lower than one already seen.
     pub frames_out_of_order: u64,
+    /// Frames that repeat the previous frame number (a source that sent the same picture twice).
+    pub frames_repeated: u64,
     pub fps: f64,
     pub latency_ms_p50: Option<f64>,
     pub latency_ms_p95: Option<f64>,
@@ -63,12 +66,11 @@ impl VideoBook {
         self.stats.frames_decoded += 1;
         if let Some(s) = stamp {
             self.stats.pattern_frames += 1;
-            if let Some(last) = self.stats.last_pattern_frame {
-                if s.frame <= last {
-                    self.stats.frames_out_of_order += 1;
-                }
+            match self.stats.last_pattern_frame {
+                Some(last) if s.frame < last => self.stats.frames_out_of_order += 1,
+                Some(last) if s.frame == last => self.stats.frames_repeated += 1,
+                _ => self.stats.last_pattern_frame = Some(s.frame),
             }
-            self.stats.last_pattern_frame = Some(s.frame);
         }
         if let Some(l) = latency_us {
             if self.latencies_us.len() >= 100_000 {

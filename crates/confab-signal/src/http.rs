@@ -101,9 +101,70 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     res
 }
 
+/// The web client, built into the binary: its own page and script, and the desktop UI's
+/// stylesheet, logo and test-pattern reader (one copy of each).
+const WEB: &[(&str, &str, &str)] = &[
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("../web/index.html"),
+    ),
+    (
+        "/index.html",
+        "text/html; charset=utf-8",
+        include_str!("../web/index.html"),
+    ),
+    (
+        "/client.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/client.js"),
+    ),
+    (
+        "/pattern.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../ui/pattern.js"),
+    ),
+    (
+        "/style.css",
+        "text/css; charset=utf-8",
+        include_str!("../../../ui/style.css"),
+    ),
+    (
+        "/logo.svg",
+        "image/svg+xml",
+        include_str!("../../../ui/logo.svg"),
+    ),
+];
+
+const WEB_CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; \
+                       media-src 'self' blob: mediastream:; style-src 'self'; object-src 'none'; \
+                       base-uri 'none'; frame-ancestors 'none'";
+
+fn web_file(path: &str) -> Option<Response<Full<Bytes>>> {
+    let (_, kind, body) = WEB.iter().find(|(p, _, _)| *p == path)?;
+    let mut res = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(WEB_CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    Some(res)
+}
+
 fn route(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, path) if web_file(path).is_some() => web_file(path).expect("checked"),
         (&Method::GET, confab_protocol::WS_PATH) => upgrade(req, shared),
         (_, "/healthz") | (_, confab_protocol::WS_PATH) => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")

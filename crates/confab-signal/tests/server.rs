@@ -114,6 +114,27 @@ async fn healthz_and_plain_http() {
     assert!(health.ends_with("ok\n"));
     let ws = http_get(server.local_addr(), "/ws").await;
     assert!(ws.starts_with("HTTP/1.1 426"), "{ws}");
+    let page = http_get(server.local_addr(), "/").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("content-type: text/html"), "{page}");
+    assert!(
+        page.contains("content-security-policy: default-src 'self'"),
+        "{page}"
+    );
+    assert!(page.contains("<script src=\"client.js\"></script>"));
+    for (path, marker) in [
+        ("/client.js", "confabWeb"),
+        ("/pattern.js", "ConfabPattern"),
+        ("/style.css", ".tile"),
+        ("/logo.svg", "<svg"),
+    ] {
+        let r = http_get(server.local_addr(), path).await;
+        assert!(
+            r.starts_with("HTTP/1.1 200") && r.contains(marker),
+            "{path}: {}",
+            &r[..r.len().min(300)]
+        );
+    }
     let missing = http_get(server.local_addr(), "/nope").await;
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
 }

@@ -292,3 +292,133 @@ pub async fn wait_js(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Browser interop
+
+/// Runs the named test again inside a network namespace that has only loopback (so Chromium
+/// cannot pair a LAN address with our 127.0.0.1). Returns true in the inner run.
+pub fn in_loopback_netns(test: &str) -> bool {
+    if std::env::var_os("CONFAB_IN_NETNS").is_some() {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let status = Command::new("unshare")
+        .args([
+            "-n",
+            "--",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ])
+        .arg(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env("CONFAB_IN_NETNS", "1")
+        .status()
+        .expect("unshare (util-linux) and ip (iproute2) are needed for browser tests");
+    assert!(
+        status.success(),
+        "{test} failed inside its network namespace"
+    );
+    false
+}
+
+pub struct Chrome {
+    pub url: String,
+    _proc: Proc,
+    profile: PathBuf,
+}
+
+impl Drop for Chrome {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+pub fn chromedriver() -> Result<Chrome> {
+    let port = free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("chromedriver (package chromium-driver) must be installed")?;
+    let p = Proc(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            let profile =
+                std::env::temp_dir().join(format!("confab-chrome-{}-{port}", std::process::id()));
+            return Ok(Chrome {
+                url: format!("http://127.0.0.1:{port}"),
+                _proc: p,
+                profile,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("chromedriver did not start")
+}
+
+/// Headless Chromium with fake devices, autoplay, and WebRTC on loopback.
+pub async fn chrome_session(chrome: &Chrome) -> Result<fantoccini::Client> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args = vec![
+        "--headless=new".to_owned(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-quic".into(),
+        "--no-first-run".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--use-fake-device-for-media-stream".into(),
+        "--use-fake-ui-for-media-stream".into(),
+        "--autoplay-policy=no-user-gesture-required".into(),
+        "--allow-loopback-in-peer-connection".into(),
+        "--disable-features=WebRtcHideLocalIpsWithMdns".into(),
+        "--disable-background-timer-throttling".into(),
+        "--disable-renderer-backgrounding".into(),
+        format!("--user-data-dir={}", chrome.profile.display()),
+    ];
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), serde_json::json!("chrome"));
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }),
+    );
+    Ok(fantoccini::ClientBuilder::rustls()?
+        .capabilities(caps)
+        .connect(&chrome.url)
+        .await?)
+}
+
+/// The web client's report of what it received, per peer.
+pub async fn web_report(c: &fantoccini::Client) -> Result<Vec<serde_json::Value>> {
+    let v = c
+        .execute("return await window.confabWeb.report();", vec![])
+        .await?;
+    Ok(v.as_array().cloned().unwrap_or_default())
+}
+
+pub async fn wait_web(
+    c: &fantoccini::Client,
+    what: &str,
+    secs: u64,
+    f: impl Fn(&[serde_json::Value]) -> bool,
+) -> Result<Vec<serde_json::Value>> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let r = web_report(c).await?;
+        if f(&r) {
+            return Ok(r);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{what}: not within {secs} s; the browser reports {}",
+                serde_json::to_string_pretty(&r)?
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

@@ -1,0 +1,245 @@
+//! Browser interop: the web client in real headless Chromium, against confab-peer, the engine
+//! and the desktop app, in a loopback-only network namespace.
+
+mod common;
+
+use anyhow::{ensure, Result};
+use common::*;
+use confab_signal::{SignalConfig, SignalServer};
+use serde_json::Value;
+use std::process::{Command, Stdio};
+
+async fn server() -> Result<SignalServer> {
+    Ok(SignalServer::start(SignalConfig {
+        listen: "127.0.0.1:0".parse()?,
+        ..Default::default()
+    })
+    .await?)
+}
+
+fn web_url(server: &SignalServer, query: &str) -> String {
+    format!("http://{}/?{query}", server.local_addr())
+}
+
+fn tone_is(v: &Value, hz: f64) -> bool {
+    v["audio"]["tone_hz"]
+        .as_f64()
+        .is_some_and(|h| (h - hz).abs() < 6.0)
+}
+
+async fn browser_and_peer(codec: &str) -> Result<()> {
+    let server = server().await?;
+    let dir = scratch(&format!("browser-{codec}"));
+    let peer = peer(
+        &server.ws_url(),
+        "web",
+        "Pat",
+        660,
+        &["--duration", "90", "--codec", codec],
+        &dir,
+    )?;
+    let chrome = chromedriver()?;
+    let c = chrome_session(&chrome).await?;
+    let result = async {
+        c.goto(&web_url(
+            &server,
+            &format!("room=web&name=Web&join=1&call=1&source=test&tone=440&codec={codec}"),
+        ))
+        .await?;
+        // confab-peer decodes the browser's canvas pattern, in order, and hears its tone.
+        let seen = peer.wait("confab-peer gets the browser's media", 45, |p| {
+            p["video"]["pattern_frames"].as_u64() > Some(45) && tone_is(p, 440.0)
+        })?;
+        ensure!(seen["video"]["frames_out_of_order"] == 0, "{seen:#}");
+        ensure!(
+            seen["video"]["codec"] == codec,
+            "negotiated {codec}: {seen:#}"
+        );
+        // The browser decodes ours: getStats counts frames, no freezes, and its pattern reader
+        // reads our frame numbers in order.
+        let r = wait_web(&c, "the browser gets confab-peer's video", 45, |r| {
+            r.first().is_some_and(|p| {
+                p["pattern_frames"].as_u64() > Some(45) && p["framesDecoded"].as_u64() > Some(45)
+            })
+        })
+        .await?;
+        let p = &r[0];
+        ensure!(p["frames_out_of_order"] == 0, "{p:#}");
+        ensure!(p["freezeCount"] == 0, "no freezes: {p:#}");
+        ensure!(
+            p["codec"]
+                .as_str()
+                .unwrap_or("")
+                .eq_ignore_ascii_case(&format!("video/{codec}")),
+            "{p:#}"
+        );
+        ensure!(p["width"] == 640 && p["height"] == 480, "{p:#}");
+        ensure!(
+            p["audioPackets"].as_u64() > Some(50),
+            "the browser receives audio: {p:#}"
+        );
+        Ok(())
+    }
+    .await;
+    let _ = c.close().await;
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_calls_confab_peer_h264() -> Result<()> {
+    if !in_loopback_netns("browser_calls_confab_peer_h264") {
+        return Ok(());
+    }
+    browser_and_peer("h264").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_calls_confab_peer_vp8() -> Result<()> {
+    if !in_loopback_netns("browser_calls_confab_peer_vp8") {
+        return Ok(());
+    }
+    browser_and_peer("vp8").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_leaves_and_rejoins() -> Result<()> {
+    if !in_loopback_netns("browser_leaves_and_rejoins") {
+        return Ok(());
+    }
+    use confab_engine::{Engine, EngineConfig, EngineEvent, NullSink, RtcSettings};
+    let server = server().await?;
+    let config = EngineConfig {
+        video: confab_media::device::VideoSourceSpec::TestPattern,
+        audio: confab_media::device::AudioSourceSpec::Tone(660.0),
+        speaker: None,
+        rtc: RtcSettings {
+            udp_addrs: vec!["127.0.0.1:0".into()],
+            mdns: false,
+            ice_servers: vec![],
+            ..EngineConfig::default().rtc
+        },
+        auto_accept: true,
+        ..EngineConfig::default()
+    };
+    let (engine, mut events) = Engine::start(config, std::sync::Arc::new(NullSink))?;
+    engine.join(&server.ws_url(), "leave", "Eng", None).await?;
+    let chrome = chromedriver()?;
+    let c = chrome_session(&chrome).await?;
+    async fn people(
+        events: &mut tokio::sync::mpsc::Receiver<EngineEvent>,
+        n: usize,
+        what: &str,
+    ) -> Result<confab_engine::Snapshot> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(EngineEvent::State(s))) if s.participants.len() == n => return Ok(s),
+                Ok(Some(_)) => continue,
+                _ => anyhow::bail!("{what}: the engine never saw {n} others"),
+            }
+        }
+    }
+    let result = async {
+        c.goto(&web_url(
+            &server,
+            "room=leave&name=Web&join=1&call=1&source=test",
+        ))
+        .await?;
+        let s = people(&mut events, 1, "the browser joins").await?;
+        ensure!(s.participants[0].name == "Web");
+        wait_web(&c, "the call runs", 30, |r| {
+            r.first()
+                .is_some_and(|p| p["pattern_frames"].as_u64() > Some(10))
+        })
+        .await?;
+        // Closing the tab: the others see the browser leave.
+        c.goto("about:blank").await?;
+        people(&mut events, 0, "the browser leaves").await?;
+        // And it comes back.
+        c.goto(&web_url(&server, "room=leave&name=Web&join=1&source=test"))
+            .await?;
+        let s = people(&mut events, 1, "the browser rejoins").await?;
+        ensure!(s.participants[0].name == "Web");
+        Ok(())
+    }
+    .await;
+    let _ = c.close().await;
+    engine.shutdown().await;
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_desktop_app_and_peer_in_one_call() -> Result<()> {
+    if !in_loopback_netns("browser_desktop_app_and_peer_in_one_call") {
+        return Ok(());
+    }
+    let display = xvfb()?;
+    let server = server().await?;
+    let dir = scratch("three");
+    let peer = peer(
+        &server.ws_url(),
+        "three",
+        "Pat",
+        660,
+        &["--duration", "120"],
+        &dir,
+    )?;
+    let chrome = chromedriver()?;
+    let c = chrome_session(&chrome).await?;
+    let result = async {
+        c.goto(&web_url(
+            &server,
+            "room=three&name=Web&join=1&accept=1&source=test&tone=550",
+        ))
+        .await?;
+        wait_web(&c, "the browser is in the room", 20, |r| !r.is_empty()).await?;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_confab"));
+        cmd.args([
+            "--server",
+            &server.ws_url(),
+            "--room",
+            "three",
+            "--name",
+            "App",
+            "--call",
+        ])
+        .args(app_args(&dir.join("config")))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        gui_env(&mut cmd, &display);
+        let _app = Proc(cmd.spawn()?);
+        // confab-peer gets both the app and the browser.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let j = peer.json().unwrap_or_default();
+            let peers = j["peers"].as_array().cloned().unwrap_or_default();
+            let got = |name: &str, hz: f64| {
+                peers.iter().any(|p| {
+                    p["name"] == name
+                        && p["video"]["pattern_frames"].as_u64() > Some(20)
+                        && tone_is(p, hz)
+                })
+            };
+            if got("App", 440.0) && got("Web", 550.0) {
+                break;
+            }
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "confab-peer did not get both: {j:#}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        // The browser gets both the app and confab-peer.
+        wait_web(&c, "the browser gets both", 60, |r| {
+            r.len() == 2
+                && r.iter().all(|p| {
+                    p["pattern_frames"].as_u64() > Some(20) && p["frames_out_of_order"] == 0
+                })
+        })
+        .await?;
+        Ok(())
+    }
+    .await;
+    let _ = c.close().await;
+    result
+}
