@@ -259,6 +259,7 @@ fn setup(
         settings: Mutex::new(settings),
         launch: Mutex::new(launch),
         host: tokio::sync::Mutex::new(None),
+        started,
     });
     tracing::info!("started in {} ms", started.elapsed().as_millis());
 

@@ -20,8 +20,12 @@ pub fn main(args: &[String]) -> Result {
     match args.first().map(String::as_str) {
         Some("signal") => signal(&args[1..]),
         Some("call") => call(&args[1..]),
-        Some(other) => Err(format!("unknown benchmark `{other}` (have: signal, call)")),
-        None => Err("which benchmark? `cargo xtask bench signal|call`".into()),
+        Some("app") => app(&args[1..]),
+        Some("vs-browser") => vs_browser(&args[1..]),
+        Some(other) => Err(format!(
+            "unknown benchmark `{other}` (have: signal, call, app, vs-browser)"
+        )),
+        None => Err("which benchmark? `cargo xtask bench signal|call|app|vs-browser`".into()),
     }
 }
 
@@ -368,4 +372,38 @@ fn signal(args: &[String]) -> Result {
     }
     println!("targets: 10000 held; p99 < 20 ms at 20000/s (server CPU is over the relay phase)");
     Ok(())
+}
+
+/// Runs a benchmark of `confab-bench` (which drives browsers and measures process trees).
+fn bench_tool(what: &str, args: &[String]) -> Result {
+    crate::deps::ensure(crate::deps::TEST)?;
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "confab",
+        "-p",
+        "confab-peer",
+        "-p",
+        "confab-signal",
+        "-p",
+        "confab-bench",
+    ]);
+    status(
+        build,
+        "building the app, confab-peer, confab-signal and confab-bench (release)",
+    )?;
+    let bin = root().join("target/release");
+    let mut run = Command::new(bin.join("confab-bench"));
+    run.arg(what).args(args).arg("--bin-dir").arg(&bin);
+    status(run, &format!("bench {what}"))
+}
+
+fn app(args: &[String]) -> Result {
+    bench_tool("app", args)
+}
+
+fn vs_browser(args: &[String]) -> Result {
+    bench_tool("vs-browser", args)
 }

@@ -10,12 +10,15 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub struct Options {
     pub debug: bool,
+    /// Build the binaries first (off when `cargo test` has just built them).
+    pub build: bool,
     pub out: PathBuf,
 }
 
 pub fn parse(args: &[String]) -> Result<Options> {
     let mut o = Options {
         debug: false,
+        build: true,
         out: root().join("target/bundle"),
     };
     let mut it = args.iter();
@@ -56,12 +59,14 @@ pub fn deb(o: &Options) -> Result<PathBuf> {
         return Err("`cargo xtask bundle` makes a .deb on Linux; on Windows and macOS run `cargo tauri build` (see README)".into());
     }
     crate::deps::ensure(crate::deps::BUILD)?;
-    let mut build = cargo();
-    build.args(["build", "-p", "confab", "-p", "confab-signal"]);
-    if !o.debug {
-        build.args(["--release", "--features", "confab/custom-protocol"]);
+    if o.build {
+        let mut build = cargo();
+        build.args(["build", "-p", "confab", "-p", "confab-signal"]);
+        if !o.debug {
+            build.args(["--release", "--features", "confab/custom-protocol"]);
+        }
+        status(build, "building the app")?;
     }
-    status(build, "building the app")?;
     let bin = root().join(if o.debug {
         "target/debug"
     } else {

@@ -132,8 +132,12 @@ fn test(args: &[String]) -> Result {
         .args(["test", "--workspace", "--no-fail-fast"])
         .env("RUST_BACKTRACE", "1");
     status(tests, "cargo test --workspace")?;
-    // The installer: built from the debug binaries just tested, unpacked and checked.
+    // The installer: packed from the debug binaries the tests just built, unpacked, checked.
     let out = root().join("target/bundle-check");
-    let deb = bundle::deb(&bundle::Options { debug: true, out })?;
+    let deb = bundle::deb(&bundle::Options {
+        debug: true,
+        build: false,
+        out,
+    })?;
     bundle::verify(&deb)
 }

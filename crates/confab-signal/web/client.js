@@ -328,13 +328,29 @@
       attachRemote(p);
     };
     pc.onconnectionstatechange = () => {
-      if (pc.connectionState === 'connected' && p.phase === 'connecting') setPhase(p, 'connected');
+      if (pc.connectionState === 'connected' && p.phase === 'connecting') {
+        setPhase(p, 'connected');
+        capBitrate(pc);
+      }
       if (pc.connectionState === 'failed' && p.offerer) {
         pc.restartIce();
         makeOffer(p);
       }
     };
     if (offerer) makeOffer(p);
+  }
+
+  // bitrate=KBPS: the most video may use (to compare with confab-peer --bitrate).
+  function capBitrate(pc) {
+    const kbps = Number(params.get('bitrate'));
+    if (!kbps) return;
+    for (const sender of pc.getSenders()) {
+      if (!sender.track || sender.track.kind !== 'video') continue;
+      const p = sender.getParameters();
+      if (!p.encodings || !p.encodings.length) p.encodings = [{}];
+      p.encodings[0].maxBitrate = kbps * 1000;
+      sender.setParameters(p).catch(() => {});
+    }
   }
 
   async function makeOffer(p) {
@@ -436,6 +452,9 @@
         }
         ctx.drawImage(v, 0, 0);
         const r = p.readings;
+        const now = performance.now();
+        if (!r.first) r.first = now;
+        r.lastAt = now;
         r.frames++;
         r.width = w;
         r.height = h;
@@ -482,12 +501,14 @@
         });
       }
       const lat = [...r.latencies].sort((a, b) => a - b);
+      const fps = r.frames > 1 && r.lastAt > r.first ? ((r.frames - 1) * 1000) / (r.lastAt - r.first) : 0;
+      const setup = r.first && S.joinedAt ? r.first - S.joinedAt : null;
       const q = (x) => (lat.length ? lat[Math.round((lat.length - 1) * x)] : null);
       out.push({
         id: p.id, name: p.name, phase: p.phase,
         frames: r.frames, pattern_frames: r.pattern, frames_out_of_order: r.outOfOrder, frames_repeated: r.repeated || 0, last_frame: r.last,
         width: r.width || 0, height: r.height || 0,
-        latency_ms_p50: q(0.5), latency_ms_p95: q(0.95), ...stats,
+        latency_ms_p50: q(0.5), latency_ms_p95: q(0.95), fps, setup_ms: setup, ...stats,
       });
     }
     return out;
@@ -624,6 +645,7 @@
     }
     $('join-error').hidden = true;
     $('join-btn').disabled = true;
+    S.joinedAt = performance.now();
     try {
       if (!S.stream) S.stream = await localStream();
       $('preview').srcObject = S.stream;
