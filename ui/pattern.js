@@ -20,10 +20,16 @@
     return crc;
   }
 
-  // rgba: Uint8ClampedArray of width*height*4. Returns {frame, captureUs} or null.
+  // Pixel rows a reader needs from the top of a frame this wide.
+  function rowsNeeded(width) {
+    return Math.ceil(BITS / Math.floor(width / BLOCK)) * BLOCK;
+  }
+
+  // rgba: Uint8ClampedArray of width*height*4 (the whole frame, or just its top
+  // rowsNeeded(width) rows). Returns {frame, captureUs} or null.
   function read(rgba, width, height) {
     const cols = Math.floor(width / BLOCK);
-    if (width < 320 || height < 120 || rgba.length < width * height * 4) return null;
+    if (width < 320 || height < rowsNeeded(width) || rgba.length < width * height * 4) return null;
     const bytes = new Uint8Array(BYTES);
     for (let bit = 0; bit < BITS; bit++) {
       const bx = bit % cols;
@@ -99,5 +105,5 @@
     }
   }
 
-  root.ConfabPattern = { read, paint, nowUs, ageMs, BLOCK };
+  root.ConfabPattern = { read, rowsNeeded, paint, nowUs, ageMs, BLOCK };
 })(typeof window !== 'undefined' ? window : globalThis);

@@ -87,6 +87,7 @@ async fn browser_and_peer(codec: &str) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_calls_confab_peer_h264() -> Result<()> {
+    let _turn = one_at_a_time().await;
     if !in_loopback_netns("browser_calls_confab_peer_h264") {
         return Ok(());
     }
@@ -95,6 +96,7 @@ async fn browser_calls_confab_peer_h264() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_calls_confab_peer_vp8() -> Result<()> {
+    let _turn = one_at_a_time().await;
     if !in_loopback_netns("browser_calls_confab_peer_vp8") {
         return Ok(());
     }
@@ -103,6 +105,7 @@ async fn browser_calls_confab_peer_vp8() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_leaves_and_rejoins() -> Result<()> {
+    let _turn = one_at_a_time().await;
     if !in_loopback_netns("browser_leaves_and_rejoins") {
         return Ok(());
     }
@@ -170,6 +173,7 @@ async fn browser_leaves_and_rejoins() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_desktop_app_and_peer_in_one_call() -> Result<()> {
+    let _turn = one_at_a_time().await;
     if !in_loopback_netns("browser_desktop_app_and_peer_in_one_call") {
         return Ok(());
     }

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn launched_with_call_sends_its_pattern_and_tone() -> Result<()> {
+    let _turn = one_at_a_time().await;
     let display = xvfb()?;
     let server = SignalServer::start(SignalConfig {
         listen: "127.0.0.1:0".parse()?,

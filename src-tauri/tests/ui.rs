@@ -28,6 +28,7 @@ async fn type_into(c: &fantoccini::Client, css: &str, text: &str) -> Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_call_see_the_pattern_mute_and_hang_up() -> Result<()> {
+    let _turn = one_at_a_time().await;
     let display = xvfb()?;
     let driver = webdriver(&display)?;
     let server = server().await;
@@ -58,8 +59,8 @@ async fn join_call_see_the_pattern_mute_and_hang_up() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(700)).await;
         let later = wait_js(&c, "a later frame", 10, script).await?;
         ensure!(later["frame"].as_u64() > first["frame"].as_u64(), "frames advance: {first} then {later}");
-        // The local preview tile shows our own pattern.
-        wait_js(&c, "our own pattern in the local tile", 10, "return window.confabReadTile('local')").await?;
+        // The self view shows our camera (at half size, so its blocks are not read).
+        wait_js(&c, "our own picture in the local tile", 10, "return document.querySelector('#grid .tile.local.has-video')").await?;
 
         // The peer sees our pattern and hears our tone.
         peer.wait("the peer gets the app's media", 30, |p| {
@@ -95,6 +96,7 @@ async fn join_call_see_the_pattern_mute_and_hang_up() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_server_shows_its_error_in_words() -> Result<()> {
+    let _turn = one_at_a_time().await;
     let display = xvfb()?;
     let driver = webdriver(&display)?;
     let dir = scratch("bad");
@@ -112,6 +114,48 @@ async fn a_bad_server_shows_its_error_in_words() -> Result<()> {
         c.find(Locator::Css("#join-btn")).await?.click().await?;
         let text = wait_js(&c, "the room error", 5, "const e = document.getElementById('join-error'); return e.textContent.includes('room name') && e.textContent").await?;
         ensure!(text.as_str().unwrap_or("").contains("letters, digits"), "{text}");
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        eprintln!("the app's log:\n{}", driver.log_tail());
+    }
+    let _ = c.close().await;
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_on_this_computer() -> Result<()> {
+    let _turn = one_at_a_time().await;
+    let display = xvfb()?;
+    let driver = webdriver(&display)?;
+    let dir = scratch("host");
+    let c = session(&driver, app_args(&dir.join("config"))).await?;
+    let result = async {
+        wait_js(&c, "the join screen", 20, "return document.getElementById('f-name')").await?;
+        type_into(&c, "#f-name", "Host").await?;
+        type_into(&c, "#f-room", "lan-party").await?;
+        c.find(Locator::Css("#host-btn")).await?.click().await?;
+        wait_js(&c, "the room screen", 20, "return !document.getElementById('room-screen').hidden").await?;
+        let address = wait_js(&c, "the invite address", 10, "const i = document.getElementById('invite'); return !i.hidden && document.getElementById('invite-address').textContent").await?;
+        let address = address.as_str().unwrap_or_default().to_owned();
+        ensure!(address.contains(':'), "an IP:port to share: {address}");
+        // Another Confab (here confab-peer) joins through the address the invite shows...
+        let port = address.rsplit(':').next().unwrap_or_default().to_owned();
+        let guest = peer(&format!("127.0.0.1:{port}"), "lan-party", "Guest", 550, &["--duration", "30"], &dir)?;
+        wait_js(&c, "the guest in the room", 20, "return [...document.querySelectorAll('#people li')].some(li => li.textContent.includes('Guest'))").await?;
+        // ...and the hosted server serves the web client too.
+        let page = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap_or(0)))?;
+            s.write_all(b"GET /?room=lan-party HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok::<_, std::io::Error>(out)
+        })
+        .await??;
+        ensure!(page.starts_with("HTTP/1.1 200") && page.contains("client.js"), "{page}");
+        drop(guest);
         Ok(())
     }
     .await;

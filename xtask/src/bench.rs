@@ -42,7 +42,11 @@ call under 40 % of one core (24 CPU s/min per peer).";
 
 /// Starts a release confab-signal on 127.0.0.1:0; returns it and its URL.
 fn start_signal(bin: &std::path::Path) -> Result<(Killed, String)> {
-    let mut server = Command::new(bin.join("confab-signal"));
+    spawn_signal(Command::new(bin.join("confab-signal")))
+}
+
+/// Starts a prepared confab-signal command on 127.0.0.1:0; returns it and its URL.
+fn spawn_signal(mut server: Command) -> Result<(Killed, String)> {
     server
         .args(["--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
@@ -283,29 +287,12 @@ fn signal(args: &[String]) -> Result {
         // A fresh server per rate, so peak RSS and CPU are that run's.
         let mut server = pinned(0, &bin.join("confab-signal"));
         server
-            .args(["--listen", "127.0.0.1:0"])
             .args(["--max-connections", &(connections + 100).to_string()])
             .args(["--max-rooms", &connections.to_string()])
-            .env("RUST_LOG", "warn")
             // One core, one worker: no cross-thread wake-ups on a pinned process.
-            .env("TOKIO_WORKER_THREADS", "1")
-            .stdout(Stdio::piped());
-        let mut server = Killed(
-            server
-                .spawn()
-                .map_err(|e| format!("starting confab-signal: {e}"))?,
-        );
+            .env("TOKIO_WORKER_THREADS", "1");
+        let (server, url) = spawn_signal(server)?;
         let pid = server.0.id();
-        let mut line = String::new();
-        BufReader::new(server.0.stdout.take().expect("piped"))
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-        let url = line
-            .split_whitespace()
-            .last()
-            .filter(|u| u.starts_with("ws"))
-            .ok_or_else(|| format!("confab-signal did not say where it listens: {line:?}"))?
-            .to_owned();
 
         let mut gen = pinned(1, &bin.join("confab-loadgen"));
         gen.args(["--url", &url])

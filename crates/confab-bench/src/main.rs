@@ -2,11 +2,9 @@
 //! trees. Run through `cargo xtask bench app|vs-browser`; they print figures and never fail
 //! on a number.
 
-mod procs;
-
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use procs::{tree_cpu_seconds, tree_pss_mib, Killed};
+use confab_bench::procs::{tree_cpu_by_name, tree_cpu_seconds, tree_pss_mib, Killed};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -199,6 +197,7 @@ fn app(duration: f64, bin: &Path) -> Result<()> {
     );
     std::thread::sleep(Duration::from_secs(6));
     let cpu0 = tree_cpu_seconds(pid);
+    let by_name0 = tree_cpu_by_name(pid);
     let t0 = Instant::now();
     let mut peak: f64 = 0.0;
     let mut drawn: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
@@ -225,6 +224,7 @@ fn app(duration: f64, bin: &Path) -> Result<()> {
         }
     }
     let cpu = tree_cpu_seconds(pid) - cpu0;
+    let by_name = tree_cpu_by_name(pid);
     let secs = t0.elapsed().as_secs_f64();
     println!();
     println!("desktop app (release, Xvfb, compositing off): 720p 30 fps call with a confab-peer, {secs:.0} s measured");
@@ -236,6 +236,13 @@ fn app(duration: f64, bin: &Path) -> Result<()> {
         cpu / secs * 60.0,
         cpu / secs * 100.0
     );
+    for (name, c) in &by_name {
+        let d = c - by_name0.get(name).copied().unwrap_or(0.0);
+        println!(
+            "      of which {name:<18} {:>5.0} % of one core",
+            d / secs * 100.0
+        );
+    }
     for (tile, v) in &drawn {
         let avg = v.iter().sum::<f64>() / v.len().max(1) as f64;
         println!("  frames drawn, {tile:<6} tile   {avg:>7.1} fps     (target 30)");
@@ -285,24 +292,7 @@ async fn chrome(port_hint: usize) -> Result<(Killed, fantoccini::Client, PathBuf
         std::process::id()
     ));
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let args = serde_json::json!([
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-        "--autoplay-policy=no-user-gesture-required",
-        "--allow-loopback-in-peer-connection",
-        "--disable-features=WebRtcHideLocalIpsWithMdns",
-        "--disable-background-timer-throttling",
-        "--disable-renderer-backgrounding",
-        format!("--user-data-dir={}", profile.display())
-    ]);
+    let args = confab_bench::chromium_args(&profile);
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -467,7 +457,13 @@ async fn vs_browser(duration: f64, bin: &Path, sizes: &str) -> Result<()> {
                 fmt(r.peak_mib)
             );
         }
-        let ratio = |a: f64, b: f64| fmt(a / b);
+        let ratio = |a: f64, b: f64| {
+            if (a / b).is_finite() {
+                format!("{:.2}", a / b)
+            } else {
+                "-".into()
+            }
+        };
         println!(
             "{:>9} {:<8} {:>9} {:>9} {:>9} {:>7} {:>10} {:>9}",
             size,

@@ -47,6 +47,19 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
 }
 
+/// CPU seconds per process name in a tree (e.g. confab, WebKitWebProcess).
+pub fn tree_cpu_by_name(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for p in tree(pid) {
+        let name = std::fs::read_to_string(format!("/proc/{p}/comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        *out.entry(name).or_insert(0.0) += cpu_seconds(p).unwrap_or(0.0);
+    }
+    out
+}
+
 pub fn tree_cpu_seconds(pid: u32) -> f64 {
     tree(pid).iter().filter_map(|p| cpu_seconds(*p)).sum()
 }

@@ -95,7 +95,7 @@ pub struct FrameAssembler {
     packets: BTreeMap<u64, Held>,
     /// Extended sequence number of the first packet of the next frame to release.
     next: Option<u64>,
-    highest: Option<u64>,
+    seq: crate::seq::SeqExtender,
     loss_wait: Duration,
     max_packets: usize,
     lost_since_release: bool,
@@ -109,7 +109,7 @@ impl FrameAssembler {
             depack: Depack::new(codec),
             packets: BTreeMap::new(),
             next: None,
-            highest: None,
+            seq: Default::default(),
             loss_wait: Duration::from_millis(150),
             max_packets: 2000,
             lost_since_release: false,
@@ -122,28 +122,12 @@ impl FrameAssembler {
         self
     }
 
-    fn extend(&self, seq: u16) -> u64 {
-        match self.highest {
-            None => (1u64 << 20) + seq as u64,
-            Some(h) => {
-                let base = h & !0xffff;
-                let cands = [
-                    base.wrapping_sub(1 << 16) + seq as u64,
-                    base + seq as u64,
-                    base + (1 << 16) + seq as u64,
-                ];
-                *cands.iter().min_by_key(|&&c| c.abs_diff(h)).expect("three")
-            }
-        }
-    }
-
     /// Takes a packet; returns the frames it completes, in order.
     pub fn push(&mut self, pkt: RtpIn, now: Instant) -> Vec<AssembledFrame> {
-        let ext = self.extend(pkt.seq);
+        let ext = self.seq.push(pkt.seq);
         if self.next.is_some_and(|n| ext < n) {
             return self.poll(now); // late or duplicate
         }
-        self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
         if self.next.is_none() {
             // Start at the first frame start we see.
             if !self.depack.is_head(&pkt.payload) {

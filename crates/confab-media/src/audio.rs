@@ -54,8 +54,7 @@ pub struct JitterBuffer {
     packets: BTreeMap<u64, Vec<u8>>,
     /// Extended sequence number of the next packet to play.
     next: Option<u64>,
-    /// Highest extended sequence number seen (for unwrapping).
-    highest: Option<u64>,
+    seq: crate::seq::SeqExtender,
     playing: bool,
     /// Packets to hold before starting.
     target: usize,
@@ -70,7 +69,7 @@ impl JitterBuffer {
         JitterBuffer {
             packets: BTreeMap::new(),
             next: None,
-            highest: None,
+            seq: Default::default(),
             playing: false,
             target: target.max(1),
             max: max.max(target + 1),
@@ -79,28 +78,8 @@ impl JitterBuffer {
         }
     }
 
-    fn extend(&self, seq: u16) -> u64 {
-        match self.highest {
-            None => (1u64 << 16) + seq as u64,
-            Some(h) => {
-                // The candidate nearest to the highest seen.
-                let base = h & !0xffff;
-                let cands = [
-                    base.wrapping_sub(1 << 16) + seq as u64,
-                    base + seq as u64,
-                    base + (1 << 16) + seq as u64,
-                ];
-                *cands
-                    .iter()
-                    .min_by_key(|&&c| c.abs_diff(h))
-                    .expect("three candidates")
-            }
-        }
-    }
-
     pub fn push(&mut self, seq: u16, payload: Vec<u8>) {
-        let ext = self.extend(seq);
-        self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
+        let ext = self.seq.push(seq);
         if self.next.is_some_and(|n| ext < n) {
             self.late += 1;
             return;

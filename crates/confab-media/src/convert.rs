@@ -187,6 +187,24 @@ mod tests {
     }
 
     #[test]
+    fn half_size_keeps_the_picture() {
+        let f = pattern::frame(
+            1280,
+            720,
+            pattern::Stamp {
+                frame: 3,
+                capture_us: 9,
+            },
+            5,
+        );
+        let h = f.half();
+        assert_eq!((h.width, h.height, h.timestamp_us), (640, 360, 5));
+        // Flat regions stay flat: the top-left block is a 1 or 0 of the pattern, 16 px wide.
+        assert_eq!(h.y()[0], f.y()[0]);
+        assert!(to_jpeg(&h, 70).unwrap().len() < to_jpeg(&f, 70).unwrap().len());
+    }
+
+    #[test]
     fn rgba_keeps_the_pattern_readable() {
         let stamp = pattern::Stamp {
             frame: 9,

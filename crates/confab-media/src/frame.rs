@@ -65,6 +65,32 @@ impl VideoFrame {
         (y, u, v)
     }
 
+    /// Half the width and height (2x2 box filter): cheap previews.
+    pub fn half(&self) -> VideoFrame {
+        let (w, h) = ((self.width / 2) & !1, (self.height / 2) & !1);
+        let mut out = VideoFrame::black(w.max(2), h.max(2));
+        out.timestamp_us = self.timestamp_us;
+        let down = |src: &[u8], sw: usize, dst: &mut [u8], dw: usize, dh: usize| {
+            for r in 0..dh {
+                let (a, b) = (&src[2 * r * sw..][..sw], &src[(2 * r + 1) * sw..][..sw]);
+                for c in 0..dw {
+                    let sum = a[2 * c] as u16
+                        + a[2 * c + 1] as u16
+                        + b[2 * c] as u16
+                        + b[2 * c + 1] as u16;
+                    dst[r * dw + c] = ((sum + 2) / 4) as u8;
+                }
+            }
+        };
+        let (sw, cw) = (self.width, self.width / 2);
+        let (y, u, v) = (self.y(), self.u(), self.v());
+        let (dy, du, dv) = out.planes_mut();
+        down(y, sw, dy, w, h);
+        down(u, cw, du, w / 2, h / 2);
+        down(v, cw, dv, w / 2, h / 2);
+        out
+    }
+
     /// Copies planes with strides into a packed frame.
     #[allow(clippy::too_many_arguments)]
     pub fn from_planes(

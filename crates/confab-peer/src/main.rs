@@ -134,22 +134,6 @@ fn usage() -> (f64, f64) {
     }
 }
 
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 fn report(
     joined: &confab_engine::Joined,
     name: &str,
@@ -236,7 +220,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     tokio::pin!(sleep_until);
-    let stop = stop_signal();
+    let stop = confab_signal::shutdown_signal();
     tokio::pin!(stop);
     let every = args
         .stats_every

@@ -125,22 +125,6 @@ impl Args {
     }
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -154,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
     let server = SignalServer::start(config).await?;
     // One line on stdout that scripts (and `cargo xtask`) can read.
     println!("confab-signal listening on {}", server.ws_url());
-    shutdown_signal().await;
+    confab_signal::shutdown_signal().await;
     tracing::info!("shutting down");
     server.shutdown(Duration::from_secs(5)).await;
     Ok(())

@@ -349,6 +349,8 @@
       const p = sender.getParameters();
       if (!p.encodings || !p.encodings.length) p.encodings = [{}];
       p.encodings[0].maxBitrate = kbps * 1000;
+      // Like Confab: keep the resolution, let the frame rate give (the pattern stays readable).
+      p.degradationPreference = 'maintain-resolution';
       sender.setParameters(p).catch(() => {});
     }
   }
@@ -446,11 +448,13 @@
       const w = v.videoWidth;
       const h = v.videoHeight;
       if (w && h) {
-        if (c.width !== w || c.height !== h) {
+        // Only the top rows carry the blocks: copying just them keeps measuring cheap.
+        const rows = Math.min(h, window.ConfabPattern.rowsNeeded(w));
+        if (c.width !== w || c.height !== rows) {
           c.width = w;
-          c.height = h;
+          c.height = rows;
         }
-        ctx.drawImage(v, 0, 0);
+        ctx.drawImage(v, 0, 0, w, rows, 0, 0, w, rows);
         const r = p.readings;
         const now = performance.now();
         if (!r.first) r.first = now;
@@ -458,7 +462,7 @@
         r.frames++;
         r.width = w;
         r.height = h;
-        const stamp = window.ConfabPattern.read(ctx.getImageData(0, 0, w, h).data, w, h);
+        const stamp = window.ConfabPattern.read(ctx.getImageData(0, 0, w, rows).data, w, rows);
         if (stamp) {
           r.pattern++;
           if (r.last !== null && stamp.frame < r.last) r.outOfOrder++;

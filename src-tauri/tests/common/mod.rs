@@ -4,16 +4,16 @@
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Kills (and reaps) a child process when dropped.
-pub struct Proc(pub Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+pub use confab_bench::procs::Killed as Proc;
+
+/// GUI and browser tests take turns: on a 2-core machine, several WebKit or Chromium
+/// instances at once starve each other (WebKit then reports the page as hung).
+pub async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
 }
 
 pub fn bin_dir() -> PathBuf {
@@ -363,24 +363,7 @@ pub fn chromedriver() -> Result<Chrome> {
 /// Headless Chromium with fake devices, autoplay, and WebRTC on loopback.
 pub async fn chrome_session(chrome: &Chrome) -> Result<fantoccini::Client> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let args = vec![
-        "--headless=new".to_owned(),
-        "--no-sandbox".into(),
-        "--disable-gpu".into(),
-        "--disable-quic".into(),
-        "--no-first-run".into(),
-        "--disable-background-networking".into(),
-        "--disable-component-update".into(),
-        "--disable-sync".into(),
-        "--use-fake-device-for-media-stream".into(),
-        "--use-fake-ui-for-media-stream".into(),
-        "--autoplay-policy=no-user-gesture-required".into(),
-        "--allow-loopback-in-peer-connection".into(),
-        "--disable-features=WebRtcHideLocalIpsWithMdns".into(),
-        "--disable-background-timer-throttling".into(),
-        "--disable-renderer-backgrounding".into(),
-        format!("--user-data-dir={}", chrome.profile.display()),
-    ];
+    let args = confab_bench::chromium_args(&chrome.profile);
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), serde_json::json!("chrome"));
     caps.insert(
