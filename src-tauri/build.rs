@@ -22,6 +22,7 @@ fn main() {
             "stop_hosting",
             "open_video",
             "frame_ack",
+            "tile_size",
         ]),
     ))
     .expect("tauri-build failed");

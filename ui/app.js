@@ -96,6 +96,16 @@
     }
   }
 
+  // Rust sizes each tile's frames to what the screen shows.
+  const sizes = new ResizeObserver((entries) => {
+    for (const e of entries) {
+      const key = e.target.dataset.key;
+      const width = Math.round(e.contentRect.width * (window.devicePixelRatio || 1));
+      if (key && width > 0) invoke('tile_size', { tile: key, width }).catch(() => {});
+    }
+  });
+  sizes.observe($('preview-tile'));
+
   function ensureTile(key, name) {
     let t = tiles.get(key);
     if (!t) {
@@ -104,6 +114,7 @@
       if (key === 'local') el.classList.add('local');
       t = { el, drawn: [] };
       tiles.set(key, t);
+      sizes.observe(el);
     }
     t.el.querySelector('.name').textContent = name;
     t.el.querySelector('.avatar').textContent = initial(name);
@@ -191,6 +202,7 @@
     const keep = new Set(want.map((w) => w[0]));
     for (const [k, t] of tiles) {
       if (!keep.has(k)) {
+        sizes.unobserve(t.el);
         t.el.remove();
         tiles.delete(k);
       }

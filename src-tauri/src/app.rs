@@ -364,6 +364,16 @@ pub async fn open_video(
     Ok(())
 }
 
+/// The UI reports how wide a tile is shown (device pixels), so frames can be sized for it.
+#[tauri::command]
+pub async fn tile_size(state: State<'_, AppState>, tile: String, width: u32) -> IpcResult<()> {
+    if tile.len() > 255 || width > 16_384 {
+        return Err(IpcError::invalid("that is not a tile size"));
+    }
+    state.frames.set_shown_width(&tile, width as usize);
+    Ok(())
+}
+
 #[tauri::command]
 pub async fn frame_ack(state: State<'_, AppState>, tile: String) -> IpcResult<()> {
     if tile.len() > 255 {

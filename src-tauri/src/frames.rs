@@ -34,6 +34,9 @@ struct Inner {
     in_flight: HashMap<String, u32>,
     /// Frames drawn (acked) per tile, since the last report.
     drawn: HashMap<String, u64>,
+    /// How many pixels wide each tile is on screen (frames are halved while at least twice
+    /// that): no point encoding, sending and decoding pixels nobody sees.
+    shown_width: HashMap<String, usize>,
 }
 
 #[derive(Default)]
@@ -77,6 +80,14 @@ impl UiFrames {
         self.cond.notify_all();
     }
 
+    /// The UI shows this tile `width` device pixels wide.
+    pub fn set_shown_width(&self, key: &str, width: usize) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if g.shown_width.len() < 64 || g.shown_width.contains_key(key) {
+            g.shown_width.insert(key.to_owned(), width.max(160));
+        }
+    }
+
     /// Frames drawn per tile since the last call.
     pub fn take_drawn(&self) -> HashMap<String, u64> {
         std::mem::take(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()).drawn)
@@ -117,17 +128,16 @@ impl UiFrames {
             let k = ready[rotate % ready.len()].clone();
             let frame = g.pending.remove(&k).expect("listed");
             *g.in_flight.entry(k.clone()).or_default() += 1;
+            // The self view is small: at most half size unless the UI says otherwise.
+            let shown = g.shown_width.get(&k).copied().unwrap_or(if k == "local" {
+                640
+            } else {
+                usize::MAX
+            });
             drop(g);
             let started = Instant::now();
-            // The self view is a small tile: half size is plenty, and a quarter of the work.
-            let half;
-            let frame: &VideoFrame = if k == "local" && frame.width > 640 {
-                half = frame.half();
-                &half
-            } else {
-                &frame
-            };
-            match confab_media::convert::to_jpeg(frame, JPEG_QUALITY) {
+            let frame = scale_for(frame, shown);
+            match confab_media::convert::to_jpeg(&frame, JPEG_QUALITY) {
                 Ok(jpeg) => {
                     let mut body = Vec::with_capacity(4 + jpeg.len());
                     body.extend_from_slice(&(frame.width as u16).to_be_bytes());
@@ -148,6 +158,15 @@ impl UiFrames {
             }
         }
     }
+}
+
+/// Halves the frame while it is at least twice as wide as it is shown (never below 640 wide).
+fn scale_for(frame: Arc<VideoFrame>, shown: usize) -> Arc<VideoFrame> {
+    let mut f = frame;
+    while f.width >= shown.saturating_mul(2) && f.width / 2 >= 640 {
+        f = Arc::new(f.half());
+    }
+    f
 }
 
 impl VideoSink for UiFrames {
@@ -173,6 +192,16 @@ impl VideoSink for UiFrames {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_are_scaled_to_their_tile() {
+        let f = Arc::new(VideoFrame::black(1280, 720));
+        assert_eq!(scale_for(f.clone(), 1280).width, 1280);
+        assert_eq!(scale_for(f.clone(), 640).width, 640);
+        assert_eq!(scale_for(f.clone(), 400).width, 640);
+        assert_eq!(scale_for(f.clone(), 200).width, 640, "never below 640 wide");
+        assert_eq!(scale_for(f, usize::MAX).width, 1280);
+    }
 
     #[test]
     fn message_layout() {

@@ -116,6 +116,7 @@ fn main() {
             app::stop_hosting,
             app::open_video,
             app::frame_ack,
+            app::tile_size,
         ])
         .setup(move |app| {
             setup(app, &setup_cli, started)?;
