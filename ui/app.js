@@ -342,10 +342,12 @@
     $('f-server').value = inv.server;
     $('f-room').value = inv.room;
     if (inv.name) $('f-name').value = inv.name;
+    // A link never joins by itself: the user checks where it leads and presses Join.
     if (snap && snap.room) {
-      toast(`Invited to room ${inv.room}. Leave this room to join it.`, 'warn', 9000);
+      toast(`Invited to room ${inv.room} on ${inv.server}. Leave this room to join it.`, 'warn', 9000);
     } else {
-      $('join-form').requestSubmit();
+      toast(`Invited to room ${inv.room} on ${inv.server}. Check the details, then press Join.`, 'info', 9000);
+      $('join-btn').focus();
     }
   });
 

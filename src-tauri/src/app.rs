@@ -66,9 +66,11 @@ pub fn mic_spec(id: &str) -> AudioSourceSpec {
         "" => AudioSourceSpec::Mic(None),
         "none" => AudioSourceSpec::None,
         device::TEST_TONE => AudioSourceSpec::Tone(DEFAULT_TONE_HZ),
-        other => match other.strip_prefix("tone:").and_then(|hz| hz.parse().ok()) {
-            Some(hz) => AudioSourceSpec::Tone(hz),
-            None => AudioSourceSpec::Mic(Some(other.strip_prefix("mic:").unwrap_or(other).into())),
+        // `tone:HZ` as the command line takes it (20-8000 Hz); anything else names a microphone.
+        other => match other.parse::<AudioSourceSpec>() {
+            Ok(spec @ AudioSourceSpec::Tone(_)) => spec,
+            _ if other.starts_with("tone:") => AudioSourceSpec::Tone(DEFAULT_TONE_HZ),
+            _ => AudioSourceSpec::Mic(Some(other.strip_prefix("mic:").unwrap_or(other).into())),
         },
     }
 }
@@ -398,6 +400,12 @@ mod tests {
         );
         assert_eq!(mic_spec("tone"), AudioSourceSpec::Tone(440.0));
         assert_eq!(mic_spec("tone:1000"), AudioSourceSpec::Tone(1000.0));
+        assert_eq!(
+            mic_spec("tone:NaN"),
+            AudioSourceSpec::Tone(440.0),
+            "a bad frequency falls back"
+        );
+        assert_eq!(mic_spec("tone:0"), AudioSourceSpec::Tone(440.0));
         assert_eq!(
             mic_spec("mic:USB Mic"),
             AudioSourceSpec::Mic(Some("USB Mic".into()))

@@ -184,6 +184,10 @@ impl VideoSink for UiFrames {
         let k = key(source);
         g.pending.remove(&k);
         g.in_flight.remove(&k);
+        if k != "local" {
+            g.shown_width.remove(&k);
+            g.drawn.remove(&k);
+        }
         g.ended.push_back(k);
         self.cond.notify_all();
     }

@@ -1,4 +1,5 @@
-//! Invite links: `confab://join?server=…&room=…[&name=…][&call=1]`.
+//! Invite links: `confab://join?server=…&room=…[&name=…]`. A link only fills in the join
+//! form; it never joins or calls by itself.
 
 use url::Url;
 
@@ -7,7 +8,6 @@ pub struct Invite {
     pub server: String,
     pub room: String,
     pub name: Option<String>,
-    pub call: bool,
 }
 
 /// Parses an invite link, with a worded error for anything else.
@@ -29,13 +29,11 @@ pub fn parse(link: &str) -> Result<Invite, String> {
     let mut server = None;
     let mut room = None;
     let mut name = None;
-    let mut call = false;
     for (k, v) in url.query_pairs() {
         match k.as_ref() {
             "server" => server = Some(v.into_owned()),
             "room" => room = Some(v.into_owned()),
             "name" => name = Some(v.into_owned()),
-            "call" => call = v == "1" || v == "true",
             _ => {}
         }
     }
@@ -49,12 +47,7 @@ pub fn parse(link: &str) -> Result<Invite, String> {
         confab_protocol::validate_name(n)
             .map_err(|e| format!("the link's name is not valid: {e}"))?;
     }
-    Ok(Invite {
-        server,
-        room,
-        name,
-        call,
-    })
+    Ok(Invite { server, room, name })
 }
 
 /// Builds an invite link.
@@ -84,13 +77,13 @@ mod tests {
                 server: "ws://192.168.1.20:8787/ws".into(),
                 room: "team-1".into(),
                 name: None,
-                call: false
             }
         );
         let inv = parse("confab://join?server=10.0.0.1:9000&room=r&name=Zo%C3%AB&call=1").unwrap();
         assert_eq!(inv.server, "ws://10.0.0.1:9000/ws");
         assert_eq!(inv.name.as_deref(), Some("Zoë"));
-        assert!(inv.call);
+        // `call=1` in a link is ignored: a link never calls by itself.
+        assert_eq!(serde_json::to_value(&inv).unwrap().get("call"), None);
     }
 
     #[test]

@@ -165,14 +165,19 @@ fn setup(
     let mut launch = Launch::default();
     launch.notices.extend(notice);
 
-    // The command line and an invite link override what was remembered, for this run.
+    // An invite link only fills in the join form: joining a server named by a link, with the
+    // camera and microphone, is the user's decision (the link may come from anyone).
+    let mut join_at_start = cli.room.is_some();
     if let Some(link) = &cli.link {
         match invite::parse(link) {
             Ok(inv) => {
+                launch.notices.push(format!(
+                    "You were invited to room {} on {}. Check the details, then press Join.",
+                    inv.room, inv.server
+                ));
                 launch.server = Some(inv.server);
                 launch.room = Some(inv.room);
                 launch.name = inv.name;
-                launch.call = inv.call;
             }
             Err(e) => launch
                 .notices
@@ -184,6 +189,7 @@ fn setup(
     }
     if cli.room.is_some() {
         launch.room = cli.room.clone();
+        join_at_start = true;
     }
     if cli.name.is_some() {
         launch.name = cli.name.clone();
@@ -242,7 +248,8 @@ fn setup(
         }
     }
 
-    let auto = launch.room.is_some().then(|| {
+    // The command line (someone at a terminal) joins, and calls, at once.
+    let auto = (join_at_start && launch.room.is_some()).then(|| {
         (
             launch
                 .server

@@ -255,6 +255,8 @@ impl CallCore {
             }
         }
         self.broadcast_state();
+        // Rings that were pending are gone with the old connection.
+        self.maybe_end_call();
     }
 
     fn add_peer(&mut self, id: PeerId, name: String, now: Instant) {
@@ -401,13 +403,26 @@ impl CallCore {
         }
     }
 
+    /// A peer that reconnected under a new id announces the session of one that went away:
+    /// its link carries over. Only a peer that is away can be taken over this way (sessions are
+    /// visible to the whole room, so a present peer's session proves nothing), and never onto
+    /// an id that already has a link.
     fn rebind_if_same_session(&mut self, new_id: &PeerId, session: &str) {
         let old = self
             .peers
             .iter()
-            .find(|(id, p)| *id != new_id && p.session.as_deref() == Some(session))
+            .find(|(id, p)| {
+                *id != new_id && p.away_since.is_some() && p.session.as_deref() == Some(session)
+            })
             .map(|(id, _)| id.clone());
         let Some(old) = old else { return };
+        if self
+            .peers
+            .get(new_id)
+            .is_some_and(|p| p.phase != Phase::Idle)
+        {
+            return;
+        }
         let Some(old_peer) = self.peers.remove(&old) else {
             return;
         };

@@ -472,18 +472,21 @@ impl Actor {
             let _ = l.tx.send(LinkCommand::Close).await;
             self.closing.push(l.task);
         }
-        for t in self.closing.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-        }
+        // All links close at once; together they get a few seconds.
+        let closing: Vec<JoinHandle<()>> = self.closing.drain(..).collect();
+        let all = futures_util::future::join_all(closing);
+        let _ = tokio::time::timeout(Duration::from_secs(4), all).await;
         let hub = self.hub.clone();
         let _ = tokio::task::spawn_blocking(move || hub.shutdown()).await;
     }
 
-    async fn emit(&self, ev: EngineEvent) {
+    async fn emit(&self, ev: EngineEvent) -> bool {
         // Events are for a UI: never stall the engine on a slow one.
         if self.events.try_send(ev).is_err() {
             tracing::debug!("event dropped: the receiver is not keeping up");
+            return false;
         }
+        true
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -506,9 +509,10 @@ impl Actor {
 
     async fn publish_snapshot(&mut self) {
         let s = self.snapshot();
-        if self.last_snapshot.as_ref() != Some(&s) {
-            self.last_snapshot = Some(s.clone());
-            self.emit(EngineEvent::State(s)).await;
+        // Only a snapshot that went out counts as sent: a dropped one is tried again.
+        if self.last_snapshot.as_ref() != Some(&s) && self.emit(EngineEvent::State(s.clone())).await
+        {
+            self.last_snapshot = Some(s);
         }
     }
 
@@ -528,13 +532,22 @@ impl Actor {
                     }
                 }
                 Action::RebindLink { from, to } => {
-                    if let Some(l) = self.links.remove(&from) {
+                    if self.links.contains_key(&to) {
+                        // Never overwrite a live link: the old one is let go instead.
+                        if let Some(l) = self.links.remove(&from) {
+                            self.link_peer.remove(&l.id);
+                            let _ = l.tx.try_send(LinkCommand::Close);
+                            self.closing.push(l.task);
+                        }
+                    } else if let Some(l) = self.links.remove(&from) {
                         let _ = l.tx.try_send(LinkCommand::Rebind(to.clone()));
                         self.link_peer.insert(l.id, to.clone());
                         self.links.insert(to, l);
                     }
                 }
-                Action::Notice(n) => self.emit(EngineEvent::Notice(n)).await,
+                Action::Notice(n) => {
+                    self.emit(EngineEvent::Notice(n)).await;
+                }
                 Action::Changed => {}
             }
         }

@@ -264,6 +264,8 @@ impl MediaHub {
         outs.push(out);
         drop(outs);
         self.request_keyframe(codec);
+        // Send the first picture now rather than at the next capture.
+        self.bus.nudge();
     }
 
     pub fn add_audio_out(&self, out: AudioOutput) {
@@ -591,7 +593,15 @@ impl MediaHub {
             return;
         };
         lock(&self.books).entry(link).or_default().stats.codec = Some(codec.name().into());
+        // Counted while this task lives, even if it is aborted.
+        struct Live<'a>(&'a AtomicU64);
+        impl Drop for Live<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
         self.live_video_receivers.fetch_add(1, Ordering::Relaxed);
+        let _live = Live(&self.live_video_receivers);
         let (tx, rx) = sync_channel::<confab_media::assembler::AssembledFrame>(8);
         let need_key = Arc::new(AtomicBool::new(true));
         let hub = self.clone();
@@ -638,7 +648,6 @@ impl MediaHub {
         if let Ok(t) = decoder {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
-        self.live_video_receivers.fetch_sub(1, Ordering::Relaxed);
     }
 
     fn decode_loop(

@@ -204,7 +204,11 @@ pub async fn run(
                 }
             }
         };
-        match join(&mut ws, &params).await {
+        let joined = tokio::select! {
+            _ = cancel.cancelled() => return,
+            j = join(&mut ws, &params) => j,
+        };
+        match joined {
             Ok(welcome) => {
                 ever_joined = true;
                 attempt = 0;

@@ -57,8 +57,20 @@ async fn three_party_mesh() {
         }
         assert_eq!(me.engine.resources().await.unwrap().links, 2);
     }
-    // c prefers VP8 but was called by a (H.264 first): a's offer decides a-c; c's own offers
-    // to b (mesh fill-in) may carry VP8.
+    // c prefers VP8, a and b H.264: whoever offers decides each link's codec.
+    let a_sees_c = a
+        .engine
+        .stats()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.id == c.id)
+        .unwrap();
+    assert_eq!(
+        a_sees_c.video.codec.as_deref(),
+        Some("h264"),
+        "a rang c, so a's offer chose"
+    );
     for p in [&a, &b, &c] {
         p.engine.shutdown().await;
     }

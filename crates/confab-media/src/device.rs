@@ -188,6 +188,16 @@ impl FrameBus {
         }
     }
 
+    /// Hands the newest frame out again, now (a new consumer need not wait for the next
+    /// capture).
+    pub fn nudge(&self) {
+        let mut s = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        if s.1.is_some() {
+            s.0 += 1;
+            self.cond.notify_all();
+        }
+    }
+
     /// The newest frame without waiting.
     pub fn latest(&self) -> Option<Arc<VideoFrame>> {
         self.slot

@@ -91,7 +91,8 @@ impl VideoFrame {
         out
     }
 
-    /// Copies planes with strides into a packed frame.
+    /// Copies planes with strides into a packed frame. An odd width or height is cropped by
+    /// one pixel (every frame inside Confab has even sides).
     #[allow(clippy::too_many_arguments)]
     pub fn from_planes(
         width: usize,
@@ -103,6 +104,7 @@ impl VideoFrame {
         v: &[u8],
         v_stride: usize,
     ) -> Self {
+        let (width, height) = (width & !1, height & !1);
         let mut f = VideoFrame::black(width, height);
         let (cw, ch) = (width / 2, height / 2);
         let (dy, du, dv) = f.planes_mut();

@@ -67,6 +67,19 @@ pub trait VideoEncoder: Send {
     fn codec(&self) -> VideoCodec;
 }
 
+/// The largest picture a decoder hands on (anything bigger is refused, not allocated).
+pub const MAX_DECODED: (usize, usize) = (4096, 2304);
+
+fn check_size(w: usize, h: usize) -> Result<(), MediaError> {
+    if w < 2 || h < 2 || w > MAX_DECODED.0 || h > MAX_DECODED.1 {
+        return Err(MediaError::Codec(format!(
+            "a {w}x{h} picture is outside what Confab shows (2x2 to {}x{})",
+            MAX_DECODED.0, MAX_DECODED.1
+        )));
+    }
+    Ok(())
+}
+
 pub trait VideoDecoder: Send {
     /// Decodes one complete frame; `None` if it produced no picture yet.
     fn decode(&mut self, data: &[u8]) -> Result<Option<VideoFrame>, MediaError>;
@@ -248,6 +261,7 @@ impl VideoDecoder for H264Decoder {
             None => Ok(None),
             Some(yuv) => {
                 let (w, h) = yuv.dimensions();
+                check_size(w, h)?;
                 let (ys, us, vs) = yuv.strides();
                 let mut f = VideoFrame::from_planes(w, h, yuv.y(), ys, yuv.u(), us, yuv.v(), vs);
                 f.timestamp_us = now_us();
@@ -502,6 +516,7 @@ impl VideoDecoder for Vp8Decoder {
                 }
                 let img = &*img;
                 let (w, h) = (img.d_w as usize, img.d_h as usize);
+                check_size(w, h)?;
                 let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
                 let s = |i: usize| img.stride[i] as usize;
                 let y = std::slice::from_raw_parts(img.planes[0], s(0) * (h - 1) + w);
@@ -583,6 +598,40 @@ mod tests {
             let k = enc.encode(&f(3), true).unwrap().unwrap();
             assert!(k.keyframe, "{codec:?}");
         }
+    }
+
+    #[test]
+    fn odd_sizes_are_cropped_to_even() {
+        for codec in [VideoCodec::H264, VideoCodec::Vp8] {
+            // Encode an odd-sized picture the way another implementation might send one.
+            let (w, h) = (322usize, 241usize);
+            let mut enc = encoder(codec, 800_000, 30.0).unwrap();
+            let mut dec = decoder(codec).unwrap();
+            let src = pattern::frame(
+                (w + 1) & !1,
+                (h + 1) & !1,
+                pattern::Stamp {
+                    frame: 1,
+                    capture_us: 0,
+                },
+                0,
+            );
+            let e = enc.encode(&src, true).unwrap().unwrap();
+            let out = dec.decode(&e.data).unwrap().unwrap();
+            assert!(
+                out.width % 2 == 0 && out.height % 2 == 0,
+                "{codec:?}: {out:?}"
+            );
+            // And the UI conversions accept what comes out.
+            crate::convert::to_jpeg(&out, 70).unwrap();
+        }
+        // Odd planes straight from a decoder's buffers.
+        let y = vec![100u8; 321 * 241];
+        let c = vec![128u8; 161 * 121];
+        let f = VideoFrame::from_planes(321, 241, &y, 321, &c, 161, &c, 161);
+        assert_eq!((f.width, f.height), (320, 240));
+        crate::convert::to_jpeg(&f, 70).unwrap();
+        assert_eq!(crate::convert::to_rgba(&f).len(), 320 * 240 * 4);
     }
 
     #[test]

@@ -18,7 +18,8 @@ use confab_protocol::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
@@ -71,6 +72,13 @@ impl Default for Config {
 pub enum Output {
     /// Send one text frame to a connection.
     Send { conn: ConnId, text: String },
+    /// A signal relayed from `from` to `conn`. If `conn` cannot take it now, the sender is
+    /// told (a flood must not get its target disconnected).
+    Relay {
+        conn: ConnId,
+        text: String,
+        from: ConnId,
+    },
     /// Close a connection with a WebSocket close code and reason. The state machine has
     /// already forgotten it (and told its room).
     Close {
@@ -130,6 +138,8 @@ struct Joined {
 struct Conn {
     joined: Option<Joined>,
     join_deadline: Option<Instant>,
+    /// Has an entry in `Rooms::deadlines`.
+    queued: bool,
     rate: Bucket,
     errors: Bucket,
 }
@@ -160,8 +170,9 @@ pub struct Rooms {
     conns: HashMap<ConnId, Conn>,
     rooms: HashMap<String, Room>,
     peers: HashMap<PeerId, ConnId>,
-    /// Join deadlines in the order they were set (so, by time).
-    deadlines: VecDeque<(Instant, ConnId)>,
+    /// Join deadlines, earliest first; at most one entry per connection (`Conn::queued`), so
+    /// join/leave loops cannot grow it.
+    deadlines: BinaryHeap<Reverse<(Instant, ConnId)>>,
 }
 
 impl Rooms {
@@ -174,7 +185,7 @@ impl Rooms {
             conns: HashMap::new(),
             rooms: HashMap::new(),
             peers: HashMap::new(),
-            deadlines: VecDeque::new(),
+            deadlines: BinaryHeap::new(),
         }
     }
 
@@ -213,11 +224,12 @@ impl Rooms {
             Conn {
                 joined: None,
                 join_deadline: Some(deadline),
+                queued: true,
                 rate: Bucket::new(self.config.rate_burst, self.config.rate_per_sec, now),
                 errors: Bucket::new(self.config.error_budget, 1.0, now),
             },
         );
-        self.deadlines.push_back((deadline, conn));
+        self.deadlines.push(Reverse((deadline, conn)));
         Ok(conn)
     }
 
@@ -229,16 +241,26 @@ impl Rooms {
 
     /// Closes connections whose join deadline has passed.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Output>) {
-        while let Some(&(deadline, conn)) = self.deadlines.front() {
+        while let Some(&Reverse((deadline, conn))) = self.deadlines.peek() {
             if deadline > now {
                 break;
             }
-            self.deadlines.pop_front();
-            let expired = self
-                .conns
-                .get(&conn)
-                .is_some_and(|c| c.join_deadline == Some(deadline));
-            if expired {
+            self.deadlines.pop();
+            let Some(c) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            c.queued = false;
+            match c.join_deadline {
+                // Re-armed by a later leave: queue the new deadline instead.
+                Some(d) if d > deadline => {
+                    c.queued = true;
+                    self.deadlines.push(Reverse((d, conn)));
+                    continue;
+                }
+                Some(_) => {}
+                None => continue,
+            }
+            {
                 let limit = self.config.join_timeout;
                 self.close(conn, CLOSE_POLICY, format!("no join within {limit:?}"), out);
             }
@@ -247,7 +269,7 @@ impl Rooms {
 
     /// The earliest moment [`Rooms::tick`] has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.front().map(|&(d, _)| d)
+        self.deadlines.peek().map(|&Reverse((d, _))| d)
     }
 
     /// One text frame from a connection.
@@ -292,8 +314,11 @@ impl Rooms {
                     let deadline = now + self.config.join_timeout;
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.join_deadline = Some(deadline);
+                        if !c.queued {
+                            c.queued = true;
+                            self.deadlines.push(Reverse((deadline, conn)));
+                        }
                     }
-                    self.deadlines.push_back((deadline, conn));
                     Ok(())
                 } else {
                     Err((ErrorCode::NotJoined, "you are not in a room".to_owned()))
@@ -458,7 +483,11 @@ impl Rooms {
             data,
         }
         .encode();
-        out.push(Output::Send { conn: target, text });
+        out.push(Output::Relay {
+            conn: target,
+            text,
+            from: conn,
+        });
         Ok(())
     }
 

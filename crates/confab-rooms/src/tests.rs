@@ -50,7 +50,7 @@ impl Harness {
     fn take_for(&mut self, conn: ConnId) -> Vec<Value> {
         let mut mine = Vec::new();
         self.out.retain(|o| match o {
-            Output::Send { conn: c, text } if *c == conn => {
+            Output::Send { conn: c, text } | Output::Relay { conn: c, text, .. } if *c == conn => {
                 mine.push(serde_json::from_str(text).unwrap());
                 false
             }
@@ -288,7 +288,7 @@ fn rate_limit_then_close_on_persistent_abuse() {
     h.advance(Duration::from_millis(200));
     h.send(a, &msg);
     assert_eq!(h.out.len(), 1);
-    assert!(matches!(h.out[0], Output::Send { .. }));
+    assert!(matches!(h.out[0], Output::Relay { from, .. } if from == a));
     h.out.clear();
     // Keep flooding: three more errors are answered, then the connection is closed.
     for _ in 0..10 {
@@ -342,4 +342,28 @@ fn join_order_is_kept_in_welcome() {
         .map(|p| p["id"].as_str().unwrap())
         .collect();
     assert_eq!(listed, ids);
+}
+
+#[test]
+fn join_leave_loops_keep_one_deadline_per_connection() {
+    let mut h = Harness::with(Config {
+        rate_per_sec: 1e9,
+        rate_burst: 1e9,
+        ..Config::default()
+    });
+    let c = h.connect();
+    for _ in 0..1000 {
+        h.send(c, r#"{"type":"join","room":"r","name":"A"}"#);
+        h.send(c, r#"{"type":"leave"}"#);
+    }
+    assert_eq!(
+        h.rooms.deadlines.len(),
+        1,
+        "one entry, re-armed, not a thousand"
+    );
+    // The latest leave's deadline still applies.
+    h.advance(Duration::from_secs(29));
+    assert!(h.closes().is_empty());
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.closes(), vec![(c, CLOSE_POLICY)]);
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -27,8 +28,21 @@ pub struct Shared {
     pub acceptor: Option<TlsAcceptor>,
 }
 
+/// A connection's place among those the server holds (TCP, TLS, HTTP and WebSocket alike):
+/// when every place is taken, the server stops accepting until one frees up.
+type Place = Arc<OwnedSemaphorePermit>;
+
 pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    // Room for the joined connections plus some in their handshake.
+    let places = Arc::new(Semaphore::new(shared.config.limits.max_connections + 256));
     loop {
+        let place = tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            p = places.clone().acquire_owned() => match p {
+                Ok(p) => Arc::new(p),
+                Err(_) => return,
+            },
+        };
         let accepted = tokio::select! {
             _ = shared.cancel.cancelled() => return,
             accepted = listener.accept() => accepted,
@@ -37,7 +51,7 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             Ok((tcp, peer)) => {
                 let _ = tcp.set_nodelay(true);
                 tracing::trace!(%peer, "tcp accepted");
-                shared.tracker.spawn(serve_tcp(tcp, shared.clone()));
+                shared.tracker.spawn(serve_tcp(tcp, shared.clone(), place));
             }
             Err(e) => {
                 // Typically out of file descriptors: back off instead of spinning.
@@ -48,14 +62,14 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn serve_tcp(tcp: TcpStream, shared: Arc<Shared>) {
+async fn serve_tcp(tcp: TcpStream, shared: Arc<Shared>, place: Place) {
     match &shared.acceptor {
-        None => serve_http(tcp, shared).await,
+        None => serve_http(tcp, shared, place).await,
         Some(acceptor) => {
             let handshake =
                 tokio::time::timeout(shared.config.handshake_timeout, acceptor.accept(tcp));
             match handshake.await {
-                Ok(Ok(tls)) => serve_http(tls, shared).await,
+                Ok(Ok(tls)) => serve_http(tls, shared, place).await,
                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!("TLS handshake timed out"),
             }
@@ -63,14 +77,15 @@ async fn serve_tcp(tcp: TcpStream, shared: Arc<Shared>) {
     }
 }
 
-async fn serve_http<S>(io: S, shared: Arc<Shared>)
+async fn serve_http<S>(io: S, shared: Arc<Shared>, place: Place)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc_shared = shared.clone();
     let service = hyper::service::service_fn(move |req| {
         let shared = svc_shared.clone();
-        async move { Ok::<_, std::convert::Infallible>(route(req, &shared)) }
+        let place = place.clone();
+        async move { Ok::<_, std::convert::Infallible>(route(req, &shared, place)) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -136,7 +151,7 @@ const WEB: &[(&str, &str, &str)] = &[
     ),
 ];
 
-const WEB_CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; \
+const WEB_CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; \
                        media-src 'self' blob: mediastream:; style-src 'self'; object-src 'none'; \
                        base-uri 'none'; frame-ancestors 'none'";
 
@@ -161,11 +176,11 @@ fn web_file(path: &str) -> Option<Response<Full<Bytes>>> {
     Some(res)
 }
 
-fn route(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<Bytes>> {
+fn route(req: Request<Incoming>, shared: &Arc<Shared>, place: Place) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, path) if web_file(path).is_some() => web_file(path).expect("checked"),
-        (&Method::GET, confab_protocol::WS_PATH) => upgrade(req, shared),
+        (&Method::GET, confab_protocol::WS_PATH) => upgrade(req, shared, place),
         (_, "/healthz") | (_, confab_protocol::WS_PATH) => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
@@ -181,7 +196,11 @@ fn header_has(req: &Request<Incoming>, name: header::HeaderName, token: &str) ->
     })
 }
 
-fn upgrade(mut req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<Bytes>> {
+fn upgrade(
+    mut req: Request<Incoming>,
+    shared: &Arc<Shared>,
+    place: Place,
+) -> Response<Full<Bytes>> {
     let key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
     let version_ok = req
         .headers()
@@ -210,6 +229,7 @@ fn upgrade(mut req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Full<By
     let ws_config = session::ws_config(&shared.config);
     let config = shared.config.clone();
     shared.tracker.spawn(async move {
+        let _place = place; // held for the life of the WebSocket
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(

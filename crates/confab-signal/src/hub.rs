@@ -107,40 +107,38 @@ impl Hub {
     }
 }
 
-/// Carries outputs to the queues. A full queue means a client that does not read: it is
-/// disconnected, and what that tells its room is delivered in turn.
-fn deliver(s: &mut State, mut out: Vec<Output>) {
-    while !out.is_empty() {
-        let mut slow = Vec::new();
-        for o in out.drain(..) {
-            match o {
-                Output::Send { conn, text } => {
-                    if let Some(link) = s.links.get(&conn) {
-                        if let Err(mpsc::error::TrySendError::Full(_)) =
-                            link.tx.try_send(Frame::Text(text))
-                        {
-                            slow.push(conn);
-                        }
-                    }
-                }
-                Output::Close { conn, code, reason } => {
-                    if let Some(link) = s.links.remove(&conn) {
-                        let _ = link.stop.send((code, reason));
+/// Carries outputs to the queues, never waiting. A full queue drops the message (a relayed
+/// signal's sender is told); a client that does not read at all is found by its writer's
+/// timeout, which ends its session.
+fn deliver(s: &mut State, out: Vec<Output>) {
+    for o in out {
+        match o {
+            Output::Send { conn, text } => {
+                if let Some(link) = s.links.get(&conn) {
+                    if link.tx.try_send(Frame::Text(text)).is_err() {
+                        tracing::debug!(conn, "queue full: a room update was dropped");
                     }
                 }
             }
-        }
-        for conn in slow {
-            if let Some(link) = s.links.remove(&conn) {
-                tracing::info!(
-                    conn,
-                    "disconnecting a client that does not read its messages"
-                );
-                let _ = link.stop.send((
-                    confab_rooms::CLOSE_POLICY,
-                    "too slow: messages were not read".into(),
-                ));
-                s.rooms.disconnect(conn, &mut out);
+            Output::Relay { conn, text, from } => {
+                let Some(link) = s.links.get(&conn) else {
+                    continue;
+                };
+                if let Err(mpsc::error::TrySendError::Full(_)) = link.tx.try_send(Frame::Text(text))
+                {
+                    if let Some(sender) = s.links.get(&from) {
+                        let err = confab_protocol::ServerMessage::error(
+                            confab_protocol::ErrorCode::RateLimited,
+                            "the other side is not keeping up; that message was not delivered",
+                        );
+                        let _ = sender.tx.try_send(Frame::Text(err.encode()));
+                    }
+                }
+            }
+            Output::Close { conn, code, reason } => {
+                if let Some(link) = s.links.remove(&conn) {
+                    let _ = link.stop.send((code, reason));
+                }
             }
         }
     }

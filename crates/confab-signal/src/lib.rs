@@ -35,9 +35,9 @@ pub struct SignalConfig {
     pub ping_interval: Duration,
     /// A client that sends nothing (not even a pong) this long is disconnected.
     pub idle_timeout: Duration,
-    /// Messages queued for one client at most; a client that lets it fill is disconnected.
+    /// Messages queued for one client at most; what does not fit is dropped.
     pub outbound_queue: usize,
-    /// Time one write to a client may take.
+    /// Time one write to a client may take; a client slower than that is disconnected.
     pub write_timeout: Duration,
     /// Serve `wss://` with this certificate chain and private key (PEM files).
     pub tls: Option<TlsFiles>,

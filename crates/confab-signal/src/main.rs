@@ -72,8 +72,8 @@ struct Args {
     #[arg(long, env = "CONFAB_IDLE_TIMEOUT", default_value_t = 60.0)]
     idle_timeout: f64,
 
-    /// Messages queued for one client at most; a client that lets the queue fill (does not
-    /// read) is disconnected.
+    /// Messages queued for one client at most. A signal that does not fit is dropped and its
+    /// sender told; a client that does not read for 10 s is disconnected.
     #[arg(long, env = "CONFAB_OUTBOUND_QUEUE", default_value_t = 64)]
     outbound_queue: usize,
 }

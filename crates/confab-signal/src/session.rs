@@ -54,7 +54,8 @@ pub async fn run<S>(
         }
     };
     tracing::debug!(conn, "connection open");
-    let writer = tokio::spawn(write_loop(sink, rx, config.write_timeout));
+    let mut writer = tokio::spawn(write_loop(sink, rx, config.write_timeout));
+    let mut writer_done = false;
 
     let mut ping = tokio::time::interval_at(
         tokio::time::Instant::now() + config.ping_interval,
@@ -71,6 +72,13 @@ pub async fn run<S>(
             _ = cancel.cancelled() => {
                 hub.disconnect(conn);
                 break Some((1001, "server shutting down".into()));
+            }
+            _ = &mut writer => {
+                // A write took longer than the write timeout: the client does not read.
+                writer_done = true;
+                tracing::info!(conn, "disconnecting a client that does not read its messages");
+                hub.disconnect(conn);
+                break None;
             }
             msg = stream.next() => {
                 last_seen = Instant::now();
@@ -107,10 +115,10 @@ pub async fn run<S>(
         let _ = timeout(config.write_timeout, tx.send(Frame::Close(code, reason))).await;
     }
     drop(tx);
-    let mut writer = writer;
-    if timeout(config.write_timeout + Duration::from_secs(1), &mut writer)
-        .await
-        .is_err()
+    if !writer_done
+        && timeout(config.write_timeout + Duration::from_secs(1), &mut writer)
+            .await
+            .is_err()
     {
         writer.abort();
         let _ = writer.await;

@@ -284,55 +284,100 @@ async fn silent_client_times_out() {
     }
 }
 
+/// Floods `to` with 60 KB signals from a's write half until aborted.
+fn flood(
+    mut a_tx: futures_util::stream::SplitSink<
+        tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+        Message,
+    >,
+    to: String,
+    count: usize,
+) -> tokio::task::JoinHandle<()> {
+    let pad = "z".repeat(60_000);
+    tokio::spawn(async move {
+        for _ in 0..count {
+            let text = format!(r#"{{"type":"signal","to":"{to}","data":{{"p":"{pad}"}}}}"#);
+            if a_tx.send(Message::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
 #[tokio::test]
 async fn slow_reader() {
     let server = start(|c| {
-        // Room for the errors a's in-flight messages earn once b is gone.
-        c.outbound_queue = 512;
+        c.outbound_queue = 16;
+        c.write_timeout = Duration::from_secs(1);
         c.limits.rate_per_sec = 100_000.0;
         c.limits.rate_burst = 100_000.0;
         c.limits.error_budget = 100_000.0;
     })
     .await;
     let (a, _, b, b_id) = pair(&server, "r").await;
-    // b never reads again. a floods it with 60 KB signals from a separate task while the test
-    // reads a's side.
-    let (mut a_tx, mut a_rx) = futures_util::StreamExt::split(a.ws);
-    let pad = "z".repeat(60_000);
-    let flood = tokio::spawn(async move {
-        for _ in 0..4000 {
-            let text = format!(r#"{{"type":"signal","to":"{b_id}","data":{{"p":"{pad}"}}}}"#);
-            if a_tx.send(Message::Text(text.into())).await.is_err() {
-                break;
-            }
-        }
-        a_tx
-    });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut saw_left = false;
+    // b never reads again; a floods it and reads its own side.
+    let (a_tx, mut a_rx) = futures_util::StreamExt::split(a.ws);
+    let flood = flood(a_tx, b_id, 4000);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (mut saw_left, mut told) = (false, false);
     while let Ok(Some(Ok(msg))) =
         tokio::time::timeout_at(deadline, futures_util::StreamExt::next(&mut a_rx)).await
     {
         if let Message::Text(t) = msg {
+            told |= t.as_str().contains("not keeping up");
             if t.as_str().contains("peer-left") {
                 saw_left = true;
                 break;
             }
         }
     }
-    assert!(saw_left, "the room hears that the slow reader was dropped");
     flood.abort();
-    // a, which reads, stays connected.
-    while let Ok(Some(m)) = tokio::time::timeout(
-        Duration::from_millis(300),
+    assert!(told, "the sender hears that its messages are not delivered");
+    assert!(
+        saw_left,
+        "the room hears that the client that does not read was dropped"
+    );
+    assert_eq!(server.counts().0, 1, "only a is left");
+    drop(b);
+}
+
+#[tokio::test]
+async fn flood_cannot_evict_a_reader() {
+    let server = start(|c| {
+        c.outbound_queue = 16;
+        c.limits.rate_per_sec = 100_000.0;
+        c.limits.rate_burst = 100_000.0;
+        c.limits.error_budget = 100_000.0;
+    })
+    .await;
+    let (a, _, b, b_id) = pair(&server, "r").await;
+    // b reads everything, just not as fast as a can send.
+    let reader = tokio::spawn(async move {
+        let mut b = b;
+        let mut got = 0usize;
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(
+            Duration::from_secs(2),
+            futures_util::StreamExt::next(&mut b.ws),
+        )
+        .await
+        {
+            got += 1;
+        }
+        (b, got)
+    });
+    let (a_tx, mut a_rx) = futures_util::StreamExt::split(a.ws);
+    let flood = flood(a_tx, b_id, 300);
+    flood.await.unwrap();
+    // Drain a's replies (some may say "not keeping up").
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(
+        Duration::from_millis(500),
         futures_util::StreamExt::next(&mut a_rx),
     )
     .await
-    {
-        assert!(m.is_ok(), "a stays connected: {m:?}");
-    }
-    assert_eq!(server.counts().0, 1, "only a is left");
-    drop(b);
+    {}
+    let (_b, got) = reader.await.unwrap();
+    assert!(got > 16, "b received the flood it could take: {got}");
+    assert_eq!(server.counts().0, 2, "the flood did not get b disconnected");
 }
 
 #[tokio::test]

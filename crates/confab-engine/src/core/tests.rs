@@ -11,6 +11,8 @@ struct Net {
     queue: VecDeque<(PeerId, PeerId, CallSignal)>,
     /// (who, with whom, offerer)
     opened: Vec<(PeerId, PeerId, bool)>,
+    /// (who, from, to)
+    rebound: Vec<(PeerId, PeerId, PeerId)>,
     closed: Vec<(PeerId, PeerId)>,
     notices: Vec<(PeerId, Notice)>,
     links: BTreeSet<(PeerId, PeerId)>,
@@ -28,6 +30,7 @@ impl Net {
             now: Instant::now(),
             queue: VecDeque::new(),
             opened: Vec::new(),
+            rebound: Vec::new(),
             closed: Vec::new(),
             notices: Vec::new(),
             links: BTreeSet::new(),
@@ -80,7 +83,13 @@ impl Net {
                             self.links.remove(&(me.clone(), peer));
                         }
                         Action::Notice(n) => self.notices.push((me.clone(), n)),
-                        Action::RebindLink { .. } | Action::Changed => {}
+                        Action::RebindLink { from, to } => {
+                            self.rebound.push((me.clone(), from.clone(), to.clone()));
+                            if self.links.remove(&(me.clone(), from.clone())) {
+                                self.links.insert((me.clone(), to));
+                            }
+                        }
+                        Action::Changed => {}
                     }
                 }
             }
@@ -372,6 +381,11 @@ fn a_peer_that_reconnects_keeps_its_call() {
     n.core("a").peer_joined(id("b2"), "B".into(), now);
     n.run();
     assert!(n.closed.is_empty());
+    assert_eq!(
+        n.rebound,
+        vec![(id("a"), id("b"), id("b2"))],
+        "a's link moved to b's new id"
+    );
     assert_eq!(n.phase("a", "b2"), Phase::Connected);
     assert_eq!(n.phase("b2", "a"), Phase::Connected);
     assert!(n.core("a").in_call());
@@ -391,4 +405,53 @@ fn mute_is_announced() {
     n.run();
     let p = &n.core("b").participants()[0];
     assert!(!p.audio && p.video);
+}
+
+#[test]
+fn spoofed_session_cannot_take_over_a_live_call() {
+    let mut n = Net::new();
+    n.join("a", true);
+    n.join("b", true);
+    n.join("m", false);
+    let now = n.now;
+    n.core("a").call(Some(&id("b")), now).unwrap();
+    n.run();
+    assert!(n.connected("a", "b"));
+    // m saw b's session in b's state broadcast and claims it.
+    let spoof = CallSignal::State {
+        in_call: false,
+        audio: true,
+        video: true,
+        session: Some("session-b".into()),
+    };
+    n.core("a").signal(&id("m"), spoof, now);
+    n.run();
+    assert!(
+        n.rebound.is_empty(),
+        "b is present: its session proves nothing"
+    );
+    assert!(n.connected("a", "b"));
+    assert_eq!(n.phase("a", "m"), Phase::Idle);
+}
+
+#[test]
+fn a_rejoin_drops_pending_rings_and_ends_an_empty_call() {
+    let mut n = Net::new();
+    n.join("a", false);
+    n.join("b", false);
+    let now = n.now;
+    n.core("a").call(None, now).unwrap();
+    n.run();
+    assert!(n.core("a").in_call());
+    // a's connection drops and it rejoins under a new id before b answers.
+    let a = n.core("a");
+    a.welcome(
+        id("a2"),
+        vec![PeerInfo {
+            id: id("b"),
+            name: "B".into(),
+        }],
+        now,
+    );
+    assert!(!a.in_call(), "nobody is ringing or connected any more");
 }
