@@ -247,3 +247,67 @@ async fn browser_desktop_app_and_peer_in_one_call() -> Result<()> {
     let _ = c.close().await;
     result
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_keeps_its_call_through_a_server_restart() -> Result<()> {
+    let _turn = one_at_a_time().await;
+    if !in_loopback_netns("browser_keeps_its_call_through_a_server_restart") {
+        return Ok(());
+    }
+    let listen: std::net::SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let config = || SignalConfig {
+        listen,
+        ..Default::default()
+    };
+    let server = SignalServer::start(config()).await?;
+    let dir = scratch("restart");
+    let peer = peer(
+        &server.ws_url(),
+        "up",
+        "Pat",
+        660,
+        &["--duration", "90"],
+        &dir,
+    )?;
+    let chrome = chromedriver()?;
+    let c = chrome_session(&chrome).await?;
+    let result = async {
+        c.goto(&web_url(
+            &server,
+            "room=up&name=Web&join=1&call=1&source=test",
+        ))
+        .await?;
+        let before = wait_web(&c, "the call runs", 30, |r| {
+            r.first()
+                .is_some_and(|p| p["pattern_frames"].as_u64() > Some(20))
+        })
+        .await?;
+        let old_id = before[0]["id"].clone();
+        server.shutdown(std::time::Duration::from_secs(2)).await;
+        // Media flows peer to peer while the server is down.
+        let frames = before[0]["frames"].as_u64().unwrap_or(0);
+        wait_web(&c, "frames keep coming without the server", 20, |r| {
+            r.first()
+                .is_some_and(|p| p["frames"].as_u64() > Some(frames + 30))
+        })
+        .await?;
+        let server = SignalServer::start(config()).await?;
+        // Both rejoin under new ids; the browser carries its call over to the peer's new id.
+        let after = wait_web(&c, "the call carried over to the new id", 30, |r| {
+            r.len() == 1 && r[0]["id"] != old_id && r[0]["phase"] == "connected"
+        })
+        .await?;
+        let n = after[0]["pattern_frames"].as_u64().unwrap_or(0);
+        wait_web(&c, "and the pictures still come", 15, |r| {
+            r.first()
+                .is_some_and(|p| p["pattern_frames"].as_u64() > Some(n + 30))
+        })
+        .await?;
+        server.shutdown(std::time::Duration::from_secs(1)).await;
+        Ok(())
+    }
+    .await;
+    let _ = c.close().await;
+    drop(peer);
+    result
+}

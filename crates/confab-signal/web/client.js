@@ -86,7 +86,7 @@
     return { kind: 'state', in_call: S.inCall, audio: S.audio, video: S.video, session: S.session };
   }
   function broadcastState() {
-    for (const id of S.peers.keys()) signal(id, stateSignal());
+    for (const p of present()) signal(p.id, stateSignal());
     render();
   }
 
@@ -95,13 +95,28 @@
       const proto = location.protocol === 'https:' ? 'wss' : 'ws';
       const ws = new WebSocket(`${proto}://${location.host}/ws`);
       S.ws = ws;
+      let welcomed = false;
       setStatus('connecting');
       ws.onopen = () => send({ type: 'join', room, name, ...(password ? { password } : {}) });
       ws.onerror = () => reject(new Error('Cannot reach the server.'));
       ws.onclose = () => {
+        if (S.ws !== ws) return;
+        if (!welcomed) {
+          reject(new Error('The server closed the connection.'));
+          return;
+        }
         setStatus('offline');
-        if (S.room) toast('Disconnected from the server', 'error');
-        leaveLocal();
+        if (S.leaving || !S.room) {
+          leaveLocal();
+          return;
+        }
+        // Dropped (docs/protocol.md rule 9): keep the calls, reconnect, carry them over.
+        for (const p of [...S.peers.values()]) {
+          if (p.pc) p.away = p.away || Date.now();
+          else S.peers.delete(p.id);
+        }
+        toast('Lost the connection to the server; reconnecting…', 'warn');
+        reconnect(room, name, password, 0);
       };
       ws.onmessage = (ev) => {
         let m;
@@ -111,10 +126,17 @@
           return;
         }
         if (m.type === 'welcome') {
+          welcomed = true;
           S.me = m.id;
           S.room = m.room;
           S.name = name;
-          for (const p of m.peers) addPeer(p.id, p.name);
+          for (const p of m.peers) {
+            const known = S.peers.get(p.id);
+            if (known) {
+              known.away = null;
+              known.name = p.name;
+            } else addPeer(p.id, p.name);
+          }
           setStatus('connected');
           broadcastState();
           resolve();
@@ -128,6 +150,16 @@
     });
   }
 
+  function reconnect(room, name, password, attempt) {
+    const delay = Math.min(250 * 2 ** attempt, 10000);
+    setTimeout(() => {
+      if (S.leaving) return;
+      connect(room, name, password).catch(() => reconnect(room, name, password, attempt + 1));
+    }, delay);
+  }
+
+  const present = () => [...S.peers.values()].filter((p) => !p.away);
+
   function addPeer(id, name) {
     S.peers.set(id, { id, name, inCall: false, audio: true, video: true, session: null, phase: 'idle', since: Date.now(), pc: null });
   }
@@ -140,6 +172,12 @@
     } else if (m.type === 'peer-left') {
       const p = S.peers.get(m.id);
       if (!p) return;
+      if (p.pc && (p.phase === 'connecting' || p.phase === 'connected')) {
+        // Media may still flow: wait for the peer to come back under a new id.
+        p.away = Date.now();
+        render();
+        return;
+      }
       closeLink(p);
       S.peers.delete(m.id);
       if (S.ringing === m.id) closeRing();
@@ -159,9 +197,25 @@
     render();
   }
 
+  // A peer back under a new id announces the session of one that went away: its link
+  // carries over. Only an away peer's link moves, and never onto an id that has one.
+  function rebind(p, session) {
+    if (!session || p.phase !== 'idle' || p.pc) return p;
+    const old = [...S.peers.values()].find((q) => q !== p && q.away && q.session === session);
+    if (!old) return p;
+    S.peers.delete(old.id);
+    S.peers.delete(p.id);
+    old.id = p.id;
+    old.name = p.name;
+    old.away = null;
+    S.peers.set(old.id, old);
+    return old;
+  }
+
   function onSignal(p, d) {
     switch (d.kind) {
       case 'state':
+        p = rebind(p, d.session);
         p.inCall = !!d.in_call;
         p.audio = !!d.audio;
         p.video = !!d.video;
@@ -236,14 +290,14 @@
     if (S.inCall) return;
     S.inCall = true;
     broadcastState();
-    for (const p of S.peers.values()) {
+    for (const p of present()) {
       if (p.phase === 'incoming') acceptNow(p);
       else if (p.phase === 'idle' && p.inCall) ring(p);
     }
   }
 
   function call(target) {
-    const targets = target ? [target] : [...S.peers.values()];
+    const targets = target ? [target] : present();
     if (!targets.length) return toast('There is nobody else in the room to call', 'warn');
     const was = S.inCall;
     S.inCall = true;
@@ -252,7 +306,7 @@
       if (p.phase === 'idle') ring(p);
       else if (p.phase === 'incoming') acceptNow(p);
     }
-    if (!was) for (const p of S.peers.values()) if (p.inCall && p.phase === 'idle') ring(p);
+    if (!was) for (const p of present()) if (p.inCall && p.phase === 'idle') ring(p);
     render();
   }
 
@@ -283,7 +337,14 @@
 
   setInterval(() => {
     const now = Date.now();
-    for (const p of S.peers.values()) {
+    for (const p of [...S.peers.values()]) {
+      if (p.away && now - p.away > 30000) {
+        closeLink(p);
+        S.peers.delete(p.id);
+        maybeEndCall();
+        render();
+        continue;
+      }
       if ((p.phase === 'ringing' || p.phase === 'incoming') && now - p.since > RING_TIMEOUT) {
         if (p.phase === 'ringing') signal(p.id, { kind: 'hang-up' });
         if (S.ringing === p.id) closeRing();
@@ -332,9 +393,14 @@
         setPhase(p, 'connected');
         capBitrate(pc);
       }
-      if (pc.connectionState === 'failed' && p.offerer) {
-        pc.restartIce();
-        makeOffer(p);
+      // Like the engine: the first offerer restarts ICE when the connection breaks.
+      if ((pc.connectionState === 'disconnected' || pc.connectionState === 'failed') && p.offerer) {
+        setTimeout(() => {
+          if (p.pc === pc && pc.connectionState !== 'connected') {
+            pc.restartIce();
+            makeOffer(p);
+          }
+        }, 2000);
       }
     };
     if (offerer) makeOffer(p);
@@ -557,7 +623,7 @@
     $('where').textContent = `Room ${S.room}`;
     const ul = $('people');
     ul.innerHTML = '';
-    for (const p of S.peers.values()) {
+    for (const p of present()) {
       const li = document.createElement('li');
       const av = document.createElement('div');
       av.className = 'avatar';
@@ -574,9 +640,9 @@
       }
       ul.append(li);
     }
-    $('alone').hidden = S.peers.size > 0;
+    $('alone').hidden = present().length > 0;
     $('idle').hidden = S.inCall;
-    $('call-all').disabled = S.peers.size === 0;
+    $('call-all').disabled = present().length === 0;
     $('btn-hangup').hidden = !S.inCall;
     $('btn-mic').setAttribute('aria-pressed', String(!S.audio));
     $('btn-cam').setAttribute('aria-pressed', String(!S.video));
@@ -620,6 +686,7 @@
   $('call-all').onclick = () => call(null);
   $('btn-leave').onclick = () => {
     hangUp();
+    S.leaving = true;
     send({ type: 'leave' });
     S.ws.close();
     leaveLocal();
@@ -634,6 +701,7 @@
     if (e.key === 'v' || e.key === 'V') setMedia(S.audio, !S.video);
   });
   window.addEventListener('beforeunload', () => {
+    S.leaving = true;
     hangUp();
     send({ type: 'leave' });
   });
@@ -649,6 +717,7 @@
     }
     $('join-error').hidden = true;
     $('join-btn').disabled = true;
+    S.leaving = false;
     S.joinedAt = performance.now();
     try {
       if (!S.stream) S.stream = await localStream();
@@ -661,7 +730,10 @@
     } catch (e) {
       $('join-error').hidden = false;
       $('join-error').textContent = e.message;
-      if (S.ws) S.ws.onclose = null;
+      if (S.ws) {
+        S.ws.onclose = null;
+        S.ws.close();
+      }
     } finally {
       $('join-btn').disabled = false;
     }
