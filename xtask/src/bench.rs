@@ -289,6 +289,8 @@ fn signal(args: &[String]) -> Result {
         server
             .args(["--max-connections", &(connections + 100).to_string()])
             .args(["--max-rooms", &connections.to_string()])
+            // The generator is one address.
+            .args(["--max-connections-per-ip", &(connections + 100).to_string()])
             // One core, one worker: no cross-thread wake-ups on a pinned process.
             .env("TOKIO_WORKER_THREADS", "1");
         let (server, url) = spawn_signal(server)?;

@@ -8,7 +8,9 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -29,17 +31,37 @@ pub struct Shared {
 }
 
 /// A connection's place among those the server holds (TCP, TLS, HTTP and WebSocket alike):
-/// when every place is taken, the server stops accepting until one frees up.
-type Place = Arc<OwnedSemaphorePermit>;
+/// when every place is taken, the server stops accepting until one frees up. It also counts
+/// the connections of its IP address while it lives.
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    ip: IpAddr,
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut m = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+type Place = Arc<Held>;
 
 pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     // Room for the joined connections plus some in their handshake.
     let places = Arc::new(Semaphore::new(shared.config.limits.max_connections + 256));
+    let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     loop {
-        let place = tokio::select! {
+        let permit = tokio::select! {
             _ = shared.cancel.cancelled() => return,
             p = places.clone().acquire_owned() => match p {
-                Ok(p) => Arc::new(p),
+                Ok(p) => p,
                 Err(_) => return,
             },
         };
@@ -49,6 +71,21 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         match accepted {
             Ok((tcp, peer)) => {
+                let ip = peer.ip();
+                {
+                    let mut m = per_ip.lock().unwrap_or_else(|p| p.into_inner());
+                    let n = m.entry(ip).or_insert(0);
+                    if *n >= shared.config.max_connections_per_ip {
+                        tracing::info!(%ip, "refusing a connection: too many from this address");
+                        continue; // dropping the stream closes it
+                    }
+                    *n += 1;
+                }
+                let place = Arc::new(Held {
+                    _permit: permit,
+                    ip,
+                    per_ip: per_ip.clone(),
+                });
                 let _ = tcp.set_nodelay(true);
                 tracing::trace!(%peer, "tcp accepted");
                 shared.tracker.spawn(serve_tcp(tcp, shared.clone(), place));

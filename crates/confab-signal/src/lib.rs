@@ -39,6 +39,8 @@ pub struct SignalConfig {
     pub outbound_queue: usize,
     /// Time one write to a client may take; a client slower than that is disconnected.
     pub write_timeout: Duration,
+    /// Connections one IP address may hold at once (many people behind one NAT share one).
+    pub max_connections_per_ip: usize,
     /// Serve `wss://` with this certificate chain and private key (PEM files).
     pub tls: Option<TlsFiles>,
 }
@@ -60,6 +62,7 @@ impl Default for SignalConfig {
             idle_timeout: Duration::from_secs(60),
             outbound_queue: 64,
             write_timeout: Duration::from_secs(10),
+            max_connections_per_ip: 256,
             tls: None,
         }
     }

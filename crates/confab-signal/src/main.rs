@@ -40,6 +40,10 @@ struct Args {
     #[arg(long, env = "CONFAB_MAX_CONNECTIONS", default_value_t = 10_000)]
     max_connections: usize,
 
+    /// Connections one IP address may hold at once (people behind one NAT share an address).
+    #[arg(long, env = "CONFAB_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    max_connections_per_ip: usize,
+
     /// Rooms open at most; a join that would open another is refused with `server-full`.
     #[arg(long, env = "CONFAB_MAX_ROOMS", default_value_t = 10_000)]
     max_rooms: usize,
@@ -114,6 +118,7 @@ impl Args {
             idle_timeout: secs("idle-timeout", self.idle_timeout)?,
             outbound_queue: self.outbound_queue,
             write_timeout: Duration::from_secs(10),
+            max_connections_per_ip: self.max_connections_per_ip,
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles {
                     cert: cert.clone(),

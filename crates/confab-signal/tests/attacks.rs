@@ -408,3 +408,25 @@ async fn server_full() {
         Ended::Closed(1013, "server full".into())
     );
 }
+
+#[tokio::test]
+async fn connection_flood_from_one_address() {
+    let server = start(|c| c.max_connections_per_ip = 3).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = Client::connect(&server).await;
+        c.join("r", "A").await;
+        held.push(c);
+    }
+    // The fourth from the same address is closed before any handshake.
+    let refused = tokio_tungstenite::connect_async(server.ws_url()).await;
+    assert!(
+        refused.is_err(),
+        "a fourth connection from one address is refused"
+    );
+    // A place frees up when one leaves.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = Client::connect(&server).await;
+    again.join("r", "B").await;
+}
