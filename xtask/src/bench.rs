@@ -365,7 +365,7 @@ fn signal(args: &[String]) -> Result {
 
 /// Runs a benchmark of `confab-bench` (which drives browsers and measures process trees).
 fn bench_tool(what: &str, args: &[String]) -> Result {
-    crate::deps::ensure(crate::deps::TEST)?;
+    crate::deps::ensure(&crate::deps::test_packages())?;
     let mut build = cargo();
     build.args([
         "build",

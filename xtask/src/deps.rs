@@ -18,24 +18,21 @@ pub const BUILD: &[&str] = &[
     "libwebkit2gtk-4.1-dev",
 ];
 
-/// Needed by the tests, on top of [`BUILD`]: an X server and WebKit's WebDriver for the UI
-/// tests, Chromium and its driver for browser interop, iproute2 for loopback-only network
-/// namespaces.
-pub const TEST: &[&str] = &[
-    "pkg-config",
-    "build-essential",
-    "cmake",
-    "nasm",
-    "libclang-dev",
-    "libasound2-dev",
-    "libvpx-dev",
-    "libwebkit2gtk-4.1-dev",
+/// Needed by the tests and benchmarks, on top of [`BUILD`]: an X server and WebKit's
+/// WebDriver for the UI tests, Chromium and its driver for browser interop, iproute2 for
+/// loopback-only network namespaces.
+pub const TEST_EXTRA: &[&str] = &[
     "xvfb",
     "webkit2gtk-driver",
     "chromium",
     "chromium-driver",
     "iproute2",
 ];
+
+/// Everything the tests need.
+pub fn test_packages() -> Vec<&'static str> {
+    BUILD.iter().chain(TEST_EXTRA).copied().collect()
+}
 
 fn is_debian_like() -> bool {
     let Ok(os) = std::fs::read_to_string("/etc/os-release") else {

@@ -39,7 +39,7 @@ fn main() -> ExitCode {
                 println!("{}", deb.display());
             }),
         Some("deps") => match rest.first().map(String::as_str) {
-            Some("test") => deps::ensure(deps::TEST),
+            Some("test") => deps::ensure(&deps::test_packages()),
             _ => deps::ensure(deps::BUILD),
         },
         Some("help") | Some("--help") | Some("-h") | None => {
@@ -111,7 +111,7 @@ fn test(args: &[String]) -> Result {
             "`cargo xtask test` takes no arguments (got {args:?})"
         ));
     }
-    deps::ensure(deps::TEST)?;
+    deps::ensure(&deps::test_packages())?;
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     status(fmt, "cargo fmt --check")?;

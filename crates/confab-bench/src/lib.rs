@@ -28,3 +28,24 @@ pub fn chromium_args(profile: &std::path::Path) -> Vec<String> {
     .chain([format!("--user-data-dir={}", profile.display())])
     .collect()
 }
+
+/// A WebDriver session with headless Chromium (flags above), through the chromedriver at
+/// `driver_url`, with its profile in `profile`.
+pub async fn chromium_session(
+    driver_url: &str,
+    profile: &std::path::Path,
+) -> anyhow::Result<fantoccini::Client> {
+    // Two rustls crypto providers are linked (ring for our TLS, another through the WebDriver
+    // client's HTTP stack): pick one for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), serde_json::json!("chrome"));
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({ "binary": "/usr/bin/chromium", "args": chromium_args(profile) }),
+    );
+    Ok(fantoccini::ClientBuilder::rustls()?
+        .capabilities(caps)
+        .connect(driver_url)
+        .await?)
+}

@@ -291,17 +291,7 @@ async fn chrome(port_hint: usize) -> Result<(Killed, fantoccini::Client, PathBuf
         "confab-bench-chrome-{}-{port_hint}",
         std::process::id()
     ));
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let args = confab_bench::chromium_args(&profile);
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }),
-    );
-    let c = fantoccini::ClientBuilder::rustls()?
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await?;
+    let c = confab_bench::chromium_session(&format!("http://127.0.0.1:{port}"), &profile).await?;
     Ok((driver, c, profile))
 }
 

@@ -362,18 +362,7 @@ pub fn chromedriver() -> Result<Chrome> {
 
 /// Headless Chromium with fake devices, autoplay, and WebRTC on loopback.
 pub async fn chrome_session(chrome: &Chrome) -> Result<fantoccini::Client> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let args = confab_bench::chromium_args(&chrome.profile);
-    let mut caps = serde_json::Map::new();
-    caps.insert("browserName".into(), serde_json::json!("chrome"));
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }),
-    );
-    Ok(fantoccini::ClientBuilder::rustls()?
-        .capabilities(caps)
-        .connect(&chrome.url)
-        .await?)
+    confab_bench::chromium_session(&chrome.url, &chrome.profile).await
 }
 
 /// The web client's report of what it received, per peer.
