@@ -410,6 +410,31 @@
     }
   };
 
+  // ---------------------------------------------------------------------------- network
+  let settings = null;
+  const iceToText = (list) => list.map((s) => [s.urls.join(','), s.username, s.credential].filter(Boolean).join(' ')).join('\n');
+  function iceFromText(text) {
+    const out = [];
+    for (const line of text.split('\n').map((l) => l.trim()).filter(Boolean)) {
+      const [url, username = '', credential = ''] = line.split(/\s+/);
+      if (!/^(stun|turn|turns):/.test(url)) throw new Error(`"${url}" is not a STUN or TURN address (stun:, turn: or turns:)`);
+      if (url.startsWith('turn') && (!username || !credential)) throw new Error(`${url} needs a username and a password`);
+      out.push({ urls: url.split(','), username, credential });
+    }
+    return out;
+  }
+  $('save-ice').onclick = async () => {
+    try {
+      const ice = iceFromText($('f-ice').value);
+      // Start from what Rust holds now (a join may have updated the recent lists).
+      settings = { ...(await invoke('get_settings')), ice_servers: ice };
+      await invoke('save_settings', { settings });
+      toast('Network settings saved; they apply to the next call');
+    } catch (e) {
+      formError(errText(e));
+    }
+  };
+
   // ---------------------------------------------------------------------------- devices
   function fill(select, list, selected, defaultLabel) {
     select.innerHTML = '';
@@ -482,6 +507,8 @@
   (async () => {
     try {
       const s = await invoke('get_settings');
+      settings = s;
+      $('f-ice').value = iceToText(s.ice_servers);
       $('f-name').value = s.name;
       $('f-room').value = s.room;
       $('f-server').value = s.server;

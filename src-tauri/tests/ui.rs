@@ -114,6 +114,24 @@ async fn a_bad_server_shows_its_error_in_words() -> Result<()> {
         c.find(Locator::Css("#join-btn")).await?.click().await?;
         let text = wait_js(&c, "the room error", 5, "const e = document.getElementById('join-error'); return e.textContent.includes('room name') && e.textContent").await?;
         ensure!(text.as_str().unwrap_or("").contains("letters, digits"), "{text}");
+        // Network settings: a TURN server without credentials is refused in words; a good
+        // list is saved to the settings file.
+        c.find(Locator::Css("#net-details summary")).await?.click().await?;
+        type_into(&c, "#f-ice", "turn:turn.example.org:3478").await?;
+        c.find(Locator::Css("#save-ice")).await?.click().await?;
+        wait_js(&c, "the TURN error", 5, "return document.getElementById('join-error').textContent.includes('username')").await?;
+        type_into(&c, "#f-ice", "stun:stun.example.org:3478\nturn:turn.example.org:3478 alice s3cret").await?;
+        c.find(Locator::Css("#save-ice")).await?.click().await?;
+        let file = dir.join("config").join("settings.json");
+        let mut saved = String::new();
+        for _ in 0..50 {
+            saved = std::fs::read_to_string(&file).unwrap_or_default();
+            if saved.contains("turn.example.org") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        ensure!(saved.contains("turn.example.org") && saved.contains("alice"), "{saved}");
         Ok(())
     }
     .await;

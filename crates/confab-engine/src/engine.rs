@@ -176,6 +176,7 @@ enum Cmd {
         reply: Reply<()>,
     },
     Preview(bool, Reply<()>),
+    IceServers(Vec<crate::link::IceServer>, Reply<()>),
     Stats(oneshot::Sender<Vec<PeerStats>>),
     Resources(oneshot::Sender<EngineResources>),
     Snapshot(oneshot::Sender<Snapshot>),
@@ -356,6 +357,14 @@ impl Engine {
     /// Shows the camera locally without a call.
     pub async fn set_preview(&self, on: bool) -> Result<(), EngineError> {
         ask!(self, Preview, on)
+    }
+
+    /// STUN/TURN servers for the calls set up from now on.
+    pub async fn set_ice_servers(
+        &self,
+        servers: Vec<crate::link::IceServer>,
+    ) -> Result<(), EngineError> {
+        ask!(self, IceServers, servers)
     }
 
     pub async fn stats(&self) -> Result<Vec<PeerStats>, EngineError> {
@@ -757,6 +766,10 @@ impl Actor {
                 let r = self.switch_devices(camera, microphone, speaker).await;
                 self.publish_snapshot().await;
                 let _ = reply.send(r);
+            }
+            Cmd::IceServers(servers, reply) => {
+                self.config.rtc.ice_servers = servers;
+                let _ = reply.send(Ok(()));
             }
             Cmd::Preview(on, reply) => {
                 self.preview = on;
