@@ -337,6 +337,11 @@
     }
   });
 
+  listen('devices-changed', () => {
+    toast('Your devices changed');
+    loadDevices();
+  });
+
   listen('invite', (e) => {
     const inv = e.payload;
     $('f-server').value = inv.server;

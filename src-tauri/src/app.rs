@@ -46,6 +46,10 @@ pub struct AppState {
     pub launch: Mutex<Launch>,
     pub host: tokio::sync::Mutex<Option<(SignalServer, Hosting)>>,
     pub started: std::time::Instant,
+    /// Background tasks of the app (event forwarding, device watching, figures), awaited on
+    /// exit after `stop` is set.
+    pub tasks: Mutex<Vec<tauri::async_runtime::JoinHandle<()>>>,
+    pub stop: tokio::sync::watch::Sender<bool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -88,6 +92,33 @@ pub async fn forward_events(app: AppHandle, mut events: tokio::sync::mpsc::Recei
     while let Some(ev) = events.recv().await {
         if let Err(e) = app.emit("engine", &ev) {
             tracing::debug!("cannot emit an event: {e}");
+        }
+    }
+}
+
+/// Tells the window when cameras, microphones or speakers come and go (checked every few
+/// seconds; listing is cheap and quiet).
+pub async fn watch_devices(app: AppHandle, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let ids = |l: &device::DeviceList| -> Vec<String> {
+        l.cameras
+            .iter()
+            .chain(&l.microphones)
+            .chain(&l.speakers)
+            .map(|d| d.id.clone())
+            .collect()
+    };
+    let mut last: Option<Vec<String>> = None;
+    loop {
+        if let Ok(list) = tokio::task::spawn_blocking(device::list).await {
+            let now = ids(&list);
+            if last.as_ref().is_some_and(|l| *l != now) {
+                let _ = app.emit("devices-changed", ());
+            }
+            last = Some(now);
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(4)) => {}
         }
     }
 }

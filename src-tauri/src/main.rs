@@ -132,11 +132,22 @@ fn main() {
         if let RunEvent::Exit = event {
             if let Some(state) = handle.try_state::<AppState>() {
                 state.frames.stop();
+                let _ = state.stop.send(true);
+                let tasks: Vec<_> = state
+                    .tasks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .drain(..)
+                    .collect();
                 tauri::async_runtime::block_on(async {
                     let _ =
-                        tokio::time::timeout(Duration::from_secs(5), state.engine.shutdown()).await;
+                        tokio::time::timeout(Duration::from_secs(8), state.engine.shutdown()).await;
                     if let Some((server, _)) = state.host.lock().await.take() {
                         server.shutdown(Duration::from_secs(2)).await;
+                    }
+                    // The event forwarder ends with the engine; the others on `stop`.
+                    for t in tasks {
+                        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
                     }
                 });
             }
@@ -235,7 +246,11 @@ fn setup(
     let sink = frames.clone();
     let (engine, events) = tauri::async_runtime::block_on(async { Engine::start(config, sink) })?;
     let handle = app.handle().clone();
-    tauri::async_runtime::spawn(app::forward_events(handle.clone(), events));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut tasks = vec![
+        tauri::async_runtime::spawn(app::forward_events(handle.clone(), events)),
+        tauri::async_runtime::spawn(app::watch_devices(handle.clone(), stopped.clone())),
+    ];
 
     if !cli.multi_instance {
         // Make confab:// links open this app (dev runs; installers register it themselves).
@@ -268,21 +283,32 @@ fn setup(
         launch: Mutex::new(launch),
         host: tokio::sync::Mutex::new(None),
         started,
+        tasks: Mutex::new(Vec::new()),
+        stop,
     });
     tracing::info!("started in {} ms", started.elapsed().as_millis());
 
     if let Some((server, room, name, call)) = auto {
-        tauri::async_runtime::spawn(auto_join(
+        tasks.push(tauri::async_runtime::spawn(auto_join(
             handle.clone(),
             engine.clone(),
             server,
             room,
             name,
             call,
-        ));
+        )));
     }
     if let Some(path) = cli.stats_json.clone() {
-        tauri::async_runtime::spawn(write_figures(path, frames, started));
+        tasks.push(tauri::async_runtime::spawn(write_figures(
+            path, frames, started, stopped,
+        )));
+    }
+    if let Some(state) = app.try_state::<AppState>() {
+        state
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(tasks);
     }
     Ok(())
 }
@@ -352,11 +378,19 @@ fn open_link(app: &tauri::AppHandle, link: &str) {
     }
 }
 
-async fn write_figures(path: PathBuf, frames: Arc<frames::UiFrames>, started: Instant) {
+async fn write_figures(
+    path: PathBuf,
+    frames: Arc<frames::UiFrames>,
+    started: Instant,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
         let drawn = frames.take_drawn();
         let json = serde_json::json!({ "uptime_s": started.elapsed().as_secs_f64(), "drawn_per_second": drawn });
         let tmp = path.with_extension("tmp");

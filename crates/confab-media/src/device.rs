@@ -34,8 +34,54 @@ pub struct DeviceList {
     pub speakers: Vec<Device>,
 }
 
+/// Keeps libasound quiet: by default it prints every failed probe (missing cards, absent
+/// JACK/OSS plugins) to stderr, which on a machine without sound is a page of noise per
+/// listing. Confab reports device problems itself, in words.
+#[cfg(target_os = "linux")]
+pub fn quiet_alsa() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use std::os::raw::{c_char, c_int};
+        unsafe extern "C" fn silent(
+            _: *const c_char,
+            _: c_int,
+            _: *const c_char,
+            _: c_int,
+            _: *const c_char,
+        ) {
+        }
+        // SAFETY: libasound calls the handler with five fixed arguments followed by printf
+        // varargs; on the Linux ABIs (x86-64 SysV, AAPCS64) a callee that declares only the
+        // fixed arguments reads them from the same registers and ignores the rest.
+        unsafe {
+            let handler: unsafe extern "C" fn(
+                *const c_char,
+                c_int,
+                *const c_char,
+                c_int,
+                *const c_char,
+                ...
+            ) = std::mem::transmute(
+                silent
+                    as unsafe extern "C" fn(
+                        *const c_char,
+                        c_int,
+                        *const c_char,
+                        c_int,
+                        *const c_char,
+                    ),
+            );
+            alsa_sys::snd_lib_error_set_handler(Some(handler));
+        }
+    });
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn quiet_alsa() {}
+
 /// Lists what this computer has, the test devices first.
 pub fn list() -> DeviceList {
+    quiet_alsa();
     let mut out = DeviceList {
         cameras: vec![Device {
             id: TEST_PATTERN.into(),
@@ -610,6 +656,7 @@ mod cpal_io {
     use std::collections::VecDeque;
 
     fn find(input: bool, which: &Option<String>) -> Result<cpal::Device, MediaError> {
+        super::quiet_alsa();
         let host = cpal::default_host();
         let what = if input { "microphone" } else { "speaker" };
         match which {
@@ -856,6 +903,29 @@ mod cpal_io {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listing_has_the_test_devices_first() {
+        let l = list();
+        assert_eq!(
+            l.cameras[0],
+            Device {
+                id: TEST_PATTERN.into(),
+                name: "Test pattern".into()
+            }
+        );
+        assert_eq!(
+            l.microphones[0],
+            Device {
+                id: TEST_TONE.into(),
+                name: "Test tone".into()
+            }
+        );
+        // Whatever else exists has ids that select it again.
+        assert!(l.cameras[1..].iter().all(|d| d.id.starts_with("camera:")));
+        assert!(l.microphones[1..].iter().all(|d| d.id.starts_with("mic:")));
+        assert!(l.speakers.iter().all(|d| d.id.starts_with("speaker:")));
+    }
 
     #[test]
     fn specs_parse() {
