@@ -26,7 +26,11 @@ use tauri::{Manager, RunEvent};
 
 /// Confab: video calls that just work.
 #[derive(Debug, Parser)]
-#[command(name = "confab", version, about)]
+#[command(
+    name = "confab",
+    version,
+    about = "Confab: video calls that just work."
+)]
 struct Cli {
     /// Signaling server to join (ws://HOST:PORT/ws or HOST:PORT).
     #[arg(long)]

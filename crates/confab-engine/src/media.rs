@@ -258,6 +258,7 @@ impl MediaHub {
     }
 
     pub fn add_video_out(&self, out: VideoOut) {
+        tracing::debug!(link = out.link, "sending video");
         let codec = out.codec;
         let mut outs = lock(&self.video_outs);
         outs.retain(|o| o.link != out.link);
@@ -337,6 +338,7 @@ impl MediaHub {
 
     /// The offer/answer exchange of a link completed now.
     pub fn mark_answer(&self, link: LinkId) {
+        tracing::debug!(link, "offer/answer done");
         let mut books = lock(&self.books);
         let b = books.entry(link).or_default();
         b.answered.get_or_insert_with(Instant::now);
@@ -682,6 +684,9 @@ impl MediaHub {
                     let stamp = pattern::read(&pic);
                     let latency = stamp.and_then(|s| s.age_us(now_us()));
                     if let Some(b) = lock(&self.books).get_mut(&link) {
+                        if b.first_frame.is_none() {
+                            tracing::debug!(link, "first picture decoded");
+                        }
                         b.decoded(pic.width, pic.height, stamp, latency);
                     }
                     if let Some(peer) = self.peer(link) {
