@@ -31,7 +31,16 @@ impl From<EngineError> for IpcError {
             EngineError::Server { code, message } => match code.as_str() {
                 "wrong-password" => "This room has a password, and that was not it.".to_owned(),
                 "room-full" => "This room is full.".to_owned(),
-                "unreachable" => format!("Cannot reach the server. {message}"),
+                "unreachable" => {
+                    let mut m = message.clone();
+                    if let Some(first) = m.get(..1) {
+                        m.replace_range(..1, &first.to_uppercase());
+                    }
+                    format!(
+                        "{m}. Is it running? Without a server, \"Host on this computer\" lets \
+                         others on your network join you."
+                    )
+                }
                 _ => message.clone(),
             },
             other => other.to_string(),
