@@ -183,3 +183,56 @@ async fn host_on_this_computer() -> Result<()> {
     let _ = c.close().await;
     result
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_in_a_small_window() -> Result<()> {
+    let _turn = one_at_a_time().await;
+    let display = xvfb()?;
+    let driver = webdriver(&display)?;
+    let server = server().await;
+    let dir = scratch("small");
+    let peer = peer(
+        &server.ws_url(),
+        "small",
+        "Pat",
+        660,
+        &["--duration", "60"],
+        &dir,
+    )?;
+    let c = session(&driver, app_args(&dir.join("config"))).await?;
+    let result = async {
+        c.set_window_size(400, 680).await?;
+        wait_js(&c, "the join screen", 20, "return document.getElementById('f-name')").await?;
+        // Everything on the join screen can be reached without sideways scrolling.
+        let overflow = c.execute("return document.documentElement.scrollWidth - window.innerWidth", vec![]).await?;
+        ensure!(overflow.as_i64() <= Some(0), "the join screen is wider than the window by {overflow} px");
+        type_into(&c, "#f-name", "Ada").await?;
+        type_into(&c, "#f-room", "small").await?;
+        type_into(&c, "#f-server", &server.ws_url()).await?;
+        c.find(Locator::Css("#join-btn")).await?.click().await?;
+        wait_js(&c, "the room screen", 15, "return !document.getElementById('room-screen').hidden").await?;
+        wait_js(&c, "someone to call", 15, "return !document.getElementById('call-all').disabled").await?;
+        c.find(Locator::Css("#call-all")).await?.click().await?;
+        wait_js(&c, "the peer's tile", 30, "const t = document.querySelector('#grid .tile:not(.local)'); return t && window.confabReadTile(t.dataset.key)").await?;
+        // In the call: the tiles fit side by side or stacked, and the controls are on screen.
+        let fits = c
+            .execute(
+                "const w = window.innerWidth, h = window.innerHeight; \
+                 const tiles = [...document.querySelectorAll('#grid .tile')].every(t => t.getBoundingClientRect().right <= w + 1); \
+                 const b = document.getElementById('btn-hangup').getBoundingClientRect(); \
+                 return tiles && b.right <= w && b.bottom <= h && b.width > 0;",
+                vec![],
+            )
+            .await?;
+        ensure!(fits == true, "the call does not fit a 400x680 window");
+        std::fs::write(artifacts().join("ui-small-window.png"), c.screenshot().await?)?;
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        eprintln!("the app's log:\n{}", driver.log_tail());
+    }
+    let _ = c.close().await;
+    drop(peer);
+    result
+}
