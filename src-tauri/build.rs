@@ -18,6 +18,8 @@ fn main() {
             "select_devices",
             "get_settings",
             "save_settings",
+            "get_ice_servers",
+            "set_ice_servers",
             "host_lan_room",
             "stop_hosting",
             "open_video",

@@ -7,7 +7,7 @@ use crate::invite;
 use crate::ipc::{IpcError, IpcResult};
 use crate::settings::{Settings, Store};
 use confab_engine::media_kit::device::{self, AudioSourceSpec, VideoSourceSpec, DEFAULT_TONE_HZ};
-use confab_engine::{Engine, EngineEvent, Joined, Snapshot};
+use confab_engine::{Engine, EngineEvent, ErrorCode, IceServer, Joined, Snapshot};
 use confab_protocol::PeerId;
 use confab_signal::{SignalConfig, SignalServer};
 use serde::Serialize;
@@ -247,7 +247,7 @@ pub struct Selected {
 pub async fn list_devices(state: State<'_, AppState>) -> IpcResult<Devices> {
     let list = tokio::task::spawn_blocking(device::list)
         .await
-        .map_err(|e| IpcError::new("device", format!("cannot list devices: {e}")))?;
+        .map_err(|e| IpcError::new(ErrorCode::Device, format!("cannot list devices: {e}")))?;
     let conv = |v: Vec<device::Device>| {
         v.into_iter()
             .map(|d| DeviceInfo {
@@ -306,6 +306,37 @@ pub async fn select_devices(
     Ok(result?)
 }
 
+/// The STUN/TURN servers as the Network box shows them: one server a line.
+#[tauri::command]
+pub async fn get_ice_servers(state: State<'_, AppState>) -> IpcResult<String> {
+    let s = lock(&state.settings);
+    Ok(s.ice_servers
+        .iter()
+        .map(IceServer::to_line)
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+/// Parses the Network box (one grammar: `IceServer::parse`), keeps the servers in the settings
+/// and hands them to the engine for the calls set up from now on.
+#[tauri::command]
+pub async fn set_ice_servers(state: State<'_, AppState>, text: String) -> IpcResult<()> {
+    if text.len() > 16 * 1024 {
+        return Err(IpcError::invalid(
+            "that is too much text for a list of servers",
+        ));
+    }
+    let servers = IceServer::parse_lines(&text).map_err(confab_engine::EngineError::from)?;
+    let mut s = lock(&state.settings).clone();
+    s.ice_servers = servers.clone();
+    state
+        .store
+        .save(&s)
+        .map_err(|e| IpcError::new(ErrorCode::Settings, e))?;
+    *lock(&state.settings) = s;
+    Ok(state.engine.set_ice_servers(servers).await?)
+}
+
 #[tauri::command]
 pub async fn get_settings(state: State<'_, AppState>) -> IpcResult<Settings> {
     Ok(lock(&state.settings).clone())
@@ -317,7 +348,7 @@ pub async fn save_settings(state: State<'_, AppState>, settings: Settings) -> Ip
     state
         .store
         .save(&settings)
-        .map_err(|e| IpcError::new("settings", e))?;
+        .map_err(|e| IpcError::new(ErrorCode::Settings, e))?;
     *lock(&state.settings) = settings;
     Ok(())
 }
@@ -331,8 +362,8 @@ pub async fn host_lan_room(
     name: String,
     password: Option<String>,
 ) -> IpcResult<Hosting> {
-    confab_protocol::validate_room(&room).map_err(|m| IpcError::new("invalid-room", m))?;
-    confab_protocol::validate_name(&name).map_err(|m| IpcError::new("invalid-name", m))?;
+    confab_protocol::validate_room(&room).map_err(|m| IpcError::new(ErrorCode::InvalidRoom, m))?;
+    confab_protocol::validate_name(&name).map_err(|m| IpcError::new(ErrorCode::InvalidName, m))?;
     let mut host = state.host.lock().await;
     if host.is_none() {
         // The usual port if it is free, any port otherwise.
@@ -350,8 +381,8 @@ pub async fn host_lan_room(
                 Err(e) => tracing::info!("hosting on port {port}: {e}"),
             }
         }
-        let server =
-            server.ok_or_else(|| IpcError::new("host", "Could not open a port to host on."))?;
+        let server = server
+            .ok_or_else(|| IpcError::new(ErrorCode::Host, "Could not open a port to host on."))?;
         let port = server.local_addr().port();
         let address = SocketAddr::new(lan_ip(), port).to_string();
         let url = format!("ws://{address}/ws");

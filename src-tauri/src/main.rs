@@ -116,6 +116,8 @@ fn main() {
             app::select_devices,
             app::get_settings,
             app::save_settings,
+            app::get_ice_servers,
+            app::set_ice_servers,
             app::host_lan_room,
             app::stop_hosting,
             app::open_video,
@@ -243,6 +245,7 @@ fn setup(
             preferred_codec: confab_media::video::VideoCodec::H264,
             start_bitrate: 1_200_000,
             max_bitrate: 2_500_000,
+            runtime: None,
         },
         auto_accept: false,
         audio_bitrate: 32_000,
@@ -343,23 +346,11 @@ async fn auto_join(
         );
         return;
     }
-    if !call {
-        return;
-    }
-    // Call as soon as someone is there (for up to ten minutes).
-    for _ in 0..2400 {
-        match engine.snapshot().await {
-            Ok(s) if s.room.is_none() => return,
-            Ok(s) if !s.participants.is_empty() => {
-                if let Err(e) = engine.call(None).await {
-                    tracing::warn!("auto-call: {e}");
-                }
-                return;
-            }
-            Ok(_) => {}
-            Err(_) => return,
+    if call {
+        // Now if someone is there, otherwise as soon as someone arrives.
+        if let Err(e) = engine.call_when_present().await {
+            tracing::warn!("auto-call: {e}");
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
@@ -374,7 +365,7 @@ fn open_link(app: &tauri::AppHandle, link: &str) {
             let _ = app.emit(
                 "engine",
                 &confab_engine::EngineEvent::Error {
-                    code: "bad-link".into(),
+                    code: confab_engine::ErrorCode::BadLink,
                     message: e,
                 },
             );
@@ -401,5 +392,49 @@ async fn write_figures(
         if std::fs::write(&tmp, json.to_string()).is_ok() {
             let _ = std::fs::rename(&tmp, &path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The command list is written three times (the handler here, `build.rs` for the app
+    /// manifest, and the window's capability); they must agree, or a command exists that the
+    /// window may not call, or a permission grants one that does not exist.
+    #[test]
+    fn command_lists_agree() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let read = |p: &str| std::fs::read_to_string(dir.join(p)).expect("readable");
+        let main = read("src/main.rs");
+        let start = main.find("generate_handler![").expect("handler list") + 18;
+        let end = start + main[start..].find(']').expect("end of list");
+        let mut handler: Vec<String> = main[start..end]
+            .split(',')
+            .map(|s| s.trim().trim_start_matches("app::").to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let build = read("build.rs");
+        let start = build.find(".commands(&[").expect("manifest list") + 12;
+        let end = start + build[start..].find(']').expect("end of list");
+        let mut manifest: Vec<String> = build[start..end]
+            .split(',')
+            .map(|s| s.trim().trim_matches('"').to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let caps: serde_json::Value =
+            serde_json::from_str(&read("capabilities/default.json")).expect("json");
+        let mut allowed: Vec<String> = caps["permissions"]
+            .as_array()
+            .expect("permissions")
+            .iter()
+            .filter_map(|p| p.as_str())
+            .filter_map(|p| p.strip_prefix("allow-"))
+            .map(|p| p.replace('-', "_"))
+            .collect();
+        handler.sort();
+        manifest.sort();
+        allowed.sort();
+        assert!(handler.len() >= 20, "{handler:?}");
+        assert_eq!(handler, manifest, "main.rs vs build.rs");
+        assert_eq!(handler, allowed, "main.rs vs capabilities/default.json");
     }
 }

@@ -72,16 +72,26 @@ impl Settings {
             confab_protocol::validate_room(&self.room)?;
         }
         for s in &self.ice_servers {
-            for u in &s.urls {
-                if !(u.starts_with("stun:") || u.starts_with("turn:") || u.starts_with("turns:")) {
-                    return Err(format!(
-                        "`{u}` is not a STUN or TURN address (stun:, turn:, turns:)"
-                    ));
-                }
-            }
+            s.check().map_err(|e| e.to_string())?;
         }
         Ok(())
     }
+}
+
+/// Writes a file only its owner may read (Unix: mode 0600, also when it existed before).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let _ = std::fs::remove_file(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 pub struct Store {
@@ -147,7 +157,8 @@ impl Store {
         }
     }
 
-    /// Saves atomically (write a temporary file, then rename).
+    /// Saves atomically (write a temporary file, then rename). The file holds TURN passwords:
+    /// on Unix only its owner may read it (mode 0600).
     pub fn save(&self, s: &Settings) -> Result<(), String> {
         s.validate()?;
         if let Some(dir) = self.path.parent() {
@@ -156,7 +167,8 @@ impl Store {
         }
         let tmp = self.path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(s).map_err(|e| e.to_string())?;
-        std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        write_private(&tmp, text.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, &self.path)
             .map_err(|e| format!("cannot save {}: {e}", self.path.display()))
     }
@@ -170,6 +182,25 @@ mod tests {
         let d = std::env::temp_dir().join(format!("confab-settings-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_file_holding_turn_passwords_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = dir("private");
+        let store = Store::new(&d);
+        let s = Settings {
+            ice_servers: vec![IceServer::parse("turn:t.example.org:3478 ada s3cret").unwrap()],
+            ..Settings::default()
+        };
+        store.save(&s).unwrap();
+        let mode = std::fs::metadata(store.path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+        std::fs::remove_dir_all(d).ok();
     }
 
     #[test]
@@ -235,6 +266,18 @@ mod tests {
             ..Settings::default()
         };
         assert!(store.save(&s).unwrap_err().contains("STUN"));
+        let s = Settings {
+            ice_servers: vec![IceServer {
+                urls: vec!["turn:x:3478".into()],
+                username: String::new(),
+                credential: String::new(),
+            }],
+            ..Settings::default()
+        };
+        assert!(
+            store.save(&s).unwrap_err().contains("username"),
+            "TURN without credentials is refused here too"
+        );
         let s = Settings {
             name: "a\nb".into(),
             ..Settings::default()

@@ -2,25 +2,38 @@
 //! sends and receives real encoded video and audio over webrtc-rs peer connections. It knows
 //! nothing of Tauri; the desktop app and `confab-peer` drive it through [`Engine`].
 //!
-//! - [`core`]: the call logic, a pure state machine (rings, accepts, glare, mesh, timeouts);
+//! The rules are not here: the call flow, link health and negotiation are pure state machines
+//! in `confab-call`. This crate carries their decisions out:
+//!
+//! - [`engine`]: the public handle; [`api`]: its configuration, snapshot and events;
+//!   [`error`]: typed errors and the one list of error codes;
+//! - `actor`: the task that owns everything below and applies the call rules' actions;
+//! - `devices`: opening and closing devices off the actor;
 //! - [`signaling`]: the WebSocket client, reconnecting;
-//! - [`link`]: one peer connection (negotiation, ICE, restarts);
+//! - [`link`]: one peer connection (built in `link::build`, run by `link::run`);
 //! - [`media`]: capture → encode → tracks, and tracks → assemble → decode → sink/mixer;
-//! - [`engine`]: the actor that ties them together, and its handle.
+//! - [`ice`]: STUN/TURN servers and their one grammar.
 
-pub mod core;
+mod actor;
+pub mod api;
+mod devices;
 pub mod engine;
+pub mod error;
+pub mod ice;
 pub mod link;
 pub mod media;
 pub mod signaling;
 pub mod stats;
 
-pub use confab_media as media_kit;
-pub use engine::{
-    ConnectionStatus, Engine, EngineConfig, EngineError, EngineEvent, EngineResources, Joined,
-    Snapshot,
+pub use api::{
+    ConnectionStatus, EngineConfig, EngineEvent, EngineResources, Joined, Level, Snapshot,
 };
-pub use link::{IceServer, RtcSettings};
+pub use confab_call as call;
+pub use confab_media as media_kit;
+pub use engine::Engine;
+pub use error::{EngineError, ErrorCode, JoinError};
+pub use ice::{IceServer, IceServerError};
+pub use link::RtcSettings;
 pub use media::{FrameSource, NullSink, VideoSink};
 pub use stats::PeerStats;
 

@@ -2,6 +2,7 @@
 //! and joining again when the connection drops. A read loop and the writes share one task;
 //! what goes in and out passes through bounded channels.
 
+use crate::error::JoinError;
 use confab_protocol::{ClientMessage, ErrorCode, PeerId, PeerInfo, ServerMessage, SignalData};
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
@@ -47,12 +48,19 @@ pub enum SigEvent {
         reason: String,
         attempt: u32,
     },
-    /// Cannot go on (server unreachable at first, join refused): the client has stopped.
-    Fatal {
-        code: String,
-        message: String,
+    /// Rejoining after a drop was refused (the room filled up, the password changed…). The
+    /// client keeps trying with backoff; the engine stops it when no call is left to save.
+    RejoinRefused {
+        error: JoinError,
+        attempt: u32,
     },
+    /// Cannot go on (server unreachable at first, join refused): the client has stopped.
+    Fatal(JoinError),
 }
+
+/// A connection that has not heard a single frame (not even a ping: the server pings every
+/// 20 s) for this long is dead.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(45);
 
 /// Normalizes what people type as a server: `host:port` → `ws://host:port/ws`.
 pub fn normalize_url(input: &str) -> Result<String, String> {
@@ -93,7 +101,7 @@ pub fn normalize_url(input: &str) -> Result<String, String> {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(url: &str) -> Result<Ws, String> {
+async fn connect(url: &str) -> Result<Ws, JoinError> {
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(16 * 1024)
         .max_message_size(Some(1 << 20));
@@ -104,13 +112,17 @@ async fn connect(url: &str) -> Result<Ws, String> {
     .await
     {
         Ok(Ok((ws, _))) => Ok(ws),
-        Ok(Err(e)) => Err(format!("cannot reach the server at {url}: {e}")),
-        Err(_) => Err(format!("the server at {url} did not answer within 10 s")),
+        Ok(Err(e)) => Err(JoinError::Unreachable(format!(
+            "cannot reach the server at {url}: {e}"
+        ))),
+        Err(_) => Err(JoinError::Unreachable(format!(
+            "the server at {url} did not answer within 10 s"
+        ))),
     }
 }
 
 /// Joins and waits for the welcome (or the refusal).
-async fn join(ws: &mut Ws, p: &JoinParams) -> Result<SigEvent, (String, String)> {
+async fn join(ws: &mut Ws, p: &JoinParams) -> Result<SigEvent, JoinError> {
     let msg = ClientMessage::Join {
         room: p.room.clone(),
         name: p.name.clone(),
@@ -118,12 +130,7 @@ async fn join(ws: &mut Ws, p: &JoinParams) -> Result<SigEvent, (String, String)>
     };
     ws.send(Message::Text(msg.encode().into()))
         .await
-        .map_err(|e| {
-            (
-                "disconnected".to_owned(),
-                format!("the server closed the connection: {e}"),
-            )
-        })?;
+        .map_err(|e| JoinError::Disconnected(format!("the server closed the connection: {e}")))?;
     let wait = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(m) = ws.next().await {
             match m {
@@ -132,32 +139,25 @@ async fn join(ws: &mut Ws, p: &JoinParams) -> Result<SigEvent, (String, String)>
                         return Ok(SigEvent::Welcome { id, room, peers })
                     }
                     Ok(ServerMessage::Error { code, message }) => {
-                        return Err((code.as_str().to_owned(), message))
+                        return Err(JoinError::Refused { code, message })
                     }
                     _ => continue,
                 },
                 Ok(Message::Close(f)) => {
                     let why = f.map(|f| f.reason.to_string()).unwrap_or_default();
-                    return Err((
-                        "disconnected".to_owned(),
-                        format!("the server closed the connection {why}"),
-                    ));
+                    return Err(JoinError::Disconnected(format!(
+                        "the server closed the connection {why}"
+                    )));
                 }
                 Ok(_) => continue,
-                Err(e) => return Err(("disconnected".to_owned(), e.to_string())),
+                Err(e) => return Err(JoinError::Disconnected(e.to_string())),
             }
         }
-        Err((
-            "disconnected".to_owned(),
+        Err(JoinError::Disconnected(
             "the server closed the connection".to_owned(),
         ))
     });
-    wait.await.unwrap_or_else(|_| {
-        Err((
-            "timeout".to_owned(),
-            "the server did not answer the join within 10 s".to_owned(),
-        ))
-    })
+    wait.await.unwrap_or(Err(JoinError::Timeout))
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -181,20 +181,15 @@ pub async fn run(
         };
         let mut ws = match connected {
             Ok(ws) => ws,
-            Err(message) => {
+            Err(e) => {
                 if !ever_joined {
-                    let _ = events
-                        .send(SigEvent::Fatal {
-                            code: "unreachable".into(),
-                            message,
-                        })
-                        .await;
+                    let _ = events.send(SigEvent::Fatal(e)).await;
                     return;
                 }
                 attempt += 1;
                 let _ = events
                     .send(SigEvent::Reconnecting {
-                        reason: message,
+                        reason: e.to_string(),
                         attempt,
                     })
                     .await;
@@ -216,27 +211,36 @@ pub async fn run(
                     return;
                 }
             }
-            Err((code, message)) => {
-                let retryable =
-                    code == "disconnected" || code == "timeout" || code == "server-full";
-                if !ever_joined || !retryable {
-                    let _ = events.send(SigEvent::Fatal { code, message }).await;
+            Err(e) => {
+                if !ever_joined {
+                    let _ = events.send(SigEvent::Fatal(e)).await;
                     return;
                 }
                 attempt += 1;
-                let _ = events
-                    .send(SigEvent::Reconnecting {
-                        reason: message,
+                // After a drop every refusal is retried: the engine decides whether a call
+                // is still worth waiting for.
+                let ev = if e.transient() {
+                    SigEvent::Reconnecting {
+                        reason: e.to_string(),
                         attempt,
-                    })
-                    .await;
-                tokio::time::sleep(backoff(attempt)).await;
-                continue;
+                    }
+                } else {
+                    SigEvent::RejoinRefused { error: e, attempt }
+                };
+                let _ = events.send(ev).await;
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff(attempt)) => continue,
+                }
             }
         }
-        // Joined: pump until the connection drops or we are told to stop.
+        // Joined: pump until the connection drops, goes silent, or we are told to stop.
+        let mut heard = tokio::time::Instant::now();
         let reason = loop {
             tokio::select! {
+                _ = tokio::time::sleep_until(heard + SILENCE_LIMIT) => {
+                    break format!("no word from the server for {} s", SILENCE_LIMIT.as_secs());
+                }
                 _ = cancel.cancelled() => {
                     let _ = ws.send(Message::Text(ClientMessage::Leave.encode().into())).await;
                     let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
@@ -253,7 +257,11 @@ pub async fn run(
                         return;
                     }
                 },
-                incoming = ws.next() => match incoming {
+                incoming = ws.next() => {
+                    if matches!(incoming, Some(Ok(_))) {
+                        heard = tokio::time::Instant::now();
+                    }
+                    match incoming {
                     Some(Ok(Message::Text(t))) => {
                         let ev = match ServerMessage::decode(t.as_str()) {
                             Ok(ServerMessage::PeerJoined { id, name }) => SigEvent::PeerJoined { id, name },
@@ -276,6 +284,7 @@ pub async fn run(
                     Some(Ok(_)) => {}
                     Some(Err(e)) => break format!("the connection failed: {e}"),
                     None => break "the connection ended".into(),
+                    }
                 }
             }
         };

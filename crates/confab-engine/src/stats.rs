@@ -47,7 +47,7 @@ pub struct PeerStats {
 }
 
 /// Per-peer accumulator, updated by the receive pipeline.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct VideoBook {
     pub stats: VideoStats,
     pub answered: Option<Instant>,

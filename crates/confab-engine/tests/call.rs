@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use confab_engine::core::Notice;
+use confab_engine::call::Notice;
 use confab_engine::media_kit::video::VideoCodec;
 use confab_engine::EngineEvent;
 use std::time::Duration;

@@ -71,9 +71,10 @@ struct Args {
     /// Local address to gather ICE candidates on (0.0.0.0 = every interface but loopback).
     #[arg(long, default_value = "0.0.0.0")]
     bind: String,
-    /// STUN/TURN server: URL or URL,USERNAME,CREDENTIAL (repeatable).
-    #[arg(long = "ice-server")]
-    ice_servers: Vec<String>,
+    /// STUN/TURN server, as one line of the app's Network box: "URL" or "URL USERNAME
+    /// CREDENTIAL" (quote it; repeatable).
+    #[arg(long = "ice-server", value_parser = parse_ice)]
+    ice_servers: Vec<IceServer>,
     /// Resolve and announce multicast-DNS (.local) candidates.
     #[arg(long)]
     mdns: bool,
@@ -91,18 +92,8 @@ fn parse_size(s: &str) -> Result<(usize, usize), String> {
     Ok((w, h))
 }
 
-fn parse_ice(s: &str) -> anyhow::Result<IceServer> {
-    let mut parts = s.splitn(3, ',');
-    let url = parts.next().unwrap_or_default().trim().to_owned();
-    anyhow::ensure!(
-        url.starts_with("stun:") || url.starts_with("turn:") || url.starts_with("turns:"),
-        "--ice-server {s}: the URL must start with stun:, turn: or turns:"
-    );
-    Ok(IceServer {
-        urls: vec![url],
-        username: parts.next().unwrap_or_default().to_owned(),
-        credential: parts.next().unwrap_or_default().to_owned(),
-    })
+fn parse_ice(s: &str) -> Result<IceServer, String> {
+    IceServer::parse(s).map_err(|e| e.to_string())
 }
 
 #[derive(Serialize)]
@@ -163,11 +154,6 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let ice_servers = args
-        .ice_servers
-        .iter()
-        .map(|s| parse_ice(s))
-        .collect::<anyhow::Result<Vec<_>>>()?;
     let config = EngineConfig {
         video: args.video.clone(),
         audio: args.audio.clone(),
@@ -178,12 +164,13 @@ async fn main() -> anyhow::Result<()> {
             fps: args.fps,
         },
         rtc: RtcSettings {
-            ice_servers,
+            ice_servers: args.ice_servers.clone(),
             udp_addrs: vec![format!("{}:0", args.bind)],
             mdns: args.mdns,
             preferred_codec: args.codec,
             start_bitrate: args.bitrate * 1000,
             max_bitrate: (args.bitrate * 1000).max(2_500_000),
+            runtime: None,
         },
         auto_accept: args.auto_accept,
         audio_bitrate: 32_000,
@@ -207,11 +194,9 @@ async fn main() -> anyhow::Result<()> {
     let deadline = args
         .duration
         .map(|d| started + Duration::from_secs_f64(d.max(0.0)));
-    let mut called = false;
-    let mut others = joined.participants.len();
-    if args.call && others > 0 {
-        engine.call(None).await.context("calling")?;
-        called = true;
+    if args.call {
+        // Now if someone is there, otherwise as soon as someone arrives.
+        engine.call_when_present().await.context("calling")?;
     }
     let sleep_until = async {
         match deadline {
@@ -243,15 +228,7 @@ async fn main() -> anyhow::Result<()> {
             }
             _ = &mut stop => break,
             ev = events.recv() => match ev {
-                Some(EngineEvent::State(s)) => {
-                    others = s.participants.len();
-                    if args.call && !called && others > 0 {
-                        match engine.call(None).await {
-                            Ok(()) => called = true,
-                            Err(e) => eprintln!("confab-peer: cannot call yet: {e}"),
-                        }
-                    }
-                }
+                Some(EngineEvent::State(_)) => {}
                 Some(EngineEvent::Error { code, message }) => eprintln!("confab-peer: {code}: {message}"),
                 Some(EngineEvent::Notice(n)) => eprintln!("confab-peer: {}", serde_json::to_string(&n).unwrap_or_default()),
                 Some(EngineEvent::Levels { .. }) => {}
@@ -259,7 +236,6 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
-    let _ = others;
     // Measure before hanging up: hang-up releases the receive pipelines.
     let peers = engine.stats().await.unwrap_or_default();
     let mut report = report(&joined, &args.name, started, peers);

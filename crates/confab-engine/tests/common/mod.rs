@@ -45,6 +45,7 @@ pub fn config(tone_hz: f64, codec: VideoCodec, auto_accept: bool) -> EngineConfi
             preferred_codec: codec,
             start_bitrate: 600_000,
             max_bitrate: 1_500_000,
+            runtime: None,
         },
         auto_accept,
         audio_bitrate: 32_000,

@@ -2,12 +2,13 @@
 //! and a link comes up once both ends have opened it (one of them as offerer).
 
 use super::*;
+use crate::Millis;
 use std::collections::{BTreeSet, VecDeque};
 
 struct Net {
     cores: BTreeMap<PeerId, CallCore>,
     names: BTreeMap<PeerId, String>,
-    now: Instant,
+    now: Millis,
     queue: VecDeque<(PeerId, PeerId, CallSignal)>,
     /// (who, with whom, offerer)
     opened: Vec<(PeerId, PeerId, bool)>,
@@ -27,7 +28,7 @@ impl Net {
         Net {
             cores: BTreeMap::new(),
             names: BTreeMap::new(),
-            now: Instant::now(),
+            now: 1_000,
             queue: VecDeque::new(),
             opened: Vec::new(),
             rebound: Vec::new(),
@@ -74,15 +75,22 @@ impl Net {
                 let actions = self.cores.get_mut(&me).unwrap().drain();
                 for a in actions {
                     match a {
-                        Action::Send(to, sig) => self.queue.push_back((me.clone(), to, sig)),
-                        Action::OpenLink { peer, offerer } => {
+                        Action::Send { to, signal } => {
+                            self.queue.push_back((me.clone(), to, signal))
+                        }
+                        Action::OpenLink {
+                            peer,
+                            offerer,
+                            polite,
+                        } => {
+                            assert_eq!(polite, me > peer, "the larger id is polite");
                             self.opened.push((me.clone(), peer, offerer))
                         }
-                        Action::CloseLink(peer) => {
+                        Action::CloseLink { peer } => {
                             self.closed.push((me.clone(), peer.clone()));
                             self.links.remove(&(me.clone(), peer));
                         }
-                        Action::Notice(n) => self.notices.push((me.clone(), n)),
+                        Action::Notice { notice } => self.notices.push((me.clone(), notice)),
                         Action::RebindLink { from, to } => {
                             self.rebound.push((me.clone(), from.clone(), to.clone()));
                             if self.links.remove(&(me.clone(), from.clone())) {
@@ -146,8 +154,8 @@ impl Net {
             .collect()
     }
 
-    fn advance(&mut self, d: Duration) {
-        self.now += d;
+    fn advance(&mut self, ms: Millis) {
+        self.now += ms;
         let now = self.now;
         for c in self.cores.values_mut() {
             c.tick(now);
@@ -296,7 +304,7 @@ fn unanswered_ring_times_out() {
     let now = n.now;
     n.core("a").call(None, now).unwrap();
     n.run();
-    n.advance(Duration::from_secs(31));
+    n.advance(31_000);
     assert_eq!(n.phase("a", "b"), Phase::Idle);
     assert_eq!(n.phase("b", "a"), Phase::Idle);
     assert!(n
@@ -391,7 +399,7 @@ fn a_peer_that_reconnects_keeps_its_call() {
     assert!(n.core("a").in_call());
     // A peer that never comes back is let go after the grace period.
     n.core("a").peer_left(&id("b2"), now);
-    n.advance(Duration::from_secs(31));
+    n.advance(31_000);
     assert!(n.closed.contains(&(id("a"), id("b2"))));
     assert!(!n.core("a").in_call());
 }
@@ -454,4 +462,43 @@ fn a_rejoin_drops_pending_rings_and_ends_an_empty_call() {
         now,
     );
     assert!(!a.in_call(), "nobody is ringing or connected any more");
+}
+
+#[test]
+fn call_when_present_waits_for_someone() {
+    let mut n = Net::new();
+    n.join("a", false);
+    let now = n.now;
+    n.core("a").call_when_present(now).unwrap();
+    n.run();
+    assert!(!n.core("a").in_call(), "nobody to call yet");
+    assert!(n.core("a").calling_on_arrival());
+    n.join("b", true);
+    assert!(n.connected("a", "b"), "a called b as soon as b arrived");
+    assert!(!n.core("a").calling_on_arrival(), "only once");
+}
+
+#[test]
+fn call_when_present_calls_at_once_when_someone_is_there() {
+    let mut n = Net::new();
+    n.join("a", true);
+    n.join("b", false);
+    let now = n.now;
+    n.core("b").call_when_present(now).unwrap();
+    n.run();
+    assert!(n.connected("a", "b"));
+    let mut lonely = CallCore::new("s".into(), false);
+    assert_eq!(lonely.call_when_present(now), Err(CallError::NotJoined));
+}
+
+#[test]
+fn hang_up_cancels_call_when_present() {
+    let mut n = Net::new();
+    n.join("a", false);
+    let now = n.now;
+    n.core("a").call_when_present(now).unwrap();
+    n.core("a").hang_up(now);
+    n.join("b", false);
+    assert!(!n.core("a").in_call());
+    assert_eq!(n.phase("b", "a"), Phase::Idle, "no ring after the hang-up");
 }

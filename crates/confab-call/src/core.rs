@@ -1,12 +1,18 @@
-//! The call logic: a pure state machine fed room events, call-flow signals, user commands,
-//! link events and time. No tokio, no sockets, no WebRTC: it answers with [`Action`]s that the
-//! engine carries out. The rules are those of `docs/protocol.md`, "Call flow".
+//! The call flow: a pure state machine fed room events, call-flow signals, user commands, link
+//! events and time. It answers with [`Action`]s that the caller carries out. The rules are those
+//! of `docs/protocol.md`, "Call flow"; `callcore.js` in the web client is a line-by-line port,
+//! and both pass `scenarios/*.json`.
 
+use crate::Millis;
 use confab_protocol::call::CallSignal;
 use confab_protocol::{PeerId, PeerInfo};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+
+/// How long a ring waits for an answer.
+pub const RING_TIMEOUT_MS: Millis = 30_000;
+/// How long a peer that left the room keeps its link, waiting to come back under a new id.
+pub const REJOIN_GRACE_MS: Millis = 30_000;
 
 /// The link with one remote peer, as the call logic sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -66,27 +72,39 @@ pub enum Notice {
     CallEnded,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// What the caller must do. Serialized as in the scenario tables.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
-    Send(PeerId, CallSignal),
-    /// Create the peer connection; the offerer sends the first offer.
+    /// Send a call-flow signal to a peer of the room.
+    Send {
+        to: PeerId,
+        signal: CallSignal,
+    },
+    /// Create the peer connection; the offerer sends the first offer, the polite side rolls
+    /// back its own offer when offers collide.
     OpenLink {
         peer: PeerId,
         offerer: bool,
+        polite: bool,
     },
-    CloseLink(PeerId),
+    CloseLink {
+        peer: PeerId,
+    },
     /// The peer reconnected under a new id: the same link now talks to `to`.
     RebindLink {
         from: PeerId,
         to: PeerId,
     },
-    Notice(Notice),
-    /// The snapshot changed.
+    Notice {
+        notice: Notice,
+    },
+    /// The snapshot changed (a hint to re-render; scenario tables leave it out).
     Changed,
 }
 
 /// Why a user command was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
     #[error("join a room first")]
     NotJoined,
@@ -100,6 +118,19 @@ pub enum CallError {
     AlreadyInCall,
 }
 
+impl CallError {
+    /// Stable, machine-readable; the same strings `callcore.js` returns.
+    pub fn code(self) -> &'static str {
+        match self {
+            CallError::NotJoined => "not-joined",
+            CallError::NobodyToCall => "nobody-to-call",
+            CallError::UnknownPeer => "unknown-peer",
+            CallError::NotRinging => "not-ringing",
+            CallError::AlreadyInCall => "already-in-call",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Peer {
     name: String,
@@ -109,9 +140,15 @@ struct Peer {
     session: Option<String>,
     phase: Phase,
     /// When the phase was entered (ring timeouts).
-    since: Instant,
+    since: Millis,
     /// Gone from the room (peer-left or our own reconnection) but its link may live on.
-    away_since: Option<Instant>,
+    away_since: Option<Millis>,
+}
+
+impl Peer {
+    fn linked(&self) -> bool {
+        matches!(self.phase, Phase::Connecting | Phase::Connected)
+    }
 }
 
 pub struct CallCore {
@@ -122,8 +159,10 @@ pub struct CallCore {
     audio: bool,
     video: bool,
     auto_accept: bool,
-    ring_timeout: Duration,
-    rejoin_grace: Duration,
+    /// Call everyone as soon as someone is in the room (set by `call_when_present`).
+    call_on_arrival: bool,
+    ring_timeout: Millis,
+    rejoin_grace: Millis,
     out: Vec<Action>,
 }
 
@@ -137,13 +176,14 @@ impl CallCore {
             audio: true,
             video: true,
             auto_accept,
-            ring_timeout: Duration::from_secs(30),
-            rejoin_grace: Duration::from_secs(30),
+            call_on_arrival: false,
+            ring_timeout: RING_TIMEOUT_MS,
+            rejoin_grace: REJOIN_GRACE_MS,
             out: Vec::new(),
         }
     }
 
-    pub fn with_timeouts(mut self, ring: Duration, rejoin_grace: Duration) -> Self {
+    pub fn with_timeouts(mut self, ring: Millis, rejoin_grace: Millis) -> Self {
         self.ring_timeout = ring;
         self.rejoin_grace = rejoin_grace;
         self
@@ -168,6 +208,11 @@ impl CallCore {
 
     pub fn set_auto_accept(&mut self, on: bool) {
         self.auto_accept = on;
+    }
+
+    /// Whether a call will start as soon as someone is in the room.
+    pub fn calling_on_arrival(&self) -> bool {
+        self.call_on_arrival
     }
 
     /// The people in the room, in id order.
@@ -199,11 +244,22 @@ impl CallCore {
         }
     }
 
+    fn send(&mut self, to: &PeerId, signal: CallSignal) {
+        self.out.push(Action::Send {
+            to: to.clone(),
+            signal,
+        });
+    }
+
+    fn notice(&mut self, notice: Notice) {
+        self.out.push(Action::Notice { notice });
+    }
+
     fn broadcast_state(&mut self) {
         let s = self.state_signal();
         let ids: Vec<PeerId> = self.present().cloned().collect();
         for id in ids {
-            self.out.push(Action::Send(id, s.clone()));
+            self.send(&id, s.clone());
         }
         self.out.push(Action::Changed);
     }
@@ -215,7 +271,7 @@ impl CallCore {
             .map(|(id, _)| id)
     }
 
-    fn set_phase(&mut self, id: &PeerId, phase: Phase, now: Instant) {
+    fn set_phase(&mut self, id: &PeerId, phase: Phase, now: Millis) {
         if let Some(p) = self.peers.get_mut(id) {
             p.phase = phase;
             p.since = now;
@@ -227,17 +283,30 @@ impl CallCore {
         self.name_of(id).unwrap_or("someone").to_owned()
     }
 
+    /// The polite side of a pair (rolls back on offer collisions) is the one with the larger id.
+    fn polite_with(&self, peer: &PeerId) -> bool {
+        self.me.as_ref().is_some_and(|me| me > peer)
+    }
+
+    fn open_link(&mut self, peer: &PeerId, offerer: bool) {
+        let polite = self.polite_with(peer);
+        self.out.push(Action::OpenLink {
+            peer: peer.clone(),
+            offerer,
+            polite,
+        });
+    }
+
     // ----- room events ---------------------------------------------------------------------
 
     /// We joined (or rejoined after a reconnection, under a new id).
-    pub fn welcome(&mut self, me: PeerId, peers: Vec<PeerInfo>, now: Instant) {
+    pub fn welcome(&mut self, me: PeerId, peers: Vec<PeerInfo>, now: Millis) {
         self.me = Some(me);
         // Whoever we knew is away until they show up again under a new id; peers without a
         // link are simply forgotten.
         let old: Vec<PeerId> = self.peers.keys().cloned().collect();
         for id in old {
-            let linked = matches!(self.peers[&id].phase, Phase::Connecting | Phase::Connected);
-            if linked {
+            if self.peers[&id].linked() {
                 let p = self.peers.get_mut(&id).expect("listed");
                 p.away_since.get_or_insert(now);
             } else {
@@ -257,9 +326,10 @@ impl CallCore {
         self.broadcast_state();
         // Rings that were pending are gone with the old connection.
         self.maybe_end_call();
+        self.maybe_call_on_arrival(now);
     }
 
-    fn add_peer(&mut self, id: PeerId, name: String, now: Instant) {
+    fn add_peer(&mut self, id: PeerId, name: String, now: Millis) {
         self.peers.insert(
             id,
             Peer {
@@ -275,14 +345,24 @@ impl CallCore {
         );
     }
 
-    pub fn peer_joined(&mut self, id: PeerId, name: String, now: Instant) {
+    pub fn peer_joined(&mut self, id: PeerId, name: String, now: Millis) {
+        if self.me.is_none() || self.me.as_ref() == Some(&id) {
+            return;
+        }
+        if let Some(p) = self.peers.get_mut(&id) {
+            // Already known (a duplicate announcement): keep its state, take the name.
+            p.name = name;
+            self.out.push(Action::Changed);
+            return;
+        }
         self.add_peer(id.clone(), name, now);
         let s = self.state_signal();
-        self.out.push(Action::Send(id, s));
+        self.send(&id, s);
         self.out.push(Action::Changed);
+        self.maybe_call_on_arrival(now);
     }
 
-    pub fn peer_left(&mut self, id: &PeerId, now: Instant) {
+    pub fn peer_left(&mut self, id: &PeerId, now: Millis) {
         let Some(p) = self.peers.get_mut(id) else {
             return;
         };
@@ -294,12 +374,12 @@ impl CallCore {
             Phase::Incoming => {
                 let name = p.name.clone();
                 self.peers.remove(id);
-                self.out.push(Action::Notice(Notice::RingCancelled {
+                self.notice(Notice::RingCancelled {
                     from: id.clone(),
                     name,
-                }));
+                });
             }
-            _ => {
+            Phase::Idle | Phase::Ringing => {
                 self.peers.remove(id);
             }
         }
@@ -315,7 +395,7 @@ impl CallCore {
     // ----- signals -------------------------------------------------------------------------
 
     /// A call-flow signal other than descriptions and candidates (those go to the link).
-    pub fn signal(&mut self, from: &PeerId, sig: CallSignal, now: Instant) {
+    pub fn signal(&mut self, from: &PeerId, sig: CallSignal, now: Millis) {
         if !self.peers.contains_key(from) {
             return;
         }
@@ -349,21 +429,18 @@ impl CallCore {
             CallSignal::Accept => {
                 if self.peers[from].phase == Phase::Ringing {
                     self.set_phase(from, Phase::Connecting, now);
-                    self.out.push(Action::OpenLink {
-                        peer: from.clone(),
-                        offerer: true,
-                    });
+                    self.open_link(from, true);
                 }
             }
             CallSignal::Decline { reason } => {
                 if self.peers[from].phase == Phase::Ringing {
                     self.set_phase(from, Phase::Idle, now);
                     let name = self.name(from);
-                    self.out.push(Action::Notice(Notice::Declined {
+                    self.notice(Notice::Declined {
                         peer: from.clone(),
                         name,
                         reason,
-                    }));
+                    });
                     self.maybe_end_call();
                 }
             }
@@ -374,27 +451,27 @@ impl CallCore {
                     Phase::Idle => {}
                     Phase::Incoming => {
                         self.set_phase(from, Phase::Idle, now);
-                        self.out.push(Action::Notice(Notice::RingCancelled {
+                        self.notice(Notice::RingCancelled {
                             from: from.clone(),
                             name,
-                        }));
+                        });
                     }
                     Phase::Ringing => {
                         self.set_phase(from, Phase::Idle, now);
-                        self.out.push(Action::Notice(Notice::Declined {
+                        self.notice(Notice::Declined {
                             peer: from.clone(),
                             name,
                             reason: None,
-                        }));
+                        });
                         self.maybe_end_call();
                     }
                     Phase::Connecting | Phase::Connected => {
                         self.set_phase(from, Phase::Idle, now);
-                        self.out.push(Action::CloseLink(from.clone()));
-                        self.out.push(Action::Notice(Notice::HungUp {
+                        self.out.push(Action::CloseLink { peer: from.clone() });
+                        self.notice(Notice::HungUp {
                             peer: from.clone(),
                             name,
-                        }));
+                        });
                         self.maybe_end_call();
                     }
                 }
@@ -426,7 +503,7 @@ impl CallCore {
         let Some(old_peer) = self.peers.remove(&old) else {
             return;
         };
-        if matches!(old_peer.phase, Phase::Connecting | Phase::Connected) {
+        if old_peer.linked() {
             let p = self.peers.get_mut(new_id).expect("caller checked");
             p.phase = old_peer.phase;
             p.since = old_peer.since;
@@ -438,7 +515,7 @@ impl CallCore {
         self.out.push(Action::Changed);
     }
 
-    fn on_ring(&mut self, from: &PeerId, now: Instant) {
+    fn on_ring(&mut self, from: &PeerId, now: Millis) {
         let phase = self.peers[from].phase;
         match phase {
             Phase::Connecting | Phase::Connected | Phase::Incoming => {}
@@ -447,17 +524,10 @@ impl CallCore {
                 let me_smaller = self.me.as_ref().is_some_and(|me| me < from);
                 self.set_phase(from, Phase::Connecting, now);
                 if me_smaller {
-                    self.out.push(Action::OpenLink {
-                        peer: from.clone(),
-                        offerer: true,
-                    });
+                    self.open_link(from, true);
                 } else {
-                    self.out
-                        .push(Action::Send(from.clone(), CallSignal::Accept));
-                    self.out.push(Action::OpenLink {
-                        peer: from.clone(),
-                        offerer: false,
-                    });
+                    self.send(from, CallSignal::Accept);
+                    self.open_link(from, false);
                 }
             }
             Phase::Idle => {
@@ -466,33 +536,30 @@ impl CallCore {
                 } else {
                     self.set_phase(from, Phase::Incoming, now);
                     let name = self.name(from);
-                    self.out.push(Action::Notice(Notice::IncomingCall {
+                    self.notice(Notice::IncomingCall {
                         from: from.clone(),
                         name,
-                    }));
+                    });
                 }
             }
         }
     }
 
-    fn accept_now(&mut self, from: &PeerId, now: Instant) {
+    fn accept_now(&mut self, from: &PeerId, now: Millis) {
         self.set_phase(from, Phase::Connecting, now);
-        self.out
-            .push(Action::Send(from.clone(), CallSignal::Accept));
-        self.out.push(Action::OpenLink {
-            peer: from.clone(),
-            offerer: false,
-        });
+        self.send(from, CallSignal::Accept);
+        self.open_link(from, false);
         self.enter_call(now);
     }
 
     /// Becomes in-call: announces it, rings every in-call peer we have no link with, and
     /// accepts rings that were waiting.
-    fn enter_call(&mut self, now: Instant) {
+    fn enter_call(&mut self, now: Millis) {
         if self.in_call {
             return;
         }
         self.in_call = true;
+        self.call_on_arrival = false;
         self.broadcast_state();
         let ids: Vec<(PeerId, Phase, bool)> = self
             .peers
@@ -509,14 +576,14 @@ impl CallCore {
         }
     }
 
-    fn ring(&mut self, id: &PeerId, now: Instant) {
+    fn ring(&mut self, id: &PeerId, now: Millis) {
         self.set_phase(id, Phase::Ringing, now);
-        self.out.push(Action::Send(id.clone(), CallSignal::Ring));
+        self.send(id, CallSignal::Ring);
     }
 
     // ----- link events ---------------------------------------------------------------------
 
-    pub fn link_connected(&mut self, id: &PeerId, now: Instant) {
+    pub fn link_connected(&mut self, id: &PeerId, now: Millis) {
         if self
             .peers
             .get(id)
@@ -526,24 +593,24 @@ impl CallCore {
         }
     }
 
-    /// The link failed for good (ICE restarts did not help).
-    pub fn link_failed(&mut self, id: &PeerId, now: Instant) {
+    /// The link failed for good (its health gave up, or it could not be built).
+    pub fn link_failed(&mut self, id: &PeerId, now: Millis) {
         let Some(p) = self.peers.get(id) else { return };
-        if !matches!(p.phase, Phase::Connecting | Phase::Connected) {
+        if !p.linked() {
             return;
         }
         let name = p.name.clone();
         let away = p.away_since.is_some();
-        self.out.push(Action::CloseLink(id.clone()));
-        self.out.push(Action::Notice(Notice::LinkFailed {
+        self.out.push(Action::CloseLink { peer: id.clone() });
+        self.notice(Notice::LinkFailed {
             peer: id.clone(),
             name,
-        }));
+        });
         if away {
             self.peers.remove(id);
         } else {
             self.set_phase(id, Phase::Idle, now);
-            self.out.push(Action::Send(id.clone(), CallSignal::HangUp));
+            self.send(id, CallSignal::HangUp);
         }
         self.out.push(Action::Changed);
         self.maybe_end_call();
@@ -552,7 +619,7 @@ impl CallCore {
     // ----- user commands -------------------------------------------------------------------
 
     /// Rings everyone in the room (`None`) or one peer.
-    pub fn call(&mut self, target: Option<&PeerId>, now: Instant) -> Result<(), CallError> {
+    pub fn call(&mut self, target: Option<&PeerId>, now: Millis) -> Result<(), CallError> {
         if self.me.is_none() {
             return Err(CallError::NotJoined);
         }
@@ -566,7 +633,7 @@ impl CallCore {
                 match p.phase {
                     Phase::Connecting | Phase::Connected => return Err(CallError::AlreadyInCall),
                     Phase::Incoming => return self.accept(t, now),
-                    _ => vec![t.clone()],
+                    Phase::Idle | Phase::Ringing => vec![t.clone()],
                 }
             }
             None => {
@@ -577,6 +644,7 @@ impl CallCore {
                 all
             }
         };
+        self.call_on_arrival = false;
         let was_in_call = self.in_call;
         self.in_call = true;
         if !was_in_call {
@@ -605,7 +673,29 @@ impl CallCore {
         Ok(())
     }
 
-    pub fn accept(&mut self, from: &PeerId, now: Instant) -> Result<(), CallError> {
+    /// Calls everyone as soon as someone is in the room: now if someone is, otherwise when the
+    /// first person arrives. Cancelled by a call, a hang-up or leaving.
+    pub fn call_when_present(&mut self, now: Millis) -> Result<(), CallError> {
+        if self.me.is_none() {
+            return Err(CallError::NotJoined);
+        }
+        if self.in_call {
+            return Ok(());
+        }
+        self.call_on_arrival = true;
+        self.maybe_call_on_arrival(now);
+        Ok(())
+    }
+
+    fn maybe_call_on_arrival(&mut self, now: Millis) {
+        if self.call_on_arrival && !self.in_call && self.present().next().is_some() {
+            self.call_on_arrival = false;
+            // Someone is present, so this cannot fail.
+            let _ = self.call(None, now);
+        }
+    }
+
+    pub fn accept(&mut self, from: &PeerId, now: Millis) -> Result<(), CallError> {
         match self.peers.get(from).map(|p| p.phase) {
             None => Err(CallError::UnknownPeer),
             Some(Phase::Incoming) => {
@@ -616,17 +706,17 @@ impl CallCore {
         }
     }
 
-    pub fn decline(&mut self, from: &PeerId, now: Instant) -> Result<(), CallError> {
+    pub fn decline(&mut self, from: &PeerId, now: Millis) -> Result<(), CallError> {
         match self.peers.get(from).map(|p| p.phase) {
             None => Err(CallError::UnknownPeer),
             Some(Phase::Incoming) => {
                 self.set_phase(from, Phase::Idle, now);
-                self.out.push(Action::Send(
-                    from.clone(),
+                self.send(
+                    from,
                     CallSignal::Decline {
                         reason: Some("declined".into()),
                     },
-                ));
+                );
                 Ok(())
             }
             Some(_) => Err(CallError::NotRinging),
@@ -634,7 +724,8 @@ impl CallCore {
     }
 
     /// Leaves the call (stays in the room).
-    pub fn hang_up(&mut self, now: Instant) {
+    pub fn hang_up(&mut self, now: Millis) {
+        self.call_on_arrival = false;
         let ids: Vec<(PeerId, Phase, bool)> = self
             .peers
             .iter()
@@ -643,12 +734,12 @@ impl CallCore {
         for (id, phase, away) in ids {
             match phase {
                 Phase::Ringing => {
-                    self.out.push(Action::Send(id.clone(), CallSignal::HangUp));
+                    self.send(&id, CallSignal::HangUp);
                     self.set_phase(&id, Phase::Idle, now);
                 }
                 Phase::Connecting | Phase::Connected => {
-                    self.out.push(Action::Send(id.clone(), CallSignal::HangUp));
-                    self.out.push(Action::CloseLink(id.clone()));
+                    self.send(&id, CallSignal::HangUp);
+                    self.out.push(Action::CloseLink { peer: id.clone() });
                     if away {
                         self.peers.remove(&id);
                     } else {
@@ -661,12 +752,12 @@ impl CallCore {
         if self.in_call {
             self.in_call = false;
             self.broadcast_state();
-            self.out.push(Action::Notice(Notice::CallEnded));
+            self.notice(Notice::CallEnded);
         }
     }
 
     /// Leaving the room: hang up, then forget everyone.
-    pub fn leave(&mut self, now: Instant) {
+    pub fn leave(&mut self, now: Millis) {
         self.hang_up(now);
         self.peers.clear();
         self.me = None;
@@ -682,13 +773,13 @@ impl CallCore {
     }
 
     /// Ring timeouts and rejoin grace.
-    pub fn tick(&mut self, now: Instant) {
+    pub fn tick(&mut self, now: Millis) {
         let expired: Vec<(PeerId, Phase)> = self
             .peers
             .iter()
             .filter(|(_, p)| {
                 matches!(p.phase, Phase::Ringing | Phase::Incoming)
-                    && now.duration_since(p.since) >= self.ring_timeout
+                    && now.saturating_sub(p.since) >= self.ring_timeout
             })
             .map(|(id, p)| (id.clone(), p.phase))
             .collect();
@@ -696,12 +787,10 @@ impl CallCore {
             let name = self.name(&id);
             self.set_phase(&id, Phase::Idle, now);
             if phase == Phase::Ringing {
-                self.out.push(Action::Send(id.clone(), CallSignal::HangUp));
-                self.out
-                    .push(Action::Notice(Notice::NoAnswer { peer: id, name }));
+                self.send(&id, CallSignal::HangUp);
+                self.notice(Notice::NoAnswer { peer: id, name });
             } else {
-                self.out
-                    .push(Action::Notice(Notice::RingCancelled { from: id, name }));
+                self.notice(Notice::RingCancelled { from: id, name });
             }
         }
         let gone: Vec<PeerId> = self
@@ -709,16 +798,15 @@ impl CallCore {
             .iter()
             .filter(|(_, p)| {
                 p.away_since
-                    .is_some_and(|t| now.duration_since(t) >= self.rejoin_grace)
+                    .is_some_and(|t| now.saturating_sub(t) >= self.rejoin_grace)
             })
             .map(|(id, _)| id.clone())
             .collect();
         for id in gone {
             let name = self.name(&id);
             self.peers.remove(&id);
-            self.out.push(Action::CloseLink(id.clone()));
-            self.out
-                .push(Action::Notice(Notice::HungUp { peer: id, name }));
+            self.out.push(Action::CloseLink { peer: id.clone() });
+            self.notice(Notice::HungUp { peer: id, name });
             self.out.push(Action::Changed);
         }
         self.maybe_end_call();
@@ -738,7 +826,7 @@ impl CallCore {
         if !anyone {
             self.in_call = false;
             self.broadcast_state();
-            self.out.push(Action::Notice(Notice::CallEnded));
+            self.notice(Notice::CallEnded);
         }
     }
 }

@@ -1,0 +1,689 @@
+//! The engine's actor: one task that owns the signaling client, the call rules
+//! ([`CallCore`]), the links and the media hub, and carries out what the call rules decide.
+//! Device work runs beside it ([`Devices`]) so that a slow camera never stalls signaling.
+
+use crate::api::{
+    ConnectionStatus, EngineConfig, EngineEvent, EngineResources, Joined, Level, Snapshot,
+};
+use crate::devices::{Devices, Report, Switch, Want};
+use crate::error::{EngineError, ErrorCode, JoinError};
+use crate::ice::IceServer;
+use crate::link::{self, LinkCommand, LinkEvent, LinkParams};
+use crate::media::{LinkId, MediaHub, MediaSettings, VideoSink};
+use crate::signaling::{self, JoinParams, SigEvent};
+use crate::stats::PeerStats;
+use confab_call::{Action, CallCore, Millis};
+use confab_protocol::call::CallSignal;
+use confab_protocol::{ClientMessage, PeerId};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
+
+pub enum Cmd {
+    Join(JoinParams, Reply<Joined>),
+    Leave(Reply<()>),
+    Call(Option<PeerId>, Reply<()>),
+    CallWhenPresent(Reply<()>),
+    Accept(PeerId, Reply<()>),
+    Decline(PeerId, Reply<()>),
+    HangUp(Reply<()>),
+    SetMedia {
+        audio: Option<bool>,
+        video: Option<bool>,
+        reply: Reply<()>,
+    },
+    Devices(Switch),
+    Preview(bool, Reply<()>),
+    IceServers(Vec<IceServer>, Reply<()>),
+    Stats(oneshot::Sender<Vec<PeerStats>>),
+    Resources(oneshot::Sender<EngineResources>),
+    Snapshot(oneshot::Sender<Snapshot>),
+    Shutdown,
+}
+
+/// Starts the media hub and the actor; returns the event stream and the actor's task.
+pub fn spawn(
+    config: EngineConfig,
+    sink: Arc<dyn VideoSink>,
+    cmds: mpsc::Receiver<Cmd>,
+) -> Result<(mpsc::Receiver<EngineEvent>, JoinHandle<()>), EngineError> {
+    let rt = tokio::runtime::Handle::current();
+    let hub = MediaHub::start(
+        rt,
+        MediaSettings {
+            format: config.format,
+            start_bitrate: config.rtc.start_bitrate,
+            max_bitrate: config.rtc.max_bitrate,
+            audio_bitrate: config.audio_bitrate,
+        },
+        sink,
+    )?;
+    let (ev_tx, ev_rx) = mpsc::channel(256);
+    let (link_tx, link_rx) = mpsc::channel(1024);
+    let (dev_tx, dev_rx) = mpsc::channel(16);
+    let devices = Devices::start(
+        hub.clone(),
+        config.video.clone(),
+        config.audio.clone(),
+        config.speaker.clone(),
+        dev_tx,
+    );
+    let session = format!("{:032x}", rand::random::<u128>());
+    let actor = Actor {
+        core: CallCore::new(session, config.auto_accept),
+        config,
+        hub,
+        devices: Some(devices),
+        events: ev_tx,
+        sig: None,
+        pending_join: None,
+        join_params: None,
+        connection: ConnectionStatus::Offline,
+        links: HashMap::new(),
+        link_peer: HashMap::new(),
+        link_tx,
+        closing: Vec::new(),
+        next_link: 1,
+        preview: false,
+        camera: None,
+        microphone: None,
+        speaker: None,
+        joined_at: None,
+        last_snapshot: None,
+        history: Vec::new(),
+        epoch: Instant::now(),
+        refusal_told: false,
+    };
+    Ok((ev_rx, tokio::spawn(actor.run(cmds, link_rx, dev_rx))))
+}
+
+struct LinkHandle {
+    id: LinkId,
+    tx: mpsc::Sender<LinkCommand>,
+    task: JoinHandle<()>,
+}
+
+struct SigHandle {
+    out: mpsc::Sender<ClientMessage>,
+    events: mpsc::Receiver<SigEvent>,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+struct Actor {
+    config: EngineConfig,
+    core: CallCore,
+    hub: Arc<MediaHub>,
+    devices: Option<Devices>,
+    events: mpsc::Sender<EngineEvent>,
+    sig: Option<SigHandle>,
+    pending_join: Option<Reply<Joined>>,
+    join_params: Option<JoinParams>,
+    connection: ConnectionStatus,
+    links: HashMap<PeerId, LinkHandle>,
+    link_peer: HashMap<LinkId, PeerId>,
+    link_tx: mpsc::Sender<LinkEvent>,
+    /// Link tasks told to close, awaited later (and at shutdown).
+    closing: Vec<JoinHandle<()>>,
+    next_link: LinkId,
+    preview: bool,
+    camera: Option<String>,
+    microphone: Option<String>,
+    speaker: Option<String>,
+    joined_at: Option<Instant>,
+    last_snapshot: Option<Snapshot>,
+    /// Stats of links that ended, kept so that a report at the end covers the whole session.
+    history: Vec<PeerStats>,
+    /// The call rules' clock starts here.
+    epoch: Instant,
+    /// The user was told that rejoining is being refused (once per drop).
+    refusal_told: bool,
+}
+
+impl Actor {
+    fn now(&self) -> Millis {
+        self.epoch.elapsed().as_millis() as Millis
+    }
+
+    async fn run(
+        mut self,
+        mut cmds: mpsc::Receiver<Cmd>,
+        mut link_events: mpsc::Receiver<LinkEvent>,
+        mut device_reports: mpsc::Receiver<Report>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    Some(Cmd::Shutdown) | None => break,
+                    Some(c) => self.command(c).await,
+                },
+                ev = async { self.sig.as_mut().expect("guarded").events.recv().await }, if self.sig.is_some() => {
+                    match ev {
+                        Some(ev) => self.signaling_event(ev).await,
+                        None => self.signaling_stopped().await,
+                    }
+                }
+                Some(ev) = link_events.recv() => self.link_event(ev).await,
+                Some(r) = device_reports.recv() => self.device_report(r).await,
+                _ = tick.tick() => {
+                    let now = self.now();
+                    self.core.tick(now);
+                    self.apply().await;
+                    self.reap_closing().await;
+                    if self.core.in_call() {
+                        let peers = self.hub.levels().into_iter().map(|(id, level)| Level { id, level }).collect();
+                        self.emit(EngineEvent::Levels { local: self.hub.local_level(), peers }).await;
+                    }
+                }
+            }
+        }
+        self.shutdown().await;
+    }
+
+    /// Hang up and leave, close every link, stop devices, await everything.
+    async fn shutdown(&mut self) {
+        let now = self.now();
+        self.core.leave(now);
+        self.apply().await;
+        self.stop_signaling().await;
+        for (_, l) in self.links.drain() {
+            let _ = l.tx.send(LinkCommand::Close).await;
+            self.closing.push(l.task);
+        }
+        // All links close at once; together they get a few seconds, then they are aborted
+        // (and awaited: no task outlives the engine).
+        let mut closing: Vec<JoinHandle<()>> = self.closing.drain(..).collect();
+        let all = futures_util::future::join_all(closing.iter_mut());
+        if tokio::time::timeout(Duration::from_secs(4), all)
+            .await
+            .is_err()
+        {
+            tracing::warn!("links did not close within 4 s; stopping them");
+            for t in &closing {
+                t.abort();
+            }
+            for t in closing {
+                let _ = t.await;
+            }
+        }
+        if let Some(d) = self.devices.take() {
+            d.stop().await;
+        }
+        let hub = self.hub.clone();
+        let _ = tokio::task::spawn_blocking(move || hub.shutdown()).await;
+    }
+
+    /// Awaits link tasks that have finished closing.
+    async fn reap_closing(&mut self) {
+        let (done, running): (Vec<_>, Vec<_>) =
+            self.closing.drain(..).partition(JoinHandle::is_finished);
+        self.closing = running;
+        for t in done {
+            let _ = t.await;
+        }
+    }
+
+    async fn emit(&self, ev: EngineEvent) -> bool {
+        // Events are for a UI: never stall the engine on a slow one.
+        if self.events.try_send(ev).is_err() {
+            tracing::debug!("event dropped: the receiver is not keeping up");
+            return false;
+        }
+        true
+    }
+
+    async fn error(&self, code: ErrorCode, message: String) {
+        self.emit(EngineEvent::Error { code, message }).await;
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let (audio, video) = self.core.media();
+        Snapshot {
+            connection: self.connection,
+            server: self.join_params.as_ref().map(|p| p.url.clone()),
+            room: self.join_params.as_ref().map(|p| p.room.clone()),
+            me: self.core.me().cloned(),
+            name: self.join_params.as_ref().map(|p| p.name.clone()),
+            in_call: self.core.in_call(),
+            audio,
+            video,
+            camera: self.camera.clone(),
+            microphone: self.microphone.clone(),
+            speaker: self.speaker.clone(),
+            participants: self.core.participants(),
+        }
+    }
+
+    async fn publish_snapshot(&mut self) {
+        let s = self.snapshot();
+        // Only a snapshot that went out counts as sent: a dropped one is tried again.
+        if self.last_snapshot.as_ref() != Some(&s) && self.emit(EngineEvent::State(s.clone())).await
+        {
+            self.last_snapshot = Some(s);
+        }
+    }
+
+    /// Carries out what the call rules decided.
+    async fn apply(&mut self) {
+        for a in self.core.drain() {
+            match a {
+                Action::Send { to, signal } => self.send_signal(to, &signal),
+                Action::OpenLink {
+                    peer,
+                    offerer,
+                    polite,
+                } => self.open_link(peer, offerer, polite),
+                Action::CloseLink { peer } => {
+                    if let Some(l) = self.links.remove(&peer) {
+                        self.remember(&peer, l.id);
+                        self.link_peer.remove(&l.id);
+                        let _ = l.tx.try_send(LinkCommand::Close);
+                        self.closing.push(l.task);
+                    }
+                }
+                Action::RebindLink { from, to } => {
+                    if self.links.contains_key(&to) {
+                        // Never overwrite a live link: the old one is let go instead.
+                        if let Some(l) = self.links.remove(&from) {
+                            self.link_peer.remove(&l.id);
+                            let _ = l.tx.try_send(LinkCommand::Close);
+                            self.closing.push(l.task);
+                        }
+                    } else if let Some(l) = self.links.remove(&from) {
+                        let _ = l.tx.try_send(LinkCommand::Rebind(to.clone()));
+                        self.link_peer.insert(l.id, to.clone());
+                        self.links.insert(to, l);
+                    }
+                }
+                Action::Notice { notice } => {
+                    self.emit(EngineEvent::Notice(notice)).await;
+                }
+                Action::Changed => {}
+            }
+        }
+        self.sync_devices();
+        self.publish_snapshot().await;
+    }
+
+    fn send_signal(&self, to: PeerId, sig: &CallSignal) {
+        if let Some(s) = &self.sig {
+            let msg = ClientMessage::Signal {
+                to,
+                data: sig.to_data(),
+            };
+            if s.out.try_send(msg).is_err() {
+                tracing::warn!("signaling queue full: a call message was dropped");
+            }
+        }
+    }
+
+    fn open_link(&mut self, peer: PeerId, offerer: bool, polite: bool) {
+        if self.links.contains_key(&peer) {
+            return;
+        }
+        let id = self.next_link;
+        self.next_link += 1;
+        let (tx, rx) = mpsc::channel(256);
+        let params = LinkParams {
+            id,
+            peer: peer.clone(),
+            offerer,
+            polite,
+            rtc: Arc::new(self.config.rtc.clone()),
+        };
+        let task = tokio::spawn(link::run(
+            params,
+            rx,
+            self.link_tx.clone(),
+            self.hub.clone(),
+        ));
+        self.link_peer.insert(id, peer.clone());
+        self.links.insert(peer, LinkHandle { id, tx, task });
+    }
+
+    /// Devices run while in a call (or previewing) and are released otherwise; the worker
+    /// opens and closes them, the actor only says what it wants.
+    fn sync_devices(&mut self) {
+        let in_call = self.core.in_call();
+        let (audio, video) = self.core.media();
+        self.hub.set_sending(audio, video);
+        if let Some(d) = &self.devices {
+            d.want(Want {
+                camera: in_call || self.preview,
+                call: in_call,
+            });
+        }
+    }
+
+    async fn device_report(&mut self, r: Report) {
+        self.camera = r.camera;
+        self.microphone = r.microphone;
+        self.speaker = r.speaker;
+        for (code, message) in r.errors {
+            self.error(code, message).await;
+        }
+        self.publish_snapshot().await;
+    }
+
+    async fn command(&mut self, cmd: Cmd) {
+        let now = self.now();
+        match cmd {
+            Cmd::Join(params, reply) => {
+                if let Some(p) = &self.join_params {
+                    let _ = reply.send(Err(EngineError::AlreadyJoined(p.room.clone())));
+                    return;
+                }
+                let (out_tx, out_rx) = mpsc::channel(512);
+                let (ev_tx, ev_rx) = mpsc::channel(512);
+                let cancel = CancellationToken::new();
+                let task = tokio::spawn(signaling::run(
+                    params.clone(),
+                    out_rx,
+                    ev_tx,
+                    cancel.clone(),
+                ));
+                self.sig = Some(SigHandle {
+                    out: out_tx,
+                    events: ev_rx,
+                    cancel,
+                    task,
+                });
+                self.join_params = Some(params);
+                self.pending_join = Some(reply);
+                self.connection = ConnectionStatus::Connecting;
+                self.joined_at = Some(Instant::now());
+                self.publish_snapshot().await;
+            }
+            Cmd::Leave(reply) => {
+                if self.join_params.is_none() {
+                    let _ = reply.send(Err(EngineError::NotJoined));
+                    return;
+                }
+                self.core.leave(now);
+                self.apply().await;
+                self.stop_signaling().await;
+                let _ = reply.send(Ok(()));
+            }
+            Cmd::Call(target, reply) => {
+                let r = self.core.call(target.as_ref(), now).map_err(Into::into);
+                self.apply().await;
+                let _ = reply.send(r);
+            }
+            Cmd::CallWhenPresent(reply) => {
+                let r = self.core.call_when_present(now).map_err(Into::into);
+                self.apply().await;
+                let _ = reply.send(r);
+            }
+            Cmd::Accept(peer, reply) => {
+                let r = self.core.accept(&peer, now).map_err(Into::into);
+                self.apply().await;
+                let _ = reply.send(r);
+            }
+            Cmd::Decline(peer, reply) => {
+                let r = self.core.decline(&peer, now).map_err(Into::into);
+                self.apply().await;
+                let _ = reply.send(r);
+            }
+            Cmd::HangUp(reply) => {
+                self.core.hang_up(now);
+                self.apply().await;
+                let _ = reply.send(Ok(()));
+            }
+            Cmd::SetMedia {
+                audio,
+                video,
+                reply,
+            } => {
+                let (a, v) = self.core.media();
+                self.core.set_media(audio.unwrap_or(a), video.unwrap_or(v));
+                self.apply().await;
+                let _ = reply.send(Ok(()));
+            }
+            Cmd::Devices(switch) => match &self.devices {
+                Some(d) => d.switch(switch).await,
+                None => {
+                    let _ = switch.reply.send(Err(EngineError::Stopped));
+                }
+            },
+            Cmd::IceServers(servers, reply) => {
+                self.config.rtc.ice_servers = servers;
+                let _ = reply.send(Ok(()));
+            }
+            Cmd::Preview(on, reply) => {
+                self.preview = on;
+                self.sync_devices();
+                let _ = reply.send(Ok(()));
+            }
+            Cmd::Stats(reply) => {
+                let _ = reply.send(self.stats());
+            }
+            Cmd::Resources(reply) => {
+                self.reap_closing().await;
+                let _ = reply.send(EngineResources {
+                    links: self.links.len(),
+                    link_tasks: self.links.len() + self.closing.len(),
+                    media: self.hub.resources(),
+                });
+            }
+            Cmd::Snapshot(reply) => {
+                let _ = reply.send(self.snapshot());
+            }
+            Cmd::Shutdown => {}
+        }
+    }
+
+    fn link_stats(&self, peer: &PeerId, link: LinkId) -> PeerStats {
+        let (video, audio) = self.hub.stats(link);
+        let setup_ms = match (self.joined_at, self.hub.first_frame(link)) {
+            (Some(j), Some(f)) => Some(f.saturating_duration_since(j).as_secs_f64() * 1000.0),
+            _ => None,
+        };
+        PeerStats {
+            id: peer.to_string(),
+            name: self.core.name_of(peer).unwrap_or("").to_owned(),
+            video,
+            audio,
+            setup_ms,
+            answer_to_first_frame_ms: self.hub.answer_to_first_frame_ms(link),
+        }
+    }
+
+    /// Keeps what a link measured before it goes.
+    fn remember(&mut self, peer: &PeerId, link: LinkId) {
+        let s = self.link_stats(peer, link);
+        if s.video.frames_decoded > 0 || s.audio.packets > 0 {
+            self.history.retain(|h| h.id != s.id);
+            self.history.push(s);
+        }
+    }
+
+    /// Every peer heard from in this session: live links first, then ended ones.
+    fn stats(&self) -> Vec<PeerStats> {
+        let mut out: Vec<PeerStats> = self
+            .links
+            .iter()
+            .map(|(peer, l)| self.link_stats(peer, l.id))
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        for h in &self.history {
+            if !out.iter().any(|o| o.id == h.id) {
+                out.push(h.clone());
+            }
+        }
+        out
+    }
+
+    async fn signaling_event(&mut self, ev: SigEvent) {
+        let now = self.now();
+        match ev {
+            SigEvent::Welcome { id, room, peers } => {
+                self.connection = ConnectionStatus::Connected;
+                self.refusal_told = false;
+                self.core.welcome(id.clone(), peers, now);
+                self.apply().await;
+                if let Some(reply) = self.pending_join.take() {
+                    let _ = reply.send(Ok(Joined {
+                        id,
+                        room,
+                        participants: self.core.participants(),
+                    }));
+                }
+            }
+            SigEvent::PeerJoined { id, name } => {
+                self.core.peer_joined(id, name, now);
+                self.apply().await;
+            }
+            SigEvent::PeerLeft { id } => {
+                self.core.peer_left(&id, now);
+                self.apply().await;
+            }
+            SigEvent::Signal { from, data } => match CallSignal::from_data(&data) {
+                Ok(sig @ (CallSignal::Description { .. } | CallSignal::Candidate { .. })) => {
+                    if let Some(l) = self.links.get(&from) {
+                        if l.tx.try_send(LinkCommand::Remote(sig)).is_err() {
+                            tracing::warn!("link queue full: a call message was dropped");
+                        }
+                    } else {
+                        tracing::debug!(
+                            "{from} sent a session message but there is no call with them"
+                        );
+                    }
+                }
+                Ok(sig) => {
+                    self.core.signal(&from, sig, now);
+                    self.apply().await;
+                }
+                Err(e) => tracing::debug!("ignoring a call message from {from}: {e}"),
+            },
+            SigEvent::Error { code, message } => {
+                self.error(code.into(), message).await;
+            }
+            SigEvent::Reconnecting { reason, attempt } => {
+                self.connection = ConnectionStatus::Reconnecting;
+                self.core.disconnected();
+                self.apply().await;
+                if attempt == 1 {
+                    self.error(
+                        ErrorCode::Reconnecting,
+                        format!("lost the connection to the server ({reason}); reconnecting"),
+                    )
+                    .await;
+                }
+            }
+            SigEvent::RejoinRefused { error, attempt } => {
+                self.connection = ConnectionStatus::Reconnecting;
+                if self.links.is_empty() {
+                    // No call to save: the refusal stands.
+                    self.fatal(error).await;
+                    return;
+                }
+                if !self.refusal_told {
+                    self.refusal_told = true;
+                    self.error(
+                        error.code(),
+                        format!(
+                            "the server refused to let us back in ({error}); the call goes on \
+                             and Confab keeps trying"
+                        ),
+                    )
+                    .await;
+                }
+                tracing::info!("rejoin refused ({error}), attempt {attempt}; links are alive");
+                self.publish_snapshot().await;
+            }
+            SigEvent::Fatal(error) => self.fatal(error).await,
+        }
+    }
+
+    /// The room is lost for good: tell whoever waits, and stop everything tied to it.
+    async fn fatal(&mut self, error: JoinError) {
+        let now = self.now();
+        let first = self.pending_join.is_some();
+        if let Some(reply) = self.pending_join.take() {
+            let _ = reply.send(Err(error.into()));
+        } else {
+            self.error(error.code(), error.to_string()).await;
+        }
+        self.core.leave(now);
+        self.apply().await;
+        self.stop_signaling().await;
+        if first {
+            self.publish_snapshot().await;
+        }
+    }
+
+    async fn signaling_stopped(&mut self) {
+        if let Some(s) = self.sig.take() {
+            let _ = s.task.await;
+        }
+        self.connection = ConnectionStatus::Offline;
+        self.join_params = None;
+        self.publish_snapshot().await;
+    }
+
+    async fn stop_signaling(&mut self) {
+        if let Some(s) = self.sig.take() {
+            // Let queued hang-ups go out before the leave.
+            let deadline = Instant::now() + Duration::from_millis(500);
+            while s.out.capacity() < s.out.max_capacity() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            s.cancel.cancel();
+            let mut task = s.task;
+            if tokio::time::timeout(Duration::from_secs(3), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+                let _ = task.await;
+            }
+        }
+        self.connection = ConnectionStatus::Offline;
+        self.join_params = None;
+        self.joined_at = None;
+        if let Some(reply) = self.pending_join.take() {
+            let _ = reply.send(Err(JoinError::Cancelled.into()));
+        }
+        self.publish_snapshot().await;
+    }
+
+    async fn link_event(&mut self, ev: LinkEvent) {
+        let now = self.now();
+        match ev {
+            LinkEvent::Signal(to, sig) => self.send_signal(to, &sig),
+            LinkEvent::Connected(id) => {
+                if let Some(peer) = self.link_peer.get(&id).cloned() {
+                    self.core.link_connected(&peer, now);
+                    self.apply().await;
+                }
+            }
+            LinkEvent::Failed(id, error) => {
+                if let Some(peer) = self.link_peer.get(&id).cloned() {
+                    let name = self.core.name_of(&peer).unwrap_or("someone").to_owned();
+                    self.error(ErrorCode::CallFailed, format!("call with {name}: {error}"))
+                        .await;
+                    self.core.link_failed(&peer, now);
+                    self.apply().await;
+                }
+            }
+            LinkEvent::Closed(id) => {
+                // A link that ended on its own (not through CloseLink).
+                if let Some(peer) = self.link_peer.remove(&id) {
+                    if let Some(l) = self.links.remove(&peer) {
+                        self.remember(&peer, l.id);
+                        self.closing.push(l.task);
+                    }
+                    self.core.link_failed(&peer, now);
+                    self.apply().await;
+                }
+                self.hub.remove_link(id);
+            }
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Opening and closing devices, off the engine's actor: a camera can take seconds to open (ten
+//! when it is busy), and signaling must not wait for it. The actor says what it wants
+//! ([`Want`], latest wins) and asks for switches; this task does the blocking work in order and
+//! reports what is open now.
+
+use crate::error::{EngineError, ErrorCode};
+use crate::media::MediaHub;
+use confab_media::device::{AudioSourceSpec, VideoSourceSpec};
+use confab_media::MediaError;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// What should run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Want {
+    /// The camera (in a call, or previewing).
+    pub camera: bool,
+    /// The microphone and the speaker (in a call).
+    pub call: bool,
+}
+
+/// The devices to use (each `None` = unchanged). `speaker`: `None` plays nowhere,
+/// `Some(None)` the default speaker.
+pub struct Switch {
+    pub camera: Option<VideoSourceSpec>,
+    pub microphone: Option<AudioSourceSpec>,
+    pub speaker: Option<Option<Option<String>>>,
+    pub reply: oneshot::Sender<Result<(), EngineError>>,
+}
+
+/// What is open now (descriptions for the snapshot), and what went wrong.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub camera: Option<String>,
+    pub microphone: Option<String>,
+    pub speaker: Option<String>,
+    pub errors: Vec<(ErrorCode, String)>,
+}
+
+pub struct Devices {
+    want: watch::Sender<Want>,
+    switches: mpsc::Sender<Switch>,
+    task: JoinHandle<()>,
+}
+
+impl Devices {
+    pub fn start(
+        hub: Arc<MediaHub>,
+        video: VideoSourceSpec,
+        audio: AudioSourceSpec,
+        speaker: Option<Option<String>>,
+        reports: mpsc::Sender<Report>,
+    ) -> Devices {
+        let (want, want_rx) = watch::channel(Want::default());
+        let (switches, switch_rx) = mpsc::channel(8);
+        let worker = Worker {
+            hub,
+            video,
+            audio,
+            speaker,
+            now: Want::default(),
+            report: Report::default(),
+            reports,
+        };
+        let task = tokio::spawn(worker.run(want_rx, switch_rx));
+        Devices {
+            want,
+            switches,
+            task,
+        }
+    }
+
+    pub fn want(&self, w: Want) {
+        self.want.send_if_modified(|cur| {
+            let changed = *cur != w;
+            *cur = w;
+            changed
+        });
+    }
+
+    pub async fn switch(&self, s: Switch) {
+        if let Err(e) = self.switches.send(s).await {
+            let _ = e.0.reply.send(Err(EngineError::Stopped));
+        }
+    }
+
+    /// Closes every device and waits for the worker.
+    pub async fn stop(self) {
+        self.want(Want::default());
+        drop(self.switches);
+        drop(self.want);
+        let _ = self.task.await;
+    }
+}
+
+struct Worker {
+    hub: Arc<MediaHub>,
+    video: VideoSourceSpec,
+    audio: AudioSourceSpec,
+    speaker: Option<Option<String>>,
+    /// What runs now.
+    now: Want,
+    report: Report,
+    reports: mpsc::Sender<Report>,
+}
+
+/// Runs blocking device work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, MediaError> + Send + 'static,
+) -> Result<T, MediaError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(MediaError::Device(format!("device work failed: {e}"))))
+}
+
+impl Worker {
+    async fn run(mut self, mut want: watch::Receiver<Want>, mut switches: mpsc::Receiver<Switch>) {
+        loop {
+            tokio::select! {
+                changed = want.changed() => {
+                    let w = *want.borrow_and_update();
+                    self.apply(w).await;
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                s = switches.recv() => match s {
+                    Some(s) => self.switch(s).await,
+                    None => {
+                        // The engine is stopping: close everything.
+                        self.apply(Want::default()).await;
+                        break;
+                    }
+                },
+            }
+        }
+    }
+
+    async fn send_report(&mut self) {
+        let r = Report {
+            camera: self.report.camera.clone(),
+            microphone: self.report.microphone.clone(),
+            speaker: self.report.speaker.clone(),
+            errors: std::mem::take(&mut self.report.errors),
+        };
+        let _ = self.reports.send(r).await;
+    }
+
+    async fn open_camera(&mut self) -> Result<(), MediaError> {
+        let (hub, spec) = (self.hub.clone(), self.video.clone());
+        match blocking(move || hub.set_video_source(&spec)).await {
+            Ok(d) => {
+                self.report.camera = d;
+                Ok(())
+            }
+            Err(e) => {
+                self.report.camera = None;
+                self.report.errors.push((
+                    ErrorCode::Camera,
+                    format!("{e}; the call goes on without video"),
+                ));
+                Err(e)
+            }
+        }
+    }
+
+    async fn open_microphone(&mut self) -> Result<(), MediaError> {
+        let (hub, spec) = (self.hub.clone(), self.audio.clone());
+        match blocking(move || hub.set_audio_source(&spec)).await {
+            Ok(d) => {
+                self.report.microphone = d;
+                Ok(())
+            }
+            Err(e) => {
+                self.report.microphone = None;
+                self.report.errors.push((
+                    ErrorCode::Microphone,
+                    format!("{e}; others will not hear you"),
+                ));
+                Err(e)
+            }
+        }
+    }
+
+    async fn open_speaker(&mut self) -> Result<(), MediaError> {
+        let (hub, which) = (self.hub.clone(), self.speaker.clone());
+        match blocking(move || hub.set_speaker(which)).await {
+            Ok(d) => {
+                self.report.speaker = Some(d);
+                Ok(())
+            }
+            Err(e) => {
+                // No sound card: play nowhere, the call goes on.
+                let hub = self.hub.clone();
+                let _ = blocking(move || hub.set_speaker(None)).await;
+                self.report.speaker = None;
+                self.report.errors.push((
+                    ErrorCode::Speaker,
+                    format!("{e}; you will not hear the others"),
+                ));
+                Err(e)
+            }
+        }
+    }
+
+    async fn apply(&mut self, w: Want) {
+        let was = self.now;
+        if w == was {
+            return;
+        }
+        self.now = w;
+        if !w.camera && !w.call {
+            let hub = self.hub.clone();
+            let _ = blocking(move || {
+                hub.stop_devices();
+                Ok(())
+            })
+            .await;
+            self.report.camera = None;
+            self.report.microphone = None;
+            self.report.speaker = None;
+            self.send_report().await;
+            return;
+        }
+        if w.camera && !was.camera {
+            let _ = self.open_camera().await;
+        } else if !w.camera && was.camera {
+            let hub = self.hub.clone();
+            let _ = blocking(move || hub.set_video_source(&VideoSourceSpec::None)).await;
+            self.report.camera = None;
+        }
+        if w.call && !was.call {
+            let _ = self.open_microphone().await;
+            let _ = self.open_speaker().await;
+        } else if !w.call && was.call {
+            let hub = self.hub.clone();
+            let _ = blocking(move || {
+                hub.set_audio_source(&AudioSourceSpec::None)?;
+                hub.set_speaker(None)
+            })
+            .await;
+            self.report.microphone = None;
+            self.report.speaker = None;
+        }
+        self.send_report().await;
+    }
+
+    async fn switch(&mut self, s: Switch) {
+        let mut first: Option<EngineError> = None;
+        if let Some(c) = s.camera {
+            self.video = c;
+            if self.now.camera {
+                if let Err(e) = self.open_camera().await {
+                    first.get_or_insert(e.into());
+                }
+            }
+        }
+        if let Some(m) = s.microphone {
+            self.audio = m;
+            if self.now.call {
+                if let Err(e) = self.open_microphone().await {
+                    first.get_or_insert(e.into());
+                }
+            }
+        }
+        if let Some(sp) = s.speaker {
+            self.speaker = sp;
+            if self.now.call {
+                if let Err(e) = self.open_speaker().await {
+                    first.get_or_insert(e.into());
+                }
+            }
+        }
+        // The caller hears of its own failure; the window learns what is open now.
+        let errors_for_caller = first.is_some();
+        if errors_for_caller {
+            self.report.errors.clear();
+        }
+        self.send_report().await;
+        let _ = s.reply.send(first.map_or(Ok(()), Err));
+    }
+}

@@ -1,0 +1,368 @@
+//! Building one peer connection: codecs, interceptors (congestion control, pacer, keyframe
+//! requests to the application), ICE settings, and the local tracks. Nothing here runs a
+//! connection; `super::run` does.
+
+use super::{LinkError, RtcSettings};
+use crate::media::LinkId;
+use confab_media::video::VideoCodec;
+use confab_protocol::call::{SdpType, SessionDescription};
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::interceptor::{
+    Attribute, BandwidthEstimator, EstimatorStats, Gcc, Interceptor, PacerBuilder, Packet,
+    PacketReport, Slot, StreamInfo, TaggedPacket,
+};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
+};
+use rtc::sansio::Protocol;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::{
+    configure_congestion_control, register_default_interceptors, CongestionFeedback, MediaEngine,
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateInit, RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    RTCSdpType, RTCSessionDescription, RTCSignalingState, Registry, SettingEngineBuilder,
+};
+use webrtc::rtp_transceiver::RtpSender;
+
+const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+
+fn codec_params(codec: VideoCodec) -> RTCRtpCodecParameters {
+    let (mime, pt, fmtp) = match codec {
+        VideoCodec::H264 => ("video/H264", 102, H264_FMTP),
+        VideoCodec::Vp8 => ("video/VP8", 96, ""),
+    };
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: mime.into(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: fmtp.into(),
+            rtcp_feedback: vec![],
+        },
+        payload_type: pt,
+    }
+}
+
+fn opus_params() -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: "audio/opus".into(),
+            clock_rate: 48_000,
+            channels: 2,
+            sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+            rtcp_feedback: vec![],
+        },
+        payload_type: 111,
+    }
+}
+
+/// Publishes the congestion controller's target so the encoder can follow it.
+struct Reporting {
+    inner: Gcc,
+    target: Arc<AtomicU64>,
+}
+
+impl Reporting {
+    fn publish(&self) {
+        self.target
+            .store(self.inner.target_bitrate().to_bits(), Ordering::Relaxed);
+    }
+}
+
+impl BandwidthEstimator for Reporting {
+    fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
+        self.inner.on_reports(now, reports);
+        self.publish();
+    }
+    fn target_bitrate(&self) -> f64 {
+        self.inner.target_bitrate()
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.inner.handle_timeout(now);
+        self.publish();
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.inner.poll_timeout()
+    }
+    fn stats(&self) -> EstimatorStats {
+        self.inner.stats()
+    }
+}
+
+/// Hands inbound keyframe requests (PLI, FIR) to the application; everything else flows on.
+#[derive(Default)]
+struct KeyframeRequests {
+    read: VecDeque<TaggedPacket>,
+    write: VecDeque<TaggedPacket>,
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(pkts) = &msg.message.packet {
+            let requests: Vec<Box<dyn rtc::rtcp::Packet>> = pkts
+                .iter()
+                .filter(|p| {
+                    let a = p.as_any();
+                    a.is::<PictureLossIndication>() || a.is::<FullIntraRequest>()
+                })
+                .cloned()
+                .collect();
+            if !requests.is_empty() {
+                msg.message.packet = Packet::Rtcp(requests);
+                msg.message.add(Attribute::DeliverToApplication);
+            }
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.read.pop_front()
+    }
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.write.pop_front()
+    }
+}
+
+impl Interceptor for KeyframeRequests {
+    fn bind_local_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _: &StreamInfo) {}
+}
+
+pub(super) enum PcEvent {
+    Candidate(RTCIceCandidateInit),
+    State(RTCPeerConnectionState),
+    Signaling(RTCSignalingState),
+    Track(Arc<dyn TrackRemote>),
+}
+
+/// Forwards the connection's callbacks to the link task (they run on the connection's own
+/// driver, which must never wait on us).
+pub(super) struct Handler {
+    pub(super) tx: mpsc::Sender<PcEvent>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, e: RTCPeerConnectionIceEvent) {
+        match e.candidate.to_json() {
+            Ok(init) => {
+                let _ = self.tx.try_send(PcEvent::Candidate(init));
+            }
+            Err(err) => tracing::debug!("unusable local candidate: {err}"),
+        }
+    }
+    async fn on_connection_state_change(&self, s: RTCPeerConnectionState) {
+        let _ = self.tx.try_send(PcEvent::State(s));
+    }
+    async fn on_signaling_state_change(&self, s: RTCSignalingState) {
+        let _ = self.tx.try_send(PcEvent::Signaling(s));
+    }
+    async fn on_track(&self, t: Arc<dyn TrackRemote>) {
+        let _ = self.tx.try_send(PcEvent::Track(t));
+    }
+}
+
+pub(super) async fn build(
+    rtc_settings: &RtcSettings,
+    handler: Arc<Handler>,
+    estimate: Arc<AtomicU64>,
+) -> Result<Box<dyn PeerConnection>, LinkError> {
+    let e = |what: &'static str, source: webrtc::error::Error| LinkError::Webrtc { what, source };
+    let mut me = MediaEngine::default();
+    let order = match rtc_settings.preferred_codec {
+        VideoCodec::H264 => [VideoCodec::H264, VideoCodec::Vp8],
+        VideoCodec::Vp8 => [VideoCodec::Vp8, VideoCodec::H264],
+    };
+    for c in order {
+        me.register_codec(codec_params(c), RtpCodecKind::Video)
+            .map_err(|x| e("codec", x))?;
+    }
+    me.register_codec(opus_params(), RtpCodecKind::Audio)
+        .map_err(|x| e("codec", x))?;
+    let start = rtc_settings.start_bitrate as f64 + 64_000.0;
+    let gcc = Gcc::new(start, 150_000.0, rtc_settings.max_bitrate as f64 + 64_000.0);
+    estimate.store(start.to_bits(), Ordering::Relaxed);
+    let registry = configure_congestion_control(
+        Registry::new(),
+        Reporting {
+            inner: gcc,
+            target: estimate,
+        },
+        CongestionFeedback::Twcc,
+        &mut me,
+    )
+    .map_err(|x| e("congestion control", x))?;
+    let registry =
+        register_default_interceptors(registry, &mut me).map_err(|x| e("interceptors", x))?;
+    // A pacer that lets a keyframe through at once (a 720p keyframe is ~0.5 Mbit).
+    let registry = registry
+        .with(
+            Slot::Pacer,
+            PacerBuilder::new().with_burst_bits(4_000_000.0).build(),
+        )
+        .with(Slot::from(14_000), KeyframeRequests::default());
+    let mut se = SettingEngineBuilder::new()
+        .with_host_acceptance_min_wait(Some(Duration::ZERO))
+        .with_ice_connection_attempts(Some(Duration::from_millis(50)), Some(25))
+        .with_ice_timeouts(
+            Some(Duration::from_secs(4)),
+            Some(Duration::from_secs(20)),
+            Some(Duration::from_secs(2)),
+        );
+    // An ICE restart after a network change binds fresh sockets instead of reusing dead ones.
+    se = se.with_discard_local_candidates_during_ice_restart(true);
+    if !rtc_settings.mdns {
+        se = se.with_multicast_dns_mode(MulticastDnsMode::Disabled);
+    }
+    let config = RTCConfigurationBuilder::new()
+        .with_ice_servers(
+            rtc_settings
+                .ice_servers
+                .iter()
+                .map(|s| RTCIceServer {
+                    urls: s.urls.clone(),
+                    username: s.username.clone(),
+                    credential: s.credential.clone(),
+                })
+                .collect(),
+        )
+        .build();
+    let mut builder = PeerConnectionBuilder::new();
+    if let Some(rt) = &rtc_settings.runtime {
+        // A runtime that wraps every UDP socket (the network lab's impairments).
+        builder = builder.with_runtime(rt.clone());
+    }
+    let pc = builder
+        .with_configuration(config)
+        .with_media_engine(me)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(se.build())
+        .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
+        .with_udp_addrs(rtc_settings.udp_addrs.clone())
+        .build()
+        .await
+        .map_err(|x| e("cannot create the peer connection", x))?;
+    Ok(Box::new(pc))
+}
+
+pub(super) struct Tracks {
+    pub(super) codec: VideoCodec,
+    pub(super) audio: Arc<TrackLocalStaticSample>,
+    pub(super) audio_sender: Arc<dyn RtpSender>,
+    pub(super) audio_ssrc: u32,
+    pub(super) video: Arc<TrackLocalStaticSample>,
+    pub(super) video_sender: Arc<dyn RtpSender>,
+    pub(super) video_ssrc: u32,
+}
+
+pub(super) async fn add_tracks(
+    pc: &dyn PeerConnection,
+    link: LinkId,
+    codec: VideoCodec,
+) -> Result<Tracks, LinkError> {
+    let make = |kind: RtpCodecKind, codec: RTCRtpCodec, ssrc: u32| {
+        let name = if kind == RtpCodecKind::Audio {
+            "audio"
+        } else {
+            "video"
+        };
+        TrackLocalStaticSample::new(
+            Instant::now(),
+            MediaStreamTrack::new(
+                format!("confab-{link}"),
+                format!("confab-{link}-{name}-{ssrc}"),
+                format!("confab {name}"),
+                kind,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec,
+                    ..Default::default()
+                }],
+            ),
+        )
+        .map(Arc::new)
+        .map_err(|source| LinkError::Webrtc {
+            what: "cannot create a track",
+            source,
+        })
+    };
+    let audio_ssrc: u32 = rand::random();
+    let video_ssrc: u32 = rand::random();
+    let audio = make(RtpCodecKind::Audio, opus_params().rtp_codec, audio_ssrc)?;
+    let video = make(
+        RtpCodecKind::Video,
+        codec_params(codec).rtp_codec,
+        video_ssrc,
+    )?;
+    let audio_sender = pc
+        .add_track(audio.clone() as Arc<dyn TrackLocal>)
+        .await
+        .map_err(|source| LinkError::Webrtc {
+            what: "cannot add the audio track",
+            source,
+        })?;
+    let video_sender = pc
+        .add_track(video.clone() as Arc<dyn TrackLocal>)
+        .await
+        .map_err(|source| LinkError::Webrtc {
+            what: "cannot add the video track",
+            source,
+        })?;
+    Ok(Tracks {
+        codec,
+        audio,
+        audio_sender,
+        audio_ssrc,
+        video,
+        video_sender,
+        video_ssrc,
+    })
+}
+
+pub(super) async fn negotiated_pt(sender: &Arc<dyn RtpSender>, mime: &str) -> Option<u8> {
+    let p = sender.get_parameters().await.ok()?;
+    p.rtp_parameters
+        .codecs
+        .iter()
+        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
+        .or(p.rtp_parameters.codecs.first())
+        .map(|c| c.payload_type)
+}
+
+pub(super) fn to_wire(desc: &RTCSessionDescription) -> Option<SessionDescription> {
+    let kind = match desc.sdp_type {
+        RTCSdpType::Offer => SdpType::Offer,
+        RTCSdpType::Answer => SdpType::Answer,
+        _ => return None,
+    };
+    Some(SessionDescription {
+        kind,
+        sdp: desc.sdp.clone(),
+    })
+}

@@ -1,0 +1,490 @@
+//! One peer connection with one remote peer, as a task. The rules live in `confab-call`:
+//! [`Negotiation`] decides which remote descriptions and candidates to apply (perfect
+//! negotiation, limits on what the other side sends), [`LinkHealth`] decides when to restart ICE
+//! and when to give up. This task only carries those decisions out on the webrtc-rs connection
+//! (built in [`build`]) and registers the tracks with the media hub once connected.
+
+mod build;
+
+use crate::ice::IceServer;
+use crate::media::{AudioOutput, LinkId, MediaHub, VideoOut};
+use build::{PcEvent, Tracks};
+use confab_call::health::{ConnState, HealthAction, HealthRules, LinkFailure, LinkHealth};
+use confab_call::negotiation::{
+    CandidateDecision, Decision, Negotiation, NegotiationRules, Refused,
+};
+use confab_call::Millis;
+use confab_media::video::VideoCodec;
+use confab_protocol::call::{CallSignal, IceCandidate, SdpType, SessionDescription};
+use confab_protocol::PeerId;
+use rtc::peer_connection::configuration::RTCOfferOptions;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::{
+    PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription,
+};
+
+/// How peer connections are built.
+#[derive(Debug, Clone)]
+pub struct RtcSettings {
+    pub ice_servers: Vec<IceServer>,
+    /// Local UDP addresses to gather on (`0.0.0.0:0` = every interface).
+    pub udp_addrs: Vec<String>,
+    /// Multicast DNS for host candidates (off where only loopback exists).
+    pub mdns: bool,
+    pub preferred_codec: VideoCodec,
+    pub start_bitrate: u32,
+    pub max_bitrate: u32,
+    /// A runtime that wraps every UDP socket (tests and benchmarks on an impaired network);
+    /// `None`: webrtc's own tokio runtime.
+    pub runtime: Option<Arc<dyn webrtc::runtime::Runtime>>,
+}
+
+impl RtcSettings {
+    /// Whether we gather on loopback ourselves (then loopback candidates are legitimate).
+    fn on_loopback(&self) -> bool {
+        self.udp_addrs.iter().any(|a| {
+            a.parse::<std::net::SocketAddr>()
+                .is_ok_and(|s| s.ip().is_loopback())
+        })
+    }
+}
+
+/// Why a link ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("{what}: {source}")]
+    Webrtc {
+        what: &'static str,
+        #[source]
+        source: webrtc::error::Error,
+    },
+    #[error("{0}")]
+    Refused(#[from] Refused),
+    #[error("{0}")]
+    GaveUp(#[from] LinkFailure),
+    #[error("the connection to this person stopped because of an internal error")]
+    Crashed,
+}
+
+pub enum LinkCommand {
+    Remote(CallSignal),
+    Rebind(PeerId),
+    Close,
+}
+
+#[derive(Debug)]
+pub enum LinkEvent {
+    Signal(PeerId, CallSignal),
+    Connected(LinkId),
+    Failed(LinkId, LinkError),
+    Closed(LinkId),
+}
+
+pub struct LinkParams {
+    pub id: LinkId,
+    pub peer: PeerId,
+    pub offerer: bool,
+    /// The polite peer rolls back its own offer when offers collide.
+    pub polite: bool,
+    pub rtc: Arc<RtcSettings>,
+}
+
+struct Link {
+    params: LinkParams,
+    peer: PeerId,
+    pc: Box<dyn PeerConnection>,
+    hub: Arc<MediaHub>,
+    events: mpsc::Sender<LinkEvent>,
+    tracks: Option<Tracks>,
+    estimate: Arc<AtomicU64>,
+    negotiation: Negotiation,
+    health: LinkHealth,
+    epoch: Instant,
+    tasks: JoinSet<()>,
+}
+
+fn webrtc(what: &'static str) -> impl FnOnce(webrtc::error::Error) -> LinkError {
+    move |source| LinkError::Webrtc { what, source }
+}
+
+impl Link {
+    fn now(&self) -> Millis {
+        self.epoch.elapsed().as_millis() as Millis
+    }
+
+    async fn send(&self, sig: CallSignal) {
+        let _ = self
+            .events
+            .send(LinkEvent::Signal(self.peer.clone(), sig))
+            .await;
+    }
+
+    async fn ensure_tracks(&mut self, codec: VideoCodec) -> Result<(), LinkError> {
+        if self.tracks.is_none() {
+            let t = build::add_tracks(self.pc.as_ref(), self.params.id, codec).await?;
+            // Keyframe requests for our video arrive on the local track.
+            let (video, hub) = (t.video.clone(), self.hub.clone());
+            self.tasks.spawn(async move {
+                while let Some(ev) = video.poll().await {
+                    if let TrackLocalEvent::OnRtcpPacket(_) = ev {
+                        hub.request_keyframe(codec);
+                    }
+                }
+            });
+            self.tracks = Some(t);
+        }
+        Ok(())
+    }
+
+    async fn send_local_description(&self, fallback: RTCSessionDescription) {
+        let desc = self.pc.local_description().await.unwrap_or(fallback);
+        if let Some(d) = build::to_wire(&desc) {
+            self.send(CallSignal::Description { description: d }).await;
+        }
+    }
+
+    async fn offer(&mut self, ice_restart: bool) -> Result<(), LinkError> {
+        self.negotiation.offer_started();
+        let result = async {
+            let opts = ice_restart.then_some(RTCOfferOptions { ice_restart: true });
+            let offer = self
+                .pc
+                .create_offer(opts)
+                .await
+                .map_err(webrtc("cannot create an offer"))?;
+            self.pc
+                .set_local_description(offer.clone())
+                .await
+                .map_err(webrtc("cannot use our offer"))?;
+            self.negotiation.offer_set();
+            self.send_local_description(offer).await;
+            Ok(())
+        }
+        .await;
+        self.negotiation.offer_finished();
+        result
+    }
+
+    /// The video codec to send when answering: ours if offered, else the offer's first we know.
+    fn answer_codec(&self, sdp: &str) -> VideoCodec {
+        let offered: Vec<VideoCodec> = confab_call::sdp::video_codecs(sdp)
+            .iter()
+            .filter_map(|n| n.parse::<VideoCodec>().ok())
+            .collect();
+        let preferred = self.params.rtc.preferred_codec;
+        if offered.contains(&preferred) {
+            preferred
+        } else {
+            offered.first().copied().unwrap_or(preferred)
+        }
+    }
+
+    async fn on_description(&mut self, d: SessionDescription) -> Result<(), LinkError> {
+        let now = self.now();
+        let rollback = match self.negotiation.on_remote_description(&d, now)? {
+            Decision::Ignore(why) => {
+                tracing::debug!(peer = %self.peer, "ignoring {why}");
+                return Ok(());
+            }
+            Decision::Apply { rollback } => rollback,
+        };
+        if rollback {
+            let rb = RTCSessionDescription::rollback(None).map_err(webrtc("cannot roll back"))?;
+            self.pc
+                .set_local_description(rb)
+                .await
+                .map_err(webrtc("cannot roll back our offer"))?;
+            self.negotiation.rolled_back();
+        }
+        let desc = match d.kind {
+            SdpType::Offer => RTCSessionDescription::offer(d.sdp.clone()),
+            SdpType::Answer => RTCSessionDescription::answer(d.sdp.clone()),
+        }
+        .map_err(webrtc("the session description is not valid SDP"))?;
+        self.pc
+            .set_remote_description(desc)
+            .await
+            .map_err(webrtc("cannot use the session description"))?;
+        let waiting = self.negotiation.remote_applied(d.kind);
+        if d.kind == SdpType::Offer {
+            if self.tracks.is_none() {
+                let codec = self.answer_codec(&d.sdp);
+                self.ensure_tracks(codec).await?;
+            }
+            let answer = self
+                .pc
+                .create_answer(None)
+                .await
+                .map_err(webrtc("cannot answer"))?;
+            self.pc
+                .set_local_description(answer.clone())
+                .await
+                .map_err(webrtc("cannot use our answer"))?;
+            self.negotiation.answer_set();
+            self.send_local_description(answer).await;
+        }
+        self.hub.mark_answer(self.params.id);
+        for c in waiting {
+            self.add_candidate(c).await;
+        }
+        Ok(())
+    }
+
+    async fn add_candidate(&self, c: IceCandidate) {
+        let init = RTCIceCandidateInit {
+            candidate: c.candidate,
+            sdp_mid: c.sdp_mid,
+            sdp_mline_index: c.sdp_m_line_index,
+            username_fragment: c.username_fragment,
+            ..Default::default()
+        };
+        if let Err(e) = self.pc.add_ice_candidate(init).await {
+            tracing::debug!(peer = %self.peer, "a candidate was refused: {e}");
+        }
+    }
+
+    async fn on_candidate(&mut self, c: IceCandidate) {
+        match self.negotiation.on_remote_candidate(c) {
+            CandidateDecision::Add(c) => self.add_candidate(c).await,
+            CandidateDecision::Queued => {}
+            CandidateDecision::Dropped(why) => {
+                tracing::debug!(peer = %self.peer, "dropping a remote candidate: {why}")
+            }
+        }
+    }
+
+    async fn on_connected(&mut self) {
+        let now = self.now();
+        if !self.health.on_state(ConnState::Connected, now) {
+            return;
+        }
+        if let Some(t) = &self.tracks {
+            let vpt = build::negotiated_pt(&t.video_sender, t.codec.mime()).await;
+            let apt = build::negotiated_pt(&t.audio_sender, "audio/opus").await;
+            if let Some(pt) = vpt {
+                self.hub.add_video_out(VideoOut {
+                    link: self.params.id,
+                    codec: t.codec,
+                    track: t.video.clone(),
+                    ssrc: t.video_ssrc,
+                    pt,
+                    estimate: self.estimate.clone(),
+                });
+            }
+            if let Some(pt) = apt {
+                self.hub.add_audio_out(AudioOutput {
+                    link: self.params.id,
+                    track: t.audio.clone(),
+                    ssrc: t.audio_ssrc,
+                    pt,
+                });
+            }
+        }
+        let _ = self.events.send(LinkEvent::Connected(self.params.id)).await;
+    }
+
+    fn on_track(&mut self, track: Arc<dyn TrackRemote>) {
+        let (hub, link) = (self.hub.clone(), self.params.id);
+        self.tasks.spawn(async move {
+            match track.kind().await {
+                RtpCodecKind::Audio => hub.receive_audio(link, track).await,
+                RtpCodecKind::Video => hub.receive_video(link, track).await,
+                _ => {}
+            }
+        });
+    }
+
+    /// Every second: what the link's health says to do.
+    async fn check(&mut self) -> Result<(), LinkError> {
+        let now = self.now();
+        match self.health.tick(now) {
+            HealthAction::Nothing => Ok(()),
+            HealthAction::RestartIce => {
+                tracing::info!(peer = %self.peer, "connection broken; restarting ICE");
+                self.offer(true).await
+            }
+            HealthAction::Fail(f) => Err(f.into()),
+        }
+    }
+
+    /// One command; `Ok(false)` ends the link.
+    async fn command(&mut self, cmd: Option<LinkCommand>) -> Result<bool, LinkError> {
+        match cmd {
+            Some(LinkCommand::Remote(CallSignal::Description { description })) => {
+                if let Err(e) = self.on_description(description).await {
+                    tracing::warn!(peer = %self.peer, "{e}");
+                    // A connection that never worked cannot recover from a bad description; a
+                    // working one keeps going (its media is unaffected).
+                    if !self.health.ever_connected() {
+                        return Err(e);
+                    }
+                }
+            }
+            Some(LinkCommand::Remote(CallSignal::Candidate { candidate })) => {
+                self.on_candidate(candidate).await
+            }
+            Some(LinkCommand::Remote(_)) => {}
+            Some(LinkCommand::Rebind(p)) => {
+                self.hub.rebind(self.params.id, p.clone());
+                self.peer = p;
+            }
+            Some(LinkCommand::Close) | None => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// One event of the peer connection; `Ok(false)` ends the link.
+    async fn pc_event(&mut self, ev: Option<PcEvent>) -> Result<bool, LinkError> {
+        match ev {
+            Some(PcEvent::Candidate(c)) => {
+                let candidate = IceCandidate {
+                    candidate: c.candidate,
+                    sdp_mid: c.sdp_mid,
+                    sdp_m_line_index: c.sdp_mline_index,
+                    username_fragment: c.username_fragment,
+                };
+                self.send(CallSignal::Candidate { candidate }).await;
+            }
+            Some(PcEvent::State(s)) => {
+                tracing::debug!(peer = %self.peer, "connection {s}");
+                let now = self.now();
+                match s {
+                    RTCPeerConnectionState::Connected => self.on_connected().await,
+                    RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Failed => {
+                        self.health.on_state(ConnState::Broken, now);
+                    }
+                    RTCPeerConnectionState::Closed => return Ok(false),
+                    _ => {}
+                }
+            }
+            // The negotiation keeps the signaling state exact; the event may arrive late.
+            Some(PcEvent::Signaling(s)) => tracing::trace!(peer = %self.peer, "signaling {s}"),
+            Some(PcEvent::Track(t)) => self.on_track(t),
+            None => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// Reports `Closed` even if the link task panics or is aborted, so the engine never waits for
+/// a link that is gone.
+struct ClosedGuard {
+    id: LinkId,
+    events: mpsc::Sender<LinkEvent>,
+    armed: bool,
+}
+
+impl Drop for ClosedGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            // Unwinding from a panic, or aborted by the engine at shutdown.
+            if std::thread::panicking() {
+                tracing::error!(link = self.id, "a link task panicked");
+                let _ = self
+                    .events
+                    .try_send(LinkEvent::Failed(self.id, LinkError::Crashed));
+            }
+            let _ = self.events.try_send(LinkEvent::Closed(self.id));
+        }
+    }
+}
+
+/// Runs one link until closed. Reports what happens through `events`; always ends with
+/// `Closed` (also after a panic, through a drop guard).
+pub async fn run(
+    params: LinkParams,
+    mut commands: mpsc::Receiver<LinkCommand>,
+    events: mpsc::Sender<LinkEvent>,
+    hub: Arc<MediaHub>,
+) {
+    let id = params.id;
+    let mut guard = ClosedGuard {
+        id,
+        events: events.clone(),
+        armed: true,
+    };
+    let (pc_tx, mut pc_rx) = mpsc::channel(1024);
+    let estimate = Arc::new(AtomicU64::new(0));
+    let pc = match build::build(
+        &params.rtc,
+        Arc::new(build::Handler { tx: pc_tx }),
+        estimate.clone(),
+    )
+    .await
+    {
+        Ok(pc) => pc,
+        Err(e) => {
+            guard.armed = false;
+            let _ = events.send(LinkEvent::Failed(id, e)).await;
+            let _ = events.send(LinkEvent::Closed(id)).await;
+            return;
+        }
+    };
+    hub.add_link(id, params.peer.clone());
+    let rules = NegotiationRules {
+        allow_loopback: params.rtc.on_loopback(),
+        allow_mdns: params.rtc.mdns,
+        ..Default::default()
+    };
+    let mut link = Link {
+        peer: params.peer.clone(),
+        negotiation: Negotiation::new(rules, params.polite, 0),
+        health: LinkHealth::new(HealthRules::default(), params.offerer, 0),
+        epoch: Instant::now(),
+        params,
+        pc,
+        hub: hub.clone(),
+        events: events.clone(),
+        tracks: None,
+        estimate,
+        tasks: JoinSet::new(),
+    };
+    let mut failure: Option<LinkError> = None;
+    if link.params.offerer {
+        let codec = link.params.rtc.preferred_codec;
+        let r = match link.ensure_tracks(codec).await {
+            Ok(()) => link.offer(false).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = r {
+            failure = Some(e);
+        }
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    while failure.is_none() {
+        let step = tokio::select! {
+            cmd = commands.recv() => link.command(cmd).await,
+            ev = pc_rx.recv() => link.pc_event(ev).await,
+            _ = tick.tick() => link.check().await.map(|()| true),
+        };
+        match step {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => failure = Some(e),
+        }
+    }
+    if let Some(e) = failure {
+        let _ = events.send(LinkEvent::Failed(id, e)).await;
+    }
+    // The engine removes the link from the hub once it has kept its stats (on Closed).
+    let _ = link.pc.close().await;
+    // The receive tasks end once the connection is closed (their polls return None).
+    let mut tasks = std::mem::take(&mut link.tasks);
+    if tokio::time::timeout(Duration::from_secs(3), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tasks.shutdown().await;
+    }
+    guard.armed = false;
+    let _ = events.send(LinkEvent::Closed(id)).await;
+}

@@ -1,0 +1,415 @@
+//! The media hub: captures once, encodes once per codec, and writes the same encoded frames to
+//! every peer connection that uses that codec (`send.rs`); receives, assembles, decodes and
+//! mixes what the others send (`receive.rs`). Codec work runs on threads of its own (never on
+//! the async runtime); writes into the peer connections go through the runtime's handle.
+//!
+//! Threads (all owned here, stopped and joined by [`MediaHub::shutdown`]): the video encoder,
+//! the audio encoder, the audio playout clock, and one decoder per remote video track (owned by
+//! its receive task, which joins it).
+//!
+//! State sits behind four locks ([`lock::Lock`]): the outputs, the per-link books, the
+//! captures and the threads. A thread holds at most one of them at a time (checked in debug
+//! builds), and none is held across an `.await` or a device call that can block for long.
+
+mod lock;
+mod receive;
+mod send;
+
+use crate::stats::{AudioStats, VideoBook, VideoStats};
+use confab_media::audio::AudioReceiver;
+use confab_media::device::{
+    AudioCapture, AudioOut, AudioSourceSpec, FrameBus, VideoCapture, VideoFormat, VideoSourceSpec,
+};
+use confab_media::video::VideoCodec;
+use confab_media::{AudioFrame, MediaError, VideoFrame};
+use confab_protocol::PeerId;
+use lock::Lock;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+use tokio::runtime::Handle;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+
+/// Whose picture a frame is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FrameSource {
+    Local,
+    Remote(PeerId),
+}
+
+/// Where decoded and captured pictures go (the desktop UI; nowhere for the headless peer).
+pub trait VideoSink: Send + Sync + 'static {
+    fn frame(&self, source: &FrameSource, frame: &Arc<VideoFrame>);
+    /// A source stopped sending pictures (camera off, peer gone).
+    fn ended(&self, _source: &FrameSource) {}
+}
+
+pub struct NullSink;
+impl VideoSink for NullSink {
+    fn frame(&self, _: &FrameSource, _: &Arc<VideoFrame>) {}
+}
+
+/// One peer connection, for the hub's books (the peer's id may change when it reconnects).
+pub type LinkId = u64;
+
+/// A video track of one peer connection, fed by the encoder for its codec.
+pub struct VideoOut {
+    pub link: LinkId,
+    pub codec: VideoCodec,
+    pub track: Arc<TrackLocalStaticSample>,
+    pub ssrc: u32,
+    pub pt: u8,
+    /// The bandwidth estimate for this link, bits/s (f64 bits), 0 = none yet.
+    pub estimate: Arc<AtomicU64>,
+}
+
+pub struct AudioOutput {
+    pub link: LinkId,
+    pub track: Arc<TrackLocalStaticSample>,
+    pub ssrc: u32,
+    pub pt: u8,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resources {
+    pub video_outputs: usize,
+    pub audio_outputs: usize,
+    pub audio_receivers: usize,
+    pub video_receivers: usize,
+    pub capturing_video: bool,
+    pub capturing_audio: bool,
+    pub speaker_open: bool,
+}
+
+pub struct MediaSettings {
+    pub format: VideoFormat,
+    pub start_bitrate: u32,
+    pub max_bitrate: u32,
+    pub audio_bitrate: i32,
+}
+
+/// Where encoded media goes, and which encoders owe a keyframe.
+#[derive(Default)]
+struct Outputs {
+    video: Vec<VideoOut>,
+    audio: Vec<AudioOutput>,
+    keyframe: Vec<VideoCodec>,
+}
+
+/// Everything the hub keeps about one link.
+struct LinkBook {
+    peer: PeerId,
+    video: VideoBook,
+    audio: Option<AudioReceiver>,
+}
+
+#[derive(Default)]
+struct Captures {
+    video: Option<VideoCapture>,
+    audio: Option<AudioCapture>,
+}
+
+pub struct MediaHub {
+    rt: Handle,
+    settings: MediaSettings,
+    pub bus: Arc<FrameBus>,
+    outputs: Lock<Outputs>,
+    links: Lock<HashMap<LinkId, LinkBook>>,
+    captures: Lock<Captures>,
+    threads: Lock<Vec<JoinHandle<()>>>,
+    send_video: AtomicBool,
+    send_audio: AtomicBool,
+    live_video_receivers: AtomicU64,
+    sink: Arc<dyn VideoSink>,
+    new_audio_rx: SyncSender<Receiver<AudioFrame>>,
+    new_speaker: SyncSender<AudioOut>,
+    speaker_open: AtomicBool,
+    local_level: AtomicU64,
+    stop: Arc<AtomicBool>,
+}
+
+impl MediaHub {
+    pub fn start(
+        rt: Handle,
+        settings: MediaSettings,
+        sink: Arc<dyn VideoSink>,
+    ) -> Result<Arc<Self>, MediaError> {
+        let (audio_rx_tx, audio_rx_rx) = sync_channel(2);
+        let (speaker_tx, speaker_rx) = sync_channel(2);
+        let hub = Arc::new(MediaHub {
+            rt,
+            settings,
+            bus: FrameBus::new(),
+            outputs: Lock::new("outputs", Outputs::default()),
+            links: Lock::new("links", HashMap::new()),
+            captures: Lock::new("captures", Captures::default()),
+            threads: Lock::new("threads", Vec::new()),
+            send_video: AtomicBool::new(true),
+            send_audio: AtomicBool::new(true),
+            live_video_receivers: AtomicU64::new(0),
+            sink,
+            new_audio_rx: audio_rx_tx,
+            new_speaker: speaker_tx,
+            speaker_open: AtomicBool::new(false),
+            local_level: AtomicU64::new(0),
+            stop: Arc::new(AtomicBool::new(false)),
+        });
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map_err(|e| MediaError::Device(format!("cannot start the {name} thread: {e}")))
+        };
+        let h = hub.clone();
+        let t1 = spawn("video-send", Box::new(move || h.video_send_loop()))?;
+        let h = hub.clone();
+        let t2 = spawn(
+            "audio-send",
+            Box::new(move || h.audio_send_loop(audio_rx_rx)),
+        )?;
+        let h = hub.clone();
+        let t3 = spawn(
+            "audio-playout",
+            Box::new(move || h.playout_loop(speaker_rx)),
+        )?;
+        hub.threads.lock().extend([t1, t2, t3]);
+        Ok(hub)
+    }
+
+    /// Stops captures and threads; joins them.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.bus.close();
+        let captures = std::mem::take(&mut *self.captures.lock());
+        drop(captures);
+        let threads: Vec<JoinHandle<()>> = self.threads.lock().drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    // ----- devices ---------------------------------------------------------------------------
+
+    /// Starts (or switches, or stops with `None`) the camera. The encoders keep running.
+    pub fn set_video_source(&self, spec: &VideoSourceSpec) -> Result<Option<String>, MediaError> {
+        // Release the old device before opening the new one (it may be the same); the lock is
+        // not held while a device opens.
+        let old = self.captures.lock().video.take();
+        drop(old);
+        let cap = VideoCapture::start(spec, self.settings.format, self.bus.clone())?;
+        let description = cap.as_ref().map(|c| c.description.clone());
+        if cap.is_none() {
+            self.sink.ended(&FrameSource::Local);
+        }
+        let replaced = std::mem::replace(&mut self.captures.lock().video, cap);
+        drop(replaced);
+        Ok(description)
+    }
+
+    pub fn set_audio_source(&self, spec: &AudioSourceSpec) -> Result<Option<String>, MediaError> {
+        let old = self.captures.lock().audio.take();
+        drop(old);
+        let (cap, rx) = AudioCapture::start(spec)?;
+        let description = cap.as_ref().map(|c| c.description.clone());
+        let _ = self.new_audio_rx.try_send(rx);
+        let replaced = std::mem::replace(&mut self.captures.lock().audio, cap);
+        drop(replaced);
+        Ok(description)
+    }
+
+    /// Opens a speaker (`Some(None)` = the default one), or the null sink (`None`).
+    pub fn set_speaker(&self, which: Option<Option<String>>) -> Result<String, MediaError> {
+        let out = match which {
+            None => AudioOut::null(),
+            Some(name) => AudioOut::speaker(name)?,
+        };
+        let d = out.description.clone();
+        self.speaker_open.store(!out.is_null(), Ordering::Relaxed);
+        let _ = self.new_speaker.try_send(out);
+        Ok(d)
+    }
+
+    pub fn stop_devices(&self) {
+        let captures = std::mem::take(&mut *self.captures.lock());
+        drop(captures);
+        let _ = self.new_speaker.try_send(AudioOut::null());
+        self.speaker_open.store(false, Ordering::Relaxed);
+        self.sink.ended(&FrameSource::Local);
+    }
+
+    pub fn set_sending(&self, audio: bool, video: bool) {
+        self.send_audio.store(audio, Ordering::Relaxed);
+        let was = self.send_video.swap(video, Ordering::Relaxed);
+        if video && !was {
+            self.request_all_keyframes();
+        }
+    }
+
+    pub fn resources(&self) -> Resources {
+        let (video_outputs, audio_outputs) = {
+            let o = self.outputs.lock();
+            (o.video.len(), o.audio.len())
+        };
+        let audio_receivers = self
+            .links
+            .lock()
+            .values()
+            .filter(|l| l.audio.is_some())
+            .count();
+        let (capturing_video, capturing_audio) = {
+            let c = self.captures.lock();
+            (c.video.is_some(), c.audio.is_some())
+        };
+        Resources {
+            video_outputs,
+            audio_outputs,
+            audio_receivers,
+            video_receivers: self.live_video_receivers.load(Ordering::Relaxed) as usize,
+            capturing_video,
+            capturing_audio,
+            speaker_open: self.speaker_open.load(Ordering::Relaxed),
+        }
+    }
+
+    /// RMS level of what the local microphone sends, 0..1.
+    pub fn local_level(&self) -> f64 {
+        f64::from_bits(self.local_level.load(Ordering::Relaxed))
+    }
+
+    // ----- peers -----------------------------------------------------------------------------
+
+    /// A link to `peer` exists (its receive side may start before its send side).
+    pub fn add_link(&self, link: LinkId, peer: PeerId) {
+        self.links.lock().insert(
+            link,
+            LinkBook {
+                peer,
+                video: VideoBook::default(),
+                audio: None,
+            },
+        );
+    }
+
+    pub fn add_video_out(&self, out: VideoOut) {
+        tracing::debug!(link = out.link, "sending video");
+        let codec = out.codec;
+        {
+            let mut o = self.outputs.lock();
+            o.video.retain(|v| v.link != out.link);
+            o.video.push(out);
+        }
+        self.request_keyframe(codec);
+        // Send the first picture now rather than at the next capture.
+        self.bus.nudge();
+    }
+
+    pub fn add_audio_out(&self, out: AudioOutput) {
+        let mut o = self.outputs.lock();
+        o.audio.retain(|a| a.link != out.link);
+        o.audio.push(out);
+    }
+
+    /// Forgets everything about a link (it closed).
+    pub fn remove_link(&self, link: LinkId) {
+        {
+            let mut o = self.outputs.lock();
+            o.video.retain(|v| v.link != link);
+            o.audio.retain(|a| a.link != link);
+        }
+        let gone = self.links.lock().remove(&link);
+        if let Some(book) = gone {
+            self.sink.ended(&FrameSource::Remote(book.peer));
+        }
+    }
+
+    /// The link's peer now has another id.
+    pub fn rebind(&self, link: LinkId, to: PeerId) {
+        let old = self
+            .links
+            .lock()
+            .get_mut(&link)
+            .map(|b| std::mem::replace(&mut b.peer, to));
+        if let Some(old) = old {
+            self.sink.ended(&FrameSource::Remote(old));
+        }
+    }
+
+    fn peer(&self, link: LinkId) -> Option<PeerId> {
+        self.links.lock().get(&link).map(|b| b.peer.clone())
+    }
+
+    pub fn request_keyframe(&self, codec: VideoCodec) {
+        let mut o = self.outputs.lock();
+        if !o.keyframe.contains(&codec) {
+            o.keyframe.push(codec);
+        }
+    }
+
+    fn request_all_keyframes(&self) {
+        self.request_keyframe(VideoCodec::H264);
+        self.request_keyframe(VideoCodec::Vp8);
+    }
+
+    pub fn stats(&self, link: LinkId) -> (VideoStats, AudioStats) {
+        // Copy out under the lock, compute outside it (the playout clock needs this lock).
+        let copied = self.links.lock().get(&link).map(|b| {
+            let audio = b
+                .audio
+                .as_ref()
+                .map(|r| (r.packets, r.concealed(), r.listener.clone()));
+            (b.video.clone(), audio)
+        });
+        let Some((video, audio)) = copied else {
+            return Default::default();
+        };
+        let audio = audio
+            .map(|(packets, concealed, listener)| AudioStats {
+                packets,
+                tone_hz: listener.dominant_hz(),
+                level: listener.level(),
+                concealed,
+            })
+            .unwrap_or_default();
+        (video.snapshot(), audio)
+    }
+
+    /// The last 20 ms level of each remote peer, for speaking indicators.
+    pub fn levels(&self) -> Vec<(PeerId, f64)> {
+        self.links
+            .lock()
+            .values()
+            .filter_map(|b| b.audio.as_ref().map(|r| (b.peer.clone(), r.frame_level())))
+            .collect()
+    }
+
+    /// The offer/answer exchange of a link completed now.
+    pub fn mark_answer(&self, link: LinkId) {
+        tracing::debug!(link, "offer/answer done");
+        if let Some(b) = self.links.lock().get_mut(&link) {
+            b.video.answered.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// Milliseconds from the answer to the first decoded picture.
+    pub fn answer_to_first_frame_ms(&self, link: LinkId) -> Option<f64> {
+        let links = self.links.lock();
+        let b = &links.get(&link)?.video;
+        Some(
+            b.first_frame?
+                .saturating_duration_since(b.answered?)
+                .as_secs_f64()
+                * 1000.0,
+        )
+    }
+
+    /// When the first remote picture of a link was decoded.
+    pub fn first_frame(&self, link: LinkId) -> Option<Instant> {
+        self.links
+            .lock()
+            .get(&link)
+            .and_then(|b| b.video.first_frame)
+    }
+}

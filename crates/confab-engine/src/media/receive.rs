@@ -1,0 +1,215 @@
+//! The receive side: remote audio into a jitter buffer per link, mixed by the 20 ms playout
+//! clock; remote video assembled on the marker bit, decoded on a thread per track, handed to
+//! the sink, with keyframe requests when something is lost.
+
+use super::{LinkId, MediaHub};
+use confab_media::assembler::{AssembledFrame, FrameAssembler, RtpIn};
+use confab_media::audio::{mix_into, AudioReceiver};
+use confab_media::device::AudioOut;
+use confab_media::video::{self, VideoCodec};
+use confab_media::{now_us, pattern, AudioFrame, FRAME_SAMPLES};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+
+/// Counts a live video receiver while it exists (also if its task is aborted).
+struct Live<'a>(&'a AtomicU64);
+
+impl<'a> Live<'a> {
+    fn new(n: &'a AtomicU64) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Live(n)
+    }
+}
+
+impl Drop for Live<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl MediaHub {
+    pub(super) fn playout_loop(self: Arc<Self>, new_speaker: Receiver<AudioOut>) {
+        let mut out = AudioOut::null();
+        let period = Duration::from_millis(20);
+        let mut next = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
+            while let Ok(s) = new_speaker.try_recv() {
+                out = s;
+            }
+            next += period;
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            } else if now - next > Duration::from_millis(200) {
+                next = now; // we fell far behind (suspended machine): don't race to catch up
+            }
+            let mut mix: AudioFrame = [0; FRAME_SAMPLES];
+            for book in self.links.lock().values_mut() {
+                if let Some(r) = book.audio.as_mut() {
+                    mix_into(&mut mix, &r.next_frame());
+                }
+            }
+            out.play(&mix);
+        }
+    }
+
+    /// Reads one remote audio track until it ends.
+    pub async fn receive_audio(self: Arc<Self>, link: LinkId, track: Arc<dyn TrackRemote>) {
+        let receiver = match AudioReceiver::new() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("cannot decode audio: {e}");
+                return;
+            }
+        };
+        if let Some(b) = self.links.lock().get_mut(&link) {
+            b.audio = Some(receiver);
+        }
+        while let Some(ev) = track.poll().await {
+            match ev {
+                TrackRemoteEvent::OnRtpPacket(pkt) => {
+                    if pkt.payload.is_empty() {
+                        continue;
+                    }
+                    let payload = pkt.payload.to_vec();
+                    if let Some(r) = self
+                        .links
+                        .lock()
+                        .get_mut(&link)
+                        .and_then(|b| b.audio.as_mut())
+                    {
+                        r.push(pkt.header.sequence_number, payload);
+                    }
+                }
+                TrackRemoteEvent::OnEnded => break,
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads one remote video track until it ends: assembles frames on the marker bit, decodes
+    /// them on a thread of its own, asks for keyframes when something is lost.
+    pub async fn receive_video(self: Arc<Self>, link: LinkId, track: Arc<dyn TrackRemote>) {
+        let ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
+        let mime = track
+            .codec(ssrc)
+            .await
+            .map(|c| c.mime_type)
+            .unwrap_or_default();
+        let Some(codec) = VideoCodec::from_mime(&mime) else {
+            tracing::warn!("the other side sends video in {mime}, which Confab cannot decode");
+            return;
+        };
+        if let Some(b) = self.links.lock().get_mut(&link) {
+            b.video.stats.codec = Some(codec.name().into());
+        }
+        let _live = Live::new(&self.live_video_receivers);
+        let (tx, rx) = sync_channel::<AssembledFrame>(8);
+        let need_key = Arc::new(AtomicBool::new(true));
+        let hub = self.clone();
+        let nk = need_key.clone();
+        let decoder = std::thread::Builder::new()
+            .name("video-decode".into())
+            .spawn(move || hub.decode_loop(link, codec, rx, nk));
+        let mut asm = FrameAssembler::new(codec);
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let mut last_pli: Option<Instant> = None;
+        loop {
+            let frames = tokio::select! {
+                ev = track.poll() => match ev {
+                    Some(TrackRemoteEvent::OnRtpPacket(pkt)) => asm.push(
+                        RtpIn { seq: pkt.header.sequence_number, timestamp: pkt.header.timestamp, marker: pkt.header.marker, payload: pkt.payload },
+                        Instant::now(),
+                    ),
+                    Some(TrackRemoteEvent::OnEnded) | None => break,
+                    Some(_) => continue,
+                },
+                _ = tick.tick() => asm.poll(Instant::now()),
+            };
+            for f in frames {
+                if tx.try_send(f).is_err() {
+                    // The decoder is behind: drop, and start again from a keyframe.
+                    need_key.store(true, Ordering::Relaxed);
+                }
+            }
+            let due = last_pli.is_none_or(|t| t.elapsed() > Duration::from_millis(300));
+            if due && need_key.load(Ordering::Relaxed) {
+                let pli = PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc: ssrc,
+                };
+                if track.write_rtcp(vec![Box::new(pli)]).await.is_ok() {
+                    last_pli = Some(Instant::now());
+                    if let Some(b) = self.links.lock().get_mut(&link) {
+                        b.video.stats.keyframe_requests += 1;
+                    }
+                }
+            }
+        }
+        drop(tx);
+        if let Ok(t) = decoder {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+
+    fn decode_loop(
+        &self,
+        link: LinkId,
+        codec: VideoCodec,
+        rx: Receiver<AssembledFrame>,
+        need_key: Arc<AtomicBool>,
+    ) {
+        let mut dec = match video::decoder(codec) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!("cannot start the {} decoder: {e}", codec.name());
+                return;
+            }
+        };
+        let mut waiting_for_key = true;
+        while let Ok(f) = rx.recv() {
+            if f.after_loss && !f.keyframe {
+                waiting_for_key = true;
+            }
+            if waiting_for_key && !f.keyframe {
+                need_key.store(true, Ordering::Relaxed);
+                continue;
+            }
+            if f.keyframe {
+                waiting_for_key = false;
+                need_key.store(false, Ordering::Relaxed);
+            }
+            match dec.decode(&f.data) {
+                Ok(Some(pic)) => {
+                    let stamp = pattern::read(&pic);
+                    let latency = stamp.and_then(|s| s.age_us(now_us()));
+                    let first = self.links.lock().get_mut(&link).map(|b| {
+                        let first = b.video.first_frame.is_none();
+                        b.video.decoded(pic.width, pic.height, stamp, latency);
+                        first
+                    });
+                    if first == Some(true) {
+                        tracing::debug!(link, "first picture decoded");
+                    }
+                    if let Some(peer) = self.peer(link) {
+                        self.sink
+                            .frame(&super::FrameSource::Remote(peer), &Arc::new(pic));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!("decode error: {e}");
+                    if let Some(b) = self.links.lock().get_mut(&link) {
+                        b.video.stats.decode_errors += 1;
+                    }
+                    waiting_for_key = true;
+                    need_key.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}

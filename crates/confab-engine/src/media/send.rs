@@ -1,0 +1,197 @@
+//! The send side: one video thread (captured frame → one encoder per codec in use → every
+//! track on that codec) and one audio thread (20 ms frames → Opus → every audio track).
+
+use super::{FrameSource, MediaHub};
+use bytes::Bytes;
+use confab_media::audio::AudioEncoder;
+use confab_media::video::{self, VideoCodec, VideoEncoder};
+use confab_media::AudioFrame;
+use rtc::media::Sample;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+
+/// A video track to write, as copied out of the outputs (tracks are `Arc`s: no lock is held
+/// while writing).
+struct Target {
+    codec: VideoCodec,
+    track: Arc<TrackLocalStaticSample>,
+    ssrc: u32,
+    pt: u8,
+    estimate: f64,
+}
+
+impl MediaHub {
+    /// The encoder's target for a codec: the lowest estimate of the links on it, less room for
+    /// audio, capped by the configured maximum.
+    fn video_target(&self, targets: &[Target], codec: VideoCodec) -> u32 {
+        let estimate = targets
+            .iter()
+            .filter(|t| t.codec == codec && t.estimate > 0.0)
+            .map(|t| t.estimate)
+            .fold(f64::INFINITY, f64::min);
+        if estimate.is_finite() {
+            ((estimate * 0.9) as u32)
+                .saturating_sub(48_000)
+                .min(self.settings.max_bitrate)
+        } else {
+            self.settings.start_bitrate
+        }
+    }
+
+    pub(super) fn video_send_loop(self: Arc<Self>) {
+        let mut encoders: HashMap<VideoCodec, (Box<dyn VideoEncoder>, u64)> = HashMap::new();
+        let mut seen = 0u64;
+        let fps = self.settings.format.fps;
+        while !self.stop.load(Ordering::Relaxed) {
+            let Some(frame) = self.bus.next(&mut seen, Duration::from_millis(200)) else {
+                continue;
+            };
+            self.sink.frame(&FrameSource::Local, &frame);
+            if !self.send_video.load(Ordering::Relaxed) {
+                continue;
+            }
+            let (targets, wanted): (Vec<Target>, Vec<VideoCodec>) = {
+                let mut o = self.outputs.lock();
+                let t = o
+                    .video
+                    .iter()
+                    .map(|v| Target {
+                        codec: v.codec,
+                        track: v.track.clone(),
+                        ssrc: v.ssrc,
+                        pt: v.pt,
+                        estimate: f64::from_bits(v.estimate.load(Ordering::Relaxed)),
+                    })
+                    .collect();
+                let k = if o.video.is_empty() {
+                    Vec::new()
+                } else {
+                    o.keyframe.drain(..).collect()
+                };
+                (t, k)
+            };
+            if targets.is_empty() {
+                continue;
+            }
+            for codec in [VideoCodec::H264, VideoCodec::Vp8] {
+                if !targets.iter().any(|t| t.codec == codec) {
+                    encoders.remove(&codec);
+                    continue;
+                }
+                let target = self.video_target(&targets, codec);
+                let entry = match encoders.entry(codec) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        match video::encoder(codec, self.settings.start_bitrate, fps) {
+                            Ok(enc) => v.insert((enc, 0)),
+                            Err(e) => {
+                                tracing::error!("cannot start the {} encoder: {e}", codec.name());
+                                continue;
+                            }
+                        }
+                    }
+                };
+                let (enc, last_ts) = entry;
+                enc.set_bitrate(target.max(100_000));
+                let encoded = match enc.encode(&frame, wanted.contains(&codec)) {
+                    Ok(Some(e)) => e,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!("encoding failed: {e}");
+                        continue;
+                    }
+                };
+                let duration = if *last_ts == 0 || frame.timestamp_us <= *last_ts {
+                    Duration::from_secs_f64(1.0 / fps.max(1.0) as f64)
+                } else {
+                    Duration::from_micros((frame.timestamp_us - *last_ts).min(1_000_000))
+                };
+                *last_ts = frame.timestamp_us;
+                let sample = Sample {
+                    data: Bytes::from(encoded.data),
+                    duration,
+                    ..Sample::new(Instant::now())
+                };
+                for t in targets.iter().filter(|t| t.codec == codec) {
+                    let write = t.track.sample_writer(t.ssrc, t.pt).write_sample(&sample);
+                    if let Err(e) = self.rt.block_on(write) {
+                        tracing::debug!("video write failed: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn audio_send_loop(self: Arc<Self>, new_rx: Receiver<Receiver<AudioFrame>>) {
+        let mut enc = match AudioEncoder::new(self.settings.audio_bitrate) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!("cannot start the Opus encoder: {e}");
+                return;
+            }
+        };
+        let mut source: Option<Receiver<AudioFrame>> = None;
+        while !self.stop.load(Ordering::Relaxed) {
+            while let Ok(rx) = new_rx.try_recv() {
+                source = Some(rx);
+            }
+            let Some(rx) = &source else {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            let frame = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(f) => f,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => {
+                    source = None;
+                    self.local_level.store(0f64.to_bits(), Ordering::Relaxed);
+                    continue;
+                }
+            };
+            let sending = self.send_audio.load(Ordering::Relaxed);
+            let level = if sending {
+                confab_media::tone::level(&frame)
+            } else {
+                0.0
+            };
+            self.local_level.store(level.to_bits(), Ordering::Relaxed);
+            if !sending {
+                continue;
+            }
+            let outs: Vec<(Arc<TrackLocalStaticSample>, u32, u8)> = self
+                .outputs
+                .lock()
+                .audio
+                .iter()
+                .map(|o| (o.track.clone(), o.ssrc, o.pt))
+                .collect();
+            if outs.is_empty() {
+                continue;
+            }
+            let packet = match enc.encode(&frame) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    continue;
+                }
+            };
+            let sample = Sample {
+                data: Bytes::from(packet),
+                duration: Duration::from_millis(20),
+                ..Sample::new(Instant::now())
+            };
+            for (track, ssrc, pt) in outs {
+                if let Err(e) = self
+                    .rt
+                    .block_on(track.sample_writer(ssrc, pt).write_sample(&sample))
+                {
+                    tracing::debug!("audio write failed: {e}");
+                }
+            }
+        }
+    }
+}
