@@ -105,6 +105,22 @@ fn run(args: &[String]) -> Result {
     status(cmd, "confab")
 }
 
+/// The plain-JS parts: ESLint over the window, the web client and the Node tests, then the
+/// Node tests (the call rules' scenario tables against the web client's port, shared modules).
+fn js_checks() -> Result {
+    let mut ci = Command::new("npm");
+    ci.current_dir(root())
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]);
+    status(ci, "npm ci (ESLint)")?;
+    let mut lint = Command::new("npx");
+    lint.current_dir(root())
+        .args(["--no-install", "eslint", "."]);
+    status(lint, "eslint")?;
+    let mut node = Command::new("node");
+    node.current_dir(root()).args(["--test", "tests/js/"]);
+    status(node, "node --test tests/js/")
+}
+
 fn test(args: &[String]) -> Result {
     if !args.is_empty() {
         return Err(format!(
@@ -125,6 +141,7 @@ fn test(args: &[String]) -> Result {
         "warnings",
     ]);
     status(clippy, "cargo clippy -D warnings")?;
+    js_checks()?;
     // Tests start the workspace's binaries as processes; `cargo test --workspace` builds them
     // (with the test build's features) before any test runs.
     let mut tests = cargo();

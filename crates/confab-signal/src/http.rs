@@ -172,6 +172,16 @@ const WEB: &[(&str, &str, &str)] = &[
         include_str!("../web/client.js"),
     ),
     (
+        "/callcore.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/callcore.js"),
+    ),
+    (
+        "/measure.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/measure.js"),
+    ),
+    (
         "/pattern.js",
         "text/javascript; charset=utf-8",
         include_str!("../../../ui/pattern.js"),

@@ -124,6 +124,8 @@ async fn healthz_and_plain_http() {
     assert!(page.contains("<script src=\"client.js\"></script>"));
     for (path, marker) in [
         ("/client.js", "confabWeb"),
+        ("/callcore.js", "ConfabCallCore"),
+        ("/measure.js", "ConfabMeasure"),
         ("/pattern.js", "ConfabPattern"),
         ("/style.css", ".tile"),
         ("/logo.svg", "<svg"),

@@ -1,32 +1,50 @@
-// Confab in the browser: protocol v1 and the call flow of docs/protocol.md, spoken exactly as
-// the engine speaks it, with the browser's own RTCPeerConnection and getUserMedia.
+// Confab in the browser: the page. The call rules are not here: they are callcore.js, the
+// port of crates/confab-call that passes the same scenario tables. This file is the shell that
+// carries the rules' actions out with the browser's own RTCPeerConnection and getUserMedia, and
+// draws what they say. Test devices and measurements are in measure.js.
 //
-// URL parameters: room, name, join=1 (join at once), call=1 (also call everyone),
-// accept=1 (accept rings without asking), source=test|camera, tone=HZ, codec=h264|vp8,
-// size=WxH, password.
+// URL parameters: room, name, join=1 (join at once), call=1 (also call everyone), accept=1
+// (accept rings without asking), source=test|camera, tone=HZ, codec=h264|vp8, size=WxH,
+// bitrate=KBPS.
 (() => {
   'use strict';
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
-  const RING_TIMEOUT = 30000;
+  const { CallCore, LinkHealth, FAILURE_TEXT } = window.ConfabCallCore;
+  const now = () => Math.round(performance.now());
+  const randomHex = (n) => Array.from(crypto.getRandomValues(new Uint8Array(n)), (b) => b.toString(16).padStart(2, '0')).join('');
 
   const S = {
     ws: null,
-    me: null,
     room: null,
     name: null,
-    session: Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join(''),
-    peers: new Map(), // id -> peer
-    inCall: false,
-    audio: true,
-    video: true,
-    autoAccept: params.get('accept') === '1',
-    wantCall: params.get('call') === '1',
+    password: null,
+    leaving: false,
+    core: new CallCore(randomHex(16), params.get('accept') === '1'),
+    links: new Map(), // peer id -> link (RTCPeerConnection and its bookkeeping)
     codec: (params.get('codec') || 'h264').toLowerCase(),
     stream: null,
     ringing: null,
+    joinedAt: null,
+    refusalTold: false,
   };
   window.confabWeb = S;
+  // Every link, also to someone who is away (media flows while the server is gone).
+  S.report = () => window.ConfabMeasure.report(
+    [...S.links.values()].map((l) => {
+      const p = S.core.peers.get(l.id);
+      return { id: l.id, name: p ? p.name : '', phase: p ? p.phase : 'idle', pc: l.pc, readings: l.readings };
+    }),
+    S.joinedAt,
+  );
+
+  const ERRORS = {
+    'not-joined': 'Join a room first.',
+    'nobody-to-call': 'There is nobody else in the room to call.',
+    'unknown-peer': 'That person is not in the room any more.',
+    'not-ringing': 'That person is not calling you.',
+    'already-in-call': 'Already in a call with that person.',
+  };
 
   // ------------------------------------------------------------------ UI helpers
   function toast(text, kind = 'info') {
@@ -38,40 +56,47 @@
   }
   const initial = (n) => (n || '?').trim().charAt(0).toUpperCase();
 
-  // ------------------------------------------------------------------ local media
-  async function testStream() {
-    const [w, h] = (params.get('size') || '640x480').split('x').map(Number);
-    const canvas = $('pattern-canvas');
-    canvas.width = w;
-    canvas.height = h;
-    const ctx = canvas.getContext('2d');
-    let n = 0;
-    const paint = () => {
-      window.ConfabPattern.paint(ctx, w, h, n++, Number(BigInt.asUintN(32, BigInt(window.ConfabPattern.nowUs()))));
-    };
-    paint();
-    setInterval(paint, 1000 / 30);
-    const video = canvas.captureStream(30);
-    const ac = new AudioContext();
-    const osc = ac.createOscillator();
-    osc.frequency.value = Number(params.get('tone') || 440);
-    const gain = ac.createGain();
-    gain.gain.value = 0.3;
-    const dest = ac.createMediaStreamDestination();
-    osc.connect(gain).connect(dest);
-    osc.start();
-    ac.resume().catch(() => {});
-    return new MediaStream([...dest.stream.getAudioTracks(), ...video.getVideoTracks()]);
+  // ------------------------------------------------------------------ the rules' actions
+  // Every input to the call rules goes through here, then their actions are carried out.
+  function rules(f) {
+    const error = f(S.core, now());
+    for (const a of S.core.drain()) {
+      switch (a.action) {
+        case 'send': signal(a.to, a.signal); break;
+        case 'open-link': openLink(a.peer, a.offerer, a.polite); break;
+        case 'close-link': closeLink(a.peer); break;
+        case 'rebind-link': rebindLink(a.from, a.to); break;
+        case 'notice': onNotice(a.notice); break;
+        default: break;
+      }
+    }
+    render();
+    if (typeof error === 'string') toast(ERRORS[error] || error, 'warn');
+    return error;
   }
 
+  function onNotice(n) {
+    switch (n.kind) {
+      case 'incoming-call': showRing(n.from, n.name); break;
+      case 'ring-cancelled': if (S.ringing === n.from) closeRing(); toast(`Missed call from ${n.name}`, 'warn'); break;
+      case 'declined': toast(`${n.name} declined the call`, 'warn'); break;
+      case 'no-answer': toast(`${n.name} did not answer`, 'warn'); break;
+      case 'hung-up': toast(`${n.name} left the call`); break;
+      case 'link-failed': toast(`The connection to ${n.name} was lost`, 'error'); break;
+      case 'call-ended': toast('Call ended'); break;
+      default: break;
+    }
+  }
+
+  // ------------------------------------------------------------------ local media
   async function localStream() {
     const source = params.get('source') || $('f-source').value;
-    if (source === 'test') return testStream();
+    if (source === 'test') return window.ConfabMeasure.testStream(params.get('size'), params.get('tone'));
     try {
       return await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 1280, height: 720 } });
     } catch (e) {
       toast(`Camera or microphone unavailable (${e.message}); using the test pattern`, 'warn');
-      return testStream();
+      return window.ConfabMeasure.testStream(params.get('size'), params.get('tone'));
     }
   }
 
@@ -82,22 +107,15 @@
   function signal(to, data) {
     send({ type: 'signal', to, data });
   }
-  function stateSignal() {
-    return { kind: 'state', in_call: S.inCall, audio: S.audio, video: S.video, session: S.session };
-  }
-  function broadcastState() {
-    for (const p of present()) signal(p.id, stateSignal());
-    render();
-  }
 
-  function connect(room, name, password) {
+  function connect() {
     return new Promise((resolve, reject) => {
       const proto = location.protocol === 'https:' ? 'wss' : 'ws';
       const ws = new WebSocket(`${proto}://${location.host}/ws`);
       S.ws = ws;
       let welcomed = false;
       setStatus('connecting');
-      ws.onopen = () => send({ type: 'join', room, name, ...(password ? { password } : {}) });
+      ws.onopen = () => send({ type: 'join', room: S.room, name: S.name, ...(S.password ? { password: S.password } : {}) });
       ws.onerror = () => reject(new Error('Cannot reach the server.'));
       ws.onclose = () => {
         if (S.ws !== ws) return;
@@ -105,18 +123,16 @@
           reject(new Error('The server closed the connection.'));
           return;
         }
-        setStatus('offline');
+        setStatus('reconnecting');
         if (S.leaving || !S.room) {
           leaveLocal();
           return;
         }
-        // Dropped (docs/protocol.md rule 9): keep the calls, reconnect, carry them over.
-        for (const p of [...S.peers.values()]) {
-          if (p.pc) p.away = p.away || Date.now();
-          else S.peers.delete(p.id);
-        }
+        // Dropped (docs/protocol.md rule 9): the links stay, the rules wait for everyone to
+        // come back, and we reconnect.
+        rules((c) => c.disconnected());
         toast('Lost the connection to the server; reconnecting…', 'warn');
-        reconnect(room, name, password, 0);
+        reconnect(0);
       };
       ws.onmessage = (ev) => {
         let m;
@@ -125,24 +141,17 @@
         } catch (e) {
           return;
         }
-        if (m.type === 'welcome') {
+        if (!m || typeof m !== 'object') return;
+        if (m.type === 'welcome' && typeof m.id === 'string' && Array.isArray(m.peers)) {
           welcomed = true;
-          S.me = m.id;
-          S.room = m.room;
-          S.name = name;
-          for (const p of m.peers) {
-            const known = S.peers.get(p.id);
-            if (known) {
-              known.away = null;
-              known.name = p.name;
-            } else addPeer(p.id, p.name);
-          }
+          S.refusalTold = false;
           setStatus('connected');
-          broadcastState();
+          const peers = m.peers.filter((p) => p && typeof p.id === 'string' && typeof p.name === 'string');
+          rules((c, t) => c.welcome(m.id, peers, t));
           resolve();
         } else if (m.type === 'error') {
-          if (!S.room) reject(new Error(m.message));
-          else toast(m.message, 'error');
+          if (!welcomed) reject(Object.assign(new Error(String(m.message)), { code: m.code }));
+          else toast(String(m.message), 'error');
         } else {
           onServer(m);
         }
@@ -150,209 +159,40 @@
     });
   }
 
-  function reconnect(room, name, password, attempt) {
+  function reconnect(attempt) {
     const delay = Math.min(250 * 2 ** attempt, 10000);
     setTimeout(() => {
-      if (S.leaving) return;
-      connect(room, name, password).catch(() => reconnect(room, name, password, attempt + 1));
+      if (S.leaving || !S.room) return;
+      connect().catch((e) => {
+        // A refusal while calls are alive is retried (the engine does the same); without a
+        // call there is nothing to save.
+        if (e.code && S.links.size === 0) {
+          toast(e.message, 'error');
+          leaveLocal();
+          return;
+        }
+        if (e.code && !S.refusalTold) {
+          S.refusalTold = true;
+          toast(`The server refused to let us back in (${e.message}); the call goes on and we keep trying`, 'warn');
+        }
+        reconnect(attempt + 1);
+      });
     }, delay);
   }
 
-  const present = () => [...S.peers.values()].filter((p) => !p.away);
-
-  function addPeer(id, name) {
-    S.peers.set(id, { id, name, inCall: false, audio: true, video: true, session: null, phase: 'idle', since: Date.now(), pc: null });
-  }
-
   function onServer(m) {
-    if (m.type === 'peer-joined') {
-      addPeer(m.id, m.name);
-      signal(m.id, stateSignal());
-      render();
-    } else if (m.type === 'peer-left') {
-      const p = S.peers.get(m.id);
-      if (!p) return;
-      if (p.pc && (p.phase === 'connecting' || p.phase === 'connected')) {
-        // Media may still flow: wait for the peer to come back under a new id.
-        p.away = Date.now();
-        render();
-        return;
-      }
-      closeLink(p);
-      S.peers.delete(m.id);
+    if (m.type === 'peer-joined' && typeof m.id === 'string' && typeof m.name === 'string') {
+      rules((c, t) => c.peerJoined(m.id, m.name, t));
+    } else if (m.type === 'peer-left' && typeof m.id === 'string') {
       if (S.ringing === m.id) closeRing();
-      maybeEndCall();
-      render();
-    } else if (m.type === 'signal') {
-      const p = S.peers.get(m.from);
-      if (!p || !m.data || typeof m.data.kind !== 'string') return;
-      onSignal(p, m.data);
+      rules((c, t) => c.peerLeft(m.id, t));
+    } else if (m.type === 'signal' && typeof m.from === 'string' && m.data && typeof m.data.kind === 'string') {
+      const d = m.data;
+      if (d.kind === 'description') onDescription(m.from, d.description);
+      else if (d.kind === 'candidate') onCandidate(m.from, d.candidate);
+      else rules((c, t) => c.signal(m.from, d, t));
     }
   }
-
-  // ------------------------------------------------------------------ call flow (docs/protocol.md)
-  function setPhase(p, phase) {
-    p.phase = phase;
-    p.since = Date.now();
-    render();
-  }
-
-  // A peer back under a new id announces the session of one that went away: its link
-  // carries over. Only an away peer's link moves, and never onto an id that has one.
-  function rebind(p, session) {
-    if (!session || p.phase !== 'idle' || p.pc) return p;
-    const old = [...S.peers.values()].find((q) => q !== p && q.away && q.session === session);
-    if (!old) return p;
-    S.peers.delete(old.id);
-    S.peers.delete(p.id);
-    old.id = p.id;
-    old.name = p.name;
-    old.away = null;
-    S.peers.set(old.id, old);
-    return old;
-  }
-
-  function onSignal(p, d) {
-    switch (d.kind) {
-      case 'state':
-        p = rebind(p, d.session);
-        p.inCall = !!d.in_call;
-        p.audio = !!d.audio;
-        p.video = !!d.video;
-        p.session = d.session || null;
-        if (S.inCall && p.inCall && p.phase === 'idle' && S.me < p.id) ring(p);
-        render();
-        break;
-      case 'ring':
-        if (p.phase === 'ringing') {
-          setPhase(p, 'connecting');
-          if (S.me < p.id) openLink(p, true);
-          else {
-            signal(p.id, { kind: 'accept' });
-            openLink(p, false);
-          }
-        } else if (p.phase === 'idle') {
-          if (S.inCall || S.autoAccept) acceptNow(p);
-          else {
-            setPhase(p, 'incoming');
-            showRing(p);
-          }
-        }
-        break;
-      case 'accept':
-        if (p.phase === 'ringing') {
-          setPhase(p, 'connecting');
-          openLink(p, true);
-        }
-        break;
-      case 'decline':
-        if (p.phase === 'ringing') {
-          setPhase(p, 'idle');
-          toast(`${p.name} declined the call`, 'warn');
-          maybeEndCall();
-        }
-        break;
-      case 'hang-up':
-        if (p.phase === 'incoming') {
-          setPhase(p, 'idle');
-          if (S.ringing === p.id) closeRing();
-        } else if (p.phase !== 'idle') {
-          closeLink(p);
-          setPhase(p, 'idle');
-          toast(`${p.name} left the call`);
-          maybeEndCall();
-        }
-        break;
-      case 'description':
-        onDescription(p, d.description);
-        break;
-      case 'candidate':
-        onCandidate(p, d.candidate);
-        break;
-      default:
-        break;
-    }
-  }
-
-  function ring(p) {
-    setPhase(p, 'ringing');
-    signal(p.id, { kind: 'ring' });
-  }
-
-  function acceptNow(p) {
-    setPhase(p, 'connecting');
-    signal(p.id, { kind: 'accept' });
-    openLink(p, false);
-    enterCall();
-  }
-
-  function enterCall() {
-    if (S.inCall) return;
-    S.inCall = true;
-    broadcastState();
-    for (const p of present()) {
-      if (p.phase === 'incoming') acceptNow(p);
-      else if (p.phase === 'idle' && p.inCall) ring(p);
-    }
-  }
-
-  function call(target) {
-    const targets = target ? [target] : present();
-    if (!targets.length) return toast('There is nobody else in the room to call', 'warn');
-    const was = S.inCall;
-    S.inCall = true;
-    if (!was) broadcastState();
-    for (const p of targets) {
-      if (p.phase === 'idle') ring(p);
-      else if (p.phase === 'incoming') acceptNow(p);
-    }
-    if (!was) for (const p of present()) if (p.inCall && p.phase === 'idle') ring(p);
-    render();
-  }
-
-  function hangUp() {
-    for (const p of S.peers.values()) {
-      if (p.phase === 'ringing' || p.phase === 'connecting' || p.phase === 'connected') {
-        signal(p.id, { kind: 'hang-up' });
-        closeLink(p);
-        setPhase(p, 'idle');
-      }
-    }
-    if (S.inCall) {
-      S.inCall = false;
-      broadcastState();
-      toast('Call ended');
-    }
-  }
-
-  function maybeEndCall() {
-    if (!S.inCall) return;
-    const anyone = [...S.peers.values()].some((p) => ['ringing', 'connecting', 'connected'].includes(p.phase));
-    if (!anyone) {
-      S.inCall = false;
-      broadcastState();
-      toast('Call ended');
-    }
-  }
-
-  setInterval(() => {
-    const now = Date.now();
-    for (const p of [...S.peers.values()]) {
-      if (p.away && now - p.away > 30000) {
-        closeLink(p);
-        S.peers.delete(p.id);
-        maybeEndCall();
-        render();
-        continue;
-      }
-      if ((p.phase === 'ringing' || p.phase === 'incoming') && now - p.since > RING_TIMEOUT) {
-        if (p.phase === 'ringing') signal(p.id, { kind: 'hang-up' });
-        if (S.ringing === p.id) closeRing();
-        setPhase(p, 'idle');
-        maybeEndCall();
-      }
-    }
-  }, 1000);
 
   // ------------------------------------------------------------------ peer connections
   function preferCodec(pc) {
@@ -371,39 +211,36 @@
     }
   }
 
-  function openLink(p, offerer) {
-    if (p.pc) return;
+  function openLink(id, offerer, polite) {
+    if (S.links.has(id)) return;
     const pc = new RTCPeerConnection({ iceServers: [] });
-    p.pc = pc;
-    p.offerer = offerer;
-    p.makingOffer = false;
-    p.pending = [];
-    p.remote = new MediaStream();
+    const link = {
+      id, pc, offerer, polite, makingOffer: false, pending: [],
+      health: new LinkHealth(offerer, now()),
+      remote: new MediaStream(), tile: null, readings: null,
+    };
+    S.links.set(id, link);
     for (const t of S.stream.getTracks()) pc.addTrack(t, S.stream);
     preferCodec(pc);
     pc.onicecandidate = (e) => {
-      if (e.candidate && e.candidate.candidate) signal(p.id, { kind: 'candidate', candidate: e.candidate.toJSON() });
+      if (e.candidate && e.candidate.candidate) signal(link.id, { kind: 'candidate', candidate: e.candidate.toJSON() });
     };
     pc.ontrack = (e) => {
-      p.remote.addTrack(e.track);
-      attachRemote(p);
+      link.remote.addTrack(e.track);
+      attachRemote(link);
     };
     pc.onconnectionstatechange = () => {
-      if (pc.connectionState === 'connected' && p.phase === 'connecting') {
-        setPhase(p, 'connected');
-        capBitrate(pc);
-      }
-      // Like the engine: the first offerer restarts ICE when the connection breaks.
-      if ((pc.connectionState === 'disconnected' || pc.connectionState === 'failed') && p.offerer) {
-        setTimeout(() => {
-          if (p.pc === pc && pc.connectionState !== 'connected') {
-            pc.restartIce();
-            makeOffer(p);
-          }
-        }, 2000);
+      const s = pc.connectionState;
+      if (s === 'connected') {
+        if (link.health.onState('connected', now())) {
+          capBitrate(pc);
+          rules((c, t) => c.linkConnected(link.id, t));
+        }
+      } else if (s === 'disconnected' || s === 'failed') {
+        link.health.onState('broken', now());
       }
     };
-    if (offerer) makeOffer(p);
+    if (offerer) makeOffer(link);
   }
 
   // bitrate=KBPS: the most video may use (to compare with confab-peer --bitrate).
@@ -421,68 +258,96 @@
     }
   }
 
-  async function makeOffer(p) {
-    p.makingOffer = true;
+  async function makeOffer(link) {
+    link.makingOffer = true;
     try {
-      await p.pc.setLocalDescription();
-      signal(p.id, { kind: 'description', description: { type: p.pc.localDescription.type, sdp: p.pc.localDescription.sdp } });
+      await link.pc.setLocalDescription();
+      const d = link.pc.localDescription;
+      signal(link.id, { kind: 'description', description: { type: d.type, sdp: d.sdp } });
     } catch (e) {
       console.warn('offer failed', e);
     } finally {
-      p.makingOffer = false;
+      link.makingOffer = false;
     }
   }
 
-  async function onDescription(p, desc) {
-    if (!p.pc || !desc || !desc.type || typeof desc.sdp !== 'string') return;
-    const pc = p.pc;
-    const collision = desc.type === 'offer' && (p.makingOffer || pc.signalingState !== 'stable');
-    const polite = S.me > p.id;
-    if (collision && !polite) return;
+  // Perfect negotiation (docs/protocol.md rule 5), with the browser's implicit rollback.
+  async function onDescription(from, desc) {
+    const link = S.links.get(from);
+    if (!link || !desc || (desc.type !== 'offer' && desc.type !== 'answer') || typeof desc.sdp !== 'string') return;
+    const pc = link.pc;
+    const collision = desc.type === 'offer' && (link.makingOffer || pc.signalingState !== 'stable');
+    if (collision && !link.polite) return;
+    if (desc.type === 'answer' && pc.signalingState !== 'have-local-offer') return;
     try {
-      await pc.setRemoteDescription(desc);
+      await pc.setRemoteDescription({ type: desc.type, sdp: desc.sdp });
       if (desc.type === 'offer') {
         await pc.setLocalDescription();
-        signal(p.id, { kind: 'description', description: { type: pc.localDescription.type, sdp: pc.localDescription.sdp } });
+        const d = pc.localDescription;
+        signal(link.id, { kind: 'description', description: { type: d.type, sdp: d.sdp } });
       }
-      for (const c of p.pending.splice(0)) await pc.addIceCandidate(c).catch(() => {});
+      for (const c of link.pending.splice(0)) await pc.addIceCandidate(c).catch(() => {});
     } catch (e) {
       console.warn('description failed', e);
     }
   }
 
-  async function onCandidate(p, c) {
-    if (!p.pc || !c || typeof c.candidate !== 'string') return;
+  async function onCandidate(from, c) {
+    const link = S.links.get(from);
+    if (!link || !c || typeof c.candidate !== 'string') return;
     const cand = { candidate: c.candidate, sdpMid: c.sdpMid || null, sdpMLineIndex: c.sdpMLineIndex ?? null, usernameFragment: c.usernameFragment || null };
     if (cand.sdpMid === null && cand.sdpMLineIndex === null) cand.sdpMLineIndex = 0;
-    if (!p.pc.remoteDescription) {
-      p.pending.push(cand);
+    if (!link.pc.remoteDescription) {
+      if (link.pending.length < 64) link.pending.push(cand);
       return;
     }
     try {
-      await p.pc.addIceCandidate(cand);
+      await link.pc.addIceCandidate(cand);
     } catch (e) {
       console.warn('candidate refused', e);
     }
   }
 
-  function closeLink(p) {
-    if (p.pc) {
-      p.pc.close();
-      p.pc = null;
-    }
-    if (p.tile) {
-      p.tile.remove();
-      p.tile = null;
-    }
+  function closeLink(id) {
+    const link = S.links.get(id);
+    if (!link) return;
+    S.links.delete(id);
+    link.pc.close();
+    if (link.tile) link.tile.remove();
   }
 
-  // ------------------------------------------------------------------ remote video: draw and read
-  function attachRemote(p) {
-    if (!p.tile) {
+  // The peer came back under a new id: the same connection now talks to it.
+  function rebindLink(from, to) {
+    const link = S.links.get(from);
+    if (!link || S.links.has(to)) return;
+    S.links.delete(from);
+    link.id = to;
+    if (link.tile) link.tile.dataset.key = to;
+    S.links.set(to, link);
+  }
+
+  // Link health: ICE restarts on the schedule the engine keeps, and giving up.
+  setInterval(() => {
+    const t = now();
+    rules((c) => c.tick(t));
+    for (const link of [...S.links.values()]) {
+      const a = link.health.tick(t);
+      if (a === 'restart-ice') {
+        link.pc.restartIce();
+        makeOffer(link);
+      } else if (a && a.fail) {
+        toast(`Call with ${S.core.nameOf(link.id) || 'someone'}: ${FAILURE_TEXT[a.fail]}`, 'error');
+        rules((c) => c.linkFailed(link.id, t));
+      }
+    }
+  }, 1000);
+
+  // ------------------------------------------------------------------ remote video
+  function attachRemote(link) {
+    if (!link.tile) {
       const tile = document.createElement('div');
       tile.className = 'tile has-video';
-      tile.dataset.key = p.id;
+      tile.dataset.key = link.id;
       const v = document.createElement('video');
       v.autoplay = true;
       v.playsInline = true;
@@ -491,103 +356,24 @@
       cap.className = 'caption';
       const n = document.createElement('span');
       n.className = 'name';
-      n.textContent = p.name;
+      n.textContent = S.core.nameOf(link.id) || '';
       cap.append(n);
       tile.append(cap);
-      p.tile = tile;
-      p.readings = { frames: 0, pattern: 0, outOfOrder: 0, last: null, latencies: [] };
+      link.tile = tile;
+      link.readings = window.ConfabMeasure.newReadings();
       $('grid').append(tile);
-      watch(p, v);
+      window.ConfabMeasure.watch(v, link.readings, () => S.links.get(link.id) === link);
     }
-    const v = p.tile.querySelector('video');
-    if (v.srcObject !== p.remote) v.srcObject = p.remote;
+    const v = link.tile.querySelector('video');
+    if (v.srcObject !== link.remote) v.srcObject = link.remote;
     v.play().catch(() => {});
     render();
   }
 
-  // Reads the pattern of every frame the browser presents (requestVideoFrameCallback).
-  function watch(p, v) {
-    const c = document.createElement('canvas');
-    const ctx = c.getContext('2d', { willReadFrequently: true });
-    const onFrame = () => {
-      if (!p.tile) return;
-      const w = v.videoWidth;
-      const h = v.videoHeight;
-      if (w && h) {
-        // Only the top rows carry the blocks: copying just them keeps measuring cheap.
-        const rows = Math.min(h, window.ConfabPattern.rowsNeeded(w));
-        if (c.width !== w || c.height !== rows) {
-          c.width = w;
-          c.height = rows;
-        }
-        ctx.drawImage(v, 0, 0, w, rows, 0, 0, w, rows);
-        const r = p.readings;
-        const now = performance.now();
-        if (!r.first) r.first = now;
-        r.lastAt = now;
-        r.frames++;
-        r.width = w;
-        r.height = h;
-        const stamp = window.ConfabPattern.read(ctx.getImageData(0, 0, w, rows).data, w, rows);
-        if (stamp) {
-          r.pattern++;
-          if (r.last !== null && stamp.frame < r.last) r.outOfOrder++;
-          else if (r.last !== null && stamp.frame === r.last) r.repeated = (r.repeated || 0) + 1;
-          else r.last = stamp.frame;
-          const age = window.ConfabPattern.ageMs(stamp);
-          if (age !== null) {
-            r.latencies.push(age);
-            if (r.latencies.length > 5000) r.latencies.splice(0, 2500);
-          }
-        }
-      }
-      v.requestVideoFrameCallback(onFrame);
-    };
-    v.requestVideoFrameCallback(onFrame);
-  }
-
-  // Test and benchmark hook: what this page received from each peer.
-  S.report = async () => {
-    const out = [];
-    for (const p of S.peers.values()) {
-      const r = p.readings || { frames: 0, pattern: 0, outOfOrder: 0, latencies: [] };
-      const stats = { framesDecoded: 0, freezeCount: 0, codec: null, audioPackets: 0, audioLevel: 0 };
-      if (p.pc) {
-        const report = await p.pc.getStats();
-        const codecs = {};
-        report.forEach((s) => {
-          if (s.type === 'codec') codecs[s.id] = s.mimeType;
-        });
-        report.forEach((s) => {
-          if (s.type === 'inbound-rtp' && s.kind === 'video') {
-            stats.framesDecoded = s.framesDecoded || 0;
-            stats.freezeCount = s.freezeCount || 0;
-            stats.codec = codecs[s.codecId] || null;
-          }
-          if (s.type === 'inbound-rtp' && s.kind === 'audio') {
-            stats.audioPackets = s.packetsReceived || 0;
-            stats.audioLevel = s.audioLevel || 0;
-          }
-        });
-      }
-      const lat = [...r.latencies].sort((a, b) => a - b);
-      const fps = r.frames > 1 && r.lastAt > r.first ? ((r.frames - 1) * 1000) / (r.lastAt - r.first) : 0;
-      const setup = r.first && S.joinedAt ? r.first - S.joinedAt : null;
-      const q = (x) => (lat.length ? lat[Math.round((lat.length - 1) * x)] : null);
-      out.push({
-        id: p.id, name: p.name, phase: p.phase,
-        frames: r.frames, pattern_frames: r.pattern, frames_out_of_order: r.outOfOrder, frames_repeated: r.repeated || 0, last_frame: r.last,
-        width: r.width || 0, height: r.height || 0,
-        latency_ms_p50: q(0.5), latency_ms_p95: q(0.95), fps, setup_ms: setup, ...stats,
-      });
-    }
-    return out;
-  };
-
   // ------------------------------------------------------------------ ringing UI
-  function showRing(p) {
-    S.ringing = p.id;
-    $('ring-name').textContent = p.name;
+  function showRing(id, name) {
+    S.ringing = id;
+    $('ring-name').textContent = name;
     if (!$('ring').open) $('ring').showModal();
   }
   function closeRing() {
@@ -595,23 +381,20 @@
     if ($('ring').open) $('ring').close();
   }
   $('ring-accept').onclick = () => {
-    const p = S.peers.get(S.ringing);
+    const id = S.ringing;
     closeRing();
-    if (p && p.phase === 'incoming') acceptNow(p);
+    if (id) rules((c, t) => c.accept(id, t));
   };
   $('ring-decline').onclick = () => {
-    const p = S.peers.get(S.ringing);
+    const id = S.ringing;
     closeRing();
-    if (p && p.phase === 'incoming') {
-      setPhase(p, 'idle');
-      signal(p.id, { kind: 'decline', reason: 'declined' });
-    }
+    if (id) rules((c, t) => c.decline(id, t));
   };
 
   // ------------------------------------------------------------------ rendering
   function setStatus(s) {
     $('status').dataset.state = s;
-    $('status').textContent = { offline: 'Not connected', connecting: 'Connecting…', connected: 'Connected' }[s];
+    $('status').textContent = { offline: 'Not connected', connecting: 'Connecting…', connected: 'Connected', reconnecting: 'Reconnecting…' }[s];
   }
 
   function render() {
@@ -621,9 +404,10 @@
     $('where').hidden = !inRoom;
     if (!inRoom) return;
     $('where').textContent = `Room ${S.room}`;
+    const people = S.core.participants();
     const ul = $('people');
     ul.innerHTML = '';
-    for (const p of present()) {
+    for (const p of people) {
       const li = document.createElement('li');
       const av = document.createElement('div');
       av.className = 'avatar';
@@ -635,19 +419,21 @@
       if (p.phase === 'idle') {
         const b = document.createElement('button');
         b.textContent = 'Call';
-        b.onclick = () => call(p);
+        b.onclick = () => rules((c, t) => c.call(p.id, t));
         li.append(b);
       }
       ul.append(li);
     }
-    $('alone').hidden = present().length > 0;
-    $('idle').hidden = S.inCall;
-    $('call-all').disabled = present().length === 0;
-    $('btn-hangup').hidden = !S.inCall;
-    $('btn-mic').setAttribute('aria-pressed', String(!S.audio));
-    $('btn-cam').setAttribute('aria-pressed', String(!S.video));
+    if (S.ringing && !people.some((p) => p.id === S.ringing && p.phase === 'incoming')) closeRing();
+    const inCall = S.core.inCall;
+    $('alone').hidden = people.length > 0;
+    $('idle').hidden = inCall;
+    $('call-all').disabled = people.length === 0;
+    $('btn-hangup').hidden = !inCall;
+    $('btn-mic').setAttribute('aria-pressed', String(!S.core.audio));
+    $('btn-cam').setAttribute('aria-pressed', String(!S.core.video));
     let local = $('grid').querySelector('.tile.local');
-    if (S.inCall && !local) {
+    if (inCall && !local) {
       local = document.createElement('div');
       local.className = 'tile local has-video';
       const v = document.createElement('video');
@@ -657,38 +443,36 @@
       v.srcObject = S.stream;
       local.append(v);
       $('grid').prepend(local);
-    } else if (!S.inCall && local) {
+    } else if (!inCall && local) {
       local.remove();
     }
     $('grid').className = `grid n${Math.min($('grid').children.length, 7)}`;
   }
 
   function leaveLocal() {
-    for (const p of S.peers.values()) closeLink(p);
-    S.peers.clear();
-    S.inCall = false;
+    for (const id of [...S.links.keys()]) closeLink(id);
+    rules((c, t) => c.leave(t));
     S.room = null;
-    S.me = null;
+    setStatus('offline');
     render();
   }
 
   // ------------------------------------------------------------------ controls
   function setMedia(audio, video) {
-    S.audio = audio;
-    S.video = video;
     for (const t of S.stream.getAudioTracks()) t.enabled = audio;
     for (const t of S.stream.getVideoTracks()) t.enabled = video;
-    broadcastState();
+    rules((c) => c.setMedia(audio, video));
   }
-  $('btn-mic').onclick = () => setMedia(!S.audio, S.video);
-  $('btn-cam').onclick = () => setMedia(S.audio, !S.video);
+  const hangUp = () => rules((c, t) => c.hangUp(t));
+  $('btn-mic').onclick = () => setMedia(!S.core.audio, S.core.video);
+  $('btn-cam').onclick = () => setMedia(S.core.audio, !S.core.video);
   $('btn-hangup').onclick = hangUp;
-  $('call-all').onclick = () => call(null);
+  $('call-all').onclick = () => rules((c, t) => c.call(null, t));
   $('btn-leave').onclick = () => {
     hangUp();
     S.leaving = true;
     send({ type: 'leave' });
-    S.ws.close();
+    if (S.ws) S.ws.close();
     leaveLocal();
   };
   document.addEventListener('keydown', (e) => {
@@ -697,8 +481,8 @@
       hangUp();
     }
     if (['INPUT', 'SELECT'].includes(document.activeElement && document.activeElement.tagName) || !S.room) return;
-    if (e.key === 'm' || e.key === 'M') setMedia(!S.audio, S.video);
-    if (e.key === 'v' || e.key === 'V') setMedia(S.audio, !S.video);
+    if (e.key === 'm' || e.key === 'M') setMedia(!S.core.audio, S.core.video);
+    if (e.key === 'v' || e.key === 'V') setMedia(S.core.audio, !S.core.video);
   });
   window.addEventListener('beforeunload', () => {
     S.leaving = true;
@@ -722,18 +506,20 @@
     try {
       if (!S.stream) S.stream = await localStream();
       $('preview').srcObject = S.stream;
-      await connect(room, name, $('f-password').value || params.get('password') || null);
-      if (S.wantCall) {
-        const tryCall = () => (S.peers.size ? call(null) : setTimeout(tryCall, 200));
-        tryCall();
-      }
+      S.room = room;
+      S.name = name;
+      S.password = $('f-password').value || params.get('password') || null;
+      await connect();
+      if (params.get('call') === '1') rules((c, t) => c.callWhenPresent(t));
     } catch (e) {
+      S.room = null;
       $('join-error').hidden = false;
       $('join-error').textContent = e.message;
       if (S.ws) {
         S.ws.onclose = null;
         S.ws.close();
       }
+      setStatus('offline');
     } finally {
       $('join-btn').disabled = false;
     }
