@@ -6,6 +6,7 @@
   const { invoke, Channel } = window.__TAURI__.core;
   const { listen } = window.__TAURI__.event;
   const $ = (id) => document.getElementById(id);
+  const Codes = window.ConfabCodes;
 
   let snap = null;
   let hosting = null;
@@ -41,6 +42,7 @@
   function validName(n) {
     if (!n.trim()) return 'Type your name.';
     if ([...n].length > 64) return 'A name has at most 64 characters.';
+    // eslint-disable-next-line no-control-regex -- control characters are what it looks for
     if (/[\u0000-\u001f\u007f]/.test(n)) return 'A name cannot hold control characters.';
     return null;
   }
@@ -325,7 +327,7 @@
     switch (ev.type) {
       case 'state': snap = ev; render(); break;
       case 'notice': onNotice(ev); break;
-      case 'error': toast(ev.message, ev.code === 'reconnecting' ? 'warn' : 'error', 7000); break;
+      case 'error': toast(ev.message, ev.code === Codes.reconnecting ? 'warn' : 'error', 7000); break;
       case 'levels':
         for (const l of ev.peers) {
           const t = tiles.get(l.id);
@@ -381,7 +383,7 @@
       await invoke('join_room', { server, room, name, password: $('f-password').value || null });
     } catch (err) {
       formError(errText(err));
-      if (err && err.code === 'wrong-password') $('pw-details').open = true;
+      if (err && err.code === Codes.wrongPassword) $('pw-details').open = true;
     } finally {
       busy($('join-btn'), false, 'Join');
     }
@@ -416,24 +418,12 @@
   };
 
   // ---------------------------------------------------------------------------- network
-  let settings = null;
-  const iceToText = (list) => list.map((s) => [s.urls.join(','), s.username, s.credential].filter(Boolean).join(' ')).join('\n');
-  function iceFromText(text) {
-    const out = [];
-    for (const line of text.split('\n').map((l) => l.trim()).filter(Boolean)) {
-      const [url, username = '', credential = ''] = line.split(/\s+/);
-      if (!/^(stun|turn|turns):/.test(url)) throw new Error(`"${url}" is not a STUN or TURN address (stun:, turn: or turns:)`);
-      if (url.startsWith('turn') && (!username || !credential)) throw new Error(`${url} needs a username and a password`);
-      out.push({ urls: url.split(','), username, credential });
-    }
-    return out;
-  }
+  // One server a line; Rust parses it (the one grammar confab-peer --ice-server takes too) and
+  // answers a bad line with words.
   $('save-ice').onclick = async () => {
     try {
-      const ice = iceFromText($('f-ice').value);
-      // Start from what Rust holds now (a join may have updated the recent lists).
-      settings = { ...(await invoke('get_settings')), ice_servers: ice };
-      await invoke('save_settings', { settings });
+      await invoke('set_ice_servers', { text: $('f-ice').value });
+      formError(null);
       toast('Network settings saved; they apply to the next call');
     } catch (e) {
       formError(errText(e));
@@ -512,8 +502,7 @@
   (async () => {
     try {
       const s = await invoke('get_settings');
-      settings = s;
-      $('f-ice').value = iceToText(s.ice_servers);
+      $('f-ice').value = await invoke('get_ice_servers');
       $('f-name').value = s.name;
       $('f-room').value = s.room;
       $('f-server').value = s.server;

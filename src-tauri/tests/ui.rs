@@ -120,7 +120,8 @@ async fn a_bad_server_shows_its_error_in_words() -> Result<()> {
         type_into(&c, "#f-ice", "turn:turn.example.org:3478").await?;
         c.find(Locator::Css("#save-ice")).await?.click().await?;
         wait_js(&c, "the TURN error", 5, "return document.getElementById('join-error').textContent.includes('username')").await?;
-        type_into(&c, "#f-ice", "stun:stun.example.org:3478\nturn:turn.example.org:3478 alice s3cret").await?;
+        // Two lines: WebDriver types a line break as the Return key (U+E006).
+        type_into(&c, "#f-ice", "stun:stun.example.org:3478\u{E006}turn:turn.example.org:3478 alice s3cret").await?;
         c.find(Locator::Css("#save-ice")).await?.click().await?;
         let file = dir.join("config").join("settings.json");
         let mut saved = String::new();
@@ -131,7 +132,13 @@ async fn a_bad_server_shows_its_error_in_words() -> Result<()> {
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        ensure!(saved.contains("turn.example.org") && saved.contains("alice"), "{saved}");
+        let shown = c
+            .execute("return document.getElementById('join-error').textContent", vec![])
+            .await?;
+        ensure!(
+            saved.contains("turn.example.org") && saved.contains("alice"),
+            "settings file: {saved:?}; the form says {shown}"
+        );
         Ok(())
     }
     .await;

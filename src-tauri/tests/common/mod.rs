@@ -314,11 +314,20 @@ pub fn in_loopback_netns(test: &str) -> bool {
         .arg(exe)
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env("CONFAB_IN_NETNS", "1")
-        .status()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .output()
         .expect("unshare (util-linux) and ip (iproute2) are needed for browser tests");
+    let out = String::from_utf8_lossy(&status.stdout);
+    print!("{out}");
     assert!(
-        status.success(),
+        status.status.success(),
         "{test} failed inside its network namespace"
+    );
+    // A renamed test would run nothing and pass: exactly this one test must have run.
+    assert!(
+        out.contains("running 1 test") && out.contains("1 passed"),
+        "the inner run of {test} did not run exactly that test:\n{out}"
     );
     false
 }
