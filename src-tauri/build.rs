@@ -22,6 +22,7 @@ fn main() {
             "set_ice_servers",
             "host_lan_room",
             "stop_hosting",
+            "get_hosting",
             "open_video",
             "frame_ack",
             "tile_size",

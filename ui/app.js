@@ -147,10 +147,7 @@
     $('room-screen').hidden = !inRoom;
     if (inRoom !== wasRoom) {
       invoke('set_preview', { enabled: !inRoom }).catch(() => {});
-      if (!inRoom) {
-        $('preview-tile').classList.remove('has-video');
-        hosting = null;
-      }
+      if (!inRoom) $('preview-tile').classList.remove('has-video');
     }
     const where = $('where');
     where.hidden = !inRoom;
@@ -310,16 +307,10 @@
 
   // ---------------------------------------------------------------------------- events
   function onNotice(n) {
-    switch (n.kind) {
-      case 'incoming-call': showRing(n.from, n.name); break;
-      case 'ring-cancelled': if (ringing === n.from) closeRing(); toast(`Missed call from ${n.name}`, 'warn'); break;
-      case 'declined': toast(`${n.name} declined the call`, 'warn'); break;
-      case 'no-answer': toast(`${n.name} did not answer`, 'warn'); break;
-      case 'hung-up': toast(`${n.name} left the call`); break;
-      case 'link-failed': toast(`The connection to ${n.name} was lost`, 'error'); break;
-      case 'call-ended': toast('Call ended'); break;
-      default: break;
-    }
+    if (n.kind === 'incoming-call') showRing(n.from, n.name);
+    if (n.kind === 'ring-cancelled' && ringing === n.from) closeRing();
+    const t = window.ConfabNotices.toast(n);
+    if (t) toast(t[0], t[1]);
   }
 
   listen('engine', (e) => {
@@ -389,17 +380,27 @@
     }
   });
 
+  // Hosting is state Rust sends (the `hosting` event); an empty room gets a name nobody guesses.
+  function showHosting(h) {
+    hosting = h;
+    $('hosting').hidden = !h;
+    if (h) $('hosting-address').textContent = h.address;
+    if (snap) render();
+  }
+  listen('hosting', (e) => showHosting(e.payload));
+  $('stop-hosting').onclick = () => run('stop_hosting').catch(() => {});
+
   $('host-btn').onclick = async () => {
     const name = $('f-name').value;
-    const room = $('f-room').value.trim() || `room-${Math.random().toString(36).slice(2, 7)}`;
-    const problem = validName(name) || validRoom(room);
+    const room = $('f-room').value.trim();
+    const problem = validName(name) || (room && validRoom(room));
     if (problem) return formError(problem);
     formError(null);
     busy($('host-btn'), true, 'Starting');
     try {
-      hosting = await invoke('host_lan_room', { room, name, password: $('f-password').value || null });
-      toast(`Hosting room ${room} at ${hosting.address}`);
-      if (snap) render();
+      const h = await invoke('host_lan_room', { room, name, password: $('f-password').value || null });
+      showHosting(h);
+      toast(`Hosting room ${h.room} at ${h.address}`);
     } catch (err) {
       formError(errText(err));
     } finally {
@@ -519,6 +520,7 @@
       if (launch.name) $('f-name').value = launch.name;
       for (const n of launch.notices) toast(n, 'warn', 12000);
       snap = await invoke('get_state');
+      showHosting(await invoke('get_hosting'));
       render();
     } catch (e) {
       toast(`Confab could not start properly: ${errText(e)}`, 'error', 15000);

@@ -3,15 +3,13 @@
 //! into `{code, message}`.
 
 use crate::frames::UiFrames;
-use crate::invite;
+use crate::host::{Host, Hosting};
 use crate::ipc::{IpcError, IpcResult};
 use crate::settings::{Settings, Store};
 use confab_engine::media_kit::device::{self, AudioSourceSpec, VideoSourceSpec, DEFAULT_TONE_HZ};
 use confab_engine::{Engine, EngineEvent, ErrorCode, IceServer, Joined, Snapshot};
 use confab_protocol::PeerId;
-use confab_signal::{SignalConfig, SignalServer};
 use serde::Serialize;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use tauri::ipc::{Channel, InvokeResponseBody};
 use tauri::{AppHandle, Emitter, State};
@@ -27,24 +25,13 @@ pub struct Launch {
     pub notices: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Hosting {
-    /// `IP:PORT` others on the network type in.
-    pub address: String,
-    /// The WebSocket URL of the server.
-    pub server: String,
-    pub room: String,
-    /// `confab://join?…`, for another Confab.
-    pub link: String,
-}
-
 pub struct AppState {
     pub engine: Engine,
     pub frames: Arc<UiFrames>,
     pub store: Store,
     pub settings: Mutex<Settings>,
     pub launch: Mutex<Launch>,
-    pub host: tokio::sync::Mutex<Option<(SignalServer, Hosting)>>,
+    pub host: Host,
     pub started: std::time::Instant,
     /// Background tasks of the app (event forwarding, device watching, figures), awaited on
     /// exit after `stop` is set.
@@ -123,20 +110,6 @@ pub async fn watch_devices(app: AppHandle, mut stop: tokio::sync::watch::Receive
     }
 }
 
-/// The address others on the LAN reach this computer at (the interface of the default route;
-/// nothing is sent).
-pub fn lan_ip() -> IpAddr {
-    let probe = || -> std::io::Result<IpAddr> {
-        let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
-        s.connect("192.0.2.1:9")?;
-        Ok(s.local_addr()?.ip())
-    };
-    match probe() {
-        Ok(ip) if !ip.is_unspecified() => ip,
-        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Commands
 
@@ -181,9 +154,12 @@ pub async fn join_room(
     Ok(joined)
 }
 
+/// Leaves the room; a room hosted on this computer stops with it.
 #[tauri::command]
-pub async fn leave_room(state: State<'_, AppState>) -> IpcResult<()> {
-    Ok(state.engine.leave().await?)
+pub async fn leave_room(app: AppHandle, state: State<'_, AppState>) -> IpcResult<()> {
+    let left = state.engine.leave().await;
+    stop_host(&app, &state).await;
+    Ok(left?)
 }
 
 #[tauri::command]
@@ -353,70 +329,63 @@ pub async fn save_settings(state: State<'_, AppState>, settings: Settings) -> Ip
     Ok(())
 }
 
-/// Starts the signaling server inside the app (the same code as `confab-signal`) on this
-/// computer's network address, and joins it.
+/// Starts the signaling server inside the app (the same code as `confab-signal`, with a LAN's
+/// limits) on this computer's network address, and joins it. An empty room gets a name nobody
+/// guesses. The window learns of it through the `hosting` event.
 #[tauri::command]
 pub async fn host_lan_room(
+    app: AppHandle,
     state: State<'_, AppState>,
     room: String,
     name: String,
     password: Option<String>,
 ) -> IpcResult<Hosting> {
+    let room = if room.trim().is_empty() {
+        crate::host::random_room()
+    } else {
+        room
+    };
     confab_protocol::validate_room(&room).map_err(|m| IpcError::new(ErrorCode::InvalidRoom, m))?;
     confab_protocol::validate_name(&name).map_err(|m| IpcError::new(ErrorCode::InvalidName, m))?;
-    let mut host = state.host.lock().await;
-    if host.is_none() {
-        // The usual port if it is free, any port otherwise.
-        let mut server = None;
-        for port in [8787u16, 0] {
-            let config = SignalConfig {
-                listen: SocketAddr::from(([0, 0, 0, 0], port)),
-                ..Default::default()
-            };
-            match SignalServer::start(config).await {
-                Ok(s) => {
-                    server = Some(s);
-                    break;
-                }
-                Err(e) => tracing::info!("hosting on port {port}: {e}"),
-            }
-        }
-        let server = server
-            .ok_or_else(|| IpcError::new(ErrorCode::Host, "Could not open a port to host on."))?;
-        let port = server.local_addr().port();
-        let address = SocketAddr::new(lan_ip(), port).to_string();
-        let url = format!("ws://{address}/ws");
-        let hosting = Hosting {
-            link: invite::make(&url, &room),
-            address,
-            server: url,
-            room: room.clone(),
-        };
-        *host = Some((server, hosting));
-    }
-    let (server, hosting) = host.as_ref().expect("set above");
-    let local = format!("ws://127.0.0.1:{}/ws", server.local_addr().port());
-    let mut hosting = hosting.clone();
-    if hosting.room != room {
-        hosting.room = room.clone();
-        hosting.link = invite::make(&hosting.server, &room);
-    }
-    drop(host);
-    state
+    let hosting = state
+        .host
+        .start(&room)
+        .await
+        .map_err(|e| IpcError::new(ErrorCode::Host, e.to_string()))?;
+    let _ = app.emit("hosting", Some(&hosting));
+    if let Err(e) = state
         .engine
-        .join(&local, &room, &name, password.as_deref())
-        .await?;
+        .join(&hosting.local, &room, &name, password.as_deref())
+        .await
+    {
+        // Nothing to host for: stop again.
+        stop_host(&app, &state).await;
+        return Err(e.into());
+    }
     Ok(hosting)
 }
 
+/// Stops hosting, if hosting, and tells the window.
+pub async fn stop_host(app: &AppHandle, state: &AppState) {
+    if state.host.stop().await {
+        let _ = app.emit("hosting", None::<&Hosting>);
+    }
+}
+
+/// Stops hosting: everyone in the hosted rooms is told the server is going away, and we leave.
 #[tauri::command]
-pub async fn stop_hosting(state: State<'_, AppState>) -> IpcResult<()> {
-    let taken = state.host.lock().await.take();
-    if let Some((server, _)) = taken {
+pub async fn stop_hosting(app: AppHandle, state: State<'_, AppState>) -> IpcResult<()> {
+    if state.host.current().is_some() {
         let _ = state.engine.leave().await;
-        server.shutdown(std::time::Duration::from_secs(2)).await;
+        stop_host(&app, &state).await;
     }
     Ok(())
+}
+
+/// What is hosted now (the window asks at start; afterwards the `hosting` event tells).
+#[tauri::command]
+pub async fn get_hosting(state: State<'_, AppState>) -> IpcResult<Option<Hosting>> {
+    Ok(state.host.current())
 }
 
 #[tauri::command]

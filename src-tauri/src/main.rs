@@ -10,6 +10,7 @@
 
 mod app;
 mod frames;
+mod host;
 mod invite;
 mod ipc;
 mod settings;
@@ -120,6 +121,7 @@ fn main() {
             app::set_ice_servers,
             app::host_lan_room,
             app::stop_hosting,
+            app::get_hosting,
             app::open_video,
             app::frame_ack,
             app::tile_size,
@@ -148,9 +150,7 @@ fn main() {
                 tauri::async_runtime::block_on(async {
                     let _ =
                         tokio::time::timeout(Duration::from_secs(8), state.engine.shutdown()).await;
-                    if let Some((server, _)) = state.host.lock().await.take() {
-                        server.shutdown(Duration::from_secs(2)).await;
-                    }
+                    state.host.stop().await;
                     // The event forwarder ends with the engine; the others on `stop`.
                     for t in tasks {
                         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
@@ -288,7 +288,7 @@ fn setup(
         store,
         settings: Mutex::new(settings),
         launch: Mutex::new(launch),
-        host: tokio::sync::Mutex::new(None),
+        host: host::Host::default(),
         started,
         tasks: Mutex::new(Vec::new()),
         stop,

@@ -180,6 +180,28 @@ async fn host_on_this_computer() -> Result<()> {
         })
         .await??;
         ensure!(page.starts_with("HTTP/1.1 200") && page.contains("client.js"), "{page}");
+        // Hosting shows in the bar, with a Stop button that ends it: back to the join screen,
+        // the indicator gone, and nothing listens on the port any more.
+        let shown = wait_js(&c, "the hosting indicator", 10, "const h = document.getElementById('hosting'); return !h.hidden && h.textContent").await?;
+        ensure!(shown.as_str().unwrap_or("").contains(&address), "{shown}");
+        c.find(Locator::Css("#stop-hosting")).await?.click().await?;
+        wait_js(&c, "the join screen after Stop", 20, "return !document.getElementById('join-screen').hidden && document.getElementById('hosting').hidden").await?;
+        let port: u16 = address.rsplit(':').next().unwrap_or_default().parse()?;
+        let mut closed = false;
+        for _ in 0..50 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                closed = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        ensure!(closed, "the hosted server still listens on {port} after Stop");
+        // Hosting with no room name picks one nobody guesses (80 bits).
+        c.find(Locator::Css("#f-room")).await?.clear().await?;
+        c.find(Locator::Css("#host-btn")).await?.click().await?;
+        let room = wait_js(&c, "a hosted random room", 20, "const w = document.getElementById('where'); return !w.hidden && w.querySelector('strong') && w.querySelector('strong').textContent").await?;
+        let room = room.as_str().unwrap_or_default();
+        ensure!(room.starts_with("confab-") && room.len() == 23, "{room}");
         drop(guest);
         Ok(())
     }

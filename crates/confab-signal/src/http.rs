@@ -182,6 +182,11 @@ const WEB: &[(&str, &str, &str)] = &[
         include_str!("../web/measure.js"),
     ),
     (
+        "/notices.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../ui/notices.js"),
+    ),
+    (
         "/pattern.js",
         "text/javascript; charset=utf-8",
         include_str!("../../../ui/pattern.js"),

@@ -126,6 +126,7 @@ async fn healthz_and_plain_http() {
         ("/client.js", "confabWeb"),
         ("/callcore.js", "ConfabCallCore"),
         ("/measure.js", "ConfabMeasure"),
+        ("/notices.js", "ConfabNotices"),
         ("/pattern.js", "ConfabPattern"),
         ("/style.css", ".tile"),
         ("/logo.svg", "<svg"),

@@ -29,14 +29,19 @@
     refusalTold: false,
   };
   window.confabWeb = S;
-  // Every link, also to someone who is away (media flows while the server is gone).
-  S.report = () => window.ConfabMeasure.report(
-    [...S.links.values()].map((l) => {
-      const p = S.core.peers.get(l.id);
-      return { id: l.id, name: p ? p.name : '', phase: p ? p.phase : 'idle', pc: l.pc, readings: l.readings };
-    }),
-    S.joinedAt,
-  );
+  // Everyone in the room, and every link (also to someone who is away: media flows while the
+  // server is gone).
+  S.report = () => {
+    const ids = new Set([...S.core.participants().map((p) => p.id), ...S.links.keys()]);
+    return window.ConfabMeasure.report(
+      [...ids].map((id) => {
+        const p = S.core.peers.get(id);
+        const l = S.links.get(id);
+        return { id, name: p ? p.name : '', phase: p ? p.phase : 'idle', pc: l ? l.pc : null, readings: l ? l.readings : null };
+      }),
+      S.joinedAt,
+    );
+  };
 
   const ERRORS = {
     'not-joined': 'Join a room first.',
@@ -76,16 +81,10 @@
   }
 
   function onNotice(n) {
-    switch (n.kind) {
-      case 'incoming-call': showRing(n.from, n.name); break;
-      case 'ring-cancelled': if (S.ringing === n.from) closeRing(); toast(`Missed call from ${n.name}`, 'warn'); break;
-      case 'declined': toast(`${n.name} declined the call`, 'warn'); break;
-      case 'no-answer': toast(`${n.name} did not answer`, 'warn'); break;
-      case 'hung-up': toast(`${n.name} left the call`); break;
-      case 'link-failed': toast(`The connection to ${n.name} was lost`, 'error'); break;
-      case 'call-ended': toast('Call ended'); break;
-      default: break;
-    }
+    if (n.kind === 'incoming-call') showRing(n.from, n.name);
+    if (n.kind === 'ring-cancelled' && S.ringing === n.from) closeRing();
+    const t = window.ConfabNotices.toast(n);
+    if (t) toast(t[0], t[1]);
   }
 
   // ------------------------------------------------------------------ local media
