@@ -14,6 +14,7 @@ fn main() {
             "set_mic_enabled",
             "set_camera_enabled",
             "set_preview",
+            "set_admit_all",
             "list_devices",
             "select_devices",
             "get_settings",

@@ -186,6 +186,7 @@
       ul.append(li);
     }
     $('alone').hidden = s.participants.length > 0;
+    $('admit-all').checked = !!s.admit_all;
     $('invite').hidden = !hosting;
     if (hosting) $('invite-address').textContent = hosting.address;
 
@@ -275,9 +276,14 @@
       ringAudio = null;
     }
   }
-  function showRing(from, name) {
+  // An incoming call, or (in a call) someone asking to join it: Admit / Deny.
+  function showRing(from, name, joining = false) {
     ringing = from;
     $('ring-name').textContent = name;
+    $('ring-what').textContent = joining ? 'wants to join the call' : 'is calling';
+    $('ring-hint').hidden = !joining;
+    $('ring-accept').title = joining ? 'Admit' : 'Accept';
+    $('ring-decline').title = joining ? 'Deny' : 'Decline';
     $('ring-avatar').textContent = initial(name);
     if (!$('ring').open) $('ring').showModal();
     startRingSound();
@@ -308,6 +314,7 @@
   // ---------------------------------------------------------------------------- events
   function onNotice(n) {
     if (n.kind === 'incoming-call') showRing(n.from, n.name);
+    if (n.kind === 'join-request') showRing(n.from, n.name, true);
     if (n.kind === 'ring-cancelled' && ringing === n.from) closeRing();
     const t = window.ConfabNotices.toast(n);
     if (t) toast(t[0], t[1]);
@@ -389,6 +396,7 @@
   }
   listen('hosting', (e) => showHosting(e.payload));
   $('stop-hosting').onclick = () => run('stop_hosting').catch(() => {});
+  $('admit-all').onchange = (e) => run('set_admit_all', { enabled: e.target.checked }).catch(() => {});
 
   $('host-btn').onclick = async () => {
     const name = $('f-name').value;

@@ -192,6 +192,12 @@ pub async fn set_camera_enabled(state: State<'_, AppState>, enabled: bool) -> Ip
     Ok(state.engine.set_camera_enabled(enabled).await?)
 }
 
+/// Lets everyone who asks to join our call in without asking, or asks each time.
+#[tauri::command]
+pub async fn set_admit_all(state: State<'_, AppState>, enabled: bool) -> IpcResult<()> {
+    Ok(state.engine.set_admit_all(enabled).await?)
+}
+
 #[tauri::command]
 pub async fn set_preview(state: State<'_, AppState>, enabled: bool) -> IpcResult<()> {
     Ok(state.engine.set_preview(enabled).await?)

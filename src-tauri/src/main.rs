@@ -113,6 +113,7 @@ fn main() {
             app::set_mic_enabled,
             app::set_camera_enabled,
             app::set_preview,
+            app::set_admit_all,
             app::list_devices,
             app::select_devices,
             app::get_settings,

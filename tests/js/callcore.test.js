@@ -45,7 +45,7 @@ function stateOf(core) {
 const flow = load('call-flow.json');
 for (const s of flow.scenarios) {
   test(`call flow: ${s.about}`, () => {
-    const core = new CallCore(s.session, s.auto_accept);
+    const core = new CallCore(s.session, s.secret, s.auto_accept);
     s.steps.forEach((st, i) => {
       const { out, error } = step(core, st.at, st.in);
       const where = `step ${i} ${JSON.stringify(st.in)}`;
@@ -72,6 +72,14 @@ for (const s of health.scenarios) {
     });
   });
 }
+
+test('sha256 matches Node\'s for ASCII, UTF-8 and block edges', () => {
+  const { sha256Hex } = require(path.join(root, 'crates/confab-signal/web/callcore.js'));
+  const crypto = require('node:crypto');
+  for (const t of ['', 'abc', 'Zoë 🎥', 'a'.repeat(55), 'a'.repeat(56), 'a'.repeat(64), 'x'.repeat(1000)]) {
+    assert.strictEqual(sha256Hex(t), crypto.createHash('sha256').update(t, 'utf8').digest('hex'), JSON.stringify(t.slice(0, 10)));
+  }
+});
 
 test('the tables are not empty', () => {
   assert.ok(flow.scenarios.length >= 20);

@@ -21,5 +21,5 @@ test('every notice kind in the scenario tables is known', () => {
   const kinds = new Set();
   for (const s of flow.scenarios) for (const st of s.steps) for (const a of st.out || []) if (a.action === 'notice') kinds.add(a.notice.kind);
   assert.ok(kinds.size >= 6, [...kinds].join());
-  for (const k of kinds) assert.ok(k === 'incoming-call' || toast({ kind: k, name: 'N' }), k);
+  for (const k of kinds) assert.ok(['incoming-call', 'join-request'].includes(k) || toast({ kind: k, name: 'N', by: 'B' }), k);
 });

@@ -7,12 +7,17 @@ use crate::Millis;
 use confab_protocol::call::CallSignal;
 use confab_protocol::{PeerId, PeerInfo};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// How long a ring waits for an answer.
 pub const RING_TIMEOUT_MS: Millis = 30_000;
 /// How long a peer that left the room keeps its link, waiting to come back under a new id.
 pub const REJOIN_GRACE_MS: Millis = 30_000;
+/// A request to join our call is shown after this long, unless a call member lets the
+/// newcomer in first (a newcomer's rings to the members usually arrive just before the member
+/// who admitted it says so).
+pub const JOIN_REQUEST_GRACE_MS: Millis = 2_000;
 
 /// The link with one remote peer, as the call logic sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -46,6 +51,22 @@ pub struct Participant {
 pub enum Notice {
     IncomingCall {
         from: PeerId,
+        name: String,
+    },
+    /// Someone not yet in our call asks to join it: admit (`accept`) or deny (`decline`).
+    JoinRequest {
+        from: PeerId,
+        name: String,
+    },
+    /// Another member of our call let `peer` in, so we did too.
+    Admitted {
+        peer: PeerId,
+        name: String,
+        by: String,
+    },
+    /// `peer` is in the call with us now.
+    JoinedCall {
+        peer: PeerId,
         name: String,
     },
     RingCancelled {
@@ -143,6 +164,14 @@ struct Peer {
     since: Millis,
     /// Gone from the room (peer-left or our own reconnection) but its link may live on.
     away_since: Option<Millis>,
+    /// Their half of the link secret (from their `ring` or `accept`).
+    their_nonce: Option<String>,
+    /// Known to the two ends of a link only: proves a returning peer (`resume`).
+    link_secret: Option<String>,
+    /// A member of our call let them in: their ring is accepted without asking.
+    vouched: bool,
+    /// Their ring (or request to join) was shown to the user.
+    announced: bool,
 }
 
 impl Peer {
@@ -151,14 +180,33 @@ impl Peer {
     }
 }
 
+/// SHA-256 as hex, first 32 characters (128 bits).
+fn hash(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a returning peer sends to prove it held the link (bound to both ids).
+pub fn resume_proof(link_secret: &str, from: &PeerId, to: &PeerId) -> String {
+    hash(&format!("{link_secret}:{from}:{to}"))
+}
+
+/// Longest nonce taken from the other side, and most proofs looked at in one `resume`.
+const MAX_NONCE: usize = 64;
+const MAX_PROOFS: usize = 16;
+
 pub struct CallCore {
     session: String,
+    /// Never sent: the link nonces derive from it.
+    secret: String,
     me: Option<PeerId>,
     peers: BTreeMap<PeerId, Peer>,
     in_call: bool,
     audio: bool,
     video: bool,
     auto_accept: bool,
+    /// Admit everyone who asks to join our call, without asking the user.
+    admit_all: bool,
     /// Call everyone as soon as someone is in the room (set by `call_when_present`).
     call_on_arrival: bool,
     ring_timeout: Millis,
@@ -167,15 +215,18 @@ pub struct CallCore {
 }
 
 impl CallCore {
-    pub fn new(session: String, auto_accept: bool) -> Self {
+    /// `session` is announced to the room; `secret` is never sent (give 128 random bits).
+    pub fn new(session: String, secret: String, auto_accept: bool) -> Self {
         CallCore {
             session,
+            secret,
             me: None,
             peers: BTreeMap::new(),
             in_call: false,
             audio: true,
             video: true,
             auto_accept,
+            admit_all: false,
             call_on_arrival: false,
             ring_timeout: RING_TIMEOUT_MS,
             rejoin_grace: REJOIN_GRACE_MS,
@@ -208,6 +259,15 @@ impl CallCore {
 
     pub fn set_auto_accept(&mut self, on: bool) {
         self.auto_accept = on;
+    }
+
+    /// Admit everyone who asks to join our call (the room is open), or ask each time.
+    pub fn set_admit_all(&mut self, on: bool) {
+        self.admit_all = on;
+    }
+
+    pub fn admits_all(&self) -> bool {
+        self.admit_all
     }
 
     /// Whether a call will start as soon as someone is in the room.
@@ -288,7 +348,23 @@ impl CallCore {
         self.me.as_ref().is_some_and(|me| me > peer)
     }
 
+    /// Our half of the secret of a link with `peer` (sent in our `ring` or `accept`).
+    fn my_nonce(&self, peer: &PeerId) -> String {
+        hash(&format!("{}:nonce:{peer}", self.secret))
+    }
+
     fn open_link(&mut self, peer: &PeerId, offerer: bool) {
+        let mine = self.my_nonce(peer);
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.link_secret = p.their_nonce.as_ref().map(|theirs| {
+                let (a, b) = if mine <= *theirs {
+                    (mine.as_str(), theirs.as_str())
+                } else {
+                    (theirs.as_str(), mine.as_str())
+                };
+                hash(&format!("{a}:{b}"))
+            });
+        }
         let polite = self.polite_with(peer);
         self.out.push(Action::OpenLink {
             peer: peer.clone(),
@@ -323,10 +399,36 @@ impl CallCore {
                 None => self.add_peer(info.id, info.name, now),
             }
         }
+        // Links that survived our reconnection: prove to the others who we were (before our
+        // state, so that they carry the link over rather than ring the new id).
+        let present: Vec<PeerId> = self.present().cloned().collect();
+        for y in present {
+            self.send_resume(&y);
+        }
         self.broadcast_state();
         // Rings that were pending are gone with the old connection.
         self.maybe_end_call();
         self.maybe_call_on_arrival(now);
+    }
+
+    /// Sends `to` the proofs of the links it may have held with us under another id: the link
+    /// with `to` itself (it may see us as away), and every link whose peer is away.
+    fn send_resume(&mut self, to: &PeerId) {
+        let Some(me) = self.me.clone() else { return };
+        let to_is_linked = self.peers.get(to).is_some_and(Peer::linked);
+        let proofs: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| {
+                p.linked() && (*id == to || (p.away_since.is_some() && !to_is_linked))
+            })
+            .filter_map(|(_, p)| p.link_secret.as_ref())
+            .map(|secret| resume_proof(secret, &me, to))
+            .take(MAX_PROOFS)
+            .collect();
+        if !proofs.is_empty() {
+            self.send(to, CallSignal::Resume { proofs });
+        }
     }
 
     fn add_peer(&mut self, id: PeerId, name: String, now: Millis) {
@@ -341,6 +443,10 @@ impl CallCore {
                 phase: Phase::Idle,
                 since: now,
                 away_since: None,
+                their_nonce: None,
+                link_secret: None,
+                vouched: false,
+                announced: false,
             },
         );
     }
@@ -356,6 +462,8 @@ impl CallCore {
             return;
         }
         self.add_peer(id.clone(), name, now);
+        // Someone we held a link with may be back under this id.
+        self.send_resume(&id);
         let s = self.state_signal();
         self.send(&id, s);
         self.out.push(Action::Changed);
@@ -372,12 +480,14 @@ impl CallCore {
                 p.away_since = Some(now);
             }
             Phase::Incoming => {
-                let name = p.name.clone();
+                let (name, announced) = (p.name.clone(), p.announced);
                 self.peers.remove(id);
-                self.notice(Notice::RingCancelled {
-                    from: id.clone(),
-                    name,
-                });
+                if announced {
+                    self.notice(Notice::RingCancelled {
+                        from: id.clone(),
+                        name,
+                    });
+                }
             }
             Phase::Idle | Phase::Ringing => {
                 self.peers.remove(id);
@@ -406,28 +516,21 @@ impl CallCore {
                 video,
                 session,
             } => {
-                if let Some(s) = &session {
-                    self.rebind_if_same_session(from, s);
-                }
                 let p = self.peers.get_mut(from).expect("checked");
                 p.in_call = in_call;
                 p.audio = audio;
                 p.video = video;
                 p.session = session;
                 self.out.push(Action::Changed);
-                // Fill the mesh: two peers in a call without a link; the smaller id rings.
-                let phase = self.peers[from].phase;
-                if self.in_call
-                    && in_call
-                    && phase == Phase::Idle
-                    && self.me.as_ref().is_some_and(|me| me < from)
-                {
-                    self.ring(from, now);
-                }
+                self.fill_mesh(from, now);
             }
-            CallSignal::Ring => self.on_ring(from, now),
-            CallSignal::Accept => {
+            CallSignal::Ring { nonce } => {
+                self.take_nonce(from, nonce);
+                self.on_ring(from, now);
+            }
+            CallSignal::Accept { nonce } => {
                 if self.peers[from].phase == Phase::Ringing {
+                    self.take_nonce(from, nonce);
                     self.set_phase(from, Phase::Connecting, now);
                     self.open_link(from, true);
                 }
@@ -450,11 +553,14 @@ impl CallCore {
                 match phase {
                     Phase::Idle => {}
                     Phase::Incoming => {
+                        let announced = self.peers[from].announced;
                         self.set_phase(from, Phase::Idle, now);
-                        self.notice(Notice::RingCancelled {
-                            from: from.clone(),
-                            name,
-                        });
+                        if announced {
+                            self.notice(Notice::RingCancelled {
+                                from: from.clone(),
+                                name,
+                            });
+                        }
                     }
                     Phase::Ringing => {
                         self.set_phase(from, Phase::Idle, now);
@@ -476,42 +582,105 @@ impl CallCore {
                     }
                 }
             }
+            CallSignal::Admit { peer } => self.on_admit(from, &peer, now),
+            CallSignal::Resume { proofs } => self.on_resume(from, &proofs),
             CallSignal::Description { .. } | CallSignal::Candidate { .. } => {}
         }
     }
 
-    /// A peer that reconnected under a new id announces the session of one that went away:
-    /// its link carries over. Only a peer that is away can be taken over this way (sessions are
-    /// visible to the whole room, so a present peer's session proves nothing), and never onto
-    /// an id that already has a link.
-    fn rebind_if_same_session(&mut self, new_id: &PeerId, session: &str) {
+    fn take_nonce(&mut self, from: &PeerId, nonce: Option<String>) {
+        if let (Some(p), Some(n)) = (self.peers.get_mut(from), nonce) {
+            if !n.is_empty() && n.len() <= MAX_NONCE {
+                p.their_nonce = Some(n);
+            }
+        }
+    }
+
+    /// Fills the mesh: two members of one call without a link; the smaller id rings. A member
+    /// is someone our call let in (`vouched`): a `state` claiming "in a call" proves nothing.
+    fn fill_mesh(&mut self, peer: &PeerId, now: Millis) {
+        let due = self.in_call
+            && self.me.as_ref().is_some_and(|me| me < peer)
+            && self.peers.get(peer).is_some_and(|p| {
+                p.in_call && p.vouched && p.phase == Phase::Idle && p.away_since.is_none()
+            });
+        if due {
+            self.ring(peer, now);
+        }
+    }
+
+    /// A member of our call let `peer` in: we accept `peer` without asking.
+    /// (Sent to members whose link is connected; taken from members whose link is connecting
+    /// or connected.)
+    fn on_admit(&mut self, by: &PeerId, peer: &PeerId, now: Millis) {
+        // Only from someone in our call (a link we agreed to: its "connected" may not have
+        // reached us yet when they vouch).
+        let trusted = self.in_call
+            && self
+                .peers
+                .get(by)
+                .is_some_and(|p| p.linked() && p.away_since.is_none());
+        if !trusted || by == peer {
+            return;
+        }
+        let Some(p) = self.peers.get_mut(peer) else {
+            return;
+        };
+        p.vouched = true;
+        if p.phase == Phase::Incoming {
+            let (name, by_name) = (self.name(peer), self.name(by));
+            self.notice(Notice::Admitted {
+                peer: peer.clone(),
+                name,
+                by: by_name,
+            });
+            self.accept_now(peer, now);
+        } else {
+            self.fill_mesh(peer, now);
+        }
+    }
+
+    /// A peer back under a new id proves which link was its: that link carries over. Only a
+    /// peer that is away can be taken over, never onto an id that already has a link, and only
+    /// with a proof nobody but the two ends of the link can make.
+    fn on_resume(&mut self, new_id: &PeerId, proofs: &[String]) {
+        let Some(me) = self.me.clone() else { return };
+        // Our ring to the new id (the mesh filling in) may have crossed its proof: a link beats
+        // a ring. Anything further along is never replaced.
+        if self
+            .peers
+            .get(new_id)
+            .is_some_and(|p| !matches!(p.phase, Phase::Idle | Phase::Ringing))
+        {
+            return;
+        }
+        let proofs = &proofs[..proofs.len().min(MAX_PROOFS)];
         let old = self
             .peers
             .iter()
             .find(|(id, p)| {
-                *id != new_id && p.away_since.is_some() && p.session.as_deref() == Some(session)
+                *id != new_id
+                    && p.away_since.is_some()
+                    && p.linked()
+                    && p.link_secret
+                        .as_ref()
+                        .is_some_and(|s| proofs.contains(&resume_proof(s, new_id, &me)))
             })
             .map(|(id, _)| id.clone());
         let Some(old) = old else { return };
-        if self
-            .peers
-            .get(new_id)
-            .is_some_and(|p| p.phase != Phase::Idle)
-        {
-            return;
-        }
         let Some(old_peer) = self.peers.remove(&old) else {
             return;
         };
-        if old_peer.linked() {
-            let p = self.peers.get_mut(new_id).expect("caller checked");
-            p.phase = old_peer.phase;
-            p.since = old_peer.since;
-            self.out.push(Action::RebindLink {
-                from: old,
-                to: new_id.clone(),
-            });
-        }
+        let p = self.peers.get_mut(new_id).expect("checked above");
+        p.phase = old_peer.phase;
+        p.since = old_peer.since;
+        p.link_secret = old_peer.link_secret;
+        p.their_nonce = old_peer.their_nonce;
+        p.vouched = true;
+        self.out.push(Action::RebindLink {
+            from: old,
+            to: new_id.clone(),
+        });
         self.out.push(Action::Changed);
     }
 
@@ -526,20 +695,30 @@ impl CallCore {
                 if me_smaller {
                     self.open_link(from, true);
                 } else {
-                    self.send(from, CallSignal::Accept);
+                    let nonce = Some(self.my_nonce(from));
+                    self.send(from, CallSignal::Accept { nonce });
                     self.open_link(from, false);
                 }
             }
             Phase::Idle => {
-                if self.in_call || self.auto_accept {
+                // Someone in our call gets our media only once we (or a call member, or the
+                // "admit everyone" setting) let them in.
+                let vouched = self.peers[from].vouched;
+                if self.auto_accept || (self.in_call && (vouched || self.admit_all)) {
                     self.accept_now(from, now);
                 } else {
                     self.set_phase(from, Phase::Incoming, now);
-                    let name = self.name(from);
-                    self.notice(Notice::IncomingCall {
-                        from: from.clone(),
-                        name,
-                    });
+                    if let Some(p) = self.peers.get_mut(from) {
+                        p.announced = !self.in_call;
+                    }
+                    if !self.in_call {
+                        let name = self.name(from);
+                        self.notice(Notice::IncomingCall {
+                            from: from.clone(),
+                            name,
+                        });
+                    }
+                    // A request to join our call waits JOIN_REQUEST_GRACE_MS (see `tick`).
                 }
             }
         }
@@ -547,7 +726,8 @@ impl CallCore {
 
     fn accept_now(&mut self, from: &PeerId, now: Millis) {
         self.set_phase(from, Phase::Connecting, now);
-        self.send(from, CallSignal::Accept);
+        let nonce = Some(self.my_nonce(from));
+        self.send(from, CallSignal::Accept { nonce });
         self.open_link(from, false);
         self.enter_call(now);
     }
@@ -578,7 +758,23 @@ impl CallCore {
 
     fn ring(&mut self, id: &PeerId, now: Millis) {
         self.set_phase(id, Phase::Ringing, now);
-        self.send(id, CallSignal::Ring);
+        let nonce = Some(self.my_nonce(id));
+        self.send(id, CallSignal::Ring { nonce });
+    }
+
+    /// Tells every other member of our call that `peer` is in (so they accept its ring without
+    /// asking), and tells `peer` who they are.
+    fn vouch(&mut self, peer: &PeerId) {
+        let members: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| *id != peer && p.phase == Phase::Connected && p.away_since.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for m in members {
+            self.send(&m, CallSignal::Admit { peer: peer.clone() });
+            self.send(peer, CallSignal::Admit { peer: m });
+        }
     }
 
     // ----- link events ---------------------------------------------------------------------
@@ -590,6 +786,14 @@ impl CallCore {
             .is_some_and(|p| p.phase == Phase::Connecting)
         {
             self.set_phase(id, Phase::Connected, now);
+            let name = self.name(id);
+            self.notice(Notice::JoinedCall {
+                peer: id.clone(),
+                name,
+            });
+            if self.in_call {
+                self.vouch(id);
+            }
         }
     }
 
@@ -695,10 +899,15 @@ impl CallCore {
         }
     }
 
+    /// Accepts a call, or admits someone who asks to join ours.
     pub fn accept(&mut self, from: &PeerId, now: Millis) -> Result<(), CallError> {
         match self.peers.get(from).map(|p| p.phase) {
             None => Err(CallError::UnknownPeer),
             Some(Phase::Incoming) => {
+                if self.in_call {
+                    // Tell the others first, so that they let the newcomer in when it rings.
+                    self.vouch(from);
+                }
                 self.accept_now(from, now);
                 Ok(())
             }
@@ -711,10 +920,11 @@ impl CallCore {
             None => Err(CallError::UnknownPeer),
             Some(Phase::Incoming) => {
                 self.set_phase(from, Phase::Idle, now);
+                let reason = if self.in_call { "denied" } else { "declined" };
                 self.send(
                     from,
                     CallSignal::Decline {
-                        reason: Some("declined".into()),
+                        reason: Some(reason.into()),
                     },
                 );
                 Ok(())
@@ -772,8 +982,26 @@ impl CallCore {
         }
     }
 
-    /// Ring timeouts and rejoin grace.
+    /// Ring timeouts, requests to join, and rejoin grace.
     pub fn tick(&mut self, now: Millis) {
+        let due: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                p.phase == Phase::Incoming
+                    && !p.announced
+                    && now.saturating_sub(p.since) >= JOIN_REQUEST_GRACE_MS
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let name = self.name(&id);
+            if let Some(p) = self.peers.get_mut(&id) {
+                p.announced = true;
+            }
+            self.notice(Notice::JoinRequest { from: id, name });
+            self.out.push(Action::Changed);
+        }
         let expired: Vec<(PeerId, Phase)> = self
             .peers
             .iter()
@@ -786,6 +1014,9 @@ impl CallCore {
         for (id, phase) in expired {
             let name = self.name(&id);
             self.set_phase(&id, Phase::Idle, now);
+            if let Some(p) = self.peers.get_mut(&id) {
+                p.announced = false;
+            }
             if phase == Phase::Ringing {
                 self.send(&id, CallSignal::HangUp);
                 self.notice(Notice::NoAnswer { peer: id, name });

@@ -116,8 +116,9 @@ fn call_state(core: &CallCore) -> Value {
 
 fn run_call_scenario(s: &mut Value) -> anyhow::Result<Vec<String>> {
     let session = s["session"].as_str().context("session")?.to_owned();
+    let secret = s["secret"].as_str().context("secret")?.to_owned();
     let auto = s["auto_accept"].as_bool().unwrap_or(false);
-    let mut core = CallCore::new(session, auto);
+    let mut core = CallCore::new(session, secret, auto);
     let mut problems = Vec::new();
     let steps = s["steps"].as_array_mut().context("steps")?;
     for (i, step) in steps.iter_mut().enumerate() {

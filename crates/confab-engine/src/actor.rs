@@ -39,6 +39,7 @@ pub enum Cmd {
     },
     Devices(Switch),
     Preview(bool, Reply<()>),
+    AdmitAll(bool, Reply<()>),
     IceServers(Vec<IceServer>, Reply<()>),
     Stats(oneshot::Sender<Vec<PeerStats>>),
     Resources(oneshot::Sender<EngineResources>),
@@ -74,8 +75,9 @@ pub fn spawn(
         dev_tx,
     );
     let session = format!("{:032x}", rand::random::<u128>());
+    let secret = format!("{:032x}", rand::random::<u128>());
     let actor = Actor {
-        core: CallCore::new(session, config.auto_accept),
+        core: CallCore::new(session, secret, config.auto_accept),
         config,
         hub,
         devices: Some(devices),
@@ -251,6 +253,7 @@ impl Actor {
             me: self.core.me().cloned(),
             name: self.join_params.as_ref().map(|p| p.name.clone()),
             in_call: self.core.in_call(),
+            admit_all: self.core.admits_all(),
             audio,
             video,
             camera: self.camera.clone(),
@@ -453,6 +456,11 @@ impl Actor {
             },
             Cmd::IceServers(servers, reply) => {
                 self.config.rtc.ice_servers = servers;
+                let _ = reply.send(Ok(()));
+            }
+            Cmd::AdmitAll(on, reply) => {
+                self.core.set_admit_all(on);
+                self.publish_snapshot().await;
                 let _ = reply.send(Ok(()));
             }
             Cmd::Preview(on, reply) => {

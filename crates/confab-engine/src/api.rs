@@ -66,6 +66,8 @@ pub struct Snapshot {
     pub me: Option<PeerId>,
     pub name: Option<String>,
     pub in_call: bool,
+    /// Everyone who asks to join our call is let in without asking.
+    pub admit_all: bool,
     pub audio: bool,
     pub video: bool,
     pub camera: Option<String>,

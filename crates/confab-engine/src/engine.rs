@@ -147,6 +147,11 @@ impl Engine {
         .await
     }
 
+    /// Lets everyone who asks to join our call in without asking (`true`), or asks each time.
+    pub async fn set_admit_all(&self, on: bool) -> Result<(), EngineError> {
+        self.ask(|r| Cmd::AdmitAll(on, r)).await
+    }
+
     /// Shows the camera locally without a call.
     pub async fn set_preview(&self, on: bool) -> Result<(), EngineError> {
         self.ask(|r| Cmd::Preview(on, r)).await

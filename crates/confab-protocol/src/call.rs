@@ -15,15 +15,22 @@ pub enum CallSignal {
         in_call: bool,
         audio: bool,
         video: bool,
-        /// Stable for the life of the sender's client, across reconnections (which give it a
-        /// new peer id): lets the others keep a call with it going.
+        /// Stable for the life of the sender's client, across reconnections (informative: a
+        /// link carries over to a new id only with a `resume` proof).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session: Option<String>,
     },
-    /// "Join me in a call." A peer that is already in a call accepts automatically.
-    Ring,
-    /// Answer to `ring`: the ringer then sends an offer.
-    Accept,
+    /// "Join me in a call." `nonce`: the sender's half of the link secret (see `resume`).
+    Ring {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nonce: Option<String>,
+    },
+    /// Answer to `ring`: the ringer then sends an offer. `nonce`: the sender's half of the
+    /// link secret.
+    Accept {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nonce: Option<String>,
+    },
     /// Answer to `ring`: no.
     Decline {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -31,6 +38,13 @@ pub enum CallSignal {
     },
     /// Leaves the call with the receiver (also cancels a ring).
     HangUp,
+    /// "I let `peer` into our call": sent by a call member to its other call members, who then
+    /// accept `peer`'s ring without asking.
+    Admit { peer: crate::PeerId },
+    /// A peer back under a new id proves it held a link with the receiver: each proof is
+    /// `sha256(link secret ":" sender id ":" receiver id)` (hex, first 32 characters), bound to
+    /// both ids so that nobody else can replay it.
+    Resume { proofs: Vec<String> },
     /// An SDP offer or answer, shaped like `RTCSessionDescriptionInit`.
     Description { description: SessionDescription },
     /// A trickled ICE candidate, shaped like `RTCIceCandidateInit`.

@@ -116,8 +116,24 @@ fn golden_call_signals() {
             },
             r#"{"kind":"state","in_call":false,"audio":true,"video":true,"session":"s1"}"#,
         ),
-        (CallSignal::Ring, r#"{"kind":"ring"}"#),
-        (CallSignal::Accept, r#"{"kind":"accept"}"#),
+        (CallSignal::Ring { nonce: None }, r#"{"kind":"ring"}"#),
+        (
+            CallSignal::Ring {
+                nonce: Some("n1".into()),
+            },
+            r#"{"kind":"ring","nonce":"n1"}"#,
+        ),
+        (CallSignal::Accept { nonce: None }, r#"{"kind":"accept"}"#),
+        (
+            CallSignal::Admit { peer: "p1".into() },
+            r#"{"kind":"admit","peer":"p1"}"#,
+        ),
+        (
+            CallSignal::Resume {
+                proofs: vec!["ab".into()],
+            },
+            r#"{"kind":"resume","proofs":["ab"]}"#,
+        ),
         (
             CallSignal::Decline { reason: None },
             r#"{"kind":"decline"}"#,

@@ -14,18 +14,76 @@
 
   const RING_TIMEOUT_MS = 30000;
   const REJOIN_GRACE_MS = 30000;
+  const JOIN_REQUEST_GRACE_MS = 2000;
+  const MAX_NONCE = 64;
+  const MAX_PROOFS = 16;
 
   const LINKED = new Set(['connecting', 'connected']);
 
+  // SHA-256 (FIPS 180-4) of a string's UTF-8 bytes, synchronous (the rules are): hex.
+  const K = new Uint32Array([
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+  ]);
+  function sha256Hex(text) {
+    const bytes = new TextEncoder().encode(text);
+    const len = bytes.length;
+    const blocks = Math.ceil((len + 9) / 64);
+    const m = new Uint8Array(blocks * 64);
+    m.set(bytes);
+    m[len] = 0x80;
+    const bits = len * 8;
+    const view = new DataView(m.buffer);
+    view.setUint32(m.length - 8, Math.floor(bits / 0x100000000));
+    view.setUint32(m.length - 4, bits >>> 0);
+    const h = new Uint32Array([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
+    const w = new Uint32Array(64);
+    const rot = (x, n) => (x >>> n) | (x << (32 - n));
+    for (let b = 0; b < blocks; b++) {
+      for (let i = 0; i < 16; i++) w[i] = view.getUint32(b * 64 + i * 4);
+      for (let i = 16; i < 64; i++) {
+        const s0 = rot(w[i - 15], 7) ^ rot(w[i - 15], 18) ^ (w[i - 15] >>> 3);
+        const s1 = rot(w[i - 2], 17) ^ rot(w[i - 2], 19) ^ (w[i - 2] >>> 10);
+        w[i] = (w[i - 16] + s0 + w[i - 7] + s1) >>> 0;
+      }
+      let [a, bb, c, d, e, f, g, hh] = h;
+      for (let i = 0; i < 64; i++) {
+        const t1 = (hh + (rot(e, 6) ^ rot(e, 11) ^ rot(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i]) >>> 0;
+        const t2 = ((rot(a, 2) ^ rot(a, 13) ^ rot(a, 22)) + ((a & bb) ^ (a & c) ^ (bb & c))) >>> 0;
+        hh = g;
+        g = f;
+        f = e;
+        e = (d + t1) >>> 0;
+        d = c;
+        c = bb;
+        bb = a;
+        a = (t1 + t2) >>> 0;
+      }
+      h[0] += a; h[1] += bb; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
+    }
+    return Array.from(h, (x) => x.toString(16).padStart(8, '0')).join('');
+  }
+  // SHA-256 as hex, first 32 characters (128 bits), like core.rs's `hash`.
+  const hash = (text) => sha256Hex(text).slice(0, 32);
+  const resumeProof = (secret, from, to) => hash(`${secret}:${from}:${to}`);
+
   class CallCore {
-    constructor(session, autoAccept) {
+    constructor(session, secret, autoAccept) {
       this.session = session;
+      this.secret = secret;
       this.me = null;
       this.peers = new Map(); // id -> peer; iterated in id order (sortedIds) like Rust's BTreeMap
       this.inCall = false;
       this.audio = true;
       this.video = true;
       this.autoAccept = !!autoAccept;
+      this.admitAll = false;
       this.callOnArrival = false;
       this.ringTimeout = RING_TIMEOUT_MS;
       this.rejoinGrace = REJOIN_GRACE_MS;
@@ -97,7 +155,17 @@
       return this.me !== null && this.me > peer;
     }
 
+    myNonce(peer) {
+      return hash(`${this.secret}:nonce:${peer}`);
+    }
+
     openLink(peer, offerer) {
+      const mine = this.myNonce(peer);
+      const p = this.peers.get(peer);
+      if (p) {
+        const theirs = p.theirNonce;
+        p.linkSecret = theirs === null ? null : mine <= theirs ? hash(`${mine}:${theirs}`) : hash(`${theirs}:${mine}`);
+      }
       this.out.push({ action: 'open-link', peer, offerer, polite: this.politeWith(peer) });
     }
 
@@ -122,13 +190,33 @@
           this.addPeer(info.id, info.name, now);
         }
       }
+      for (const y of this.present()) this.sendResume(y);
       this.broadcastState();
       this.maybeEndCall();
       this.maybeCallOnArrival(now);
     }
 
+    sendResume(to) {
+      if (this.me === null) return;
+      const target = this.peers.get(to);
+      const toIsLinked = !!target && LINKED.has(target.phase);
+      const proofs = this.sortedIds()
+        .filter((id) => {
+          const p = this.peers.get(id);
+          return LINKED.has(p.phase) && (id === to || (p.awaySince !== null && !toIsLinked));
+        })
+        .map((id) => this.peers.get(id).linkSecret)
+        .filter((secret) => secret !== null)
+        .map((secret) => resumeProof(secret, this.me, to))
+        .slice(0, MAX_PROOFS);
+      if (proofs.length) this.send(to, { kind: 'resume', proofs });
+    }
+
     addPeer(id, name, now) {
-      this.peers.set(id, { name, inCall: false, audio: true, video: true, session: null, phase: 'idle', since: now, awaySince: null });
+      this.peers.set(id, {
+        name, inCall: false, audio: true, video: true, session: null, phase: 'idle', since: now, awaySince: null,
+        theirNonce: null, linkSecret: null, vouched: false, announced: false,
+      });
     }
 
     peerJoined(id, name, now) {
@@ -140,6 +228,7 @@
         return;
       }
       this.addPeer(id, name, now);
+      this.sendResume(id);
       this.send(id, this.stateSignal());
       this.changed();
       this.maybeCallOnArrival(now);
@@ -152,8 +241,9 @@
         p.awaySince = now;
       } else if (p.phase === 'incoming') {
         const name = p.name;
+        const announced = p.announced;
         this.peers.delete(id);
-        this.notice({ kind: 'ring-cancelled', from: id, name });
+        if (announced) this.notice({ kind: 'ring-cancelled', from: id, name });
       } else {
         this.peers.delete(id);
       }
@@ -172,22 +262,22 @@
       switch (sig.kind) {
         case 'state': {
           if (!isState(sig)) return;
-          const session = typeof sig.session === 'string' ? sig.session : null;
-          if (session !== null) this.rebindIfSameSession(from, session);
           const p = this.peers.get(from);
           p.inCall = sig.in_call;
           p.audio = sig.audio;
           p.video = sig.video;
-          p.session = session;
+          p.session = typeof sig.session === 'string' ? sig.session : null;
           this.changed();
-          if (this.inCall && sig.in_call && p.phase === 'idle' && this.me !== null && this.me < from) this.ring(from, now);
+          this.fillMesh(from, now);
           break;
         }
         case 'ring':
+          this.takeNonce(from, sig.nonce);
           this.onRing(from, now);
           break;
         case 'accept':
           if (this.peers.get(from).phase === 'ringing') {
+            this.takeNonce(from, sig.nonce);
             this.setPhase(from, 'connecting', now);
             this.openLink(from, true);
           }
@@ -204,8 +294,9 @@
           const phase = this.peers.get(from).phase;
           const name = this.name(from);
           if (phase === 'incoming') {
+            const announced = this.peers.get(from).announced;
             this.setPhase(from, 'idle', now);
-            this.notice({ kind: 'ring-cancelled', from, name });
+            if (announced) this.notice({ kind: 'ring-cancelled', from, name });
           } else if (phase === 'ringing') {
             this.setPhase(from, 'idle', now);
             this.notice({ kind: 'declined', peer: from, name, reason: null });
@@ -218,26 +309,64 @@
           }
           break;
         }
+        case 'admit':
+          if (typeof sig.peer === 'string') this.onAdmit(from, sig.peer, now);
+          break;
+        case 'resume':
+          if (Array.isArray(sig.proofs) && sig.proofs.every((x) => typeof x === 'string')) this.onResume(from, sig.proofs);
+          break;
         default:
           break;
       }
     }
 
-    rebindIfSameSession(newId, session) {
+    takeNonce(from, nonce) {
+      const p = this.peers.get(from);
+      if (p && typeof nonce === 'string' && nonce.length > 0 && nonce.length <= MAX_NONCE) p.theirNonce = nonce;
+    }
+
+    fillMesh(peer, now) {
+      const p = this.peers.get(peer);
+      const due = this.inCall && this.me !== null && this.me < peer && !!p &&
+        p.inCall && p.vouched && p.phase === 'idle' && p.awaySince === null;
+      if (due) this.ring(peer, now);
+    }
+
+    onAdmit(by, peer, now) {
+      const b = this.peers.get(by);
+      const trusted = this.inCall && !!b && LINKED.has(b.phase) && b.awaySince === null;
+      if (!trusted || by === peer) return;
+      const p = this.peers.get(peer);
+      if (!p) return;
+      p.vouched = true;
+      if (p.phase === 'incoming') {
+        this.notice({ kind: 'admitted', peer, name: this.name(peer), by: this.name(by) });
+        this.acceptNow(peer, now);
+      } else {
+        this.fillMesh(peer, now);
+      }
+    }
+
+    onResume(newId, allProofs) {
+      if (this.me === null) return;
+      const target = this.peers.get(newId);
+      if (target && target.phase !== 'idle' && target.phase !== 'ringing') return;
+      const proofs = allProofs.slice(0, MAX_PROOFS);
+      const me = this.me;
       const old = this.sortedIds().find((id) => {
         const p = this.peers.get(id);
-        return id !== newId && p.awaySince !== null && p.session === session;
+        return id !== newId && p.awaySince !== null && LINKED.has(p.phase) &&
+          p.linkSecret !== null && proofs.includes(resumeProof(p.linkSecret, newId, me));
       });
       if (old === undefined) return;
-      const target = this.peers.get(newId);
-      if (target && target.phase !== 'idle') return;
       const oldPeer = this.peers.get(old);
       this.peers.delete(old);
-      if (LINKED.has(oldPeer.phase)) {
-        target.phase = oldPeer.phase;
-        target.since = oldPeer.since;
-        this.out.push({ action: 'rebind-link', from: old, to: newId });
-      }
+      target.phase = oldPeer.phase;
+      target.since = oldPeer.since;
+      target.linkSecret = oldPeer.linkSecret;
+      target.theirNonce = oldPeer.theirNonce;
+      target.vouched = true;
+      this.out.push({ action: 'rebind-link', from: old, to: newId });
       this.changed();
     }
 
@@ -249,22 +378,24 @@
         if (meSmaller) {
           this.openLink(from, true);
         } else {
-          this.send(from, { kind: 'accept' });
+          this.send(from, { kind: 'accept', nonce: this.myNonce(from) });
           this.openLink(from, false);
         }
       } else if (phase === 'idle') {
-        if (this.inCall || this.autoAccept) {
+        const vouched = this.peers.get(from).vouched;
+        if (this.autoAccept || (this.inCall && (vouched || this.admitAll))) {
           this.acceptNow(from, now);
         } else {
           this.setPhase(from, 'incoming', now);
-          this.notice({ kind: 'incoming-call', from, name: this.name(from) });
+          this.peers.get(from).announced = !this.inCall;
+          if (!this.inCall) this.notice({ kind: 'incoming-call', from, name: this.name(from) });
         }
       }
     }
 
     acceptNow(from, now) {
       this.setPhase(from, 'connecting', now);
-      this.send(from, { kind: 'accept' });
+      this.send(from, { kind: 'accept', nonce: this.myNonce(from) });
       this.openLink(from, false);
       this.enterCall(now);
     }
@@ -286,14 +417,29 @@
 
     ring(id, now) {
       this.setPhase(id, 'ringing', now);
-      this.send(id, { kind: 'ring' });
+      this.send(id, { kind: 'ring', nonce: this.myNonce(id) });
+    }
+
+    vouch(peer) {
+      const members = this.sortedIds().filter((id) => {
+        const p = this.peers.get(id);
+        return id !== peer && p.phase === 'connected' && p.awaySince === null;
+      });
+      for (const m of members) {
+        this.send(m, { kind: 'admit', peer });
+        this.send(peer, { kind: 'admit', peer: m });
+      }
     }
 
     // ----- link events
 
     linkConnected(id, now) {
       const p = this.peers.get(id);
-      if (p && p.phase === 'connecting') this.setPhase(id, 'connected', now);
+      if (p && p.phase === 'connecting') {
+        this.setPhase(id, 'connected', now);
+        this.notice({ kind: 'joined-call', peer: id, name: this.name(id) });
+        if (this.inCall) this.vouch(id);
+      }
     }
 
     linkFailed(id, now) {
@@ -367,6 +513,7 @@
       const p = this.peers.get(from);
       if (!p) return 'unknown-peer';
       if (p.phase !== 'incoming') return 'not-ringing';
+      if (this.inCall) this.vouch(from);
       this.acceptNow(from, now);
       return null;
     }
@@ -376,8 +523,12 @@
       if (!p) return 'unknown-peer';
       if (p.phase !== 'incoming') return 'not-ringing';
       this.setPhase(from, 'idle', now);
-      this.send(from, { kind: 'decline', reason: 'declined' });
+      this.send(from, { kind: 'decline', reason: this.inCall ? 'denied' : 'declined' });
       return null;
+    }
+
+    setAdmitAll(on) {
+      this.admitAll = !!on;
     }
 
     hangUp(now) {
@@ -417,6 +568,15 @@
     }
 
     tick(now) {
+      const due = this.sortedIds().filter((id) => {
+        const p = this.peers.get(id);
+        return p.phase === 'incoming' && !p.announced && now - p.since >= JOIN_REQUEST_GRACE_MS;
+      });
+      for (const id of due) {
+        this.peers.get(id).announced = true;
+        this.notice({ kind: 'join-request', from: id, name: this.name(id) });
+        this.changed();
+      }
       const expired = this.sortedIds()
         .map((id) => [id, this.peers.get(id)])
         .filter(([, p]) => (p.phase === 'ringing' || p.phase === 'incoming') && now - p.since >= this.ringTimeout)
@@ -424,6 +584,7 @@
       for (const [id, phase] of expired) {
         const name = this.name(id);
         this.setPhase(id, 'idle', now);
+        this.peers.get(id).announced = false;
         if (phase === 'ringing') {
           this.send(id, { kind: 'hang-up' });
           this.notice({ kind: 'no-answer', peer: id, name });
@@ -523,5 +684,5 @@
     broken: 'the connection to this person broke and could not be restored',
   };
 
-  return { CallCore, LinkHealth, FAILURE_TEXT, RING_TIMEOUT_MS, REJOIN_GRACE_MS };
+  return { CallCore, LinkHealth, FAILURE_TEXT, RING_TIMEOUT_MS, REJOIN_GRACE_MS, sha256Hex, resumeProof };
 });

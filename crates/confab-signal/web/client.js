@@ -20,7 +20,7 @@
     name: null,
     password: null,
     leaving: false,
-    core: new CallCore(randomHex(16), params.get('accept') === '1'),
+    core: new CallCore(randomHex(16), randomHex(16), params.get('accept') === '1'),
     links: new Map(), // peer id -> link (RTCPeerConnection and its bookkeeping)
     codec: (params.get('codec') || 'h264').toLowerCase(),
     stream: null,
@@ -29,6 +29,12 @@
     refusalTold: false,
   };
   window.confabWeb = S;
+  // The last call-flow messages and actions, for debugging (window.confabWeb.trace).
+  S.trace = [];
+  const trace = (what) => {
+    S.trace.push(`${now()} ${what}`);
+    if (S.trace.length > 300) S.trace.splice(0, 100);
+  };
   // Everyone in the room, and every link (also to someone who is away: media flows while the
   // server is gone).
   S.report = () => {
@@ -66,6 +72,7 @@
   function rules(f) {
     const error = f(S.core, now());
     for (const a of S.core.drain()) {
+      if (a.action !== 'changed') trace(`do ${JSON.stringify(a)}`);
       switch (a.action) {
         case 'send': signal(a.to, a.signal); break;
         case 'open-link': openLink(a.peer, a.offerer, a.polite); break;
@@ -82,6 +89,7 @@
 
   function onNotice(n) {
     if (n.kind === 'incoming-call') showRing(n.from, n.name);
+    if (n.kind === 'join-request') showRing(n.from, n.name, true);
     if (n.kind === 'ring-cancelled' && S.ringing === n.from) closeRing();
     const t = window.ConfabNotices.toast(n);
     if (t) toast(t[0], t[1]);
@@ -141,6 +149,7 @@
           return;
         }
         if (!m || typeof m !== 'object') return;
+        trace(`in ${typeof ev.data === 'string' ? ev.data.slice(0, 200) : ''}`);
         if (m.type === 'welcome' && typeof m.id === 'string' && Array.isArray(m.peers)) {
           welcomed = true;
           S.refusalTold = false;
@@ -370,9 +379,10 @@
   }
 
   // ------------------------------------------------------------------ ringing UI
-  function showRing(id, name) {
+  function showRing(id, name, joining = false) {
     S.ringing = id;
     $('ring-name').textContent = name;
+    $('ring-what').textContent = joining ? 'wants to join the call' : 'is calling';
     if (!$('ring').open) $('ring').showModal();
   }
   function closeRing() {

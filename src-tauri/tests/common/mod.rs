@@ -395,9 +395,14 @@ pub async fn wait_web(
             return Ok(r);
         }
         if Instant::now() > deadline {
+            let trace = c
+                .execute("return (window.confabWeb.trace || []).join('\\n');", vec![])
+                .await
+                .unwrap_or_default();
             bail!(
-                "{what}: not within {secs} s; the browser reports {}",
-                serde_json::to_string_pretty(&r)?
+                "{what}: not within {secs} s; the browser reports {}\nits call-flow trace:\n{}",
+                serde_json::to_string_pretty(&r)?,
+                trace.as_str().unwrap_or_default()
             );
         }
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -49,7 +49,11 @@ impl Net {
                 name: self.names[p].clone(),
             })
             .collect();
-        let mut core = CallCore::new(format!("session-{who}"), auto_accept);
+        let mut core = CallCore::new(
+            format!("session-{who}"),
+            format!("secret-{who}"),
+            auto_accept,
+        );
         core.welcome(me.clone(), peers, self.now);
         self.cores.insert(me.clone(), core);
         self.names.insert(me.clone(), who.to_uppercase());
@@ -343,7 +347,7 @@ fn caller_cancels_the_ring() {
 fn commands_are_checked() {
     let mut n = Net::new();
     let now = n.now;
-    let mut lonely = CallCore::new("s".into(), false);
+    let mut lonely = CallCore::new("s".into(), "k".into(), false);
     assert_eq!(lonely.call(None, now), Err(CallError::NotJoined));
     n.join("a", false);
     assert_eq!(n.core("a").call(None, now), Err(CallError::NobodyToCall));
@@ -487,7 +491,7 @@ fn call_when_present_calls_at_once_when_someone_is_there() {
     n.core("b").call_when_present(now).unwrap();
     n.run();
     assert!(n.connected("a", "b"));
-    let mut lonely = CallCore::new("s".into(), false);
+    let mut lonely = CallCore::new("s".into(), "k".into(), false);
     assert_eq!(lonely.call_when_present(now), Err(CallError::NotJoined));
 }
 
@@ -501,4 +505,189 @@ fn hang_up_cancels_call_when_present() {
     n.join("b", false);
     assert!(!n.core("a").in_call());
     assert_eq!(n.phase("b", "a"), Phase::Idle, "no ring after the hang-up");
+}
+
+/// Everyone who opened a link with `who`.
+fn linked_with(n: &Net, who: &str) -> Vec<PeerId> {
+    n.opened
+        .iter()
+        .filter(|(_, peer, _)| *peer == id(who))
+        .map(|(me, _, _)| me.clone())
+        .collect()
+}
+
+#[test]
+fn room_guesser_gets_no_media_without_being_admitted() {
+    let mut n = Net::new();
+    n.join("a", false);
+    n.join("b", false);
+    let now = n.now;
+    n.core("a").call(None, now).unwrap();
+    n.run();
+    n.core("b").accept(&id("a"), now).unwrap();
+    n.run();
+    assert!(n.connected("a", "b"));
+    // c guessed the room name and rings everyone in the call.
+    n.join("c", false);
+    let now = n.now;
+    n.core("c").call(None, now).unwrap();
+    n.run();
+    assert!(
+        linked_with(&n, "c").is_empty(),
+        "nobody opened a link to c: {:?}",
+        n.opened
+    );
+    assert_eq!(n.phase("a", "c"), Phase::Incoming);
+    assert_eq!(n.phase("b", "c"), Phase::Incoming);
+    // After a moment the members are asked.
+    n.advance(JOIN_REQUEST_GRACE_MS);
+    for who in ["a", "b"] {
+        assert!(
+            n.notices_of(who)
+                .iter()
+                .any(|x| matches!(x, Notice::JoinRequest { from, .. } if *from == id("c"))),
+            "{who} is asked"
+        );
+    }
+    // a says no: c hears it was denied, and still has no link.
+    let now = n.now;
+    n.core("a").decline(&id("c"), now).unwrap();
+    n.run();
+    assert!(n.notices_of("c").iter().any(|x| matches!(
+        x,
+        Notice::Declined { reason: Some(r), .. } if r == "denied"
+    )));
+    assert!(linked_with(&n, "c").is_empty());
+}
+
+#[test]
+fn an_admitted_newcomer_is_let_in_by_every_member() {
+    let mut n = Net::new();
+    for p in ["a", "b"] {
+        n.join(p, false);
+    }
+    let now = n.now;
+    n.core("a").call(None, now).unwrap();
+    n.run();
+    n.core("b").accept(&id("a"), now).unwrap();
+    n.run();
+    n.join("c", false);
+    let now = n.now;
+    n.core("c").call(None, now).unwrap();
+    n.run();
+    // a admits c; b follows a without asking anyone.
+    n.core("a").accept(&id("c"), now).unwrap();
+    n.run();
+    assert!(n.connected("a", "c") && n.connected("b", "c") && n.connected("a", "b"));
+    assert!(n
+        .notices_of("b")
+        .iter()
+        .any(|x| matches!(x, Notice::Admitted { peer, by, .. } if *peer == id("c") && by == "A")));
+    n.advance(JOIN_REQUEST_GRACE_MS);
+    assert!(
+        !n.notices_of("b")
+            .iter()
+            .any(|x| matches!(x, Notice::JoinRequest { .. })),
+        "b was never asked"
+    );
+}
+
+#[test]
+fn spoofed_admit_from_outside_the_call_is_ignored() {
+    let mut n = Net::new();
+    for p in ["a", "b"] {
+        n.join(p, false);
+    }
+    let now = n.now;
+    n.core("a").call(None, now).unwrap();
+    n.run();
+    n.core("b").accept(&id("a"), now).unwrap();
+    n.run();
+    n.join("m", false);
+    n.join("x", false);
+    // m (not in the call) vouches for x, and for itself; then both ring b.
+    let now = n.now;
+    for (who, vouched) in [("m", "x"), ("m", "m")] {
+        n.core("b")
+            .signal(&id(who), CallSignal::Admit { peer: id(vouched) }, now);
+    }
+    n.core("x").call(Some(&id("b")), now).unwrap();
+    n.core("m").call(Some(&id("b")), now).unwrap();
+    n.run();
+    assert_eq!(n.phase("b", "x"), Phase::Incoming);
+    assert_eq!(n.phase("b", "m"), Phase::Incoming);
+    assert!(linked_with(&n, "x").is_empty() && linked_with(&n, "m").is_empty());
+}
+
+#[test]
+fn forged_or_replayed_resume_proofs_take_over_nothing() {
+    let mut n = Net::new();
+    n.join("a", true);
+    n.join("b", true);
+    n.join("m", false);
+    let now = n.now;
+    n.core("a").call(Some(&id("b")), now).unwrap();
+    n.run();
+    assert!(n.connected("a", "b"));
+    // b drops; m tries to take its place before b is back.
+    n.core("a").peer_left(&id("b"), now);
+    n.run();
+    let forged = CallSignal::Resume {
+        proofs: vec!["00".repeat(16), "not even hex".into()],
+    };
+    n.core("a").signal(&id("m"), forged, now);
+    // Even b's real proof, bound to b's new id and a, is worthless coming from m.
+    let secret = n.cores[&id("a")].peers[&id("b")]
+        .link_secret
+        .clone()
+        .expect("the link has a secret");
+    let replay = CallSignal::Resume {
+        proofs: vec![resume_proof(&secret, &id("b2"), &id("a"))],
+    };
+    n.core("a").signal(&id("m"), replay, now);
+    n.run();
+    assert!(n.rebound.is_empty(), "{:?}", n.rebound);
+    assert_eq!(n.phase("a", "m"), Phase::Idle);
+}
+
+#[test]
+fn a_link_survives_both_ends_reconnecting() {
+    // A server restart: both come back under new ids and find each other by proof.
+    let mut n = Net::new();
+    n.join("a", true);
+    n.join("b", true);
+    let now = n.now;
+    n.core("a").call(None, now).unwrap();
+    n.run();
+    assert!(n.connected("a", "b"));
+    let mut a = n.cores.remove(&id("a")).unwrap();
+    let mut b = n.cores.remove(&id("b")).unwrap();
+    a.welcome(id("a2"), vec![], now);
+    b.welcome(
+        id("b2"),
+        vec![PeerInfo {
+            id: id("a2"),
+            name: "A".into(),
+        }],
+        now,
+    );
+    a.peer_joined(id("b2"), "B".into(), now);
+    n.cores.insert(id("a2"), a);
+    n.cores.insert(id("b2"), b);
+    n.names.insert(id("a2"), "A".into());
+    n.names.insert(id("b2"), "B".into());
+    n.run();
+    assert!(
+        n.rebound.contains(&(id("a2"), id("b"), id("b2"))),
+        "{:?}",
+        n.rebound
+    );
+    assert!(
+        n.rebound.contains(&(id("b2"), id("a"), id("a2"))),
+        "{:?}",
+        n.rebound
+    );
+    assert_eq!(n.phase("a2", "b2"), Phase::Connected);
+    assert_eq!(n.phase("b2", "a2"), Phase::Connected);
+    assert!(n.closed.is_empty());
 }
