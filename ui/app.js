@@ -207,9 +207,19 @@
         tiles.delete(k);
       }
     }
+    const codes = new Map((s.verification || []).map((v) => [v.id, v]));
     for (const [key, name, audio, vid] of want) {
       const t = ensureTile(key, name);
       t.el.querySelector('.muted').hidden = audio;
+      // The verification code people read to each other (equal unless someone is in the middle).
+      const v = codes.get(key);
+      const code = t.el.querySelector('.code');
+      code.hidden = !v;
+      if (v) {
+        code.querySelector('.code-text').textContent = v.code || 'not verified';
+        code.classList.toggle('bad', !v.code);
+        if (v.problem) code.title = `This call could not be verified: ${v.problem}`;
+      }
       if (!vid) t.el.classList.remove('has-video');
       if (t.el.parentElement !== grid) grid.append(t.el);
     }
@@ -337,6 +347,13 @@
     }
   });
 
+  // A known name with a certificate it did not have before: another device, or someone in the
+  // middle. The code on the tile tells which, if both read it aloud.
+  listen('identity-changed', (e) => {
+    const c = e.payload;
+    toast(`${c.name} is on another device than before${c.code ? ` (code ${c.code})` : ''}. Compare the code on their tile aloud to be sure it is them.`, 'warn', 15000);
+  });
+
   listen('devices-changed', () => {
     toast('Your devices changed');
     loadDevices();
@@ -376,14 +393,22 @@
     const problem = validName(name) || validRoom(room) || (!server && 'Type the server address.');
     if (problem) return formError(problem);
     formError(null);
+    // An unencrypted server outside the private networks is joined only on a second press.
+    const insecureOk = $('join-btn').dataset.insecureFor === server;
     busy($('join-btn'), true, 'Joining');
+    let label = 'Join';
     try {
-      await invoke('join_room', { server, room, name, password: $('f-password').value || null });
+      await invoke('join_room', { server, room, name, password: $('f-password').value || null, insecureOk });
+      delete $('join-btn').dataset.insecureFor;
     } catch (err) {
       formError(errText(err));
       if (err && err.code === Codes.wrongPassword) $('pw-details').open = true;
+      if (err && err.code === Codes.insecureServer) {
+        $('join-btn').dataset.insecureFor = server;
+        label = 'Join anyway';
+      }
     } finally {
-      busy($('join-btn'), false, 'Join');
+      busy($('join-btn'), false, label);
     }
   });
 

@@ -21,6 +21,7 @@ window.ConfabCodes = Object.freeze({
   timeout: 'timeout',
   disconnected: 'disconnected',
   badAddress: 'bad-address',
+  insecureServer: 'insecure-server',
   cancelled: 'cancelled',
   reconnecting: 'reconnecting',
   stopped: 'stopped',

@@ -74,12 +74,64 @@ pub fn speaker_spec(id: &str) -> Option<Option<String>> {
     }
 }
 
-/// Forwards engine events to the window, and acts on the launch intent.
+/// A known name showed another certificate than before.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdentityChanged {
+    pub id: String,
+    pub name: String,
+    pub code: Option<String>,
+}
+
+/// Forwards engine events to the window; points out a known name with a new certificate.
 pub async fn forward_events(app: AppHandle, mut events: tokio::sync::mpsc::Receiver<EngineEvent>) {
     while let Some(ev) = events.recv().await {
+        if let EngineEvent::State(s) = &ev {
+            note_identities(&app, s);
+        }
         if let Err(e) = app.emit("engine", &ev) {
             tracing::debug!("cannot emit an event: {e}");
         }
+    }
+}
+
+fn note_identities(app: &AppHandle, snap: &Snapshot) {
+    use tauri::Manager;
+    let Some(state) = app.try_state::<AppState>() else {
+        return;
+    };
+    let mut changed = Vec::new();
+    let mut dirty = false;
+    let saved = {
+        let mut s = lock(&state.settings);
+        for v in &snap.verification {
+            let (Some(fp), Some(p)) = (
+                &v.fingerprint,
+                snap.participants.iter().find(|p| p.id == v.id),
+            ) else {
+                continue;
+            };
+            match crate::identity::note(&mut s.known_peers, &p.name, fp) {
+                crate::identity::Seen::Same => {}
+                crate::identity::Seen::First => dirty = true,
+                crate::identity::Seen::Changed => {
+                    dirty = true;
+                    changed.push(IdentityChanged {
+                        id: v.id.to_string(),
+                        name: p.name.clone(),
+                        code: v.code.clone(),
+                    });
+                }
+            }
+        }
+        dirty.then(|| s.clone())
+    };
+    if let Some(s) = saved {
+        if let Err(e) = state.store.save(&s) {
+            tracing::warn!("settings not saved: {e}");
+        }
+    }
+    for c in changed {
+        let _ = app.emit("identity-changed", &c);
     }
 }
 
@@ -139,12 +191,24 @@ pub async fn join_room(
     room: String,
     name: String,
     password: Option<String>,
+    insecure_ok: Option<bool>,
 ) -> IpcResult<Joined> {
+    let url = confab_engine::signaling::normalize_url(&server)
+        .map_err(|m| IpcError::new(ErrorCode::BadAddress, m))?;
+    if confab_engine::signaling::insecure_public(&url) && insecure_ok != Some(true) {
+        return Err(IpcError::new(
+            ErrorCode::InsecureServer,
+            format!(
+                "{url} is not encrypted (ws://) and not on a private network: anyone on the way \
+                 could read your name and room password. Ask for a wss:// address, or press \
+                 Join again to go ahead."
+            ),
+        ));
+    }
     let joined = state
         .engine
         .join(&server, &room, &name, password.as_deref())
         .await?;
-    let url = confab_engine::signaling::normalize_url(&server).unwrap_or(server);
     let mut s = lock(&state.settings).clone();
     s.remember_join(&url, &room, &name);
     if let Err(e) = state.store.save(&s) {

@@ -11,6 +11,7 @@
 mod app;
 mod frames;
 mod host;
+mod identity;
 mod invite;
 mod ipc;
 mod settings;
@@ -182,6 +183,16 @@ fn setup(
     let (mut settings, notice) = store.load();
     let mut launch = Launch::default();
     launch.notices.extend(notice);
+    let certificate = match identity::load_or_create(&dir) {
+        Ok(pem) => Some(pem),
+        Err(e) => {
+            launch.notices.push(format!(
+                "Confab could not keep its certificate ({e}); verification codes still work, \
+                 but a changed one cannot be pointed out."
+            ));
+            None
+        }
+    };
 
     // An invite link only fills in the join form: joining a server named by a link, with the
     // camera and microphone, is the user's decision (the link may come from anyone).
@@ -247,6 +258,7 @@ fn setup(
             start_bitrate: 1_200_000,
             max_bitrate: 2_500_000,
             runtime: None,
+            certificate,
         },
         auto_accept: false,
         audio_bitrate: 32_000,

@@ -22,6 +22,8 @@ pub struct Settings {
     /// Servers used before, most recent first.
     pub recent_servers: Vec<String>,
     pub recent_rooms: Vec<String>,
+    /// The certificate fingerprint each name showed last (a new one is pointed out).
+    pub known_peers: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for Settings {
@@ -40,6 +42,7 @@ impl Default for Settings {
             }],
             recent_servers: Vec::new(),
             recent_rooms: Vec::new(),
+            known_peers: Default::default(),
         }
     }
 }
@@ -79,7 +82,7 @@ impl Settings {
 }
 
 /// Writes a file only its owner may read (Unix: mode 0600, also when it existed before).
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let _ = std::fs::remove_file(path);
     let mut options = std::fs::OpenOptions::new();

@@ -78,6 +78,16 @@ async fn browser_and_peer(codec: &str) -> Result<()> {
             p["audioPackets"].as_u64() > Some(50),
             "the browser receives audio: {p:#}"
         );
+        // Both read the same verification code (the browser made the offer and committed).
+        let theirs = peer.wait("confab-peer's verification code", 20, |p| {
+            p["verification_code"].is_string()
+        })?;
+        let code = &theirs["verification_code"];
+        ensure!(
+            p["verification_code"] == *code,
+            "the browser reads {}, confab-peer {code}",
+            p["verification_code"]
+        );
         Ok(())
     }
     .await;

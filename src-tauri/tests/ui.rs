@@ -69,6 +69,11 @@ async fn join_call_see_the_pattern_mute_and_hang_up() -> Result<()> {
                 && p["audio"]["tone_hz"].as_f64().is_some_and(|hz| (hz - 440.0).abs() < 5.0)
         })?;
 
+        // The peer's tile shows the verification code, the same one confab-peer computed.
+        let theirs = peer.wait("confab-peer's verification code", 20, |p| p["verification_code"].is_string())?;
+        let shown = wait_js(&c, "the code on the tile", 20, "const e = document.querySelector('#grid .tile:not(.local) .code'); return e && !e.hidden && e.textContent.trim()").await?;
+        ensure!(shown == theirs["verification_code"], "the app shows {shown}, confab-peer has {}", theirs["verification_code"]);
+
         let shot = c.screenshot().await?;
         std::fs::write(artifacts().join("ui-call.png"), shot)?;
 
@@ -109,6 +114,13 @@ async fn a_bad_server_shows_its_error_in_words() -> Result<()> {
         c.find(Locator::Css("#join-btn")).await?.click().await?;
         let text = wait_js(&c, "the error", 20, "const e = document.getElementById('join-error'); return !e.hidden && e.textContent").await?;
         ensure!(text.as_str().unwrap_or("").contains("Cannot reach the server"), "{text}");
+        // An unencrypted server outside the private networks: asked first, nothing sent yet.
+        type_into(&c, "#f-server", "ws://203.0.113.7:8787/ws").await?;
+        c.find(Locator::Css("#join-btn")).await?.click().await?;
+        let text = wait_js(&c, "the ws:// warning", 10, "const e = document.getElementById('join-error'); return e.textContent.includes('not encrypted') && e.textContent").await?;
+        ensure!(text.as_str().unwrap_or("").contains("wss://"), "{text}");
+        wait_js(&c, "the second-press button", 5, "return document.querySelector('#join-btn .label').textContent === 'Join anyway'").await?;
+        type_into(&c, "#f-server", "ws://127.0.0.1:1/ws").await?;
         // A room name with a space is refused before anything is sent.
         type_into(&c, "#f-room", "a b").await?;
         c.find(Locator::Css("#join-btn")).await?.click().await?;

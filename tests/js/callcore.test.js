@@ -8,7 +8,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.join(__dirname, '..', '..');
-const { CallCore, LinkHealth } = require(path.join(root, 'crates/confab-signal/web/callcore.js'));
+const { CallCore, LinkHealth, Verifier } = require(path.join(root, 'crates/confab-signal/web/callcore.js'));
 const load = (name) => JSON.parse(fs.readFileSync(path.join(root, 'crates/confab-call/scenarios', name), 'utf8'));
 
 function step(core, at, input) {
@@ -69,6 +69,21 @@ for (const s of health.scenarios) {
         out = ['first-connected'];
       }
       assert.deepStrictEqual(out, st.out || [], `step ${i} ${JSON.stringify(st.in)}`);
+    });
+  });
+}
+
+const verify = load('verify.json');
+for (const s of verify.scenarios) {
+  test(`verify: ${s.about}`, () => {
+    const v = new Verifier(s.role, s.random, s.binding);
+    s.steps.forEach((st, i) => {
+      const [kind, arg] = Object.entries(st.in)[0];
+      const sent = kind === 'local-description' ? v.localDescription(arg)
+        : kind === 'remote-description' ? v.remoteDescription(arg)
+          : v.signal(arg.commit, arg.reveal);
+      assert.deepStrictEqual(sent === null ? [] : [sent], st.out, `step ${i} sent`);
+      assert.deepStrictEqual(v.result, st.result, `step ${i} result`);
     });
   });
 }

@@ -181,7 +181,7 @@ impl Peer {
 }
 
 /// SHA-256 as hex, first 32 characters (128 bits).
-fn hash(text: &str) -> String {
+pub(crate) fn hash(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -584,7 +584,10 @@ impl CallCore {
             }
             CallSignal::Admit { peer } => self.on_admit(from, &peer, now),
             CallSignal::Resume { proofs } => self.on_resume(from, &proofs),
-            CallSignal::Description { .. } | CallSignal::Candidate { .. } => {}
+            // The link's own business.
+            CallSignal::Description { .. }
+            | CallSignal::Candidate { .. }
+            | CallSignal::Verify { .. } => {}
         }
     }
 

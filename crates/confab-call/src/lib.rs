@@ -9,12 +9,14 @@
 //! - [`health`]: one link's setup deadline and ICE-restart schedule;
 //! - [`negotiation`]: perfect negotiation (offer collisions, rollback), the remote-candidate
 //!   queue and its limits, and the checks on remote SDP;
-//! - [`sdp`]: what the engine reads out of SDP itself.
+//! - [`sdp`]: what the engine reads out of SDP itself;
+//! - [`verify`]: the verification code people compare (commit and reveal over the fingerprints).
 
 pub mod core;
 pub mod health;
 pub mod negotiation;
 pub mod sdp;
+pub mod verify;
 
 pub use crate::core::{Action, CallCore, CallError, Notice, Participant, Phase};
 

@@ -9,6 +9,7 @@
 
 use anyhow::{bail, Context};
 use confab_call::health::{ConnState, HealthAction, HealthRules, LinkHealth};
+use confab_call::verify::{Role, Verifier};
 use confab_call::{CallCore, Millis};
 use confab_protocol::call::CallSignal;
 use confab_protocol::{PeerId, PeerInfo};
@@ -209,6 +210,61 @@ fn run_health_scenario(s: &mut Value) -> anyhow::Result<Vec<String>> {
     Ok(problems)
 }
 
+fn run_verify_scenario(s: &mut Value) -> anyhow::Result<Vec<String>> {
+    let role = match s["role"].as_str() {
+        Some("offerer") => Role::Offerer,
+        Some("answerer") => Role::Answerer,
+        other => bail!("unknown role {other:?}"),
+    };
+    let random = s["random"].as_str().context("random")?.to_owned();
+    let binding = s["binding"].as_str().context("binding")?.to_owned();
+    let mut v = Verifier::new(role, random, binding);
+    let mut problems = Vec::new();
+    for (i, step) in s["steps"]
+        .as_array_mut()
+        .context("steps")?
+        .iter_mut()
+        .enumerate()
+    {
+        let input = step["in"].as_object().context("input")?.clone();
+        let (kind, arg) = input.iter().next().context("an input")?;
+        let sent = match kind.as_str() {
+            "local-description" => v.local_description(arg.as_str().context("sdp")?),
+            "remote-description" => v.remote_description(arg.as_str().context("sdp")?),
+            "signal" => v.signal(
+                arg["commit"].as_str().map(str::to_owned),
+                arg["reveal"].as_str().map(str::to_owned),
+            ),
+            other => bail!("step {i}: unknown input {other}"),
+        };
+        let out = json!(sent
+            .into_iter()
+            .map(|x| serde_json::to_value(x).expect("signal"))
+            .collect::<Vec<_>>());
+        let result = match v.result() {
+            None => Value::Null,
+            Some(Ok(code)) => json!({ "code": code }),
+            Some(Err(e)) => json!({ "error": e }),
+        };
+        let obj = step.as_object_mut().context("step")?;
+        if bless() {
+            obj.insert("out".into(), out);
+            obj.insert("result".into(), result);
+        } else {
+            if obj.get("out") != Some(&out) {
+                problems.push(format!("step {i}: sent {out}, want {:?}", obj.get("out")));
+            }
+            if obj.get("result") != Some(&result) {
+                problems.push(format!(
+                    "step {i}: result {result}, want {:?}",
+                    obj.get("result")
+                ));
+            }
+        }
+    }
+    Ok(problems)
+}
+
 /// Pretty JSON that keeps anything short on one line (the tables are read by people).
 fn pretty(v: &Value, indent: usize) -> String {
     let compact = v.to_string();
@@ -271,6 +327,11 @@ fn run_file(name: &str, run: fn(&mut Value) -> anyhow::Result<Vec<String>>) {
 #[test]
 fn call_flow_scenarios() {
     run_file("call-flow.json", run_call_scenario);
+}
+
+#[test]
+fn verify_scenarios() {
+    run_file("verify.json", run_verify_scenario);
 }
 
 #[test]

@@ -3,12 +3,13 @@
 //! Device work runs beside it ([`Devices`]) so that a slow camera never stalls signaling.
 
 use crate::api::{
-    ConnectionStatus, EngineConfig, EngineEvent, EngineResources, Joined, Level, Snapshot,
+    ConnectionStatus, EngineConfig, EngineEvent, EngineResources, Joined, Level, PeerVerification,
+    Snapshot,
 };
 use crate::devices::{Devices, Report, Switch, Want};
 use crate::error::{EngineError, ErrorCode, JoinError};
 use crate::ice::IceServer;
-use crate::link::{self, LinkCommand, LinkEvent, LinkParams};
+use crate::link::{self, LinkCommand, LinkEvent, LinkParams, Verification};
 use crate::media::{LinkId, MediaHub, MediaSettings, VideoSink};
 use crate::signaling::{self, JoinParams, SigEvent};
 use crate::stats::PeerStats;
@@ -100,6 +101,7 @@ pub fn spawn(
         history: Vec::new(),
         epoch: Instant::now(),
         refusal_told: false,
+        verifications: HashMap::new(),
     };
     Ok((ev_rx, tokio::spawn(actor.run(cmds, link_rx, dev_rx))))
 }
@@ -145,6 +147,8 @@ struct Actor {
     epoch: Instant,
     /// The user was told that rejoining is being refused (once per drop).
     refusal_told: bool,
+    /// Each link's verification code, by the link.
+    verifications: HashMap<LinkId, Verification>,
 }
 
 impl Actor {
@@ -260,6 +264,18 @@ impl Actor {
             microphone: self.microphone.clone(),
             speaker: self.speaker.clone(),
             participants: self.core.participants(),
+            verification: self
+                .links
+                .iter()
+                .filter_map(|(peer, l)| {
+                    self.verifications.get(&l.id).map(|v| PeerVerification {
+                        id: peer.clone(),
+                        code: v.code.as_ref().ok().cloned(),
+                        problem: v.code.as_ref().err().map(ToString::to_string),
+                        fingerprint: v.fingerprint.clone(),
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -333,11 +349,18 @@ impl Actor {
         let id = self.next_link;
         self.next_link += 1;
         let (tx, rx) = mpsc::channel(256);
+        let me = self.core.me().map(ToString::to_string).unwrap_or_default();
+        let (x, y) = if me <= peer.0 {
+            (me.as_str(), peer.as_str())
+        } else {
+            (peer.as_str(), me.as_str())
+        };
         let params = LinkParams {
             id,
             peer: peer.clone(),
             offerer,
             polite,
+            binding: format!("{x}:{y}"),
             rtc: Arc::new(self.config.rtc.clone()),
         };
         let task = tokio::spawn(link::run(
@@ -499,6 +522,10 @@ impl Actor {
             audio,
             setup_ms,
             answer_to_first_frame_ms: self.hub.answer_to_first_frame_ms(link),
+            verification_code: self
+                .verifications
+                .get(&link)
+                .and_then(|v| v.code.as_ref().ok().cloned()),
         }
     }
 
@@ -552,7 +579,11 @@ impl Actor {
                 self.apply().await;
             }
             SigEvent::Signal { from, data } => match CallSignal::from_data(&data) {
-                Ok(sig @ (CallSignal::Description { .. } | CallSignal::Candidate { .. })) => {
+                Ok(
+                    sig @ (CallSignal::Description { .. }
+                    | CallSignal::Candidate { .. }
+                    | CallSignal::Verify { .. }),
+                ) => {
                     if let Some(l) = self.links.get(&from) {
                         if l.tx.try_send(LinkCommand::Remote(sig)).is_err() {
                             tracing::warn!("link queue full: a call message was dropped");
@@ -671,6 +702,19 @@ impl Actor {
                     self.apply().await;
                 }
             }
+            LinkEvent::Verified(id, v) => {
+                if let Err(e) = &v.code {
+                    let name = self
+                        .link_peer
+                        .get(&id)
+                        .and_then(|p| self.core.name_of(p))
+                        .unwrap_or("someone")
+                        .to_owned();
+                    tracing::warn!("the call with {name} could not be verified: {e}");
+                }
+                self.verifications.insert(id, v);
+                self.publish_snapshot().await;
+            }
             LinkEvent::Failed(id, error) => {
                 if let Some(peer) = self.link_peer.get(&id).cloned() {
                     let name = self.core.name_of(&peer).unwrap_or("someone").to_owned();
@@ -691,6 +735,7 @@ impl Actor {
                     self.apply().await;
                 }
                 self.hub.remove_link(id);
+                self.verifications.remove(&id);
             }
         }
     }

@@ -41,6 +41,7 @@ impl Default for EngineConfig {
                 start_bitrate: 1_000_000,
                 max_bitrate: 2_500_000,
                 runtime: None,
+                certificate: None,
             },
             auto_accept: false,
             audio_bitrate: 32_000,
@@ -74,6 +75,20 @@ pub struct Snapshot {
     pub microphone: Option<String>,
     pub speaker: Option<String>,
     pub participants: Vec<Participant>,
+    /// The verification code of each link, once known.
+    pub verification: Vec<PeerVerification>,
+}
+
+/// What people compare to know they talk to each other and nobody sits in the middle.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PeerVerification {
+    pub id: PeerId,
+    /// `123 456`: both people see the same one unless someone is in the middle.
+    pub code: Option<String>,
+    /// Why there is no code (the other side did not follow the protocol).
+    pub problem: Option<String>,
+    /// The other side's certificate fingerprint, which stays the same for one installation.
+    pub fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

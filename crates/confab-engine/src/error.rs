@@ -54,6 +54,8 @@ codes! {
     Timeout = "timeout",
     Disconnected = "disconnected",
     BadAddress = "bad-address",
+    /// `ws://` to an address outside the private networks: the user is asked first.
+    InsecureServer = "insecure-server",
     Cancelled = "cancelled",
     Reconnecting = "reconnecting",
     /// The engine is gone (the app is closing).

@@ -98,6 +98,35 @@ pub fn normalize_url(input: &str) -> Result<String, String> {
     Ok(format!("{scheme}://{host}{path}"))
 }
 
+/// Whether a (normalized) server URL sends signaling unencrypted to an address outside this
+/// computer and the private networks: anyone on the way could read and change it (it carries
+/// names, room passwords and the session descriptions that the verification code guards).
+pub fn insecure_public(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("ws://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let host = host.to_ascii_lowercase();
+    if host == "localhost" || host.ends_with(".local") || host.ends_with(".localhost") {
+        return false;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => {
+            !(v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified())
+        }
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments()[0];
+            !(v6.is_loopback() || (s & 0xfe00) == 0xfc00 || (s & 0xffc0) == 0xfe80)
+        }
+        // A name: it may resolve anywhere.
+        Err(_) => true,
+    }
+}
+
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -303,6 +332,31 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::normalize_url;
+
+    #[test]
+    fn unencrypted_public_servers_are_told_apart() {
+        use super::insecure_public;
+        for private in [
+            "ws://127.0.0.1:8787/ws",
+            "ws://localhost:8787/ws",
+            "ws://10.1.2.3:8787/ws",
+            "ws://192.168.1.5/ws",
+            "ws://172.20.0.1:1/ws",
+            "ws://[::1]:8787/ws",
+            "ws://[fd00::5]:8787/ws",
+            "ws://laptop.local:8787/ws",
+            "wss://example.org/ws",
+        ] {
+            assert!(!insecure_public(private), "{private}");
+        }
+        for public in [
+            "ws://example.org:8787/ws",
+            "ws://203.0.113.7:8787/ws",
+            "ws://[2001:db8::1]:8787/ws",
+        ] {
+            assert!(insecure_public(public), "{public}");
+        }
+    }
 
     #[test]
     fn server_addresses_are_normalized() {

@@ -42,6 +42,8 @@ pub struct PeerStats {
     pub setup_ms: Option<f64>,
     /// From the answer (sent or received) to the first picture decoded from this peer.
     pub answer_to_first_frame_ms: Option<f64>,
+    /// The code both people should see (`123 456`); differs when someone is in the middle.
+    pub verification_code: Option<String>,
     pub video: VideoStats,
     pub audio: AudioStats,
 }

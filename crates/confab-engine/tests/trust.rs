@@ -157,3 +157,184 @@ async fn denied_newcomer_gets_nothing() {
         p.engine.shutdown().await;
     }
 }
+
+async fn verification(p: &Peer, of: &str) -> confab_engine::api::PeerVerification {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let snap = p.engine.snapshot().await.unwrap();
+        if let Some(v) = snap.verification.into_iter().find(|v| v.id.0 == of) {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no verification of {of} within 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Without anyone in the middle both people read the same code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verification_codes_match_without_a_middleman() {
+    init_logs();
+    let server = server().await;
+    let mut a = join(&server, "v", "Ada", config(440.0, VideoCodec::H264, false)).await;
+    let b = join(&server, "v", "Bob", config(660.0, VideoCodec::H264, true)).await;
+    a.wait_participants(1).await;
+    a.engine.call(None).await.unwrap();
+    let va = verification(&a, &b.id).await;
+    let vb = verification(&b, &a.id).await;
+    let code = va.code.clone().expect("a code");
+    assert_eq!(code.len(), 7, "{code}");
+    assert!(code.chars().all(|c| c.is_ascii_digit() || c == ' '));
+    assert_eq!(va.code, vb.code, "{va:?} vs {vb:?}");
+    assert!(va.fingerprint.is_some() && va.fingerprint != vb.fingerprint);
+    let stats = a
+        .wait_stats(&b.id, "the code in the stats", |s| {
+            s.verification_code.is_some()
+        })
+        .await;
+    assert_eq!(stats.verification_code, va.code);
+    a.engine.shutdown().await;
+    b.engine.shutdown().await;
+}
+
+/// How the middleman treats the verification's own messages.
+#[derive(Clone, Copy)]
+enum Middleman {
+    /// Relays them untouched.
+    PassThrough,
+    /// Commits to its own certificate towards the answerer, and reveals accordingly.
+    Substitutes,
+}
+
+/// A WebSocket proxy on Ada's path to the server that rewrites what passes: every session
+/// description's certificate fingerprint becomes the middleman's (as a middleman terminating
+/// DTLS on both sides must present), and the verification's messages as `mode` says.
+async fn middleman(upstream: String, mode: Middleman) -> String {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    const FAKE: &str = "sha-256 4D:49:54:4D:4D:49:54:4D:4D:49:54:4D:4D:49:54:4D:4D:49:54:4D:4D:49:54:4D:4D:49:54:4D:4D:49:54:4D";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let client = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        let (server, _) = tokio_tungstenite::connect_async(upstream).await.unwrap();
+        let (mut c_tx, mut c_rx) = client.split();
+        let (mut s_tx, mut s_rx) = server.split();
+        let rewrite = move |text: &str| -> String {
+            let Ok(mut v) = serde_json::from_str::<serde_json::Value>(text) else {
+                return text.to_owned();
+            };
+            let data = &mut v["data"];
+            match data["kind"].as_str() {
+                Some("description") => {
+                    let sdp = data["description"]["sdp"].as_str().unwrap_or("").to_owned();
+                    let fixed: Vec<String> = sdp
+                        .split("\r\n")
+                        .map(|l| {
+                            if l.starts_with("a=fingerprint:") {
+                                format!("a=fingerprint:{FAKE}")
+                            } else {
+                                l.to_owned()
+                            }
+                        })
+                        .collect();
+                    data["description"]["sdp"] = fixed.join("\r\n").into();
+                }
+                Some("verify") => {
+                    if let Middleman::Substitutes = mode {
+                        let fake = FAKE.to_ascii_lowercase();
+                        if data.get("commit").is_some() {
+                            data["commit"] =
+                                confab_call::verify::commitment(&fake, "middleman").into();
+                        }
+                        if data.get("reveal").is_some()
+                            && v["type"] == "signal"
+                            && v.get("to").is_some()
+                        {
+                            // Ada's reveal, on its way to Bob.
+                            v["data"]["reveal"] = "middleman".into();
+                        }
+                    }
+                }
+                _ => {}
+            }
+            v.to_string()
+        };
+        let up = async {
+            while let Some(Ok(m)) = c_rx.next().await {
+                let m = match m {
+                    Message::Text(t) => Message::Text(rewrite(t.as_str()).into()),
+                    other => other,
+                };
+                if s_tx.send(m).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let down = async {
+            while let Some(Ok(m)) = s_rx.next().await {
+                let m = match m {
+                    Message::Text(t) => Message::Text(rewrite(t.as_str()).into()),
+                    other => other,
+                };
+                if c_tx.send(m).await.is_err() {
+                    break;
+                }
+            }
+        };
+        tokio::join!(up, down);
+    });
+    url
+}
+
+/// Someone in the middle substitutes certificates (the signaling server could): the two
+/// people do not read the same code — either the answerer cannot verify at all, or the codes
+/// differ — whatever the middleman does with the verification's messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn man_in_the_middle_cannot_match_the_codes() {
+    init_logs();
+    for mode in [Middleman::PassThrough, Middleman::Substitutes] {
+        let server = server().await;
+        let via = middleman(server.ws_url(), mode).await;
+        let (engine, events) = confab_engine::Engine::start(
+            config(440.0, VideoCodec::H264, false),
+            std::sync::Arc::new(confab_engine::NullSink),
+        )
+        .unwrap();
+        let joined = engine.join(&via, "mitm", "Ada", None).await.unwrap();
+        let mut a = Peer {
+            engine,
+            events,
+            id: joined.id.to_string(),
+        };
+        let b = join(
+            &server,
+            "mitm",
+            "Bob",
+            config(660.0, VideoCodec::H264, true),
+        )
+        .await;
+        a.wait_participants(1).await;
+        a.engine.call(None).await.unwrap();
+        let va = verification(&a, &b.id).await;
+        let vb = verification(&b, &a.id).await;
+        match mode {
+            Middleman::PassThrough => {
+                assert!(
+                    vb.code.is_none() && vb.problem.is_some(),
+                    "Bob cannot verify: {vb:?}"
+                );
+            }
+            Middleman::Substitutes => {
+                assert!(va.code.is_some() && vb.code.is_some(), "{va:?} {vb:?}");
+                assert_ne!(va.code, vb.code, "the middleman matched the codes");
+            }
+        }
+        assert_ne!(va.code, vb.code);
+        a.engine.shutdown().await;
+        b.engine.shutdown().await;
+    }
+}

@@ -171,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
             start_bitrate: args.bitrate * 1000,
             max_bitrate: (args.bitrate * 1000).max(2_500_000),
             runtime: None,
+            certificate: None,
         },
         auto_accept: args.auto_accept,
         audio_bitrate: 32_000,

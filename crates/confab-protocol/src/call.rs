@@ -45,6 +45,14 @@ pub enum CallSignal {
     /// `sha256(link secret ":" sender id ":" receiver id)` (hex, first 32 characters), bound to
     /// both ids so that nobody else can replay it.
     Resume { proofs: Vec<String> },
+    /// The verification code's exchange on a link: the offerer's commitment, then each side's
+    /// random (see `confab_call::verify`).
+    Verify {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reveal: Option<String>,
+    },
     /// An SDP offer or answer, shaped like `RTCSessionDescriptionInit`.
     Description { description: SessionDescription },
     /// A trickled ICE candidate, shaped like `RTCIceCandidateInit`.

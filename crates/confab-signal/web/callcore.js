@@ -679,10 +679,94 @@
     }
   }
 
+  // ------------------------------------------------------------------ verification (verify.rs)
+  function fingerprint(sdp) {
+    for (const line of String(sdp).split(/\r?\n/)) {
+      const t = line.trim();
+      if (!t.startsWith('a=fingerprint:')) continue;
+      const v = t.slice('a=fingerprint:'.length).trim().toLowerCase();
+      if (v.startsWith('sha-256 ') && v.length <= 128) return v;
+    }
+    return null;
+  }
+  const commitment = (fp, random) => hash(`${fp}:${random}`);
+  function shortCode(digestHex) {
+    const n = parseInt(digestHex.slice(0, 8), 16) % 1000000;
+    return `${String(Math.floor(n / 1000)).padStart(3, '0')} ${String(n % 1000).padStart(3, '0')}`;
+  }
+
+  // role: 'offerer' | 'answerer'. Each method returns a verify signal to send, or null; the
+  // offerer's commitment goes before its description, the answerer's reveal after its own.
+  class Verifier {
+    constructor(role, random, binding) {
+      this.role = role;
+      this.random = random;
+      this.binding = binding;
+      this.ownFp = null;
+      this.theirFp = null;
+      this.theirCommit = null;
+      this.theirRandom = null;
+      this.committed = false;
+      this.revealed = false;
+      this.result = null; // { code } | { error }
+    }
+
+    localDescription(sdp) {
+      if (this.ownFp === null) this.ownFp = fingerprint(sdp);
+      if (this.role === 'offerer' && !this.committed) {
+        if (this.ownFp === null) return null;
+        this.committed = true;
+        return { kind: 'verify', commit: commitment(this.ownFp, this.random) };
+      }
+      return this.maybeReveal();
+    }
+
+    remoteDescription(sdp) {
+      if (this.theirFp === null) this.theirFp = fingerprint(sdp);
+      return this.maybeReveal();
+    }
+
+    signal(commit, reveal) {
+      if (typeof commit === 'string' && this.role === 'answerer' && this.theirCommit === null && commit.length <= 64) this.theirCommit = commit;
+      if (typeof reveal === 'string' && this.theirRandom === null && reveal.length <= 64) this.theirRandom = reveal;
+      const out = this.maybeReveal();
+      this.finish();
+      return out;
+    }
+
+    maybeReveal() {
+      if (this.revealed || this.ownFp === null || this.theirFp === null) return null;
+      const turn = this.role === 'answerer' ? this.theirCommit !== null : this.committed && this.theirRandom !== null;
+      if (!turn) return null;
+      this.revealed = true;
+      const out = { kind: 'verify', reveal: this.random };
+      this.finish();
+      return out;
+    }
+
+    finish() {
+      if (this.result !== null || !this.revealed || this.ownFp === null || this.theirFp === null || this.theirRandom === null) return;
+      if (this.role === 'answerer') {
+        if (this.theirCommit === null) {
+          this.result = { error: 'no-commit' };
+          return;
+        }
+        if (commitment(this.theirFp, this.theirRandom) !== this.theirCommit) {
+          this.result = { error: 'commit-mismatch' };
+          return;
+        }
+      }
+      const [ofp, afp, or, ar] = this.role === 'offerer'
+        ? [this.ownFp, this.theirFp, this.random, this.theirRandom]
+        : [this.theirFp, this.ownFp, this.theirRandom, this.random];
+      this.result = { code: shortCode(hash(`confab-sas:${this.binding}:${ofp}:${afp}:${or}:${ar}`)) };
+    }
+  }
+
   const FAILURE_TEXT = {
     'setup-timeout': 'the call could not be connected within 30 s (a firewall may block it; a TURN server helps)',
     broken: 'the connection to this person broke and could not be restored',
   };
 
-  return { CallCore, LinkHealth, FAILURE_TEXT, RING_TIMEOUT_MS, REJOIN_GRACE_MS, sha256Hex, resumeProof };
+  return { CallCore, LinkHealth, Verifier, FAILURE_TEXT, RING_TIMEOUT_MS, REJOIN_GRACE_MS, sha256Hex, resumeProof };
 });

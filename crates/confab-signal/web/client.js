@@ -10,7 +10,7 @@
   'use strict';
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
-  const { CallCore, LinkHealth, FAILURE_TEXT } = window.ConfabCallCore;
+  const { CallCore, LinkHealth, Verifier, FAILURE_TEXT } = window.ConfabCallCore;
   const now = () => Math.round(performance.now());
   const randomHex = (n) => Array.from(crypto.getRandomValues(new Uint8Array(n)), (b) => b.toString(16).padStart(2, '0')).join('');
 
@@ -43,7 +43,8 @@
       [...ids].map((id) => {
         const p = S.core.peers.get(id);
         const l = S.links.get(id);
-        return { id, name: p ? p.name : '', phase: p ? p.phase : 'idle', pc: l ? l.pc : null, readings: l ? l.readings : null };
+        const code = l && l.verifier.result ? l.verifier.result.code || null : null;
+        return { id, name: p ? p.name : '', phase: p ? p.phase : 'idle', pc: l ? l.pc : null, readings: l ? l.readings : null, verification_code: code };
       }),
       S.joinedAt,
     );
@@ -198,6 +199,7 @@
       const d = m.data;
       if (d.kind === 'description') onDescription(m.from, d.description);
       else if (d.kind === 'candidate') onCandidate(m.from, d.candidate);
+      else if (d.kind === 'verify') onVerify(m.from, d);
       else rules((c, t) => c.signal(m.from, d, t));
     }
   }
@@ -222,9 +224,11 @@
   function openLink(id, offerer, polite) {
     if (S.links.has(id)) return;
     const pc = new RTCPeerConnection({ iceServers: [] });
+    const me = S.core.me || '';
     const link = {
       id, pc, offerer, polite, makingOffer: false, pending: [],
       health: new LinkHealth(offerer, now()),
+      verifier: new Verifier(offerer ? 'offerer' : 'answerer', randomHex(16), me <= id ? `${me}:${id}` : `${id}:${me}`),
       remote: new MediaStream(), tile: null, readings: null,
     };
     S.links.set(id, link);
@@ -266,12 +270,40 @@
     }
   }
 
+  // Our description, with the verification's commitment before it (offerer) or its reveal
+  // after it (answerer) when one is due.
+  function sendDescription(link) {
+    const d = link.pc.localDescription;
+    const v = link.verifier.localDescription(d.sdp);
+    if (v && v.commit) signal(link.id, v);
+    signal(link.id, { kind: 'description', description: { type: d.type, sdp: d.sdp } });
+    if (v && !v.commit) signal(link.id, v);
+    showVerification(link);
+  }
+
+  function onVerify(from, d) {
+    const link = S.links.get(from);
+    if (!link) return;
+    const v = link.verifier.signal(d.commit, d.reveal);
+    if (v) signal(link.id, v);
+    showVerification(link);
+  }
+
+  // The code people read to each other, on the tile.
+  function showVerification(link) {
+    const r = link.verifier.result;
+    if (!r || !link.tile) return;
+    const el = link.tile.querySelector('.code');
+    el.hidden = false;
+    el.textContent = r.code || 'not verified';
+    el.classList.toggle('bad', !r.code);
+  }
+
   async function makeOffer(link) {
     link.makingOffer = true;
     try {
       await link.pc.setLocalDescription();
-      const d = link.pc.localDescription;
-      signal(link.id, { kind: 'description', description: { type: d.type, sdp: d.sdp } });
+      sendDescription(link);
     } catch (e) {
       console.warn('offer failed', e);
     } finally {
@@ -289,11 +321,13 @@
     if (desc.type === 'answer' && pc.signalingState !== 'have-local-offer') return;
     try {
       await pc.setRemoteDescription({ type: desc.type, sdp: desc.sdp });
+      const v = link.verifier.remoteDescription(desc.sdp);
+      if (v) signal(link.id, v);
       if (desc.type === 'offer') {
         await pc.setLocalDescription();
-        const d = pc.localDescription;
-        signal(link.id, { kind: 'description', description: { type: d.type, sdp: d.sdp } });
+        sendDescription(link);
       }
+      showVerification(link);
       for (const c of link.pending.splice(0)) await pc.addIceCandidate(c).catch(() => {});
     } catch (e) {
       console.warn('description failed', e);
@@ -365,12 +399,17 @@
       const n = document.createElement('span');
       n.className = 'name';
       n.textContent = S.core.nameOf(link.id) || '';
-      cap.append(n);
+      const code = document.createElement('span');
+      code.className = 'code';
+      code.hidden = true;
+      code.title = 'Verification code: read it to each other. The same code on both sides means nobody is in the middle.';
+      cap.append(n, code);
       tile.append(cap);
       link.tile = tile;
       link.readings = window.ConfabMeasure.newReadings();
       $('grid').append(tile);
       window.ConfabMeasure.watch(v, link.readings, () => S.links.get(link.id) === link);
+      showVerification(link);
     }
     const v = link.tile.querySelector('video');
     if (v.srcObject !== link.remote) v.srcObject = link.remote;

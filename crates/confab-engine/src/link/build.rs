@@ -12,6 +12,7 @@ use rtc::interceptor::{
     PacketReport, Slot, StreamInfo, TaggedPacket,
 };
 use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::certificate::RTCCertificate;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -237,7 +238,16 @@ pub(super) async fn build(
     if !rtc_settings.mdns {
         se = se.with_multicast_dns_mode(MulticastDnsMode::Disabled);
     }
-    let config = RTCConfigurationBuilder::new()
+    let mut config = RTCConfigurationBuilder::new();
+    if let Some(pem) = &rtc_settings.certificate {
+        // One certificate per installation: the verification code then means something.
+        let provider =
+            rtc::crypto::default_provider().map_err(|e| LinkError::Certificate(e.to_string()))?;
+        let cert = RTCCertificate::from_pem(pem, provider.crypto())
+            .map_err(|e| LinkError::Certificate(e.to_string()))?;
+        config = config.with_certificates(vec![cert]);
+    }
+    let config = config
         .with_ice_servers(
             rtc_settings
                 .ice_servers
@@ -365,4 +375,17 @@ pub(super) fn to_wire(desc: &RTCSessionDescription) -> Option<SessionDescription
         kind,
         sdp: desc.sdp.clone(),
     })
+}
+
+/// A new certificate for this installation, as PEM (private key included: keep it private).
+pub fn new_certificate_pem() -> Result<String, LinkError> {
+    use rtc::crypto::SignatureScheme;
+    use rtc::peer_connection::certificate::CertificateParams;
+    let e = |x: &dyn std::fmt::Display| LinkError::Certificate(x.to_string());
+    let provider = rtc::crypto::default_provider().map_err(|x| e(&x))?;
+    let params = CertificateParams::new(vec!["confab".to_owned()]).map_err(|x| e(&x))?;
+    let cert =
+        RTCCertificate::generate(provider.crypto(), SignatureScheme::EcdsaP256Sha256, params)
+            .map_err(|x| e(&x))?;
+    cert.serialize_pem().map_err(|x| e(&x))
 }

@@ -6,6 +6,8 @@
 
 mod build;
 
+pub use build::new_certificate_pem;
+
 use crate::ice::IceServer;
 use crate::media::{AudioOutput, LinkId, MediaHub, VideoOut};
 use build::{PcEvent, Tracks};
@@ -13,6 +15,7 @@ use confab_call::health::{ConnState, HealthAction, HealthRules, LinkFailure, Lin
 use confab_call::negotiation::{
     CandidateDecision, Decision, Negotiation, NegotiationRules, Refused,
 };
+use confab_call::verify::{Role, Verifier, VerifyError};
 use confab_call::Millis;
 use confab_media::video::VideoCodec;
 use confab_protocol::call::{CallSignal, IceCandidate, SdpType, SessionDescription};
@@ -44,6 +47,9 @@ pub struct RtcSettings {
     /// A runtime that wraps every UDP socket (tests and benchmarks on an impaired network);
     /// `None`: webrtc's own tokio runtime.
     pub runtime: Option<Arc<dyn webrtc::runtime::Runtime>>,
+    /// This installation's DTLS certificate (PEM with its private key); `None`: a new one per
+    /// connection.
+    pub certificate: Option<String>,
 }
 
 impl RtcSettings {
@@ -71,6 +77,17 @@ pub enum LinkError {
     GaveUp(#[from] LinkFailure),
     #[error("the connection to this person stopped because of an internal error")]
     Crashed,
+    #[error("this installation's certificate cannot be used: {0}")]
+    Certificate(String),
+}
+
+/// What a link's verification came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    /// The code both people should see (`123 456`), or why there is none.
+    pub code: Result<String, VerifyError>,
+    /// The other side's full certificate fingerprint (`sha-256 ab:cd:…`).
+    pub fingerprint: Option<String>,
 }
 
 pub enum LinkCommand {
@@ -83,6 +100,7 @@ pub enum LinkCommand {
 pub enum LinkEvent {
     Signal(PeerId, CallSignal),
     Connected(LinkId),
+    Verified(LinkId, Verification),
     Failed(LinkId, LinkError),
     Closed(LinkId),
 }
@@ -93,6 +111,8 @@ pub struct LinkParams {
     pub offerer: bool,
     /// The polite peer rolls back its own offer when offers collide.
     pub polite: bool,
+    /// A value both ends know for this link (the verification code covers it).
+    pub binding: String,
     pub rtc: Arc<RtcSettings>,
 }
 
@@ -106,6 +126,8 @@ struct Link {
     estimate: Arc<AtomicU64>,
     negotiation: Negotiation,
     health: LinkHealth,
+    verifier: Verifier,
+    verified: bool,
     epoch: Instant,
     tasks: JoinSet<()>,
 }
@@ -143,10 +165,60 @@ impl Link {
         Ok(())
     }
 
-    async fn send_local_description(&self, fallback: RTCSessionDescription) {
+    /// Sends our local description, with the verification's commitment before it (offerer)
+    /// or its reveal after it (answerer) when one is due.
+    async fn send_local_description(&mut self, fallback: RTCSessionDescription) {
         let desc = self.pc.local_description().await.unwrap_or(fallback);
+        let verify = self.verifier.local_description(&desc.sdp);
+        let commit_first = matches!(
+            &verify,
+            Some(CallSignal::Verify {
+                commit: Some(_),
+                ..
+            })
+        );
+        if commit_first {
+            if let Some(v) = verify.clone() {
+                self.send(v).await;
+            }
+        }
         if let Some(d) = build::to_wire(&desc) {
             self.send(CallSignal::Description { description: d }).await;
+        }
+        if !commit_first {
+            if let Some(v) = verify {
+                self.send(v).await;
+            }
+        }
+        self.report_verification().await;
+    }
+
+    async fn on_verify(&mut self, commit: Option<String>, reveal: Option<String>) {
+        if let Some(v) = self.verifier.signal(commit, reveal) {
+            self.send(v).await;
+        }
+        self.report_verification().await;
+    }
+
+    /// Tells the engine the code once it is known (or that it cannot be).
+    async fn report_verification(&mut self) {
+        if self.verified {
+            return;
+        }
+        if let Some(code) = self.verifier.result().cloned() {
+            self.verified = true;
+            let fingerprint = self
+                .pc
+                .remote_description()
+                .await
+                .and_then(|d| confab_call::verify::fingerprint(&d.sdp));
+            let _ = self
+                .events
+                .send(LinkEvent::Verified(
+                    self.params.id,
+                    Verification { code, fingerprint },
+                ))
+                .await;
         }
     }
 
@@ -213,6 +285,9 @@ impl Link {
             .await
             .map_err(webrtc("cannot use the session description"))?;
         let waiting = self.negotiation.remote_applied(d.kind);
+        if let Some(v) = self.verifier.remote_description(&d.sdp) {
+            self.send(v).await;
+        }
         if d.kind == SdpType::Offer {
             if self.tracks.is_none() {
                 let codec = self.answer_codec(&d.sdp);
@@ -330,6 +405,9 @@ impl Link {
             Some(LinkCommand::Remote(CallSignal::Candidate { candidate })) => {
                 self.on_candidate(candidate).await
             }
+            Some(LinkCommand::Remote(CallSignal::Verify { commit, reveal })) => {
+                self.on_verify(commit, reveal).await
+            }
             Some(LinkCommand::Remote(_)) => {}
             Some(LinkCommand::Rebind(p)) => {
                 self.hub.rebind(self.params.id, p.clone());
@@ -437,6 +515,16 @@ pub async fn run(
         peer: params.peer.clone(),
         negotiation: Negotiation::new(rules, params.polite, 0),
         health: LinkHealth::new(HealthRules::default(), params.offerer, 0),
+        verifier: Verifier::new(
+            if params.offerer {
+                Role::Offerer
+            } else {
+                Role::Answerer
+            },
+            format!("{:032x}", rand::random::<u128>()),
+            params.binding.clone(),
+        ),
+        verified: false,
         epoch: Instant::now(),
         params,
         pc,

@@ -46,6 +46,7 @@ pub fn config(tone_hz: f64, codec: VideoCodec, auto_accept: bool) -> EngineConfi
             start_bitrate: 600_000,
             max_bitrate: 1_500_000,
             runtime: None,
+            certificate: None,
         },
         auto_accept,
         audio_bitrate: 32_000,
