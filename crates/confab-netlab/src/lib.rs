@@ -1,8 +1,16 @@
 //! A network lab for Confab's tests and benchmarks.
 //!
-//! [`Pipe`]: a pure, seeded, time-fed impairment state machine ([`Impairment`]: random and
-//! bursty loss, delay with jitter, a rate cap with a bounded queue, a blackout).
+//! - [`NetLab`]: an impaired network for in-process peer connections. Its
+//!   [`runtime`](NetLab::runtime) goes into `PeerConnectionBuilder::with_runtime`; every UDP
+//!   socket the connection opens then receives through a seeded [`Pipe`] with random and
+//!   bursty loss, delay with jitter, a rate cap with a bounded queue, and a switchable
+//!   blackout ([`Impairment`]), changeable at run time, with [`Counters`].
+//!
+//! Traffic stays on loopback and inside the namespaces the lab made itself.
 
+pub mod harness;
 pub mod impair;
+pub mod runtime;
 
 pub use impair::{Burst, Counters, DropReason, Impairment, InvalidImpairment, Pipe};
+pub use runtime::{NetLab, NetlabError};
