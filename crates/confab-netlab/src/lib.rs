@@ -5,11 +5,15 @@
 //!   socket the connection opens then receives through a seeded [`Pipe`] with random and
 //!   bursty loss, delay with jitter, a rate cap with a bounded queue, and a switchable
 //!   blackout ([`Impairment`]), changeable at run time, with [`Counters`].
+//! - [`kernel`]: a kernel-level lab for processes: network namespaces, veth pairs, tbf rate
+//!   caps, nftables loss and blackouts, a masquerading NAT between two homes and an
+//!   "internet", and a coturn TURN server there. Needs root; everything is torn down on drop.
 //!
 //! Traffic stays on loopback and inside the namespaces the lab made itself.
 
 pub mod harness;
 pub mod impair;
+pub mod kernel;
 pub mod runtime;
 
 pub use impair::{Burst, Counters, DropReason, Impairment, InvalidImpairment, Pipe};
