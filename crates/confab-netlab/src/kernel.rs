@@ -286,9 +286,20 @@ impl KernelLab {
     /// ```
     ///
     /// The NAT forwards homes → internet (masquerading as 203.0.113.1) and replies back, and
-    /// nothing else: the homes cannot reach each other (no route between the LANs, and no
-    /// hairpinning through the public address) and the internet cannot reach them. A TURN
-    /// server on the internet side ([`TurnServer::start`]) is the only way through.
+    /// nothing else: the homes cannot reach each other (nothing is forwarded between LAN
+    /// interfaces, and there is no hairpinning through the public address) and the internet
+    /// cannot reach them. A TURN server on the internet side ([`TurnServer::start`]) is the
+    /// only way through. Any further LAN link to `nat` is forwarded the same way, e.g. a
+    /// second path for home-a (for network-change tests):
+    ///
+    /// ```no_run
+    /// # fn f(lab: &confab_netlab::kernel::KernelLab, nat: &confab_netlab::kernel::NatLab)
+    /// #     -> Result<(), confab_netlab::kernel::KernelError> {
+    /// lab.link(&nat.home_a, "eth1", "10.0.3.2/24", &nat.nat, "lan-a2", "10.0.3.1/24")?;
+    /// nat.home_a.run("ip", ["route", "add", "default", "via", "10.0.3.1", "metric", "100"])?;
+    /// nat.home_a.set_link("eth0", false)?; // the first path dies
+    /// # Ok(()) }
+    /// ```
     pub fn nat(&self) -> Result<NatLab> {
         let home_a = self.namespace("home-a")?;
         let home_b = self.namespace("home-b")?;
@@ -313,7 +324,7 @@ impl KernelLab {
              }\n\
              table inet confab_fwd {\n\
                chain forward { type filter hook forward priority filter; policy drop;\n\
-                 iifname { \"lan-a\", \"lan-b\" } oifname \"wan\" accept;\n\
+                 iifname != \"wan\" oifname \"wan\" accept;\n\
                  iifname \"wan\" ct state established,related accept; }\n\
              }\n",
         )?;
