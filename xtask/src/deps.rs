@@ -20,7 +20,9 @@ pub const BUILD: &[&str] = &[
 
 /// Needed by the tests and benchmarks, on top of [`BUILD`]: an X server and WebKit's
 /// WebDriver for the UI tests, Chromium and its driver for browser interop, iproute2 for
-/// loopback-only network namespaces, Node.js (with npm) for the JS lint and tests.
+/// network namespaces, veth and tbf caps, Node.js (with npm) for the JS lint and tests,
+/// nftables for loss, blackouts and NAT in the kernel network lab, and coturn (a real TURN
+/// server) for calls through relays.
 pub const TEST_EXTRA: &[&str] = &[
     "xvfb",
     "webkit2gtk-driver",
@@ -28,6 +30,8 @@ pub const TEST_EXTRA: &[&str] = &[
     "chromium-driver",
     "iproute2",
     "nodejs",
+    "nftables",
+    "coturn",
 ];
 
 /// Everything the tests need.
