@@ -20,13 +20,14 @@ pub const BUILD: &[&str] = &[
 
 /// Needed by the tests and benchmarks, on top of [`BUILD`]: an X server and WebKit's
 /// WebDriver for the UI tests, Chromium and its driver for browser interop, iproute2 for
-/// loopback-only network namespaces.
+/// loopback-only network namespaces, Node.js for the JavaScript tests (`node --test tests/js/`).
 pub const TEST_EXTRA: &[&str] = &[
     "xvfb",
     "webkit2gtk-driver",
     "chromium",
     "chromium-driver",
     "iproute2",
+    "nodejs",
 ];
 
 /// Everything the tests need.

@@ -19,7 +19,8 @@ cargo xtask <command>
   run [-- ARGS]      install missing system packages, build (release) and start the Confab
                      app; ARGS go to it (e.g. -- --room team --name Ada)
   test               install test prerequisites, then cargo fmt --check, clippy -D warnings,
-                     every test of the workspace, and a check of the .deb
+                     the JavaScript tests (node --test tests/js/), every test of the
+                     workspace, and a check of the .deb
   bench signal|call  benchmarks that print figures (add --help for each)
   bundle [--debug] [--out DIR]
                      build the installer for this system (.deb on Debian/Ubuntu)
@@ -125,6 +126,11 @@ fn test(args: &[String]) -> Result {
         "warnings",
     ]);
     status(clippy, "cargo clippy -D warnings")?;
+    // The JavaScript shared with the pages (ui/rules.js against the rules table the Rust tests
+    // also run). `nodejs` is among the test packages.
+    let mut node = Command::new("node");
+    node.args(["--test", "tests/js/"]).current_dir(root());
+    status(node, "node --test tests/js/")?;
     // Tests start the workspace's binaries as processes; `cargo test --workspace` builds them
     // (with the test build's features) before any test runs.
     let mut tests = cargo();
