@@ -819,6 +819,11 @@ async fn handshake_flood() {
     })
     .await;
     let (mut a, _, mut b, b_id) = pair(&server, "r").await;
+    assert_eq!(
+        server.stats().handshakes,
+        0,
+        "a WebSocket is no longer in its handshake"
+    );
     let mut silent = Vec::new();
     for _ in 0..20 {
         silent.push(TcpStream::connect(server.local_addr()).await.unwrap());
