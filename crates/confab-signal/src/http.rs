@@ -34,26 +34,55 @@ pub struct Shared {
     pub acceptor: Option<TlsAcceptor>,
 }
 
-/// A connection's place among those the server holds (TCP, TLS, HTTP and WebSocket alike):
-/// when every place is taken, the server stops accepting until one frees up. It also counts
-/// the connections of its address (an IPv6 address counts per /64) while it lives.
-struct Held {
-    _permit: OwnedSemaphorePermit,
-    ip: IpAddr,
-    per_ip: Arc<Mutex<HashMap<AddrKey, usize>>>,
+/// Counts of something per client address (an IPv6 address counts per /64).
+#[derive(Clone, Default)]
+struct PerAddress(Arc<Mutex<HashMap<AddrKey, usize>>>);
+
+/// One count of an address, given back when dropped.
+struct Counted {
+    map: PerAddress,
+    key: AddrKey,
 }
 
-impl Drop for Held {
-    fn drop(&mut self) {
-        let mut m = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        let key = AddrKey::from(self.ip);
-        if let Some(n) = m.get_mut(&key) {
-            *n -= 1;
+impl PerAddress {
+    /// Counts one more for `ip`, unless it already has `max`.
+    fn try_count(&self, ip: IpAddr, max: usize) -> Option<Counted> {
+        let key = AddrKey::from(ip);
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(key).or_insert(0);
+        if *n >= max {
             if *n == 0 {
                 m.remove(&key);
             }
+            return None;
+        }
+        *n += 1;
+        Some(Counted {
+            map: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut m = self.map.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.key);
+            }
         }
     }
+}
+
+/// A connection's place among those the server holds (TCP, TLS, HTTP and WebSocket alike):
+/// when every place is taken, the server stops accepting until one frees up. It also counts
+/// the connections of its address while it lives.
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    ip: IpAddr,
+    _per_address: Counted,
 }
 
 type Place = Arc<Held>;
@@ -64,7 +93,8 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     // Handshakes in progress have their own, smaller limit: while it is reached, new
     // connections wait in the kernel's listen backlog (costing the server nothing).
     let handshakes = Arc::new(Semaphore::new(shared.config.max_handshakes.max(1)));
-    let per_ip: Arc<Mutex<HashMap<AddrKey, usize>>> = Arc::default();
+    let per_ip = PerAddress::default();
+    let handshakes_per_ip = PerAddress::default();
     loop {
         let (permit, handshake) = tokio::select! {
             _ = shared.cancel.cancelled() => return,
@@ -84,23 +114,27 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         match accepted {
             Ok((tcp, peer)) => {
                 let ip = peer.ip();
-                {
-                    let mut m = per_ip.lock().unwrap_or_else(|p| p.into_inner());
-                    let n = m.entry(AddrKey::from(ip)).or_insert(0);
-                    if *n >= shared.config.max_connections_per_ip {
-                        tracing::info!(%ip, "refusing a connection: too many from this address");
-                        continue; // dropping the stream closes it
-                    }
-                    *n += 1;
-                }
+                // Dropping the stream closes it.
+                let Some(counted) = per_ip.try_count(ip, shared.config.max_connections_per_ip)
+                else {
+                    tracing::info!(%ip, "refusing a connection: too many from this address");
+                    continue;
+                };
+                // One address cannot take every handshake place.
+                let Some(in_handshake) =
+                    handshakes_per_ip.try_count(ip, shared.config.max_handshakes_per_ip)
+                else {
+                    tracing::info!(%ip, "refusing a connection: too many handshakes from this address");
+                    continue;
+                };
                 let place = Arc::new(Held {
                     _permit: permit,
                     ip,
-                    per_ip: per_ip.clone(),
+                    _per_address: counted,
                 });
                 let _ = tcp.set_nodelay(true);
                 tracing::trace!(%peer, "tcp accepted");
-                let handshake = InHandshake::new(&shared.handshakes, handshake);
+                let handshake = InHandshake::new(&shared.handshakes, handshake, in_handshake);
                 shared
                     .tracker
                     .spawn(serve_tcp(tcp, shared.clone(), place, handshake));
@@ -119,14 +153,16 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 struct InHandshake {
     count: Arc<AtomicUsize>,
     _permit: OwnedSemaphorePermit,
+    _per_address: Counted,
 }
 
 impl InHandshake {
-    fn new(count: &Arc<AtomicUsize>, permit: OwnedSemaphorePermit) -> Self {
+    fn new(count: &Arc<AtomicUsize>, permit: OwnedSemaphorePermit, per_address: Counted) -> Self {
         count.fetch_add(1, Ordering::Relaxed);
         InHandshake {
             count: count.clone(),
             _permit: permit,
+            _per_address: per_address,
         }
     }
 }

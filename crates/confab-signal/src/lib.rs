@@ -42,6 +42,8 @@ pub struct SignalConfig {
     pub outbound_queue_bytes: usize,
     /// Connections in their TLS/HTTP handshake at once; more wait in the listen backlog.
     pub max_handshakes: usize,
+    /// Connections one address may have in their handshake at once; more are closed at once.
+    pub max_handshakes_per_ip: usize,
     /// Largest HTTP request head (request line and headers), in bytes (at least 8192).
     pub max_header_bytes: usize,
     /// Browser origins allowed on `/ws` besides the server's own (e.g. `https://example.com`).
@@ -88,6 +90,7 @@ impl Default for SignalConfig {
             outbound_queue: 64,
             outbound_queue_bytes: 256 * 1024,
             max_handshakes: 128,
+            max_handshakes_per_ip: 16,
             max_header_bytes: 16 * 1024,
             allowed_origins: Vec::new(),
             test_hooks: false,
@@ -117,6 +120,7 @@ impl SignalConfig {
             },
             max_connections_per_ip: 8,
             max_handshakes: 16,
+            max_handshakes_per_ip: 4,
             outbound_queue: 64,
             outbound_queue_bytes: 256 * 1024,
             ..SignalConfig::default()
@@ -180,7 +184,7 @@ impl SignalServer {
                 "the outbound queue needs room for at least 1024 bytes".into(),
             ));
         }
-        if config.max_handshakes == 0 {
+        if config.max_handshakes == 0 || config.max_handshakes_per_ip == 0 {
             return Err(SignalError::Config(
                 "at least one connection must be allowed in its handshake".into(),
             ));

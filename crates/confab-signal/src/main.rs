@@ -90,6 +90,11 @@ struct Args {
     #[arg(long, env = "CONFAB_MAX_HANDSHAKES", default_value_t = 128)]
     max_handshakes: usize,
 
+    /// Connections one address (IPv4 address, IPv6 /64) may have in their handshake at
+    /// once; more are closed at once.
+    #[arg(long, env = "CONFAB_MAX_HANDSHAKES_PER_IP", default_value_t = 16)]
+    max_handshakes_per_ip: usize,
+
     /// Largest HTTP request head (request line and headers), in bytes; larger get 431.
     #[arg(long, env = "CONFAB_MAX_HEADER_BYTES", default_value_t = 16_384)]
     max_header_bytes: usize,
@@ -196,6 +201,7 @@ impl Args {
             outbound_queue: self.outbound_queue,
             outbound_queue_bytes: self.outbound_queue_bytes,
             max_handshakes: self.max_handshakes,
+            max_handshakes_per_ip: self.max_handshakes_per_ip,
             max_header_bytes: self.max_header_bytes,
             allowed_origins: self.allow_origins.clone(),
             test_hooks: self.test_hooks,
