@@ -58,9 +58,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// The workspace root.
+/// The workspace root. Taken from the environment `cargo run` sets, not from the build: an
+/// xtask binary that cargo finds fresh in a target directory copied or shared from another
+/// checkout must not build and run that other checkout.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .parent()
         .expect("xtask lives in the workspace")
         .to_owned()
