@@ -33,19 +33,10 @@
       throw e;
     }
   }
-  function validRoom(r) {
-    if (!r) return 'Pick a room name.';
-    if (r.length > 64) return 'A room name has at most 64 characters.';
-    if (!/^[A-Za-z0-9._-]+$/.test(r)) return "A room name may only hold letters, digits, '.', '_' and '-'.";
-    return null;
-  }
-  function validName(n) {
-    if (!n.trim()) return 'Type your name.';
-    if ([...n].length > 64) return 'A name has at most 64 characters.';
-    // eslint-disable-next-line no-control-regex -- control characters are what it looks for
-    if (/[\u0000-\u001f\u007f]/.test(n)) return 'A name cannot hold control characters.';
-    return null;
-  }
+  // The room and name rules are ui/rules.js, the same table as the Rust rules.
+  const sentence = (m) => (m ? `${m.charAt(0).toUpperCase()}${m.slice(1)}.` : null);
+  const validRoom = (r) => sentence(window.ConfabRules.validateRoom(r));
+  const validName = (n) => sentence(window.ConfabRules.validateName(n));
 
   // ---------------------------------------------------------------------------- video
   const video = new Channel();

@@ -52,16 +52,9 @@ pub fn lan_ip() -> IpAddr {
 
 /// The limits of a server for one network: a few rooms and people, not the internet.
 pub fn lan_config(port: u16) -> SignalConfig {
-    let base = SignalConfig::default();
     SignalConfig {
         listen: SocketAddr::from(([0, 0, 0, 0], port)),
-        limits: confab_signal::RoomLimits {
-            max_connections: 64,
-            max_rooms: 8,
-            ..base.limits.clone()
-        },
-        max_connections_per_ip: 16,
-        ..base
+        ..SignalConfig::lan()
     }
 }
 

@@ -9,9 +9,11 @@ use confab_signal::{SignalConfig, SignalServer};
 use serde_json::Value;
 use std::process::{Command, Stdio};
 
+/// A server whose web client obeys the test URL parameters (join=1, call=1, source=test…).
 async fn server() -> Result<SignalServer> {
     Ok(SignalServer::start(SignalConfig {
         listen: "127.0.0.1:0".parse()?,
+        test_hooks: true,
         ..Default::default()
     })
     .await?)
@@ -264,12 +266,16 @@ async fn browser_keeps_its_call_through_a_server_restart() -> Result<()> {
     if !in_loopback_netns("browser_keeps_its_call_through_a_server_restart") {
         return Ok(());
     }
-    let listen: std::net::SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    // The first server on an already bound listener (no bind-drop-rebind race); the restart
+    // takes the same port again, retrying while the old socket lets go.
+    let first = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listen = first.local_addr()?;
     let config = || SignalConfig {
         listen,
+        test_hooks: true,
         ..Default::default()
     };
-    let server = SignalServer::start(config()).await?;
+    let server = SignalServer::start_on(first, config())?;
     let dir = scratch("restart");
     let peer = peer(
         &server.ws_url(),
@@ -301,7 +307,19 @@ async fn browser_keeps_its_call_through_a_server_restart() -> Result<()> {
                 .is_some_and(|p| p["frames"].as_u64() > Some(frames + 30))
         })
         .await?;
-        let server = SignalServer::start(config()).await?;
+        let server = {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                match tokio::net::TcpListener::bind(listen).await {
+                    Ok(l) => break SignalServer::start_on(l, config())?,
+                    Err(e) if std::time::Instant::now() < deadline => {
+                        eprintln!("rebinding {listen}: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
         // Both rejoin under new ids; the browser carries its call over to the peer's new id.
         let after = wait_web(&c, "the call carried over to the new id", 30, |r| {
             r.len() == 1 && r[0]["id"] != old_id && r[0]["phase"] == "connected"
@@ -319,5 +337,49 @@ async fn browser_keeps_its_call_through_a_server_restart() -> Result<()> {
     .await;
     let _ = c.close().await;
     drop(peer);
+    result
+}
+
+/// A link to the web client may come from anyone: without the server's test hooks, its URL
+/// never joins, calls, accepts or turns on the camera — the person presses Join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_alone_never_joins_or_calls() -> Result<()> {
+    let _turn = one_at_a_time().await;
+    if !in_loopback_netns("a_link_alone_never_joins_or_calls") {
+        return Ok(());
+    }
+    let server = SignalServer::start(SignalConfig {
+        listen: "127.0.0.1:0".parse()?,
+        ..Default::default()
+    })
+    .await?;
+    let chrome = chromedriver()?;
+    let c = chrome_session(&chrome).await?;
+    let result = async {
+        c.goto(&web_url(
+            &server,
+            "room=lured&name=Victim&join=1&call=1&accept=1&source=test&password=hunter2",
+        ))
+        .await?;
+        // The form is filled in (room, name), and stays there: nobody joined.
+        // Once the page has asked the server what it allows, a URL that could act would have.
+        let ready = wait_js(&c, "the page configured", 10, "return window.confabWeb.configured === true && document.getElementById('f-room').value === 'lured' && document.getElementById('f-name').value === 'Victim'").await?;
+        ensure!(ready == true, "{ready}");
+        let state = c
+            .execute(
+                "return {joinScreen: !document.getElementById('join-screen').hidden, password: document.getElementById('f-password').value, stream: !!window.confabWeb.stream};",
+                vec![],
+            )
+            .await?;
+        ensure!(state["joinScreen"] == true, "still on the join screen: {state}");
+        ensure!(state["password"] == "", "no password from the URL: {state}");
+        ensure!(state["stream"] == false, "no camera or microphone opened: {state}");
+        let (connections, rooms) = server.counts();
+        ensure!(rooms == 0, "nobody joined a room ({connections} connections, {rooms} rooms)");
+        Ok(())
+    }
+    .await;
+    let _ = c.close().await;
+    server.shutdown(std::time::Duration::from_secs(1)).await;
     result
 }

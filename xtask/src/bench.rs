@@ -291,6 +291,9 @@ fn signal(args: &[String]) -> Result {
             .args(["--max-rooms", &connections.to_string()])
             // The generator is one address.
             .args(["--max-connections-per-ip", &(connections + 100).to_string()])
+            .args(["--address-join-burst", &(connections + 100).to_string()])
+            .args(["--max-handshakes", "1024"])
+            .args(["--max-handshakes-per-ip", "1024"])
             // One core, one worker: no cross-thread wake-ups on a pinned process.
             .env("TOKIO_WORKER_THREADS", "1");
         let (server, url) = spawn_signal(server)?;

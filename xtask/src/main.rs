@@ -19,7 +19,8 @@ cargo xtask <command>
   run [-- ARGS]      install missing system packages, build (release) and start the Confab
                      app; ARGS go to it (e.g. -- --room team --name Ada)
   test               install test prerequisites, then cargo fmt --check, clippy -D warnings,
-                     every test of the workspace, and a check of the .deb
+                     the JavaScript tests (node --test tests/js/), every test of the
+                     workspace, and a check of the .deb
   bench signal|call  benchmarks that print figures (add --help for each)
   bundle [--debug] [--out DIR]
                      build the installer for this system (.deb on Debian/Ubuntu)
@@ -57,9 +58,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// The workspace root.
+/// The workspace root. Taken from the environment `cargo run` sets, not from the build: an
+/// xtask binary that cargo finds fresh in a target directory copied or shared from another
+/// checkout must not build and run that other checkout.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .parent()
         .expect("xtask lives in the workspace")
         .to_owned()

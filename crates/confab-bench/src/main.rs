@@ -97,7 +97,7 @@ fn xvfb() -> Result<(Killed, String)> {
 fn signal_server(bin: &Path) -> Result<(Killed, String)> {
     let mut s = Killed(
         Command::new(bin.join("confab-signal"))
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--test-hooks"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
@@ -411,6 +411,7 @@ fn confab_pair(bin: &Path, ws: &str, size: &str, duration: f64) -> Result<Row> {
 async fn vs_browser(duration: f64, bin: &Path, sizes: &str) -> Result<()> {
     let server = confab_signal::SignalServer::start(confab_signal::SignalConfig {
         listen: "127.0.0.1:0".parse()?,
+        test_hooks: true,
         ..Default::default()
     })
     .await?;

@@ -75,11 +75,13 @@ impl Engine {
     ) -> Result<Joined, EngineError> {
         let url = signaling::normalize_url(server).map_err(EngineError::BadAddress)?;
         confab_protocol::validate_room(room).map_err(EngineError::InvalidRoom)?;
-        confab_protocol::validate_name(name).map_err(EngineError::InvalidName)?;
+        // The name as the server will announce it (normalized), so ours matches.
+        let name = confab_protocol::check_name(name)
+            .map_err(|e| EngineError::InvalidName(e.to_string()))?;
         let params = JoinParams {
             url,
             room: room.into(),
-            name: name.into(),
+            name,
             password: password.filter(|p| !p.is_empty()).map(Into::into),
         };
         self.ask(|r| Cmd::Join(params, r)).await

@@ -15,15 +15,15 @@ use std::borrow::Cow;
 use std::fmt;
 
 pub mod call;
+mod rules;
+
+pub use rules::{
+    check_name, check_password, check_room, normalize_name, validate_name, validate_password,
+    validate_room, RuleError, MAX_NAME_CHARS, MAX_PASSWORD_LEN, MAX_ROOM_LEN,
+};
 
 /// The WebSocket path of protocol v1.
 pub const WS_PATH: &str = "/ws";
-/// Longest room name, in bytes (rooms are ASCII).
-pub const MAX_ROOM_LEN: usize = 64;
-/// Longest display name, in characters.
-pub const MAX_NAME_CHARS: usize = 64;
-/// Longest room password, in bytes.
-pub const MAX_PASSWORD_LEN: usize = 256;
 
 /// A peer id, assigned by the server at join time. Opaque to clients.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -346,79 +346,9 @@ pub fn truncate(s: &str, max_chars: usize) -> Cow<'_, str> {
     }
 }
 
-/// Checks a room name: 1–64 characters of `[A-Za-z0-9._-]`.
-pub fn validate_room(room: &str) -> Result<(), String> {
-    if room.is_empty() {
-        return Err("the room name is empty".into());
-    }
-    if room.len() > MAX_ROOM_LEN {
-        return Err(format!(
-            "the room name is longer than {MAX_ROOM_LEN} characters"
-        ));
-    }
-    if let Some(c) = room
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(format!(
-            "the room name may only hold letters, digits, '.', '_' and '-' (found {c:?})"
-        ));
-    }
-    Ok(())
-}
-
-/// Checks a display name: 1–64 characters, no control characters, not blank.
-pub fn validate_name(name: &str) -> Result<(), String> {
-    if name.trim().is_empty() {
-        return Err("the name is empty".into());
-    }
-    if name.chars().count() > MAX_NAME_CHARS {
-        return Err(format!(
-            "the name is longer than {MAX_NAME_CHARS} characters"
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err("the name contains control characters".into());
-    }
-    Ok(())
-}
-
-/// Checks a room password's length (any characters are allowed).
-pub fn validate_password(password: &str) -> Result<(), String> {
-    if password.len() > MAX_PASSWORD_LEN {
-        return Err(format!(
-            "the password is longer than {MAX_PASSWORD_LEN} bytes"
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn room_rules() {
-        assert!(validate_room("team-1.a_b").is_ok());
-        assert!(validate_room(&"a".repeat(64)).is_ok());
-        assert!(validate_room(&"a".repeat(65)).is_err());
-        assert!(validate_room("").is_err());
-        assert!(validate_room("a b").is_err());
-        assert!(validate_room("é").is_err());
-        assert!(validate_room("a/b").is_err());
-    }
-
-    #[test]
-    fn name_rules() {
-        assert!(validate_name("Ada Lovelace").is_ok());
-        assert!(validate_name("Zoë 🎥").is_ok());
-        assert!(validate_name(&"é".repeat(64)).is_ok());
-        assert!(validate_name(&"é".repeat(65)).is_err());
-        assert!(validate_name("").is_err());
-        assert!(validate_name("   ").is_err());
-        assert!(validate_name("a\nb").is_err());
-        assert!(validate_name("a\u{7}").is_err());
-    }
 
     #[test]
     fn truncate_on_char_boundary() {

@@ -1,25 +1,34 @@
 //! The room logic of the Confab signaling server, as a pure state machine.
 //!
-//! [`Rooms`] is fed connection events, text frames and the current time, and answers with
+//! [`Rooms`] is fed connection events, decoded frames and the current time, and answers with
 //! [`Output`]s: text to send to a connection, or a connection to close. It owns no socket, no
 //! task and no clock, so every rule of protocol v1 is tested here without I/O. The shell
-//! (`confab-signal`) owns the sockets and carries the outputs out.
+//! (`confab-signal`) owns the sockets and carries the outputs out; it decodes frames with
+//! [`decode`] before it takes its lock, and hands the result to [`Rooms::apply`].
 //!
 //! Invariants:
 //! - a signal's `from` is always the sender's own id, stamped here; a client's `from` is ignored;
 //! - a signal reaches only a peer of the sender's own room; otherwise `unknown-peer`, nothing relayed;
 //! - ids come from a seeded CSPRNG (128 bits), are unique among live peers and never reused in practice;
-//! - an error never closes the connection unless the client keeps erring (its error budget runs out).
+//! - an error never closes the connection unless the client keeps erring (its error budget runs
+//!   out), and errors caused by others (a signal to a peer that just left, a limit on a shared
+//!   address, a room locked by someone else's guessing) never count against it;
+//! - room updates (`welcome`, `peer-joined`, `peer-left`) are [`Output::Update`]s: the shell
+//!   delivers them or disconnects the client, never drops them;
+//! - everything kept per address or per room is bounded ([`Config::tracked_addresses`],
+//!   [`Config::departed_per_room`]).
 
 use confab_protocol::{
-    validate_name, validate_password, validate_room, ClientMessage, ErrorCode, PeerId, PeerInfo,
+    check_name, check_password, check_room, ClientMessage, ErrorCode, PeerId, PeerInfo,
     ServerMessage, SignalData,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
@@ -30,6 +39,9 @@ pub type ConnId = u64;
 pub const CLOSE_POLICY: u16 = 1008;
 /// WebSocket close code for "try again later".
 pub const CLOSE_TRY_AGAIN: u16 = 1013;
+
+/// How often idle per-address and per-room records are swept out.
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
 
 /// Limits of the room logic.
 #[derive(Debug, Clone)]
@@ -50,6 +62,33 @@ pub struct Config {
     pub join_timeout: Duration,
     /// Errors a connection may cause in a burst before it is closed (refills one per second).
     pub error_budget: f64,
+    /// Joins one connection may make in a burst, and per second after that (a leave needs no
+    /// token of its own: it always follows a join).
+    pub join_burst: f64,
+    pub join_per_sec: f64,
+    /// Joins one address (an IPv4 address, or an IPv6 /64) may make in a burst, and per
+    /// second after that, over all its connections.
+    pub address_join_burst: f64,
+    pub address_join_per_sec: f64,
+    /// Wrong passwords one address may give before it must wait (1 s, doubling with every
+    /// further failure up to `password_backoff_max`).
+    pub password_failures_per_address: u32,
+    /// Wrong passwords a room may receive (from all addresses together) before it stops
+    /// answering addresses it does not know, with the same backoff.
+    pub password_failures_per_room: u32,
+    /// The longest wait the password backoff imposes.
+    pub password_backoff_max: Duration,
+    /// Failures are forgotten after this long without a new one.
+    pub password_memory: Duration,
+    /// Addresses (and rooms) whose join and password history is kept at most; the oldest
+    /// idle entries make room for new ones. (Addresses with live connections are kept on top
+    /// of this, at most one per connection.)
+    pub tracked_addresses: usize,
+    /// Ids of peers that left, remembered per room so that signals still in flight to them
+    /// are not held against their senders.
+    pub departed_per_room: usize,
+    /// How long a departed id is remembered.
+    pub departed_memory: Duration,
 }
 
 impl Default for Config {
@@ -63,6 +102,53 @@ impl Default for Config {
             rate_burst: 200.0,
             join_timeout: Duration::from_secs(30),
             error_budget: 20.0,
+            join_burst: 5.0,
+            join_per_sec: 0.5,
+            address_join_burst: 60.0,
+            address_join_per_sec: 2.0,
+            password_failures_per_address: 5,
+            password_failures_per_room: 20,
+            password_backoff_max: Duration::from_secs(300),
+            password_memory: Duration::from_secs(15 * 60),
+            tracked_addresses: 20_000,
+            departed_per_room: 32,
+            departed_memory: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A client's address as the limits count it: an IPv4 address, or the /64 network of an IPv6
+/// address (one host usually holds a whole /64, so per-address counts would be free to dodge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddrKey {
+    V4([u8; 4]),
+    V6Net([u8; 8]),
+}
+
+impl From<IpAddr> for AddrKey {
+    fn from(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => AddrKey::V4(v4.octets()),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => AddrKey::V4(v4.octets()),
+                None => {
+                    let o = v6.octets();
+                    AddrKey::V6Net([o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]])
+                }
+            },
+        }
+    }
+}
+
+impl fmt::Display for AddrKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AddrKey::V4(o) => write!(f, "{}", std::net::Ipv4Addr::from(*o)),
+            AddrKey::V6Net(o) => {
+                let mut full = [0u8; 16];
+                full[..8].copy_from_slice(o);
+                write!(f, "{}/64", std::net::Ipv6Addr::from(full))
+            }
         }
     }
 }
@@ -70,8 +156,13 @@ impl Default for Config {
 /// What the shell must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    /// Send one text frame to a connection.
+    /// Send one text frame to a connection (an error): if it does not fit the connection's
+    /// queue right now, it may be dropped.
     Send { conn: ConnId, text: String },
+    /// A room update (`welcome`, `peer-joined`, `peer-left`): deliver it, or, when the
+    /// connection cannot take it, disconnect the connection ([`Rooms::disconnect`]) so that it
+    /// learns the room afresh when it joins again. Never drop it.
+    Update { conn: ConnId, text: String },
     /// A signal relayed from `from` to `conn`. If `conn` cannot take it now, the sender is
     /// told (a flood must not get its target disconnected).
     Relay {
@@ -96,7 +187,29 @@ pub struct Refusal {
     pub reason: String,
 }
 
-#[derive(Debug)]
+/// One text frame, decoded without the state machine (so the shell can do it outside its
+/// lock): [`decode`] makes it, [`Rooms::apply`] takes it.
+#[derive(Debug, Clone)]
+pub enum Inbound {
+    Message(ClientMessage),
+    /// Over the size limit (this many bytes); not parsed.
+    TooLarge(usize),
+    /// Not a valid message; the reason, for the client.
+    Invalid(String),
+}
+
+/// Decodes one text frame: a frame over `max_message_bytes` is not even parsed.
+pub fn decode(text: &str, max_message_bytes: usize) -> Inbound {
+    if text.len() > max_message_bytes {
+        return Inbound::TooLarge(text.len());
+    }
+    match ClientMessage::decode(text) {
+        Ok(msg) => Inbound::Message(msg),
+        Err(e) => Inbound::Invalid(e.message),
+    }
+}
+
+#[derive(Debug, Clone)]
 struct Bucket {
     tokens: f64,
     capacity: f64,
@@ -114,11 +227,15 @@ impl Bucket {
         }
     }
 
-    /// Takes one token if there is one.
-    fn take(&mut self, now: Instant) -> bool {
+    fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = self.last.max(now);
         self.tokens = (self.tokens + elapsed * self.per_sec).min(self.capacity);
+    }
+
+    /// Takes one token if there is one.
+    fn take(&mut self, now: Instant) -> bool {
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -126,6 +243,73 @@ impl Bucket {
             false
         }
     }
+
+    /// Time until the next token.
+    fn wait(&self) -> Duration {
+        let missing = (1.0 - self.tokens).max(0.0);
+        Duration::from_secs_f64(missing / self.per_sec.max(1e-9)).min(Duration::from_secs(3600))
+    }
+
+    fn full(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens >= self.capacity
+    }
+}
+
+/// Wrong passwords, with backoff.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+    blocked_until: Option<Instant>,
+}
+
+impl Failures {
+    fn new(now: Instant) -> Self {
+        Failures {
+            count: 0,
+            last: now,
+            blocked_until: None,
+        }
+    }
+
+    fn forgotten(&self, now: Instant, memory: Duration) -> bool {
+        self.count == 0 || now.saturating_duration_since(self.last) >= memory
+    }
+
+    /// How long attempts are still refused.
+    fn blocked(&mut self, now: Instant, memory: Duration) -> Option<Duration> {
+        if self.forgotten(now, memory) {
+            *self = Failures::new(now);
+        }
+        self.blocked_until
+            .filter(|&until| until > now)
+            .map(|until| until - now)
+    }
+
+    /// One more failure: after `free` of them, a wait of 1 s, doubling with each further one.
+    fn record(&mut self, now: Instant, free: u32, memory: Duration, max: Duration) {
+        if self.forgotten(now, memory) {
+            *self = Failures::new(now);
+        }
+        self.count = self.count.saturating_add(1);
+        self.last = now;
+        if self.count >= free {
+            let doublings = (self.count - free).min(20);
+            let wait = Duration::from_secs(1u64 << doublings).min(max);
+            self.blocked_until = Some(now + wait);
+        }
+    }
+}
+
+/// What is known about one address.
+#[derive(Debug)]
+struct AddrState {
+    joins: Bucket,
+    failures: Failures,
+    /// Live connections from it (an entry with any is never evicted).
+    conns: u32,
+    last_seen: Instant,
 }
 
 #[derive(Debug)]
@@ -142,6 +326,8 @@ struct Conn {
     queued: bool,
     rate: Bucket,
     errors: Bucket,
+    joins: Bucket,
+    addr: AddrKey,
 }
 
 #[derive(Debug)]
@@ -149,6 +335,14 @@ struct Member {
     conn: ConnId,
     id: PeerId,
     name: String,
+    addr: AddrKey,
+}
+
+#[derive(Debug)]
+struct Departed {
+    id: PeerId,
+    addr: AddrKey,
+    at: Instant,
 }
 
 #[derive(Debug)]
@@ -156,10 +350,55 @@ struct Room {
     /// In join order.
     members: Vec<Member>,
     password: Option<[u8; 32]>,
+    /// The most recent departures, oldest first.
+    departed: VecDeque<Departed>,
+}
+
+impl Room {
+    fn forget_departed(&mut self, now: Instant, memory: Duration) {
+        while self
+            .departed
+            .front()
+            .is_some_and(|d| now.saturating_duration_since(d.at) >= memory)
+        {
+            self.departed.pop_front();
+        }
+    }
+
+    /// Whether `id` left this room lately.
+    fn recently_left(&mut self, id: &PeerId, now: Instant, memory: Duration) -> bool {
+        self.forget_departed(now, memory);
+        self.departed.iter().any(|d| &d.id == id)
+    }
+
+    /// Whether someone from `addr` is in this room or left it lately.
+    fn knows(&mut self, addr: AddrKey, now: Instant, memory: Duration) -> bool {
+        self.forget_departed(now, memory);
+        self.members.iter().any(|m| m.addr == addr) || self.departed.iter().any(|d| d.addr == addr)
+    }
 }
 
 fn password_digest(password: &str) -> [u8; 32] {
     Sha256::digest(password.as_bytes()).into()
+}
+
+/// Whether an error counts against the connection's error budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blame {
+    /// The client's own doing.
+    Client,
+    /// Someone else's doing (a peer that just left, a shared address, a room under attack).
+    Others,
+}
+
+type Refused = (ErrorCode, String, Blame);
+
+fn own(code: ErrorCode, message: impl Into<String>) -> Refused {
+    (code, message.into(), Blame::Client)
+}
+
+fn seconds(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 /// All rooms and connections of one server.
@@ -173,6 +412,10 @@ pub struct Rooms {
     /// Join deadlines, earliest first; at most one entry per connection (`Conn::queued`), so
     /// join/leave loops cannot grow it.
     deadlines: BinaryHeap<Reverse<(Instant, ConnId)>>,
+    addrs: HashMap<AddrKey, AddrState>,
+    /// Wrong passwords per room name (kept while the room comes and goes).
+    room_failures: HashMap<String, Failures>,
+    next_prune: Option<Instant>,
 }
 
 impl Rooms {
@@ -186,6 +429,9 @@ impl Rooms {
             rooms: HashMap::new(),
             peers: HashMap::new(),
             deadlines: BinaryHeap::new(),
+            addrs: HashMap::new(),
+            room_failures: HashMap::new(),
+            next_prune: None,
         }
     }
 
@@ -203,8 +449,13 @@ impl Rooms {
         self.rooms.len()
     }
 
-    /// A new connection. Refused when the server holds its maximum.
-    pub fn connect(&mut self, now: Instant) -> Result<ConnId, Refusal> {
+    /// Addresses and room names with a join or password history kept.
+    pub fn tracked_count(&self) -> usize {
+        self.addrs.len() + self.room_failures.len()
+    }
+
+    /// A new connection from `ip`. Refused when the server holds its maximum.
+    pub fn connect(&mut self, ip: IpAddr, now: Instant) -> Result<ConnId, Refusal> {
         if self.conns.len() >= self.config.max_connections {
             return Err(Refusal {
                 text: ServerMessage::error(
@@ -216,6 +467,8 @@ impl Rooms {
                 reason: "server full".into(),
             });
         }
+        let addr = AddrKey::from(ip);
+        self.address(addr, now).conns += 1;
         let conn = self.next_conn;
         self.next_conn += 1;
         let deadline = now + self.config.join_timeout;
@@ -227,6 +480,8 @@ impl Rooms {
                 queued: true,
                 rate: Bucket::new(self.config.rate_burst, self.config.rate_per_sec, now),
                 errors: Bucket::new(self.config.error_budget, 1.0, now),
+                joins: Bucket::new(self.config.join_burst, self.config.join_per_sec, now),
+                addr,
             },
         );
         self.deadlines.push(Reverse((deadline, conn)));
@@ -234,12 +489,18 @@ impl Rooms {
     }
 
     /// The connection is gone (closed by either side). Its room hears `peer-left`.
-    pub fn disconnect(&mut self, conn: ConnId, out: &mut Vec<Output>) {
-        self.leave_room(conn, out);
-        self.conns.remove(&conn);
+    pub fn disconnect(&mut self, conn: ConnId, now: Instant, out: &mut Vec<Output>) {
+        self.leave_room(conn, now, out);
+        if let Some(c) = self.conns.remove(&conn) {
+            if let Some(a) = self.addrs.get_mut(&c.addr) {
+                a.conns = a.conns.saturating_sub(1);
+                a.last_seen = now;
+            }
+        }
     }
 
-    /// Closes connections whose join deadline has passed.
+    /// Closes connections whose join deadline has passed, and (every 10 s) forgets address and
+    /// room records that hold nothing any more.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Output>) {
         while let Some(&Reverse((deadline, conn))) = self.deadlines.peek() {
             if deadline > now {
@@ -262,18 +523,35 @@ impl Rooms {
             }
             {
                 let limit = self.config.join_timeout;
-                self.close(conn, CLOSE_POLICY, format!("no join within {limit:?}"), out);
+                self.close(
+                    conn,
+                    CLOSE_POLICY,
+                    format!("no join within {limit:?}"),
+                    now,
+                    out,
+                );
             }
+        }
+        if self.next_prune.is_none_or(|t| t <= now) {
+            self.prune(now);
+            self.next_prune = Some(now + PRUNE_EVERY);
         }
     }
 
-    /// The earliest moment [`Rooms::tick`] has something to do.
+    /// The earliest join deadline [`Rooms::tick`] must act on. (Call `tick` also every few
+    /// seconds regardless: it forgets expired address and room records then.)
     pub fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.peek().map(|&Reverse((d, _))| d)
     }
 
-    /// One text frame from a connection.
+    /// One text frame from a connection: [`decode`] and [`Rooms::apply`] in one.
     pub fn receive(&mut self, conn: ConnId, text: &str, now: Instant, out: &mut Vec<Output>) {
+        let inbound = decode(text, self.config.max_message_bytes);
+        self.apply(conn, inbound, now, out);
+    }
+
+    /// One decoded text frame from a connection.
+    pub fn apply(&mut self, conn: ConnId, inbound: Inbound, now: Instant, out: &mut Vec<Output>) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -282,22 +560,21 @@ impl Rooms {
                 "slow down: at most {} messages a second",
                 self.config.rate_per_sec
             );
-            self.fail(conn, ErrorCode::RateLimited, msg, now, out);
+            self.fail(conn, own(ErrorCode::RateLimited, msg), now, out);
             return;
         }
-        if text.len() > self.config.max_message_bytes {
-            let msg = format!(
-                "a message may be at most {} bytes; this one has {}",
-                self.config.max_message_bytes,
-                text.len()
-            );
-            self.fail(conn, ErrorCode::TooLarge, msg, now, out);
-            return;
-        }
-        let msg = match ClientMessage::decode(text) {
-            Ok(msg) => msg,
-            Err(e) => {
-                self.fail(conn, ErrorCode::BadMessage, e.message, now, out);
+        let msg = match inbound {
+            Inbound::Message(msg) => msg,
+            Inbound::TooLarge(len) => {
+                let msg = format!(
+                    "a message may be at most {} bytes; this one has {len}",
+                    self.config.max_message_bytes,
+                );
+                self.fail(conn, own(ErrorCode::TooLarge, msg), now, out);
+                return;
+            }
+            Inbound::Invalid(reason) => {
+                self.fail(conn, own(ErrorCode::BadMessage, reason), now, out);
                 return;
             }
         };
@@ -306,10 +583,10 @@ impl Rooms {
                 room,
                 name,
                 password,
-            } => self.join(conn, room, name, password, out),
-            ClientMessage::Signal { to, data } => self.signal(conn, to, data, out),
+            } => self.join(conn, room, name, password, now, out),
+            ClientMessage::Signal { to, data } => self.signal(conn, to, data, now, out),
             ClientMessage::Leave => {
-                if self.leave_room(conn, out) {
+                if self.leave_room(conn, now, out) {
                     // Back to waiting for a join, with a fresh deadline.
                     let deadline = now + self.config.join_timeout;
                     if let Some(c) = self.conns.get_mut(&conn) {
@@ -321,12 +598,12 @@ impl Rooms {
                     }
                     Ok(())
                 } else {
-                    Err((ErrorCode::NotJoined, "you are not in a room".to_owned()))
+                    Err(own(ErrorCode::NotJoined, "you are not in a room"))
                 }
             }
         };
-        if let Err((code, message)) = result {
-            self.fail(conn, code, message, now, out);
+        if let Err(refused) = result {
+            self.fail(conn, refused, now, out);
         }
     }
 
@@ -334,8 +611,10 @@ impl Rooms {
     pub fn receive_binary(&mut self, conn: ConnId, now: Instant, out: &mut Vec<Output>) {
         self.fail(
             conn,
-            ErrorCode::BadMessage,
-            "binary frames are not part of protocol v1; send JSON text frames".into(),
+            own(
+                ErrorCode::BadMessage,
+                "binary frames are not part of protocol v1; send JSON text frames",
+            ),
             now,
             out,
         );
@@ -343,7 +622,7 @@ impl Rooms {
 
     /// Tells a client about a message too large even to read (the shell's hard limit): the error,
     /// then the close.
-    pub fn reject_unreadable(&mut self, conn: ConnId, out: &mut Vec<Output>) {
+    pub fn reject_unreadable(&mut self, conn: ConnId, now: Instant, out: &mut Vec<Output>) {
         let text = ServerMessage::error(
             ErrorCode::TooLarge,
             format!(
@@ -353,7 +632,63 @@ impl Rooms {
         )
         .encode();
         out.push(Output::Send { conn, text });
-        self.close(conn, 1009, "message too big".into(), out);
+        self.close(conn, 1009, "message too big".into(), now, out);
+    }
+
+    /// The record of an address, made if needed (making room by forgetting the stalest idle
+    /// record when the table is full).
+    fn address(&mut self, addr: AddrKey, now: Instant) -> &mut AddrState {
+        if !self.addrs.contains_key(&addr) && self.addrs.len() >= self.config.tracked_addresses {
+            self.prune(now);
+            if self.addrs.len() >= self.config.tracked_addresses {
+                let stalest = self
+                    .addrs
+                    .iter()
+                    .filter(|(_, a)| a.conns == 0)
+                    .min_by_key(|(_, a)| a.last_seen.max(a.failures.last))
+                    .map(|(k, _)| *k);
+                if let Some(k) = stalest {
+                    self.addrs.remove(&k);
+                }
+            }
+        }
+        let config = &self.config;
+        self.addrs.entry(addr).or_insert_with(|| AddrState {
+            joins: Bucket::new(config.address_join_burst, config.address_join_per_sec, now),
+            failures: Failures::new(now),
+            conns: 0,
+            last_seen: now,
+        })
+    }
+
+    /// The failure record of a room name, made if needed (bounded like the addresses).
+    fn room_failures(&mut self, room: &str, now: Instant) -> &mut Failures {
+        if !self.room_failures.contains_key(room)
+            && self.room_failures.len() >= self.config.tracked_addresses
+        {
+            self.prune(now);
+            if self.room_failures.len() >= self.config.tracked_addresses {
+                let stalest = self
+                    .room_failures
+                    .iter()
+                    .min_by_key(|(_, f)| f.last)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = stalest {
+                    self.room_failures.remove(&k);
+                }
+            }
+        }
+        self.room_failures
+            .entry(room.to_owned())
+            .or_insert_with(|| Failures::new(now))
+    }
+
+    /// Forgets address and room records that hold nothing any more.
+    fn prune(&mut self, now: Instant) {
+        let memory = self.config.password_memory;
+        self.addrs
+            .retain(|_, a| a.conns > 0 || !a.joins.full(now) || !a.failures.forgotten(now, memory));
+        self.room_failures.retain(|_, f| !f.forgotten(now, memory));
     }
 
     fn join(
@@ -362,51 +697,117 @@ impl Rooms {
         room: String,
         name: String,
         password: Option<String>,
+        now: Instant,
         out: &mut Vec<Output>,
-    ) -> Result<(), (ErrorCode, String)> {
-        if let Some(j) = self.conns.get(&conn).and_then(|c| c.joined.as_ref()) {
-            return Err((
+    ) -> Result<(), Refused> {
+        let Some(c) = self.conns.get(&conn) else {
+            return Ok(());
+        };
+        if let Some(j) = &c.joined {
+            return Err(own(
                 ErrorCode::AlreadyJoined,
                 format!("you are already in room {}; leave it first", j.room),
             ));
         }
-        validate_room(&room).map_err(|m| (ErrorCode::InvalidRoom, m))?;
-        validate_name(&name).map_err(|m| (ErrorCode::InvalidName, m))?;
+        let addr = c.addr;
+        check_room(&room).map_err(|e| own(ErrorCode::InvalidRoom, e.to_string()))?;
+        let name = check_name(&name).map_err(|e| own(ErrorCode::InvalidName, e.to_string()))?;
         let password = password.filter(|p| !p.is_empty());
         if let Some(p) = &password {
-            validate_password(p).map_err(|m| (ErrorCode::BadMessage, m))?;
+            check_password(p).map_err(|e| own(ErrorCode::BadMessage, e.to_string()))?;
         }
-        match self.rooms.get(&room) {
-            Some(r) => {
-                if r.members.len() >= self.config.room_capacity {
+
+        // Join rate: this connection's own, then its address's (shared with others behind the
+        // same NAT, so not held against this connection).
+        let c = self.conns.get_mut(&conn).expect("checked above");
+        if !c.joins.take(now) {
+            let wait = seconds(c.joins.wait());
+            return Err(own(
+                ErrorCode::RateLimited,
+                format!("you are joining too often; try again in {wait} s"),
+            ));
+        }
+        let a = self.address(addr, now);
+        a.last_seen = now;
+        if !a.joins.take(now) {
+            let wait = seconds(a.joins.wait());
+            return Err((
+                ErrorCode::RateLimited,
+                format!("too many joins from your network address; try again in {wait} s"),
+                Blame::Others,
+            ));
+        }
+
+        let config = self.config.clone();
+        let memory = config.password_memory;
+        if let Some(r) = self.rooms.get_mut(&room) {
+            // The password first: whether a room is full is for those who may enter it.
+            if let Some(want) = r.password {
+                let known = r.knows(addr, now, config.departed_memory);
+                let a = self.addrs.get_mut(&addr).expect("made above");
+                if let Some(wait) = a.failures.blocked(now, memory) {
                     return Err((
-                        ErrorCode::RoomFull,
-                        format!("room {room} is full ({} people)", self.config.room_capacity),
+                        ErrorCode::RateLimited,
+                        format!(
+                            "too many wrong passwords from your network address; try again in {} s",
+                            seconds(wait)
+                        ),
+                        Blame::Others,
                     ));
                 }
-                if let Some(want) = &r.password {
-                    let given = password_digest(password.as_deref().unwrap_or(""));
-                    if !bool::from(given.ct_eq(want)) {
+                if !known {
+                    if let Some(wait) = self.room_failures(&room, now).blocked(now, memory) {
                         return Err((
-                            ErrorCode::WrongPassword,
-                            format!("room {room} needs the right password"),
+                            ErrorCode::RateLimited,
+                            format!(
+                                "room {room} has had too many wrong passwords; try again in {} s",
+                                seconds(wait)
+                            ),
+                            Blame::Others,
                         ));
                     }
                 }
-            }
-            None => {
-                if self.rooms.len() >= self.config.max_rooms {
-                    return Err((
-                        ErrorCode::ServerFull,
-                        "the server holds as many rooms as it can; try again later".into(),
+                let given = password_digest(password.as_deref().unwrap_or(""));
+                if !bool::from(given.ct_eq(&want)) {
+                    if let Some(a) = self.addrs.get_mut(&addr) {
+                        a.failures.record(
+                            now,
+                            config.password_failures_per_address,
+                            memory,
+                            config.password_backoff_max,
+                        );
+                    }
+                    self.room_failures(&room, now).record(
+                        now,
+                        config.password_failures_per_room,
+                        memory,
+                        config.password_backoff_max,
+                    );
+                    return Err(own(
+                        ErrorCode::WrongPassword,
+                        format!("room {room} needs the right password"),
                     ));
                 }
             }
+            let r = self.rooms.get(&room).expect("checked above");
+            if r.members.len() >= config.room_capacity {
+                return Err(own(
+                    ErrorCode::RoomFull,
+                    format!("room {room} is full ({} people)", config.room_capacity),
+                ));
+            }
+        } else if self.rooms.len() >= config.max_rooms {
+            return Err(own(
+                ErrorCode::ServerFull,
+                "the server holds as many rooms as it can; try again later",
+            ));
         }
+
         let id = self.fresh_id();
         let r = self.rooms.entry(room.clone()).or_insert_with(|| Room {
             members: Vec::new(),
             password: password.as_deref().map(password_digest),
+            departed: VecDeque::new(),
         });
         let joined = ServerMessage::PeerJoined {
             id: id.clone(),
@@ -414,7 +815,7 @@ impl Rooms {
         }
         .encode();
         for m in &r.members {
-            out.push(Output::Send {
+            out.push(Output::Update {
                 conn: m.conn,
                 text: joined.clone(),
             });
@@ -431,7 +832,7 @@ impl Rooms {
                 })
                 .collect(),
         };
-        out.push(Output::Send {
+        out.push(Output::Update {
             conn,
             text: welcome.encode(),
         });
@@ -439,11 +840,13 @@ impl Rooms {
             conn,
             id: id.clone(),
             name,
+            addr,
         });
         self.peers.insert(id.clone(), conn);
-        let c = self.conns.get_mut(&conn).expect("caller checked");
-        c.joined = Some(Joined { id, room });
-        c.join_deadline = None;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.joined = Some(Joined { id, room });
+            c.join_deadline = None;
+        }
         Ok(())
     }
 
@@ -452,12 +855,13 @@ impl Rooms {
         conn: ConnId,
         to: PeerId,
         data: SignalData,
+        now: Instant,
         out: &mut Vec<Output>,
-    ) -> Result<(), (ErrorCode, String)> {
+    ) -> Result<(), Refused> {
         let Some(me) = self.conns.get(&conn).and_then(|c| c.joined.as_ref()) else {
-            return Err((
+            return Err(own(
                 ErrorCode::NotJoined,
-                "join a room before sending signals".into(),
+                "join a room before sending signals",
             ));
         };
         let target = self.peers.get(&to).copied().filter(|&t| {
@@ -469,6 +873,17 @@ impl Rooms {
                     .is_some_and(|j| j.room == me.room)
         });
         let Some(target) = target else {
+            // A peer that just left is not the sender's mistake: its signal was on its way.
+            let memory = self.config.departed_memory;
+            let blame = if self
+                .rooms
+                .get_mut(&me.room)
+                .is_some_and(|r| r.recently_left(&to, now, memory))
+            {
+                Blame::Others
+            } else {
+                Blame::Client
+            };
             return Err((
                 ErrorCode::UnknownPeer,
                 format!(
@@ -476,6 +891,7 @@ impl Rooms {
                     confab_protocol::truncate(to.as_str(), 40),
                     me.room
                 ),
+                blame,
             ));
         };
         let text = ServerMessage::Signal {
@@ -492,24 +908,39 @@ impl Rooms {
     }
 
     /// Takes the connection out of its room, if it is in one.
-    fn leave_room(&mut self, conn: ConnId, out: &mut Vec<Output>) -> bool {
+    fn leave_room(&mut self, conn: ConnId, now: Instant, out: &mut Vec<Output>) -> bool {
         let Some(c) = self.conns.get_mut(&conn) else {
             return false;
         };
         let Some(joined) = c.joined.take() else {
             return false;
         };
+        let addr = c.addr;
         self.peers.remove(&joined.id);
         if let Some(room) = self.rooms.get_mut(&joined.room) {
             room.members.retain(|m| m.conn != conn);
             if room.members.is_empty() {
                 self.rooms.remove(&joined.room);
             } else {
-                let left = ServerMessage::PeerLeft { id: joined.id }.encode();
+                let left = ServerMessage::PeerLeft {
+                    id: joined.id.clone(),
+                }
+                .encode();
                 for m in &room.members {
-                    out.push(Output::Send {
+                    out.push(Output::Update {
                         conn: m.conn,
                         text: left.clone(),
+                    });
+                }
+                room.forget_departed(now, self.config.departed_memory);
+                if self.config.departed_per_room > 0 {
+                    if room.departed.len() >= self.config.departed_per_room {
+                        room.departed.pop_front();
+                    }
+                    room.departed.push_back(Departed {
+                        id: joined.id,
+                        addr,
+                        at: now,
                     });
                 }
             }
@@ -517,32 +948,36 @@ impl Rooms {
         true
     }
 
-    fn fail(
-        &mut self,
-        conn: ConnId,
-        code: ErrorCode,
-        message: String,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
+    /// Answers a refusal: an error to the client, charged to its error budget when it was its
+    /// own doing (and closing it when the budget is spent).
+    fn fail(&mut self, conn: ConnId, refused: Refused, now: Instant, out: &mut Vec<Output>) {
+        let (code, message, blame) = refused;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        if c.errors.take(now) {
+        if blame == Blame::Others || c.errors.take(now) {
             out.push(Output::Send {
                 conn,
                 text: ServerMessage::error(code, message).encode(),
             });
         } else {
-            self.close(conn, CLOSE_POLICY, "too many errors".into(), out);
+            self.close(conn, CLOSE_POLICY, "too many errors".into(), now, out);
         }
     }
 
-    fn close(&mut self, conn: ConnId, code: u16, reason: String, out: &mut Vec<Output>) {
+    /// Closes a connection: forgets it (its room hears `peer-left`) and tells the shell.
+    pub fn close(
+        &mut self,
+        conn: ConnId,
+        code: u16,
+        reason: String,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
         if !self.conns.contains_key(&conn) {
             return;
         }
-        self.disconnect(conn, out);
+        self.disconnect(conn, now, out);
         out.push(Output::Close { conn, code, reason });
     }
 

@@ -1,5 +1,8 @@
 use super::*;
 use serde_json::Value;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+const HOME: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 
 struct Harness {
     rooms: Rooms,
@@ -21,7 +24,15 @@ impl Harness {
     }
 
     fn connect(&mut self) -> ConnId {
-        self.rooms.connect(self.now).expect("connect")
+        self.connect_from(HOME)
+    }
+
+    fn connect_from(&mut self, ip: IpAddr) -> ConnId {
+        self.rooms.connect(ip, self.now).expect("connect")
+    }
+
+    fn disconnect(&mut self, conn: ConnId) {
+        self.rooms.disconnect(conn, self.now, &mut self.out);
     }
 
     fn send(&mut self, conn: ConnId, text: &str) {
@@ -31,6 +42,10 @@ impl Harness {
     /// Joins and returns (conn, peer id), discarding the outputs.
     fn joined(&mut self, room: &str, name: &str) -> (ConnId, String) {
         let c = self.connect();
+        self.join_as(c, room, name)
+    }
+
+    fn join_as(&mut self, c: ConnId, room: &str, name: &str) -> (ConnId, String) {
         self.send(
             c,
             &format!(r#"{{"type":"join","room":"{room}","name":"{name}"}}"#),
@@ -50,7 +65,11 @@ impl Harness {
     fn take_for(&mut self, conn: ConnId) -> Vec<Value> {
         let mut mine = Vec::new();
         self.out.retain(|o| match o {
-            Output::Send { conn: c, text } | Output::Relay { conn: c, text, .. } if *c == conn => {
+            Output::Send { conn: c, text }
+            | Output::Update { conn: c, text }
+            | Output::Relay { conn: c, text, .. }
+                if *c == conn =>
+            {
                 mine.push(serde_json::from_str(text).unwrap());
                 false
             }
@@ -143,7 +162,7 @@ fn leave_and_disconnect_notify_the_room_and_empty_rooms_vanish() {
     h.send(b, r#"{"type":"leave"}"#);
     assert_eq!(h.error_code(b), "not-joined");
     assert_eq!(h.rooms.room_count(), 1);
-    h.rooms.disconnect(a, &mut h.out);
+    h.disconnect(a);
     assert_eq!(h.rooms.room_count(), 0);
     assert_eq!(h.rooms.connection_count(), 1);
     // b can join again, under a new id.
@@ -229,7 +248,7 @@ fn room_password_vanishes_with_the_room() {
         a,
         r#"{"type":"join","room":"r","name":"A","password":"pw"}"#,
     );
-    h.rooms.disconnect(a, &mut h.out);
+    h.disconnect(a);
     let (_b, _) = h.joined("r", "B");
 }
 
@@ -242,7 +261,7 @@ fn limits_on_connections_and_rooms() {
     });
     h.joined("r", "A");
     let b = h.connect();
-    let refused = h.rooms.connect(h.now).unwrap_err();
+    let refused = h.rooms.connect(HOME, h.now).unwrap_err();
     assert_eq!(refused.code, CLOSE_TRY_AGAIN);
     assert!(refused.text.contains("server-full"));
     h.send(b, r#"{"type":"join","room":"r2","name":"B"}"#);
@@ -316,9 +335,21 @@ fn never_joins_is_closed_after_the_join_timeout() {
     assert_eq!(h.rooms.next_deadline(), None);
 }
 
+fn unlimited_joins() -> Config {
+    Config {
+        rate_per_sec: 1e9,
+        rate_burst: 1e9,
+        join_burst: 1e9,
+        join_per_sec: 1e9,
+        address_join_burst: 1e9,
+        address_join_per_sec: 1e9,
+        ..Config::default()
+    }
+}
+
 #[test]
 fn ids_are_unique_and_unguessable_looking() {
-    let mut h = Harness::new();
+    let mut h = Harness::with(unlimited_joins());
     let mut seen = std::collections::HashSet::new();
     for i in 0..500 {
         let (_, id) = h.joined(&format!("r{}", i % 100), "P");
@@ -346,11 +377,7 @@ fn join_order_is_kept_in_welcome() {
 
 #[test]
 fn join_leave_loops_keep_one_deadline_per_connection() {
-    let mut h = Harness::with(Config {
-        rate_per_sec: 1e9,
-        rate_burst: 1e9,
-        ..Config::default()
-    });
+    let mut h = Harness::with(unlimited_joins());
     let c = h.connect();
     for _ in 0..1000 {
         h.send(c, r#"{"type":"join","room":"r","name":"A"}"#);
@@ -366,4 +393,350 @@ fn join_leave_loops_keep_one_deadline_per_connection() {
     assert!(h.closes().is_empty());
     h.advance(Duration::from_secs(2));
     assert_eq!(h.closes(), vec![(c, CLOSE_POLICY)]);
+}
+
+// ------------------------------------------------------------------ issue 9
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn signal_to(to: &str) -> String {
+    format!(r#"{{"type":"signal","to":"{to}","data":{{"kind":"state"}}}}"#)
+}
+
+#[test]
+fn signals_to_a_peer_that_just_left_cost_nothing() {
+    let mut h = Harness::with(Config {
+        error_budget: 3.0,
+        ..Config::default()
+    });
+    let (a, _) = h.joined("r", "A");
+    let (_b, _) = h.joined("r", "B");
+    let (f, f_id) = h.joined("r", "Flap");
+    h.send(f, r#"{"type":"leave"}"#);
+    h.out.clear();
+    // Far more than the budget: each one is answered, none is held against a.
+    for _ in 0..10 {
+        h.send(a, &signal_to(&f_id));
+        assert_eq!(h.error_code(a), "unknown-peer");
+        assert!(h.out.is_empty(), "nothing relayed: {:?}", h.out);
+    }
+    // An id that was never in the room is still the sender's mistake.
+    for _ in 0..3 {
+        h.send(a, &signal_to("0123456789abcdef0123456789abcdef"));
+        assert_eq!(h.error_code(a), "unknown-peer");
+    }
+    h.send(a, &signal_to("0123456789abcdef0123456789abcdef"));
+    assert_eq!(h.closes(), vec![(a, CLOSE_POLICY)]);
+}
+
+#[test]
+fn departed_ids_are_forgotten_after_a_while() {
+    let mut h = Harness::with(Config {
+        error_budget: 1.0,
+        ..Config::default()
+    });
+    let (a, _) = h.joined("r", "A");
+    let (f, f_id) = h.joined("r", "Flap");
+    h.send(f, r#"{"type":"leave"}"#);
+    h.out.clear();
+    h.advance(Duration::from_secs(59));
+    h.out.clear(); // f's join timeout
+    h.send(a, &signal_to(&f_id));
+    assert_eq!(h.error_code(a), "unknown-peer");
+    h.advance(Duration::from_secs(2));
+    h.send(a, &signal_to(&f_id));
+    assert_eq!(h.error_code(a), "unknown-peer");
+    h.send(a, &signal_to(&f_id));
+    assert_eq!(
+        h.closes(),
+        vec![(a, CLOSE_POLICY)],
+        "a minute later it is a's mistake"
+    );
+}
+
+#[test]
+fn departed_ids_are_bounded_per_room() {
+    let mut h = Harness::with(Config {
+        departed_per_room: 4,
+        ..unlimited_joins()
+    });
+    let (_a, _) = h.joined("r", "A");
+    let f = h.connect();
+    for _ in 0..50 {
+        h.join_as(f, "r", "Flap");
+        h.send(f, r#"{"type":"leave"}"#);
+    }
+    assert_eq!(h.rooms.rooms["r"].departed.len(), 4);
+}
+
+#[test]
+fn joins_are_rate_limited_per_connection() {
+    let mut h = Harness::with(Config {
+        join_burst: 2.0,
+        join_per_sec: 0.5,
+        error_budget: 2.0,
+        ..Config::default()
+    });
+    let (_a, _) = h.joined("r", "A");
+    let f = h.connect();
+    h.join_as(f, "r", "F");
+    h.send(f, r#"{"type":"leave"}"#);
+    h.join_as(f, "r", "F");
+    h.send(f, r#"{"type":"leave"}"#);
+    h.out.clear();
+    h.send(f, r#"{"type":"join","room":"r","name":"F"}"#);
+    assert_eq!(h.error_code(f), "rate-limited");
+    assert!(h.out.is_empty(), "the room heard nothing");
+    h.advance(Duration::from_secs(2));
+    h.join_as(f, "r", "F");
+    // Its own doing: charged, and a connection that keeps at it is closed.
+    h.send(f, r#"{"type":"leave"}"#);
+    h.out.clear();
+    for _ in 0..3 {
+        h.send(f, r#"{"type":"join","room":"r","name":"F"}"#);
+    }
+    assert!(h.closes().contains(&(f, CLOSE_POLICY)), "{:?}", h.out);
+}
+
+#[test]
+fn joins_are_rate_limited_per_address_without_charging_neighbours() {
+    let mut h = Harness::with(Config {
+        address_join_burst: 3.0,
+        address_join_per_sec: 1.0,
+        error_budget: 1.0,
+        ..Config::default()
+    });
+    for name in ["A", "B", "C"] {
+        h.joined("r", name);
+    }
+    // A fourth person behind the same address waits; the refusals are not held against it.
+    let d = h.connect();
+    for _ in 0..4 {
+        h.send(d, r#"{"type":"join","room":"r","name":"D"}"#);
+        assert_eq!(h.error_code(d), "rate-limited");
+    }
+    assert!(h.closes().is_empty());
+    // Someone elsewhere is not affected.
+    let e = h.connect_from(ip("198.51.100.7"));
+    h.join_as(e, "r", "E");
+    h.advance(Duration::from_secs(1));
+    h.join_as(d, "r", "D");
+}
+
+#[test]
+fn ipv6_addresses_count_per_64() {
+    assert_eq!(
+        AddrKey::from(ip("2001:db8:1:2:aaaa::1")),
+        AddrKey::from(ip("2001:db8:1:2:ffff::2"))
+    );
+    assert_ne!(
+        AddrKey::from(ip("2001:db8:1:2::1")),
+        AddrKey::from(ip("2001:db8:1:3::1"))
+    );
+    assert_eq!(
+        AddrKey::from(ip("::ffff:192.0.2.9")),
+        AddrKey::from(ip("192.0.2.9"))
+    );
+    assert_eq!(
+        AddrKey::from(ip("2001:db8:1:2::1")).to_string(),
+        "2001:db8:1:2::/64"
+    );
+    let mut h = Harness::with(Config {
+        address_join_burst: 1.0,
+        address_join_per_sec: 0.001,
+        ..Config::default()
+    });
+    let a = h.connect_from(ip("2001:db8:1:2::1"));
+    h.join_as(a, "r", "A");
+    let b = h.connect_from(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 9, 9, 9, 9)));
+    h.send(b, r#"{"type":"join","room":"r","name":"B"}"#);
+    assert_eq!(h.error_code(b), "rate-limited", "same /64, same address");
+}
+
+fn join_with_password(h: &mut Harness, ip_: &str, password: &str) -> String {
+    let c = h.connect_from(ip(ip_));
+    h.send(
+        c,
+        &format!(r#"{{"type":"join","room":"r","name":"M","password":"{password}"}}"#),
+    );
+    let frames = h.take_for(c);
+    let v = &frames[0];
+    if v["type"] == "welcome" {
+        "welcome".into()
+    } else {
+        v["code"].as_str().unwrap().to_owned()
+    }
+}
+
+#[test]
+fn password_guessing_backs_off_per_address_and_per_room() {
+    let mut h = Harness::with(Config {
+        password_failures_per_address: 2,
+        password_failures_per_room: 4,
+        password_backoff_max: Duration::from_secs(8),
+        ..Config::default()
+    });
+    let a = h.connect();
+    h.send(
+        a,
+        r#"{"type":"join","room":"r","name":"A","password":"pw"}"#,
+    );
+    h.out.clear();
+    let x = "203.0.113.1";
+    assert_eq!(join_with_password(&mut h, x, "1"), "wrong-password");
+    assert_eq!(join_with_password(&mut h, x, "2"), "wrong-password");
+    assert_eq!(join_with_password(&mut h, x, "pw"), "rate-limited");
+    // The wait doubles: 1 s after the 2nd failure, 2 s after the 3rd, ... up to 8 s.
+    h.advance(Duration::from_millis(1100));
+    assert_eq!(join_with_password(&mut h, x, "3"), "wrong-password");
+    h.advance(Duration::from_millis(1100));
+    assert_eq!(join_with_password(&mut h, x, "pw"), "rate-limited");
+    h.advance(Duration::from_millis(1000));
+    // The room has had 3 failures; one more from anyone locks it for strangers.
+    assert_eq!(
+        join_with_password(&mut h, "203.0.113.2", "4"),
+        "wrong-password"
+    );
+    assert_eq!(
+        join_with_password(&mut h, "203.0.113.3", "pw"),
+        "rate-limited"
+    );
+    // a's address is known to the room: its people get back in.
+    assert_eq!(join_with_password(&mut h, "192.0.2.1", "pw"), "welcome");
+    // Other rooms are not affected.
+    let c = h.connect_from(ip("203.0.113.3"));
+    h.join_as(c, "other", "C");
+    assert!(
+        h.closes().is_empty(),
+        "refusals are not errors of the client"
+    );
+    // Failures are forgotten after a quiet while.
+    h.advance(Duration::from_secs(15 * 60));
+    assert_eq!(join_with_password(&mut h, x, "pw"), "welcome");
+}
+
+#[test]
+fn a_wrong_password_never_learns_that_the_room_is_full() {
+    let mut h = Harness::with(Config {
+        room_capacity: 1,
+        ..Config::default()
+    });
+    let a = h.connect();
+    h.send(
+        a,
+        r#"{"type":"join","room":"r","name":"A","password":"pw"}"#,
+    );
+    h.out.clear();
+    assert_eq!(
+        join_with_password(&mut h, "203.0.113.1", "nope"),
+        "wrong-password"
+    );
+    assert_eq!(join_with_password(&mut h, "203.0.113.1", "pw"), "room-full");
+}
+
+#[test]
+fn address_and_room_records_are_bounded() {
+    let mut h = Harness::with(Config {
+        tracked_addresses: 10,
+        password_failures_per_room: 1_000_000,
+        ..Config::default()
+    });
+    let a = h.connect();
+    h.send(
+        a,
+        r#"{"type":"join","room":"r","name":"A","password":"pw"}"#,
+    );
+    for i in 0..200u32 {
+        let addr = format!("10.{}.{}.1", i / 250, i % 250);
+        assert_eq!(join_with_password(&mut h, &addr, "guess"), "wrong-password");
+        let conns: Vec<ConnId> = h.rooms.conns.keys().copied().filter(|&c| c != a).collect();
+        for c in conns {
+            h.disconnect(c);
+        }
+        assert!(h.rooms.addrs.len() <= 10, "{}", h.rooms.addrs.len());
+    }
+    for i in 0..50 {
+        let keeper = h.connect();
+        h.send(
+            keeper,
+            &format!(r#"{{"type":"join","room":"room{i}","name":"K","password":"x"}}"#),
+        );
+        let c = h.connect_from(ip(&format!("10.9.9.{i}")));
+        h.send(
+            c,
+            &format!(r#"{{"type":"join","room":"room{i}","name":"A","password":"y"}}"#),
+        );
+        assert_eq!(h.error_code(c), "wrong-password");
+        h.disconnect(c);
+        h.out.clear();
+    }
+    assert!(h.rooms.room_failures.len() <= 10);
+    assert!(h.rooms.tracked_count() <= 20);
+    // Idle records go by themselves.
+    h.advance(Duration::from_secs(16 * 60));
+    assert_eq!(
+        h.rooms.tracked_count(),
+        1,
+        "only the address still connected"
+    );
+}
+
+#[test]
+fn names_are_stored_and_announced_normalized() {
+    let mut h = Harness::new();
+    let (a, _) = h.joined("r", "A");
+    let b = h.connect();
+    h.send(b, r#"{"type":"join","room":"r","name":" Zoe\u0308   B "}"#);
+    assert_eq!(h.take_for(a)[0]["name"], "Zo\u{eb} B");
+    let c = h.connect();
+    h.send(c, r#"{"type":"join","room":"r","name":"C"}"#);
+    assert_eq!(h.take_for(c)[0]["peers"][1]["name"], "Zo\u{eb} B");
+    for bad in [r#"B\u202e"#, r#"B\u200b"#, r#"B\u2029"#] {
+        let d = h.connect();
+        h.send(
+            d,
+            &format!(r#"{{"type":"join","room":"r","name":"{bad}"}}"#),
+        );
+        assert_eq!(h.error_code(d), "invalid-name");
+    }
+}
+
+#[test]
+fn room_updates_must_be_delivered() {
+    let mut h = Harness::new();
+    let (a, _) = h.joined("r", "A");
+    let b = h.connect();
+    h.send(b, r#"{"type":"join","room":"r","name":"B"}"#);
+    h.send(b, r#"{"type":"leave"}"#);
+    h.send(b, r#"{"type":"leave"}"#);
+    let kinds: Vec<(ConnId, &str)> = h
+        .out
+        .iter()
+        .map(|o| match o {
+            Output::Update { conn, .. } => (*conn, "update"),
+            Output::Send { conn, .. } => (*conn, "send"),
+            Output::Relay { conn, .. } => (*conn, "relay"),
+            Output::Close { conn, .. } => (*conn, "close"),
+        })
+        .collect();
+    // peer-joined to a, welcome to b, peer-left to a: updates; the error to b: droppable.
+    assert_eq!(
+        kinds,
+        vec![(a, "update"), (b, "update"), (a, "update"), (b, "send")]
+    );
+}
+
+#[test]
+fn decoding_needs_no_state() {
+    assert!(matches!(decode("{", 100), Inbound::Invalid(_)));
+    assert!(matches!(
+        decode(&"x".repeat(101), 100),
+        Inbound::TooLarge(101)
+    ));
+    assert!(matches!(
+        decode(r#"{"type":"leave"}"#, 100),
+        Inbound::Message(ClientMessage::Leave)
+    ));
 }

@@ -3,6 +3,7 @@
 use crate::hub::Hub;
 use crate::{session, SignalConfig};
 use bytes::Bytes;
+use confab_rooms::AddrKey;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -10,6 +11,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -23,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub struct Shared {
+    /// Connections in their TLS/HTTP handshake right now.
+    pub handshakes: Arc<AtomicUsize>,
     pub config: Arc<SignalConfig>,
     pub hub: Arc<Hub>,
     pub cancel: CancellationToken,
@@ -30,25 +34,55 @@ pub struct Shared {
     pub acceptor: Option<TlsAcceptor>,
 }
 
-/// A connection's place among those the server holds (TCP, TLS, HTTP and WebSocket alike):
-/// when every place is taken, the server stops accepting until one frees up. It also counts
-/// the connections of its IP address while it lives.
-struct Held {
-    _permit: OwnedSemaphorePermit,
-    ip: IpAddr,
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+/// Counts of something per client address (an IPv6 address counts per /64).
+#[derive(Clone, Default)]
+struct PerAddress(Arc<Mutex<HashMap<AddrKey, usize>>>);
+
+/// One count of an address, given back when dropped.
+struct Counted {
+    map: PerAddress,
+    key: AddrKey,
 }
 
-impl Drop for Held {
+impl PerAddress {
+    /// Counts one more for `ip`, unless it already has `max`.
+    fn try_count(&self, ip: IpAddr, max: usize) -> Option<Counted> {
+        let key = AddrKey::from(ip);
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(key).or_insert(0);
+        if *n >= max {
+            if *n == 0 {
+                m.remove(&key);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(Counted {
+            map: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for Counted {
     fn drop(&mut self) {
-        let mut m = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(&self.ip) {
+        let mut m = self.map.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
-                m.remove(&self.ip);
+                m.remove(&self.key);
             }
         }
     }
+}
+
+/// A connection's place among those the server holds (TCP, TLS, HTTP and WebSocket alike):
+/// when every place is taken, the server stops accepting until one frees up. It also counts
+/// the connections of its address while it lives.
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    ip: IpAddr,
+    _per_address: Counted,
 }
 
 type Place = Arc<Held>;
@@ -56,11 +90,19 @@ type Place = Arc<Held>;
 pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     // Room for the joined connections plus some in their handshake.
     let places = Arc::new(Semaphore::new(shared.config.limits.max_connections + 256));
-    let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    // Handshakes in progress have their own, smaller limit: while it is reached, new
+    // connections wait in the kernel's listen backlog (costing the server nothing).
+    let handshakes = Arc::new(Semaphore::new(shared.config.max_handshakes.max(1)));
+    let per_ip = PerAddress::default();
+    let handshakes_per_ip = PerAddress::default();
     loop {
-        let permit = tokio::select! {
+        let (permit, handshake) = tokio::select! {
             _ = shared.cancel.cancelled() => return,
-            p = places.clone().acquire_owned() => match p {
+            p = async {
+                let place = places.clone().acquire_owned().await?;
+                let handshake = handshakes.clone().acquire_owned().await?;
+                Ok::<_, tokio::sync::AcquireError>((place, handshake))
+            } => match p {
                 Ok(p) => p,
                 Err(_) => return,
             },
@@ -72,23 +114,30 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         match accepted {
             Ok((tcp, peer)) => {
                 let ip = peer.ip();
-                {
-                    let mut m = per_ip.lock().unwrap_or_else(|p| p.into_inner());
-                    let n = m.entry(ip).or_insert(0);
-                    if *n >= shared.config.max_connections_per_ip {
-                        tracing::info!(%ip, "refusing a connection: too many from this address");
-                        continue; // dropping the stream closes it
-                    }
-                    *n += 1;
-                }
+                // Dropping the stream closes it.
+                let Some(counted) = per_ip.try_count(ip, shared.config.max_connections_per_ip)
+                else {
+                    tracing::info!(%ip, "refusing a connection: too many from this address");
+                    continue;
+                };
+                // One address cannot take every handshake place.
+                let Some(in_handshake) =
+                    handshakes_per_ip.try_count(ip, shared.config.max_handshakes_per_ip)
+                else {
+                    tracing::info!(%ip, "refusing a connection: too many handshakes from this address");
+                    continue;
+                };
                 let place = Arc::new(Held {
                     _permit: permit,
                     ip,
-                    per_ip: per_ip.clone(),
+                    _per_address: counted,
                 });
                 let _ = tcp.set_nodelay(true);
                 tracing::trace!(%peer, "tcp accepted");
-                shared.tracker.spawn(serve_tcp(tcp, shared.clone(), place));
+                let handshake = InHandshake::new(&shared.handshakes, handshake, in_handshake);
+                shared
+                    .tracker
+                    .spawn(serve_tcp(tcp, shared.clone(), place, handshake));
             }
             Err(e) => {
                 // Typically out of file descriptors: back off instead of spinning.
@@ -99,14 +148,41 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn serve_tcp(tcp: TcpStream, shared: Arc<Shared>, place: Place) {
+/// A connection's place among those in their TLS/HTTP handshake (and its count in the
+/// server's stats), held until it becomes a WebSocket or ends.
+struct InHandshake {
+    count: Arc<AtomicUsize>,
+    _permit: OwnedSemaphorePermit,
+    _per_address: Counted,
+}
+
+impl InHandshake {
+    fn new(count: &Arc<AtomicUsize>, permit: OwnedSemaphorePermit, per_address: Counted) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        InHandshake {
+            count: count.clone(),
+            _permit: permit,
+            _per_address: per_address,
+        }
+    }
+}
+
+impl Drop for InHandshake {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn serve_tcp(tcp: TcpStream, shared: Arc<Shared>, place: Place, _handshake: InHandshake) {
+    // The whole handshake — TLS, then HTTP requests until the WebSocket upgrade — has one
+    // deadline.
+    let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout;
     match &shared.acceptor {
-        None => serve_http(tcp, shared, place).await,
+        None => serve_http(tcp, shared, place, deadline).await,
         Some(acceptor) => {
-            let handshake =
-                tokio::time::timeout(shared.config.handshake_timeout, acceptor.accept(tcp));
-            match handshake.await {
-                Ok(Ok(tls)) => serve_http(tls, shared, place).await,
+            let tls = tokio::time::timeout_at(deadline, acceptor.accept(tcp));
+            match tls.await {
+                Ok(Ok(tls)) => serve_http(tls, shared, place, deadline).await,
                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!("TLS handshake timed out"),
             }
@@ -114,7 +190,9 @@ async fn serve_tcp(tcp: TcpStream, shared: Arc<Shared>, place: Place) {
     }
 }
 
-async fn serve_http<S>(io: S, shared: Arc<Shared>, place: Place)
+/// Serves HTTP on a connection until it upgrades to a WebSocket (the upgraded connection then
+/// lives in its own task), ends, or reaches the handshake deadline.
+async fn serve_http<S>(io: S, shared: Arc<Shared>, place: Place, deadline: tokio::time::Instant)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -124,9 +202,14 @@ where
         let place = place.clone();
         async move { Ok::<_, std::convert::Infallible>(route(req, &shared, place)) }
     });
+    // The request head is read into a small buffer: hyper's default would let every
+    // connection in its handshake hold about 400 KiB.
+    let head = shared.config.max_header_bytes;
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(shared.config.handshake_timeout)
+        .max_buf_size(head.max(MIN_HEADER_BUFFER))
+        .max_header_size(head)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
@@ -140,8 +223,17 @@ where
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
         }
+        _ = tokio::time::sleep_until(deadline) => {
+            // Plain HTTP (the page, its files) is done long before; a connection still here
+            // is idle keep-alive or too slow. It makes room for others.
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+        }
     }
 }
+
+/// The smallest read buffer hyper accepts.
+pub const MIN_HEADER_BUFFER: usize = 8192;
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut res = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
@@ -154,7 +246,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 }
 
 /// The web client, built into the binary: its own page and script, and the desktop UI's
-/// stylesheet, logo and test-pattern reader (one copy of each).
+/// stylesheet, logo, test-pattern reader and name/room rules (one copy of each).
 const WEB: &[(&str, &str, &str)] = &[
     (
         "/",
@@ -185,6 +277,11 @@ const WEB: &[(&str, &str, &str)] = &[
         "/notices.js",
         "text/javascript; charset=utf-8",
         include_str!("../../../ui/notices.js"),
+    ),
+    (
+        "/rules.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../ui/rules.js"),
     ),
     (
         "/pattern.js",
@@ -228,9 +325,28 @@ fn web_file(path: &str) -> Option<Response<Full<Bytes>>> {
     Some(res)
 }
 
+/// What the web client needs to know about this server: `{"testHooks":bool}` — whether it may
+/// act on its test-only URL parameters (join, call, accept, source, size).
+fn client_config(shared: &Shared) -> Response<Full<Bytes>> {
+    let body = format!(r#"{{"testHooks":{}}}"#, shared.config.test_hooks);
+    let mut res = Response::new(Full::new(Bytes::from(body)));
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    res
+}
+
 fn route(req: Request<Incoming>, shared: &Arc<Shared>, place: Place) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/client-config.json") => client_config(shared),
         (&Method::GET, path) if web_file(path).is_some() => web_file(path).expect("checked"),
         (&Method::GET, confab_protocol::WS_PATH) => upgrade(req, shared, place),
         (_, "/healthz") | (_, confab_protocol::WS_PATH) => {
@@ -248,11 +364,70 @@ fn header_has(req: &Request<Incoming>, name: header::HeaderName, token: &str) ->
     })
 }
 
+/// The authority of a URL or Host header, lower case, without the scheme's default port.
+fn authority(s: &str, default_port: &str) -> String {
+    let s = s.trim().to_ascii_lowercase();
+    match s.strip_suffix(default_port) {
+        Some(rest) if rest.ends_with(':') => rest.trim_end_matches(':').to_owned(),
+        _ => s,
+    }
+}
+
+/// Whether a browser page from the request's `Origin` may open the WebSocket: the server's own
+/// page (the Origin names the host and port the request was sent to), or an origin the
+/// operator allowed. Requests without an Origin come from native clients (browsers always
+/// send one on a WebSocket) and are let in.
+pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let origin = origin.trim();
+    if allowed
+        .iter()
+        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false; // "null" (sandboxed pages, files) and anything malformed
+    };
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => "80",
+        "https" => "443",
+        _ => return false,
+    };
+    let Some(host) = host else {
+        return false;
+    };
+    !rest.is_empty()
+        && !rest.contains(['/', '@', '?', '#'])
+        && authority(rest, default_port) == authority(host, default_port)
+}
+
 fn upgrade(
     mut req: Request<Incoming>,
     shared: &Arc<Shared>,
     place: Place,
 ) -> Response<Full<Bytes>> {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
+    if !origin_allowed(origin, host, &shared.config.allowed_origins) {
+        tracing::info!(
+            origin = origin.unwrap_or(""),
+            host = host.unwrap_or(""),
+            "refusing a WebSocket from another site"
+        );
+        return text(
+            StatusCode::FORBIDDEN,
+            "this signaling server only takes WebSocket connections from its own pages\n",
+        );
+    }
     let key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
     let version_ok = req
         .headers()
@@ -280,6 +455,7 @@ fn upgrade(
     let cancel = shared.cancel.clone();
     let ws_config = session::ws_config(&shared.config);
     let config = shared.config.clone();
+    let ip = place.ip;
     shared.tracker.spawn(async move {
         let _place = place; // held for the life of the WebSocket
         match on_upgrade.await {
@@ -290,7 +466,7 @@ fn upgrade(
                     Some(ws_config),
                 )
                 .await;
-                session::run(ws, hub, config, cancel).await;
+                session::run(ws, ip, hub, config, cancel).await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
@@ -305,4 +481,37 @@ fn upgrade(
         HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
     );
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_allowed;
+
+    #[test]
+    fn origins() {
+        let none: &[String] = &[];
+        let ok = |o: &str, h: &str| origin_allowed(Some(o), Some(h), none);
+        assert!(
+            origin_allowed(None, None, none),
+            "native clients send no Origin"
+        );
+        assert!(ok("http://10.0.0.5:8787", "10.0.0.5:8787"));
+        assert!(ok("https://Example.COM", "example.com:443"));
+        assert!(ok("http://example.com:80", "example.com"));
+        assert!(ok("http://[::1]:8787", "[::1]:8787"));
+        assert!(!ok("http://example.com", "example.com:8787"));
+        assert!(!ok("https://example.com:80", "example.com"));
+        assert!(!ok("http://evil.example", "example.com"));
+        assert!(!ok("null", "example.com"));
+        assert!(!ok("ws://example.com", "example.com"));
+        assert!(!ok("http://user@example.com", "example.com"));
+        assert!(!ok("http://example.com/path", "example.com"));
+        assert!(!origin_allowed(Some("http://example.com"), None, none));
+        let allowed = vec!["https://app.example.com/".to_owned()];
+        assert!(origin_allowed(
+            Some("https://app.example.com"),
+            Some("signal.example.com"),
+            &allowed
+        ));
+    }
 }

@@ -1,11 +1,18 @@
 //! The one place where the room state machine meets the connections: a lock around
 //! [`Rooms`] and the outbound queue of every connection.
 //!
-//! The lock is never held across an `.await`; delivery is `try_send` on bounded queues, and a
-//! connection whose queue is full is disconnected (never buffered without end).
+//! Frames are decoded before the lock is taken; the lock is never held across an `.await`;
+//! delivery is `try_send` on queues bounded in messages and in bytes. What does not fit is
+//! handled by its kind: a relayed signal is dropped and its sender told, an error is dropped,
+//! and a room update that does not fit gets its client disconnected (it learns the room afresh
+//! when it joins again) — so that a room update is never lost while the client stays. Relays
+//! and errors may fill only three quarters of a queue: the rest is kept for room updates, so a
+//! flood cannot get its target disconnected.
 
-use confab_rooms::{ConnId, Output, Refusal, Rooms};
-use std::collections::HashMap;
+use confab_rooms::{ConnId, Inbound, Output, Refusal, Rooms, CLOSE_TRY_AGAIN};
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -22,8 +29,58 @@ pub enum Frame {
 /// Why the hub tells a session to stop: close code and reason.
 pub type StopReason = (u16, String);
 
+/// The size of every connection's outbound queue.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
+impl QueueLimits {
+    /// Slots a droppable frame must leave free (kept for room updates).
+    pub fn reserved_messages(&self) -> usize {
+        self.messages / 4
+    }
+
+    fn droppable_bytes(&self) -> usize {
+        self.bytes - self.bytes / 4
+    }
+}
+
+/// The hub's end of a connection's outbound queue.
+pub struct Outbox {
+    pub tx: mpsc::Sender<Frame>,
+    /// Bytes of text frames queued (and being written); the writer takes off what it wrote.
+    pub queued: Arc<AtomicUsize>,
+}
+
+impl Outbox {
+    /// Queues a text frame if it fits: a room update may use the whole queue, anything else
+    /// only what is not kept for room updates. A frame always fits an empty queue.
+    fn offer(&self, text: String, update: bool, limits: QueueLimits) -> bool {
+        let len = text.len();
+        let queued = self.queued.load(Ordering::Relaxed);
+        let (slots_kept, byte_cap) = if update {
+            (0, limits.bytes)
+        } else {
+            (limits.reserved_messages(), limits.droppable_bytes())
+        };
+        if self.tx.capacity() <= slots_kept || (queued > 0 && queued + len > byte_cap) {
+            return false;
+        }
+        // Count first: the writer may take the frame off before `try_send` returns.
+        self.queued.fetch_add(len, Ordering::Relaxed);
+        if self.tx.try_send(Frame::Text(text)).is_ok() {
+            true
+        } else {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
 struct Link {
-    tx: mpsc::Sender<Frame>,
+    outbox: Outbox,
     stop: oneshot::Sender<StopReason>,
 }
 
@@ -34,11 +91,15 @@ struct State {
 
 pub struct Hub {
     state: Mutex<State>,
+    max_message_bytes: usize,
+    queue: QueueLimits,
 }
 
 impl Hub {
-    pub fn new(rooms: Rooms) -> Self {
+    pub fn new(rooms: Rooms, queue: QueueLimits) -> Self {
         Hub {
+            max_message_bytes: rooms.config().max_message_bytes,
+            queue,
             state: Mutex::new(State {
                 rooms,
                 links: HashMap::new(),
@@ -57,36 +118,52 @@ impl Hub {
         (s.rooms.connection_count(), s.rooms.room_count())
     }
 
+    /// Bytes waiting in every outbound queue.
+    pub fn queued_bytes(&self) -> usize {
+        let s = self.lock();
+        s.links
+            .values()
+            .map(|l| l.outbox.queued.load(Ordering::Relaxed))
+            .sum()
+    }
+
     pub fn connect(
         &self,
-        tx: mpsc::Sender<Frame>,
+        ip: IpAddr,
+        outbox: Outbox,
         stop: oneshot::Sender<StopReason>,
     ) -> Result<ConnId, Refusal> {
         let mut s = self.lock();
-        let conn = s.rooms.connect(Instant::now())?;
-        s.links.insert(conn, Link { tx, stop });
+        let conn = s.rooms.connect(ip, Instant::now())?;
+        s.links.insert(conn, Link { outbox, stop });
         Ok(conn)
     }
 
+    /// Decodes a text frame. Takes no lock: parsing JSON never holds up other connections.
+    pub fn decode(&self, text: &str) -> Inbound {
+        confab_rooms::decode(text, self.max_message_bytes)
+    }
+
     pub fn receive(&self, conn: ConnId, text: &str) {
+        let inbound = self.decode(text);
         let mut out = Vec::new();
         let mut s = self.lock();
-        s.rooms.receive(conn, text, Instant::now(), &mut out);
-        deliver(&mut s, out);
+        s.rooms.apply(conn, inbound, Instant::now(), &mut out);
+        self.deliver(&mut s, out);
     }
 
     pub fn receive_binary(&self, conn: ConnId) {
         let mut out = Vec::new();
         let mut s = self.lock();
         s.rooms.receive_binary(conn, Instant::now(), &mut out);
-        deliver(&mut s, out);
+        self.deliver(&mut s, out);
     }
 
     pub fn reject_unreadable(&self, conn: ConnId) {
         let mut out = Vec::new();
         let mut s = self.lock();
-        s.rooms.reject_unreadable(conn, &mut out);
-        deliver(&mut s, out);
+        s.rooms.reject_unreadable(conn, Instant::now(), &mut out);
+        self.deliver(&mut s, out);
     }
 
     /// The connection ended (or is being ended by its session). Idempotent.
@@ -94,57 +171,77 @@ impl Hub {
         let mut out = Vec::new();
         let mut s = self.lock();
         s.links.remove(&conn);
-        s.rooms.disconnect(conn, &mut out);
-        deliver(&mut s, out);
+        s.rooms.disconnect(conn, Instant::now(), &mut out);
+        self.deliver(&mut s, out);
     }
 
     fn tick(&self) -> Option<Instant> {
         let mut out = Vec::new();
         let mut s = self.lock();
         s.rooms.tick(Instant::now(), &mut out);
-        deliver(&mut s, out);
+        self.deliver(&mut s, out);
         s.rooms.next_deadline()
     }
-}
 
-/// Carries outputs to the queues, never waiting. A full queue drops the message (a relayed
-/// signal's sender is told); a client that does not read at all is found by its writer's
-/// timeout, which ends its session.
-fn deliver(s: &mut State, out: Vec<Output>) {
-    for o in out {
-        match o {
-            Output::Send { conn, text } => {
-                if let Some(link) = s.links.get(&conn) {
-                    if link.tx.try_send(Frame::Text(text)).is_err() {
-                        tracing::debug!(conn, "queue full: a room update was dropped");
+    /// Carries outputs to the queues, never waiting.
+    fn deliver(&self, s: &mut State, out: Vec<Output>) {
+        let mut work: VecDeque<Output> = out.into();
+        while let Some(o) = work.pop_front() {
+            match o {
+                Output::Send { conn, text } => {
+                    if let Some(link) = s.links.get(&conn) {
+                        if !link.outbox.offer(text, false, self.queue) {
+                            tracing::debug!(conn, "queue full: an error message was dropped");
+                        }
                     }
                 }
-            }
-            Output::Relay { conn, text, from } => {
-                let Some(link) = s.links.get(&conn) else {
-                    continue;
-                };
-                if let Err(mpsc::error::TrySendError::Full(_)) = link.tx.try_send(Frame::Text(text))
-                {
-                    if let Some(sender) = s.links.get(&from) {
-                        let err = confab_protocol::ServerMessage::error(
-                            confab_protocol::ErrorCode::RateLimited,
-                            "the other side is not keeping up; that message was not delivered",
+                Output::Update { conn, text } => {
+                    let Some(link) = s.links.get(&conn) else {
+                        continue;
+                    };
+                    if !link.outbox.offer(text, true, self.queue) {
+                        // Never a silently missed peer-joined/peer-left: the client goes, and
+                        // its room hears that (more work, for other connections).
+                        tracing::info!(
+                            conn,
+                            "disconnecting a client that cannot take room updates"
                         );
-                        let _ = sender.tx.try_send(Frame::Text(err.encode()));
+                        let mut more = Vec::new();
+                        s.rooms.close(
+                            conn,
+                            CLOSE_TRY_AGAIN,
+                            "not keeping up".into(),
+                            Instant::now(),
+                            &mut more,
+                        );
+                        work.extend(more);
                     }
                 }
-            }
-            Output::Close { conn, code, reason } => {
-                if let Some(link) = s.links.remove(&conn) {
-                    let _ = link.stop.send((code, reason));
+                Output::Relay { conn, text, from } => {
+                    let Some(link) = s.links.get(&conn) else {
+                        continue;
+                    };
+                    if !link.outbox.offer(text, false, self.queue) {
+                        if let Some(sender) = s.links.get(&from) {
+                            let err = confab_protocol::ServerMessage::error(
+                                confab_protocol::ErrorCode::RateLimited,
+                                "the other side is not keeping up; that message was not delivered",
+                            );
+                            sender.outbox.offer(err.encode(), false, self.queue);
+                        }
+                    }
+                }
+                Output::Close { conn, code, reason } => {
+                    if let Some(link) = s.links.remove(&conn) {
+                        let _ = link.stop.send((code, reason));
+                    }
                 }
             }
         }
     }
 }
 
-/// Runs the state machine's timers (join deadlines) until cancelled.
+/// Runs the state machine's timers (join deadlines, forgetting) until cancelled.
 pub async fn tick_loop(hub: Arc<Hub>, cancel: CancellationToken) {
     loop {
         let next = hub.tick();
@@ -157,5 +254,84 @@ pub async fn tick_loop(hub: Arc<Hub>, cancel: CancellationToken) {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub() -> Hub {
+        Hub::new(
+            Rooms::new(confab_rooms::Config::default(), [1; 32]),
+            QueueLimits {
+                messages: 8,
+                bytes: 1000,
+            },
+        )
+    }
+
+    /// The JSON of a message is parsed before the hub's lock is taken: a connection sending
+    /// large messages never holds up the others.
+    #[test]
+    fn parsing_happens_outside_the_lock() {
+        let hub = Arc::new(hub());
+        let held = hub.lock();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let h = hub.clone();
+        let parser = std::thread::spawn(move || {
+            let big = format!(
+                r#"{{"type":"signal","to":"x","data":{{"sdp":"{}"}}}}"#,
+                "v".repeat(60_000)
+            );
+            let parsed = h.decode(&big);
+            let _ = done_tx.send(matches!(parsed, Inbound::Message(_)));
+        });
+        let parsed = done_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("decoding finished while the lock was held");
+        assert!(parsed);
+        drop(held);
+        parser.join().unwrap();
+    }
+
+    #[test]
+    fn droppable_frames_leave_room_for_updates() {
+        let limits = QueueLimits {
+            messages: 8,
+            bytes: 1000,
+        };
+        let (tx, _rx) = mpsc::channel(limits.messages);
+        let outbox = Outbox {
+            tx,
+            queued: Arc::default(),
+        };
+        let mut relays = 0;
+        while outbox.offer("r".repeat(10), false, limits) {
+            relays += 1;
+        }
+        assert_eq!(relays, 6, "two of eight slots are kept");
+        assert!(outbox.offer("u".into(), true, limits));
+        assert!(outbox.offer("u".into(), true, limits));
+        assert!(!outbox.offer("u".into(), true, limits), "the queue is full");
+        assert_eq!(outbox.queued.load(Ordering::Relaxed), 62);
+        // Bytes: a droppable frame may bring the queue to 750 bytes, an update to 1000, and
+        // anything fits an empty queue.
+        let (tx, _rx) = mpsc::channel(limits.messages);
+        let outbox = Outbox {
+            tx,
+            queued: Arc::default(),
+        };
+        assert!(outbox.offer("x".repeat(5000), false, limits));
+        assert!(!outbox.offer("x".into(), false, limits));
+        let (tx, _rx) = mpsc::channel(limits.messages);
+        let outbox = Outbox {
+            tx,
+            queued: Arc::default(),
+        };
+        assert!(outbox.offer("x".repeat(700), false, limits));
+        assert!(!outbox.offer("x".repeat(100), false, limits));
+        assert!(outbox.offer("x".repeat(300), true, limits));
+        assert!(!outbox.offer("x".into(), true, limits));
     }
 }

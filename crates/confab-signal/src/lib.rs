@@ -16,6 +16,7 @@ pub use confab_rooms::Config as RoomLimits;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -37,12 +38,38 @@ pub struct SignalConfig {
     pub idle_timeout: Duration,
     /// Messages queued for one client at most; what does not fit is dropped.
     pub outbound_queue: usize,
+    /// Bytes queued for one client at most (a message always fits an empty queue).
+    pub outbound_queue_bytes: usize,
+    /// Connections in their TLS/HTTP handshake at once; more wait in the listen backlog.
+    pub max_handshakes: usize,
+    /// Connections one address may have in their handshake at once; more are closed at once.
+    pub max_handshakes_per_ip: usize,
+    /// Largest HTTP request head (request line and headers), in bytes (at least 8192).
+    pub max_header_bytes: usize,
+    /// Browser origins allowed on `/ws` besides the server's own (e.g. `https://example.com`).
+    pub allowed_origins: Vec<String>,
+    /// Lets the web client act on `join`, `call`, `accept`, `source` and `size` URL
+    /// parameters (`GET /client-config.json` says so). For automated tests only.
+    pub test_hooks: bool,
     /// Time one write to a client may take; a client slower than that is disconnected.
     pub write_timeout: Duration,
     /// Connections one IP address may hold at once (many people behind one NAT share one).
     pub max_connections_per_ip: usize,
     /// Serve `wss://` with this certificate chain and private key (PEM files).
     pub tls: Option<TlsFiles>,
+}
+
+/// A snapshot of what a server holds ([`SignalServer::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerStats {
+    /// WebSocket connections (joined or not).
+    pub connections: usize,
+    /// Rooms with at least one peer.
+    pub rooms: usize,
+    /// Connections still in their TLS/HTTP handshake.
+    pub handshakes: usize,
+    /// Bytes of messages waiting in the outbound queues (and being written).
+    pub queued_bytes: usize,
 }
 
 /// A PEM certificate chain and private key.
@@ -61,9 +88,42 @@ impl Default for SignalConfig {
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             outbound_queue: 64,
+            outbound_queue_bytes: 256 * 1024,
+            max_handshakes: 128,
+            max_handshakes_per_ip: 16,
+            max_header_bytes: 16 * 1024,
+            allowed_origins: Vec::new(),
+            test_hooks: false,
             write_timeout: Duration::from_secs(10),
             max_connections_per_ip: 256,
             tls: None,
+        }
+    }
+}
+
+impl SignalConfig {
+    /// Limits for a server on a local network — the app's "Host on this computer": a few
+    /// people in a few rooms, not the internet. Listens on every interface, port 8787 (set
+    /// `listen` to pick another).
+    pub fn lan() -> Self {
+        SignalConfig {
+            limits: RoomLimits {
+                room_capacity: 8,
+                max_connections: 32,
+                max_rooms: 4,
+                address_join_burst: 20.0,
+                address_join_per_sec: 1.0,
+                password_failures_per_address: 5,
+                password_failures_per_room: 10,
+                tracked_addresses: 256,
+                ..RoomLimits::default()
+            },
+            max_connections_per_ip: 8,
+            max_handshakes: 16,
+            max_handshakes_per_ip: 4,
+            outbound_queue: 64,
+            outbound_queue_bytes: 256 * 1024,
+            ..SignalConfig::default()
         }
     }
 }
@@ -91,6 +151,7 @@ pub struct SignalServer {
     cancel: CancellationToken,
     tracker: TaskTracker,
     hub: Arc<hub::Hub>,
+    handshakes: Arc<AtomicUsize>,
 }
 
 impl SignalServer {
@@ -118,6 +179,21 @@ impl SignalServer {
                 "the message size limit must be above zero".into(),
             ));
         }
+        if config.outbound_queue_bytes < 1024 {
+            return Err(SignalError::Config(
+                "the outbound queue needs room for at least 1024 bytes".into(),
+            ));
+        }
+        if config.max_handshakes == 0 || config.max_handshakes_per_ip == 0 {
+            return Err(SignalError::Config(
+                "at least one connection must be allowed in its handshake".into(),
+            ));
+        }
+        if config.max_header_bytes < 1024 {
+            return Err(SignalError::Config(
+                "HTTP request heads need at least 1024 bytes".into(),
+            ));
+        }
         let addr = listener.local_addr().map_err(|source| SignalError::Bind {
             addr: config.listen,
             source,
@@ -128,11 +204,16 @@ impl SignalServer {
         let tracker = TaskTracker::new();
         let mut seed = [0u8; 32];
         rand::fill(&mut seed);
-        let hub = Arc::new(hub::Hub::new(confab_rooms::Rooms::new(
-            config.limits.clone(),
-            seed,
-        )));
+        let hub = Arc::new(hub::Hub::new(
+            confab_rooms::Rooms::new(config.limits.clone(), seed),
+            hub::QueueLimits {
+                messages: config.outbound_queue,
+                bytes: config.outbound_queue_bytes,
+            },
+        ));
+        let handshakes = Arc::new(AtomicUsize::new(0));
         let shared = Arc::new(http::Shared {
+            handshakes: handshakes.clone(),
             config: Arc::new(config),
             hub: hub.clone(),
             cancel: cancel.clone(),
@@ -148,6 +229,7 @@ impl SignalServer {
             cancel,
             tracker,
             hub,
+            handshakes,
         })
     }
 
@@ -165,6 +247,17 @@ impl SignalServer {
     /// Connections held and rooms open right now.
     pub fn counts(&self) -> (usize, usize) {
         self.hub.counts()
+    }
+
+    /// What the server holds right now.
+    pub fn stats(&self) -> ServerStats {
+        let (connections, rooms) = self.hub.counts();
+        ServerStats {
+            connections,
+            rooms,
+            handshakes: self.handshakes.load(Ordering::Relaxed),
+            queued_bytes: self.hub.queued_bytes(),
+        }
     }
 
     /// Closes every client with "going away" and waits for every task (at most `grace`, then

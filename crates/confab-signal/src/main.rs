@@ -77,9 +77,70 @@ struct Args {
     idle_timeout: f64,
 
     /// Messages queued for one client at most. A signal that does not fit is dropped and its
-    /// sender told; a client that does not read for 10 s is disconnected.
+    /// sender told; a client that cannot take a room update is disconnected (it resyncs when
+    /// it joins again); a client that does not read for 10 s is disconnected.
     #[arg(long, env = "CONFAB_OUTBOUND_QUEUE", default_value_t = 64)]
     outbound_queue: usize,
+
+    /// Bytes queued for one client at most (as --outbound-queue, in bytes).
+    #[arg(long, env = "CONFAB_OUTBOUND_QUEUE_BYTES", default_value_t = 262_144)]
+    outbound_queue_bytes: usize,
+
+    /// Connections in their TLS/HTTP handshake at once; more wait in the listen backlog.
+    #[arg(long, env = "CONFAB_MAX_HANDSHAKES", default_value_t = 128)]
+    max_handshakes: usize,
+
+    /// Connections one address (IPv4 address, IPv6 /64) may have in their handshake at
+    /// once; more are closed at once.
+    #[arg(long, env = "CONFAB_MAX_HANDSHAKES_PER_IP", default_value_t = 16)]
+    max_handshakes_per_ip: usize,
+
+    /// Largest HTTP request head (request line and headers), in bytes; larger get 431.
+    #[arg(long, env = "CONFAB_MAX_HEADER_BYTES", default_value_t = 16_384)]
+    max_header_bytes: usize,
+
+    /// Joins one connection may make per second, sustained (token bucket).
+    #[arg(long, env = "CONFAB_JOIN_RATE", default_value_t = 0.5)]
+    join_rate: f64,
+
+    /// Joins one connection may make in a burst.
+    #[arg(long, env = "CONFAB_JOIN_BURST", default_value_t = 5.0)]
+    join_burst: f64,
+
+    /// Joins one address (IPv4 address, IPv6 /64) may make per second, over all its
+    /// connections.
+    #[arg(long, env = "CONFAB_ADDRESS_JOIN_RATE", default_value_t = 2.0)]
+    address_join_rate: f64,
+
+    /// Joins one address may make in a burst.
+    #[arg(long, env = "CONFAB_ADDRESS_JOIN_BURST", default_value_t = 60.0)]
+    address_join_burst: f64,
+
+    /// Wrong room passwords one address may give before it must wait (1 s, doubling with
+    /// each further failure, up to 5 minutes; forgotten after 15 quiet minutes).
+    #[arg(long, env = "CONFAB_PASSWORD_FAILURES", default_value_t = 5)]
+    password_failures: u32,
+
+    /// Wrong passwords one room may receive before it stops answering addresses it does not
+    /// know (with the same backoff); its own people's addresses still get in.
+    #[arg(long, env = "CONFAB_ROOM_PASSWORD_FAILURES", default_value_t = 20)]
+    room_password_failures: u32,
+
+    /// A browser origin allowed to open /ws besides the server's own pages (repeat, or
+    /// separate with commas), e.g. https://example.com. Clients without an Origin header
+    /// (native apps) are always allowed.
+    #[arg(
+        long = "allow-origin",
+        env = "CONFAB_ALLOW_ORIGINS",
+        value_delimiter = ','
+    )]
+    allow_origins: Vec<String>,
+
+    /// FOR AUTOMATED TESTS ONLY: lets the web client act on its test URL parameters (join,
+    /// call, accept, source, size), so that a link can join and call without anyone
+    /// pressing a button. Never on a server people use.
+    #[arg(long, hide_short_help = true)]
+    test_hooks: bool,
 }
 
 fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
@@ -101,6 +162,20 @@ impl Args {
             self.room_capacity >= 2,
             "--room-capacity must be at least 2"
         );
+        anyhow::ensure!(self.join_rate > 0.0, "--join-rate must be above zero");
+        anyhow::ensure!(self.join_burst >= 1.0, "--join-burst must be at least 1");
+        anyhow::ensure!(
+            self.address_join_rate > 0.0,
+            "--address-join-rate must be above zero"
+        );
+        anyhow::ensure!(
+            self.address_join_burst >= 1.0,
+            "--address-join-burst must be at least 1"
+        );
+        anyhow::ensure!(
+            self.password_failures >= 1 && self.room_password_failures >= 1,
+            "--password-failures and --room-password-failures must be at least 1"
+        );
         Ok(SignalConfig {
             listen: self.listen,
             limits: RoomLimits {
@@ -112,11 +187,24 @@ impl Args {
                 rate_burst: self.rate_burst,
                 join_timeout: secs("join-timeout", self.join_timeout)?,
                 error_budget: self.error_budget,
+                join_burst: self.join_burst,
+                join_per_sec: self.join_rate,
+                address_join_burst: self.address_join_burst,
+                address_join_per_sec: self.address_join_rate,
+                password_failures_per_address: self.password_failures,
+                password_failures_per_room: self.room_password_failures,
+                ..RoomLimits::default()
             },
             handshake_timeout: secs("handshake-timeout", self.handshake_timeout)?,
             ping_interval: secs("ping-interval", self.ping_interval)?,
             idle_timeout: secs("idle-timeout", self.idle_timeout)?,
             outbound_queue: self.outbound_queue,
+            outbound_queue_bytes: self.outbound_queue_bytes,
+            max_handshakes: self.max_handshakes,
+            max_handshakes_per_ip: self.max_handshakes_per_ip,
+            max_header_bytes: self.max_header_bytes,
+            allowed_origins: self.allow_origins.clone(),
+            test_hooks: self.test_hooks,
             write_timeout: Duration::from_secs(10),
             max_connections_per_ip: self.max_connections_per_ip,
             tls: match (&self.tls_cert, &self.tls_key) {
@@ -140,6 +228,11 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let config = args.config()?;
+    if config.test_hooks {
+        tracing::warn!(
+            "--test-hooks: the web client may join and call from its URL alone; for automated tests only"
+        );
+    }
     let server = SignalServer::start(config).await?;
     // One line on stdout that scripts (and `cargo xtask`) can read.
     println!("confab-signal listening on {}", server.ws_url());

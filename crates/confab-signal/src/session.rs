@@ -1,8 +1,10 @@
 //! One WebSocket connection: this task reads, a writer task it owns writes.
 
-use crate::hub::{Frame, Hub, StopReason};
+use crate::hub::{Frame, Hub, Outbox, StopReason};
 use crate::SignalConfig;
 use futures_util::{SinkExt, StreamExt};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -33,6 +35,7 @@ pub fn ws_config(config: &SignalConfig) -> WebSocketConfig {
 
 pub async fn run<S>(
     ws: WebSocketStream<S>,
+    ip: IpAddr,
     hub: Arc<Hub>,
     config: Arc<SignalConfig>,
     cancel: CancellationToken,
@@ -41,8 +44,18 @@ pub async fn run<S>(
 {
     let (mut sink, mut stream) = ws.split();
     let (tx, rx) = mpsc::channel(config.outbound_queue);
+    let queue_reserve = crate::hub::QueueLimits {
+        messages: config.outbound_queue,
+        bytes: config.outbound_queue_bytes,
+    }
+    .reserved_messages();
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<StopReason>();
-    let conn = match hub.connect(tx.clone(), stop_tx) {
+    let queued = Arc::new(AtomicUsize::new(0));
+    let outbox = Outbox {
+        tx: tx.clone(),
+        queued: queued.clone(),
+    };
+    let conn = match hub.connect(ip, outbox, stop_tx) {
         Ok(conn) => conn,
         Err(refusal) => {
             let _ = timeout(config.write_timeout, async {
@@ -54,7 +67,7 @@ pub async fn run<S>(
         }
     };
     tracing::debug!(conn, "connection open");
-    let mut writer = tokio::spawn(write_loop(sink, rx, config.write_timeout));
+    let mut writer = tokio::spawn(write_loop(sink, rx, queued, config.write_timeout));
     let mut writer_done = false;
 
     let mut ping = tokio::time::interval_at(
@@ -106,7 +119,10 @@ pub async fn run<S>(
                     hub.disconnect(conn);
                     break Some((1001, "idle timeout: no pong".into()));
                 }
-                let _ = tx.try_send(Frame::Ping);
+                // A ping never takes the slots kept for room updates.
+                if tx.capacity() > queue_reserve {
+                    let _ = tx.try_send(Frame::Ping);
+                }
             }
         }
     };
@@ -136,13 +152,18 @@ fn close_message(code: u16, reason: String) -> Message {
 async fn write_loop<S>(
     mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
     mut rx: mpsc::Receiver<Frame>,
+    queued: Arc<AtomicUsize>,
     write_timeout: Duration,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     while let Some(frame) = rx.recv().await {
+        let mut written = 0;
         let (msg, last) = match frame {
-            Frame::Text(text) => (Message::Text(text.into()), false),
+            Frame::Text(text) => {
+                written = text.len();
+                (Message::Text(text.into()), false)
+            }
             Frame::Ping => (Message::Ping(Default::default()), false),
             Frame::Close(code, reason) => (close_message(code, reason), true),
         };
@@ -152,6 +173,7 @@ async fn write_loop<S>(
         } else {
             timeout(write_timeout, sink.feed(msg)).await
         };
+        queued.fetch_sub(written, Ordering::Relaxed);
         if !matches!(res, Ok(Ok(()))) || last {
             break;
         }

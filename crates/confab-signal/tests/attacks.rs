@@ -3,7 +3,7 @@
 mod common;
 
 use common::{pair, start, Client, Ended, WAIT};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -284,6 +284,19 @@ async fn silent_client_times_out() {
     }
 }
 
+/// a and b joined to room "r", b with a tiny receive buffer (see
+/// [`Client::connect_small_window`]).
+async fn small_window_pair(
+    server: &confab_signal::SignalServer,
+) -> (Client, String, Client, String) {
+    let mut a = Client::connect(server).await;
+    let a_id = a.join("r", "Ada").await["id"].as_str().unwrap().to_owned();
+    let mut b = Client::connect_small_window(server).await;
+    let b_id = b.join("r", "Bob").await["id"].as_str().unwrap().to_owned();
+    assert_eq!(a.recv().await["type"], "peer-joined");
+    (a, a_id, b, b_id)
+}
+
 /// Floods `to` with 60 KB signals from a's write half until aborted.
 fn flood(
     mut a_tx: futures_util::stream::SplitSink<
@@ -429,4 +442,491 @@ async fn connection_flood_from_one_address() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut again = Client::connect(&server).await;
     again.join("r", "B").await;
+}
+
+// ------------------------------------------------------------------ issue 9: the server side
+
+/// A member that joins and leaves in a loop. The others' clients answer every `peer-joined`
+/// (as the engine does with `state`) and keep signalling the flapper's old ids: those errors
+/// are the flapper's doing, so they must never cost the victims their connections.
+#[tokio::test]
+async fn flapping_member() {
+    let server = start(|c| {
+        c.limits.address_join_burst = 8.0;
+        c.limits.address_join_per_sec = 1.0;
+    })
+    .await;
+    let (a, a_id, b, b_id) = pair(&server, "r").await;
+    let run_for = Duration::from_secs(3);
+    let started = tokio::time::Instant::now();
+
+    // Victims: signal each other every 100 ms, answer every peer-joined at once, and every
+    // 50 ms signal one of the flapper's old ids.
+    let victim = |mut me: Client, other: String| {
+        tokio::spawn(async move {
+            let (mut sent, mut got, mut unknown_peer) = (0u32, 0u32, 0u32);
+            let mut other_done = false;
+            let mut old_ids: Vec<String> = Vec::new();
+            let mut to_other = tokio::time::interval(Duration::from_millis(100));
+            let mut to_old = tokio::time::interval(Duration::from_millis(50));
+            let end = tokio::time::Instant::now() + run_for + Duration::from_millis(500);
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(end) => break,
+                    _ = to_other.tick() => {
+                        me.signal(&other, &format!(r#"{{"kind":"state","n":{sent}}}"#)).await;
+                        sent += 1;
+                    }
+                    _ = to_old.tick() => {
+                        let pick = (old_ids.len() as u32).wrapping_mul(7).wrapping_add(sent);
+                        if let Some(id) = old_ids.get(pick as usize % old_ids.len().max(1)) {
+                            me.signal(id, r#"{"kind":"state"}"#).await;
+                        }
+                    }
+                    msg = futures_util::StreamExt::next(&mut me.ws) => match msg {
+                        Some(Ok(Message::Text(t))) => {
+                            let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                            match v["type"].as_str() {
+                                Some("peer-joined") => {
+                                    let id = v["id"].as_str().unwrap().to_owned();
+                                    me.signal(&id, r#"{"kind":"state"}"#).await;
+                                    old_ids.push(id);
+                                }
+                                Some("signal") if v["data"]["kind"] == "done" => other_done = true,
+                                Some("signal") => got += 1,
+                                Some("error") if v["code"] == "unknown-peer" => unknown_peer += 1,
+                                Some("peer-left") => {}
+                                _ => panic!("victim got {v}"),
+                            }
+                        }
+                        Some(Ok(Message::Close(f))) => panic!("a victim was closed: {f:?}"),
+                        Some(Ok(_)) => {}
+                        other => panic!("a victim's connection ended: {other:?}"),
+                    },
+                }
+            }
+            // Count everything the other sent before its end marker.
+            me.signal(&other, r#"{"kind":"done"}"#).await;
+            while !other_done {
+                let v = me.recv().await;
+                match (v["type"].as_str(), v["data"]["kind"].as_str()) {
+                    (Some("signal"), Some("done")) => other_done = true,
+                    (Some("signal"), _) => got += 1,
+                    _ => {}
+                }
+            }
+            (me, sent, got, unknown_peer, old_ids.len())
+        })
+    };
+    let va = victim(a, b_id.clone());
+    let vb = victim(b, a_id.clone());
+
+    // The flapper: three connections from the victims' address, each sending join and leave
+    // as fast as the message rate limit lets it (50 messages a second).
+    let mut flappers = Vec::new();
+    for n in 0..3 {
+        let f = Client::connect(&server).await;
+        let (mut tx, mut rx) = f.ws.split();
+        let writer = tokio::spawn(async move {
+            while started.elapsed() < run_for {
+                for msg in [
+                    format!(r#"{{"type":"join","room":"r","name":"Flap{n}"}}"#),
+                    r#"{"type":"leave"}"#.to_owned(),
+                ] {
+                    if tx.send(Message::Text(msg.into())).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        });
+        flappers.push(tokio::spawn(async move {
+            let (mut welcomes, mut refused) = (0u32, 0u32);
+            let end = tokio::time::Instant::now() + run_for;
+            while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(end, rx.next()).await {
+                if let Message::Text(t) = msg {
+                    let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                    welcomes += (v["type"] == "welcome") as u32;
+                    refused += (v["code"] == "rate-limited") as u32;
+                }
+            }
+            writer.abort();
+            (welcomes, refused)
+        }));
+    }
+    let (mut welcomes, mut refused) = (0, 0);
+    for f in flappers {
+        let (w, r) = f.await.unwrap();
+        welcomes += w;
+        refused += r;
+    }
+    let (mut a, a_sent, a_got, a_unknown, a_old) = va.await.unwrap();
+    let (mut b, b_sent, b_got, b_unknown, _) = vb.await.unwrap();
+    // The flapper was held to the address's join rate: 8 at once (two went to the victims),
+    // then one a second.
+    assert!(welcomes <= 6 + 4, "the flapper joined {welcomes} times");
+    assert!(refused > 0, "the flapper heard rate-limited");
+    assert!(
+        a_old >= 3,
+        "the victims saw the flapper come and go ({a_old} ids)"
+    );
+    assert!(
+        a_unknown > 0 && b_unknown > 0,
+        "signals to old ids are answered unknown-peer"
+    );
+    // Every relay between the victims went through.
+    assert_eq!((a_got, b_got), (b_sent, a_sent), "relays received = sent");
+    assert!(a_sent >= 20, "the victims kept talking ({a_sent} signals)");
+    // And both are still connected and talking.
+    a.signal(&b_id, r#"{"after":1}"#).await;
+    let got = loop {
+        let v = b.recv().await;
+        if v["type"] == "signal" && v["data"]["after"] == 1 {
+            break v;
+        }
+    };
+    assert_eq!(got["from"], a_id.as_str());
+    drop(a);
+}
+
+/// Guessing a room's password with a fresh connection per guess (so that no connection's own
+/// error budget ever runs out): failures count per address and per room, with backoff.
+#[tokio::test]
+async fn password_guessing_across_reconnects() {
+    let server = start(|c| {
+        c.limits.password_failures_per_address = 3;
+        c.limits.password_failures_per_room = 5;
+    })
+    .await;
+    let mut a = Client::connect(&server).await;
+    a.send(r#"{"type":"join","room":"r","name":"A","password":"pw"}"#)
+        .await;
+    assert_eq!(a.recv().await["type"], "welcome");
+    let guess = |ip: &'static str, password: &'static str| {
+        let server = &server;
+        async move {
+            let mut c = Client::connect_from(server, ip).await;
+            c.send(format!(
+                r#"{{"type":"join","room":"r","name":"M","password":"{password}"}}"#
+            ))
+            .await;
+            let v = c.recv().await;
+            if v["type"] == "welcome" {
+                "welcome".to_owned()
+            } else {
+                v["code"].as_str().unwrap_or("?").to_owned()
+            }
+        }
+    };
+    // One address: three wrong guesses, then it is not even asked — not even the right one.
+    for i in 0..3 {
+        assert_eq!(
+            guess("127.0.0.2", ["a", "b", "c"][i]).await,
+            "wrong-password"
+        );
+    }
+    assert_eq!(guess("127.0.0.2", "d").await, "rate-limited");
+    assert_eq!(
+        guess("127.0.0.2", "pw").await,
+        "rate-limited",
+        "a blocked address learns nothing, even with the right password"
+    );
+    // Other addresses: the room's own count (five) runs out, then the room stops answering
+    // strangers for a while.
+    assert_eq!(guess("127.0.0.3", "e").await, "wrong-password");
+    assert_eq!(guess("127.0.0.4", "f").await, "wrong-password");
+    assert_eq!(guess("127.0.0.5", "pw").await, "rate-limited");
+    // Those already in the room (their address) still get back in: a reconnect after a drop
+    // is never locked out by someone else's guessing.
+    assert_eq!(guess("127.0.0.1", "pw").await, "welcome");
+}
+
+/// A full room must not tell a stranger with a wrong password that it is full (and so that
+/// people are in it): the password is checked first.
+#[tokio::test]
+async fn room_full_does_not_reveal_occupancy_to_a_wrong_password() {
+    let server = start(|c| c.limits.room_capacity = 2).await;
+    let mut a = Client::connect(&server).await;
+    a.send(r#"{"type":"join","room":"r","name":"A","password":"pw"}"#)
+        .await;
+    a.recv().await;
+    let mut b = Client::connect(&server).await;
+    b.send(r#"{"type":"join","room":"r","name":"B","password":"pw"}"#)
+        .await;
+    assert_eq!(b.recv().await["type"], "welcome");
+    let mut c = Client::connect(&server).await;
+    c.send(r#"{"type":"join","room":"r","name":"C","password":"nope"}"#)
+        .await;
+    c.expect_error("wrong-password").await;
+    c.send(r#"{"type":"join","room":"r","name":"C","password":"pw"}"#)
+        .await;
+    c.expect_error("room-full").await;
+}
+
+/// Names that read differently from what they are: direction overrides, invisible
+/// characters, separators. And one person's "Zoë" is everyone's "Zoë" (NFC).
+#[tokio::test]
+async fn spoofed_display_names() {
+    let server = start(|_| {}).await;
+    let mut a = Client::connect(&server).await;
+    a.join("r", "Ada").await;
+    let mut m = Client::connect(&server).await;
+    for bad in [
+        r#"Ada\u202egnp.exe"#,
+        r#"A\u200bda"#,
+        r#"Ada\u2066"#,
+        r#"Ada\u2028Admin"#,
+        r#"\ufeffAda"#,
+        r#"\u3164"#,
+    ] {
+        m.send(format!(r#"{{"type":"join","room":"r","name":"{bad}"}}"#))
+            .await;
+        let msg = m.expect_error("invalid-name").await;
+        assert!(msg.contains("U+"), "the message names the character: {msg}");
+    }
+    // Decomposed and padded: stored and announced in the normalized form.
+    m.send(r#"{"type":"join","room":"r","name":"  Zoe\u0308  M "}"#)
+        .await;
+    let w = m.recv().await;
+    assert_eq!(w["type"], "welcome");
+    let joined = a.recv().await;
+    assert_eq!(joined["type"], "peer-joined");
+    assert_eq!(joined["name"], "Zo\u{eb} M");
+    let mut late = Client::connect(&server).await;
+    let w = late.join("r", "Late").await;
+    assert_eq!(w["peers"][1]["name"], "Zo\u{eb} M");
+}
+
+/// A reader that keeps reading, slowly, while it is flooded: the server's queue for it stays
+/// bounded in bytes, not just in messages.
+#[tokio::test]
+async fn slow_reader_memory_is_bounded_in_bytes() {
+    let server = start(|c| {
+        c.outbound_queue = 64;
+        c.outbound_queue_bytes = 128 * 1024;
+        c.write_timeout = Duration::from_secs(5);
+        c.limits.rate_per_sec = 100_000.0;
+        c.limits.rate_burst = 100_000.0;
+        c.limits.error_budget = 100_000.0;
+    })
+    .await;
+    let (a, _, b, b_id) = small_window_pair(&server).await;
+    // b stops reading for a while (under the write timeout).
+    let (a_tx, mut a_rx) = futures_util::StreamExt::split(a.ws);
+    let drain_a = tokio::spawn(async move {
+        let mut told = 0;
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(
+            Duration::from_secs(3),
+            futures_util::StreamExt::next(&mut a_rx),
+        )
+        .await
+        {
+            if let Message::Text(t) = m {
+                told += t.as_str().contains("not keeping up") as u32;
+            }
+        }
+        told
+    });
+    let flood = flood(a_tx, b_id, 2000);
+    let mut peak = 0;
+    let until = tokio::time::Instant::now() + Duration::from_millis(2500);
+    while tokio::time::Instant::now() < until {
+        peak = peak.max(server.stats().queued_bytes);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    flood.abort();
+    // At most the byte limit plus one message (a message always fits an empty queue).
+    assert!(
+        peak <= 128 * 1024 + 61_000,
+        "{peak} bytes were queued for one client"
+    );
+    assert!(peak >= 60_000, "the queue did fill ({peak} bytes)");
+    assert!(drain_a.await.unwrap() > 0, "the sender was told");
+    drop(b);
+}
+
+/// Room updates (`peer-joined`, `peer-left`) are never dropped: a client whose queue cannot
+/// take one is disconnected (so it resyncs when it joins again), never left with a wrong
+/// picture of the room.
+#[tokio::test]
+async fn room_updates_are_never_silently_dropped() {
+    let server = start(|c| {
+        c.outbound_queue = 8;
+        c.outbound_queue_bytes = 1 << 20;
+        c.write_timeout = Duration::from_secs(20);
+        c.limits.rate_per_sec = 100_000.0;
+        c.limits.rate_burst = 100_000.0;
+        c.limits.error_budget = 100_000.0;
+    })
+    .await;
+    let (a, _, mut b, b_id) = small_window_pair(&server).await;
+    let (a_tx, mut a_rx) = futures_util::StreamExt::split(a.ws);
+    // b does not read while a floods it (past the socket buffers) and others come and go.
+    flood(a_tx, b_id.clone(), 300).await.unwrap();
+    let mut told = false;
+    while let Ok(Some(Ok(Message::Text(t)))) =
+        tokio::time::timeout(Duration::from_millis(300), a_rx.next()).await
+    {
+        told |= t.as_str().contains("not keeping up");
+    }
+    assert!(told, "b's queue filled up");
+    let mut others = Vec::new();
+    for i in 0..4 {
+        let mut c = Client::connect(&server).await;
+        c.join("r", &format!("C{i}")).await;
+        c.send(r#"{"type":"leave"}"#).await;
+        others.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Now b reads everything: either it got every update, or its connection ended.
+    let (mut joined, mut left) = (0, 0);
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(2), b.ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                joined += (v["type"] == "peer-joined") as u32;
+                left += (v["type"] == "peer-left") as u32;
+            }
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break true,
+            Ok(Some(Ok(_))) => {}
+            Err(_) => break false,
+        }
+    };
+    assert!(
+        ended || (joined == 4 && left == 4),
+        "b is still connected but saw {joined} of 4 joins and {left} of 4 leaves"
+    );
+    drop(a_rx);
+}
+
+/// Request headers are read into a small buffer: a client cannot make the server hold
+/// hundreds of kilobytes of headers.
+#[tokio::test]
+async fn oversize_headers() {
+    let server = start(|_| {}).await;
+    let mut tcp = TcpStream::connect(server.local_addr()).await.unwrap();
+    let pad = "a".repeat(100 * 1024);
+    // The server may hang up while we are still writing; that is fine.
+    let _ = tcp
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: {pad}\r\n\r\n").as_bytes())
+        .await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut out)).await;
+    let answer = String::from_utf8_lossy(&out);
+    assert!(
+        !answer.starts_with("HTTP/1.1 200"),
+        "100 KiB of headers were read: {answer}"
+    );
+}
+
+/// Connections still in their TLS/HTTP handshake have a small limit of their own, and one
+/// address cannot take all of it: a crowd of silent sockets holds little.
+#[tokio::test]
+async fn handshake_flood() {
+    let server = start(|c| {
+        c.max_handshakes = 6;
+        c.max_handshakes_per_ip = 2;
+        c.handshake_timeout = Duration::from_secs(3);
+    })
+    .await;
+    let (mut a, _, mut b, b_id) = pair(&server, "r").await;
+    assert_eq!(
+        server.stats().handshakes,
+        0,
+        "a WebSocket is no longer in its handshake"
+    );
+    let silent_from = |ip: &'static str| {
+        let addr = server.local_addr();
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket
+                .bind(std::net::SocketAddr::new(ip.parse().unwrap(), 0))
+                .unwrap();
+            socket.connect(addr).await.unwrap()
+        }
+    };
+    // One address: two are held, the rest are closed at once.
+    let mut one = Vec::new();
+    for _ in 0..10 {
+        one.push(silent_from("127.0.0.1").await);
+    }
+    let mut closed = 0;
+    for tcp in &mut one {
+        let mut buf = [0u8; 16];
+        if let Ok(Ok(0)) =
+            tokio::time::timeout(Duration::from_millis(300), tcp.read(&mut buf)).await
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 8, "all but two from one address are closed");
+    assert_eq!(server.stats().handshakes, 2);
+    // Many addresses: the server-wide limit holds.
+    let mut many = Vec::new();
+    for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"] {
+        for _ in 0..2 {
+            many.push(silent_from(ip).await);
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+    let mut peak = 0;
+    while tokio::time::Instant::now() < deadline {
+        peak = peak.max(server.stats().handshakes);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(peak, 6, "{peak} handshakes held at once");
+    // Those already connected are not affected.
+    a.signal(&b_id, r#"{"still":"here"}"#).await;
+    assert_eq!(b.recv().await["data"]["still"], "here");
+    // Once the crowd goes, newcomers get in.
+    drop(one);
+    drop(many);
+    let mut c = Client::connect(&server).await;
+    c.join("r", "Cy").await;
+}
+
+/// Cross-site WebSocket hijacking: a page on another site must not open the signaling
+/// connection with the visitor's browser. Native clients send no Origin and are let in.
+#[tokio::test]
+async fn cross_site_websocket_hijacking() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let server = start(|_| {}).await;
+    let port = server.local_addr().port();
+    let with_origin = |origin: Option<&str>, host: String| {
+        let mut req = server.ws_url().into_client_request().unwrap();
+        req.headers_mut().insert("host", host.parse().unwrap());
+        if let Some(o) = origin {
+            req.headers_mut().insert("origin", o.parse().unwrap());
+        }
+        tokio_tungstenite::connect_async(req)
+    };
+    let host = format!("127.0.0.1:{port}");
+    for evil in [
+        "http://evil.example",
+        "null",
+        "http://127.0.0.1.evil.example",
+        &format!("http://127.0.0.1:{}", port + 1),
+    ] {
+        match with_origin(Some(evil), host.clone()).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+                assert_eq!(res.status(), 403, "{evil}")
+            }
+            other => panic!("Origin {evil} was let in: {other:?}"),
+        }
+    }
+    // The server's own page, and the same with another spelling of the host.
+    for (origin, host) in [
+        (Some(format!("http://127.0.0.1:{port}")), host.clone()),
+        (
+            Some(format!("http://LocalHost:{port}")),
+            format!("localhost:{port}"),
+        ),
+        (None, host.clone()),
+    ] {
+        let (ws, _) = with_origin(origin.as_deref(), host)
+            .await
+            .unwrap_or_else(|e| panic!("{origin:?} refused: {e}"));
+        let mut c = Client { ws };
+        c.join("r", "Ada").await;
+    }
 }

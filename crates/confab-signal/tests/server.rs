@@ -226,3 +226,50 @@ async fn bad_tls_files_are_a_clear_error() {
         .expect("refused");
     assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
 }
+
+#[tokio::test]
+async fn client_config_says_whether_test_hooks_are_on() {
+    let server = start(|_| {}).await;
+    let r = http_get(server.local_addr(), "/client-config.json").await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.contains("content-type: application/json"), "{r}");
+    assert!(r.contains("cache-control: no-store"), "{r}");
+    assert!(r.ends_with(r#"{"testHooks":false}"#), "{r}");
+    let hooked = start(|c| c.test_hooks = true).await;
+    let r = http_get(hooked.local_addr(), "/client-config.json").await;
+    assert!(r.ends_with(r#"{"testHooks":true}"#), "{r}");
+    // The shared rules are served for the web client too.
+    let rules = http_get(server.local_addr(), "/rules.js").await;
+    assert!(
+        rules.starts_with("HTTP/1.1 200") && rules.contains("ConfabRules"),
+        "{}",
+        &rules[..rules.len().min(300)]
+    );
+}
+
+/// The app's "Host on this computer" preset: a handful of people on a LAN.
+#[tokio::test]
+async fn lan_preset_has_small_limits() {
+    let lan = confab_signal::SignalConfig::lan();
+    assert!(lan.limits.max_connections <= 64 && lan.limits.max_rooms <= 8);
+    assert!(lan.max_handshakes <= 32 && lan.limits.tracked_addresses <= 1024);
+    assert!(!lan.test_hooks && lan.allowed_origins.is_empty());
+    let server = confab_signal::SignalServer::start(confab_signal::SignalConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..lan.clone()
+    })
+    .await
+    .unwrap();
+    let mut held = Vec::new();
+    for i in 0..lan.max_connections_per_ip {
+        let mut c = Client::connect(&server).await;
+        c.join("lan", &format!("P{i}")).await;
+        held.push(c);
+    }
+    assert!(
+        tokio_tungstenite::connect_async(server.ws_url())
+            .await
+            .is_err(),
+        "one more from the same address is refused"
+    );
+}

@@ -3,9 +3,11 @@
 // carries the rules' actions out with the browser's own RTCPeerConnection and getUserMedia, and
 // draws what they say. Test devices and measurements are in measure.js.
 //
-// URL parameters: room, name, join=1 (join at once), call=1 (also call everyone), accept=1
-// (accept rings without asking), source=test|camera, tone=HZ, codec=h264|vp8, size=WxH,
-// bitrate=KBPS.
+// URL parameters: room and name fill in the form; codec=h264|vp8 and bitrate=KBPS are
+// preferences. Only when the server runs with --test-hooks (it says so at
+// /client-config.json) do join=1 (join at once), call=1 (also call everyone), accept=1 (accept
+// rings without asking), source=test|camera, tone=HZ and size=WxH take effect: a link alone
+// never joins, calls, accepts or picks the camera. A password never comes from the URL.
 (() => {
   'use strict';
   const $ = (id) => document.getElementById(id);
@@ -20,7 +22,7 @@
     name: null,
     password: null,
     leaving: false,
-    core: new CallCore(randomHex(16), randomHex(16), params.get('accept') === '1'),
+    core: new CallCore(randomHex(16), randomHex(16), false),
     links: new Map(), // peer id -> link (RTCPeerConnection and its bookkeeping)
     codec: (params.get('codec') || 'h264').toLowerCase(),
     stream: null,
@@ -97,14 +99,17 @@
   }
 
   // ------------------------------------------------------------------ local media
+  // What the URL may do when the server allows test hooks (see the top of this file).
+  const hooks = { join: false, call: false, accept: false, source: null, size: null, tone: null };
+
   async function localStream() {
-    const source = params.get('source') || $('f-source').value;
-    if (source === 'test') return window.ConfabMeasure.testStream(params.get('size'), params.get('tone'));
+    const source = hooks.source || $('f-source').value;
+    if (source === 'test') return window.ConfabMeasure.testStream(hooks.size, hooks.tone);
     try {
       return await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 1280, height: 720 } });
     } catch (e) {
       toast(`Camera or microphone unavailable (${e.message}); using the test pattern`, 'warn');
-      return window.ConfabMeasure.testStream(params.get('size'), params.get('tone'));
+      return window.ConfabMeasure.testStream(hooks.size, hooks.tone);
     }
   }
 
@@ -541,7 +546,8 @@
   async function join() {
     const name = $('f-name').value.trim();
     const room = $('f-room').value.trim();
-    const err = !name ? 'Type your name.' : !/^[A-Za-z0-9._-]{1,64}$/.test(room) ? "A room name may only hold letters, digits, '.', '_' and '-'." : null;
+    const sentence = (m) => (m ? `${m.charAt(0).toUpperCase()}${m.slice(1)}.` : null);
+    const err = sentence(window.ConfabRules.validateName(name) || window.ConfabRules.validateRoom(room));
     if (err) {
       $('join-error').hidden = false;
       $('join-error').textContent = err;
@@ -556,9 +562,9 @@
       $('preview').srcObject = S.stream;
       S.room = room;
       S.name = name;
-      S.password = $('f-password').value || params.get('password') || null;
+      S.password = $('f-password').value || null;
       await connect();
-      if (params.get('call') === '1') rules((c, t) => c.callWhenPresent(t));
+      if (hooks.call) rules((c, t) => c.callWhenPresent(t));
     } catch (e) {
       S.room = null;
       $('join-error').hidden = false;
@@ -579,6 +585,20 @@
   });
   if (params.get('room')) $('f-room').value = params.get('room');
   if (params.get('name')) $('f-name').value = params.get('name');
-  if (params.get('source')) $('f-source').value = params.get('source');
-  if (params.get('join') === '1') join();
+  fetch('client-config.json', { cache: 'no-store' })
+    .then((r) => (r.ok ? r.json() : {}))
+    .catch(() => ({}))
+    .then((cfg) => {
+      S.configured = true;
+      if (!cfg || cfg.testHooks !== true) return;
+      hooks.join = params.get('join') === '1';
+      hooks.call = params.get('call') === '1';
+      hooks.accept = params.get('accept') === '1';
+      hooks.source = params.get('source');
+      hooks.size = params.get('size');
+      hooks.tone = params.get('tone');
+      S.core.autoAccept = hooks.accept;
+      if (hooks.source) $('f-source').value = hooks.source;
+      if (hooks.join) join();
+    });
 })();

@@ -40,6 +40,38 @@ impl Client {
         Client { ws }
     }
 
+    /// Connects with a tiny receive buffer, so that a client that stops reading backs the
+    /// server up after kilobytes instead of the megabytes loopback sockets buffer by default.
+    pub async fn connect_small_window(server: &SignalServer) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let tcp = socket
+            .connect(server.local_addr())
+            .await
+            .expect("tcp connects");
+        let (ws, _) = tokio_tungstenite::client_async(server.ws_url(), MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("websocket connects");
+        Client { ws }
+    }
+
+    /// Connects from another loopback address (127.0.0.2, …): a different client address as
+    /// far as the server can tell.
+    pub async fn connect_from(server: &SignalServer, ip: &str) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(std::net::SocketAddr::new(ip.parse().expect("ip"), 0))
+            .expect("bind to a loopback address");
+        let tcp = socket
+            .connect(server.local_addr())
+            .await
+            .expect("tcp connects");
+        let (ws, _) = tokio_tungstenite::client_async(server.ws_url(), MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("websocket connects");
+        Client { ws }
+    }
+
     pub async fn send(&mut self, text: impl Into<String>) {
         self.ws
             .send(Message::Text(text.into().into()))
