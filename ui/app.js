@@ -150,7 +150,8 @@
     }
     if (!inRoom) return;
 
-    // People
+    // People (equal names are told apart)
+    const shown = window.ConfabNotices.displayNames(s.participants, s.name);
     const ul = $('people');
     ul.innerHTML = '';
     for (const p of s.participants) {
@@ -161,7 +162,7 @@
       const who = document.createElement('div');
       who.className = 'who';
       const n = document.createElement('div');
-      n.textContent = p.name;
+      n.textContent = shown.get(p.id);
       const w = document.createElement('div');
       w.className = 'what';
       w.textContent = PHASE[p.phase] || (p.in_call ? 'In a call' : 'Here');
@@ -187,7 +188,7 @@
     if (s.in_call) {
       want.push(['local', `${s.name || 'You'} (you)`, s.audio, s.video]);
       for (const p of s.participants) {
-        if (p.phase === 'connected' || p.phase === 'connecting') want.push([p.id, p.name, p.audio, p.video]);
+        if (p.phase === 'connected' || p.phase === 'connecting') want.push([p.id, shown.get(p.id), p.audio, p.video]);
       }
     }
     const keep = new Set(want.map((w) => w[0]));

@@ -22,5 +22,18 @@
       default: return null;
     }
   }
-  return { toast };
+  // Names as shown: two people with the same name (or someone with our own name) are told
+  // apart by the start of their id, so nobody can pass for someone else by taking their name.
+  // people: [{id, name}]; returns Map id -> shown name.
+  function displayNames(people, myName) {
+    const count = new Map();
+    for (const p of people) count.set(p.name, (count.get(p.name) || 0) + 1);
+    const out = new Map();
+    for (const p of people) {
+      const clash = count.get(p.name) > 1 || (myName && p.name === myName);
+      out.set(p.id, clash ? `${p.name} #${String(p.id).slice(0, 4)}` : p.name);
+    }
+    return out;
+  }
+  return { toast, displayNames };
 });

@@ -262,6 +262,7 @@ fn setup(
         },
         auto_accept: false,
         audio_bitrate: 32_000,
+        signaling_silence: confab_engine::signaling::SILENCE_LIMIT,
     };
     let sink = frames.clone();
     let (engine, events) = tauri::async_runtime::block_on(async { Engine::start(config, sink) })?;

@@ -45,6 +45,8 @@ pub enum Cmd {
     Stats(oneshot::Sender<Vec<PeerStats>>),
     Resources(oneshot::Sender<EngineResources>),
     Snapshot(oneshot::Sender<Snapshot>),
+    #[cfg(feature = "fault-injection")]
+    Panic,
     Shutdown,
 }
 
@@ -103,7 +105,24 @@ pub fn spawn(
         refusal_told: false,
         verifications: HashMap::new(),
     };
-    Ok((ev_rx, tokio::spawn(actor.run(cmds, link_rx, dev_rx))))
+    // The actor's health is watched: if it panics, the devices are released and whoever
+    // listens is told in words (the handle's commands answer `Stopped` from then on).
+    let (watch_events, watch_hub) = (actor.events.clone(), actor.hub.clone());
+    let task = tokio::spawn(async move {
+        use futures_util::FutureExt;
+        let run = std::panic::AssertUnwindSafe(actor.run(cmds, link_rx, dev_rx));
+        if run.catch_unwind().await.is_err() {
+            tracing::error!("the engine's actor panicked");
+            let _ = watch_events.try_send(EngineEvent::Error {
+                code: ErrorCode::Stopped,
+                message: "Confab's call engine stopped unexpectedly; the call has ended. \
+                          Please restart Confab (and report the log)."
+                    .into(),
+            });
+            let _ = tokio::task::spawn_blocking(move || watch_hub.shutdown()).await;
+        }
+    });
+    Ok((ev_rx, task))
 }
 
 struct LinkHandle {
@@ -505,6 +524,8 @@ impl Actor {
             Cmd::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
             }
+            #[cfg(feature = "fault-injection")]
+            Cmd::Panic => panic!("injected fault"),
             Cmd::Shutdown => {}
         }
     }

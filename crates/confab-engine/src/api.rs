@@ -20,6 +20,9 @@ pub struct EngineConfig {
     /// Accept every ring without asking.
     pub auto_accept: bool,
     pub audio_bitrate: i32,
+    /// Not a single frame from the signaling server for this long (it pings every 20 s): the
+    /// connection is dead and is made again.
+    pub signaling_silence: std::time::Duration,
 }
 
 impl Default for EngineConfig {
@@ -45,6 +48,7 @@ impl Default for EngineConfig {
             },
             auto_accept: false,
             audio_bitrate: 32_000,
+            signaling_silence: crate::signaling::SILENCE_LIMIT,
         }
     }
 }

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 #[derive(Clone)]
 pub struct Engine {
     tx: mpsc::Sender<Cmd>,
+    silence_limit: std::time::Duration,
     task: Arc<tokio::sync::Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -29,10 +30,12 @@ impl Engine {
         sink: Arc<dyn VideoSink>,
     ) -> Result<(Engine, mpsc::Receiver<EngineEvent>), EngineError> {
         let (tx, rx) = mpsc::channel(64);
+        let silence_limit = config.signaling_silence;
         let (events, task) = actor::spawn(config, sink, rx)?;
         Ok((
             Engine {
                 tx,
+                silence_limit,
                 task: Arc::new(tokio::sync::Mutex::new(Some(task))),
             },
             events,
@@ -83,6 +86,7 @@ impl Engine {
             room: room.into(),
             name,
             password: password.filter(|p| !p.is_empty()).map(Into::into),
+            silence_limit: self.silence_limit,
         };
         self.ask(|r| Cmd::Join(params, r)).await
     }
@@ -177,6 +181,12 @@ impl Engine {
 
     pub async fn snapshot(&self) -> Result<Snapshot, EngineError> {
         self.query(Cmd::Snapshot).await
+    }
+
+    /// Makes the actor panic (tests of its watch only).
+    #[cfg(feature = "fault-injection")]
+    pub async fn inject_panic(&self) {
+        let _ = self.tx.send(Cmd::Panic).await;
     }
 
     /// Hangs up, leaves, closes every link and device, and waits for all of it.

@@ -17,6 +17,8 @@ pub struct JoinParams {
     pub room: String,
     pub name: String,
     pub password: Option<String>,
+    /// Not a single frame from the server for this long: the connection is dead.
+    pub silence_limit: Duration,
 }
 
 /// What the signaling client reports.
@@ -267,8 +269,8 @@ pub async fn run(
         let mut heard = tokio::time::Instant::now();
         let reason = loop {
             tokio::select! {
-                _ = tokio::time::sleep_until(heard + SILENCE_LIMIT) => {
-                    break format!("no word from the server for {} s", SILENCE_LIMIT.as_secs());
+                _ = tokio::time::sleep_until(heard + params.silence_limit) => {
+                    break format!("no word from the server for {} s", params.silence_limit.as_secs());
                 }
                 _ = cancel.cancelled() => {
                     let _ = ws.send(Message::Text(ClientMessage::Leave.encode().into())).await;

@@ -338,3 +338,118 @@ async fn man_in_the_middle_cannot_match_the_codes() {
         b.engine.shutdown().await;
     }
 }
+
+/// Counts the pictures of our own camera that reach the window.
+struct CountingSink(std::sync::atomic::AtomicU64);
+impl confab_engine::VideoSink for CountingSink {
+    fn frame(
+        &self,
+        source: &confab_engine::FrameSource,
+        _: &std::sync::Arc<confab_engine::media_kit::VideoFrame>,
+    ) {
+        if *source == confab_engine::FrameSource::Local {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// The engine's actor is watched: when it panics the camera is released and the window is
+/// told in words; commands answer "stopped" rather than hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_panicking_engine_releases_the_camera_and_says_so() {
+    use std::sync::atomic::Ordering;
+    init_logs();
+    let sink = std::sync::Arc::new(CountingSink(Default::default()));
+    let (engine, mut events) =
+        confab_engine::Engine::start(config(440.0, VideoCodec::H264, false), sink.clone()).unwrap();
+    engine.set_preview(true).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sink.0.load(Ordering::Relaxed) < 10 {
+        assert!(std::time::Instant::now() < deadline, "the preview runs");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    engine.inject_panic().await;
+    let told = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(ev) = events.recv().await {
+            if let EngineEvent::Error { code, message } = ev {
+                if code == confab_engine::ErrorCode::Stopped {
+                    return message;
+                }
+            }
+        }
+        String::new()
+    })
+    .await
+    .expect("told within 10 s");
+    assert!(told.contains("restart Confab"), "{told}");
+    assert!(matches!(
+        engine.snapshot().await,
+        Err(confab_engine::EngineError::Stopped)
+    ));
+    // The camera (the test pattern source) is stopped: no picture arrives any more.
+    let at_stop = sink.0.load(Ordering::Relaxed);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let settled = sink.0.load(Ordering::Relaxed);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(
+        sink.0.load(Ordering::Relaxed),
+        settled,
+        "pictures keep coming after the engine stopped (had {at_stop} at the stop)"
+    );
+    engine.shutdown().await;
+}
+
+/// A server that stops talking (a half-open connection: no frames, not even pings) is left
+/// for a new connection, rather than trusted forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_is_noticed() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    init_logs();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    // It welcomes, then says nothing at all; it counts how often it is connected to.
+    let connects = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = connects.clone();
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                continue;
+            };
+            let _join = ws.next().await;
+            let welcome = r#"{"type":"welcome","id":"0123456789abcdef0123456789abcdef","room":"quiet","peers":[]}"#;
+            let _ = ws.send(Message::Text(welcome.into())).await;
+            held.push(ws);
+        }
+    });
+    let mut cfg = config(440.0, VideoCodec::H264, false);
+    cfg.signaling_silence = std::time::Duration::from_secs(2);
+    let (engine, mut events) =
+        confab_engine::Engine::start(cfg, std::sync::Arc::new(confab_engine::NullSink)).unwrap();
+    engine.join(&url, "quiet", "Ada", None).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut p = Peer {
+        engine,
+        events: std::mem::replace(&mut events, tokio::sync::mpsc::channel(1).1),
+        id: String::new(),
+    };
+    p.wait_event("reconnecting after the silence", |e| {
+        matches!(e, EngineEvent::State(s) if s.connection == confab_engine::ConnectionStatus::Reconnecting)
+    })
+    .await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(1500)
+            && waited < std::time::Duration::from_secs(10),
+        "noticed after {waited:?}"
+    );
+    p.wait_event("connected again", |e| {
+        matches!(e, EngineEvent::State(s) if s.connection == confab_engine::ConnectionStatus::Connected)
+    })
+    .await;
+    assert!(connects.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    p.engine.shutdown().await;
+    server.abort();
+}

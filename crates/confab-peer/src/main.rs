@@ -175,6 +175,7 @@ async fn main() -> anyhow::Result<()> {
         },
         auto_accept: args.auto_accept,
         audio_bitrate: 32_000,
+        signaling_silence: confab_engine::signaling::SILENCE_LIMIT,
     };
     let (engine, mut events) =
         Engine::start(config, Arc::new(NullSink)).context("starting the engine")?;

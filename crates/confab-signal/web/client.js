@@ -458,6 +458,7 @@
     if (!inRoom) return;
     $('where').textContent = `Room ${S.room}`;
     const people = S.core.participants();
+    const shown = window.ConfabNotices.displayNames(people, S.name);
     const ul = $('people');
     ul.innerHTML = '';
     for (const p of people) {
@@ -467,7 +468,7 @@
       av.textContent = initial(p.name);
       const who = document.createElement('div');
       who.className = 'who';
-      who.textContent = p.name;
+      who.textContent = shown.get(p.id);
       li.append(av, who);
       if (p.phase === 'idle') {
         const b = document.createElement('button');

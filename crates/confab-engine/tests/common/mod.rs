@@ -50,6 +50,7 @@ pub fn config(tone_hz: f64, codec: VideoCodec, auto_accept: bool) -> EngineConfi
         },
         auto_accept,
         audio_bitrate: 32_000,
+        signaling_silence: confab_engine::signaling::SILENCE_LIMIT,
     }
 }
 
