@@ -229,6 +229,18 @@ async fn slow_handshake() {
     assert_eq!(server.counts().0, 0);
 }
 
+/// Waits (up to WAIT) until `f` holds.
+async fn until(what: &str, f: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn never_joins() {
     let server = start(|c| c.limits.join_timeout = Duration::from_millis(300)).await;
@@ -266,14 +278,11 @@ async fn silent_client_times_out() {
     let mut buf = [0u8; 256];
     let n = tcp.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(server.counts().0, 3);
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    assert_eq!(
-        server.counts().0,
-        2,
-        "the silent connection is gone, the others stay"
-    );
+    until("the raw upgrade counted", || server.counts().0 == 3).await;
+    until("the silent connection gone, the others staying", || {
+        server.counts().0 == 2
+    })
+    .await;
     let n = tcp.read(&mut buf).await.unwrap_or(0);
     assert!(
         n == 0 || buf[0] == 0x88 || buf[0] == 0x89,
@@ -439,7 +448,10 @@ async fn connection_flood_from_one_address() {
     );
     // A place frees up when one leaves.
     drop(held.pop());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until("the server lets the dropped one go", || {
+        server.counts().0 == 2
+    })
+    .await;
     let mut again = Client::connect(&server).await;
     again.join("r", "B").await;
 }
@@ -777,7 +789,15 @@ async fn room_updates_are_never_silently_dropped() {
         c.send(r#"{"type":"leave"}"#).await;
         others.push(c);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // a (reading) sees the four come and go: the server has dealt with all of it.
+    let mut gone = 0;
+    while gone < 4 {
+        match tokio::time::timeout(WAIT, a_rx.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => gone += t.as_str().contains("peer-left") as u32,
+            Ok(Some(Ok(_))) => {}
+            other => panic!("a stopped hearing the room: {other:?}"),
+        }
+    }
     // Now b reads everything: either it got every update, or its connection ended.
     let (mut joined, mut left) = (0, 0);
     let ended = loop {
