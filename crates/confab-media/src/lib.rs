@@ -8,6 +8,7 @@ pub mod convert;
 pub mod device;
 pub mod frame;
 pub mod pattern;
+pub mod peek;
 pub mod seq;
 pub mod tone;
 pub mod video;

@@ -67,8 +67,26 @@ pub trait VideoEncoder: Send {
     fn codec(&self) -> VideoCodec;
 }
 
-/// The largest picture a decoder hands on (anything bigger is refused, not allocated).
+/// The largest picture a decoder accepts. A frame announcing a bigger one (in an H.264 sequence
+/// parameter set or a VP8 key frame header) is refused before it reaches the decoder, so nothing
+/// is allocated for it (`peek`); decoded pictures are checked again.
 pub const MAX_DECODED: (usize, usize) = (4096, 2304);
+
+/// Refuses a frame whose announced coded size is outside `MAX_DECODED`, before decoding.
+fn check_announced(codec: VideoCodec, data: &[u8]) -> Result<(), MediaError> {
+    match crate::peek::announced_size(codec, data)? {
+        // Coded sizes are whole macroblocks: allow the rounding up of the largest picture.
+        Some((w, h))
+            if w > MAX_DECODED.0.next_multiple_of(16) || h > MAX_DECODED.1.next_multiple_of(16) =>
+        {
+            Err(MediaError::Codec(format!(
+                "refused a frame announcing a {w}x{h} picture, larger than Confab shows ({}x{})",
+                MAX_DECODED.0, MAX_DECODED.1
+            )))
+        }
+        _ => Ok(()),
+    }
+}
 
 fn check_size(w: usize, h: usize) -> Result<(), MediaError> {
     if w < 2 || h < 2 || w > MAX_DECODED.0 || h > MAX_DECODED.1 {
@@ -257,6 +275,7 @@ impl H264Decoder {
 
 impl VideoDecoder for H264Decoder {
     fn decode(&mut self, data: &[u8]) -> Result<Option<VideoFrame>, MediaError> {
+        check_announced(VideoCodec::H264, data)?;
         match self.dec.decode(data).map_err(h264_err)? {
             None => Ok(None),
             Some(yuv) => {
@@ -494,6 +513,7 @@ impl Vp8Decoder {
 
 impl VideoDecoder for Vp8Decoder {
     fn decode(&mut self, data: &[u8]) -> Result<Option<VideoFrame>, MediaError> {
+        check_announced(VideoCodec::Vp8, data)?;
         // SAFETY: the decoder reads `data` during the call; the image is copied out before the
         // next call.
         unsafe {
@@ -632,6 +652,98 @@ mod tests {
         assert_eq!((f.width, f.height), (320, 240));
         crate::convert::to_jpeg(&f, 70).unwrap();
         assert_eq!(crate::convert::to_rgba(&f).len(), 320 * 240 * 4);
+    }
+
+    /// A baseline-profile sequence parameter set announcing `mbs_w` x `mbs_h` macroblocks.
+    fn crafted_sps(mbs_w: u32, mbs_h: u32) -> Vec<u8> {
+        use h264_reader::rbsp::{BitWrite, BitWriter};
+        let mut w = BitWriter::new(Vec::new());
+        w.write::<8, u8>(66).unwrap(); // profile_idc: baseline
+        w.write::<8, u8>(0xc0).unwrap(); // constraint flags
+        w.write::<8, u8>(62).unwrap(); // level_idc: 6.2, the largest pictures H.264 has
+        w.write_ue(0).unwrap(); // seq_parameter_set_id
+        w.write_ue(0).unwrap(); // log2_max_frame_num_minus4
+        w.write_ue(2).unwrap(); // pic_order_cnt_type
+        w.write_ue(1).unwrap(); // max_num_ref_frames
+        w.write_bit(false).unwrap(); // gaps_in_frame_num_value_allowed_flag
+        w.write_ue(mbs_w - 1).unwrap();
+        w.write_ue(mbs_h - 1).unwrap();
+        w.write_bit(true).unwrap(); // frame_mbs_only_flag
+        w.write_bit(true).unwrap(); // direct_8x8_inference_flag
+        w.write_bit(false).unwrap(); // frame_cropping_flag
+        w.write_bit(false).unwrap(); // vui_parameters_present_flag
+        w.write_rbsp_trailing_bits().unwrap();
+        // Emulation prevention: after two zero bytes, a byte of 3 or less gets a 3 in front.
+        let mut nal = vec![0, 0, 0, 1, 0x67];
+        let mut zeros = 0;
+        for b in w.into_writer() {
+            if zeros >= 2 && b <= 3 {
+                nal.push(3);
+                zeros = 0;
+            }
+            zeros = if b == 0 { zeros + 1 } else { 0 };
+            nal.push(b);
+        }
+        nal
+    }
+
+    fn keyframe_320x240(codec: VideoCodec) -> Vec<u8> {
+        let mut enc = encoder(codec, 800_000, 30.0).unwrap();
+        let f = pattern::frame(
+            320,
+            240,
+            pattern::Stamp {
+                frame: 7,
+                capture_us: 0,
+            },
+            0,
+        );
+        enc.encode(&f, true).unwrap().unwrap().data.to_vec()
+    }
+
+    fn still_decodes(dec: &mut Box<dyn VideoDecoder>, frame: &[u8]) {
+        let out = dec.decode(frame).unwrap().expect("a picture");
+        assert_eq!(pattern::read(&out).map(|s| s.frame), Some(7));
+    }
+
+    #[test]
+    fn oversize_h264_parameter_set_is_refused_before_decoding() {
+        let real = keyframe_320x240(VideoCodec::H264);
+        // The real frame's own parameter set says 20x15 macroblocks; a crafted one 8192x4352
+        // pixels (the most any H.264 level allows) in front of the same picture data.
+        let crafted = crafted_sps(512, 272);
+        assert_eq!(
+            crate::peek::announced_size(VideoCodec::H264, &crafted).unwrap(),
+            Some((8192, 4352))
+        );
+        // Beyond every level: refused by the parameter set reader itself, worded.
+        let e = crate::peek::announced_size(VideoCodec::H264, &crafted_sps(1024, 1024));
+        assert!(e.unwrap_err().to_string().contains("refused"));
+        let attack: Vec<u8> = crate::peek::nal_units(&real)
+            .flat_map(|n| {
+                let n = if n[0] & 0x1f == 7 { &crafted[4..] } else { n };
+                [&[0u8, 0, 0, 1][..], n].concat()
+            })
+            .collect();
+        let mut dec = decoder(VideoCodec::H264).unwrap();
+        let e = dec.decode(&attack).unwrap_err().to_string();
+        assert!(e.contains("8192x4352"), "{e}");
+        // A parameter set within bounds passes the check (the real one does, too).
+        assert!(check_announced(VideoCodec::H264, &crafted_sps(256, 144)).is_ok());
+        // Nothing of the refused frame reached the decoder: the real stream decodes.
+        still_decodes(&mut dec, &real);
+    }
+
+    #[test]
+    fn oversize_vp8_key_frame_is_refused_before_decoding() {
+        let real = keyframe_320x240(VideoCodec::Vp8);
+        let mut attack = real.clone();
+        // 16383x16383 (14-bit fields, no scaling) in the key frame header.
+        attack[6..10].copy_from_slice(&[0xff, 0x3f, 0xff, 0x3f]);
+        let mut dec = decoder(VideoCodec::Vp8).unwrap();
+        let e = dec.decode(&attack).unwrap_err().to_string();
+        assert!(e.contains("16383x16383"), "{e}");
+        still_decodes(&mut dec, &real);
     }
 
     #[test]
