@@ -123,6 +123,102 @@
     return window.ConfabPattern.read(data, c.width, c.height);
   };
 
+  // ---------------------------------------------------------------------------- layout
+  // What people chose (pin, full window, self view hidden or in a corner) and who speaks; the
+  // rules are in layout.js. The self view's place is remembered.
+  const Layout = window.ConfabLayout;
+  let choice = Layout.initial();
+  let speaking = null;
+  let laidOut = [];
+  try {
+    const kept = JSON.parse(localStorage.getItem('confab.selfView') || '{}');
+    if (Layout.CORNERS.includes(kept.corner)) choice.corner = kept.corner;
+    choice.selfHidden = kept.hidden === true;
+  } catch (_) { /* a bad stored value is ignored */ }
+
+  function choose(next) {
+    if (next === choice) return;
+    choice = next;
+    try {
+      localStorage.setItem('confab.selfView', JSON.stringify({ corner: choice.corner, hidden: choice.selfHidden }));
+    } catch (_) { /* storage may be off */ }
+    layOut();
+  }
+
+  function layOut(keys = laidOut) {
+    laidOut = keys;
+    const grid = $('grid');
+    const out = Layout.arrange(keys, choice, speaking && speaking.key);
+    for (const k of out.order) {
+      const t = tiles.get(k);
+      if (!t) continue;
+      t.el.hidden = false;
+      t.el.classList.toggle('main', k === out.main);
+      t.el.classList.remove('floating', ...Layout.CORNERS.map((c) => `corner-${c}`));
+      t.el.querySelector('.pin').setAttribute('aria-pressed', String(choice.pinned === k));
+      grid.append(t.el); // in order
+    }
+    for (const k of out.hidden) {
+      const t = tiles.get(k);
+      if (t) t.el.hidden = true;
+    }
+    if (out.floating) {
+      const t = tiles.get(out.floating);
+      if (t) {
+        t.el.hidden = false;
+        t.el.classList.remove('main', ...Layout.CORNERS.map((c) => `corner-${c}`));
+        t.el.classList.add('floating', `corner-${out.corner}`);
+        grid.append(t.el);
+      }
+    }
+    grid.className = `grid n${Math.min(out.order.length, 7)} mode-${out.mode}`;
+    grid.dataset.mode = out.mode;
+    $('btn-fill-exit').hidden = out.mode !== 'focus';
+  }
+
+  // Tile buttons and gestures: pin, fill the window, double-click to fill, drag the self view.
+  $('grid').addEventListener('click', (e) => {
+    const tile = e.target.closest('.tile');
+    if (!tile) return;
+    const key = tile.dataset.key;
+    if (e.target.closest('.pin')) choose({ ...choice, pinned: choice.pinned === key ? null : key });
+    else if (e.target.closest('.fill')) choose({ ...choice, focus: choice.focus === key ? null : key });
+  });
+  $('grid').addEventListener('dblclick', (e) => {
+    const tile = e.target.closest('.tile');
+    if (tile) choose({ ...choice, focus: choice.focus === tile.dataset.key ? null : tile.dataset.key });
+  });
+  $('grid').addEventListener('pointerdown', (e) => {
+    const tile = e.target.closest('.tile.floating');
+    if (!tile || e.target.closest('button')) return;
+    e.preventDefault();
+    tile.setPointerCapture(e.pointerId);
+    const up = (u) => {
+      tile.removeEventListener('pointerup', up);
+      const box = $('grid').getBoundingClientRect();
+      choose({ ...choice, corner: Layout.nearestCorner(u.clientX - box.left, u.clientY - box.top, box.width, box.height) });
+    };
+    tile.addEventListener('pointerup', up);
+  });
+  $('btn-fill-exit').onclick = () => choose({ ...choice, focus: null });
+
+  function showHelp() {
+    const list = $('help-list');
+    list.innerHTML = '';
+    for (const [key, what] of Layout.SHORTCUTS) {
+      const dt = document.createElement('dt');
+      const kbd = document.createElement('kbd');
+      kbd.textContent = key;
+      dt.append(kbd);
+      const dd = document.createElement('dd');
+      dd.textContent = what;
+      list.append(dt, dd);
+    }
+    if (!$('help').open) $('help').showModal();
+  }
+  $('help-close').onclick = () => $('help').close();
+  $('btn-help').onclick = showHelp;
+
   // ---------------------------------------------------------------------------- rendering
   const STATUS = { offline: 'Not connected', connecting: 'Connecting…', connected: 'Connected', reconnecting: 'Reconnecting…' };
   const PHASE = { idle: '', ringing: 'Ringing…', incoming: 'Calling you', connecting: 'Connecting…', connected: 'In the call' };
@@ -183,7 +279,6 @@
     if (hosting) $('invite-address').textContent = hosting.address;
 
     // Tiles
-    const grid = $('grid');
     const want = [];
     if (s.in_call) {
       want.push(['local', `${s.name || 'You'} (you)`, s.audio, s.video]);
@@ -213,9 +308,8 @@
         if (v.problem) code.title = `This call could not be verified: ${v.problem}`;
       }
       if (!vid) t.el.classList.remove('has-video');
-      if (t.el.parentElement !== grid) grid.append(t.el);
     }
-    grid.className = `grid n${Math.min(want.length, 7)}`;
+    layOut(want.map((w) => w[0]));
     $('idle').hidden = s.in_call;
     $('call-all').disabled = s.participants.length === 0;
     $('idle-text').textContent = s.participants.length === 0
@@ -328,13 +422,17 @@
       case 'state': snap = ev; render(); break;
       case 'notice': onNotice(ev); break;
       case 'error': toast(ev.message, ev.code === Codes.reconnecting ? 'warn' : 'error', 7000); break;
-      case 'levels':
+      case 'levels': {
         for (const l of ev.peers) {
           const t = tiles.get(l.id);
           if (t) t.el.classList.toggle('speaking', l.level > 0.02);
         }
         if (tiles.get('local')) tiles.get('local').el.classList.toggle('speaking', ev.local > 0.02 && snap && snap.audio);
+        const was = speaking && speaking.key;
+        speaking = Layout.speaker(speaking, ev.peers.map((l) => ({ key: l.id, level: l.level })), performance.now());
+        if ((speaking && speaking.key) !== was) layOut();
         break;
+      }
       default: break;
     }
   });
@@ -522,6 +620,10 @@
     if (typing || e.ctrlKey || e.metaKey || e.altKey || !snap || !snap.room) return;
     if (e.key === 'm' || e.key === 'M') toggleMic();
     if (e.key === 'v' || e.key === 'V') toggleCam();
+    if (e.key === '?') showHelp();
+    if (snap.in_call && ['p', 'f', 's', 'c', 'Escape'].includes(e.key.length === 1 ? e.key.toLowerCase() : e.key)) {
+      choose(Layout.onKey(choice, e.key, laidOut, speaking && speaking.key));
+    }
   });
 
   // ---------------------------------------------------------------------------- start

@@ -77,6 +77,26 @@ async fn join_call_see_the_pattern_mute_and_hang_up() -> Result<()> {
         let shot = c.screenshot().await?;
         std::fs::write(artifacts().join("ui-call.png"), shot)?;
 
+        // F fills the window with the other person, still drawn; our own picture floats in a
+        // corner; Esc goes back. ? lists the shortcuts.
+        c.find(Locator::Css("body")).await?.send_keys("f").await?;
+        wait_js(&c, "the peer fills the window", 5, "const g = document.getElementById('grid'); \
+                 const t = g.querySelector('.tile.main:not(.local)'); \
+                 return g.dataset.mode === 'focus' && t && t.getBoundingClientRect().width >= window.innerWidth - 2").await?;
+        let seen = wait_js(&c, "the pattern in the full-window tile", 10, script).await?;
+        let newer = format!("const t = document.querySelector('#grid .tile.main:not(.local)'); \
+                             const r = t && window.confabReadTile(t.dataset.key); return r && r.frame > {} && r", seen["frame"]);
+        wait_js(&c, "newer frames drawn full-window", 10, &newer).await?;
+        wait_js(&c, "our own picture floats", 5, "return document.querySelector('#grid .tile.local.floating:not([hidden])')").await?;
+        std::fs::write(artifacts().join("ui-call-focus.png"), c.screenshot().await?)?;
+        c.find(Locator::Css("body")).await?.send_keys(&char::from(Key::Escape).to_string()).await?;
+        wait_js(&c, "back to the grid", 5, "return document.getElementById('grid').dataset.mode === 'grid'").await?;
+        c.find(Locator::Css("body")).await?.send_keys("?").await?;
+        wait_js(&c, "the shortcuts listed", 5, "const d = document.getElementById('help'); \
+                 return d.open && d.textContent.includes('Hang up') && d.querySelectorAll('kbd').length >= 8").await?;
+        c.find(Locator::Css("#help-close")).await?.click().await?;
+        wait_js(&c, "the shortcuts closed", 5, "return !document.getElementById('help').open").await?;
+
         // M mutes: the peer hears silence.
         c.find(Locator::Css("body")).await?.send_keys("m").await?;
         wait_js(&c, "the mic button shows muted", 5, "return document.getElementById('btn-mic').getAttribute('aria-pressed') === 'true'").await?;
