@@ -453,3 +453,153 @@ async fn a_silent_server_is_noticed() {
     p.engine.shutdown().await;
     server.abort();
 }
+
+/// A member that joins and leaves in a loop for 10 s, from another address's worth of
+/// connections, while two engines are in a call: the call never stops, neither engine loses its
+/// server connection, and both keep their ids (no rejoin was needed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn flapping_member_cannot_stop_a_call() {
+    use futures_util::{SinkExt, StreamExt};
+    use std::time::{Duration, Instant};
+    use tokio_tungstenite::tungstenite::Message;
+    init_logs();
+    let server = server().await;
+    let mut a = join(
+        &server,
+        "flap",
+        "Ada",
+        config(440.0, VideoCodec::H264, false),
+    )
+    .await;
+    let mut b = join(
+        &server,
+        "flap",
+        "Bob",
+        config(660.0, VideoCodec::H264, false),
+    )
+    .await;
+    a.wait_participants(1).await;
+    a.engine.call(None).await.unwrap();
+    b.wait_event("Ada's ring", |e| {
+        matches!(e, EngineEvent::Notice(Notice::IncomingCall { .. }))
+    })
+    .await;
+    b.engine.accept(PeerId(a.id.clone())).await.unwrap();
+    for (p, of) in [(&a, &b.id), (&b, &a.id)] {
+        p.wait_stats(of, "the call runs", |s| sees_pattern(s, 10))
+            .await;
+    }
+
+    // What happened before the flapping (joining, ringing) is not what is checked.
+    for p in [&mut a, &mut b] {
+        while p.events.try_recv().is_ok() {}
+    }
+
+    // Two flapping connections: join, leave, join again, as fast as the server lets them.
+    let run_for = Duration::from_secs(10);
+    let started = Instant::now();
+    let url = server.ws_url();
+    let flappers: Vec<_> = (0..2)
+        .map(|n| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+                let (mut tx, mut rx) = ws.split();
+                let reader = tokio::spawn(async move {
+                    let mut welcomes = 0u32;
+                    while let Some(Ok(m)) = rx.next().await {
+                        if let Message::Text(t) = m {
+                            welcomes += t.as_str().contains(r#""type":"welcome""#) as u32;
+                        }
+                    }
+                    welcomes
+                });
+                while started.elapsed() < run_for {
+                    for msg in [
+                        format!(r#"{{"type":"join","room":"flap","name":"Flap{n}"}}"#),
+                        r#"{"type":"leave"}"#.to_owned(),
+                    ] {
+                        if tx.send(Message::Text(msg.into())).await.is_err() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(15)).await;
+                    }
+                }
+                let _ = tx.close().await;
+                reader.await.unwrap_or(0)
+            })
+        })
+        .collect();
+
+    // Meanwhile: both directions keep decoding, and neither engine's connection changes.
+    let mut flapper_ids = std::collections::HashSet::new();
+    let mut last = (
+        frames_from(&a, &b.id).await,
+        frames_from(&b, &a.id).await,
+        Instant::now(),
+    );
+    while started.elapsed() < run_for + Duration::from_secs(1) {
+        for p in [&mut a, &mut b] {
+            while let Ok(ev) = p.events.try_recv() {
+                if let EngineEvent::State(s) = ev {
+                    assert_eq!(
+                        s.connection,
+                        confab_engine::ConnectionStatus::Connected,
+                        "an engine lost its server connection during the flapping"
+                    );
+                    assert_eq!(s.me.as_ref().map(|m| m.0.as_str()), Some(p.id.as_str()));
+                    assert!(s.in_call, "a call ended during the flapping");
+                    for part in s.participants.iter().filter(|x| x.name.starts_with("Flap")) {
+                        flapper_ids.insert(part.id.0.clone());
+                    }
+                }
+            }
+        }
+        let now = (
+            frames_from(&a, &b.id).await,
+            frames_from(&b, &a.id).await,
+            Instant::now(),
+        );
+        if now.0 > last.0 && now.1 > last.1 {
+            last = now;
+        } else {
+            // A loaded machine may pause a moment; a stopped call stays stopped.
+            assert!(
+                now.2 - last.2 < Duration::from_secs(3),
+                "no new picture for 3 s during the flapping: {last:?} -> {now:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut welcomes = 0;
+    for f in flappers {
+        welcomes += f.await.unwrap();
+    }
+    // The attack happened: the flapper got in, and the members saw it come and go.
+    assert!(welcomes >= 2, "the flapper joined {welcomes} times");
+    assert!(
+        flapper_ids.len() >= 2,
+        "the members saw {} flapper ids",
+        flapper_ids.len()
+    );
+    // And the call is still the same call, both ways, with both sounds.
+    for (p, of, hz) in [(&a, &b.id, 660.0), (&b, &a.id, 440.0)] {
+        let seen = frames_from(p, of).await;
+        p.wait_stats(of, "the call goes on after the flapping", |s| {
+            s.video.frames_decoded > seen + 15 && hears(s, hz)
+        })
+        .await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.stats().connections != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the flappers are gone, the members stay: {:?}",
+            server.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for p in [&a, &b] {
+        p.engine.shutdown().await;
+    }
+}
