@@ -30,7 +30,8 @@ async fn call(lab: &NetLab, opts: PeerOptions) -> Result<Call> {
     })
     .await?;
     let mut sender = tx.add_rtp_sender(0x0c0f_fab1).await?;
-    connect(&mut tx, &mut rx, Duration::from_secs(10))
+    // A deadline, not a wait: under loss on a busy machine DTLS may need a few retransmits.
+    connect(&mut tx, &mut rx, Duration::from_secs(30))
         .await
         .context("connect over the lab")?;
     // The track appears at the receiver with its first packet: keep sending until it does.
