@@ -27,6 +27,9 @@ fn main() {
             "open_video",
             "frame_ack",
             "tile_size",
+            "send_chat",
+            "get_chat",
+            "open_url",
         ]),
     ))
     .expect("tauri-build failed");

@@ -93,6 +93,7 @@
     ['P', 'Pin the active speaker (again: unpin)'],
     ['F', 'Fill the window with the pinned or speaking person (again: back)'],
     ['S', 'Hide or show your own picture'],
+    ['T', 'Open the chat and type'],
     ['C', 'Move your own picture to the next corner'],
     ['?', 'Show these shortcuts'],
     ['Esc', 'Close a panel, leave the full-window view'],

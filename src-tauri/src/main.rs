@@ -127,6 +127,9 @@ fn main() {
             app::open_video,
             app::frame_ack,
             app::tile_size,
+            app::send_chat,
+            app::get_chat,
+            app::open_url,
         ])
         .setup(move |app| {
             setup(app, &setup_cli, started)?;

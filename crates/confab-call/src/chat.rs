@@ -16,8 +16,9 @@ use std::collections::{HashMap, VecDeque};
 
 /// The most characters of one message (after cleaning).
 pub const MAX_TEXT_CHARS: usize = 2000;
-/// The largest wire message read at all (a history of 50 long lines fits).
-pub const MAX_WIRE_BYTES: usize = 64 * 1024;
+/// The largest wire message read at all: what one data channel message carries everywhere
+/// (webrtc-rs reads at most 16 KiB a message; a shared history is cut to fit).
+pub const MAX_WIRE_BYTES: usize = 16 * 1024;
 /// How many lines are kept, and handed to people who join later.
 pub const HISTORY_LEN: usize = 50;
 /// Messages one person may send at once…
@@ -73,19 +74,6 @@ pub enum ChatError {
     Oversize(usize),
     #[error("a chat message could not be read: {0}")]
     Malformed(String),
-}
-
-impl ChatError {
-    /// The stable code (for the IPC's `{code, message}`).
-    pub fn code(&self) -> &'static str {
-        match self {
-            ChatError::Empty => "chat-empty",
-            ChatError::TooLong => "chat-too-long",
-            ChatError::RateLimited => "chat-rate-limited",
-            ChatError::Oversize(_) => "chat-oversize",
-            ChatError::Malformed(_) => "chat-malformed",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -225,7 +213,7 @@ impl Chat {
         if self.lines.is_empty() {
             return None;
         }
-        let lines = self
+        let lines: Vec<WireLine> = self
             .lines
             .iter()
             .map(|l| WireLine {
@@ -234,7 +222,19 @@ impl Chat {
                 ago_ms: now.saturating_sub(l.at_ms),
             })
             .collect();
-        Some(serde_json::to_string(&Wire::History { lines }).expect("serializes"))
+        // The newest lines that fit in one message.
+        #[derive(Serialize)]
+        #[serde(tag = "kind", rename = "history")]
+        struct Out<'a> {
+            lines: &'a [WireLine],
+        }
+        (0..lines.len()).find_map(|skip| {
+            let wire = serde_json::to_string(&Out {
+                lines: &lines[skip..],
+            })
+            .expect("serializes");
+            (wire.len() <= MAX_WIRE_BYTES).then_some(wire)
+        })
     }
 
     /// The link to `peer` is gone: its rate limit is forgotten (a new link starts afresh).
@@ -439,6 +439,25 @@ mod tests {
             .is_empty());
         assert_eq!(cat.lines().count(), 2);
         assert_eq!(Chat::new().history(0), None, "nothing to hand");
+    }
+
+    #[test]
+    fn a_long_history_is_cut_to_one_message() {
+        let mut ada = Chat::new();
+        for n in 0..HISTORY_LEN as u64 {
+            let text = format!("{n} {}", "x".repeat(MAX_TEXT_CHARS - 10));
+            ada.say("Ada", &text, n * 1000).unwrap();
+        }
+        let h = ada.history(HISTORY_LEN as u64 * 1000).unwrap();
+        assert!(h.len() <= MAX_WIRE_BYTES, "{}", h.len());
+        let got = Chat::new()
+            .receive(&id("a"), "Ada", h.as_bytes(), 0)
+            .unwrap();
+        assert!(got.len() >= 5, "{} lines fit", got.len());
+        assert!(
+            got.last().unwrap().text.starts_with("49 "),
+            "the newest are kept"
+        );
     }
 
     #[test]
