@@ -30,6 +30,7 @@ fn main() {
             "send_chat",
             "get_chat",
             "open_url",
+            "get_stats",
         ]),
     ))
     .expect("tauri-build failed");

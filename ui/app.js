@@ -313,8 +313,69 @@
       showUnread();
     }
     if (!inCall) openChat(false);
+    $('btn-stats').hidden = !inCall;
+    if (!inCall && !$('stats').hidden) openStats(false);
     chatWasInCall = inCall;
   }
+
+  // ---------------------------------------------------------------------------- stats
+  // While the panel is open: the engine's figures every second, the last minute drawn.
+  const Stats = window.ConfabStats;
+  const statsHistory = Stats.history();
+  let statsTimer = null;
+
+  async function pollStats() {
+    let list;
+    try {
+      list = await invoke('get_stats');
+    } catch (_) {
+      return;
+    }
+    const t = performance.now();
+    Stats.add(statsHistory, list, t);
+    const shown = window.ConfabNotices.displayNames(snap ? snap.participants : [], snap && snap.name);
+    const box = $('stats-people');
+    box.innerHTML = '';
+    if (!list.length) box.textContent = 'No one connected yet.';
+    for (const s of list) {
+      const sec = document.createElement('section');
+      sec.dataset.peer = s.id;
+      const h = document.createElement('h3');
+      h.textContent = shown.get(s.id) || s.name;
+      const dl = document.createElement('dl');
+      for (const row of Stats.rows(s, statsHistory)) {
+        const dt = document.createElement('dt');
+        dt.textContent = row.label;
+        const graph = document.createElement('span');
+        if (row.points) {
+          const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+          svg.setAttribute('viewBox', '0 0 90 20');
+          const line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
+          line.setAttribute('points', Stats.sparkline(row.points, t, 90, 20));
+          svg.append(line);
+          graph.append(svg);
+        }
+        const dd = document.createElement('dd');
+        dd.textContent = row.text;
+        dl.append(dt, graph, dd);
+      }
+      sec.append(h, dl);
+      box.append(sec);
+    }
+  }
+
+  function openStats(open) {
+    $('stats').hidden = !open;
+    $('btn-stats').setAttribute('aria-pressed', String(open));
+    clearInterval(statsTimer);
+    statsTimer = null;
+    if (open) {
+      pollStats();
+      statsTimer = setInterval(pollStats, 1000);
+    }
+  }
+  $('btn-stats').onclick = () => openStats($('stats').hidden);
+  $('stats-close').onclick = () => openStats(false);
 
   // ---------------------------------------------------------------------------- rendering
   const STATUS = { offline: 'Not connected', connecting: 'Connecting…', connected: 'Connected', reconnecting: 'Reconnecting…' };
@@ -720,6 +781,11 @@
     if (e.key === 'm' || e.key === 'M') toggleMic();
     if (e.key === 'v' || e.key === 'V') toggleCam();
     if (e.key === '?') showHelp();
+    if ((e.key === 'i' || e.key === 'I') && snap.in_call) {
+      openStats($('stats').hidden);
+      return;
+    }
+    if (e.key === 'Escape' && !$('stats').hidden) openStats(false);
     if ((e.key === 't' || e.key === 'T') && snap.in_call) {
       e.preventDefault();
       openChat(true);

@@ -467,6 +467,12 @@ pub async fn open_video(
     Ok(())
 }
 
+/// What each link measures (the stats panel polls it while open).
+#[tauri::command]
+pub async fn get_stats(state: State<'_, AppState>) -> IpcResult<Vec<confab_engine::PeerStats>> {
+    Ok(state.engine.stats().await?)
+}
+
 /// Says a line in the call's chat; the line as shown (cleaned) comes back.
 #[tauri::command]
 pub async fn send_chat(

@@ -130,6 +130,7 @@ fn main() {
             app::send_chat,
             app::get_chat,
             app::open_url,
+            app::get_stats,
         ])
         .setup(move |app| {
             setup(app, &setup_cli, started)?;

@@ -118,6 +118,17 @@ async fn join_call_see_the_pattern_mute_and_hang_up() -> Result<()> {
         c.find(Locator::Css("#chat-close")).await?.click().await?;
         wait_js(&c, "the chat closed", 5, "document.activeElement && document.activeElement.blur(); return document.getElementById('chat').hidden").await?;
 
+        // I shows the connection details: Pat's frame rate with a sparkline drawn from the
+        // last seconds, the codec and the picture size; I again hides them.
+        c.find(Locator::Css("body")).await?.send_keys("i").await?;
+        wait_js(&c, "the connection details", 10, "const sec = document.querySelector('#stats:not([hidden]) #stats-people section'); \
+                 if (!sec) return null; const t = sec.textContent; \
+                 const line = sec.querySelector('polyline'); \
+                 return t.includes('fps') && t.includes('640×480') && line && line.getAttribute('points').split(' ').length >= 2").await?;
+        std::fs::write(artifacts().join("ui-call-stats.png"), c.screenshot().await?)?;
+        c.find(Locator::Css("body")).await?.send_keys("i").await?;
+        wait_js(&c, "the details closed", 5, "return document.getElementById('stats').hidden").await?;
+
         // M mutes: the peer hears silence.
         c.find(Locator::Css("body")).await?.send_keys("m").await?;
         wait_js(&c, "the mic button shows muted", 5, "return document.getElementById('btn-mic').getAttribute('aria-pressed') === 'true'").await?;
