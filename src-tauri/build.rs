@@ -27,6 +27,10 @@ fn main() {
             "open_video",
             "frame_ack",
             "tile_size",
+            "send_chat",
+            "get_chat",
+            "open_url",
+            "get_stats",
         ]),
     ))
     .expect("tauri-build failed");

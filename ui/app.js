@@ -219,6 +219,164 @@
   $('help-close').onclick = () => $('help').close();
   $('btn-help').onclick = showHelp;
 
+  // ---------------------------------------------------------------------------- chat
+  // Lines come as `chat` events (others) and as the reply to send_chat (ours); they are drawn
+  // as text, links as buttons that ask the app to open the system browser.
+  const Chat = window.ConfabChat;
+  let chatUnread = 0;
+  let chatWasInCall = false;
+
+  function chatLine(line, mine) {
+    const li = document.createElement('li');
+    if (mine) li.classList.add('mine');
+    if (line.shared_by) li.classList.add('earlier');
+    const meta = document.createElement('div');
+    meta.className = 'meta';
+    const who = document.createElement('strong');
+    who.textContent = mine ? 'You' : line.name;
+    meta.append(who, line.shared_by ? ` · earlier, shared by ${line.shared_by}` : ` · ${Chat.clock(Date.now())}`);
+    const text = document.createElement('div');
+    text.className = 'text';
+    for (const part of Chat.parts(line.text)) {
+      if (!part.url) {
+        text.append(part.text);
+        continue;
+      }
+      const a = document.createElement('a');
+      a.textContent = part.text;
+      a.href = '#';
+      a.title = `Open ${part.url} in your browser`;
+      a.onclick = (e) => {
+        e.preventDefault();
+        run('open_url', { url: part.url }).catch(() => {});
+      };
+      text.append(a);
+    }
+    li.append(meta, text);
+    const list = $('chat-lines');
+    const atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    list.append(li);
+    while (list.children.length > 200) list.firstElementChild.remove();
+    if (atEnd || mine) list.scrollTop = list.scrollHeight;
+    chatUnread = Chat.unread(chatUnread, !$('chat').hidden, !mine);
+    showUnread();
+  }
+
+  function showUnread() {
+    const b = $('chat-unread');
+    b.hidden = chatUnread === 0;
+    b.textContent = String(chatUnread);
+    $('btn-chat').title = chatUnread ? `Chat: ${chatUnread} unread (T)` : 'Chat (T)';
+  }
+
+  function openChat(open) {
+    $('chat').hidden = !open;
+    $('btn-chat').setAttribute('aria-pressed', String(open));
+    if (open) {
+      chatUnread = 0;
+      showUnread();
+      $('chat-input').focus();
+    }
+  }
+
+  async function sendChat() {
+    const input = $('chat-input');
+    const text = input.value;
+    if (!text.trim()) return;
+    try {
+      const line = await run('send_chat', { text });
+      input.value = '';
+      chatLine(line, true);
+    } catch (_) { /* run() showed why; the text stays to try again */ }
+  }
+
+  $('btn-chat').onclick = () => openChat($('chat').hidden);
+  $('chat-close').onclick = () => openChat(false);
+  $('chat-form').onsubmit = (e) => {
+    e.preventDefault();
+    sendChat();
+  };
+  $('chat-input').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey) {
+      e.preventDefault();
+      sendChat();
+    }
+    if (e.key === 'Escape') openChat(false);
+  });
+
+  // A new call starts a new chat; the button is there while in a call.
+  function chatForCall(inCall) {
+    $('btn-chat').hidden = !inCall;
+    if (inCall && !chatWasInCall) {
+      $('chat-lines').innerHTML = '';
+      chatUnread = 0;
+      showUnread();
+    }
+    if (!inCall) openChat(false);
+    $('btn-stats').hidden = !inCall;
+    if (!inCall && !$('stats').hidden) openStats(false);
+    chatWasInCall = inCall;
+  }
+
+  // ---------------------------------------------------------------------------- stats
+  // While the panel is open: the engine's figures every second, the last minute drawn.
+  const Stats = window.ConfabStats;
+  const statsHistory = Stats.history();
+  let statsTimer = null;
+
+  async function pollStats() {
+    let list;
+    try {
+      list = await invoke('get_stats');
+    } catch (_) {
+      return;
+    }
+    const t = performance.now();
+    Stats.add(statsHistory, list, t);
+    const shown = window.ConfabNotices.displayNames(snap ? snap.participants : [], snap && snap.name);
+    const box = $('stats-people');
+    box.innerHTML = '';
+    if (!list.length) box.textContent = 'No one connected yet.';
+    for (const s of list) {
+      const sec = document.createElement('section');
+      sec.dataset.peer = s.id;
+      const h = document.createElement('h3');
+      h.textContent = shown.get(s.id) || s.name;
+      const dl = document.createElement('dl');
+      for (const row of Stats.rows(s, statsHistory)) {
+        const dt = document.createElement('dt');
+        dt.textContent = row.label;
+        const graph = document.createElement('span');
+        if (row.points) {
+          const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+          svg.setAttribute('viewBox', '0 0 90 20');
+          const line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
+          line.setAttribute('points', Stats.sparkline(row.points, t, 90, 20));
+          svg.append(line);
+          graph.append(svg);
+        }
+        const dd = document.createElement('dd');
+        dd.textContent = row.text;
+        dl.append(dt, graph, dd);
+      }
+      sec.append(h, dl);
+      box.append(sec);
+    }
+  }
+
+  function openStats(open) {
+    $('stats').hidden = !open;
+    $('btn-stats').setAttribute('aria-pressed', String(open));
+    clearInterval(statsTimer);
+    statsTimer = null;
+    if (open) {
+      pollStats();
+      statsTimer = setInterval(pollStats, 1000);
+    }
+  }
+  $('btn-stats').onclick = () => openStats($('stats').hidden);
+  $('stats-close').onclick = () => openStats(false);
+
   // ---------------------------------------------------------------------------- rendering
   const STATUS = { offline: 'Not connected', connecting: 'Connecting…', connected: 'Connected', reconnecting: 'Reconnecting…' };
   const PHASE = { idle: '', ringing: 'Ringing…', incoming: 'Calling you', connecting: 'Connecting…', connected: 'In the call' };
@@ -311,6 +469,7 @@
     }
     layOut(want.map((w) => w[0]));
     $('idle').hidden = s.in_call;
+    chatForCall(s.in_call);
     $('call-all').disabled = s.participants.length === 0;
     $('idle-text').textContent = s.participants.length === 0
       ? 'You are the first one here. Others can join this room now.'
@@ -421,6 +580,7 @@
     switch (ev.type) {
       case 'state': snap = ev; render(); break;
       case 'notice': onNotice(ev); break;
+      case 'chat': chatLine(ev, false); break;
       case 'error': toast(ev.message, ev.code === Codes.reconnecting ? 'warn' : 'error', 7000); break;
       case 'levels': {
         for (const l of ev.peers) {
@@ -621,6 +781,16 @@
     if (e.key === 'm' || e.key === 'M') toggleMic();
     if (e.key === 'v' || e.key === 'V') toggleCam();
     if (e.key === '?') showHelp();
+    if ((e.key === 'i' || e.key === 'I') && snap.in_call) {
+      openStats($('stats').hidden);
+      return;
+    }
+    if (e.key === 'Escape' && !$('stats').hidden) openStats(false);
+    if ((e.key === 't' || e.key === 'T') && snap.in_call) {
+      e.preventDefault();
+      openChat(true);
+      return;
+    }
     if (snap.in_call && ['p', 'f', 's', 'c', 'Escape'].includes(e.key.length === 1 ? e.key.toLowerCase() : e.key)) {
       choose(Layout.onKey(choice, e.key, laidOut, speaking && speaking.key));
     }

@@ -93,6 +93,8 @@
     ['P', 'Pin the active speaker (again: unpin)'],
     ['F', 'Fill the window with the pinned or speaking person (again: back)'],
     ['S', 'Hide or show your own picture'],
+    ['T', 'Open the chat and type'],
+    ['I', 'Show or hide the connection details'],
     ['C', 'Move your own picture to the next corner'],
     ['?', 'Show these shortcuts'],
     ['Esc', 'Close a panel, leave the full-window view'],

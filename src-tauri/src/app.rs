@@ -467,6 +467,52 @@ pub async fn open_video(
     Ok(())
 }
 
+/// What each link measures (the stats panel polls it while open).
+#[tauri::command]
+pub async fn get_stats(state: State<'_, AppState>) -> IpcResult<Vec<confab_engine::PeerStats>> {
+    Ok(state.engine.stats().await?)
+}
+
+/// Says a line in the call's chat; the line as shown (cleaned) comes back.
+#[tauri::command]
+pub async fn send_chat(
+    state: State<'_, AppState>,
+    text: String,
+) -> IpcResult<confab_engine::call::chat::ChatLine> {
+    Ok(state.engine.say(&text).await?)
+}
+
+/// The chat of the current call so far (for a window that was reloaded).
+#[tauri::command]
+pub async fn get_chat(
+    state: State<'_, AppState>,
+) -> IpcResult<Vec<confab_engine::call::chat::ChatLine>> {
+    Ok(state.engine.chat().await?)
+}
+
+/// Which addresses a chat link may open: web pages only, in the system browser.
+pub fn web_address(url: &str) -> IpcResult<url::Url> {
+    if url.len() > 4096 {
+        return Err(IpcError::invalid("that link is too long to open"));
+    }
+    let parsed = url::Url::parse(url)
+        .map_err(|e| IpcError::invalid(format!("that is not a web address: {e}")))?;
+    match parsed.scheme() {
+        "http" | "https" if parsed.host().is_some() => Ok(parsed),
+        other => Err(IpcError::invalid(format!(
+            "only web links (http, https) are opened, not {other}:"
+        ))),
+    }
+}
+
+/// Opens a link from the chat in the system's browser, never in the app's window.
+#[tauri::command]
+pub async fn open_url(url: String) -> IpcResult<()> {
+    let url = web_address(&url)?;
+    open::that_detached(url.as_str())
+        .map_err(|e| IpcError::invalid(format!("the browser could not be started: {e}")))
+}
+
 /// The UI reports how wide a tile is shown (device pixels), so frames can be sized for it.
 #[tauri::command]
 pub async fn tile_size(state: State<'_, AppState>, tile: String, width: u32) -> IpcResult<()> {
@@ -514,5 +560,27 @@ mod tests {
         assert_eq!(speaker_spec(""), Some(None));
         assert_eq!(speaker_spec("none"), None);
         assert_eq!(speaker_spec("speaker:HDMI"), Some(Some("HDMI".into())));
+    }
+
+    #[test]
+    fn chat_links_open_only_web_pages() {
+        assert_eq!(
+            web_address("https://example.org/a?b=c").unwrap().as_str(),
+            "https://example.org/a?b=c"
+        );
+        assert!(web_address("http://10.0.0.5:8080/").is_ok());
+        for bad in [
+            "javascript:alert(1)",
+            "file:///etc/passwd",
+            "confab://join?room=x",
+            "data:text/html,hi",
+            "https://",
+            "not a link",
+        ] {
+            let e = serde_json::to_value(web_address(bad).unwrap_err()).unwrap();
+            assert_eq!(e["code"], "invalid-argument", "{bad}");
+            assert!(e["message"].as_str().unwrap().len() > 10, "{bad}: {e}");
+        }
+        assert!(web_address(&format!("https://example.org/{}", "a".repeat(5000))).is_err());
     }
 }

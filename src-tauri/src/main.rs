@@ -127,6 +127,10 @@ fn main() {
             app::open_video,
             app::frame_ack,
             app::tile_size,
+            app::send_chat,
+            app::get_chat,
+            app::open_url,
+            app::get_stats,
         ])
         .setup(move |app| {
             setup(app, &setup_cli, started)?;

@@ -37,7 +37,7 @@ async fn browser_and_peer(codec: &str) -> Result<()> {
         "web",
         "Pat",
         660,
-        &["--duration", "90", "--codec", codec],
+        &["--duration", "90", "--codec", codec, "--say", "hello browser"],
         &dir,
     )?;
     let chrome = chromedriver()?;
@@ -45,7 +45,7 @@ async fn browser_and_peer(codec: &str) -> Result<()> {
     let result = async {
         c.goto(&web_url(
             &server,
-            &format!("room=web&name=Web&join=1&call=1&source=test&tone=440&codec={codec}"),
+            &format!("room=web&name=Web&join=1&call=1&source=test&tone=440&codec={codec}&say=hello%20Pat"),
         ))
         .await?;
         // confab-peer decodes the browser's canvas pattern, in order, and hears its tone.
@@ -90,6 +90,18 @@ async fn browser_and_peer(codec: &str) -> Result<()> {
             "the browser reads {}, confab-peer {code}",
             p["verification_code"]
         );
+        // Chat both ways over the link's data channel (the browser created it too).
+        wait_web(&c, "the browser gets confab-peer's chat line", 20, |r| {
+            r.first().is_some_and(|p| {
+                p["chat"].as_array().is_some_and(|c| c.iter().any(|t| t == "hello browser"))
+            })
+        })
+        .await?;
+        peer.wait_report("confab-peer gets the browser's chat line", 20, |j| {
+            j["chat"].as_array().is_some_and(|c| {
+                c.iter().any(|l| l["text"] == "hello Pat" && l["name"] == "Web")
+            })
+        })?;
         Ok(())
     }
     .await;

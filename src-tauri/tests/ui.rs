@@ -38,7 +38,12 @@ async fn join_call_see_the_pattern_mute_and_hang_up() -> Result<()> {
         "ui-room",
         "Pat",
         660,
-        &["--duration", "90"],
+        &[
+            "--duration",
+            "90",
+            "--say",
+            "hello from Pat, see https://example.org/x.",
+        ],
         &dir,
     )?;
     let c = session(&driver, app_args(&dir.join("config"))).await?;
@@ -96,6 +101,33 @@ async fn join_call_see_the_pattern_mute_and_hang_up() -> Result<()> {
                  return d.open && d.textContent.includes('Hang up') && d.querySelectorAll('kbd').length >= 8").await?;
         c.find(Locator::Css("#help-close")).await?.click().await?;
         wait_js(&c, "the shortcuts closed", 5, "return !document.getElementById('help').open").await?;
+
+        // Chat: Pat's line waits as unread; T opens the chat, where it shows with its link;
+        // what we type reaches Pat over the call, not through the server.
+        wait_js(&c, "an unread chat line", 30, "const b = document.getElementById('chat-unread'); return !b.hidden && b.textContent === '1'").await?;
+        c.find(Locator::Css("body")).await?.send_keys("t").await?;
+        wait_js(&c, "Pat's line in the chat", 5, "const l = document.querySelector('#chat:not([hidden]) #chat-lines li'); \
+                 return l && l.textContent.includes('hello from Pat') && l.querySelector('a') && l.querySelector('a').textContent === 'https://example.org/x' \
+                 && document.getElementById('chat-unread').hidden").await?;
+        c.find(Locator::Css("#chat-input")).await?.send_keys(&format!("hi Pat{}", char::from(Key::Enter))).await?;
+        wait_js(&c, "our line in the chat", 5, "const l = document.querySelector('#chat-lines li.mine'); return l && l.textContent.includes('hi Pat')").await?;
+        peer.wait_report("Pat gets our line", 15, |j| {
+            j["chat"].as_array().is_some_and(|c| c.iter().any(|l| l["text"] == "hi Pat" && l["name"] == "Ada"))
+        })?;
+        std::fs::write(artifacts().join("ui-call-chat.png"), c.screenshot().await?)?;
+        c.find(Locator::Css("#chat-close")).await?.click().await?;
+        wait_js(&c, "the chat closed", 5, "document.activeElement && document.activeElement.blur(); return document.getElementById('chat').hidden").await?;
+
+        // I shows the connection details: Pat's frame rate with a sparkline drawn from the
+        // last seconds, the codec and the picture size; I again hides them.
+        c.find(Locator::Css("body")).await?.send_keys("i").await?;
+        wait_js(&c, "the connection details", 10, "const sec = document.querySelector('#stats:not([hidden]) #stats-people section'); \
+                 if (!sec) return null; const t = sec.textContent; \
+                 const line = sec.querySelector('polyline'); \
+                 return t.includes('fps') && t.includes('640×480') && line && line.getAttribute('points').split(' ').length >= 2").await?;
+        std::fs::write(artifacts().join("ui-call-stats.png"), c.screenshot().await?)?;
+        c.find(Locator::Css("body")).await?.send_keys("i").await?;
+        wait_js(&c, "the details closed", 5, "return document.getElementById('stats').hidden").await?;
 
         // M mutes: the peer hears silence.
         c.find(Locator::Css("body")).await?.send_keys("m").await?;

@@ -10,8 +10,10 @@
 //! - [`negotiation`]: perfect negotiation (offer collisions, rollback), the remote-candidate
 //!   queue and its limits, and the checks on remote SDP;
 //! - [`sdp`]: what the engine reads out of SDP itself;
-//! - [`verify`]: the verification code people compare (commit and reveal over the fingerprints).
+//! - [`verify`]: the verification code people compare (commit and reveal over the fingerprints);
+//! - [`chat`]: chat lines in a call: limits, rate, cleaning, the history a newcomer is shown.
 
+pub mod chat;
 pub mod core;
 pub mod health;
 pub mod negotiation;

@@ -13,6 +13,7 @@ use crate::link::{self, LinkCommand, LinkEvent, LinkParams, Verification};
 use crate::media::{LinkId, MediaHub, MediaSettings, VideoSink};
 use crate::signaling::{self, JoinParams, SigEvent};
 use crate::stats::PeerStats;
+use confab_call::chat::{Chat, ChatLine};
 use confab_call::{Action, CallCore, Millis};
 use confab_protocol::call::CallSignal;
 use confab_protocol::{ClientMessage, PeerId};
@@ -45,6 +46,8 @@ pub enum Cmd {
     Stats(oneshot::Sender<Vec<PeerStats>>),
     Resources(oneshot::Sender<EngineResources>),
     Snapshot(oneshot::Sender<Snapshot>),
+    Say(String, Reply<ChatLine>),
+    Chat(oneshot::Sender<Vec<ChatLine>>),
     #[cfg(feature = "fault-injection")]
     Panic,
     Shutdown,
@@ -104,6 +107,7 @@ pub fn spawn(
         epoch: Instant::now(),
         refusal_told: false,
         verifications: HashMap::new(),
+        chat: Chat::new(),
     };
     // The actor's health is watched: if it panics, the devices are released and whoever
     // listens is told in words (the handle's commands answer `Stopped` from then on).
@@ -168,6 +172,8 @@ struct Actor {
     refusal_told: bool,
     /// Each link's verification code, by the link.
     verifications: HashMap<LinkId, Verification>,
+    /// The chat of the current call (a new call starts a new one).
+    chat: Chat,
 }
 
 impl Actor {
@@ -344,6 +350,9 @@ impl Actor {
                 }
                 Action::Changed => {}
             }
+        }
+        if !self.core.in_call() && self.chat.lines().next().is_some() {
+            self.chat = Chat::new();
         }
         self.sync_devices();
         self.publish_snapshot().await;
@@ -525,9 +534,32 @@ impl Actor {
                 let _ = reply.send(self.snapshot());
             }
             #[cfg(feature = "fault-injection")]
+            Cmd::Say(text, reply) => {
+                let _ = reply.send(self.say(&text));
+            }
+            Cmd::Chat(reply) => {
+                let _ = reply.send(self.chat.lines().cloned().collect());
+            }
             Cmd::Panic => panic!("injected fault"),
             Cmd::Shutdown => {}
         }
+    }
+
+    /// Says a chat line to everyone in the call (over each link's chat channel).
+    fn say(&mut self, text: &str) -> Result<ChatLine, EngineError> {
+        if !self.core.in_call() {
+            return Err(EngineError::NotInCall);
+        }
+        let name = self
+            .join_params
+            .as_ref()
+            .map(|p| p.name.clone())
+            .unwrap_or_default();
+        let (line, wire) = self.chat.say(&name, text, self.now())?;
+        for l in self.links.values() {
+            let _ = l.tx.try_send(LinkCommand::Chat(wire.clone()));
+        }
+        Ok(line)
     }
 
     fn link_stats(&self, peer: &PeerId, link: LinkId) -> PeerStats {
@@ -736,6 +768,30 @@ impl Actor {
                 self.verifications.insert(id, v);
                 self.publish_snapshot().await;
             }
+            LinkEvent::ChatOpen(id) => {
+                // Someone who joins later sees what was said (each member offers; the first
+                // history taken wins on their side).
+                if let (Some(wire), Some(peer)) = (self.chat.history(now), self.link_peer.get(&id))
+                {
+                    if let Some(l) = self.links.get(peer) {
+                        let _ = l.tx.try_send(LinkCommand::Chat(wire));
+                    }
+                }
+            }
+            LinkEvent::Chat(id, wire) => {
+                let Some(peer) = self.link_peer.get(&id).cloned() else {
+                    return;
+                };
+                let name = self.core.name_of(&peer).unwrap_or("someone").to_owned();
+                match self.chat.receive(&peer, &name, &wire, now) {
+                    Ok(lines) => {
+                        for line in lines {
+                            self.emit(EngineEvent::Chat(line)).await;
+                        }
+                    }
+                    Err(e) => tracing::debug!(%peer, "a chat message was refused: {e}"),
+                }
+            }
             LinkEvent::Failed(id, error) => {
                 if let Some(peer) = self.link_peer.get(&id).cloned() {
                     let name = self.core.name_of(&peer).unwrap_or("someone").to_owned();
@@ -753,6 +809,7 @@ impl Actor {
                         self.closing.push(l.task);
                     }
                     self.core.link_failed(&peer, now);
+                    self.chat.forget(&peer);
                     self.apply().await;
                 }
                 self.hub.remove_link(id);

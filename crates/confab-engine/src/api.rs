@@ -110,6 +110,8 @@ pub enum EngineEvent {
         code: ErrorCode,
         message: String,
     },
+    /// A chat line from someone in the call (our own are in the reply to `say`).
+    Chat(confab_call::chat::ChatLine),
     /// Audio levels a few times a second while in a call (speaking indicators).
     Levels {
         local: f64,

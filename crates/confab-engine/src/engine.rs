@@ -171,6 +171,16 @@ impl Engine {
         self.ask(|r| Cmd::IceServers(servers, r)).await
     }
 
+    /// Says `text` to everyone in the call; the line as shown (cleaned) comes back.
+    pub async fn say(&self, text: &str) -> Result<confab_call::chat::ChatLine, EngineError> {
+        self.ask(|r| Cmd::Say(text.to_owned(), r)).await
+    }
+
+    /// The chat of the current call so far, oldest first.
+    pub async fn chat(&self) -> Result<Vec<confab_call::chat::ChatLine>, EngineError> {
+        self.query(Cmd::Chat).await
+    }
+
     pub async fn stats(&self) -> Result<Vec<PeerStats>, EngineError> {
         self.query(Cmd::Stats).await
     }

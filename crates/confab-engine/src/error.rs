@@ -3,6 +3,7 @@
 //! the window's script (`ui/codes.js`, checked against this list by a test) share.
 
 use crate::ice::IceServerError;
+use confab_call::chat::ChatError;
 use confab_call::CallError;
 use confab_media::MediaError;
 use serde::Serialize;
@@ -47,6 +48,11 @@ codes! {
     NobodyToCall = "nobody-to-call",
     NotRinging = "not-ringing",
     AlreadyInCall = "already-in-call",
+    /// Chat needs a call (it travels over the call's links).
+    NotInCall = "not-in-call",
+    ChatEmpty = "chat-empty",
+    ChatTooLong = "chat-too-long",
+    ChatRateLimited = "chat-rate-limited",
     /// A link could not be set up or broke for good.
     CallFailed = "call-failed",
     // The connection to the server.
@@ -185,6 +191,10 @@ pub enum EngineError {
     AlreadyJoined(String),
     #[error("not in a room")]
     NotJoined,
+    #[error("not in a call: chat goes to the people in your call")]
+    NotInCall,
+    #[error("{0}")]
+    Chat(#[from] ChatError),
     #[error("the call engine has stopped")]
     Stopped,
 }
@@ -201,6 +211,12 @@ impl EngineError {
             EngineError::IceServer(_) => ErrorCode::BadIceServer,
             EngineError::AlreadyJoined(_) => ErrorCode::AlreadyJoined,
             EngineError::NotJoined => ErrorCode::NotJoined,
+            EngineError::NotInCall => ErrorCode::NotInCall,
+            EngineError::Chat(ChatError::Empty) => ErrorCode::ChatEmpty,
+            EngineError::Chat(ChatError::TooLong) => ErrorCode::ChatTooLong,
+            EngineError::Chat(ChatError::RateLimited) => ErrorCode::ChatRateLimited,
+            // Only the other side's messages are oversize or malformed, never a command's.
+            EngineError::Chat(_) => ErrorCode::InvalidArgument,
             EngineError::Stopped => ErrorCode::Stopped,
         }
     }

@@ -78,6 +78,9 @@ struct Args {
     /// Resolve and announce multicast-DNS (.local) candidates.
     #[arg(long)]
     mdns: bool,
+    /// Say TEXT in the call's chat once connected to someone (repeatable, in order).
+    #[arg(long = "say")]
+    say: Vec<String>,
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize), String> {
@@ -106,6 +109,19 @@ struct Report {
     peak_rss_mb: f64,
     duration_seconds: f64,
     peers: Vec<PeerStats>,
+    /// Chat lines received (and taken from a shared history), oldest first.
+    chat: Vec<ChatEntry>,
+}
+
+#[derive(Serialize, Clone)]
+struct ChatEntry {
+    /// The sender's peer id (`null` for a line of a history shared by `shared_by`).
+    from: Option<String>,
+    name: String,
+    text: String,
+    /// Seconds since this peer started.
+    at: f64,
+    shared_by: Option<String>,
 }
 
 fn usage() -> (f64, f64) {
@@ -130,6 +146,7 @@ fn report(
     name: &str,
     started: Instant,
     peers: Vec<PeerStats>,
+    chat: &[ChatEntry],
 ) -> Report {
     let (cpu_seconds, peak_rss_mb) = usage();
     Report {
@@ -141,6 +158,7 @@ fn report(
         peak_rss_mb,
         duration_seconds: started.elapsed().as_secs_f64(),
         peers,
+        chat: chat.to_vec(),
     }
 }
 
@@ -215,13 +233,15 @@ async fn main() -> anyhow::Result<()> {
         .map(Duration::from_secs_f64);
     let mut live = tokio::time::interval(every.unwrap_or(Duration::from_secs(3600)));
     live.tick().await;
+    let mut chat: Vec<ChatEntry> = Vec::new();
+    let mut to_say = args.say.clone();
     loop {
         tokio::select! {
             _ = &mut sleep_until => break,
             _ = live.tick(), if every.is_some() => {
                 if let Some(path) = args.stats_json.as_deref().filter(|p| *p != "-") {
                     let peers = engine.stats().await.unwrap_or_default();
-                    let report = report(&joined, &args.name, started, peers);
+                    let report = report(&joined, &args.name, started, peers, &chat);
                     let tmp = format!("{path}.tmp");
                     if std::fs::write(&tmp, serde_json::to_string_pretty(&report)?).is_ok() {
                         let _ = std::fs::rename(&tmp, path);
@@ -230,7 +250,23 @@ async fn main() -> anyhow::Result<()> {
             }
             _ = &mut stop => break,
             ev = events.recv() => match ev {
-                Some(EngineEvent::State(_)) => {}
+                Some(EngineEvent::State(s)) => {
+                    let connected = s.participants.iter().any(|p| p.phase == confab_engine::call::Phase::Connected);
+                    if connected && !to_say.is_empty() {
+                        for text in std::mem::take(&mut to_say) {
+                            if let Err(e) = engine.say(&text).await {
+                                eprintln!("confab-peer: could not say {text:?}: {e}");
+                            }
+                        }
+                    }
+                }
+                Some(EngineEvent::Chat(l)) => chat.push(ChatEntry {
+                    from: l.from.map(|p| p.to_string()),
+                    name: l.name,
+                    text: l.text,
+                    at: started.elapsed().as_secs_f64(),
+                    shared_by: l.shared_by,
+                }),
                 Some(EngineEvent::Error { code, message }) => eprintln!("confab-peer: {code}: {message}"),
                 Some(EngineEvent::Notice(n)) => eprintln!("confab-peer: {}", serde_json::to_string(&n).unwrap_or_default()),
                 Some(EngineEvent::Levels { .. }) => {}
@@ -240,7 +276,7 @@ async fn main() -> anyhow::Result<()> {
     }
     // Measure before hanging up: hang-up releases the receive pipelines.
     let peers = engine.stats().await.unwrap_or_default();
-    let mut report = report(&joined, &args.name, started, peers);
+    let mut report = report(&joined, &args.name, started, peers, &chat);
     let _ = engine.hang_up().await;
     engine.shutdown().await;
     // Whole-process figures, taken after the shutdown so they cover everything.

@@ -18,8 +18,8 @@ pub mod call;
 mod rules;
 
 pub use rules::{
-    check_name, check_password, check_room, normalize_name, validate_name, validate_password,
-    validate_room, RuleError, MAX_NAME_CHARS, MAX_PASSWORD_LEN, MAX_ROOM_LEN,
+    check_name, check_password, check_room, clean_text, normalize_name, validate_name,
+    validate_password, validate_room, RuleError, MAX_NAME_CHARS, MAX_PASSWORD_LEN, MAX_ROOM_LEN,
 };
 
 /// The WebSocket path of protocol v1.

@@ -237,6 +237,44 @@ pub fn check_name(name: &str) -> Result<String, RuleError> {
     Ok(name)
 }
 
+/// Chat text as it may be shown: NFC; line and paragraph separators become newlines; control
+/// characters other than newline and tab, bidirectional controls and invisible characters are
+/// removed (they can make a line read differently from what it is, or hide text); at most two
+/// empty lines in a row; no blank at either end. Text is repaired, not refused: it is shown
+/// as text, never acted on.
+pub fn clean_text(text: &str) -> String {
+    let chars: Vec<char> = text
+        .nfc()
+        .map(|c| {
+            if is_separator(c) || c == '\r' {
+                '\n'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let mut out = String::with_capacity(text.len());
+    let mut newlines = 0;
+    for (i, &c) in chars.iter().enumerate() {
+        let keep = match c {
+            '\n' => {
+                newlines += 1;
+                newlines <= 3
+            }
+            '\t' => true,
+            c if c.is_control() || is_bidi_control(c) => false,
+            _ => !is_invisible_at(&chars, i),
+        };
+        if keep {
+            if c != '\n' && !c.is_whitespace() {
+                newlines = 0;
+            }
+            out.push(c);
+        }
+    }
+    out.trim().to_owned()
+}
+
 /// Checks a display name as [`check_name`] does; the error is a sentence for people.
 pub fn validate_name(name: &str) -> Result<(), String> {
     check_name(name).map(|_| ()).map_err(|e| e.to_string())
@@ -257,6 +295,29 @@ pub fn validate_password(password: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn chat_text_is_repaired_to_what_it_says() {
+        // Bidi override would make "gpj.exe" read as "exe.jpg"; it goes.
+        assert_eq!(clean_text("photo\u{202E}gpj.exe"), "photogpj.exe");
+        // Zero-width characters hidden in a link go; a joined emoji stays.
+        assert_eq!(
+            clean_text("exa\u{200B}mple.com 👩\u{200D}💻"),
+            "example.com 👩\u{200D}💻"
+        );
+        // Controls go (bell, escape), newline and tab stay, separators become newlines.
+        assert_eq!(
+            clean_text("a\u{7}b\u{1b}[31mc\td\u{2028}e"),
+            "ab[31mc\td\ne"
+        );
+        // No walls of empty lines, no blank ends; NFC.
+        assert_eq!(
+            clean_text("\n\n top\n\n\n\n\n\nbottom \n"),
+            "top\n\n\nbottom"
+        );
+        assert_eq!(clean_text("e\u{301}"), "\u{e9}");
+        assert_eq!(clean_text("\u{200B}\u{202E}"), "");
+    }
+
     use super::*;
 
     #[test]

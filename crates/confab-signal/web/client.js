@@ -46,7 +46,7 @@
         const p = S.core.peers.get(id);
         const l = S.links.get(id);
         const code = l && l.verifier.result ? l.verifier.result.code || null : null;
-        return { id, name: p ? p.name : '', phase: p ? p.phase : 'idle', pc: l ? l.pc : null, readings: l ? l.readings : null, verification_code: code };
+        return { id, name: p ? p.name : '', phase: p ? p.phase : 'idle', pc: l ? l.pc : null, readings: l ? l.readings : null, verification_code: code, chat: l ? l.chatIn.map((c) => c.text) : [] };
       }),
       S.joinedAt,
     );
@@ -100,7 +100,7 @@
 
   // ------------------------------------------------------------------ local media
   // What the URL may do when the server allows test hooks (see the top of this file).
-  const hooks = { join: false, call: false, accept: false, source: null, size: null, tone: null };
+  const hooks = { join: false, call: false, accept: false, source: null, size: null, tone: null, say: null };
 
   async function localStream() {
     const source = hooks.source || $('f-source').value;
@@ -235,8 +235,16 @@
       health: new LinkHealth(offerer, now()),
       verifier: new Verifier(offerer ? 'offerer' : 'answerer', randomHex(16), me <= id ? `${me}:${id}` : `${id}:${me}`),
       remote: new MediaStream(), tile: null, readings: null,
+      chat: null, chatIn: [], chatTokens: CHAT.burst, chatAt: now(),
     };
     S.links.set(id, link);
+    // Chat rides the link (docs/protocol.md, "Chat"): negotiated channel 0 on both sides,
+    // created before the first offer so that the offer carries it.
+    link.chat = pc.createDataChannel('chat', { negotiated: true, id: 0 });
+    link.chat.onmessage = (e) => onChat(link, e.data);
+    link.chat.onopen = () => {
+      if (hooks.say) link.chat.send(JSON.stringify({ kind: 'say', text: hooks.say }));
+    };
     for (const t of S.stream.getTracks()) pc.addTrack(t, S.stream);
     preferCodec(pc);
     pc.onicecandidate = (e) => {
@@ -259,6 +267,70 @@
     };
     if (offerer) makeOffer(link);
   }
+
+  // What another person's chat may be (the rules of confab-call::chat): one message of at most
+  // 16 KiB, 5 at once then 1 a second, text cleaned and at most 2000 characters, the sender is
+  // the link, a shared history only before anything else was said. Drawn as text only.
+  const CHAT = { bytes: 16384, chars: 2000, burst: 5, perSecond: 1, history: 50 };
+  // eslint-disable-next-line no-control-regex -- removing control characters is the point
+  const HIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g;
+  const cleanText = (t) => t.normalize('NFC').replace(/[\u2028\u2029\r]/g, '\n').replace(HIDDEN, '')
+    .replace(/\n{4,}/g, '\n\n\n').trim();
+  let chatSeen = false;
+  function onChat(link, data) {
+    if (typeof data !== 'string' || data.length > CHAT.bytes) return;
+    const t = now();
+    link.chatTokens = Math.min(CHAT.burst, link.chatTokens + ((t - link.chatAt) / 1000) * CHAT.perSecond);
+    link.chatAt = t;
+    if (link.chatTokens < 1) return;
+    link.chatTokens -= 1;
+    let m;
+    try {
+      m = JSON.parse(data);
+    } catch (_) {
+      return;
+    }
+    const p = S.core.peers.get(link.id);
+    const name = p ? p.name : 'someone';
+    const take = (who, text, sharedBy) => {
+      if (typeof text !== 'string') return;
+      const clean = cleanText(text);
+      if (!clean || [...clean].length > CHAT.chars) return;
+      const line = { name: who, text: clean, shared_by: sharedBy };
+      link.chatIn.push(line);
+      if (link.chatIn.length > CHAT.history) link.chatIn.shift();
+      showChat(line);
+    };
+    if (m && m.kind === 'say') {
+      chatSeen = true;
+      take(name, m.text, null);
+    } else if (m && m.kind === 'history' && Array.isArray(m.lines) && !chatSeen) {
+      chatSeen = true;
+      for (const l of m.lines.slice(-CHAT.history)) {
+        if (l && typeof l.name === 'string') take(l.name.slice(0, 64), l.text, name);
+      }
+    }
+  }
+  function showChat(line) {
+    const list = $('chat-lines');
+    if (!list) return;
+    const li = document.createElement('li');
+    const who = document.createElement('strong');
+    who.textContent = line.shared_by ? `${line.name} (earlier, shared by ${line.shared_by})` : line.name;
+    li.append(who, ': ', line.text);
+    list.append(li);
+    while (list.children.length > 200) list.firstElementChild.remove();
+  }
+  function sendChat(text) {
+    const clean = cleanText(text);
+    if (!clean || [...clean].length > CHAT.chars) return false;
+    const wire = JSON.stringify({ kind: 'say', text: clean });
+    for (const l of S.links.values()) if (l.chat && l.chat.readyState === 'open') l.chat.send(wire);
+    chatSeen = true;
+    showChat({ name: 'You', text: clean, shared_by: null });
+    return true;
+  }
+  S.sendChat = sendChat;
 
   // bitrate=KBPS: the most video may use (to compare with confab-peer --bitrate).
   function capBitrate(pc) {
@@ -522,6 +594,10 @@
   $('btn-cam').onclick = () => setMedia(S.core.audio, !S.core.video);
   $('btn-hangup').onclick = hangUp;
   $('call-all').onclick = () => rules((c, t) => c.call(null, t));
+  $('chat-form').onsubmit = (e) => {
+    e.preventDefault();
+    if (sendChat($('chat-input').value)) $('chat-input').value = '';
+  };
   $('btn-leave').onclick = () => {
     hangUp();
     S.leaving = true;
@@ -598,6 +674,7 @@
       hooks.source = params.get('source');
       hooks.size = params.get('size');
       hooks.tone = params.get('tone');
+      hooks.say = params.get('say');
       S.core.autoAccept = hooks.accept;
       if (hooks.source) $('f-source').value = hooks.source;
       if (hooks.join) join();

@@ -159,6 +159,28 @@ impl Peer {
         serde_json::from_str(&std::fs::read_to_string(&self.stats).ok()?).ok()
     }
 
+    /// Waits until `f` holds for the whole report (not only its first peer).
+    pub fn wait_report(
+        &self,
+        what: &str,
+        secs: u64,
+        f: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            match self.json() {
+                Some(j) if f(&j) => return Ok(j),
+                Some(j) if Instant::now() > deadline => {
+                    bail!("{what}: not within {secs} s; the peer reports {j:#}")
+                }
+                None if Instant::now() > deadline => {
+                    bail!("{what}: the peer wrote no stats within {secs} s")
+                }
+                _ => std::thread::sleep(Duration::from_millis(250)),
+            }
+        }
+    }
+
     /// Waits until the peer's live stats about `from` satisfy `f`.
     pub fn wait(
         &self,

@@ -27,6 +27,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use webrtc::data_channel::{
+    DataChannel, DataChannelEvent, RTCDataChannelInit, RTCDataChannelState,
+};
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
@@ -93,14 +96,24 @@ pub struct Verification {
 pub enum LinkCommand {
     Remote(CallSignal),
     Rebind(PeerId),
+    /// A chat wire message for the other side (`confab_call::chat::Wire`, as JSON).
+    Chat(String),
     Close,
 }
+
+/// The chat data channel: negotiated out of band with this stream id on both sides (the web
+/// client does the same), so neither side waits for the other to announce it.
+pub const CHAT_CHANNEL_ID: u16 = 0;
 
 #[derive(Debug)]
 pub enum LinkEvent {
     Signal(PeerId, CallSignal),
     Connected(LinkId),
     Verified(LinkId, Verification),
+    /// The chat channel opened: the engine may hand over the chat so far.
+    ChatOpen(LinkId),
+    /// A chat wire message from the other side (at most `chat::MAX_WIRE_BYTES` are read).
+    Chat(LinkId, Vec<u8>),
     Failed(LinkId, LinkError),
     Closed(LinkId),
 }
@@ -130,6 +143,9 @@ struct Link {
     verified: bool,
     epoch: Instant,
     tasks: JoinSet<()>,
+    chat: Option<Arc<dyn DataChannel>>,
+    /// Chat said before the channel opened (at most a few; sent once it is open).
+    chat_waiting: Vec<String>,
 }
 
 fn webrtc(what: &'static str) -> impl FnOnce(webrtc::error::Error) -> LinkError {
@@ -365,6 +381,75 @@ impl Link {
         let _ = self.events.send(LinkEvent::Connected(self.params.id)).await;
     }
 
+    /// Sends the chat said so far, once the channel is open (called again every second).
+    async fn flush_chat(&mut self) {
+        let Some(dc) = &self.chat else {
+            self.chat_waiting.clear();
+            return;
+        };
+        if self.chat_waiting.is_empty()
+            || !matches!(dc.ready_state().await, Ok(RTCDataChannelState::Open))
+        {
+            return;
+        }
+        for wire in std::mem::take(&mut self.chat_waiting) {
+            // Never waits: with no send-buffer limit set, a send only queues.
+            if let Err(e) = dc.send_text(&wire).await {
+                tracing::debug!(peer = %self.peer, "a chat message was not sent: {e}");
+            }
+        }
+    }
+
+    /// Opens the chat channel and forwards what arrives on it to the engine.
+    async fn open_chat(&mut self) {
+        let init = RTCDataChannelInit {
+            negotiated: Some(CHAT_CHANNEL_ID),
+            ..Default::default()
+        };
+        let dc = match self.pc.create_data_channel("chat", Some(init)).await {
+            Ok(dc) => dc,
+            Err(e) => {
+                tracing::warn!(peer = %self.peer, "no chat on this link: {e}");
+                return;
+            }
+        };
+        self.chat = Some(dc.clone());
+        let (events, id) = (self.events.clone(), self.params.id);
+        self.tasks.spawn(async move {
+            while let Some(ev) = dc.poll().await {
+                match ev {
+                    DataChannelEvent::OnOpen => {
+                        if events.send(LinkEvent::ChatOpen(id)).await.is_err() {
+                            break;
+                        }
+                    }
+                    // A flood from the other side never queues up in front of the engine's
+                    // other link events: what does not fit is dropped (the chat's own rate
+                    // limit would refuse it anyway).
+                    DataChannelEvent::OnMessage(m)
+                        if m.data.len() <= confab_call::chat::MAX_WIRE_BYTES =>
+                    {
+                        if events
+                            .try_send(LinkEvent::Chat(id, m.data.to_vec()))
+                            .is_err()
+                        {
+                            tracing::debug!(link = id, "a chat message was dropped: engine busy");
+                        }
+                    }
+                    DataChannelEvent::OnMessage(m) => {
+                        tracing::debug!(
+                            link = id,
+                            "a {}-byte chat message was dropped",
+                            m.data.len()
+                        );
+                    }
+                    DataChannelEvent::OnClose => break,
+                    _ => {}
+                }
+            }
+        });
+    }
+
     fn on_track(&mut self, track: Arc<dyn TrackRemote>) {
         let (hub, link) = (self.hub.clone(), self.params.id);
         self.tasks.spawn(async move {
@@ -409,6 +494,12 @@ impl Link {
                 self.on_verify(commit, reveal).await
             }
             Some(LinkCommand::Remote(_)) => {}
+            Some(LinkCommand::Chat(wire)) => {
+                if self.chat_waiting.len() < 16 {
+                    self.chat_waiting.push(wire);
+                }
+                self.flush_chat().await;
+            }
             Some(LinkCommand::Rebind(p)) => {
                 self.hub.rebind(self.params.id, p.clone());
                 self.peer = p;
@@ -533,7 +624,11 @@ pub async fn run(
         tracks: None,
         estimate,
         tasks: JoinSet::new(),
+        chat: None,
+        chat_waiting: Vec::new(),
     };
+    // Before the first offer, so that it carries the data channel's m=application section.
+    link.open_chat().await;
     let mut failure: Option<LinkError> = None;
     if link.params.offerer {
         let codec = link.params.rtc.preferred_codec;
@@ -550,7 +645,10 @@ pub async fn run(
         let step = tokio::select! {
             cmd = commands.recv() => link.command(cmd).await,
             ev = pc_rx.recv() => link.pc_event(ev).await,
-            _ = tick.tick() => link.check().await.map(|()| true),
+            _ = tick.tick() => {
+                link.flush_chat().await;
+                link.check().await.map(|()| true)
+            }
         };
         match step {
             Ok(true) => {}

@@ -1,0 +1,48 @@
+// The stats panel's bookkeeping (ui/stats.js).
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const path = require('node:path');
+const S = require(path.join(__dirname, '..', '..', 'ui', 'stats.js'));
+
+const reading = (id, fps, extra = {}) => ({
+  id, name: id, verification_code: '123 456',
+  video: { codec: 'H264', width: 640, height: 480, fps, latency_ms_p50: 21.4 },
+  audio: { level: 0.2 }, ...extra,
+});
+
+test('a minute of each figure is kept, per person', () => {
+  const h = S.history();
+  for (let t = 0; t <= 90_000; t += 1000) S.add(h, [reading('a', 30)], t);
+  const fps = h.get('a').get('Frames');
+  assert.equal(fps.length, 61);
+  assert.equal(fps[0][0], 30_000);
+  // Someone who left is forgotten.
+  S.add(h, [reading('b', 25)], 91_000);
+  assert.deepEqual([...h.keys()], ['b']);
+});
+
+test('rows show what the engine reports, formatted, and skip what it does not', () => {
+  const h = S.add(S.history(), [reading('a', 29.7, { rtt_ms: 48, loss_pct: 1.25, candidate_pair: { local: 'host', remote: 'relay' } })], 0);
+  const rows = S.rows(reading('a', 29.7, { rtt_ms: 48, loss_pct: 1.25, candidate_pair: { local: 'host', remote: 'relay' } }), h);
+  const byLabel = Object.fromEntries(rows.map((r) => [r.label, r.text]));
+  assert.equal(byLabel['Round trip'], '48 ms');
+  assert.equal(byLabel.Loss, '1.3 %');
+  assert.equal(byLabel.Frames, '29.7 fps');
+  assert.equal(byLabel.Picture, '640×480');
+  assert.equal(byLabel.Codec, 'H264');
+  assert.equal(byLabel.Path, 'host → relay');
+  assert.equal(byLabel.Verification, '123 456');
+  assert.ok(!('Sending' in byLabel), 'no figure, no row');
+  assert.ok(rows.find((r) => r.label === 'Frames').points.length === 1);
+  assert.equal(rows.find((r) => r.label === 'Codec').points, null);
+});
+
+test('sparklines span the last minute and fit the largest value', () => {
+  const pts = [[0, 0], [30_000, 10], [60_000, 5]];
+  const line = S.sparkline(pts, 60_000, 120, 24).split(' ').map((p) => p.split(',').map(Number));
+  assert.deepEqual(line.map((p) => p[0]), [0, 60, 120]);
+  assert.equal(line[1][1], 1, 'the largest value touches the top');
+  assert.equal(line[0][1], 23, 'zero at the bottom');
+  assert.equal(S.sparkline([[0, 1]], 0, 100, 20), '', 'one point is no line');
+});

@@ -1,0 +1,91 @@
+// The stats panel's bookkeeping, DOM-free (tests/js/stats.test.js): the last 60 s of each
+// figure per person, the rows shown (whatever the engine reports; figures it does not have yet
+// are left out), and the points of a sparkline.
+(function (root, factory) {
+  const api = factory();
+  if (typeof module === 'object' && module.exports) module.exports = api;
+  else root.ConfabStats = api;
+})(typeof self !== 'undefined' ? self : this, () => {
+  'use strict';
+
+  const WINDOW_MS = 60_000;
+
+  // [label, how to read it from a PeerStats, unit, graphed]
+  const ROWS = [
+    ['Round trip', (s) => s.rtt_ms, 'ms', true],
+    ['Loss', (s) => s.loss_pct, '%', true],
+    ['Receiving', (s) => s.recv_kbps, 'kbit/s', true],
+    ['Sending', (s) => s.send_kbps, 'kbit/s', true],
+    ['Frames', (s) => s.video && s.video.fps, 'fps', true],
+    ['Picture', (s) => (s.video && s.video.width ? `${s.video.width}×${s.video.height}` : null), '', false],
+    ['Codec', (s) => s.video && s.video.codec, '', false],
+    ['Delay (capture → picture)', (s) => s.video && s.video.latency_ms_p50, 'ms', true],
+    ['Audio level', (s) => s.audio && s.audio.level, '', true],
+    ['Jitter', (s) => s.jitter_ms, 'ms', true],
+    ['Path', (s) => (s.candidate_pair ? `${s.candidate_pair.local} → ${s.candidate_pair.remote}` : null), '', false],
+    ['Freezes', (s) => s.freezes, '', false],
+    ['Verification', (s) => s.verification_code, '', false],
+  ];
+
+  function history() {
+    return new Map(); // peer id → Map(label → [[t, v], …])
+  }
+
+  // Adds one stats reading (the engine's list) at time `t`; drops what is older than 60 s and
+  // the people no longer reported.
+  function add(hist, list, t) {
+    const seen = new Set();
+    for (const s of list) {
+      seen.add(s.id);
+      if (!hist.has(s.id)) hist.set(s.id, new Map());
+      const h = hist.get(s.id);
+      for (const [label, read, , graphed] of ROWS) {
+        if (!graphed) continue;
+        const v = read(s);
+        if (typeof v !== 'number' || !Number.isFinite(v)) continue;
+        if (!h.has(label)) h.set(label, []);
+        const pts = h.get(label);
+        pts.push([t, v]);
+        while (pts.length && t - pts[0][0] > WINDOW_MS) pts.shift();
+      }
+    }
+    for (const id of [...hist.keys()]) if (!seen.has(id)) hist.delete(id);
+    return hist;
+  }
+
+  function format(v, unit) {
+    if (typeof v === 'number') {
+      const n = Math.abs(v) >= 100 || Number.isInteger(v) ? Math.round(v) : v.toFixed(v < 1 ? 2 : 1);
+      return unit ? `${n} ${unit}` : String(n);
+    }
+    return String(v);
+  }
+
+  // The rows for one person: [{label, text, points}] for the figures the engine has.
+  function rows(s, hist) {
+    const h = hist.get(s.id) || new Map();
+    const out = [];
+    for (const [label, read, unit, graphed] of ROWS) {
+      const v = read(s);
+      if (v === null || v === undefined || v === '') continue;
+      out.push({ label, text: format(v, unit), points: graphed ? h.get(label) || [] : null });
+    }
+    return out;
+  }
+
+  // SVG polyline points for a sparkline `w`×`h` over the last 60 s ending at `t`; the scale
+  // starts at 0 and fits the largest value.
+  function sparkline(points, t, w, h) {
+    if (!points || points.length < 2) return '';
+    const max = Math.max(...points.map((p) => p[1]), 1e-9);
+    return points
+      .map(([pt, v]) => {
+        const x = Math.max(0, w - ((t - pt) / WINDOW_MS) * w);
+        const y = h - (v / max) * (h - 2) - 1;
+        return `${x.toFixed(1)},${y.toFixed(1)}`;
+      })
+      .join(' ');
+  }
+
+  return { history, add, rows, sparkline, format, WINDOW_MS };
+});
