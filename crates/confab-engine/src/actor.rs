@@ -533,13 +533,13 @@ impl Actor {
             Cmd::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
             }
-            #[cfg(feature = "fault-injection")]
             Cmd::Say(text, reply) => {
                 let _ = reply.send(self.say(&text));
             }
             Cmd::Chat(reply) => {
                 let _ = reply.send(self.chat.lines().cloned().collect());
             }
+            #[cfg(feature = "fault-injection")]
             Cmd::Panic => panic!("injected fault"),
             Cmd::Shutdown => {}
         }
