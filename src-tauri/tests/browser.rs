@@ -37,7 +37,14 @@ async fn browser_and_peer(codec: &str) -> Result<()> {
         "web",
         "Pat",
         660,
-        &["--duration", "90", "--codec", codec, "--say", "hello browser"],
+        &[
+            "--duration",
+            "90",
+            "--codec",
+            codec,
+            "--say",
+            "hello browser",
+        ],
         &dir,
     )?;
     let chrome = chromedriver()?;
