@@ -61,8 +61,14 @@ fuzz_target!(|data: &[u8]| {
             }
             14 => core.disconnected(),
             15 => {
-                me = PeerId::from(format!("m{arg}").as_str());
-                let peers = IDS[..usize::from(*arg) % 4]
+                // A new id from the server; a hostile one may hand out an id already in the
+                // room, or list us among the others.
+                me = if arg & 0x80 != 0 {
+                    PeerId::from(IDS[usize::from(*arg) % IDS.len()])
+                } else {
+                    PeerId::from(format!("m{arg}").as_str())
+                };
+                let peers = IDS[..usize::from(*arg) % 5]
                     .iter()
                     .map(|&i| PeerInfo {
                         id: i.into(),

@@ -57,8 +57,16 @@ fuzz_target!(|data: &[u8]| {
         .filter(|l| l.starts_with("candidate:"))
         .collect();
     for l in &lines {
-        if check_candidate(l, &rules).is_ok() && !rules.allow_loopback {
-            assert!(!l.contains(" 127.0.0.1 ") && !l.contains(" ::1 "), "{l}");
+        if check_candidate(l, &rules).is_ok() {
+            // A candidate taken points at a usable address (or an mDNS name, when allowed).
+            let address = l.split_ascii_whitespace().nth(4).expect("well formed");
+            match address.parse::<std::net::IpAddr>() {
+                Ok(ip) => {
+                    assert!(!ip.is_unspecified() && !ip.is_multicast(), "{l}");
+                    assert!(rules.allow_loopback || !ip.is_loopback(), "{l}");
+                }
+                Err(_) => assert!(rules.allow_mdns && address.ends_with(".local"), "{l}"),
+            }
         }
     }
     let mut n = Negotiation::new(rules, polite, 0);
