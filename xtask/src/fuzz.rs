@@ -163,20 +163,10 @@ fn target_dir() -> PathBuf {
     root().join("fuzz/target")
 }
 
-/// The features a target needs (its `required-features` in fuzz/Cargo.toml): only the
-/// assembler links confab-media and its codecs' C libraries.
-fn features(target: &str) -> &'static [&'static str] {
-    match target {
-        "assembler" => &["--features", "media"],
-        _ => &[],
-    }
-}
-
 fn run(target: &str, secs: u64, corpora: &[&Path]) -> Result {
     let mut cmd = nightly_cargo();
     // Debug assertions on: an arithmetic overflow on hostile input is a finding too.
     cmd.args(["fuzz", "run", "--debug-assertions"])
-        .args(features(target))
         .arg("--target-dir")
         .arg(target_dir())
         .arg(target)
@@ -189,9 +179,8 @@ fn run(target: &str, secs: u64, corpora: &[&Path]) -> Result {
     status(cmd, &format!("fuzzing `{target}` for {secs} s")).map_err(|e| {
         format!(
             "{e}\nThe input that failed is in fuzz/artifacts/{target}/; reproduce it with \
-             `cargo +nightly fuzz run {} {target} fuzz/artifacts/{target}/FILE`, fix the crate, \
-             add a unit test named after the input and copy the file into fuzz/corpus/{target}/",
-            features(target).join(" ")
+             `cargo +nightly fuzz run {target} fuzz/artifacts/{target}/FILE`, fix the crate, \
+             add a unit test named after the input and copy the file into fuzz/corpus/{target}/"
         )
     })
 }
@@ -199,7 +188,6 @@ fn run(target: &str, secs: u64, corpora: &[&Path]) -> Result {
 fn cmin(target: &str) -> Result {
     let mut cmd = nightly_cargo();
     cmd.args(["fuzz", "cmin", "--debug-assertions"])
-        .args(features(target))
         .arg("--target-dir")
         .arg(target_dir())
         .arg(target);
