@@ -157,7 +157,25 @@ def callcore():
           + bytes([0, 2, 17, 1, 5, 2, 4, 2, 12, 200, 9, 0, 10, 0, 15, 3, 16, 0]))
 
 
+def frame(who, obj):
+    text = bytes([who]) + json.dumps(obj, separators=(",", ":")).encode()
+    return bytes([1, len(text)]) + text
+
+
+def rooms():
+    # [op, arg] pairs (see fuzz_targets/rooms.rs); a text frame carries its connection first.
+    connect = bytes([0, 0, 0, 1, 0, 2])
+    join = [frame(i, {"type": "join", "room": "team", "name": n}) for i, n in enumerate("ABC")]
+    sig = frame(0, {"type": "signal", "to": "p2", "data": {"kind": "ring", "nonce": "n"}})
+    write("rooms", "three-join-and-ring", connect + b"".join(join) + sig + bytes([5, 4, 4, 1]))
+    pw = frame(0, {"type": "join", "room": "vault", "name": "A", "password": "right"})
+    wrong = frame(1, {"type": "join", "room": "vault", "name": "B", "password": "wrong"})
+    write("rooms", "password-guessing", connect + pw + wrong * 4 + bytes([5, 8]) + wrong
+          + frame(1, {"type": "leave"}) + bytes([3, 1, 5, 200]))
+
+
 if __name__ == "__main__":
+    rooms()
     callcore()
     protocol()
     sdp()
