@@ -3,10 +3,12 @@
 //! - `cargo xtask run [-- ARGS]`   install what is missing, build, start Confab
 //! - `cargo xtask test`            install test prerequisites, fmt + clippy + every test
 //! - `cargo xtask bench signal`    signaling server load benchmark (prints figures)
+//! - `cargo xtask fuzz TARGET [S]` coverage-guided fuzzing of a parser (nightly, cargo-fuzz)
 
 mod bench;
 mod bundle;
 mod deps;
+mod fuzz;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -20,7 +22,11 @@ cargo xtask <command>
                      app; ARGS go to it (e.g. -- --room team --name Ada)
   test               install test prerequisites, then cargo fmt --check, clippy -D warnings,
                      the JavaScript tests (node --test tests/js/), every test of the
-                     workspace, and a check of the .deb
+                     workspace, a short fuzz run of each target (needs nightly) and a
+                     check of the .deb
+  fuzz TARGET|all [SECONDS], fuzz cmin TARGET|all, fuzz list
+                     coverage-guided fuzzing of the parsers of outside input (nightly,
+                     cargo-fuzz); SECONDS defaults to 600
   bench signal|call  benchmarks that print figures (add --help for each)
   bundle [--debug] [--out DIR]
                      build the installer for this system (.deb on Debian/Ubuntu)
@@ -34,6 +40,7 @@ fn main() -> ExitCode {
         Some("run") => run(rest),
         Some("test") => test(rest),
         Some("bench") => bench::main(rest),
+        Some("fuzz") => fuzz::main(rest),
         Some("bundle") => bundle::parse(rest)
             .and_then(|o| bundle::deb(&o))
             .map(|deb| {
@@ -154,6 +161,8 @@ fn test(args: &[String]) -> Result {
         .args(["test", "--workspace", "--no-fail-fast"])
         .env("RUST_BACKTRACE", "1");
     status(tests, "cargo test --workspace")?;
+    // Every fuzz target for a short while (the 10-minute runs are `cargo xtask fuzz all 600`).
+    fuzz::smoke(20)?;
     // The installer: packed from the debug binaries the tests just built, unpacked, checked.
     let out = root().join("target/bundle-check");
     let deb = bundle::deb(&bundle::Options {

@@ -377,6 +377,15 @@ impl CallCore {
 
     /// We joined (or rejoined after a reconnection, under a new id).
     pub fn welcome(&mut self, me: PeerId, peers: Vec<PeerInfo>, now: Millis) {
+        // Our own id is never one of the others, whatever the server says: a server that
+        // listed it (or handed us the id of someone we knew) would have us signal, ring and
+        // link to ourselves.
+        if let Some(p) = self.peers.remove(&me) {
+            if p.linked() {
+                self.out.push(Action::CloseLink { peer: me.clone() });
+            }
+        }
+        let peers: Vec<PeerInfo> = peers.into_iter().filter(|p| p.id != me).collect();
         self.me = Some(me);
         // Whoever we knew is away until they show up again under a new id; peers without a
         // link are simply forgotten.

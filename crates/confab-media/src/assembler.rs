@@ -47,7 +47,14 @@ impl Depack {
 
     fn depacketize(&mut self, b: &Bytes) -> Option<Bytes> {
         match self {
-            Depack::H264(d) => d.depacketize(b).ok(),
+            Depack::H264(d) => {
+                // rtc's STAP-A loop reads a NAL unit's two length bytes without checking that
+                // both are there: one stray byte after the last unit panics it.
+                if !stap_a_well_formed(b) {
+                    return None;
+                }
+                d.depacketize(b).ok()
+            }
             Depack::Vp8(d) => d.depacketize(b).ok(),
         }
     }
@@ -58,6 +65,27 @@ impl Depack {
             Depack::Vp8(d) => d.is_partition_head(b),
         }
     }
+}
+
+/// An H.264 RTP payload that is not a STAP-A (RFC 6184 §5.7.1), or one whose units each have
+/// both length bytes and as many bytes as their length says, exactly to the end.
+fn stap_a_well_formed(payload: &[u8]) -> bool {
+    const STAP_A: u8 = 24;
+    if payload.first().is_none_or(|b| b & 0x1f != STAP_A) {
+        return true;
+    }
+    let mut rest = &payload[1..];
+    while !rest.is_empty() {
+        let [hi, lo, units @ ..] = rest else {
+            return false;
+        };
+        let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+        if units.len() < len {
+            return false;
+        }
+        rest = &units[len..];
+    }
+    true
 }
 
 /// Whether a depacketized frame is a keyframe.
@@ -407,6 +435,40 @@ mod tests {
         }
         frames.extend(a.push(held.unwrap(), t0 + Duration::from_millis(40)));
         assert_eq!(decode_all(codec, &frames), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn stap_a_with_a_dangling_length_byte() {
+        // A STAP-A whose last unit is followed by one byte: half a length field. rtc's H.264
+        // depacketizer indexes past the end on it (a remote crash of the receive task).
+        let now = Instant::now();
+        let mut a = FrameAssembler::new(VideoCodec::H264);
+        let hostile = RtpIn {
+            seq: 1,
+            timestamp: 0,
+            marker: true,
+            payload: Bytes::from_static(&[0x78, 0x00, 0x01, 0x65, 0x00]),
+        };
+        assert!(a.push(hostile, now).is_empty());
+        assert_eq!(a.frames_lost, 1);
+        // The same aggregate, well formed, is taken: SPS and IDR as one frame.
+        let good = RtpIn {
+            seq: 2,
+            timestamp: 3000,
+            marker: true,
+            payload: Bytes::from_static(&[0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x01, 0x65]),
+        };
+        let frames = a.push(good, now);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].data, [0, 0, 0, 1, 0x67, 0x42, 0, 0, 0, 1, 0x65]);
+        assert!(frames[0].keyframe);
+        assert!(frames[0].after_loss);
+        // The rule itself: units must fill the aggregate exactly.
+        assert!(stap_a_well_formed(&[0x78]));
+        assert!(stap_a_well_formed(&[0x78, 0x00, 0x00]));
+        assert!(!stap_a_well_formed(&[0x78, 0x00, 0x00, 0x00]));
+        assert!(!stap_a_well_formed(&[0x78, 0x00, 0x03, 0x65]));
+        assert!(stap_a_well_formed(&[0x65, 0x00])); // not an aggregate: not its business
     }
 
     #[test]

@@ -172,6 +172,15 @@
     // ----- room events
 
     welcome(me, peers, now) {
+      // Our own id is never one of the others, whatever the server says: a server that listed
+      // it (or handed us the id of someone we knew) would have us signal, ring and link to
+      // ourselves.
+      const mine = this.peers.get(me);
+      if (mine) {
+        this.peers.delete(me);
+        if (LINKED.has(mine.phase)) this.out.push({ action: 'close-link', peer: me });
+      }
+      peers = peers.filter((info) => info.id !== me);
       this.me = me;
       for (const id of this.sortedIds()) {
         const p = this.peers.get(id);

@@ -691,3 +691,43 @@ fn a_link_survives_both_ends_reconnecting() {
     assert_eq!(n.phase("b2", "a2"), Phase::Connected);
     assert!(n.closed.is_empty());
 }
+
+#[test]
+fn welcome_that_lists_us_among_the_others() {
+    // A hostile (or broken) server lists our own id among the room's peers (found by the
+    // `callcore` fuzz target): we must not send state, ring or open a link to ourselves.
+    let info = |s: &str| PeerInfo {
+        id: id(s),
+        name: s.to_uppercase(),
+    };
+    let mut core = CallCore::new("s-a".into(), "k-a".into(), true);
+    core.welcome(id("a"), vec![info("a"), info("b")], 0);
+    core.call(None, 10).expect("b is there to call");
+    let actions = core.drain();
+    let mut to = Vec::new();
+    for a in &actions {
+        match a {
+            Action::Send { to: t, .. } => to.push(t.clone()),
+            Action::OpenLink { peer, .. } => to.push(peer.clone()),
+            _ => {}
+        }
+    }
+    assert!(!to.is_empty(), "{actions:?}");
+    assert!(to.iter().all(|t| *t == id("b")), "{actions:?}");
+    let ids: Vec<PeerId> = core.participants().into_iter().map(|p| p.id).collect();
+    assert_eq!(ids, vec![id("b")]);
+
+    // Handed the id of someone we knew: that entry goes, and nothing is sent to it.
+    core.welcome(id("b"), vec![info("b"), info("c")], 20);
+    let actions = core.drain();
+    assert!(
+        actions.iter().all(|a| match a {
+            Action::Send { to, .. } => *to == id("c"),
+            Action::OpenLink { peer, .. } => *peer == id("c"),
+            _ => true,
+        }),
+        "{actions:?}"
+    );
+    let ids: Vec<PeerId> = core.participants().into_iter().map(|p| p.id).collect();
+    assert_eq!(ids, vec![id("c")]);
+}

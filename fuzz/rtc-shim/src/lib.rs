@@ -1,0 +1,2 @@
+//! `rtc::rtp`, without the rest of `rtc`.
+pub use rtp;
