@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask run [-- ARGS]`   install what is missing, build, start Confab
 //! - `cargo xtask test`            install test prerequisites, fmt + clippy + every test
-//! - `cargo xtask bench signal`    signaling server load benchmark (prints figures)
+//! - `cargo xtask bench signal|call|app|vs-browser`  build, then run that benchmark of
+//!   `confab-bench` (prints figures, writes `target/bench/*.json`)
 //! - `cargo xtask fuzz TARGET [S]` coverage-guided fuzzing of a parser (nightly, cargo-fuzz)
 
 mod bench;
@@ -27,7 +28,9 @@ cargo xtask <command>
   fuzz TARGET|all [SECONDS], fuzz cmin TARGET|all, fuzz list
                      coverage-guided fuzzing of the parsers of outside input (nightly,
                      cargo-fuzz); SECONDS defaults to 600
-  bench signal|call  benchmarks that print figures (add --help for each)
+  bench signal|call|app|vs-browser
+                     benchmarks (crates/confab-bench) that print figures and write them
+                     to target/bench/NAME.json (add --help to each)
   bundle [--debug] [--out DIR]
                      build the installer for this system (.deb on Debian/Ubuntu)
   deps [build|test]  only install the system packages

@@ -1,6 +1,10 @@
-//! What benchmarks and tests share for driving processes and browsers.
+//! The benchmarks' library: what the measured programs report ([`reports`], read with serde),
+//! what the benchmarks print and write to `target/bench/` ([`figures`]), and what benchmarks and
+//! tests share for driving processes ([`procs`]) and browsers ([`chromium_session`]).
 
+pub mod figures;
 pub mod procs;
+pub mod reports;
 
 /// Flags for headless Chromium with fake devices, autoplay, and WebRTC on loopback (see the
 /// field notes: without the background-networking flags it keeps dialling out; without the

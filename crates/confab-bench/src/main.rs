@@ -1,15 +1,14 @@
-//! `confab-bench`: the benchmarks that drive a window or a browser and measure whole process
-//! trees. Run through `cargo xtask bench app|vs-browser`; they print figures and never fail
-//! on a number.
+//! `confab-bench`: every benchmark of the project. Run through `cargo xtask bench
+//! signal|call|app|vs-browser`, which builds the release binaries and forwards its arguments
+//! here. Each prints a table and writes the same figures as JSON to `target/bench/`; they never
+//! fail on a number (this machine is shared and noisy), only when a program they run fails.
+
+mod runs;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
-use confab_bench::procs::{tree_cpu_by_name, tree_cpu_seconds, tree_pss_mib, Killed};
-use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::Command;
 
 #[derive(Parser)]
 #[command(name = "confab-bench", about)]
@@ -18,36 +17,184 @@ struct Cli {
     what: What,
 }
 
+/// Where the programs are and where the figures go.
+#[derive(Args, Clone)]
+pub struct Dirs {
+    /// Where the release binaries are (default: next to this program).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Where the JSON figures go (default: `bench` beside the binaries' folder, i.e.
+    /// `target/bench`).
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+}
+
+impl Dirs {
+    pub fn bin(&self) -> Result<PathBuf> {
+        match &self.bin_dir {
+            Some(d) => Ok(d.clone()),
+            None => Ok(std::env::current_exe()?
+                .parent()
+                .context("this program's folder")?
+                .to_owned()),
+        }
+    }
+
+    pub fn out(&self) -> Result<PathBuf> {
+        match &self.out_dir {
+            Some(d) => Ok(d.clone()),
+            None => Ok(self
+                .bin()?
+                .parent()
+                .context("the binaries' folder has no parent")?
+                .join("bench")),
+        }
+    }
+}
+
+const SIGNAL_HELP: &str = "\
+Starts the release confab-signal pinned to core 0 and confab-loadgen pinned to core 1.
+The generator holds N connections in rooms of 2-8 peers and relays signal messages at each
+total rate R (messages/s), then prints connections held, relayed messages/s, relay latency
+p50/p99, the server's CPU seconds and peak RSS, and the generator's own CPU (a generator near
+one full core means the figure is the generator's limit, not the server's).
+Defaults: N=10000, rates 10000,20000, 15 s each, 200-byte payload.
+Targets: 10,000 connections held; p99 under 20 ms at 20,000 messages/s.
+Writes target/bench/signal.json (one object per rate).";
+
+const CALL_HELP: &str = "\
+Runs two confab-peer processes calling each other through a local confab-signal (release
+builds, loopback), 30 fps test pattern and tone, once per size and codec, and prints per
+configuration: setup (join -> first decoded frame) and answer -> first frame, capture ->
+decoded latency p50/p95 (read from the pattern's timestamps), frames per second received,
+CPU seconds per minute of call and peak RSS (per peer process).
+Targets: first frame < 150 ms after the answer; 720p latency p50 < 15 ms; a 720p duplex
+call under 40 % of one core (24 CPU s/min per peer).
+Writes target/bench/call.json (one object per size and codec).";
+
+const APP_HELP: &str = "\
+Starts the release desktop app under Xvfb (WebKit compositing off) and a confab-peer that it
+calls (720p, 30 fps), and prints the time to the window, memory idle and in the call (PSS of
+the whole process tree), CPU in the call per process, and frames drawn per tile.
+Targets: window < 1 s; < 300 MiB in a call; 30 fps drawn.
+Writes target/bench/app.json (one object).";
+
+const VS_BROWSER_HELP: &str = "\
+The same call twice through one local confab-signal, in a loopback-only network namespace:
+two headless Chromium instances running the web client, then two confab-peers (H.264, 30 fps
+test pattern, 1.5 Mbit/s); prints setup, latency, fps, CPU and memory of both process trees,
+and Confab / Chromium ratios. The desktop app is not part of this run (yet): its figures in
+the JSON are null.
+Writes target/bench/vs-browser.json (one object per size).";
+
 #[derive(Subcommand)]
 enum What {
-    /// The desktop app: time to window, memory idle and in a 720p call, CPU, frames drawn.
-    App {
-        #[arg(long, default_value_t = 20.0)]
-        duration: f64,
-        /// Where the release binaries are.
-        #[arg(long)]
-        bin_dir: PathBuf,
-    },
-    /// The same call with Chromium <-> Chromium and confab-peer <-> confab-peer.
-    VsBrowser {
+    /// Signaling server load: connections held, relay rate and latency, server CPU and memory.
+    #[command(
+        long_about = SIGNAL_HELP,
+        override_usage = "cargo xtask bench signal [--connections N] [--rates R1,R2,..] [--duration SECS] [--payload BYTES]"
+    )]
+    Signal {
+        /// Connections the generator holds.
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// Total relay rates to run, messages/s, comma-separated.
+        #[arg(long, default_value = "10000,20000")]
+        rates: String,
+        /// Seconds of relaying per rate.
         #[arg(long, default_value_t = 15.0)]
         duration: f64,
-        #[arg(long)]
-        bin_dir: PathBuf,
+        /// Bytes of payload per message.
+        #[arg(long, default_value_t = 200)]
+        payload: usize,
+        #[command(flatten)]
+        dirs: Dirs,
+    },
+    /// Two confab-peers in a call: first frame, latency, fps, CPU and memory per size and codec.
+    #[command(
+        long_about = CALL_HELP,
+        override_usage = "cargo xtask bench call [--duration SECS] [--sizes 640x480,1280x720] [--codecs h264,vp8]"
+    )]
+    Call {
+        /// Seconds per run.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Video sizes, comma-separated.
         #[arg(long, default_value = "640x480,1280x720")]
         sizes: String,
+        /// Video codecs, comma-separated.
+        #[arg(long, default_value = "h264,vp8")]
+        codecs: String,
+        #[command(flatten)]
+        dirs: Dirs,
     },
+    /// The desktop app: time to window, memory idle and in a 720p call, CPU, frames drawn.
+    #[command(long_about = APP_HELP, override_usage = "cargo xtask bench app [--duration SECS]")]
+    App {
+        /// Seconds of call measured.
+        #[arg(long, default_value_t = 20.0)]
+        duration: f64,
+        #[command(flatten)]
+        dirs: Dirs,
+    },
+    /// The same call with Chromium <-> Chromium and confab-peer <-> confab-peer.
+    #[command(
+        long_about = VS_BROWSER_HELP,
+        override_usage = "cargo xtask bench vs-browser [--duration SECS] [--sizes 640x480,1280x720]"
+    )]
+    VsBrowser {
+        /// Seconds of call per contestant and size.
+        #[arg(long, default_value_t = 15.0)]
+        duration: f64,
+        /// Video sizes, comma-separated.
+        #[arg(long, default_value = "640x480,1280x720")]
+        sizes: String,
+        #[command(flatten)]
+        dirs: Dirs,
+    },
+}
+
+/// Splits a comma-separated list, refusing empty entries.
+fn list(s: &str, what: &str) -> Result<Vec<String>> {
+    let v: Vec<String> = s.split(',').map(|p| p.trim().to_owned()).collect();
+    if v.iter().any(String::is_empty) {
+        bail!("empty entry in the {what} list `{s}`");
+    }
+    Ok(v)
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Runtime::new()?;
     match cli.what {
-        What::App { duration, bin_dir } => app(duration, &bin_dir),
+        What::Signal {
+            connections,
+            rates,
+            duration,
+            payload,
+            dirs,
+        } => {
+            let rates = list(&rates, "rates")?
+                .iter()
+                .map(|r| r.parse().with_context(|| format!("bad rate `{r}`")))
+                .collect::<Result<Vec<f64>>>()?;
+            runs::signal::run(connections, &rates, duration, payload, &dirs)
+        }
+        What::Call {
+            duration,
+            sizes,
+            codecs,
+            dirs,
+        } => runs::call::run(
+            duration,
+            &list(&sizes, "sizes")?,
+            &list(&codecs, "codecs")?,
+            &dirs,
+        ),
+        What::App { duration, dirs } => runs::app::run(duration, &dirs),
         What::VsBrowser {
             duration,
-            bin_dir,
             sizes,
+            dirs,
         } => {
             if std::env::var_os("CONFAB_IN_NETNS").is_none() {
                 // Chromium in a loopback-only namespace, so both calls use the same path.
@@ -69,405 +216,113 @@ fn main() -> Result<()> {
                 }
                 return Ok(());
             }
-            rt.block_on(vs_browser(duration, &bin_dir, &sizes))
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(runs::vs_browser::run(
+                duration,
+                &list(&sizes, "sizes")?,
+                &dirs,
+            ))
         }
     }
 }
 
-fn xvfb() -> Result<(Killed, String)> {
-    let display = format!(":{}", 300 + std::process::id() % 500);
-    let x = Killed(
-        Command::new("Xvfb")
-            .args([
-                display.as_str(),
-                "-screen",
-                "0",
-                "1280x800x24",
-                "-nolisten",
-                "tcp",
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .context("Xvfb")?,
-    );
-    std::thread::sleep(Duration::from_millis(600));
-    Ok((x, display))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
 
-fn signal_server(bin: &Path) -> Result<(Killed, String)> {
-    let mut s = Killed(
-        Command::new(bin.join("confab-signal"))
-            .args(["--listen", "127.0.0.1:0", "--test-hooks"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("confab-signal")?,
-    );
-    let mut line = String::new();
-    BufReader::new(s.0.stdout.take().expect("piped")).read_line(&mut line)?;
-    let url = line
-        .split_whitespace()
-        .last()
-        .context("confab-signal's URL")?
-        .to_owned();
-    Ok((s, url))
-}
-
-fn app(duration: f64, bin: &Path) -> Result<()> {
-    let (_x, display) = xvfb()?;
-    let (_server, url) = signal_server(bin)?;
-    let dir = std::env::temp_dir().join(format!("confab-bench-app-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let figures = dir.join("figures.json");
-    let launched = Instant::now();
-    let mut app = Killed(
-        Command::new(bin.join("confab"))
-            .args([
-                "--server",
-                &url,
-                "--room",
-                "bench-app",
-                "--name",
-                "App",
-                "--call",
-                "--multi-instance",
-            ])
-            .args([
-                "--camera",
-                "test",
-                "--mic",
-                "tone",
-                "--speaker",
-                "none",
-                "--bind",
-                "127.0.0.1",
-            ])
-            .arg("--config-dir")
-            .arg(dir.join("config"))
-            .arg("--stats-json")
-            .arg(&figures)
-            .env("DISPLAY", &display)
-            .env("WEBKIT_DISABLE_COMPOSITING_MODE", "1")
-            .env("GDK_BACKEND", "x11")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("the app")?,
-    );
-    let pid = app.0.id();
-    let stderr = app.0.stderr.take().expect("piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
-            if line.contains("window ready") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .context("the app's window did not come up within 60 s")?;
-    let window_ms = launched.elapsed().as_secs_f64() * 1000.0;
-    std::thread::sleep(Duration::from_secs(4));
-    let idle_pss = tree_pss_mib(pid);
-    let _peer = Killed(
-        Command::new(bin.join("confab-peer"))
-            .args([
-                "--server",
-                &url,
-                "--room",
-                "bench-app",
-                "--name",
-                "Peer",
-                "--auto-accept",
-                "--bind",
-                "127.0.0.1",
-            ])
-            .args([
-                "--size",
-                "1280x720",
-                "--fps",
-                "30",
-                "--duration",
-                &(duration + 20.0).to_string(),
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .context("confab-peer")?,
-    );
-    std::thread::sleep(Duration::from_secs(6));
-    let cpu0 = tree_cpu_seconds(pid);
-    let by_name0 = tree_cpu_by_name(pid);
-    let t0 = Instant::now();
-    let mut peak: f64 = 0.0;
-    let mut drawn: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
-    while t0.elapsed().as_secs_f64() < duration {
-        std::thread::sleep(Duration::from_secs(1));
-        peak = peak.max(tree_pss_mib(pid));
-        if let Some(j) = std::fs::read_to_string(&figures)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        {
-            if let Some(m) = j["drawn_per_second"].as_object() {
-                for (k, v) in m {
-                    let tile = if k == "local" {
-                        "local".to_owned()
-                    } else {
-                        "remote".to_owned()
-                    };
-                    drawn
-                        .entry(tile)
-                        .or_default()
-                        .push(v.as_f64().unwrap_or(0.0));
-                }
-            }
-        }
-    }
-    let cpu = tree_cpu_seconds(pid) - cpu0;
-    let by_name = tree_cpu_by_name(pid);
-    let secs = t0.elapsed().as_secs_f64();
-    println!();
-    println!("desktop app (release, Xvfb, compositing off): 720p 30 fps call with a confab-peer, {secs:.0} s measured");
-    println!("  window ready after launch    {window_ms:>7.0} ms      (target < 1000)");
-    println!("  memory idle (PSS, all procs) {idle_pss:>7.0} MiB");
-    println!("  memory in the call (peak)    {peak:>7.0} MiB     (target < 300)");
-    println!(
-        "  CPU in the call              {:>7.1} s/min    ({:.0} % of one core)",
-        cpu / secs * 60.0,
-        cpu / secs * 100.0
-    );
-    for (name, c) in &by_name {
-        let d = c - by_name0.get(name).copied().unwrap_or(0.0);
-        println!(
-            "      of which {name:<18} {:>5.0} % of one core",
-            d / secs * 100.0
+    #[test]
+    fn todays_xtask_command_lines_still_parse() {
+        let cli = Cli::try_parse_from([
+            "confab-bench",
+            "call",
+            "--duration",
+            "3",
+            "--sizes",
+            "640x480",
+            "--codecs",
+            "vp8",
+            "--bin-dir",
+            "/t/release",
+        ])
+        .unwrap();
+        let What::Call {
+            duration,
+            sizes,
+            codecs,
+            dirs,
+        } = cli.what
+        else {
+            panic!("not call")
+        };
+        assert_eq!(
+            (duration, sizes.as_str(), codecs.as_str()),
+            (3.0, "640x480", "vp8")
         );
+        assert_eq!(dirs.out().unwrap(), PathBuf::from("/t/bench"));
+        let cli = Cli::try_parse_from([
+            "confab-bench",
+            "signal",
+            "--connections",
+            "200",
+            "--rates",
+            "1000,2000",
+            "--payload",
+            "64",
+            "--out-dir",
+            "/x",
+        ])
+        .unwrap();
+        let What::Signal {
+            connections,
+            rates,
+            payload,
+            duration,
+            dirs,
+        } = cli.what
+        else {
+            panic!("not signal")
+        };
+        assert_eq!(
+            (connections, rates.as_str(), payload),
+            (200, "1000,2000", 64)
+        );
+        assert_eq!(duration, 15.0);
+        assert_eq!(dirs.out().unwrap(), PathBuf::from("/x"));
+        assert!(Cli::try_parse_from(["confab-bench", "app", "--duration", "5"]).is_ok());
+        assert!(Cli::try_parse_from(["confab-bench", "vs-browser", "--sizes", "1280x720"]).is_ok());
+        assert!(Cli::try_parse_from(["confab-bench", "call", "--duration"]).is_err());
+        assert!(Cli::try_parse_from(["confab-bench", "network"]).is_err());
     }
-    for (tile, v) in &drawn {
-        let avg = v.iter().sum::<f64>() / v.len().max(1) as f64;
-        println!("  frames drawn, {tile:<6} tile   {avg:>7.1} fps     (target 30)");
-    }
-    std::fs::remove_dir_all(&dir).ok();
-    Ok(())
-}
 
-#[derive(Default, Debug)]
-struct Row {
-    setup_ms: f64,
-    p50: f64,
-    p95: f64,
-    fps: f64,
-    cpu_per_min: f64,
-    peak_mib: f64,
-}
-
-fn fmt(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.1}")
-    } else {
-        "-".into()
-    }
-}
-
-async fn chrome(port_hint: usize) -> Result<(Killed, fantoccini::Client, PathBuf)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let driver = Killed(
-        Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("chromedriver")?,
-    );
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    let profile = std::env::temp_dir().join(format!(
-        "confab-bench-chrome-{}-{port_hint}",
-        std::process::id()
-    ));
-    let c = confab_bench::chromium_session(&format!("http://127.0.0.1:{port}"), &profile).await?;
-    Ok((driver, c, profile))
-}
-
-async fn browser_pair(url_base: &str, size: &str, duration: f64) -> Result<Row> {
-    let (d1, c1, p1) = chrome(1).await?;
-    let (d2, c2, p2) = chrome(2).await?;
-    let (pid1, pid2) = (d1.0.id(), d2.0.id());
-    let room = format!("vs-chrome-{size}");
-    let q = |name: &str, extra: &str| {
-        format!("{url_base}/?room={room}&name={name}&join=1&source=test&size={size}&codec=h264&bitrate=1500{extra}")
-    };
-    let cpu0 = tree_cpu_seconds(pid1) + tree_cpu_seconds(pid2);
-    let t0 = Instant::now();
-    c2.goto(&q("B", "&accept=1")).await?;
-    c1.goto(&q("A", "&call=1")).await?;
-    let mut peak: f64 = 0.0;
-    while t0.elapsed().as_secs_f64() < duration {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        peak = peak.max(tree_pss_mib(pid1) + tree_pss_mib(pid2));
-    }
-    let r = c1
-        .execute("return await window.confabWeb.report();", vec![])
-        .await?;
-    let cpu = tree_cpu_seconds(pid1) + tree_cpu_seconds(pid2) - cpu0;
-    let secs = t0.elapsed().as_secs_f64();
-    let _ = c1.close().await;
-    let _ = c2.close().await;
-    drop((d1, d2));
-    let _ = std::fs::remove_dir_all(p1);
-    let _ = std::fs::remove_dir_all(p2);
-    let p = r
-        .as_array()
-        .and_then(|a| a.first())
-        .cloned()
-        .unwrap_or_default();
-    Ok(Row {
-        setup_ms: p["setup_ms"].as_f64().unwrap_or(f64::NAN),
-        p50: p["latency_ms_p50"].as_f64().unwrap_or(f64::NAN),
-        p95: p["latency_ms_p95"].as_f64().unwrap_or(f64::NAN),
-        fps: p["fps"].as_f64().unwrap_or(f64::NAN),
-        cpu_per_min: cpu / secs * 60.0,
-        peak_mib: peak,
-    })
-}
-
-fn confab_pair(bin: &Path, ws: &str, size: &str, duration: f64) -> Result<Row> {
-    let dir = std::env::temp_dir().join(format!("confab-bench-vs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let room = format!("vs-confab-{size}");
-    let peer = |name: &str, extra: &[&str], out: &Path| -> Result<Killed> {
-        Ok(Killed(
-            Command::new(bin.join("confab-peer"))
-                .args([
-                    "--server",
-                    ws,
-                    "--room",
-                    &room,
-                    "--name",
-                    name,
-                    "--bind",
-                    "127.0.0.1",
-                ])
-                .args([
-                    "--size",
-                    size,
-                    "--fps",
-                    "30",
-                    "--codec",
-                    "h264",
-                    "--bitrate",
-                    "1500",
-                ])
-                .args(["--duration", &duration.to_string(), "--stats-json"])
-                .arg(out)
-                .args(extra)
-                .stderr(Stdio::null())
-                .spawn()?,
-        ))
-    };
-    let (ja, jb) = (dir.join("a.json"), dir.join("b.json"));
-    let t0 = Instant::now();
-    let mut b = peer("B", &["--auto-accept"], &jb)?;
-    let mut a = peer("A", &["--call"], &ja)?;
-    let (pa, pb) = (a.0.id(), b.0.id());
-    let mut peak: f64 = 0.0;
-    let mut cpu_last = 0.0;
-    while a.0.try_wait()?.is_none() || b.0.try_wait()?.is_none() {
-        std::thread::sleep(Duration::from_millis(500));
-        peak = peak.max(tree_pss_mib(pa) + tree_pss_mib(pb));
-        let c = tree_cpu_seconds(pa) + tree_cpu_seconds(pb);
-        if c > 0.0 {
-            cpu_last = c;
-        }
-    }
-    let secs = t0.elapsed().as_secs_f64();
-    let read = |p: &Path| -> Value {
-        std::fs::read_to_string(p)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default()
-    };
-    let (a, b) = (read(&ja), read(&jb));
-    // Each peer reports its whole-process CPU at exit: that is the exact figure.
-    let cpu =
-        a["cpu_seconds"].as_f64().unwrap_or(cpu_last) + b["cpu_seconds"].as_f64().unwrap_or(0.0);
-    let p = &a["peers"][0];
-    Ok(Row {
-        setup_ms: a["setup_ms"].as_f64().unwrap_or(f64::NAN),
-        p50: p["video"]["latency_ms_p50"].as_f64().unwrap_or(f64::NAN),
-        p95: p["video"]["latency_ms_p95"].as_f64().unwrap_or(f64::NAN),
-        fps: p["video"]["fps"].as_f64().unwrap_or(f64::NAN),
-        cpu_per_min: cpu / secs * 60.0,
-        peak_mib: peak,
-    })
-}
-
-async fn vs_browser(duration: f64, bin: &Path, sizes: &str) -> Result<()> {
-    let server = confab_signal::SignalServer::start(confab_signal::SignalConfig {
-        listen: "127.0.0.1:0".parse()?,
-        test_hooks: true,
-        ..Default::default()
-    })
-    .await?;
-    let http = format!("http://{}", server.local_addr());
-    let mut rows = Vec::new();
-    for size in sizes.split(',') {
-        let chrome = browser_pair(&http, size, duration).await?;
-        let ws = server.ws_url();
-        let (bin, size_owned) = (bin.to_owned(), size.to_owned());
-        let confab =
-            tokio::task::spawn_blocking(move || confab_pair(&bin, &ws, &size_owned, duration))
-                .await??;
-        rows.push((size.to_owned(), chrome, confab));
-    }
-    server.shutdown(Duration::from_secs(1)).await;
-    println!();
-    println!("the same call, twice, on this machine: Chromium <-> Chromium vs confab-peer <-> confab-peer");
-    println!("(H.264, 30 fps test pattern, 1.5 Mbit/s, loopback; CPU and memory are whole process trees, both sides)");
-    println!(
-        "{:>9} {:<8} {:>9} {:>9} {:>9} {:>7} {:>10} {:>9}",
-        "size", "who", "setup ms", "p50 ms", "p95 ms", "fps", "CPU s/min", "peak MiB"
-    );
-    for (size, c, f) in &rows {
-        for (who, r) in [("chromium", c), ("confab", f)] {
-            println!(
-                "{:>9} {:<8} {:>9} {:>9} {:>9} {:>7} {:>10} {:>9}",
-                size,
-                who,
-                fmt(r.setup_ms),
-                fmt(r.p50),
-                fmt(r.p95),
-                fmt(r.fps),
-                fmt(r.cpu_per_min),
-                fmt(r.peak_mib)
+    #[test]
+    fn long_help_keeps_the_targets_and_names_the_json_file() {
+        let mut cmd = Cli::command();
+        for (name, file, target) in [
+            ("signal", "signal.json", "p99 under 20 ms"),
+            ("call", "call.json", "first frame < 150 ms"),
+            ("app", "app.json", "window < 1 s"),
+            ("vs-browser", "vs-browser.json", "Confab / Chromium"),
+        ] {
+            let help = cmd
+                .find_subcommand_mut(name)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            assert!(help.contains(file), "{name}: {help}");
+            assert!(help.contains(target), "{name}: {help}");
+            assert!(
+                help.contains(&format!("cargo xtask bench {name}")),
+                "{help}"
             );
         }
-        let ratio = |a: f64, b: f64| {
-            if (a / b).is_finite() {
-                format!("{:.2}", a / b)
-            } else {
-                "-".into()
-            }
-        };
-        println!(
-            "{:>9} {:<8} {:>9} {:>9} {:>9} {:>7} {:>10} {:>9}",
-            size,
-            "ratio",
-            ratio(f.setup_ms, c.setup_ms),
-            ratio(f.p50, c.p50),
-            ratio(f.p95, c.p95),
-            ratio(f.fps, c.fps),
-            ratio(f.cpu_per_min, c.cpu_per_min),
-            ratio(f.peak_mib, c.peak_mib)
-        );
+        cmd.debug_assert();
     }
-    println!("ratio = Confab / Chromium: below 1 is Confab ahead (for fps, above 1). Chromium's latency is capture -> presented");
-    println!("(requestVideoFrameCallback), Confab's capture -> decoded (a headless peer presents nothing).");
-    Ok(())
+
+    #[test]
+    fn lists_refuse_empty_entries() {
+        assert_eq!(list("h264, vp8", "codecs").unwrap(), ["h264", "vp8"]);
+        let e = list("640x480,,1280x720", "sizes").unwrap_err();
+        assert!(e.to_string().contains("sizes"), "{e}");
+    }
 }

@@ -60,6 +60,14 @@ pub fn tree_cpu_by_name(pid: u32) -> std::collections::BTreeMap<String, f64> {
     out
 }
 
+/// Peak resident set (VmHWM) of one process, MiB.
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
 pub fn tree_cpu_seconds(pid: u32) -> f64 {
     tree(pid).iter().filter_map(|p| cpu_seconds(*p)).sum()
 }
@@ -97,5 +105,9 @@ mod tests {
         assert!(t.contains(&me) && t.contains(&kid.0.id()), "{t:?}");
         assert!(tree_pss_mib(me) > 1.0);
         assert!(cpu_seconds(me).is_some());
+        // This test process has touched at least a few MiB, and no more than its PSS allows.
+        let hwm = peak_rss_mib(me).unwrap();
+        assert!(hwm > 1.0 && hwm < 100_000.0, "{hwm}");
+        assert_eq!(peak_rss_mib(u32::MAX), None);
     }
 }

@@ -1,0 +1,720 @@
+//! What the benchmarks print and write: one serde struct per table row, the tables themselves,
+//! and the JSON files under `target/bench/` (`signal.json`, `call.json`, `app.json`,
+//! `vs-browser.json`). A figure that could not be taken is `None`: `-` in a table, `null` in
+//! JSON.
+
+use crate::reports::{LoadgenSummary, PeerReport};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FiguresError {
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("encoding {what} as JSON: {source}")]
+    Encode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+}
+
+/// Writes `value` as pretty JSON to `dir/name` (creating `dir`); returns the file's path.
+pub fn write_json<T: Serialize>(
+    dir: &Path,
+    name: &'static str,
+    value: &T,
+) -> Result<PathBuf, FiguresError> {
+    let path = dir.join(name);
+    let json = serde_json::to_string_pretty(value)
+        .map_err(|source| FiguresError::Encode { what: name, source })?;
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&path, json + "\n"))
+        .map_err(|source| FiguresError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    Ok(path)
+}
+
+/// `v` with one decimal, `-` when there is no figure.
+pub fn fmt1(v: Option<f64>) -> String {
+    match v.filter(|v| v.is_finite()) {
+        Some(v) => format!("{v:.1}"),
+        None => "-".into(),
+    }
+}
+
+fn fmt0(v: Option<f64>) -> String {
+    match v.filter(|v| v.is_finite()) {
+        Some(v) => format!("{v:.0}"),
+        None => "-".into(),
+    }
+}
+
+/// `a / b` when both are there and the quotient is a number.
+pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(a? / b?).filter(|r| r.is_finite())
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    match r {
+        Some(r) => format!("{r:.2}"),
+        None => "-".into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// bench signal
+
+/// One rate of `bench signal`: the generator's summary and the server's own figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalRow {
+    /// Total messages per second asked of the generator.
+    pub rate: f64,
+    pub connections_wanted: u64,
+    pub connections_held: u64,
+    pub connect_failures: u64,
+    pub relayed_per_second: f64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p99: f64,
+    pub latency_ms_max: f64,
+    pub errors: u64,
+    /// The server's CPU seconds over the relay phase.
+    pub server_cpu_s: Option<f64>,
+    pub server_peak_rss_mib: Option<f64>,
+    /// The generator's own CPU seconds over the relay phase (near one per second = the
+    /// generator's limit, not the server's).
+    pub generator_cpu_s: f64,
+    pub duration_s: f64,
+    pub payload_bytes: usize,
+}
+
+impl SignalRow {
+    pub fn new(
+        rate: f64,
+        payload_bytes: usize,
+        s: &LoadgenSummary,
+        server_cpu_s: Option<f64>,
+        server_peak_rss_mib: Option<f64>,
+    ) -> Self {
+        SignalRow {
+            rate,
+            connections_wanted: s.connections_wanted,
+            connections_held: s.connections_held,
+            connect_failures: s.connect_failures,
+            relayed_per_second: s.relayed_per_second,
+            latency_ms_p50: s.latency_ms_p50,
+            latency_ms_p99: s.latency_ms_p99,
+            latency_ms_max: s.latency_ms_max,
+            errors: s.errors,
+            server_cpu_s,
+            server_peak_rss_mib,
+            generator_cpu_s: s.generator_cpu_seconds,
+            duration_s: s.duration_seconds,
+            payload_bytes,
+        }
+    }
+}
+
+pub fn signal_table(rows: &[SignalRow]) -> String {
+    let mut t = format!(
+        "{:>9} {:>8} {:>10} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9}\n",
+        "rate/s",
+        "held",
+        "relayed/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "server CPU",
+        "peak MiB",
+        "gen CPU"
+    );
+    for r in rows {
+        let _ = writeln!(
+            t,
+            "{:>9} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.1} {:>9} s {:>9} {:>7.1} s",
+            r.rate,
+            r.connections_held,
+            r.relayed_per_second,
+            r.latency_ms_p50,
+            r.latency_ms_p99,
+            r.latency_ms_max,
+            fmt1(r.server_cpu_s),
+            fmt1(r.server_peak_rss_mib),
+            r.generator_cpu_s,
+        );
+    }
+    t
+}
+
+// ---------------------------------------------------------------------------------------------
+// bench call
+
+/// One side of a `bench call` run: what this peer received and what it cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallSide {
+    /// From the answer to the first picture decoded from the other side.
+    pub answer_to_first_frame_ms: Option<f64>,
+    /// Capture (other side) -> decoded (this side).
+    pub latency_ms_p50: Option<f64>,
+    pub latency_ms_p95: Option<f64>,
+    /// Frames per second decoded from the other side.
+    pub fps: Option<f64>,
+    pub frames_decoded: Option<u64>,
+    /// This peer process's CPU seconds per minute of call.
+    pub cpu_s_per_min: Option<f64>,
+    pub peak_rss_mib: Option<f64>,
+}
+
+impl CallSide {
+    pub fn new(r: &PeerReport) -> Self {
+        let remote = r.remote();
+        CallSide {
+            answer_to_first_frame_ms: remote.and_then(|p| p.answer_to_first_frame_ms),
+            latency_ms_p50: remote.and_then(|p| p.video.latency_ms_p50),
+            latency_ms_p95: remote.and_then(|p| p.video.latency_ms_p95),
+            fps: remote.and_then(|p| p.video.fps),
+            frames_decoded: remote.map(|p| p.video.frames_decoded),
+            cpu_s_per_min: r.cpu_s_per_min(),
+            peak_rss_mib: r.peak_rss_mb,
+        }
+    }
+}
+
+/// One size and codec of `bench call`: A calls, B answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRow {
+    /// `WIDTHxHEIGHT`.
+    pub size: String,
+    /// `h264` or `vp8`.
+    pub codec: String,
+    pub duration_s: f64,
+    /// A's join -> first picture from B.
+    pub setup_ms: Option<f64>,
+    /// A (the caller): the answer arrives -> first picture decoded from B.
+    pub answer_to_first_frame_ms: Option<f64>,
+    /// A: what it decoded from B, and its own cost.
+    pub caller: CallSide,
+    /// B: what it decoded from A, and its own cost.
+    pub answerer: CallSide,
+}
+
+impl CallRow {
+    pub fn new(size: &str, codec: &str, duration_s: f64, a: &PeerReport, b: &PeerReport) -> Self {
+        let caller = CallSide::new(a);
+        CallRow {
+            size: size.to_owned(),
+            codec: codec.to_owned(),
+            duration_s,
+            setup_ms: a.setup_ms,
+            answer_to_first_frame_ms: caller.answer_to_first_frame_ms,
+            caller,
+            answerer: CallSide::new(b),
+        }
+    }
+}
+
+pub fn call_table(rows: &[CallRow]) -> String {
+    let mut t = format!(
+        "{:>9} {:>5} {:>9} {:>10} {:>14} {:>14} {:>9} {:>11} {:>9}\n",
+        "size",
+        "codec",
+        "setup ms",
+        "answer->1st",
+        "A<-B p50/p95",
+        "B<-A p50/p95",
+        "fps A/B",
+        "CPU s/min",
+        "RSS MiB"
+    );
+    for r in rows {
+        let lat = |s: &CallSide| format!("{}/{}", fmt1(s.latency_ms_p50), fmt1(s.latency_ms_p95));
+        let pair = |a: String, b: String| format!("{a:>4}/{b:<4}");
+        let (a, b) = (&r.caller, &r.answerer);
+        let _ = writeln!(
+            t,
+            "{:>9} {:>5} {:>9} {:>10} ms {:>14} {:>14} {} {:>5}/{:<5} {}",
+            r.size,
+            r.codec,
+            fmt0(r.setup_ms),
+            fmt0(r.answer_to_first_frame_ms),
+            lat(a),
+            lat(b),
+            pair(fmt0(a.fps), fmt0(b.fps)),
+            fmt1(a.cpu_s_per_min),
+            fmt1(b.cpu_s_per_min),
+            pair(fmt0(a.peak_rss_mib), fmt0(b.peak_rss_mib)),
+        );
+    }
+    t
+}
+
+// ---------------------------------------------------------------------------------------------
+// bench app
+
+/// `bench app`: the desktop app in a call with a confab-peer (one object, one run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppRun {
+    /// The call's video size.
+    pub size: String,
+    /// Seconds over which CPU and frames were measured.
+    pub measured_s: f64,
+    /// Launch -> the app logs "window ready".
+    pub window_ready_ms: f64,
+    /// PSS of the app and its helpers (WebKit), idle in the room.
+    pub idle_pss_mib: f64,
+    /// Peak PSS during the call.
+    pub call_peak_pss_mib: f64,
+    /// The app's whole process tree, CPU seconds per minute of call.
+    pub cpu_s_per_min: Option<f64>,
+    /// Per process name in the tree (confab, WebKitWebProcess, ...), % of one core.
+    pub cpu_pct_of_core_by_process: BTreeMap<String, f64>,
+    /// Frames drawn per second, per tile kind (`local`, `remote`), averaged over the run.
+    pub drawn_fps: BTreeMap<String, f64>,
+}
+
+pub fn app_table(r: &AppRun) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "  window ready after launch    {:>7.0} ms      (target < 1000)",
+        r.window_ready_ms
+    );
+    let _ = writeln!(
+        t,
+        "  memory idle (PSS, all procs) {:>7.0} MiB",
+        r.idle_pss_mib
+    );
+    let _ = writeln!(
+        t,
+        "  memory in the call (peak)    {:>7.0} MiB     (target < 300)",
+        r.call_peak_pss_mib
+    );
+    let _ = writeln!(
+        t,
+        "  CPU in the call              {:>7} s/min    ({} % of one core)",
+        fmt1(r.cpu_s_per_min),
+        fmt0(r.cpu_s_per_min.map(|c| c / 60.0 * 100.0))
+    );
+    for (name, pct) in &r.cpu_pct_of_core_by_process {
+        let _ = writeln!(t, "      of which {name:<18} {pct:>5.0} % of one core");
+    }
+    for (tile, fps) in &r.drawn_fps {
+        let _ = writeln!(
+            t,
+            "  frames drawn, {tile:<6} tile   {fps:>7.1} fps     (target 30)"
+        );
+    }
+    t
+}
+
+/// Averages per-second drawn counts per tile kind: `local`, and every other tile as `remote`.
+pub fn drawn_fps(samples: &[BTreeMap<String, f64>]) -> BTreeMap<String, f64> {
+    let mut by_kind: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for s in samples {
+        for (tile, n) in s {
+            let kind = if tile == "local" { "local" } else { "remote" };
+            by_kind.entry(kind.to_owned()).or_default().push(*n);
+        }
+    }
+    by_kind
+        .into_iter()
+        .map(|(k, v)| (k, v.iter().sum::<f64>() / v.len().max(1) as f64))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// bench vs-browser
+
+/// One side-by-side contestant: both ends of the call together.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Contestant {
+    pub setup_ms: Option<f64>,
+    pub latency_ms_p50: Option<f64>,
+    pub latency_ms_p95: Option<f64>,
+    pub fps: Option<f64>,
+    /// Both ends' whole process trees, CPU seconds per minute of call.
+    pub cpu_s_per_min: Option<f64>,
+    /// Both ends' peak PSS together.
+    pub peak_mib: Option<f64>,
+}
+
+/// One size of `bench vs-browser`. The per-side CPU figures are half of both ends' (each end
+/// is one tab or one process tree, in the same duplex call).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VsBrowserRow {
+    pub size: String,
+    /// The desktop app per side: `null`, because this bench does not run the app yet (it runs
+    /// the headless confab-peer; issue 14 adds the app).
+    pub app_cpu_s_per_min: Option<f64>,
+    /// One Chromium tab (one side of the Chromium <-> Chromium call), CPU s/min.
+    pub chromium_tab_cpu_s_per_min: Option<f64>,
+    /// app / Chromium tab: `null` while the app is not part of the run.
+    pub app_cpu_ratio: Option<f64>,
+    /// One confab-peer (one side of the confab-peer <-> confab-peer call), CPU s/min.
+    pub peer_cpu_s_per_min: Option<f64>,
+    /// confab-peer / Chromium tab.
+    pub peer_cpu_ratio: Option<f64>,
+    pub chromium: Contestant,
+    pub confab_peer: Contestant,
+}
+
+impl VsBrowserRow {
+    pub fn new(size: &str, chromium: Contestant, confab_peer: Contestant) -> Self {
+        let tab = chromium.cpu_s_per_min.map(|c| c / 2.0);
+        let peer = confab_peer.cpu_s_per_min.map(|c| c / 2.0);
+        VsBrowserRow {
+            size: size.to_owned(),
+            app_cpu_s_per_min: None,
+            chromium_tab_cpu_s_per_min: tab,
+            app_cpu_ratio: None,
+            peer_cpu_s_per_min: peer,
+            peer_cpu_ratio: ratio(peer, tab),
+            chromium,
+            confab_peer,
+        }
+    }
+}
+
+pub fn vs_browser_table(rows: &[VsBrowserRow]) -> String {
+    let line = |size: &str, who: &str, c: [String; 6]| {
+        format!(
+            "{:>9} {:<8} {:>9} {:>9} {:>9} {:>7} {:>10} {:>9}\n",
+            size, who, c[0], c[1], c[2], c[3], c[4], c[5]
+        )
+    };
+    let mut t = line(
+        "size",
+        "who",
+        [
+            "setup ms",
+            "p50 ms",
+            "p95 ms",
+            "fps",
+            "CPU s/min",
+            "peak MiB",
+        ]
+        .map(String::from),
+    );
+    for r in rows {
+        let (c, f) = (&r.chromium, &r.confab_peer);
+        for (who, x) in [("chromium", c), ("confab", f)] {
+            t += &line(
+                &r.size,
+                who,
+                [
+                    fmt1(x.setup_ms),
+                    fmt1(x.latency_ms_p50),
+                    fmt1(x.latency_ms_p95),
+                    fmt1(x.fps),
+                    fmt1(x.cpu_s_per_min),
+                    fmt1(x.peak_mib),
+                ],
+            );
+        }
+        let q = |a, b| fmt_ratio(ratio(a, b));
+        t += &line(
+            &r.size,
+            "ratio",
+            [
+                q(f.setup_ms, c.setup_ms),
+                q(f.latency_ms_p50, c.latency_ms_p50),
+                q(f.latency_ms_p95, c.latency_ms_p95),
+                q(f.fps, c.fps),
+                q(f.cpu_s_per_min, c.cpu_s_per_min),
+                q(f.peak_mib, c.peak_mib),
+            ],
+        );
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn peer(json: &str) -> PeerReport {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn a_and_b() -> (PeerReport, PeerReport) {
+        let a = peer(include_str!("../testdata/peer-a.json"));
+        let b = peer(
+            r#"{"room":"r","name":"B","id":"2","setup_ms":300.0,"cpu_seconds":0.5,
+                "peak_rss_mb":30.0,"duration_seconds":3.0,
+                "peers":[{"id":"1","name":"A","setup_ms":300.0,"answer_to_first_frame_ms":90.0,
+                          "video":{"codec":"vp8","frames_decoded":75,"fps":29.5,
+                                   "latency_ms_p50":4.0,"latency_ms_p95":6.0}}]}"#,
+        );
+        (a, b)
+    }
+
+    fn keys(v: &Value) -> Vec<&str> {
+        let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        k.sort_unstable();
+        k
+    }
+
+    #[test]
+    fn call_json_has_one_object_per_size_and_codec_with_the_printed_figures() {
+        let (a, b) = a_and_b();
+        let rows = vec![
+            CallRow::new("640x480", "vp8", 3.0, &a, &b),
+            CallRow::new("1280x720", "h264", 3.0, &a, &b),
+        ];
+        let dir =
+            std::env::temp_dir().join(format!("confab-bench-test-call-{}", std::process::id()));
+        let path = write_json(&dir, "call.json", &rows).unwrap();
+        assert_eq!(path, dir.join("call.json"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let list = v.as_array().expect("a list");
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0]["size"], "640x480");
+        assert_eq!(list[0]["codec"], "vp8");
+        assert_eq!(list[1]["size"], "1280x720");
+        assert_eq!(list[1]["codec"], "h264");
+        assert_eq!(
+            keys(&list[0]),
+            [
+                "answer_to_first_frame_ms",
+                "answerer",
+                "caller",
+                "codec",
+                "duration_s",
+                "setup_ms",
+                "size"
+            ]
+        );
+        let side_keys = [
+            "answer_to_first_frame_ms",
+            "cpu_s_per_min",
+            "fps",
+            "frames_decoded",
+            "latency_ms_p50",
+            "latency_ms_p95",
+            "peak_rss_mib",
+        ];
+        assert_eq!(keys(&list[0]["caller"]), side_keys);
+        assert_eq!(keys(&list[0]["answerer"]), side_keys);
+        // The figures are the reports' own.
+        let from_b = a.remote().unwrap();
+        assert_eq!(
+            list[0]["answer_to_first_frame_ms"].as_f64(),
+            from_b.answer_to_first_frame_ms
+        );
+        assert_eq!(list[0]["setup_ms"].as_f64(), a.setup_ms);
+        assert_eq!(
+            list[0]["caller"]["latency_ms_p50"].as_f64(),
+            from_b.video.latency_ms_p50
+        );
+        assert_eq!(list[0]["answerer"]["fps"].as_f64(), Some(29.5));
+        assert_eq!(list[0]["answerer"]["cpu_s_per_min"].as_f64(), Some(10.0));
+        assert_eq!(list[0]["answerer"]["frames_decoded"].as_u64(), Some(75));
+        // And it reads back into the same rows.
+        let back: Vec<CallRow> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, rows);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn call_table_prints_the_rows_figures_and_dashes_for_missing_ones() {
+        let (a, b) = a_and_b();
+        let mut silent = b.clone();
+        silent.peers.clear();
+        silent.setup_ms = None;
+        let t = call_table(&[
+            CallRow::new("640x480", "vp8", 3.0, &a, &b),
+            CallRow::new("640x480", "h264", 3.0, &silent, &silent),
+        ]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert!(lines[0].contains("answer->1st"));
+        let ans = format!(
+            "{:.0} ms",
+            a.remote().unwrap().answer_to_first_frame_ms.unwrap()
+        );
+        assert!(lines[1].contains(&ans), "{t}");
+        assert!(lines[1].contains("4.0/6.0"), "{t}"); // B <- A
+        assert!(lines[1].contains("10.0"), "{t}"); // B's CPU s/min
+        assert!(lines[2].contains("- ms") && lines[2].contains("-/-"), "{t}");
+    }
+
+    #[test]
+    fn vs_browser_json_has_per_tab_figures_and_says_the_app_is_not_measured() {
+        let chromium = Contestant {
+            setup_ms: Some(331.0),
+            latency_ms_p50: Some(29.6),
+            latency_ms_p95: Some(50.4),
+            fps: Some(27.1),
+            cpu_s_per_min: Some(50.0),
+            peak_mib: Some(1672.0),
+        };
+        let confab = Contestant {
+            setup_ms: Some(81.0),
+            latency_ms_p50: Some(3.7),
+            latency_ms_p95: None,
+            fps: Some(30.0),
+            cpu_s_per_min: Some(15.0),
+            peak_mib: Some(41.0),
+        };
+        let rows = vec![VsBrowserRow::new("640x480", chromium, confab)];
+        let dir = std::env::temp_dir().join(format!("confab-bench-test-vs-{}", std::process::id()));
+        let path = write_json(&dir, "vs-browser.json", &rows).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let row = &v.as_array().expect("a list")[0];
+        assert_eq!(
+            keys(row),
+            [
+                "app_cpu_ratio",
+                "app_cpu_s_per_min",
+                "chromium",
+                "chromium_tab_cpu_s_per_min",
+                "confab_peer",
+                "peer_cpu_ratio",
+                "peer_cpu_s_per_min",
+                "size"
+            ]
+        );
+        assert_eq!(row["size"], "640x480");
+        assert_eq!(row["chromium_tab_cpu_s_per_min"].as_f64(), Some(25.0));
+        assert_eq!(row["peer_cpu_s_per_min"].as_f64(), Some(7.5));
+        assert_eq!(row["peer_cpu_ratio"].as_f64(), Some(0.3));
+        assert!(row["app_cpu_s_per_min"].is_null());
+        assert!(row["app_cpu_ratio"].is_null());
+        assert!(row["confab_peer"]["latency_ms_p95"].is_null());
+        assert_eq!(row["chromium"]["peak_mib"].as_f64(), Some(1672.0));
+        let back: Vec<VsBrowserRow> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, rows);
+        let t = vs_browser_table(&rows);
+        let ratio_line = t.lines().find(|l| l.contains("ratio")).unwrap();
+        assert!(
+            ratio_line.contains("0.30") && ratio_line.contains("0.24"),
+            "{t}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn signal_json_round_trips_with_the_servers_figures() {
+        let s: LoadgenSummary =
+            serde_json::from_str(include_str!("../testdata/loadgen-summary.json")).unwrap();
+        let rows = vec![SignalRow::new(1000.0, 200, &s, Some(0.8), None)];
+        let dir =
+            std::env::temp_dir().join(format!("confab-bench-test-signal-{}", std::process::id()));
+        let path = write_json(&dir, "signal.json", &rows).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let row = &v.as_array().expect("a list")[0];
+        assert_eq!(
+            keys(row),
+            [
+                "connect_failures",
+                "connections_held",
+                "connections_wanted",
+                "duration_s",
+                "errors",
+                "generator_cpu_s",
+                "latency_ms_max",
+                "latency_ms_p50",
+                "latency_ms_p99",
+                "payload_bytes",
+                "rate",
+                "relayed_per_second",
+                "server_cpu_s",
+                "server_peak_rss_mib"
+            ]
+        );
+        assert_eq!(row["rate"].as_f64(), Some(1000.0));
+        assert_eq!(row["connections_held"].as_u64(), Some(s.connections_held));
+        assert_eq!(row["latency_ms_p99"].as_f64(), Some(s.latency_ms_p99));
+        assert_eq!(row["server_cpu_s"].as_f64(), Some(0.8));
+        assert!(row["server_peak_rss_mib"].is_null());
+        let back: Vec<SignalRow> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, rows);
+        assert!(signal_table(&rows)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains("0.8 s"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn app_json_round_trips_and_averages_drawn_frames_per_tile_kind() {
+        let samples: Vec<BTreeMap<String, f64>> = [
+            r#"{"uptime_s":1,"drawn_per_second":{"local":30,"7":28}}"#,
+            r#"{"uptime_s":2,"drawn_per_second":{"local":30,"7":30}}"#,
+        ]
+        .iter()
+        .map(|j| {
+            serde_json::from_str::<crate::reports::AppFigures>(j)
+                .unwrap()
+                .drawn_per_second
+        })
+        .collect();
+        let drawn = drawn_fps(&samples);
+        assert_eq!(drawn["local"], 30.0);
+        assert_eq!(drawn["remote"], 29.0);
+        let run = AppRun {
+            size: "1280x720".into(),
+            measured_s: 20.0,
+            window_ready_ms: 612.0,
+            idle_pss_mib: 226.0,
+            call_peak_pss_mib: 287.0,
+            cpu_s_per_min: crate::reports::per_min(17.0, 20.0),
+            cpu_pct_of_core_by_process: [("confab".to_owned(), 51.0)].into_iter().collect(),
+            drawn_fps: drawn,
+        };
+        let dir =
+            std::env::temp_dir().join(format!("confab-bench-test-app-{}", std::process::id()));
+        let path = write_json(&dir, "app.json", &run).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            keys(&v),
+            [
+                "call_peak_pss_mib",
+                "cpu_pct_of_core_by_process",
+                "cpu_s_per_min",
+                "drawn_fps",
+                "idle_pss_mib",
+                "measured_s",
+                "size",
+                "window_ready_ms"
+            ]
+        );
+        assert_eq!(v["cpu_s_per_min"].as_f64(), Some(51.0));
+        assert_eq!(v["drawn_fps"]["remote"].as_f64(), Some(29.0));
+        assert_eq!(
+            v["cpu_pct_of_core_by_process"]["confab"].as_f64(),
+            Some(51.0)
+        );
+        let back: AppRun = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, run);
+        let t = app_table(&run);
+        assert!(
+            t.contains("612 ms") && t.contains("85 % of one core"),
+            "{t}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn writing_into_an_unwritable_place_is_a_worded_error() {
+        let file =
+            std::env::temp_dir().join(format!("confab-bench-test-file-{}", std::process::id()));
+        std::fs::write(&file, "not a directory").unwrap();
+        let e = write_json(&file, "call.json", &Vec::<CallRow>::new()).unwrap_err();
+        assert!(e.to_string().starts_with("writing "), "{e}");
+        assert!(e.to_string().contains("call.json"), "{e}");
+        std::fs::remove_file(file).unwrap();
+    }
+}

@@ -1,0 +1,58 @@
+//! The benchmark runners: start the programs, collect their reports, print and write figures.
+
+pub mod app;
+pub mod call;
+pub mod signal;
+pub mod vs_browser;
+
+use anyhow::{bail, Context, Result};
+use confab_bench::procs::Killed;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Starts a prepared confab-signal command on 127.0.0.1:0; returns it and its WebSocket URL
+/// (the last word of the first line it prints).
+pub fn start_signal(mut server: Command) -> Result<(Killed, String)> {
+    server
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped());
+    let mut server = Killed(server.spawn().context("starting confab-signal")?);
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().context("confab-signal's stdout")?)
+        .read_line(&mut line)
+        .context("reading confab-signal's address")?;
+    match line
+        .split_whitespace()
+        .last()
+        .filter(|u| u.starts_with("ws"))
+    {
+        Some(url) => Ok((server, url.to_owned())),
+        None => bail!("confab-signal did not say where it listens: {line:?}"),
+    }
+}
+
+/// Whether `program` is on the PATH.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+/// `program`, pinned to one core with taskset when there is one.
+pub fn pinned(core: u32, program: &Path) -> Command {
+    if on_path("taskset") {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg(core.to_string()).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Writes `value` to `out/name` and says where.
+pub fn write_figures<T: serde::Serialize>(out: &Path, name: &'static str, value: &T) -> Result<()> {
+    let path = confab_bench::figures::write_json(out, name, value)?;
+    println!("figures written to {}", path.display());
+    Ok(())
+}
