@@ -3,9 +3,11 @@
 //! - `cargo xtask run [-- ARGS]`   install what is missing, build, start Confab
 //! - `cargo xtask test`            install test prerequisites, fmt + clippy + every test
 //! - `cargo xtask bench signal`    signaling server load benchmark (prints figures)
+//! - `cargo xtask cross`           check (and build) the workspace for Windows from Linux
 
 mod bench;
 mod bundle;
+mod cross;
 mod deps;
 
 use std::path::PathBuf;
@@ -20,10 +22,15 @@ cargo xtask <command>
                      app; ARGS go to it (e.g. -- --room team --name Ada)
   test               install test prerequisites, then cargo fmt --check, clippy -D warnings,
                      the JavaScript tests (node --test tests/js/), every test of the
-                     workspace, and a check of the .deb
+                     workspace, a check of the .deb, and `cross` (below) when the Rust
+                     target x86_64-pc-windows-gnu is installed
   bench signal|call  benchmarks that print figures (add --help for each)
   bundle [--debug] [--out DIR]
                      build the installer for this system (.deb on Debian/Ubuntu)
+  cross [--build] [--installer]
+                     Linux only: clippy over the workspace for Windows (x86_64-pc-windows-gnu,
+                     MinGW-w64); --build also builds confab.exe and confab-signal.exe,
+                     --installer also packs them with NSIS (output in target/cross)
   deps [build|test]  only install the system packages
 ";
 
@@ -34,6 +41,7 @@ fn main() -> ExitCode {
         Some("run") => run(rest),
         Some("test") => test(rest),
         Some("bench") => bench::main(rest),
+        Some("cross") => cross::main(rest),
         Some("bundle") => bundle::parse(rest)
             .and_then(|o| bundle::deb(&o))
             .map(|deb| {
@@ -161,5 +169,7 @@ fn test(args: &[String]) -> Result {
         build: false,
         out,
     })?;
-    bundle::verify(&deb)
+    bundle::verify(&deb)?;
+    // Windows, checked from here when the Rust target is installed (else said so).
+    cross::from_test()
 }
