@@ -141,6 +141,7 @@ pub fn verify(deb: &Path) -> Result {
         if meta.len() == 0 {
             return Err(format!("{m} is empty in the .deb"));
         }
+        #[cfg(unix)]
         if m.starts_with("usr/bin/") {
             use std::os::unix::fs::PermissionsExt;
             if meta.permissions().mode() & 0o111 == 0 {

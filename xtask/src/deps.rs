@@ -34,6 +34,12 @@ pub const TEST_EXTRA: &[&str] = &[
     "coturn",
 ];
 
+/// The Windows cross build (`cargo xtask cross`), on top of [`BUILD`]: the MinGW-w64 C
+/// toolchain (gcc, windres, the Windows import libraries) that the `x86_64-pc-windows-gnu`
+/// Rust target links with and the -sys crates compile with, and NSIS (`makensis`) for the
+/// installer.
+pub const CROSS: &[&str] = &["mingw-w64", "nsis"];
+
 /// Everything the tests need.
 pub fn test_packages() -> Vec<&'static str> {
     BUILD.iter().chain(TEST_EXTRA).copied().collect()

@@ -5,9 +5,11 @@
 //! - `cargo xtask bench signal|call|app|vs-browser`  build, then run that benchmark of
 //!   `confab-bench` (prints figures, writes `target/bench/*.json`)
 //! - `cargo xtask fuzz TARGET [S]` coverage-guided fuzzing of a parser (nightly, cargo-fuzz)
+//! - `cargo xtask cross`           check (and build) the workspace for Windows from Linux
 
 mod bench;
 mod bundle;
+mod cross;
 mod deps;
 mod fuzz;
 
@@ -24,7 +26,7 @@ cargo xtask <command>
   test               install test prerequisites, then cargo fmt --check, clippy -D warnings,
                      the JavaScript tests (node --test tests/js/), every test of the
                      workspace, a short fuzz run of each target (needs nightly) and a
-                     check of the .deb
+                     check of the .deb (and `cross` below, only with CONFAB_CROSS=1)
   fuzz TARGET|all [SECONDS], fuzz cmin TARGET|all, fuzz list
                      coverage-guided fuzzing of the parsers of outside input (nightly,
                      cargo-fuzz); SECONDS defaults to 600
@@ -33,6 +35,10 @@ cargo xtask <command>
                      to target/bench/NAME.json (add --help to each)
   bundle [--debug] [--out DIR]
                      build the installer for this system (.deb on Debian/Ubuntu)
+  cross [--build] [--installer]
+                     Linux only: clippy over the workspace for Windows (x86_64-pc-windows-gnu,
+                     MinGW-w64); --build also builds confab.exe and confab-signal.exe,
+                     --installer also packs them with NSIS (output in target/cross)
   deps [build|test]  only install the system packages
 ";
 
@@ -44,6 +50,7 @@ fn main() -> ExitCode {
         Some("test") => test(rest),
         Some("bench") => bench::main(rest),
         Some("fuzz") => fuzz::main(rest),
+        Some("cross") => cross::main(rest),
         Some("bundle") => bundle::parse(rest)
             .and_then(|o| bundle::deb(&o))
             .map(|deb| {
@@ -173,5 +180,7 @@ fn test(args: &[String]) -> Result {
         build: false,
         out,
     })?;
-    bundle::verify(&deb)
+    bundle::verify(&deb)?;
+    // Windows, checked from here with CONFAB_CROSS=1 when the Rust target is installed.
+    cross::from_test()
 }

@@ -92,6 +92,11 @@ struct Summary {
     generator_cpu_seconds: f64,
 }
 
+/// Windows has no descriptor limit to raise.
+#[cfg(not(unix))]
+fn raise_fd_limit() {}
+
+#[cfg(unix)]
 fn raise_fd_limit() {
     // SAFETY: plain libc calls on a local struct.
     unsafe {
@@ -106,6 +111,36 @@ fn raise_fd_limit() {
     }
 }
 
+#[cfg(windows)]
+fn cpu_seconds() -> f64 {
+    use windows_sys::Win32::Foundation::FILETIME;
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessTimes};
+    let secs = |t: FILETIME| {
+        ((u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime)) as f64 / 1e7
+    };
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: fills structs we own; the current process's pseudo-handle needs no closing.
+    let ok = unsafe {
+        GetProcessTimes(
+            GetCurrentProcess(),
+            &mut created,
+            &mut exited,
+            &mut kernel,
+            &mut user,
+        )
+    };
+    if ok != 0 {
+        secs(kernel) + secs(user)
+    } else {
+        f64::NAN
+    }
+}
+
+#[cfg(unix)]
 fn cpu_seconds() -> f64 {
     // SAFETY: getrusage fills the struct we own.
     unsafe {

@@ -47,6 +47,20 @@ impl std::str::FromStr for VideoCodec {
     }
 }
 
+/// The video codecs this build encodes and decodes, H.264 first. VP8 needs libvpx (the `vp8`
+/// feature, on by default) and is never built for Windows; the engine offers only these.
+#[cfg(vp8)]
+pub const AVAILABLE: &[VideoCodec] = &[VideoCodec::H264, VideoCodec::Vp8];
+/// The video codecs this build encodes and decodes: H.264 only, as VP8 (libvpx) is not built
+/// in (no `vp8` feature, or a Windows build); the engine offers only these.
+#[cfg(not(vp8))]
+pub const AVAILABLE: &[VideoCodec] = &[VideoCodec::H264];
+
+#[cfg(not(vp8))]
+fn vp8_not_built() -> MediaError {
+    MediaError::Codec("VP8 is not built into this Confab (it needs libvpx); use H.264".into())
+}
+
 /// One encoded picture.
 #[derive(Debug, Clone)]
 pub struct EncodedFrame {
@@ -110,14 +124,20 @@ pub fn encoder(
 ) -> Result<Box<dyn VideoEncoder>, MediaError> {
     Ok(match codec {
         VideoCodec::H264 => Box::new(H264Encoder::new(bitrate_bps, fps)?),
+        #[cfg(vp8)]
         VideoCodec::Vp8 => Box::new(Vp8Encoder::new(bitrate_bps, fps)),
+        #[cfg(not(vp8))]
+        VideoCodec::Vp8 => return Err(vp8_not_built()),
     })
 }
 
 pub fn decoder(codec: VideoCodec) -> Result<Box<dyn VideoDecoder>, MediaError> {
     Ok(match codec {
         VideoCodec::H264 => Box::new(H264Decoder::new()?),
+        #[cfg(vp8)]
         VideoCodec::Vp8 => Box::new(Vp8Decoder::new()?),
+        #[cfg(not(vp8))]
+        VideoCodec::Vp8 => return Err(vp8_not_built()),
     })
 }
 
@@ -293,13 +313,19 @@ impl VideoDecoder for H264Decoder {
 // ---------------------------------------------------------------------------------------------
 // VP8 (libvpx through env-libvpx-sys, which binds Debian's libvpx 1.12 without bindgen)
 
+#[cfg(vp8)]
 use std::mem::MaybeUninit;
+#[cfg(vp8)]
 use std::os::raw::{c_int, c_long, c_ulong};
+#[cfg(vp8)]
 use vpx_sys::*;
 
+#[cfg(vp8)]
 struct VpxCtx(Box<vpx_codec_ctx_t>);
 // SAFETY: the context is used by one thread at a time (the owner is `&mut`).
+#[cfg(vp8)]
 unsafe impl Send for VpxCtx {}
+#[cfg(vp8)]
 impl Drop for VpxCtx {
     fn drop(&mut self) {
         // SAFETY: initialized by vpx_codec_*_init_ver before a VpxCtx is built.
@@ -309,12 +335,14 @@ impl Drop for VpxCtx {
     }
 }
 
+#[cfg(vp8)]
 fn vpx_err(what: &str, e: vpx_codec_err_t) -> MediaError {
     // SAFETY: vpx_codec_err_to_string returns a static C string.
     let text = unsafe { std::ffi::CStr::from_ptr(vpx_codec_err_to_string(e)) };
     MediaError::Codec(format!("VP8 {what}: {}", text.to_string_lossy()))
 }
 
+#[cfg(vp8)]
 pub struct Vp8Encoder {
     ctx: Option<(VpxCtx, vpx_codec_enc_cfg_t)>,
     size: (usize, usize),
@@ -324,8 +352,10 @@ pub struct Vp8Encoder {
 }
 
 // SAFETY: vpx_codec_enc_cfg_t is plain data (its pointers are unused by us).
+#[cfg(vp8)]
 unsafe impl Send for Vp8Encoder {}
 
+#[cfg(vp8)]
 impl Vp8Encoder {
     pub fn new(bitrate_bps: u32, fps: f32) -> Self {
         Vp8Encoder {
@@ -393,6 +423,7 @@ impl Vp8Encoder {
     }
 }
 
+#[cfg(vp8)]
 impl VideoEncoder for Vp8Encoder {
     fn encode(
         &mut self,
@@ -482,10 +513,12 @@ impl VideoEncoder for Vp8Encoder {
     }
 }
 
+#[cfg(vp8)]
 pub struct Vp8Decoder {
     ctx: VpxCtx,
 }
 
+#[cfg(vp8)]
 impl Vp8Decoder {
     pub fn new() -> Result<Self, MediaError> {
         // SAFETY: a zeroed context is the documented input of vpx_codec_dec_init_ver.
@@ -511,6 +544,7 @@ impl Vp8Decoder {
     }
 }
 
+#[cfg(vp8)]
 impl VideoDecoder for Vp8Decoder {
     fn decode(&mut self, data: &[u8]) -> Result<Option<VideoFrame>, MediaError> {
         check_announced(VideoCodec::Vp8, data)?;
@@ -591,13 +625,14 @@ mod tests {
     }
 
     #[test]
+    #[cfg(vp8)]
     fn vp8_round_trip_carries_the_pattern() {
         round_trip(VideoCodec::Vp8, 640, 480);
     }
 
     #[test]
     fn forced_keyframe_and_bitrate_change() {
-        for codec in [VideoCodec::H264, VideoCodec::Vp8] {
+        for &codec in AVAILABLE {
             let mut enc = encoder(codec, 500_000, 30.0).unwrap();
             let f = |n| {
                 pattern::frame(
@@ -622,7 +657,7 @@ mod tests {
 
     #[test]
     fn odd_sizes_are_cropped_to_even() {
-        for codec in [VideoCodec::H264, VideoCodec::Vp8] {
+        for &codec in AVAILABLE {
             // Encode an odd-sized picture the way another implementation might send one.
             let (w, h) = (322usize, 241usize);
             let mut enc = encoder(codec, 800_000, 30.0).unwrap();
@@ -735,6 +770,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(vp8)]
     fn oversize_vp8_key_frame_is_refused_before_decoding() {
         let real = keyframe_320x240(VideoCodec::Vp8);
         let mut attack = real.clone();
@@ -748,7 +784,7 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_crash() {
-        for codec in [VideoCodec::H264, VideoCodec::Vp8] {
+        for &codec in AVAILABLE {
             let mut dec = decoder(codec).unwrap();
             for junk in [&[][..], &[0, 0, 0, 1, 0xff, 0xff][..], &[0x9d; 100][..]] {
                 let _ = dec.decode(junk); // any Result; what matters is no panic/abort

@@ -124,6 +124,8 @@ struct ChatEntry {
     shared_by: Option<String>,
 }
 
+/// CPU seconds (user + system) and peak resident memory (MB) of this process so far.
+#[cfg(unix)]
 fn usage() -> (f64, f64) {
     // SAFETY: getrusage fills a struct we own.
     unsafe {
@@ -138,6 +140,48 @@ fn usage() -> (f64, f64) {
             rss_kb / 1024.0
         };
         (t(u.ru_utime) + t(u.ru_stime), rss_mb)
+    }
+}
+
+/// CPU seconds (user + kernel) and peak working set (MB) of this process so far.
+#[cfg(windows)]
+fn usage() -> (f64, f64) {
+    use windows_sys::Win32::Foundation::FILETIME;
+    use windows_sys::Win32::System::ProcessStatus::{
+        GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS,
+    };
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessTimes};
+    let secs = |t: FILETIME| {
+        ((u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime)) as f64 / 1e7
+    };
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: both calls fill structs we own; the current process's pseudo-handle needs no
+    // closing.
+    unsafe {
+        let cpu = if GetProcessTimes(
+            GetCurrentProcess(),
+            &mut created,
+            &mut exited,
+            &mut kernel,
+            &mut user,
+        ) != 0
+        {
+            secs(kernel) + secs(user)
+        } else {
+            f64::NAN
+        };
+        let mut m: PROCESS_MEMORY_COUNTERS = std::mem::zeroed();
+        m.cb = std::mem::size_of::<PROCESS_MEMORY_COUNTERS>() as u32;
+        let rss_mb = if GetProcessMemoryInfo(GetCurrentProcess(), &mut m, m.cb) != 0 {
+            m.PeakWorkingSetSize as f64 / 1048576.0
+        } else {
+            f64::NAN
+        };
+        (cpu, rss_mb)
     }
 }
 
