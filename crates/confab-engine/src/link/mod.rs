@@ -417,24 +417,12 @@ impl Link {
         let (events, id) = (self.events.clone(), self.params.id);
         self.tasks.spawn(async move {
             while let Some(ev) = dc.poll().await {
-                match ev {
-                    DataChannelEvent::OnOpen => {
-                        if events.send(LinkEvent::ChatOpen(id)).await.is_err() {
-                            break;
-                        }
-                    }
-                    // A flood from the other side never queues up in front of the engine's
-                    // other link events: what does not fit is dropped (the chat's own rate
-                    // limit would refuse it anyway).
+                let ev = match ev {
+                    DataChannelEvent::OnOpen => LinkEvent::ChatOpen(id),
                     DataChannelEvent::OnMessage(m)
                         if m.data.len() <= confab_call::chat::MAX_WIRE_BYTES =>
                     {
-                        if events
-                            .try_send(LinkEvent::Chat(id, m.data.to_vec()))
-                            .is_err()
-                        {
-                            tracing::debug!(link = id, "a chat message was dropped: engine busy");
-                        }
+                        LinkEvent::Chat(id, m.data.to_vec())
                     }
                     DataChannelEvent::OnMessage(m) => {
                         tracing::debug!(
@@ -442,9 +430,28 @@ impl Link {
                             "a {}-byte chat message was dropped",
                             m.data.len()
                         );
+                        continue;
                     }
                     DataChannelEvent::OnClose => break,
-                    _ => {}
+                    _ => continue,
+                };
+                // Err(true): the engine is gone.
+                let sent = if matches!(ev, LinkEvent::ChatOpen(_)) {
+                    events.send(ev).await.map_err(|_| true)
+                } else {
+                    // A flood from the other side never queues up in front of the engine's
+                    // other link events: what does not fit is dropped (the chat's own rate
+                    // limit would refuse it anyway).
+                    events
+                        .try_send(ev)
+                        .map_err(|e| matches!(e, mpsc::error::TrySendError::Closed(_)))
+                };
+                match sent {
+                    Ok(()) => {}
+                    Err(true) => break,
+                    Err(false) => {
+                        tracing::debug!(link = id, "a chat message was dropped: engine busy")
+                    }
                 }
             }
         });
