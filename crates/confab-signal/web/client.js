@@ -242,8 +242,17 @@
     // created before the first offer so that the offer carries it.
     link.chat = pc.createDataChannel('chat', { negotiated: true, id: 0 });
     link.chat.onmessage = (e) => onChat(link, e.data);
+    // The &say= test hook speaks once pictures flow both ways' worth of time: a line sent the
+    // instant the channel opens can reach a webrtc-rs peer before its end of the negotiated
+    // channel is bound, and is lost (a person never types that fast).
     link.chat.onopen = () => {
-      if (hooks.say) link.chat.send(JSON.stringify({ kind: 'say', text: hooks.say }));
+      if (!hooks.say) return;
+      const when = setInterval(() => {
+        if (link.chat.readyState !== 'open') return clearInterval(when);
+        if (!link.readings || link.readings.frames < 5) return;
+        clearInterval(when);
+        link.chat.send(JSON.stringify({ kind: 'say', text: hooks.say }));
+      }, 200);
     };
     for (const t of S.stream.getTracks()) pc.addTrack(t, S.stream);
     preferCodec(pc);
