@@ -6,7 +6,9 @@ use crate::frames::UiFrames;
 use crate::host::{Host, Hosting};
 use crate::ipc::{IpcError, IpcResult};
 use crate::settings::{Settings, Store};
-use confab_engine::media_kit::device::{self, AudioSourceSpec, VideoSourceSpec, DEFAULT_TONE_HZ};
+use confab_engine::media_kit::device::{
+    self, AudioSourceSpec, DeviceIdError, SpeakerSpec, VideoSourceSpec,
+};
 use confab_engine::{Engine, EngineEvent, ErrorCode, IceServer, Joined, Snapshot};
 use confab_protocol::PeerId;
 use serde::Serialize;
@@ -43,35 +45,71 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-pub fn camera_spec(id: &str) -> VideoSourceSpec {
-    match id {
-        "" => VideoSourceSpec::Camera(None),
-        "none" => VideoSourceSpec::None,
-        device::TEST_PATTERN => VideoSourceSpec::TestPattern,
-        other => VideoSourceSpec::Camera(Some(other.into())),
+/// The camera, microphone and speaker the settings name (device ids in
+/// `confab_media::device::id`'s grammar), as the engine takes them.
+pub struct DeviceSpecs {
+    pub camera: VideoSourceSpec,
+    pub microphone: AudioSourceSpec,
+    pub speaker: Option<Option<String>>,
+}
+
+/// The devices the settings name. An id that is none (a hand-edited or damaged settings file)
+/// falls back to the default device, with a notice saying so.
+pub fn device_specs(s: &Settings, notices: &mut Vec<String>) -> DeviceSpecs {
+    fn or_default<T>(
+        id: &str,
+        what: &str,
+        parsed: Result<T, DeviceIdError>,
+        default: T,
+        notices: &mut Vec<String>,
+    ) -> T {
+        parsed.unwrap_or_else(|e| {
+            notices.push(format!(
+                "The {what} in the settings ({id:?}) cannot be used ({e}); the default {what} \
+                 is used instead."
+            ));
+            default
+        })
+    }
+    DeviceSpecs {
+        camera: or_default(
+            &s.camera,
+            "camera",
+            s.camera.parse(),
+            VideoSourceSpec::Camera(None),
+            notices,
+        ),
+        microphone: or_default(
+            &s.microphone,
+            "microphone",
+            s.microphone.parse(),
+            AudioSourceSpec::Mic(None),
+            notices,
+        ),
+        speaker: or_default(
+            &s.speaker,
+            "speaker",
+            s.speaker.parse(),
+            SpeakerSpec::Speaker(None),
+            notices,
+        )
+        .into_option(),
     }
 }
 
-pub fn mic_spec(id: &str) -> AudioSourceSpec {
-    match id {
-        "" => AudioSourceSpec::Mic(None),
-        "none" => AudioSourceSpec::None,
-        device::TEST_TONE => AudioSourceSpec::Tone(DEFAULT_TONE_HZ),
-        // `tone:HZ` as the command line takes it (20-8000 Hz); anything else names a microphone.
-        other => match other.parse::<AudioSourceSpec>() {
-            Ok(spec @ AudioSourceSpec::Tone(_)) => spec,
-            _ if other.starts_with("tone:") => AudioSourceSpec::Tone(DEFAULT_TONE_HZ),
-            _ => AudioSourceSpec::Mic(Some(other.strip_prefix("mic:").unwrap_or(other).into())),
-        },
-    }
+/// A `--camera` argument: any id that names a camera (kept as given, like the settings).
+pub fn camera_arg(id: &str) -> Result<String, DeviceIdError> {
+    id.parse::<VideoSourceSpec>().map(|_| id.to_string())
 }
 
-pub fn speaker_spec(id: &str) -> Option<Option<String>> {
-    match id {
-        "" => Some(None),
-        "none" => None,
-        other => Some(Some(other.strip_prefix("speaker:").unwrap_or(other).into())),
-    }
+/// A `--mic` argument: any id that names a microphone.
+pub fn mic_arg(id: &str) -> Result<String, DeviceIdError> {
+    id.parse::<AudioSourceSpec>().map(|_| id.to_string())
+}
+
+/// A `--speaker` argument: any id that names a speaker.
+pub fn speaker_arg(id: &str) -> Result<String, DeviceIdError> {
+    id.parse::<SpeakerSpec>().map(|_| id.to_string())
 }
 
 /// A known name showed another certificate than before.
@@ -323,11 +361,23 @@ pub async fn select_devices(
     microphone: Option<String>,
     speaker: Option<String>,
 ) -> IpcResult<()> {
-    for id in [&camera, &microphone, &speaker].into_iter().flatten() {
-        if id.len() > 512 || id.chars().any(char::is_control) {
-            return Err(IpcError::invalid("that is not a device id"));
-        }
-    }
+    // Every id is checked before anything changes: a bad one changes nothing.
+    let invalid = |e: DeviceIdError| IpcError::invalid(e.to_string());
+    let camera_spec = camera
+        .as_deref()
+        .map(str::parse::<VideoSourceSpec>)
+        .transpose()
+        .map_err(invalid)?;
+    let mic_spec = microphone
+        .as_deref()
+        .map(str::parse::<AudioSourceSpec>)
+        .transpose()
+        .map_err(invalid)?;
+    let speaker_spec = speaker
+        .as_deref()
+        .map(str::parse::<SpeakerSpec>)
+        .transpose()
+        .map_err(invalid)?;
     let mut s = lock(&state.settings).clone();
     if let Some(c) = &camera {
         s.camera = c.clone();
@@ -341,9 +391,9 @@ pub async fn select_devices(
     let result = state
         .engine
         .select_devices(
-            camera.as_deref().map(camera_spec),
-            microphone.as_deref().map(mic_spec),
-            speaker.as_deref().map(speaker_spec),
+            camera_spec,
+            mic_spec,
+            speaker_spec.map(SpeakerSpec::into_option),
         )
         .await;
     // Remember the choice even if the device failed now (it may be plugged in later).
@@ -537,29 +587,63 @@ mod tests {
     use super::*;
 
     #[test]
-    fn device_ids_map_to_sources() {
-        assert_eq!(camera_spec("test"), VideoSourceSpec::TestPattern);
-        assert_eq!(camera_spec(""), VideoSourceSpec::Camera(None));
-        assert_eq!(camera_spec("none"), VideoSourceSpec::None);
-        assert_eq!(
-            camera_spec("camera:2"),
-            VideoSourceSpec::Camera(Some("camera:2".into()))
+    fn settings_ids_map_to_sources() {
+        let settings = |camera: &str, microphone: &str, speaker: &str| Settings {
+            camera: camera.into(),
+            microphone: microphone.into(),
+            speaker: speaker.into(),
+            ..Settings::default()
+        };
+        let mut notices = Vec::new();
+        let d = device_specs(&settings("test", "tone:1000", "none"), &mut notices);
+        assert_eq!(d.camera, VideoSourceSpec::TestPattern);
+        assert_eq!(d.microphone, AudioSourceSpec::Tone(1000.0));
+        assert_eq!(d.speaker, None);
+        let d = device_specs(&settings("", "", ""), &mut notices);
+        assert_eq!(d.camera, VideoSourceSpec::Camera(None));
+        assert_eq!(d.microphone, AudioSourceSpec::Mic(None));
+        assert_eq!(d.speaker, Some(None));
+        let d = device_specs(
+            &settings("camera:2", "mic:USB Mic", "speaker:HDMI"),
+            &mut notices,
         );
-        assert_eq!(mic_spec("tone"), AudioSourceSpec::Tone(440.0));
-        assert_eq!(mic_spec("tone:1000"), AudioSourceSpec::Tone(1000.0));
         assert_eq!(
-            mic_spec("tone:NaN"),
-            AudioSourceSpec::Tone(440.0),
-            "a bad frequency falls back"
+            d.camera,
+            VideoSourceSpec::Camera(Some(device::CameraRef::Index(2)))
         );
-        assert_eq!(mic_spec("tone:0"), AudioSourceSpec::Tone(440.0));
-        assert_eq!(
-            mic_spec("mic:USB Mic"),
-            AudioSourceSpec::Mic(Some("USB Mic".into()))
-        );
-        assert_eq!(speaker_spec(""), Some(None));
-        assert_eq!(speaker_spec("none"), None);
-        assert_eq!(speaker_spec("speaker:HDMI"), Some(Some("HDMI".into())));
+        assert_eq!(d.microphone, AudioSourceSpec::Mic(Some("USB Mic".into())));
+        assert_eq!(d.speaker, Some(Some("HDMI".into())));
+        assert!(notices.is_empty(), "{notices:?}");
+    }
+
+    #[test]
+    fn a_bad_id_in_the_settings_falls_back_to_the_default_with_a_notice() {
+        let s = Settings {
+            camera: "tone".into(),
+            microphone: "tone:NaN".into(),
+            speaker: "speaker:".into(),
+            ..Settings::default()
+        };
+        let mut notices = Vec::new();
+        let d = device_specs(&s, &mut notices);
+        assert_eq!(d.camera, VideoSourceSpec::Camera(None));
+        assert_eq!(d.microphone, AudioSourceSpec::Mic(None));
+        assert_eq!(d.speaker, Some(None));
+        assert_eq!(notices.len(), 3, "{notices:?}");
+        assert!(notices[0].contains("`tone` names a microphone, not a camera"));
+        assert!(notices[1].contains("the tone frequency must be a number"));
+        assert!(notices[2].contains("needs a device name"));
+    }
+
+    #[test]
+    fn command_line_device_ids_are_checked_for_their_kind() {
+        assert_eq!(camera_arg("test").as_deref(), Ok("test"));
+        assert_eq!(mic_arg("tone:660").as_deref(), Ok("tone:660"));
+        assert_eq!(speaker_arg("none").as_deref(), Ok("none"));
+        assert_eq!(mic_arg("My Headset").as_deref(), Ok("My Headset"));
+        assert!(camera_arg("tone").is_err());
+        assert!(mic_arg("tone:5").is_err());
+        assert!(speaker_arg("test").is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `confab`, the desktop app: a Tauri window over the call engine.
 //!
-//! `confab [--server URL] [--room R] [--name N] [--call] [--camera test|NAME] [--mic tone|NAME]
-//!  [confab://join?server=…&room=…]`
+//! `confab [--server URL] [--room R] [--name N] [--call] [--camera ID] [--mic ID] [--speaker ID]
+//!  [confab://join?server=…&room=…]` (device ids: `confab_media::device::id`)
 
 #![cfg_attr(
     all(not(debug_assertions), target_os = "windows"),
@@ -46,14 +46,14 @@ struct Cli {
     /// Call everyone in the room once joined.
     #[arg(long)]
     call: bool,
-    /// Camera: `test` (the built-in test pattern), `none`, or a camera's name or id.
-    #[arg(long)]
+    /// Camera: `test` (the built-in test pattern), `none`, `camera:N`, or a camera's name.
+    #[arg(long, value_parser = app::camera_arg)]
     camera: Option<String>,
     /// Microphone: `tone` (the built-in test tone), `tone:HZ`, `none`, or a microphone's name.
-    #[arg(long)]
+    #[arg(long, value_parser = app::mic_arg)]
     mic: Option<String>,
     /// Speaker: `none`, or a speaker's name.
-    #[arg(long)]
+    #[arg(long, value_parser = app::speaker_arg)]
     speaker: Option<String>,
     /// Keep settings here instead of the platform's config folder.
     #[arg(long)]
@@ -245,10 +245,11 @@ fn setup(
         .spawn(move || f.run())?;
     app.manage(FramesThread(Mutex::new(Some(frames_thread))));
 
+    let devices = app::device_specs(&settings, &mut launch.notices);
     let config = EngineConfig {
-        video: app::camera_spec(&settings.camera),
-        audio: app::mic_spec(&settings.microphone),
-        speaker: app::speaker_spec(&settings.speaker),
+        video: devices.camera,
+        audio: devices.microphone,
+        speaker: devices.speaker,
         format: VideoFormat {
             width: 1280,
             height: 720,

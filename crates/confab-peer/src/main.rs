@@ -6,7 +6,9 @@
 
 use anyhow::Context;
 use clap::Parser;
-use confab_engine::media_kit::device::{AudioSourceSpec, VideoFormat, VideoSourceSpec};
+use confab_engine::media_kit::device::{
+    AudioSourceSpec, SpeakerSpec, VideoFormat, VideoSourceSpec,
+};
 use confab_engine::media_kit::video::VideoCodec;
 use confab_engine::{
     Engine, EngineConfig, EngineEvent, IceServer, NullSink, PeerStats, RtcSettings,
@@ -38,15 +40,18 @@ struct Args {
     /// Accept incoming calls without asking.
     #[arg(long)]
     auto_accept: bool,
-    /// Video source: test (the test pattern), none, camera or camera:N.
+    /// Video source, a device id: test (the test pattern), none, camera (the first one),
+    /// camera:N, or a camera's name.
     #[arg(long, default_value = "test")]
     video: VideoSourceSpec,
-    /// Audio source: tone or tone:HZ (the test tone), none, mic or mic:NAME.
+    /// Audio source, a device id: tone or tone:HZ (the test tone), none, mic (the default
+    /// one), or a microphone's name (mic:NAME).
     #[arg(long, default_value = "tone")]
     audio: AudioSourceSpec,
-    /// Play what is heard on the default speaker (otherwise it is only analysed).
-    #[arg(long)]
-    speaker: bool,
+    /// Play what is heard: `--speaker` alone on the default speaker, or `--speaker ID` (a
+    /// speaker's name, speaker:NAME, or none). Without it, what is heard is only analysed.
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "ID")]
+    speaker: Option<SpeakerSpec>,
     /// Video size WxH.
     #[arg(long, default_value = "640x480", value_parser = parse_size)]
     size: (usize, usize),
@@ -219,7 +224,7 @@ async fn main() -> anyhow::Result<()> {
     let config = EngineConfig {
         video: args.video.clone(),
         audio: args.audio.clone(),
-        speaker: args.speaker.then_some(None),
+        speaker: args.speaker.clone().and_then(SpeakerSpec::into_option),
         format: VideoFormat {
             width: args.size.0,
             height: args.size.1,
