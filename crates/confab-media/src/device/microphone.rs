@@ -6,7 +6,7 @@ use super::worker::Worker;
 use crate::frame::{AudioFrame, FRAME_SAMPLES, SAMPLE_RATE};
 use crate::MediaError;
 use cpal::traits::{DeviceTrait, StreamTrait};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
