@@ -59,7 +59,10 @@ fuzz_target!(|data: &[u8]| {
     for l in &lines {
         if check_candidate(l, &rules).is_ok() {
             // A candidate taken points at a usable address (or an mDNS name, when allowed).
-            let address = l.split_ascii_whitespace().nth(4).expect("well formed");
+            // Read as check_candidate (and webrtc-rs) read it: fields after "candidate:",
+            // whatever whitespace follows the colon.
+            let body = l.strip_prefix("candidate:").unwrap_or(l);
+            let address = body.split_ascii_whitespace().nth(4).expect("well formed");
             match address.parse::<std::net::IpAddr>() {
                 Ok(ip) => {
                     assert!(!ip.is_unspecified() && !ip.is_multicast(), "{l}");
