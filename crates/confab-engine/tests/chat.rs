@@ -114,7 +114,11 @@ async fn chat_goes_to_the_call_and_to_people_who_join_later() {
         ["hello see https://example.org/a?b=c", "hi Ada"]
     );
     assert_eq!(texts.iter().filter(|t| t.as_str() == "hi Ada").count(), 1);
-    // And what Cat says reaches both.
+    // And what Cat says reaches both (once Cat's links to both carry the call).
+    for of in [&a.id, &b.id] {
+        c.wait_stats(of, "Cat is connected to both", |s| sees_pattern(s, 5))
+            .await;
+    }
     c.engine.say("thanks for having me").await.unwrap();
     for p in [&mut a, &mut b] {
         assert_eq!(heard(p, "thanks for having me").await.name, "Cat");
