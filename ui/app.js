@@ -456,6 +456,20 @@
     }
   };
 
+  // "Relay only" (under the gear): kept in the settings; the engine uses it from the next call.
+  $('pop-relay').onchange = async () => {
+    const on = $('pop-relay').checked;
+    try {
+      const s = await invoke('get_settings');
+      s.relay_only = on;
+      await invoke('save_settings', { settings: s });
+      toast(on ? 'Relay only: the next call goes through your TURN server' : 'Relay only is off for the next call');
+    } catch (e) {
+      $('pop-relay').checked = !on;
+      toast(errText(e), 'error');
+    }
+  };
+
   // ---------------------------------------------------------------------------- devices
   function fill(select, list, selected, defaultLabel) {
     select.innerHTML = '';
@@ -529,6 +543,7 @@
     try {
       const s = await invoke('get_settings');
       $('f-ice').value = await invoke('get_ice_servers');
+      $('pop-relay').checked = !!s.relay_only;
       $('f-name').value = s.name;
       $('f-room').value = s.room;
       $('f-server').value = s.server;

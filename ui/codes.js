@@ -17,6 +17,7 @@ window.ConfabCodes = Object.freeze({
   notRinging: 'not-ringing',
   alreadyInCall: 'already-in-call',
   callFailed: 'call-failed',
+  relay: 'relay',
   unreachable: 'unreachable',
   timeout: 'timeout',
   disconnected: 'disconnected',

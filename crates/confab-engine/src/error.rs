@@ -49,6 +49,8 @@ codes! {
     AlreadyInCall = "already-in-call",
     /// A link could not be set up or broke for good.
     CallFailed = "call-failed",
+    /// "Relay only" is on and no TURN relay could be had (none set, or it refused us).
+    Relay = "relay",
     // The connection to the server.
     Unreachable = "unreachable",
     Timeout = "timeout",
