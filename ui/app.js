@@ -492,17 +492,27 @@
     btn.querySelector('use').setAttribute('href', `#${pressed ? off : on}`);
   }
 
+  // The dot on each tile: pictures drawn over the last 2 s, and the link's round trip and
+  // loss from the engine (asked every 2 s while in a call), judged by ConfabStats.quality.
+  let netById = new Map();
+  let netAsked = 0;
   function quality() {
     const now = performance.now();
+    if (snap && snap.in_call && now - netAsked >= 2000) {
+      netAsked = now;
+      invoke('get_stats')
+        .then((list) => (netById = new Map(list.map((s) => [s.id, s.network]))))
+        .catch(() => {});
+    }
     for (const [key, t] of tiles) {
       if (key === 'local') continue;
       while (t.drawn.length && now - t.drawn[0] > 2000) t.drawn.shift();
-      const fps = t.drawn.length / 2;
       const q = t.el.querySelector('.quality');
       const p = snap && snap.participants.find((x) => x.id === key);
-      if (!p || !p.video) q.dataset.q = '';
-      else q.dataset.q = fps >= 20 ? 'good' : fps >= 8 ? 'fair' : 'poor';
-      q.title = p && p.video ? `${fps.toFixed(0)} frames per second` : '';
+      const fps = p && p.video ? t.drawn.length / 2 : null;
+      const judged = p ? Stats.quality(fps, netById.get(key)) : { q: '', title: '' };
+      q.dataset.q = judged.q;
+      q.title = judged.title;
     }
   }
   setInterval(quality, 1000);
@@ -714,6 +724,20 @@
     }
   };
 
+  // "Relay only" (under the gear): kept in the settings; the engine uses it from the next call.
+  $('pop-relay').onchange = async () => {
+    const on = $('pop-relay').checked;
+    try {
+      const s = await invoke('get_settings');
+      s.relay_only = on;
+      await invoke('save_settings', { settings: s });
+      toast(on ? 'Relay only: the next call goes through your TURN server' : 'Relay only is off for the next call');
+    } catch (e) {
+      $('pop-relay').checked = !on;
+      toast(errText(e), 'error');
+    }
+  };
+
   // ---------------------------------------------------------------------------- devices
   function fill(select, list, selected, defaultLabel) {
     select.innerHTML = '';
@@ -801,6 +825,7 @@
     try {
       const s = await invoke('get_settings');
       $('f-ice').value = await invoke('get_ice_servers');
+      $('pop-relay').checked = !!s.relay_only;
       $('f-name').value = s.name;
       $('f-room').value = s.room;
       $('f-server').value = s.server;

@@ -21,6 +21,7 @@ window.ConfabCodes = Object.freeze({
   chatTooLong: 'chat-too-long',
   chatRateLimited: 'chat-rate-limited',
   callFailed: 'call-failed',
+  relay: 'relay',
   unreachable: 'unreachable',
   timeout: 'timeout',
   disconnected: 'disconnected',

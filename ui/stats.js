@@ -10,20 +10,27 @@
 
   const WINDOW_MS = 60_000;
 
+  // The engine's `network` figures (absent before the link measured anything).
+  const net = (s) => s.network || {};
+  // "host → relay": the selected candidate pair's types, ours first.
+  const path = (n) => (n.local_candidate && n.remote_candidate ? `${n.local_candidate} → ${n.remote_candidate}` : null);
+
   // [label, how to read it from a PeerStats, unit, graphed]
   const ROWS = [
-    ['Round trip', (s) => s.rtt_ms, 'ms', true],
-    ['Loss', (s) => s.loss_pct, '%', true],
-    ['Receiving', (s) => s.recv_kbps, 'kbit/s', true],
-    ['Sending', (s) => s.send_kbps, 'kbit/s', true],
+    ['Round trip', (s) => net(s).rtt_ms, 'ms', true],
+    ['Loss (to me)', (s) => net(s).loss_pct, '%', true],
+    ['Loss (from me)', (s) => net(s).send_loss_pct, '%', true],
+    ['Receiving', (s) => net(s).recv_kbps, 'kbit/s', true],
+    ['Sending', (s) => net(s).send_kbps, 'kbit/s', true],
     ['Frames', (s) => s.video && s.video.fps, 'fps', true],
     ['Picture', (s) => (s.video && s.video.width ? `${s.video.width}×${s.video.height}` : null), '', false],
     ['Codec', (s) => s.video && s.video.codec, '', false],
     ['Delay (capture → picture)', (s) => s.video && s.video.latency_ms_p50, 'ms', true],
     ['Audio level', (s) => s.audio && s.audio.level, '', true],
-    ['Jitter', (s) => s.jitter_ms, 'ms', true],
-    ['Path', (s) => (s.candidate_pair ? `${s.candidate_pair.local} → ${s.candidate_pair.remote}` : null), '', false],
-    ['Freezes', (s) => s.freezes, '', false],
+    ['Audio made up (lost)', (s) => s.audio && s.audio.concealed_ms, 'ms', false],
+    ['Audio rebuilt (FEC)', (s) => s.audio && s.audio.fec_recovered, 'packets', false],
+    ['Path', (s) => path(net(s)), '', false],
+    ['Freezes', (s) => s.video && s.video.freezes, '', false],
     ['Verification', (s) => s.verification_code, '', false],
   ];
 
@@ -73,6 +80,35 @@
     return out;
   }
 
+  // The dot on a person's tile: 'good', 'fair' or 'poor' from the pictures drawn per second
+  // (null when their camera is off), the round trip and the loss together; the worst figure
+  // decides, and the title says which figures it saw. '' when nothing is known yet.
+  const LIMITS = { fps: [20, 8], rtt_ms: [250, 500], loss_pct: [3, 10] };
+  function quality(fps, network) {
+    const n = network || {};
+    const parts = [];
+    let level = -1; // -1 unknown, 0 good, 1 fair, 2 poor
+    const judge = (v, [fair, poor], higherIsWorse) => {
+      const bad = (x) => (higherIsWorse ? v > x : v < x);
+      level = Math.max(level, bad(poor) ? 2 : bad(fair) ? 1 : 0);
+    };
+    if (typeof fps === 'number') {
+      judge(fps, LIMITS.fps, false);
+      parts.push(`${Math.round(fps)} frames per second`);
+    }
+    if (typeof n.rtt_ms === 'number') {
+      judge(n.rtt_ms, LIMITS.rtt_ms, true);
+      parts.push(`${Math.round(n.rtt_ms)} ms round trip`);
+    }
+    if (typeof n.loss_pct === 'number') {
+      judge(n.loss_pct, LIMITS.loss_pct, true);
+      parts.push(`${n.loss_pct < 10 ? n.loss_pct.toFixed(1) : Math.round(n.loss_pct)} % lost`);
+    }
+    const q = ['', 'good', 'fair', 'poor'][level + 1];
+    const word = { good: 'Good connection', fair: 'Fair connection', poor: 'Poor connection' }[q];
+    return { q, title: q ? `${word}: ${parts.join(', ')}` : '' };
+  }
+
   // SVG polyline points for a sparkline `w`×`h` over the last 60 s ending at `t`; the scale
   // starts at 0 and fits the largest value.
   function sparkline(points, t, w, h) {
@@ -87,5 +123,5 @@
       .join(' ');
   }
 
-  return { history, add, rows, sparkline, format, WINDOW_MS };
+  return { history, add, rows, quality, sparkline, format, WINDOW_MS };
 });

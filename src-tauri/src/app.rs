@@ -445,8 +445,10 @@ pub async fn save_settings(state: State<'_, AppState>, settings: Settings) -> Ip
         .store
         .save(&settings)
         .map_err(|e| IpcError::new(ErrorCode::Settings, e))?;
+    let relay_only = settings.relay_only;
     *lock(&state.settings) = settings;
-    Ok(())
+    // For the calls set up from now on.
+    Ok(state.engine.set_relay_only(relay_only).await?)
 }
 
 /// Starts the signaling server inside the app (the same code as `confab-signal`, with a LAN's

@@ -264,6 +264,8 @@ fn setup(
             max_bitrate: 2_500_000,
             runtime: None,
             certificate,
+            relay_only: settings.relay_only,
+            health: Default::default(),
         },
         auto_accept: false,
         audio_bitrate: 32_000,

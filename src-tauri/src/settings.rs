@@ -19,6 +19,9 @@ pub struct Settings {
     pub microphone: String,
     pub speaker: String,
     pub ice_servers: Vec<IceServer>,
+    /// Send media only through a TURN relay (one of `ice_servers`): the others never learn
+    /// this computer's addresses.
+    pub relay_only: bool,
     /// Servers used before, most recent first.
     pub recent_servers: Vec<String>,
     pub recent_rooms: Vec<String>,
@@ -40,6 +43,7 @@ impl Default for Settings {
                 username: String::new(),
                 credential: String::new(),
             }],
+            relay_only: false,
             recent_servers: Vec::new(),
             recent_rooms: Vec::new(),
             known_peers: Default::default(),

@@ -125,7 +125,11 @@ async fn join_call_see_the_pattern_mute_and_hang_up() -> Result<()> {
         wait_js(&c, "the connection details", 10, "const sec = document.querySelector('#stats:not([hidden]) #stats-people section'); \
                  if (!sec) return null; const t = sec.textContent; \
                  const line = sec.querySelector('polyline'); \
-                 return t.includes('fps') && t.includes('640×480') && line && line.getAttribute('points').split(' ').length >= 2").await?;
+                 return t.includes('fps') && t.includes('640×480') && t.includes('Round trip') && t.includes('Path') \
+                 && line && line.getAttribute('points').split(' ').length >= 2").await?;
+        // The dot on Pat's tile judges pictures and the link together, and says so.
+        wait_js(&c, "the quality dot", 10, "const q = document.querySelector('#grid .tile:not(.local) .quality'); \
+                 return q && q.dataset.q === 'good' && q.title.includes('frames per second') && q.title.includes('ms round trip') && q.title").await?;
         std::fs::write(artifacts().join("ui-call-stats.png"), c.screenshot().await?)?;
         c.find(Locator::Css("body")).await?.send_keys("i").await?;
         wait_js(&c, "the details closed", 5, "return document.getElementById('stats').hidden").await?;

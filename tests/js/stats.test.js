@@ -23,11 +23,11 @@ test('a minute of each figure is kept, per person', () => {
 });
 
 test('rows show what the engine reports, formatted, and skip what it does not', () => {
-  const h = S.add(S.history(), [reading('a', 29.7, { rtt_ms: 48, loss_pct: 1.25, candidate_pair: { local: 'host', remote: 'relay' } })], 0);
-  const rows = S.rows(reading('a', 29.7, { rtt_ms: 48, loss_pct: 1.25, candidate_pair: { local: 'host', remote: 'relay' } }), h);
+  const h = S.add(S.history(), [reading('a', 29.7, { network: { rtt_ms: 48, loss_pct: 1.25, send_kbps: null, local_candidate: 'host', remote_candidate: 'relay' } })], 0);
+  const rows = S.rows(reading('a', 29.7, { network: { rtt_ms: 48, loss_pct: 1.25, send_kbps: null, local_candidate: 'host', remote_candidate: 'relay' } }), h);
   const byLabel = Object.fromEntries(rows.map((r) => [r.label, r.text]));
   assert.equal(byLabel['Round trip'], '48 ms');
-  assert.equal(byLabel.Loss, '1.3 %');
+  assert.equal(byLabel['Loss (to me)'], '1.3 %');
   assert.equal(byLabel.Frames, '29.7 fps');
   assert.equal(byLabel.Picture, '640×480');
   assert.equal(byLabel.Codec, 'H264');
@@ -45,4 +45,20 @@ test('sparklines span the last minute and fit the largest value', () => {
   assert.equal(line[1][1], 1, 'the largest value touches the top');
   assert.equal(line[0][1], 23, 'zero at the bottom');
   assert.equal(S.sparkline([[0, 1]], 0, 100, 20), '', 'one point is no line');
+});
+
+test('the quality dot weighs pictures, round trip and loss together; the worst decides', () => {
+  assert.deepEqual(S.quality(null, null), { q: '', title: '' }, 'nothing known, no dot');
+  assert.equal(S.quality(30, { rtt_ms: 40, loss_pct: 0 }).q, 'good');
+  assert.equal(S.quality(30, { rtt_ms: 40, loss_pct: 0 }).title, 'Good connection: 30 frames per second, 40 ms round trip, 0.0 % lost');
+  assert.equal(S.quality(30, { rtt_ms: 320, loss_pct: 0 }).q, 'fair', 'a long round trip alone');
+  assert.equal(S.quality(30, { rtt_ms: 40, loss_pct: 12 }).q, 'poor', 'heavy loss alone, smooth pictures or not');
+  assert.equal(S.quality(12, { rtt_ms: 40, loss_pct: 0 }).q, 'fair', 'few pictures alone');
+  assert.equal(S.quality(5, { rtt_ms: 600, loss_pct: 4 }).q, 'poor');
+  // Camera off: the network alone.
+  const off = S.quality(null, { rtt_ms: 90, loss_pct: 5 });
+  assert.equal(off.q, 'fair');
+  assert.equal(off.title, 'Fair connection: 90 ms round trip, 5.0 % lost');
+  // Before the first measurement of the link: pictures alone.
+  assert.equal(S.quality(25, { rtt_ms: null, loss_pct: null }).q, 'good');
 });

@@ -43,6 +43,7 @@ pub enum Cmd {
     Preview(bool, Reply<()>),
     AdmitAll(bool, Reply<()>),
     IceServers(Vec<IceServer>, Reply<()>),
+    RelayOnly(bool, Reply<()>),
     Stats(oneshot::Sender<Vec<PeerStats>>),
     Resources(oneshot::Sender<EngineResources>),
     Snapshot(oneshot::Sender<Snapshot>),
@@ -509,6 +510,10 @@ impl Actor {
                 self.config.rtc.ice_servers = servers;
                 let _ = reply.send(Ok(()));
             }
+            Cmd::RelayOnly(on, reply) => {
+                self.config.rtc.relay_only = on;
+                let _ = reply.send(Ok(()));
+            }
             Cmd::AdmitAll(on, reply) => {
                 self.core.set_admit_all(on);
                 self.publish_snapshot().await;
@@ -563,7 +568,7 @@ impl Actor {
     }
 
     fn link_stats(&self, peer: &PeerId, link: LinkId) -> PeerStats {
-        let (video, audio) = self.hub.stats(link);
+        let (video, audio, network) = self.hub.stats(link);
         let setup_ms = match (self.joined_at, self.hub.first_frame(link)) {
             (Some(j), Some(f)) => Some(f.saturating_duration_since(j).as_secs_f64() * 1000.0),
             _ => None,
@@ -573,6 +578,7 @@ impl Actor {
             name: self.core.name_of(peer).unwrap_or("").to_owned(),
             video,
             audio,
+            network,
             setup_ms,
             answer_to_first_frame_ms: self.hub.answer_to_first_frame_ms(link),
             verification_code: self
@@ -795,7 +801,7 @@ impl Actor {
             LinkEvent::Failed(id, error) => {
                 if let Some(peer) = self.link_peer.get(&id).cloned() {
                     let name = self.core.name_of(&peer).unwrap_or("someone").to_owned();
-                    self.error(ErrorCode::CallFailed, format!("call with {name}: {error}"))
+                    self.error(error.code(), format!("call with {name}: {error}"))
                         .await;
                     self.core.link_failed(&peer, now);
                     self.apply().await;

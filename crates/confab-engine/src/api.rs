@@ -45,6 +45,8 @@ impl Default for EngineConfig {
                 max_bitrate: 2_500_000,
                 runtime: None,
                 certificate: None,
+                relay_only: false,
+                health: Default::default(),
             },
             auto_accept: false,
             audio_bitrate: 32_000,

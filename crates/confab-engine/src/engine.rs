@@ -181,6 +181,11 @@ impl Engine {
         self.query(Cmd::Chat).await
     }
 
+    /// "Relay only" for the calls set up from now on: media only through a TURN relay.
+    pub async fn set_relay_only(&self, on: bool) -> Result<(), EngineError> {
+        self.ask(|r| Cmd::RelayOnly(on, r)).await
+    }
+
     pub async fn stats(&self) -> Result<Vec<PeerStats>, EngineError> {
         self.query(Cmd::Stats).await
     }

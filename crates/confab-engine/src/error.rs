@@ -55,6 +55,8 @@ codes! {
     ChatRateLimited = "chat-rate-limited",
     /// A link could not be set up or broke for good.
     CallFailed = "call-failed",
+    /// "Relay only" is on and no TURN relay could be had (none set, or it refused us).
+    Relay = "relay",
     // The connection to the server.
     Unreachable = "unreachable",
     Timeout = "timeout",

@@ -96,6 +96,14 @@ impl IceServer {
         Ok(())
     }
 
+    /// A TURN server (it can give relay addresses), not only STUN.
+    pub fn is_turn(&self) -> bool {
+        self.urls.iter().any(|u| {
+            let u = u.to_ascii_lowercase();
+            u.starts_with("turn:") || u.starts_with("turns:")
+        })
+    }
+
     /// The line this server is written as (`parse` reads it back).
     pub fn to_line(&self) -> String {
         let urls = self.urls.join(",");

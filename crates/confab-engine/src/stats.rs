@@ -2,7 +2,11 @@
 
 use confab_media::pattern::Stamp;
 use serde::Serialize;
-use std::time::Instant;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// No new picture for longer than this is a freeze.
+pub const FREEZE_MS: f64 = 300.0;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct VideoStats {
@@ -22,6 +26,10 @@ pub struct VideoStats {
     pub keyframe_requests: u64,
     pub decode_errors: u64,
     pub last_pattern_frame: Option<u32>,
+    /// Gaps of more than 300 ms between two decoded pictures (after the first one).
+    pub freezes: u64,
+    /// The length of those gaps, added up.
+    pub freeze_ms_total: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -31,7 +39,32 @@ pub struct AudioStats {
     pub tone_hz: Option<f64>,
     /// RMS level over the last half second, 0..1 of full scale.
     pub level: f64,
+    /// 20 ms frames made up by the decoder (a packet was lost and no FEC could replace it).
     pub concealed: u64,
+    /// The same, in milliseconds.
+    pub concealed_ms: f64,
+    /// Lost packets rebuilt from the next packet's in-band FEC (Opus LBRR) instead.
+    pub fec_recovered: u64,
+}
+
+/// How the path to one peer is doing. Measured every second by the link from the peer
+/// connection's own counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NetworkStats {
+    /// Round-trip time of the selected candidate pair, from its STUN consent checks (webrtc
+    /// 0.21 leaves the receiver-report RTT at 0).
+    pub rtt_ms: Option<f64>,
+    /// Share of this peer's packets that never reached us, from the receiver reports we send
+    /// (over the last few seconds), in percent.
+    pub loss_pct: Option<f64>,
+    /// Share of our packets that never reached this peer, from the receiver reports it sends.
+    pub send_loss_pct: Option<f64>,
+    /// Everything we send to / receive from this peer (media, RTCP, ICE), kbit/s.
+    pub send_kbps: f64,
+    pub recv_kbps: f64,
+    /// The selected candidate pair's types: `host`, `srflx`, `prflx` or `relay`.
+    pub local_candidate: Option<String>,
+    pub remote_candidate: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -46,6 +79,130 @@ pub struct PeerStats {
     pub verification_code: Option<String>,
     pub video: VideoStats,
     pub audio: AudioStats,
+    pub network: NetworkStats,
+}
+
+/// One RTP stream's loss counters: `(ssrc, packets, lost)`.
+pub type StreamCount = (u32, u64, u64);
+
+/// One reading of a peer connection's cumulative counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetSample {
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// The peer's streams: packets we received, and those our receiver reports counted lost.
+    pub inbound: Vec<StreamCount>,
+    /// Our streams as the peer reports them: the highest sequence number it saw (extended),
+    /// and the packets it counted lost. Zero before its first report.
+    pub outbound: Vec<StreamCount>,
+    /// The selected pair's latest RTT; `None` before its first answered check.
+    pub rtt: Option<Duration>,
+    pub local_candidate: Option<String>,
+    pub remote_candidate: Option<String>,
+}
+
+impl NetSample {
+    fn inbound_streams(&self) -> &[StreamCount] {
+        &self.inbound
+    }
+    fn outbound_streams(&self) -> &[StreamCount] {
+        &self.outbound
+    }
+}
+
+/// Turns a reading every second into rates and loss over a sliding window. Pure: time is an
+/// argument.
+#[derive(Debug, Default)]
+pub struct NetMeter {
+    window: VecDeque<(Instant, NetSample)>,
+}
+
+/// How far back loss and rates look.
+const NET_WINDOW: Duration = Duration::from_secs(5);
+
+fn pct(lost: u64, expected: u64) -> Option<f64> {
+    (expected > 0).then(|| lost.min(expected) as f64 * 100.0 / expected as f64)
+}
+
+/// Lost and expected packets over the window, per stream from its oldest reading there that
+/// has figures (a stream that has just appeared, or whose counters went back, is left out).
+fn loss_over(
+    window: &VecDeque<(Instant, NetSample)>,
+    streams: fn(&NetSample) -> &[StreamCount],
+    now: &[StreamCount],
+    expected: impl Fn(u64, u64, u64, u64) -> u64,
+) -> (u64, u64) {
+    let (mut lost, mut exp) = (0, 0);
+    for &(ssrc, packets, l) in now {
+        let oldest = window.iter().find_map(|(_, s)| {
+            streams(s)
+                .iter()
+                .find(|(id, p, _)| *id == ssrc && *p > 0)
+                .copied()
+        });
+        let Some((_, p0, l0)) = oldest else {
+            continue;
+        };
+        if packets < p0 || l < l0 {
+            continue;
+        }
+        lost += l - l0;
+        exp += expected(p0, l0, packets, l);
+    }
+    (lost, exp)
+}
+
+impl NetMeter {
+    pub fn push(&mut self, now: Instant, sample: NetSample) -> NetworkStats {
+        // Byte counters going backwards (a new transport) start the window again.
+        if let Some((_, last)) = self.window.back() {
+            if sample.bytes_sent < last.bytes_sent || sample.bytes_received < last.bytes_received {
+                self.window.clear();
+            }
+        }
+        while self
+            .window
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > NET_WINDOW)
+        {
+            self.window.pop_front();
+        }
+        let mut out = NetworkStats {
+            rtt_ms: sample
+                .rtt
+                .filter(|r| !r.is_zero())
+                .map(|r| r.as_secs_f64() * 1000.0),
+            local_candidate: sample.local_candidate.clone(),
+            remote_candidate: sample.remote_candidate.clone(),
+            ..Default::default()
+        };
+        if let Some((t0, first)) = self.window.front() {
+            let secs = now.saturating_duration_since(*t0).as_secs_f64();
+            if secs > 0.0 {
+                let kbps = |a: u64, b: u64| b.saturating_sub(a) as f64 * 8.0 / 1000.0 / secs;
+                out.send_kbps = kbps(first.bytes_sent, sample.bytes_sent);
+                out.recv_kbps = kbps(first.bytes_received, sample.bytes_received);
+            }
+            // In: received + lost is what was expected.
+            let (lost, exp) = loss_over(
+                &self.window,
+                NetSample::inbound_streams,
+                &sample.inbound,
+                |p0, l0, p, l| (p - p0) + (l - l0),
+            );
+            out.loss_pct = pct(lost, exp);
+            // Out: the highest sequence number counts what was expected.
+            let (lost, exp) = loss_over(
+                &self.window,
+                NetSample::outbound_streams,
+                &sample.outbound,
+                |h0, _, h, _| h - h0,
+            );
+            out.send_loss_pct = pct(lost, exp);
+        }
+        self.window.push_back((now, sample));
+        out
+    }
 }
 
 /// Per-peer accumulator, updated by the receive pipeline.
@@ -62,6 +219,13 @@ impl VideoBook {
     pub fn decoded(&mut self, w: usize, h: usize, stamp: Option<Stamp>, latency_us: Option<u32>) {
         let now = Instant::now();
         self.first_frame.get_or_insert(now);
+        if let Some(last) = self.last_frame {
+            let gap = now.saturating_duration_since(last).as_secs_f64() * 1000.0;
+            if gap > FREEZE_MS {
+                self.stats.freezes += 1;
+                self.stats.freeze_ms_total += gap;
+            }
+        }
         self.last_frame = Some(now);
         self.stats.width = w;
         self.stats.height = h;
@@ -98,5 +262,92 @@ impl VideoBook {
             s.latency_ms_p95 = Some(q(0.95));
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(secs: u64) -> NetSample {
+        NetSample {
+            // 125 kB/s out, 250 kB/s in: 1000 and 2000 kbit/s.
+            bytes_sent: secs * 125_000,
+            bytes_received: secs * 250_000,
+            // 100 packets a second in, 10 of them lost; 50 out, 5 lost.
+            inbound: vec![(7, 5 + secs * 90, secs * 10)],
+            outbound: vec![(9, 40_000 + secs * 50, secs * 5)],
+            rtt: Some(Duration::from_millis(100)),
+            local_candidate: Some("host".into()),
+            remote_candidate: Some("relay".into()),
+        }
+    }
+
+    #[test]
+    fn net_meter_gives_rates_and_loss_over_its_window() {
+        let t0 = Instant::now();
+        let mut m = NetMeter::default();
+        let first = m.push(t0, sample(0));
+        assert_eq!(first.loss_pct, None, "one reading says nothing about loss");
+        assert_eq!(first.rtt_ms, Some(100.0));
+        let mut last = first;
+        for s in 1..=10 {
+            last = m.push(t0 + Duration::from_secs(s), sample(s));
+        }
+        assert!((last.send_kbps - 1000.0).abs() < 1e-6, "{last:?}");
+        assert!((last.recv_kbps - 2000.0).abs() < 1e-6, "{last:?}");
+        assert!((last.loss_pct.unwrap() - 10.0).abs() < 1e-9, "{last:?}");
+        assert!(
+            (last.send_loss_pct.unwrap() - 10.0).abs() < 1e-9,
+            "{last:?}"
+        );
+        assert_eq!(last.local_candidate.as_deref(), Some("host"));
+        assert_eq!(last.remote_candidate.as_deref(), Some("relay"));
+        assert!(
+            m.window.len() <= 6,
+            "the window is bounded: {}",
+            m.window.len()
+        );
+    }
+
+    #[test]
+    fn net_meter_restarts_when_counters_go_back() {
+        let t0 = Instant::now();
+        let mut m = NetMeter::default();
+        m.push(t0, sample(5));
+        let s = m.push(t0 + Duration::from_secs(1), sample(1));
+        assert_eq!((s.loss_pct, s.send_kbps), (None, 0.0), "{s:?}");
+        let s = m.push(t0 + Duration::from_secs(2), sample(2));
+        assert!((s.loss_pct.unwrap() - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_first_receiver_report_is_not_counted_as_traffic() {
+        // Before its first report the peer's figures for our stream are zero; the report
+        // then jumps to a random starting sequence number, which is not 40,000 packets sent.
+        let t0 = Instant::now();
+        let mut m = NetMeter::default();
+        let mut before = sample(1);
+        before.outbound = vec![(9, 0, 0)];
+        m.push(t0, before);
+        let s = m.push(t0 + Duration::from_secs(1), sample(2));
+        assert_eq!(s.send_loss_pct, None, "{s:?}");
+        let s = m.push(t0 + Duration::from_secs(2), sample(3));
+        assert!((s.send_loss_pct.unwrap() - 10.0).abs() < 1e-9, "{s:?}");
+    }
+
+    #[test]
+    fn a_gap_over_300_ms_is_a_freeze() {
+        let mut b = VideoBook::default();
+        b.decoded(320, 240, None, None);
+        b.last_frame = b.last_frame.map(|t| t - Duration::from_millis(700));
+        b.decoded(320, 240, None, None);
+        b.decoded(320, 240, None, None);
+        let s = b.snapshot();
+        assert_eq!(s.freezes, 1);
+        assert!(
+            s.freeze_ms_total >= 700.0 && s.freeze_ms_total < 1000.0,
+            "{s:?}"
+        );
     }
 }

@@ -24,6 +24,9 @@ impl AudioEncoder {
             .map_err(opus_err)?;
         enc.set_inband_fec(true).map_err(opus_err)?;
         enc.set_packet_loss_perc(5).map_err(opus_err)?;
+        // Discontinuous transmission: on silence the encoder makes packets that need not be
+        // sent (see `is_dtx`), and a comfort-noise update now and then.
+        enc.set_dtx(true).map_err(opus_err)?;
         Ok(AudioEncoder {
             enc,
             buf: vec![0; 1500],
@@ -35,6 +38,12 @@ impl AudioEncoder {
         let n = self.enc.encode(frame, &mut self.buf).map_err(opus_err)?;
         Ok(self.buf[..n].to_vec())
     }
+}
+
+/// An Opus packet the encoder made during silence with DTX on (one or two bytes): it need not
+/// be sent; the receiver plays silence or comfort noise in its place.
+pub fn is_dtx(packet: &[u8]) -> bool {
+    packet.len() <= 2
 }
 
 /// What the jitter buffer gives the playout clock every 20 ms.
@@ -117,6 +126,12 @@ impl JitterBuffer {
         Playout::Lost
     }
 
+    /// The packet that plays next, if it is here (after a `Lost`, the one after the gap: its
+    /// in-band FEC may rebuild the lost one).
+    pub fn peek_next(&self) -> Option<&[u8]> {
+        self.packets.get(&self.next?).map(Vec::as_slice)
+    }
+
     pub fn len(&self) -> usize {
         self.packets.len()
     }
@@ -133,6 +148,40 @@ pub struct AudioReceiver {
     pub listener: Listener,
     pub packets: u64,
     last_level: f64,
+    fec_recovered: u64,
+}
+
+/// Whether an Opus packet carries in-band FEC (LBRR) for the packet before it: the SILK
+/// layer's LBRR flag of its first frame, for each channel (as `WebRtcOpus_PacketHasFec`
+/// reads it). CELT-only packets never do.
+pub fn has_fec(packet: &[u8]) -> bool {
+    let Some(&toc) = packet.first() else {
+        return false;
+    };
+    if toc & 0x80 != 0 {
+        return false; // CELT only
+    }
+    let Ok(ms) = opus::packet::get_samples_per_frame(packet, SAMPLE_RATE).map(|n| n / 48) else {
+        return false;
+    };
+    let silk_frames = match ms.max(10) {
+        10 | 20 => 1,
+        40 => 2,
+        60 => 3,
+        _ => return false,
+    };
+    let channels = match opus::packet::get_nb_channels(packet) {
+        Ok(opus::Channels::Stereo) => 2,
+        Ok(_) => 1,
+        Err(_) => return false,
+    };
+    let Ok(parsed) = opus::packet::parse(packet) else {
+        return false;
+    };
+    let Some(first) = parsed.frames.first().filter(|f| f.len() > 1) else {
+        return false;
+    };
+    (0..channels).any(|n| first[0] & (0x80u8 >> ((n + 1) * (silk_frames + 1) - 1)) != 0)
 }
 
 impl AudioReceiver {
@@ -143,6 +192,7 @@ impl AudioReceiver {
             listener: Listener::default(),
             packets: 0,
             last_level: 0.0,
+            fec_recovered: 0,
         })
     }
 
@@ -156,7 +206,15 @@ impl AudioReceiver {
         let mut out = [0i16; FRAME_SAMPLES];
         let result = match self.buffer.pop() {
             Playout::Packet(p) => self.dec.decode(&p, &mut out, false),
-            Playout::Lost => self.dec.decode(&[], &mut out, false),
+            // A packet is missing: the next one's in-band FEC rebuilds it when it has some;
+            // otherwise the decoder conceals.
+            Playout::Lost => match self.buffer.peek_next().filter(|p| has_fec(p)) {
+                Some(next) => {
+                    self.fec_recovered += 1;
+                    self.dec.decode(next, &mut out, true)
+                }
+                None => self.dec.decode(&[], &mut out, false),
+            },
             Playout::Silent => Ok(FRAME_SAMPLES),
         };
         if let Err(e) = result {
@@ -173,8 +231,14 @@ impl AudioReceiver {
         self.last_level
     }
 
+    /// 20 ms frames the decoder had to make up (lost, and not rebuilt from FEC).
     pub fn concealed(&self) -> u64 {
-        self.buffer.concealed
+        self.buffer.concealed - self.fec_recovered
+    }
+
+    /// Lost packets rebuilt from the next packet's in-band FEC.
+    pub fn fec_recovered(&self) -> u64 {
+        self.fec_recovered
     }
 }
 
@@ -250,6 +314,74 @@ mod tests {
         let hz = rx.listener.dominant_hz().unwrap();
         assert!((hz - 880.0).abs() < 5.0, "heard {hz}");
         assert!(rx.listener.level() > 0.1);
-        assert!(rx.concealed() >= 8, "{}", rx.concealed());
+        assert!(
+            rx.concealed() + rx.fec_recovered() >= 8,
+            "{} concealed, {} from FEC",
+            rx.concealed(),
+            rx.fec_recovered()
+        );
+    }
+
+    #[test]
+    fn fec_rebuilds_a_lost_packet_before_concealment() {
+        // The test tone at the engine's bitrate (SILK or hybrid, with LBRR), then isolated
+        // losses: each one must come back from the next packet's FEC, not concealment.
+        let mut enc = AudioEncoder::new(32_000).unwrap();
+        let mut rx = AudioReceiver::new().unwrap();
+        let mut tone = Tone::new(440.0, 0.25);
+        let mut lost = 0;
+        let mut with_fec = 0;
+        for seq in 0..200u16 {
+            let p = enc.encode(&tone.next_frame()).unwrap();
+            if seq >= 20 && seq % 10 == 5 {
+                lost += 1;
+                continue;
+            }
+            if has_fec(&p) {
+                with_fec += 1;
+            }
+            rx.push(seq, p);
+            // Keep one packet ahead of playout, as the jitter buffer does in a call.
+            if seq >= 2 {
+                rx.next_frame();
+            }
+        }
+        assert!(
+            with_fec > 100,
+            "the encoder sends FEC: {with_fec} of 200 packets"
+        );
+        assert_eq!(rx.fec_recovered(), lost, "{} concealed", rx.concealed());
+        assert_eq!(rx.concealed(), 0);
+        let hz = rx.listener.dominant_hz().unwrap();
+        assert!((hz - 440.0).abs() < 5.0, "heard {hz}");
+    }
+
+    #[test]
+    fn silence_is_not_sent_with_dtx() {
+        let mut enc = AudioEncoder::new(32_000).unwrap();
+        let silence = [0i16; FRAME_SAMPLES];
+        let packets: Vec<Vec<u8>> = (0..100).map(|_| enc.encode(&silence).unwrap()).collect();
+        let skipped = packets.iter().filter(|p| is_dtx(p)).count();
+        assert!(
+            skipped >= 80,
+            "{skipped} of 100 silent frames need not be sent"
+        );
+        // Sound right after: real packets again.
+        let mut tone = Tone::new(440.0, 0.25);
+        let loud: Vec<Vec<u8>> = (0..10)
+            .map(|_| enc.encode(&tone.next_frame()).unwrap())
+            .collect();
+        assert!(
+            loud[2..].iter().all(|p| !is_dtx(p)),
+            "{:?}",
+            loud.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn has_fec_refuses_what_is_not_silk() {
+        assert!(!has_fec(&[]));
+        assert!(!has_fec(&[0xfc, 0xff, 0xfe]), "CELT-only");
+        assert!(!has_fec(&[0x08]), "a TOC alone");
     }
 }

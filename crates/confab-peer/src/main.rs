@@ -86,6 +86,10 @@ struct Args {
     /// Say TEXT in the call's chat once connected to someone (repeatable, in order).
     #[arg(long = "say")]
     say: Vec<String>,
+    /// Send media only through a TURN relay (needs a TURN --ice-server); the selected pair
+    /// is then relay on our side, and the stats say so.
+    #[arg(long)]
+    relay_only: bool,
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize), String> {
@@ -239,6 +243,8 @@ async fn main() -> anyhow::Result<()> {
             max_bitrate: (args.bitrate * 1000).max(2_500_000),
             runtime: None,
             certificate: None,
+            relay_only: args.relay_only,
+            health: Default::default(),
         },
         auto_accept: args.auto_accept,
         audio_bitrate: 32_000,

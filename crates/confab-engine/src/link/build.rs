@@ -2,7 +2,7 @@
 //! requests to the application), ICE settings, and the local tracks. Nothing here runs a
 //! connection; `super::run` does.
 
-use super::{LinkError, RtcSettings};
+use super::{LinkError, RelayProblem, RtcSettings};
 use crate::media::LinkId;
 use confab_media::video::VideoCodec;
 use confab_protocol::call::{SdpType, SessionDescription};
@@ -31,8 +31,9 @@ use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     configure_congestion_control, register_default_interceptors, CongestionFeedback, MediaEngine,
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
-    RTCSdpType, RTCSessionDescription, RTCSignalingState, Registry, SettingEngineBuilder,
+    RTCIceCandidateInit, RTCIceGatheringState, RTCIceServer, RTCIceTransportPolicy,
+    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSdpType, RTCSessionDescription,
+    RTCSignalingState, Registry, SettingEngineBuilder,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
@@ -156,6 +157,8 @@ pub(super) enum PcEvent {
     Candidate(RTCIceCandidateInit),
     State(RTCPeerConnectionState),
     Signaling(RTCSignalingState),
+    /// Every local candidate has been gathered.
+    Gathered,
     Track(Arc<dyn TrackRemote>),
 }
 
@@ -181,6 +184,11 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_signaling_state_change(&self, s: RTCSignalingState) {
         let _ = self.tx.try_send(PcEvent::Signaling(s));
     }
+    async fn on_ice_gathering_state_change(&self, s: RTCIceGatheringState) {
+        if s == RTCIceGatheringState::Complete {
+            let _ = self.tx.try_send(PcEvent::Gathered);
+        }
+    }
     async fn on_track(&self, t: Arc<dyn TrackRemote>) {
         let _ = self.tx.try_send(PcEvent::Track(t));
     }
@@ -192,6 +200,9 @@ pub(super) async fn build(
     estimate: Arc<AtomicU64>,
 ) -> Result<Box<dyn PeerConnection>, LinkError> {
     let e = |what: &'static str, source: webrtc::error::Error| LinkError::Webrtc { what, source };
+    if rtc_settings.relay_only && !rtc_settings.ice_servers.iter().any(|s| s.is_turn()) {
+        return Err(LinkError::NoRelay(RelayProblem::NoTurnServer));
+    }
     let mut me = MediaEngine::default();
     let order = match rtc_settings.preferred_codec {
         VideoCodec::H264 => [VideoCodec::H264, VideoCodec::Vp8],
@@ -239,6 +250,10 @@ pub(super) async fn build(
         se = se.with_multicast_dns_mode(MulticastDnsMode::Disabled);
     }
     let mut config = RTCConfigurationBuilder::new();
+    if rtc_settings.relay_only {
+        // Only relay candidates are gathered and paired: media goes through TURN or not at all.
+        config = config.with_ice_transport_policy(RTCIceTransportPolicy::Relay);
+    }
     if let Some(pem) = &rtc_settings.certificate {
         // One certificate per installation: the verification code then means something.
         let provider =

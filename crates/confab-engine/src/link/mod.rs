@@ -5,13 +5,16 @@
 //! (built in [`build`]) and registers the tracks with the media hub once connected.
 
 mod build;
+mod quality;
 
 pub use build::new_certificate_pem;
+pub use confab_call::health::HealthRules;
 
 use crate::ice::IceServer;
 use crate::media::{AudioOutput, LinkId, MediaHub, VideoOut};
+use crate::stats::NetMeter;
 use build::{PcEvent, Tracks};
-use confab_call::health::{ConnState, HealthAction, HealthRules, LinkFailure, LinkHealth};
+use confab_call::health::{ConnState, HealthAction, LinkFailure, LinkHealth};
 use confab_call::negotiation::{
     CandidateDecision, Decision, Negotiation, NegotiationRules, Refused,
 };
@@ -53,6 +56,12 @@ pub struct RtcSettings {
     /// This installation's DTLS certificate (PEM with its private key); `None`: a new one per
     /// connection.
     pub certificate: Option<String>,
+    /// Send media only through a TURN relay (`RTCIceTransportPolicy::Relay`): the other side
+    /// never learns our addresses. Needs a TURN server in `ice_servers`.
+    pub relay_only: bool,
+    /// When a broken link gets an ICE restart and when it is given up (the protocol's
+    /// schedule by default; tests shorten it).
+    pub health: HealthRules,
 }
 
 impl RtcSettings {
@@ -82,6 +91,30 @@ pub enum LinkError {
     Crashed,
     #[error("this installation's certificate cannot be used: {0}")]
     Certificate(String),
+    #[error("{0}")]
+    NoRelay(RelayProblem),
+}
+
+impl LinkError {
+    /// The code the engine's error event carries.
+    pub fn code(&self) -> crate::error::ErrorCode {
+        match self {
+            LinkError::NoRelay(_) => crate::error::ErrorCode::Relay,
+            _ => crate::error::ErrorCode::CallFailed,
+        }
+    }
+}
+
+/// Why "relay only" could not get a relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RelayProblem {
+    #[error("relay only is on, but no TURN server is set (add one under Network)")]
+    NoTurnServer,
+    #[error(
+        "relay only is on, but no TURN server gave us a relay address: check its username and \
+         password, and that it can be reached"
+    )]
+    NoRelayAddress,
 }
 
 /// What a link's verification came to.
@@ -137,6 +170,8 @@ struct Link {
     events: mpsc::Sender<LinkEvent>,
     tracks: Option<Tracks>,
     estimate: Arc<AtomicU64>,
+    /// Rates and loss of the path, from the connection's counters.
+    meter: NetMeter,
     negotiation: Negotiation,
     health: LinkHealth,
     verifier: Verifier,
@@ -146,6 +181,8 @@ struct Link {
     chat: Option<Arc<dyn DataChannel>>,
     /// Chat said before the channel opened (at most a few; sent once it is open).
     chat_waiting: Vec<String>,
+    /// Relay candidates gathered over the link's life.
+    relay_candidates: usize,
 }
 
 fn webrtc(what: &'static str) -> impl FnOnce(webrtc::error::Error) -> LinkError {
@@ -468,8 +505,12 @@ impl Link {
         });
     }
 
-    /// Every second: what the link's health says to do.
+    /// Every second: a reading of the path for the stats, and what the link's health says to
+    /// do.
     async fn check(&mut self) -> Result<(), LinkError> {
+        let sample = quality::sample(self.pc.as_ref()).await;
+        let network = self.meter.push(Instant::now(), sample);
+        self.hub.set_network(self.params.id, network);
         let now = self.now();
         match self.health.tick(now) {
             HealthAction::Nothing => Ok(()),
@@ -520,6 +561,9 @@ impl Link {
     async fn pc_event(&mut self, ev: Option<PcEvent>) -> Result<bool, LinkError> {
         match ev {
             Some(PcEvent::Candidate(c)) => {
+                if c.candidate.contains(" typ relay") {
+                    self.relay_candidates += 1;
+                }
                 let candidate = IceCandidate {
                     candidate: c.candidate,
                     sdp_mid: c.sdp_mid,
@@ -542,6 +586,13 @@ impl Link {
             }
             // The negotiation keeps the signaling state exact; the event may arrive late.
             Some(PcEvent::Signaling(s)) => tracing::trace!(peer = %self.peer, "signaling {s}"),
+            // With relay only, no relay address means no call: say so now rather than after
+            // the 30 s setup deadline.
+            Some(PcEvent::Gathered) => {
+                if self.params.rtc.relay_only && self.relay_candidates == 0 {
+                    return Err(LinkError::NoRelay(RelayProblem::NoRelayAddress));
+                }
+            }
             Some(PcEvent::Track(t)) => self.on_track(t),
             None => return Ok(false),
         }
@@ -612,7 +663,7 @@ pub async fn run(
     let mut link = Link {
         peer: params.peer.clone(),
         negotiation: Negotiation::new(rules, params.polite, 0),
-        health: LinkHealth::new(HealthRules::default(), params.offerer, 0),
+        health: LinkHealth::new(params.rtc.health, params.offerer, 0),
         verifier: Verifier::new(
             if params.offerer {
                 Role::Offerer
@@ -630,9 +681,11 @@ pub async fn run(
         events: events.clone(),
         tracks: None,
         estimate,
+        meter: NetMeter::default(),
         tasks: JoinSet::new(),
         chat: None,
         chat_waiting: Vec::new(),
+        relay_candidates: 0,
     };
     // Before the first offer, so that it carries the data channel's m=application section.
     link.open_chat().await;

@@ -15,7 +15,7 @@ mod lock;
 mod receive;
 mod send;
 
-use crate::stats::{AudioStats, VideoBook, VideoStats};
+use crate::stats::{AudioStats, NetworkStats, VideoBook, VideoStats};
 use confab_media::audio::AudioReceiver;
 use confab_media::device::{
     AudioCapture, AudioOut, AudioSourceSpec, FrameBus, VideoCapture, VideoFormat, VideoSourceSpec,
@@ -104,6 +104,8 @@ struct LinkBook {
     peer: PeerId,
     video: VideoBook,
     audio: Option<AudioReceiver>,
+    /// The link's latest reading of its path.
+    network: NetworkStats,
 }
 
 #[derive(Default)]
@@ -289,6 +291,7 @@ impl MediaHub {
                 peer,
                 video: VideoBook::default(),
                 audio: None,
+                network: NetworkStats::default(),
             },
         );
     }
@@ -353,27 +356,41 @@ impl MediaHub {
         self.request_keyframe(VideoCodec::Vp8);
     }
 
-    pub fn stats(&self, link: LinkId) -> (VideoStats, AudioStats) {
+    pub fn stats(&self, link: LinkId) -> (VideoStats, AudioStats, NetworkStats) {
         // Copy out under the lock, compute outside it (the playout clock needs this lock).
         let copied = self.links.lock().get(&link).map(|b| {
-            let audio = b
-                .audio
-                .as_ref()
-                .map(|r| (r.packets, r.concealed(), r.listener.clone()));
-            (b.video.clone(), audio)
+            let audio = b.audio.as_ref().map(|r| {
+                (
+                    r.packets,
+                    r.concealed(),
+                    r.fec_recovered(),
+                    r.listener.clone(),
+                )
+            });
+            (b.video.clone(), audio, b.network.clone())
         });
-        let Some((video, audio)) = copied else {
+        let Some((video, audio, network)) = copied else {
             return Default::default();
         };
         let audio = audio
-            .map(|(packets, concealed, listener)| AudioStats {
+            .map(|(packets, concealed, fec_recovered, listener)| AudioStats {
                 packets,
                 tone_hz: listener.dominant_hz(),
                 level: listener.level(),
                 concealed,
+                concealed_ms: concealed as f64 * confab_media::FRAME_SAMPLES as f64 * 1000.0
+                    / f64::from(confab_media::SAMPLE_RATE),
+                fec_recovered,
             })
             .unwrap_or_default();
-        (video.snapshot(), audio)
+        (video.snapshot(), audio, network)
+    }
+
+    /// The link's latest reading of its path (from its task, once a second).
+    pub fn set_network(&self, link: LinkId, network: NetworkStats) {
+        if let Some(b) = self.links.lock().get_mut(&link) {
+            b.network = network;
+        }
     }
 
     /// The last 20 ms level of each remote peer, for speaking indicators.

@@ -179,8 +179,15 @@ impl MediaHub {
                     continue;
                 }
             };
+            // A DTX frame (silence) is not sent: an empty sample moves the RTP timestamp on by
+            // 20 ms without a packet or a sequence number.
+            let data = if confab_media::audio::is_dtx(&packet) {
+                Bytes::new()
+            } else {
+                Bytes::from(packet)
+            };
             let sample = Sample {
-                data: Bytes::from(packet),
+                data,
                 duration: Duration::from_millis(20),
                 ..Sample::new(Instant::now())
             };

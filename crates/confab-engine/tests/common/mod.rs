@@ -47,6 +47,8 @@ pub fn config(tone_hz: f64, codec: VideoCodec, auto_accept: bool) -> EngineConfi
             max_bitrate: 1_500_000,
             runtime: None,
             certificate: None,
+            relay_only: false,
+            health: Default::default(),
         },
         auto_accept,
         audio_bitrate: 32_000,

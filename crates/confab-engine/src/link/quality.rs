@@ -1,0 +1,79 @@
+//! Reads the peer connection's counters into a [`NetSample`] once a second: the selected
+//! candidate pair (its types and its STUN round-trip time), bytes both ways, and the loss
+//! that receiver reports count in both directions. `stats::NetMeter` turns the readings into
+//! rates and loss over a window.
+
+use crate::stats::NetSample;
+use std::time::{Duration, Instant};
+use webrtc::peer_connection::{PeerConnection, RTCStatsReport, RTCStatsReportEntry, StatsSelector};
+
+/// The report's entry for a candidate: the pair names it by the ICE agent's id, the report
+/// by `RTCLocalIceCandidate_<id>` / `RTCRemoteIceCandidate_<id>`.
+fn candidate_type(report: &RTCStatsReport, local: bool, id: &str) -> Option<String> {
+    let prefix = if local {
+        "RTCLocalIceCandidate_"
+    } else {
+        "RTCRemoteIceCandidate_"
+    };
+    let entry = report
+        .get(&format!("{prefix}{id}"))
+        .or_else(|| report.get(id))?;
+    match entry {
+        RTCStatsReportEntry::LocalCandidate(c) | RTCStatsReportEntry::RemoteCandidate(c) => {
+            Some(c.candidate_type.to_string())
+        }
+        _ => None,
+    }
+}
+
+pub(super) fn read(report: &RTCStatsReport) -> NetSample {
+    let mut s = NetSample::default();
+    if let Some(t) = report.transport() {
+        s.bytes_sent = t.bytes_sent;
+        s.bytes_received = t.bytes_received;
+        let pair = report
+            .get(&t.selected_candidate_pair_id)
+            .and_then(|e| match e {
+                RTCStatsReportEntry::IceCandidatePair(p) => Some(p),
+                _ => None,
+            });
+        if let Some(p) = pair {
+            let rtt = p.current_round_trip_time;
+            if rtt.is_finite() && rtt > 0.0 && rtt < 60.0 {
+                s.rtt = Some(Duration::from_secs_f64(rtt));
+            }
+            s.local_candidate = candidate_type(report, true, &p.local_candidate_id);
+            // A peer-reflexive remote candidate is learnt from a check, never announced, so
+            // the report has no entry for it.
+            s.remote_candidate = candidate_type(report, false, &p.remote_candidate_id)
+                .or_else(|| Some("prflx".to_owned()));
+        }
+    }
+    for e in report.iter() {
+        match e {
+            RTCStatsReportEntry::InboundRtp(i) => {
+                let r = &i.received_rtp_stream_stats;
+                s.inbound.push((
+                    r.rtp_stream_stats.ssrc,
+                    r.packets_received,
+                    r.packets_lost.max(0) as u64,
+                ));
+            }
+            RTCStatsReportEntry::RemoteInboundRtp(r) => {
+                // `packets_received` is the highest sequence number reported (extended).
+                let r = &r.received_rtp_stream_stats;
+                s.outbound.push((
+                    r.rtp_stream_stats.ssrc,
+                    r.packets_received,
+                    r.packets_lost.max(0) as u64,
+                ));
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
+pub(super) async fn sample(pc: &dyn PeerConnection) -> NetSample {
+    read(&pc.get_stats(Instant::now(), StatsSelector::None).await)
+}

@@ -1,0 +1,443 @@
+//! Two real engines calling each other over the network lab (`confab-netlab`): every UDP
+//! socket of their peer connections goes through a seeded, impaired pipe (delay, loss,
+//! blackouts), and a real coturn on loopback for "relay only". Each test checks what arrived
+//! (the test pattern decoded in order, the tone heard) as well as the figure it is about.
+
+mod common;
+
+use common::*;
+use confab_engine::call::Notice;
+use confab_engine::media_kit::video::VideoCodec;
+use confab_engine::{EngineConfig, EngineEvent, ErrorCode, IceServer, PeerStats};
+use confab_netlab::{Impairment, NetLab};
+use confab_signal::SignalServer;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// An engine's configuration on `lab`.
+fn on_lab(lab: &NetLab, tone_hz: f64) -> EngineConfig {
+    let mut c = config(tone_hz, VideoCodec::H264, false);
+    c.rtc.runtime = Some(lab.runtime());
+    c
+}
+
+/// Ada (440 Hz) calls Bob (660 Hz); Bob accepts. The server goes with them.
+async fn call(a_cfg: EngineConfig, b_cfg: EngineConfig, room: &str) -> (SignalServer, Peer, Peer) {
+    let server = server().await;
+    let mut a = join(&server, room, "Ada", a_cfg).await;
+    let mut b = join(&server, room, "Bob", b_cfg).await;
+    a.wait_participants(1).await;
+    a.engine.call(None).await.unwrap();
+    let ring = b
+        .wait_event("the incoming call", |e| {
+            matches!(e, EngineEvent::Notice(Notice::IncomingCall { .. }))
+        })
+        .await;
+    let EngineEvent::Notice(Notice::IncomingCall { from, .. }) = ring else {
+        unreachable!()
+    };
+    b.engine.accept(from).await.unwrap();
+    (server, a, b)
+}
+
+/// The pattern arrived in order and the tone is heard.
+fn content_ok(s: &PeerStats, hz: f64) {
+    assert!(hears(s, hz), "the tone: {s:#?}");
+    assert_eq!(s.video.frames_out_of_order, 0, "{s:#?}");
+    assert!(
+        s.video.pattern_frames * 10 >= s.video.frames_decoded * 9,
+        "most frames read back as the pattern: {s:#?}"
+    );
+}
+
+async fn stats_of(p: &Peer, of: &str) -> PeerStats {
+    p.engine
+        .stats()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.id == of)
+        .expect("a link to the other peer")
+}
+
+async fn close(a: Peer, b: Peer) {
+    a.engine.shutdown().await;
+    b.engine.shutdown().await;
+}
+
+/// 50 ms each way (the lab delays what each side receives) is a 100 ms round trip; 5 %
+/// random loss each way. The RTT comes from the selected pair's consent checks, the loss from
+/// receiver reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quality_signal_follows_the_labs_delay_and_loss() {
+    init_logs();
+    let lab = NetLab::new(Impairment {
+        delay_ms: 50,
+        loss: 0.05,
+        ..Impairment::seeded(0x51)
+    })
+    .unwrap();
+    let (_server, a, b) = call(on_lab(&lab, 440.0), on_lab(&lab, 660.0), "quality").await;
+    let s = a
+        .wait_stats(&b.id, "pattern, tone and a full loss window", |s| {
+            sees_pattern(s, 60)
+                && hears(s, 660.0)
+                && s.audio.packets >= 300
+                && s.network.loss_pct.is_some()
+        })
+        .await;
+    content_ok(&s, 660.0);
+    let n = &s.network;
+    let rtt = n.rtt_ms.expect("an RTT");
+    assert!(
+        (90.0..=200.0).contains(&rtt),
+        "RTT {rtt} ms for 100 ms: {n:?}"
+    );
+    let loss = n.loss_pct.unwrap();
+    assert!((1.5..=12.0).contains(&loss), "loss {loss} % for 5 %: {n:?}");
+    let send_loss = n.send_loss_pct.expect("Bob's receiver reports");
+    assert!((1.5..=12.0).contains(&send_loss), "{n:?}");
+    assert!(n.recv_kbps > 100.0 && n.send_kbps > 100.0, "{n:?}");
+    assert_eq!(n.local_candidate.as_deref(), Some("host"), "{n:?}");
+    assert_eq!(n.remote_candidate.as_deref(), Some("host"), "{n:?}");
+
+    // The same figures on a clean lab say what the impairment added.
+    lab.set(Impairment::seeded(0x51)).unwrap();
+    let clean = a
+        .wait_stats(&b.id, "the clean figures", |s| {
+            s.network.rtt_ms.is_some_and(|r| r < 40.0)
+                && s.network.loss_pct.is_some_and(|l| l < 1.0)
+        })
+        .await;
+    content_ok(&clean, 660.0);
+    close(a, b).await;
+}
+
+/// A coturn on 127.0.0.1 (a port of its own, relaying on ports of its own), stopped on drop.
+struct Turn {
+    child: Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Turn {
+    fn start() -> Option<Turn> {
+        if Command::new("turnserver").arg("-h").output().is_err() {
+            eprintln!("skipped: `turnserver` (coturn) is not installed");
+            return None;
+        }
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!("confab-turn-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = 50_000 + (port % 100) * 100;
+        let child = Command::new("turnserver")
+            .args(["-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1"])
+            .arg(format!("--listening-port={port}"))
+            .arg(format!("--min-port={base}"))
+            .arg(format!("--max-port={}", base + 99))
+            .args(["--lt-cred-mech", "--fingerprint", "--user=confab:s3cret"])
+            .args(["--realm=confab.test", "--no-tls", "--no-dtls", "--no-cli"])
+            .args(["--no-rfc5780", "--allow-loopback-peers", "--simple-log"])
+            .arg(format!("--pidfile={}", dir.join("pid").display()))
+            .arg(format!("--db={}", dir.join("db").display()))
+            .arg(format!("--log-file={}", dir.join("log").display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("turnserver starts");
+        let mut turn = Turn { child, port, dir };
+        let needle = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ss = Command::new("ss").arg("-Hlun").output().expect("ss runs");
+            if String::from_utf8_lossy(&ss.stdout)
+                .split_whitespace()
+                .any(|w| w == needle)
+            {
+                return Some(turn);
+            }
+            if let Ok(Some(status)) = turn.child.try_wait() {
+                panic!("turnserver exited: {status}");
+            }
+            assert!(Instant::now() < deadline, "coturn did not listen in 10 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn server(&self, password: &str) -> IceServer {
+        IceServer::parse(&format!(
+            "turn:127.0.0.1:{}?transport=udp confab {password}",
+            self.port
+        ))
+        .unwrap()
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// "Relay only" on both sides: the selected pair is relay at both ends, and media flows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relay_only_sends_media_through_turn() {
+    init_logs();
+    let Some(turn) = Turn::start() else { return };
+    let lab = NetLab::new(Impairment::seeded(0x7e1a)).unwrap();
+    let relay = |hz| {
+        let mut c = on_lab(&lab, hz);
+        c.rtc.ice_servers = vec![turn.server("s3cret")];
+        c.rtc.relay_only = true;
+        c
+    };
+    let (_server, a, b) = call(relay(440.0), relay(660.0), "relay").await;
+    let s = a
+        .wait_stats(&b.id, "pattern and tone through the relay", |s| {
+            sees_pattern(s, 60) && hears(s, 660.0) && s.network.local_candidate.is_some()
+        })
+        .await;
+    content_ok(&s, 660.0);
+    assert_eq!(
+        s.network.local_candidate.as_deref(),
+        Some("relay"),
+        "{s:#?}"
+    );
+    assert_eq!(
+        s.network.remote_candidate.as_deref(),
+        Some("relay"),
+        "{s:#?}"
+    );
+    let s = stats_of(&b, &a.id).await;
+    assert_eq!(
+        s.network.local_candidate.as_deref(),
+        Some("relay"),
+        "{s:#?}"
+    );
+    close(a, b).await;
+}
+
+/// A wrong TURN password with "relay only": a worded `relay` error soon, not a call that
+/// hangs until the 30 s setup deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relay_only_with_a_wrong_turn_password_says_so() {
+    init_logs();
+    let Some(turn) = Turn::start() else { return };
+    let lab = NetLab::new(Impairment::seeded(0xbad)).unwrap();
+    let mut a_cfg = on_lab(&lab, 440.0);
+    a_cfg.rtc.ice_servers = vec![turn.server("wrong")];
+    a_cfg.rtc.relay_only = true;
+    let started = Instant::now();
+    let (_server, mut a, b) = call(a_cfg, on_lab(&lab, 660.0), "badturn").await;
+    let ev = a
+        .wait_event("the relay error", |e| {
+            matches!(
+                e,
+                EngineEvent::Error {
+                    code: ErrorCode::Relay,
+                    ..
+                }
+            )
+        })
+        .await;
+    let EngineEvent::Error { message, .. } = ev else {
+        unreachable!()
+    };
+    assert!(
+        message.contains("TURN") && message.contains("password"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    close(a, b).await;
+}
+
+/// "Relay only" without any TURN server cannot work: said at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relay_only_without_a_turn_server_says_so() {
+    init_logs();
+    let lab = NetLab::new(Impairment::seeded(0x0)).unwrap();
+    let mut a_cfg = on_lab(&lab, 440.0);
+    a_cfg.rtc.relay_only = true;
+    let (_server, mut a, b) = call(a_cfg, on_lab(&lab, 660.0), "noturn").await;
+    let ev = a
+        .wait_event("the relay error", |e| {
+            matches!(
+                e,
+                EngineEvent::Error {
+                    code: ErrorCode::Relay,
+                    ..
+                }
+            )
+        })
+        .await;
+    let EngineEvent::Error { message, .. } = ev else {
+        unreachable!()
+    };
+    assert!(message.contains("no TURN server"), "{message}");
+    close(a, b).await;
+}
+
+/// Polls `a`'s stats of `b` every 50 ms until `f` holds; returns when (from `since`).
+async fn time_until(
+    a: &Peer,
+    b: &str,
+    since: Instant,
+    limit: Duration,
+    f: impl Fn(&PeerStats) -> bool,
+) -> Option<Duration> {
+    while since.elapsed() < limit {
+        if f(&stats_of(a, b).await) {
+            return Some(since.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// 5 s of 100 % loss in the middle of a call: audio is back within 1 s of its end and video
+/// within 2 s, on the same call (no new link: the setup time is the first one), with the
+/// pattern still in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn media_comes_back_after_a_5_s_blackout() {
+    init_logs();
+    let lab = NetLab::new(Impairment::seeded(0xb1ac)).unwrap();
+    let (_server, a, b) = call(on_lab(&lab, 440.0), on_lab(&lab, 660.0), "blackout").await;
+    a.wait_stats(&b.id, "media before the blackout", |s| {
+        sees_pattern(s, 60) && hears(s, 660.0)
+    })
+    .await;
+    lab.set_blackout(true);
+    // The outage under test lasts 5 s.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let during = stats_of(&a, &b.id).await;
+    lab.set_blackout(false);
+    let ended = Instant::now();
+    let audio = time_until(&a, &b.id, ended, Duration::from_secs(10), |s| {
+        s.audio.packets > during.audio.packets
+    });
+    let video = time_until(&a, &b.id, ended, Duration::from_secs(10), |s| {
+        s.video.last_pattern_frame > during.video.last_pattern_frame
+    });
+    let (audio, video) = tokio::join!(audio, video);
+    let s = stats_of(&a, &b.id).await;
+    assert!(
+        audio.is_some_and(|t| t < Duration::from_secs(1)),
+        "audio back after {audio:?}: {s:#?}"
+    );
+    assert!(
+        video.is_some_and(|t| t < Duration::from_secs(2)),
+        "video back after {video:?}: {s:#?}"
+    );
+    let s = a
+        .wait_stats(&b.id, "the call going on", |s| {
+            s.video.pattern_frames > during.video.pattern_frames + 30 && hears(s, 660.0)
+        })
+        .await;
+    content_ok(&s, 660.0);
+    assert_eq!(s.setup_ms, during.setup_ms, "the same link, no new call");
+    assert!(
+        s.video.freezes >= 1 && s.video.freeze_ms_total >= 4500.0,
+        "the blackout is a freeze: {:#?}",
+        s.video
+    );
+    close(a, b).await;
+}
+
+/// An outage longer than the give-up time ends the link with a worded reason. The protocol
+/// gives up after 30 s; the same rule runs here on a 6 s clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outage_past_the_give_up_time_ends_the_link_with_a_reason() {
+    init_logs();
+    let lab = NetLab::new(Impairment::seeded(0xdead)).unwrap();
+    let short = |hz| {
+        let mut c = on_lab(&lab, hz);
+        c.rtc.health = confab_engine::link::HealthRules {
+            give_up_after_ms: 6_000,
+            ..Default::default()
+        };
+        c
+    };
+    let (_server, mut a, b) = call(short(440.0), short(660.0), "outage").await;
+    a.wait_stats(&b.id, "media before the outage", |s| {
+        sees_pattern(s, 30) && hears(s, 660.0)
+    })
+    .await;
+    lab.set_blackout(true);
+    let started = Instant::now();
+    let ev = a
+        .wait_event("the link given up", |e| {
+            matches!(
+                e,
+                EngineEvent::Error {
+                    code: ErrorCode::CallFailed,
+                    ..
+                }
+            )
+        })
+        .await;
+    let EngineEvent::Error { message, .. } = ev else {
+        unreachable!()
+    };
+    assert!(
+        message.contains("Bob") && message.contains("broke and could not be restored"),
+        "{message}"
+    );
+    let after = started.elapsed();
+    // Broken (ICE disconnected after 4 s without an answer) for longer than 6 s.
+    assert!(
+        after > Duration::from_secs(8),
+        "given up too soon: {after:?}"
+    );
+    let mut gone = false;
+    for _ in 0..50 {
+        if a.engine.resources().await.unwrap().links == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "{:?}", a.engine.resources().await.unwrap());
+    close(a, b).await;
+}
+
+/// 10 % random loss: Opus in-band FEC rebuilds most lost packets (decoded from the next
+/// packet before concealing), and at least 95 % of the 20 ms frames are real or FEC audio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn opus_fec_rebuilds_lost_audio_at_10_pct_loss() {
+    init_logs();
+    let lab = NetLab::new(Impairment {
+        loss: 0.10,
+        ..Impairment::seeded(0xfec)
+    })
+    .unwrap();
+    let (_server, a, b) = call(on_lab(&lab, 440.0), on_lab(&lab, 660.0), "fec").await;
+    let s = a
+        .wait_stats(&b.id, "six seconds of audio", |s| {
+            s.audio.packets >= 300 && hears(s, 660.0)
+        })
+        .await;
+    assert!(hears(&s, 660.0), "{s:#?}");
+    assert_eq!(s.video.frames_out_of_order, 0, "{s:#?}");
+    let au = &s.audio;
+    let frames = (au.packets + au.fec_recovered + au.concealed) as f64;
+    assert!(au.fec_recovered >= 10, "FEC used: {au:#?}");
+    assert!(
+        au.concealed as f64 <= frames * 0.05,
+        "at most 5 % concealed: {au:#?}"
+    );
+    assert!(
+        (au.concealed_ms - au.concealed as f64 * 20.0).abs() < 1e-6,
+        "{au:#?}"
+    );
+    close(a, b).await;
+}
