@@ -15,14 +15,17 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::certificate::RTCCertificate;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::reception_report::ReceptionReport;
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RtpCodecKind,
 };
 use rtc::sansio::Protocol;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
@@ -102,12 +105,37 @@ impl BandwidthEstimator for Reporting {
     }
 }
 
-/// Hands inbound keyframe requests (PLI, FIR) to the application; everything else flows on.
-#[derive(Default)]
+/// What the peer's reception reports (in its RRs and SRs) last said about each of our streams:
+/// ssrc → (extended highest sequence number, cumulative packets lost). webrtc 0.21 never feeds
+/// these into its remote-inbound stats, so the link reads them here.
+pub(super) type PeerReports = Arc<Mutex<HashMap<u32, (u64, u64)>>>;
+
+/// Hands inbound keyframe requests (PLI, FIR) to the application and notes the peer's reception
+/// reports; everything else flows on.
 struct KeyframeRequests {
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
+    reports: PeerReports,
 }
+
+impl KeyframeRequests {
+    fn note(&self, blocks: &[ReceptionReport]) {
+        if blocks.is_empty() {
+            return;
+        }
+        let mut m = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        for b in blocks {
+            // One entry per stream we send: a crafted report naming thousands of ssrcs
+            // cannot grow this beyond a handful.
+            if m.len() < MAX_REPORTED_STREAMS || m.contains_key(&b.ssrc) {
+                m.insert(b.ssrc, (b.last_sequence_number as u64, b.total_lost as u64));
+            }
+        }
+    }
+}
+
+/// We send two or three streams; room for retransmission streams and a codec change.
+const MAX_REPORTED_STREAMS: usize = 16;
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
     type Rout = TaggedPacket;
@@ -118,6 +146,14 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(pkts) = &msg.message.packet {
+            for p in pkts {
+                let a = p.as_any();
+                if let Some(rr) = a.downcast_ref::<ReceiverReport>() {
+                    self.note(&rr.reports);
+                } else if let Some(sr) = a.downcast_ref::<SenderReport>() {
+                    self.note(&sr.reports);
+                }
+            }
             let requests: Vec<Box<dyn rtc::rtcp::Packet>> = pkts
                 .iter()
                 .filter(|p| {
@@ -198,6 +234,7 @@ pub(super) async fn build(
     rtc_settings: &RtcSettings,
     handler: Arc<Handler>,
     estimate: Arc<AtomicU64>,
+    reports: PeerReports,
 ) -> Result<Box<dyn PeerConnection>, LinkError> {
     let e = |what: &'static str, source: webrtc::error::Error| LinkError::Webrtc { what, source };
     if rtc_settings.relay_only && !rtc_settings.ice_servers.iter().any(|s| s.is_turn()) {
@@ -235,7 +272,14 @@ pub(super) async fn build(
             Slot::Pacer,
             PacerBuilder::new().with_burst_bits(4_000_000.0).build(),
         )
-        .with(Slot::from(14_000), KeyframeRequests::default());
+        .with(
+            Slot::from(14_000),
+            KeyframeRequests {
+                read: VecDeque::new(),
+                write: VecDeque::new(),
+                reports,
+            },
+        );
     let mut se = SettingEngineBuilder::new()
         .with_host_acceptance_min_wait(Some(Duration::ZERO))
         .with_ice_connection_attempts(Some(Duration::from_millis(50)), Some(25))

@@ -170,6 +170,8 @@ struct Link {
     events: mpsc::Sender<LinkEvent>,
     tracks: Option<Tracks>,
     estimate: Arc<AtomicU64>,
+    /// The peer's reception reports about our streams (its side of the loss).
+    reports: build::PeerReports,
     /// Rates and loss of the path, from the connection's counters.
     meter: NetMeter,
     negotiation: Negotiation,
@@ -508,7 +510,7 @@ impl Link {
     /// Every second: a reading of the path for the stats, and what the link's health says to
     /// do.
     async fn check(&mut self) -> Result<(), LinkError> {
-        let sample = quality::sample(self.pc.as_ref()).await;
+        let sample = quality::sample(self.pc.as_ref(), &self.reports).await;
         let network = self.meter.push(Instant::now(), sample);
         self.hub.set_network(self.params.id, network);
         let now = self.now();
@@ -639,10 +641,12 @@ pub async fn run(
     };
     let (pc_tx, mut pc_rx) = mpsc::channel(1024);
     let estimate = Arc::new(AtomicU64::new(0));
+    let reports = build::PeerReports::default();
     let pc = match build::build(
         &params.rtc,
         Arc::new(build::Handler { tx: pc_tx }),
         estimate.clone(),
+        reports.clone(),
     )
     .await
     {
@@ -681,6 +685,7 @@ pub async fn run(
         events: events.clone(),
         tracks: None,
         estimate,
+        reports,
         meter: NetMeter::default(),
         tasks: JoinSet::new(),
         chat: None,

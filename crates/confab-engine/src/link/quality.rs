@@ -1,8 +1,9 @@
 //! Reads the peer connection's counters into a [`NetSample`] once a second: the selected
-//! candidate pair (its types and its STUN round-trip time), bytes both ways, and the loss
-//! that receiver reports count in both directions. `stats::NetMeter` turns the readings into
+//! candidate pair (its types and its STUN round-trip time), bytes both ways, the loss we
+//! count on the peer's streams, and the loss the peer's reception reports count on ours. `stats::NetMeter` turns the readings into
 //! rates and loss over a window.
 
+use super::build::PeerReports;
 use crate::stats::NetSample;
 use std::time::{Duration, Instant};
 use webrtc::peer_connection::{PeerConnection, RTCStatsReport, RTCStatsReportEntry, StatsSelector};
@@ -50,30 +51,27 @@ pub(super) fn read(report: &RTCStatsReport) -> NetSample {
         }
     }
     for e in report.iter() {
-        match e {
-            RTCStatsReportEntry::InboundRtp(i) => {
-                let r = &i.received_rtp_stream_stats;
-                s.inbound.push((
-                    r.rtp_stream_stats.ssrc,
-                    r.packets_received,
-                    r.packets_lost.max(0) as u64,
-                ));
-            }
-            RTCStatsReportEntry::RemoteInboundRtp(r) => {
-                // `packets_received` is the highest sequence number reported (extended).
-                let r = &r.received_rtp_stream_stats;
-                s.outbound.push((
-                    r.rtp_stream_stats.ssrc,
-                    r.packets_received,
-                    r.packets_lost.max(0) as u64,
-                ));
-            }
-            _ => {}
+        if let RTCStatsReportEntry::InboundRtp(i) = e {
+            let r = &i.received_rtp_stream_stats;
+            s.inbound.push((
+                r.rtp_stream_stats.ssrc,
+                r.packets_received,
+                r.packets_lost.max(0) as u64,
+            ));
         }
     }
     s
 }
 
-pub(super) async fn sample(pc: &dyn PeerConnection) -> NetSample {
-    read(&pc.get_stats(Instant::now(), StatsSelector::None).await)
+/// A reading of the connection's counters, with what the peer's reception reports said about
+/// our streams (webrtc 0.21 leaves its remote-inbound stats at zero: `build::PeerReports`).
+pub(super) async fn sample(pc: &dyn PeerConnection, reports: &PeerReports) -> NetSample {
+    let mut s = read(&pc.get_stats(Instant::now(), StatsSelector::None).await);
+    let m = reports.lock().unwrap_or_else(|p| p.into_inner());
+    s.outbound = m
+        .iter()
+        .map(|(&ssrc, &(highest, lost))| (ssrc, highest, lost))
+        .collect();
+    s.outbound.sort_unstable();
+    s
 }
