@@ -13,6 +13,19 @@ use rtc::rtp::packetizer::Depacketizer;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// How long a gap may wait for NACK to fill it, for a path with round trip `rtt_ms`: the NACK
+/// goes out on the generator's next 100 ms tick, its answer takes a round trip, and one more
+/// try (the request or the retransmission can be lost too) doubles that. Never less than the
+/// 150 ms a clean path needs, never more than 600 ms of held pictures.
+pub fn loss_wait_for(rtt_ms: Option<f64>) -> Duration {
+    const NACK_TICK_MS: f64 = 100.0;
+    let ms = match rtt_ms {
+        Some(rtt) if rtt.is_finite() && rtt > 0.0 => 2.0 * (rtt + NACK_TICK_MS) + 20.0,
+        _ => 150.0,
+    };
+    Duration::from_millis(ms.clamp(150.0, 600.0) as u64)
+}
+
 /// The parts of an RTP packet the assembler needs.
 #[derive(Debug, Clone)]
 pub struct RtpIn {
@@ -148,6 +161,11 @@ impl FrameAssembler {
     pub fn with_loss_wait(mut self, d: Duration) -> Self {
         self.loss_wait = d;
         self
+    }
+
+    /// Changes how long a gap may wait for its retransmission (see [`loss_wait_for`]).
+    pub fn set_loss_wait(&mut self, d: Duration) {
+        self.loss_wait = d;
     }
 
     /// Takes a packet; returns the frames it completes, in order.
@@ -495,5 +513,14 @@ mod tests {
             .flat_map(|(p, _)| b.push(p, now))
             .collect();
         assert_eq!(frames.len(), 3);
+    }
+
+    #[test]
+    fn the_loss_wait_follows_the_round_trip_within_bounds() {
+        assert_eq!(loss_wait_for(None), Duration::from_millis(150));
+        assert_eq!(loss_wait_for(Some(f64::NAN)), Duration::from_millis(150));
+        assert_eq!(loss_wait_for(Some(2.0)), Duration::from_millis(224));
+        assert_eq!(loss_wait_for(Some(100.0)), Duration::from_millis(420));
+        assert_eq!(loss_wait_for(Some(5000.0)), Duration::from_millis(600));
     }
 }

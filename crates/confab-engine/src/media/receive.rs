@@ -3,7 +3,7 @@
 //! the sink, with keyframe requests when something is lost.
 
 use super::{LinkId, MediaHub};
-use confab_media::assembler::{AssembledFrame, FrameAssembler, RtpIn};
+use confab_media::assembler::{loss_wait_for, AssembledFrame, FrameAssembler, RtpIn};
 use confab_media::audio::{mix_into, AudioReceiver};
 use confab_media::device::AudioOut;
 use confab_media::video::{self, VideoCodec};
@@ -128,7 +128,12 @@ impl MediaHub {
                     Some(TrackRemoteEvent::OnEnded) | None => break,
                     Some(_) => continue,
                 },
-                _ = tick.tick() => asm.poll(Instant::now()),
+                _ = tick.tick() => {
+                    // Gaps wait for their retransmission as long as this path needs.
+                    let rtt = self.links.lock().get(&link).and_then(|b| b.network.rtt_ms);
+                    asm.set_loss_wait(loss_wait_for(rtt));
+                    asm.poll(Instant::now())
+                }
             };
             for f in frames {
                 if tx.try_send(f).is_err() {
