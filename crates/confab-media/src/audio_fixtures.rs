@@ -1,0 +1,510 @@
+//! Deterministic audio fixtures and measurements for the processing tests and the audio bench:
+//! speech-like signals in two voices, pink noise, a room impulse response, an echo path, and
+//! the measures (ERLE in 100 ms windows, convergence time, segmental SNR, SNR from speech and
+//! pause windows, spectra). Everything is built in code from fixed seeds at 48 kHz, `f32` in
+//! [-1, 1]; nothing needs files or tools.
+
+use crate::frame::{AudioFrame, FRAME_SAMPLES, SAMPLE_RATE};
+use crate::processing::Processor;
+use rustfft::num_complex::Complex;
+use rustfft::FftPlanner;
+use std::f32::consts::{PI, TAU};
+
+/// Samples per second.
+pub const FS: usize = SAMPLE_RATE as usize;
+/// Samples in one 100 ms measurement window.
+pub const WINDOW: usize = FS / 10;
+
+/// A small fixed-seed PRNG (SplitMix64): the same fixtures on every machine.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// Uniform in [lo, hi).
+    pub fn range(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * self.unit()
+    }
+
+    /// Uniform in [-1, 1).
+    pub fn white(&mut self) -> f32 {
+        self.unit() * 2.0 - 1.0
+    }
+}
+
+/// A talker: the pitch range and timbre of the synthetic speech.
+#[derive(Debug, Clone, Copy)]
+pub struct Voice {
+    /// Lowest and highest fundamental (Hz).
+    pub f0: (f32, f32),
+    /// Formant frequencies scale (1.0 = adult male, ~1.15 = adult female).
+    pub formant_scale: f32,
+    pub seed: u64,
+}
+
+/// A low voice (pitch 100-150 Hz).
+pub const VOICE_A: Voice = Voice {
+    f0: (100.0, 150.0),
+    formant_scale: 1.0,
+    seed: 0xA11CE,
+};
+/// A higher voice (pitch 170-250 Hz).
+pub const VOICE_B: Voice = Voice {
+    f0: (170.0, 250.0),
+    formant_scale: 1.15,
+    seed: 0xB0B,
+};
+
+/// Vowel formants (F1, F2, F3 in Hz) of an adult male voice.
+const VOWELS: [[f32; 3]; 6] = [
+    [730.0, 1090.0, 2440.0], // a
+    [270.0, 2290.0, 3010.0], // i
+    [300.0, 870.0, 2240.0],  // u
+    [530.0, 1840.0, 2480.0], // e
+    [570.0, 840.0, 2410.0],  // o
+    [660.0, 1720.0, 2410.0], // ae
+];
+
+/// A two-pole resonator (one formant).
+#[derive(Debug, Clone, Copy, Default)]
+struct Resonator {
+    a1: f32,
+    a2: f32,
+    g: f32,
+    y1: f32,
+    y2: f32,
+}
+
+impl Resonator {
+    fn tune(&mut self, f: f32, bw: f32) {
+        let r = (-PI * bw / FS as f32).exp();
+        self.a1 = 2.0 * r * (TAU * f / FS as f32).cos();
+        self.a2 = -r * r;
+        self.g = 1.0 - r;
+    }
+
+    fn run(&mut self, x: f32) -> f32 {
+        let y = self.g * x + self.a1 * self.y1 + self.a2 * self.y2;
+        self.y2 = self.y1;
+        self.y1 = y;
+        y
+    }
+}
+
+/// `seconds` of speech-like sound: phrases of syllables (about 4 a second) with pauses between
+/// phrases; each syllable a vowel (a band-limited glottal pulse train with a gliding pitch,
+/// shaped by three formants), some starting with a fricative burst. Peaks near -6 dBFS.
+pub fn speech(voice: Voice, seconds: f32) -> Vec<f32> {
+    let n = (seconds * FS as f32) as usize;
+    let mut out = vec![0f32; n];
+    let mut rng = Rng::new(voice.seed);
+    let mut t = (rng.range(0.05, 0.3) * FS as f32) as usize;
+    let mut phase = 0f32;
+    let mut formants = [Resonator::default(); 3];
+    while t < n {
+        // A phrase of 4-10 syllables, then a pause of 0.3-0.8 s.
+        let syllables = 4 + (rng.next_u64() % 7) as usize;
+        let phrase_f0 = rng.range(voice.f0.0, voice.f0.1);
+        for k in 0..syllables {
+            let len = (rng.range(0.16, 0.30) * FS as f32) as usize;
+            let v = VOWELS[(rng.next_u64() % VOWELS.len() as u64) as usize];
+            for (r, &f) in formants.iter_mut().zip(&v) {
+                r.tune(f * voice.formant_scale, 60.0 + f * 0.06);
+            }
+            let fricative = rng.unit() < 0.35;
+            let fric_len = if fricative { len / 4 } else { 0 };
+            // Declining pitch across the phrase, with a rise or fall per syllable.
+            let decl = 1.0 - 0.15 * k as f32 / syllables as f32;
+            let (f_start, f_end) = (
+                phrase_f0 * decl * rng.range(0.92, 1.08),
+                phrase_f0 * decl * rng.range(0.92, 1.08),
+            );
+            let loud = rng.range(0.5, 1.0);
+            let mut prev_noise = 0f32;
+            for i in 0..len {
+                let idx = t + i;
+                if idx >= n {
+                    break;
+                }
+                if i < fric_len {
+                    // High-passed noise: an "s" or "f".
+                    let w = rng.white();
+                    let hp = w - prev_noise;
+                    prev_noise = w;
+                    let env = (PI * i as f32 / fric_len as f32).sin();
+                    out[idx] += 0.08 * loud * env * hp;
+                    continue;
+                }
+                let xv = (i - fric_len) as f32 / (len - fric_len) as f32;
+                let f0 =
+                    (f_start + (f_end - f_start) * xv).clamp(voice.f0.0 * 0.85, voice.f0.1 * 1.05);
+                phase = (phase + f0 / FS as f32).fract();
+                // Band-limited sawtooth-like source: harmonics below 4 kHz, 1/k roll-off.
+                let harmonics = (4000.0 / f0) as usize;
+                let mut src = 0f32;
+                for h in 1..=harmonics {
+                    src += (TAU * phase * h as f32).sin() / h as f32;
+                }
+                let mut y = 0f32;
+                for (j, r) in formants.iter_mut().enumerate() {
+                    y += r.run(src) * [1.0, 0.6, 0.3][j];
+                }
+                // Syllable envelope: raised sine attack and decay.
+                let env = (PI * xv).sin().powf(0.6);
+                out[idx] += loud * env * y;
+            }
+            t += len + (rng.range(0.0, 0.06) * FS as f32) as usize;
+        }
+        t += (rng.range(0.3, 0.8) * FS as f32) as usize;
+    }
+    normalize_peak(&mut out, 0.5);
+    out
+}
+
+/// Pink noise (1/f power), Paul Kellet's filter on fixed-seed white noise, RMS `rms`.
+pub fn pink_noise(seconds: f32, rms: f32, seed: u64) -> Vec<f32> {
+    let n = (seconds * FS as f32) as usize;
+    let mut rng = Rng::new(seed);
+    let mut b = [0f32; 7];
+    let mut out: Vec<f32> = (0..n)
+        .map(|_| {
+            let w = rng.white();
+            b[0] = 0.99886 * b[0] + w * 0.0555179;
+            b[1] = 0.99332 * b[1] + w * 0.0750759;
+            b[2] = 0.96900 * b[2] + w * 0.153852;
+            b[3] = 0.86650 * b[3] + w * 0.3104856;
+            b[4] = 0.55000 * b[4] + w * 0.5329522;
+            b[5] = -0.7616 * b[5] - w * 0.0168980;
+            let y = b[0] + b[1] + b[2] + b[3] + b[4] + b[5] + b[6] + w * 0.5362;
+            b[6] = w * 0.115926;
+            y
+        })
+        .collect();
+    let r = rms_of(&out);
+    if r > 0.0 {
+        scale(&mut out, rms / r);
+    }
+    out
+}
+
+/// A room impulse response: the direct sound, then exponentially decaying noise (reflections)
+/// reaching -60 dB after `rt60` seconds; unit energy.
+pub fn room_response(rt60: f32, seed: u64) -> Vec<f32> {
+    let len = (rt60 * 1.2 * FS as f32) as usize;
+    let mut rng = Rng::new(seed);
+    let mut h = vec![0f32; len];
+    h[0] = 1.0;
+    // Early reflections start after ~3 ms.
+    let start = (0.003 * FS as f32) as usize;
+    let decay = 6.9078 / (rt60 * FS as f32); // ln(1000): -60 dB in amplitude at rt60
+    for (i, s) in h.iter_mut().enumerate().skip(start) {
+        *s += 0.5 * rng.white() * (-decay * i as f32).exp();
+    }
+    let e = h.iter().map(|x| x * x).sum::<f32>().sqrt();
+    scale(&mut h, 1.0 / e);
+    h
+}
+
+/// Linear convolution (FFT), the output as long as `x`.
+pub fn convolve(x: &[f32], h: &[f32]) -> Vec<f32> {
+    let n = (x.len() + h.len()).next_power_of_two();
+    let mut planner = FftPlanner::<f32>::new();
+    let fwd = planner.plan_fft_forward(n);
+    let inv = planner.plan_fft_inverse(n);
+    let mut a: Vec<Complex<f32>> = x.iter().map(|&v| Complex::new(v, 0.0)).collect();
+    a.resize(n, Complex::default());
+    let mut b: Vec<Complex<f32>> = h.iter().map(|&v| Complex::new(v, 0.0)).collect();
+    b.resize(n, Complex::default());
+    fwd.process(&mut a);
+    fwd.process(&mut b);
+    for (p, q) in a.iter_mut().zip(&b) {
+        *p *= q;
+    }
+    inv.process(&mut a);
+    a.iter().take(x.len()).map(|c| c.re / n as f32).collect()
+}
+
+/// `x` later by `ms` (silence first), same length.
+pub fn delayed(x: &[f32], ms: f32) -> Vec<f32> {
+    let d = (ms / 1000.0 * FS as f32) as usize;
+    let mut out = vec![0f32; x.len()];
+    if d < x.len() {
+        out[d..].copy_from_slice(&x[..x.len() - d]);
+    }
+    out
+}
+
+/// The loudspeaker-to-microphone path: a delay, a room, a gain (dB); optionally a soft-clipping
+/// (tanh) loudspeaker first.
+#[derive(Debug, Clone, Copy)]
+pub struct EchoPath {
+    pub delay_ms: f32,
+    pub rt60: f32,
+    pub gain_db: f32,
+    pub room_seed: u64,
+    pub soft_clip: bool,
+}
+
+impl EchoPath {
+    pub fn new(delay_ms: f32) -> Self {
+        EchoPath {
+            delay_ms,
+            rt60: 0.25,
+            gain_db: -10.0,
+            room_seed: 7,
+            soft_clip: false,
+        }
+    }
+
+    /// What the microphone picks up of `far` played through the speaker.
+    pub fn apply(&self, far: &[f32]) -> Vec<f32> {
+        let played: Vec<f32> = if self.soft_clip {
+            // A small loudspeaker driven hard: unity gain for small signals, saturating.
+            far.iter().map(|&x| (2.5 * x).tanh() / 2.5).collect()
+        } else {
+            far.to_vec()
+        };
+        let room = room_response(self.rt60, self.room_seed);
+        let mut echo = convolve(&delayed(&played, self.delay_ms), &room);
+        scale(&mut echo, db_to_gain(self.gain_db));
+        echo
+    }
+}
+
+pub fn db_to_gain(db: f32) -> f32 {
+    10f32.powf(db / 20.0)
+}
+
+pub fn scale(x: &mut [f32], g: f32) {
+    for v in x {
+        *v *= g;
+    }
+}
+
+pub fn normalize_peak(x: &mut [f32], peak: f32) {
+    let m = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    if m > 0.0 {
+        scale(x, peak / m);
+    }
+}
+
+pub fn rms_of(x: &[f32]) -> f32 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    (x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / x.len() as f64).sqrt() as f32
+}
+
+pub fn energy(x: &[f32]) -> f64 {
+    x.iter().map(|v| (*v as f64).powi(2)).sum()
+}
+
+/// Element-wise sum (the length of the shorter).
+pub fn mix(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().zip(b).map(|(x, y)| x + y).collect()
+}
+
+pub fn to_frame(x: &[f32]) -> AudioFrame {
+    let mut f = [0i16; FRAME_SAMPLES];
+    for (d, &s) in f.iter_mut().zip(x) {
+        *d = (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
+    }
+    f
+}
+
+/// Runs `far` (to render) and `mic` (to capture) through `p` frame by frame (20 ms, render
+/// first, as a playout clock and a microphone alternate); answers the processed capture.
+pub fn run(p: &mut Processor, far: &[f32], mic: &[f32]) -> Vec<f32> {
+    run_with(p, far, mic, |_, _| {})
+}
+
+/// Like [`run`], calling `each(frame_index, p)` before each frame (to change something
+/// mid-run).
+pub fn run_with(
+    p: &mut Processor,
+    far: &[f32],
+    mic: &[f32],
+    mut each: impl FnMut(usize, &mut Processor),
+) -> Vec<f32> {
+    let frames = mic.len() / FRAME_SAMPLES;
+    let mut out = Vec::with_capacity(frames * FRAME_SAMPLES);
+    for i in 0..frames {
+        each(i, p);
+        let r = i * FRAME_SAMPLES..(i + 1) * FRAME_SAMPLES;
+        if far.len() >= r.end {
+            p.render(&to_frame(&far[r.clone()]));
+        }
+        let mut f = to_frame(&mic[r]);
+        p.capture(&mut f);
+        out.extend(f.iter().map(|&s| s as f32 / 32768.0));
+    }
+    out
+}
+
+/// ERLE per 100 ms window where the echo is active: `(window start in s, dB)`. A window counts
+/// when the echo's energy in it is within 25 dB of the loud windows' (90th percentile);
+/// residual energy is floored at one LSB of 16-bit audio per sample, so a silent output reads
+/// as a large finite figure, not infinity.
+pub fn erle_windows(echo: &[f32], residual: &[f32]) -> Vec<(f32, f32)> {
+    let n = echo.len().min(residual.len()) / WINDOW;
+    let e: Vec<f64> = (0..n)
+        .map(|w| energy(&echo[w * WINDOW..(w + 1) * WINDOW]))
+        .collect();
+    let mut sorted = e.clone();
+    sorted.sort_by(f64::total_cmp);
+    let loud = sorted.get(sorted.len() * 9 / 10).copied().unwrap_or(0.0);
+    let floor = WINDOW as f64 * (1.0 / 32768.0f64).powi(2);
+    (0..n)
+        .filter(|&w| e[w] > loud * 10f64.powf(-2.5) && e[w] > 0.0)
+        .map(|w| {
+            let r = energy(&residual[w * WINDOW..(w + 1) * WINDOW]).max(floor);
+            (
+                (w * WINDOW) as f32 / FS as f32,
+                (10.0 * (e[w] / r).log10()) as f32,
+            )
+        })
+        .collect()
+}
+
+/// The `q` quantile (0..1) of `v` (nearest rank); NaN when empty.
+pub fn quantile(v: &[f32], q: f32) -> f32 {
+    if v.is_empty() {
+        return f32::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f32::total_cmp);
+    let i = ((s.len() - 1) as f32 * q).round() as usize;
+    s[i]
+}
+
+/// Seconds from `from` until the ERLE holds at `db` or more: the start of the first window at
+/// or after `from` which, with the next four active windows (half a second of far-end speech),
+/// all reach `db`; measured to the end of that first window. `None`: never.
+pub fn convergence_time(windows: &[(f32, f32)], from: f32, db: f32) -> Option<f32> {
+    let w: Vec<&(f32, f32)> = windows.iter().filter(|(t, _)| *t >= from).collect();
+    (0..w.len().saturating_sub(4))
+        .find(|&i| w[i..i + 5].iter().all(|(_, e)| *e >= db))
+        .map(|i| w[i].0 + WINDOW as f32 / FS as f32 - from)
+}
+
+/// Segmental SNR (dB) of `test` against `reference` in 20 ms segments where the reference is
+/// active (within 40 dB of its loudest segments), each segment clamped to [-10, 35] dB as usual.
+pub fn segmental_snr(reference: &[f32], test: &[f32]) -> f32 {
+    let seg = FS / 50;
+    let n = reference.len().min(test.len()) / seg;
+    let e: Vec<f64> = (0..n)
+        .map(|i| energy(&reference[i * seg..(i + 1) * seg]))
+        .collect();
+    let mut sorted = e.clone();
+    sorted.sort_by(f64::total_cmp);
+    let loud = sorted.get(sorted.len() * 95 / 100).copied().unwrap_or(0.0);
+    let snrs: Vec<f32> = (0..n)
+        .filter(|&i| e[i] > loud * 1e-4 && e[i] > 0.0)
+        .map(|i| {
+            let r = &reference[i * seg..(i + 1) * seg];
+            let t = &test[i * seg..(i + 1) * seg];
+            let err: f64 = r
+                .iter()
+                .zip(t)
+                .map(|(a, b)| ((a - b) as f64).powi(2))
+                .sum::<f64>()
+                .max(1e-12);
+            ((10.0 * (e[i] / err).log10()) as f32).clamp(-10.0, 35.0)
+        })
+        .collect();
+    snrs.iter().sum::<f32>() / snrs.len().max(1) as f32
+}
+
+/// Which 100 ms windows of `clean` speech are speech (within 30 dB of its loud windows) and
+/// which are pauses (more than 50 dB below, or silent).
+pub fn speech_and_pause_windows(clean: &[f32]) -> (Vec<usize>, Vec<usize>) {
+    let n = clean.len() / WINDOW;
+    let e: Vec<f64> = (0..n)
+        .map(|w| energy(&clean[w * WINDOW..(w + 1) * WINDOW]))
+        .collect();
+    let mut sorted = e.clone();
+    sorted.sort_by(f64::total_cmp);
+    let loud = sorted.get(sorted.len() * 9 / 10).copied().unwrap_or(0.0);
+    let speech = (0..n).filter(|&w| e[w] > loud * 1e-3).collect();
+    let pause = (0..n).filter(|&w| e[w] <= loud * 1e-5).collect();
+    (speech, pause)
+}
+
+/// Mean power of `x` over the given 100 ms windows.
+pub fn window_power(x: &[f32], windows: &[usize]) -> f64 {
+    let total: f64 = windows
+        .iter()
+        .filter(|&&w| (w + 1) * WINDOW <= x.len())
+        .map(|&w| energy(&x[w * WINDOW..(w + 1) * WINDOW]))
+        .sum();
+    total / (windows.len().max(1) * WINDOW) as f64
+}
+
+/// SNR (dB) of a noisy or processed signal from its speech and pause windows (as marked on the
+/// clean speech): (speech-window power − noise power) / noise power, the noise power being the
+/// pause windows'. Answers also the speech power (dB) without the noise.
+pub fn snr_from_windows(x: &[f32], speech: &[usize], pause: &[usize]) -> (f32, f32) {
+    let noise = window_power(x, pause).max(1e-14);
+    let s = (window_power(x, speech) - noise).max(1e-14);
+    (
+        (10.0 * (s / noise).log10()) as f32,
+        (10.0 * s.log10()) as f32,
+    )
+}
+
+/// Magnitude spectrum (dB re a full-scale sine) of a Blackman-Harris-windowed chunk of `x`:
+/// `(frequency Hz, dBFS)` per bin up to Nyquist.
+pub fn spectrum_dbfs(x: &[f32], rate: u32) -> Vec<(f32, f32)> {
+    let n = x.len();
+    let w: Vec<f32> = (0..n)
+        .map(|i| {
+            let a = TAU * i as f32 / (n - 1) as f32;
+            0.35875 - 0.48829 * a.cos() + 0.14128 * (2.0 * a).cos() - 0.01168 * (3.0 * a).cos()
+        })
+        .collect();
+    let wsum: f32 = w.iter().sum();
+    let mut buf: Vec<Complex<f32>> = x
+        .iter()
+        .zip(&w)
+        .map(|(&v, &g)| Complex::new(v * g, 0.0))
+        .collect();
+    FftPlanner::<f32>::new()
+        .plan_fft_forward(n)
+        .process(&mut buf);
+    (0..n / 2)
+        .map(|k| {
+            let mag = buf[k].norm() * 2.0 / wsum;
+            (
+                k as f32 * rate as f32 / n as f32,
+                20.0 * mag.max(1e-12).log10(),
+            )
+        })
+        .collect()
+}
+
+/// A sine of `hz` at `rate`, amplitude `amp`.
+pub fn sine(hz: f32, rate: u32, samples: usize, amp: f32) -> Vec<f32> {
+    (0..samples)
+        .map(|i| {
+            // Phase in f64: f32 would add phase noise far above -80 dB over a second.
+            let cycles = (hz as f64 * i as f64 / rate as f64).fract();
+            amp * (std::f64::consts::TAU * cycles).sin() as f32
+        })
+        .collect()
+}
