@@ -12,6 +12,7 @@ pub mod frame;
 pub mod pattern;
 pub mod peek;
 pub mod processing;
+pub mod resample;
 pub mod seq;
 pub mod tone;
 pub mod video;
