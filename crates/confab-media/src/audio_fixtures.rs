@@ -203,20 +203,27 @@ pub fn pink_noise(seconds: f32, rms: f32, seed: u64) -> Vec<f32> {
     out
 }
 
-/// A room impulse response: the direct sound, then exponentially decaying noise (reflections)
-/// reaching -60 dB after `rt60` seconds; unit energy.
-pub fn room_response(rt60: f32, seed: u64) -> Vec<f32> {
+/// A room impulse response: the direct sound, then exponentially decaying noise (reflections,
+/// from 3 ms on) reaching -60 dB after `rt60` seconds, scaled so the direct sound's energy is
+/// `drr_db` above the reverberation's (the direct-to-reverberant ratio: a laptop's speaker
+/// a few centimetres from its microphone is well above 0 dB, a far speaker in a room below);
+/// unit energy.
+pub fn room_response(rt60: f32, drr_db: f32, seed: u64) -> Vec<f32> {
     let len = (rt60 * 1.2 * FS as f32) as usize;
     let mut rng = Rng::new(seed);
     let mut h = vec![0f32; len];
-    h[0] = 1.0;
-    // Early reflections start after ~3 ms.
     let start = (0.003 * FS as f32) as usize;
     let decay = 6.9078 / (rt60 * FS as f32); // ln(1000): -60 dB in amplitude at rt60
     for (i, s) in h.iter_mut().enumerate().skip(start) {
-        *s += 0.5 * rng.white() * (-decay * i as f32).exp();
+        *s = rng.white() * (-decay * i as f32).exp();
     }
-    let e = h.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let tail = energy(&h);
+    scale(
+        &mut h,
+        (db_to_gain(-drr_db).powi(2) as f64 / tail).sqrt() as f32,
+    );
+    h[0] = 1.0;
+    let e = energy(&h).sqrt() as f32;
     scale(&mut h, 1.0 / e);
     h
 }
@@ -250,12 +257,17 @@ pub fn delayed(x: &[f32], ms: f32) -> Vec<f32> {
     out
 }
 
+/// The echo path's default direct-to-reverberant ratio (dB).
+pub const DRR_DB: f32 = -18.0;
+
 /// The loudspeaker-to-microphone path: a delay, a room, a gain (dB); optionally a soft-clipping
 /// (tanh) loudspeaker first.
 #[derive(Debug, Clone, Copy)]
 pub struct EchoPath {
     pub delay_ms: f32,
     pub rt60: f32,
+    /// Direct-to-reverberant ratio of the room (dB).
+    pub drr_db: f32,
     pub gain_db: f32,
     pub room_seed: u64,
     pub soft_clip: bool,
@@ -266,6 +278,7 @@ impl EchoPath {
         EchoPath {
             delay_ms,
             rt60: 0.25,
+            drr_db: DRR_DB,
             gain_db: -10.0,
             room_seed: 7,
             soft_clip: false,
@@ -280,7 +293,7 @@ impl EchoPath {
         } else {
             far.to_vec()
         };
-        let room = room_response(self.rt60, self.room_seed);
+        let room = room_response(self.rt60, self.drr_db, self.room_seed);
         let mut echo = convolve(&delayed(&played, self.delay_ms), &room);
         scale(&mut echo, db_to_gain(self.gain_db));
         echo
@@ -507,4 +520,126 @@ pub fn sine(hz: f32, rate: u32, samples: usize, amp: f32) -> Vec<f32> {
             amp * (std::f64::consts::TAU * cycles).sin() as f32
         })
         .collect()
+}
+
+/// Mono 16-bit PCM from a WAV file's bytes: `(rate, samples in [-1, 1])`; `None` for anything
+/// else.
+pub fn wav_mono_i16(bytes: &[u8]) -> Option<(u32, Vec<f32>)> {
+    if bytes.get(0..4)? != b"RIFF" || bytes.get(8..12)? != b"WAVE" {
+        return None;
+    }
+    let (mut pos, mut rate, mut data) = (12, None, None);
+    while pos + 8 <= bytes.len() {
+        let id = &bytes[pos..pos + 4];
+        let len = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().ok()?) as usize;
+        let body = &bytes[pos + 8..(pos + 8 + len).min(bytes.len())];
+        match id {
+            b"fmt " => {
+                let format = u16::from_le_bytes(body.get(0..2)?.try_into().ok()?);
+                let channels = u16::from_le_bytes(body.get(2..4)?.try_into().ok()?);
+                let bits = u16::from_le_bytes(body.get(14..16)?.try_into().ok()?);
+                if format != 1 || channels != 1 || bits != 16 {
+                    return None;
+                }
+                rate = Some(u32::from_le_bytes(body.get(4..8)?.try_into().ok()?));
+            }
+            // espeak-ng writing to a pipe leaves the data length at its maximum.
+            b"data" => data = Some(&bytes[pos + 8..]),
+            _ => {}
+        }
+        if id == b"data" {
+            break;
+        }
+        pos += 8 + len + (len & 1);
+    }
+    let samples = data?
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0)
+        .collect();
+    Some((rate?, samples))
+}
+
+/// Real synthetic speech from `espeak-ng` (voice such as `en-us` or `en-us+f3`), at 48 kHz,
+/// peaks at -6 dBFS; `None` when espeak-ng is not installed. An extra beside [`speech`]: no
+/// test needs it.
+pub fn espeak(voice: &str, words_per_minute: u32, text: &str) -> Option<Vec<f32>> {
+    let out = std::process::Command::new("espeak-ng")
+        .args([
+            "-v",
+            voice,
+            "-s",
+            &words_per_minute.to_string(),
+            "--stdout",
+            text,
+        ])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let (rate, x) = wav_mono_i16(&out.stdout)?;
+    let mut y = Vec::with_capacity(x.len() * FS / rate as usize + FS);
+    if rate == SAMPLE_RATE {
+        y = x;
+    } else {
+        let mut r = crate::resample::Resampler::new(rate, SAMPLE_RATE).ok()?;
+        let skip = r.delay();
+        r.push(
+            x.iter()
+                .copied()
+                .chain(std::iter::repeat_n(0.0, rate as usize / 10)),
+            |c| y.extend_from_slice(c),
+        );
+        y.drain(..skip.min(y.len()));
+    }
+    normalize_peak(&mut y, 0.5);
+    Some(y)
+}
+
+/// Texts for the two espeak-ng talkers.
+pub const FAR_TEXT: &str = "The quick brown fox jumps over the lazy dog. Every call app people compare us with cancels echo, suppresses noise and levels the voice. Most people call from a laptop with its own speakers and microphone, and without echo cancellation every other person hears themselves a moment later.";
+pub const NEAR_TEXT: &str = "Hello, can you hear me? I think the connection is fine now. Let us talk about the plan for next week, and then about the budget, because the numbers from last quarter look quite different from what we expected.";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mono_16_bit_wav_is_read_and_anything_else_refused() {
+        let mut w = b"RIFF\0\0\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0\x22\x56\0\0\x44\xac\0\0\x02\0\x10\0data\x04\0\0\0".to_vec();
+        w.extend_from_slice(&16384i16.to_le_bytes());
+        w.extend_from_slice(&(-32768i16).to_le_bytes());
+        assert_eq!(wav_mono_i16(&w), Some((22_050, vec![0.5, -1.0])));
+        let mut stereo = w.clone();
+        stereo[22] = 2;
+        assert_eq!(wav_mono_i16(&stereo), None);
+        assert_eq!(wav_mono_i16(b"RIFF"), None);
+    }
+
+    #[test]
+    fn the_fixtures_are_the_same_every_time_and_shaped_as_asked() {
+        assert_eq!(speech(VOICE_A, 2.0), speech(VOICE_A, 2.0));
+        assert_ne!(speech(VOICE_A, 2.0), speech(VOICE_B, 2.0));
+        let h = room_response(0.25, -18.0, 7);
+        assert!((energy(&h) - 1.0).abs() < 1e-4);
+        // Direct sound vs the rest: the asked ratio.
+        let drr =
+            10.0 * (h[0] as f64 * h[0] as f64 / (energy(&h) - h[0] as f64 * h[0] as f64)).log10();
+        assert!((drr + 18.0).abs() < 0.1, "{drr}");
+        let n = pink_noise(2.0, 0.1, 1);
+        assert!((rms_of(&n) - 0.1).abs() < 1e-3);
+        // Pink: about 3 dB less power per octave.
+        let spec = spectrum_dbfs(&n[..65_536], SAMPLE_RATE);
+        let band = |lo: f32, hi: f32| {
+            let v: Vec<f32> = spec
+                .iter()
+                .filter(|(f, _)| *f >= lo && *f < hi)
+                .map(|(_, d)| 10f32.powf(d / 10.0))
+                .collect();
+            10.0 * (v.iter().sum::<f32>() / v.len() as f32).log10()
+        };
+        let slope = band(1000.0, 2000.0) - band(2000.0, 4000.0);
+        assert!((slope - 3.0).abs() < 1.0, "{slope}");
+    }
 }
