@@ -5,7 +5,7 @@
 //! [-1, 1]; nothing needs files or tools.
 
 use crate::frame::{AudioFrame, FRAME_SAMPLES, SAMPLE_RATE};
-use crate::processing::Processor;
+use crate::processing::{ProcessingSettings, Processor};
 use rustfft::num_complex::Complex;
 use rustfft::FftPlanner;
 use std::f32::consts::{PI, TAU};
@@ -600,6 +600,213 @@ pub fn espeak(voice: &str, words_per_minute: u32, text: &str) -> Option<Vec<f32>
 /// Texts for the two espeak-ng talkers.
 pub const FAR_TEXT: &str = "The quick brown fox jumps over the lazy dog. Every call app people compare us with cancels echo, suppresses noise and levels the voice. Most people call from a laptop with its own speakers and microphone, and without echo cancellation every other person hears themselves a moment later.";
 pub const NEAR_TEXT: &str = "Hello, can you hear me? I think the connection is fine now. Let us talk about the plan for next week, and then about the budget, because the numbers from last quarter look quite different from what we expected.";
+
+// ---------------------------------------------------------------------------------------------
+// The measurements the tests assert and the audio benchmark prints.
+
+/// What one echo run measured.
+#[derive(Debug)]
+pub struct EchoFigures {
+    pub median: f32,
+    pub p10: f32,
+    /// From the start of far-end speech to ERLE >= 15 dB held (s).
+    pub convergence: Option<f32>,
+    /// From the echo path change to ERLE >= 15 dB held again (s).
+    pub reconvergence: Option<f32>,
+}
+
+/// Far-end speech (voice A) for `seconds` through `path` (changed to `change.1` at
+/// `change.0` s), near end silent. ERLE median and p10 over the windows after 3 s (and, with a
+/// change, leaving out the 2 s after it).
+pub fn echo_run(
+    settings: ProcessingSettings,
+    path: EchoPath,
+    change: Option<(f32, EchoPath)>,
+    seconds: f32,
+) -> EchoFigures {
+    let far = speech(VOICE_A, seconds);
+    let echo = match change {
+        None => path.apply(&far),
+        Some((at, other)) => {
+            let cut = (at * FS as f32) as usize;
+            let (a, b) = (path.apply(&far), other.apply(&far));
+            a[..cut].iter().chain(&b[cut..]).copied().collect()
+        }
+    };
+    let mut p = Processor::new(settings);
+    let _ = p.set_delay_ms(path.delay_ms as u32);
+    let out = run(&mut p, &far, &echo);
+    let w = erle_windows(&echo, &out);
+    let skip = |t: f32| change.is_some_and(|(at, _)| t >= at && t < at + 2.0);
+    let steady: Vec<f32> = w
+        .iter()
+        .filter(|(t, _)| *t >= 3.0 && !skip(*t))
+        .map(|(_, e)| *e)
+        .collect();
+    let start = w.first().map(|(t, _)| *t).unwrap_or(0.0);
+    EchoFigures {
+        median: quantile(&steady, 0.5),
+        p10: quantile(&steady, 0.1),
+        convergence: convergence_time(&w, start, 15.0),
+        reconvergence: change.and_then(|(at, _)| convergence_time(&w, at, 15.0)),
+    }
+}
+
+/// Segmental SNR (dB) of the near end in the output during double talk, against the same
+/// processing of the near end alone (the same far end rendered), so the high-pass, noise
+/// suppressor and gain control are the same on both sides and only what the echo (and its
+/// cancellation) did counts. Also answers the unprocessed figure (the echo left in).
+pub fn double_talk(settings: ProcessingSettings) -> (f32, f32) {
+    // Far end (voice A) talks all along; the near end (voice B) starts at 3 s, once the echo
+    // canceller has converged, and they talk over each other from then on.
+    let secs = 12.0;
+    let far = speech(VOICE_A, secs);
+    let mut near = speech(VOICE_B, secs);
+    near[..3 * FS].fill(0.0);
+    let echo = EchoPath::new(60.0).apply(&far);
+    let mut p = Processor::new(settings);
+    let _ = p.set_delay_ms(60);
+    let out = run(&mut p, &far, &mix(&near, &echo));
+    let mut q = Processor::new(settings);
+    let _ = q.set_delay_ms(60);
+    let alone = run(&mut q, &far, &near);
+    let from = 3 * FS;
+    (
+        segmental_snr(&alone[from..], &out[from..]),
+        segmental_snr(&near[from..], &mix(&near, &echo)[from..]),
+    )
+}
+
+/// What the noise measurement found.
+#[derive(Debug, Clone, Copy)]
+pub struct NoiseFigures {
+    /// SNR (dB) of the noisy input and of the output, from speech and pause windows.
+    pub snr_in: f32,
+    pub snr_out: f32,
+    /// Speech power (dBFS, noise taken out) in and out.
+    pub speech_in: f32,
+    pub speech_out: f32,
+}
+
+/// Near-end speech (voice B) with pink noise 10 dB below it (active speech power), no far end,
+/// through `settings`; measured from 2 s on (the noise estimator and gain control settle).
+pub fn noise_run(settings: ProcessingSettings) -> NoiseFigures {
+    let secs = 10.0;
+    let clean = speech(VOICE_B, secs);
+    let (speech_w, pause_w) = speech_and_pause_windows(&clean);
+    let speech_rms = window_power(&clean, &speech_w).sqrt() as f32;
+    let noise = pink_noise(secs, speech_rms * db_to_gain(-10.0), 3);
+    let noisy = mix(&clean, &noise);
+    let mut p = Processor::new(settings);
+    let out = run(&mut p, &[], &noisy);
+    let keep = |w: &Vec<usize>| w.iter().copied().filter(|&i| i >= 20).collect::<Vec<_>>();
+    let (sw, pw) = (keep(&speech_w), keep(&pause_w));
+    let (snr_in, speech_in) = snr_from_windows(&noisy, &sw, &pw);
+    let (snr_out, speech_out) = snr_from_windows(&out, &sw, &pw);
+    NoiseFigures {
+        snr_in,
+        snr_out,
+        speech_in,
+        speech_out,
+    }
+}
+
+/// Microseconds of processing per 10 ms of audio (render and capture, everything on), over
+/// `seconds` of double talk with echo, on the calling thread (wall time of the calls only).
+pub fn cpu_us_per_10ms(seconds: f32) -> f64 {
+    let far = speech(VOICE_A, seconds);
+    let near = speech(VOICE_B, seconds);
+    let mic = mix(&near, &EchoPath::new(60.0).apply(&far));
+    let mut p = Processor::new(ProcessingSettings::default());
+    let _ = p.set_delay_ms(60);
+    let frames = mic.len() / FRAME_SAMPLES;
+    let (fars, mut mics): (Vec<AudioFrame>, Vec<AudioFrame>) = (0..frames)
+        .map(|i| {
+            let r = i * FRAME_SAMPLES..(i + 1) * FRAME_SAMPLES;
+            (to_frame(&far[r.clone()]), to_frame(&mic[r]))
+        })
+        .unzip();
+    let start = std::time::Instant::now();
+    for (f, m) in fars.iter().zip(mics.iter_mut()) {
+        p.render(f);
+        p.capture(m);
+    }
+    start.elapsed().as_secs_f64() * 1e6 / (2 * frames.max(1)) as f64
+}
+
+/// Every figure of the audio benchmark (`cargo xtask bench audio`), on the fixtures above.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AudioFigures {
+    /// ERLE (dB) with far-end speech only, 60 ms and 200 ms echo paths pooled, after 3 s.
+    pub erle_median_db: f64,
+    pub erle_p10_db: f64,
+    /// Seconds until the ERLE holds at 15 dB (worst of 60 and 200 ms).
+    pub convergence_s: Option<f64>,
+    /// Seconds until it holds again after the echo path changes.
+    pub reconvergence_s: Option<f64>,
+    /// ERLE median and p10 (dB) through a soft-clipping loudspeaker.
+    pub soft_clip_erle_median_db: f64,
+    pub soft_clip_erle_p10_db: f64,
+    /// Near-end segmental SNR (dB) in double talk, everything on.
+    pub double_talk_db: f64,
+    /// The same with echo cancellation alone.
+    pub double_talk_echo_only_db: f64,
+    /// SNR gain (dB) on speech in pink noise at 10 dB SNR.
+    pub noise_gain_db: f64,
+    /// Speech level change (dB) through the noise suppression.
+    pub noise_speech_change_db: f64,
+    /// Processing time per 10 ms frame (render + capture), microseconds.
+    pub cpu_us_per_frame: f64,
+}
+
+/// Measures everything (about 15 s of processing).
+pub fn measure_all() -> AudioFigures {
+    let all = ProcessingSettings::default();
+    let secs = 12.0;
+    let far = speech(VOICE_A, secs);
+    let mut pooled = Vec::new();
+    let mut conv: Option<f32> = Some(0.0);
+    for delay in [60.0, 200.0] {
+        let path = EchoPath::new(delay);
+        let echo = path.apply(&far);
+        let mut p = Processor::new(all);
+        let _ = p.set_delay_ms(delay as u32);
+        let out = run(&mut p, &far, &echo);
+        let w = erle_windows(&echo, &out);
+        pooled.extend(w.iter().filter(|(t, _)| *t >= 3.0).map(|(_, e)| *e));
+        let c = convergence_time(&w, w.first().map_or(0.0, |w| w.0), 15.0);
+        conv = match (conv, c) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+    }
+    let mut other = EchoPath::new(120.0);
+    other.room_seed = 99;
+    other.gain_db = -6.0;
+    let change = echo_run(all, EchoPath::new(60.0), Some((8.0, other)), 16.0);
+    let mut clip = EchoPath::new(60.0);
+    clip.soft_clip = true;
+    let clip = echo_run(all, clip, None, secs);
+    let (dt, _) = double_talk(all);
+    let (dt_aec, _) = double_talk(ProcessingSettings {
+        echo_cancellation: true,
+        ..ProcessingSettings::OFF
+    });
+    let noise = noise_run(all);
+    AudioFigures {
+        erle_median_db: quantile(&pooled, 0.5) as f64,
+        erle_p10_db: quantile(&pooled, 0.1) as f64,
+        convergence_s: conv.map(f64::from),
+        reconvergence_s: change.reconvergence.map(f64::from),
+        soft_clip_erle_median_db: clip.median as f64,
+        soft_clip_erle_p10_db: clip.p10 as f64,
+        double_talk_db: dt as f64,
+        double_talk_echo_only_db: dt_aec as f64,
+        noise_gain_db: (noise.snr_out - noise.snr_in) as f64,
+        noise_speech_change_db: (noise.speech_out - noise.speech_in) as f64,
+        cpu_us_per_frame: cpu_us_per_10ms(20.0),
+    }
+}
 
 #[cfg(test)]
 mod tests {

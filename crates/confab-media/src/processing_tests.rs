@@ -4,54 +4,6 @@
 use super::*;
 use crate::audio_fixtures::*;
 
-/// What one echo run measured.
-#[derive(Debug)]
-struct EchoFigures {
-    median: f32,
-    p10: f32,
-    /// From the start of far-end speech to ERLE >= 15 dB held (s).
-    convergence: Option<f32>,
-    /// From the echo path change to ERLE >= 15 dB held again (s).
-    reconvergence: Option<f32>,
-}
-
-/// Far-end speech (voice A) for `seconds` through `path` (changed to `change.1` at
-/// `change.0` s), near end silent. ERLE median and p10 over the windows after 3 s (and, with a
-/// change, leaving out the 2 s after it).
-fn echo_run(
-    settings: ProcessingSettings,
-    path: EchoPath,
-    change: Option<(f32, EchoPath)>,
-    seconds: f32,
-) -> EchoFigures {
-    let far = speech(VOICE_A, seconds);
-    let echo = match change {
-        None => path.apply(&far),
-        Some((at, other)) => {
-            let cut = (at * FS as f32) as usize;
-            let (a, b) = (path.apply(&far), other.apply(&far));
-            a[..cut].iter().chain(&b[cut..]).copied().collect()
-        }
-    };
-    let mut p = Processor::new(settings);
-    p.set_delay_ms(path.delay_ms as u32).unwrap();
-    let out = run(&mut p, &far, &echo);
-    let w = erle_windows(&echo, &out);
-    let skip = |t: f32| change.is_some_and(|(at, _)| t >= at && t < at + 2.0);
-    let steady: Vec<f32> = w
-        .iter()
-        .filter(|(t, _)| *t >= 3.0 && !skip(*t))
-        .map(|(_, e)| *e)
-        .collect();
-    let start = w.first().map(|(t, _)| *t).unwrap_or(0.0);
-    EchoFigures {
-        median: quantile(&steady, 0.5),
-        p10: quantile(&steady, 0.1),
-        convergence: convergence_time(&w, start, 15.0),
-        reconvergence: change.and_then(|(at, _)| convergence_time(&w, at, 15.0)),
-    }
-}
-
 #[test]
 fn the_default_settings_are_all_on_and_round_trip_through_json() {
     let s = ProcessingSettings::default();
@@ -203,31 +155,6 @@ fn a_panic_in_capture_passes_the_frame_through_unprocessed() {
     assert_eq!((s.panics, s.resets, s.passed_through), (1, 1, 1));
 }
 
-/// Segmental SNR (dB) of the near end in the output during double talk, against the same
-/// processing of the near end alone (the same far end rendered), so the high-pass, noise
-/// suppressor and gain control are the same on both sides and only what the echo (and its
-/// cancellation) did counts. Also answers the unprocessed figure (the echo left in).
-fn double_talk(settings: ProcessingSettings) -> (f32, f32) {
-    // Far end (voice A) talks all along; the near end (voice B) starts at 3 s, once the echo
-    // canceller has converged, and they talk over each other from then on.
-    let secs = 12.0;
-    let far = speech(VOICE_A, secs);
-    let mut near = speech(VOICE_B, secs);
-    near[..3 * FS].fill(0.0);
-    let echo = EchoPath::new(60.0).apply(&far);
-    let mut p = Processor::new(settings);
-    p.set_delay_ms(60).unwrap();
-    let out = run(&mut p, &far, &mix(&near, &echo));
-    let mut q = Processor::new(settings);
-    q.set_delay_ms(60).unwrap();
-    let alone = run(&mut q, &far, &near);
-    let from = 3 * FS;
-    (
-        segmental_snr(&alone[from..], &out[from..]),
-        segmental_snr(&near[from..], &mix(&near, &echo)[from..]),
-    )
-}
-
 /// The issue asks 10 dB. With echo cancellation alone sonora keeps it; with noise suppression
 /// and gain control on too the figure drops to about 5 dB: their adaptive state (noise
 /// estimate, gain) differs between the double-talk run and the near-end-alone reference, and
@@ -253,27 +180,18 @@ fn near_end_speech_survives_double_talk() {
 
 #[test]
 fn noise_is_suppressed_and_speech_kept() {
-    let secs = 10.0;
-    let clean = speech(VOICE_B, secs);
-    let (speech_w, pause_w) = speech_and_pause_windows(&clean);
-    // Pink noise 10 dB below the speech (active speech power).
-    let speech_rms = window_power(&clean, &speech_w).sqrt() as f32;
-    let noise = pink_noise(secs, speech_rms * db_to_gain(-10.0), 3);
-    let noisy = mix(&clean, &noise);
-    let mut p = Processor::default();
-    let out = run(&mut p, &[], &noisy);
-    // Leave the first 2 s to the noise estimator and the gain control.
-    let keep = |w: &Vec<usize>| w.iter().copied().filter(|&i| i >= 20).collect::<Vec<_>>();
-    let (sw, pw) = (keep(&speech_w), keep(&pause_w));
-    let (snr_in, speech_in) = snr_from_windows(&noisy, &sw, &pw);
-    let (snr_out, speech_out) = snr_from_windows(&out, &sw, &pw);
+    let n = noise_run(ProcessingSettings::default());
     println!(
-        "noise: SNR {snr_in:.1} dB in, {snr_out:.1} dB out (gain {:.1} dB); speech level {speech_in:.1} -> {speech_out:.1} dBFS",
-        snr_out - snr_in
+        "noise: SNR {:.1} dB in, {:.1} dB out (gain {:.1} dB); speech level {:.1} -> {:.1} dBFS",
+        n.snr_in,
+        n.snr_out,
+        n.snr_out - n.snr_in,
+        n.speech_in,
+        n.speech_out
     );
-    assert!((snr_in - 10.0).abs() < 2.0, "{snr_in}");
-    assert!(snr_out - snr_in >= 10.0, "{snr_out} vs {snr_in}");
-    assert!(speech_out >= speech_in - 6.0, "{speech_out} vs {speech_in}");
+    assert!((n.snr_in - 10.0).abs() < 2.0, "{n:?}");
+    assert!(n.snr_out - n.snr_in >= 10.0, "{n:?}");
+    assert!(n.speech_out >= n.speech_in - 6.0, "{n:?}");
 }
 
 /// An extra with real synthetic speech when `espeak-ng` is installed (apt `espeak-ng`); it
