@@ -139,8 +139,18 @@ pub struct Processor {
     stats: ProcessingStats,
     feed: Option<rtrb::Consumer<AudioFrame>>,
     feed_dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Capture frames to wait before trying again to build a sonora instance that panicked
+    /// while being built.
+    retry_in: u32,
     fail_next: bool,
 }
+
+// The engine moves it to the capture thread.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Processor>();
+    send::<RenderFeed>();
+};
 
 impl std::fmt::Debug for Processor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,6 +176,7 @@ impl Processor {
             stats: ProcessingStats::default(),
             feed: None,
             feed_dropped: Default::default(),
+            retry_in: 0,
             fail_next: false,
         };
         p.rebuild();
@@ -247,7 +258,11 @@ impl Processor {
         }
         self.stats.capture_frames += 1;
         if self.apm.is_none() {
-            self.rebuild();
+            if self.retry_in == 0 {
+                self.rebuild();
+            } else {
+                self.retry_in -= 1;
+            }
         }
         let delay = self.delay_ms as i32;
         let (mut inp, mut out) = ([0f32; SUB], [0f32; SUB]);
@@ -320,7 +335,11 @@ impl Processor {
             Ok(apm) => self.apm = Some(apm),
             Err(_) => {
                 self.stats.panics += 1;
-                tracing::error!("audio processing could not be built (a panic inside sonora)");
+                // Try again in a second; until then frames pass through.
+                self.retry_in = 50;
+                tracing::error!(
+                    "audio processing could not be built (a panic inside sonora); frames pass through unprocessed"
+                );
             }
         }
     }
@@ -354,9 +373,13 @@ impl Processor {
                     .unwrap_or_default();
                 self.stats.panics += 1;
                 self.stats.resets += 1;
-                tracing::error!(
-                    "audio processing panicked in {what} ({msg}); rebuilding it, this frame passes unprocessed"
-                );
+                // A panic that repeats on every frame is logged less and less often.
+                if self.stats.resets <= 3 || self.stats.resets.is_power_of_two() {
+                    tracing::error!(
+                        "audio processing panicked in {what} ({msg}; {} so far); rebuilt, this frame passes unprocessed",
+                        self.stats.resets
+                    );
+                }
                 self.rebuild();
                 None
             }

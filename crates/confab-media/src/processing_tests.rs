@@ -161,6 +161,26 @@ fn a_panic_in_capture_passes_the_frame_through_unprocessed() {
 /// this measure counts every difference as damage. The thresholds are what is met, so a
 /// regression shows; the figures are printed.
 #[test]
+fn a_panic_on_every_frame_never_stops_the_frames() {
+    let mut p = Processor::default();
+    let x = speech(VOICE_B, 2.0);
+    for chunk in x.chunks_exact(FRAME_SAMPLES) {
+        let frame = to_frame(chunk);
+        let mut f = frame;
+        p.inject_panic();
+        p.capture(&mut f);
+        assert_eq!(f[..FRAME_SAMPLES / 2], frame[..FRAME_SAMPLES / 2]);
+    }
+    let s = p.stats();
+    assert_eq!((s.panics, s.resets), (100, 100));
+    assert_eq!(s.capture_frames, 100);
+    // And it processes again once the panics stop.
+    let mut f = to_frame(&x[..FRAME_SAMPLES]);
+    p.capture(&mut f);
+    assert_eq!(p.stats().passed_through, 100);
+}
+
+#[test]
 fn near_end_speech_survives_double_talk() {
     let only = |echo_cancellation, noise_suppression, auto_gain| ProcessingSettings {
         echo_cancellation,
