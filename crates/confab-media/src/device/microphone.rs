@@ -85,6 +85,8 @@ fn open(
     let cfg = dev
         .default_input_config()
         .map_err(|e| MediaError::Device(format!("the microphone cannot be used: {e}")))?;
+    let offered = dev.supported_input_configs().into_iter().flatten();
+    let cfg = super::at_48_khz(cfg, offered);
     let channels = cfg.channels() as usize;
     let rate = cfg.sample_rate().0;
     let mut framer = Framer::new(rate)?;

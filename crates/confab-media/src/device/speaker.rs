@@ -242,6 +242,8 @@ fn open_stream(which: Option<&str>) -> Result<(cpal::Stream, (String, u32, Feed)
     let cfg = dev
         .default_output_config()
         .map_err(|e| MediaError::Device(format!("the speaker cannot be used: {e}")))?;
+    let offered = dev.supported_output_configs().into_iter().flatten();
+    let cfg = super::at_48_khz(cfg, offered);
     let channels = cfg.channels() as usize;
     let rate = cfg.sample_rate().0;
     let (feed, mut pull) = ring(rate)?;
