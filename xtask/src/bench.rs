@@ -35,6 +35,12 @@ const BENCHES: &[Bench] = &[
         packages: &["confab-signal", "confab-peer"],
         test_packages: true,
     },
+    Bench {
+        name: "audio",
+        // Its program, confab-audio-bench, is a binary of confab-media.
+        packages: &["confab-media"],
+        test_packages: false,
+    },
 ];
 
 fn names() -> String {
@@ -124,14 +130,14 @@ mod tests {
                 assert!(manifest.contains(&format!("\"{member}\"")), "{member}");
             }
         }
-        assert_eq!(names(), "signal|call|app|vs-browser");
+        assert_eq!(names(), "signal|call|app|vs-browser|audio");
     }
 
     #[test]
     fn unknown_or_missing_benchmarks_are_refused_before_building() {
         let e = main(&["network".into()]).unwrap_err();
         assert!(e.contains("unknown benchmark `network`"), "{e}");
-        assert!(e.contains("signal, call, app, vs-browser"), "{e}");
+        assert!(e.contains("signal, call, app, vs-browser, audio"), "{e}");
         let e = main(&[]).unwrap_err();
         assert!(e.contains("which benchmark?"), "{e}");
     }

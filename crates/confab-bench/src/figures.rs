@@ -1,6 +1,6 @@
 //! What the benchmarks print and write: one serde struct per table row, the tables themselves,
 //! and the JSON files under `target/bench/` (`signal.json`, `call.json`, `app.json`,
-//! `vs-browser.json`). A figure that could not be taken is `None`: `-` in a table, `null` in
+//! `vs-browser.json`, `audio.json`). A figure that could not be taken is `None`: `-` in a table, `null` in
 //! JSON.
 
 use crate::reports::{LoadgenSummary, PeerReport};
@@ -434,6 +434,93 @@ pub fn vs_browser_table(rows: &[VsBrowserRow]) -> String {
     t
 }
 
+// ---------------------------------------------------------------------------------------------
+// bench audio
+
+/// `bench audio`: what `confab-audio-bench` measured on the built-in fixtures (one object). The
+/// issue's keys first; the rest are the figures beside them. Fields the program adds later are
+/// ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioRun {
+    pub erle_median_db: Option<f64>,
+    pub erle_p10_db: Option<f64>,
+    pub convergence_s: Option<f64>,
+    pub double_talk_db: Option<f64>,
+    pub noise_gain_db: Option<f64>,
+    pub cpu_us_per_frame: Option<f64>,
+    #[serde(default)]
+    pub reconvergence_s: Option<f64>,
+    #[serde(default)]
+    pub soft_clip_erle_median_db: Option<f64>,
+    #[serde(default)]
+    pub soft_clip_erle_p10_db: Option<f64>,
+    #[serde(default)]
+    pub double_talk_echo_only_db: Option<f64>,
+    #[serde(default)]
+    pub noise_speech_change_db: Option<f64>,
+}
+
+pub fn audio_table(r: &AudioRun) -> String {
+    let mut t = String::new();
+    let mut row = |what: &str, v: String, target: &str| {
+        let _ = writeln!(t, "  {what:<38} {v:>9}   {target}");
+    };
+    row("ERLE median (dB)", fmt1(r.erle_median_db), "(target >= 30)");
+    row(
+        "ERLE 10th percentile (dB)",
+        fmt1(r.erle_p10_db),
+        "(target >= 20)",
+    );
+    row(
+        "converged, ERLE >= 15 dB (s)",
+        fmt1(r.convergence_s),
+        "(target <= 2)",
+    );
+    row(
+        "reconverged after a path change (s)",
+        fmt1(r.reconvergence_s),
+        "(target <= 2)",
+    );
+    row(
+        "soft-clipping speaker ERLE median/p10",
+        format!(
+            "{}/{}",
+            fmt1(r.soft_clip_erle_median_db),
+            fmt1(r.soft_clip_erle_p10_db)
+        ),
+        "",
+    );
+    row(
+        "double talk, near-end seg. SNR (dB)",
+        fmt1(r.double_talk_db),
+        "(target >= 10)",
+    );
+    row(
+        "  the same, echo cancellation only",
+        fmt1(r.double_talk_echo_only_db),
+        "",
+    );
+    row(
+        "noise: SNR gain at 10 dB SNR (dB)",
+        fmt1(r.noise_gain_db),
+        "(target >= 10)",
+    );
+    row(
+        "  speech level change (dB)",
+        fmt1(r.noise_speech_change_db),
+        "",
+    );
+    row(
+        "CPU per 10 ms frame (us)",
+        fmt0(r.cpu_us_per_frame),
+        &format!(
+            "({} % of one core)",
+            fmt1(r.cpu_us_per_frame.map(|us| us / 100.0))
+        ),
+    );
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -716,5 +803,38 @@ mod tests {
         assert!(e.to_string().starts_with("writing "), "{e}");
         assert!(e.to_string().contains("call.json"), "{e}");
         std::fs::remove_file(file).unwrap();
+    }
+
+    #[test]
+    fn audio_json_keeps_the_issues_keys_and_reads_what_the_program_prints() {
+        let printed = r#"{"erle_median_db":46.2,"erle_p10_db":36.4,"convergence_s":0.1,
+            "reconvergence_s":1.0,"soft_clip_erle_median_db":44.1,"soft_clip_erle_p10_db":24.4,
+            "double_talk_db":4.8,"double_talk_echo_only_db":11.8,"noise_gain_db":12.7,
+            "noise_speech_change_db":-0.5,"cpu_us_per_frame":470.5,"later_field":1}"#;
+        let run: AudioRun = serde_json::from_str(printed).unwrap();
+        let v = serde_json::to_value(&run).unwrap();
+        for key in [
+            "erle_median_db",
+            "erle_p10_db",
+            "convergence_s",
+            "double_talk_db",
+            "noise_gain_db",
+            "cpu_us_per_frame",
+        ] {
+            assert!(v[key].is_number(), "{key}");
+        }
+        let t = audio_table(&run);
+        assert!(t.contains("46.2") && t.contains("4.7 % of one core"), "{t}");
+        // A figure the program could not take is `-`.
+        let none: AudioRun = serde_json::from_str(
+            r#"{"erle_median_db":null,"erle_p10_db":1,"convergence_s":null,
+                "double_talk_db":1,"noise_gain_db":1,"cpu_us_per_frame":null}"#,
+        )
+        .unwrap();
+        assert!(
+            audio_table(&none).contains("  -   "),
+            "{}",
+            audio_table(&none)
+        );
     }
 }

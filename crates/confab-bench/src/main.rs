@@ -1,5 +1,5 @@
 //! `confab-bench`: every benchmark of the project. Run through `cargo xtask bench
-//! signal|call|app|vs-browser`, which builds the release binaries and forwards its arguments
+//! signal|call|app|vs-browser|audio`, which builds the release binaries and forwards its arguments
 //! here. Each prints a table and writes the same figures as JSON to `target/bench/`; they never
 //! fail on a number (this machine is shared and noisy), only when a program they run fails.
 
@@ -87,6 +87,18 @@ and Confab / Chromium ratios. The desktop app is not part of this run (yet): its
 the JSON are null.
 Writes target/bench/vs-browser.json (one object per size).";
 
+const AUDIO_HELP: &str = "\
+Runs the release confab-audio-bench: confab-media's audio processing (sonora: echo
+cancellation, noise suppression, gain control, high-pass) on fixtures built in code from fixed
+seeds (speech-like voices, pink noise, a room with RT60 250 ms), and prints ERLE median and
+10th percentile (60 and 200 ms echo paths, far end alone, after 3 s), convergence and
+reconvergence after an echo path change, ERLE through a soft-clipping speaker, the near end's
+segmental SNR in double talk, the SNR gain on speech in pink noise at 10 dB SNR, and the
+processing time per 10 ms frame.
+Targets: ERLE median >= 30 dB, p10 >= 20 dB; converged within 2 s; double talk >= 10 dB;
+noise gain >= 10 dB.
+Writes target/bench/audio.json (one object).";
+
 #[derive(Subcommand)]
 enum What {
     /// Signaling server load: connections held, relay rate and latency, server CPU and memory.
@@ -134,6 +146,12 @@ enum What {
         /// Seconds of call measured.
         #[arg(long, default_value_t = 20.0)]
         duration: f64,
+        #[command(flatten)]
+        dirs: Dirs,
+    },
+    /// Audio processing quality and cost: ERLE, convergence, double talk, noise, CPU per frame.
+    #[command(long_about = AUDIO_HELP, override_usage = "cargo xtask bench audio")]
+    Audio {
         #[command(flatten)]
         dirs: Dirs,
     },
@@ -191,6 +209,7 @@ fn main() -> Result<()> {
             &dirs,
         ),
         What::App { duration, dirs } => runs::app::run(duration, &dirs),
+        What::Audio { dirs } => runs::audio::run(&dirs),
         What::VsBrowser {
             duration,
             sizes,
@@ -291,6 +310,7 @@ mod tests {
         assert_eq!(dirs.out().unwrap(), PathBuf::from("/x"));
         assert!(Cli::try_parse_from(["confab-bench", "app", "--duration", "5"]).is_ok());
         assert!(Cli::try_parse_from(["confab-bench", "vs-browser", "--sizes", "1280x720"]).is_ok());
+        assert!(Cli::try_parse_from(["confab-bench", "audio", "--bin-dir", "/t/release"]).is_ok());
         assert!(Cli::try_parse_from(["confab-bench", "call", "--duration"]).is_err());
         assert!(Cli::try_parse_from(["confab-bench", "network"]).is_err());
     }
@@ -303,6 +323,7 @@ mod tests {
             ("call", "call.json", "first frame < 150 ms"),
             ("app", "app.json", "window < 1 s"),
             ("vs-browser", "vs-browser.json", "Confab / Chromium"),
+            ("audio", "audio.json", "ERLE median >= 30 dB"),
         ] {
             let help = cmd
                 .find_subcommand_mut(name)

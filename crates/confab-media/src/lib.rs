@@ -4,11 +4,15 @@
 
 pub mod assembler;
 pub mod audio;
+#[doc(hidden)]
+pub mod audio_fixtures;
 pub mod convert;
 pub mod device;
 pub mod frame;
 pub mod pattern;
 pub mod peek;
+pub mod processing;
+pub mod resample;
 pub mod seq;
 pub mod tone;
 pub mod video;

@@ -674,7 +674,7 @@ mod tests {
             let e = enc.encode(&src, true).unwrap().unwrap();
             let out = dec.decode(&e.data).unwrap().unwrap();
             assert!(
-                out.width % 2 == 0 && out.height % 2 == 0,
+                out.width.is_multiple_of(2) && out.height.is_multiple_of(2),
                 "{codec:?}: {out:?}"
             );
             // And the UI conversions accept what comes out.

@@ -1,6 +1,7 @@
 //! The benchmark runners: start the programs, collect their reports, print and write figures.
 
 pub mod app;
+pub mod audio;
 pub mod call;
 pub mod signal;
 pub mod vs_browser;

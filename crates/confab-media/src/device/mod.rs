@@ -125,6 +125,32 @@ impl AudioCapture {
     }
 }
 
+/// The device configuration to open: the default one when it runs at 48 kHz (Confab's rate);
+/// otherwise the same channels and sample format at 48 kHz when the device offers that (then
+/// no resampling is needed), else the same format at 48 kHz with other channels, else the
+/// default (and the audio is resampled).
+fn at_48_khz(
+    default: cpal::SupportedStreamConfig,
+    offered: impl IntoIterator<Item = cpal::SupportedStreamConfigRange>,
+) -> cpal::SupportedStreamConfig {
+    let rate = cpal::SampleRate(crate::frame::SAMPLE_RATE);
+    if default.sample_rate() == rate {
+        return default;
+    }
+    let ranges: Vec<_> = offered
+        .into_iter()
+        .filter(|r| r.sample_format() == default.sample_format())
+        .filter(|r| r.min_sample_rate() <= rate && rate <= r.max_sample_rate())
+        .collect();
+    let same_channels = ranges
+        .iter()
+        .find(|r| r.channels() == default.channels())
+        .or(ranges.first());
+    same_channels
+        .and_then(|r| r.try_with_sample_rate(rate))
+        .unwrap_or(default)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +266,45 @@ mod tests {
             .err()
             .expect("no such microphone here");
         assert!(err.to_string().contains("microphone"), "{err}");
+    }
+
+    #[test]
+    fn devices_open_at_48_khz_when_they_offer_it() {
+        use cpal::SupportedStreamConfigRange as Range;
+        use cpal::{SampleFormat, SampleRate, SupportedBufferSize, SupportedStreamConfig};
+        let any = SupportedBufferSize::Unknown;
+        let default = SupportedStreamConfig::new(2, SampleRate(44_100), any, SampleFormat::F32);
+        let range = |ch, lo, hi, f| Range::new(ch, SampleRate(lo), SampleRate(hi), any, f);
+        // Offered with the same channels and format: taken.
+        let c = at_48_khz(
+            default.clone(),
+            [
+                range(1, 8_000, 96_000, SampleFormat::F32),
+                range(2, 8_000, 96_000, SampleFormat::I16),
+                range(2, 44_100, 48_000, SampleFormat::F32),
+            ],
+        );
+        assert_eq!(
+            (c.channels(), c.sample_rate().0, c.sample_format()),
+            (2, 48_000, SampleFormat::F32)
+        );
+        // Only with other channels: taken (the callback downmixes).
+        let c = at_48_khz(
+            default.clone(),
+            [range(1, 8_000, 96_000, SampleFormat::F32)],
+        );
+        assert_eq!((c.channels(), c.sample_rate().0), (1, 48_000));
+        // Not offered (or only in another format): the default, resampled.
+        let c = at_48_khz(
+            default.clone(),
+            [
+                range(2, 44_100, 44_100, SampleFormat::F32),
+                range(2, 48_000, 48_000, SampleFormat::I16),
+            ],
+        );
+        assert_eq!(c, default);
+        // Already 48 kHz: the default as it is.
+        let d48 = SupportedStreamConfig::new(1, SampleRate(48_000), any, SampleFormat::I16);
+        assert_eq!(at_48_khz(d48.clone(), []), d48);
     }
 }
