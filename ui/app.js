@@ -819,6 +819,22 @@
       choose(Layout.onKey(choice, e.key, laidOut, speaking && speaking.key));
     }
   });
+  // Microphone processing (under the gear): saved, and in force from the next frame.
+  const PROCESSING_WORDS = { echo_cancellation: 'Echo cancellation', noise_suppression: 'Noise suppression', auto_gain: 'Automatic gain' };
+  for (const box of document.querySelectorAll('[data-processing]')) {
+    box.onchange = async () => {
+      const key = box.dataset.processing;
+      try {
+        const s = await invoke('get_settings');
+        s.audio_processing = { ...s.audio_processing, [key]: box.checked };
+        await invoke('save_settings', { settings: s });
+        toast(`${PROCESSING_WORDS[key]} ${box.checked ? 'on' : 'off'}`);
+      } catch (e) {
+        box.checked = !box.checked;
+        toast(errText(e), 'error');
+      }
+    };
+  }
 
   // ---------------------------------------------------------------------------- start
   (async () => {
@@ -826,6 +842,7 @@
       const s = await invoke('get_settings');
       $('f-ice').value = await invoke('get_ice_servers');
       $('pop-relay').checked = !!s.relay_only;
+      for (const box of document.querySelectorAll('[data-processing]')) box.checked = s.audio_processing[box.dataset.processing] !== false;
       $('f-name').value = s.name;
       $('f-room').value = s.room;
       $('f-server').value = s.server;

@@ -446,8 +446,10 @@ pub async fn save_settings(state: State<'_, AppState>, settings: Settings) -> Ip
         .save(&settings)
         .map_err(|e| IpcError::new(ErrorCode::Settings, e))?;
     let relay_only = settings.relay_only;
+    let processing = settings.audio_processing;
     *lock(&state.settings) = settings;
-    // For the calls set up from now on.
+    // Processing from the microphone's next frame; relay only for the calls set up from now on.
+    state.engine.set_audio_processing(processing).await?;
     Ok(state.engine.set_relay_only(relay_only).await?)
 }
 

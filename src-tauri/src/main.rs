@@ -269,6 +269,7 @@ fn setup(
         },
         auto_accept: false,
         audio_bitrate: 32_000,
+        processing: settings.audio_processing,
         signaling_silence: confab_engine::signaling::SILENCE_LIMIT,
     };
     let sink = frames.clone();

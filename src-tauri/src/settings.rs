@@ -22,6 +22,9 @@ pub struct Settings {
     /// Send media only through a TURN relay (one of `ice_servers`): the others never learn
     /// this computer's addresses.
     pub relay_only: bool,
+    /// Echo cancellation, noise suppression and automatic gain on the microphone (all on;
+    /// people with headsets or studio microphones switch them off).
+    pub audio_processing: confab_engine::media_kit::processing::ProcessingSettings,
     /// Servers used before, most recent first.
     pub recent_servers: Vec<String>,
     pub recent_rooms: Vec<String>,
@@ -44,6 +47,7 @@ impl Default for Settings {
                 credential: String::new(),
             }],
             relay_only: false,
+            audio_processing: Default::default(),
             recent_servers: Vec::new(),
             recent_rooms: Vec::new(),
             known_peers: Default::default(),

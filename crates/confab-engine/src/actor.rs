@@ -15,6 +15,7 @@ use crate::signaling::{self, JoinParams, SigEvent};
 use crate::stats::PeerStats;
 use confab_call::chat::{Chat, ChatLine};
 use confab_call::{Action, CallCore, Millis};
+use confab_media::processing::{ProcessingSettings, ProcessingStats};
 use confab_protocol::call::CallSignal;
 use confab_protocol::{ClientMessage, PeerId};
 use std::collections::HashMap;
@@ -44,6 +45,8 @@ pub enum Cmd {
     AdmitAll(bool, Reply<()>),
     IceServers(Vec<IceServer>, Reply<()>),
     RelayOnly(bool, Reply<()>),
+    Processing(ProcessingSettings, Reply<()>),
+    ProcessingStats(oneshot::Sender<ProcessingStats>),
     Stats(oneshot::Sender<Vec<PeerStats>>),
     Resources(oneshot::Sender<EngineResources>),
     Snapshot(oneshot::Sender<Snapshot>),
@@ -68,6 +71,7 @@ pub fn spawn(
             start_bitrate: config.rtc.start_bitrate,
             max_bitrate: config.rtc.max_bitrate,
             audio_bitrate: config.audio_bitrate,
+            processing: config.processing,
         },
         sink,
     )?;
@@ -513,6 +517,14 @@ impl Actor {
             Cmd::RelayOnly(on, reply) => {
                 self.config.rtc.relay_only = on;
                 let _ = reply.send(Ok(()));
+            }
+            Cmd::Processing(settings, reply) => {
+                self.config.processing = settings;
+                self.hub.set_processing(settings);
+                let _ = reply.send(Ok(()));
+            }
+            Cmd::ProcessingStats(reply) => {
+                let _ = reply.send(self.hub.processing_stats());
             }
             Cmd::AdmitAll(on, reply) => {
                 self.core.set_admit_all(on);

@@ -20,6 +20,8 @@ pub struct EngineConfig {
     /// Accept every ring without asking.
     pub auto_accept: bool,
     pub audio_bitrate: i32,
+    /// Echo cancellation, noise suppression and gain on the microphone (all on by default).
+    pub processing: confab_media::processing::ProcessingSettings,
     /// Not a single frame from the signaling server for this long (it pings every 20 s): the
     /// connection is dead and is made again.
     pub signaling_silence: std::time::Duration,
@@ -50,6 +52,7 @@ impl Default for EngineConfig {
             },
             auto_accept: false,
             audio_bitrate: 32_000,
+            processing: Default::default(),
             signaling_silence: crate::signaling::SILENCE_LIMIT,
         }
     }

@@ -186,6 +186,22 @@ impl Engine {
         self.ask(|r| Cmd::RelayOnly(on, r)).await
     }
 
+    /// Echo cancellation, noise suppression and gain on the microphone, from its next frame.
+    pub async fn set_audio_processing(
+        &self,
+        settings: confab_media::processing::ProcessingSettings,
+    ) -> Result<(), EngineError> {
+        self.ask(|r| Cmd::Processing(settings, r)).await
+    }
+
+    /// What the microphone's processing is doing (settings, the echo canceller's estimates),
+    /// as of the last second.
+    pub async fn audio_processing(
+        &self,
+    ) -> Result<confab_media::processing::ProcessingStats, EngineError> {
+        self.query(Cmd::ProcessingStats).await
+    }
+
     pub async fn stats(&self) -> Result<Vec<PeerStats>, EngineError> {
         self.query(Cmd::Stats).await
     }

@@ -9,6 +9,7 @@ use clap::Parser;
 use confab_engine::media_kit::device::{
     AudioSourceSpec, SpeakerSpec, VideoFormat, VideoSourceSpec,
 };
+use confab_engine::media_kit::processing::{ProcessingSettings, ProcessingStats};
 use confab_engine::media_kit::video::VideoCodec;
 use confab_engine::{
     Engine, EngineConfig, EngineEvent, IceServer, NullSink, PeerStats, RtcSettings,
@@ -90,6 +91,19 @@ struct Args {
     /// is then relay on our side, and the stats say so.
     #[arg(long)]
     relay_only: bool,
+    /// Echo cancellation, noise suppression and gain on what is sent, as in the app (`on`).
+    /// Off by default: the test tone is a clean, steady signal (noise suppression would take
+    /// it for noise), and the peer's figures are about the network.
+    #[arg(long = "audio-processing", value_parser = parse_on_off, default_value = "off")]
+    audio_processing: bool,
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("`{s}`: say on or off")),
+    }
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize), String> {
@@ -118,6 +132,8 @@ struct Report {
     peak_rss_mb: f64,
     duration_seconds: f64,
     peers: Vec<PeerStats>,
+    /// What the microphone's processing did (settings, the echo canceller's estimates).
+    audio_processing: Option<ProcessingStats>,
     /// Chat lines received (and taken from a shared history), oldest first.
     chat: Vec<ChatEntry>,
 }
@@ -199,6 +215,7 @@ fn report(
     name: &str,
     started: Instant,
     peers: Vec<PeerStats>,
+    audio_processing: Option<ProcessingStats>,
     chat: &[ChatEntry],
 ) -> Report {
     let (cpu_seconds, peak_rss_mb) = usage();
@@ -211,6 +228,7 @@ fn report(
         peak_rss_mb,
         duration_seconds: started.elapsed().as_secs_f64(),
         peers,
+        audio_processing,
         chat: chat.to_vec(),
     }
 }
@@ -248,6 +266,11 @@ async fn main() -> anyhow::Result<()> {
         },
         auto_accept: args.auto_accept,
         audio_bitrate: 32_000,
+        processing: if args.audio_processing {
+            ProcessingSettings::default()
+        } else {
+            ProcessingSettings::OFF
+        },
         signaling_silence: confab_engine::signaling::SILENCE_LIMIT,
     };
     let (engine, mut events) =
@@ -296,7 +319,8 @@ async fn main() -> anyhow::Result<()> {
             _ = live.tick(), if every.is_some() => {
                 if let Some(path) = args.stats_json.as_deref().filter(|p| *p != "-") {
                     let peers = engine.stats().await.unwrap_or_default();
-                    let report = report(&joined, &args.name, started, peers, &chat);
+                    let processing = engine.audio_processing().await.ok();
+                    let report = report(&joined, &args.name, started, peers, processing, &chat);
                     let tmp = format!("{path}.tmp");
                     if std::fs::write(&tmp, serde_json::to_string_pretty(&report)?).is_ok() {
                         let _ = std::fs::rename(&tmp, path);
@@ -331,7 +355,8 @@ async fn main() -> anyhow::Result<()> {
     }
     // Measure before hanging up: hang-up releases the receive pipelines.
     let peers = engine.stats().await.unwrap_or_default();
-    let mut report = report(&joined, &args.name, started, peers, &chat);
+    let processing = engine.audio_processing().await.ok();
+    let mut report = report(&joined, &args.name, started, peers, processing, &chat);
     let _ = engine.hang_up().await;
     engine.shutdown().await;
     // Whole-process figures, taken after the shutdown so they cover everything.

@@ -20,6 +20,7 @@ use confab_media::audio::AudioReceiver;
 use confab_media::device::{
     AudioCapture, AudioOut, AudioSourceSpec, FrameBus, VideoCapture, VideoFormat, VideoSourceSpec,
 };
+use confab_media::processing::{ProcessingSettings, ProcessingStats, RenderFeed};
 use confab_media::video::VideoCodec;
 use confab_media::{AudioFrame, MediaError, VideoFrame};
 use confab_protocol::PeerId;
@@ -89,6 +90,8 @@ pub struct MediaSettings {
     pub start_bitrate: u32,
     pub max_bitrate: u32,
     pub audio_bitrate: i32,
+    /// Echo cancellation, noise suppression, gain on the microphone's signal.
+    pub processing: ProcessingSettings,
 }
 
 /// Where encoded media goes, and which encoders owe a keyframe.
@@ -128,6 +131,11 @@ pub struct MediaHub {
     sink: Arc<dyn VideoSink>,
     new_audio_rx: SyncSender<Receiver<AudioFrame>>,
     new_speaker: SyncSender<AudioOut>,
+    /// The capture thread's processor hands the playout clock a fresh echo-reference feed.
+    new_render_feed: SyncSender<RenderFeed>,
+    /// Settings for the capture thread's processor, taken before its next frame.
+    new_processing: SyncSender<ProcessingSettings>,
+    processing_stats: Lock<ProcessingStats>,
     speaker_open: AtomicBool,
     local_level: AtomicU64,
     stop: Arc<AtomicBool>,
@@ -141,6 +149,8 @@ impl MediaHub {
     ) -> Result<Arc<Self>, MediaError> {
         let (audio_rx_tx, audio_rx_rx) = sync_channel(2);
         let (speaker_tx, speaker_rx) = sync_channel(2);
+        let (feed_tx, feed_rx) = sync_channel(2);
+        let (processing_tx, processing_rx) = sync_channel(4);
         let hub = Arc::new(MediaHub {
             rt,
             settings,
@@ -155,6 +165,9 @@ impl MediaHub {
             sink,
             new_audio_rx: audio_rx_tx,
             new_speaker: speaker_tx,
+            new_render_feed: feed_tx,
+            new_processing: processing_tx,
+            processing_stats: Lock::new("processing stats", ProcessingStats::default()),
             speaker_open: AtomicBool::new(false),
             local_level: AtomicU64::new(0),
             stop: Arc::new(AtomicBool::new(false)),
@@ -170,12 +183,12 @@ impl MediaHub {
         let h = hub.clone();
         let t2 = spawn(
             "audio-send",
-            Box::new(move || h.audio_send_loop(audio_rx_rx)),
+            Box::new(move || h.audio_send_loop(audio_rx_rx, processing_rx)),
         )?;
         let h = hub.clone();
         let t3 = spawn(
             "audio-playout",
-            Box::new(move || h.playout_loop(speaker_rx)),
+            Box::new(move || h.playout_loop(speaker_rx, feed_rx)),
         )?;
         hub.threads.lock().extend([t1, t2, t3]);
         Ok(hub)
@@ -191,6 +204,18 @@ impl MediaHub {
         for t in threads {
             let _ = t.join();
         }
+    }
+
+    // ----- audio processing ------------------------------------------------------------------
+
+    /// Switches echo cancellation, noise suppression and gain (from the microphone's next frame).
+    pub fn set_processing(&self, settings: ProcessingSettings) {
+        let _ = self.new_processing.try_send(settings);
+    }
+
+    /// What the processor did so far, as of its last second.
+    pub fn processing_stats(&self) -> ProcessingStats {
+        self.processing_stats.lock().clone()
     }
 
     // ----- devices ---------------------------------------------------------------------------

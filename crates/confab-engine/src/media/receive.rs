@@ -6,6 +6,7 @@ use super::{LinkId, MediaHub};
 use confab_media::assembler::{loss_wait_for, AssembledFrame, FrameAssembler, RtpIn};
 use confab_media::audio::{mix_into, AudioReceiver};
 use confab_media::device::AudioOut;
+use confab_media::processing::RenderFeed;
 use confab_media::video::{self, VideoCodec};
 use confab_media::{now_us, pattern, AudioFrame, FRAME_SAMPLES};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -32,13 +33,22 @@ impl Drop for Live<'_> {
 }
 
 impl MediaHub {
-    pub(super) fn playout_loop(self: Arc<Self>, new_speaker: Receiver<AudioOut>) {
+    pub(super) fn playout_loop(
+        self: Arc<Self>,
+        new_speaker: Receiver<AudioOut>,
+        new_feed: Receiver<RenderFeed>,
+    ) {
         let mut out = AudioOut::null();
+        // Where what goes to the speaker is handed to the echo canceller (lock-free).
+        let mut feed: Option<RenderFeed> = None;
         let period = Duration::from_millis(20);
         let mut next = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             while let Ok(s) = new_speaker.try_recv() {
                 out = s;
+            }
+            while let Ok(f) = new_feed.try_recv() {
+                feed = Some(f);
             }
             next += period;
             let now = Instant::now();
@@ -54,6 +64,9 @@ impl MediaHub {
                 }
             }
             out.play(&mix);
+            if let Some(f) = feed.as_mut() {
+                f.push(&mix);
+            }
         }
     }
 

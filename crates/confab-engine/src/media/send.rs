@@ -4,6 +4,7 @@
 use super::{FrameSource, MediaHub};
 use bytes::Bytes;
 use confab_media::audio::AudioEncoder;
+use confab_media::processing::{ProcessingSettings, Processor};
 use confab_media::video::{self, VideoCodec, VideoEncoder};
 use confab_media::AudioFrame;
 use rtc::media::Sample;
@@ -126,7 +127,11 @@ impl MediaHub {
         }
     }
 
-    pub(super) fn audio_send_loop(self: Arc<Self>, new_rx: Receiver<Receiver<AudioFrame>>) {
+    pub(super) fn audio_send_loop(
+        self: Arc<Self>,
+        new_rx: Receiver<Receiver<AudioFrame>>,
+        new_processing: Receiver<ProcessingSettings>,
+    ) {
         let mut enc = match AudioEncoder::new(self.settings.audio_bitrate) {
             Ok(e) => e,
             Err(e) => {
@@ -134,16 +139,30 @@ impl MediaHub {
                 return;
             }
         };
+        // Echo cancellation, noise suppression and gain, on this thread; the playout clock
+        // feeds it what goes to the speaker through a lock-free ring.
+        let mut processor = Processor::new(self.settings.processing);
+        let _ = self.new_render_feed.try_send(processor.render_feed());
+        let mut published = Instant::now();
         let mut source: Option<Receiver<AudioFrame>> = None;
         while !self.stop.load(Ordering::Relaxed) {
             while let Ok(rx) = new_rx.try_recv() {
                 source = Some(rx);
+                // What queued while there was no microphone is stale as an echo reference.
+                let _ = self.new_render_feed.try_send(processor.render_feed());
+            }
+            while let Ok(p) = new_processing.try_recv() {
+                processor.set_settings(p);
+            }
+            if published.elapsed() >= Duration::from_secs(1) {
+                published = Instant::now();
+                *self.processing_stats.lock() = processor.stats();
             }
             let Some(rx) = &source else {
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             };
-            let frame = match rx.recv_timeout(Duration::from_millis(100)) {
+            let mut frame = match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(f) => f,
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => {
@@ -152,6 +171,9 @@ impl MediaHub {
                     continue;
                 }
             };
+            // Processed even while muted, so the echo canceller stays converged; the level
+            // (the speaking ring) is that of the cleaned signal, so noise does not light it.
+            processor.capture(&mut frame);
             let sending = self.send_audio.load(Ordering::Relaxed);
             let level = if sending {
                 confab_media::tone::level(&frame)

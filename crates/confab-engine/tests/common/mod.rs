@@ -52,6 +52,9 @@ pub fn config(tone_hz: f64, codec: VideoCodec, auto_accept: bool) -> EngineConfi
         },
         auto_accept,
         audio_bitrate: 32_000,
+        // The tone tests measure the transport; noise suppression would take a steady tone
+        // for noise (tests/audio.rs turns processing on).
+        processing: confab_engine::media_kit::processing::ProcessingSettings::OFF,
         signaling_silence: confab_engine::signaling::SILENCE_LIMIT,
     }
 }
