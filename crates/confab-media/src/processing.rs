@@ -113,8 +113,10 @@ pub struct ProcessingStats {
 }
 
 /// Hands render (far-end) frames from the playout thread to the [`Processor`] without a lock;
-/// [`Processor::capture`] takes them in before each capture frame. A full feed drops new frames
-/// (counted in [`ProcessingStats::render_dropped`]).
+/// [`Processor::capture`] takes them in before each capture frame. It holds 400 ms; a full feed
+/// drops new frames (counted in [`ProcessingStats::render_dropped`]), so keep calling `capture`
+/// (with silence if need be) while the microphone is off, or make a new feed when it comes
+/// back.
 pub struct RenderFeed {
     tx: rtrb::Producer<AudioFrame>,
     dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -133,7 +135,7 @@ impl RenderFeed {
 /// Echo cancellation, noise suppression, gain and high-pass on 20 ms 48 kHz mono frames.
 pub struct Processor {
     settings: ProcessingSettings,
-    /// `None` when off, or when a rebuild after a panic failed (retried on the next frame).
+    /// `None` when off, or when building one panicked (retried after a second of frames).
     apm: Option<AudioProcessing>,
     delay_ms: u32,
     stats: ProcessingStats,
