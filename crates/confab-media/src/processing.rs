@@ -7,6 +7,11 @@
 //! place. The playout thread can hand render frames over without a lock through a
 //! [`RenderFeed`]; `capture` takes them in first.
 //!
+//! Measured (see `audio_fixtures` and the README): echo is cancelled well (ERLE median above
+//! 40 dB), noise suppressed by 12 dB; but while the far end talks the echo canceller also
+//! attenuates the near end (double talk is the weak point). The output lags the input by about
+//! 5 ms, 9 ms once render frames come in.
+//!
 //! sonora is young. Every call into it is guarded: a panic inside it is counted and logged,
 //! the processor is rebuilt with the same settings, and the frame passes through unprocessed,
 //! so the call goes on.
