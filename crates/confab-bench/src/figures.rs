@@ -457,6 +457,8 @@ pub struct AudioRun {
     #[serde(default)]
     pub double_talk_echo_only_db: Option<f64>,
     #[serde(default)]
+    pub double_talk_unprocessed_db: Option<f64>,
+    #[serde(default)]
     pub noise_speech_change_db: Option<f64>,
 }
 
@@ -498,6 +500,11 @@ pub fn audio_table(r: &AudioRun) -> String {
     row(
         "  the same, echo cancellation only",
         fmt1(r.double_talk_echo_only_db),
+        "",
+    );
+    row(
+        "  the microphone unprocessed",
+        fmt1(r.double_talk_unprocessed_db),
         "",
     );
     row(

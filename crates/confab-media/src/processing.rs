@@ -7,6 +7,11 @@
 //! place. The playout thread can hand render frames over without a lock through a
 //! [`RenderFeed`]; `capture` takes them in first.
 //!
+//! Measured (see `audio_fixtures` and the README): echo is cancelled well (ERLE median above
+//! 40 dB), noise suppressed by 12 dB; but while the far end talks the echo canceller also
+//! attenuates the near end (double talk is the weak point). The output lags the input by about
+//! 5 ms, 9 ms once render frames come in.
+//!
 //! sonora is young. Every call into it is guarded: a panic inside it is counted and logged,
 //! the processor is rebuilt with the same settings, and the frame passes through unprocessed,
 //! so the call goes on.
@@ -113,8 +118,10 @@ pub struct ProcessingStats {
 }
 
 /// Hands render (far-end) frames from the playout thread to the [`Processor`] without a lock;
-/// [`Processor::capture`] takes them in before each capture frame. A full feed drops new frames
-/// (counted in [`ProcessingStats::render_dropped`]).
+/// [`Processor::capture`] takes them in before each capture frame. It holds 400 ms; a full feed
+/// drops new frames (counted in [`ProcessingStats::render_dropped`]), so keep calling `capture`
+/// (with silence if need be) while the microphone is off, or make a new feed when it comes
+/// back.
 pub struct RenderFeed {
     tx: rtrb::Producer<AudioFrame>,
     dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -133,7 +140,7 @@ impl RenderFeed {
 /// Echo cancellation, noise suppression, gain and high-pass on 20 ms 48 kHz mono frames.
 pub struct Processor {
     settings: ProcessingSettings,
-    /// `None` when off, or when a rebuild after a panic failed (retried on the next frame).
+    /// `None` when off, or when building one panicked (retried after a second of frames).
     apm: Option<AudioProcessing>,
     delay_ms: u32,
     stats: ProcessingStats,

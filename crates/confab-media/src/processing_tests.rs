@@ -155,31 +155,9 @@ fn a_panic_in_capture_passes_the_frame_through_unprocessed() {
     assert_eq!((s.panics, s.resets, s.passed_through), (1, 1, 1));
 }
 
-/// The issue asks 10 dB. With echo cancellation alone sonora keeps it; with noise suppression
-/// and gain control on too the figure drops to about 5 dB: their adaptive state (noise
-/// estimate, gain) differs between the double-talk run and the near-end-alone reference, and
-/// this measure counts every difference as damage. The thresholds are what is met, so a
-/// regression shows; the figures are printed.
-#[test]
-fn a_panic_on_every_frame_never_stops_the_frames() {
-    let mut p = Processor::default();
-    let x = speech(VOICE_B, 2.0);
-    for chunk in x.chunks_exact(FRAME_SAMPLES) {
-        let frame = to_frame(chunk);
-        let mut f = frame;
-        p.inject_panic();
-        p.capture(&mut f);
-        assert_eq!(f[..FRAME_SAMPLES / 2], frame[..FRAME_SAMPLES / 2]);
-    }
-    let s = p.stats();
-    assert_eq!((s.panics, s.resets), (100, 100));
-    assert_eq!(s.capture_frames, 100);
-    // And it processes again once the panics stop.
-    let mut f = to_frame(&x[..FRAME_SAMPLES]);
-    p.capture(&mut f);
-    assert_eq!(p.stats().passed_through, 100);
-}
-
+/// The issue asks 10 dB. Echo cancellation alone keeps it (10.5 dB); with noise suppression
+/// and gain control on too the near end fares worse (5.8 dB). The thresholds are what is met,
+/// so a regression shows; the figures are printed.
 #[test]
 fn near_end_speech_survives_double_talk() {
     let only = |echo_cancellation, noise_suppression, auto_gain| ProcessingSettings {
@@ -187,15 +165,11 @@ fn near_end_speech_survives_double_talk() {
         noise_suppression,
         auto_gain,
     };
-    let (all, unprocessed) = double_talk(ProcessingSettings::default());
-    let (aec, _) = double_talk(only(true, false, false));
-    let (aec_ns, _) = double_talk(only(true, true, false));
-    let (aec_agc, _) = double_talk(only(true, false, true));
-    println!(
-        "double talk, near end segmental SNR: {all:.1} dB all on, {aec:.1} dB echo cancellation only, {aec_ns:.1} dB with noise suppression, {aec_agc:.1} dB with gain control (unprocessed, echo left in: {unprocessed:.1} dB)"
-    );
-    assert!(all >= 4.0, "{all}");
-    assert!(aec >= 10.0, "{aec}");
+    let all = double_talk(ProcessingSettings::default());
+    let aec = double_talk(only(true, false, false));
+    println!("double talk, near end segmental SNR: all on {all:?}; echo cancellation only {aec:?}");
+    assert!(all.vs_solo >= 5.0, "{all:?}");
+    assert!(aec.vs_solo >= 10.0, "{aec:?}");
 }
 
 #[test]
@@ -244,15 +218,7 @@ fn echo_and_double_talk_with_espeak_speech_when_available() {
         .collect();
     let (median, p10) = (quantile(&steady, 0.5), quantile(&steady, 0.1));
     let conv = convergence_time(&w, w.first().map_or(0.0, |w| w.0), 15.0);
-    let dt = |s: ProcessingSettings| {
-        let mut p = Processor::new(s);
-        p.set_delay_ms(60).unwrap();
-        let out = run(&mut p, far, &mix(&near, &echo));
-        let mut q = Processor::new(s);
-        q.set_delay_ms(60).unwrap();
-        let alone = run(&mut q, far, &near);
-        segmental_snr(&alone[3 * FS..], &out[3 * FS..])
-    };
+    let dt = |s: ProcessingSettings| double_talk_of(s, far, &near);
     let (dt_all, dt_aec) = (
         dt(settings),
         dt(ProcessingSettings {
@@ -261,9 +227,71 @@ fn echo_and_double_talk_with_espeak_speech_when_available() {
         }),
     );
     println!(
-        "espeak-ng speech, 60 ms: ERLE median {median:.1} dB, p10 {p10:.1} dB, converged in {conv:?} s; double talk {dt_all:.1} dB all on, {dt_aec:.1} dB echo cancellation only"
+        "espeak-ng speech, 60 ms: ERLE median {median:.1} dB, p10 {p10:.1} dB, converged in {conv:?} s; double talk all on {dt_all:?}, echo cancellation only {dt_aec:?}"
     );
     assert!(median >= 30.0 && p10 >= 20.0, "{median} {p10}");
     assert!(conv.is_some_and(|t| t <= 2.0), "{conv:?}");
-    assert!(dt_all >= 5.0 && dt_aec >= 9.0, "{dt_all} {dt_aec}");
+    assert!(
+        dt_all.vs_solo >= 8.0 && dt_aec.vs_solo >= 10.0,
+        "{dt_all:?} {dt_aec:?}"
+    );
+}
+
+/// Writes the double-talk signals as 16 kHz WAV files for scoring outside (PESQ: see
+/// `crates/confab-media/tools/pesq_double_talk.py`), into `$CONFAB_AUDIO_OUT` (default: the
+/// system's temporary folder): the near end alone (`ref`), unprocessed with the echo (`mic`),
+/// and for everything on and echo cancellation only the double-talk output (`dt_*`) and the
+/// same processing of the near end alone (`alone_*`, the far end still rendered) and with a silent
+/// far end (`solo_*`). Synthetic voices, and espeak-ng's when
+/// installed.
+#[test]
+#[ignore]
+fn write_double_talk_wavs() {
+    let dir = std::env::var_os("CONFAB_AUDIO_OUT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let secs = 12.0;
+    let mut sets = vec![("synthetic", speech(VOICE_A, secs), speech(VOICE_B, secs))];
+    if let (Some(f), Some(n)) = (
+        espeak("en-us", 150, FAR_TEXT),
+        espeak("en-us+f3", 160, NEAR_TEXT),
+    ) {
+        sets.push(("espeak", f, n));
+    }
+    for (name, far, talk) in sets {
+        let n = far.len().min((secs * FS as f32) as usize);
+        let far = &far[..n];
+        let mut near = vec![0f32; n];
+        let m = (n - 3 * FS).min(talk.len());
+        near[3 * FS..3 * FS + m].copy_from_slice(&talk[..m]);
+        let echo = EchoPath::new(60.0).apply(far);
+        let mic = mix(&near, &echo);
+        let from = 3 * FS;
+        let write = |what: &str, x: &[f32]| {
+            let path = dir.join(format!("confab-dt-{name}-{what}.wav"));
+            std::fs::write(&path, wav_bytes(16_000, &resampled(&x[from..], 16_000))).unwrap();
+            println!("{}", path.display());
+        };
+        write("ref", &near);
+        write("mic", &mic);
+        for (label, s) in [
+            ("all", ProcessingSettings::default()),
+            (
+                "aec",
+                ProcessingSettings {
+                    echo_cancellation: true,
+                    ..ProcessingSettings::OFF
+                },
+            ),
+        ] {
+            let mut p = Processor::new(s);
+            p.set_delay_ms(60).unwrap();
+            write(&format!("dt_{label}"), &run(&mut p, far, &mic));
+            let mut q = Processor::new(s);
+            q.set_delay_ms(60).unwrap();
+            write(&format!("alone_{label}"), &run(&mut q, far, &near));
+            let mut r = Processor::new(s);
+            write(&format!("solo_{label}"), &run(&mut r, &vec![0.0; n], &near));
+        }
+    }
 }
