@@ -50,11 +50,11 @@ async fn processing_runs_on_what_is_sent_and_switches_in_the_call() {
         "{stats:?}"
     );
     assert!(
-        stats.capture_frames >= 250,
-        "five seconds processed: {stats:?}"
+        stats.capture_frames >= 200,
+        "four seconds and more processed (published once a second): {stats:?}"
     );
     assert!(
-        stats.render_frames >= 250,
+        stats.render_frames >= 200,
         "Bob's tone was the echo reference: {stats:?}"
     );
     assert_eq!(stats.panics, 0, "{stats:?}");
