@@ -23,6 +23,8 @@ pub fn key(source: &FrameSource) -> String {
     match source {
         FrameSource::Local => "local".into(),
         FrameSource::Remote(p) => p.to_string(),
+        FrameSource::LocalShare => "local-share".into(),
+        FrameSource::RemoteShare(p) => format!("share:{p}"),
     }
 }
 
@@ -184,7 +186,7 @@ impl VideoSink for UiFrames {
         let k = key(source);
         g.pending.remove(&k);
         g.in_flight.remove(&k);
-        if k != "local" {
+        if !k.starts_with("local") {
             g.shown_width.remove(&k);
             g.drawn.remove(&k);
         }

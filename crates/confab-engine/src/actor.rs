@@ -15,6 +15,7 @@ use crate::signaling::{self, JoinParams, SigEvent};
 use crate::stats::PeerStats;
 use confab_call::chat::{Chat, ChatLine};
 use confab_call::{Action, CallCore, Millis};
+use confab_media::device::VideoSourceSpec;
 use confab_media::processing::{ProcessingSettings, ProcessingStats};
 use confab_protocol::call::CallSignal;
 use confab_protocol::{ClientMessage, PeerId};
@@ -46,6 +47,7 @@ pub enum Cmd {
     IceServers(Vec<IceServer>, Reply<()>),
     RelayOnly(bool, Reply<()>),
     Processing(ProcessingSettings, Reply<()>),
+    Share(Option<VideoSourceSpec>, Reply<Option<String>>),
     ProcessingStats(oneshot::Sender<ProcessingStats>),
     Stats(oneshot::Sender<Vec<PeerStats>>),
     Resources(oneshot::Sender<EngineResources>),
@@ -288,6 +290,7 @@ impl Actor {
             name: self.join_params.as_ref().map(|p| p.name.clone()),
             in_call: self.core.in_call(),
             admit_all: self.core.admits_all(),
+            sharing: self.hub.sharing(),
             audio,
             video,
             camera: self.camera.clone(),
@@ -523,6 +526,15 @@ impl Actor {
                 self.hub.set_processing(settings);
                 let _ = reply.send(Ok(()));
             }
+            Cmd::Share(spec, reply) => {
+                // The test screen starts at once; a real screen capture opens in a moment.
+                let r = self
+                    .hub
+                    .set_share_source(spec.as_ref())
+                    .map_err(EngineError::from);
+                let _ = reply.send(r);
+                self.publish_snapshot().await;
+            }
             Cmd::ProcessingStats(reply) => {
                 let _ = reply.send(self.hub.processing_stats());
             }
@@ -580,7 +592,7 @@ impl Actor {
     }
 
     fn link_stats(&self, peer: &PeerId, link: LinkId) -> PeerStats {
-        let (video, audio, network) = self.hub.stats(link);
+        let (video, share, audio, network) = self.hub.stats(link);
         let setup_ms = match (self.joined_at, self.hub.first_frame(link)) {
             (Some(j), Some(f)) => Some(f.saturating_duration_since(j).as_secs_f64() * 1000.0),
             _ => None,
@@ -589,6 +601,7 @@ impl Actor {
             id: peer.to_string(),
             name: self.core.name_of(peer).unwrap_or("").to_owned(),
             video,
+            share,
             audio,
             network,
             setup_ms,

@@ -78,6 +78,8 @@ pub struct Snapshot {
     pub in_call: bool,
     /// Everyone who asks to join our call is let in without asking.
     pub admit_all: bool,
+    /// A screen (or the test screen) is being shared.
+    pub sharing: bool,
     pub audio: bool,
     pub video: bool,
     pub camera: Option<String>,

@@ -248,25 +248,30 @@ impl Worker {
 
     async fn switch(&mut self, s: Switch) {
         let mut first: Option<EngineError> = None;
+        // A device already open as asked is left alone: reopening it would cost a camera a
+        // second of black, and restart the test pattern's frame numbers mid-call.
         if let Some(c) = s.camera {
+            let open_as_asked = c == self.video && self.report.camera.is_some();
             self.video = c;
-            if self.now.camera {
+            if self.now.camera && !open_as_asked {
                 if let Err(e) = self.open_camera().await {
                     first.get_or_insert(e.into());
                 }
             }
         }
         if let Some(m) = s.microphone {
+            let open_as_asked = m == self.audio && self.report.microphone.is_some();
             self.audio = m;
-            if self.now.call {
+            if self.now.call && !open_as_asked {
                 if let Err(e) = self.open_microphone().await {
                     first.get_or_insert(e.into());
                 }
             }
         }
         if let Some(sp) = s.speaker {
+            let open_as_asked = sp == self.speaker && self.report.speaker.is_some();
             self.speaker = sp;
-            if self.now.call {
+            if self.now.call && !open_as_asked {
                 if let Err(e) = self.open_speaker().await {
                     first.get_or_insert(e.into());
                 }

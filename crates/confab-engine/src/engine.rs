@@ -186,6 +186,15 @@ impl Engine {
         self.ask(|r| Cmd::RelayOnly(on, r)).await
     }
 
+    /// Shares a screen (`Some`: for now the test screen, `VideoSourceSpec::TestPattern`) on its
+    /// own track next to the camera, or stops sharing (`None`). Returns what is shared.
+    pub async fn share(
+        &self,
+        source: Option<confab_media::device::VideoSourceSpec>,
+    ) -> Result<Option<String>, EngineError> {
+        self.ask(|r| Cmd::Share(source, r)).await
+    }
+
     /// Echo cancellation, noise suppression and gain on the microphone, from its next frame.
     pub async fn set_audio_processing(
         &self,

@@ -34,7 +34,7 @@ pub use engine::Engine;
 pub use error::{EngineError, ErrorCode, JoinError};
 pub use ice::{IceServer, IceServerError};
 pub use link::RtcSettings;
-pub use media::{FrameSource, NullSink, VideoSink};
+pub use media::{FrameSource, NullSink, Stream, VideoSink, SHARE_FORMAT};
 pub use stats::PeerStats;
 
 /// A log filter for binaries: our crates at `warn`, the WebRTC stack (chatty about routine

@@ -78,6 +78,9 @@ pub struct PeerStats {
     /// The code both people should see (`123 456`); differs when someone is in the middle.
     pub verification_code: Option<String>,
     pub video: VideoStats,
+    /// The screen this peer shares, in the same figures as its camera (all zero until it
+    /// shares).
+    pub share: VideoStats,
     pub audio: AudioStats,
     pub network: NetworkStats,
 }

@@ -45,6 +45,10 @@ struct Args {
     /// camera:N, or a camera's name.
     #[arg(long, default_value = "test")]
     video: VideoSourceSpec,
+    /// Share a screen next to the camera, on a track of its own: `test` (the test pattern at
+    /// 1280x720, 5 fps: a synthetic screen whose frames read back like the camera's).
+    #[arg(long, value_parser = parse_share)]
+    share: Option<VideoSourceSpec>,
     /// Audio source, a device id: tone or tone:HZ (the test tone), none, mic (the default
     /// one), or a microphone's name (mic:NAME).
     #[arg(long, default_value = "tone")]
@@ -96,6 +100,15 @@ struct Args {
     /// it for noise), and the peer's figures are about the network.
     #[arg(long = "audio-processing", value_parser = parse_on_off, default_value = "off")]
     audio_processing: bool,
+}
+
+fn parse_share(s: &str) -> Result<VideoSourceSpec, String> {
+    match s {
+        "test" => Ok(VideoSourceSpec::TestPattern),
+        _ => Err(format!(
+            "`{s}`: only `test` (a synthetic screen) can be shared from confab-peer"
+        )),
+    }
 }
 
 fn parse_on_off(s: &str) -> Result<bool, String> {
@@ -289,6 +302,12 @@ async fn main() -> anyhow::Result<()> {
         "confab-peer: joined {} as {} ({})",
         joined.room, args.name, joined.id
     );
+    if let Some(spec) = &args.share {
+        engine
+            .share(Some(spec.clone()))
+            .await
+            .context("sharing the test screen")?;
+    }
     let deadline = args
         .duration
         .map(|d| started + Duration::from_secs_f64(d.max(0.0)));

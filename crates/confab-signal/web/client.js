@@ -260,6 +260,11 @@
       if (e.candidate && e.candidate.candidate) signal(link.id, { kind: 'candidate', candidate: e.candidate.toJSON() });
     };
     pc.ontrack = (e) => {
+      // Confab's screen-share track (its id says "share") is not a camera: kept apart.
+      if (e.track.kind === 'video' && /(^|-)share(-|$)/.test(e.track.id)) {
+        link.share = e.track;
+        return;
+      }
       link.remote.addTrack(e.track);
       attachRemote(link);
     };

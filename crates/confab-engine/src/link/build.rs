@@ -3,7 +3,7 @@
 //! connection; `super::run` does.
 
 use super::{LinkError, RelayProblem, RtcSettings};
-use crate::media::LinkId;
+use crate::media::{LinkId, Stream};
 use confab_media::video::VideoCodec;
 use confab_protocol::call::{SdpType, SessionDescription};
 use rtc::ice::mdns::MulticastDnsMode;
@@ -345,6 +345,11 @@ pub(super) struct Tracks {
     pub(super) video: Arc<TrackLocalStaticSample>,
     pub(super) video_sender: Arc<dyn RtpSender>,
     pub(super) video_ssrc: u32,
+    /// The shared screen's track: there from the start (silent until something is shared),
+    /// so sharing never renegotiates a running call.
+    pub(super) share: Arc<TrackLocalStaticSample>,
+    pub(super) share_sender: Arc<dyn RtpSender>,
+    pub(super) share_ssrc: u32,
 }
 
 pub(super) async fn add_tracks(
@@ -352,12 +357,7 @@ pub(super) async fn add_tracks(
     link: LinkId,
     codec: VideoCodec,
 ) -> Result<Tracks, LinkError> {
-    let make = |kind: RtpCodecKind, codec: RTCRtpCodec, ssrc: u32| {
-        let name = if kind == RtpCodecKind::Audio {
-            "audio"
-        } else {
-            "video"
-        };
+    let make = |kind: RtpCodecKind, codec: RTCRtpCodec, ssrc: u32, name: &str| {
         TrackLocalStaticSample::new(
             Instant::now(),
             MediaStreamTrack::new(
@@ -383,11 +383,24 @@ pub(super) async fn add_tracks(
     };
     let audio_ssrc: u32 = rand::random();
     let video_ssrc: u32 = rand::random();
-    let audio = make(RtpCodecKind::Audio, opus_params().rtp_codec, audio_ssrc)?;
+    let share_ssrc: u32 = rand::random();
+    let audio = make(
+        RtpCodecKind::Audio,
+        opus_params().rtp_codec,
+        audio_ssrc,
+        "audio",
+    )?;
     let video = make(
         RtpCodecKind::Video,
         codec_params(codec).rtp_codec,
         video_ssrc,
+        Stream::Camera.tag(),
+    )?;
+    let share = make(
+        RtpCodecKind::Video,
+        codec_params(codec).rtp_codec,
+        share_ssrc,
+        Stream::Share.tag(),
     )?;
     let audio_sender = pc
         .add_track(audio.clone() as Arc<dyn TrackLocal>)
@@ -403,6 +416,13 @@ pub(super) async fn add_tracks(
             what: "cannot add the video track",
             source,
         })?;
+    let share_sender = pc
+        .add_track(share.clone() as Arc<dyn TrackLocal>)
+        .await
+        .map_err(|source| LinkError::Webrtc {
+            what: "cannot add the screen-share track",
+            source,
+        })?;
     Ok(Tracks {
         codec,
         audio,
@@ -411,6 +431,9 @@ pub(super) async fn add_tracks(
         video,
         video_sender,
         video_ssrc,
+        share,
+        share_sender,
+        share_ssrc,
     })
 }
 

@@ -206,15 +206,20 @@ impl Link {
     async fn ensure_tracks(&mut self, codec: VideoCodec) -> Result<(), LinkError> {
         if self.tracks.is_none() {
             let t = build::add_tracks(self.pc.as_ref(), self.params.id, codec).await?;
-            // Keyframe requests for our video arrive on the local track.
-            let (video, hub) = (t.video.clone(), self.hub.clone());
-            self.tasks.spawn(async move {
-                while let Some(ev) = video.poll().await {
-                    if let TrackLocalEvent::OnRtcpPacket(_) = ev {
-                        hub.request_keyframe(codec);
+            // Keyframe requests for our video arrive on the local tracks.
+            for (track, stream) in [
+                (t.video.clone(), Stream::Camera),
+                (t.share.clone(), Stream::Share),
+            ] {
+                let hub = self.hub.clone();
+                self.tasks.spawn(async move {
+                    while let Some(ev) = track.poll().await {
+                        if let TrackLocalEvent::OnRtcpPacket(_) = ev {
+                            hub.request_keyframe(stream, codec);
+                        }
                     }
-                }
-            });
+                });
+            }
             self.tracks = Some(t);
         }
         Ok(())
@@ -396,17 +401,22 @@ impl Link {
             return;
         }
         if let Some(t) = &self.tracks {
-            let vpt = build::negotiated_pt(&t.video_sender, t.codec.mime()).await;
             let apt = build::negotiated_pt(&t.audio_sender, "audio/opus").await;
-            if let Some(pt) = vpt {
-                self.hub.add_video_out(VideoOut {
-                    link: self.params.id,
-                    codec: t.codec,
-                    track: t.video.clone(),
-                    ssrc: t.video_ssrc,
-                    pt,
-                    estimate: self.estimate.clone(),
-                });
+            for (stream, sender, track, ssrc) in [
+                (Stream::Camera, &t.video_sender, &t.video, t.video_ssrc),
+                (Stream::Share, &t.share_sender, &t.share, t.share_ssrc),
+            ] {
+                if let Some(pt) = build::negotiated_pt(sender, t.codec.mime()).await {
+                    self.hub.add_video_out(VideoOut {
+                        link: self.params.id,
+                        stream,
+                        codec: t.codec,
+                        track: track.clone(),
+                        ssrc,
+                        pt,
+                        estimate: self.estimate.clone(),
+                    });
+                }
             }
             if let Some(pt) = apt {
                 self.hub.add_audio_out(AudioOutput {

@@ -39,7 +39,45 @@ use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 pub enum FrameSource {
     Local,
     Remote(PeerId),
+    /// The screen we share.
+    LocalShare,
+    /// The screen a peer shares.
+    RemoteShare(PeerId),
 }
+
+/// Which of our two video streams: the camera, or the screen being shared. Each has its own
+/// track on every link, its own capture and its own encoders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    Camera,
+    Share,
+}
+
+impl Stream {
+    /// What a track's id says it carries: ours name the share track `confab-LINK-share-SSRC`.
+    pub fn of_track_id(id: &str) -> Stream {
+        if id.split('-').any(|part| part == "share") {
+            Stream::Share
+        } else {
+            Stream::Camera
+        }
+    }
+
+    /// The word in our track ids.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Stream::Camera => "video",
+            Stream::Share => "share",
+        }
+    }
+}
+
+/// A shared screen: detail over motion (a higher resolution, a low frame rate).
+pub const SHARE_FORMAT: VideoFormat = VideoFormat {
+    width: 1280,
+    height: 720,
+    fps: 5.0,
+};
 
 /// Where decoded and captured pictures go (the desktop UI; nowhere for the headless peer).
 pub trait VideoSink: Send + Sync + 'static {
@@ -59,6 +97,7 @@ pub type LinkId = u64;
 /// A video track of one peer connection, fed by the encoder for its codec.
 pub struct VideoOut {
     pub link: LinkId,
+    pub stream: Stream,
     pub codec: VideoCodec,
     pub track: Arc<TrackLocalStaticSample>,
     pub ssrc: u32,
@@ -99,21 +138,33 @@ pub struct MediaSettings {
 struct Outputs {
     video: Vec<VideoOut>,
     audio: Vec<AudioOutput>,
-    keyframe: Vec<VideoCodec>,
+    keyframe: Vec<(Stream, VideoCodec)>,
 }
 
 /// Everything the hub keeps about one link.
 struct LinkBook {
     peer: PeerId,
     video: VideoBook,
+    /// The screen this peer shares (empty until it shares).
+    share: VideoBook,
     audio: Option<AudioReceiver>,
     /// The link's latest reading of its path.
     network: NetworkStats,
 }
 
+impl LinkBook {
+    fn book(&mut self, stream: Stream) -> &mut VideoBook {
+        match stream {
+            Stream::Camera => &mut self.video,
+            Stream::Share => &mut self.share,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Captures {
     video: Option<VideoCapture>,
+    share: Option<VideoCapture>,
     audio: Option<AudioCapture>,
 }
 
@@ -121,6 +172,8 @@ pub struct MediaHub {
     rt: Handle,
     settings: MediaSettings,
     pub bus: Arc<FrameBus>,
+    /// The shared screen's frames (a capture of its own, fed to the share encoders).
+    share_bus: Arc<FrameBus>,
     outputs: Lock<Outputs>,
     links: Lock<HashMap<LinkId, LinkBook>>,
     captures: Lock<Captures>,
@@ -155,6 +208,7 @@ impl MediaHub {
             rt,
             settings,
             bus: FrameBus::new(),
+            share_bus: FrameBus::new(),
             outputs: Lock::new("outputs", Outputs::default()),
             links: Lock::new("links", HashMap::new()),
             captures: Lock::new("captures", Captures::default()),
@@ -179,7 +233,15 @@ impl MediaHub {
                 .map_err(|e| MediaError::Device(format!("cannot start the {name} thread: {e}")))
         };
         let h = hub.clone();
-        let t1 = spawn("video-send", Box::new(move || h.video_send_loop()))?;
+        let t1 = spawn(
+            "video-send",
+            Box::new(move || h.video_send_loop(Stream::Camera)),
+        )?;
+        let h = hub.clone();
+        let t0 = spawn(
+            "share-send",
+            Box::new(move || h.video_send_loop(Stream::Share)),
+        )?;
         let h = hub.clone();
         let t2 = spawn(
             "audio-send",
@@ -190,7 +252,7 @@ impl MediaHub {
             "audio-playout",
             Box::new(move || h.playout_loop(speaker_rx, feed_rx)),
         )?;
-        hub.threads.lock().extend([t1, t2, t3]);
+        hub.threads.lock().extend([t0, t1, t2, t3]);
         Ok(hub)
     }
 
@@ -198,6 +260,7 @@ impl MediaHub {
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::Relaxed);
         self.bus.close();
+        self.share_bus.close();
         let captures = std::mem::take(&mut *self.captures.lock());
         drop(captures);
         let threads: Vec<JoinHandle<()>> = self.threads.lock().drain(..).collect();
@@ -236,6 +299,34 @@ impl MediaHub {
         Ok(description)
     }
 
+    /// Starts (or switches, or stops with `None`) sharing a screen: its own capture, sent on
+    /// every link's share track next to the camera.
+    pub fn set_share_source(
+        &self,
+        spec: Option<&VideoSourceSpec>,
+    ) -> Result<Option<String>, MediaError> {
+        let old = self.captures.lock().share.take();
+        drop(old);
+        let cap = match spec {
+            Some(spec) => VideoCapture::start(spec, SHARE_FORMAT, self.share_bus.clone())?,
+            None => None,
+        };
+        let description = cap.as_ref().map(|c| c.description.clone());
+        if cap.is_none() {
+            self.sink.ended(&FrameSource::LocalShare);
+        } else {
+            self.request_keyframes(Stream::Share);
+        }
+        let replaced = std::mem::replace(&mut self.captures.lock().share, cap);
+        drop(replaced);
+        Ok(description)
+    }
+
+    /// Whether a screen is being shared.
+    pub fn sharing(&self) -> bool {
+        self.captures.lock().share.is_some()
+    }
+
     pub fn set_audio_source(&self, spec: &AudioSourceSpec) -> Result<Option<String>, MediaError> {
         let old = self.captures.lock().audio.take();
         drop(old);
@@ -265,13 +356,14 @@ impl MediaHub {
         let _ = self.new_speaker.try_send(AudioOut::null());
         self.speaker_open.store(false, Ordering::Relaxed);
         self.sink.ended(&FrameSource::Local);
+        self.sink.ended(&FrameSource::LocalShare);
     }
 
     pub fn set_sending(&self, audio: bool, video: bool) {
         self.send_audio.store(audio, Ordering::Relaxed);
         let was = self.send_video.swap(video, Ordering::Relaxed);
         if video && !was {
-            self.request_all_keyframes();
+            self.request_keyframes(Stream::Camera);
         }
     }
 
@@ -315,6 +407,7 @@ impl MediaHub {
             LinkBook {
                 peer,
                 video: VideoBook::default(),
+                share: VideoBook::default(),
                 audio: None,
                 network: NetworkStats::default(),
             },
@@ -322,16 +415,17 @@ impl MediaHub {
     }
 
     pub fn add_video_out(&self, out: VideoOut) {
-        tracing::debug!(link = out.link, "sending video");
-        let codec = out.codec;
+        tracing::debug!(link = out.link, stream = ?out.stream, "sending video");
+        let (codec, stream) = (out.codec, out.stream);
         {
             let mut o = self.outputs.lock();
-            o.video.retain(|v| v.link != out.link);
+            o.video
+                .retain(|v| !(v.link == out.link && v.stream == out.stream));
             o.video.push(out);
         }
-        self.request_keyframe(codec);
+        self.request_keyframe(stream, codec);
         // Send the first picture now rather than at the next capture.
-        self.bus.nudge();
+        self.bus_of(stream).nudge();
     }
 
     pub fn add_audio_out(&self, out: AudioOutput) {
@@ -349,6 +443,8 @@ impl MediaHub {
         }
         let gone = self.links.lock().remove(&link);
         if let Some(book) = gone {
+            self.sink
+                .ended(&FrameSource::RemoteShare(book.peer.clone()));
             self.sink.ended(&FrameSource::Remote(book.peer));
         }
     }
@@ -361,6 +457,7 @@ impl MediaHub {
             .get_mut(&link)
             .map(|b| std::mem::replace(&mut b.peer, to));
         if let Some(old) = old {
+            self.sink.ended(&FrameSource::RemoteShare(old.clone()));
             self.sink.ended(&FrameSource::Remote(old));
         }
     }
@@ -369,19 +466,26 @@ impl MediaHub {
         self.links.lock().get(&link).map(|b| b.peer.clone())
     }
 
-    pub fn request_keyframe(&self, codec: VideoCodec) {
+    pub fn request_keyframe(&self, stream: Stream, codec: VideoCodec) {
         let mut o = self.outputs.lock();
-        if !o.keyframe.contains(&codec) {
-            o.keyframe.push(codec);
+        if !o.keyframe.contains(&(stream, codec)) {
+            o.keyframe.push((stream, codec));
         }
     }
 
-    fn request_all_keyframes(&self) {
-        self.request_keyframe(VideoCodec::H264);
-        self.request_keyframe(VideoCodec::Vp8);
+    fn request_keyframes(&self, stream: Stream) {
+        self.request_keyframe(stream, VideoCodec::H264);
+        self.request_keyframe(stream, VideoCodec::Vp8);
     }
 
-    pub fn stats(&self, link: LinkId) -> (VideoStats, AudioStats, NetworkStats) {
+    fn bus_of(&self, stream: Stream) -> &Arc<FrameBus> {
+        match stream {
+            Stream::Camera => &self.bus,
+            Stream::Share => &self.share_bus,
+        }
+    }
+
+    pub fn stats(&self, link: LinkId) -> (VideoStats, VideoStats, AudioStats, NetworkStats) {
         // Copy out under the lock, compute outside it (the playout clock needs this lock).
         let copied = self.links.lock().get(&link).map(|b| {
             let audio = b.audio.as_ref().map(|r| {
@@ -392,9 +496,9 @@ impl MediaHub {
                     r.listener.clone(),
                 )
             });
-            (b.video.clone(), audio, b.network.clone())
+            (b.video.clone(), b.share.clone(), audio, b.network.clone())
         });
-        let Some((video, audio, network)) = copied else {
+        let Some((video, share, audio, network)) = copied else {
             return Default::default();
         };
         let audio = audio
@@ -408,7 +512,7 @@ impl MediaHub {
                 fec_recovered,
             })
             .unwrap_or_default();
-        (video.snapshot(), audio, network)
+        (video.snapshot(), share.snapshot(), audio, network)
     }
 
     /// The link's latest reading of its path (from its task, once a second).

@@ -2,7 +2,7 @@
 //! clock; remote video assembled on the marker bit, decoded on a thread per track, handed to
 //! the sink, with keyframe requests when something is lost.
 
-use super::{LinkId, MediaHub};
+use super::{LinkId, MediaHub, Stream};
 use confab_media::assembler::{loss_wait_for, AssembledFrame, FrameAssembler, RtpIn};
 use confab_media::audio::{mix_into, AudioReceiver};
 use confab_media::device::AudioOut;
@@ -117,8 +117,10 @@ impl MediaHub {
             tracing::warn!("the other side sends video in {mime}, which Confab cannot decode");
             return;
         };
+        // Our share track's id says "share" (see `link::build`); everything else is a camera.
+        let stream = Stream::of_track_id(&track.track_id().await);
         if let Some(b) = self.links.lock().get_mut(&link) {
-            b.video.stats.codec = Some(codec.name().into());
+            b.book(stream).stats.codec = Some(codec.name().into());
         }
         let _live = Live::new(&self.live_video_receivers);
         let (tx, rx) = sync_channel::<AssembledFrame>(8);
@@ -127,7 +129,7 @@ impl MediaHub {
         let nk = need_key.clone();
         let decoder = std::thread::Builder::new()
             .name("video-decode".into())
-            .spawn(move || hub.decode_loop(link, codec, rx, nk));
+            .spawn(move || hub.decode_loop(link, stream, codec, rx, nk));
         let mut asm = FrameAssembler::new(codec);
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         let mut last_pli: Option<Instant> = None;
@@ -163,7 +165,7 @@ impl MediaHub {
                 if track.write_rtcp(vec![Box::new(pli)]).await.is_ok() {
                     last_pli = Some(Instant::now());
                     if let Some(b) = self.links.lock().get_mut(&link) {
-                        b.video.stats.keyframe_requests += 1;
+                        b.book(stream).stats.keyframe_requests += 1;
                     }
                 }
             }
@@ -177,6 +179,7 @@ impl MediaHub {
     fn decode_loop(
         &self,
         link: LinkId,
+        stream: Stream,
         codec: VideoCodec,
         rx: Receiver<AssembledFrame>,
         need_key: Arc<AtomicBool>,
@@ -206,23 +209,27 @@ impl MediaHub {
                     let stamp = pattern::read(&pic);
                     let latency = stamp.and_then(|s| s.age_us(now_us()));
                     let first = self.links.lock().get_mut(&link).map(|b| {
-                        let first = b.video.first_frame.is_none();
-                        b.video.decoded(pic.width, pic.height, stamp, latency);
+                        let book = b.book(stream);
+                        let first = book.first_frame.is_none();
+                        book.decoded(pic.width, pic.height, stamp, latency);
                         first
                     });
                     if first == Some(true) {
-                        tracing::debug!(link, "first picture decoded");
+                        tracing::debug!(link, ?stream, "first picture decoded");
                     }
                     if let Some(peer) = self.peer(link) {
-                        self.sink
-                            .frame(&super::FrameSource::Remote(peer), &Arc::new(pic));
+                        let source = match stream {
+                            Stream::Camera => super::FrameSource::Remote(peer),
+                            Stream::Share => super::FrameSource::RemoteShare(peer),
+                        };
+                        self.sink.frame(&source, &Arc::new(pic));
                     }
                 }
                 Ok(None) => {}
                 Err(e) => {
                     tracing::debug!("decode error: {e}");
                     if let Some(b) = self.links.lock().get_mut(&link) {
-                        b.video.stats.decode_errors += 1;
+                        b.book(stream).stats.decode_errors += 1;
                     }
                     waiting_for_key = true;
                     need_key.store(true, Ordering::Relaxed);

@@ -1,7 +1,7 @@
 //! The send side: one video thread (captured frame → one encoder per codec in use → every
 //! track on that codec) and one audio thread (20 ms frames → Opus → every audio track).
 
-use super::{FrameSource, MediaHub};
+use super::{FrameSource, MediaHub, Stream, SHARE_FORMAT};
 use bytes::Bytes;
 use confab_media::audio::AudioEncoder;
 use confab_media::processing::{ProcessingSettings, Processor};
@@ -27,39 +27,54 @@ struct Target {
 
 impl MediaHub {
     /// The encoder's target for a codec: the lowest estimate of the links on it, less room for
-    /// audio, capped by the configured maximum.
-    fn video_target(&self, targets: &[Target], codec: VideoCodec) -> u32 {
+    /// audio, capped by the configured maximum. While a screen is shared the share takes 60 %
+    /// of what the link carries (detail needs the bits) and the camera 30 %.
+    fn video_target(&self, targets: &[Target], codec: VideoCodec, stream: Stream) -> u32 {
         let estimate = targets
             .iter()
             .filter(|t| t.codec == codec && t.estimate > 0.0)
             .map(|t| t.estimate)
             .fold(f64::INFINITY, f64::min);
+        let part = match (stream, self.sharing()) {
+            (Stream::Camera, false) => 0.9,
+            (Stream::Camera, true) => 0.3,
+            (Stream::Share, _) => 0.6,
+        };
         if estimate.is_finite() {
-            ((estimate * 0.9) as u32)
+            ((estimate * part) as u32)
                 .saturating_sub(48_000)
                 .min(self.settings.max_bitrate)
         } else {
-            self.settings.start_bitrate
+            match stream {
+                Stream::Camera => self.settings.start_bitrate,
+                Stream::Share => self.settings.start_bitrate.max(800_000),
+            }
         }
     }
 
-    pub(super) fn video_send_loop(self: Arc<Self>) {
+    /// One video stream's thread: its frames (camera or shared screen) → one encoder per codec
+    /// in use → that stream's track on every link.
+    pub(super) fn video_send_loop(self: Arc<Self>, stream: Stream) {
         let mut encoders: HashMap<VideoCodec, (Box<dyn VideoEncoder>, u64)> = HashMap::new();
         let mut seen = 0u64;
-        let fps = self.settings.format.fps;
+        let (bus, fps, local) = match stream {
+            Stream::Camera => (&self.bus, self.settings.format.fps, FrameSource::Local),
+            Stream::Share => (&self.share_bus, SHARE_FORMAT.fps, FrameSource::LocalShare),
+        };
         while !self.stop.load(Ordering::Relaxed) {
-            let Some(frame) = self.bus.next(&mut seen, Duration::from_millis(200)) else {
+            let Some(frame) = bus.next(&mut seen, Duration::from_millis(200)) else {
                 continue;
             };
-            self.sink.frame(&FrameSource::Local, &frame);
-            if !self.send_video.load(Ordering::Relaxed) {
+            self.sink.frame(&local, &frame);
+            if stream == Stream::Camera && !self.send_video.load(Ordering::Relaxed) {
                 continue;
             }
             let (targets, wanted): (Vec<Target>, Vec<VideoCodec>) = {
                 let mut o = self.outputs.lock();
-                let t = o
+                let t: Vec<Target> = o
                     .video
                     .iter()
+                    .filter(|v| v.stream == stream)
                     .map(|v| Target {
                         codec: v.codec,
                         track: v.track.clone(),
@@ -68,10 +83,13 @@ impl MediaHub {
                         estimate: f64::from_bits(v.estimate.load(Ordering::Relaxed)),
                     })
                     .collect();
-                let k = if o.video.is_empty() {
+                let k = if t.is_empty() {
                     Vec::new()
                 } else {
-                    o.keyframe.drain(..).collect()
+                    let (mine, others): (Vec<_>, Vec<_>) =
+                        o.keyframe.drain(..).partition(|(s, _)| *s == stream);
+                    o.keyframe = others;
+                    mine.into_iter().map(|(_, c)| c).collect()
                 };
                 (t, k)
             };
@@ -83,7 +101,7 @@ impl MediaHub {
                     encoders.remove(&codec);
                     continue;
                 }
-                let target = self.video_target(&targets, codec);
+                let target = self.video_target(&targets, codec, stream);
                 let entry = match encoders.entry(codec) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::hash_map::Entry::Vacant(v) => {

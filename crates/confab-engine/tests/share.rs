@@ -1,0 +1,95 @@
+//! Screen sharing in a real call: the share is a track of its own next to the camera (there
+//! from the start, so sharing never renegotiates the call). Ada shares the test screen (the
+//! test pattern at 1280x720, 5 fps); Bob decodes it and reads the pattern back, while Ada's
+//! camera keeps coming; when she stops, the share stops and the camera goes on.
+
+mod common;
+
+use common::*;
+use confab_engine::call::Notice;
+use confab_engine::media_kit::device::VideoSourceSpec;
+use confab_engine::media_kit::video::VideoCodec;
+use confab_engine::{EngineEvent, SHARE_FORMAT};
+use confab_protocol::PeerId;
+use std::time::Duration;
+
+async fn share_in_a_call(codec: VideoCodec) {
+    init_logs();
+    let server = server().await;
+    let room = format!("share-{}", codec.name());
+    let mut a = join(&server, &room, "Ada", config(440.0, codec, false)).await;
+    let mut b = join(&server, &room, "Bob", config(660.0, codec, false)).await;
+    a.wait_participants(1).await;
+    a.engine.call(None).await.unwrap();
+    b.wait_event("Ada's ring", |e| {
+        matches!(e, EngineEvent::Notice(Notice::IncomingCall { .. }))
+    })
+    .await;
+    b.engine.accept(PeerId(a.id.clone())).await.unwrap();
+    b.wait_stats(&a.id, "Ada's camera", |s| sees_pattern(s, 10))
+        .await;
+
+    // Sharing starts on the running call: no new offer, no new link.
+    let what = a
+        .engine
+        .share(Some(VideoSourceSpec::TestPattern))
+        .await
+        .unwrap();
+    assert!(what.is_some(), "it says what is shared");
+    assert!(a.engine.snapshot().await.unwrap().sharing);
+    let s = b
+        .wait_stats(&a.id, "Ada's screen", |s| s.share.pattern_frames >= 10)
+        .await;
+    assert_eq!(
+        (s.share.width, s.share.height),
+        (SHARE_FORMAT.width, SHARE_FORMAT.height),
+        "{s:#?}"
+    );
+    assert_eq!(s.share.codec.as_deref(), Some(codec.name()), "{s:#?}");
+    assert_eq!(s.share.frames_out_of_order, 0, "{s:#?}");
+    assert_eq!(
+        s.share.pattern_frames, s.share.frames_decoded,
+        "every shared picture reads back: {s:#?}"
+    );
+    // The camera goes on beside it, at its own size.
+    let cam = s.video.pattern_frames;
+    let s = b
+        .wait_stats(&a.id, "Ada's camera beside the screen", |s| {
+            s.video.pattern_frames >= cam + 30
+        })
+        .await;
+    assert_eq!((s.video.width, s.video.height), (320, 240), "{s:#?}");
+    assert_eq!(s.video.frames_out_of_order, 0, "{s:#?}");
+
+    // Stopped: no more shared pictures; the camera still comes.
+    assert_eq!(a.engine.share(None).await.unwrap(), None);
+    assert!(!a.engine.snapshot().await.unwrap().sharing);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let stopped = b.wait_stats(&a.id, "after the share", |_| true).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = b
+        .wait_stats(&a.id, "the camera after the share", |s| {
+            s.video.pattern_frames >= stopped.video.pattern_frames + 20
+        })
+        .await;
+    assert_eq!(
+        later.share.frames_decoded, stopped.share.frames_decoded,
+        "no shared picture after stopping"
+    );
+    a.engine.shutdown().await;
+    b.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shared_screen_arrives_on_its_own_track_beside_the_camera_h264() {
+    share_in_a_call(VideoCodec::H264).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shared_screen_arrives_on_its_own_track_beside_the_camera_vp8() {
+    if !confab_engine::media_kit::video::AVAILABLE.contains(&VideoCodec::Vp8) {
+        eprintln!("skipped: this build has no VP8");
+        return;
+    }
+    share_in_a_call(VideoCodec::Vp8).await;
+}
