@@ -11,7 +11,7 @@ pub use build::new_certificate_pem;
 pub use confab_call::health::HealthRules;
 
 use crate::ice::IceServer;
-use crate::media::{AudioOutput, LinkId, MediaHub, VideoOut};
+use crate::media::{AudioOutput, LinkId, MediaHub, Stream, VideoOut};
 use crate::stats::NetMeter;
 use build::{PcEvent, Tracks};
 use confab_call::health::{ConnState, HealthAction, LinkFailure, LinkHealth};
