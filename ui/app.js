@@ -50,11 +50,20 @@
     return t ? t.el : null;
   }
 
+  // Screens others share ('share:<their id>'): a tile appears with the first picture and goes
+  // when the share ends.
+  const shares = new Set();
+
   async function onFrame(buf) {
     const bytes = new Uint8Array(buf);
     const kind = bytes[0];
     const klen = bytes[1];
     const key = decoder.decode(bytes.subarray(2, 2 + klen));
+    if (key.startsWith('share:') && (kind === 2) === shares.has(key)) {
+      if (kind === 2) shares.delete(key);
+      else shares.add(key);
+      render();
+    }
     if (kind === 2) {
       const el = tileEl(key);
       if (el) el.classList.remove('has-video');
@@ -442,6 +451,7 @@
       want.push(['local', `${s.name || 'You'} (you)`, s.audio, s.video]);
       for (const p of s.participants) {
         if (p.phase === 'connected' || p.phase === 'connecting') want.push([p.id, shown.get(p.id), p.audio, p.video]);
+        if (p.phase === 'connected' && shares.has(`share:${p.id}`)) want.push([`share:${p.id}`, `${shown.get(p.id)}'s screen`, true, true]);
       }
     }
     const keep = new Set(want.map((w) => w[0]));

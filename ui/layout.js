@@ -33,8 +33,8 @@
 
   // The arrangement for the tiles in `keys` (the local tile is 'local'):
   // - mode 'grid': every tile the same size;
-  // - mode 'stage': one tile large (the pinned one, or with 3 or more people the active
-  //   speaker), the rest in a strip;
+  // - mode 'stage': one tile large (the pinned one, else a shared screen, or with 3 or more
+  //   people the active speaker), the rest in a strip;
   // - mode 'focus': one tile fills the window (others hidden, the self view floats).
   // `floating` is the self view shown small in a corner instead of as a tile of its own.
   function arrange(keys, choice, activeSpeaker) {
@@ -66,7 +66,10 @@
       if (focus !== 'local') self('float');
       return out;
     }
-    const stage = pinned || (remote.length >= 3 ? out.speaking : null);
+    // A shared screen ('share:<id>') takes the stage unless someone is pinned: people show
+    // their screen to be read, and the faces go small into the strip.
+    const shared = remote.find((k) => k.startsWith('share:'));
+    const stage = pinned || shared || (remote.length >= 3 ? out.speaking : null);
     if (stage) {
       out.mode = 'stage';
       out.main = stage;

@@ -283,6 +283,54 @@ async fn host_on_this_computer() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_screen_is_shown_large_beside_the_face() -> Result<()> {
+    let _turn = one_at_a_time().await;
+    let display = xvfb()?;
+    let driver = webdriver(&display)?;
+    let server = server().await;
+    let dir = scratch("share");
+    // Pat shares the test screen (the pattern at 1280x720, 5 fps) on a track of its own.
+    let peer = peer(
+        &server.ws_url(),
+        "share",
+        "Pat",
+        660,
+        &["--duration", "60", "--share", "test"],
+        &dir,
+    )?;
+    let c = session(&driver, app_args(&dir.join("config"))).await?;
+    let result = async {
+        wait_js(&c, "the join screen", 20, "return document.getElementById('f-name')").await?;
+        type_into(&c, "#f-name", "Ada").await?;
+        type_into(&c, "#f-room", "share").await?;
+        type_into(&c, "#f-server", &server.ws_url()).await?;
+        c.find(Locator::Css("#join-btn")).await?.click().await?;
+        wait_js(&c, "someone to call", 15, "return !document.getElementById('call-all').disabled").await?;
+        c.find(Locator::Css("#call-all")).await?.click().await?;
+        // The screen is the large tile, named for its owner, and shows the pattern Pat sends;
+        // Pat's face is there too, in the strip.
+        let read = wait_js(&c, "Pat's screen on the stage", 30, "const t = document.querySelector('#grid .tile.main'); \
+                 return t && t.dataset.key.startsWith('share:') && t.querySelector('.name').textContent === \"Pat's screen\" \
+                 && window.confabReadTile(t.dataset.key)").await?;
+        ensure!(read["frame"].is_u64(), "the shared picture reads back: {read}");
+        wait_js(&c, "Pat's face beside it", 15, "const t = [...document.querySelectorAll('#grid .tile:not(.local):not(.main)')].find(t => !t.dataset.key.startsWith('share:')); \
+                 return t && window.confabReadTile(t.dataset.key)").await?;
+        std::fs::write(artifacts().join("ui-call-share.png"), c.screenshot().await?)?;
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        eprintln!("the app's log:\n{}", driver.log_tail());
+        if let Ok(shot) = c.screenshot().await {
+            let _ = std::fs::write(artifacts().join("ui-share-failure.png"), shot);
+        }
+    }
+    let _ = c.close().await;
+    drop(peer);
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn works_in_a_small_window() -> Result<()> {
     let _turn = one_at_a_time().await;
     let display = xvfb()?;

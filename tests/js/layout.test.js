@@ -107,3 +107,13 @@ test('every shortcut the handler knows is in the help list', () => {
   const listed = new Set(L.SHORTCUTS.map(([k]) => k));
   for (const k of ['M', 'V', 'Ctrl+D', 'P', 'F', 'S', 'C', '?', 'Esc']) assert.ok(listed.has(k), k);
 });
+
+test('a shared screen takes the stage, even in a 1:1 call; a pinned face still wins', () => {
+  const keys = ['local', 'pat', 'share:pat'];
+  const out = L.arrange(keys, L.initial(), null);
+  assert.equal(out.mode, 'stage');
+  assert.equal(out.main, 'share:pat');
+  assert.deepEqual(out.order, ['share:pat', 'pat', 'local'], 'the face and the self view in the strip');
+  const pinned = L.arrange(keys, { ...L.initial(), pinned: 'pat' }, 'share:pat');
+  assert.equal(pinned.main, 'pat');
+});

@@ -15,7 +15,6 @@ use crate::signaling::{self, JoinParams, SigEvent};
 use crate::stats::PeerStats;
 use confab_call::chat::{Chat, ChatLine};
 use confab_call::{Action, CallCore, Millis};
-use confab_media::device::VideoSourceSpec;
 use confab_media::processing::{ProcessingSettings, ProcessingStats};
 use confab_protocol::call::CallSignal;
 use confab_protocol::{ClientMessage, PeerId};
@@ -47,7 +46,6 @@ pub enum Cmd {
     IceServers(Vec<IceServer>, Reply<()>),
     RelayOnly(bool, Reply<()>),
     Processing(ProcessingSettings, Reply<()>),
-    Share(Option<VideoSourceSpec>, Reply<Option<String>>),
     ProcessingStats(oneshot::Sender<ProcessingStats>),
     Stats(oneshot::Sender<Vec<PeerStats>>),
     Resources(oneshot::Sender<EngineResources>),
@@ -108,6 +106,7 @@ pub fn spawn(
         camera: None,
         microphone: None,
         speaker: None,
+        share: None,
         joined_at: None,
         last_snapshot: None,
         history: Vec::new(),
@@ -169,6 +168,8 @@ struct Actor {
     camera: Option<String>,
     microphone: Option<String>,
     speaker: Option<String>,
+    /// What we share (from the devices task's report).
+    share: Option<String>,
     joined_at: Option<Instant>,
     last_snapshot: Option<Snapshot>,
     /// Stats of links that ended, kept so that a report at the end covers the whole session.
@@ -290,7 +291,7 @@ impl Actor {
             name: self.join_params.as_ref().map(|p| p.name.clone()),
             in_call: self.core.in_call(),
             admit_all: self.core.admits_all(),
-            sharing: self.hub.sharing(),
+            sharing: self.share.clone(),
             audio,
             video,
             camera: self.camera.clone(),
@@ -425,6 +426,7 @@ impl Actor {
 
     async fn device_report(&mut self, r: Report) {
         self.camera = r.camera;
+        self.share = r.share;
         self.microphone = r.microphone;
         self.speaker = r.speaker;
         for (code, message) in r.errors {
@@ -525,15 +527,6 @@ impl Actor {
                 self.config.processing = settings;
                 self.hub.set_processing(settings);
                 let _ = reply.send(Ok(()));
-            }
-            Cmd::Share(spec, reply) => {
-                // The test screen starts at once; a real screen capture opens in a moment.
-                let r = self
-                    .hub
-                    .set_share_source(spec.as_ref())
-                    .map_err(EngineError::from);
-                let _ = reply.send(r);
-                self.publish_snapshot().await;
             }
             Cmd::ProcessingStats(reply) => {
                 let _ = reply.send(self.hub.processing_stats());

@@ -78,8 +78,8 @@ pub struct Snapshot {
     pub in_call: bool,
     /// Everyone who asks to join our call is let in without asking.
     pub admit_all: bool,
-    /// A screen (or the test screen) is being shared.
-    pub sharing: bool,
+    /// What we share (a screen, or the test screen), if anything.
+    pub sharing: Option<String>,
     pub audio: bool,
     pub video: bool,
     pub camera: Option<String>,

@@ -26,6 +26,8 @@ pub struct Switch {
     pub camera: Option<VideoSourceSpec>,
     pub microphone: Option<AudioSourceSpec>,
     pub speaker: Option<Option<Option<String>>>,
+    /// Start sharing (`Some(Some(source))`) or stop (`Some(None)`); only in a call.
+    pub share: Option<Option<VideoSourceSpec>>,
     pub reply: oneshot::Sender<Result<(), EngineError>>,
 }
 
@@ -35,6 +37,8 @@ pub struct Report {
     pub camera: Option<String>,
     pub microphone: Option<String>,
     pub speaker: Option<String>,
+    /// What is shared, if anything.
+    pub share: Option<String>,
     pub errors: Vec<(ErrorCode, String)>,
 }
 
@@ -142,6 +146,7 @@ impl Worker {
             camera: self.report.camera.clone(),
             microphone: self.report.microphone.clone(),
             speaker: self.report.speaker.clone(),
+            share: self.report.share.clone(),
             errors: std::mem::take(&mut self.report.errors),
         };
         let _ = self.reports.send(r).await;
@@ -220,6 +225,7 @@ impl Worker {
             self.report.camera = None;
             self.report.microphone = None;
             self.report.speaker = None;
+            self.report.share = None;
             self.send_report().await;
             return;
         }
@@ -234,14 +240,17 @@ impl Worker {
             let _ = self.open_microphone().await;
             let _ = self.open_speaker().await;
         } else if !w.call && was.call {
+            // The call is over: so is the share.
             let hub = self.hub.clone();
             let _ = blocking(move || {
+                hub.set_share_source(None)?;
                 hub.set_audio_source(&AudioSourceSpec::None)?;
                 hub.set_speaker(None)
             })
             .await;
             self.report.microphone = None;
             self.report.speaker = None;
+            self.report.share = None;
         }
         self.send_report().await;
     }
@@ -274,6 +283,20 @@ impl Worker {
             if self.now.call && !open_as_asked {
                 if let Err(e) = self.open_speaker().await {
                     first.get_or_insert(e.into());
+                }
+            }
+        }
+        if let Some(share) = s.share {
+            if share.is_some() && !self.now.call {
+                first.get_or_insert(EngineError::NotInCall);
+            } else {
+                let hub = self.hub.clone();
+                match blocking(move || hub.set_share_source(share.as_ref())).await {
+                    Ok(d) => self.report.share = d,
+                    Err(e) => {
+                        self.report.share = None;
+                        first.get_or_insert(e.into());
+                    }
                 }
             }
         }

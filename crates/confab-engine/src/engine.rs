@@ -147,6 +147,7 @@ impl Engine {
                 camera,
                 microphone,
                 speaker,
+                share: None,
                 reply,
             })
         })
@@ -187,12 +188,23 @@ impl Engine {
     }
 
     /// Shares a screen (`Some`: for now the test screen, `VideoSourceSpec::TestPattern`) on its
-    /// own track next to the camera, or stops sharing (`None`). Returns what is shared.
+    /// own track next to the camera, or stops sharing (`None`); only in a call (`not-in-call`),
+    /// and it stops with the call. `snapshot().sharing` says what is shared.
     pub async fn share(
         &self,
         source: Option<confab_media::device::VideoSourceSpec>,
-    ) -> Result<Option<String>, EngineError> {
-        self.ask(|r| Cmd::Share(source, r)).await
+    ) -> Result<(), EngineError> {
+        // Opened by the devices task, like a camera: a slow capture never stalls signaling.
+        self.ask(|reply| {
+            Cmd::Devices(crate::devices::Switch {
+                camera: None,
+                microphone: None,
+                speaker: None,
+                share: Some(source),
+                reply,
+            })
+        })
+        .await
     }
 
     /// Echo cancellation, noise suppression and gain on the microphone, from its next frame.

@@ -19,6 +19,13 @@ async fn share_in_a_call(codec: VideoCodec) {
     let room = format!("share-{}", codec.name());
     let mut a = join(&server, &room, "Ada", config(440.0, codec, false)).await;
     let mut b = join(&server, &room, "Bob", config(660.0, codec, false)).await;
+    // Not in a call: nothing to share with.
+    let e = a
+        .engine
+        .share(Some(VideoSourceSpec::TestPattern))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), confab_engine::ErrorCode::NotInCall, "{e}");
     a.wait_participants(1).await;
     a.engine.call(None).await.unwrap();
     b.wait_event("Ada's ring", |e| {
@@ -30,13 +37,12 @@ async fn share_in_a_call(codec: VideoCodec) {
         .await;
 
     // Sharing starts on the running call: no new offer, no new link.
-    let what = a
-        .engine
+    a.engine
         .share(Some(VideoSourceSpec::TestPattern))
         .await
         .unwrap();
-    assert!(what.is_some(), "it says what is shared");
-    assert!(a.engine.snapshot().await.unwrap().sharing);
+    let shared = a.engine.snapshot().await.unwrap().sharing;
+    assert!(shared.is_some(), "the snapshot says what is shared");
     let s = b
         .wait_stats(&a.id, "Ada's screen", |s| s.share.pattern_frames >= 10)
         .await;
@@ -62,8 +68,8 @@ async fn share_in_a_call(codec: VideoCodec) {
     assert_eq!(s.video.frames_out_of_order, 0, "{s:#?}");
 
     // Stopped: no more shared pictures; the camera still comes.
-    assert_eq!(a.engine.share(None).await.unwrap(), None);
-    assert!(!a.engine.snapshot().await.unwrap().sharing);
+    a.engine.share(None).await.unwrap();
+    assert_eq!(a.engine.snapshot().await.unwrap().sharing, None);
     tokio::time::sleep(Duration::from_millis(600)).await;
     let stopped = b.wait_stats(&a.id, "after the share", |_| true).await;
     tokio::time::sleep(Duration::from_secs(2)).await;

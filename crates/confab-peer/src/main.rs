@@ -302,12 +302,7 @@ async fn main() -> anyhow::Result<()> {
         "confab-peer: joined {} as {} ({})",
         joined.room, args.name, joined.id
     );
-    if let Some(spec) = &args.share {
-        engine
-            .share(Some(spec.clone()))
-            .await
-            .context("sharing the test screen")?;
-    }
+
     let deadline = args
         .duration
         .map(|d| started + Duration::from_secs_f64(d.max(0.0)));
@@ -350,6 +345,12 @@ async fn main() -> anyhow::Result<()> {
             ev = events.recv() => match ev {
                 Some(EngineEvent::State(s)) => {
                     let connected = s.participants.iter().any(|p| p.phase == confab_engine::call::Phase::Connected);
+                    // Share whenever in a call and not sharing yet (a share ends with its call).
+                    if let Some(spec) = args.share.as_ref().filter(|_| s.in_call && s.sharing.is_none()) {
+                        if let Err(e) = engine.share(Some(spec.clone())).await {
+                            eprintln!("confab-peer: could not share the test screen: {e}");
+                        }
+                    }
                     if connected && !to_say.is_empty() {
                         for text in std::mem::take(&mut to_say) {
                             if let Err(e) = engine.say(&text).await {
