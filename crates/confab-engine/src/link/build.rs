@@ -241,11 +241,16 @@ pub(super) async fn build(
         return Err(LinkError::NoRelay(RelayProblem::NoTurnServer));
     }
     let mut me = MediaEngine::default();
-    let order = match rtc_settings.preferred_codec {
-        VideoCodec::H264 => [VideoCodec::H264, VideoCodec::Vp8],
-        VideoCodec::Vp8 => [VideoCodec::Vp8, VideoCodec::H264],
-    };
-    for c in order {
+    let preferred = rtc_settings.preferred_codec;
+    let available = confab_media::video::AVAILABLE;
+    if !available.contains(&preferred) {
+        tracing::warn!(
+            "{} is not built into this Confab: offering {:?}",
+            preferred.name(),
+            available
+        );
+    }
+    for c in super::codecs::registered(preferred, available) {
         me.register_codec(codec_params(c), RtpCodecKind::Video)
             .map_err(|x| e("codec", x))?;
     }

@@ -5,6 +5,7 @@
 //! (built in [`build`]) and registers the tracks with the media hub once connected.
 
 mod build;
+mod codecs;
 mod quality;
 
 pub use build::new_certificate_pem;
@@ -306,16 +307,11 @@ impl Link {
 
     /// The video codec to send when answering: ours if offered, else the offer's first we know.
     fn answer_codec(&self, sdp: &str) -> VideoCodec {
-        let offered: Vec<VideoCodec> = confab_call::sdp::video_codecs(sdp)
-            .iter()
-            .filter_map(|n| n.parse::<VideoCodec>().ok())
-            .collect();
-        let preferred = self.params.rtc.preferred_codec;
-        if offered.contains(&preferred) {
-            preferred
-        } else {
-            offered.first().copied().unwrap_or(preferred)
-        }
+        codecs::answering(
+            self.params.rtc.preferred_codec,
+            &confab_call::sdp::video_codecs(sdp),
+            confab_media::video::AVAILABLE,
+        )
     }
 
     async fn on_description(&mut self, d: SessionDescription) -> Result<(), LinkError> {
@@ -706,7 +702,10 @@ pub async fn run(
     link.open_chat().await;
     let mut failure: Option<LinkError> = None;
     if link.params.offerer {
-        let codec = link.params.rtc.preferred_codec;
+        let codec = codecs::sending(
+            link.params.rtc.preferred_codec,
+            confab_media::video::AVAILABLE,
+        );
         let r = match link.ensure_tracks(codec).await {
             Ok(()) => link.offer(false).await,
             Err(e) => Err(e),
