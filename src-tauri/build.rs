@@ -31,6 +31,7 @@ fn main() {
             "get_chat",
             "open_url",
             "get_stats",
+            "get_audio_processing",
         ]),
     ))
     .expect("tauri-build failed");

@@ -345,7 +345,25 @@
     const shown = window.ConfabNotices.displayNames(snap ? snap.participants : [], snap && snap.name);
     const box = $('stats-people');
     box.innerHTML = '';
-    if (!list.length) box.textContent = 'No one connected yet.';
+    // Our own microphone first: what processing runs on it.
+    const mine = Stats.processingRows(await invoke('get_audio_processing').catch(() => null));
+    if (mine.length) {
+      const sec = document.createElement('section');
+      sec.dataset.peer = 'me';
+      const h = document.createElement('h3');
+      h.textContent = 'Your microphone';
+      const dl = document.createElement('dl');
+      for (const row of mine) {
+        const dt = document.createElement('dt');
+        dt.textContent = row.label;
+        const dd = document.createElement('dd');
+        dd.textContent = row.text;
+        dl.append(dt, document.createElement('span'), dd);
+      }
+      sec.append(h, dl);
+      box.append(sec);
+    }
+    if (!list.length) box.append('No one connected yet.');
     for (const s of list) {
       const sec = document.createElement('section');
       sec.dataset.peer = s.id;

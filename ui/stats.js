@@ -109,6 +109,24 @@
     return { q, title: q ? `${word}: ${parts.join(', ')}` : '' };
   }
 
+  // The rows about our own microphone's processing (the engine's ProcessingStats): which of
+  // the three are on, and what the echo canceller reports once it has something to say.
+  function processingRows(p) {
+    if (!p || !p.settings) return [];
+    const s = p.settings;
+    const on = [['echo_cancellation', 'echo cancellation'], ['noise_suppression', 'noise suppression'], ['auto_gain', 'automatic gain']]
+      .filter(([k]) => s[k]).map(([, w]) => w);
+    const rows = [{ label: 'Processing', text: on.length ? on.join(', ') : 'off' }];
+    if (s.echo_cancellation && typeof p.erle_db === 'number' && Number.isFinite(p.erle_db)) {
+      rows.push({ label: 'Echo reduced by', text: format(p.erle_db, 'dB') });
+    }
+    if (s.echo_cancellation && typeof p.estimated_delay_ms === 'number') {
+      rows.push({ label: 'Echo delay', text: format(p.estimated_delay_ms, 'ms') });
+    }
+    if (p.panics) rows.push({ label: 'Processing restarts', text: String(p.panics) });
+    return rows;
+  }
+
   // SVG polyline points for a sparkline `w`×`h` over the last 60 s ending at `t`; the scale
   // starts at 0 and fits the largest value.
   function sparkline(points, t, w, h) {
@@ -123,5 +141,5 @@
       .join(' ');
   }
 
-  return { history, add, rows, quality, sparkline, format, WINDOW_MS };
+  return { history, add, rows, processingRows, quality, sparkline, format, WINDOW_MS };
 });

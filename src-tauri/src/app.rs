@@ -527,6 +527,15 @@ pub async fn get_stats(state: State<'_, AppState>) -> IpcResult<Vec<confab_engin
     Ok(state.engine.stats().await?)
 }
 
+/// What the microphone's processing does (the settings in force, the echo canceller's own
+/// figures): the stats panel shows it above the people.
+#[tauri::command]
+pub async fn get_audio_processing(
+    state: State<'_, AppState>,
+) -> IpcResult<confab_engine::media_kit::processing::ProcessingStats> {
+    Ok(state.engine.audio_processing().await?)
+}
+
 /// Says a line in the call's chat; the line as shown (cleaned) comes back.
 #[tauri::command]
 pub async fn send_chat(

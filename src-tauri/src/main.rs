@@ -131,6 +131,7 @@ fn main() {
             app::get_chat,
             app::open_url,
             app::get_stats,
+            app::get_audio_processing,
         ])
         .setup(move |app| {
             setup(app, &setup_cli, started)?;

@@ -122,11 +122,14 @@ async fn join_call_see_the_pattern_mute_and_hang_up() -> Result<()> {
         // I shows the connection details: Pat's frame rate with a sparkline drawn from the
         // last seconds, the codec and the picture size; I again hides them.
         c.find(Locator::Css("body")).await?.send_keys("i").await?;
-        wait_js(&c, "the connection details", 10, "const sec = document.querySelector('#stats:not([hidden]) #stats-people section'); \
+        wait_js(&c, "the connection details", 10, "const sec = document.querySelector('#stats:not([hidden]) #stats-people section:not([data-peer=\"me\"])'); \
                  if (!sec) return null; const t = sec.textContent; \
                  const line = sec.querySelector('polyline'); \
                  return t.includes('fps') && t.includes('640×480') && t.includes('Round trip') && t.includes('Path') \
                  && line && line.getAttribute('points').split(' ').length >= 2").await?;
+        // Above the people, what runs on our own microphone (the defaults: all three).
+        wait_js(&c, "our microphone's processing", 5, "const sec = document.querySelector('#stats-people section[data-peer=\"me\"]'); \
+                 return sec && sec.textContent.includes('echo cancellation, noise suppression, automatic gain')").await?;
         // The dot on Pat's tile judges pictures and the link together, and says so.
         wait_js(&c, "the quality dot", 10, "const q = document.querySelector('#grid .tile:not(.local) .quality'); \
                  return q && q.dataset.q === 'good' && q.title.includes('frames per second') && q.title.includes('ms round trip') && q.title").await?;

@@ -62,3 +62,18 @@ test('the quality dot weighs pictures, round trip and loss together; the worst d
   // Before the first measurement of the link: pictures alone.
   assert.equal(S.quality(25, { rtt_ms: null, loss_pct: null }).q, 'good');
 });
+
+test('the panel says which microphone processing runs, and the echo canceller figures once there', () => {
+  assert.deepEqual(S.processingRows(null), []);
+  const all = { settings: { echo_cancellation: true, noise_suppression: true, auto_gain: true }, erle_db: 23.46, estimated_delay_ms: 40, panics: 0 };
+  assert.deepEqual(S.processingRows(all), [
+    { label: 'Processing', text: 'echo cancellation, noise suppression, automatic gain' },
+    { label: 'Echo reduced by', text: '23.5 dB' },
+    { label: 'Echo delay', text: '40 ms' },
+  ]);
+  const off = { settings: { echo_cancellation: false, noise_suppression: false, auto_gain: false }, erle_db: null, panics: 2 };
+  assert.deepEqual(S.processingRows(off), [
+    { label: 'Processing', text: 'off' },
+    { label: 'Processing restarts', text: '2' },
+  ]);
+});

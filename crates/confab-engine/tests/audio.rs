@@ -58,6 +58,8 @@ async fn processing_runs_on_what_is_sent_and_switches_in_the_call() {
         "Bob's tone was the echo reference: {stats:?}"
     );
     assert_eq!(stats.panics, 0, "{stats:?}");
+    // The echo path's delay hint: no speaker here (0 ms of its buffering) plus a frame each side.
+    assert_eq!(stats.delay_ms, 40, "{stats:?}");
 
     // Off in the call: the tone comes back at its own level, from the next frame.
     a.engine

@@ -26,7 +26,7 @@ use confab_media::{AudioFrame, MediaError, VideoFrame};
 use confab_protocol::PeerId;
 use lock::Lock;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -189,6 +189,8 @@ pub struct MediaHub {
     /// Settings for the capture thread's processor, taken before its next frame.
     new_processing: SyncSender<ProcessingSettings>,
     processing_stats: Lock<ProcessingStats>,
+    /// The open speaker's buffering (ms), the playout side of the echo path's delay.
+    speaker_latency_ms: AtomicU32,
     speaker_open: AtomicBool,
     local_level: AtomicU64,
     stop: Arc<AtomicBool>,
@@ -222,6 +224,7 @@ impl MediaHub {
             new_render_feed: feed_tx,
             new_processing: processing_tx,
             processing_stats: Lock::new("processing stats", ProcessingStats::default()),
+            speaker_latency_ms: AtomicU32::new(0),
             speaker_open: AtomicBool::new(false),
             local_level: AtomicU64::new(0),
             stop: Arc::new(AtomicBool::new(false)),

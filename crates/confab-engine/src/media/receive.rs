@@ -46,6 +46,8 @@ impl MediaHub {
         while !self.stop.load(Ordering::Relaxed) {
             while let Ok(s) = new_speaker.try_recv() {
                 out = s;
+                self.speaker_latency_ms
+                    .store(out.latency_ms(), Ordering::Relaxed);
             }
             while let Ok(f) = new_feed.try_recv() {
                 feed = Some(f);

@@ -174,6 +174,12 @@ impl MediaHub {
             }
             if published.elapsed() >= Duration::from_secs(1) {
                 published = Instant::now();
+                // The echo path's delay as far as we know it: the speaker's buffering plus one
+                // 20 ms frame on each side (a hint; the echo canceller also finds it itself).
+                let speaker = self.speaker_latency_ms.load(Ordering::Relaxed);
+                if let Err(e) = processor.set_delay_ms(speaker + 40) {
+                    tracing::debug!("{e}");
+                }
                 *self.processing_stats.lock() = processor.stats();
             }
             let Some(rx) = &source else {
