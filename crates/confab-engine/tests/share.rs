@@ -13,6 +13,22 @@ use confab_engine::{EngineEvent, SHARE_FORMAT};
 use confab_protocol::PeerId;
 use std::time::Duration;
 
+/// The snapshot follows the devices task's report, a moment after `share` returns.
+async fn sharing_becomes(p: &Peer, on: bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = p.engine.snapshot().await.unwrap().sharing;
+        if s.is_some() == on {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the snapshot says sharing {s:?}, not {on}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn share_in_a_call(codec: VideoCodec) {
     init_logs();
     let server = server().await;
@@ -41,8 +57,7 @@ async fn share_in_a_call(codec: VideoCodec) {
         .share(Some(VideoSourceSpec::TestPattern))
         .await
         .unwrap();
-    let shared = a.engine.snapshot().await.unwrap().sharing;
-    assert!(shared.is_some(), "the snapshot says what is shared");
+    sharing_becomes(&a, true).await;
     let s = b
         .wait_stats(&a.id, "Ada's screen", |s| s.share.pattern_frames >= 10)
         .await;
@@ -69,7 +84,7 @@ async fn share_in_a_call(codec: VideoCodec) {
 
     // Stopped: no more shared pictures; the camera still comes.
     a.engine.share(None).await.unwrap();
-    assert_eq!(a.engine.snapshot().await.unwrap().sharing, None);
+    sharing_becomes(&a, false).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let stopped = b.wait_stats(&a.id, "after the share", |_| true).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
