@@ -5,11 +5,8 @@
 mod common;
 
 use common::*;
-use confab_engine::call::Notice;
 use confab_engine::media_kit::processing::ProcessingSettings;
 use confab_engine::media_kit::video::VideoCodec;
-use confab_engine::EngineEvent;
-use confab_protocol::PeerId;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -18,21 +15,7 @@ async fn processing_runs_on_what_is_sent_and_switches_in_the_call() {
     let server = server().await;
     let mut on = config(440.0, VideoCodec::H264, false);
     on.processing = ProcessingSettings::default();
-    let mut a = join(&server, "apm", "Ada", on).await;
-    let mut b = join(
-        &server,
-        "apm",
-        "Bob",
-        config(660.0, VideoCodec::H264, false),
-    )
-    .await;
-    a.wait_participants(1).await;
-    a.engine.call(None).await.unwrap();
-    b.wait_event("Ada's ring", |e| {
-        matches!(e, EngineEvent::Notice(Notice::IncomingCall { .. }))
-    })
-    .await;
-    b.engine.accept(PeerId(a.id.clone())).await.unwrap();
+    let (a, b) = call_pair(&server, "apm", on, config(660.0, VideoCodec::H264, false)).await;
 
     // The tone goes out at 0.25 of full scale (RMS 0.18). With noise suppression on, it is
     // turned down once the suppressor has learnt it (a few seconds), and still heard.

@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use confab_engine::call::Notice;
 use confab_engine::media_kit::video::VideoCodec;
 use confab_engine::{EngineConfig, EngineEvent, ErrorCode, IceServer, PeerStats};
 use confab_netlab::{Impairment, NetLab};
@@ -32,19 +31,7 @@ fn on_lab(lab: &NetLab, tone_hz: f64) -> EngineConfig {
 /// Ada (440 Hz) calls Bob (660 Hz); Bob accepts. The server goes with them.
 async fn call(a_cfg: EngineConfig, b_cfg: EngineConfig, room: &str) -> (SignalServer, Peer, Peer) {
     let server = server().await;
-    let mut a = join(&server, room, "Ada", a_cfg).await;
-    let mut b = join(&server, room, "Bob", b_cfg).await;
-    a.wait_participants(1).await;
-    a.engine.call(None).await.unwrap();
-    let ring = b
-        .wait_event("the incoming call", |e| {
-            matches!(e, EngineEvent::Notice(Notice::IncomingCall { .. }))
-        })
-        .await;
-    let EngineEvent::Notice(Notice::IncomingCall { from, .. }) = ring else {
-        unreachable!()
-    };
-    b.engine.accept(from).await.unwrap();
+    let (a, b) = call_pair(&server, room, a_cfg, b_cfg).await;
     (server, a, b)
 }
 
@@ -102,10 +89,12 @@ async fn quality_signal_follows_the_labs_delay_and_loss() {
         (90.0..=200.0).contains(&rtt),
         "RTT {rtt} ms for 100 ms: {n:?}"
     );
+    // Receiver reports count what NACK has not made up by the time they are sent, so 5 %
+    // lost on the wire shows as somewhat less (1.5–4 % seen): clearly lossy, clearly not 0.
     let loss = n.loss_pct.unwrap();
-    assert!((1.5..=12.0).contains(&loss), "loss {loss} % for 5 %: {n:?}");
+    assert!((1.0..=12.0).contains(&loss), "loss {loss} % for 5 %: {n:?}");
     let send_loss = n.send_loss_pct.expect("Bob's receiver reports");
-    assert!((1.5..=12.0).contains(&send_loss), "{n:?}");
+    assert!((1.0..=12.0).contains(&send_loss), "{n:?}");
     assert!(n.recv_kbps > 100.0 && n.send_kbps > 100.0, "{n:?}");
     assert_eq!(n.local_candidate.as_deref(), Some("host"), "{n:?}");
     assert_eq!(n.remote_candidate.as_deref(), Some("host"), "{n:?}");

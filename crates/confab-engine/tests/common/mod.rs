@@ -137,3 +137,29 @@ pub fn hears(s: &PeerStats, hz: f64) -> bool {
 pub fn sees_pattern(s: &PeerStats, frames: u64) -> bool {
     s.video.pattern_frames >= frames
 }
+
+/// Ada (`a_cfg`) and Bob (`b_cfg`) join `room`; Ada calls, Bob accepts her ring. The call's
+/// media may still be starting when this returns.
+pub async fn call_pair(
+    server: &SignalServer,
+    room: &str,
+    a_cfg: EngineConfig,
+    b_cfg: EngineConfig,
+) -> (Peer, Peer) {
+    let mut a = join(server, room, "Ada", a_cfg).await;
+    let mut b = join(server, room, "Bob", b_cfg).await;
+    a.wait_participants(1).await;
+    a.engine.call(None).await.unwrap();
+    b.wait_event("Ada's ring", |e| {
+        matches!(
+            e,
+            EngineEvent::Notice(confab_engine::call::Notice::IncomingCall { .. })
+        )
+    })
+    .await;
+    b.engine
+        .accept(confab_protocol::PeerId(a.id.clone()))
+        .await
+        .unwrap();
+    (a, b)
+}
