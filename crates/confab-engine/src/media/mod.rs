@@ -189,6 +189,8 @@ pub struct MediaHub {
     /// Settings for the capture thread's processor, taken before its next frame.
     new_processing: SyncSender<ProcessingSettings>,
     processing_stats: Lock<ProcessingStats>,
+    /// A screen is shared (read by the camera's send thread on every frame: no lock).
+    sharing: AtomicBool,
     /// The open speaker's buffering (ms), the playout side of the echo path's delay.
     speaker_latency_ms: AtomicU32,
     speaker_open: AtomicBool,
@@ -225,6 +227,7 @@ impl MediaHub {
             new_processing: processing_tx,
             processing_stats: Lock::new("processing stats", ProcessingStats::default()),
             speaker_latency_ms: AtomicU32::new(0),
+            sharing: AtomicBool::new(false),
             speaker_open: AtomicBool::new(false),
             local_level: AtomicU64::new(0),
             stop: Arc::new(AtomicBool::new(false)),
@@ -320,6 +323,7 @@ impl MediaHub {
         } else {
             self.request_keyframes(Stream::Share);
         }
+        self.sharing.store(cap.is_some(), Ordering::Relaxed);
         let replaced = std::mem::replace(&mut self.captures.lock().share, cap);
         drop(replaced);
         Ok(description)
@@ -327,7 +331,7 @@ impl MediaHub {
 
     /// Whether a screen is being shared.
     pub fn sharing(&self) -> bool {
-        self.captures.lock().share.is_some()
+        self.sharing.load(Ordering::Relaxed)
     }
 
     pub fn set_audio_source(&self, spec: &AudioSourceSpec) -> Result<Option<String>, MediaError> {
@@ -356,6 +360,7 @@ impl MediaHub {
     pub fn stop_devices(&self) {
         let captures = std::mem::take(&mut *self.captures.lock());
         drop(captures);
+        self.sharing.store(false, Ordering::Relaxed);
         let _ = self.new_speaker.try_send(AudioOut::null());
         self.speaker_open.store(false, Ordering::Relaxed);
         self.sink.ended(&FrameSource::Local);
