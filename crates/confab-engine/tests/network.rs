@@ -35,6 +35,20 @@ async fn call(a_cfg: EngineConfig, b_cfg: EngineConfig, room: &str) -> (SignalSe
     (server, a, b)
 }
 
+/// Waits for an error event with `code` and gives its words.
+async fn error_with(p: &mut Peer, what: &str, code: ErrorCode) -> String {
+    let ev = p
+        .wait_event(
+            what,
+            |e| matches!(e, EngineEvent::Error { code: c, .. } if *c == code),
+        )
+        .await;
+    let EngineEvent::Error { message, .. } = ev else {
+        unreachable!()
+    };
+    message
+}
+
 /// The pattern arrived in order and the tone is heard.
 fn content_ok(s: &PeerStats, hz: f64) {
     assert!(hears(s, hz), "the tone: {s:#?}");
@@ -235,20 +249,7 @@ async fn relay_only_with_a_wrong_turn_password_says_so() {
     a_cfg.rtc.relay_only = true;
     let started = Instant::now();
     let (_server, mut a, b) = call(a_cfg, on_lab(&lab, 660.0), "badturn").await;
-    let ev = a
-        .wait_event("the relay error", |e| {
-            matches!(
-                e,
-                EngineEvent::Error {
-                    code: ErrorCode::Relay,
-                    ..
-                }
-            )
-        })
-        .await;
-    let EngineEvent::Error { message, .. } = ev else {
-        unreachable!()
-    };
+    let message = error_with(&mut a, "the relay error", ErrorCode::Relay).await;
     assert!(
         message.contains("TURN") && message.contains("password"),
         "{message}"
@@ -270,20 +271,7 @@ async fn relay_only_without_a_turn_server_says_so() {
     let mut a_cfg = on_lab(&lab, 440.0);
     a_cfg.rtc.relay_only = true;
     let (_server, mut a, b) = call(a_cfg, on_lab(&lab, 660.0), "noturn").await;
-    let ev = a
-        .wait_event("the relay error", |e| {
-            matches!(
-                e,
-                EngineEvent::Error {
-                    code: ErrorCode::Relay,
-                    ..
-                }
-            )
-        })
-        .await;
-    let EngineEvent::Error { message, .. } = ev else {
-        unreachable!()
-    };
+    let message = error_with(&mut a, "the relay error", ErrorCode::Relay).await;
     assert!(message.contains("no TURN server"), "{message}");
     close(a, b).await;
 }
@@ -384,20 +372,7 @@ async fn an_outage_past_the_give_up_time_ends_the_link_with_a_reason() {
     .await;
     lab.set_blackout(true);
     let started = Instant::now();
-    let ev = a
-        .wait_event("the link given up", |e| {
-            matches!(
-                e,
-                EngineEvent::Error {
-                    code: ErrorCode::CallFailed,
-                    ..
-                }
-            )
-        })
-        .await;
-    let EngineEvent::Error { message, .. } = ev else {
-        unreachable!()
-    };
+    let message = error_with(&mut a, "the link given up", ErrorCode::CallFailed).await;
     assert!(
         message.contains("Bob") && message.contains("broke and could not be restored"),
         "{message}"
