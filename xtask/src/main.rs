@@ -143,6 +143,51 @@ fn js_checks() -> Result {
     status(node, "node --test tests/js/")
 }
 
+/// No merge left half done: a tracked text file with a conflict marker at the start of a line
+/// fails the run (one was once committed into ARCHITECTURE.md). Fuzz corpora are bytes, not text.
+fn no_conflict_markers() -> Result {
+    let out = Command::new("git")
+        .current_dir(root())
+        .args(["ls-files", "-z"])
+        .output();
+    let files = match out {
+        Ok(o) if o.status.success() => o.stdout,
+        _ => {
+            eprintln!("xtask: not a git checkout, conflict-marker check skipped");
+            return Ok(());
+        }
+    };
+    let text = [
+        "rs", "md", "js", "mjs", "html", "css", "toml", "json", "yml", "sh", "py",
+    ];
+    let mut found = Vec::new();
+    for name in files.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name = String::from_utf8_lossy(name).into_owned();
+        let is_text = name
+            .rsplit_once('.')
+            .is_some_and(|(_, ext)| text.contains(&ext));
+        if !is_text || name.starts_with("fuzz/corpus/") {
+            continue;
+        }
+        let Ok(body) = std::fs::read_to_string(root().join(&name)) else {
+            continue;
+        };
+        for (i, line) in body.lines().enumerate() {
+            if line.starts_with("<<<<<<< ") || line.starts_with(">>>>>>> ") {
+                found.push(format!("{name}:{}", i + 1));
+            }
+        }
+    }
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "merge conflict markers in tracked files: {}",
+            found.join(", ")
+        ))
+    }
+}
+
 fn test(args: &[String]) -> Result {
     if !args.is_empty() {
         return Err(format!(
@@ -150,6 +195,7 @@ fn test(args: &[String]) -> Result {
         ));
     }
     deps::ensure(&deps::test_packages())?;
+    no_conflict_markers()?;
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     status(fmt, "cargo fmt --check")?;
