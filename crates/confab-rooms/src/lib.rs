@@ -168,7 +168,8 @@ pub enum Output {
     Relay {
         conn: ConnId,
         text: String,
-        from: ConnId,
+        /// The sender's connection; `None` when another node relayed it (cluster).
+        from: Option<ConnId>,
     },
     /// Close a connection with a WebSocket close code and reason. The state machine has
     /// already forgotten it (and told its room).
@@ -177,6 +178,8 @@ pub enum Output {
         code: u16,
         reason: String,
     },
+    /// Work for the cluster shell (only from a clustered [`Rooms`]).
+    Cluster(ClusterOp),
 }
 
 /// Why a new connection was refused; send `text`, then close with `code`.
@@ -332,26 +335,53 @@ struct Conn {
 
 #[derive(Debug)]
 struct Member {
-    conn: ConnId,
     id: PeerId,
     name: String,
-    addr: AddrKey,
+    at: Place,
+}
+
+/// Where a member is held: on a connection of this server, or (in a cluster) by another node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Place {
+    Local { conn: ConnId, addr: AddrKey },
+    Remote { node: String },
+}
+
+impl Member {
+    fn conn(&self) -> Option<ConnId> {
+        match self.at {
+            Place::Local { conn, .. } => Some(conn),
+            Place::Remote { .. } => None,
+        }
+    }
+
+    fn addr(&self) -> Option<AddrKey> {
+        match self.at {
+            Place::Local { addr, .. } => Some(addr),
+            Place::Remote { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Departed {
     id: PeerId,
-    addr: AddrKey,
+    /// Local members only: remote ones' addresses are their node's business.
+    addr: Option<AddrKey>,
     at: Instant,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Room {
-    /// In join order.
+    /// In join order (remote members in the order this node learned of them).
     members: Vec<Member>,
     password: Option<[u8; 32]>,
     /// The most recent departures, oldest first.
     departed: VecDeque<Departed>,
+    /// Cluster only: the room's version in the shared store that this record reflects, and
+    /// local joins waiting for their seat.
+    ver: u64,
+    claims: usize,
 }
 
 impl Room {
@@ -374,7 +404,39 @@ impl Room {
     /// Whether someone from `addr` is in this room or left it lately.
     fn knows(&mut self, addr: AddrKey, now: Instant, memory: Duration) -> bool {
         self.forget_departed(now, memory);
-        self.members.iter().any(|m| m.addr == addr) || self.departed.iter().any(|d| d.addr == addr)
+        self.members.iter().any(|m| m.addr() == Some(addr))
+            || self.departed.iter().any(|d| d.addr == Some(addr))
+    }
+
+    /// The connections of this server's members.
+    fn local_conns(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.members.iter().filter_map(Member::conn)
+    }
+
+    /// Whether the record may go: nobody here holds or waits for a seat.
+    fn unused(&self) -> bool {
+        self.claims == 0 && self.local_conns().next().is_none()
+    }
+
+    /// Sends `text` to every local member.
+    fn tell_locals(&self, text: &str, out: &mut Vec<Output>) {
+        for conn in self.local_conns() {
+            out.push(Output::Update {
+                conn,
+                text: text.to_owned(),
+            });
+        }
+    }
+
+    /// Remembers a departure (bounded), so a signal still on its way is not held against its sender.
+    fn depart(&mut self, id: PeerId, addr: Option<AddrKey>, now: Instant, config: &Config) {
+        self.forget_departed(now, config.departed_memory);
+        if config.departed_per_room > 0 {
+            if self.departed.len() >= config.departed_per_room {
+                self.departed.pop_front();
+            }
+            self.departed.push_back(Departed { id, addr, at: now });
+        }
     }
 }
 
@@ -416,6 +478,8 @@ pub struct Rooms {
     /// Wrong passwords per room name (kept while the room comes and goes).
     room_failures: HashMap<String, Failures>,
     next_prune: Option<Instant>,
+    /// This server is one node of several sharing rooms ([`Rooms::clustered`]).
+    cluster: Option<cluster::Node>,
 }
 
 impl Rooms {
@@ -432,6 +496,7 @@ impl Rooms {
             addrs: HashMap::new(),
             room_failures: HashMap::new(),
             next_prune: None,
+            cluster: None,
         }
     }
 
@@ -739,87 +804,141 @@ impl Rooms {
         }
 
         let config = self.config.clone();
-        let memory = config.password_memory;
-        if let Some(r) = self.rooms.get_mut(&room) {
-            // The password first: whether a room is full is for those who may enter it.
-            if let Some(want) = r.password {
-                let known = r.knows(addr, now, config.departed_memory);
-                let a = self.addrs.get_mut(&addr).expect("made above");
-                if let Some(wait) = a.failures.blocked(now, memory) {
-                    return Err((
-                        ErrorCode::RateLimited,
-                        format!(
-                            "too many wrong passwords from your network address; try again in {} s",
-                            seconds(wait)
-                        ),
-                        Blame::Others,
-                    ));
-                }
-                if !known {
-                    if let Some(wait) = self.room_failures(&room, now).blocked(now, memory) {
-                        return Err((
-                            ErrorCode::RateLimited,
-                            format!(
-                                "room {room} has had too many wrong passwords; try again in {} s",
-                                seconds(wait)
-                            ),
-                            Blame::Others,
-                        ));
-                    }
-                }
-                let given = password_digest(password.as_deref().unwrap_or(""));
-                if !bool::from(given.ct_eq(&want)) {
-                    if let Some(a) = self.addrs.get_mut(&addr) {
-                        a.failures.record(
-                            now,
-                            config.password_failures_per_address,
-                            memory,
-                            config.password_backoff_max,
-                        );
-                    }
-                    self.room_failures(&room, now).record(
-                        now,
-                        config.password_failures_per_room,
-                        memory,
-                        config.password_backoff_max,
-                    );
-                    return Err(own(
-                        ErrorCode::WrongPassword,
-                        format!("room {room} needs the right password"),
-                    ));
-                }
-            }
-            let r = self.rooms.get(&room).expect("checked above");
-            if r.members.len() >= config.room_capacity {
-                return Err(own(
-                    ErrorCode::RoomFull,
-                    format!("room {room} is full ({} people)", config.room_capacity),
-                ));
-            }
-        } else if self.rooms.len() >= config.max_rooms {
+        let digest = password.as_deref().map(password_digest);
+        if !self.rooms.contains_key(&room) && self.rooms.len() >= config.max_rooms {
             return Err(own(
                 ErrorCode::ServerFull,
                 "the server holds as many rooms as it can; try again later",
             ));
         }
-
+        if self.cluster.is_some() {
+            // The shared store decides the password and the seat, atomically for every node;
+            // this node's own backoff comes first.
+            self.password_blocked(addr, &room, now)?;
+            let id = self.fresh_id();
+            self.claim(conn, room, id, name, digest, out);
+            return Ok(());
+        }
+        self.check_seat(addr, &room, digest, now)?;
         let id = self.fresh_id();
+        self.seat(conn, room, id, name, digest, out);
+        Ok(())
+    }
+
+    /// Whether this node may seat someone from `addr` in `room` from what it knows itself:
+    /// the password first (whether a room is full is for those who may enter it), then room.
+    fn check_seat(
+        &mut self,
+        addr: AddrKey,
+        room: &str,
+        digest: Option<[u8; 32]>,
+        now: Instant,
+    ) -> Result<(), Refused> {
+        let Some(r) = self.rooms.get(room) else {
+            return Ok(());
+        };
+        if let Some(want) = r.password {
+            self.password_blocked(addr, room, now)?;
+            let given = digest.unwrap_or_else(|| password_digest(""));
+            if !bool::from(given.ct_eq(&want)) {
+                return Err(self.wrong_password(addr, room, now));
+            }
+        }
+        let r = self.rooms.get(room).expect("checked above");
+        if r.members.len() >= self.config.room_capacity {
+            return Err(self.room_full(room));
+        }
+        Ok(())
+    }
+
+    fn room_full(&self, room: &str) -> Refused {
+        own(
+            ErrorCode::RoomFull,
+            format!("room {room} is full ({} people)", self.config.room_capacity),
+        )
+    }
+
+    /// Refuses a password attempt while `addr`, or `room` for addresses it does not know, must
+    /// wait after too many wrong ones.
+    fn password_blocked(&mut self, addr: AddrKey, room: &str, now: Instant) -> Result<(), Refused> {
+        let memory = self.config.password_memory;
+        let departed_memory = self.config.departed_memory;
+        let known = self
+            .rooms
+            .get_mut(room)
+            .is_some_and(|r| r.knows(addr, now, departed_memory));
+        if let Some(wait) = self
+            .addrs
+            .get_mut(&addr)
+            .and_then(|a| a.failures.blocked(now, memory))
+        {
+            return Err((
+                ErrorCode::RateLimited,
+                format!(
+                    "too many wrong passwords from your network address; try again in {} s",
+                    seconds(wait)
+                ),
+                Blame::Others,
+            ));
+        }
+        if !known {
+            if let Some(wait) = self.room_failures(room, now).blocked(now, memory) {
+                return Err((
+                    ErrorCode::RateLimited,
+                    format!(
+                        "room {room} has had too many wrong passwords; try again in {} s",
+                        seconds(wait)
+                    ),
+                    Blame::Others,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a wrong password against `addr` and `room`; the error for the client.
+    fn wrong_password(&mut self, addr: AddrKey, room: &str, now: Instant) -> Refused {
+        let config = &self.config;
+        let (memory, max) = (config.password_memory, config.password_backoff_max);
+        let (per_addr, per_room) = (
+            config.password_failures_per_address,
+            config.password_failures_per_room,
+        );
+        if let Some(a) = self.addrs.get_mut(&addr) {
+            a.failures.record(now, per_addr, memory, max);
+        }
+        self.room_failures(room, now)
+            .record(now, per_room, memory, max);
+        own(
+            ErrorCode::WrongPassword,
+            format!("room {room} needs the right password"),
+        )
+    }
+
+    /// Seats a connection in a room (made if needed): its room hears `peer-joined`, it gets
+    /// `welcome` with everyone already there.
+    fn seat(
+        &mut self,
+        conn: ConnId,
+        room: String,
+        id: PeerId,
+        name: String,
+        digest: Option<[u8; 32]>,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(addr) = self.conns.get(&conn).map(|c| c.addr) else {
+            return;
+        };
         let r = self.rooms.entry(room.clone()).or_insert_with(|| Room {
-            members: Vec::new(),
-            password: password.as_deref().map(password_digest),
-            departed: VecDeque::new(),
+            password: digest,
+            ..Room::default()
         });
         let joined = ServerMessage::PeerJoined {
             id: id.clone(),
             name: name.clone(),
         }
         .encode();
-        for m in &r.members {
-            out.push(Output::Update {
-                conn: m.conn,
-                text: joined.clone(),
-            });
-        }
+        r.tell_locals(&joined, out);
         let welcome = ServerMessage::Welcome {
             id: id.clone(),
             room: room.clone(),
@@ -837,17 +956,15 @@ impl Rooms {
             text: welcome.encode(),
         });
         r.members.push(Member {
-            conn,
             id: id.clone(),
             name,
-            addr,
+            at: Place::Local { conn, addr },
         });
         self.peers.insert(id.clone(), conn);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.joined = Some(Joined { id, room });
             c.join_deadline = None;
         }
-        Ok(())
     }
 
     fn signal(
@@ -872,7 +989,17 @@ impl Rooms {
                     .and_then(|c| c.joined.as_ref())
                     .is_some_and(|j| j.room == me.room)
         });
-        let Some(target) = target else {
+        // In a cluster, a member held by another node is reached through it.
+        let remote = match target {
+            Some(_) => None,
+            None => self.rooms.get(&me.room).and_then(|r| {
+                r.members.iter().find_map(|m| match &m.at {
+                    Place::Remote { node } if m.id == to => Some(node.clone()),
+                    _ => None,
+                })
+            }),
+        };
+        if target.is_none() && remote.is_none() {
             // A peer that just left is not the sender's mistake: its signal was on its way.
             let memory = self.config.departed_memory;
             let blame = if self
@@ -893,22 +1020,35 @@ impl Rooms {
                 ),
                 blame,
             ));
-        };
+        }
         let text = ServerMessage::Signal {
             from: me.id.clone(),
             data,
         }
         .encode();
-        out.push(Output::Relay {
-            conn: target,
-            text,
-            from: conn,
-        });
+        match (target, remote) {
+            (Some(target), _) => out.push(Output::Relay {
+                conn: target,
+                text,
+                from: Some(conn),
+            }),
+            (None, Some(node)) => out.push(Output::Cluster(ClusterOp::Forward {
+                node,
+                room: me.room.clone(),
+                to,
+                text,
+                from: conn,
+            })),
+            (None, None) => {}
+        }
         Ok(())
     }
 
     /// Takes the connection out of its room, if it is in one.
     fn leave_room(&mut self, conn: ConnId, now: Instant, out: &mut Vec<Output>) -> bool {
+        if self.cancel_claim(conn) {
+            return true;
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return false;
         };
@@ -917,32 +1057,23 @@ impl Rooms {
         };
         let addr = c.addr;
         self.peers.remove(&joined.id);
+        if self.cluster.is_some() {
+            out.push(Output::Cluster(ClusterOp::Release {
+                room: joined.room.clone(),
+                id: joined.id.clone(),
+            }));
+        }
         if let Some(room) = self.rooms.get_mut(&joined.room) {
-            room.members.retain(|m| m.conn != conn);
-            if room.members.is_empty() {
+            room.members.retain(|m| m.conn() != Some(conn));
+            if room.unused() {
                 self.rooms.remove(&joined.room);
             } else {
                 let left = ServerMessage::PeerLeft {
                     id: joined.id.clone(),
                 }
                 .encode();
-                for m in &room.members {
-                    out.push(Output::Update {
-                        conn: m.conn,
-                        text: left.clone(),
-                    });
-                }
-                room.forget_departed(now, self.config.departed_memory);
-                if self.config.departed_per_room > 0 {
-                    if room.departed.len() >= self.config.departed_per_room {
-                        room.departed.pop_front();
-                    }
-                    room.departed.push_back(Departed {
-                        id: joined.id,
-                        addr,
-                        at: now,
-                    });
-                }
+                room.tell_locals(&left, out);
+                room.depart(joined.id, Some(addr), now, &self.config);
             }
         }
         true
@@ -991,6 +1122,9 @@ impl Rooms {
         }
     }
 }
+
+mod cluster;
+pub use cluster::{ClaimResult, ClusterOp, RemotePeer, Seat};
 
 #[cfg(test)]
 mod tests;

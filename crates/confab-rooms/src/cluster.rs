@@ -1,0 +1,673 @@
+//! Rooms shared by several nodes (`confab-signal --redis`), still without I/O.
+//!
+//! A clustered [`Rooms`] holds two kinds of members: its own connections, and *remote* ones
+//! that another node holds. It learns about remote members only from what its shell feeds in
+//! (the shared store's answers and events), and it asks for what needs every node's agreement
+//! with [`Output::Cluster`]:
+//!
+//! - a join is decided by the store, atomically for all nodes ([`ClusterOp::Claim`] →
+//!   [`Rooms::claimed`]): the password and the room's capacity hold across nodes exactly as on
+//!   one. This node's own limits (rates, password backoff) are checked first, as on one node;
+//! - a leave frees the seat ([`ClusterOp::Release`]);
+//! - a signal to a remote member goes to its node ([`ClusterOp::Forward`]), which hands it to
+//!   the member ([`Rooms::remote_signal`]). `from` is stamped by the sender's node; nodes trust
+//!   each other and the store, never a client.
+//!
+//! Every room in the store has a version, raised by each join and leave. Events carry it, and
+//! the store's snapshots of a room carry the version they show: an event older than what this
+//! node already reflects is ignored, and a snapshot at least as new as it replaces the remote
+//! members outright (one older only adds members not known to have left).
+
+use super::*;
+
+/// A member another node holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemotePeer {
+    pub id: PeerId,
+    pub name: String,
+    pub node: String,
+}
+
+/// A seat: one peer in one room. What a claim asks for, and what a node re-registers when the
+/// store comes back after an outage ([`Rooms::seats`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seat {
+    pub room: String,
+    pub id: PeerId,
+    pub name: String,
+    /// SHA-256 of the password the joiner gave (or the room's, for [`Rooms::seats`]).
+    pub password: Option<[u8; 32]>,
+}
+
+/// Work for the cluster shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterOp {
+    /// Take `seat` for connection `conn` if the room's password matches and it has fewer than
+    /// `capacity` members; answer with [`Rooms::claimed`].
+    Claim {
+        conn: ConnId,
+        seat: Seat,
+        capacity: usize,
+    },
+    /// A local member left: free its seat and tell the room's other nodes.
+    Release { room: String, id: PeerId },
+    /// A signal (`text`, already stamped with the sender's id) for `to`, held by `node`.
+    Forward {
+        node: String,
+        room: String,
+        to: PeerId,
+        text: String,
+        from: ConnId,
+    },
+}
+
+/// The store's answer to a [`ClusterOp::Claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimResult {
+    /// The seat is taken; the room (at version `ver`) has this password and these members
+    /// besides the new one.
+    Seated {
+        ver: u64,
+        password: Option<[u8; 32]>,
+        members: Vec<RemotePeer>,
+    },
+    Full,
+    WrongPassword,
+    /// The store could not be asked: this node decides alone from what it knows, and the shell
+    /// registers the seat when the store is back ([`Rooms::seats`]).
+    Unavailable,
+}
+
+/// What a clustered [`Rooms`] keeps besides the rooms.
+#[derive(Debug)]
+pub(crate) struct Node {
+    id: String,
+    /// Joins waiting for the store's answer, by connection.
+    claims: HashMap<ConnId, Seat>,
+}
+
+impl Rooms {
+    /// The room logic of one node of a cluster; `node` names it in the shared store.
+    pub fn clustered(config: Config, seed: [u8; 32], node: String) -> Self {
+        let mut rooms = Rooms::new(config, seed);
+        rooms.cluster = Some(Node {
+            id: node,
+            claims: HashMap::new(),
+        });
+        rooms
+    }
+
+    /// This node's name in the cluster (`None` on a lone server).
+    pub fn node_id(&self) -> Option<&str> {
+        self.cluster.as_ref().map(|n| n.id.as_str())
+    }
+
+    pub(crate) fn claim(
+        &mut self,
+        conn: ConnId,
+        room: String,
+        id: PeerId,
+        name: String,
+        password: Option<[u8; 32]>,
+        out: &mut Vec<Output>,
+    ) {
+        let capacity = self.config.room_capacity;
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        self.rooms.entry(room.clone()).or_default().claims += 1;
+        let seat = Seat {
+            room,
+            id,
+            name,
+            password,
+        };
+        node.claims.insert(conn, seat.clone());
+        out.push(Output::Cluster(ClusterOp::Claim {
+            conn,
+            seat,
+            capacity,
+        }));
+    }
+
+    /// Forgets a join still waiting for its seat (the client left or went); a seat the store
+    /// grants it after all is released when the answer comes.
+    pub(crate) fn cancel_claim(&mut self, conn: ConnId) -> bool {
+        self.cluster
+            .as_mut()
+            .is_some_and(|n| n.claims.remove(&conn).is_some())
+    }
+
+    /// The store's answer to a claim. `seat` is the one the claim asked for.
+    pub fn claimed(
+        &mut self,
+        conn: ConnId,
+        seat: Seat,
+        result: ClaimResult,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(node) = &mut self.cluster else {
+            return;
+        };
+        let waiting = node.claims.get(&conn) == Some(&seat);
+        if waiting {
+            node.claims.remove(&conn);
+        }
+        if let Some(r) = self.rooms.get_mut(&seat.room) {
+            r.claims = r.claims.saturating_sub(1);
+        }
+        if !waiting {
+            if matches!(result, ClaimResult::Seated { .. }) {
+                out.push(Output::Cluster(ClusterOp::Release {
+                    room: seat.room.clone(),
+                    id: seat.id,
+                }));
+            }
+            self.drop_if_unused(&seat.room);
+            return;
+        }
+        let Some(addr) = self.conns.get(&conn).map(|c| c.addr) else {
+            return;
+        };
+        let refused = match result {
+            ClaimResult::Seated {
+                ver,
+                password,
+                members,
+            } => {
+                self.rooms.entry(seat.room.clone()).or_default().password = password;
+                self.remote_snapshot(&seat.room, ver, members, now, out);
+                self.seat(conn, seat.room, seat.id, seat.name, password, out);
+                return;
+            }
+            ClaimResult::Full => self.room_full(&seat.room),
+            ClaimResult::WrongPassword => self.wrong_password(addr, &seat.room, now),
+            ClaimResult::Unavailable => {
+                if let Some(r) = self.rooms.get_mut(&seat.room) {
+                    if r.members.is_empty() && r.password.is_none() {
+                        r.password = seat.password;
+                    }
+                }
+                match self.check_seat(addr, &seat.room, seat.password, now) {
+                    Ok(()) => {
+                        self.seat(conn, seat.room, seat.id, seat.name, seat.password, out);
+                        return;
+                    }
+                    Err(refused) => refused,
+                }
+            }
+        };
+        self.drop_if_unused(&seat.room);
+        self.fail(conn, refused, now, out);
+    }
+
+    fn drop_if_unused(&mut self, room: &str) {
+        if self.rooms.get(room).is_some_and(Room::unused) {
+            self.rooms.remove(room);
+        }
+    }
+
+    /// The store's view of `room` at version `ver`: the members every node holds.
+    pub fn remote_snapshot(
+        &mut self,
+        room: &str,
+        ver: u64,
+        members: Vec<RemotePeer>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(me) = self.cluster.as_ref().map(|n| n.id.clone()) else {
+            return;
+        };
+        let config = &self.config;
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let fresh = ver >= r.ver;
+        if fresh {
+            let gone: Vec<PeerId> = r
+                .members
+                .iter()
+                .filter(|m| {
+                    matches!(m.at, Place::Remote { .. }) && !members.iter().any(|p| p.id == m.id)
+                })
+                .map(|m| m.id.clone())
+                .collect();
+            for id in gone {
+                r.members.retain(|m| m.id != id);
+                r.tell_locals(&ServerMessage::PeerLeft { id: id.clone() }.encode(), out);
+                r.depart(id, None, now, config);
+            }
+        }
+        r.forget_departed(now, config.departed_memory);
+        for p in members {
+            // This node's own seats are known here better than in any snapshot.
+            let known = p.node == me || r.members.iter().any(|m| m.id == p.id);
+            let left = !fresh && r.departed.iter().any(|d| d.id == p.id);
+            if !known && !left {
+                add_remote(r, p, out);
+            }
+        }
+        r.ver = r.ver.max(ver);
+    }
+
+    /// Another node seated `peer` in `room` (version `ver`).
+    pub fn remote_joined(&mut self, room: &str, ver: u64, peer: RemotePeer, out: &mut Vec<Output>) {
+        let Some(me) = self.node_id() else {
+            return;
+        };
+        if peer.node == me {
+            return;
+        }
+        let Some(r) = self.rooms.get_mut(room).filter(|r| ver > r.ver) else {
+            return;
+        };
+        r.ver = ver;
+        if !r.members.iter().any(|m| m.id == peer.id) {
+            add_remote(r, peer, out);
+        }
+    }
+
+    /// A remote member of `room` left (version `ver`).
+    pub fn remote_left(
+        &mut self,
+        room: &str,
+        ver: u64,
+        id: &PeerId,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let config = &self.config;
+        let Some(r) = self.rooms.get_mut(room).filter(|r| ver > r.ver) else {
+            return;
+        };
+        r.ver = ver;
+        remove_remote(r, |m| &m.id == id, now, config, out);
+    }
+
+    /// `node` is gone (its heartbeat expired): its members leave every room here.
+    pub fn node_gone(&mut self, node: &str, now: Instant, out: &mut Vec<Output>) {
+        let config = &self.config;
+        for r in self.rooms.values_mut() {
+            remove_remote(
+                r,
+                |m| matches!(&m.at, Place::Remote { node: n } if n == node),
+                now,
+                config,
+                out,
+            );
+        }
+    }
+
+    /// A signal another node relayed: delivered when `to` is held here and `from` is a remote
+    /// member of the same room; dropped otherwise.
+    pub fn remote_signal(
+        &mut self,
+        room: &str,
+        from: &PeerId,
+        to: &PeerId,
+        text: String,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(r) = self.rooms.get(room) else {
+            return;
+        };
+        let sender_known = r
+            .members
+            .iter()
+            .any(|m| &m.id == from && matches!(m.at, Place::Remote { .. }));
+        let target = r
+            .members
+            .iter()
+            .find(|m| &m.id == to)
+            .and_then(Member::conn);
+        if let (true, Some(conn)) = (sender_known, target) {
+            out.push(Output::Relay {
+                conn,
+                text,
+                from: None,
+            });
+        }
+    }
+
+    /// The nodes holding members of rooms this node has members in (whose liveness it watches).
+    pub fn remote_nodes(&self) -> Vec<String> {
+        let mut nodes: Vec<String> = self
+            .rooms
+            .values()
+            .flat_map(|r| r.members.iter())
+            .filter_map(|m| match &m.at {
+                Place::Remote { node } => Some(node.clone()),
+                Place::Local { .. } => None,
+            })
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        nodes
+    }
+
+    /// Rooms this node has members in or joins waiting for (whose snapshots it wants).
+    pub fn room_names(&self) -> Vec<String> {
+        self.rooms.keys().cloned().collect()
+    }
+
+    /// Every seat this node's connections hold, with their room's password: what it
+    /// registers again when the store comes back.
+    pub fn seats(&self) -> Vec<Seat> {
+        let mut seats = Vec::new();
+        for (name, r) in &self.rooms {
+            for m in r.members.iter().filter(|m| m.conn().is_some()) {
+                seats.push(Seat {
+                    room: name.clone(),
+                    id: m.id.clone(),
+                    name: m.name.clone(),
+                    password: r.password,
+                });
+            }
+        }
+        seats
+    }
+}
+
+fn add_remote(r: &mut Room, peer: RemotePeer, out: &mut Vec<Output>) {
+    let joined = ServerMessage::PeerJoined {
+        id: peer.id.clone(),
+        name: peer.name.clone(),
+    };
+    r.tell_locals(&joined.encode(), out);
+    r.members.push(Member {
+        id: peer.id,
+        name: peer.name,
+        at: Place::Remote { node: peer.node },
+    });
+}
+
+fn remove_remote(
+    r: &mut Room,
+    which: impl Fn(&Member) -> bool,
+    now: Instant,
+    config: &Config,
+    out: &mut Vec<Output>,
+) {
+    let gone: Vec<PeerId> = r
+        .members
+        .iter()
+        .filter(|m| matches!(m.at, Place::Remote { .. }) && which(m))
+        .map(|m| m.id.clone())
+        .collect();
+    for id in gone {
+        r.members.retain(|m| m.id != id);
+        r.tell_locals(&ServerMessage::PeerLeft { id: id.clone() }.encode(), out);
+        r.depart(id, None, now, config);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: fn() -> Instant = Instant::now;
+
+    fn node(name: &str) -> Rooms {
+        Rooms::clustered(Config::default(), [7; 32], name.into())
+    }
+
+    fn join(r: &mut Rooms, room: &str, name: &str, password: Option<&str>) -> (ConnId, Seat) {
+        let now = T0();
+        let conn = r.connect("10.0.0.1".parse().unwrap(), now).unwrap();
+        let mut out = Vec::new();
+        let pw = password
+            .map(|p| format!(r#","password":"{p}""#))
+            .unwrap_or_default();
+        r.receive(
+            conn,
+            &format!(r#"{{"type":"join","room":"{room}","name":"{name}"{pw}}}"#),
+            now,
+            &mut out,
+        );
+        match out.as_slice() {
+            [Output::Cluster(ClusterOp::Claim { conn: c, seat, .. })] if *c == conn => {
+                (conn, seat.clone())
+            }
+            other => panic!("expected one claim, got {other:?}"),
+        }
+    }
+
+    fn texts(out: &[Output], to: ConnId) -> Vec<String> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Update { conn, text } | Output::Send { conn, text } if *conn == to => {
+                    Some(text.clone())
+                }
+                Output::Relay { conn, text, .. } if *conn == to => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn remote(id: &str, name: &str, node: &str) -> RemotePeer {
+        RemotePeer {
+            id: PeerId(id.into()),
+            name: name.into(),
+            node: node.into(),
+        }
+    }
+
+    #[test]
+    fn a_join_waits_for_the_store_and_welcomes_with_remote_members() {
+        let mut a = node("a");
+        let (conn, seat) = join(&mut a, "r", "Ada", None);
+        let mut out = Vec::new();
+        a.claimed(
+            conn,
+            seat,
+            ClaimResult::Seated {
+                ver: 3,
+                password: None,
+                members: vec![remote("b1", "Bob", "b")],
+            },
+            T0(),
+            &mut out,
+        );
+        let t = texts(&out, conn);
+        assert_eq!(t.len(), 1, "{out:?}");
+        assert!(
+            t[0].contains(r#""type":"welcome""#) && t[0].contains("Bob"),
+            "{t:?}"
+        );
+        assert_eq!(a.remote_nodes(), vec!["b".to_string()]);
+    }
+
+    #[test]
+    fn a_full_room_elsewhere_is_full_here() {
+        let mut a = node("a");
+        let (conn, seat) = join(&mut a, "r", "Ada", None);
+        let mut out = Vec::new();
+        a.claimed(conn, seat, ClaimResult::Full, T0(), &mut out);
+        assert!(texts(&out, conn)[0].contains("room-full"), "{out:?}");
+        assert_eq!(a.room_count(), 0, "nothing is kept for a refused join");
+    }
+
+    #[test]
+    fn wrong_passwords_from_the_store_count_toward_the_backoff() {
+        let mut a = node("a");
+        let now = T0();
+        for _ in 0..a.config().password_failures_per_address {
+            let (conn, seat) = join(&mut a, "r", "Eve", Some("guess"));
+            let mut out = Vec::new();
+            a.claimed(conn, seat, ClaimResult::WrongPassword, now, &mut out);
+            assert!(texts(&out, conn)[0].contains("wrong-password"), "{out:?}");
+        }
+        // The next attempt is refused here, without asking the store.
+        let conn = a.connect("10.0.0.1".parse().unwrap(), now).unwrap();
+        let mut out = Vec::new();
+        a.receive(
+            conn,
+            r#"{"type":"join","room":"r","name":"Eve","password":"again"}"#,
+            now,
+            &mut out,
+        );
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Cluster(_))),
+            "{out:?}"
+        );
+        assert!(texts(&out, conn)[0].contains("rate-limited"), "{out:?}");
+    }
+
+    #[test]
+    fn a_join_cancelled_in_flight_gives_its_seat_back() {
+        let mut a = node("a");
+        let (conn, seat) = join(&mut a, "r", "Ada", None);
+        let mut out = Vec::new();
+        a.disconnect(conn, T0(), &mut out);
+        a.claimed(
+            conn,
+            seat.clone(),
+            ClaimResult::Seated {
+                ver: 1,
+                password: None,
+                members: vec![],
+            },
+            T0(),
+            &mut out,
+        );
+        assert!(
+            out.contains(&Output::Cluster(ClusterOp::Release {
+                room: "r".into(),
+                id: seat.id
+            })),
+            "{out:?}"
+        );
+        assert_eq!(a.room_count(), 0);
+    }
+
+    #[test]
+    fn events_older_than_the_room_are_ignored() {
+        let mut a = node("a");
+        let (conn, seat) = join(&mut a, "r", "Ada", None);
+        let mut out = Vec::new();
+        // Bob joins (v5) before the claim's answer (v4, without Bob) arrives.
+        a.remote_joined("r", 5, remote("b1", "Bob", "b"), &mut out);
+        a.claimed(
+            conn,
+            seat,
+            ClaimResult::Seated {
+                ver: 4,
+                password: None,
+                members: vec![remote("c1", "Cy", "c")],
+            },
+            T0(),
+            &mut out,
+        );
+        let welcome = &texts(&out, conn)[0];
+        assert!(
+            welcome.contains("Bob") && welcome.contains("Cy"),
+            "{welcome}"
+        );
+        // A stale "Bob left" (v3) changes nothing; a new one (v6) does.
+        out.clear();
+        a.remote_left("r", 3, &PeerId("b1".into()), T0(), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        a.remote_left("r", 6, &PeerId("b1".into()), T0(), &mut out);
+        assert!(texts(&out, conn)[0].contains("peer-left"), "{out:?}");
+        // A stale snapshot does not bring Bob back; a fresh one without Cy removes Cy.
+        out.clear();
+        a.remote_snapshot("r", 5, vec![remote("b1", "Bob", "b")], T0(), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        a.remote_snapshot("r", 7, vec![], T0(), &mut out);
+        let t = texts(&out, conn);
+        assert!(t.len() == 1 && t[0].contains("c1"), "{t:?}");
+    }
+
+    #[test]
+    fn spoofed_remote_sender_is_dropped() {
+        let mut a = node("a");
+        let (conn, seat) = join(&mut a, "r", "Ada", None);
+        let mut out = Vec::new();
+        let members = vec![remote("b1", "Bob", "b")];
+        let result = ClaimResult::Seated {
+            ver: 1,
+            password: None,
+            members,
+        };
+        a.claimed(conn, seat.clone(), result, T0(), &mut out);
+        out.clear();
+        let to = seat.id.clone();
+        a.remote_signal("r", &PeerId("mallory".into()), &to, "x".into(), &mut out);
+        a.remote_signal("other", &PeerId("b1".into()), &to, "x".into(), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        a.remote_signal("r", &PeerId("b1".into()), &to, "hi".into(), &mut out);
+        assert_eq!(
+            out,
+            vec![Output::Relay {
+                conn,
+                text: "hi".into(),
+                from: None
+            }]
+        );
+    }
+
+    #[test]
+    fn a_signal_to_a_remote_member_goes_to_its_node_stamped() {
+        let mut a = node("a");
+        let (conn, seat) = join(&mut a, "r", "Ada", None);
+        let mut out = Vec::new();
+        let result = ClaimResult::Seated {
+            ver: 1,
+            password: None,
+            members: vec![remote("b1", "Bob", "b")],
+        };
+        a.claimed(conn, seat.clone(), result, T0(), &mut out);
+        out.clear();
+        a.receive(
+            conn,
+            r#"{"type":"signal","to":"b1","from":"forged","data":{"x":1}}"#,
+            T0(),
+            &mut out,
+        );
+        match out.as_slice() {
+            [Output::Cluster(ClusterOp::Forward { node, to, text, .. })] => {
+                assert_eq!((node.as_str(), to.as_str()), ("b", "b1"));
+                assert!(text.contains(seat.id.as_str()) && !text.contains("forged"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_dead_node_s_members_leave() {
+        let mut a = node("a");
+        let (conn, seat) = join(&mut a, "r", "Ada", None);
+        let mut out = Vec::new();
+        let members = vec![remote("b1", "Bob", "b"), remote("c1", "Cy", "c")];
+        let result = ClaimResult::Seated {
+            ver: 1,
+            password: None,
+            members,
+        };
+        a.claimed(conn, seat, result, T0(), &mut out);
+        out.clear();
+        a.node_gone("b", T0(), &mut out);
+        let t = texts(&out, conn);
+        assert!(t.len() == 1 && t[0].contains("b1"), "{t:?}");
+        assert_eq!(a.remote_nodes(), vec!["c".to_string()]);
+    }
+
+    #[test]
+    fn without_the_store_a_node_decides_alone_and_keeps_the_seat_for_later() {
+        let mut a = node("a");
+        let (conn, seat) = join(&mut a, "r", "Ada", Some("pw"));
+        let mut out = Vec::new();
+        a.claimed(conn, seat.clone(), ClaimResult::Unavailable, T0(), &mut out);
+        assert!(texts(&out, conn)[0].contains("welcome"), "{out:?}");
+        let seats = a.seats();
+        assert_eq!(seats.len(), 1);
+        assert_eq!(seats[0].password, Some(password_digest("pw")));
+        // A second joiner with the wrong password is refused from what this node knows.
+        let (conn2, seat2) = join(&mut a, "r", "Eve", Some("nope"));
+        out.clear();
+        a.claimed(conn2, seat2, ClaimResult::Unavailable, T0(), &mut out);
+        assert!(texts(&out, conn2)[0].contains("wrong-password"), "{out:?}");
+    }
+}
