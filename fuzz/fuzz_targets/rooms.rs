@@ -92,6 +92,7 @@ fuzz_target!(|data: &[u8]| {
                     }
                 }
                 Output::Close { conn, .. } => live.retain(|&c| c != conn),
+                Output::Cluster(op) => panic!("a lone server asked for cluster work: {op:?}"),
             }
         }
         assert!(rooms.connection_count() <= limits.max_connections);

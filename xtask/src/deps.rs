@@ -21,8 +21,8 @@ pub const BUILD: &[&str] = &[
 /// Needed by the tests and benchmarks, on top of [`BUILD`]: an X server and WebKit's
 /// WebDriver for the UI tests, Chromium and its driver for browser interop, iproute2 for
 /// network namespaces, veth and tbf caps, Node.js (with npm) for the JS lint and tests,
-/// nftables for loss, blackouts and NAT in the kernel network lab, and coturn (a real TURN
-/// server) for calls through relays.
+/// nftables for loss, blackouts and NAT in the kernel network lab, coturn (a real TURN
+/// server) for calls through relays, and redis-server for signaling nodes joined through Redis.
 pub const TEST_EXTRA: &[&str] = &[
     "xvfb",
     "webkit2gtk-driver",
@@ -32,6 +32,7 @@ pub const TEST_EXTRA: &[&str] = &[
     "nodejs",
     "nftables",
     "coturn",
+    "redis-server",
 ];
 
 /// The Windows cross build (`cargo xtask cross`), on top of [`BUILD`]: the MinGW-w64 C

@@ -51,13 +51,15 @@ pub enum ClusterOp {
     },
     /// A local member left: free its seat and tell the room's other nodes.
     Release { room: String, id: PeerId },
-    /// A signal (`text`, already stamped with the sender's id) for `to`, held by `node`.
+    /// A signal (`text`, already stamped with the sender's id `sender`) from connection
+    /// `from` for `to`, held by `node`.
     Forward {
         node: String,
         room: String,
         to: PeerId,
         text: String,
         from: ConnId,
+        sender: PeerId,
     },
 }
 
@@ -128,6 +130,12 @@ impl Rooms {
             seat,
             capacity,
         }));
+    }
+
+    /// The room `conn` is waiting to join, if it is.
+    pub(crate) fn claiming(&self, conn: ConnId) -> Option<&str> {
+        let node = self.cluster.as_ref()?;
+        node.claims.get(&conn).map(|s| s.room.as_str())
     }
 
     /// Forgets a join still waiting for its seat (the client left or went); a seat the store
@@ -352,6 +360,14 @@ impl Rooms {
         self.rooms.keys().cloned().collect()
     }
 
+    /// After the store was lost: what it says next is news whatever its version (a store that
+    /// restarted empty counts versions from the start again).
+    pub fn forget_versions(&mut self) {
+        for r in self.rooms.values_mut() {
+            r.ver = 0;
+        }
+    }
+
     /// Every seat this node's connections hold, with their room's password: what it
     /// registers again when the store comes back.
     pub fn seats(&self) -> Vec<Seat> {
@@ -477,6 +493,21 @@ mod tests {
             "{t:?}"
         );
         assert_eq!(a.remote_nodes(), vec!["b".to_string()]);
+    }
+
+    #[test]
+    fn a_second_join_while_waiting_is_refused() {
+        let mut a = node("a");
+        let (conn, _) = join(&mut a, "r", "Ada", None);
+        let mut out = Vec::new();
+        a.receive(
+            conn,
+            r#"{"type":"join","room":"s","name":"Ada"}"#,
+            T0(),
+            &mut out,
+        );
+        assert!(texts(&out, conn)[0].contains("already-joined"), "{out:?}");
+        assert!(!out.iter().any(|o| matches!(o, Output::Cluster(_))));
     }
 
     #[test]

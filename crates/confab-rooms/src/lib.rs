@@ -774,6 +774,12 @@ impl Rooms {
                 format!("you are already in room {}; leave it first", j.room),
             ));
         }
+        if let Some(joining) = self.claiming(conn) {
+            return Err(own(
+                ErrorCode::AlreadyJoined,
+                format!("you are already joining room {joining}; leave it first"),
+            ));
+        }
         let addr = c.addr;
         check_room(&room).map_err(|e| own(ErrorCode::InvalidRoom, e.to_string()))?;
         let name = check_name(&name).map_err(|e| own(ErrorCode::InvalidName, e.to_string()))?;
@@ -1038,6 +1044,7 @@ impl Rooms {
                 to,
                 text,
                 from: conn,
+                sender: me.id.clone(),
             })),
             (None, None) => {}
         }

@@ -345,7 +345,13 @@ fn client_config(shared: &Shared) -> Response<Full<Bytes>> {
 
 fn route(req: Request<Incoming>, shared: &Arc<Shared>, place: Place) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
-        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/healthz") => match shared.hub.store_healthy() {
+            Some(false) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "redis unreachable: serving local rooms only\n",
+            ),
+            _ => text(StatusCode::OK, "ok\n"),
+        },
         (&Method::GET, "/client-config.json") => client_config(shared),
         (&Method::GET, path) if web_file(path).is_some() => web_file(path).expect("checked"),
         (&Method::GET, confab_protocol::WS_PATH) => upgrade(req, shared, place),

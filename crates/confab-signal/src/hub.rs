@@ -9,10 +9,14 @@
 //! and errors may fill only three quarters of a queue: the rest is kept for room updates, so a
 //! flood cannot get its target disconnected.
 
-use confab_rooms::{ConnId, Inbound, Output, Refusal, Rooms, CLOSE_TRY_AGAIN};
+use confab_protocol::{ErrorCode, PeerId, ServerMessage};
+use confab_rooms::{
+    ClaimResult, ClusterOp, ConnId, Inbound, Output, Refusal, RemotePeer, Rooms, Seat,
+    CLOSE_TRY_AGAIN,
+};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -93,13 +97,25 @@ pub struct Hub {
     state: Mutex<State>,
     max_message_bytes: usize,
     queue: QueueLimits,
+    cluster: Option<ClusterLink>,
+}
+
+/// The hub's side of the cluster shell (`crate::cluster`): where the room logic's cluster work
+/// goes, and what the shell reports back.
+pub struct ClusterLink {
+    pub ops: mpsc::Sender<ClusterOp>,
+    /// The shared store answered the last heartbeat.
+    pub healthy: Arc<AtomicBool>,
+    /// Some cluster work could not be queued: the shell re-registers this node's seats.
+    pub dirty: Arc<AtomicBool>,
 }
 
 impl Hub {
-    pub fn new(rooms: Rooms, queue: QueueLimits) -> Self {
+    pub fn new(rooms: Rooms, queue: QueueLimits, cluster: Option<ClusterLink>) -> Self {
         Hub {
             max_message_bytes: rooms.config().max_message_bytes,
             queue,
+            cluster,
             state: Mutex::new(State {
                 rooms,
                 links: HashMap::new(),
@@ -175,6 +191,63 @@ impl Hub {
         self.deliver(&mut s, out);
     }
 
+    /// Whether the cluster's store is reachable (`None` on a lone server).
+    pub fn store_healthy(&self) -> Option<bool> {
+        self.cluster
+            .as_ref()
+            .map(|c| c.healthy.load(Ordering::Relaxed))
+    }
+
+    /// Runs one call into the room logic and delivers what it answers.
+    pub fn with_rooms(&self, f: impl FnOnce(&mut Rooms, Instant, &mut Vec<Output>)) {
+        let mut out = Vec::new();
+        let mut s = self.lock();
+        f(&mut s.rooms, Instant::now(), &mut out);
+        self.deliver(&mut s, out);
+    }
+
+    /// Reads the room logic (no outputs).
+    pub fn read_rooms<T>(&self, f: impl FnOnce(&Rooms) -> T) -> T {
+        f(&self.lock().rooms)
+    }
+
+    pub fn claimed(&self, conn: ConnId, seat: Seat, result: ClaimResult) {
+        self.with_rooms(|r, now, out| r.claimed(conn, seat, result, now, out));
+    }
+
+    pub fn remote_joined(&self, room: &str, ver: u64, peer: RemotePeer) {
+        self.with_rooms(|r, _, out| r.remote_joined(room, ver, peer, out));
+    }
+
+    pub fn remote_left(&self, room: &str, ver: u64, id: &PeerId) {
+        self.with_rooms(|r, now, out| r.remote_left(room, ver, id, now, out));
+    }
+
+    pub fn remote_snapshot(&self, room: &str, ver: u64, members: Vec<RemotePeer>) {
+        self.with_rooms(|r, now, out| r.remote_snapshot(room, ver, members, now, out));
+    }
+
+    pub fn remote_signal(&self, room: &str, from: &PeerId, to: &PeerId, text: String) {
+        self.with_rooms(|r, _, out| r.remote_signal(room, from, to, text, out));
+    }
+
+    pub fn node_gone(&self, node: &str) {
+        self.with_rooms(|r, now, out| r.node_gone(node, now, out));
+    }
+
+    /// A signal for another node could not be handed to the store: its sender is told.
+    pub fn forward_failed(&self, from: ConnId) {
+        let s = self.lock();
+        if let Some(link) = s.links.get(&from) {
+            let err = ServerMessage::error(
+                ErrorCode::RateLimited,
+                "the other side's server cannot be reached right now; that message was not \
+                 delivered",
+            );
+            link.outbox.offer(err.encode(), false, self.queue);
+        }
+    }
+
     fn tick(&self) -> Option<Instant> {
         let mut out = Vec::new();
         let mut s = self.lock();
@@ -222,12 +295,52 @@ impl Hub {
                         continue;
                     };
                     if !link.outbox.offer(text, false, self.queue) {
-                        if let Some(sender) = s.links.get(&from) {
-                            let err = confab_protocol::ServerMessage::error(
-                                confab_protocol::ErrorCode::RateLimited,
+                        if let Some(sender) = from.and_then(|from| s.links.get(&from)) {
+                            let err = ServerMessage::error(
+                                ErrorCode::RateLimited,
                                 "the other side is not keeping up; that message was not delivered",
                             );
                             sender.outbox.offer(err.encode(), false, self.queue);
+                        }
+                    }
+                }
+                Output::Cluster(op) => {
+                    let Some(cluster) = &self.cluster else {
+                        continue;
+                    };
+                    let Err(e) = cluster.ops.try_send(op) else {
+                        continue;
+                    };
+                    // The shell is behind: never wait. A join decides without the store, a
+                    // release is made good by re-registering this node's seats, a signal's
+                    // sender is told.
+                    tracing::warn!("cluster queue full: {e}");
+                    let op = match e {
+                        mpsc::error::TrySendError::Full(op)
+                        | mpsc::error::TrySendError::Closed(op) => op,
+                    };
+                    match op {
+                        ClusterOp::Claim { conn, seat, .. } => {
+                            let mut more = Vec::new();
+                            s.rooms.claimed(
+                                conn,
+                                seat,
+                                ClaimResult::Unavailable,
+                                Instant::now(),
+                                &mut more,
+                            );
+                            work.extend(more);
+                            cluster.dirty.store(true, Ordering::Relaxed);
+                        }
+                        ClusterOp::Release { .. } => cluster.dirty.store(true, Ordering::Relaxed),
+                        ClusterOp::Forward { from, .. } => {
+                            if let Some(sender) = s.links.get(&from) {
+                                let err = ServerMessage::error(
+                                    ErrorCode::RateLimited,
+                                    "the server is busy; that message was not delivered",
+                                );
+                                sender.outbox.offer(err.encode(), false, self.queue);
+                            }
                         }
                     }
                 }
@@ -268,6 +381,7 @@ mod tests {
                 messages: 8,
                 bytes: 1000,
             },
+            None,
         )
     }
 

@@ -7,6 +7,7 @@
 //! The same [`SignalServer`] runs as the `confab-signal` binary and inside the desktop app
 //! ("Host on this computer").
 
+mod cluster;
 mod http;
 mod hub;
 mod session;
@@ -16,7 +17,7 @@ pub use confab_rooms::Config as RoomLimits;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -57,6 +58,9 @@ pub struct SignalConfig {
     pub max_connections_per_ip: usize,
     /// Serve `wss://` with this certificate chain and private key (PEM files).
     pub tls: Option<TlsFiles>,
+    /// Join the nodes that share this Redis (`redis://HOST:PORT`): they serve the same rooms.
+    /// Every node of a cluster must have the same room limits.
+    pub redis: Option<String>,
 }
 
 /// A snapshot of what a server holds ([`SignalServer::stats`]).
@@ -97,6 +101,7 @@ impl Default for SignalConfig {
             write_timeout: Duration::from_secs(10),
             max_connections_per_ip: 256,
             tls: None,
+            redis: None,
         }
     }
 }
@@ -204,13 +209,34 @@ impl SignalServer {
         let tracker = TaskTracker::new();
         let mut seed = [0u8; 32];
         rand::fill(&mut seed);
-        let hub = Arc::new(hub::Hub::new(
-            confab_rooms::Rooms::new(config.limits.clone(), seed),
-            hub::QueueLimits {
-                messages: config.outbound_queue,
-                bytes: config.outbound_queue_bytes,
-            },
-        ));
+        let queue = hub::QueueLimits {
+            messages: config.outbound_queue,
+            bytes: config.outbound_queue_bytes,
+        };
+        let (hub, cluster) = match &config.redis {
+            None => {
+                let rooms = confab_rooms::Rooms::new(config.limits.clone(), seed);
+                (Arc::new(hub::Hub::new(rooms, queue, None)), None)
+            }
+            Some(url) => {
+                let mut name = [0u8; 8];
+                rand::fill(&mut name);
+                let node: String = name.iter().map(|b| format!("{b:02x}")).collect();
+                let healthy = Arc::new(AtomicBool::new(false));
+                let dirty = Arc::new(AtomicBool::new(false));
+                let store = cluster::Store::new(url, node.clone(), healthy.clone(), dirty.clone())
+                    .map_err(SignalError::Config)?;
+                let (ops, ops_rx) = tokio::sync::mpsc::channel(cluster::OPS_QUEUE);
+                let rooms = confab_rooms::Rooms::clustered(config.limits.clone(), seed, node);
+                let link = hub::ClusterLink {
+                    ops,
+                    healthy,
+                    dirty,
+                };
+                let hub = Arc::new(hub::Hub::new(rooms, queue, Some(link)));
+                (hub, Some((Arc::new(store), ops_rx)))
+            }
+        };
         let handshakes = Arc::new(AtomicUsize::new(0));
         let shared = Arc::new(http::Shared {
             handshakes: handshakes.clone(),
@@ -222,6 +248,16 @@ impl SignalServer {
         });
         tracker.spawn(http::accept_loop(listener, shared.clone()));
         tracker.spawn(hub::tick_loop(hub.clone(), cancel.clone()));
+        if let Some((store, ops_rx)) = cluster {
+            let c = cancel.clone();
+            tracker.spawn(cluster::ops_loop(hub.clone(), store.clone(), ops_rx, c));
+            tracker.spawn(cluster::subscriber_loop(
+                hub.clone(),
+                store.clone(),
+                cancel.clone(),
+            ));
+            tracker.spawn(cluster::heartbeat_loop(hub.clone(), store, cancel.clone()));
+        }
         tracing::info!(%addr, tls, "signaling server listening");
         Ok(SignalServer {
             addr,
@@ -242,6 +278,16 @@ impl SignalServer {
     pub fn ws_url(&self) -> String {
         let scheme = if self.tls { "wss" } else { "ws" };
         format!("{scheme}://{}{}", self.addr, confab_protocol::WS_PATH)
+    }
+
+    /// This node's name in its cluster (`None` without `redis`).
+    pub fn node_id(&self) -> Option<String> {
+        self.hub.read_rooms(|r| r.node_id().map(str::to_owned))
+    }
+
+    /// Whether the cluster's Redis answers (`None` without `redis`); `/healthz` says the same.
+    pub fn store_healthy(&self) -> Option<bool> {
+        self.hub.store_healthy()
     }
 
     /// Connections held and rooms open right now.

@@ -136,6 +136,11 @@ struct Args {
     )]
     allow_origins: Vec<String>,
 
+    /// Serve the same rooms as every other node using this Redis (redis://HOST:PORT): any
+    /// number of nodes behind a load balancer. Without it, this server stands alone.
+    #[arg(long, env = "CONFAB_REDIS")]
+    redis: Option<String>,
+
     /// FOR AUTOMATED TESTS ONLY: lets the web client act on its test URL parameters (join,
     /// call, accept, source, size), so that a link can join and call without anyone
     /// pressing a button. Never on a server people use.
@@ -177,6 +182,7 @@ impl Args {
             "--password-failures and --room-password-failures must be at least 1"
         );
         Ok(SignalConfig {
+            redis: self.redis.clone(),
             listen: self.listen,
             limits: RoomLimits {
                 room_capacity: self.room_capacity,

@@ -1,0 +1,622 @@
+//! The cluster shell: several `confab-signal` nodes serve the same rooms through Redis.
+//!
+//! The room rules stay in `confab_rooms` (a clustered [`confab_rooms::Rooms`]); this module only
+//! carries their cluster work to Redis and Redis's news back, in three tasks:
+//!
+//! - **ops**: the room logic's [`ClusterOp`]s in order — a claim runs one Lua script that checks
+//!   the password and the capacity and takes the seat atomically for every node; a release frees
+//!   it; a signal for a member held elsewhere is published to that node's channel;
+//! - **subscriber**: this node's channel `confab:to:NODE` (joins and leaves in rooms where it has
+//!   members, published by the scripts; signals from other nodes);
+//! - **heartbeat**: every second `confab:node:NODE` is set to expire in 3 s; the nodes of remote
+//!   members are checked and a dead one's seats are reaped (one script, so every survivor may
+//!   try and only one does the work) and announced as `peer-left`; every 5 s (and after any gap)
+//!   each room's snapshot is read, a backstop for pub/sub's at-most-once delivery. When Redis
+//!   comes back after an outage, the node registers its seats again before anything else.
+//!
+//! Keys: `confab:room:ROOM` (hash: `~pw`, `~ver`, and one field per member: `NODE\nNAME`),
+//! `confab:seats:NODE` (set of `ROOM\nID`), `confab:node:NODE` (heartbeat), `confab:ver` (the
+//! version counter, one for all rooms so that a room made again never goes back in version).
+
+use crate::hub::Hub;
+use confab_protocol::PeerId;
+use confab_rooms::{ClaimResult, ClusterOp, RemotePeer, Seat};
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, RedisResult, Script};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How long a node's heartbeat lives; a node silent this long is reaped by the others.
+pub const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+const SNAPSHOT_EVERY: u32 = 5;
+/// One Redis command may take this long before the node treats Redis as down.
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Cluster work queued at most; more is handled as if Redis were down (never waited for).
+pub const OPS_QUEUE: usize = 4096;
+
+/// Shared by every script: frees one seat, raises the room's version and tells the room's
+/// other nodes. Only the node holding the seat frees it.
+const RELEASE_FN: &str = r#"
+local function members_of(h)
+  local all = redis.call('HGETALL', h)
+  local members, nodes = {}, {}
+  for i = 1, #all, 2 do
+    local f = all[i]
+    if string.sub(f, 1, 1) ~= '~' then
+      local v = all[i + 1]
+      local nl = string.find(v, '\n', 1, true)
+      local node = string.sub(v, 1, nl - 1)
+      table.insert(members, f)
+      table.insert(members, node)
+      table.insert(members, string.sub(v, nl + 1))
+      nodes[node] = true
+    end
+  end
+  return members, nodes
+end
+local function publish(nodes, except, ev)
+  for n, _ in pairs(nodes) do
+    if n ~= except then redis.call('PUBLISH', 'confab:to:' .. n, ev) end
+  end
+end
+local function release(room, id, node)
+  local h = 'confab:room:' .. room
+  redis.call('SREM', 'confab:seats:' .. node, room .. '\n' .. id)
+  local v = redis.call('HGET', h, id)
+  if not v then return 0 end
+  local nl = string.find(v, '\n', 1, true)
+  if string.sub(v, 1, nl - 1) ~= node then return 0 end
+  redis.call('HDEL', h, id)
+  local ver = redis.call('INCR', 'confab:ver')
+  local members, nodes = members_of(h)
+  if #members == 0 then
+    redis.call('DEL', h)
+  else
+    redis.call('HSET', h, '~ver', ver)
+    publish(nodes, node, cjson.encode({t = 'leave', room = room, id = id, ver = ver}))
+  end
+  return 1
+end
+local function seat(room, id, node, name, pw)
+  local h = 'confab:room:' .. room
+  local members, nodes = members_of(h)
+  if #members == 0 then
+    redis.call('DEL', h)
+    redis.call('HSET', h, '~pw', pw)
+  end
+  local ver = redis.call('INCR', 'confab:ver')
+  redis.call('HSET', h, '~ver', ver, id, node .. '\n' .. name)
+  redis.call('SADD', 'confab:seats:' .. node, room .. '\n' .. id)
+  publish(nodes, node, cjson.encode({t = 'join', room = room, id = id, name = name, node = node, ver = ver}))
+  return ver, members
+end
+"#;
+
+/// ARGV: room, id, node, name, password (hex SHA-256 or ""), capacity.
+const CLAIM: &str = r#"
+local room, id, node, name, pw, cap = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local h = 'confab:room:' .. room
+local members = members_of(h)
+local want = redis.call('HGET', h, '~pw') or ''
+if #members > 0 then
+  if want ~= '' and want ~= pw then return {'wrong-password'} end
+  if #members / 3 >= cap then return {'full'} end
+else
+  want = pw
+end
+local ver, before = seat(room, id, node, name, want)
+return {'ok', tostring(ver), want, unpack(before)}
+"#;
+
+/// ARGV: room, id, node.
+const RELEASE: &str = "return release(ARGV[1], ARGV[2], ARGV[3])";
+
+/// ARGV: node. Frees every seat of a node whose heartbeat has expired (-1 if it is alive).
+const REAP: &str = r#"
+local node = ARGV[1]
+if redis.call('EXISTS', 'confab:node:' .. node) == 1 then return -1 end
+local n = 0
+for _, s in ipairs(redis.call('SMEMBERS', 'confab:seats:' .. node)) do
+  local nl = string.find(s, '\n', 1, true)
+  n = n + release(string.sub(s, 1, nl - 1), string.sub(s, nl + 1), node)
+end
+redis.call('DEL', 'confab:seats:' .. node)
+return n
+"#;
+
+/// ARGV: node, then room, id, name, password for each seat the node holds. Registers the seats
+/// Redis does not have (after an outage, or after work that could not be queued) and frees
+/// those it has that the node no longer holds.
+const RESTORE: &str = r#"
+local node = ARGV[1]
+local held = {}
+for i = 2, #ARGV, 4 do held[ARGV[i] .. '\n' .. ARGV[i + 1]] = i end
+for _, s in ipairs(redis.call('SMEMBERS', 'confab:seats:' .. node)) do
+  if not held[s] then
+    local nl = string.find(s, '\n', 1, true)
+    release(string.sub(s, 1, nl - 1), string.sub(s, nl + 1), node)
+  end
+end
+for i = 2, #ARGV, 4 do
+  local h = 'confab:room:' .. ARGV[i]
+  if not redis.call('HGET', h, ARGV[i + 1]) then
+    seat(ARGV[i], ARGV[i + 1], node, ARGV[i + 2], ARGV[i + 3])
+  end
+end
+return 1
+"#;
+
+/// ARGV: room. The room's version and members.
+const SNAPSHOT: &str = r#"
+local h = 'confab:room:' .. ARGV[1]
+local members = members_of(h)
+local ver = redis.call('HGET', h, '~ver') or '0'
+return {ver, unpack(members)}
+"#;
+
+/// A message on a node's channel.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "kebab-case")]
+enum News {
+    Join {
+        room: String,
+        id: String,
+        name: String,
+        node: String,
+        ver: u64,
+    },
+    Leave {
+        room: String,
+        id: String,
+        ver: u64,
+    },
+    Signal {
+        room: String,
+        from: String,
+        to: String,
+        text: String,
+    },
+}
+
+struct Scripts {
+    claim: Script,
+    release: Script,
+    reap: Script,
+    restore: Script,
+    snapshot: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        let with_fns = |body: &str| Script::new(&format!("{RELEASE_FN}\n{body}"));
+        Scripts {
+            claim: with_fns(CLAIM),
+            release: with_fns(RELEASE),
+            reap: with_fns(REAP),
+            restore: with_fns(RESTORE),
+            snapshot: with_fns(SNAPSHOT),
+        }
+    }
+}
+
+/// One node's connection to Redis and what its tasks share.
+pub struct Store {
+    client: Client,
+    node: String,
+    conn: Mutex<Option<MultiplexedConnection>>,
+    scripts: Scripts,
+    healthy: Arc<AtomicBool>,
+    dirty: Arc<AtomicBool>,
+    /// Set by the subscriber when it (re)subscribed: news may have been missed.
+    missed_news: AtomicBool,
+}
+
+impl Store {
+    /// `url` is `redis://HOST:PORT[/DB]`; nothing is connected yet.
+    pub fn new(
+        url: &str,
+        node: String,
+        healthy: Arc<AtomicBool>,
+        dirty: Arc<AtomicBool>,
+    ) -> Result<Self, String> {
+        let client = Client::open(url).map_err(|e| format!("--redis {url}: {e}"))?;
+        Ok(Store {
+            client,
+            node,
+            conn: Mutex::new(None),
+            scripts: Scripts::new(),
+            healthy,
+            dirty,
+            missed_news: AtomicBool::new(true),
+        })
+    }
+
+    async fn conn(&self) -> RedisResult<MultiplexedConnection> {
+        let cached = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(c) = cached {
+            return Ok(c);
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT));
+        let c = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Forgets the connection after an error, so the next command connects afresh.
+    fn failed(&self, what: &str, e: &redis::RedisError) {
+        if self.healthy.swap(false, Ordering::Relaxed) {
+            tracing::warn!("redis: {what} failed ({e}); serving local rooms until it is back");
+        }
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        f: impl AsyncFnOnce(&mut MultiplexedConnection) -> RedisResult<T>,
+    ) -> Option<T> {
+        let result = match self.conn().await {
+            Ok(mut c) => f(&mut c).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.failed(what, &e);
+                None
+            }
+        }
+    }
+
+    async fn claim(&self, seat: &Seat, capacity: usize) -> ClaimResult {
+        let pw = seat.password.map(hex).unwrap_or_default();
+        let reply: Option<Vec<String>> = self
+            .run("claim", async |c| {
+                self.scripts
+                    .claim
+                    .arg(&seat.room)
+                    .arg(seat.id.as_str())
+                    .arg(&self.node)
+                    .arg(&seat.name)
+                    .arg(pw)
+                    .arg(capacity)
+                    .invoke_async(c)
+                    .await
+            })
+            .await;
+        let Some(reply) = reply else {
+            self.dirty.store(true, Ordering::Relaxed);
+            return ClaimResult::Unavailable;
+        };
+        match reply.first().map(String::as_str) {
+            Some("ok") if reply.len() >= 3 => ClaimResult::Seated {
+                ver: reply[1].parse().unwrap_or(0),
+                password: unhex(&reply[2]),
+                members: triples(&reply[3..]),
+            },
+            Some("full") => ClaimResult::Full,
+            Some("wrong-password") => ClaimResult::WrongPassword,
+            other => {
+                tracing::error!(?other, "redis: the claim script answered nonsense");
+                ClaimResult::Unavailable
+            }
+        }
+    }
+
+    async fn release(&self, room: &str, id: &PeerId) {
+        let done: Option<i64> = self
+            .run("release", async |c| {
+                self.scripts
+                    .release
+                    .arg(room)
+                    .arg(id.as_str())
+                    .arg(&self.node)
+                    .invoke_async(c)
+                    .await
+            })
+            .await;
+        if done.is_none() {
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+    }
+
+    async fn forward(&self, node: &str, news: &News) -> bool {
+        let Ok(text) = serde_json::to_string(news) else {
+            return false;
+        };
+        let channel = format!("confab:to:{node}");
+        self.run("publish", async |c| {
+            redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(&text)
+                .query_async::<i64>(c)
+                .await
+        })
+        .await
+        .is_some()
+    }
+
+    async fn heartbeat(&self) -> bool {
+        let key = format!("confab:node:{}", self.node);
+        let ttl = HEARTBEAT_TTL.as_millis() as u64;
+        self.run("heartbeat", async |c| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(1)
+                .arg("PX")
+                .arg(ttl)
+                .query_async::<()>(c)
+                .await
+        })
+        .await
+        .is_some()
+    }
+
+    /// Frees a dead node's seats; false if it is alive after all (or Redis is down).
+    async fn reap(&self, node: &str) -> bool {
+        let n: Option<i64> = self
+            .run("reap", async |c| {
+                self.scripts.reap.arg(node).invoke_async(c).await
+            })
+            .await;
+        n.is_some_and(|n| n >= 0)
+    }
+
+    async fn restore(&self, seats: &[Seat]) -> bool {
+        self.run("restore", async |c| {
+            let mut inv = self.scripts.restore.prepare_invoke();
+            inv.arg(&self.node);
+            for s in seats {
+                inv.arg(&s.room)
+                    .arg(s.id.as_str())
+                    .arg(&s.name)
+                    .arg(s.password.map(hex).unwrap_or_default());
+            }
+            inv.invoke_async::<i64>(c).await
+        })
+        .await
+        .is_some()
+    }
+
+    async fn snapshot(&self, room: &str) -> Option<(u64, Vec<RemotePeer>)> {
+        let reply: Vec<String> = self
+            .run("snapshot", async |c| {
+                self.scripts.snapshot.arg(room).invoke_async(c).await
+            })
+            .await?;
+        let ver = reply.first()?.parse().ok()?;
+        Some((ver, triples(&reply[1..])))
+    }
+
+    async fn forget_heartbeat(&self) {
+        let key = format!("confab:node:{}", self.node);
+        let _ = tokio::time::timeout(
+            Duration::from_millis(500),
+            self.run("shutdown", async |c| {
+                redis::cmd("DEL").arg(&key).query_async::<i64>(c).await
+            }),
+        )
+        .await;
+    }
+}
+
+fn hex(d: [u8; 32]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// `id, node, name` triples from a script's reply.
+fn triples(flat: &[String]) -> Vec<RemotePeer> {
+    flat.chunks_exact(3)
+        .map(|t| RemotePeer {
+            id: PeerId(t[0].clone()),
+            node: t[1].clone(),
+            name: t[2].clone(),
+        })
+        .collect()
+}
+
+/// Carries the room logic's cluster work to Redis, in order.
+pub async fn ops_loop(
+    hub: Arc<Hub>,
+    store: Arc<Store>,
+    mut ops: mpsc::Receiver<ClusterOp>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let op = tokio::select! {
+            _ = cancel.cancelled() => return,
+            op = ops.recv() => match op {
+                Some(op) => op,
+                None => return,
+            },
+        };
+        match op {
+            ClusterOp::Claim {
+                conn,
+                seat,
+                capacity,
+            } => {
+                let result = store.claim(&seat, capacity).await;
+                hub.claimed(conn, seat, result);
+            }
+            ClusterOp::Release { room, id } => store.release(&room, &id).await,
+            ClusterOp::Forward {
+                node,
+                room,
+                to,
+                text,
+                from,
+                sender,
+            } => {
+                let news = News::Signal {
+                    room,
+                    from: sender.0,
+                    to: to.0,
+                    text,
+                };
+                if !store.forward(&node, &news).await {
+                    hub.forward_failed(from);
+                }
+            }
+        }
+    }
+}
+
+/// Listens on this node's channel, reconnecting after any loss.
+pub async fn subscriber_loop(hub: Arc<Hub>, store: Arc<Store>, cancel: CancellationToken) {
+    let channel = format!("confab:to:{}", store.node);
+    loop {
+        let session = async {
+            let mut pubsub = store.client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            // Whatever was published while this node was not listening is read back from the
+            // snapshots.
+            store.missed_news.store(true, Ordering::Relaxed);
+            let mut messages = pubsub.on_message();
+            while let Some(msg) = messages.next().await {
+                let Ok(text) = msg.get_payload::<String>() else {
+                    continue;
+                };
+                match serde_json::from_str::<News>(&text) {
+                    Ok(news) => apply(&hub, news),
+                    Err(e) => tracing::warn!("redis: unreadable news on {channel}: {e}"),
+                }
+            }
+            RedisResult::Ok(())
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = session => {
+                if let Err(e) = r {
+                    tracing::debug!("redis: subscription lost: {e}");
+                }
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+        }
+    }
+}
+
+fn apply(hub: &Hub, news: News) {
+    match news {
+        News::Join {
+            room,
+            id,
+            name,
+            node,
+            ver,
+        } => hub.remote_joined(
+            &room,
+            ver,
+            RemotePeer {
+                id: PeerId(id),
+                name,
+                node,
+            },
+        ),
+        News::Leave { room, id, ver } => hub.remote_left(&room, ver, &PeerId(id)),
+        News::Signal {
+            room,
+            from,
+            to,
+            text,
+        } => hub.remote_signal(&room, &PeerId(from), &PeerId(to), text),
+    }
+}
+
+/// Heartbeat, liveness of other nodes, snapshots, and re-registration after an outage.
+pub async fn heartbeat_loop(hub: Arc<Hub>, store: Arc<Store>, cancel: CancellationToken) {
+    let mut tick: u32 = 0;
+    let mut was_up = false;
+    loop {
+        let started = Instant::now();
+        let up = store.heartbeat().await;
+        if up {
+            if !was_up || store.dirty.swap(false, Ordering::Relaxed) {
+                // Back (or first up): Redis may have lost everything, or reaped this node.
+                hub.with_rooms(|r, _, _| r.forget_versions());
+                let seats = hub.read_rooms(|r| r.seats());
+                if store.restore(&seats).await {
+                    tracing::info!(seats = seats.len(), "redis: this node's seats registered");
+                    store.missed_news.store(true, Ordering::Relaxed);
+                } else {
+                    store.dirty.store(true, Ordering::Relaxed);
+                }
+            }
+            store.healthy.store(true, Ordering::Relaxed);
+            for node in hub.read_rooms(|r| r.remote_nodes()) {
+                if store.reap(&node).await {
+                    tracing::info!(node, "redis: a node stopped; its people left");
+                    hub.node_gone(&node);
+                }
+            }
+            let missed = store.missed_news.swap(false, Ordering::Relaxed);
+            if missed || tick % SNAPSHOT_EVERY == 0 {
+                for room in hub.read_rooms(|r| r.room_names()) {
+                    if let Some((ver, members)) = store.snapshot(&room).await {
+                        hub.remote_snapshot(&room, ver, members);
+                    }
+                }
+            }
+        }
+        was_up = up;
+        tick = tick.wrapping_add(1);
+        let wait = HEARTBEAT_EVERY.saturating_sub(started.elapsed());
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                store.forget_heartbeat().await;
+                return;
+            }
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_digests_round_trip_through_hex() {
+        let d = [0xab; 32];
+        assert_eq!(unhex(&hex(d)), Some(d));
+        assert_eq!(unhex(""), None);
+        assert_eq!(unhex(&"zz".repeat(32)), None);
+    }
+
+    #[test]
+    fn news_is_tagged_json() {
+        let n = News::Leave {
+            room: "r".into(),
+            id: "i".into(),
+            ver: 3,
+        };
+        let text = serde_json::to_string(&n).unwrap();
+        assert_eq!(text, r#"{"t":"leave","room":"r","id":"i","ver":3}"#);
+        assert!(serde_json::from_str::<News>(r#"{"t":"join","room":1}"#).is_err());
+    }
+}
