@@ -3,7 +3,7 @@
 //! `vs-browser.json`, `audio.json`). A figure that could not be taken is `None`: `-` in a table, `null` in
 //! JSON.
 
-use crate::reports::{LoadgenSummary, PeerReport};
+use crate::reports::{LoadgenSummary, PeerReport, SetupPhases};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -198,6 +198,9 @@ pub struct CallRow {
     pub setup_ms: Option<f64>,
     /// A (the caller): the answer arrives -> first picture decoded from B.
     pub answer_to_first_frame_ms: Option<f64>,
+    /// Where A's answer -> first frame went: ICE, connection, received, assembled and decoded
+    /// are A's, encoded and sent are B's (from B's own answer, sent a moment before A heard it).
+    pub setup_phases: SetupPhases,
     /// A: what it decoded from B, and its own cost.
     pub caller: CallSide,
     /// B: what it decoded from A, and its own cost.
@@ -207,7 +210,18 @@ pub struct CallRow {
 impl CallRow {
     pub fn new(size: &str, codec: &str, duration_s: f64, a: &PeerReport, b: &PeerReport) -> Self {
         let caller = CallSide::new(a);
+        let mut setup_phases = a
+            .remote()
+            .map(|p| p.setup_phases.clone())
+            .unwrap_or_default();
+        let b_out = b
+            .remote()
+            .map(|p| p.setup_phases.clone())
+            .unwrap_or_default();
+        setup_phases.first_encoded_ms = b_out.first_encoded_ms;
+        setup_phases.first_sent_ms = b_out.first_sent_ms;
         CallRow {
+            setup_phases,
             size: size.to_owned(),
             codec: codec.to_owned(),
             duration_s,
@@ -249,6 +263,31 @@ pub fn call_table(rows: &[CallRow]) -> String {
             fmt1(a.cpu_s_per_min),
             fmt1(b.cpu_s_per_min),
             pair(fmt0(a.peak_rss_mib), fmt0(b.peak_rss_mib)),
+        );
+    }
+    t
+}
+
+/// Where each run's answer -> first frame went: one line per size and codec.
+pub fn phases_table(rows: &[CallRow]) -> String {
+    let mut t = format!(
+        "{:>9} {:>5} {:>7} {:>9} {:>9} {:>7} {:>9} {:>9} {:>8}\n",
+        "size", "codec", "ICE", "connected", "encoded", "sent", "received", "assembled", "decoded"
+    );
+    for r in rows {
+        let p = &r.setup_phases;
+        let _ = writeln!(
+            t,
+            "{:>9} {:>5} {:>7} {:>9} {:>9} {:>7} {:>9} {:>9} {:>8}",
+            r.size,
+            r.codec,
+            fmt0(p.ice_connected_ms),
+            fmt0(p.connected_ms),
+            fmt0(p.first_encoded_ms),
+            fmt0(p.first_sent_ms),
+            fmt0(p.first_received_ms),
+            fmt0(p.first_assembled_ms),
+            fmt0(p.first_decoded_ms),
         );
     }
     t
@@ -543,6 +582,10 @@ mod tests {
             r#"{"room":"r","name":"B","id":"2","setup_ms":300.0,"cpu_seconds":0.5,
                 "peak_rss_mb":30.0,"duration_seconds":3.0,
                 "peers":[{"id":"1","name":"A","setup_ms":300.0,"answer_to_first_frame_ms":90.0,
+                          "setup_phases":{"ice_connected_ms":2.0,"connected_ms":8.0,
+                                          "first_encoded_ms":21.5,"first_sent_ms":22.0,
+                                          "first_received_ms":null,"first_assembled_ms":70.0,
+                                          "first_decoded_ms":90.0},
                           "video":{"codec":"vp8","frames_decoded":75,"fps":29.5,
                                    "latency_ms_p50":4.0,"latency_ms_p95":6.0}}]}"#,
         );
@@ -583,9 +626,17 @@ mod tests {
                 "codec",
                 "duration_s",
                 "setup_ms",
+                "setup_phases",
                 "size"
             ]
         );
+        // A's own phases, and B's pictures going out from B's report.
+        let phases = &list[0]["setup_phases"];
+        assert_eq!(phases["ice_connected_ms"].as_f64(), Some(3.1));
+        assert_eq!(phases["first_received_ms"].as_f64(), Some(40.2));
+        assert_eq!(phases["first_decoded_ms"].as_f64(), Some(85.1));
+        assert_eq!(phases["first_encoded_ms"].as_f64(), Some(21.5));
+        assert_eq!(phases["first_sent_ms"].as_f64(), Some(22.0));
         let side_keys = [
             "answer_to_first_frame_ms",
             "cpu_s_per_min",
@@ -615,6 +666,26 @@ mod tests {
         let back: Vec<CallRow> = serde_json::from_str(&text).unwrap();
         assert_eq!(back, rows);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn phases_table_prints_each_phase_of_each_run() {
+        let (a, b) = a_and_b();
+        let mut silent = b.clone();
+        silent.peers.clear();
+        let t = phases_table(&[
+            CallRow::new("1280x720", "h264", 3.0, &a, &b),
+            CallRow::new("640x480", "vp8", 3.0, &silent, &silent),
+        ]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert!(lines[0].contains("assembled"), "{t}");
+        let cells: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            cells,
+            ["1280x720", "h264", "3", "10", "22", "22", "40", "53", "85"]
+        );
+        assert_eq!(lines[2].matches(" -").count(), 7, "{t}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Only the fields the benchmarks use are listed; fields a program adds later are ignored, and a
 //! figure a program could not take (`null`, or missing) reads as `None` and prints as `-`.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// `confab-peer --stats-json`: `Report` in `crates/confab-peer/src/main.rs`, one object.
@@ -41,8 +41,32 @@ pub struct RemotePeer {
     /// From the answer (sent or received) to the first picture decoded from this peer.
     #[serde(default)]
     pub answer_to_first_frame_ms: Option<f64>,
+    /// Where that time went (`SetupPhases` in `crates/confab-engine/src/stats.rs`).
+    #[serde(default)]
+    pub setup_phases: SetupPhases,
     #[serde(default)]
     pub video: RemoteVideo,
+}
+
+/// A link's set-up phases, milliseconds after its own answer (`SetupPhases`): ICE and the
+/// connection are the link's, `first_encoded`/`first_sent` this peer's pictures going out,
+/// `first_received`/`assembled`/`decoded` the other side's pictures coming in.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SetupPhases {
+    #[serde(default)]
+    pub ice_connected_ms: Option<f64>,
+    #[serde(default)]
+    pub connected_ms: Option<f64>,
+    #[serde(default)]
+    pub first_encoded_ms: Option<f64>,
+    #[serde(default)]
+    pub first_sent_ms: Option<f64>,
+    #[serde(default)]
+    pub first_received_ms: Option<f64>,
+    #[serde(default)]
+    pub first_assembled_ms: Option<f64>,
+    #[serde(default)]
+    pub first_decoded_ms: Option<f64>,
 }
 
 /// `VideoStats` in `crates/confab-engine/src/stats.rs`.

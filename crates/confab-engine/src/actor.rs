@@ -599,6 +599,7 @@ impl Actor {
             network,
             setup_ms,
             answer_to_first_frame_ms: self.hub.answer_to_first_frame_ms(link),
+            setup_phases: self.hub.setup_phases(link),
             verification_code: self
                 .verifications
                 .get(&link)

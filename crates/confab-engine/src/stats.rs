@@ -75,6 +75,8 @@ pub struct PeerStats {
     pub setup_ms: Option<f64>,
     /// From the answer (sent or received) to the first picture decoded from this peer.
     pub answer_to_first_frame_ms: Option<f64>,
+    /// Where that time went: each set-up phase of this link, after the same answer.
+    pub setup_phases: SetupPhases,
     /// The code both people should see (`123 456`); differs when someone is in the middle.
     pub verification_code: Option<String>,
     pub video: VideoStats,
@@ -208,6 +210,89 @@ impl NetMeter {
     }
 }
 
+/// One step of a link's set-up, in the order a call goes through them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// ICE found a working candidate pair.
+    IceConnected,
+    /// The peer connection is connected: DTLS done, SRTP keys in place, media may flow.
+    Connected,
+    /// Our encoder produced the first picture for this link (a keyframe).
+    FirstEncoded,
+    /// That picture was handed to this link's track (packetized, paced, sent).
+    FirstSent,
+    /// The first video packet from the peer arrived.
+    FirstReceived,
+    /// The first whole picture from the peer was assembled from its packets.
+    FirstAssembled,
+    /// The first picture from the peer was decoded.
+    FirstDecoded,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 7] = [
+        Phase::IceConnected,
+        Phase::Connected,
+        Phase::FirstEncoded,
+        Phase::FirstSent,
+        Phase::FirstReceived,
+        Phase::FirstAssembled,
+        Phase::FirstDecoded,
+    ];
+}
+
+/// When each [`Phase`] of a link happened (the first time only).
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    marks: [Option<Instant>; Phase::ALL.len()],
+}
+
+impl Timeline {
+    /// Notes `phase` at `now` unless it was noted before; true when this was the first time.
+    pub fn mark(&mut self, phase: Phase, now: Instant) -> bool {
+        let slot = &mut self.marks[phase as usize];
+        let first = slot.is_none();
+        slot.get_or_insert(now);
+        first
+    }
+
+    pub fn has(&self, phase: Phase) -> bool {
+        self.marks[phase as usize].is_some()
+    }
+
+    /// Milliseconds from `answered` to each phase; a phase before the answer counts 0 (ICE may
+    /// connect before the answerer hears its answer arrived), one not reached is `None`.
+    pub fn phases(&self, answered: Option<Instant>) -> SetupPhases {
+        let ms = |p: Phase| {
+            let (a, t) = (answered?, self.marks[p as usize]?);
+            Some(t.saturating_duration_since(a).as_secs_f64() * 1000.0)
+        };
+        SetupPhases {
+            ice_connected_ms: ms(Phase::IceConnected),
+            connected_ms: ms(Phase::Connected),
+            first_encoded_ms: ms(Phase::FirstEncoded),
+            first_sent_ms: ms(Phase::FirstSent),
+            first_received_ms: ms(Phase::FirstReceived),
+            first_assembled_ms: ms(Phase::FirstAssembled),
+            first_decoded_ms: ms(Phase::FirstDecoded),
+        }
+    }
+}
+
+/// A link's set-up phases in milliseconds after its offer/answer exchange completed (see
+/// [`Phase`]): the sending half (`first_encoded_ms`, `first_sent_ms`) is about our pictures to
+/// the peer, the receiving half about the peer's pictures to us.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SetupPhases {
+    pub ice_connected_ms: Option<f64>,
+    pub connected_ms: Option<f64>,
+    pub first_encoded_ms: Option<f64>,
+    pub first_sent_ms: Option<f64>,
+    pub first_received_ms: Option<f64>,
+    pub first_assembled_ms: Option<f64>,
+    pub first_decoded_ms: Option<f64>,
+}
+
 /// Per-peer accumulator, updated by the receive pipeline.
 #[derive(Debug, Clone, Default)]
 pub struct VideoBook {
@@ -284,6 +369,32 @@ mod tests {
             local_candidate: Some("host".into()),
             remote_candidate: Some("relay".into()),
         }
+    }
+
+    #[test]
+    fn timeline_keeps_the_first_mark_and_counts_from_the_answer() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut t = Timeline::default();
+        // ICE may connect before the answer is noted on this side: that counts as 0.
+        assert!(t.mark(Phase::IceConnected, t0));
+        assert!(t.mark(Phase::Connected, at(12)));
+        assert!(
+            !t.mark(Phase::Connected, at(400)),
+            "only the first time counts"
+        );
+        assert!(t.mark(Phase::FirstDecoded, at(55)));
+        assert!(t.has(Phase::Connected) && !t.has(Phase::FirstSent));
+        let p = t.phases(Some(at(2)));
+        assert_eq!(p.ice_connected_ms, Some(0.0));
+        assert_eq!(p.connected_ms, Some(10.0));
+        assert_eq!(p.first_decoded_ms, Some(53.0));
+        assert_eq!(p.first_sent_ms, None);
+        assert_eq!(
+            t.phases(None),
+            SetupPhases::default(),
+            "no answer, no figures"
+        );
     }
 
     #[test]

@@ -61,6 +61,31 @@ async fn two_engines_see_and_hear_each_other() {
         assert!(s.audio.packets > 50);
     }
     assert_eq!(at_a.name, "Bob");
+    // Each side's set-up timeline has every phase, in the order a call goes through them.
+    for s in [&at_a, &at_b] {
+        let p = &s.setup_phases;
+        let all = [
+            p.ice_connected_ms,
+            p.connected_ms,
+            p.first_encoded_ms,
+            p.first_sent_ms,
+            p.first_received_ms,
+            p.first_assembled_ms,
+            p.first_decoded_ms,
+        ];
+        assert!(all.iter().all(Option::is_some), "{p:#?}");
+        let ms = |v: Option<f64>| v.unwrap();
+        assert!(ms(p.ice_connected_ms) <= ms(p.connected_ms), "{p:#?}");
+        // Pictures go out only once the connection is up, and are sent after being encoded.
+        assert!(ms(p.connected_ms) <= ms(p.first_encoded_ms), "{p:#?}");
+        assert!(ms(p.first_encoded_ms) <= ms(p.first_sent_ms), "{p:#?}");
+        assert!(
+            ms(p.first_received_ms) <= ms(p.first_assembled_ms),
+            "{p:#?}"
+        );
+        assert!(ms(p.first_assembled_ms) <= ms(p.first_decoded_ms), "{p:#?}");
+        assert_eq!(p.first_decoded_ms, s.answer_to_first_frame_ms, "{p:#?}");
+    }
 
     // Hang up releases every link, task and device on both sides.
     a.engine.hang_up().await.unwrap();

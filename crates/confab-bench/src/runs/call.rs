@@ -3,7 +3,7 @@
 use super::{start_signal, write_figures};
 use crate::Dirs;
 use anyhow::{bail, Context, Result};
-use confab_bench::figures::{call_table, CallRow};
+use confab_bench::figures::{call_table, phases_table, CallRow};
 use confab_bench::procs::Killed;
 use confab_bench::reports::PeerReport;
 use std::io::{BufRead, BufReader};
@@ -30,6 +30,9 @@ pub fn run(duration: f64, sizes: &[String], codecs: &[String], dirs: &Dirs) -> R
     println!();
     println!("confab-peer <-> confab-peer, loopback, 30 fps test pattern + tone, {duration} s per run; A calls, B answers");
     print!("{}", call_table(&rows));
+    println!();
+    println!("where answer->first frame went, ms after the answer (encoded/sent: B's pictures, on B's clock)");
+    print!("{}", phases_table(&rows));
     println!("targets: answer->first frame < 150 ms; 720p p50 < 15 ms; 720p duplex < 24 CPU s/min per peer (40 % of a core)");
     write_figures(&dirs.out()?, "call.json", &rows)
 }

@@ -34,9 +34,9 @@ use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     configure_congestion_control, register_default_interceptors, CongestionFeedback, MediaEngine,
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCIceGatheringState, RTCIceServer, RTCIceTransportPolicy,
-    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSdpType, RTCSessionDescription,
-    RTCSignalingState, Registry, SettingEngineBuilder,
+    RTCIceCandidateInit, RTCIceConnectionState, RTCIceGatheringState, RTCIceServer,
+    RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSdpType,
+    RTCSessionDescription, RTCSignalingState, Registry, SettingEngineBuilder,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
@@ -192,6 +192,8 @@ impl Interceptor for KeyframeRequests {
 pub(super) enum PcEvent {
     Candidate(RTCIceCandidateInit),
     State(RTCPeerConnectionState),
+    /// ICE found a working pair (for the set-up timeline).
+    IceConnected,
     Signaling(RTCSignalingState),
     /// Every local candidate has been gathered.
     Gathered,
@@ -216,6 +218,11 @@ impl PeerConnectionEventHandler for Handler {
     }
     async fn on_connection_state_change(&self, s: RTCPeerConnectionState) {
         let _ = self.tx.try_send(PcEvent::State(s));
+    }
+    async fn on_ice_connection_state_change(&self, s: RTCIceConnectionState) {
+        if s == RTCIceConnectionState::Connected {
+            let _ = self.tx.try_send(PcEvent::IceConnected);
+        }
     }
     async fn on_signaling_state_change(&self, s: RTCSignalingState) {
         let _ = self.tx.try_send(PcEvent::Signaling(s));

@@ -13,7 +13,7 @@ pub use confab_call::health::HealthRules;
 
 use crate::ice::IceServer;
 use crate::media::{AudioOutput, LinkId, MediaHub, Stream, VideoOut};
-use crate::stats::NetMeter;
+use crate::stats::{NetMeter, Phase};
 use build::{PcEvent, Tracks};
 use confab_call::health::{ConnState, HealthAction, LinkFailure, LinkHealth};
 use confab_call::negotiation::{
@@ -584,7 +584,10 @@ impl Link {
                 tracing::debug!(peer = %self.peer, "connection {s}");
                 let now = self.now();
                 match s {
-                    RTCPeerConnectionState::Connected => self.on_connected().await,
+                    RTCPeerConnectionState::Connected => {
+                        self.hub.mark(self.params.id, Phase::Connected);
+                        self.on_connected().await
+                    }
                     RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Failed => {
                         self.health.on_state(ConnState::Broken, now);
                     }
@@ -592,6 +595,7 @@ impl Link {
                     _ => {}
                 }
             }
+            Some(PcEvent::IceConnected) => self.hub.mark(self.params.id, Phase::IceConnected),
             // The negotiation keeps the signaling state exact; the event may arrive late.
             Some(PcEvent::Signaling(s)) => tracing::trace!(peer = %self.peer, "signaling {s}"),
             // With relay only, no relay address means no call: say so now rather than after

@@ -15,7 +15,7 @@ mod lock;
 mod receive;
 mod send;
 
-use crate::stats::{AudioStats, NetworkStats, VideoBook, VideoStats};
+use crate::stats::{AudioStats, NetworkStats, Phase, SetupPhases, Timeline, VideoBook, VideoStats};
 use confab_media::audio::AudioReceiver;
 use confab_media::device::{
     AudioCapture, AudioOut, AudioSourceSpec, FrameBus, VideoCapture, VideoFormat, VideoSourceSpec,
@@ -150,6 +150,8 @@ struct LinkBook {
     audio: Option<AudioReceiver>,
     /// The link's latest reading of its path.
     network: NetworkStats,
+    /// When each step of its set-up happened.
+    timeline: Timeline,
 }
 
 impl LinkBook {
@@ -418,6 +420,7 @@ impl MediaHub {
                 share: VideoBook::default(),
                 audio: None,
                 network: NetworkStats::default(),
+                timeline: Timeline::default(),
             },
         );
     }
@@ -545,6 +548,24 @@ impl MediaHub {
         if let Some(b) = self.links.lock().get_mut(&link) {
             b.video.answered.get_or_insert_with(Instant::now);
         }
+    }
+
+    /// A step of the link's set-up happened now (only the first time counts).
+    pub fn mark(&self, link: LinkId, phase: Phase) {
+        if let Some(b) = self.links.lock().get_mut(&link) {
+            if b.timeline.mark(phase, Instant::now()) {
+                tracing::debug!(link, ?phase, "set-up");
+            }
+        }
+    }
+
+    /// The link's set-up phases, in milliseconds after its answer.
+    pub fn setup_phases(&self, link: LinkId) -> SetupPhases {
+        self.links
+            .lock()
+            .get(&link)
+            .map(|b| b.timeline.phases(b.video.answered))
+            .unwrap_or_default()
     }
 
     /// Milliseconds from the answer to the first decoded picture.

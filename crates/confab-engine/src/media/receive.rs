@@ -3,6 +3,7 @@
 //! the sink, with keyframe requests when something is lost.
 
 use super::{LinkId, MediaHub, Stream};
+use crate::stats::Phase;
 use confab_media::assembler::{loss_wait_for, AssembledFrame, FrameAssembler, RtpIn};
 use confab_media::audio::{mix_into, AudioReceiver};
 use confab_media::device::AudioOut;
@@ -133,15 +134,23 @@ impl MediaHub {
             .name("video-decode".into())
             .spawn(move || hub.decode_loop(link, stream, codec, rx, nk));
         let mut asm = FrameAssembler::new(codec);
+        // The first packet / whole picture of the camera, for the set-up timeline.
+        let (mut received, mut assembled) = (stream != Stream::Camera, stream != Stream::Camera);
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         let mut last_pli: Option<Instant> = None;
         loop {
             let frames = tokio::select! {
                 ev = track.poll() => match ev {
-                    Some(TrackRemoteEvent::OnRtpPacket(pkt)) => asm.push(
+                    Some(TrackRemoteEvent::OnRtpPacket(pkt)) => {
+                        if !received {
+                            received = true;
+                            self.mark(link, Phase::FirstReceived);
+                        }
+                        asm.push(
                         RtpIn { seq: pkt.header.sequence_number, timestamp: pkt.header.timestamp, marker: pkt.header.marker, payload: pkt.payload },
                         Instant::now(),
-                    ),
+                    )
+                    }
                     Some(TrackRemoteEvent::OnEnded) | None => break,
                     Some(_) => continue,
                 },
@@ -152,6 +161,10 @@ impl MediaHub {
                     asm.poll(Instant::now())
                 }
             };
+            if !assembled && !frames.is_empty() {
+                assembled = true;
+                self.mark(link, Phase::FirstAssembled);
+            }
             for f in frames {
                 if tx.try_send(f).is_err() {
                     // The decoder is behind: drop, and start again from a keyframe.
@@ -210,14 +223,18 @@ impl MediaHub {
                 Ok(Some(pic)) => {
                     let stamp = pattern::read(&pic);
                     let latency = stamp.and_then(|s| s.age_us(now_us()));
-                    let first = self.links.lock().get_mut(&link).map(|b| {
+                    if let Some(b) = self.links.lock().get_mut(&link) {
                         let book = b.book(stream);
                         let first = book.first_frame.is_none();
                         book.decoded(pic.width, pic.height, stamp, latency);
-                        first
-                    });
-                    if first == Some(true) {
-                        tracing::debug!(link, ?stream, "first picture decoded");
+                        // The timeline's figure is the same instant as answer_to_first_frame.
+                        match book.first_frame {
+                            Some(at) if first && stream == Stream::Camera => {
+                                b.timeline.mark(Phase::FirstDecoded, at);
+                                tracing::debug!(link, "set-up: first picture decoded");
+                            }
+                            _ => {}
+                        }
                     }
                     if let Some(peer) = self.peer(link) {
                         let source = match stream {

@@ -2,6 +2,7 @@
 //! track on that codec) and one audio thread (20 ms frames → Opus → every audio track).
 
 use super::{FrameSource, MediaHub, Stream, SHARE_FORMAT};
+use crate::stats::Phase;
 use bytes::Bytes;
 use confab_media::audio::AudioEncoder;
 use confab_media::processing::{ProcessingSettings, Processor};
@@ -18,6 +19,7 @@ use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 /// A video track to write, as copied out of the outputs (tracks are `Arc`s: no lock is held
 /// while writing).
 struct Target {
+    link: super::LinkId,
     codec: VideoCodec,
     track: Arc<TrackLocalStaticSample>,
     ssrc: u32,
@@ -52,11 +54,29 @@ impl MediaHub {
         }
     }
 
+    /// Notes `phase` on the set-up timeline of every link on `codec` not in `done` yet.
+    fn mark_first(
+        &self,
+        done: &mut Vec<super::LinkId>,
+        targets: &[Target],
+        codec: VideoCodec,
+        phase: Phase,
+    ) {
+        for t in targets.iter().filter(|t| t.codec == codec) {
+            if !done.contains(&t.link) {
+                done.push(t.link);
+                self.mark(t.link, phase);
+            }
+        }
+    }
+
     /// One video stream's thread: its frames (camera or shared screen) → one encoder per codec
     /// in use → that stream's track on every link.
     pub(super) fn video_send_loop(self: Arc<Self>, stream: Stream) {
         let mut encoders: HashMap<VideoCodec, (Box<dyn VideoEncoder>, u64)> = HashMap::new();
         let mut seen = 0u64;
+        // Links whose first picture was encoded / sent (their set-up timeline has it).
+        let (mut encoded_for, mut sent_for) = (Vec::new(), Vec::new());
         let (bus, fps, local) = match stream {
             Stream::Camera => (&self.bus, self.settings.format.fps, FrameSource::Local),
             Stream::Share => (&self.share_bus, SHARE_FORMAT.fps, FrameSource::LocalShare),
@@ -76,6 +96,7 @@ impl MediaHub {
                     .iter()
                     .filter(|v| v.stream == stream)
                     .map(|v| Target {
+                        link: v.link,
                         codec: v.codec,
                         track: v.track.clone(),
                         ssrc: v.ssrc,
@@ -96,6 +117,8 @@ impl MediaHub {
             if targets.is_empty() {
                 continue;
             }
+            encoded_for.retain(|l| targets.iter().any(|t| t.link == *l));
+            sent_for.retain(|l| targets.iter().any(|t| t.link == *l));
             for codec in [VideoCodec::H264, VideoCodec::Vp8] {
                 if !targets.iter().any(|t| t.codec == codec) {
                     encoders.remove(&codec);
@@ -130,6 +153,9 @@ impl MediaHub {
                     Duration::from_micros((frame.timestamp_us - *last_ts).min(1_000_000))
                 };
                 *last_ts = frame.timestamp_us;
+                if stream == Stream::Camera {
+                    self.mark_first(&mut encoded_for, &targets, codec, Phase::FirstEncoded);
+                }
                 let sample = Sample {
                     data: Bytes::from(encoded.data),
                     duration,
@@ -140,6 +166,9 @@ impl MediaHub {
                     if let Err(e) = self.rt.block_on(write) {
                         tracing::debug!("video write failed: {e}");
                     }
+                }
+                if stream == Stream::Camera {
+                    self.mark_first(&mut sent_for, &targets, codec, Phase::FirstSent);
                 }
             }
         }
