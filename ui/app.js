@@ -43,6 +43,8 @@
   video.onmessage = (buf) => onFrame(buf);
   invoke('open_video', { channel: video }).catch((e) => toast(`Video cannot be shown: ${errText(e)}`, 'error'));
   const decoder = new TextDecoder();
+  // Set from get_launch: a benchmark reads capture -> on-screen latency (see onFrame).
+  let measure = false;
 
   function tileEl(key) {
     if (key === 'local' && $('room-screen').hidden) return $('preview-tile');
@@ -69,6 +71,7 @@
       if (el) el.classList.remove('has-video');
       return;
     }
+    let latencyMs = null;
     const view = new DataView(buf, 2 + klen, 4);
     const w = view.getUint16(0);
     const h = view.getUint16(2);
@@ -81,8 +84,14 @@
           canvas.width = w;
           canvas.height = h;
         }
-        canvas.getContext('2d').drawImage(bmp, 0, 0);
+        const ctx = canvas.getContext('2d');
+        ctx.drawImage(bmp, 0, 0);
         el.classList.add('has-video');
+        if (measure && key !== 'local' && !key.startsWith('share:')) {
+          // What people see: the pattern's capture time read back from the drawn picture.
+          const stamp = window.ConfabPattern.readCanvas(ctx, w, h);
+          if (stamp) latencyMs = window.ConfabPattern.ageMs(stamp);
+        }
         const t = tiles.get(key);
         if (t) {
           const now = performance.now();
@@ -94,19 +103,50 @@
     } catch (e) {
       // A damaged frame: skip it.
     } finally {
-      invoke('frame_ack', { tile: key }).catch(() => {});
+      invoke('frame_ack', latencyMs == null ? { tile: key } : { tile: key, latencyMs }).catch(() => {});
     }
   }
 
   // Rust sizes each tile's frames to what the screen shows.
+  // A tile nobody can see (the window hidden or minimized, the tile scrolled out of view) is
+  // sized 0: Rust then sends it no pictures until it shows again.
+  const tileView = new Map(); // key -> {width, visible}
+  function sendSize(key) {
+    const t = tileView.get(key);
+    if (!t || !(t.width > 0)) return;
+    const width = document.hidden || !t.visible ? 0 : t.width;
+    if (width === t.sent) return;
+    t.sent = width;
+    invoke('tile_size', { tile: key, width }).catch(() => {});
+  }
   const sizes = new ResizeObserver((entries) => {
     for (const e of entries) {
       const key = e.target.dataset.key;
-      const width = Math.round(e.contentRect.width * (window.devicePixelRatio || 1));
-      if (key && width > 0) invoke('tile_size', { tile: key, width }).catch(() => {});
+      if (!key) continue;
+      const t = tileView.get(key) || { visible: true };
+      t.width = Math.round(e.contentRect.width * (window.devicePixelRatio || 1));
+      tileView.set(key, t);
+      sendSize(key);
     }
   });
-  sizes.observe($('preview-tile'));
+  const onScreen = new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      const key = e.target.dataset.key;
+      if (!key) continue;
+      const t = tileView.get(key) || {};
+      t.visible = e.isIntersecting;
+      tileView.set(key, t);
+      sendSize(key);
+    }
+  });
+  document.addEventListener('visibilitychange', () => {
+    for (const key of tileView.keys()) sendSize(key);
+  });
+  const watchTile = (el) => {
+    sizes.observe(el);
+    onScreen.observe(el);
+  };
+  watchTile($('preview-tile'));
 
   function ensureTile(key, name) {
     let t = tiles.get(key);
@@ -116,7 +156,7 @@
       if (key === 'local') el.classList.add('local');
       t = { el, drawn: [] };
       tiles.set(key, t);
-      sizes.observe(el);
+      watchTile(el);
     }
     t.el.querySelector('.name').textContent = name;
     t.el.querySelector('.avatar').textContent = initial(name);
@@ -476,6 +516,8 @@
     for (const [k, t] of tiles) {
       if (!keep.has(k)) {
         sizes.unobserve(t.el);
+        onScreen.unobserve(t.el);
+        tileView.delete(t.el.dataset.key);
         t.el.remove();
         tiles.delete(k);
       }
@@ -882,6 +924,7 @@
         }
       }
       const launch = await invoke('get_launch');
+      measure = launch.measure === true;
       if (launch.server) $('f-server').value = launch.server;
       if (launch.room) $('f-room').value = launch.room;
       if (launch.name) $('f-name').value = launch.name;

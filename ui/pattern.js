@@ -20,28 +20,32 @@
     return crc;
   }
 
-  // Pixel rows a reader needs from the top of a frame this wide.
-  function rowsNeeded(width) {
-    return Math.ceil(BITS / Math.floor(width / BLOCK)) * BLOCK;
+  // Pixel rows a reader needs from the top of a frame this wide. `block` is the pattern's block
+  // side in this picture's pixels: BLOCK as captured, BLOCK / 2 in a picture shown at half size.
+  function rowsNeeded(width, block = BLOCK) {
+    return Math.ceil(BITS / Math.floor(width / block)) * block;
   }
 
   // rgba: Uint8ClampedArray of width*height*4 (the whole frame, or just its top
   // rowsNeeded(width) rows). Returns {frame, captureUs} or null.
-  function read(rgba, width, height) {
-    const cols = Math.floor(width / BLOCK);
-    if (width < 320 || height < rowsNeeded(width) || rgba.length < width * height * 4) return null;
+  function read(rgba, width, height, block = BLOCK) {
+    const cols = Math.floor(width / block);
+    if (width < 20 * block || height < rowsNeeded(width, block) || rgba.length < width * height * 4) return null;
     const bytes = new Uint8Array(BYTES);
+    // The middle half of each block, away from its edges (softened by scaling and JPEG).
+    const lo = block / 4;
+    const hi = (block * 3) / 4;
     for (let bit = 0; bit < BITS; bit++) {
       const bx = bit % cols;
       const by = Math.floor(bit / cols);
       let sum = 0;
-      for (let r = by * BLOCK + 4; r < by * BLOCK + 12; r++) {
-        for (let c = bx * BLOCK + 4; c < bx * BLOCK + 12; c++) {
+      for (let r = by * block + lo; r < by * block + hi; r++) {
+        for (let c = bx * block + lo; c < bx * block + hi; c++) {
           const i = (r * width + c) * 4;
           sum += (rgba[i] * 299 + rgba[i + 1] * 587 + rgba[i + 2] * 114) / 1000;
         }
       }
-      if (sum / 64 > 128) bytes[bit >> 3] |= 0x80 >> (bit & 7);
+      if (sum / ((hi - lo) * (hi - lo)) > 128) bytes[bit >> 3] |= 0x80 >> (bit & 7);
     }
     if (bytes[0] !== MAGIC) return null;
     const crc = crc16(bytes.subarray(0, 9));
@@ -105,5 +109,15 @@
     }
   }
 
-  root.ConfabPattern = { read, rowsNeeded, paint, nowUs, ageMs, BLOCK };
+  // The stamp of a picture drawn on a canvas (at its captured size or halved), or null.
+  function readCanvas(ctx, width, height) {
+    for (const block of [BLOCK, BLOCK / 2]) {
+      const rows = Math.min(rowsNeeded(width, block), height);
+      const stamp = read(ctx.getImageData(0, 0, width, rows).data, width, rows, block);
+      if (stamp) return stamp;
+    }
+    return null;
+  }
+
+  root.ConfabPattern = { read, readCanvas, rowsNeeded, paint, nowUs, ageMs, BLOCK };
 })(typeof window !== 'undefined' ? window : globalThis);

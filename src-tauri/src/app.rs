@@ -25,6 +25,9 @@ pub struct Launch {
     pub call: bool,
     /// Something about the launch the user should know (a bad link, damaged settings).
     pub notices: Vec<String>,
+    /// A benchmark reads the figures (`--stats-json`): the window reads the test pattern's
+    /// capture time back from each remote picture it draws and sends it with the ack.
+    pub measure: bool,
 }
 
 pub struct AppState {
@@ -219,7 +222,12 @@ pub async fn get_launch(state: State<'_, AppState>) -> IpcResult<Launch> {
             state.started.elapsed().as_millis()
         );
     });
-    Ok(std::mem::take(&mut *lock(&state.launch)))
+    // Told once; only `measure` holds for the window's life (a reload asks again).
+    let mut launch = lock(&state.launch);
+    let measure = launch.measure;
+    let out = std::mem::take(&mut *launch);
+    launch.measure = measure;
+    Ok(out)
 }
 
 #[tauri::command]
@@ -587,11 +595,21 @@ pub async fn tile_size(state: State<'_, AppState>, tile: String, width: u32) -> 
 }
 
 #[tauri::command]
-pub async fn frame_ack(state: State<'_, AppState>, tile: String) -> IpcResult<()> {
+pub async fn frame_ack(
+    state: State<'_, AppState>,
+    tile: String,
+    latency_ms: Option<f64>,
+) -> IpcResult<()> {
     if tile.len() > 255 {
         return Err(IpcError::invalid("that is not a tile"));
     }
     state.frames.ack(&tile);
+    if let Some(ms) = latency_ms {
+        if !(0.0..60_000.0).contains(&ms) {
+            return Err(IpcError::invalid("that is not a latency"));
+        }
+        state.frames.drawn_latency(ms);
+    }
     Ok(())
 }
 

@@ -18,6 +18,8 @@ use tauri::ipc::{Channel, InvokeResponseBody};
 /// Frames in flight per tile.
 pub const WINDOW: u32 = 3;
 const JPEG_QUALITY: u8 = 72;
+/// On-screen latencies kept: a minute of one remote tile at 30 fps.
+const LATENCIES: usize = 1800;
 
 pub fn key(source: &FrameSource) -> String {
     match source {
@@ -36,6 +38,8 @@ struct Inner {
     in_flight: HashMap<String, u32>,
     /// Frames drawn (acked) per tile, since the last report.
     drawn: HashMap<String, u64>,
+    /// Capture -> on screen of the latest remote pictures, ms (only when the window measures).
+    latencies: VecDeque<f32>,
     /// How many pixels wide each tile is on screen (frames are halved while at least twice
     /// that): no point encoding, sending and decoding pixels nobody sees.
     shown_width: HashMap<String, usize>,
@@ -82,17 +86,43 @@ impl UiFrames {
         self.cond.notify_all();
     }
 
-    /// The UI shows this tile `width` device pixels wide.
+    /// The UI shows this tile `width` device pixels wide; 0: nobody can see it (the window is
+    /// hidden or minimized, or the tile is out of view), so it gets no pictures until it shows.
     pub fn set_shown_width(&self, key: &str, width: usize) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if g.shown_width.len() < 64 || g.shown_width.contains_key(key) {
-            g.shown_width.insert(key.to_owned(), width.max(160));
+            let width = if width == 0 { 0 } else { width.max(160) };
+            g.shown_width.insert(key.to_owned(), width);
         }
+        self.cond.notify_all();
     }
 
     /// Frames drawn per tile since the last call.
     pub fn take_drawn(&self) -> HashMap<String, u64> {
         std::mem::take(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()).drawn)
+    }
+
+    /// The window drew a remote picture captured `ms` before.
+    pub fn drawn_latency(&self, ms: f64) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if g.latencies.len() == LATENCIES {
+            g.latencies.pop_front();
+        }
+        g.latencies.push_back(ms as f32);
+    }
+
+    /// Capture -> on screen p50 and p95 over the last [`LATENCIES`] remote pictures drawn.
+    pub fn latency_percentiles(&self) -> Option<(f64, f64)> {
+        let mut v: Vec<f32> = {
+            let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            g.latencies.iter().copied().collect()
+        };
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f32::total_cmp);
+        let at = |q: f64| f64::from(v[((v.len() - 1) as f64 * q).round() as usize]);
+        Some((at(0.5), at(0.95)))
     }
 
     pub fn stop(&self) {
@@ -119,6 +149,7 @@ impl UiFrames {
                 .pending
                 .keys()
                 .filter(|k| g.in_flight.get(*k).copied().unwrap_or(0) < WINDOW)
+                .filter(|k| g.shown_width.get(*k) != Some(&0))
                 .cloned()
                 .collect();
             if ready.is_empty() {
@@ -207,6 +238,54 @@ mod tests {
         assert_eq!(scale_for(f.clone(), 400).width, 640);
         assert_eq!(scale_for(f.clone(), 200).width, 640, "never below 640 wide");
         assert_eq!(scale_for(f, usize::MAX).width, 1280);
+    }
+
+    #[test]
+    fn on_screen_latency_percentiles_cover_the_last_pictures() {
+        let f = UiFrames::new();
+        assert_eq!(f.latency_percentiles(), None);
+        for ms in 1..=100 {
+            f.drawn_latency(f64::from(ms));
+        }
+        assert_eq!(f.latency_percentiles(), Some((51.0, 95.0)));
+        // Bounded: only the last LATENCIES count.
+        for _ in 0..LATENCIES {
+            f.drawn_latency(7.0);
+        }
+        assert_eq!(f.latency_percentiles(), Some((7.0, 7.0)));
+        assert_eq!(f.inner.lock().unwrap().latencies.len(), LATENCIES);
+    }
+
+    #[test]
+    fn a_tile_nobody_can_see_gets_no_pictures_until_it_shows() {
+        let frames = UiFrames::new();
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let tx = Mutex::new(tx);
+        frames.open(Channel::new(move |body| {
+            if let InvokeResponseBody::Raw(b) = body {
+                let _ = tx.lock().unwrap().send(b);
+            }
+            Ok(())
+        }));
+        frames.set_shown_width("local", 0);
+        let runner = {
+            let f = frames.clone();
+            std::thread::spawn(move || f.run())
+        };
+        frames.frame(&FrameSource::Local, &Arc::new(VideoFrame::black(640, 480)));
+        assert!(
+            rx.recv_timeout(Duration::from_millis(500)).is_err(),
+            "a hidden tile was sent a picture"
+        );
+        // Shown again: the newest picture goes out at once.
+        frames.set_shown_width("local", 320);
+        let m = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a picture once shown");
+        assert_eq!(&m[..7], &[&[1u8, 5][..], b"local"].concat()[..]);
+        assert_eq!(&m[7..11], &[2, 128, 1, 224], "640x480, as captured");
+        frames.stop();
+        runner.join().unwrap();
     }
 
     #[test]

@@ -64,9 +64,13 @@ struct Cli {
     /// Gather ICE candidates on this address only (e.g. 127.0.0.1).
     #[arg(long, hide = true)]
     bind: Option<String>,
-    /// Write figures (frames drawn per tile and second) to this file every second.
+    /// Write figures (frames drawn per tile and second, capture -> on-screen latency) to this
+    /// file every second.
     #[arg(long, hide = true)]
     stats_json: Option<PathBuf>,
+    /// Camera picture size, WIDTHxHEIGHT (benchmarks compare sizes).
+    #[arg(long, hide = true, default_value = "1280x720", value_parser = confab_media::device::parse_size)]
+    size: (usize, usize),
     /// An invite link: confab://join?server=…&room=…
     link: Option<String>,
 }
@@ -186,7 +190,10 @@ fn setup(
     };
     let store = Store::new(&dir);
     let (mut settings, notice) = store.load();
-    let mut launch = Launch::default();
+    let mut launch = Launch {
+        measure: cli.stats_json.is_some(),
+        ..Launch::default()
+    };
     launch.notices.extend(notice);
     let certificate = match identity::load_or_create(&dir) {
         Ok(pem) => Some(pem),
@@ -252,8 +259,8 @@ fn setup(
         audio: devices.microphone,
         speaker: devices.speaker,
         format: VideoFormat {
-            width: 1280,
-            height: 720,
+            width: cli.size.0,
+            height: cli.size.1,
             fps: 30.0,
         },
         rtc: RtcSettings {
@@ -410,7 +417,13 @@ async fn write_figures(
             _ = tick.tick() => {}
         }
         let drawn = frames.take_drawn();
-        let json = serde_json::json!({ "uptime_s": started.elapsed().as_secs_f64(), "drawn_per_second": drawn });
+        let latency = frames.latency_percentiles();
+        let json = serde_json::json!({
+            "uptime_s": started.elapsed().as_secs_f64(),
+            "drawn_per_second": drawn,
+            "onscreen_latency_ms_p50": latency.map(|l| l.0),
+            "onscreen_latency_ms_p95": latency.map(|l| l.1),
+        });
         let tmp = path.with_extension("tmp");
         if std::fs::write(&tmp, json.to_string()).is_ok() {
             let _ = std::fs::rename(&tmp, &path);

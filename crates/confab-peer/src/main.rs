@@ -7,7 +7,7 @@
 use anyhow::Context;
 use clap::Parser;
 use confab_engine::media_kit::device::{
-    AudioSourceSpec, SpeakerSpec, VideoFormat, VideoSourceSpec,
+    parse_size, AudioSourceSpec, SpeakerSpec, VideoFormat, VideoSourceSpec,
 };
 use confab_engine::media_kit::processing::{ProcessingSettings, ProcessingStats};
 use confab_engine::media_kit::video::VideoCodec;
@@ -117,18 +117,6 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
         "off" => Ok(false),
         _ => Err(format!("`{s}`: say on or off")),
     }
-}
-
-fn parse_size(s: &str) -> Result<(usize, usize), String> {
-    let (w, h) = s
-        .split_once(['x', 'X'])
-        .ok_or("expected WIDTHxHEIGHT, e.g. 1280x720")?;
-    let w: usize = w.parse().map_err(|_| format!("bad width `{w}`"))?;
-    let h: usize = h.parse().map_err(|_| format!("bad height `{h}`"))?;
-    if !(16..=3840).contains(&w) || !(16..=2160).contains(&h) {
-        return Err(format!("{w}x{h} is outside 16x16..3840x2160"));
-    }
-    Ok((w, h))
 }
 
 fn parse_ice(s: &str) -> Result<IceServer, String> {

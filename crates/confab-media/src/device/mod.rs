@@ -42,6 +42,20 @@ pub struct VideoFormat {
     pub fps: f32,
 }
 
+/// A picture size as people write it on a command line: `WIDTHxHEIGHT` (`1280x720`), within
+/// 16x16..3840x2160.
+pub fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or("expected WIDTHxHEIGHT, e.g. 1280x720")?;
+    let w: usize = w.parse().map_err(|_| format!("bad width `{w}`"))?;
+    let h: usize = h.parse().map_err(|_| format!("bad height `{h}`"))?;
+    if !(16..=3840).contains(&w) || !(16..=2160).contains(&h) {
+        return Err(format!("{w}x{h} is outside 16x16..3840x2160"));
+    }
+    Ok((w, h))
+}
+
 /// A running video source. Stops (and joins its thread) when dropped.
 pub struct VideoCapture {
     _worker: Worker,
