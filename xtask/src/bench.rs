@@ -32,7 +32,7 @@ const BENCHES: &[Bench] = &[
     },
     Bench {
         name: "vs-browser",
-        packages: &["confab-signal", "confab-peer"],
+        packages: &["confab", "confab-signal", "confab-peer"],
         test_packages: true,
     },
     Bench {

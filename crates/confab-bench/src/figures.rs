@@ -296,15 +296,16 @@ pub fn phases_table(rows: &[CallRow]) -> String {
 // ---------------------------------------------------------------------------------------------
 // bench app
 
-/// `bench app`: the desktop app in a call with a confab-peer (one object, one run).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AppRun {
+/// The desktop app in a call with a confab-peer, measured on the app's side (`bench app` at
+/// 720p, `bench vs-browser` at each size).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AppCall {
     /// The call's video size.
     pub size: String,
     /// Seconds over which CPU and frames were measured.
     pub measured_s: f64,
-    /// Launch -> the app logs "window ready".
-    pub window_ready_ms: f64,
+    /// The app's whole process tree idle in the room (joined, no call), % of one core.
+    pub idle_cpu_pct_of_core: Option<f64>,
     /// PSS of the app and its helpers (WebKit), idle in the room.
     pub idle_pss_mib: f64,
     /// Peak PSS during the call.
@@ -313,41 +314,90 @@ pub struct AppRun {
     pub cpu_s_per_min: Option<f64>,
     /// Per process name in the tree (confab, WebKitWebProcess, ...), % of one core.
     pub cpu_pct_of_core_by_process: BTreeMap<String, f64>,
+    /// The same CPU by what it is spent on (`procs::APP_PARTS`), seconds per minute of call.
+    pub cpu_s_per_min_by_part: BTreeMap<String, f64>,
     /// Frames drawn per second, per tile kind (`local`, `remote`), averaged over the run.
     pub drawn_fps: BTreeMap<String, f64>,
+    /// Capture (the peer's test pattern) -> drawn in the app's remote tile, read back from the
+    /// drawn picture by the window.
+    pub onscreen_latency_ms_p50: Option<f64>,
+    pub onscreen_latency_ms_p95: Option<f64>,
+}
+
+/// `bench app`: three launches, then the app in a 720p call with a confab-peer (one object).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppRun {
+    /// Launch -> the app logs "window ready", for each launch (the first on a fresh config and
+    /// cache folder).
+    pub launches_ms: Vec<f64>,
+    /// The slowest of them (the target holds every time).
+    pub window_ready_ms: f64,
+    #[serde(flatten)]
+    pub call: AppCall,
+}
+
+/// Min, median and max of a list (`None` when empty).
+pub fn min_median_max(v: &[f64]) -> Option<(f64, f64, f64)> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    Some((*s.first()?, s[s.len() / 2], *s.last()?))
 }
 
 pub fn app_table(r: &AppRun) -> String {
     let mut t = String::new();
+    if let Some((min, med, max)) = min_median_max(&r.launches_ms) {
+        let _ = writeln!(
+            t,
+            "  window ready after launch    {min:>5.0} / {med:.0} / {max:.0} ms (min/median/max of {}, first on a fresh config; target < 1000)",
+            r.launches_ms.len()
+        );
+    }
+    let c = &r.call;
     let _ = writeln!(
         t,
-        "  window ready after launch    {:>7.0} ms      (target < 1000)",
-        r.window_ready_ms
+        "  CPU idle in the room         {:>7} % of one core (target < 2)",
+        fmt1(c.idle_cpu_pct_of_core)
     );
     let _ = writeln!(
         t,
         "  memory idle (PSS, all procs) {:>7.0} MiB",
-        r.idle_pss_mib
+        c.idle_pss_mib
     );
     let _ = writeln!(
         t,
         "  memory in the call (peak)    {:>7.0} MiB     (target < 300)",
-        r.call_peak_pss_mib
+        c.call_peak_pss_mib
     );
-    let _ = writeln!(
-        t,
-        "  CPU in the call              {:>7} s/min    ({} % of one core)",
-        fmt1(r.cpu_s_per_min),
-        fmt0(r.cpu_s_per_min.map(|c| c / 60.0 * 100.0))
-    );
-    for (name, pct) in &r.cpu_pct_of_core_by_process {
-        let _ = writeln!(t, "      of which {name:<18} {pct:>5.0} % of one core");
-    }
-    for (tile, fps) in &r.drawn_fps {
+    t += &app_cpu_lines(c);
+    for (tile, fps) in &c.drawn_fps {
         let _ = writeln!(
             t,
             "  frames drawn, {tile:<6} tile   {fps:>7.1} fps     (target 30)"
         );
+    }
+    let _ = writeln!(
+        t,
+        "  capture -> on screen p50/p95 {:>7} / {} ms (target p50 <= 20)",
+        fmt1(c.onscreen_latency_ms_p50),
+        fmt1(c.onscreen_latency_ms_p95)
+    );
+    t
+}
+
+/// The app's CPU in a call: the total, per process, per part.
+fn app_cpu_lines(c: &AppCall) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "  CPU in the call              {:>7} s/min    ({} % of one core)",
+        fmt1(c.cpu_s_per_min),
+        fmt0(c.cpu_s_per_min.map(|c| c / 60.0 * 100.0))
+    );
+    for (name, pct) in &c.cpu_pct_of_core_by_process {
+        let _ = writeln!(t, "      process {name:<20} {pct:>5.0} % of one core");
+    }
+    for (part, s) in &c.cpu_s_per_min_by_part {
+        let _ = writeln!(t, "      part {part:<24} {s:>5.1} s/min");
     }
     t
 }
@@ -383,17 +433,17 @@ pub struct Contestant {
     pub peak_mib: Option<f64>,
 }
 
-/// One size of `bench vs-browser`. The per-side CPU figures are half of both ends' (each end
-/// is one tab or one process tree, in the same duplex call).
+/// One size of `bench vs-browser`. The per-side CPU figures of the Chromium and confab-peer
+/// pairs are half of both ends' (each end is one tab or one process tree, in the same duplex
+/// call); the app's is its own side of a call with a confab-peer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VsBrowserRow {
     pub size: String,
-    /// The desktop app per side: `null`, because this bench does not run the app yet (it runs
-    /// the headless confab-peer; issue 14 adds the app).
+    /// The desktop app (its whole process tree, both tiles drawn), CPU s/min.
     pub app_cpu_s_per_min: Option<f64>,
     /// One Chromium tab (one side of the Chromium <-> Chromium call), CPU s/min.
     pub chromium_tab_cpu_s_per_min: Option<f64>,
-    /// app / Chromium tab: `null` while the app is not part of the run.
+    /// app / Chromium tab (goal: at most 0.6).
     pub app_cpu_ratio: Option<f64>,
     /// One confab-peer (one side of the confab-peer <-> confab-peer call), CPU s/min.
     pub peer_cpu_s_per_min: Option<f64>,
@@ -401,23 +451,67 @@ pub struct VsBrowserRow {
     pub peer_cpu_ratio: Option<f64>,
     pub chromium: Contestant,
     pub confab_peer: Contestant,
+    /// The app's side in detail (CPU per process and part, frames drawn, on-screen latency);
+    /// `null` when it could not run.
+    pub app: Option<AppCall>,
 }
 
 impl VsBrowserRow {
-    pub fn new(size: &str, chromium: Contestant, confab_peer: Contestant) -> Self {
+    pub fn new(
+        size: &str,
+        chromium: Contestant,
+        confab_peer: Contestant,
+        app: Option<AppCall>,
+    ) -> Self {
         let tab = chromium.cpu_s_per_min.map(|c| c / 2.0);
         let peer = confab_peer.cpu_s_per_min.map(|c| c / 2.0);
+        let app_cpu = app.as_ref().and_then(|a| a.cpu_s_per_min);
         VsBrowserRow {
             size: size.to_owned(),
-            app_cpu_s_per_min: None,
+            app_cpu_s_per_min: app_cpu,
             chromium_tab_cpu_s_per_min: tab,
-            app_cpu_ratio: None,
+            app_cpu_ratio: ratio(app_cpu, tab),
             peer_cpu_s_per_min: peer,
             peer_cpu_ratio: ratio(peer, tab),
             chromium,
             confab_peer,
+            app,
         }
     }
+}
+
+/// Per side: one Chromium tab, one confab-peer, the desktop app; and where the app's CPU went.
+pub fn vs_browser_sides_table(rows: &[VsBrowserRow]) -> String {
+    let mut t = format!(
+        "{:>9} {:>16} {:>16} {:>16} {:>10} {:>10}\n",
+        "size", "Chromium tab", "confab-peer", "desktop app", "app/tab", "peer/tab"
+    );
+    for r in rows {
+        let _ = writeln!(
+            t,
+            "{:>9} {:>10} s/min {:>10} s/min {:>10} s/min {:>10} {:>10}",
+            r.size,
+            fmt1(r.chromium_tab_cpu_s_per_min),
+            fmt1(r.peer_cpu_s_per_min),
+            fmt1(r.app_cpu_s_per_min),
+            fmt_ratio(r.app_cpu_ratio),
+            fmt_ratio(r.peer_cpu_ratio),
+        );
+    }
+    for r in rows {
+        if let Some(a) = &r.app {
+            let _ = writeln!(t, "the desktop app at {}:", r.size);
+            t += &app_cpu_lines(a);
+            let _ = writeln!(
+                t,
+                "  drawn remote {} fps, capture -> on screen p50/p95 {} / {} ms",
+                fmt1(a.drawn_fps.get("remote").copied()),
+                fmt1(a.onscreen_latency_ms_p50),
+                fmt1(a.onscreen_latency_ms_p95)
+            );
+        }
+    }
+    t
 }
 
 pub fn vs_browser_table(rows: &[VsBrowserRow]) -> String {
@@ -712,7 +806,7 @@ mod tests {
     }
 
     #[test]
-    fn vs_browser_json_has_per_tab_figures_and_says_the_app_is_not_measured() {
+    fn vs_browser_json_has_per_side_figures_with_the_app_beside_the_tab() {
         let chromium = Contestant {
             setup_ms: Some(331.0),
             latency_ms_p50: Some(29.6),
@@ -729,7 +823,11 @@ mod tests {
             cpu_s_per_min: Some(15.0),
             peak_mib: Some(41.0),
         };
-        let rows = vec![VsBrowserRow::new("640x480", chromium, confab)];
+        let app = app_call([("remote".to_owned(), 30.0)].into_iter().collect());
+        let rows = vec![
+            VsBrowserRow::new("640x480", chromium.clone(), confab.clone(), Some(app)),
+            VsBrowserRow::new("1280x720", chromium, confab, None),
+        ];
         let dir = std::env::temp_dir().join(format!("confab-bench-test-vs-{}", std::process::id()));
         let path = write_json(&dir, "vs-browser.json", &rows).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -738,6 +836,7 @@ mod tests {
         assert_eq!(
             keys(row),
             [
+                "app",
                 "app_cpu_ratio",
                 "app_cpu_s_per_min",
                 "chromium",
@@ -752,8 +851,16 @@ mod tests {
         assert_eq!(row["chromium_tab_cpu_s_per_min"].as_f64(), Some(25.0));
         assert_eq!(row["peer_cpu_s_per_min"].as_f64(), Some(7.5));
         assert_eq!(row["peer_cpu_ratio"].as_f64(), Some(0.3));
-        assert!(row["app_cpu_s_per_min"].is_null());
-        assert!(row["app_cpu_ratio"].is_null());
+        // The app's own side (51 s/min) against one tab (25 s/min).
+        assert_eq!(row["app_cpu_s_per_min"].as_f64(), Some(51.0));
+        assert_eq!(row["app_cpu_ratio"].as_f64(), Some(2.04));
+        assert_eq!(
+            row["app"]["cpu_s_per_min_by_part"]["decode"].as_f64(),
+            Some(9.0)
+        );
+        let without = &v.as_array().unwrap()[1];
+        assert!(without["app_cpu_s_per_min"].is_null() && without["app_cpu_ratio"].is_null());
+        assert!(without["app"].is_null());
         assert!(row["confab_peer"]["latency_ms_p95"].is_null());
         assert_eq!(row["chromium"]["peak_mib"].as_f64(), Some(1672.0));
         let back: Vec<VsBrowserRow> = serde_json::from_str(&text).unwrap();
@@ -764,6 +871,15 @@ mod tests {
             ratio_line.contains("0.30") && ratio_line.contains("0.24"),
             "{t}"
         );
+        let sides = vs_browser_sides_table(&rows);
+        let first = sides.lines().nth(1).unwrap();
+        assert!(
+            first.contains("25.0 s/min") && first.contains("51.0 s/min"),
+            "{sides}"
+        );
+        assert!(first.contains("2.04") && first.contains("0.30"), "{sides}");
+        assert!(sides.contains("the desktop app at 640x480:") && sides.contains("part decode"));
+        assert!(!sides.contains("the desktop app at 1280x720"), "{sides}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -812,6 +928,31 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    fn app_call(drawn: BTreeMap<String, f64>) -> AppCall {
+        AppCall {
+            size: "1280x720".into(),
+            measured_s: 20.0,
+            idle_cpu_pct_of_core: Some(1.5),
+            idle_pss_mib: 226.0,
+            call_peak_pss_mib: 287.0,
+            cpu_s_per_min: crate::reports::per_min(17.0, 20.0),
+            cpu_pct_of_core_by_process: [("confab".to_owned(), 51.0)].into_iter().collect(),
+            cpu_s_per_min_by_part: [("decode".to_owned(), 9.0)].into_iter().collect(),
+            drawn_fps: drawn,
+            onscreen_latency_ms_p50: Some(12.5),
+            onscreen_latency_ms_p95: Some(19.0),
+        }
+    }
+
+    #[test]
+    fn min_median_max_of_launches() {
+        assert_eq!(min_median_max(&[]), None);
+        assert_eq!(
+            min_median_max(&[900.0, 300.0, 500.0]),
+            Some((300.0, 500.0, 900.0))
+        );
+    }
+
     #[test]
     fn app_json_round_trips_and_averages_drawn_frames_per_tile_kind() {
         let samples: Vec<BTreeMap<String, f64>> = [
@@ -829,14 +970,9 @@ mod tests {
         assert_eq!(drawn["local"], 30.0);
         assert_eq!(drawn["remote"], 29.0);
         let run = AppRun {
-            size: "1280x720".into(),
-            measured_s: 20.0,
-            window_ready_ms: 612.0,
-            idle_pss_mib: 226.0,
-            call_peak_pss_mib: 287.0,
-            cpu_s_per_min: crate::reports::per_min(17.0, 20.0),
-            cpu_pct_of_core_by_process: [("confab".to_owned(), 51.0)].into_iter().collect(),
-            drawn_fps: drawn,
+            launches_ms: vec![1890.0, 612.0, 640.0],
+            window_ready_ms: 1890.0,
+            call: app_call(drawn),
         };
         let dir =
             std::env::temp_dir().join(format!("confab-bench-test-app-{}", std::process::id()));
@@ -849,9 +985,14 @@ mod tests {
                 "call_peak_pss_mib",
                 "cpu_pct_of_core_by_process",
                 "cpu_s_per_min",
+                "cpu_s_per_min_by_part",
                 "drawn_fps",
+                "idle_cpu_pct_of_core",
                 "idle_pss_mib",
+                "launches_ms",
                 "measured_s",
+                "onscreen_latency_ms_p50",
+                "onscreen_latency_ms_p95",
                 "size",
                 "window_ready_ms"
             ]
@@ -862,13 +1003,19 @@ mod tests {
             v["cpu_pct_of_core_by_process"]["confab"].as_f64(),
             Some(51.0)
         );
+        assert_eq!(v["launches_ms"][0].as_f64(), Some(1890.0));
         let back: AppRun = serde_json::from_str(&text).unwrap();
         assert_eq!(back, run);
         let t = app_table(&run);
         assert!(
-            t.contains("612 ms") && t.contains("85 % of one core"),
+            t.contains("612 / 640 / 1890 ms") && t.contains("85 % of one core"),
             "{t}"
         );
+        assert!(
+            t.contains("12.5 / 19.0 ms") && t.contains("1.5 % of one core"),
+            "{t}"
+        );
+        assert!(t.contains("part decode") && t.contains("9.0 s/min"), "{t}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -67,24 +67,32 @@ Runs two confab-peer processes calling each other through a local confab-signal 
 builds, loopback), 30 fps test pattern and tone, once per size and codec, and prints per
 configuration: setup (join -> first decoded frame) and answer -> first frame, capture ->
 decoded latency p50/p95 (read from the pattern's timestamps), frames per second received,
-CPU seconds per minute of call and peak RSS (per peer process).
-Targets: first frame < 150 ms after the answer; 720p latency p50 < 15 ms; a 720p duplex
+CPU seconds per minute of call and peak RSS (per peer process); then where answer -> first
+frame went: ICE connected, connection up (DTLS, SRTP), first picture encoded and sent (B),
+received, assembled and decoded (A), in ms after the answer.
+Targets: first frame < 150 ms after the answer (issue 14: <= 60 ms at 720p); 720p latency p50 < 15 ms; a 720p duplex
 call under 40 % of one core (24 CPU s/min per peer).
 Writes target/bench/call.json (one object per size and codec).";
 
 const APP_HELP: &str = "\
-Starts the release desktop app under Xvfb (WebKit compositing off) and a confab-peer that it
-calls (720p, 30 fps), and prints the time to the window, memory idle and in the call (PSS of
-the whole process tree), CPU in the call per process, and frames drawn per tile.
-Targets: window < 1 s; < 300 MiB in a call; 30 fps drawn.
+Launches the release desktop app under Xvfb (WebKit compositing off) three times (the first
+on a fresh config and cache folder) and prints launch -> window ready min/median/max; then
+starts it in a room, measures it idle, and has it call a confab-peer (720p, 30 fps): memory
+idle and in the call (PSS of the whole process tree), CPU in the call per process and per part
+(capture+encode, decode, frames to the window, the window's own work, the rest), frames drawn
+per tile, and capture -> on screen latency p50/p95 (the window reads the peer's test pattern
+back from the remote tile it drew).
+Targets: window < 1 s every time; idle < 2 % of a core; < 300 MiB in a call; 30 fps drawn;
+capture -> on screen p50 <= 20 ms.
 Writes target/bench/app.json (one object).";
 
 const VS_BROWSER_HELP: &str = "\
 The same call twice through one local confab-signal, in a loopback-only network namespace:
 two headless Chromium instances running the web client, then two confab-peers (H.264, 30 fps
 test pattern, 1.5 Mbit/s); prints setup, latency, fps, CPU and memory of both process trees,
-and Confab / Chromium ratios. The desktop app is not part of this run (yet): its figures in
-the JSON are null.
+and Confab / Chromium ratios. Then the desktop app (under Xvfb, both tiles drawn) in a call
+with a confab-peer at the same size: its CPU beside one Chromium tab's (goal: app/tab <= 0.6),
+and where the app's CPU went (per process and per part).
 Writes target/bench/vs-browser.json (one object per size).";
 
 const AUDIO_HELP: &str = "\

@@ -1,6 +1,7 @@
 //! Measuring process trees through /proc: an app and its WebKit helpers, a browser and its
 //! renderers.
 
+use std::collections::BTreeMap;
 use std::process::Child;
 
 /// Kills (and reaps) a child process when dropped.
@@ -60,6 +61,71 @@ pub fn tree_cpu_by_name(pid: u32) -> std::collections::BTreeMap<String, f64> {
     out
 }
 
+/// User + system CPU seconds of one thread, and its name, from a `/proc/.../stat` line.
+fn stat_name_and_cpu(stat: &str) -> Option<(String, f64)> {
+    let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
+    let after = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let cpu = (f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0;
+    Some((name.to_owned(), cpu))
+}
+
+/// CPU seconds per thread name of one process (`video-send`, `ui-frames`, `tokio-runtime-w`...).
+pub fn thread_cpu_by_name(pid: u32) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in dir.flatten() {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        if let Some((name, cpu)) = stat_name_and_cpu(&stat) {
+            *out.entry(name).or_insert(0.0) += cpu;
+        }
+    }
+    out
+}
+
+/// The parts of the desktop app's work, for `bench vs-browser`: which thread (or helper
+/// process) does what. Thread names are the ones the engine, the media crate and the app give
+/// their threads.
+pub const APP_PARTS: [&str; 5] = [
+    "capture+encode",
+    "decode",
+    "frames to the window",
+    "the window's own work",
+    "network, audio, the rest",
+];
+
+/// Which of [`APP_PARTS`] a thread of the app process belongs to (`main` is the process's own
+/// name: its first thread runs the window's event loop).
+pub fn app_part_of_thread(thread: &str, main: &str) -> &'static str {
+    match thread {
+        "video-send" | "camera" | "test-pattern" | "share-send" => APP_PARTS[0],
+        "video-decode" => APP_PARTS[1],
+        "ui-frames" => APP_PARTS[2],
+        t if t == main => APP_PARTS[3],
+        _ => APP_PARTS[4],
+    }
+}
+
+/// CPU seconds per part of the app's work: its threads by [`app_part_of_thread`], and every
+/// other process in its tree (WebKit's web and network processes) as the window's own work.
+pub fn app_cpu_by_part(pid: u32) -> BTreeMap<String, f64> {
+    let main = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let mut out: BTreeMap<String, f64> = APP_PARTS.iter().map(|p| (p.to_string(), 0.0)).collect();
+    for (thread, cpu) in thread_cpu_by_name(pid) {
+        *out.entry(app_part_of_thread(&thread, &main).into())
+            .or_default() += cpu;
+    }
+    for p in tree(pid).into_iter().filter(|p| *p != pid) {
+        *out.entry(APP_PARTS[3].into()).or_default() += cpu_seconds(p).unwrap_or(0.0);
+    }
+    out
+}
+
 /// Peak resident set (VmHWM) of one process, MiB.
 pub fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -109,5 +175,49 @@ mod tests {
         let hwm = peak_rss_mib(me).unwrap();
         assert!(hwm > 1.0 && hwm < 100_000.0, "{hwm}");
         assert_eq!(peak_rss_mib(u32::MAX), None);
+    }
+
+    #[test]
+    fn reads_threads_by_name_and_sorts_the_apps_work_into_parts() {
+        let me = std::process::id();
+        let spin = std::thread::Builder::new()
+            .name("video-decode".into())
+            .spawn(|| {
+                let t = std::time::Instant::now();
+                let mut x = 0u64;
+                while t.elapsed() < std::time::Duration::from_millis(300) {
+                    x = x.wrapping_mul(31).wrapping_add(1);
+                }
+                std::hint::black_box(x);
+                // Still alive while the parent reads it.
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            })
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let threads = thread_cpu_by_name(me);
+        assert!(
+            threads.get("video-decode").is_some_and(|c| *c >= 0.1),
+            "{threads:?}"
+        );
+        let parts = app_cpu_by_part(me);
+        assert_eq!(parts.len(), APP_PARTS.len(), "{parts:?}");
+        assert!(parts["decode"] >= 0.1, "{parts:?}");
+        spin.join().unwrap();
+        // A name in parentheses may hold spaces and parentheses itself.
+        let (name, cpu) =
+            stat_name_and_cpu("7 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 150 50 0 0").unwrap();
+        assert_eq!((name.as_str(), cpu), ("a (b) c", 2.0));
+        assert_eq!(
+            app_part_of_thread("confab", "confab"),
+            "the window's own work"
+        );
+        assert_eq!(
+            app_part_of_thread("ui-frames", "confab"),
+            "frames to the window"
+        );
+        assert_eq!(
+            app_part_of_thread("tokio-runtime-w", "confab"),
+            "network, audio, the rest"
+        );
     }
 }

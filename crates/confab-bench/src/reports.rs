@@ -156,6 +156,11 @@ pub struct AppFigures {
     /// Frames drawn in the last second, per tile (`local`, or a remote peer's id).
     #[serde(default)]
     pub drawn_per_second: BTreeMap<String, f64>,
+    /// Capture -> drawn, over the last remote pictures (the window reads the pattern back).
+    #[serde(default)]
+    pub onscreen_latency_ms_p50: Option<f64>,
+    #[serde(default)]
+    pub onscreen_latency_ms_p95: Option<f64>,
 }
 
 #[cfg(test)]

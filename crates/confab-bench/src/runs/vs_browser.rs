@@ -1,10 +1,11 @@
 //! `bench vs-browser`: the same call with two headless Chromium tabs running the web client,
-//! then with two confab-peers (run inside a loopback-only network namespace, see `main`).
+//! then with two confab-peers, then the desktop app (under Xvfb, both tiles drawn) with a
+//! confab-peer (run inside a loopback-only network namespace, see `main`).
 
 use super::write_figures;
 use crate::Dirs;
 use anyhow::{Context, Result};
-use confab_bench::figures::{vs_browser_table, Contestant, VsBrowserRow};
+use confab_bench::figures::{vs_browser_sides_table, vs_browser_table, Contestant, VsBrowserRow};
 use confab_bench::procs::{tree_cpu_seconds, tree_pss_mib, Killed};
 use confab_bench::reports::{per_min, BrowserPeer, PeerReport};
 use std::path::{Path, PathBuf};
@@ -144,15 +145,26 @@ pub async fn run(duration: f64, sizes: &[String], dirs: &Dirs) -> Result<()> {
     })
     .await?;
     let http = format!("http://{}", server.local_addr());
+    let x = super::app::xvfb()?;
     let mut rows = Vec::new();
     for size in sizes {
         let chromium = browser_pair(&http, size, duration).await?;
         let ws = server.ws_url();
-        let (bin, size_owned) = (bin.clone(), size.clone());
+        let (b, size_owned, w) = (bin.clone(), size.clone(), ws.clone());
         let confab =
-            tokio::task::spawn_blocking(move || confab_pair(&bin, &ws, &size_owned, duration))
+            tokio::task::spawn_blocking(move || confab_pair(&b, &w, &size_owned, duration))
                 .await??;
-        rows.push(VsBrowserRow::new(size, chromium, confab));
+        let (b, size_owned, display) = (bin.clone(), size.clone(), x.display.clone());
+        let dir = std::env::temp_dir().join(format!("confab-bench-vs-app-{}", std::process::id()));
+        let app = tokio::task::spawn_blocking(move || {
+            super::app::call(&b, &display, &ws, &size_owned, duration, &dir)
+        })
+        .await?;
+        // The other two contestants still count when the app cannot run here.
+        let app = app
+            .map_err(|e| eprintln!("bench vs-browser: the desktop app at {size}: {e:#}"))
+            .ok();
+        rows.push(VsBrowserRow::new(size, chromium, confab, app));
     }
     server.shutdown(Duration::from_secs(1)).await;
     println!();
@@ -161,6 +173,8 @@ pub async fn run(duration: f64, sizes: &[String], dirs: &Dirs) -> Result<()> {
     print!("{}", vs_browser_table(&rows));
     println!("ratio = Confab / Chromium: below 1 is Confab ahead (for fps, above 1). Chromium's latency is capture -> presented");
     println!("(requestVideoFrameCallback), Confab's capture -> decoded (a headless peer presents nothing).");
-    println!("The desktop app is not in this run: app_cpu_s_per_min and app_cpu_ratio are null in the JSON.");
+    println!();
+    println!("per side: one Chromium tab, one confab-peer, and the desktop app (its whole process tree, in a call with a confab-peer; goal app/tab <= 0.6)");
+    print!("{}", vs_browser_sides_table(&rows));
     write_figures(&dirs.out()?, "vs-browser.json", &rows)
 }
