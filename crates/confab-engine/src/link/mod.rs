@@ -207,6 +207,7 @@ impl Link {
     async fn ensure_tracks(&mut self, codec: VideoCodec) -> Result<(), LinkError> {
         if self.tracks.is_none() {
             let t = build::add_tracks(self.pc.as_ref(), self.params.id, codec).await?;
+            self.hub.warm_up(self.params.id, codec);
             // Keyframe requests for our video arrive on the local tracks.
             for (track, stream) in [
                 (t.video.clone(), Stream::Camera),

@@ -139,6 +139,9 @@ struct Outputs {
     video: Vec<VideoOut>,
     audio: Vec<AudioOutput>,
     keyframe: Vec<(Stream, VideoCodec)>,
+    /// Links being set up and the codec they will send the camera in: its encoder is made (and
+    /// run once) before they connect, so the first picture does not wait for it.
+    warm: Vec<(LinkId, VideoCodec)>,
 }
 
 /// Everything the hub keeps about one link.
@@ -425,11 +428,23 @@ impl MediaHub {
         );
     }
 
+    /// A link being set up will send the camera in `codec`: have its encoder ready.
+    pub fn warm_up(&self, link: LinkId, codec: VideoCodec) {
+        {
+            let mut o = self.outputs.lock();
+            if o.warm.len() < 64 && !o.warm.contains(&(link, codec)) {
+                o.warm.push((link, codec));
+            }
+        }
+        self.bus.nudge();
+    }
+
     pub fn add_video_out(&self, out: VideoOut) {
         tracing::debug!(link = out.link, stream = ?out.stream, "sending video");
         let (codec, stream) = (out.codec, out.stream);
         {
             let mut o = self.outputs.lock();
+            o.warm.retain(|(l, _)| *l != out.link);
             o.video
                 .retain(|v| !(v.link == out.link && v.stream == out.stream));
             o.video.push(out);
@@ -451,6 +466,7 @@ impl MediaHub {
             let mut o = self.outputs.lock();
             o.video.retain(|v| v.link != link);
             o.audio.retain(|a| a.link != link);
+            o.warm.retain(|(l, _)| *l != link);
         }
         let gone = self.links.lock().remove(&link);
         if let Some(book) = gone {

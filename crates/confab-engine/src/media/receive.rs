@@ -199,6 +199,7 @@ impl MediaHub {
         rx: Receiver<AssembledFrame>,
         need_key: Arc<AtomicBool>,
     ) {
+        let created = Instant::now();
         let mut dec = match video::decoder(codec) {
             Ok(d) => d,
             Err(e) => {
@@ -206,6 +207,11 @@ impl MediaHub {
                 return;
             }
         };
+        tracing::debug!(
+            link,
+            ms = created.elapsed().as_secs_f64() * 1000.0,
+            "set-up: decoder ready"
+        );
         let mut waiting_for_key = true;
         while let Ok(f) = rx.recv() {
             if f.after_loss && !f.keyframe {
@@ -219,7 +225,13 @@ impl MediaHub {
                 waiting_for_key = false;
                 need_key.store(false, Ordering::Relaxed);
             }
-            match dec.decode(&f.data) {
+            let decoding = Instant::now();
+            let decoded = dec.decode(&f.data);
+            if f.keyframe && tracing::enabled!(tracing::Level::TRACE) {
+                let ms = decoding.elapsed().as_secs_f64() * 1000.0;
+                tracing::trace!(link, ms, bytes = f.data.len(), "keyframe decoded");
+            }
+            match decoded {
                 Ok(Some(pic)) => {
                     let stamp = pattern::read(&pic);
                     let latency = stamp.and_then(|s| s.age_us(now_us()));
@@ -231,7 +243,8 @@ impl MediaHub {
                         match book.first_frame {
                             Some(at) if first && stream == Stream::Camera => {
                                 b.timeline.mark(Phase::FirstDecoded, at);
-                                tracing::debug!(link, "set-up: first picture decoded");
+                                let ms = decoding.elapsed().as_secs_f64() * 1000.0;
+                                tracing::debug!(link, ms, "set-up: first picture decoded");
                             }
                             _ => {}
                         }

@@ -89,8 +89,12 @@ impl MediaHub {
             if stream == Stream::Camera && !self.send_video.load(Ordering::Relaxed) {
                 continue;
             }
-            let (targets, wanted): (Vec<Target>, Vec<VideoCodec>) = {
+            let (targets, wanted, warm): (Vec<Target>, Vec<VideoCodec>, Vec<VideoCodec>) = {
                 let mut o = self.outputs.lock();
+                let warm = match stream {
+                    Stream::Camera => o.warm.iter().map(|(_, c)| *c).collect(),
+                    Stream::Share => Vec::new(),
+                };
                 let t: Vec<Target> = o
                     .video
                     .iter()
@@ -112,8 +116,24 @@ impl MediaHub {
                     o.keyframe = others;
                     mine.into_iter().map(|(_, c)| c).collect()
                 };
-                (t, k)
+                (t, k, warm)
             };
+            for codec in &warm {
+                if let std::collections::hash_map::Entry::Vacant(v) = encoders.entry(*codec) {
+                    // Made now: its first picture is then only an encode. (Not run once: at
+                    // 720p a keyframe costs as much as making the encoder, and that encode
+                    // would delay the real first picture.)
+                    let started = Instant::now();
+                    match video::encoder(*codec, self.settings.start_bitrate, fps) {
+                        Ok(enc) => {
+                            let ms = started.elapsed().as_secs_f64() * 1000.0;
+                            tracing::debug!(codec = codec.name(), ms, "set-up: encoder warmed up");
+                            v.insert((enc, 0));
+                        }
+                        Err(e) => tracing::error!("cannot start the {} encoder: {e}", codec.name()),
+                    }
+                }
+            }
             if targets.is_empty() {
                 continue;
             }
@@ -121,7 +141,9 @@ impl MediaHub {
             sent_for.retain(|l| targets.iter().any(|t| t.link == *l));
             for codec in [VideoCodec::H264, VideoCodec::Vp8] {
                 if !targets.iter().any(|t| t.codec == codec) {
-                    encoders.remove(&codec);
+                    if !warm.contains(&codec) {
+                        encoders.remove(&codec);
+                    }
                     continue;
                 }
                 let target = self.video_target(&targets, codec, stream);
