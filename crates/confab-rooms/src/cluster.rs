@@ -184,8 +184,19 @@ impl Rooms {
                 password,
                 members,
             } => {
+                // `welcome` lists the others in join order: the store's, which is every
+                // node's (this node may have learned of them in another order).
+                let order: HashMap<PeerId, usize> = members
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (p.id.clone(), i))
+                    .collect();
                 self.rooms.entry(seat.room.clone()).or_default().password = password;
                 self.remote_snapshot(&seat.room, ver, members, now, out);
+                if let Some(r) = self.rooms.get_mut(&seat.room) {
+                    r.members
+                        .sort_by_key(|m| order.get(&m.id).copied().unwrap_or(usize::MAX));
+                }
                 self.seat(conn, seat.room, seat.id, seat.name, password, out);
                 return;
             }
@@ -683,6 +694,48 @@ mod tests {
         let t = texts(&out, conn);
         assert!(t.len() == 1 && t[0].contains("b1"), "{t:?}");
         assert_eq!(a.remote_nodes(), vec!["c".to_string()]);
+    }
+
+    fn seated(ver: u64, members: Vec<RemotePeer>) -> ClaimResult {
+        ClaimResult::Seated {
+            ver,
+            password: None,
+            members,
+        }
+    }
+
+    fn peer_ids(welcome: &str) -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(welcome).unwrap();
+        v["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Bob (node b) joined before Ada (here), but this node heard of him after seating her:
+    /// a later joiner's welcome still lists Bob first, as the store does.
+    #[test]
+    fn a_welcome_lists_the_others_in_the_store_s_join_order() {
+        let mut a = node("a");
+        let (ada, seat) = join(&mut a, "r", "Ada", None);
+        let mut out = Vec::new();
+        a.claimed(ada, seat.clone(), seated(2, vec![]), T0(), &mut out);
+        a.remote_snapshot("r", 2, vec![remote("b1", "Bob", "b")], T0(), &mut out);
+        let (cy, cy_seat) = join(&mut a, "r", "Cy", None);
+        out.clear();
+        let store = vec![
+            remote("b1", "Bob", "b"),
+            remote(seat.id.as_str(), "Ada", "a"),
+        ];
+        a.claimed(cy, cy_seat, seated(3, store), T0(), &mut out);
+        let welcome = &texts(&out, cy)[0];
+        assert_eq!(
+            peer_ids(welcome),
+            vec!["b1".to_string(), seat.id.0.clone()],
+            "{welcome}"
+        );
     }
 
     #[test]

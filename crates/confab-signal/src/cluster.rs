@@ -14,7 +14,8 @@
 //!   each room's snapshot is read, a backstop for pub/sub's at-most-once delivery. When Redis
 //!   comes back after an outage, the node registers its seats again before anything else.
 //!
-//! Keys: `confab:room:ROOM` (hash: `~pw`, `~ver`, and one field per member: `NODE\nNAME`),
+//! Keys: `confab:room:ROOM` (hash: `~pw`, `~ver`, and one field per member:
+//! `NODE\nVER\nNAME`, VER the version its join made: members are listed in join order),
 //! `confab:seats:NODE` (set of `ROOM\nID`), `confab:node:NODE` (heartbeat), `confab:ver` (the
 //! version counter, one for all rooms so that a room made again never goes back in version).
 
@@ -45,18 +46,25 @@ pub const OPS_QUEUE: usize = 4096;
 const RELEASE_FN: &str = r#"
 local function members_of(h)
   local all = redis.call('HGETALL', h)
-  local members, nodes = {}, {}
+  local seated, nodes = {}, {}
   for i = 1, #all, 2 do
     local f = all[i]
     if string.sub(f, 1, 1) ~= '~' then
       local v = all[i + 1]
-      local nl = string.find(v, '\n', 1, true)
-      local node = string.sub(v, 1, nl - 1)
-      table.insert(members, f)
-      table.insert(members, node)
-      table.insert(members, string.sub(v, nl + 1))
+      local a = string.find(v, '\n', 1, true)
+      local b = string.find(v, '\n', a + 1, true)
+      local node = string.sub(v, 1, a - 1)
+      table.insert(seated, {f, node, string.sub(v, b + 1), tonumber(string.sub(v, a + 1, b - 1))})
       nodes[node] = true
     end
+  end
+  -- In join order: a hash keeps no order once it outgrows its compact encoding.
+  table.sort(seated, function(x, y) return x[4] < y[4] end)
+  local members = {}
+  for _, m in ipairs(seated) do
+    table.insert(members, m[1])
+    table.insert(members, m[2])
+    table.insert(members, m[3])
   end
   return members, nodes
 end
@@ -91,7 +99,7 @@ local function seat(room, id, node, name, pw)
     redis.call('HSET', h, '~pw', pw)
   end
   local ver = redis.call('INCR', 'confab:ver')
-  redis.call('HSET', h, '~ver', ver, id, node .. '\n' .. name)
+  redis.call('HSET', h, '~ver', ver, id, node .. '\n' .. ver .. '\n' .. name)
   redis.call('SADD', 'confab:seats:' .. node, room .. '\n' .. id)
   publish(nodes, node, cjson.encode({t = 'join', room = room, id = id, name = name, node = node, ver = ver}))
   return ver, members

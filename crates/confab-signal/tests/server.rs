@@ -2,11 +2,11 @@
 
 mod common;
 
-use common::{pair, start, Client, Ended, WAIT};
+use common::checks::on_nodes;
+use common::{http_get, pair, start, Client, Ended, WAIT};
 use confab_signal::TlsFiles;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// An offer as a browser or the engine would send it (~5 KB of SDP).
@@ -60,51 +60,8 @@ async fn relay_of_offer_answer_and_candidates_is_byte_for_byte() {
     }
 }
 
-#[tokio::test]
-async fn a_room_of_three_sees_joins_and_leaves_in_order() {
-    let server = start(|_| {}).await;
-    let (mut a, a_id, mut b, b_id) = pair(&server, "r").await;
-    let mut c = Client::connect(&server).await;
-    let w = c.join("r", "Cy").await;
-    let peers: Vec<&str> = w["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(peers, vec![a_id.as_str(), b_id.as_str()]);
-    let c_id = w["id"].as_str().unwrap().to_owned();
-    for x in [&mut a, &mut b] {
-        let j = x.recv().await;
-        assert_eq!(
-            (j["type"].as_str(), j["id"].as_str(), j["name"].as_str()),
-            (Some("peer-joined"), Some(c_id.as_str()), Some("Cy"))
-        );
-    }
-    b.send(r#"{"type":"leave"}"#).await;
-    for x in [&mut a, &mut c] {
-        let l = x.recv().await;
-        assert_eq!(
-            (l["type"].as_str(), l["id"].as_str()),
-            (Some("peer-left"), Some(b_id.as_str()))
-        );
-    }
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(WAIT, tcp.read_to_string(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    out
-}
+// Shared with the cluster tests (`tests/cluster.rs` runs it on three nodes).
+on_nodes!(1; a_room_sees_joins_signals_and_leaves);
 
 #[tokio::test]
 async fn healthz_and_plain_http() {
