@@ -307,15 +307,29 @@ impl Rooms {
 
     /// `node` is gone (its heartbeat expired): its members leave every room here.
     pub fn node_gone(&mut self, node: &str, now: Instant, out: &mut Vec<Output>) {
+        self.remove_remotes(
+            |m| matches!(&m.at, Place::Remote { node: n } if n == node),
+            now,
+            out,
+        );
+    }
+
+    /// This node has been out of reach of the store longer than its heartbeat lives: the other
+    /// nodes have let its members go, and its members now hear the same of theirs. They come
+    /// back (as `peer-joined`) with the snapshots read when the store is reached again.
+    pub fn store_lost(&mut self, now: Instant, out: &mut Vec<Output>) {
+        self.remove_remotes(|_| true, now, out);
+    }
+
+    fn remove_remotes(
+        &mut self,
+        which: impl Fn(&Member) -> bool,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
         let config = &self.config;
         for r in self.rooms.values_mut() {
-            remove_remote(
-                r,
-                |m| matches!(&m.at, Place::Remote { node: n } if n == node),
-                now,
-                config,
-                out,
-            );
+            remove_remote(r, &which, now, config, out);
         }
     }
 
@@ -677,19 +691,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_dead_node_s_members_leave() {
+    /// Node "a" with Ada seated in room "r" beside Bob (node b) and Cy (node c), at version 3.
+    fn ada_with_bob_and_cy() -> (Rooms, ConnId, Seat, Vec<RemotePeer>) {
         let mut a = node("a");
         let (conn, seat) = join(&mut a, "r", "Ada", None);
-        let mut out = Vec::new();
         let members = vec![remote("b1", "Bob", "b"), remote("c1", "Cy", "c")];
-        let result = ClaimResult::Seated {
-            ver: 1,
-            password: None,
-            members,
-        };
-        a.claimed(conn, seat, result, T0(), &mut out);
-        out.clear();
+        let mut out = Vec::new();
+        a.claimed(
+            conn,
+            seat.clone(),
+            seated(3, members.clone()),
+            T0(),
+            &mut out,
+        );
+        (a, conn, seat, members)
+    }
+
+    #[test]
+    fn a_dead_node_s_members_leave() {
+        let (mut a, conn, _, _) = ada_with_bob_and_cy();
+        let mut out = Vec::new();
         a.node_gone("b", T0(), &mut out);
         let t = texts(&out, conn);
         assert!(t.len() == 1 && t[0].contains("b1"), "{t:?}");
@@ -736,6 +757,27 @@ mod tests {
             vec!["b1".to_string(), seat.id.0.clone()],
             "{welcome}"
         );
+    }
+
+    #[test]
+    fn a_node_cut_off_from_the_store_lets_the_others_go_and_gets_them_back() {
+        let (mut a, ada, seat, members) = ada_with_bob_and_cy();
+        let mut out = Vec::new();
+        a.store_lost(T0(), &mut out);
+        let t = texts(&out, ada);
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert!(t.iter().all(|m| m.contains("peer-left")), "{t:?}");
+        assert!(t[0].contains("b1") && t[1].contains("c1"), "{t:?}");
+        assert!(a.remote_nodes().is_empty());
+        assert_eq!(a.seats(), vec![seat], "its own stay");
+        // The store is back (versions start over): the snapshot brings them back, once.
+        out.clear();
+        a.forget_versions();
+        a.remote_snapshot("r", 1, members.clone(), T0(), &mut out);
+        a.remote_snapshot("r", 1, members, T0(), &mut out);
+        let t = texts(&out, ada);
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert!(t.iter().all(|m| m.contains("peer-joined")), "{t:?}");
     }
 
     #[test]

@@ -11,8 +11,12 @@
 //! - **heartbeat**: every second `confab:node:NODE` is set to expire in 3 s; the nodes of remote
 //!   members are checked and a dead one's seats are reaped (one script, so every survivor may
 //!   try and only one does the work) and announced as `peer-left`; every 5 s (and after any gap)
-//!   each room's snapshot is read, a backstop for pub/sub's at-most-once delivery. When Redis
-//!   comes back after an outage, the node registers its seats again before anything else.
+//!   each room's snapshot is read, a backstop for pub/sub's at-most-once delivery. A node that
+//!   has not reached Redis for as long as a heartbeat lives has been reaped by the others: its
+//!   people hear the other nodes' people leave too ([`confab_rooms::Rooms::store_lost`]), so
+//!   both sides of a split see the same. When Redis comes back, the node registers its seats
+//!   again before anything else (the others hear them join) and reads every room afresh (its
+//!   people hear the others join).
 //!
 //! Keys: `confab:room:ROOM` (hash: `~pw`, `~ver`, and one field per member:
 //! `NODE\nVER\nNAME`, VER the version its join made: members are listed in join order),
@@ -560,10 +564,21 @@ fn apply(hub: &Hub, news: News) {
 pub async fn heartbeat_loop(hub: Arc<Hub>, store: Arc<Store>, cancel: CancellationToken) {
     let mut tick: u32 = 0;
     let mut was_up = false;
+    // When this node's heartbeat was last refreshed, and whether it has let the other nodes'
+    // people go since (it has been reaped by them by then).
+    let mut last_up = Instant::now();
+    let mut cut_off = false;
     loop {
         let started = Instant::now();
         let up = store.heartbeat().await;
+        if !up && !cut_off && last_up.elapsed() >= HEARTBEAT_TTL {
+            tracing::warn!("redis: out of reach for {HEARTBEAT_TTL:?}; other nodes' people leave");
+            hub.with_rooms(|r, now, out| r.store_lost(now, out));
+            cut_off = true;
+        }
         if up {
+            last_up = started;
+            cut_off = false;
             if !was_up || store.dirty.swap(false, Ordering::Relaxed) {
                 // Back (or first up): Redis may have lost everything, or reaped this node.
                 hub.with_rooms(|r, _, _| r.forget_versions());
