@@ -343,6 +343,8 @@ impl Store {
         }
     }
 
+    /// Publishes `news` to `node`; false when Redis cannot be reached or nobody listens on that
+    /// node's channel (it is gone, or cut off from Redis): the news is lost either way.
     async fn forward(&self, node: &str, news: &News) -> bool {
         let Ok(text) = serde_json::to_string(news) else {
             return false;
@@ -356,7 +358,7 @@ impl Store {
                 .await
         })
         .await
-        .is_some()
+        .is_some_and(|listeners| listeners > 0)
     }
 
     async fn heartbeat(&self) -> bool {

@@ -262,6 +262,12 @@ async fn a_node_cut_off_from_redis_serves_its_own_and_resyncs() {
 
     link.cut();
     let cut = Instant::now();
+    // Until it is reaped, node 3's people are still listed elsewhere; a signal to one is not
+    // delivered, and its sender is told (nobody listens on node 3's channel).
+    until("node 3 notices", || n3.store_healthy() == Some(false)).await;
+    ada.signal(&cy_id, r#"{"lost":true}"#).await;
+    let msg = ada.expect_error("rate-limited").await;
+    assert!(msg.contains("cannot be reached"), "{msg}");
     // Nodes 1 and 2: node 3's people leave once its heartbeat expires.
     assert_eq!(
         events(&mut ada, 2, Duration::from_secs(7)).await,
@@ -278,7 +284,6 @@ async fn a_node_cut_off_from_redis_serves_its_own_and_resyncs() {
         "peer-left after {seen_gone:?}"
     );
     // Node 3 says it is cut off; the others do not.
-    until("node 3 notices", || n3.store_healthy() == Some(false)).await;
     let health = http_get(n3.local_addr(), "/healthz").await;
     assert!(health.starts_with("HTTP/1.1 503"), "{health}");
     assert!(
