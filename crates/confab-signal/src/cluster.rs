@@ -11,7 +11,9 @@
 //! - **heartbeat**: every second `confab:node:NODE` is set to expire in 3 s; the nodes of remote
 //!   members are checked and a dead one's seats are reaped (one script, so every survivor may
 //!   try and only one does the work) and announced as `peer-left`; every 5 s (and after any gap)
-//!   each room's snapshot is read, a backstop for pub/sub's at-most-once delivery. A node that
+//!   each room's snapshot is read, a backstop for pub/sub's at-most-once delivery. Each
+//!   heartbeat the node also pings itself through its channel: a subscription that hears none
+//!   of three is dropped and made again (a connection can die without an error). A node that
 //!   has not reached Redis for as long as a heartbeat lives has been reaped by the others: its
 //!   people hear the other nodes' people leave too ([`confab_rooms::Rooms::store_lost`]), so
 //!   both sides of a split see the same. When Redis comes back, the node registers its seats
@@ -30,10 +32,10 @@ use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisResult, Script};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// How long a node's heartbeat lives; a node silent this long is reaped by the others.
@@ -44,6 +46,8 @@ const SNAPSHOT_EVERY: u32 = 5;
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Cluster work queued at most; more is handled as if Redis were down (never waited for).
 pub const OPS_QUEUE: usize = 4096;
+/// Heartbeats whose ping may go unheard before the subscription is taken for dead.
+const PINGS_UNHEARD: u64 = 2;
 
 /// Shared by every script: frees one seat, raises the room's version and tells the room's
 /// other nodes. Only the node holding the seat frees it.
@@ -194,6 +198,10 @@ enum News {
         to: String,
         text: String,
     },
+    /// Sent by a node to itself each heartbeat: its subscription is alive while it hears them.
+    Ping {
+        n: u64,
+    },
 }
 
 struct Scripts {
@@ -227,6 +235,11 @@ pub struct Store {
     dirty: Arc<AtomicBool>,
     /// Set by the subscriber when it (re)subscribed: news may have been missed.
     missed_news: AtomicBool,
+    /// The last ping this node sent itself, and the last one its subscriber heard.
+    pings_sent: AtomicU64,
+    pings_heard: AtomicU64,
+    /// Tells the subscriber to drop its connection and subscribe again.
+    resubscribe: Notify,
 }
 
 impl Store {
@@ -246,6 +259,9 @@ impl Store {
             healthy,
             dirty,
             missed_news: AtomicBool::new(true),
+            pings_sent: AtomicU64::new(0),
+            pings_heard: AtomicU64::new(0),
+            resubscribe: Notify::new(),
         })
     }
 
@@ -514,6 +530,9 @@ pub async fn subscriber_loop(hub: Arc<Hub>, store: Arc<Store>, cancel: Cancellat
                     continue;
                 };
                 match serde_json::from_str::<News>(&text) {
+                    Ok(News::Ping { n }) => {
+                        store.pings_heard.fetch_max(n, Ordering::Relaxed);
+                    }
                     Ok(news) => apply(&hub, news),
                     Err(e) => tracing::warn!("redis: unreadable news on {channel}: {e}"),
                 }
@@ -522,6 +541,7 @@ pub async fn subscriber_loop(hub: Arc<Hub>, store: Arc<Store>, cancel: Cancellat
         };
         tokio::select! {
             _ = cancel.cancelled() => return,
+            _ = store.resubscribe.notified() => {}
             r = session => {
                 if let Err(e) = r {
                     tracing::debug!("redis: subscription lost: {e}");
@@ -553,12 +573,27 @@ fn apply(hub: &Hub, news: News) {
             },
         ),
         News::Leave { room, id, ver } => hub.remote_left(&room, ver, &PeerId(id)),
+        News::Ping { .. } => {}
         News::Signal {
             room,
             from,
             to,
             text,
         } => hub.remote_signal(&room, &PeerId(from), &PeerId(to), text),
+    }
+}
+
+/// Pings this node through its own channel; when the subscriber has heard none of the last
+/// few, tells it to subscribe again. A subscription whose connection died without a word (a
+/// NAT or firewall forgetting it, a half-open socket) errs nowhere: it only stops hearing.
+async fn check_subscription(store: &Store) {
+    let sent = store.pings_sent.fetch_add(1, Ordering::Relaxed) + 1;
+    store.forward(&store.node, &News::Ping { n: sent }).await;
+    if sent.saturating_sub(store.pings_heard.load(Ordering::Relaxed)) > PINGS_UNHEARD {
+        tracing::warn!("redis: this node's subscription hears nothing; subscribing again");
+        // The new subscription gets as long as the old one had.
+        store.pings_heard.fetch_max(sent, Ordering::Relaxed);
+        store.resubscribe.notify_one();
     }
 }
 
@@ -593,6 +628,7 @@ pub async fn heartbeat_loop(hub: Arc<Hub>, store: Arc<Store>, cancel: Cancellati
                 }
             }
             store.healthy.store(true, Ordering::Relaxed);
+            check_subscription(&store).await;
             for node in hub.read_rooms(|r| r.remote_nodes()) {
                 if store.reap(&node).await {
                     tracing::info!(node, "redis: a node stopped; its people left");

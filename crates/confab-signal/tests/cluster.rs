@@ -7,6 +7,7 @@ mod common;
 use common::checks::on_nodes;
 use common::nodes::{cluster_node, free_port, wait_listening, Redis};
 use common::{http_get, until, until_within, Client, Ended, WAIT};
+use confab_signal::SignalServer;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
@@ -32,6 +33,13 @@ mod three_nodes {
 
 fn id(v: &Value) -> String {
     v["id"].as_str().unwrap().to_owned()
+}
+
+/// A client of `node` in room "r"; its id.
+async fn member(node: &SignalServer, name: &str) -> (Client, String) {
+    let mut c = Client::connect(node).await;
+    let me = id(&c.join("r", name).await);
+    (c, me)
 }
 
 /// The next `count` messages, as (type, id) pairs, in whatever order they come.
@@ -79,10 +87,8 @@ async fn a_killed_node_s_people_leave_and_rejoin_elsewhere() {
     let n1 = cluster_node(&redis.url, |_| {}).await;
     let n2 = cluster_node(&redis.url, |_| {}).await;
     let (mut n3, n3_url) = node_process(&redis);
-    let mut ada = Client::connect(&n1).await;
-    let ada_id = id(&ada.join("r", "Ada").await);
-    let mut bob = Client::connect(&n2).await;
-    let bob_id = id(&bob.join("r", "Bob").await);
+    let (mut ada, ada_id) = member(&n1, "Ada").await;
+    let (mut bob, bob_id) = member(&n2, "Bob").await;
     assert_eq!(ada.recv().await["id"], bob_id.as_str());
     let (ws, _) = tokio_tungstenite::connect_async(n3_url.as_str())
         .await
@@ -164,22 +170,31 @@ async fn a_killed_node_s_people_leave_and_rejoin_elsewhere() {
     );
 }
 
-/// A TCP forwarder between one node and `redis-server`: [`Link::cut`] closes every connection
-/// through it and closes new ones at once until [`Link::heal`]. A real socket cut: the node
-/// sees its connections end and its reconnects fail.
+/// A TCP forwarder between one node and `redis-server`. [`Link::cut`] closes every connection
+/// through it and closes new ones at once until [`Link::heal`]: a real socket cut, the node sees
+/// its connections end and its reconnects fail. [`Link::stall`] silently stops the connections
+/// open so far, as a NAT or firewall that forgot them would: nothing arrives and nothing says
+/// so, while new connections work.
 struct Link {
     port: u16,
-    cut: watch::Sender<bool>,
+    state: watch::Sender<LinkState>,
     task: JoinHandle<()>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct LinkState {
+    cut: bool,
+    /// Connections opened before this many stalls are stalled.
+    stalls: u64,
 }
 
 impl Link {
     async fn start(to: u16) -> Link {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (cut, watch) = watch::channel(false);
+        let (state, watch) = watch::channel(LinkState::default());
         let task = tokio::spawn(Self::forward(listener, to, watch));
-        Link { port, cut, task }
+        Link { port, state, task }
     }
 
     fn url(&self) -> String {
@@ -187,33 +202,40 @@ impl Link {
     }
 
     fn cut(&self) {
-        self.cut.send_replace(true);
+        self.state.send_modify(|s| s.cut = true);
     }
 
     fn heal(&self) {
-        self.cut.send_replace(false);
+        self.state.send_modify(|s| s.cut = false);
+    }
+
+    fn stall(&self) {
+        self.state.send_modify(|s| s.stalls += 1);
     }
 
     /// Owns every connection's task: they end with it.
-    async fn forward(listener: TcpListener, to: u16, cut: watch::Receiver<bool>) {
+    async fn forward(listener: TcpListener, to: u16, state: watch::Receiver<LinkState>) {
         let mut conns = JoinSet::new();
         loop {
             let (mut inbound, _) = tokio::select! {
                 accepted = listener.accept() => accepted.unwrap(),
                 Some(_) = conns.join_next() => continue,
             };
-            if *cut.borrow() {
+            if state.borrow().cut {
                 continue; // dropped: closed at once
             }
-            let mut cut = cut.clone();
+            let mut state = state.clone();
+            let mine = state.borrow().stalls;
             conns.spawn(async move {
                 let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", to)).await else {
                     return;
                 };
                 tokio::select! {
-                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                    _ = cut.wait_for(|c| *c) => {}
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => return,
+                    _ = state.wait_for(|s| s.cut || s.stalls > mine) => {}
                 }
+                // Stalled: both sockets stay open, nothing moves, until a cut closes them.
+                let _ = state.wait_for(|s| s.cut).await;
             });
         }
     }
@@ -237,14 +259,10 @@ async fn a_node_cut_off_from_redis_serves_its_own_and_resyncs() {
     let n1 = cluster_node(&redis.url, |_| {}).await;
     let n2 = cluster_node(&redis.url, |_| {}).await;
     let n3 = cluster_node(&link.url(), |_| {}).await;
-    let mut ada = Client::connect(&n1).await;
-    let ada_id = id(&ada.join("r", "Ada").await);
-    let mut bob = Client::connect(&n2).await;
-    let bob_id = id(&bob.join("r", "Bob").await);
-    let mut cy = Client::connect(&n3).await;
-    let cy_id = id(&cy.join("r", "Cy").await);
-    let mut dee = Client::connect(&n3).await;
-    let dee_id = id(&dee.join("r", "Dee").await);
+    let (mut ada, ada_id) = member(&n1, "Ada").await;
+    let (mut bob, bob_id) = member(&n2, "Bob").await;
+    let (mut cy, cy_id) = member(&n3, "Cy").await;
+    let (mut dee, dee_id) = member(&n3, "Dee").await;
     let them = [&cy_id, &dee_id];
     let us = [&ada_id, &bob_id];
     assert_eq!(
@@ -370,15 +388,66 @@ async fn a_node_cut_off_from_redis_serves_its_own_and_resyncs() {
     assert_eq!(dee.recv().await["from"], bob_id.as_str());
 }
 
+/// The next signal `c` receives within `within`, skipping room news.
+async fn next_signal(c: &mut Client, within: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + within;
+    while let Ok(v) = tokio::time::timeout_at(deadline, c.recv()).await {
+        if v["type"] == "signal" {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Node 2's connections to Redis die without a word (a NAT or firewall forgetting them). Its
+/// commands time out and connect again; its subscription never errs, but hears none of the
+/// node's own pings, so it is made again: Ada's signals reach Bob again within seconds.
+#[tokio::test]
+async fn a_subscription_that_dies_silently_is_made_again() {
+    let redis = Redis::start();
+    let link = Link::start(redis.port).await;
+    let n1 = cluster_node(&redis.url, |_| {}).await;
+    let n2 = cluster_node(&link.url(), |_| {}).await;
+    let (mut ada, ada_id) = member(&n1, "Ada").await;
+    let (mut bob, bob_id) = member(&n2, "Bob").await;
+    assert_eq!(
+        events(&mut ada, 1, WAIT).await,
+        expected("peer-joined", &[&bob_id])
+    );
+    link.stall();
+    let stalled = Instant::now();
+    // Ada keeps signalling Bob (room news may come and go meanwhile if node 2's heartbeat
+    // lapses: only signals count here).
+    let heard = loop {
+        assert!(
+            stalled.elapsed() < Duration::from_secs(15),
+            "Bob never heard Ada again"
+        );
+        ada.signal(&bob_id, r#"{"again":true}"#).await;
+        if let Some(s) = next_signal(&mut bob, Duration::from_millis(500)).await {
+            break s;
+        }
+    };
+    let deaf_for = stalled.elapsed();
+    assert_eq!(
+        (heard["from"].as_str(), &heard["data"]["again"]),
+        (Some(ada_id.as_str()), &true.into())
+    );
+    // Measured here (four runs): 5.01-5.02 s (a command timeout, then three unheard pings).
+    assert!(deaf_for <= Duration::from_secs(8), "deaf for {deaf_for:?}");
+    until("node 2 is healthy", || n2.store_healthy() == Some(true)).await;
+    bob.signal(&ada_id, r#"{"back":1}"#).await;
+    let s = next_signal(&mut ada, WAIT).await.expect("Ada hears Bob");
+    assert_eq!(s["from"], bob_id.as_str());
+}
+
 #[tokio::test]
 async fn redis_outage_keeps_local_rooms_and_resyncs() {
     let mut redis = Redis::start();
     let n1 = cluster_node(&redis.url, |_| {}).await;
     let n2 = cluster_node(&redis.url, |_| {}).await;
-    let mut ada = Client::connect(&n1).await;
-    let ada_id = id(&ada.join("r", "Ada").await);
-    let mut bob = Client::connect(&n1).await;
-    let bob_id = id(&bob.join("r", "Bob").await);
+    let (mut ada, ada_id) = member(&n1, "Ada").await;
+    let (mut bob, bob_id) = member(&n1, "Bob").await;
     assert_eq!(ada.recv().await["type"], "peer-joined");
     let _ = redis.child.kill();
     let _ = redis.child.wait();
