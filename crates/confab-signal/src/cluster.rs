@@ -27,7 +27,7 @@
 
 use crate::hub::Hub;
 use confab_protocol::PeerId;
-use confab_rooms::{ClaimResult, ClusterOp, RemotePeer, Seat};
+use confab_rooms::{ClaimResult, ClusterOp, ConnId, RemotePeer, Seat};
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisResult, Script};
@@ -46,6 +46,8 @@ const SNAPSHOT_EVERY: u32 = 5;
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Cluster work queued at most; more is handled as if Redis were down (never waited for).
 pub const OPS_QUEUE: usize = 4096;
+/// Cluster work taken off the queue at once.
+const OPS_BATCH: usize = 256;
 /// Heartbeats whose ping may go unheard before the subscription is taken for dead.
 const PINGS_UNHEARD: u64 = 2;
 
@@ -359,22 +361,24 @@ impl Store {
         }
     }
 
-    /// Publishes `news` to `node`; false when Redis cannot be reached or nobody listens on that
-    /// node's channel (it is gone, or cut off from Redis): the news is lost either way.
-    async fn forward(&self, node: &str, news: &News) -> bool {
-        let Ok(text) = serde_json::to_string(news) else {
-            return false;
-        };
-        let channel = format!("confab:to:{node}");
-        self.run("publish", async |c| {
-            redis::cmd("PUBLISH")
-                .arg(&channel)
-                .arg(&text)
-                .query_async::<i64>(c)
-                .await
-        })
-        .await
-        .is_some_and(|listeners| listeners > 0)
+    /// Publishes each `(node, news)` to its node, in one round trip; for each, whether it was
+    /// heard: false when Redis cannot be reached or nobody listens on that node's channel (it
+    /// is gone, or cut off from Redis), the news lost either way.
+    async fn publish(&self, news: &[(String, News)]) -> Vec<bool> {
+        let mut pipe = redis::pipe();
+        for (node, n) in news {
+            let text = serde_json::to_string(n).unwrap_or_default();
+            pipe.cmd("PUBLISH")
+                .arg(format!("confab:to:{node}"))
+                .arg(text);
+        }
+        let heard: Option<Vec<i64>> = self
+            .run("publish", async |c| pipe.query_async(c).await)
+            .await;
+        match heard {
+            Some(h) if h.len() == news.len() => h.into_iter().map(|n| n > 0).collect(),
+            _ => vec![false; news.len()],
+        }
     }
 
     async fn heartbeat(&self) -> bool {
@@ -467,51 +471,78 @@ fn triples(flat: &[String]) -> Vec<RemotePeer> {
         .collect()
 }
 
-/// Carries the room logic's cluster work to Redis, in order.
+/// Carries the room logic's cluster work to Redis, in order. What is waiting is taken at once
+/// (up to [`OPS_BATCH`]): signals in a row go to Redis in one round trip.
 pub async fn ops_loop(
     hub: Arc<Hub>,
     store: Arc<Store>,
     mut ops: mpsc::Receiver<ClusterOp>,
     cancel: CancellationToken,
 ) {
+    let mut batch = Vec::with_capacity(OPS_BATCH);
+    // Signals waiting to be published, with the connection that sent each.
+    let mut signals: Vec<(String, News)> = Vec::new();
+    let mut senders: Vec<ConnId> = Vec::new();
     loop {
-        let op = tokio::select! {
+        tokio::select! {
             _ = cancel.cancelled() => return,
-            op = ops.recv() => match op {
-                Some(op) => op,
-                None => return,
-            },
-        };
-        match op {
-            ClusterOp::Claim {
-                conn,
-                seat,
-                capacity,
-            } => {
-                let result = store.claim(&seat, capacity).await;
-                hub.claimed(conn, seat, result);
-            }
-            ClusterOp::Release { room, id } => store.release(&room, &id).await,
-            ClusterOp::Forward {
-                node,
-                room,
-                to,
-                text,
-                from,
-                sender,
-            } => {
-                let news = News::Signal {
+            n = ops.recv_many(&mut batch, OPS_BATCH) => if n == 0 { return },
+        }
+        for op in batch.drain(..) {
+            // In order: the signals before a claim or a release go first.
+            match op {
+                ClusterOp::Forward {
+                    node,
                     room,
-                    from: sender.0,
-                    to: to.0,
+                    to,
                     text,
-                };
-                if !store.forward(&node, &news).await {
-                    hub.forward_failed(from);
+                    from,
+                    sender,
+                } => {
+                    let news = News::Signal {
+                        room,
+                        from: sender.0,
+                        to: to.0,
+                        text,
+                    };
+                    signals.push((node, news));
+                    senders.push(from);
+                }
+                ClusterOp::Claim {
+                    conn,
+                    seat,
+                    capacity,
+                } => {
+                    publish_signals(&hub, &store, &mut signals, &mut senders).await;
+                    let result = store.claim(&seat, capacity).await;
+                    hub.claimed(conn, seat, result);
+                }
+                ClusterOp::Release { room, id } => {
+                    publish_signals(&hub, &store, &mut signals, &mut senders).await;
+                    store.release(&room, &id).await;
                 }
             }
         }
+        publish_signals(&hub, &store, &mut signals, &mut senders).await;
     }
+}
+
+async fn publish_signals(
+    hub: &Hub,
+    store: &Store,
+    signals: &mut Vec<(String, News)>,
+    senders: &mut Vec<ConnId>,
+) {
+    if signals.is_empty() {
+        return;
+    }
+    let heard = store.publish(signals).await;
+    for (from, heard) in senders.drain(..).zip(heard) {
+        if !heard {
+            hub.forward_failed(from);
+        }
+    }
+    signals.clear();
 }
 
 /// Listens on this node's channel, reconnecting after any loss.
@@ -588,7 +619,9 @@ fn apply(hub: &Hub, news: News) {
 /// NAT or firewall forgetting it, a half-open socket) errs nowhere: it only stops hearing.
 async fn check_subscription(store: &Store) {
     let sent = store.pings_sent.fetch_add(1, Ordering::Relaxed) + 1;
-    store.forward(&store.node, &News::Ping { n: sent }).await;
+    store
+        .publish(&[(store.node.clone(), News::Ping { n: sent })])
+        .await;
     if sent.saturating_sub(store.pings_heard.load(Ordering::Relaxed)) > PINGS_UNHEARD {
         tracing::warn!("redis: this node's subscription hears nothing; subscribing again");
         // The new subscription gets as long as the old one had.

@@ -22,6 +22,7 @@ mod three_nodes {
     use super::*;
 
     on_nodes!(3;
+        relay_of_offer_answer_and_candidates_is_byte_for_byte,
         a_room_sees_joins_signals_and_leaves,
         spoofed_sender,
         room_full,

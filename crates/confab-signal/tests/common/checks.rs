@@ -52,6 +52,69 @@ async fn expect_left(c: &mut Client, who: &str) {
     );
 }
 
+/// An offer as a browser or the engine would send it (~5 KB of SDP).
+fn sdp(kind: &str) -> String {
+    let mut s =
+        String::from("v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n");
+    s.push_str("a=group:BUNDLE 0 1\r\na=msid-semantic: WMS\r\n");
+    for (mid, media) in [(0, "audio"), (1, "video")] {
+        s.push_str(&format!(
+            "m={media} 9 UDP/TLS/RTP/SAVPF 111 96 97 102\r\nc=IN IP4 0.0.0.0\r\n"
+        ));
+        s.push_str(&format!(
+            "a=mid:{mid}\r\na=ice-ufrag:Zx4q\r\na=ice-pwd:9fDCvC7Nq8a0b3pD8r1mLz0Q\r\n"
+        ));
+        s.push_str("a=fingerprint:sha-256 7B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:DC:B8:5F:64:1A:24:C2:43:F0:A1:58:D0:A1:2C:19:08\r\n");
+        for pt in 96..120 {
+            s.push_str(&format!("a=rtpmap:{pt} H264/90000\r\na=rtcp-fb:{pt} nack pli\r\na=fmtp:{pt} level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n"));
+        }
+    }
+    serde_json::json!({"kind":"description","description":{"type":kind,"sdp":s}}).to_string()
+}
+
+/// An offer, an answer and a burst of candidates arrive as sent, in order, each wrapped with its
+/// real sender.
+pub async fn relay_of_offer_answer_and_candidates_is_byte_for_byte(n: usize) {
+    let nodes = Nodes::start(n, |_| {}).await;
+    let (mut a, a_id) = joined(&nodes, 0, "call", "Ada").await;
+    let (mut b, b_id) = joined(&nodes, 1, "call", "Bob").await;
+    expect_joined(&mut a, &b_id, "Bob").await;
+    let offer = sdp("offer");
+    assert!(offer.len() > 4000, "{}", offer.len());
+    let answer = sdp("answer");
+    // Each candidate its own (the port), so that their order shows.
+    let candidate = |i: usize| {
+        format!(
+            r#"{{"kind":"candidate","candidate":{{"candidate":"candidate:3 1 udp 2122260223 192.168.1.20 {} typ host generation 0 ufrag Zx4q network-id 1","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"Zx4q"}}}}"#,
+            50000 + i
+        )
+    };
+    a.signal(&b_id, &offer).await;
+    let got = b.recv_text().await;
+    assert_eq!(
+        got,
+        format!(r#"{{"type":"signal","from":"{a_id}","data":{offer}}}"#)
+    );
+    b.signal(&a_id, &answer).await;
+    let got = a.recv_text().await;
+    assert_eq!(
+        got,
+        format!(r#"{{"type":"signal","from":"{b_id}","data":{answer}}}"#)
+    );
+    for i in 0..40 {
+        a.signal(&b_id, &candidate(i)).await;
+    }
+    for i in 0..40 {
+        assert_eq!(
+            b.recv_text().await,
+            format!(
+                r#"{{"type":"signal","from":"{a_id}","data":{}}}"#,
+                candidate(i)
+            )
+        );
+    }
+}
+
 /// Four people join one room one after another, signal each other, and go: everyone sees
 /// everyone join (with the same id and name), `welcome` lists the others in join order, every
 /// signal arrives stamped with its real sender, and a leave and a dropped connection are a
