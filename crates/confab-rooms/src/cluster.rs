@@ -305,9 +305,13 @@ impl Rooms {
         remove_remote(r, |m| &m.id == id, now, config, out);
     }
 
-    /// `node` is gone (its heartbeat expired): its members leave every room here.
-    pub fn node_gone(&mut self, node: &str, now: Instant, out: &mut Vec<Output>) {
+    /// `node` is gone (its heartbeat expired; its seats were freed at version `ver`): its
+    /// members leave the rooms here. Not those that already reflect a later version: there the
+    /// store's news (or snapshot) after the reaping was applied, and a member of `node` in them
+    /// is one it seated again after coming back.
+    pub fn node_gone(&mut self, node: &str, ver: u64, now: Instant, out: &mut Vec<Output>) {
         self.remove_remotes(
+            ver,
             |m| matches!(&m.at, Place::Remote { node: n } if n == node),
             now,
             out,
@@ -318,17 +322,19 @@ impl Rooms {
     /// nodes have let its members go, and its members now hear the same of theirs. They come
     /// back (as `peer-joined`) with the snapshots read when the store is reached again.
     pub fn store_lost(&mut self, now: Instant, out: &mut Vec<Output>) {
-        self.remove_remotes(|_| true, now, out);
+        self.remove_remotes(u64::MAX, |_| true, now, out);
     }
 
+    /// Removes the remote members `which` from every room at most at version `up_to`.
     fn remove_remotes(
         &mut self,
+        up_to: u64,
         which: impl Fn(&Member) -> bool,
         now: Instant,
         out: &mut Vec<Output>,
     ) {
         let config = &self.config;
-        for r in self.rooms.values_mut() {
+        for r in self.rooms.values_mut().filter(|r| r.ver <= up_to) {
             remove_remote(r, &which, now, config, out);
         }
     }
@@ -711,10 +717,24 @@ mod tests {
     fn a_dead_node_s_members_leave() {
         let (mut a, conn, _, _) = ada_with_bob_and_cy();
         let mut out = Vec::new();
-        a.node_gone("b", T0(), &mut out);
+        a.node_gone("b", 4, T0(), &mut out);
         let t = texts(&out, conn);
         assert!(t.len() == 1 && t[0].contains("b1"), "{t:?}");
         assert_eq!(a.remote_nodes(), vec!["c".to_string()]);
+    }
+
+    /// Node b is reaped at version 5, but came back and seated Bob again (version 6) and that
+    /// news was applied here before the reaping's answer: Bob stays.
+    #[test]
+    fn a_node_reaped_before_its_return_keeps_the_members_it_seated_again() {
+        let (mut a, _, _, _) = ada_with_bob_and_cy();
+        let mut out = Vec::new();
+        a.remote_left("r", 4, &PeerId("b1".into()), T0(), &mut out);
+        a.remote_joined("r", 6, remote("b2", "Bob", "b"), &mut out);
+        out.clear();
+        a.node_gone("b", 5, T0(), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(a.remote_nodes(), vec!["b".to_string(), "c".to_string()]);
     }
 
     fn seated(ver: u64, members: Vec<RemotePeer>) -> ClaimResult {

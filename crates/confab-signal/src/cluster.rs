@@ -135,17 +135,17 @@ return {'ok', tostring(ver), want, unpack(before)}
 /// ARGV: room, id, node.
 const RELEASE: &str = "return release(ARGV[1], ARGV[2], ARGV[3])";
 
-/// ARGV: node. Frees every seat of a node whose heartbeat has expired (-1 if it is alive).
+/// ARGV: node. Frees every seat of a node whose heartbeat has expired; answers the version
+/// after that (-1 if the node is alive).
 const REAP: &str = r#"
 local node = ARGV[1]
 if redis.call('EXISTS', 'confab:node:' .. node) == 1 then return -1 end
-local n = 0
 for _, s in ipairs(redis.call('SMEMBERS', 'confab:seats:' .. node)) do
   local nl = string.find(s, '\n', 1, true)
-  n = n + release(string.sub(s, 1, nl - 1), string.sub(s, nl + 1), node)
+  release(string.sub(s, 1, nl - 1), string.sub(s, nl + 1), node)
 end
 redis.call('DEL', 'confab:seats:' .. node)
-return n
+return tonumber(redis.call('GET', 'confab:ver') or '0')
 "#;
 
 /// ARGV: node, then room, id, name, password for each seat the node holds. Registers the seats
@@ -397,14 +397,15 @@ impl Store {
         .is_some()
     }
 
-    /// Frees a dead node's seats; false if it is alive after all (or Redis is down).
-    async fn reap(&self, node: &str) -> bool {
-        let n: Option<i64> = self
+    /// Frees a dead node's seats; the version after that, `None` if the node is alive after
+    /// all (or Redis is down).
+    async fn reap(&self, node: &str) -> Option<u64> {
+        let ver: i64 = self
             .run("reap", async |c| {
                 self.scripts.reap.arg(node).invoke_async(c).await
             })
-            .await;
-        n.is_some_and(|n| n >= 0)
+            .await?;
+        u64::try_from(ver).ok()
     }
 
     async fn restore(&self, seats: &[Seat]) -> bool {
@@ -663,9 +664,9 @@ pub async fn heartbeat_loop(hub: Arc<Hub>, store: Arc<Store>, cancel: Cancellati
             store.healthy.store(true, Ordering::Relaxed);
             check_subscription(&store).await;
             for node in hub.read_rooms(|r| r.remote_nodes()) {
-                if store.reap(&node).await {
+                if let Some(ver) = store.reap(&node).await {
                     tracing::info!(node, "redis: a node stopped; its people left");
-                    hub.node_gone(&node);
+                    hub.node_gone(&node, ver);
                 }
             }
             let missed = store.missed_news.swap(false, Ordering::Relaxed);

@@ -234,8 +234,8 @@ impl Hub {
         self.with_rooms(|r, _, out| r.remote_signal(room, from, to, text, out));
     }
 
-    pub fn node_gone(&self, node: &str) {
-        self.with_rooms(|r, now, out| r.node_gone(node, now, out));
+    pub fn node_gone(&self, node: &str, ver: u64) {
+        self.with_rooms(|r, now, out| r.node_gone(node, ver, now, out));
     }
 
     /// A signal for another node could not be handed to the store: its sender is told.
