@@ -6,12 +6,14 @@ use crate::{cargo, root, status, Result};
 use std::path::PathBuf;
 use std::process::Command;
 
-/// A benchmark: its name, the packages it runs (besides `confab-bench`), and whether it needs
-/// the test packages (Xvfb, Chromium, ...) rather than only the build ones.
+/// A benchmark: its name, the packages it runs (besides `confab-bench`), whether it needs
+/// the test packages (Xvfb, Chromium, ...) rather than only the build ones, and the system
+/// packages it needs besides those.
 struct Bench {
     name: &'static str,
     packages: &'static [&'static str],
     test_packages: bool,
+    system: &'static [&'static str],
 }
 
 const BENCHES: &[Bench] = &[
@@ -19,27 +21,33 @@ const BENCHES: &[Bench] = &[
         name: "signal",
         packages: &["confab-signal", "confab-loadgen"],
         test_packages: false,
+        // `--nodes K` joins K nodes through a real Redis.
+        system: &["redis-server"],
     },
     Bench {
         name: "call",
         packages: &["confab-signal", "confab-peer"],
         test_packages: false,
+        system: &[],
     },
     Bench {
         name: "app",
         packages: &["confab", "confab-signal", "confab-peer"],
         test_packages: true,
+        system: &[],
     },
     Bench {
         name: "vs-browser",
         packages: &["confab", "confab-signal", "confab-peer"],
         test_packages: true,
+        system: &[],
     },
     Bench {
         name: "audio",
         // Its program, confab-audio-bench, is a binary of confab-media.
         packages: &["confab-media"],
         test_packages: false,
+        system: &[],
     },
 ];
 
@@ -67,11 +75,13 @@ pub fn main(args: &[String]) -> Result {
         // The help lives with the benchmark: only confab-bench is needed to print it.
         status(build, "building confab-bench (release)")?;
     } else {
-        if bench.test_packages {
-            crate::deps::ensure(&crate::deps::test_packages())?;
+        let mut system = if bench.test_packages {
+            crate::deps::test_packages()
         } else {
-            crate::deps::ensure(crate::deps::BUILD)?;
-        }
+            crate::deps::BUILD.to_vec()
+        };
+        system.extend(bench.system);
+        crate::deps::ensure(&system)?;
         for p in bench.packages {
             build.args(["-p", p]);
         }

@@ -76,6 +76,9 @@ fn fmt_ratio(r: Option<f64>) -> String {
 pub struct SignalRow {
     /// Total messages per second asked of the generator.
     pub rate: f64,
+    /// Signaling nodes (more than one: sharing rooms through Redis, the generator's clients
+    /// spread over them). Server CPU and peak RSS are all the nodes' (and Redis's).
+    pub nodes: usize,
     pub connections_wanted: u64,
     pub connections_held: u64,
     pub connect_failures: u64,
@@ -98,12 +101,14 @@ impl SignalRow {
     pub fn new(
         rate: f64,
         payload_bytes: usize,
+        nodes: usize,
         s: &LoadgenSummary,
         server_cpu_s: Option<f64>,
         server_peak_rss_mib: Option<f64>,
     ) -> Self {
         SignalRow {
             rate,
+            nodes,
             connections_wanted: s.connections_wanted,
             connections_held: s.connections_held,
             connect_failures: s.connect_failures,
@@ -123,8 +128,9 @@ impl SignalRow {
 
 pub fn signal_table(rows: &[SignalRow]) -> String {
     let mut t = format!(
-        "{:>9} {:>8} {:>10} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9}\n",
+        "{:>9} {:>5} {:>8} {:>10} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9}\n",
         "rate/s",
+        "nodes",
         "held",
         "relayed/s",
         "p50 ms",
@@ -137,8 +143,9 @@ pub fn signal_table(rows: &[SignalRow]) -> String {
     for r in rows {
         let _ = writeln!(
             t,
-            "{:>9} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.1} {:>9} s {:>9} {:>7.1} s",
+            "{:>9} {:>5} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.1} {:>9} s {:>9} {:>7.1} s",
             r.rate,
+            r.nodes,
             r.connections_held,
             r.relayed_per_second,
             r.latency_ms_p50,
@@ -887,7 +894,10 @@ mod tests {
     fn signal_json_round_trips_with_the_servers_figures() {
         let s: LoadgenSummary =
             serde_json::from_str(include_str!("../testdata/loadgen-summary.json")).unwrap();
-        let rows = vec![SignalRow::new(1000.0, 200, &s, Some(0.8), None)];
+        let rows = vec![
+            SignalRow::new(1000.0, 200, 1, &s, Some(0.8), None),
+            SignalRow::new(1000.0, 200, 3, &s, Some(1.9), None),
+        ];
         let dir =
             std::env::temp_dir().join(format!("confab-bench-test-signal-{}", std::process::id()));
         let path = write_json(&dir, "signal.json", &rows).unwrap();
@@ -906,6 +916,7 @@ mod tests {
                 "latency_ms_max",
                 "latency_ms_p50",
                 "latency_ms_p99",
+                "nodes",
                 "payload_bytes",
                 "rate",
                 "relayed_per_second",
@@ -918,13 +929,15 @@ mod tests {
         assert_eq!(row["latency_ms_p99"].as_f64(), Some(s.latency_ms_p99));
         assert_eq!(row["server_cpu_s"].as_f64(), Some(0.8));
         assert!(row["server_peak_rss_mib"].is_null());
+        assert_eq!(row["nodes"].as_u64(), Some(1));
+        assert_eq!(v[1]["nodes"].as_u64(), Some(3));
         let back: Vec<SignalRow> = serde_json::from_str(&text).unwrap();
         assert_eq!(back, rows);
-        assert!(signal_table(&rows)
-            .lines()
-            .nth(1)
-            .unwrap()
-            .contains("0.8 s"));
+        let table = signal_table(&rows);
+        assert!(table.lines().next().unwrap().contains("nodes"), "{table}");
+        let three = table.lines().nth(2).unwrap();
+        assert!(three.contains("1.9 s"), "{table}");
+        assert_eq!(three.split_whitespace().nth(1), Some("3"), "{table}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -58,9 +58,13 @@ The generator holds N connections in rooms of 2-8 peers and relays signal messag
 total rate R (messages/s), then prints connections held, relayed messages/s, relay latency
 p50/p99, the server's CPU seconds and peak RSS, and the generator's own CPU (a generator near
 one full core means the figure is the generator's limit, not the server's).
-Defaults: N=10000, rates 10000,20000, 15 s each, 200-byte payload.
+With --nodes K (K > 1), each rate also runs on K nodes sharing rooms through a real
+redis-server (started here, like the nodes, on core 0: the same CPU as one node), the
+generator's clients spread round robin over the K nodes, so most signals cross nodes; the
+table shows those figures beside the one-node ones (column `nodes`).
+Defaults: N=10000, rates 10000,20000, 15 s each, 200-byte payload, 1 node.
 Targets: 10,000 connections held; p99 under 20 ms at 20,000 messages/s.
-Writes target/bench/signal.json (one object per rate).";
+Writes target/bench/signal.json (one object per rate and number of nodes).";
 
 const CALL_HELP: &str = "\
 Runs two confab-peer processes calling each other through a local confab-signal (release
@@ -112,7 +116,7 @@ enum What {
     /// Signaling server load: connections held, relay rate and latency, server CPU and memory.
     #[command(
         long_about = SIGNAL_HELP,
-        override_usage = "cargo xtask bench signal [--connections N] [--rates R1,R2,..] [--duration SECS] [--payload BYTES]"
+        override_usage = "cargo xtask bench signal [--connections N] [--rates R1,R2,..] [--duration SECS] [--payload BYTES] [--nodes K]"
     )]
     Signal {
         /// Connections the generator holds.
@@ -127,6 +131,9 @@ enum What {
         /// Bytes of payload per message.
         #[arg(long, default_value_t = 200)]
         payload: usize,
+        /// Also run on this many nodes sharing rooms through Redis (1: one node only).
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
         #[command(flatten)]
         dirs: Dirs,
     },
@@ -197,13 +204,19 @@ fn main() -> Result<()> {
             rates,
             duration,
             payload,
+            nodes,
             dirs,
         } => {
             let rates = list(&rates, "rates")?
                 .iter()
                 .map(|r| r.parse().with_context(|| format!("bad rate `{r}`")))
                 .collect::<Result<Vec<f64>>>()?;
-            runs::signal::run(connections, &rates, duration, payload, &dirs)
+            let load = runs::signal::Load {
+                connections,
+                duration,
+                payload,
+            };
+            runs::signal::run(&load, &rates, nodes, &dirs)
         }
         What::Call {
             duration,
@@ -296,6 +309,8 @@ mod tests {
             "1000,2000",
             "--payload",
             "64",
+            "--nodes",
+            "3",
             "--out-dir",
             "/x",
         ])
@@ -305,14 +320,15 @@ mod tests {
             rates,
             payload,
             duration,
+            nodes,
             dirs,
         } = cli.what
         else {
             panic!("not signal")
         };
         assert_eq!(
-            (connections, rates.as_str(), payload),
-            (200, "1000,2000", 64)
+            (connections, rates.as_str(), payload, nodes),
+            (200, "1000,2000", 64, 3)
         );
         assert_eq!(duration, 15.0);
         assert_eq!(dirs.out().unwrap(), PathBuf::from("/x"));

@@ -1,6 +1,7 @@
-//! `confab-loadgen`: holds N WebSocket connections to a Confab signaling server in rooms of
-//! 2–8 peers, relays signal messages between them at a total rate, and prints what it saw:
-//! connections held, messages relayed per second, relay latency p50/p99, its own CPU.
+//! `confab-loadgen`: holds N WebSocket connections to a Confab signaling server (or spread
+//! over the nodes of a cluster, `--url` once per node) in rooms of 2–8 peers, relays signal
+//! messages between them at a total rate, and prints what it saw: connections held, messages
+//! relayed per second, relay latency p50/p99, its own CPU.
 //!
 //! Every message carries its send time; the receiver (same process, same monotonic clock)
 //! records the difference, so latency is measured end to end through the server.
@@ -21,9 +22,11 @@ use tokio_tungstenite::tungstenite::Message;
 #[derive(Debug, Parser)]
 #[command(name = "confab-loadgen", about)]
 struct Args {
-    /// WebSocket URL of the server.
-    #[arg(long, default_value = "ws://127.0.0.1:8787/ws")]
-    url: String,
+    /// WebSocket URL of the server. Give it once per node to spread the clients over the
+    /// nodes of a cluster: client i goes to the (i mod K)-th of K URLs, so a room's members
+    /// sit on different nodes.
+    #[arg(long, default_value = "ws://127.0.0.1:8787/ws", action = clap::ArgAction::Append)]
+    url: Vec<String>,
     /// Connections to hold.
     #[arg(long, default_value_t = 1000)]
     connections: usize,
@@ -190,7 +193,7 @@ async fn main() -> anyhow::Result<()> {
     let mut tasks = Vec::with_capacity(args.connections);
     for (i, room) in rooms.into_iter().enumerate() {
         let shared = shared.clone();
-        let url = args.url.clone();
+        let url = args.url[i % args.url.len()].clone();
         let go = go_rx.clone();
         let ramp = ramp.clone();
         let duration = Duration::from_secs_f64(args.duration);

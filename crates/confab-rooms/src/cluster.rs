@@ -184,8 +184,19 @@ impl Rooms {
                 password,
                 members,
             } => {
+                // `welcome` lists the others in join order: the store's, which is every
+                // node's (this node may have learned of them in another order).
+                let order: HashMap<PeerId, usize> = members
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (p.id.clone(), i))
+                    .collect();
                 self.rooms.entry(seat.room.clone()).or_default().password = password;
                 self.remote_snapshot(&seat.room, ver, members, now, out);
+                if let Some(r) = self.rooms.get_mut(&seat.room) {
+                    r.members
+                        .sort_by_key(|m| order.get(&m.id).copied().unwrap_or(usize::MAX));
+                }
                 self.seat(conn, seat.room, seat.id, seat.name, password, out);
                 return;
             }
@@ -294,17 +305,37 @@ impl Rooms {
         remove_remote(r, |m| &m.id == id, now, config, out);
     }
 
-    /// `node` is gone (its heartbeat expired): its members leave every room here.
-    pub fn node_gone(&mut self, node: &str, now: Instant, out: &mut Vec<Output>) {
+    /// `node` is gone (its heartbeat expired; its seats were freed at version `ver`): its
+    /// members leave the rooms here. Not those that already reflect a later version: there the
+    /// store's news (or snapshot) after the reaping was applied, and a member of `node` in them
+    /// is one it seated again after coming back.
+    pub fn node_gone(&mut self, node: &str, ver: u64, now: Instant, out: &mut Vec<Output>) {
+        self.remove_remotes(
+            ver,
+            |m| matches!(&m.at, Place::Remote { node: n } if n == node),
+            now,
+            out,
+        );
+    }
+
+    /// This node has been out of reach of the store longer than its heartbeat lives: the other
+    /// nodes have let its members go, and its members now hear the same of theirs. They come
+    /// back (as `peer-joined`) with the snapshots read when the store is reached again.
+    pub fn store_lost(&mut self, now: Instant, out: &mut Vec<Output>) {
+        self.remove_remotes(u64::MAX, |_| true, now, out);
+    }
+
+    /// Removes the remote members `which` from every room at most at version `up_to`.
+    fn remove_remotes(
+        &mut self,
+        up_to: u64,
+        which: impl Fn(&Member) -> bool,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
         let config = &self.config;
-        for r in self.rooms.values_mut() {
-            remove_remote(
-                r,
-                |m| matches!(&m.at, Place::Remote { node: n } if n == node),
-                now,
-                config,
-                out,
-            );
+        for r in self.rooms.values_mut().filter(|r| r.ver <= up_to) {
+            remove_remote(r, &which, now, config, out);
         }
     }
 
@@ -666,23 +697,107 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_dead_node_s_members_leave() {
+    /// Node "a" with Ada seated in room "r" beside Bob (node b) and Cy (node c), at version 3.
+    fn ada_with_bob_and_cy() -> (Rooms, ConnId, Seat, Vec<RemotePeer>) {
         let mut a = node("a");
         let (conn, seat) = join(&mut a, "r", "Ada", None);
-        let mut out = Vec::new();
         let members = vec![remote("b1", "Bob", "b"), remote("c1", "Cy", "c")];
-        let result = ClaimResult::Seated {
-            ver: 1,
-            password: None,
-            members,
-        };
-        a.claimed(conn, seat, result, T0(), &mut out);
-        out.clear();
-        a.node_gone("b", T0(), &mut out);
+        let mut out = Vec::new();
+        a.claimed(
+            conn,
+            seat.clone(),
+            seated(3, members.clone()),
+            T0(),
+            &mut out,
+        );
+        (a, conn, seat, members)
+    }
+
+    #[test]
+    fn a_dead_node_s_members_leave() {
+        let (mut a, conn, _, _) = ada_with_bob_and_cy();
+        let mut out = Vec::new();
+        a.node_gone("b", 4, T0(), &mut out);
         let t = texts(&out, conn);
         assert!(t.len() == 1 && t[0].contains("b1"), "{t:?}");
         assert_eq!(a.remote_nodes(), vec!["c".to_string()]);
+    }
+
+    /// Node b is reaped at version 5, but came back and seated Bob again (version 6) and that
+    /// news was applied here before the reaping's answer: Bob stays.
+    #[test]
+    fn a_node_reaped_before_its_return_keeps_the_members_it_seated_again() {
+        let (mut a, _, _, _) = ada_with_bob_and_cy();
+        let mut out = Vec::new();
+        a.remote_left("r", 4, &PeerId("b1".into()), T0(), &mut out);
+        a.remote_joined("r", 6, remote("b2", "Bob", "b"), &mut out);
+        out.clear();
+        a.node_gone("b", 5, T0(), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(a.remote_nodes(), vec!["b".to_string(), "c".to_string()]);
+    }
+
+    fn seated(ver: u64, members: Vec<RemotePeer>) -> ClaimResult {
+        ClaimResult::Seated {
+            ver,
+            password: None,
+            members,
+        }
+    }
+
+    fn peer_ids(welcome: &str) -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(welcome).unwrap();
+        v["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Bob (node b) joined before Ada (here), but this node heard of him after seating her:
+    /// a later joiner's welcome still lists Bob first, as the store does.
+    #[test]
+    fn a_welcome_lists_the_others_in_the_store_s_join_order() {
+        let mut a = node("a");
+        let (ada, seat) = join(&mut a, "r", "Ada", None);
+        let mut out = Vec::new();
+        a.claimed(ada, seat.clone(), seated(2, vec![]), T0(), &mut out);
+        a.remote_snapshot("r", 2, vec![remote("b1", "Bob", "b")], T0(), &mut out);
+        let (cy, cy_seat) = join(&mut a, "r", "Cy", None);
+        out.clear();
+        let store = vec![
+            remote("b1", "Bob", "b"),
+            remote(seat.id.as_str(), "Ada", "a"),
+        ];
+        a.claimed(cy, cy_seat, seated(3, store), T0(), &mut out);
+        let welcome = &texts(&out, cy)[0];
+        assert_eq!(
+            peer_ids(welcome),
+            vec!["b1".to_string(), seat.id.0.clone()],
+            "{welcome}"
+        );
+    }
+
+    #[test]
+    fn a_node_cut_off_from_the_store_lets_the_others_go_and_gets_them_back() {
+        let (mut a, ada, seat, members) = ada_with_bob_and_cy();
+        let mut out = Vec::new();
+        a.store_lost(T0(), &mut out);
+        let t = texts(&out, ada);
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert!(t.iter().all(|m| m.contains("peer-left")), "{t:?}");
+        assert!(t[0].contains("b1") && t[1].contains("c1"), "{t:?}");
+        assert!(a.remote_nodes().is_empty());
+        assert_eq!(a.seats(), vec![seat], "its own stay");
+        // The store is back (versions start over): the snapshot brings them back, once.
+        out.clear();
+        a.forget_versions();
+        a.remote_snapshot("r", 1, members.clone(), T0(), &mut out);
+        a.remote_snapshot("r", 1, members, T0(), &mut out);
+        let t = texts(&out, ada);
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert!(t.iter().all(|m| m.contains("peer-joined")), "{t:?}");
     }
 
     #[test]

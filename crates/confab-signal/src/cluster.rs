@@ -11,24 +11,31 @@
 //! - **heartbeat**: every second `confab:node:NODE` is set to expire in 3 s; the nodes of remote
 //!   members are checked and a dead one's seats are reaped (one script, so every survivor may
 //!   try and only one does the work) and announced as `peer-left`; every 5 s (and after any gap)
-//!   each room's snapshot is read, a backstop for pub/sub's at-most-once delivery. When Redis
-//!   comes back after an outage, the node registers its seats again before anything else.
+//!   each room's snapshot is read, a backstop for pub/sub's at-most-once delivery. Each
+//!   heartbeat the node also pings itself through its channel: a subscription that hears none
+//!   of three is dropped and made again (a connection can die without an error). A node that
+//!   has not reached Redis for as long as a heartbeat lives has been reaped by the others: its
+//!   people hear the other nodes' people leave too ([`confab_rooms::Rooms::store_lost`]), so
+//!   both sides of a split see the same. When Redis comes back, the node registers its seats
+//!   again before anything else (the others hear them join) and reads every room afresh (its
+//!   people hear the others join).
 //!
-//! Keys: `confab:room:ROOM` (hash: `~pw`, `~ver`, and one field per member: `NODE\nNAME`),
+//! Keys: `confab:room:ROOM` (hash: `~pw`, `~ver`, and one field per member:
+//! `NODE\nVER\nNAME`, VER the version its join made: members are listed in join order),
 //! `confab:seats:NODE` (set of `ROOM\nID`), `confab:node:NODE` (heartbeat), `confab:ver` (the
 //! version counter, one for all rooms so that a room made again never goes back in version).
 
 use crate::hub::Hub;
 use confab_protocol::PeerId;
-use confab_rooms::{ClaimResult, ClusterOp, RemotePeer, Seat};
+use confab_rooms::{ClaimResult, ClusterOp, ConnId, RemotePeer, Seat};
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisResult, Script};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// How long a node's heartbeat lives; a node silent this long is reaped by the others.
@@ -39,24 +46,35 @@ const SNAPSHOT_EVERY: u32 = 5;
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Cluster work queued at most; more is handled as if Redis were down (never waited for).
 pub const OPS_QUEUE: usize = 4096;
+/// Cluster work taken off the queue at once.
+const OPS_BATCH: usize = 256;
+/// Heartbeats whose ping may go unheard before the subscription is taken for dead.
+const PINGS_UNHEARD: u64 = 2;
 
 /// Shared by every script: frees one seat, raises the room's version and tells the room's
 /// other nodes. Only the node holding the seat frees it.
 const RELEASE_FN: &str = r#"
 local function members_of(h)
   local all = redis.call('HGETALL', h)
-  local members, nodes = {}, {}
+  local seated, nodes = {}, {}
   for i = 1, #all, 2 do
     local f = all[i]
     if string.sub(f, 1, 1) ~= '~' then
       local v = all[i + 1]
-      local nl = string.find(v, '\n', 1, true)
-      local node = string.sub(v, 1, nl - 1)
-      table.insert(members, f)
-      table.insert(members, node)
-      table.insert(members, string.sub(v, nl + 1))
+      local a = string.find(v, '\n', 1, true)
+      local b = string.find(v, '\n', a + 1, true)
+      local node = string.sub(v, 1, a - 1)
+      table.insert(seated, {f, node, string.sub(v, b + 1), tonumber(string.sub(v, a + 1, b - 1))})
       nodes[node] = true
     end
+  end
+  -- In join order: a hash keeps no order once it outgrows its compact encoding.
+  table.sort(seated, function(x, y) return x[4] < y[4] end)
+  local members = {}
+  for _, m in ipairs(seated) do
+    table.insert(members, m[1])
+    table.insert(members, m[2])
+    table.insert(members, m[3])
   end
   return members, nodes
 end
@@ -91,7 +109,7 @@ local function seat(room, id, node, name, pw)
     redis.call('HSET', h, '~pw', pw)
   end
   local ver = redis.call('INCR', 'confab:ver')
-  redis.call('HSET', h, '~ver', ver, id, node .. '\n' .. name)
+  redis.call('HSET', h, '~ver', ver, id, node .. '\n' .. ver .. '\n' .. name)
   redis.call('SADD', 'confab:seats:' .. node, room .. '\n' .. id)
   publish(nodes, node, cjson.encode({t = 'join', room = room, id = id, name = name, node = node, ver = ver}))
   return ver, members
@@ -117,17 +135,17 @@ return {'ok', tostring(ver), want, unpack(before)}
 /// ARGV: room, id, node.
 const RELEASE: &str = "return release(ARGV[1], ARGV[2], ARGV[3])";
 
-/// ARGV: node. Frees every seat of a node whose heartbeat has expired (-1 if it is alive).
+/// ARGV: node. Frees every seat of a node whose heartbeat has expired; answers the version
+/// after that (-1 if the node is alive).
 const REAP: &str = r#"
 local node = ARGV[1]
 if redis.call('EXISTS', 'confab:node:' .. node) == 1 then return -1 end
-local n = 0
 for _, s in ipairs(redis.call('SMEMBERS', 'confab:seats:' .. node)) do
   local nl = string.find(s, '\n', 1, true)
-  n = n + release(string.sub(s, 1, nl - 1), string.sub(s, nl + 1), node)
+  release(string.sub(s, 1, nl - 1), string.sub(s, nl + 1), node)
 end
 redis.call('DEL', 'confab:seats:' .. node)
-return n
+return tonumber(redis.call('GET', 'confab:ver') or '0')
 "#;
 
 /// ARGV: node, then room, id, name, password for each seat the node holds. Registers the seats
@@ -182,6 +200,10 @@ enum News {
         to: String,
         text: String,
     },
+    /// Sent by a node to itself each heartbeat: its subscription is alive while it hears them.
+    Ping {
+        n: u64,
+    },
 }
 
 struct Scripts {
@@ -215,6 +237,11 @@ pub struct Store {
     dirty: Arc<AtomicBool>,
     /// Set by the subscriber when it (re)subscribed: news may have been missed.
     missed_news: AtomicBool,
+    /// The last ping this node sent itself, and the last one its subscriber heard.
+    pings_sent: AtomicU64,
+    pings_heard: AtomicU64,
+    /// Tells the subscriber to drop its connection and subscribe again.
+    resubscribe: Notify,
 }
 
 impl Store {
@@ -234,6 +261,9 @@ impl Store {
             healthy,
             dirty,
             missed_news: AtomicBool::new(true),
+            pings_sent: AtomicU64::new(0),
+            pings_heard: AtomicU64::new(0),
+            resubscribe: Notify::new(),
         })
     }
 
@@ -331,20 +361,24 @@ impl Store {
         }
     }
 
-    async fn forward(&self, node: &str, news: &News) -> bool {
-        let Ok(text) = serde_json::to_string(news) else {
-            return false;
-        };
-        let channel = format!("confab:to:{node}");
-        self.run("publish", async |c| {
-            redis::cmd("PUBLISH")
-                .arg(&channel)
-                .arg(&text)
-                .query_async::<i64>(c)
-                .await
-        })
-        .await
-        .is_some()
+    /// Publishes each `(node, news)` to its node, in one round trip; for each, whether it was
+    /// heard: false when Redis cannot be reached or nobody listens on that node's channel (it
+    /// is gone, or cut off from Redis), the news lost either way.
+    async fn publish(&self, news: &[(String, News)]) -> Vec<bool> {
+        let mut pipe = redis::pipe();
+        for (node, n) in news {
+            let text = serde_json::to_string(n).unwrap_or_default();
+            pipe.cmd("PUBLISH")
+                .arg(format!("confab:to:{node}"))
+                .arg(text);
+        }
+        let heard: Option<Vec<i64>> = self
+            .run("publish", async |c| pipe.query_async(c).await)
+            .await;
+        match heard {
+            Some(h) if h.len() == news.len() => h.into_iter().map(|n| n > 0).collect(),
+            _ => vec![false; news.len()],
+        }
     }
 
     async fn heartbeat(&self) -> bool {
@@ -363,14 +397,15 @@ impl Store {
         .is_some()
     }
 
-    /// Frees a dead node's seats; false if it is alive after all (or Redis is down).
-    async fn reap(&self, node: &str) -> bool {
-        let n: Option<i64> = self
+    /// Frees a dead node's seats; the version after that, `None` if the node is alive after
+    /// all (or Redis is down).
+    async fn reap(&self, node: &str) -> Option<u64> {
+        let ver: i64 = self
             .run("reap", async |c| {
                 self.scripts.reap.arg(node).invoke_async(c).await
             })
-            .await;
-        n.is_some_and(|n| n >= 0)
+            .await?;
+        u64::try_from(ver).ok()
     }
 
     async fn restore(&self, seats: &[Seat]) -> bool {
@@ -437,51 +472,78 @@ fn triples(flat: &[String]) -> Vec<RemotePeer> {
         .collect()
 }
 
-/// Carries the room logic's cluster work to Redis, in order.
+/// Carries the room logic's cluster work to Redis, in order. What is waiting is taken at once
+/// (up to [`OPS_BATCH`]): signals in a row go to Redis in one round trip.
 pub async fn ops_loop(
     hub: Arc<Hub>,
     store: Arc<Store>,
     mut ops: mpsc::Receiver<ClusterOp>,
     cancel: CancellationToken,
 ) {
+    let mut batch = Vec::with_capacity(OPS_BATCH);
+    // Signals waiting to be published, with the connection that sent each.
+    let mut signals: Vec<(String, News)> = Vec::new();
+    let mut senders: Vec<ConnId> = Vec::new();
     loop {
-        let op = tokio::select! {
+        tokio::select! {
             _ = cancel.cancelled() => return,
-            op = ops.recv() => match op {
-                Some(op) => op,
-                None => return,
-            },
-        };
-        match op {
-            ClusterOp::Claim {
-                conn,
-                seat,
-                capacity,
-            } => {
-                let result = store.claim(&seat, capacity).await;
-                hub.claimed(conn, seat, result);
-            }
-            ClusterOp::Release { room, id } => store.release(&room, &id).await,
-            ClusterOp::Forward {
-                node,
-                room,
-                to,
-                text,
-                from,
-                sender,
-            } => {
-                let news = News::Signal {
+            n = ops.recv_many(&mut batch, OPS_BATCH) => if n == 0 { return },
+        }
+        for op in batch.drain(..) {
+            // In order: the signals before a claim or a release go first.
+            match op {
+                ClusterOp::Forward {
+                    node,
                     room,
-                    from: sender.0,
-                    to: to.0,
+                    to,
                     text,
-                };
-                if !store.forward(&node, &news).await {
-                    hub.forward_failed(from);
+                    from,
+                    sender,
+                } => {
+                    let news = News::Signal {
+                        room,
+                        from: sender.0,
+                        to: to.0,
+                        text,
+                    };
+                    signals.push((node, news));
+                    senders.push(from);
+                }
+                ClusterOp::Claim {
+                    conn,
+                    seat,
+                    capacity,
+                } => {
+                    publish_signals(&hub, &store, &mut signals, &mut senders).await;
+                    let result = store.claim(&seat, capacity).await;
+                    hub.claimed(conn, seat, result);
+                }
+                ClusterOp::Release { room, id } => {
+                    publish_signals(&hub, &store, &mut signals, &mut senders).await;
+                    store.release(&room, &id).await;
                 }
             }
         }
+        publish_signals(&hub, &store, &mut signals, &mut senders).await;
     }
+}
+
+async fn publish_signals(
+    hub: &Hub,
+    store: &Store,
+    signals: &mut Vec<(String, News)>,
+    senders: &mut Vec<ConnId>,
+) {
+    if signals.is_empty() {
+        return;
+    }
+    let heard = store.publish(signals).await;
+    for (from, heard) in senders.drain(..).zip(heard) {
+        if !heard {
+            hub.forward_failed(from);
+        }
+    }
+    signals.clear();
 }
 
 /// Listens on this node's channel, reconnecting after any loss.
@@ -500,6 +562,9 @@ pub async fn subscriber_loop(hub: Arc<Hub>, store: Arc<Store>, cancel: Cancellat
                     continue;
                 };
                 match serde_json::from_str::<News>(&text) {
+                    Ok(News::Ping { n }) => {
+                        store.pings_heard.fetch_max(n, Ordering::Relaxed);
+                    }
                     Ok(news) => apply(&hub, news),
                     Err(e) => tracing::warn!("redis: unreadable news on {channel}: {e}"),
                 }
@@ -508,6 +573,7 @@ pub async fn subscriber_loop(hub: Arc<Hub>, store: Arc<Store>, cancel: Cancellat
         };
         tokio::select! {
             _ = cancel.cancelled() => return,
+            _ = store.resubscribe.notified() => {}
             r = session => {
                 if let Err(e) = r {
                     tracing::debug!("redis: subscription lost: {e}");
@@ -539,6 +605,7 @@ fn apply(hub: &Hub, news: News) {
             },
         ),
         News::Leave { room, id, ver } => hub.remote_left(&room, ver, &PeerId(id)),
+        News::Ping { .. } => {}
         News::Signal {
             room,
             from,
@@ -548,14 +615,41 @@ fn apply(hub: &Hub, news: News) {
     }
 }
 
+/// Pings this node through its own channel; when the subscriber has heard none of the last
+/// few, tells it to subscribe again. A subscription whose connection died without a word (a
+/// NAT or firewall forgetting it, a half-open socket) errs nowhere: it only stops hearing.
+async fn check_subscription(store: &Store) {
+    let sent = store.pings_sent.fetch_add(1, Ordering::Relaxed) + 1;
+    store
+        .publish(&[(store.node.clone(), News::Ping { n: sent })])
+        .await;
+    if sent.saturating_sub(store.pings_heard.load(Ordering::Relaxed)) > PINGS_UNHEARD {
+        tracing::warn!("redis: this node's subscription hears nothing; subscribing again");
+        // The new subscription gets as long as the old one had.
+        store.pings_heard.fetch_max(sent, Ordering::Relaxed);
+        store.resubscribe.notify_one();
+    }
+}
+
 /// Heartbeat, liveness of other nodes, snapshots, and re-registration after an outage.
 pub async fn heartbeat_loop(hub: Arc<Hub>, store: Arc<Store>, cancel: CancellationToken) {
     let mut tick: u32 = 0;
     let mut was_up = false;
+    // When this node's heartbeat was last refreshed, and whether it has let the other nodes'
+    // people go since (it has been reaped by them by then).
+    let mut last_up = Instant::now();
+    let mut cut_off = false;
     loop {
         let started = Instant::now();
         let up = store.heartbeat().await;
+        if !up && !cut_off && last_up.elapsed() >= HEARTBEAT_TTL {
+            tracing::warn!("redis: out of reach for {HEARTBEAT_TTL:?}; other nodes' people leave");
+            hub.with_rooms(|r, now, out| r.store_lost(now, out));
+            cut_off = true;
+        }
         if up {
+            last_up = started;
+            cut_off = false;
             if !was_up || store.dirty.swap(false, Ordering::Relaxed) {
                 // Back (or first up): Redis may have lost everything, or reaped this node.
                 hub.with_rooms(|r, _, _| r.forget_versions());
@@ -568,10 +662,11 @@ pub async fn heartbeat_loop(hub: Arc<Hub>, store: Arc<Store>, cancel: Cancellati
                 }
             }
             store.healthy.store(true, Ordering::Relaxed);
+            check_subscription(&store).await;
             for node in hub.read_rooms(|r| r.remote_nodes()) {
-                if store.reap(&node).await {
+                if let Some(ver) = store.reap(&node).await {
                     tracing::info!(node, "redis: a node stopped; its people left");
-                    hub.node_gone(&node);
+                    hub.node_gone(&node, ver);
                 }
             }
             let missed = store.missed_news.swap(false, Ordering::Relaxed);

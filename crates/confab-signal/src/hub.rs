@@ -16,7 +16,7 @@ use confab_rooms::{
 };
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -98,6 +98,8 @@ pub struct Hub {
     max_message_bytes: usize,
     queue: QueueLimits,
     cluster: Option<ClusterLink>,
+    /// Cluster work that did not fit the shell's queue, so far (for the log).
+    cluster_refused: AtomicU64,
 }
 
 /// The hub's side of the cluster shell (`crate::cluster`): where the room logic's cluster work
@@ -116,6 +118,7 @@ impl Hub {
             max_message_bytes: rooms.config().max_message_bytes,
             queue,
             cluster,
+            cluster_refused: AtomicU64::new(0),
             state: Mutex::new(State {
                 rooms,
                 links: HashMap::new(),
@@ -231,8 +234,8 @@ impl Hub {
         self.with_rooms(|r, _, out| r.remote_signal(room, from, to, text, out));
     }
 
-    pub fn node_gone(&self, node: &str) {
-        self.with_rooms(|r, now, out| r.node_gone(node, now, out));
+    pub fn node_gone(&self, node: &str, ver: u64) {
+        self.with_rooms(|r, now, out| r.node_gone(node, ver, now, out));
     }
 
     /// A signal for another node could not be handed to the store: its sender is told.
@@ -314,7 +317,11 @@ impl Hub {
                     // The shell is behind: never wait. A join decides without the store, a
                     // release is made good by re-registering this node's seats, a signal's
                     // sender is told.
-                    tracing::warn!("cluster queue full: {e}");
+                    // Logged at the 1st, 2nd, 4th, 8th, ... time: under load this is every message.
+                    let refused = self.cluster_refused.fetch_add(1, Ordering::Relaxed) + 1;
+                    if refused.is_power_of_two() {
+                        tracing::warn!(refused, "cluster queue full: {e}");
+                    }
                     let op = match e {
                         mpsc::error::TrySendError::Full(op)
                         | mpsc::error::TrySendError::Closed(op) => op,

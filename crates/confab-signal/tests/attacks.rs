@@ -2,35 +2,16 @@
 
 mod common;
 
-use common::{pair, start, Client, Ended, WAIT};
+use common::checks::on_nodes;
+use common::{pair, start, until, Client, Ended, WAIT};
 use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-#[tokio::test]
-async fn spoofed_sender() {
-    let server = start(|_| {}).await;
-    let (mut a, a_id, mut b, b_id) = pair(&server, "r").await;
-    let mut c = Client::connect(&server).await;
-    let c_id = c.join("r", "Cy").await["id"].as_str().unwrap().to_owned();
-    a.recv().await; // peer-joined c
-    b.recv().await;
-    // a claims to be c, twice: in `from`, and with a fake `from` inside a nested object.
-    a.send(format!(
-        r#"{{"type":"signal","from":"{c_id}","to":"{b_id}","data":{{"kind":"ring"}}}}"#
-    ))
-    .await;
-    let got = b.recv().await;
-    assert_eq!(
-        got["from"],
-        a_id.as_str(),
-        "the server stamps the real sender"
-    );
-    assert_eq!(got["data"]["kind"], "ring");
-    c.expect_silence(Duration::from_millis(200)).await;
-}
+// Shared with the cluster tests (`tests/cluster.rs` runs them on three nodes).
+on_nodes!(1; spoofed_sender, oversize_message, room_full, wrong_password, double_join);
 
 #[tokio::test]
 async fn cross_room_relay() {
@@ -44,29 +25,6 @@ async fn cross_room_relay() {
     d.send(r#"{"type":"leave"}"#).await;
     a.signal(&d_id, r#"{}"#).await;
     a.expect_error("unknown-peer").await;
-}
-
-#[tokio::test]
-async fn oversize_message() {
-    let server = start(|c| c.limits.max_message_bytes = 4096).await;
-    let (mut a, _, mut b, b_id) = pair(&server, "r").await;
-    // Over the limit but readable: an error, and the connection stays.
-    let pad = "x".repeat(5000);
-    a.signal(&b_id, &format!(r#"{{"pad":"{pad}"}}"#)).await;
-    let msg = a.expect_error("too-large").await;
-    assert!(msg.contains("4096"), "{msg}");
-    b.expect_silence(Duration::from_millis(200)).await;
-    a.signal(&b_id, r#"{"still":"here"}"#).await;
-    assert_eq!(b.recv().await["data"]["still"], "here");
-    // Far over the limit: the error, then close 1009, never a 64 MiB buffer.
-    let huge = "y".repeat(64 * 1024);
-    a.signal(&b_id, &format!(r#"{{"pad":"{huge}"}}"#)).await;
-    a.expect_error("too-large").await;
-    assert_eq!(
-        a.ended(WAIT).await,
-        Ended::Closed(1009, "message too big".into())
-    );
-    assert_eq!(b.recv().await["type"], "peer-left");
 }
 
 #[tokio::test]
@@ -101,35 +59,6 @@ async fn unknown_type() {
     a.send(r#"{"kind":"join"}"#).await;
     a.expect_error("bad-message").await;
     a.join("r", "Ada").await;
-}
-
-#[tokio::test]
-async fn room_full() {
-    let server = start(|c| c.limits.room_capacity = 2).await;
-    let (_a, _, _b, _) = pair(&server, "r").await;
-    let mut c = Client::connect(&server).await;
-    c.send(r#"{"type":"join","room":"r","name":"Cy"}"#).await;
-    c.expect_error("room-full").await;
-    c.join("r2", "Cy").await;
-}
-
-#[tokio::test]
-async fn wrong_password() {
-    let server = start(|_| {}).await;
-    let mut a = Client::connect(&server).await;
-    a.send(r#"{"type":"join","room":"r","name":"A","password":"open sesame"}"#)
-        .await;
-    assert_eq!(a.recv().await["type"], "welcome");
-    let mut b = Client::connect(&server).await;
-    b.send(r#"{"type":"join","room":"r","name":"B","password":"open"}"#)
-        .await;
-    b.expect_error("wrong-password").await;
-    b.send(r#"{"type":"join","room":"r","name":"B"}"#).await;
-    b.expect_error("wrong-password").await;
-    a.expect_silence(Duration::from_millis(100)).await;
-    b.send(r#"{"type":"join","room":"r","name":"B","password":"open sesame"}"#)
-        .await;
-    assert_eq!(b.recv().await["type"], "welcome");
 }
 
 #[tokio::test]
@@ -230,17 +159,6 @@ async fn slow_handshake() {
 }
 
 /// Waits (up to WAIT) until `f` holds.
-async fn until(what: &str, f: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {WAIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test]
 async fn never_joins() {
     let server = start(|c| c.limits.join_timeout = Duration::from_millis(300)).await;

@@ -2,109 +2,15 @@
 
 mod common;
 
-use common::{pair, start, Client, Ended, WAIT};
+use common::checks::on_nodes;
+use common::{http_get, pair, start, Client, Ended, WAIT};
 use confab_signal::TlsFiles;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// An offer as a browser or the engine would send it (~5 KB of SDP).
-fn sdp(kind: &str) -> String {
-    let mut s =
-        String::from("v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n");
-    s.push_str("a=group:BUNDLE 0 1\r\na=msid-semantic: WMS\r\n");
-    for (mid, media) in [(0, "audio"), (1, "video")] {
-        s.push_str(&format!(
-            "m={media} 9 UDP/TLS/RTP/SAVPF 111 96 97 102\r\nc=IN IP4 0.0.0.0\r\n"
-        ));
-        s.push_str(&format!(
-            "a=mid:{mid}\r\na=ice-ufrag:Zx4q\r\na=ice-pwd:9fDCvC7Nq8a0b3pD8r1mLz0Q\r\n"
-        ));
-        s.push_str("a=fingerprint:sha-256 7B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:DC:B8:5F:64:1A:24:C2:43:F0:A1:58:D0:A1:2C:19:08\r\n");
-        for pt in 96..120 {
-            s.push_str(&format!("a=rtpmap:{pt} H264/90000\r\na=rtcp-fb:{pt} nack pli\r\na=fmtp:{pt} level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n"));
-        }
-    }
-    serde_json::json!({"kind":"description","description":{"type":kind,"sdp":s}}).to_string()
-}
-
-#[tokio::test]
-async fn relay_of_offer_answer_and_candidates_is_byte_for_byte() {
-    let server = start(|_| {}).await;
-    let (mut a, a_id, mut b, b_id) = pair(&server, "call").await;
-    let offer = sdp("offer");
-    assert!(offer.len() > 4000, "{}", offer.len());
-    let answer = sdp("answer");
-    let candidate = r#"{"kind":"candidate","candidate":{"candidate":"candidate:3 1 udp 2122260223 192.168.1.20 56143 typ host generation 0 ufrag Zx4q network-id 1","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"Zx4q"}}"#;
-    a.signal(&b_id, &offer).await;
-    let got = b.recv_text().await;
-    assert_eq!(
-        got,
-        format!(r#"{{"type":"signal","from":"{a_id}","data":{offer}}}"#)
-    );
-    b.signal(&a_id, &answer).await;
-    let got = a.recv_text().await;
-    assert_eq!(
-        got,
-        format!(r#"{{"type":"signal","from":"{b_id}","data":{answer}}}"#)
-    );
-    for _ in 0..10 {
-        a.signal(&b_id, candidate).await;
-    }
-    for _ in 0..10 {
-        assert_eq!(
-            b.recv_text().await,
-            format!(r#"{{"type":"signal","from":"{a_id}","data":{candidate}}}"#)
-        );
-    }
-}
-
-#[tokio::test]
-async fn a_room_of_three_sees_joins_and_leaves_in_order() {
-    let server = start(|_| {}).await;
-    let (mut a, a_id, mut b, b_id) = pair(&server, "r").await;
-    let mut c = Client::connect(&server).await;
-    let w = c.join("r", "Cy").await;
-    let peers: Vec<&str> = w["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(peers, vec![a_id.as_str(), b_id.as_str()]);
-    let c_id = w["id"].as_str().unwrap().to_owned();
-    for x in [&mut a, &mut b] {
-        let j = x.recv().await;
-        assert_eq!(
-            (j["type"].as_str(), j["id"].as_str(), j["name"].as_str()),
-            (Some("peer-joined"), Some(c_id.as_str()), Some("Cy"))
-        );
-    }
-    b.send(r#"{"type":"leave"}"#).await;
-    for x in [&mut a, &mut c] {
-        let l = x.recv().await;
-        assert_eq!(
-            (l["type"].as_str(), l["id"].as_str()),
-            (Some("peer-left"), Some(b_id.as_str()))
-        );
-    }
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(WAIT, tcp.read_to_string(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    out
-}
+// Shared with the cluster tests (`tests/cluster.rs` runs it on three nodes).
+on_nodes!(1; relay_of_offer_answer_and_candidates_is_byte_for_byte, a_room_sees_joins_signals_and_leaves);
 
 #[tokio::test]
 async fn healthz_and_plain_http() {

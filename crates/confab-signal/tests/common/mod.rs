@@ -1,10 +1,14 @@
 //! A real server on 127.0.0.1:0 and real WebSocket clients.
 #![allow(dead_code)]
 
+pub mod checks;
+pub mod nodes;
+
 use confab_signal::{SignalConfig, SignalServer};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
@@ -169,4 +173,36 @@ pub async fn pair(server: &SignalServer, room: &str) -> (Client, String, Client,
     assert_eq!(joined["type"], "peer-joined");
     assert_eq!(joined["id"], b_id.as_str());
     (a, a_id, b, b_id)
+}
+
+/// A plain HTTP/1.1 GET; the whole response, head and body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(WAIT, tcp.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    out
+}
+
+/// Waits (at most [`WAIT`]) until `f` holds.
+pub async fn until(what: &str, f: impl Fn() -> bool) {
+    until_within(what, WAIT, f).await
+}
+
+pub async fn until_within(what: &str, within: Duration, f: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
