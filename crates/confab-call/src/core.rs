@@ -194,6 +194,8 @@ pub fn resume_proof(link_secret: &str, from: &PeerId, to: &PeerId) -> String {
 /// Longest nonce taken from the other side, and most proofs looked at in one `resume`.
 const MAX_NONCE: usize = 64;
 const MAX_PROOFS: usize = 16;
+/// Most resumes kept for later (see `CallCore::early_resumes`).
+const MAX_EARLY_RESUMES: usize = 16;
 
 pub struct CallCore {
     session: String,
@@ -211,6 +213,9 @@ pub struct CallCore {
     call_on_arrival: bool,
     ring_timeout: Millis,
     rejoin_grace: Millis,
+    /// Resumes that came before the old id was gone (a dead node's or a dropped connection's
+    /// member is announced as left only later): tried again when someone leaves.
+    early_resumes: Vec<(PeerId, Vec<String>)>,
     out: Vec<Action>,
 }
 
@@ -230,6 +235,7 @@ impl CallCore {
             call_on_arrival: false,
             ring_timeout: RING_TIMEOUT_MS,
             rejoin_grace: REJOIN_GRACE_MS,
+            early_resumes: Vec::new(),
             out: Vec::new(),
         }
     }
@@ -484,9 +490,13 @@ impl CallCore {
             return;
         };
         match p.phase {
-            // Media may still flow: wait for a rejoin under a new id.
+            // Media may still flow: wait for a rejoin under a new id (which may have come
+            // already).
             Phase::Connecting | Phase::Connected => {
                 p.away_since = Some(now);
+                for (new_id, proofs) in std::mem::take(&mut self.early_resumes) {
+                    self.on_resume(&new_id, &proofs);
+                }
             }
             Phase::Incoming => {
                 let (name, announced) = (p.name.clone(), p.announced);
@@ -502,6 +512,7 @@ impl CallCore {
                 self.peers.remove(id);
             }
         }
+        self.early_resumes.retain(|(n, _)| n != id);
         self.out.push(Action::Changed);
         self.maybe_end_call();
     }
@@ -679,7 +690,16 @@ impl CallCore {
                         .is_some_and(|s| proofs.contains(&resume_proof(s, new_id, &me)))
             })
             .map(|(id, _)| id.clone());
-        let Some(old) = old else { return };
+        let Some(old) = old else {
+            // Perhaps its old id has not been announced as gone yet: keep the proofs for then.
+            self.early_resumes.retain(|(n, _)| n != new_id);
+            if self.early_resumes.len() == MAX_EARLY_RESUMES {
+                self.early_resumes.remove(0);
+            }
+            self.early_resumes.push((new_id.clone(), proofs.to_vec()));
+            return;
+        };
+        self.early_resumes.retain(|(n, _)| n != new_id);
         let Some(old_peer) = self.peers.remove(&old) else {
             return;
         };

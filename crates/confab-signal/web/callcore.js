@@ -17,6 +17,8 @@
   const JOIN_REQUEST_GRACE_MS = 2000;
   const MAX_NONCE = 64;
   const MAX_PROOFS = 16;
+  // Most resumes kept until their old id leaves (see earlyResumes).
+  const MAX_EARLY_RESUMES = 16;
 
   const LINKED = new Set(['connecting', 'connected']);
 
@@ -87,6 +89,8 @@
       this.callOnArrival = false;
       this.ringTimeout = RING_TIMEOUT_MS;
       this.rejoinGrace = REJOIN_GRACE_MS;
+      // [newId, proofs] of resumes that came before the old id was announced gone.
+      this.earlyResumes = [];
       this.out = [];
     }
 
@@ -248,6 +252,10 @@
       if (!p) return;
       if (LINKED.has(p.phase)) {
         p.awaySince = now;
+        // A rejoin under a new id may have proved itself before this id was announced gone.
+        const early = this.earlyResumes;
+        this.earlyResumes = [];
+        for (const [newId, proofs] of early) this.onResume(newId, proofs);
       } else if (p.phase === 'incoming') {
         const name = p.name;
         const announced = p.announced;
@@ -256,6 +264,7 @@
       } else {
         this.peers.delete(id);
       }
+      this.earlyResumes = this.earlyResumes.filter(([n]) => n !== id);
       this.changed();
       this.maybeEndCall();
     }
@@ -367,7 +376,13 @@
         return id !== newId && p.awaySince !== null && LINKED.has(p.phase) &&
           p.linkSecret !== null && proofs.includes(resumeProof(p.linkSecret, newId, me));
       });
-      if (old === undefined) return;
+      this.earlyResumes = this.earlyResumes.filter(([n]) => n !== newId);
+      if (old === undefined) {
+        // Its old id may not be announced as gone yet: keep the proofs for then.
+        if (this.earlyResumes.length === MAX_EARLY_RESUMES) this.earlyResumes.shift();
+        this.earlyResumes.push([newId, proofs]);
+        return;
+      }
       const oldPeer = this.peers.get(old);
       this.peers.delete(old);
       target.phase = oldPeer.phase;

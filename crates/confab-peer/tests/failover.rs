@@ -1,0 +1,169 @@
+//! A peer given the nodes of a cluster (`--server` twice) moves to the next node when its node
+//! is killed, and the call goes on: all as processes, with a real `redis-server` joining two
+//! real `confab-signal` nodes.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills (and reaps) a child process when dropped, so a failed test leaves nothing running.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn redis() -> (Proc, String) {
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server runs (cargo xtask test installs it)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (Proc(child), format!("redis://127.0.0.1:{port}"))
+}
+
+/// A confab-signal node of the cluster; its URL from the line it prints.
+fn node(redis: &str) -> (Proc, String) {
+    let exe = std::env::current_exe().expect("test path");
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target/<profile>");
+    let path = dir.join(format!("confab-signal{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (`cargo xtask test` does)",
+        path.display()
+    );
+    let mut child = Command::new(path)
+        .args(["--listen", "127.0.0.1:0", "--redis", redis])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("confab-signal starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.split_whitespace().last().expect("a URL").to_owned();
+    (Proc(child), url)
+}
+
+fn peer(servers: &[&str], name: &str, extra: &[&str], stats: &Path) -> Proc {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_confab-peer"));
+    for s in servers {
+        c.args(["--server", s]);
+    }
+    c.args(["--room", "failover", "--name", name, "--bind", "127.0.0.1"])
+        .args(["--size", "320x240", "--codec", "h264", "--stats-json"])
+        .arg(stats)
+        .args(extra)
+        .stderr(Stdio::inherit());
+    Proc(c.spawn().expect("confab-peer starts"))
+}
+
+/// The peer's report as it rewrites it every second (a half-written one reads as `None`).
+fn report(path: &Path) -> Option<Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// The one remote peer in a report: its id and the frames decoded from it.
+fn remote(r: &Value) -> Option<(String, u64)> {
+    let p = r["peers"].as_array()?.first()?;
+    Some((
+        p["id"].as_str()?.to_owned(),
+        p["video"]["frames_decoded"].as_u64()?,
+    ))
+}
+
+fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_killed_node_moves_its_people_to_the_next_and_the_call_goes_on() {
+    let (_redis, redis_url) = redis();
+    let (n1, url1) = node(&redis_url);
+    let (_n2, url2) = node(&redis_url);
+    let dir: PathBuf = std::env::temp_dir().join(format!("confab-failover-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (sa, sb) = (dir.join("a.json"), dir.join("b.json"));
+    // Bea on the second node; Al lists both, so joins the first.
+    let mut b = peer(&[&url2], "Bea", &["--auto-accept", "--duration", "25"], &sb);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut a = peer(&[&url1, &url2], "Al", &["--call", "--duration", "20"], &sa);
+
+    // The call runs across the two nodes.
+    let a_id = wait_for("Al's first report", Duration::from_secs(20), || {
+        report(&sa)?["id"].as_str().map(str::to_owned)
+    });
+    wait_for("Bea decodes Al", Duration::from_secs(20), || {
+        remote(&report(&sb)?).filter(|(id, n)| *id == a_id && *n > 30)
+    });
+
+    // Al's node dies without a word.
+    let mut n1 = n1;
+    n1.0.kill().unwrap();
+    let _ = n1.0.wait();
+    let killed = Instant::now();
+    let (_, at_kill) = remote(&report(&sb).unwrap()).unwrap();
+
+    // Al rejoins through the second node: Bea's link to Al now carries Al's new id.
+    let (new_id, _) = wait_for(
+        "Al back in the room under a new id",
+        Duration::from_secs(10),
+        || remote(&report(&sb)?).filter(|(id, _)| *id != a_id),
+    );
+    let rejoin = killed.elapsed();
+    assert!(rejoin < Duration::from_secs(3), "rejoined after {rejoin:?}");
+    assert!(!new_id.is_empty());
+
+    // Media never stopped: Bea kept decoding Al throughout (30 fps test pattern).
+    let (_, after) = remote(&report(&sb).unwrap()).unwrap();
+    let secs = killed.elapsed().as_secs_f64();
+    assert!(
+        (after - at_kill) as f64 >= secs * 15.0,
+        "{} frames from Al in {secs:.1} s since the kill",
+        after - at_kill
+    );
+    assert!(a.0.wait().unwrap().success());
+    assert!(b.0.wait().unwrap().success());
+    // Both ends of the call, to the end: no picture froze for long.
+    for (path, who) in [(&sa, "Al"), (&sb, "Bea")] {
+        let r = report(path).unwrap();
+        let v = &r["peers"][0]["video"];
+        assert!(v["pattern_frames"].as_u64().unwrap() > 300, "{who}: {r:#}");
+        assert!(
+            v["freeze_ms_total"].as_f64().unwrap() < 1000.0,
+            "{who}: {r:#}"
+        );
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
