@@ -239,9 +239,13 @@ pub async fn join_room(
     password: Option<String>,
     insecure_ok: Option<bool>,
 ) -> IpcResult<Joined> {
-    let url = confab_engine::signaling::normalize_url(&server)
+    // One server, or the nodes of a cluster separated by commas (tried in order).
+    let urls = confab_engine::signaling::normalize_urls(&server)
         .map_err(|m| IpcError::new(ErrorCode::BadAddress, m))?;
-    if confab_engine::signaling::insecure_public(&url) && insecure_ok != Some(true) {
+    let insecure = urls
+        .iter()
+        .find(|u| confab_engine::signaling::insecure_public(u));
+    if let (Some(url), false) = (insecure, insecure_ok == Some(true)) {
         return Err(IpcError::new(
             ErrorCode::InsecureServer,
             format!(
@@ -256,7 +260,7 @@ pub async fn join_room(
         .join(&server, &room, &name, password.as_deref())
         .await?;
     let mut s = lock(&state.settings).clone();
-    s.remember_join(&url, &room, &name);
+    s.remember_join(&urls.join(", "), &room, &name);
     if let Err(e) = state.store.save(&s) {
         tracing::warn!("settings not saved: {e}");
     }

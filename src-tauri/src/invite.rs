@@ -41,8 +41,9 @@ pub fn parse(link: &str) -> Result<Invite, String> {
     confab_protocol::validate_room(&room)
         .map_err(|e| format!("the link's room is not valid: {e}"))?;
     let server = server.ok_or("the link has no server")?;
-    let server = confab_engine::signaling::normalize_url(&server)
-        .map_err(|e| format!("the link's server is not valid: {e}"))?;
+    let server = confab_engine::signaling::normalize_urls(&server)
+        .map_err(|e| format!("the link's server is not valid: {e}"))?
+        .join(", ");
     if let Some(n) = &name {
         confab_protocol::validate_name(n)
             .map_err(|e| format!("the link's name is not valid: {e}"))?;

@@ -285,7 +285,7 @@ impl Actor {
         let (audio, video) = self.core.media();
         Snapshot {
             connection: self.connection,
-            server: self.join_params.as_ref().map(|p| p.url.clone()),
+            server: self.join_params.as_ref().map(|p| p.urls.join(", ")),
             room: self.join_params.as_ref().map(|p| p.room.clone()),
             me: self.core.me().cloned(),
             name: self.join_params.as_ref().map(|p| p.name.clone()),

@@ -76,13 +76,14 @@ impl Engine {
         name: &str,
         password: Option<&str>,
     ) -> Result<Joined, EngineError> {
-        let url = signaling::normalize_url(server).map_err(EngineError::BadAddress)?;
+        // One server, or a cluster's nodes separated by commas or spaces (tried in order).
+        let urls = signaling::normalize_urls(server).map_err(EngineError::BadAddress)?;
         confab_protocol::validate_room(room).map_err(EngineError::InvalidRoom)?;
         // The name as the server will announce it (normalized), so ours matches.
         let name = confab_protocol::check_name(name)
             .map_err(|e| EngineError::InvalidName(e.to_string()))?;
         let params = JoinParams {
-            url,
+            urls,
             room: room.into(),
             name,
             password: password.filter(|p| !p.is_empty()).map(Into::into),

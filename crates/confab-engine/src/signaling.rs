@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
 pub struct JoinParams {
-    /// `ws://host:port/ws` or `wss://…`; a bare `host:port` gets `ws://` and `/ws`.
-    pub url: String,
+    /// The servers to join through, normalized (see [`normalize_urls`]): the nodes of one
+    /// cluster, tried in order; when the one in use dies the client moves to the next.
+    pub urls: Vec<String>,
     pub room: String,
     pub name: String,
     pub password: Option<String>,
@@ -63,6 +64,32 @@ pub enum SigEvent {
 /// A connection that has not heard a single frame (not even a ping: the server pings every
 /// 20 s) for this long is dead.
 pub const SILENCE_LIMIT: Duration = Duration::from_secs(45);
+
+/// Most servers one join may list.
+pub const MAX_SERVERS: usize = 8;
+
+/// Normalizes a list of servers as people type it: addresses separated by commas or spaces
+/// (`a.example:8787, b.example:8787`), each as [`normalize_url`] does; duplicates dropped, the
+/// order kept (the first is tried first).
+pub fn normalize_urls(input: &str) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in input
+        .split([',', ' ', '\t', '\n'])
+        .filter(|p| !p.trim().is_empty())
+    {
+        let url = normalize_url(part)?;
+        if !out.contains(&url) {
+            out.push(url);
+        }
+    }
+    if out.is_empty() {
+        return Err("the server address is empty".into());
+    }
+    if out.len() > MAX_SERVERS {
+        return Err(format!("at most {MAX_SERVERS} servers, not {}", out.len()));
+    }
+    Ok(out)
+}
 
 /// Normalizes what people type as a server: `host:port` → `ws://host:port/ws`.
 pub fn normalize_url(input: &str) -> Result<String, String> {
@@ -205,15 +232,33 @@ pub async fn run(
 ) {
     let mut attempt: u32 = 0;
     let mut ever_joined = false;
+    // The server in use, and how many failed one after another before the first join.
+    let (mut at, mut failed_first) = (0usize, 0usize);
+    let servers = params.urls.len().max(1);
     loop {
+        let Some(url) = params.urls.get(at % servers).cloned() else {
+            let _ = events
+                .send(SigEvent::Fatal(JoinError::Unreachable(
+                    "no server to join".into(),
+                )))
+                .await;
+            return;
+        };
         let connected = tokio::select! {
             _ = cancel.cancelled() => return,
-            c = connect(&params.url) => c,
+            c = connect(&url) => c,
         };
         let mut ws = match connected {
             Ok(ws) => ws,
             Err(e) => {
+                // The next server of the list, if there is one.
+                at += 1;
                 if !ever_joined {
+                    failed_first += 1;
+                    if failed_first < servers {
+                        tracing::info!("{e}; trying the next server");
+                        continue;
+                    }
                     let _ = events.send(SigEvent::Fatal(e)).await;
                     return;
                 }
@@ -244,6 +289,14 @@ pub async fn run(
             }
             Err(e) => {
                 if !ever_joined {
+                    // A server that did not answer may be down: the next one may. A refusal
+                    // (room full, wrong password) is the same on every node of a cluster.
+                    failed_first += 1;
+                    if e.transient() && failed_first < servers {
+                        at += 1;
+                        tracing::info!("{e}; trying the next server");
+                        continue;
+                    }
                     let _ = events.send(SigEvent::Fatal(e)).await;
                     return;
                 }
@@ -265,6 +318,7 @@ pub async fn run(
                 }
             }
         }
+        failed_first = 0;
         // Joined: pump until the connection drops, goes silent, or we are told to stop.
         let mut heard = tokio::time::Instant::now();
         let reason = loop {
@@ -320,6 +374,8 @@ pub async fn run(
             }
         };
         attempt += 1;
+        // With several servers, the rejoin goes to the next: this one may be the one that died.
+        at += 1;
         tracing::info!("signaling connection lost ({reason}); reconnecting");
         let _ = events
             .send(SigEvent::Reconnecting { reason, attempt })
@@ -333,7 +389,7 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::normalize_url;
+    use super::{normalize_url, normalize_urls, MAX_SERVERS};
 
     #[test]
     fn unencrypted_public_servers_are_told_apart() {
@@ -358,6 +414,21 @@ mod tests {
         ] {
             assert!(insecure_public(public), "{public}");
         }
+    }
+
+    #[test]
+    fn a_list_of_servers_is_normalized_in_order_without_duplicates() {
+        assert_eq!(
+            normalize_urls(" a:1, b:2  wss://c ,a:1").unwrap(),
+            ["ws://a:1/ws", "ws://b:2/ws", "wss://c/ws"]
+        );
+        assert_eq!(normalize_urls("h:1").unwrap(), ["ws://h:1/ws"]);
+        assert!(normalize_urls(" , ").is_err());
+        let e = normalize_urls("a:1, ftp://b").unwrap_err();
+        assert!(e.contains("ftp"), "{e}");
+        let many: Vec<String> = (0..=MAX_SERVERS).map(|i| format!("h{i}:1")).collect();
+        let e = normalize_urls(&many.join(",")).unwrap_err();
+        assert!(e.contains("at most 8"), "{e}");
     }
 
     #[test]

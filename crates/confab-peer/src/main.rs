@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Parser)]
 #[command(name = "confab-peer", version, about)]
 struct Args {
-    /// Signaling server (ws://HOST:PORT/ws, or HOST:PORT).
-    #[arg(long)]
-    server: String,
+    /// Signaling server (ws://HOST:PORT/ws, or HOST:PORT). Repeat it for the nodes of one
+    /// cluster: they are tried in order, and the peer moves to the next when its node dies.
+    #[arg(long, required = true)]
+    server: Vec<String>,
     /// Room to join.
     #[arg(long)]
     room: String,
@@ -277,15 +278,11 @@ async fn main() -> anyhow::Result<()> {
     let (engine, mut events) =
         Engine::start(config, Arc::new(NullSink)).context("starting the engine")?;
     let started = Instant::now();
+    let servers = args.server.join(", ");
     let joined = engine
-        .join(
-            &args.server,
-            &args.room,
-            &args.name,
-            args.password.as_deref(),
-        )
+        .join(&servers, &args.room, &args.name, args.password.as_deref())
         .await
-        .with_context(|| format!("joining room {} at {}", args.room, args.server))?;
+        .with_context(|| format!("joining room {} at {servers}", args.room))?;
     eprintln!(
         "confab-peer: joined {} as {} ({})",
         joined.room, args.name, joined.id

@@ -2,8 +2,10 @@
 //! is killed, and the call goes on: all as processes, with a real `redis-server` joining two
 //! real `confab-signal` nodes.
 
+mod common;
+
+use common::signal_server;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,16 +20,11 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn redis() -> (Proc, String) {
-    let port = free_port();
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
@@ -42,30 +39,9 @@ fn redis() -> (Proc, String) {
     (Proc(child), format!("redis://127.0.0.1:{port}"))
 }
 
-/// A confab-signal node of the cluster; its URL from the line it prints.
+/// A confab-signal node of the cluster.
 fn node(redis: &str) -> (Proc, String) {
-    let exe = std::env::current_exe().expect("test path");
-    let dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target/<profile>");
-    let path = dir.join(format!("confab-signal{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing: build the binaries first (`cargo xtask test` does)",
-        path.display()
-    );
-    let mut child = Command::new(path)
-        .args(["--listen", "127.0.0.1:0", "--redis", redis])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("confab-signal starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.split_whitespace().last().expect("a URL").to_owned();
+    let (child, url) = signal_server(&["--redis", redis]);
     (Proc(child), url)
 }
 
@@ -75,7 +51,15 @@ fn peer(servers: &[&str], name: &str, extra: &[&str], stats: &Path) -> Proc {
         c.args(["--server", s]);
     }
     c.args(["--room", "failover", "--name", name, "--bind", "127.0.0.1"])
-        .args(["--size", "320x240", "--codec", "h264", "--stats-json"])
+        .args([
+            "--size",
+            "320x240",
+            "--codec",
+            "h264",
+            "--stats-every",
+            "0.2",
+            "--stats-json",
+        ])
         .arg(stats)
         .args(extra)
         .stderr(Stdio::inherit());

@@ -1,39 +1,12 @@
 //! confab-peer against confab-peer through confab-signal, all three as processes, reading the
 //! stats JSON each peer writes.
 
+mod common;
+
+use common::signal_server;
 use confab_media::video::VideoCodec;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    exe.parent()
-        .and_then(|p| p.parent())
-        .expect("target/<profile>")
-        .to_owned()
-}
-
-fn signal_server() -> (Child, String) {
-    let path = bin_dir().join(format!("confab-signal{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing: build the binaries first (`cargo xtask test` does)",
-        path.display()
-    );
-    let mut child = Command::new(path)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("confab-signal starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.split_whitespace().last().expect("a URL").to_owned();
-    (child, url)
-}
 
 fn peer(url: &str, name: &str, extra: &[&str], stats: &PathBuf) -> Child {
     Command::new(env!("CARGO_BIN_EXE_confab-peer"))
@@ -57,7 +30,7 @@ fn peer(url: &str, name: &str, extra: &[&str], stats: &PathBuf) -> Child {
 
 #[test]
 fn two_peer_processes_call_through_the_server() {
-    let (mut server, url) = signal_server();
+    let (mut server, url) = signal_server(&[]);
     let dir = std::env::temp_dir().join(format!("confab-peer-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (sa, sb) = (dir.join("a.json"), dir.join("b.json"));

@@ -1,0 +1,33 @@
+//! What the process tests share: the built confab-signal, started as a process.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// Starts the built confab-signal on a free port with `extra` arguments; returns it and the
+/// URL it prints.
+pub fn signal_server(extra: &[&str]) -> (Child, String) {
+    let exe = std::env::current_exe().expect("test path");
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target/<profile>");
+    let path = dir.join(format!("confab-signal{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (`cargo xtask test` does)",
+        path.display()
+    );
+    let mut child = Command::new(path)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("confab-signal starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.split_whitespace().last().expect("a URL").to_owned();
+    (child, url)
+}
