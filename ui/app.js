@@ -103,7 +103,7 @@
     } catch (e) {
       // A damaged frame: skip it.
     } finally {
-      invoke('frame_ack', latencyMs == null ? { tile: key } : { tile: key, latencyMs }).catch(() => {});
+      invoke('frame_ack', latencyMs === null ? { tile: key } : { tile: key, latencyMs }).catch(() => {});
     }
   }
 
