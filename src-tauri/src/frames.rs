@@ -18,6 +18,9 @@ use tauri::ipc::{Channel, InvokeResponseBody};
 /// Frames in flight per tile.
 pub const WINDOW: u32 = 3;
 const JPEG_QUALITY: u8 = 72;
+/// The self view goes to the window at 15 fps: people glance at it, and every picture costs a
+/// JPEG encode here and a decode and paint in the window.
+const SELF_VIEW_INTERVAL: Duration = Duration::from_millis(66);
 /// On-screen latencies kept: a minute of one remote tile at 30 fps.
 const LATENCIES: usize = 1800;
 
@@ -43,6 +46,8 @@ struct Inner {
     /// How many pixels wide each tile is on screen (frames are halved while at least twice
     /// that): no point encoding, sending and decoding pixels nobody sees.
     shown_width: HashMap<String, usize>,
+    /// When the self view last went out (it goes at most every [`SELF_VIEW_INTERVAL`]).
+    self_view_sent: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -144,22 +149,36 @@ impl UiFrames {
                 let _ = channel.send(InvokeResponseBody::Raw(message(2, &k, &[])));
                 continue;
             }
+            // The self view waits its turn (see SELF_VIEW_INTERVAL).
+            let self_view_due = g.self_view_sent.map(|t| t + SELF_VIEW_INTERVAL);
+            let self_view_early = self_view_due.is_some_and(|due| Instant::now() < due);
             // Fairness: start the search at a rotating tile.
             let mut ready: Vec<String> = g
                 .pending
                 .keys()
                 .filter(|k| g.in_flight.get(*k).copied().unwrap_or(0) < WINDOW)
                 .filter(|k| g.shown_width.get(*k) != Some(&0))
+                .filter(|k| !(self_view_early && *k == "local"))
                 .cloned()
                 .collect();
             if ready.is_empty() {
-                let _ = self.cond.wait_timeout(g, Duration::from_millis(200));
+                // Wake for the self view's turn if that is what waits, else for news.
+                let wait = match self_view_due {
+                    Some(due) if self_view_early && g.pending.contains_key("local") => {
+                        due.saturating_duration_since(Instant::now())
+                    }
+                    _ => Duration::from_millis(200),
+                };
+                let _ = self.cond.wait_timeout(g, wait);
                 continue;
             }
             ready.sort();
             rotate = rotate.wrapping_add(1);
             let k = ready[rotate % ready.len()].clone();
             let frame = g.pending.remove(&k).expect("listed");
+            if k == "local" {
+                g.self_view_sent = Some(Instant::now());
+            }
             *g.in_flight.entry(k.clone()).or_default() += 1;
             // The self view is small: at most half size unless the UI says otherwise.
             let shown = g.shown_width.get(&k).copied().unwrap_or(if k == "local" {
@@ -286,6 +305,46 @@ mod tests {
         assert_eq!(&m[7..11], &[2, 128, 1, 224], "640x480, as captured");
         frames.stop();
         runner.join().unwrap();
+    }
+
+    #[test]
+    fn the_self_view_goes_at_15_fps_while_remote_tiles_go_at_once() {
+        let frames = UiFrames::new();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let tx = Mutex::new(tx);
+        frames.open(Channel::new(move |body| {
+            if let InvokeResponseBody::Raw(b) = body {
+                let key = String::from_utf8_lossy(&b[2..2 + b[1] as usize]).into_owned();
+                let _ = tx.lock().unwrap().send(key);
+            }
+            Ok(())
+        }));
+        let runner = {
+            let f = frames.clone();
+            std::thread::spawn(move || f.run())
+        };
+        // 30 fps from the camera and from a peer for one second; the window acks at once.
+        let peer = confab_protocol::PeerId("p1".into());
+        let start = Instant::now();
+        for i in 0..30u32 {
+            let picture = Arc::new(VideoFrame::black(320, 240));
+            frames.frame(&FrameSource::Local, &picture);
+            frames.frame(&FrameSource::Remote(peer.clone()), &picture);
+            std::thread::sleep(
+                (start + Duration::from_millis(33) * (i + 1))
+                    .saturating_duration_since(Instant::now()),
+            );
+            // Acked as drawn: counted per tile in take_drawn.
+            while let Ok(key) = rx.try_recv() {
+                frames.ack(&key);
+            }
+        }
+        frames.stop();
+        runner.join().unwrap();
+        let drawn = frames.take_drawn();
+        let (local, remote) = (drawn["local"], drawn["p1"]);
+        assert!((10..=17).contains(&local), "self view: {local} in 1 s");
+        assert!(remote >= 25, "remote tile: {remote} in 1 s");
     }
 
     #[test]
