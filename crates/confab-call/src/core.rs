@@ -669,13 +669,11 @@ impl CallCore {
     fn on_resume(&mut self, new_id: &PeerId, proofs: &[String]) {
         let Some(me) = self.me.clone() else { return };
         // Our ring to the new id (the mesh filling in) may have crossed its proof: a link beats
-        // a ring. Anything further along is never replaced.
-        if self
-            .peers
-            .get(new_id)
-            .is_some_and(|p| !matches!(p.phase, Phase::Idle | Phase::Ringing))
-        {
-            return;
+        // a ring. Anything further along is never replaced. (A kept early resume may name an id
+        // that is gone since.)
+        match self.peers.get(new_id) {
+            Some(p) if matches!(p.phase, Phase::Idle | Phase::Ringing) => {}
+            _ => return,
         }
         let proofs = &proofs[..proofs.len().min(MAX_PROOFS)];
         let old = self

@@ -368,7 +368,8 @@
     onResume(newId, allProofs) {
       if (this.me === null) return;
       const target = this.peers.get(newId);
-      if (target && target.phase !== 'idle' && target.phase !== 'ringing') return;
+      // A kept early resume may name an id that is gone since.
+      if (!target || (target.phase !== 'idle' && target.phase !== 'ringing')) return;
       const proofs = allProofs.slice(0, MAX_PROOFS);
       const me = this.me;
       const old = this.sortedIds().find((id) => {

@@ -651,6 +651,47 @@ fn forged_or_replayed_resume_proofs_take_over_nothing() {
 }
 
 #[test]
+fn a_kept_early_resume_whose_id_is_gone_takes_over_nothing() {
+    let mut n = Net::new();
+    n.join("a", true);
+    n.join("b", true);
+    let now = n.now;
+    n.core("a").call(Some(&id("b")), now).unwrap();
+    n.run();
+    assert!(n.connected("a", "b"));
+    let secret = n.cores[&id("a")].peers[&id("b")]
+        .link_secret
+        .clone()
+        .expect("the link has a secret");
+    // b2 proves b's link before b is announced gone: the proof is kept for then.
+    let a = n.core("a");
+    a.peer_joined(id("b2"), "B".into(), now);
+    let proof = CallSignal::Resume {
+        proofs: vec![resume_proof(&secret, &id("b2"), &id("a"))],
+    };
+    a.signal(&id("b2"), proof, now);
+    // Our own connection comes back (same id) without b2 in the room: b2 is forgotten...
+    a.welcome(
+        id("a"),
+        vec![PeerInfo {
+            id: id("b"),
+            name: "B".into(),
+        }],
+        now,
+    );
+    // ...so when b leaves, the kept proof names nobody: nothing is taken over, nothing panics.
+    a.peer_left(&id("b"), now);
+    let actions = a.drain();
+    assert!(
+        !actions
+            .iter()
+            .any(|x| matches!(x, Action::RebindLink { .. })),
+        "{actions:?}"
+    );
+    assert!(!a.peers.contains_key(&id("b2")));
+}
+
+#[test]
 fn a_link_survives_both_ends_reconnecting() {
     // A server restart: both come back under new ids and find each other by proof.
     let mut n = Net::new();
