@@ -118,16 +118,12 @@ impl UiFrames {
 
     /// Capture -> on screen p50 and p95 over the last [`LATENCIES`] remote pictures drawn.
     pub fn latency_percentiles(&self) -> Option<(f64, f64)> {
-        let mut v: Vec<f32> = {
+        let v: Vec<f32> = {
             let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             g.latencies.iter().copied().collect()
         };
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f32::total_cmp);
-        let at = |q: f64| f64::from(v[((v.len() - 1) as f64 * q).round() as usize]);
-        Some((at(0.5), at(0.95)))
+        let at = |q| f64::from(confab_media::quantile(&v, q));
+        (!v.is_empty()).then(|| (at(0.5), at(0.95)))
     }
 
     pub fn stop(&self) {

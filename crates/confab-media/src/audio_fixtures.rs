@@ -395,16 +395,7 @@ pub fn erle_windows(echo: &[f32], residual: &[f32]) -> Vec<(f32, f32)> {
         .collect()
 }
 
-/// The `q` quantile (0..1) of `v` (nearest rank); NaN when empty.
-pub fn quantile(v: &[f32], q: f32) -> f32 {
-    if v.is_empty() {
-        return f32::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f32::total_cmp);
-    let i = ((s.len() - 1) as f32 * q).round() as usize;
-    s[i]
-}
+pub use crate::quantile;
 
 /// Seconds from `from` until the ERLE holds at `db` or more: the start of the first window at
 /// or after `from` which, with the next four active windows (half a second of far-end speech),

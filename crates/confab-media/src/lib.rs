@@ -19,6 +19,17 @@ pub mod video;
 
 pub use frame::{now_us, AudioFrame, VideoFrame, FRAME_SAMPLES, SAMPLE_RATE};
 
+/// The `q` quantile (0..1) of `v` (nearest rank); NaN when empty.
+pub fn quantile(v: &[f32], q: f32) -> f32 {
+    if v.is_empty() {
+        return f32::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f32::total_cmp);
+    let i = ((s.len() - 1) as f32 * q).round() as usize;
+    s[i]
+}
+
 /// What can go wrong with media.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MediaError {

@@ -139,8 +139,8 @@ struct Outputs {
     video: Vec<VideoOut>,
     audio: Vec<AudioOutput>,
     keyframe: Vec<(Stream, VideoCodec)>,
-    /// Links being set up and the codec they will send the camera in: its encoder is made (and
-    /// run once) before they connect, so the first picture does not wait for it.
+    /// Links being set up and the codec they will send the camera in: its encoder is made
+    /// before they connect, so the first picture does not wait for it.
     warm: Vec<(LinkId, VideoCodec)>,
 }
 
