@@ -9,15 +9,16 @@ use crate::api::{
 use crate::devices::{Devices, Report, Switch, Want};
 use crate::error::{EngineError, ErrorCode, JoinError};
 use crate::ice::IceServer;
-use crate::link::{self, LinkCommand, LinkEvent, LinkParams, Verification};
+use crate::link::{self, LinkCommand, LinkEvent, LinkParams, Role, Verification};
 use crate::media::{LinkId, MediaHub, MediaSettings, VideoSink};
+use crate::sfu::{self, SfuCommand, SfuEvent, SfuParams, Target};
 use crate::signaling::{self, JoinParams, SigEvent};
 use crate::stats::PeerStats;
 use confab_call::chat::{Chat, ChatLine};
 use confab_call::{Action, CallCore, Millis};
 use confab_media::processing::{ProcessingSettings, ProcessingStats};
 use confab_protocol::call::CallSignal;
-use confab_protocol::{ClientMessage, PeerId};
+use confab_protocol::{ClientMessage, PeerId, SfuInfo};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,6 +115,8 @@ pub fn spawn(
         refusal_told: false,
         verifications: HashMap::new(),
         chat: Chat::new(),
+        sfu_info: None,
+        sfu: None,
     };
     // The actor's health is watched: if it panics, the devices are released and whoever
     // listens is told in words (the handle's commands answer `Stopped` from then on).
@@ -139,6 +142,21 @@ struct LinkHandle {
     id: LinkId,
     tx: mpsc::Sender<LinkCommand>,
     task: JoinHandle<()>,
+}
+
+/// A call through an SFU: the session task and our publisher link.
+struct SfuHandle {
+    tx: mpsc::Sender<SfuCommand>,
+    events: mpsc::Receiver<SfuEvent>,
+    task: JoinHandle<()>,
+    publisher: LinkHandle,
+    /// The id we publish under (a rejoin changes it: then we publish again).
+    me: PeerId,
+}
+
+/// The publisher link's stand-in for a peer id (server ids are hex: no one has this one).
+fn publisher_id() -> PeerId {
+    PeerId::from("@sfu")
 }
 
 struct SigHandle {
@@ -182,6 +200,10 @@ struct Actor {
     verifications: HashMap<LinkId, Verification>,
     /// The chat of the current call (a new call starts a new one).
     chat: Chat,
+    /// The SFU the room's calls go through (from `welcome`), if any.
+    sfu_info: Option<SfuInfo>,
+    /// The session with it while in a call.
+    sfu: Option<SfuHandle>,
 }
 
 impl Actor {
@@ -208,6 +230,9 @@ impl Actor {
                         None => self.signaling_stopped().await,
                     }
                 }
+                ev = async { self.sfu.as_mut().expect("guarded").events.recv().await }, if self.sfu.is_some() => {
+                    self.sfu_event(ev).await
+                }
                 Some(ev) = link_events.recv() => self.link_event(ev).await,
                 Some(r) = device_reports.recv() => self.device_report(r).await,
                 _ = tick.tick() => {
@@ -231,6 +256,7 @@ impl Actor {
         self.core.leave(now);
         self.apply().await;
         self.stop_signaling().await;
+        self.stop_sfu();
         for (_, l) in self.links.drain() {
             let _ = l.tx.send(LinkCommand::Close).await;
             self.closing.push(l.task);
@@ -333,12 +359,24 @@ impl Actor {
                     polite,
                 } => self.open_link(peer, offerer, polite),
                 Action::CloseLink { peer } => {
+                    if let Some(s) = &self.sfu {
+                        let _ = s.tx.try_send(SfuCommand::Unsubscribe(peer.clone()));
+                    }
                     if let Some(l) = self.links.remove(&peer) {
                         self.remember(&peer, l.id);
                         self.link_peer.remove(&l.id);
                         let _ = l.tx.try_send(LinkCommand::Close);
                         self.closing.push(l.task);
                     }
+                }
+                Action::RebindLink { from, to } if self.sfu.is_some() => {
+                    // Through an SFU the person publishes again under their new id: receive
+                    // that instead.
+                    self.close_link(&from);
+                    if let Some(s) = &self.sfu {
+                        let _ = s.tx.try_send(SfuCommand::Unsubscribe(from));
+                    }
+                    self.open_link(to, false, true);
                 }
                 Action::RebindLink { from, to } => {
                     if self.links.contains_key(&to) {
@@ -363,6 +401,9 @@ impl Actor {
         if !self.core.in_call() && self.chat.lines().next().is_some() {
             self.chat = Chat::new();
         }
+        if !self.core.in_call() {
+            self.stop_sfu();
+        }
         self.sync_devices();
         self.publish_snapshot().await;
     }
@@ -383,6 +424,97 @@ impl Actor {
         if self.links.contains_key(&peer) {
             return;
         }
+        if self.sfu_info.is_some() && self.ensure_sfu() {
+            // Through the SFU: the person's media arrives on a link the SFU offers.
+            let handle = self.spawn_link(peer.clone(), Role::Subscribe, false, true);
+            self.link_peer.insert(handle.id, peer.clone());
+            self.links.insert(peer.clone(), handle);
+            if let Some(s) = &self.sfu {
+                let _ = s.tx.try_send(SfuCommand::Subscribe(peer));
+            }
+            return;
+        }
+        let handle = self.spawn_link(peer.clone(), Role::Mesh, offerer, polite);
+        self.link_peer.insert(handle.id, peer.clone());
+        self.links.insert(peer, handle);
+    }
+
+    /// Lets a link go (its task is awaited later).
+    fn close_link(&mut self, peer: &PeerId) {
+        if let Some(l) = self.links.remove(peer) {
+            self.remember(peer, l.id);
+            self.link_peer.remove(&l.id);
+            let _ = l.tx.try_send(LinkCommand::Close);
+            self.closing.push(l.task);
+        }
+    }
+
+    /// Starts the session with the SFU and our publisher link, unless running; false if
+    /// there is no SFU or we have no id yet.
+    fn ensure_sfu(&mut self) -> bool {
+        let (Some(info), Some(me)) = (self.sfu_info.clone(), self.core.me().cloned()) else {
+            return false;
+        };
+        if self.sfu.as_ref().is_some_and(|s| s.me == me) {
+            return true;
+        }
+        self.stop_sfu();
+        let (tx, rx) = mpsc::channel(256);
+        let (ev_tx, ev_rx) = mpsc::channel(256);
+        let task = tokio::spawn(sfu::run(
+            SfuParams {
+                info,
+                me: me.clone(),
+            },
+            rx,
+            ev_tx,
+        ));
+        let publisher = self.spawn_link(publisher_id(), Role::Publish, true, false);
+        self.sfu = Some(SfuHandle {
+            tx,
+            events: ev_rx,
+            task,
+            publisher,
+            me,
+        });
+        true
+    }
+
+    /// Ends the session with the SFU (its task and our publisher link are awaited later).
+    fn stop_sfu(&mut self) {
+        if let Some(s) = self.sfu.take() {
+            let _ = s.publisher.tx.try_send(LinkCommand::Close);
+            self.closing.push(s.publisher.task);
+            // Dropping the command sender ends the session.
+            drop(s.tx);
+            self.closing.push(s.task);
+        }
+    }
+
+    async fn sfu_event(&mut self, ev: Option<SfuEvent>) {
+        match ev {
+            Some(SfuEvent::Remote(target, sig)) => {
+                let tx = match &target {
+                    Target::Publisher => self.sfu.as_ref().map(|s| &s.publisher.tx),
+                    Target::Feed(p) => self.links.get(p).map(|l| &l.tx),
+                };
+                if let Some(tx) = tx {
+                    let _ = tx.try_send(LinkCommand::Remote(sig));
+                }
+            }
+            Some(SfuEvent::Failed(e)) => {
+                self.error(ErrorCode::CallFailed, format!("{e}; the call cannot go on"))
+                    .await;
+                self.stop_sfu();
+                let now = self.now();
+                self.core.hang_up(now);
+                self.apply().await;
+            }
+            None => self.stop_sfu(),
+        }
+    }
+
+    fn spawn_link(&mut self, peer: PeerId, role: Role, offerer: bool, polite: bool) -> LinkHandle {
         let id = self.next_link;
         self.next_link += 1;
         let (tx, rx) = mpsc::channel(256);
@@ -394,6 +526,7 @@ impl Actor {
         };
         let params = LinkParams {
             id,
+            role,
             peer: peer.clone(),
             offerer,
             polite,
@@ -406,8 +539,7 @@ impl Actor {
             self.link_tx.clone(),
             self.hub.clone(),
         ));
-        self.link_peer.insert(id, peer.clone());
-        self.links.insert(peer, LinkHandle { id, tx, task });
+        LinkHandle { id, tx, task }
     }
 
     /// Devices run while in a call (or previewing) and are released otherwise; the worker
@@ -635,8 +767,14 @@ impl Actor {
     async fn signaling_event(&mut self, ev: SigEvent) {
         let now = self.now();
         match ev {
-            SigEvent::Welcome { id, room, peers } => {
+            SigEvent::Welcome {
+                id,
+                room,
+                peers,
+                sfu,
+            } => {
                 self.connection = ConnectionStatus::Connected;
+                self.sfu_info = sfu;
                 self.refusal_told = false;
                 self.core.welcome(id.clone(), peers, now);
                 self.apply().await;
@@ -773,7 +911,17 @@ impl Actor {
     async fn link_event(&mut self, ev: LinkEvent) {
         let now = self.now();
         match ev {
-            LinkEvent::Signal(to, sig) => self.send_signal(to, &sig),
+            LinkEvent::Signal(to, sig) => match &self.sfu {
+                Some(s) => {
+                    let target = if to == publisher_id() {
+                        Target::Publisher
+                    } else {
+                        Target::Feed(to)
+                    };
+                    let _ = s.tx.try_send(SfuCommand::Signal(target, sig));
+                }
+                None => self.send_signal(to, &sig),
+            },
             LinkEvent::Connected(id) => {
                 if let Some(peer) = self.link_peer.get(&id).cloned() {
                     self.core.link_connected(&peer, now);
@@ -816,6 +964,15 @@ impl Actor {
                     }
                     Err(e) => tracing::debug!(%peer, "a chat message was refused: {e}"),
                 }
+            }
+            LinkEvent::Failed(id, error)
+                if self.sfu.as_ref().is_some_and(|s| s.publisher.id == id) =>
+            {
+                self.error(
+                    error.code(),
+                    format!("sending to the media server: {error}"),
+                )
+                .await;
             }
             LinkEvent::Failed(id, error) => {
                 if let Some(peer) = self.link_peer.get(&id).cloned() {

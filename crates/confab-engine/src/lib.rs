@@ -22,6 +22,7 @@ pub mod error;
 pub mod ice;
 pub mod link;
 pub mod media;
+pub mod sfu;
 pub mod signaling;
 pub mod stats;
 

@@ -29,6 +29,8 @@ pub enum SigEvent {
         id: PeerId,
         room: String,
         peers: Vec<PeerInfo>,
+        /// The SFU this room's calls go through, if the server names one.
+        sfu: Option<confab_protocol::SfuInfo>,
     },
     PeerJoined {
         id: PeerId,
@@ -193,8 +195,18 @@ async fn join(ws: &mut Ws, p: &JoinParams) -> Result<SigEvent, JoinError> {
         while let Some(m) = ws.next().await {
             match m {
                 Ok(Message::Text(t)) => match ServerMessage::decode(t.as_str()) {
-                    Ok(ServerMessage::Welcome { id, room, peers }) => {
-                        return Ok(SigEvent::Welcome { id, room, peers })
+                    Ok(ServerMessage::Welcome {
+                        id,
+                        room,
+                        peers,
+                        sfu,
+                    }) => {
+                        return Ok(SigEvent::Welcome {
+                            id,
+                            room,
+                            peers,
+                            sfu,
+                        })
                     }
                     Ok(ServerMessage::Error { code, message }) => {
                         return Err(JoinError::Refused { code, message })

@@ -116,6 +116,71 @@ pub enum ClientMessage {
     Leave,
 }
 
+/// The SFU (a Janus VideoRoom) a room's calls go through: its address, the VideoRoom room and
+/// the PIN that room is created with. The signaling server derives `room` and `pin` from the
+/// room's name and a secret of its own, so only the room's members learn them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SfuInfo {
+    /// `janus+ws://HOST:PORT` or `janus+wss://HOST:PORT[/PATH]`.
+    pub url: String,
+    /// The VideoRoom room id (below 2^53, so that JavaScript reads it exactly).
+    pub room: u64,
+    pub pin: String,
+}
+
+/// The largest room id an [`SfuInfo`] may carry.
+pub const MAX_SFU_ROOM: u64 = (1 << 53) - 1;
+
+impl SfuInfo {
+    /// The WebSocket URL of the SFU (the `janus+` prefix taken off).
+    pub fn ws_url(&self) -> &str {
+        self.url.strip_prefix("janus+").unwrap_or(&self.url)
+    }
+
+    /// Checks what a server sent (or an operator configured) before anyone uses it.
+    pub fn checked(self) -> Result<Self, DecodeError> {
+        check_sfu_url(&self.url)?;
+        if self.room == 0 || self.room > MAX_SFU_ROOM {
+            return Err(DecodeError::new(format!(
+                "`sfu.room` must be between 1 and 2^53-1, not {}",
+                self.room
+            )));
+        }
+        if self.pin.is_empty()
+            || self.pin.len() > 64
+            || !self.pin.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(DecodeError::new(
+                "`sfu.pin` must be 1 to 64 letters and digits",
+            ));
+        }
+        Ok(self)
+    }
+}
+
+/// Checks an SFU address: `janus+ws://` or `janus+wss://`, a host, at most 512 bytes.
+pub fn check_sfu_url(url: &str) -> Result<(), DecodeError> {
+    let rest = url
+        .strip_prefix("janus+ws://")
+        .or_else(|| url.strip_prefix("janus+wss://"))
+        .ok_or_else(|| {
+            DecodeError::new(format!(
+                "the SFU address must start with janus+ws:// or janus+wss://, not {:?}",
+                truncate(url, 40)
+            ))
+        })?;
+    if url.len() > 512 || rest.is_empty() || rest.starts_with('/') {
+        return Err(DecodeError::new(format!(
+            "the SFU address {:?} has no host (or is longer than 512 bytes)",
+            truncate(url, 40)
+        )));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(DecodeError::new("the SFU address may not contain spaces"));
+    }
+    Ok(())
+}
+
 /// Server → client.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -124,6 +189,9 @@ pub enum ServerMessage {
         id: PeerId,
         room: String,
         peers: Vec<PeerInfo>,
+        /// The media server this room's calls go through, when the server has one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sfu: Option<SfuInfo>,
     },
     PeerJoined {
         id: PeerId,
@@ -282,6 +350,7 @@ struct ServerWire<'a> {
     room: Option<String>,
     name: Option<String>,
     peers: Option<Vec<PeerInfo>>,
+    sfu: Option<SfuInfo>,
     from: Option<String>,
     #[serde(borrow)]
     data: Option<&'a RawValue>,
@@ -301,6 +370,7 @@ impl ServerMessage {
                 id: PeerId(required(w.id, "welcome", "id")?),
                 room: required(w.room, "welcome", "room")?,
                 peers: required(w.peers, "welcome", "peers")?,
+                sfu: w.sfu.map(SfuInfo::checked).transpose()?,
             }),
             "peer-joined" => Ok(ServerMessage::PeerJoined {
                 id: PeerId(required(w.id, "peer-joined", "id")?),

@@ -1,7 +1,9 @@
 //! Golden JSON for every message, decode errors, and property round trips.
 
 use confab_protocol::call::{CallSignal, IceCandidate, SdpType, SessionDescription};
-use confab_protocol::{ClientMessage, ErrorCode, PeerId, PeerInfo, ServerMessage, SignalData};
+use confab_protocol::{
+    ClientMessage, ErrorCode, PeerId, PeerInfo, ServerMessage, SfuInfo, SignalData,
+};
 use proptest::prelude::*;
 
 fn data(json: &str) -> SignalData {
@@ -64,8 +66,22 @@ fn golden_server_messages() {
                 id: PeerId::from("b1"),
                 name: "Bob".into(),
             }],
+            sfu: None,
         },
         r#"{"type":"welcome","id":"a1","room":"team","peers":[{"id":"b1","name":"Bob"}]}"#,
+    );
+    golden_server(
+        ServerMessage::Welcome {
+            id: PeerId::from("a1"),
+            room: "big".into(),
+            peers: vec![],
+            sfu: Some(SfuInfo {
+                url: "janus+ws://sfu.example:8188".into(),
+                room: 42,
+                pin: "abc123".into(),
+            }),
+        },
+        r#"{"type":"welcome","id":"a1","room":"big","peers":[],"sfu":{"url":"janus+ws://sfu.example:8188","room":42,"pin":"abc123"}}"#,
     );
     golden_server(
         ServerMessage::PeerJoined {
@@ -302,7 +318,8 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
             .prop_map(|(id, room, peers)| ServerMessage::Welcome {
                 id: PeerId(id),
                 room,
-                peers
+                peers,
+                sfu: None,
             }),
         peer().prop_map(|p| ServerMessage::PeerJoined {
             id: p.id,
@@ -346,5 +363,45 @@ proptest! {
         while !text.is_char_boundary(end) { end -= 1; }
         let err = ClientMessage::decode(&text[..end]).expect_err("a cut object is not JSON");
         prop_assert!(err.message.starts_with("not a valid message"));
+    }
+}
+
+/// A welcome naming an SFU the client could be steered to with a crafted address, room or
+/// PIN is refused with a worded error, never used.
+#[test]
+fn hostile_sfu_in_welcome() {
+    let base = r#"{"type":"welcome","id":"a1","room":"big","peers":[],"sfu":"#;
+    for (sfu, says) in [
+        (
+            r#"{"url":"http://evil.example","room":1,"pin":"a"}"#,
+            "janus+ws://",
+        ),
+        (r#"{"url":"janus+ws://","room":1,"pin":"a"}"#, "no host"),
+        (r#"{"url":"janus+ws://h:1 x","room":1,"pin":"a"}"#, "spaces"),
+        (r#"{"url":"janus+ws://h:1","room":0,"pin":"a"}"#, "sfu.room"),
+        (
+            r#"{"url":"janus+ws://h:1","room":9007199254740992,"pin":"a"}"#,
+            "sfu.room",
+        ),
+        (r#"{"url":"janus+ws://h:1","room":1,"pin":""}"#, "sfu.pin"),
+        (
+            r#"{"url":"janus+ws://h:1","room":1,"pin":"a\"b"}"#,
+            "sfu.pin",
+        ),
+        (r#"{"url":"janus+ws://h:1","room":1}"#, "pin"),
+    ] {
+        let text = format!("{base}{sfu}}}");
+        let e = ServerMessage::decode(&text).expect_err(&text);
+        assert!(e.message.contains(says), "{text}: {}", e.message);
+    }
+    let ok = format!(r#"{base}{{"url":"janus+wss://h:1/janus","room":7,"pin":"Ab9"}}}}"#);
+    match ServerMessage::decode(&ok).unwrap() {
+        ServerMessage::Welcome { sfu: Some(s), .. } => {
+            assert_eq!(
+                (s.ws_url(), s.room, s.pin.as_str()),
+                ("wss://h:1/janus", 7, "Ab9")
+            )
+        }
+        m => panic!("{m:?}"),
     }
 }

@@ -89,6 +89,48 @@ pub struct Config {
     pub departed_per_room: usize,
     /// How long a departed id is remembered.
     pub departed_memory: Duration,
+    /// The SFU rooms' calls go through (`welcome` names it), if any.
+    pub sfu: Option<Sfu>,
+}
+
+/// An SFU and the secret the VideoRoom rooms and PINs are derived from. Every node of a
+/// cluster needs the same secret, so that the members of a room meet in one VideoRoom room.
+#[derive(Clone)]
+pub struct Sfu {
+    pub url: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Sfu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sfu")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sfu {
+    /// The VideoRoom room and PIN of a room: keyed hashes of its name, so that someone who
+    /// knows a room's name but is not let in cannot reach its media at the SFU.
+    pub fn info(&self, room: &str) -> confab_protocol::SfuInfo {
+        let digest = |what: &str| {
+            let mut h = Sha256::new();
+            for part in [self.secret.as_bytes(), what.as_bytes(), room.as_bytes()] {
+                h.update((part.len() as u64).to_le_bytes());
+                h.update(part);
+            }
+            h.finalize()
+        };
+        let id = digest("videoroom-id");
+        let mut n = [0u8; 8];
+        n.copy_from_slice(&id[..8]);
+        let room_id = (u64::from_le_bytes(n) & confab_protocol::MAX_SFU_ROOM).max(1);
+        confab_protocol::SfuInfo {
+            url: self.url.clone(),
+            room: room_id,
+            pin: hex::encode(&digest("videoroom-pin")[..16]),
+        }
+    }
 }
 
 impl Default for Config {
@@ -113,6 +155,7 @@ impl Default for Config {
             tracked_addresses: 20_000,
             departed_per_room: 32,
             departed_memory: Duration::from_secs(60),
+            sfu: None,
         }
     }
 }
@@ -956,6 +999,7 @@ impl Rooms {
                     name: m.name.clone(),
                 })
                 .collect(),
+            sfu: self.config.sfu.as_ref().map(|s| s.info(&room)),
         };
         out.push(Output::Update {
             conn,

@@ -141,6 +141,22 @@ struct Args {
     #[arg(long, env = "CONFAB_REDIS")]
     redis: Option<String>,
 
+    /// Calls in this server's rooms go through this SFU, a Janus VideoRoom reached over its
+    /// WebSocket API (janus+ws://HOST:PORT or janus+wss://…): rooms larger than a mesh.
+    /// `welcome` hands each room's members its VideoRoom room and PIN.
+    #[arg(long, env = "CONFAB_SFU")]
+    sfu: Option<String>,
+
+    /// The secret the SFU's rooms and PINs are derived from. Every node of a cluster needs the
+    /// same one; without it, a random one per start (fine for a single node).
+    #[arg(
+        long,
+        env = "CONFAB_SFU_SECRET",
+        requires = "sfu",
+        hide_env_values = true
+    )]
+    sfu_secret: Option<String>,
+
     /// FOR AUTOMATED TESTS ONLY: lets the web client act on its test URL parameters (join,
     /// call, accept, source, size), so that a link can join and call without anyone
     /// pressing a button. Never on a server people use.
@@ -156,6 +172,32 @@ fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
 }
 
 impl Args {
+    fn sfu(&self) -> anyhow::Result<Option<confab_rooms::Sfu>> {
+        let Some(url) = &self.sfu else {
+            return Ok(None);
+        };
+        confab_protocol::check_sfu_url(url).map_err(|e| anyhow::anyhow!("--sfu: {e}"))?;
+        let secret = match &self.sfu_secret {
+            Some(s) => {
+                anyhow::ensure!(s.len() >= 16, "--sfu-secret must be at least 16 characters");
+                s.clone()
+            }
+            None => {
+                if self.redis.is_some() {
+                    tracing::warn!(
+                        "--sfu without --sfu-secret: this node's SFU rooms differ from the \
+                         other nodes'; give every node the same --sfu-secret"
+                    );
+                }
+                format!("{:032x}", rand::random::<u128>())
+            }
+        };
+        Ok(Some(confab_rooms::Sfu {
+            url: url.clone(),
+            secret,
+        }))
+    }
+
     fn config(&self) -> anyhow::Result<SignalConfig> {
         anyhow::ensure!(self.rate > 0.0, "--rate must be above zero");
         anyhow::ensure!(self.rate_burst >= 1.0, "--rate-burst must be at least 1");
@@ -199,6 +241,7 @@ impl Args {
                 address_join_per_sec: self.address_join_rate,
                 password_failures_per_address: self.password_failures,
                 password_failures_per_room: self.room_password_failures,
+                sfu: self.sfu()?,
                 ..RoomLimits::default()
             },
             handshake_timeout: secs("handshake-timeout", self.handshake_timeout)?,

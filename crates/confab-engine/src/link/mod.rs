@@ -19,7 +19,7 @@ use confab_call::health::{ConnState, HealthAction, LinkFailure, LinkHealth};
 use confab_call::negotiation::{
     CandidateDecision, Decision, Negotiation, NegotiationRules, Refused,
 };
-use confab_call::verify::{Role, Verifier, VerifyError};
+use confab_call::verify::{Role as VerifyRole, Verifier, VerifyError};
 use confab_call::Millis;
 use confab_media::video::VideoCodec;
 use confab_protocol::call::{CallSignal, IceCandidate, SdpType, SessionDescription};
@@ -152,8 +152,20 @@ pub enum LinkEvent {
     Closed(LinkId),
 }
 
+/// What a link is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// With one other person, directly (the mesh): both ways, chat, verification.
+    Mesh,
+    /// Our media to an SFU: sends only; we offer.
+    Publish,
+    /// One person's media from an SFU: receives only; the SFU offers.
+    Subscribe,
+}
+
 pub struct LinkParams {
     pub id: LinkId,
+    pub role: Role,
     pub peer: PeerId,
     pub offerer: bool,
     /// The polite peer rolls back its own offer when offers collide.
@@ -198,6 +210,10 @@ impl Link {
     }
 
     async fn send(&self, sig: CallSignal) {
+        if self.params.role != Role::Mesh && matches!(sig, CallSignal::Verify { .. }) {
+            // The code proves two people's own connection: there is none through an SFU.
+            return;
+        }
         let _ = self
             .events
             .send(LinkEvent::Signal(self.peer.clone(), sig))
@@ -264,7 +280,7 @@ impl Link {
 
     /// Tells the engine the code once it is known (or that it cannot be).
     async fn report_verification(&mut self) {
-        if self.verified {
+        if self.verified || self.params.role != Role::Mesh {
             return;
         }
         if let Some(code) = self.verifier.result().cloned() {
@@ -346,7 +362,7 @@ impl Link {
             self.send(v).await;
         }
         if d.kind == SdpType::Offer {
-            if self.tracks.is_none() {
+            if self.tracks.is_none() && self.params.role != Role::Subscribe {
                 let codec = self.answer_codec(&d.sdp);
                 self.ensure_tracks(codec).await?;
             }
@@ -504,6 +520,9 @@ impl Link {
     }
 
     fn on_track(&mut self, track: Arc<dyn TrackRemote>) {
+        if self.params.role == Role::Publish {
+            return;
+        }
         let (hub, link) = (self.hub.clone(), self.params.id);
         self.tasks.spawn(async move {
             match track.kind().await {
@@ -681,9 +700,9 @@ pub async fn run(
         health: LinkHealth::new(params.rtc.health, params.offerer, 0),
         verifier: Verifier::new(
             if params.offerer {
-                Role::Offerer
+                VerifyRole::Offerer
             } else {
-                Role::Answerer
+                VerifyRole::Answerer
             },
             format!("{:032x}", rand::random::<u128>()),
             params.binding.clone(),
@@ -704,7 +723,9 @@ pub async fn run(
         relay_candidates: 0,
     };
     // Before the first offer, so that it carries the data channel's m=application section.
-    link.open_chat().await;
+    if link.params.role == Role::Mesh {
+        link.open_chat().await;
+    }
     let mut failure: Option<LinkError> = None;
     if link.params.offerer {
         let codec = codecs::sending(

@@ -1,0 +1,525 @@
+//! Calls through an SFU: a Janus VideoRoom, spoken to over Janus's WebSocket API.
+//!
+//! The engine publishes its camera and microphone once (one peer connection, the *publisher*
+//! link, which offers) and receives each other person through their own *subscriber* link
+//! (Janus offers, we answer). Both are ordinary links (`link::run` with a [`Role`]); this task
+//! only carries their descriptions and candidates to and from Janus, and tells the engine which
+//! description belongs to which link. Who is in the call stays the call rules' decision: a
+//! subscriber link is opened where the rules open a link.
+//!
+//! Janus is run by the operator and trusted as such; what it relays from other publishers (their
+//! names, their number) is bounded.
+
+use confab_protocol::call::{CallSignal, SdpType, SessionDescription};
+use confab_protocol::{PeerId, SfuInfo};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Whose description or candidate a message carries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// Our own publisher link.
+    Publisher,
+    /// The subscriber link receiving this person.
+    Feed(PeerId),
+}
+
+#[derive(Debug)]
+pub enum SfuCommand {
+    /// Receive this person (once they publish).
+    Subscribe(PeerId),
+    Unsubscribe(PeerId),
+    /// A description or candidate from one of our links, for Janus.
+    Signal(Target, CallSignal),
+}
+
+#[derive(Debug)]
+pub enum SfuEvent {
+    /// A description from Janus for one of our links.
+    Remote(Target, CallSignal),
+    /// The session with the SFU failed; the task ends after this.
+    Failed(SfuError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SfuError {
+    #[error("cannot reach the media server at {url}: {why}")]
+    Unreachable { url: String, why: String },
+    #[error("the media server refused {what}: {reason} ({code})")]
+    Refused {
+        what: &'static str,
+        code: i64,
+        reason: String,
+    },
+    #[error("the media server did not answer {0} within 10 s")]
+    Timeout(&'static str),
+    #[error("the connection to the media server was lost: {0}")]
+    Lost(String),
+    #[error("the media server sent something Confab does not understand: {0}")]
+    Protocol(String),
+}
+
+/// Janus keeps a session 60 s without a word; we speak every 25 s.
+const KEEPALIVE: Duration = Duration::from_secs(25);
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+/// Other publishers in one room that we keep track of.
+const MAX_FEEDS: usize = 64;
+/// Longest display name (our peer ids) taken from Janus.
+const MAX_DISPLAY: usize = 64;
+const VIDEOROOM: &str = "janus.plugin.videoroom";
+/// VideoRoom error codes: no such room, room exists.
+const NO_SUCH_ROOM: i64 = 426;
+const ROOM_EXISTS: i64 = 427;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct Janus {
+    ws: Ws,
+    session: u64,
+    next: u64,
+    /// Messages that arrived while a request waited for its answer.
+    early: Vec<Value>,
+}
+
+impl Janus {
+    async fn connect(info: &SfuInfo) -> Result<Self, SfuError> {
+        let url = info.ws_url();
+        let unreachable = |why: String| SfuError::Unreachable {
+            url: url.to_owned(),
+            why,
+        };
+        let mut req = url
+            .into_client_request()
+            .map_err(|e| unreachable(e.to_string()))?;
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static("janus-protocol"),
+        );
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(1 << 20));
+        let (ws, _) = tokio::time::timeout(
+            ANSWER_WITHIN,
+            tokio_tungstenite::connect_async_with_config(req, Some(config), true),
+        )
+        .await
+        .map_err(|_| SfuError::Timeout("the connection"))?
+        .map_err(|e| unreachable(e.to_string()))?;
+        Ok(Janus {
+            ws,
+            session: 0,
+            next: 1,
+            early: Vec::new(),
+        })
+    }
+
+    /// Sends one request; returns its transaction.
+    async fn send(&mut self, mut msg: Value) -> Result<String, SfuError> {
+        let tx = format!("t{}", self.next);
+        self.next += 1;
+        msg["transaction"] = json!(tx);
+        if self.session != 0 {
+            msg["session_id"] = json!(self.session);
+        }
+        self.ws
+            .send(Message::Text(msg.to_string().into()))
+            .await
+            .map_err(|e| SfuError::Lost(e.to_string()))?;
+        Ok(tx)
+    }
+
+    /// The next message from Janus.
+    async fn read(&mut self) -> Result<Value, SfuError> {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    return serde_json::from_str(t.as_str())
+                        .map_err(|e| SfuError::Protocol(e.to_string()))
+                }
+                Some(Ok(Message::Close(_))) | None => {
+                    return Err(SfuError::Lost("the media server closed it".into()))
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(SfuError::Lost(e.to_string())),
+            }
+        }
+    }
+
+    /// Sends a request and waits for its final answer (skipping Janus's `ack`); whatever else
+    /// arrives meanwhile is kept for later.
+    async fn request(&mut self, what: &'static str, msg: Value) -> Result<Value, SfuError> {
+        let tx = self.send(msg).await?;
+        let wait = async {
+            loop {
+                let m = self.read().await?;
+                if m["transaction"].as_str() != Some(tx.as_str()) {
+                    self.early.push(m);
+                    continue;
+                }
+                match m["janus"].as_str() {
+                    Some("ack") => continue,
+                    Some("error") => {
+                        return Err(SfuError::Refused {
+                            what,
+                            code: m["error"]["code"].as_i64().unwrap_or(0),
+                            reason: text(&m["error"]["reason"]),
+                        })
+                    }
+                    _ => return Ok(m),
+                }
+            }
+        };
+        tokio::time::timeout(ANSWER_WITHIN, wait)
+            .await
+            .map_err(|_| SfuError::Timeout(what))?
+    }
+
+    async fn attach(&mut self) -> Result<u64, SfuError> {
+        let m = self
+            .request(
+                "a new handle",
+                json!({"janus": "attach", "plugin": VIDEOROOM}),
+            )
+            .await?;
+        m["data"]["id"]
+            .as_u64()
+            .ok_or_else(|| SfuError::Protocol("attach answered without a handle id".into()))
+    }
+
+    /// A VideoRoom request on a handle; its `plugindata.data`, or the plugin's refusal.
+    async fn plugin(
+        &mut self,
+        what: &'static str,
+        handle: u64,
+        body: Value,
+    ) -> Result<Value, SfuError> {
+        let m = self
+            .request(
+                what,
+                json!({"janus": "message", "handle_id": handle, "body": body}),
+            )
+            .await?;
+        let data = m["plugindata"]["data"].clone();
+        match data["error_code"].as_i64() {
+            Some(code) => Err(SfuError::Refused {
+                what,
+                code,
+                reason: text(&data["error"]),
+            }),
+            None => Ok(data),
+        }
+    }
+}
+
+fn text(v: &Value) -> String {
+    let s = v.as_str().unwrap_or("no reason given");
+    confab_protocol::truncate(s, 200).into_owned()
+}
+
+pub struct SfuParams {
+    pub info: SfuInfo,
+    /// Our id in the room: the display name we publish under.
+    pub me: PeerId,
+}
+
+/// The session's state once joined.
+struct Session {
+    janus: Janus,
+    room: u64,
+    pin: String,
+    publisher: u64,
+    /// Other publishers: display (their peer id) → feed id.
+    feeds: HashMap<PeerId, u64>,
+    /// People we want to receive.
+    wanted: HashMap<PeerId, Option<u64>>,
+    /// Subscriber handle → whom it receives.
+    handles: HashMap<u64, PeerId>,
+    /// Transactions of attaches under way → for whom.
+    attaching: HashMap<String, PeerId>,
+    events: mpsc::Sender<SfuEvent>,
+}
+
+impl Session {
+    fn note_publishers(&mut self, list: &Value) {
+        for p in list.as_array().into_iter().flatten() {
+            let (Some(feed), Some(display)) = (p["id"].as_u64(), p["display"].as_str()) else {
+                continue;
+            };
+            if display.is_empty() || display.len() > MAX_DISPLAY {
+                continue;
+            }
+            let who = PeerId(display.to_owned());
+            if self.feeds.len() >= MAX_FEEDS && !self.feeds.contains_key(&who) {
+                tracing::warn!("more than {MAX_FEEDS} publishers in the SFU room; ignoring more");
+                continue;
+            }
+            // The first feed under a name is theirs until it goes.
+            self.feeds.entry(who).or_insert(feed);
+        }
+    }
+
+    fn forget_feed(&mut self, feed: u64) {
+        self.feeds.retain(|_, f| *f != feed);
+    }
+
+    /// Attaches a subscriber handle for everyone wanted whose feed is known.
+    async fn subscribe_ready(&mut self) -> Result<(), SfuError> {
+        let ready: Vec<PeerId> = self
+            .wanted
+            .iter()
+            .filter(|(p, h)| h.is_none() && self.feeds.contains_key(*p))
+            .filter(|(p, _)| !self.attaching.values().any(|a| a == *p))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in ready {
+            let tx = self
+                .janus
+                .send(json!({"janus": "attach", "plugin": VIDEOROOM}))
+                .await?;
+            self.attaching.insert(tx, p);
+        }
+        Ok(())
+    }
+
+    fn handle_of(&self, target: &Target) -> Option<u64> {
+        match target {
+            Target::Publisher => Some(self.publisher),
+            Target::Feed(p) => self.wanted.get(p).copied().flatten(),
+        }
+    }
+
+    async fn command(&mut self, cmd: SfuCommand) -> Result<(), SfuError> {
+        match cmd {
+            SfuCommand::Subscribe(p) => {
+                self.wanted.entry(p).or_insert(None);
+                self.subscribe_ready().await?;
+            }
+            SfuCommand::Unsubscribe(p) => {
+                if let Some(Some(h)) = self.wanted.remove(&p) {
+                    self.handles.remove(&h);
+                    self.janus
+                        .send(json!({"janus": "detach", "handle_id": h}))
+                        .await?;
+                }
+            }
+            SfuCommand::Signal(target, sig) => {
+                let Some(handle) = self.handle_of(&target) else {
+                    tracing::debug!(?target, "nothing at the SFU for this message yet");
+                    return Ok(());
+                };
+                match sig {
+                    CallSignal::Description { description } => {
+                        let kind = match description.kind {
+                            SdpType::Offer => "offer",
+                            SdpType::Answer => "answer",
+                        };
+                        let jsep = json!({"type": kind, "sdp": description.sdp});
+                        let body = match (&target, description.kind) {
+                            (Target::Publisher, SdpType::Offer) => {
+                                json!({"request": "publish", "audio": true, "video": true})
+                            }
+                            (Target::Feed(_), SdpType::Answer) => {
+                                json!({"request": "start", "room": self.room})
+                            }
+                            _ => {
+                                tracing::debug!(?target, "a description Janus does not take");
+                                return Ok(());
+                            }
+                        };
+                        self.janus
+                            .send(json!({"janus": "message", "handle_id": handle, "body": body, "jsep": jsep}))
+                            .await?;
+                    }
+                    CallSignal::Candidate { candidate } => {
+                        let c = json!({
+                            "candidate": candidate.candidate,
+                            "sdpMid": candidate.sdp_mid,
+                            "sdpMLineIndex": candidate.sdp_m_line_index,
+                        });
+                        self.janus
+                            .send(json!({"janus": "trickle", "handle_id": handle, "candidate": c}))
+                            .await?;
+                    }
+                    // Verification is between two people's own connections: not through an SFU.
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn tell(&self, ev: SfuEvent) -> Result<(), SfuError> {
+        self.events
+            .send(ev)
+            .await
+            .map_err(|_| SfuError::Lost("the engine stopped".into()))
+    }
+
+    /// One message from Janus.
+    async fn message(&mut self, m: Value) -> Result<(), SfuError> {
+        let tx = m["transaction"].as_str().unwrap_or("");
+        if let Some(p) = self.attaching.remove(tx) {
+            let Some(handle) = m["data"]["id"].as_u64() else {
+                tracing::warn!("the SFU refused a handle for {p}: {}", m["error"]);
+                return Ok(());
+            };
+            let (Some(slot), Some(&feed)) = (self.wanted.get_mut(&p), self.feeds.get(&p)) else {
+                // No longer wanted (or gone): let the handle go.
+                self.janus
+                    .send(json!({"janus": "detach", "handle_id": handle}))
+                    .await?;
+                return Ok(());
+            };
+            *slot = Some(handle);
+            self.handles.insert(handle, p);
+            let body = json!({"request": "join", "ptype": "subscriber", "room": self.room,
+                              "pin": self.pin, "feed": feed});
+            self.janus
+                .send(json!({"janus": "message", "handle_id": handle, "body": body}))
+                .await?;
+            return Ok(());
+        }
+        let sender = m["sender"].as_u64();
+        match m["janus"].as_str() {
+            Some("event") => {}
+            Some("hangup") | Some("detached") => {
+                tracing::debug!(?sender, "SFU: {}", m["janus"]);
+                return Ok(());
+            }
+            _ => return Ok(()),
+        }
+        let data = &m["plugindata"]["data"];
+        let target = match sender {
+            Some(h) if h == self.publisher => Target::Publisher,
+            Some(h) => match self.handles.get(&h) {
+                Some(p) => Target::Feed(p.clone()),
+                None => return Ok(()),
+            },
+            None => return Ok(()),
+        };
+        if let Some(code) = data["error_code"].as_i64() {
+            tracing::warn!(?target, code, "the SFU refused: {}", text(&data["error"]));
+        }
+        if target == Target::Publisher {
+            if data["publishers"].is_array() {
+                self.note_publishers(&data["publishers"]);
+                self.subscribe_ready().await?;
+            }
+            for key in ["unpublished", "leaving"] {
+                if let Some(feed) = data[key].as_u64() {
+                    self.forget_feed(feed);
+                }
+            }
+        }
+        if let (Some(kind), Some(sdp)) = (m["jsep"]["type"].as_str(), m["jsep"]["sdp"].as_str()) {
+            let kind = match kind {
+                "offer" => SdpType::Offer,
+                "answer" => SdpType::Answer,
+                _ => return Ok(()),
+            };
+            let description = SessionDescription {
+                kind,
+                sdp: sdp.to_owned(),
+            };
+            self.tell(SfuEvent::Remote(
+                target,
+                CallSignal::Description { description },
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Joins the SFU room (made if it does not exist yet) as a publisher.
+async fn join(params: &SfuParams, events: mpsc::Sender<SfuEvent>) -> Result<Session, SfuError> {
+    let mut janus = Janus::connect(&params.info).await?;
+    let m = janus
+        .request("a session", json!({"janus": "create"}))
+        .await?;
+    janus.session = m["data"]["id"]
+        .as_u64()
+        .ok_or_else(|| SfuError::Protocol("create answered without a session id".into()))?;
+    let publisher = janus.attach().await?;
+    let (room, pin) = (params.info.room, params.info.pin.clone());
+    let join = json!({"request": "join", "ptype": "publisher", "room": room, "pin": pin,
+                      "display": params.me.as_str()});
+    let joined = match janus
+        .plugin("joining the room", publisher, join.clone())
+        .await
+    {
+        Err(SfuError::Refused {
+            code: NO_SUCH_ROOM, ..
+        }) => {
+            let create = json!({"request": "create", "room": room, "pin": pin,
+                                "is_private": true, "publishers": MAX_FEEDS,
+                                "audiocodec": "opus", "videocodec": "h264,vp8",
+                                "notify_joining": false});
+            match janus.plugin("making the room", publisher, create).await {
+                Ok(_)
+                | Err(SfuError::Refused {
+                    code: ROOM_EXISTS, ..
+                }) => {}
+                Err(e) => return Err(e),
+            }
+            janus.plugin("joining the room", publisher, join).await?
+        }
+        r => r?,
+    };
+    let mut s = Session {
+        janus,
+        room,
+        pin,
+        publisher,
+        feeds: HashMap::new(),
+        wanted: HashMap::new(),
+        handles: HashMap::new(),
+        attaching: HashMap::new(),
+        events,
+    };
+    s.note_publishers(&joined["publishers"]);
+    Ok(s)
+}
+
+/// Runs the session with the SFU until the engine lets go of it (drops the command sender).
+pub async fn run(
+    params: SfuParams,
+    mut commands: mpsc::Receiver<SfuCommand>,
+    events: mpsc::Sender<SfuEvent>,
+) {
+    let result = async {
+        let mut s = join(&params, events.clone()).await?;
+        for m in std::mem::take(&mut s.janus.early) {
+            s.message(m).await?;
+        }
+        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        keepalive.tick().await;
+        loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(c) => s.command(c).await?,
+                    None => break,
+                },
+                m = s.janus.read() => s.message(m?).await?,
+                _ = keepalive.tick() => {
+                    s.janus.send(json!({"janus": "keepalive"})).await?;
+                }
+            }
+        }
+        // Leaving: destroying the session hangs up every handle at once.
+        let _ = s.janus.send(json!({"janus": "destroy"})).await;
+        let _ = s.janus.ws.close(None).await;
+        Ok::<(), SfuError>(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!("SFU session: {e}");
+        let _ = events.send(SfuEvent::Failed(e)).await;
+    }
+}
