@@ -101,27 +101,40 @@ fn stap_a_well_formed(payload: &[u8]) -> bool {
     true
 }
 
+/// Whether an Annex-B H.264 frame has a NAL unit of a type `want` accepts.
+fn has_nal(frame: &[u8], want: impl Fn(u8) -> bool) -> bool {
+    let mut i = 0;
+    while i + 3 < frame.len() {
+        if frame[i] == 0 && frame[i + 1] == 0 && frame[i + 2] == 1 {
+            if want(frame[i + 3] & 0x1f) {
+                return true;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
 /// Whether a depacketized frame is a keyframe.
 pub fn is_keyframe(codec: VideoCodec, frame: &[u8]) -> bool {
     match codec {
         // An IDR slice (5) or a sequence parameter set (7) in the Annex-B stream.
-        VideoCodec::H264 => {
-            let mut i = 0;
-            while i + 3 < frame.len() {
-                if frame[i] == 0 && frame[i + 1] == 0 && frame[i + 2] == 1 {
-                    let t = frame[i + 3] & 0x1f;
-                    if t == 5 || t == 7 {
-                        return true;
-                    }
-                    i += 3;
-                } else {
-                    i += 1;
-                }
-            }
-            false
-        }
+        VideoCodec::H264 => has_nal(frame, |t| t == 5 || t == 7),
         // VP8 frame tag: bit 0 of the first byte is 0 for a key frame.
         VideoCodec::Vp8 => frame.first().is_some_and(|b| b & 1 == 0),
+    }
+}
+
+/// Whether a keyframe can start a decoder that has seen nothing yet: for H.264 it must carry
+/// its sequence parameter set (7). A receiver that joins a stream mid-keyframe (an SFU starts
+/// forwarding wherever the sender is) gets the IDR slices without the parameter sets that
+/// came in the frame's first packet.
+pub fn starts_decoding(codec: VideoCodec, frame: &[u8]) -> bool {
+    match codec {
+        VideoCodec::H264 => has_nal(frame, |t| t == 7),
+        VideoCodec::Vp8 => is_keyframe(codec, frame),
     }
 }
 
@@ -522,5 +535,21 @@ mod tests {
         assert_eq!(loss_wait_for(Some(2.0)), Duration::from_millis(224));
         assert_eq!(loss_wait_for(Some(100.0)), Duration::from_millis(420));
         assert_eq!(loss_wait_for(Some(5000.0)), Duration::from_millis(600));
+    }
+
+    #[test]
+    fn an_idr_without_its_parameter_sets_cannot_start_a_decoder() {
+        let sps_pps_idr = [
+            0, 0, 0, 1, 0x67, 0x42, 0, 0, 0, 1, 0x68, 0xce, 0, 0, 0, 1, 0x65, 0x88,
+        ];
+        let idr_only = [0, 0, 0, 1, 0x65, 0x88, 0x84];
+        let delta = [0, 0, 0, 1, 0x41, 0x9a];
+        let h = VideoCodec::H264;
+        assert!(is_keyframe(h, &sps_pps_idr) && starts_decoding(h, &sps_pps_idr));
+        assert!(is_keyframe(h, &idr_only) && !starts_decoding(h, &idr_only));
+        assert!(!is_keyframe(h, &delta) && !starts_decoding(h, &delta));
+        // A VP8 keyframe is whole in itself.
+        assert!(starts_decoding(VideoCodec::Vp8, &[0x10, 0x02, 0x00]));
+        assert!(!starts_decoding(VideoCodec::Vp8, &[0x11, 0x02, 0x00]));
     }
 }

@@ -11,6 +11,8 @@ use confab_media::processing::RenderFeed;
 use confab_media::video::{self, VideoCodec};
 use confab_media::{now_us, pattern, AudioFrame, FRAME_SAMPLES};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::reception_report::ReceptionReport;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
@@ -173,11 +175,27 @@ impl MediaHub {
             }
             let due = last_pli.is_none_or(|t| t.elapsed() > Duration::from_millis(300));
             if due && need_key.load(Ordering::Relaxed) {
+                // A compound packet, as RTP requires and as browsers send: a receiver report
+                // naming the stream first. An SFU that finds a packet's stream by its SSRCs
+                // (Janus) drops a lone PLI from a receive-only connection, and the sender never
+                // hears that a keyframe is needed.
+                let rr = ReceiverReport {
+                    ssrc: 1,
+                    reports: vec![ReceptionReport {
+                        ssrc,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                };
                 let pli = PictureLossIndication {
-                    sender_ssrc: 0,
+                    sender_ssrc: 1,
                     media_ssrc: ssrc,
                 };
-                if track.write_rtcp(vec![Box::new(pli)]).await.is_ok() {
+                if track
+                    .write_rtcp(vec![Box::new(rr), Box::new(pli)])
+                    .await
+                    .is_ok()
+                {
                     last_pli = Some(Instant::now());
                     if let Some(b) = self.links.lock().get_mut(&link) {
                         b.book(stream).stats.keyframe_requests += 1;
@@ -213,14 +231,19 @@ impl MediaHub {
             "set-up: decoder ready"
         );
         let mut waiting_for_key = true;
+        // Nothing decoded yet: the first keyframe must be one a fresh decoder can start from.
+        let mut fresh = true;
         while let Ok(f) = rx.recv() {
             if f.after_loss && !f.keyframe {
                 waiting_for_key = true;
             }
-            if waiting_for_key && !f.keyframe {
+            if waiting_for_key && !f.keyframe
+                || fresh && !confab_media::assembler::starts_decoding(codec, &f.data)
+            {
                 need_key.store(true, Ordering::Relaxed);
                 continue;
             }
+            fresh = false;
             if f.keyframe {
                 waiting_for_key = false;
                 need_key.store(false, Ordering::Relaxed);
