@@ -22,7 +22,8 @@ pub const BUILD: &[&str] = &[
 /// WebDriver for the UI tests, Chromium and its driver for browser interop, iproute2 for
 /// network namespaces, veth and tbf caps, Node.js (with npm) for the JS lint and tests,
 /// nftables for loss, blackouts and NAT in the kernel network lab, coturn (a real TURN
-/// server) for calls through relays, and redis-server for signaling nodes joined through Redis.
+/// server) for calls through relays, redis-server for signaling nodes joined through Redis,
+/// and janus (its VideoRoom plugin is the SFU of rooms' calls through a media server).
 pub const TEST_EXTRA: &[&str] = &[
     "xvfb",
     "webkit2gtk-driver",
@@ -33,6 +34,7 @@ pub const TEST_EXTRA: &[&str] = &[
     "nftables",
     "coturn",
     "redis-server",
+    "janus",
 ];
 
 /// The Windows cross build (`cargo xtask cross`), on top of [`BUILD`]: the MinGW-w64 C

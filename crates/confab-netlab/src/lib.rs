@@ -8,11 +8,13 @@
 //! - [`kernel`]: a kernel-level lab for processes: network namespaces, veth pairs, tbf rate
 //!   caps, nftables loss and blackouts, a masquerading NAT between two homes and an
 //!   "internet", and a coturn TURN server there. Needs root; everything is torn down on drop.
+//! - [`janus`]: a real Janus (VideoRoom over WebSocket) on loopback, for calls through an SFU.
 //!
 //! Traffic stays on loopback and inside the namespaces the lab made itself.
 
 pub mod harness;
 pub mod impair;
+pub mod janus;
 pub mod kernel;
 pub mod runtime;
 

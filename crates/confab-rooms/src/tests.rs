@@ -768,11 +768,19 @@ fn welcome_names_the_sfu_room_keyed_on_the_secret() {
     assert_eq!(pin.len(), 32);
     let d = h.connect();
     h.send(d, r#"{"type":"join","room":"big","name":"Bob"}"#);
-    assert_eq!(h.take_for(d)[0]["sfu"], sfu, "every member meets in one SFU room");
+    assert_eq!(
+        h.take_for(d)[0]["sfu"],
+        sfu,
+        "every member meets in one SFU room"
+    );
     let mut other_node = with_sfu("a-secret-of-sixteen+");
     let e = other_node.connect();
     other_node.send(e, r#"{"type":"join","room":"big","name":"Cy"}"#);
-    assert_eq!(other_node.take_for(e)[0]["sfu"], sfu, "a node with the same secret agrees");
+    assert_eq!(
+        other_node.take_for(e)[0]["sfu"],
+        sfu,
+        "a node with the same secret agrees"
+    );
     let f = h.connect();
     h.send(f, r#"{"type":"join","room":"bigger","name":"Di"}"#);
     let other_room = h.take_for(f)[0]["sfu"].clone();
