@@ -156,6 +156,15 @@
         }
         if (!m || typeof m !== 'object') return;
         trace(`in ${typeof ev.data === 'string' ? ev.data.slice(0, 200) : ''}`);
+        if (m.type === 'welcome' && m.sfu && typeof m.sfu === 'object' && !welcomed) {
+          // The others would send and look for pictures at the room's SFU, which this page
+          // cannot speak to yet: say so instead of ringing people who can never connect.
+          reject(Object.assign(new Error(
+            "This room's calls go through a media server, which the browser client cannot " +
+            'join yet. Use the Confab app for this room.'), { code: 'sfu-unsupported' }));
+          ws.close();
+          return;
+        }
         if (m.type === 'welcome' && typeof m.id === 'string' && Array.isArray(m.peers)) {
           welcomed = true;
           S.refusalTold = false;
