@@ -607,7 +607,8 @@ impl CallCore {
             // The link's own business.
             CallSignal::Description { .. }
             | CallSignal::Candidate { .. }
-            | CallSignal::Verify { .. } => {}
+            | CallSignal::Verify { .. }
+            | CallSignal::Feed { .. } => {}
         }
     }
 

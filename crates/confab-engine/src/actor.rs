@@ -117,6 +117,7 @@ pub fn spawn(
         chat: Chat::new(),
         sfu_info: None,
         sfu: None,
+        feeds: HashMap::new(),
     };
     // The actor's health is watched: if it panics, the devices are released and whoever
     // listens is told in words (the handle's commands answer `Stopped` from then on).
@@ -152,6 +153,8 @@ struct SfuHandle {
     publisher: LinkHandle,
     /// The id we publish under (a rejoin changes it: then we publish again).
     me: PeerId,
+    /// The feed we publish as, once the SFU said.
+    feed: Option<u64>,
 }
 
 /// The publisher link's stand-in for a peer id (server ids are hex: no one has this one).
@@ -204,6 +207,8 @@ struct Actor {
     sfu_info: Option<SfuInfo>,
     /// The session with it while in a call.
     sfu: Option<SfuHandle>,
+    /// The feed each person said they publish as (`feed` signals), kept for the SFU session.
+    feeds: HashMap<PeerId, u64>,
 }
 
 impl Actor {
@@ -430,7 +435,10 @@ impl Actor {
             self.link_peer.insert(handle.id, peer.clone());
             self.links.insert(peer.clone(), handle);
             if let Some(s) = &self.sfu {
-                let _ = s.tx.try_send(SfuCommand::Subscribe(peer));
+                let _ = s.tx.try_send(SfuCommand::Subscribe(peer.clone()));
+                if let Some(id) = s.feed {
+                    self.send_signal(peer, &CallSignal::Feed { id });
+                }
             }
             return;
         }
@@ -470,12 +478,16 @@ impl Actor {
             ev_tx,
         ));
         let publisher = self.spawn_link(publisher_id(), Role::Publish, true, false);
+        for (p, id) in &self.feeds {
+            let _ = tx.try_send(SfuCommand::Announced(p.clone(), *id));
+        }
         self.sfu = Some(SfuHandle {
             tx,
             events: ev_rx,
             task,
             publisher,
             me,
+            feed: None,
         });
         true
     }
@@ -500,6 +512,15 @@ impl Actor {
                 };
                 if let Some(tx) = tx {
                     let _ = tx.try_send(LinkCommand::Remote(sig));
+                }
+            }
+            Some(SfuEvent::Published(id)) => {
+                if let Some(s) = &mut self.sfu {
+                    s.feed = Some(id);
+                }
+                let peers: Vec<PeerId> = self.links.keys().cloned().collect();
+                for p in peers {
+                    self.send_signal(p, &CallSignal::Feed { id });
                 }
             }
             Some(SfuEvent::Failed(e)) => {
@@ -791,6 +812,7 @@ impl Actor {
                 self.apply().await;
             }
             SigEvent::PeerLeft { id } => {
+                self.feeds.remove(&id);
                 self.core.peer_left(&id, now);
                 self.apply().await;
             }
@@ -808,6 +830,16 @@ impl Actor {
                         tracing::debug!(
                             "{from} sent a session message but there is no call with them"
                         );
+                    }
+                }
+                Ok(CallSignal::Feed { id }) => {
+                    // Only people in the room are heard (the server stamps `from`); a room holds
+                    // a bounded number of them, and each has one entry.
+                    if self.feeds.len() < 64 || self.feeds.contains_key(&from) {
+                        self.feeds.insert(from.clone(), id);
+                        if let Some(s) = &self.sfu {
+                            let _ = s.tx.try_send(SfuCommand::Announced(from, id));
+                        }
                     }
                 }
                 Ok(sig) => {
@@ -883,6 +915,7 @@ impl Actor {
     }
 
     async fn stop_signaling(&mut self) {
+        self.feeds.clear();
         if let Some(s) = self.sig.take() {
             // Let queued hang-ups go out before the leave.
             let deadline = Instant::now() + Duration::from_millis(500);

@@ -8,7 +8,9 @@
 //! subscriber link is opened where the rules open a link.
 //!
 //! Janus is run by the operator and trusted as such; what it relays from other publishers (their
-//! names, their number) is bounded.
+//! number) is bounded. Other room members are not trusted: a display name at Janus is anyone's to
+//! claim, so a person's pictures are taken only from the feed that person named in a `feed`
+//! signal (stamped with its sender by the signaling server).
 
 use confab_protocol::call::{CallSignal, SdpType, SessionDescription};
 use confab_protocol::{PeerId, SfuInfo};
@@ -32,8 +34,11 @@ pub enum Target {
 
 #[derive(Debug)]
 pub enum SfuCommand {
-    /// Receive this person (once they publish).
+    /// Receive this person (once they have named their feed, and it is published).
     Subscribe(PeerId),
+    /// This person says they publish as this feed (a `feed` signal, sender stamped by the
+    /// signaling server).
+    Announced(PeerId, u64),
     Unsubscribe(PeerId),
     /// A description or candidate from one of our links, for Janus.
     Signal(Target, CallSignal),
@@ -41,6 +46,8 @@ pub enum SfuCommand {
 
 #[derive(Debug)]
 pub enum SfuEvent {
+    /// We publish as this feed: tell the people in the call.
+    Published(u64),
     /// A description from Janus for one of our links.
     Remote(Target, CallSignal),
     /// The session with the SFU failed; the task ends after this.
@@ -70,8 +77,6 @@ const KEEPALIVE: Duration = Duration::from_secs(25);
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 /// Other publishers in one room that we keep track of.
 const MAX_FEEDS: usize = 64;
-/// Longest display name (our peer ids) taken from Janus.
-const MAX_DISPLAY: usize = 64;
 const VIDEOROOM: &str = "janus.plugin.videoroom";
 /// VideoRoom error codes: no such room, room exists.
 const NO_SUCH_ROOM: i64 = 426;
@@ -228,14 +233,59 @@ pub struct SfuParams {
     pub me: PeerId,
 }
 
+/// Which feed at the SFU is whose. Anyone in the room can publish under any display name, and
+/// can name any feed in a `feed` signal; a feed is taken as a person's only when both agree: the
+/// person named it (their signal, stamped by the signaling server) and it is published under
+/// their id (which only they had when they published it first).
+#[derive(Debug, Default)]
+struct Feeds {
+    /// Feeds published at the SFU now, and their display names.
+    present: HashMap<u64, String>,
+    /// The feed each person named.
+    named: HashMap<PeerId, u64>,
+}
+
+impl Feeds {
+    /// Janus's list of publishers (at our join, and as they come).
+    fn published(&mut self, list: &Value) {
+        for p in list.as_array().into_iter().flatten() {
+            let (Some(feed), Some(display)) = (p["id"].as_u64(), p["display"].as_str()) else {
+                continue;
+            };
+            if self.present.len() >= MAX_FEEDS && !self.present.contains_key(&feed) {
+                tracing::warn!("more than {MAX_FEEDS} publishers in the SFU room; ignoring more");
+                break;
+            }
+            self.present
+                .insert(feed, confab_protocol::truncate(display, 64).into_owned());
+        }
+    }
+
+    fn gone(&mut self, feed: u64) {
+        self.present.remove(&feed);
+    }
+
+    /// A person's word (a later one replaces the earlier: they published again).
+    fn named(&mut self, who: PeerId, feed: u64) {
+        if self.named.len() < MAX_FEEDS || self.named.contains_key(&who) {
+            self.named.insert(who, feed);
+        }
+    }
+
+    /// The feed to receive `who` from, if there is one both they and the SFU vouch for.
+    fn feed_of(&self, who: &PeerId) -> Option<u64> {
+        let feed = *self.named.get(who)?;
+        (self.present.get(&feed)? == who.as_str()).then_some(feed)
+    }
+}
+
 /// The session's state once joined.
 struct Session {
     janus: Janus,
     room: u64,
     pin: String,
     publisher: u64,
-    /// Other publishers: display (their peer id) → feed id.
-    feeds: HashMap<PeerId, u64>,
+    feeds: Feeds,
     /// People we want to receive.
     wanted: HashMap<PeerId, Option<u64>>,
     /// Subscriber handle → whom it receives.
@@ -246,34 +296,12 @@ struct Session {
 }
 
 impl Session {
-    fn note_publishers(&mut self, list: &Value) {
-        for p in list.as_array().into_iter().flatten() {
-            let (Some(feed), Some(display)) = (p["id"].as_u64(), p["display"].as_str()) else {
-                continue;
-            };
-            if display.is_empty() || display.len() > MAX_DISPLAY {
-                continue;
-            }
-            let who = PeerId(display.to_owned());
-            if self.feeds.len() >= MAX_FEEDS && !self.feeds.contains_key(&who) {
-                tracing::warn!("more than {MAX_FEEDS} publishers in the SFU room; ignoring more");
-                continue;
-            }
-            // The first feed under a name is theirs until it goes.
-            self.feeds.entry(who).or_insert(feed);
-        }
-    }
-
-    fn forget_feed(&mut self, feed: u64) {
-        self.feeds.retain(|_, f| *f != feed);
-    }
-
     /// Attaches a subscriber handle for everyone wanted whose feed is known.
     async fn subscribe_ready(&mut self) -> Result<(), SfuError> {
         let ready: Vec<PeerId> = self
             .wanted
             .iter()
-            .filter(|(p, h)| h.is_none() && self.feeds.contains_key(*p))
+            .filter(|(p, h)| h.is_none() && self.feeds.feed_of(p).is_some())
             .filter(|(p, _)| !self.attaching.values().any(|a| a == *p))
             .map(|(p, _)| p.clone())
             .collect();
@@ -298,6 +326,10 @@ impl Session {
         match cmd {
             SfuCommand::Subscribe(p) => {
                 self.wanted.entry(p).or_insert(None);
+                self.subscribe_ready().await?;
+            }
+            SfuCommand::Announced(p, feed) => {
+                self.feeds.named(p, feed);
                 self.subscribe_ready().await?;
             }
             SfuCommand::Unsubscribe(p) => {
@@ -369,7 +401,8 @@ impl Session {
                 tracing::warn!("the SFU refused a handle for {p}: {}", m["error"]);
                 return Ok(());
             };
-            let (Some(slot), Some(&feed)) = (self.wanted.get_mut(&p), self.feeds.get(&p)) else {
+            let feed = self.feeds.feed_of(&p);
+            let (Some(slot), Some(feed)) = (self.wanted.get_mut(&p), feed) else {
                 // No longer wanted (or gone): let the handle go.
                 self.janus
                     .send(json!({"janus": "detach", "handle_id": handle}))
@@ -408,12 +441,12 @@ impl Session {
         }
         if target == Target::Publisher {
             if data["publishers"].is_array() {
-                self.note_publishers(&data["publishers"]);
+                self.feeds.published(&data["publishers"]);
                 self.subscribe_ready().await?;
             }
             for key in ["unpublished", "leaving"] {
                 if let Some(feed) = data[key].as_u64() {
-                    self.forget_feed(feed);
+                    self.feeds.gone(feed);
                 }
             }
         }
@@ -472,18 +505,22 @@ async fn join(params: &SfuParams, events: mpsc::Sender<SfuEvent>) -> Result<Sess
         }
         r => r?,
     };
+    let our_feed = joined["id"]
+        .as_u64()
+        .ok_or_else(|| SfuError::Protocol("joined without a feed id".into()))?;
     let mut s = Session {
         janus,
         room,
         pin,
         publisher,
-        feeds: HashMap::new(),
+        feeds: Feeds::default(),
         wanted: HashMap::new(),
         handles: HashMap::new(),
         attaching: HashMap::new(),
         events,
     };
-    s.note_publishers(&joined["publishers"]);
+    s.feeds.published(&joined["publishers"]);
+    s.tell(SfuEvent::Published(our_feed)).await?;
     Ok(s)
 }
 
@@ -521,5 +558,76 @@ pub async fn run(
     if let Err(e) = result {
         tracing::warn!("SFU session: {e}");
         let _ = events.send(SfuEvent::Failed(e)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pubs(list: &[(u64, &str)]) -> Value {
+        Value::Array(
+            list.iter()
+                .map(|(id, d)| json!({"id": id, "display": d}))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_feed_is_someones_when_they_named_it_and_publish_it_under_their_id() {
+        let mut f = Feeds::default();
+        f.published(&pubs(&[(11, "ann")]));
+        assert_eq!(f.feed_of(&"ann".into()), None, "Ann has not named it");
+        f.named("ann".into(), 11);
+        assert_eq!(f.feed_of(&"ann".into()), Some(11));
+        f.gone(11);
+        assert_eq!(f.feed_of(&"ann".into()), None, "unpublished");
+        // Ann publishes again (a rejoin): her new word and feed replace the old.
+        f.named("ann".into(), 12);
+        f.published(&pubs(&[(12, "ann")]));
+        assert_eq!(f.feed_of(&"ann".into()), Some(12));
+    }
+
+    /// Mallory publishes her own pictures under Ann's id as display name: nobody takes them
+    /// for Ann's, since Ann named another feed.
+    #[test]
+    fn spoofed_display_at_the_sfu() {
+        let mut f = Feeds::default();
+        f.published(&pubs(&[(66, "ann")]));
+        f.published(&pubs(&[(11, "ann")]));
+        f.named("ann".into(), 11);
+        assert_eq!(f.feed_of(&"ann".into()), Some(11));
+        // Mallory also claims feed 66 is hers: published under another name, so not hers.
+        f.named("mallory".into(), 66);
+        assert_eq!(f.feed_of(&"mallory".into()), None);
+    }
+
+    /// Mallory names Ann's feed as her own, to show Ann's pictures under her name (or to be
+    /// subscribed twice): the feed is published under Ann's id, so it is not Mallory's.
+    #[test]
+    fn claimed_foreign_feed() {
+        let mut f = Feeds::default();
+        f.published(&pubs(&[(11, "ann"), (22, "mallory")]));
+        f.named("ann".into(), 11);
+        f.named("mallory".into(), 11);
+        assert_eq!(f.feed_of(&"mallory".into()), None);
+        assert_eq!(f.feed_of(&"ann".into()), Some(11));
+    }
+
+    /// A room member (or a crafted publisher list) cannot grow what is kept without end.
+    #[test]
+    fn feed_flood() {
+        let mut f = Feeds::default();
+        let many: Vec<(u64, String)> = (0..10_000).map(|i| (i, format!("p{i}"))).collect();
+        let list: Vec<(u64, &str)> = many.iter().map(|(i, d)| (*i, d.as_str())).collect();
+        f.published(&pubs(&list));
+        for i in 0..10_000u64 {
+            f.named(PeerId(format!("p{i}")), i);
+        }
+        assert!(f.present.len() <= MAX_FEEDS && f.named.len() <= MAX_FEEDS);
+        let long = "x".repeat(10_000);
+        let mut g = Feeds::default();
+        g.published(&pubs(&[(1, &long)]));
+        assert!(g.present[&1].len() < 100);
     }
 }

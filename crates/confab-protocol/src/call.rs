@@ -57,6 +57,10 @@ pub enum CallSignal {
     Description { description: SessionDescription },
     /// A trickled ICE candidate, shaped like `RTCIceCandidateInit`.
     Candidate { candidate: IceCandidate },
+    /// In a room whose calls go through an SFU: the VideoRoom feed the sender publishes as.
+    /// Receivers take a person's pictures only from the feed that person named (a display
+    /// name at the SFU is anyone's to claim; the server stamps who sent this).
+    Feed { id: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

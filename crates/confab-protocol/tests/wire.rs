@@ -181,6 +181,10 @@ fn golden_call_signals() {
             },
             r#"{"kind":"candidate","candidate":{"candidate":"candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}"#,
         ),
+        (
+            CallSignal::Feed { id: 4242 },
+            r#"{"kind":"feed","id":4242}"#,
+        ),
     ];
     for (msg, json) in cases {
         let d = msg.to_data();
