@@ -31,6 +31,13 @@ const BENCHES: &[Bench] = &[
         system: &[],
     },
     Bench {
+        name: "room",
+        packages: &["confab-signal", "confab-peer"],
+        test_packages: false,
+        // Calls through an SFU run through a real Janus.
+        system: &["janus"],
+    },
+    Bench {
         name: "app",
         packages: &["confab", "confab-signal", "confab-peer"],
         test_packages: true,

@@ -1076,3 +1076,166 @@ mod tests {
         );
     }
 }
+
+/// One room size and mode of `bench room`: everyone calls everyone, in a mesh or through Janus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomRow {
+    pub people: usize,
+    /// `mesh` or `sfu`.
+    pub mode: String,
+    /// `WIDTHxHEIGHT@FPS`.
+    pub video: String,
+    pub duration_s: f64,
+    /// Per peer process: mean and highest CPU seconds per minute.
+    pub cpu_s_per_min_mean: Option<f64>,
+    pub cpu_s_per_min_max: Option<f64>,
+    /// Per peer: mean of everything sent and received (kbit/s, last seconds of the call).
+    pub uplink_kbps_mean: f64,
+    pub downlink_kbps_mean: f64,
+    /// Mean frames per second decoded per pair (sender, receiver).
+    pub fps_per_pair_mean: Option<f64>,
+    /// Pairs that decoded pictures, of people x (people - 1).
+    pub pairs_decoding: usize,
+    pub pairs: usize,
+    /// Janus's CPU seconds per minute (the SFU runs only).
+    pub janus_cpu_s_per_min: Option<f64>,
+}
+
+impl RoomRow {
+    pub fn new(
+        mode: &str,
+        video: &str,
+        duration_s: f64,
+        reports: &[PeerReport],
+        janus_cpu_s_per_min: Option<f64>,
+    ) -> Self {
+        let n = reports.len();
+        let cpu: Vec<f64> = reports
+            .iter()
+            .filter_map(PeerReport::cpu_s_per_min)
+            .collect();
+        let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        let fps: Vec<f64> = reports
+            .iter()
+            .flat_map(|r| r.peers.iter().filter_map(|p| p.video.fps))
+            .collect();
+        let up: Vec<f64> = reports.iter().map(PeerReport::uplink_kbps).collect();
+        let down: Vec<f64> = reports.iter().map(PeerReport::downlink_kbps).collect();
+        RoomRow {
+            people: n,
+            mode: mode.to_owned(),
+            video: video.to_owned(),
+            duration_s,
+            cpu_s_per_min_mean: mean(&cpu),
+            cpu_s_per_min_max: cpu.iter().copied().reduce(f64::max),
+            uplink_kbps_mean: mean(&up).unwrap_or(0.0),
+            downlink_kbps_mean: mean(&down).unwrap_or(0.0),
+            fps_per_pair_mean: mean(&fps),
+            pairs_decoding: reports
+                .iter()
+                .flat_map(|r| r.peers.iter())
+                .filter(|p| p.video.frames_decoded > 0)
+                .count(),
+            pairs: n * n.saturating_sub(1),
+            janus_cpu_s_per_min,
+        }
+    }
+}
+
+/// `bench room`'s table: one line per room size and mode.
+pub fn room_table(rows: &[RoomRow]) -> String {
+    let mut t = format!(
+        "{:>6} {:>4} {:>16} {:>12} {:>11} {:>11} {:>9} {:>7} {:>11}\n",
+        "people",
+        "mode",
+        "CPU s/min peer",
+        "(max)",
+        "uplink kb/s",
+        "downlink",
+        "fps/pair",
+        "pairs",
+        "Janus s/min"
+    );
+    for r in rows {
+        let _ = writeln!(
+            t,
+            "{:>6} {:>4} {:>16} {:>12} {:>11.0} {:>11.0} {:>9} {:>3}/{:<3} {:>11}",
+            r.people,
+            r.mode,
+            fmt1(r.cpu_s_per_min_mean),
+            fmt1(r.cpu_s_per_min_max),
+            r.uplink_kbps_mean,
+            r.downlink_kbps_mean,
+            fmt1(r.fps_per_pair_mean),
+            r.pairs_decoding,
+            r.pairs,
+            fmt1(r.janus_cpu_s_per_min),
+        );
+    }
+    t
+}
+
+#[cfg(test)]
+mod room_tests {
+    use super::*;
+    use crate::reports::{Network, RemotePeer, RemoteVideo};
+
+    fn peer(up: f64, to: usize, fps: f64, sfu: Option<f64>) -> PeerReport {
+        PeerReport {
+            cpu_seconds: 6.0,
+            duration_seconds: 30.0,
+            peers: (0..to)
+                .map(|_| RemotePeer {
+                    video: RemoteVideo {
+                        frames_decoded: 10,
+                        fps: Some(fps),
+                        ..Default::default()
+                    },
+                    network: Network {
+                        send_kbps: up,
+                        recv_kbps: 100.0,
+                    },
+                    ..Default::default()
+                })
+                .collect(),
+            sfu: sfu.map(|s| Network {
+                send_kbps: s,
+                recv_kbps: 1.0,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_room_row_sums_each_peers_links_and_its_sfu_uplink() {
+        let mesh = RoomRow::new(
+            "mesh",
+            "320x240@15",
+            30.0,
+            &[
+                peer(200.0, 2, 15.0, None),
+                peer(200.0, 2, 13.0, None),
+                peer(200.0, 2, 14.0, None),
+            ],
+            None,
+        );
+        assert_eq!((mesh.people, mesh.pairs, mesh.pairs_decoding), (3, 6, 6));
+        assert_eq!(mesh.uplink_kbps_mean, 400.0);
+        assert_eq!(mesh.downlink_kbps_mean, 200.0);
+        assert_eq!(mesh.cpu_s_per_min_mean, Some(12.0));
+        assert_eq!(mesh.fps_per_pair_mean, Some(14.0));
+        let sfu = RoomRow::new(
+            "sfu",
+            "320x240@15",
+            30.0,
+            &[
+                peer(2.0, 1, 15.0, Some(300.0)),
+                peer(2.0, 1, 15.0, Some(300.0)),
+            ],
+            Some(9.0),
+        );
+        assert_eq!(sfu.uplink_kbps_mean, 302.0);
+        assert_eq!(sfu.downlink_kbps_mean, 101.0);
+        assert!(room_table(&[mesh, sfu]).contains("sfu"));
+    }
+}

@@ -1,5 +1,5 @@
 //! `confab-bench`: every benchmark of the project. Run through `cargo xtask bench
-//! signal|call|app|vs-browser|audio`, which builds the release binaries and forwards its arguments
+//! signal|call|room|app|vs-browser|audio`, which builds the release binaries and forwards its arguments
 //! here. Each prints a table and writes the same figures as JSON to `target/bench/`; they never
 //! fail on a number (this machine is shared and noisy), only when a program they run fails.
 
@@ -78,6 +78,17 @@ Targets: first frame < 150 ms after the answer (issue 14: <= 60 ms at 720p); 720
 call under 40 % of one core (24 CPU s/min per peer).
 Writes target/bench/call.json (one object per size and codec).";
 
+const ROOM_HELP: &str = "\
+Everyone in a room calls everyone, N = 4, 6 and 8 confab-peer processes (release builds, H.264,
+test pattern and tone, 320x240 at 15 fps by default) through a local confab-signal, first in a
+mesh (peer to peer), then through a real Janus VideoRoom (confab-signal --sfu, Janus started
+here). Prints per room size and mode: CPU seconds per minute per peer process (mean and
+highest), what each peer sends and receives (kbit/s), frames per second per pair, pairs
+decoding of N x (N-1), and Janus's own CPU.
+Targets: through the SFU, a peer's uplink stays one stream whatever N (the mesh's grows with
+N-1) and its CPU grows only with the decodes.
+Writes target/bench/room.json (one object per room size and mode).";
+
 const APP_HELP: &str = "\
 Launches the release desktop app under Xvfb (WebKit compositing off) three times (the first
 on a fresh config and cache folder) and prints launch -> window ready min/median/max; then
@@ -155,6 +166,27 @@ enum What {
         #[command(flatten)]
         dirs: Dirs,
     },
+    /// Rooms of 4, 6 and 8 people, mesh vs SFU: CPU per peer, uplink and downlink, Janus CPU.
+    #[command(
+        long_about = ROOM_HELP,
+        override_usage = "cargo xtask bench room [--duration SECS] [--people 4,6,8] [--size 320x240] [--fps 15]"
+    )]
+    Room {
+        /// Seconds per run.
+        #[arg(long, default_value_t = 20.0)]
+        duration: f64,
+        /// Room sizes, comma-separated.
+        #[arg(long, default_value = "4,6,8")]
+        people: String,
+        /// Video size.
+        #[arg(long, default_value = "320x240")]
+        size: String,
+        /// Frames per second.
+        #[arg(long, default_value_t = 15)]
+        fps: u32,
+        #[command(flatten)]
+        dirs: Dirs,
+    },
     /// The desktop app: time to window, memory idle and in a 720p call, CPU, frames drawn.
     #[command(long_about = APP_HELP, override_usage = "cargo xtask bench app [--duration SECS]")]
     App {
@@ -229,6 +261,22 @@ fn main() -> Result<()> {
             &list(&codecs, "codecs")?,
             &dirs,
         ),
+        What::Room {
+            duration,
+            people,
+            size,
+            fps,
+            dirs,
+        } => {
+            let people = list(&people, "people")?
+                .iter()
+                .map(|n| match n.parse::<usize>() {
+                    Ok(n) if (2..=8).contains(&n) => Ok(n),
+                    _ => bail!("room sizes are 2 to 8 (the server's room capacity), not `{n}`"),
+                })
+                .collect::<Result<Vec<usize>>>()?;
+            runs::room::run(duration, &people, &size, fps, &dirs)
+        }
         What::App { duration, dirs } => runs::app::run(duration, &dirs),
         What::Audio { dirs } => runs::audio::run(&dirs),
         What::VsBrowser {
@@ -333,6 +381,7 @@ mod tests {
         assert_eq!(duration, 15.0);
         assert_eq!(dirs.out().unwrap(), PathBuf::from("/x"));
         assert!(Cli::try_parse_from(["confab-bench", "app", "--duration", "5"]).is_ok());
+        assert!(Cli::try_parse_from(["confab-bench", "room", "--people", "4,8"]).is_ok());
         assert!(Cli::try_parse_from(["confab-bench", "vs-browser", "--sizes", "1280x720"]).is_ok());
         assert!(Cli::try_parse_from(["confab-bench", "audio", "--bin-dir", "/t/release"]).is_ok());
         assert!(Cli::try_parse_from(["confab-bench", "call", "--duration"]).is_err());
@@ -345,6 +394,7 @@ mod tests {
         for (name, file, target) in [
             ("signal", "signal.json", "p99 under 20 ms"),
             ("call", "call.json", "first frame < 150 ms"),
+            ("room", "room.json", "uplink stays one stream"),
             ("app", "app.json", "window < 1 s"),
             ("vs-browser", "vs-browser.json", "Confab / Chromium"),
             ("audio", "audio.json", "ERLE median >= 30 dB"),

@@ -27,6 +27,18 @@ pub struct PeerReport {
     /// One entry per remote peer (`PeerStats` in `crates/confab-engine/src/stats.rs`).
     #[serde(default)]
     pub peers: Vec<RemotePeer>,
+    /// In a call through an SFU: what the peer sends to it.
+    #[serde(default)]
+    pub sfu: Option<Network>,
+}
+
+/// A link's rates (`NetworkStats`), kbit/s over the last seconds.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Network {
+    #[serde(default)]
+    pub send_kbps: f64,
+    #[serde(default)]
+    pub recv_kbps: f64,
 }
 
 /// What one peer received from one remote peer (`PeerStats`).
@@ -46,6 +58,8 @@ pub struct RemotePeer {
     pub setup_phases: SetupPhases,
     #[serde(default)]
     pub video: RemoteVideo,
+    #[serde(default)]
+    pub network: Network,
 }
 
 /// A link's set-up phases, milliseconds after its own answer (`SetupPhases`): ICE and the
@@ -94,6 +108,19 @@ impl PeerReport {
     /// CPU seconds per minute of the run.
     pub fn cpu_s_per_min(&self) -> Option<f64> {
         per_min(self.cpu_seconds, self.duration_seconds)
+    }
+
+    /// Everything the peer sends, kbit/s: to each peer in a mesh, or to the SFU (plus the
+    /// receiver reports on each subscriber link).
+    pub fn uplink_kbps(&self) -> f64 {
+        let links: f64 = self.peers.iter().map(|p| p.network.send_kbps).sum();
+        links + self.sfu.as_ref().map_or(0.0, |s| s.send_kbps)
+    }
+
+    /// Everything the peer receives, kbit/s.
+    pub fn downlink_kbps(&self) -> f64 {
+        let links: f64 = self.peers.iter().map(|p| p.network.recv_kbps).sum();
+        links + self.sfu.as_ref().map_or(0.0, |s| s.recv_kbps)
     }
 }
 

@@ -13,7 +13,7 @@ use crate::link::{self, LinkCommand, LinkEvent, LinkParams, Role, Verification};
 use crate::media::{LinkId, MediaHub, MediaSettings, VideoSink};
 use crate::sfu::{self, SfuCommand, SfuEvent, SfuParams, Target};
 use crate::signaling::{self, JoinParams, SigEvent};
-use crate::stats::PeerStats;
+use crate::stats::{NetworkStats, PeerStats};
 use confab_call::chat::{Chat, ChatLine};
 use confab_call::{Action, CallCore, Millis};
 use confab_media::processing::{ProcessingSettings, ProcessingStats};
@@ -49,6 +49,7 @@ pub enum Cmd {
     Processing(ProcessingSettings, Reply<()>),
     ProcessingStats(oneshot::Sender<ProcessingStats>),
     Stats(oneshot::Sender<Vec<PeerStats>>),
+    SfuNetwork(oneshot::Sender<Option<NetworkStats>>),
     Resources(oneshot::Sender<EngineResources>),
     Snapshot(oneshot::Sender<Snapshot>),
     Say(String, Reply<ChatLine>),
@@ -693,6 +694,9 @@ impl Actor {
                 self.preview = on;
                 self.sync_devices();
                 let _ = reply.send(Ok(()));
+            }
+            Cmd::SfuNetwork(reply) => {
+                let _ = reply.send(self.sfu.as_ref().map(|s| self.hub.stats(s.publisher.id).3));
             }
             Cmd::Stats(reply) => {
                 let _ = reply.send(self.stats());

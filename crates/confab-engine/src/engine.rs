@@ -7,7 +7,7 @@ use crate::error::EngineError;
 use crate::ice::IceServer;
 use crate::media::VideoSink;
 use crate::signaling::{self, JoinParams};
-use crate::stats::PeerStats;
+use crate::stats::{NetworkStats, PeerStats};
 use confab_media::device::{AudioSourceSpec, VideoSourceSpec};
 use confab_protocol::PeerId;
 use std::sync::Arc;
@@ -226,6 +226,12 @@ impl Engine {
 
     pub async fn stats(&self) -> Result<Vec<PeerStats>, EngineError> {
         self.query(Cmd::Stats).await
+    }
+
+    /// In a call through an SFU: what our publisher link carries to it (our whole uplink of
+    /// media); `None` otherwise.
+    pub async fn sfu_network(&self) -> Result<Option<NetworkStats>, EngineError> {
+        self.query(Cmd::SfuNetwork).await
     }
 
     pub async fn resources(&self) -> Result<EngineResources, EngineError> {

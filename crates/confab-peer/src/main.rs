@@ -134,6 +134,8 @@ struct Report {
     peak_rss_mb: f64,
     duration_seconds: f64,
     peers: Vec<PeerStats>,
+    /// In a call through an SFU: what we send to it (`peers` then hold what we receive).
+    sfu: Option<confab_engine::stats::NetworkStats>,
     /// What the microphone's processing did (settings, the echo canceller's estimates).
     audio_processing: Option<ProcessingStats>,
     /// Chat lines received (and taken from a shared history), oldest first.
@@ -217,6 +219,7 @@ fn report(
     name: &str,
     started: Instant,
     peers: Vec<PeerStats>,
+    sfu: Option<confab_engine::stats::NetworkStats>,
     audio_processing: Option<ProcessingStats>,
     chat: &[ChatEntry],
 ) -> Report {
@@ -230,6 +233,7 @@ fn report(
         peak_rss_mb,
         duration_seconds: started.elapsed().as_secs_f64(),
         peers,
+        sfu,
         audio_processing,
         chat: chat.to_vec(),
     }
@@ -318,8 +322,9 @@ async fn main() -> anyhow::Result<()> {
             _ = live.tick(), if every.is_some() => {
                 if let Some(path) = args.stats_json.as_deref().filter(|p| *p != "-") {
                     let peers = engine.stats().await.unwrap_or_default();
+                    let sfu = engine.sfu_network().await.ok().flatten();
                     let processing = engine.audio_processing().await.ok();
-                    let report = report(&joined, &args.name, started, peers, processing, &chat);
+                    let report = report(&joined, &args.name, started, peers, sfu, processing, &chat);
                     let tmp = format!("{path}.tmp");
                     if std::fs::write(&tmp, serde_json::to_string_pretty(&report)?).is_ok() {
                         let _ = std::fs::rename(&tmp, path);
@@ -360,8 +365,9 @@ async fn main() -> anyhow::Result<()> {
     }
     // Measure before hanging up: hang-up releases the receive pipelines.
     let peers = engine.stats().await.unwrap_or_default();
+    let sfu = engine.sfu_network().await.ok().flatten();
     let processing = engine.audio_processing().await.ok();
-    let mut report = report(&joined, &args.name, started, peers, processing, &chat);
+    let mut report = report(&joined, &args.name, started, peers, sfu, processing, &chat);
     let _ = engine.hang_up().await;
     engine.shutdown().await;
     // Whole-process figures, taken after the shutdown so they cover everything.
