@@ -142,6 +142,7 @@ pub fn spawn(
 
 struct LinkHandle {
     id: LinkId,
+    role: Role,
     tx: mpsc::Sender<LinkCommand>,
     task: JoinHandle<()>,
 }
@@ -382,7 +383,7 @@ impl Actor {
                     if let Some(s) = &self.sfu {
                         let _ = s.tx.try_send(SfuCommand::Unsubscribe(from));
                     }
-                    self.open_link(to, false, true);
+                    self.open_subscriber(to);
                 }
                 Action::RebindLink { from, to } => {
                     if self.links.contains_key(&to) {
@@ -409,6 +410,7 @@ impl Actor {
         }
         if !self.core.in_call() {
             self.stop_sfu();
+            self.feeds.clear();
         }
         self.sync_devices();
         self.publish_snapshot().await;
@@ -430,22 +432,62 @@ impl Actor {
         if self.links.contains_key(&peer) {
             return;
         }
-        if self.sfu_info.is_some() && self.ensure_sfu() {
-            // Through the SFU: the person's media arrives on a link the SFU offers.
-            let handle = self.spawn_link(peer.clone(), Role::Subscribe, false, true);
-            self.link_peer.insert(handle.id, peer.clone());
-            self.links.insert(peer.clone(), handle);
-            if let Some(s) = &self.sfu {
-                let _ = s.tx.try_send(SfuCommand::Subscribe(peer.clone()));
-                if let Some(id) = s.feed {
-                    self.send_signal(peer, &CallSignal::Feed { id });
-                }
-            }
+        if self.sfu.is_none() && self.should_use_sfu(Some(&peer)) {
+            self.go_sfu();
+        }
+        if self.sfu.is_some() {
+            self.open_subscriber(peer);
             return;
         }
         let handle = self.spawn_link(peer.clone(), Role::Mesh, offerer, polite);
         self.link_peer.insert(handle.id, peer.clone());
         self.links.insert(peer, handle);
+    }
+
+    /// Whether the call should go through the SFU: the room has one and has grown past its
+    /// threshold, or `peer` (whom we are about to link with) already sends through it.
+    fn should_use_sfu(&self, peer: Option<&PeerId>) -> bool {
+        let Some(info) = &self.sfu_info else {
+            return false;
+        };
+        let room = self.core.participants().len() + 1;
+        room > info.above as usize || peer.is_some_and(|p| self.feeds.contains_key(p))
+    }
+
+    /// Moves the call to the SFU: our media goes to it, and every direct link is replaced by
+    /// a link receiving that person from the SFU. The call rules see the same people, linked.
+    /// Everyone in the call moves: each at the same room event, or on hearing a `feed` from
+    /// someone it is linked with.
+    fn go_sfu(&mut self) {
+        if !self.ensure_sfu() {
+            return;
+        }
+        let direct: Vec<PeerId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.role == Role::Mesh)
+            .map(|(p, _)| p.clone())
+            .collect();
+        if !direct.is_empty() {
+            tracing::info!(people = direct.len() + 1, "the call moves to the SFU");
+        }
+        for p in direct {
+            self.close_link(&p);
+            self.open_subscriber(p);
+        }
+    }
+
+    /// Through the SFU: the person's media arrives on a link the SFU offers.
+    fn open_subscriber(&mut self, peer: PeerId) {
+        let handle = self.spawn_link(peer.clone(), Role::Subscribe, false, true);
+        self.link_peer.insert(handle.id, peer.clone());
+        self.links.insert(peer.clone(), handle);
+        if let Some(s) = &self.sfu {
+            let _ = s.tx.try_send(SfuCommand::Subscribe(peer.clone()));
+            if let Some(id) = s.feed {
+                self.send_signal(peer, &CallSignal::Feed { id });
+            }
+        }
     }
 
     /// Lets a link go (its task is awaited later).
@@ -561,7 +603,7 @@ impl Actor {
             self.link_tx.clone(),
             self.hub.clone(),
         ));
-        LinkHandle { id, tx, task }
+        LinkHandle { id, role, tx, task }
     }
 
     /// Devices run while in a call (or previewing) and are released otherwise; the worker
@@ -814,6 +856,11 @@ impl Actor {
             SigEvent::PeerJoined { id, name } => {
                 self.core.peer_joined(id, name, now);
                 self.apply().await;
+                if self.core.in_call() && self.sfu.is_none() && self.should_use_sfu(None) {
+                    // The room grew past what a mesh holds: the call moves to the SFU.
+                    self.go_sfu();
+                    self.publish_snapshot().await;
+                }
             }
             SigEvent::PeerLeft { id } => {
                 self.feeds.remove(&id);
@@ -826,7 +873,10 @@ impl Actor {
                     | CallSignal::Candidate { .. }
                     | CallSignal::Verify { .. }),
                 ) => {
-                    if let Some(l) = self.links.get(&from) {
+                    // A direct link's messages: none of our links takes them while the call
+                    // runs through the SFU (whoever sends them is about to move too).
+                    let direct = self.links.get(&from).filter(|l| l.role == Role::Mesh);
+                    if let Some(l) = direct {
                         if l.tx.try_send(LinkCommand::Remote(sig)).is_err() {
                             tracing::warn!("link queue full: a call message was dropped");
                         }
@@ -843,6 +893,11 @@ impl Actor {
                         self.feeds.insert(from.clone(), id);
                         if let Some(s) = &self.sfu {
                             let _ = s.tx.try_send(SfuCommand::Announced(from, id));
+                        } else if self.sfu_info.is_some() && self.links.contains_key(&from) {
+                            // Someone we are linked with sends through the SFU: the call
+                            // moved there; follow.
+                            self.go_sfu();
+                            self.publish_snapshot().await;
                         }
                     }
                 }

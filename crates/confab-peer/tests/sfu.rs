@@ -29,13 +29,18 @@ fn tone_of(i: u32) -> u32 {
 }
 
 fn peer(server: &str, i: u32, stats: &Path) -> Proc {
+    peer_in(server, "all-hands", i, &["--call"], stats)
+}
+
+fn peer_in(server: &str, room: &str, i: u32, extra: &[&str], stats: &Path) -> Proc {
     let mut c = Command::new(env!("CARGO_BIN_EXE_confab-peer"));
-    c.args(["--server", server, "--room", "all-hands"])
+    c.args(["--server", server, "--room", room])
         .args(["--name", &format!("p{i}")])
         .args(["--audio", &format!("tone:{}", tone_of(i))])
         // Small pictures: eight peers, each decoding seven, on a 2-core machine.
         .args(["--size", "320x240", "--fps", "10", "--codec", "h264"])
-        .args(["--call", "--auto-accept", "--duration", "40"])
+        .args(["--auto-accept", "--duration", "40"])
+        .args(extra)
         .args(["--stats-every", "0.5", "--stats-json"])
         .arg(stats)
         .stderr(Stdio::null());
@@ -168,6 +173,83 @@ fn eight_people_in_one_call_through_janus_see_and_hear_each_other() {
                 std::thread::sleep(Duration::from_millis(250));
             }
         }
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// The frames decoded from `name` in a report, if it lists them.
+fn frames_from(r: &Value, name: &str) -> Option<u64> {
+    r["peers"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name)?["video"]["pattern_frames"]
+        .as_u64()
+}
+
+/// A call of two runs peer to peer; a third person joins the room, which makes it larger than
+/// the server's `--sfu-above 2`: the call moves to the SFU, everyone receives everyone through
+/// it, and the first two never stop seeing each other for long.
+#[test]
+fn a_call_moves_to_the_sfu_when_the_room_grows_past_the_threshold() {
+    let janus = Janus::start().expect("janus starts (cargo xtask test installs it)");
+    let (signal, url) = signal_server(&["--sfu", &janus.url(), "--sfu-above", "2"]);
+    let _signal = Proc(signal);
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("confab-sfu-grow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stats: Vec<PathBuf> = (1..=3).map(|i| dir.join(format!("p{i}.json"))).collect();
+    let _p1 = peer_in(&url, "grows", 1, &["--call"], &stats[0]);
+    let _p2 = peer_in(&url, "grows", 2, &[], &stats[1]);
+    let wait = |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !f() {
+            assert!(
+                Instant::now() < deadline,
+                "{what} within 30 s: {:#?}",
+                stats.iter().map(|s| report(s)).collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // Two people: peer to peer, with a verification code and nothing sent to the SFU.
+    wait("p2 sees p1, directly", &|| {
+        report(&stats[1]).is_some_and(|r| {
+            frames_from(&r, "p1").is_some_and(|n| n > 20)
+                && r["peers"][0]["verification_code"].is_string()
+                && r["sfu"].is_null()
+        })
+    });
+    let _p3 = peer_in(&url, "grows", 3, &["--call"], &stats[2]);
+    // Three people in a room for two: everyone moves to the SFU.
+    wait("everyone receives everyone through the SFU", &|| {
+        stats.iter().all(|s| {
+            report(s).is_some_and(|r| {
+                r["sfu"].is_object()
+                    && r["peers"].as_array().is_some_and(|ps| {
+                        ps.len() == 2
+                            && ps.iter().all(|p| {
+                                p["verification_code"].is_null()
+                                    && p["video"]["pattern_frames"].as_u64() > Some(20)
+                            })
+                    })
+            })
+        })
+    });
+    // ...and p1 and p2 still see each other, moving, in order.
+    let before = frames_from(&report(&stats[1]).unwrap(), "p1").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let r = report(&stats[1]).unwrap();
+    let after = frames_from(&r, "p1").unwrap();
+    assert!(after >= before + 15, "p2 from p1: {before} → {after} in 3 s: {r:#}");
+    for s in &stats {
+        let r = report(s).unwrap();
+        for p in r["peers"].as_array().unwrap() {
+            assert_eq!(p["video"]["frames_out_of_order"], 0, "{r:#}");
+        }
+        assert!(
+            r["sfu"]["send_kbps"].as_f64().unwrap() > 20.0,
+            "media goes to the SFU: {r:#}"
+        );
     }
     std::fs::remove_dir_all(dir).ok();
 }

@@ -126,7 +126,18 @@ pub struct SfuInfo {
     /// The VideoRoom room id (below 2^53, so that JavaScript reads it exactly).
     pub room: u64,
     pub pin: String,
+    /// A call goes through the SFU once the room holds more than this many people (0: every
+    /// call); below, peer to peer. Absent: 6 (the mesh's limit).
+    #[serde(default = "default_sfu_above")]
+    pub above: u32,
 }
+
+fn default_sfu_above() -> u32 {
+    DEFAULT_SFU_ABOVE
+}
+
+/// Rooms larger than this call through the SFU unless the server says otherwise.
+pub const DEFAULT_SFU_ABOVE: u32 = 6;
 
 /// The largest room id an [`SfuInfo`] may carry.
 pub const MAX_SFU_ROOM: u64 = (1 << 53) - 1;

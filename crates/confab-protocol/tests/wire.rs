@@ -79,9 +79,10 @@ fn golden_server_messages() {
                 url: "janus+ws://sfu.example:8188".into(),
                 room: 42,
                 pin: "abc123".into(),
+                above: 0,
             }),
         },
-        r#"{"type":"welcome","id":"a1","room":"big","peers":[],"sfu":{"url":"janus+ws://sfu.example:8188","room":42,"pin":"abc123"}}"#,
+        r#"{"type":"welcome","id":"a1","room":"big","peers":[],"sfu":{"url":"janus+ws://sfu.example:8188","room":42,"pin":"abc123","above":0}}"#,
     );
     golden_server(
         ServerMessage::PeerJoined {
@@ -402,8 +403,9 @@ fn hostile_sfu_in_welcome() {
     match ServerMessage::decode(&ok).unwrap() {
         ServerMessage::Welcome { sfu: Some(s), .. } => {
             assert_eq!(
-                (s.ws_url(), s.room, s.pin.as_str()),
-                ("wss://h:1/janus", 7, "Ab9")
+                (s.ws_url(), s.room, s.pin.as_str(), s.above),
+                ("wss://h:1/janus", 7, "Ab9", 6),
+                "absent, `above` is the mesh's limit"
             )
         }
         m => panic!("{m:?}"),

@@ -99,6 +99,8 @@ pub struct Config {
 pub struct Sfu {
     pub url: String,
     pub secret: String,
+    /// Calls go through the SFU once a room holds more than this many people (0: always).
+    pub above: u32,
 }
 
 impl std::fmt::Debug for Sfu {
@@ -129,6 +131,7 @@ impl Sfu {
             url: self.url.clone(),
             room: room_id,
             pin: hex::encode(&digest("videoroom-pin")[..16]),
+            above: self.above,
         }
     }
 }

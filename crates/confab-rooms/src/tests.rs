@@ -747,6 +747,7 @@ fn with_sfu(secret: &str) -> Harness {
         sfu: Some(crate::Sfu {
             url: "janus+ws://sfu.example:8188".into(),
             secret: secret.into(),
+            above: 6,
         }),
         ..Config::default()
     })

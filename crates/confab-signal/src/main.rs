@@ -157,6 +157,11 @@ struct Args {
     )]
     sfu_secret: Option<String>,
 
+    /// With --sfu: a call goes through the SFU once its room holds more than this many people
+    /// (a running call moves over when the room grows past it); 0: every call.
+    #[arg(long, env = "CONFAB_SFU_ABOVE", default_value_t = confab_protocol::DEFAULT_SFU_ABOVE)]
+    sfu_above: u32,
+
     /// FOR AUTOMATED TESTS ONLY: lets the web client act on its test URL parameters (join,
     /// call, accept, source, size), so that a link can join and call without anyone
     /// pressing a button. Never on a server people use.
@@ -192,9 +197,11 @@ impl Args {
                 format!("{:032x}", rand::random::<u128>())
             }
         };
+        anyhow::ensure!(self.sfu_above <= 1000, "--sfu-above must be at most 1000");
         Ok(Some(confab_rooms::Sfu {
             url: url.clone(),
             secret,
+            above: self.sfu_above,
         }))
     }
 
