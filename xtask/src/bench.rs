@@ -147,14 +147,17 @@ mod tests {
                 assert!(manifest.contains(&format!("\"{member}\"")), "{member}");
             }
         }
-        assert_eq!(names(), "signal|call|app|vs-browser|audio");
+        assert_eq!(names(), "signal|call|room|app|vs-browser|audio");
     }
 
     #[test]
     fn unknown_or_missing_benchmarks_are_refused_before_building() {
         let e = main(&["network".into()]).unwrap_err();
         assert!(e.contains("unknown benchmark `network`"), "{e}");
-        assert!(e.contains("signal, call, app, vs-browser, audio"), "{e}");
+        assert!(
+            e.contains("signal, call, room, app, vs-browser, audio"),
+            "{e}"
+        );
         let e = main(&[]).unwrap_err();
         assert!(e.contains("which benchmark?"), "{e}");
     }

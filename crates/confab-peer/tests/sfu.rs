@@ -179,11 +179,7 @@ fn eight_people_in_one_call_through_janus_see_and_hear_each_other() {
 
 /// The frames decoded from `name` in a report, if it lists them.
 fn frames_from(r: &Value, name: &str) -> Option<u64> {
-    r["peers"]
-        .as_array()?
-        .iter()
-        .find(|p| p["name"] == name)?["video"]["pattern_frames"]
-        .as_u64()
+    r["peers"].as_array()?.iter().find(|p| p["name"] == name)?["video"]["pattern_frames"].as_u64()
 }
 
 /// A call of two runs peer to peer; a third person joins the room, which makes it larger than
@@ -194,8 +190,7 @@ fn a_call_moves_to_the_sfu_when_the_room_grows_past_the_threshold() {
     let janus = Janus::start().expect("janus starts (cargo xtask test installs it)");
     let (signal, url) = signal_server(&["--sfu", &janus.url(), "--sfu-above", "2"]);
     let _signal = Proc(signal);
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("confab-sfu-grow-{}", std::process::id()));
+    let dir: PathBuf = std::env::temp_dir().join(format!("confab-sfu-grow-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let stats: Vec<PathBuf> = (1..=3).map(|i| dir.join(format!("p{i}.json"))).collect();
     let _p1 = peer_in(&url, "grows", 1, &["--call"], &stats[0]);
@@ -240,7 +235,10 @@ fn a_call_moves_to_the_sfu_when_the_room_grows_past_the_threshold() {
     std::thread::sleep(Duration::from_secs(3));
     let r = report(&stats[1]).unwrap();
     let after = frames_from(&r, "p1").unwrap();
-    assert!(after >= before + 15, "p2 from p1: {before} → {after} in 3 s: {r:#}");
+    assert!(
+        after >= before + 15,
+        "p2 from p1: {before} → {after} in 3 s: {r:#}"
+    );
     for s in &stats {
         let r = report(s).unwrap();
         for p in r["peers"].as_array().unwrap() {
