@@ -351,10 +351,12 @@ impl Session {
                             SdpType::Offer => "offer",
                             SdpType::Answer => "answer",
                         };
-                        let jsep = json!({"type": kind, "sdp": description.sdp});
                         let body = match (&target, description.kind) {
                             (Target::Publisher, SdpType::Offer) => {
-                                json!({"request": "publish", "audio": true, "video": true})
+                                // Which of our video streams is the shared screen, for those
+                                // who receive it (Janus renames tracks).
+                                json!({"request": "publish", "audio": true, "video": true,
+                                       "descriptions": descriptions(&description.sdp)})
                             }
                             (Target::Feed(_), SdpType::Answer) => {
                                 json!({"request": "start", "room": self.room})
@@ -364,6 +366,7 @@ impl Session {
                                 return Ok(());
                             }
                         };
+                        let jsep = json!({"type": kind, "sdp": description.sdp});
                         self.janus
                             .send(json!({"janus": "message", "handle_id": handle, "body": body, "jsep": jsep}))
                             .await?;
@@ -456,9 +459,17 @@ impl Session {
                 "answer" => SdpType::Answer,
                 _ => return Ok(()),
             };
+            // Janus names every track `janusMID`: give the shared screen's its word back.
+            let shares: Vec<&str> = data["streams"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|s| s["feed_description"] == SHARE)
+                .filter_map(|s| s["mid"].as_str())
+                .collect();
             let description = SessionDescription {
                 kind,
-                sdp: sdp.to_owned(),
+                sdp: mark_shares(sdp, &shares),
             };
             self.tell(SfuEvent::Remote(
                 target,
@@ -561,6 +572,62 @@ pub async fn run(
     }
 }
 
+/// The description a publisher gives its shared screen's stream (`publish`'s `descriptions`),
+/// which Janus hands to subscribers as `feed_description`.
+const SHARE: &str = "share";
+
+/// Each media section of our offer: its mid and, for the shared screen's, `share` (our track
+/// ids say which: `confab-LINK-share-SSRC`).
+fn descriptions(sdp: &str) -> Value {
+    let mut out = Vec::new();
+    for section in sdp.split("\nm=").skip(1) {
+        let mid = section
+            .lines()
+            .find_map(|l| l.trim_end().strip_prefix("a=mid:"));
+        let track = section
+            .lines()
+            .find_map(|l| l.trim_end().strip_prefix("a=msid:"))
+            .and_then(|m| m.split_whitespace().nth(1));
+        if let (Some(mid), Some(track)) = (mid, track) {
+            let what = match crate::media::Stream::of_track_id(track) {
+                crate::media::Stream::Share => SHARE,
+                crate::media::Stream::Camera if section.starts_with("video") => "camera",
+                crate::media::Stream::Camera => "microphone",
+            };
+            out.push(json!({"mid": mid, "description": what}));
+        }
+    }
+    Value::Array(out)
+}
+
+/// Janus's offer with the track ids of the media sections in `shares` (mids) marked as a
+/// shared screen, the way our own track ids are (`…-share`).
+fn mark_shares(sdp: &str, shares: &[&str]) -> String {
+    if shares.is_empty() {
+        return sdp.to_owned();
+    }
+    let mut out = String::with_capacity(sdp.len() + 16 * shares.len());
+    let mut sharing = false;
+    for line in sdp.split_inclusive('\n') {
+        let text = line.trim_end_matches(['\r', '\n']);
+        if text.starts_with("m=") {
+            sharing = false;
+        }
+        if let Some(mid) = text.strip_prefix("a=mid:") {
+            sharing = shares.contains(&mid);
+        }
+        match text.strip_prefix("a=msid:") {
+            Some(msid) if sharing && msid.split_whitespace().count() == 2 => {
+                out.push_str(text);
+                out.push_str("-share");
+                out.push_str(&line[text.len()..]);
+            }
+            _ => out.push_str(line),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -629,5 +696,33 @@ mod tests {
         let mut g = Feeds::default();
         g.published(&pubs(&[(1, &long)]));
         assert!(g.present[&1].len() < 100);
+    }
+
+    #[test]
+    fn the_shared_screen_keeps_its_name_through_janus() {
+        let ours = "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\na=msid:confab-1 confab-1-audio-5\r\n\
+                    m=video 9 X 102\r\na=mid:1\r\na=msid:confab-1 confab-1-video-6\r\n\
+                    m=video 9 X 102\r\na=mid:2\r\na=msid:confab-1 confab-1-share-7\r\n";
+        assert_eq!(
+            descriptions(ours),
+            json!([{"mid": "0", "description": "microphone"},
+                   {"mid": "1", "description": "camera"},
+                   {"mid": "2", "description": "share"}])
+        );
+        let janus = "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\na=msid:janus janus0\r\n\
+                     m=video 9 X 102\r\na=mid:1\r\na=msid:janus janus1\r\n\
+                     m=video 9 X 102\r\na=mid:2\r\na=msid:janus janus2\r\n";
+        let marked = mark_shares(janus, &["2"]);
+        assert!(
+            marked.contains("a=msid:janus janus2-share\r\nm=")
+                || marked.ends_with("janus2-share\r\n")
+        );
+        assert!(marked.contains("a=msid:janus janus1\r\n"));
+        use crate::media::Stream;
+        assert_eq!(Stream::of_track_id("janus2-share"), Stream::Share);
+        assert_eq!(Stream::of_track_id("janus1"), Stream::Camera);
+        assert_eq!(mark_shares(janus, &[]), janus);
+        // Nothing else changes, line endings included.
+        assert_eq!(marked.replace("janus2-share", "janus2"), janus);
     }
 }

@@ -184,7 +184,7 @@ fn frames_from(r: &Value, name: &str) -> Option<u64> {
 
 /// A call of two runs peer to peer; a third person joins the room, which makes it larger than
 /// the server's `--sfu-above 2`: the call moves to the SFU, everyone receives everyone through
-/// it, and the first two never stop seeing each other for long.
+/// it (a shared screen included), and the first two never stop seeing each other for long.
 #[test]
 fn a_call_moves_to_the_sfu_when_the_room_grows_past_the_threshold() {
     let janus = Janus::start().expect("janus starts (cargo xtask test installs it)");
@@ -193,7 +193,8 @@ fn a_call_moves_to_the_sfu_when_the_room_grows_past_the_threshold() {
     let dir: PathBuf = std::env::temp_dir().join(format!("confab-sfu-grow-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let stats: Vec<PathBuf> = (1..=3).map(|i| dir.join(format!("p{i}.json"))).collect();
-    let _p1 = peer_in(&url, "grows", 1, &["--call"], &stats[0]);
+    // p1 also shares a (test) screen, on a track of its own.
+    let _p1 = peer_in(&url, "grows", 1, &["--call", "--share", "test"], &stats[0]);
     let _p2 = peer_in(&url, "grows", 2, &[], &stats[1]);
     let wait = |what: &str, f: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -227,6 +228,20 @@ fn a_call_moves_to_the_sfu_when_the_room_grows_past_the_threshold() {
                                     && p["video"]["pattern_frames"].as_u64() > Some(20)
                             })
                     })
+            })
+        })
+    });
+    // p1's camera and shared screen stay apart through Janus (which renames every track): p3,
+    // who only ever received p1 through the SFU, gets both, each at its own size.
+    wait("p3 gets p1's shared screen through the SFU", &|| {
+        report(&stats[2]).is_some_and(|r| {
+            r["peers"].as_array().is_some_and(|ps| {
+                ps.iter().any(|p| {
+                    p["name"] == "p1"
+                        && p["share"]["pattern_frames"].as_u64() > Some(5)
+                        && p["share"]["width"] == 1280
+                        && p["video"]["width"] == 320
+                })
             })
         })
     });
