@@ -266,3 +266,39 @@ fn a_call_moves_to_the_sfu_when_the_room_grows_past_the_threshold() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// The room's SFU cannot be reached: the call does not hang in "connecting"; each person is
+/// told why in words, and the call ends.
+#[test]
+fn an_unreachable_sfu_is_said_in_words() {
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let sfu = format!("janus+ws://127.0.0.1:{port}");
+    let (signal, url) = signal_server(&["--sfu", &sfu, "--sfu-above", "0"]);
+    let _signal = Proc(signal);
+    let run = |name: &str, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_confab-peer"))
+            .args(["--server", &url, "--room", "no-sfu", "--name", name])
+            .args(["--size", "320x240", "--fps", "10", "--duration", "6"])
+            .args(["--auto-accept"])
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("confab-peer starts")
+    };
+    let a = run("a", &["--call"]);
+    let b = run("b", &[]);
+    for p in [a, b] {
+        let out = p.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "cannot reach the media server at ws://127.0.0.1:{port}"
+            )),
+            "{err}"
+        );
+    }
+}
