@@ -125,6 +125,83 @@ async fn browser_calls_confab_peer_h264() -> Result<()> {
     browser_and_peer("h264").await
 }
 
+/// The web client and confab-peer in a room whose calls go through a real Janus: each
+/// publishes to Janus and receives the other from it (no direct link, no verification code),
+/// and each decodes the other's pattern in order and hears the other's tone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_and_confab_peer_through_janus() -> Result<()> {
+    let _turn = one_at_a_time().await;
+    if !in_lan_netns("browser_and_confab_peer_through_janus") {
+        return Ok(());
+    }
+    let janus = confab_netlab::janus::Janus::start()?;
+    let server = SignalServer::start(SignalConfig {
+        listen: "127.0.0.1:0".parse()?,
+        test_hooks: true,
+        limits: confab_signal::RoomLimits {
+            sfu: Some(confab_signal::Sfu {
+                url: janus.url(),
+                secret: "a-test-secret-of-16+".into(),
+                above: 0,
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await?;
+    let dir = scratch("browser-sfu");
+    let peer = peer_on(
+        LAN_ADDRESS,
+        &server.ws_url(),
+        "big",
+        "Pat",
+        660,
+        &["--duration", "90", "--codec", "h264"],
+        &dir,
+    )?;
+    let chrome = chromedriver()?;
+    let c = chrome_session(&chrome).await?;
+    let result = async {
+        c.goto(&web_url(
+            &server,
+            "room=big&name=Web&join=1&call=1&source=test&tone=440&codec=h264",
+        ))
+        .await?;
+        let seen = peer.wait(
+            "confab-peer gets the browser's media through Janus",
+            45,
+            |p| p["video"]["pattern_frames"].as_u64() > Some(30) && tone_is(p, 440.0),
+        )?;
+        ensure!(seen["video"]["frames_out_of_order"] == 0, "{seen:#}");
+        ensure!(seen["verification_code"].is_null(), "{seen:#}");
+        peer.wait_report("confab-peer sends to Janus", 20, |j| {
+            j["sfu"]["send_kbps"].as_f64() > Some(20.0)
+        })?;
+        let r = wait_web(
+            &c,
+            "the browser gets confab-peer's video through Janus",
+            45,
+            |r| {
+                r.first()
+                    .is_some_and(|p| p["pattern_frames"].as_u64() > Some(30))
+            },
+        )
+        .await?;
+        let p = &r[0];
+        ensure!(p["frames_out_of_order"] == 0, "{p:#}");
+        ensure!(p["name"] == "Pat", "{p:#}");
+        ensure!(
+            p["audioPackets"].as_u64() > Some(50),
+            "the browser receives audio: {p:#}"
+        );
+        Ok(())
+    }
+    .await;
+    let _ = c.close().await;
+    drop(janus);
+    result
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_calls_confab_peer_vp8() -> Result<()> {
     let _turn = one_at_a_time().await;

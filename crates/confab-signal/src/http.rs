@@ -269,6 +269,11 @@ const WEB: &[(&str, &str, &str)] = &[
         include_str!("../web/callcore.js"),
     ),
     (
+        "/sfu.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/sfu.js"),
+    ),
+    (
         "/measure.js",
         "text/javascript; charset=utf-8",
         include_str!("../web/measure.js"),
@@ -304,7 +309,30 @@ const WEB_CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' da
                        media-src 'self' blob: mediastream:; style-src 'self'; object-src 'none'; \
                        base-uri 'none'; frame-ancestors 'none'";
 
-fn web_file(path: &str) -> Option<Response<Full<Bytes>>> {
+/// The web client's policy: its own origin only, and the SFU's WebSocket when there is one.
+fn web_csp(config: &SignalConfig) -> String {
+    match &config.limits.sfu {
+        Some(sfu) => {
+            let ws = sfu.url.strip_prefix("janus+").unwrap_or(&sfu.url);
+            // The origin only (scheme, host, port): a CSP source ends there.
+            let origin = match ws.find("://").map(|i| i + 3) {
+                Some(start) => match ws[start..].find('/') {
+                    Some(end) => &ws[..start + end],
+                    None => ws,
+                },
+                None => ws,
+            };
+            WEB_CSP.replacen(
+                "connect-src 'self'",
+                &format!("connect-src 'self' {origin}"),
+                1,
+            )
+        }
+        None => WEB_CSP.to_owned(),
+    }
+}
+
+fn web_file(path: &str, config: &SignalConfig) -> Option<Response<Full<Bytes>>> {
     let (_, kind, body) = WEB.iter().find(|(p, _, _)| *p == path)?;
     let mut res = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     let h = res.headers_mut();
@@ -312,7 +340,8 @@ fn web_file(path: &str) -> Option<Response<Full<Bytes>>> {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(WEB_CSP),
+        HeaderValue::from_str(&web_csp(config))
+            .unwrap_or_else(|_| HeaderValue::from_static(WEB_CSP)),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -353,7 +382,9 @@ fn route(req: Request<Incoming>, shared: &Arc<Shared>, place: Place) -> Response
             _ => text(StatusCode::OK, "ok\n"),
         },
         (&Method::GET, "/client-config.json") => client_config(shared),
-        (&Method::GET, path) if web_file(path).is_some() => web_file(path).expect("checked"),
+        (&Method::GET, path) if WEB.iter().any(|(p, _, _)| *p == path) => {
+            web_file(path, &shared.config).expect("checked")
+        }
         (&Method::GET, confab_protocol::WS_PATH) => upgrade(req, shared, place),
         (_, "/healthz") | (_, confab_protocol::WS_PATH) => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
@@ -492,6 +523,29 @@ fn upgrade(
 #[cfg(test)]
 mod tests {
     use super::origin_allowed;
+
+    /// The web client may open a WebSocket to its own server and, with --sfu, to the SFU's
+    /// origin (nothing more of its address).
+    #[test]
+    fn the_web_clients_policy_lets_it_reach_the_sfu_only() {
+        use crate::{RoomLimits, Sfu, SignalConfig};
+        let mut config = SignalConfig::default();
+        assert!(super::web_csp(&config).contains("connect-src 'self';"));
+        config.limits = RoomLimits {
+            sfu: Some(Sfu {
+                url: "janus+wss://sfu.example:8989/janus".into(),
+                secret: "s".repeat(16),
+                above: 6,
+            }),
+            ..RoomLimits::default()
+        };
+        let csp = super::web_csp(&config);
+        assert!(
+            csp.contains("connect-src 'self' wss://sfu.example:8989;"),
+            "{csp}"
+        );
+        assert!(csp.contains("default-src 'self';"), "{csp}");
+    }
 
     #[test]
     fn origins() {

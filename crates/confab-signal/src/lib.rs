@@ -13,7 +13,7 @@ mod hub;
 mod session;
 mod tls;
 
-pub use confab_rooms::Config as RoomLimits;
+pub use confab_rooms::{Config as RoomLimits, Sfu};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

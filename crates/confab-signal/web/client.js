@@ -85,6 +85,10 @@
         default: break;
       }
     }
+    if (!S.core.inCall) {
+      closeSfu();
+      S.feeds.clear();
+    }
     render();
     if (typeof error === 'string') toast(ERRORS[error] || error, 'warn');
     return error;
@@ -156,17 +160,9 @@
         }
         if (!m || typeof m !== 'object') return;
         trace(`in ${typeof ev.data === 'string' ? ev.data.slice(0, 200) : ''}`);
-        if (m.type === 'welcome' && m.sfu && typeof m.sfu === 'object' && !welcomed) {
-          // The others would send and look for pictures at the room's SFU, which this page
-          // cannot speak to yet: say so instead of ringing people who can never connect.
-          reject(Object.assign(new Error(
-            "This room's calls go through a media server, which the browser client cannot " +
-            'join yet. Use the Confab app for this room.'), { code: 'sfu-unsupported' }));
-          ws.close();
-          return;
-        }
         if (m.type === 'welcome' && typeof m.id === 'string' && Array.isArray(m.peers)) {
           welcomed = true;
+          S.sfuInfo = sfuInfo(m.sfu);
           S.refusalTold = false;
           setStatus('connected');
           const peers = m.peers.filter((p) => p && typeof p.id === 'string' && typeof p.name === 'string');
@@ -206,6 +202,8 @@
   function onServer(m) {
     if (m.type === 'peer-joined' && typeof m.id === 'string' && typeof m.name === 'string') {
       rules((c, t) => c.peerJoined(m.id, m.name, t));
+      // The room grew past what a mesh holds: the call moves to the SFU.
+      if (S.core.inCall && !S.sfu && shouldUseSfu()) goSfu();
     } else if (m.type === 'peer-left' && typeof m.id === 'string') {
       if (S.ringing === m.id) closeRing();
       rules((c, t) => c.peerLeft(m.id, t));
@@ -214,6 +212,7 @@
       if (d.kind === 'description') onDescription(m.from, d.description);
       else if (d.kind === 'candidate') onCandidate(m.from, d.candidate);
       else if (d.kind === 'verify') onVerify(m.from, d);
+      else if (d.kind === 'feed' && Number.isSafeInteger(d.id)) onFeed(m.from, d.id);
       else rules((c, t) => c.signal(m.from, d, t));
     }
   }
@@ -237,6 +236,11 @@
 
   function openLink(id, offerer, polite) {
     if (S.links.has(id)) return;
+    if (!S.sfu && shouldUseSfu(id)) goSfu();
+    if (S.sfu) {
+      openSubscriber(id);
+      return;
+    }
     const pc = new RTCPeerConnection({ iceServers: [] });
     const me = S.core.me || '';
     const link = {
@@ -414,7 +418,7 @@
   // Perfect negotiation (docs/protocol.md rule 5), with the browser's implicit rollback.
   async function onDescription(from, desc) {
     const link = S.links.get(from);
-    if (!link || !desc || (desc.type !== 'offer' && desc.type !== 'answer') || typeof desc.sdp !== 'string') return;
+    if (!link || link.sfu || !desc || (desc.type !== 'offer' && desc.type !== 'answer') || typeof desc.sdp !== 'string') return;
     const pc = link.pc;
     const collision = desc.type === 'offer' && (link.makingOffer || pc.signalingState !== 'stable');
     if (collision && !link.polite) return;
@@ -436,7 +440,7 @@
 
   async function onCandidate(from, c) {
     const link = S.links.get(from);
-    if (!link || !c || typeof c.candidate !== 'string') return;
+    if (!link || link.sfu || !c || typeof c.candidate !== 'string') return;
     const cand = { candidate: c.candidate, sdpMid: c.sdpMid || null, sdpMLineIndex: c.sdpMLineIndex ?? null, usernameFragment: c.usernameFragment || null };
     if (cand.sdpMid === null && cand.sdpMLineIndex === null) cand.sdpMLineIndex = 0;
     if (!link.pc.remoteDescription) {
@@ -456,6 +460,7 @@
     S.links.delete(id);
     link.pc.close();
     if (link.tile) link.tile.remove();
+    if (link.sfu && S.sfu) S.sfu.session.unsubscribe(id);
   }
 
   // The peer came back under a new id: the same connection now talks to it.
@@ -483,6 +488,126 @@
       }
     }
   }, 1000);
+
+  // ------------------------------------------------------------------ calls through an SFU
+  // As the engine does (ARCHITECTURE.md, "Calls through an SFU"): past the room's threshold the
+  // call goes through the Janus VideoRoom the server named; where the rules open a link, a link
+  // receiving that person from Janus is opened instead, and our media goes to Janus once.
+  S.sfuInfo = null;
+  S.sfu = null;
+  S.feeds = new Map(); // peer id -> the feed they said they publish as
+  function sfuInfo(x) {
+    if (!x || typeof x !== 'object' || typeof x.url !== 'string' || !/^janus\+wss?:\/\/[^\s/]/.test(x.url)) return null;
+    if (!Number.isSafeInteger(x.room) || x.room < 1 || typeof x.pin !== 'string' || !/^[A-Za-z0-9]{1,64}$/.test(x.pin)) return null;
+    return { url: x.url, room: x.room, pin: x.pin, above: Number.isInteger(x.above) ? x.above : 6 };
+  }
+  function shouldUseSfu(peer) {
+    if (!S.sfuInfo) return false;
+    return S.core.participants().length + 1 > S.sfuInfo.above || (peer !== undefined && S.feeds.has(peer));
+  }
+  function sfuFailed(message) {
+    toast(`${message}; the call cannot go on`, 'error');
+    closeSfu();
+    rules((c, t) => c.hangUp(t));
+  }
+  function goSfu() {
+    if (S.sfu || !S.sfuInfo || !S.core.me || !S.stream) return;
+    const session = new window.ConfabSfu.JanusSession(S.sfuInfo, S.core.me, {
+      offer: (peer, sdp, shares) => onSfuOffer(peer, sdp, shares),
+      failed: (message) => sfuFailed(message),
+    });
+    const pub = new RTCPeerConnection({ iceServers: [] });
+    const mine = { session, pub, feed: null };
+    S.sfu = mine;
+    for (const t of S.stream.getTracks()) pub.addTrack(t, S.stream);
+    preferCodec(pub);
+    pub.onicecandidate = (e) => {
+      if (e.candidate && e.candidate.candidate) session.trickle(session.handleOf(null), e.candidate.toJSON());
+    };
+    for (const [id, link] of [...S.links]) {
+      if (!link.sfu) {
+        closeLink(id);
+        openSubscriber(id);
+      }
+    }
+    (async () => {
+      try {
+        const feed = await session.start();
+        if (S.sfu !== mine) return;
+        for (const [p, f] of S.feeds) session.named(p, f);
+        for (const id of S.links.keys()) session.subscribe(id);
+        await pub.setLocalDescription(await pub.createOffer());
+        const sdp = pub.localDescription.sdp;
+        const answer = await session.publish(sdp, window.ConfabSfu.descriptions(sdp));
+        if (S.sfu !== mine) return;
+        await pub.setRemoteDescription({ type: 'answer', sdp: answer });
+        mine.feed = feed;
+        for (const id of S.links.keys()) signal(id, { kind: 'feed', id: feed });
+      } catch (e) {
+        if (S.sfu === mine) sfuFailed(e.message || String(e));
+      }
+    })();
+  }
+  function closeSfu() {
+    if (!S.sfu) return;
+    const s = S.sfu;
+    S.sfu = null;
+    s.session.close();
+    s.pub.close();
+  }
+  function openSubscriber(id) {
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    const link = {
+      id, pc, sfu: true, offerer: false, polite: true, makingOffer: false, pending: [],
+      health: new LinkHealth(false, now()), verifier: new Verifier('answerer', randomHex(16), 'sfu'),
+      remote: new MediaStream(), tile: null, readings: null, shares: [],
+      chat: null, chatIn: [], chatTokens: 0, chatAt: now(),
+    };
+    S.links.set(id, link);
+    pc.onicecandidate = (e) => {
+      if (e.candidate && e.candidate.candidate && S.sfu) S.sfu.session.trickle(S.sfu.session.handleOf(id), e.candidate.toJSON());
+    };
+    pc.ontrack = (e) => {
+      // Janus names every track after its mid: the sender told it which is a shared screen.
+      if (e.track.kind === 'video' && link.shares.includes(e.transceiver.mid)) {
+        link.share = e.track;
+        return;
+      }
+      link.remote.addTrack(e.track);
+      attachRemote(link);
+    };
+    pc.onconnectionstatechange = () => {
+      const s = pc.connectionState;
+      if (s === 'connected') {
+        if (link.health.onState('connected', now())) rules((c, t) => c.linkConnected(link.id, t));
+      } else if (s === 'disconnected' || s === 'failed') {
+        link.health.onState('broken', now());
+      }
+    };
+    if (S.sfu) {
+      S.sfu.session.subscribe(id);
+      if (S.sfu.feed !== null) signal(id, { kind: 'feed', id: S.sfu.feed });
+    }
+  }
+  async function onSfuOffer(peer, sdp, shares) {
+    const link = S.links.get(peer);
+    if (!link || !link.sfu || !S.sfu) return;
+    try {
+      link.shares = shares;
+      await link.pc.setRemoteDescription({ type: 'offer', sdp });
+      await link.pc.setLocalDescription();
+      await S.sfu.session.answer(peer, link.pc.localDescription.sdp);
+    } catch (e) {
+      console.warn('subscribing failed', e);
+    }
+  }
+  function onFeed(from, id) {
+    if (S.feeds.size >= 64 && !S.feeds.has(from)) return;
+    S.feeds.set(from, id);
+    if (S.sfu) S.sfu.session.named(from, id);
+    // Someone we are linked with sends through the SFU: the call moved there; follow.
+    else if (S.sfuInfo && S.links.has(from)) goSfu();
+  }
 
   // ------------------------------------------------------------------ remote video
   function attachRemote(link) {
@@ -600,6 +725,7 @@
 
   function leaveLocal() {
     for (const id of [...S.links.keys()]) closeLink(id);
+    closeSfu();
     rules((c, t) => c.leave(t));
     S.room = null;
     setStatus('offline');

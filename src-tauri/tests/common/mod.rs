@@ -122,6 +122,19 @@ pub fn peer(
     extra: &[&str],
     dir: &Path,
 ) -> Result<Peer> {
+    peer_on("127.0.0.1", url, room, name, hz, extra, dir)
+}
+
+/// The same, gathering ICE candidates on `bind`.
+pub fn peer_on(
+    bind: &str,
+    url: &str,
+    room: &str,
+    name: &str,
+    hz: u32,
+    extra: &[&str],
+    dir: &Path,
+) -> Result<Peer> {
     let stats = dir.join(format!("{name}.json"));
     let child = Command::new(workspace_bin("confab-peer")?)
         .args([
@@ -132,7 +145,7 @@ pub fn peer(
             "--name",
             name,
             "--bind",
-            "127.0.0.1",
+            bind,
             "--auto-accept",
         ])
         .args([
@@ -321,6 +334,25 @@ pub async fn wait_js(
 /// Runs the named test again inside a network namespace that has only loopback (so Chromium
 /// cannot pair a LAN address with our 127.0.0.1). Returns true in the inner run.
 pub fn in_loopback_netns(test: &str) -> bool {
+    in_netns(test, "ip link set lo up")
+}
+
+/// The address [`in_lan_netns`] gives its one network.
+pub const LAN_ADDRESS: &str = "10.77.0.1";
+
+/// Runs the named test again inside a network namespace with loopback and one private
+/// network (`LAN_ADDRESS`, a veth pair, the default route): for a server such as Janus that
+/// gathers its ICE candidates only on a network that is not loopback.
+pub fn in_lan_netns(test: &str) -> bool {
+    in_netns(
+        test,
+        "ip link set lo up && ip link add v0 type veth peer name v1 && \
+         ip addr add 10.77.0.1/24 dev v0 && ip link set v1 up && ip link set v0 up && \
+         ip route add default dev v0",
+    )
+}
+
+fn in_netns(test: &str, setup: &str) -> bool {
     if std::env::var_os("CONFAB_IN_NETNS").is_some() {
         return true;
     }
@@ -331,7 +363,7 @@ pub fn in_loopback_netns(test: &str) -> bool {
             "--",
             "sh",
             "-c",
-            "ip link set lo up && exec \"$0\" \"$@\"",
+            &format!("{setup} && exec \"$0\" \"$@\""),
         ])
         .arg(exe)
         .args([test, "--exact", "--nocapture", "--test-threads=1"])

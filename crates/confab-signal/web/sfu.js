@@ -1,0 +1,241 @@
+// Calls through an SFU in the browser: a Janus VideoRoom session over Janus's WebSocket API,
+// the same steps the engine takes (crates/confab-engine/src/sfu.rs). The page decides who is in
+// the call (callcore.js); this only talks to Janus: join (making the room if needed), publish
+// our media once, subscribe to a person's feed, trickle candidates, keep the session alive.
+//
+// Whose feed is whose: a person's pictures are taken only from the feed that person named in a
+// `feed` signal (sender stamped by the signaling server) AND that Janus lists under their id;
+// a display name alone is anyone's to claim.
+//
+// Works as a browser script (window.ConfabSfu) and as a Node module (module.exports).
+(function (root, factory) {
+  const api = factory();
+  if (typeof module === 'object' && module.exports) module.exports = api;
+  else root.ConfabSfu = api;
+})(typeof self !== 'undefined' ? self : this, () => {
+  'use strict';
+  const MAX_FEEDS = 64;
+
+  class Feeds {
+    constructor() {
+      this.present = new Map(); // feed id -> display
+      this.named = new Map(); // peer id -> feed id
+    }
+    published(list) {
+      for (const p of Array.isArray(list) ? list : []) {
+        if (!p || typeof p.id !== 'number' || typeof p.display !== 'string') continue;
+        if (this.present.size >= MAX_FEEDS && !this.present.has(p.id)) break;
+        this.present.set(p.id, p.display.slice(0, 64));
+      }
+    }
+    gone(feed) { this.present.delete(feed); }
+    name(peer, feed) {
+      if (this.named.size < MAX_FEEDS || this.named.has(peer)) this.named.set(peer, feed);
+    }
+    feedOf(peer) {
+      const f = this.named.get(peer);
+      return f !== undefined && this.present.get(f) === peer ? f : null;
+    }
+  }
+
+  class JanusSession {
+    // info: the welcome's sfu object; me: our peer id; on: { offer(peer, sdp, shareMids),
+    // ready(peer), published(feed), failed(message) }.
+    constructor(info, me, on) {
+      this.info = info;
+      this.me = me;
+      this.on = on;
+      this.feeds = new Feeds();
+      this.next = 1;
+      this.waiting = new Map(); // transaction -> { resolve, reject }
+      this.subs = new Map(); // peer id -> handle id (or 'attaching')
+      this.handles = new Map(); // handle id -> peer id
+      this.wanted = new Set();
+      this.session = 0;
+      this.publisher = 0;
+      this.closed = false;
+    }
+
+    send(msg) {
+      const transaction = `t${this.next++}`;
+      const full = { ...msg, transaction };
+      if (this.session) full.session_id = this.session;
+      this.ws.send(JSON.stringify(full));
+      return transaction;
+    }
+
+    // A request and its final answer (skipping Janus's ack).
+    request(msg) {
+      return new Promise((resolve, reject) => {
+        const t = this.send(msg);
+        this.waiting.set(t, { resolve, reject });
+        setTimeout(() => {
+          if (this.waiting.delete(t)) reject(new Error('the media server did not answer within 10 s'));
+        }, 10000);
+      });
+    }
+
+    async plugin(handle, body, jsep) {
+      const m = await this.request({ janus: 'message', handle_id: handle, body, ...(jsep ? { jsep } : {}) });
+      const data = (m.plugindata && m.plugindata.data) || {};
+      if (typeof data.error_code === 'number') {
+        throw Object.assign(new Error(String(data.error || 'refused')), { code: data.error_code });
+      }
+      return m;
+    }
+
+    async start() {
+      const url = this.info.url.replace(/^janus\+/, '');
+      this.ws = new WebSocket(url, 'janus-protocol');
+      await new Promise((resolve, reject) => {
+        this.ws.onopen = resolve;
+        this.ws.onerror = () => reject(new Error(`cannot reach the media server at ${url}`));
+      });
+      this.ws.onmessage = (ev) => this.message(ev.data);
+      this.ws.onclose = () => {
+        if (!this.closed) this.on.failed('the connection to the media server was lost');
+      };
+      this.session = (await this.request({ janus: 'create' })).data.id;
+      this.publisher = (await this.request({ janus: 'attach', plugin: 'janus.plugin.videoroom' })).data.id;
+      const room = this.info.room;
+      const pin = this.info.pin;
+      const join = { request: 'join', ptype: 'publisher', room, pin, display: this.me };
+      let joined;
+      try {
+        joined = await this.plugin(this.publisher, join);
+      } catch (e) {
+        if (e.code !== 426) throw e;
+        try {
+          await this.plugin(this.publisher, {
+            request: 'create', room, pin, is_private: true, publishers: MAX_FEEDS,
+            audiocodec: 'opus', videocodec: 'h264,vp8', notify_joining: false,
+          });
+        } catch (e2) {
+          if (e2.code !== 427) throw e2;
+        }
+        joined = await this.plugin(this.publisher, join);
+      }
+      const data = joined.plugindata.data;
+      this.feeds.published(data.publishers);
+      this.keepalive = setInterval(() => this.send({ janus: 'keepalive' }), 25000);
+      return data.id;
+    }
+
+    // Our offer in, Janus's answer out.
+    async publish(sdp, descriptions) {
+      const m = await this.plugin(this.publisher, { request: 'publish', audio: true, video: true, descriptions },
+        { type: 'offer', sdp });
+      return m.jsep && m.jsep.sdp;
+    }
+
+    trickle(handle, candidate) {
+      if (handle) this.send({ janus: 'trickle', handle_id: handle, candidate });
+    }
+
+    named(peer, feed) {
+      this.feeds.name(peer, feed);
+      this.subscribeReady();
+    }
+
+    subscribe(peer) {
+      this.wanted.add(peer);
+      this.subscribeReady();
+    }
+
+    unsubscribe(peer) {
+      this.wanted.delete(peer);
+      const h = this.subs.get(peer);
+      this.subs.delete(peer);
+      if (typeof h === 'number') {
+        this.handles.delete(h);
+        this.send({ janus: 'detach', handle_id: h });
+      }
+    }
+
+    async subscribeReady() {
+      for (const peer of this.wanted) {
+        const feed = this.feeds.feedOf(peer);
+        if (feed === null || this.subs.has(peer)) continue;
+        this.subs.set(peer, 'attaching');
+        try {
+          const h = (await this.request({ janus: 'attach', plugin: 'janus.plugin.videoroom' })).data.id;
+          if (!this.wanted.has(peer)) {
+            this.send({ janus: 'detach', handle_id: h });
+            continue;
+          }
+          this.subs.set(peer, h);
+          this.handles.set(h, peer);
+          const m = await this.plugin(h, { request: 'join', ptype: 'subscriber', room: this.info.room, pin: this.info.pin, feed });
+          const shares = ((m.plugindata.data.streams) || [])
+            .filter((s) => s && s.feed_description === 'share').map((s) => s.mid);
+          if (m.jsep && m.jsep.type === 'offer') this.on.offer(peer, m.jsep.sdp, shares);
+        } catch (e) {
+          this.subs.delete(peer);
+          console.warn('subscribing failed', e);
+        }
+      }
+    }
+
+    // Our answer to Janus's offer for `peer`.
+    async answer(peer, sdp) {
+      const h = this.subs.get(peer);
+      if (typeof h !== 'number') return;
+      await this.plugin(h, { request: 'start', room: this.info.room }, { type: 'answer', sdp });
+    }
+
+    handleOf(peer) {
+      const h = peer === null ? this.publisher : this.subs.get(peer);
+      return typeof h === 'number' ? h : 0;
+    }
+
+    message(text) {
+      let m;
+      try {
+        m = JSON.parse(text);
+      } catch (e) {
+        return;
+      }
+      if (!m || typeof m !== 'object') return;
+      const w = this.waiting.get(m.transaction);
+      if (w && m.janus !== 'ack') {
+        this.waiting.delete(m.transaction);
+        if (m.janus === 'error') w.reject(new Error(String((m.error && m.error.reason) || 'refused')));
+        else w.resolve(m);
+        return;
+      }
+      if (m.janus === 'event' && m.sender === this.publisher && m.plugindata) {
+        const d = m.plugindata.data || {};
+        if (Array.isArray(d.publishers)) {
+          this.feeds.published(d.publishers);
+          this.subscribeReady();
+        }
+        for (const k of ['unpublished', 'leaving']) if (typeof d[k] === 'number') this.feeds.gone(d[k]);
+      }
+    }
+
+    close() {
+      this.closed = true;
+      clearInterval(this.keepalive);
+      try {
+        if (this.session) this.send({ janus: 'destroy' });
+        this.ws.close();
+      } catch (e) { /* already gone */ }
+    }
+  }
+
+  // Each media section of our offer: its mid and what it carries (our screen-share track's id
+  // says "share").
+  function descriptions(sdp) {
+    const out = [];
+    for (const section of sdp.split(/\r?\nm=/).slice(1)) {
+      const mid = /\na=mid:(\S+)/.exec(`\n${section}`);
+      const msid = /\na=msid:\S+ (\S+)/.exec(`\n${section}`);
+      if (!mid || !msid) continue;
+      const what = /(^|-)share(-|$)/.test(msid[1]) ? 'share' : section.startsWith('video') ? 'camera' : 'microphone';
+      out.push({ mid: mid[1], description: what });
+    }
+    return out;
+  }
+
+  return { JanusSession, Feeds, descriptions };
+});

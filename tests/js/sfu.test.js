@@ -1,0 +1,56 @@
+// The web client's side of calls through an SFU (crates/confab-signal/web/sfu.js): whose feed
+// is whose, and what the publisher tells Janus about its streams. The engine's rules are the
+// same (crates/confab-engine/src/sfu.rs, tests named after the same attacks).
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const path = require('node:path');
+
+const { Feeds, descriptions } = require(path.join(__dirname, '..', '..', 'crates/confab-signal/web/sfu.js'));
+
+test('a feed is someone’s when they named it and publish it under their id', () => {
+  const f = new Feeds();
+  f.published([{ id: 11, display: 'ann' }]);
+  assert.equal(f.feedOf('ann'), null, 'Ann has not named it');
+  f.name('ann', 11);
+  assert.equal(f.feedOf('ann'), 11);
+  f.gone(11);
+  assert.equal(f.feedOf('ann'), null, 'unpublished');
+});
+
+test('spoofed display at the SFU', () => {
+  const f = new Feeds();
+  f.published([{ id: 66, display: 'ann' }, { id: 11, display: 'ann' }]);
+  f.name('ann', 11);
+  assert.equal(f.feedOf('ann'), 11);
+  f.name('mallory', 66);
+  assert.equal(f.feedOf('mallory'), null);
+});
+
+test('claimed foreign feed', () => {
+  const f = new Feeds();
+  f.published([{ id: 11, display: 'ann' }, { id: 22, display: 'mallory' }]);
+  f.name('ann', 11);
+  f.name('mallory', 11);
+  assert.equal(f.feedOf('mallory'), null);
+  assert.equal(f.feedOf('ann'), 11);
+});
+
+test('feed flood', () => {
+  const f = new Feeds();
+  f.published(Array.from({ length: 10000 }, (_, i) => ({ id: i, display: `p${i}` })));
+  for (let i = 0; i < 10000; i++) f.name(`p${i}`, i);
+  assert.ok(f.present.size <= 64 && f.named.size <= 64);
+  f.published([{ id: 'x', display: 1 }, null, 7]);
+  assert.ok(f.present.size <= 64);
+});
+
+test('the publisher names its shared screen for Janus', () => {
+  const sdp = 'v=0\r\nm=audio 9 X 111\r\na=mid:0\r\na=msid:s a1\r\n' +
+    'm=video 9 X 102\r\na=mid:1\r\na=msid:s v1\r\nm=video 9 X 102\r\na=mid:2\r\na=msid:s confab-1-share-7\r\n';
+  assert.deepEqual(descriptions(sdp), [
+    { mid: '0', description: 'microphone' },
+    { mid: '1', description: 'camera' },
+    { mid: '2', description: 'share' },
+  ]);
+});
