@@ -535,6 +535,26 @@ impl Actor {
         true
     }
 
+    /// Back in the room under a new id, in a call through the SFU: the others take a feed as
+    /// ours only under our id, so we publish again under the new one, through a new session
+    /// (the old one's subscriber handles end with it: each person is received afresh).
+    fn republish(&mut self) {
+        self.stop_sfu();
+        if !self.ensure_sfu() {
+            return;
+        }
+        let receiving: Vec<PeerId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.role == Role::Subscribe)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in receiving {
+            self.close_link(&p);
+            self.open_subscriber(p);
+        }
+    }
+
     /// Ends the session with the SFU (its task and our publisher link are awaited later).
     fn stop_sfu(&mut self) {
         if let Some(s) = self.sfu.take() {
@@ -845,6 +865,10 @@ impl Actor {
                 self.refusal_told = false;
                 self.core.welcome(id.clone(), peers, now);
                 self.apply().await;
+                if self.core.in_call() && self.sfu.as_ref().is_some_and(|s| s.me != id) {
+                    self.republish();
+                    self.publish_snapshot().await;
+                }
                 if let Some(reply) = self.pending_join.take() {
                     let _ = reply.send(Ok(Joined {
                         id,

@@ -302,3 +302,83 @@ fn an_unreachable_sfu_is_said_in_words() {
         );
     }
 }
+
+/// A call through the SFU outlives a restart of the signaling server: both people come back
+/// under new ids, publish again under them (a feed is taken only under its publisher's id), and
+/// see each other again through Janus.
+#[test]
+fn a_call_through_the_sfu_carries_over_a_signaling_restart() {
+    let janus = Janus::start().expect("janus starts (cargo xtask test installs it)");
+    let sfu = janus.url();
+    let args = [
+        "--sfu",
+        &sfu,
+        "--sfu-above",
+        "0",
+        "--sfu-secret",
+        "a-test-secret-of-16+",
+    ];
+    let (signal, url) = signal_server(&args);
+    let mut signal = Proc(signal);
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("confab-sfu-restart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stats: Vec<PathBuf> = (1..=2).map(|i| dir.join(format!("p{i}.json"))).collect();
+    let _p1 = peer_in(&url, "restart", 1, &["--call"], &stats[0]);
+    let _p2 = peer_in(&url, "restart", 2, &[], &stats[1]);
+    let sees = |s: &Path, name: &str, id_not: Option<&str>, min: u64| {
+        report(s).is_some_and(|r| {
+            r["sfu"].is_object()
+                && r["peers"].as_array().is_some_and(|ps| {
+                    ps.iter().any(|p| {
+                        p["name"] == name
+                            && id_not.is_none_or(|old| p["id"] != old)
+                            && p["video"]["pattern_frames"].as_u64() > Some(min)
+                    })
+                })
+        })
+    };
+    let wait = |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !f() {
+            assert!(
+                Instant::now() < deadline,
+                "{what} within 30 s: {:#?}",
+                stats.iter().map(|s| report(s)).collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait("both see each other through Janus", &|| {
+        sees(&stats[0], "p2", None, 20) && sees(&stats[1], "p1", None, 20)
+    });
+    let old_p1 = report(&stats[1]).unwrap()["peers"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let old_p2 = report(&stats[0]).unwrap()["peers"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The server goes away and comes back on the same address.
+    let _ = signal.0.kill();
+    let _ = signal.0.wait();
+    let listen = url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .to_owned();
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(|p| p.parent()).unwrap();
+    let restarted = Command::new(bin.join("confab-signal"))
+        .args(["--listen", &listen])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _signal = Proc(restarted);
+    wait("both see each other again, under their new ids", &|| {
+        sees(&stats[0], "p2", Some(&old_p2), 20) && sees(&stats[1], "p1", Some(&old_p1), 20)
+    });
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -688,7 +688,7 @@ pub async fn run(
             return;
         }
     };
-    hub.add_link(id, params.peer.clone());
+    hub.add_link(id, params.peer.clone(), params.role != Role::Mesh);
     let rules = NegotiationRules {
         allow_loopback: params.rtc.on_loopback(),
         allow_mdns: params.rtc.mdns,

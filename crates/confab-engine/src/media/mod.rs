@@ -155,6 +155,8 @@ struct LinkBook {
     network: NetworkStats,
     /// When each step of its set-up happened.
     timeline: Timeline,
+    /// The link runs to an SFU rather than to the person (keyframe requests go compound).
+    through_sfu: bool,
 }
 
 impl LinkBook {
@@ -414,7 +416,7 @@ impl MediaHub {
     // ----- peers -----------------------------------------------------------------------------
 
     /// A link to `peer` exists (its receive side may start before its send side).
-    pub fn add_link(&self, link: LinkId, peer: PeerId) {
+    pub fn add_link(&self, link: LinkId, peer: PeerId, through_sfu: bool) {
         self.links.lock().insert(
             link,
             LinkBook {
@@ -424,8 +426,13 @@ impl MediaHub {
                 audio: None,
                 network: NetworkStats::default(),
                 timeline: Timeline::default(),
+                through_sfu,
             },
         );
+    }
+
+    fn through_sfu(&self, link: LinkId) -> bool {
+        self.links.lock().get(&link).is_some_and(|b| b.through_sfu)
     }
 
     /// A link being set up will send the camera in `codec`: have its encoder ready.

@@ -175,27 +175,30 @@ impl MediaHub {
             }
             let due = last_pli.is_none_or(|t| t.elapsed() > Duration::from_millis(300));
             if due && need_key.load(Ordering::Relaxed) {
-                // A compound packet, as RTP requires and as browsers send: a receiver report
-                // naming the stream first. An SFU that finds a packet's stream by its SSRCs
-                // (Janus) drops a lone PLI from a receive-only connection, and the sender never
-                // hears that a keyframe is needed.
-                let rr = ReceiverReport {
-                    ssrc: 1,
-                    reports: vec![ReceptionReport {
-                        ssrc,
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                };
                 let pli = PictureLossIndication {
-                    sender_ssrc: 1,
+                    sender_ssrc: 0,
                     media_ssrc: ssrc,
                 };
-                if track
-                    .write_rtcp(vec![Box::new(rr), Box::new(pli)])
-                    .await
-                    .is_ok()
-                {
+                let packets: Vec<Box<dyn rtc::rtcp::Packet>> = if self.through_sfu(link) {
+                    // Janus finds which stream an RTCP packet from a receive-only connection is
+                    // about by its receiver report, and drops a lone PLI: then the sender never
+                    // hears that a keyframe is needed. Compound (a report naming the stream,
+                    // then the PLI), as browsers send. Only there: to a person, the report's
+                    // empty figures would stand in for the real ones their congestion control
+                    // and loss figures read.
+                    let rr = ReceiverReport {
+                        ssrc: 1,
+                        reports: vec![ReceptionReport {
+                            ssrc,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    };
+                    vec![Box::new(rr), Box::new(pli)]
+                } else {
+                    vec![Box::new(pli)]
+                };
+                if track.write_rtcp(packets).await.is_ok() {
                     last_pli = Some(Instant::now());
                     if let Some(b) = self.links.lock().get_mut(&link) {
                         b.book(stream).stats.keyframe_requests += 1;
