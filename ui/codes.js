@@ -18,6 +18,7 @@ window.ConfabCodes = Object.freeze({
   alreadyInCall: 'already-in-call',
   notInCall: 'not-in-call',
   chatEmpty: 'chat-empty',
+  chatUnavailable: 'chat-unavailable',
   chatTooLong: 'chat-too-long',
   chatRateLimited: 'chat-rate-limited',
   callFailed: 'call-failed',

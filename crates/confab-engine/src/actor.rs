@@ -791,6 +791,9 @@ impl Actor {
         if !self.core.in_call() {
             return Err(EngineError::NotInCall);
         }
+        if self.sfu.is_some() {
+            return Err(EngineError::ChatThroughSfu);
+        }
         let name = self
             .join_params
             .as_ref()

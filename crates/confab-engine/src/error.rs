@@ -51,6 +51,8 @@ codes! {
     /// Chat needs a call (it travels over the call's links).
     NotInCall = "not-in-call",
     ChatEmpty = "chat-empty",
+    /// A call through the SFU has no direct link to carry chat.
+    ChatUnavailable = "chat-unavailable",
     ChatTooLong = "chat-too-long",
     ChatRateLimited = "chat-rate-limited",
     /// A link could not be set up or broke for good.
@@ -195,6 +197,11 @@ pub enum EngineError {
     NotJoined,
     #[error("not in a call: chat goes to the people in your call")]
     NotInCall,
+    #[error(
+        "no chat in this call: it goes through the media server, and chat travels only on \
+         direct links"
+    )]
+    ChatThroughSfu,
     #[error("{0}")]
     Chat(#[from] ChatError),
     #[error("the call engine has stopped")]
@@ -214,6 +221,7 @@ impl EngineError {
             EngineError::AlreadyJoined(_) => ErrorCode::AlreadyJoined,
             EngineError::NotJoined => ErrorCode::NotJoined,
             EngineError::NotInCall => ErrorCode::NotInCall,
+            EngineError::ChatThroughSfu => ErrorCode::ChatUnavailable,
             EngineError::Chat(ChatError::Empty) => ErrorCode::ChatEmpty,
             EngineError::Chat(ChatError::TooLong) => ErrorCode::ChatTooLong,
             EngineError::Chat(ChatError::RateLimited) => ErrorCode::ChatRateLimited,

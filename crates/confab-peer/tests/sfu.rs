@@ -382,3 +382,33 @@ fn a_call_through_the_sfu_carries_over_a_signaling_restart() {
     });
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Chat rides direct links; a call through the SFU has none. Saying something there is refused
+/// in words (not dropped without a trace).
+#[test]
+fn chat_in_a_call_through_the_sfu_is_refused_in_words() {
+    let janus = Janus::start().expect("janus starts (cargo xtask test installs it)");
+    let (signal, url) = signal_server(&["--sfu", &janus.url(), "--sfu-above", "0"]);
+    let _signal = Proc(signal);
+    let run = |name: &str, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_confab-peer"))
+            .args(["--server", &url, "--room", "sfu-chat", "--name", name])
+            .args(["--size", "320x240", "--fps", "10", "--duration", "8"])
+            .args(["--auto-accept"])
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("confab-peer starts")
+    };
+    let a = run("a", &["--call", "--say", "hello"]);
+    let b = run("b", &[]);
+    let out = a.wait_with_output().unwrap();
+    let _ = b.wait_with_output();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "could not say \"hello\": no chat in this call: it goes through the media server"
+        ),
+        "{err}"
+    );
+}
