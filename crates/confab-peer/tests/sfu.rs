@@ -177,6 +177,19 @@ fn eight_people_in_one_call_through_janus_see_and_hear_each_other() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// Waits up to 30 s for `f`; the peers' reports say why when it does not come.
+fn wait_until(stats: &[PathBuf], what: &str, f: &dyn Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} within 30 s: {:#?}",
+            stats.iter().map(|s| report(s)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The frames decoded from `name` in a report, if it lists them.
 fn frames_from(r: &Value, name: &str) -> Option<u64> {
     r["peers"].as_array()?.iter().find(|p| p["name"] == name)?["video"]["pattern_frames"].as_u64()
@@ -196,17 +209,7 @@ fn a_call_moves_to_the_sfu_when_the_room_grows_past_the_threshold() {
     // p1 also shares a (test) screen, on a track of its own.
     let _p1 = peer_in(&url, "grows", 1, &["--call", "--share", "test"], &stats[0]);
     let _p2 = peer_in(&url, "grows", 2, &[], &stats[1]);
-    let wait = |what: &str, f: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !f() {
-            assert!(
-                Instant::now() < deadline,
-                "{what} within 30 s: {:#?}",
-                stats.iter().map(|s| report(s)).collect::<Vec<_>>()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let wait = |what: &str, f: &dyn Fn() -> bool| wait_until(&stats, what, f);
     // Two people: peer to peer, with a verification code and nothing sent to the SFU.
     wait("p2 sees p1, directly", &|| {
         report(&stats[1]).is_some_and(|r| {
@@ -338,17 +341,7 @@ fn a_call_through_the_sfu_carries_over_a_signaling_restart() {
                 })
         })
     };
-    let wait = |what: &str, f: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !f() {
-            assert!(
-                Instant::now() < deadline,
-                "{what} within 30 s: {:#?}",
-                stats.iter().map(|s| report(s)).collect::<Vec<_>>()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let wait = |what: &str, f: &dyn Fn() -> bool| wait_until(&stats, what, f);
     wait("both see each other through Janus", &|| {
         sees(&stats[0], "p2", None, 20) && sees(&stats[1], "p1", None, 20)
     });

@@ -234,6 +234,31 @@
     }
   }
 
+  // A link's incoming tracks (a shared screen kept apart from the camera) and its connection
+  // state, which the link's health and the call rules follow.
+  function receive(link, isShare) {
+    const pc = link.pc;
+    pc.ontrack = (e) => {
+      if (e.track.kind === 'video' && isShare(e)) {
+        link.share = e.track;
+        return;
+      }
+      link.remote.addTrack(e.track);
+      attachRemote(link);
+    };
+    pc.onconnectionstatechange = () => {
+      const s = pc.connectionState;
+      if (s === 'connected') {
+        if (link.health.onState('connected', now())) {
+          if (!link.sfu) capBitrate(pc);
+          rules((c, t) => c.linkConnected(link.id, t));
+        }
+      } else if (s === 'disconnected' || s === 'failed') {
+        link.health.onState('broken', now());
+      }
+    };
+  }
+
   function openLink(id, offerer, polite) {
     if (S.links.has(id)) return;
     if (!S.sfu && shouldUseSfu(id)) goSfu();
@@ -272,26 +297,8 @@
     pc.onicecandidate = (e) => {
       if (e.candidate && e.candidate.candidate) signal(link.id, { kind: 'candidate', candidate: e.candidate.toJSON() });
     };
-    pc.ontrack = (e) => {
-      // Confab's screen-share track (its id says "share") is not a camera: kept apart.
-      if (e.track.kind === 'video' && /(^|-)share(-|$)/.test(e.track.id)) {
-        link.share = e.track;
-        return;
-      }
-      link.remote.addTrack(e.track);
-      attachRemote(link);
-    };
-    pc.onconnectionstatechange = () => {
-      const s = pc.connectionState;
-      if (s === 'connected') {
-        if (link.health.onState('connected', now())) {
-          capBitrate(pc);
-          rules((c, t) => c.linkConnected(link.id, t));
-        }
-      } else if (s === 'disconnected' || s === 'failed') {
-        link.health.onState('broken', now());
-      }
-    };
+    // Confab's screen-share track (its id says "share") is not a camera: kept apart.
+    receive(link, (e) => /(^|-)share(-|$)/.test(e.track.id));
     if (offerer) makeOffer(link);
   }
 
@@ -567,23 +574,8 @@
     pc.onicecandidate = (e) => {
       if (e.candidate && e.candidate.candidate && S.sfu) S.sfu.session.trickle(S.sfu.session.handleOf(id), e.candidate.toJSON());
     };
-    pc.ontrack = (e) => {
-      // Janus names every track after its mid: the sender told it which is a shared screen.
-      if (e.track.kind === 'video' && link.shares.includes(e.transceiver.mid)) {
-        link.share = e.track;
-        return;
-      }
-      link.remote.addTrack(e.track);
-      attachRemote(link);
-    };
-    pc.onconnectionstatechange = () => {
-      const s = pc.connectionState;
-      if (s === 'connected') {
-        if (link.health.onState('connected', now())) rules((c, t) => c.linkConnected(link.id, t));
-      } else if (s === 'disconnected' || s === 'failed') {
-        link.health.onState('broken', now());
-      }
-    };
+    // Janus names every track after its mid: the sender told it which is a shared screen.
+    receive(link, (e) => link.shares.includes(e.transceiver.mid));
     if (S.sfu) {
       S.sfu.session.subscribe(id);
       if (S.sfu.feed !== null) signal(id, { kind: 'feed', id: S.sfu.feed });
