@@ -365,24 +365,11 @@ impl Actor {
                     offerer,
                     polite,
                 } => self.open_link(peer, offerer, polite),
-                Action::CloseLink { peer } => {
-                    if let Some(s) = &self.sfu {
-                        let _ = s.tx.try_send(SfuCommand::Unsubscribe(peer.clone()));
-                    }
-                    if let Some(l) = self.links.remove(&peer) {
-                        self.remember(&peer, l.id);
-                        self.link_peer.remove(&l.id);
-                        let _ = l.tx.try_send(LinkCommand::Close);
-                        self.closing.push(l.task);
-                    }
-                }
+                Action::CloseLink { peer } => self.close_link(&peer),
                 Action::RebindLink { from, to } if self.sfu.is_some() => {
                     // Through an SFU the person publishes again under their new id: receive
                     // that instead.
                     self.close_link(&from);
-                    if let Some(s) = &self.sfu {
-                        let _ = s.tx.try_send(SfuCommand::Unsubscribe(from));
-                    }
                     self.open_subscriber(to);
                 }
                 Action::RebindLink { from, to } => {
@@ -490,9 +477,12 @@ impl Actor {
         }
     }
 
-    /// Lets a link go (its task is awaited later).
+    /// Lets a link go (its task is awaited later), and its subscription at the SFU.
     fn close_link(&mut self, peer: &PeerId) {
         if let Some(l) = self.links.remove(peer) {
+            if let (Role::Subscribe, Some(s)) = (l.role, &self.sfu) {
+                let _ = s.tx.try_send(SfuCommand::Unsubscribe(peer.clone()));
+            }
             self.remember(peer, l.id);
             self.link_peer.remove(&l.id);
             let _ = l.tx.try_send(LinkCommand::Close);
