@@ -753,51 +753,46 @@ fn with_sfu(secret: &str) -> Harness {
     })
 }
 
+/// The `sfu` of the `welcome` `name` gets on joining `room`.
+fn welcome_sfu(h: &mut Harness, room: &str, name: &str) -> Value {
+    let c = h.connect();
+    h.send(
+        c,
+        &format!(r#"{{"type":"join","room":"{room}","name":"{name}"}}"#),
+    );
+    let w = h.take_for(c);
+    assert_eq!(w[0]["type"], "welcome", "{w:?}");
+    w[0].get("sfu").cloned().unwrap_or(Value::Null)
+}
+
 /// With an SFU, `welcome` names it with a room and PIN keyed on the room's name and the
 /// server's secret: the same for every member (and every node sharing the secret), different
 /// for another room or another secret, so knowing a room's name does not give its media.
 #[test]
 fn welcome_names_the_sfu_room_keyed_on_the_secret() {
     let mut h = with_sfu("a-secret-of-sixteen+");
-    let c = h.connect();
-    h.send(c, r#"{"type":"join","room":"big","name":"Ann"}"#);
-    let w = h.take_for(c);
-    let sfu = w[0]["sfu"].clone();
+    let sfu = welcome_sfu(&mut h, "big", "Ann");
     assert_eq!(sfu["url"], "janus+ws://sfu.example:8188");
     let (room, pin) = (sfu["room"].as_u64().unwrap(), sfu["pin"].as_str().unwrap());
     assert!((1..=confab_protocol::MAX_SFU_ROOM).contains(&room));
     assert_eq!(pin.len(), 32);
-    let d = h.connect();
-    h.send(d, r#"{"type":"join","room":"big","name":"Bob"}"#);
     assert_eq!(
-        h.take_for(d)[0]["sfu"],
+        welcome_sfu(&mut h, "big", "Bob"),
         sfu,
         "every member meets in one SFU room"
     );
     let mut other_node = with_sfu("a-secret-of-sixteen+");
-    let e = other_node.connect();
-    other_node.send(e, r#"{"type":"join","room":"big","name":"Cy"}"#);
     assert_eq!(
-        other_node.take_for(e)[0]["sfu"],
+        welcome_sfu(&mut other_node, "big", "Cy"),
         sfu,
         "a node with the same secret agrees"
     );
-    let f = h.connect();
-    h.send(f, r#"{"type":"join","room":"bigger","name":"Di"}"#);
-    let other_room = h.take_for(f)[0]["sfu"].clone();
+    let other_room = welcome_sfu(&mut h, "bigger", "Di");
     assert_ne!(other_room["room"], sfu["room"]);
     assert_ne!(other_room["pin"], sfu["pin"]);
-    let mut other_secret = with_sfu("another-secret-of-16");
-    let g = other_secret.connect();
-    other_secret.send(g, r#"{"type":"join","room":"big","name":"Ed"}"#);
-    let guessed = other_secret.take_for(g)[0]["sfu"].clone();
+    let guessed = welcome_sfu(&mut with_sfu("another-secret-of-16"), "big", "Ed");
     assert_ne!(guessed["room"], sfu["room"]);
     assert_ne!(guessed["pin"], sfu["pin"]);
     // Without an SFU, welcome has no such field.
-    let mut plain = Harness::new();
-    let k = plain.connect();
-    plain.send(k, r#"{"type":"join","room":"big","name":"Flo"}"#);
-    let w = plain.take_for(k);
-    assert_eq!(w[0]["type"], "welcome");
-    assert!(w[0].get("sfu").is_none(), "{w:?}");
+    assert!(welcome_sfu(&mut Harness::new(), "big", "Flo").is_null());
 }
