@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use confab_engine::media_kit::video::VideoCodec;
 use confab_engine::{EngineConfig, EngineEvent, ErrorCode, IceServer, PeerStats};
-use confab_netlab::{Impairment, NetLab};
+use confab_netlab::{Impairment, LoseHandshake, NetLab};
 use confab_signal::SignalServer;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -393,6 +393,43 @@ async fn an_outage_past_the_give_up_time_ends_the_link_with_a_reason() {
     }
     assert!(gone, "{:?}", a.engine.resources().await.unwrap());
     close(a, b).await;
+}
+
+/// A DTLS flight lost once: the side that sent it sends it again when its timer fires, and
+/// the call connects. (rtc-dtls 0.21.1 stopped that timer when the peer's repeat of its own
+/// earlier flight came in, a moment before it fired: one lost flight, and the handshake died
+/// eight seconds later. See `patches/rtc-dtls/PATCHED.md`.)
+async fn handshake_survives_losing(msg_type: u8, room: &str) {
+    init_logs();
+    let lab = NetLab::new(Impairment {
+        delay_ms: 20,
+        lose_handshake: Some(LoseHandshake { msg_type, count: 1 }),
+        ..Impairment::seeded(0xd7)
+    })
+    .unwrap();
+    let (_server, a, b) = call(on_lab(&lab, 440.0), on_lab(&lab, 660.0), room).await;
+    let s = a
+        .wait_stats(&b.id, "the call running", |s| {
+            sees_pattern(s, 30) && hears(s, 660.0)
+        })
+        .await;
+    content_ok(&s, 660.0);
+    assert_eq!(lab.counters().dropped_scripted, 1, "{:?}", lab.counters());
+    close(a, b).await;
+}
+
+/// The server's flight 4 (ServerHello, certificate, key exchange) is lost once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn handshake_survives_a_lost_server_flight() {
+    let _turn = one_at_a_time().await;
+    handshake_survives_losing(2, "flight-4").await;
+}
+
+/// The client's flight 5 (certificate, key exchange, Finished) is lost once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn handshake_survives_a_lost_client_flight() {
+    let _turn = one_at_a_time().await;
+    handshake_survives_losing(16, "flight-5").await;
 }
 
 /// 10 % random loss: Opus in-band FEC rebuilds most lost packets (decoded from the next

@@ -3,6 +3,8 @@
 //! caller says what time it is. The socket wrapper in [`crate::runtime`] is its thin shell.
 //!
 //! Stages, in the order a datagram meets them:
+//! 0. **scripted handshake loss** — [`LoseHandshake`], for tests of DTLS retransmission (only
+//!    for datagrams offered by their bytes, [`Pipe::scripted_drop`]);
 //! 1. **blackout** — everything is dropped while it is on;
 //! 2. **random loss** — each datagram independently with probability `loss`;
 //! 3. **bursty loss** — a Gilbert-Elliott channel ([`Burst`]);
@@ -45,6 +47,33 @@ impl Burst {
     }
 }
 
+/// Scripted loss for tests of the DTLS handshake: the first `count` datagrams a socket
+/// receives that carry a handshake message of type `msg_type` in a plaintext (epoch 0) DTLS
+/// record are dropped. Type 2, ServerHello, opens the server's flight 4; type 16,
+/// ClientKeyExchange, is in the client's flight 5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoseHandshake {
+    pub msg_type: u8,
+    pub count: u32,
+}
+
+impl LoseHandshake {
+    /// Whether `datagram` holds a plaintext DTLS handshake record of this type (RFC 6347 4.1:
+    /// a 13-byte record header, content type 22, epoch 0; the handshake header's first byte is
+    /// the message type). Every record of the datagram is looked at.
+    pub fn matches(&self, datagram: &[u8]) -> bool {
+        let mut rest = datagram;
+        while rest.len() >= 14 {
+            let length = usize::from(u16::from_be_bytes([rest[11], rest[12]]));
+            if rest[0] == 22 && rest[3..5] == [0, 0] && rest[13] == self.msg_type {
+                return true;
+            }
+            rest = rest.get(13 + length..).unwrap_or_default();
+        }
+        false
+    }
+}
+
 /// Network conditions. `Impairment::default()` is a clean network.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Impairment {
@@ -68,6 +97,8 @@ pub struct Impairment {
     pub blackout: bool,
     /// Seed of the random numbers behind loss and jitter.
     pub seed: u64,
+    /// Scripted loss of DTLS handshake datagrams (tests of handshake retransmission).
+    pub lose_handshake: Option<LoseHandshake>,
 }
 
 impl Default for Impairment {
@@ -83,6 +114,7 @@ impl Default for Impairment {
             reorder: false,
             blackout: false,
             seed: 1,
+            lose_handshake: None,
         }
     }
 }
@@ -162,6 +194,8 @@ pub struct Counters {
     /// Of `dropped_loss`, the ones the Gilbert-Elliott channel took.
     pub dropped_burst: u64,
     pub dropped_queue: u64,
+    /// Dropped by [`LoseHandshake`].
+    pub dropped_scripted: u64,
     /// Datagrams held back (by delay, jitter or the rate queue) rather than passed on at once.
     pub delayed: u64,
 }
@@ -177,12 +211,13 @@ impl Counters {
         self.dropped_loss += other.dropped_loss;
         self.dropped_burst += other.dropped_burst;
         self.dropped_queue += other.dropped_queue;
+        self.dropped_scripted += other.dropped_scripted;
         self.delayed += other.delayed;
     }
 
     /// Dropped for any reason.
     pub fn dropped(&self) -> u64 {
-        self.dropped_blackout + self.dropped_loss + self.dropped_queue
+        self.dropped_blackout + self.dropped_loss + self.dropped_queue + self.dropped_scripted
     }
 }
 
@@ -254,6 +289,8 @@ pub struct Pipe<P> {
     held_bytes: usize,
     seq: u64,
     counters: Counters,
+    /// Datagrams dropped so far by the current [`LoseHandshake`] rule.
+    scripted: u32,
 }
 
 impl<P> Pipe<P> {
@@ -271,6 +308,7 @@ impl<P> Pipe<P> {
             held_bytes: 0,
             seq: 0,
             counters: Counters::default(),
+            scripted: 0,
         }
     }
 
@@ -298,6 +336,9 @@ impl<P> Pipe<P> {
         if cfg.rate_bps.is_none() {
             self.link_free_at = None;
         }
+        if cfg.lose_handshake != self.cfg.lose_handshake {
+            self.scripted = 0;
+        }
         self.cfg = cfg;
     }
 
@@ -308,6 +349,24 @@ impl<P> Pipe<P> {
     /// Datagrams waiting for their delivery time.
     pub fn held(&self) -> usize {
         self.fifo.len() + self.heap.len()
+    }
+
+    /// Stage 0: whether the [`LoseHandshake`] rule takes this datagram (then it is counted as
+    /// offered and dropped, and must not be [`offer`](Self::offer)ed). No random numbers are
+    /// drawn, so the other stages see the same sequence with or without the rule.
+    pub fn scripted_drop(&mut self, datagram: &[u8]) -> bool {
+        let Some(rule) = self.cfg.lose_handshake else {
+            return false;
+        };
+        if self.scripted >= rule.count || !rule.matches(datagram) {
+            return false;
+        }
+        self.scripted += 1;
+        let c = &mut self.counters;
+        c.packets += 1;
+        c.bytes += datagram.len() as u64;
+        c.dropped_scripted += 1;
+        true
     }
 
     /// Offers a datagram of `len` bytes arriving at `now`. `Ok(at)`: it will come out of
@@ -466,6 +525,39 @@ mod tests {
 
     fn loss_rate(v: &[Option<Duration>]) -> f64 {
         v.iter().filter(|x| x.is_none()).count() as f64 / v.len() as f64
+    }
+
+    #[test]
+    fn scripted_handshake_loss_takes_the_first_matching_datagrams_only() {
+        // A ChangeCipherSpec record (20), then a plaintext ServerHello (22, type 2).
+        let mut flight = vec![20, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 1];
+        flight.extend([22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 2, 0, 4, 2, 0, 0, 0]);
+        let mut encrypted = flight.clone();
+        encrypted[17] = 1; // the ServerHello record's epoch 1: not plaintext
+        let rule = LoseHandshake {
+            msg_type: 2,
+            count: 2,
+        };
+        assert!(rule.matches(&flight));
+        assert!(!rule.matches(&encrypted));
+        assert!(!rule.matches(&flight[..20]), "a cut-off record is not read");
+        assert!(!LoseHandshake {
+            msg_type: 16,
+            ..rule
+        }
+        .matches(&flight));
+
+        let mut pipe = Pipe::<()>::new(Impairment {
+            lose_handshake: Some(rule),
+            ..Impairment::seeded(5)
+        });
+        let verdicts: Vec<bool> = [&flight, &encrypted, &flight, &flight]
+            .iter()
+            .map(|d| pipe.scripted_drop(d))
+            .collect();
+        assert_eq!(verdicts, [true, false, true, false]);
+        let c = pipe.counters();
+        assert_eq!((c.packets, c.dropped_scripted, c.dropped()), (2, 2, 2));
     }
 
     #[test]

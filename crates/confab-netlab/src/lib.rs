@@ -18,5 +18,5 @@ pub mod janus;
 pub mod kernel;
 pub mod runtime;
 
-pub use impair::{Burst, Counters, DropReason, Impairment, InvalidImpairment, Pipe};
+pub use impair::{Burst, Counters, DropReason, Impairment, InvalidImpairment, LoseHandshake, Pipe};
 pub use runtime::{NetLab, NetlabError};

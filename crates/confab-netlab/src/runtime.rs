@@ -346,6 +346,11 @@ impl AsyncUdpSocket for ImpairedSocket {
                         let end = (off + stride).min(m.len);
                         let data = st.scratch[off..end].to_vec();
                         let len = data.len();
+                        if st.pipe.scripted_drop(&data) {
+                            off = end;
+                            budget = budget.saturating_sub(1);
+                            continue;
+                        }
                         let d = Datagram {
                             from: m.addr,
                             data,
