@@ -41,7 +41,7 @@ use webrtc::peer_connection::{
 use webrtc::rtp_transceiver::RtpSender;
 
 /// ICE's tick: the pace of connectivity checks (see `build`).
-const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(10);
 
 const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
 
@@ -299,10 +299,10 @@ pub(super) async fn build(
         .with_host_acceptance_min_wait(Some(Duration::ZERO))
         // The check interval is also how long the connection waits after ICE connects before
         // DTLS starts, and after the first remote candidate before the first check (webrtc 0.21
-        // acts on both at its next ICE tick): ~100 ms of answer -> first picture (`bench call`'s
-        // set-up phases). A 10 ms tick took that off, but then the DTLS handshake failed
-        // (ErrInvalidFsmTransition) in most runs of the 5 %-loss, 100 ms-RTT lab test, and at
-        // 20 ms sometimes: kept at 50 ms until that is understood.
+        // acts on both at its next ICE tick): at 50 ms that was ~100 ms of answer -> first
+        // picture (`bench call`'s set-up phases). At 10 ms the DTLS handshake used to fail in
+        // most runs of the 5 %-loss lab test; that was rtc-dtls losing its retransmit timer
+        // (patches/rtc-dtls), not the tick.
         .with_ice_connection_attempts(
             Some(ICE_CHECK_INTERVAL),
             Some((1250 / ICE_CHECK_INTERVAL.as_millis()) as u16),
