@@ -326,15 +326,7 @@ mod tests {
         let mut out = Vec::new();
         let mut seq = 65_500u16; // wraps during the recording
         for n in 0..frames {
-            let f = pattern::frame(
-                640,
-                480,
-                pattern::Stamp {
-                    frame: n,
-                    capture_us: 0,
-                },
-                0,
-            );
+            let f = pattern::numbered(640, 480, n);
             let e = enc.encode(&f, n == 0).unwrap().unwrap();
             let payloads = match codec {
                 VideoCodec::H264 => H264Payloader::default()

@@ -153,22 +153,56 @@ pub fn frame(width: usize, height: usize, stamp: Stamp, timestamp_us: u64) -> Vi
     f
 }
 
-/// Reads the stamp from any 8-bit luma sampler `luma(x, y)`.
+/// Pattern frame number `n` (capture time 0), for tests.
+#[cfg(test)]
+pub(crate) fn numbered(width: usize, height: usize, n: u32) -> VideoFrame {
+    frame(
+        width,
+        height,
+        Stamp {
+            frame: n,
+            capture_us: 0,
+        },
+        0,
+    )
+}
+
+/// Reads the stamp from any 8-bit luma sampler `luma(x, y)`: as painted (16-pixel blocks), or
+/// from a picture scaled down by two (8-pixel blocks: a simulcast camera's half-size layer, a
+/// half-size preview), as `ui/pattern.js` reads it.
 fn read_with(width: usize, height: usize, luma: impl Fn(usize, usize) -> u8) -> Option<Stamp> {
-    if width < MIN_WIDTH || height < MIN_HEIGHT {
+    [BLOCK, BLOCK / 2]
+        .into_iter()
+        .find_map(|block| read_blocks(width, height, block, &luma))
+}
+
+fn read_blocks(
+    width: usize,
+    height: usize,
+    block: usize,
+    luma: &impl Fn(usize, usize) -> u8,
+) -> Option<Stamp> {
+    let scale = BLOCK / block;
+    if width * scale < MIN_WIDTH || height * scale < MIN_HEIGHT {
         return None;
     }
-    let cols = width / BLOCK;
+    let cols = width / block;
+    if BITS.div_ceil(cols) * block > height {
+        return None;
+    }
+    // The middle half of each block, away from its edges (softened by scaling and coding).
+    let (lo, hi) = (block / 4, block * 3 / 4);
+    let area = ((hi - lo) * (hi - lo)) as u32;
     let mut bytes = [0u8; PAYLOAD_BYTES];
     for bit in 0..BITS {
         let (bx, by) = (bit % cols, bit / cols);
         let mut sum = 0u32;
-        for r in by * BLOCK + 4..by * BLOCK + 12 {
-            for c in bx * BLOCK + 4..bx * BLOCK + 12 {
+        for r in by * block + lo..by * block + hi {
+            for c in bx * block + lo..bx * block + hi {
                 sum += luma(c, r) as u32;
             }
         }
-        if sum / 64 > 128 {
+        if sum / area > 128 {
             bytes[bit / 8] |= 0x80 >> (bit % 8);
         }
     }
@@ -220,6 +254,24 @@ mod tests {
                     "rgba {w}x{h} #{n}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_picture_scaled_down_by_two_reads_back() {
+        for (w, h) in [(640, 480), (1280, 720), (320, 240)] {
+            let stamp = Stamp {
+                frame: 777,
+                capture_us: 123_456,
+            };
+            let half = frame(w, h, stamp, 0).half();
+            assert_eq!(read(&half), Some(stamp), "{w}x{h} halved");
+            let (hw, hh) = (half.width, half.height);
+            assert_eq!(
+                read_rgba(&crate::convert::to_rgba(&half), hw, hh),
+                Some(stamp),
+                "rgba {w}x{h} halved"
+            );
         }
     }
 

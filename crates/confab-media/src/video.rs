@@ -630,6 +630,41 @@ mod tests {
         round_trip(VideoCodec::Vp8, 640, 480);
     }
 
+    /// What a receiver of a simulcast camera gets from an SFU that switches layers: one
+    /// stream, changing picture size at a keyframe. Every picture decodes, in its new size.
+    #[test]
+    fn one_decoder_follows_a_stream_that_changes_size_at_keyframes() {
+        for &codec in AVAILABLE {
+            let mut full = encoder(codec, 500_000, 10.0).unwrap();
+            let mut half = encoder(codec, 150_000, 10.0).unwrap();
+            let mut dec = decoder(codec).unwrap();
+            let mut sizes = Vec::new();
+            for n in 0..40u32 {
+                let f = pattern::numbered(640, 480, n);
+                let h = f.half();
+                // Both encoders run all along, as a simulcast sender's do; the stream switches
+                // to the other one at its keyframe, every ten frames.
+                let use_half = (n / 10) % 2 == 1;
+                let switch = n % 10 == 0;
+                let ef = full.encode(&f, switch && !use_half).unwrap();
+                let eh = half.encode(&h, switch && use_half).unwrap();
+                let Some(e) = (if use_half { eh } else { ef }) else {
+                    continue;
+                };
+                let out = dec
+                    .decode(&e.data)
+                    .unwrap_or_else(|err| panic!("{codec:?} frame {n}: {err}"));
+                if let Some(out) = out {
+                    let stamp = pattern::read(&out).map(|s| s.frame);
+                    assert_eq!(stamp, Some(n), "{codec:?} frame {n}");
+                    sizes.push(out.width);
+                }
+            }
+            assert!(sizes.len() >= 38, "{codec:?}: {sizes:?}");
+            assert!(sizes.contains(&320) && sizes.contains(&640), "{sizes:?}");
+        }
+    }
+
     #[test]
     fn forced_keyframe_and_bitrate_change() {
         for &codec in AVAILABLE {
