@@ -140,6 +140,8 @@ impl MediaHub {
         let (mut received, mut assembled) = (stream != Stream::Camera, stream != Stream::Camera);
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         let mut last_pli: Option<Instant> = None;
+        // The last frame could not be handed to the decoder.
+        let mut dropped = false;
         loop {
             let frames = tokio::select! {
                 ev = track.poll() => match ev {
@@ -167,8 +169,13 @@ impl MediaHub {
                 assembled = true;
                 self.mark(link, Phase::FirstAssembled);
             }
-            for f in frames {
-                if tx.try_send(f).is_err() {
+            for mut f in frames {
+                // A frame dropped before the decoder is a lost reference as much as one lost
+                // on the way: the decoder waits for a keyframe rather than decode the next
+                // ones from a picture it never had.
+                f.after_loss |= dropped;
+                dropped = tx.try_send(f).is_err();
+                if dropped {
                     // The decoder is behind: drop, and start again from a keyframe.
                     need_key.store(true, Ordering::Relaxed);
                 }
