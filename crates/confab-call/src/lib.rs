@@ -7,6 +7,7 @@
 //! - [`core`]: the call flow of `docs/protocol.md` (rings, accepts, glare, mesh fill-in,
 //!   rejoins, ring timeouts, calling as soon as someone is there);
 //! - [`health`]: one link's setup deadline and ICE-restart schedule;
+//! - [`layers`]: which simulcast layer a receiver asks an SFU for;
 //! - [`negotiation`]: perfect negotiation (offer collisions, rollback), the remote-candidate
 //!   queue and its limits, and the checks on remote SDP;
 //! - [`sdp`]: what the engine reads out of SDP itself;
@@ -16,6 +17,7 @@
 pub mod chat;
 pub mod core;
 pub mod health;
+pub mod layers;
 pub mod negotiation;
 pub mod sdp;
 pub mod verify;

@@ -1031,6 +1031,11 @@ impl Actor {
                 }
                 None => self.send_signal(to, &sig),
             },
+            LinkEvent::Layer(id, want) => {
+                if let (Some(s), Some(peer)) = (&self.sfu, self.link_peer.get(&id)) {
+                    let _ = s.tx.try_send(SfuCommand::Layer(peer.clone(), want));
+                }
+            }
             LinkEvent::Connected(id) => {
                 if let Some(peer) = self.link_peer.get(&id).cloned() {
                     self.core.link_connected(&peer, now);

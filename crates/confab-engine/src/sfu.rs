@@ -12,6 +12,7 @@
 //! claim, so a person's pictures are taken only from the feed that person named in a `feed`
 //! signal (stamped with its sender by the signaling server).
 
+use confab_call::layers::Want;
 use confab_protocol::call::{CallSignal, SdpType, SessionDescription};
 use confab_protocol::{PeerId, SfuInfo};
 use futures_util::{SinkExt, StreamExt};
@@ -40,6 +41,8 @@ pub enum SfuCommand {
     /// signaling server).
     Announced(PeerId, u64),
     Unsubscribe(PeerId),
+    /// Forward this layer of the person's camera to us.
+    Layer(PeerId, Want),
     /// A description or candidate from one of our links, for Janus.
     Signal(Target, CallSignal),
 }
@@ -337,6 +340,20 @@ impl Session {
                     self.handles.remove(&h);
                     self.janus
                         .send(json!({"janus": "detach", "handle_id": h}))
+                        .await?;
+                }
+            }
+            SfuCommand::Layer(p, want) => {
+                if let Some(Some(h)) = self.wanted.get(&p) {
+                    // Janus numbers a publisher's encodings from the lowest (0); ours are
+                    // listed full size first, which it reads as high to low.
+                    let substream = match want {
+                        Want::Full => 1,
+                        Want::Half => 0,
+                    };
+                    let body = json!({"request": "configure", "substream": substream});
+                    self.janus
+                        .send(json!({"janus": "message", "handle_id": h, "body": body}))
                         .await?;
                 }
             }

@@ -3,7 +3,7 @@
 //! connection; `super::run` does.
 
 use super::{LinkError, RelayProblem, RtcSettings};
-use crate::media::{LinkId, Stream};
+use crate::media::{LinkId, Stream, LAYERS};
 use confab_media::video::VideoCodec;
 use confab_protocol::call::{SdpType, SessionDescription};
 use rtc::ice::mdns::MulticastDnsMode;
@@ -13,6 +13,7 @@ use rtc::interceptor::{
 };
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::certificate::RTCCertificate;
+use rtc::peer_connection::configuration::interceptor_registry::configure_simulcast_extension_headers;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::receiver_report::ReceiverReport;
@@ -240,11 +241,14 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
+/// `simulcast`: the camera goes out in two encodings (links to an SFU), named by the media id
+/// and RTP stream id header extensions.
 pub(super) async fn build(
     rtc_settings: &RtcSettings,
     handler: Arc<Handler>,
     estimate: Arc<AtomicU64>,
     reports: PeerReports,
+    simulcast: bool,
 ) -> Result<Box<dyn PeerConnection>, LinkError> {
     let e = |what: &'static str, source: webrtc::error::Error| LinkError::Webrtc { what, source };
     if rtc_settings.relay_only && !rtc_settings.ice_servers.iter().any(|s| s.is_turn()) {
@@ -266,6 +270,9 @@ pub(super) async fn build(
     }
     me.register_codec(opus_params(), RtpCodecKind::Audio)
         .map_err(|x| e("codec", x))?;
+    if simulcast {
+        configure_simulcast_extension_headers(&mut me).map_err(|x| e("simulcast", x))?;
+    }
     let start = rtc_settings.start_bitrate as f64 + 64_000.0;
     let gcc = Gcc::new(start, 150_000.0, rtc_settings.max_bitrate as f64 + 64_000.0);
     estimate.store(start.to_bits(), Ordering::Relaxed);
@@ -368,7 +375,8 @@ pub(super) struct Tracks {
     pub(super) audio_ssrc: u32,
     pub(super) video: Arc<TrackLocalStaticSample>,
     pub(super) video_sender: Arc<dyn RtpSender>,
-    pub(super) video_ssrc: u32,
+    /// One SSRC, or one per simulcast layer (`media::LAYERS`, in that order).
+    pub(super) video_ssrcs: Vec<u32>,
     /// The shared screen's track: there from the start (silent until something is shared),
     /// so sharing never renegotiates a running call.
     pub(super) share: Arc<TrackLocalStaticSample>,
@@ -376,27 +384,34 @@ pub(super) struct Tracks {
     pub(super) share_ssrc: u32,
 }
 
+/// `simulcast`: the camera's track has one encoding per `media::LAYERS`, each with its rid.
 pub(super) async fn add_tracks(
     pc: &dyn PeerConnection,
     link: LinkId,
     codec: VideoCodec,
+    simulcast: bool,
 ) -> Result<Tracks, LinkError> {
-    let make = |kind: RtpCodecKind, codec: RTCRtpCodec, ssrc: u32, name: &str| {
+    let make = |kind: RtpCodecKind, codec: RTCRtpCodec, ssrcs: &[(u32, &str)], name: &str| {
+        let encodings = ssrcs
+            .iter()
+            .map(|&(ssrc, rid)| RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    rid: rid.to_owned(),
+                    ..Default::default()
+                },
+                codec: codec.clone(),
+                ..Default::default()
+            })
+            .collect();
         TrackLocalStaticSample::new(
             Instant::now(),
             MediaStreamTrack::new(
                 format!("confab-{link}"),
-                format!("confab-{link}-{name}-{ssrc}"),
+                format!("confab-{link}-{name}-{}", ssrcs[0].0),
                 format!("confab {name}"),
                 kind,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(ssrc),
-                        ..Default::default()
-                    },
-                    codec,
-                    ..Default::default()
-                }],
+                encodings,
             ),
         )
         .map(Arc::new)
@@ -406,24 +421,28 @@ pub(super) async fn add_tracks(
         })
     };
     let audio_ssrc: u32 = rand::random();
-    let video_ssrc: u32 = rand::random();
+    let video_ssrcs: Vec<(u32, &str)> = if simulcast {
+        LAYERS.iter().map(|l| (rand::random(), l.rid)).collect()
+    } else {
+        vec![(rand::random(), "")]
+    };
     let share_ssrc: u32 = rand::random();
     let audio = make(
         RtpCodecKind::Audio,
         opus_params().rtp_codec,
-        audio_ssrc,
+        &[(audio_ssrc, "")],
         "audio",
     )?;
     let video = make(
         RtpCodecKind::Video,
         codec_params(codec).rtp_codec,
-        video_ssrc,
+        &video_ssrcs,
         Stream::Camera.tag(),
     )?;
     let share = make(
         RtpCodecKind::Video,
         codec_params(codec).rtp_codec,
-        share_ssrc,
+        &[(share_ssrc, "")],
         Stream::Share.tag(),
     )?;
     let audio_sender = pc
@@ -454,7 +473,7 @@ pub(super) async fn add_tracks(
         audio_ssrc,
         video,
         video_sender,
-        video_ssrc,
+        video_ssrcs: video_ssrcs.into_iter().map(|(s, _)| s).collect(),
         share,
         share_sender,
         share_ssrc,

@@ -12,10 +12,11 @@ pub use build::new_certificate_pem;
 pub use confab_call::health::HealthRules;
 
 use crate::ice::IceServer;
-use crate::media::{AudioOutput, LinkId, MediaHub, Stream, VideoOut};
+use crate::media::{AudioOutput, Layer, LinkId, MediaHub, Stream, VideoOut, LAYERS};
 use crate::stats::{NetMeter, Phase};
 use build::{PcEvent, Tracks};
 use confab_call::health::{ConnState, HealthAction, LinkFailure, LinkHealth};
+use confab_call::layers::{LayerChoice, LayerRules, Reading, Want};
 use confab_call::negotiation::{
     CandidateDecision, Decision, Negotiation, NegotiationRules, Refused,
 };
@@ -39,6 +40,7 @@ use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription,
 };
+use webrtc::rtp_transceiver::RtpSender;
 
 /// How peer connections are built.
 #[derive(Debug, Clone)]
@@ -150,6 +152,8 @@ pub enum LinkEvent {
     Chat(LinkId, Vec<u8>),
     Failed(LinkId, LinkError),
     Closed(LinkId),
+    /// A link from an SFU wants the other layer of the sender's camera.
+    Layer(LinkId, Want),
 }
 
 /// What a link is for.
@@ -187,6 +191,8 @@ struct Link {
     reports: build::PeerReports,
     /// Rates and loss of the path, from the connection's counters.
     meter: NetMeter,
+    /// On a link from an SFU: which layer of the sender's camera to ask for.
+    layers: Option<LayerChoice>,
     negotiation: Negotiation,
     health: LinkHealth,
     verifier: Verifier,
@@ -222,7 +228,8 @@ impl Link {
 
     async fn ensure_tracks(&mut self, codec: VideoCodec) -> Result<(), LinkError> {
         if self.tracks.is_none() {
-            let t = build::add_tracks(self.pc.as_ref(), self.params.id, codec).await?;
+            let simulcast = self.params.role == Role::Publish && self.hub.camera_fits_simulcast();
+            let t = build::add_tracks(self.pc.as_ref(), self.params.id, codec, simulcast).await?;
             self.hub.warm_up(self.params.id, codec);
             // Keyframe requests for our video arrive on the local tracks.
             for (track, stream) in [
@@ -408,6 +415,18 @@ impl Link {
         }
     }
 
+    /// The media id of the transceiver `sender` belongs to.
+    async fn mid_of(&self, sender: &Arc<dyn RtpSender>) -> Option<String> {
+        for t in self.pc.get_transceivers().await {
+            if let Ok(Some(s)) = t.sender().await {
+                if s.id() == sender.id() {
+                    return t.mid().await.ok().flatten();
+                }
+            }
+        }
+        None
+    }
+
     async fn on_connected(&mut self) {
         let now = self.now();
         if !self.health.on_state(ConnState::Connected, now) {
@@ -415,14 +434,25 @@ impl Link {
         }
         if let Some(t) = &self.tracks {
             let apt = build::negotiated_pt(&t.audio_sender, "audio/opus").await;
-            for (stream, sender, track, ssrc) in [
-                (Stream::Camera, &t.video_sender, &t.video, t.video_ssrc),
-                (Stream::Share, &t.share_sender, &t.share, t.share_ssrc),
-            ] {
+            // A simulcast camera's packets carry its media id and the layer's rid.
+            let layers: Vec<Option<(Layer, String)>> = if t.video_ssrcs.len() > 1 {
+                let mid = self.mid_of(&t.video_sender).await.unwrap_or_default();
+                LAYERS.iter().map(|l| Some((*l, mid.clone()))).collect()
+            } else {
+                vec![None]
+            };
+            let camera = t
+                .video_ssrcs
+                .iter()
+                .zip(layers)
+                .map(|(ssrc, layer)| (Stream::Camera, layer, &t.video_sender, &t.video, *ssrc));
+            let share = (Stream::Share, None, &t.share_sender, &t.share, t.share_ssrc);
+            for (stream, layer, sender, track, ssrc) in camera.chain([share]) {
                 if let Some(pt) = build::negotiated_pt(sender, t.codec.mime()).await {
                     self.hub.add_video_out(VideoOut {
                         link: self.params.id,
                         stream,
+                        layer,
                         codec: t.codec,
                         track: track.clone(),
                         ssrc,
@@ -538,8 +568,21 @@ impl Link {
     async fn check(&mut self) -> Result<(), LinkError> {
         let sample = quality::sample(self.pc.as_ref(), &self.reports).await;
         let network = self.meter.push(Instant::now(), sample);
-        self.hub.set_network(self.params.id, network);
         let now = self.now();
+        if let Some(layers) = &mut self.layers {
+            let reading = Reading {
+                loss_pct: network.loss_pct,
+                keyframe_requests: self.hub.keyframe_requests(self.params.id),
+            };
+            if let Some(want) = layers.tick(now, reading) {
+                tracing::info!(peer = %self.peer, ?want, ?reading, "asking the SFU for another layer");
+                let _ = self
+                    .events
+                    .send(LinkEvent::Layer(self.params.id, want))
+                    .await;
+            }
+        }
+        self.hub.set_network(self.params.id, network);
         match self.health.tick(now) {
             HealthAction::Nothing => Ok(()),
             HealthAction::RestartIce => {
@@ -677,6 +720,7 @@ pub async fn run(
         Arc::new(build::Handler { tx: pc_tx }),
         estimate.clone(),
         reports.clone(),
+        params.role == Role::Publish && hub.camera_fits_simulcast(),
     )
     .await
     {
@@ -694,6 +738,8 @@ pub async fn run(
         allow_mdns: params.rtc.mdns,
         ..Default::default()
     };
+    let layers =
+        (params.role == Role::Subscribe).then(|| LayerChoice::new(LayerRules::default(), 0));
     let mut link = Link {
         peer: params.peer.clone(),
         negotiation: Negotiation::new(rules, params.polite, 0),
@@ -717,6 +763,7 @@ pub async fn run(
         estimate,
         reports,
         meter: NetMeter::default(),
+        layers,
         tasks: JoinSet::new(),
         chat: None,
         chat_waiting: Vec::new(),

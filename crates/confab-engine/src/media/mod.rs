@@ -94,10 +94,45 @@ impl VideoSink for NullSink {
 /// One peer connection, for the hub's books (the peer's id may change when it reconnects).
 pub type LinkId = u64;
 
+/// A picture size an encoder works at: the frame as captured, or half its width and height
+/// (the second layer of a simulcast camera).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scale {
+    Full,
+    Half,
+}
+
+/// One encoding of a simulcast camera (links to an SFU send two, and the SFU forwards one to
+/// each receiver): its picture size and the RTP stream id (`rid`) that names it in the SDP
+/// and on every packet. Listed low to high, as the SDP's `a=simulcast` lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layer {
+    pub scale: Scale,
+    pub rid: &'static str,
+}
+
+/// A camera narrower than this sends one encoding even to an SFU: its half would be too small
+/// a picture to be worth the encoder (browsers drop such layers too).
+pub const SIMULCAST_MIN_WIDTH: usize = 640;
+
+pub const LAYERS: [Layer; 2] = [
+    Layer {
+        scale: Scale::Full,
+        rid: "f",
+    },
+    Layer {
+        scale: Scale::Half,
+        rid: "h",
+    },
+];
+
 /// A video track of one peer connection, fed by the encoder for its codec.
 pub struct VideoOut {
     pub link: LinkId,
     pub stream: Stream,
+    /// The simulcast encoding this is, with the track's media id (`mid`): both go on every
+    /// packet as header extensions, which is how the SFU tells the encodings apart.
+    pub layer: Option<(Layer, String)>,
     pub codec: VideoCodec,
     pub track: Arc<TrackLocalStaticSample>,
     pub ssrc: u32,
@@ -285,6 +320,11 @@ impl MediaHub {
     // ----- audio processing ------------------------------------------------------------------
 
     /// Switches echo cancellation, noise suppression and gain (from the microphone's next frame).
+    /// Whether the camera is big enough to send in two sizes ([`SIMULCAST_MIN_WIDTH`]).
+    pub fn camera_fits_simulcast(&self) -> bool {
+        self.settings.format.width >= SIMULCAST_MIN_WIDTH
+    }
+
     pub fn set_processing(&self, settings: ProcessingSettings) {
         let _ = self.new_processing.try_send(settings);
     }
@@ -452,8 +492,12 @@ impl MediaHub {
         {
             let mut o = self.outputs.lock();
             o.warm.retain(|(l, _)| *l != out.link);
-            o.video
-                .retain(|v| !(v.link == out.link && v.stream == out.stream));
+            let layer = out.layer.as_ref().map(|(l, _)| l.rid);
+            o.video.retain(|v| {
+                !(v.link == out.link
+                    && v.stream == out.stream
+                    && v.layer.as_ref().map(|(l, _)| l.rid) == layer)
+            });
             o.video.push(out);
         }
         self.request_keyframe(stream, codec);
@@ -517,6 +561,15 @@ impl MediaHub {
             Stream::Camera => &self.bus,
             Stream::Share => &self.share_bus,
         }
+    }
+
+    /// Keyframes asked of the link's camera so far (cheap: [`stats`](Self::stats) also
+    /// analyses the sound).
+    pub fn keyframe_requests(&self, link: LinkId) -> u64 {
+        self.links
+            .lock()
+            .get(&link)
+            .map_or(0, |b| b.video.stats.keyframe_requests)
     }
 
     pub fn stats(&self, link: LinkId) -> (VideoStats, VideoStats, AudioStats, NetworkStats) {

@@ -1,7 +1,7 @@
 //! The send side: one video thread (captured frame → one encoder per codec in use → every
 //! track on that codec) and one audio thread (20 ms frames → Opus → every audio track).
 
-use super::{FrameSource, MediaHub, Stream, SHARE_FORMAT};
+use super::{FrameSource, Layer, MediaHub, Scale, Stream, SHARE_FORMAT};
 use crate::stats::Phase;
 use bytes::Bytes;
 use confab_media::audio::AudioEncoder;
@@ -9,6 +9,8 @@ use confab_media::processing::{ProcessingSettings, Processor};
 use confab_media::video::{self, VideoCodec, VideoEncoder};
 use confab_media::AudioFrame;
 use rtc::media::Sample;
+use rtc::rtp::extension::HeaderExtension;
+use rtc::shared::marshal::{Marshal, MarshalSize};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -20,6 +22,7 @@ use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 /// while writing).
 struct Target {
     link: super::LinkId,
+    layer: Option<(Layer, String)>,
     codec: VideoCodec,
     track: Arc<TrackLocalStaticSample>,
     ssrc: u32,
@@ -27,31 +30,117 @@ struct Target {
     estimate: f64,
 }
 
+impl Target {
+    fn scale(&self) -> Scale {
+        self.layer.as_ref().map_or(Scale::Full, |(l, _)| l.scale)
+    }
+}
+
+/// A simulcast camera's half-size encoding gets this share of what the link carries (a
+/// quarter of the pixels), within these bounds; the full-size one the rest. And never more
+/// than [`HALF_OF_FULL`] of what the full-size encoder actually puts out: a simple picture
+/// needs fewer bits than its target, and a half layer that costs as much as the full one
+/// helps no receiver.
+const HALF_SHARE: f64 = 0.25;
+const HALF_BITRATE: (u32, u32) = (30_000, 400_000);
+const HALF_OF_FULL: f64 = 0.35;
+/// The least any full-size encoder is asked for.
+const FULL_MIN_BITRATE: u32 = 100_000;
+
+/// What an encoder put out over the last second or so, bits/s.
+#[derive(Default)]
+struct OutputRate {
+    since: Option<Instant>,
+    bytes: usize,
+    bps: Option<f64>,
+}
+
+impl OutputRate {
+    fn add(&mut self, bytes: usize, now: Instant) {
+        let since = *self.since.get_or_insert(now);
+        self.bytes += bytes;
+        let span = now.saturating_duration_since(since).as_secs_f64();
+        if span >= 1.0 {
+            self.bps = Some(self.bytes as f64 * 8.0 / span);
+            self.bytes = 0;
+            self.since = Some(now);
+        }
+    }
+}
+
+/// The RTP stream id and media id header extensions (RFC 8852, RFC 8843): a short string each.
+struct SdesItem(String);
+
+impl MarshalSize for SdesItem {
+    fn marshal_size(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl Marshal for SdesItem {
+    fn marshal_to(&self, buf: &mut [u8]) -> rtc::shared::error::Result<usize> {
+        let n = self.0.len();
+        match buf.get_mut(..n) {
+            Some(b) => {
+                b.copy_from_slice(self.0.as_bytes());
+                Ok(n)
+            }
+            None => Err(rtc::shared::error::Error::ErrBufferTooSmall),
+        }
+    }
+}
+
+fn sdes(uri: &'static str, value: &str) -> HeaderExtension {
+    HeaderExtension::Custom {
+        uri: uri.into(),
+        extension: Box::new(SdesItem(value.to_owned())),
+    }
+}
+
 impl MediaHub {
-    /// The encoder's target for a codec: the lowest estimate of the links on it, less room for
-    /// audio, capped by the configured maximum. While a screen is shared the share takes 60 %
-    /// of what the link carries (detail needs the bits) and the camera 30 %.
-    fn video_target(&self, targets: &[Target], codec: VideoCodec, stream: Stream) -> u32 {
-        let estimate = targets
-            .iter()
-            .filter(|t| t.codec == codec && t.estimate > 0.0)
-            .map(|t| t.estimate)
-            .fold(f64::INFINITY, f64::min);
+    /// The encoder's target for the links it feeds: the lowest estimate of them, less room
+    /// for audio, capped by the configured maximum. While a screen is shared the share takes
+    /// 60 % of what the link carries (detail needs the bits) and the camera 30 %. A simulcast
+    /// camera's two encodings split the camera's part ([`HALF_SHARE`]).
+    fn video_target(&self, targets: &[&Target], stream: Stream, scale: Scale) -> u32 {
+        let lowest = |simulcast: bool| {
+            targets
+                .iter()
+                .filter(|t| t.estimate > 0.0 && t.layer.is_some() == simulcast)
+                .map(|t| t.estimate)
+                .fold(f64::INFINITY, f64::min)
+        };
         let part = match (stream, self.sharing()) {
             (Stream::Camera, false) => 0.9,
             (Stream::Camera, true) => 0.3,
             (Stream::Share, _) => 0.6,
         };
-        if estimate.is_finite() {
-            ((estimate * part) as u32)
-                .saturating_sub(48_000)
-                .min(self.settings.max_bitrate)
-        } else {
-            match stream {
-                Stream::Camera => self.settings.start_bitrate,
-                Stream::Share => self.settings.start_bitrate.max(800_000),
+        let usable = |estimate: f64| ((estimate * part) as u32).saturating_sub(48_000);
+        let half = |estimate: f64| {
+            ((usable(estimate) as f64 * HALF_SHARE) as u32).clamp(HALF_BITRATE.0, HALF_BITRATE.1)
+        };
+        let (direct, simulcast) = (lowest(false), lowest(true));
+        let target = match scale {
+            Scale::Half if simulcast.is_finite() => half(simulcast),
+            Scale::Half => HALF_BITRATE.0,
+            Scale::Full => {
+                let direct = direct.is_finite().then(|| usable(direct));
+                let layered = simulcast
+                    .is_finite()
+                    .then(|| usable(simulcast).saturating_sub(half(simulcast)));
+                match (direct, layered) {
+                    (Some(a), Some(b)) => a.min(b),
+                    (Some(a), None) | (None, Some(a)) => a,
+                    (None, None) => {
+                        return match stream {
+                            Stream::Camera => self.settings.start_bitrate,
+                            Stream::Share => self.settings.start_bitrate.max(800_000),
+                        }
+                    }
+                }
             }
-        }
+        };
+        target.min(self.settings.max_bitrate)
     }
 
     /// Notes `phase` on the set-up timeline of every link on `codec` not in `done` yet.
@@ -73,7 +162,10 @@ impl MediaHub {
     /// One video stream's thread: its frames (camera or shared screen) → one encoder per codec
     /// in use → that stream's track on every link.
     pub(super) fn video_send_loop(self: Arc<Self>, stream: Stream) {
-        let mut encoders: HashMap<VideoCodec, (Box<dyn VideoEncoder>, u64)> = HashMap::new();
+        // One encoder per codec and picture size in use.
+        let mut encoders: HashMap<(VideoCodec, Scale), (Box<dyn VideoEncoder>, u64)> =
+            HashMap::new();
+        let mut full_output: HashMap<VideoCodec, OutputRate> = HashMap::new();
         let mut seen = 0u64;
         // Links whose first picture was encoded / sent (their set-up timeline has it).
         let (mut encoded_for, mut sent_for) = (Vec::new(), Vec::new());
@@ -101,6 +193,7 @@ impl MediaHub {
                     .filter(|v| v.stream == stream)
                     .map(|v| Target {
                         link: v.link,
+                        layer: v.layer.clone(),
                         codec: v.codec,
                         track: v.track.clone(),
                         ssrc: v.ssrc,
@@ -119,7 +212,9 @@ impl MediaHub {
                 (t, k, warm)
             };
             for codec in &warm {
-                if let std::collections::hash_map::Entry::Vacant(v) = encoders.entry(*codec) {
+                if let std::collections::hash_map::Entry::Vacant(v) =
+                    encoders.entry((*codec, Scale::Full))
+                {
                     // Made now: its first picture is then only an encode. (Not run once: at
                     // 720p a keyframe costs as much as making the encoder, and that encode
                     // would delay the real first picture.)
@@ -139,15 +234,37 @@ impl MediaHub {
             }
             encoded_for.retain(|l| targets.iter().any(|t| t.link == *l));
             sent_for.retain(|l| targets.iter().any(|t| t.link == *l));
-            for codec in [VideoCodec::H264, VideoCodec::Vp8] {
-                if !targets.iter().any(|t| t.codec == codec) {
-                    if !warm.contains(&codec) {
-                        encoders.remove(&codec);
+            // Made once a frame, when a link wants the half-size picture.
+            let mut half = None;
+            for (codec, scale) in [VideoCodec::H264, VideoCodec::Vp8]
+                .into_iter()
+                .flat_map(|c| [(c, Scale::Full), (c, Scale::Half)])
+            {
+                let fed: Vec<&Target> = targets
+                    .iter()
+                    .filter(|t| t.codec == codec && t.scale() == scale)
+                    .collect();
+                if fed.is_empty() {
+                    if !(scale == Scale::Full && warm.contains(&codec)) {
+                        encoders.remove(&(codec, scale));
                     }
                     continue;
                 }
-                let target = self.video_target(&targets, codec, stream);
-                let entry = match encoders.entry(codec) {
+                let mut target = self.video_target(&fed, stream, scale);
+                let floor = match scale {
+                    Scale::Full => FULL_MIN_BITRATE,
+                    Scale::Half => HALF_BITRATE.0,
+                };
+                if let (Scale::Half, Some(full)) =
+                    (scale, full_output.get(&codec).and_then(|r| r.bps))
+                {
+                    target = target.min((full * HALF_OF_FULL) as u32);
+                }
+                let picture = match scale {
+                    Scale::Full => &frame,
+                    Scale::Half => &*half.get_or_insert_with(|| Arc::new(frame.half())),
+                };
+                let entry = match encoders.entry((codec, scale)) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::hash_map::Entry::Vacant(v) => {
                         match video::encoder(codec, self.settings.start_bitrate, fps) {
@@ -160,9 +277,17 @@ impl MediaHub {
                     }
                 };
                 let (enc, last_ts) = entry;
-                enc.set_bitrate(target.max(100_000));
-                let encoded = match enc.encode(&frame, wanted.contains(&codec)) {
-                    Ok(Some(e)) => e,
+                enc.set_bitrate(target.max(floor));
+                let encoded = match enc.encode(picture, wanted.contains(&codec)) {
+                    Ok(Some(e)) => {
+                        if scale == Scale::Full {
+                            full_output
+                                .entry(codec)
+                                .or_default()
+                                .add(e.data.len(), Instant::now());
+                        }
+                        e
+                    }
                     Ok(None) => continue,
                     Err(e) => {
                         tracing::warn!("encoding failed: {e}");
@@ -175,7 +300,7 @@ impl MediaHub {
                     Duration::from_micros((frame.timestamp_us - *last_ts).min(1_000_000))
                 };
                 *last_ts = frame.timestamp_us;
-                if stream == Stream::Camera {
+                if stream == Stream::Camera && scale == Scale::Full {
                     self.mark_first(&mut encoded_for, &targets, codec, Phase::FirstEncoded);
                 }
                 let sample = Sample {
@@ -183,13 +308,21 @@ impl MediaHub {
                     duration,
                     ..Sample::new(Instant::now())
                 };
-                for t in targets.iter().filter(|t| t.codec == codec) {
-                    let write = t.track.sample_writer(t.ssrc, t.pt).write_sample(&sample);
-                    if let Err(e) = self.rt.block_on(write) {
+                for t in fed {
+                    let mut writer = t.track.sample_writer(t.ssrc, t.pt);
+                    if let Some((layer, mid)) = &t.layer {
+                        writer = writer
+                            .with_extension(sdes(rtc::sdp::extmap::SDES_MID_URI, mid))
+                            .with_extension(sdes(
+                                rtc::sdp::extmap::SDES_RTP_STREAM_ID_URI,
+                                layer.rid,
+                            ));
+                    }
+                    if let Err(e) = self.rt.block_on(writer.write_sample(&sample)) {
                         tracing::debug!("video write failed: {e}");
                     }
                 }
-                if stream == Stream::Camera {
+                if stream == Stream::Camera && scale == Scale::Full {
                     self.mark_first(&mut sent_for, &targets, codec, Phase::FirstSent);
                 }
             }
