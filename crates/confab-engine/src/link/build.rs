@@ -3,7 +3,7 @@
 //! connection; `super::run` does.
 
 use super::{LinkError, RelayProblem, RtcSettings};
-use crate::media::{LinkId, Stream, LAYERS};
+use crate::media::{LinkId, Scale, Stream, LAYERS};
 use confab_media::video::VideoCodec;
 use confab_protocol::call::{SdpType, SessionDescription};
 use rtc::ice::mdns::MulticastDnsMode;
@@ -136,6 +136,32 @@ impl KeyframeRequests {
             }
         }
     }
+}
+
+/// The simulcast layer a batch of keyframe requests (PLI, FIR) is about, when every request
+/// in it names the same one of `layers` (ssrc → size); `None`: every size owes a keyframe.
+pub(super) fn requested_layer(
+    pkts: &[Box<dyn rtc::rtcp::Packet>],
+    layers: &[(u32, Scale)],
+) -> Option<Scale> {
+    let mut named = pkts.iter().flat_map(|p| {
+        let a = p.as_any();
+        let ssrcs: Vec<u32> = if let Some(pli) = a.downcast_ref::<PictureLossIndication>() {
+            vec![pli.media_ssrc]
+        } else if let Some(fir) = a.downcast_ref::<FullIntraRequest>() {
+            fir.fir.iter().map(|e| e.ssrc).collect()
+        } else {
+            Vec::new()
+        };
+        ssrcs.into_iter().map(|s| {
+            layers
+                .iter()
+                .find(|(ssrc, _)| *ssrc == s)
+                .map(|(_, sc)| *sc)
+        })
+    });
+    let first = named.next()??;
+    named.all(|s| s == Some(first)).then_some(first)
 }
 
 /// We send two or three streams; room for retransmission streams and a codec change.
@@ -513,4 +539,41 @@ pub fn new_certificate_pem() -> Result<String, LinkError> {
         RTCCertificate::generate(provider.crypto(), SignatureScheme::EcdsaP256Sha256, params)
             .map_err(|x| e(&x))?;
     cert.serialize_pem().map_err(|x| e(&x))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc::rtcp::payload_feedbacks::full_intra_request::FirEntry;
+
+    fn pli(ssrc: u32) -> Box<dyn rtc::rtcp::Packet> {
+        Box::new(PictureLossIndication {
+            sender_ssrc: 1,
+            media_ssrc: ssrc,
+        })
+    }
+
+    #[test]
+    fn a_keyframe_request_keys_only_the_layer_it_names() {
+        let layers = [(10, Scale::Full), (20, Scale::Half)];
+        assert_eq!(requested_layer(&[pli(20)], &layers), Some(Scale::Half));
+        assert_eq!(
+            requested_layer(&[pli(10), pli(10)], &layers),
+            Some(Scale::Full)
+        );
+        let fir: Box<dyn rtc::rtcp::Packet> = Box::new(FullIntraRequest {
+            sender_ssrc: 1,
+            media_ssrc: 0,
+            fir: vec![FirEntry {
+                ssrc: 20,
+                sequence_number: 1,
+            }],
+        });
+        assert_eq!(requested_layer(&[fir], &layers), Some(Scale::Half));
+        // Both layers, a stream we do not know, nothing named, or no layers: every size.
+        assert_eq!(requested_layer(&[pli(10), pli(20)], &layers), None);
+        assert_eq!(requested_layer(&[pli(99)], &layers), None);
+        assert_eq!(requested_layer(&[], &layers), None);
+        assert_eq!(requested_layer(&[pli(10)], &[]), None);
+    }
 }

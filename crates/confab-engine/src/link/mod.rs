@@ -12,7 +12,7 @@ pub use build::new_certificate_pem;
 pub use confab_call::health::HealthRules;
 
 use crate::ice::IceServer;
-use crate::media::{AudioOutput, Layer, LinkId, MediaHub, Stream, VideoOut, LAYERS};
+use crate::media::{AudioOutput, Layer, LinkId, MediaHub, Scale, Stream, VideoOut, LAYERS};
 use crate::stats::{NetMeter, Phase};
 use build::{PcEvent, Tracks};
 use confab_call::health::{ConnState, HealthAction, LinkFailure, LinkHealth};
@@ -231,16 +231,27 @@ impl Link {
             let simulcast = self.params.role == Role::Publish && self.hub.camera_fits_simulcast();
             let t = build::add_tracks(self.pc.as_ref(), self.params.id, codec, simulcast).await?;
             self.hub.warm_up(self.params.id, codec);
-            // Keyframe requests for our video arrive on the local tracks.
-            for (track, stream) in [
-                (t.video.clone(), Stream::Camera),
-                (t.share.clone(), Stream::Share),
+            // Keyframe requests for our video arrive on the local tracks; for a simulcast
+            // camera, only the layer they name owes one.
+            let layers: Vec<(u32, Scale)> = if t.video_ssrcs.len() > 1 {
+                t.video_ssrcs
+                    .iter()
+                    .zip(LAYERS)
+                    .map(|(ssrc, l)| (*ssrc, l.scale))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            for (track, stream, layers) in [
+                (t.video.clone(), Stream::Camera, layers),
+                (t.share.clone(), Stream::Share, Vec::new()),
             ] {
                 let hub = self.hub.clone();
                 self.tasks.spawn(async move {
                     while let Some(ev) = track.poll().await {
-                        if let TrackLocalEvent::OnRtcpPacket(_) = ev {
-                            hub.request_keyframe(stream, codec);
+                        if let TrackLocalEvent::OnRtcpPacket(pkts) = ev {
+                            let scale = build::requested_layer(&pkts, &layers);
+                            hub.request_keyframe(stream, codec, scale);
                         }
                     }
                 });

@@ -173,7 +173,7 @@ pub struct MediaSettings {
 struct Outputs {
     video: Vec<VideoOut>,
     audio: Vec<AudioOutput>,
-    keyframe: Vec<(Stream, VideoCodec)>,
+    keyframe: Vec<(Stream, VideoCodec, Option<Scale>)>,
     /// Links being set up and the codec they will send the camera in: its encoder is made
     /// before they connect, so the first picture does not wait for it.
     warm: Vec<(LinkId, VideoCodec)>,
@@ -500,7 +500,7 @@ impl MediaHub {
             });
             o.video.push(out);
         }
-        self.request_keyframe(stream, codec);
+        self.request_keyframe(stream, codec, None);
         // Send the first picture now rather than at the next capture.
         self.bus_of(stream).nudge();
     }
@@ -544,16 +544,18 @@ impl MediaHub {
         self.links.lock().get(&link).map(|b| b.peer.clone())
     }
 
-    pub fn request_keyframe(&self, stream: Stream, codec: VideoCodec) {
+    /// The next picture of `stream` in `codec` is a keyframe: at one size of a simulcast
+    /// camera (the layer a receiver asked about), or (`None`) at every size.
+    pub fn request_keyframe(&self, stream: Stream, codec: VideoCodec, scale: Option<Scale>) {
         let mut o = self.outputs.lock();
-        if !o.keyframe.contains(&(stream, codec)) {
-            o.keyframe.push((stream, codec));
+        if !o.keyframe.contains(&(stream, codec, scale)) {
+            o.keyframe.push((stream, codec, scale));
         }
     }
 
     fn request_keyframes(&self, stream: Stream) {
-        self.request_keyframe(stream, VideoCodec::H264);
-        self.request_keyframe(stream, VideoCodec::Vp8);
+        self.request_keyframe(stream, VideoCodec::H264, None);
+        self.request_keyframe(stream, VideoCodec::Vp8, None);
     }
 
     fn bus_of(&self, stream: Stream) -> &Arc<FrameBus> {

@@ -181,7 +181,9 @@ impl MediaHub {
             if stream == Stream::Camera && !self.send_video.load(Ordering::Relaxed) {
                 continue;
             }
-            let (targets, wanted, warm): (Vec<Target>, Vec<VideoCodec>, Vec<VideoCodec>) = {
+            // Keyframes owed: by codec, and by picture size (`None`: every size).
+            type Owed = Vec<(VideoCodec, Option<Scale>)>;
+            let (targets, wanted, warm): (Vec<Target>, Owed, Vec<VideoCodec>) = {
                 let mut o = self.outputs.lock();
                 let warm = match stream {
                     Stream::Camera => o.warm.iter().map(|(_, c)| *c).collect(),
@@ -205,9 +207,9 @@ impl MediaHub {
                     Vec::new()
                 } else {
                     let (mine, others): (Vec<_>, Vec<_>) =
-                        o.keyframe.drain(..).partition(|(s, _)| *s == stream);
+                        o.keyframe.drain(..).partition(|(s, _, _)| *s == stream);
                     o.keyframe = others;
-                    mine.into_iter().map(|(_, c)| c).collect()
+                    mine.into_iter().map(|(_, c, scale)| (c, scale)).collect()
                 };
                 (t, k, warm)
             };
@@ -278,7 +280,10 @@ impl MediaHub {
                 };
                 let (enc, last_ts) = entry;
                 enc.set_bitrate(target.max(floor));
-                let encoded = match enc.encode(picture, wanted.contains(&codec)) {
+                let key = wanted
+                    .iter()
+                    .any(|(c, s)| *c == codec && s.is_none_or(|s| s == scale));
+                let encoded = match enc.encode(picture, key) {
                     Ok(Some(e)) => {
                         if scale == Scale::Full {
                             full_output
