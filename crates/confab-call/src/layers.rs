@@ -17,6 +17,10 @@ pub struct Reading {
     pub loss_pct: Option<f64>,
     /// Keyframes asked for since the link began (a running count).
     pub keyframe_requests: u64,
+    /// A picture has come through this link. Before that nothing is judged: a link being set
+    /// up asks for its first keyframe again and again, and a sender with the camera off sends
+    /// nothing to judge.
+    pub receiving: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -98,6 +102,12 @@ impl LayerChoice {
     /// One reading, once a second or so. `Some` when the layer to ask for changes.
     pub fn tick(&mut self, now: Millis, reading: Reading) -> Option<Want> {
         let r = self.rules;
+        if !reading.receiving {
+            // The settling time starts with the first picture.
+            self.requests.clear();
+            self.changed_at = now;
+            return None;
+        }
         // Kept: the readings within the window, and the last one before it (the count the
         // window starts from).
         self.requests.push_back((now, reading.keyframe_requests));
@@ -157,11 +167,16 @@ impl LayerChoice {
 mod tests {
     use super::*;
 
-    fn lossy(loss: f64) -> Reading {
+    fn reading(loss: f64, keyframe_requests: u64, receiving: bool) -> Reading {
         Reading {
             loss_pct: Some(loss),
-            keyframe_requests: 0,
+            keyframe_requests,
+            receiving,
         }
+    }
+
+    fn lossy(loss: f64) -> Reading {
+        reading(loss, 0, true)
     }
 
     /// Feeds one reading a second from `from` to `to` (exclusive); the changes, with times.
@@ -176,7 +191,16 @@ mod tests {
     fn a_clean_link_stays_on_the_full_layer() {
         let mut c = LayerChoice::new(LayerRules::default(), 0);
         assert_eq!(run(&mut c, 0, 600_000, 0.5), []);
-        assert_eq!(c.tick(600_000, Reading::default()), None);
+        assert_eq!(
+            c.tick(
+                600_000,
+                Reading {
+                    receiving: true,
+                    ..Reading::default()
+                },
+            ),
+            None
+        );
         assert_eq!(c.want(), Want::Full);
     }
 
@@ -240,10 +264,7 @@ mod tests {
     #[test]
     fn keyframe_after_keyframe_is_trouble_too() {
         let mut c = LayerChoice::new(LayerRules::default(), 0);
-        let at = |n| Reading {
-            loss_pct: Some(0.0),
-            keyframe_requests: n,
-        };
+        let at = |n| reading(0.0, n, true);
         // A request now and then (the first picture, a lost packet): nothing.
         assert_eq!(c.tick(1_000, at(1)), None);
         assert_eq!(c.tick(4_000, at(2)), None);
@@ -259,6 +280,26 @@ mod tests {
             .collect();
         // The request at 20 s leaves the window after 23 s: clean from 24 s, up at 34 s.
         assert_eq!(quiet, [(34, Want::Full)]);
+    }
+
+    /// A link being set up asks for its first keyframe every 300 ms until one comes: that is
+    /// not trouble, and neither is anything in the settling time after the first picture.
+    #[test]
+    fn nothing_is_judged_before_the_first_picture() {
+        let mut c = LayerChoice::new(LayerRules::default(), 0);
+        let setting_up = |n| reading(30.0, n, false);
+        assert_eq!(c.tick(1_000, setting_up(3)), None);
+        assert_eq!(c.tick(2_000, setting_up(6)), None);
+        assert_eq!(c.tick(5_000, setting_up(15)), None);
+        let flowing = |n| reading(0.0, n, true);
+        let lossy_now = reading(30.0, 16, true);
+        // The count so far is the baseline, not many requests in the window; and loss within
+        // the settling time after the first picture is not judged yet.
+        assert_eq!(c.tick(6_000, flowing(16)), None);
+        assert_eq!(c.tick(7_000, lossy_now), None);
+        assert_eq!(c.tick(9_000, flowing(16)), None);
+        assert_eq!(c.want(), Want::Full);
+        assert_eq!(c.tick(10_000, lossy_now), Some(Want::Half));
     }
 
     #[test]

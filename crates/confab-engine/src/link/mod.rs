@@ -581,9 +581,11 @@ impl Link {
         let network = self.meter.push(Instant::now(), sample);
         let now = self.now();
         if let Some(layers) = &mut self.layers {
+            let (keyframe_requests, receiving) = self.hub.camera_reception(self.params.id);
             let reading = Reading {
                 loss_pct: network.loss_pct,
-                keyframe_requests: self.hub.keyframe_requests(self.params.id),
+                keyframe_requests,
+                receiving,
             };
             if let Some(want) = layers.tick(now, reading) {
                 tracing::info!(peer = %self.peer, ?want, ?reading, "asking the SFU for another layer");

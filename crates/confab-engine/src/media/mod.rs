@@ -565,13 +565,15 @@ impl MediaHub {
         }
     }
 
-    /// Keyframes asked of the link's camera so far (cheap: [`stats`](Self::stats) also
-    /// analyses the sound).
-    pub fn keyframe_requests(&self, link: LinkId) -> u64 {
-        self.links
-            .lock()
-            .get(&link)
-            .map_or(0, |b| b.video.stats.keyframe_requests)
+    /// Keyframes asked of the link's camera so far, and whether a picture of it has been
+    /// decoded (cheap: [`stats`](Self::stats) also analyses the sound).
+    pub fn camera_reception(&self, link: LinkId) -> (u64, bool) {
+        self.links.lock().get(&link).map_or((0, false), |b| {
+            (
+                b.video.stats.keyframe_requests,
+                b.video.first_frame.is_some(),
+            )
+        })
     }
 
     pub fn stats(&self, link: LinkId) -> (VideoStats, VideoStats, AudioStats, NetworkStats) {
