@@ -25,27 +25,13 @@ async fn frames_from(p: &Peer, of: &str) -> u64 {
 async fn room_guesser_gets_no_media_until_admitted() {
     init_logs();
     let server = server().await;
-    let mut a = join(
+    let (mut a, mut b) = call_pair(
         &server,
         "private",
-        "Ada",
         config(440.0, VideoCodec::H264, false),
-    )
-    .await;
-    let mut b = join(
-        &server,
-        "private",
-        "Bob",
         config(660.0, VideoCodec::H264, false),
     )
     .await;
-    a.wait_participants(1).await;
-    a.engine.call(None).await.unwrap();
-    b.wait_event("Ada's ring", |e| {
-        matches!(e, EngineEvent::Notice(Notice::IncomingCall { .. }))
-    })
-    .await;
-    b.engine.accept(PeerId(a.id.clone())).await.unwrap();
     b.wait_stats(&a.id, "the call runs", |s| sees_pattern(s, 10))
         .await;
 
@@ -111,27 +97,13 @@ async fn room_guesser_gets_no_media_until_admitted() {
 async fn denied_newcomer_gets_nothing() {
     init_logs();
     let server = server().await;
-    let mut a = join(
+    let (mut a, b) = call_pair(
         &server,
         "deny",
-        "Ada",
         config(440.0, VideoCodec::H264, false),
-    )
-    .await;
-    let mut b = join(
-        &server,
-        "deny",
-        "Bob",
         config(660.0, VideoCodec::H264, false),
     )
     .await;
-    a.wait_participants(1).await;
-    a.engine.call(None).await.unwrap();
-    b.wait_event("Ada's ring", |e| {
-        matches!(e, EngineEvent::Notice(Notice::IncomingCall { .. }))
-    })
-    .await;
-    b.engine.accept(PeerId(a.id.clone())).await.unwrap();
     a.wait_stats(&b.id, "the call runs", |s| sees_pattern(s, 10))
         .await;
     let mut m = join(
@@ -464,27 +436,13 @@ async fn flapping_member_cannot_stop_a_call() {
     use tokio_tungstenite::tungstenite::Message;
     init_logs();
     let server = server().await;
-    let mut a = join(
+    let (mut a, mut b) = call_pair(
         &server,
         "flap",
-        "Ada",
         config(440.0, VideoCodec::H264, false),
-    )
-    .await;
-    let mut b = join(
-        &server,
-        "flap",
-        "Bob",
         config(660.0, VideoCodec::H264, false),
     )
     .await;
-    a.wait_participants(1).await;
-    a.engine.call(None).await.unwrap();
-    b.wait_event("Ada's ring", |e| {
-        matches!(e, EngineEvent::Notice(Notice::IncomingCall { .. }))
-    })
-    .await;
-    b.engine.accept(PeerId(a.id.clone())).await.unwrap();
     for (p, of) in [(&a, &b.id), (&b, &a.id)] {
         p.wait_stats(of, "the call runs", |s| sees_pattern(s, 10))
             .await;
