@@ -44,6 +44,11 @@ def protocol():
                    "data": {"kind": "resume", "proofs": ["0123456789abcdef0123456789abcdef"]}},
         "verify": {"type": "signal", "from": "p1", "data": {"kind": "verify", "commit": "ab" * 16}},
         "admit": {"type": "signal", "from": "p1", "data": {"kind": "admit", "peer": "p5"}},
+        "welcome-sfu": {"type": "welcome", "id": "p2", "room": "all-hands",
+                        "peers": [{"id": "p1", "name": "Ada"}],
+                        "sfu": {"url": "janus+wss://sfu.example.org:8989/janus",
+                                "room": 4503599627370495, "pin": "a1B2c3D4e5", "above": 6}},
+        "feed": {"type": "signal", "from": "p1", "data": {"kind": "feed", "id": 8007199254740991}},
     }
     for name, m in msgs.items():
         write("protocol", name, json.dumps(m, ensure_ascii=False))
