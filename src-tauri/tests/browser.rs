@@ -194,6 +194,9 @@ async fn browser_and_confab_peer_through_janus() -> Result<()> {
             p["audioPackets"].as_u64() > Some(50),
             "the browser receives audio: {p:#}"
         );
+        // confab-peer's 640x480 camera goes to Janus in two layers; on a clear line the
+        // browser's layer choice keeps the full one.
+        ensure!(p["width"] == 640 && p["layer"] == "full", "{p:#}");
         Ok(())
     }
     .await;

@@ -8,7 +8,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.join(__dirname, '..', '..');
-const { CallCore, LinkHealth, Verifier } = require(path.join(root, 'crates/confab-signal/web/callcore.js'));
+const { CallCore, LinkHealth, LayerChoice, Verifier } = require(path.join(root, 'crates/confab-signal/web/callcore.js'));
 const load = (name) => JSON.parse(fs.readFileSync(path.join(root, 'crates/confab-call/scenarios', name), 'utf8'));
 
 function step(core, at, input) {
@@ -69,6 +69,17 @@ for (const s of health.scenarios) {
         out = ['first-connected'];
       }
       assert.deepStrictEqual(out, st.out || [], `step ${i} ${JSON.stringify(st.in)}`);
+    });
+  });
+}
+
+const layers = load('layers.json');
+for (const s of layers.scenarios) {
+  test(`layers: ${s.about}`, () => {
+    const c = new LayerChoice(0);
+    s.steps.forEach((st, i) => {
+      const a = c.tick(st.at, { lossPct: st.in.loss, keyframeRequests: st.in.requests, receiving: st.in.receiving });
+      assert.deepStrictEqual(a === null ? [] : [a], st.out || [], `step ${i} at ${st.at}`);
     });
   });
 }

@@ -9,6 +9,7 @@
 
 use anyhow::{bail, Context};
 use confab_call::health::{ConnState, HealthAction, HealthRules, LinkHealth};
+use confab_call::layers::{LayerChoice, LayerRules, Reading, Want};
 use confab_call::verify::{Role, Verifier};
 use confab_call::{CallCore, Millis};
 use confab_protocol::call::CallSignal;
@@ -167,15 +168,8 @@ fn run_call_scenario(s: &mut Value) -> anyhow::Result<Vec<String>> {
 fn run_health_scenario(s: &mut Value) -> anyhow::Result<Vec<String>> {
     let offerer = s["offerer"].as_bool().context("offerer")?;
     let mut h = LinkHealth::new(HealthRules::default(), offerer, 0);
-    let mut problems = Vec::new();
-    for (i, step) in s["steps"]
-        .as_array_mut()
-        .context("steps")?
-        .iter_mut()
-        .enumerate()
-    {
-        let at = step["at"].as_u64().context("at")?;
-        let out = match &step["in"] {
+    run_steps(s, |i, at, input| {
+        Ok(match input {
             Value::String(t) if t == "tick" => match h.tick(at) {
                 HealthAction::Nothing => json!([]),
                 HealthAction::RestartIce => json!(["restart-ice"]),
@@ -195,19 +189,66 @@ fn run_health_scenario(s: &mut Value) -> anyhow::Result<Vec<String>> {
                 }
             }
             other => bail!("step {i}: unknown input {other}"),
-        };
-        let obj = step.as_object_mut().context("step")?;
-        if bless() {
-            obj.insert("out".into(), out);
-        } else if obj.get("out").cloned().unwrap_or(json!([])) != out {
-            problems.push(format!(
-                "step {i} ({}): got {out}, want {}",
-                obj["in"],
-                obj.get("out").cloned().unwrap_or(json!([]))
-            ));
-        }
+        })
+    })
+}
+
+/// Runs each step of a scenario whose steps are `{at, in, out}` through `step_fn` (step
+/// index, time, input → what the rules did), and checks that against `out`.
+fn run_steps(
+    s: &mut Value,
+    mut step_fn: impl FnMut(usize, Millis, &Value) -> anyhow::Result<Value>,
+) -> anyhow::Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for (i, step) in s["steps"]
+        .as_array_mut()
+        .context("steps")?
+        .iter_mut()
+        .enumerate()
+    {
+        let at = step["at"].as_u64().context("at")?;
+        let out = step_fn(i, at, &step["in"])?;
+        check_out(step, i, out, &mut problems)?;
     }
     Ok(problems)
+}
+
+/// A step's `out` against what the rules did (an absent `out` is `[]`), or, blessing, set.
+fn check_out(
+    step: &mut Value,
+    i: usize,
+    out: Value,
+    problems: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let obj = step.as_object_mut().context("step")?;
+    if bless() {
+        obj.insert("out".into(), out);
+    } else if obj.get("out").cloned().unwrap_or(json!([])) != out {
+        problems.push(format!(
+            "step {i} ({}): got {out}, want {}",
+            obj["in"],
+            obj.get("out").cloned().unwrap_or(json!([]))
+        ));
+    }
+    Ok(())
+}
+
+/// Steps: `{"at": ms, "in": {"loss": percent|null, "requests": n, "receiving": bool}}`, and
+/// out `[]`, `["half"]` or `["full"]`.
+fn run_layers_scenario(s: &mut Value) -> anyhow::Result<Vec<String>> {
+    let mut c = LayerChoice::new(LayerRules::default(), 0);
+    run_steps(s, |_, at, input| {
+        let reading = Reading {
+            loss_pct: input["loss"].as_f64(),
+            keyframe_requests: input["requests"].as_u64().context("requests")?,
+            receiving: input["receiving"].as_bool().context("receiving")?,
+        };
+        Ok(match c.tick(at, reading) {
+            None => json!([]),
+            Some(Want::Half) => json!(["half"]),
+            Some(Want::Full) => json!(["full"]),
+        })
+    })
 }
 
 fn run_verify_scenario(s: &mut Value) -> anyhow::Result<Vec<String>> {
@@ -337,4 +378,9 @@ fn verify_scenarios() {
 #[test]
 fn link_health_scenarios() {
     run_file("link-health.json", run_health_scenario);
+}
+
+#[test]
+fn layer_scenarios() {
+    run_file("layers.json", run_layers_scenario);
 }

@@ -704,6 +704,71 @@
     }
   }
 
+  // ------------------------------------------------------------------ simulcast layers (layers.rs)
+  const LAYERS = {
+    downAtLossPct: 8,
+    cleanBelowPct: 2,
+    waitMs: 10000,
+    maxWaitMs: 160000,
+    trialMs: 15000,
+    settleMs: 3000,
+    requestsInWindow: 4,
+    requestWindowMs: 3000,
+  };
+
+  // Which layer of a simulcast camera to ask the SFU for: 'half' when the link from it is in
+  // trouble (loss, or keyframe after keyframe), 'full' again after a clean spell that doubles
+  // after each failed try. tick() returns the new layer, or null.
+  class LayerChoice {
+    constructor(now, rules = LAYERS) {
+      this.rules = rules;
+      this.want = 'full';
+      this.changedAt = now;
+      this.cleanSince = null;
+      this.wait = rules.waitMs;
+      this.trying = false;
+      this.requests = []; // [at, count]: the window, and the last reading before it
+    }
+
+    // reading: { lossPct: number|null, keyframeRequests: number, receiving: boolean }
+    tick(now, reading) {
+      const r = this.rules;
+      if (!reading.receiving) {
+        this.requests = [];
+        this.changedAt = now;
+        return null;
+      }
+      this.requests.push([now, reading.keyframeRequests]);
+      while (this.requests.length > 1 && now - this.requests[1][0] > r.requestWindowMs) this.requests.shift();
+      const asked = Math.max(0, reading.keyframeRequests - this.requests[0][1]);
+      if (now - this.changedAt < r.settleMs) return null;
+      const loss = reading.lossPct === null || reading.lossPct === undefined ? 0 : reading.lossPct;
+      const trouble = loss >= r.downAtLossPct || asked >= r.requestsInWindow;
+      const clean = loss < r.cleanBelowPct && asked === 0;
+      if (this.want === 'full') {
+        if (!trouble) return null;
+        const failedTry = this.trying && now - this.changedAt <= r.trialMs;
+        this.wait = failedTry ? Math.min(this.wait * 2, r.maxWaitMs) : r.waitMs;
+        return this.set('half', now);
+      }
+      if (!clean) {
+        this.cleanSince = null;
+        return null;
+      }
+      if (this.cleanSince === null) this.cleanSince = now;
+      if (now - this.cleanSince < this.wait) return null;
+      this.trying = true;
+      return this.set('full', now);
+    }
+
+    set(want, now) {
+      this.want = want;
+      this.changedAt = now;
+      this.cleanSince = null;
+      return want;
+    }
+  }
+
   // ------------------------------------------------------------------ verification (verify.rs)
   function fingerprint(sdp) {
     for (const line of String(sdp).split(/\r?\n/)) {
@@ -793,5 +858,5 @@
     broken: 'the connection to this person broke and could not be restored',
   };
 
-  return { CallCore, LinkHealth, Verifier, FAILURE_TEXT, RING_TIMEOUT_MS, REJOIN_GRACE_MS, sha256Hex, resumeProof };
+  return { CallCore, LinkHealth, LayerChoice, Verifier, FAILURE_TEXT, RING_TIMEOUT_MS, REJOIN_GRACE_MS, sha256Hex, resumeProof };
 });

@@ -12,7 +12,7 @@
   'use strict';
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
-  const { CallCore, LinkHealth, Verifier, FAILURE_TEXT } = window.ConfabCallCore;
+  const { CallCore, LinkHealth, LayerChoice, Verifier, FAILURE_TEXT } = window.ConfabCallCore;
   const now = () => Math.round(performance.now());
   const randomHex = (n) => Array.from(crypto.getRandomValues(new Uint8Array(n)), (b) => b.toString(16).padStart(2, '0')).join('');
 
@@ -46,7 +46,7 @@
         const p = S.core.peers.get(id);
         const l = S.links.get(id);
         const code = l && l.verifier.result ? l.verifier.result.code || null : null;
-        return { id, name: p ? p.name : '', phase: p ? p.phase : 'idle', pc: l ? l.pc : null, readings: l ? l.readings : null, verification_code: code, chat: l ? l.chatIn.map((c) => c.text) : [] };
+        return { id, name: p ? p.name : '', phase: p ? p.phase : 'idle', pc: l ? l.pc : null, readings: l ? l.readings : null, verification_code: code, chat: l ? l.chatIn.map((c) => c.text) : [], layer: l && l.layers ? l.layers.want : null };
       }),
       S.joinedAt,
     );
@@ -485,6 +485,7 @@
     const t = now();
     rules((c) => c.tick(t));
     for (const link of [...S.links.values()]) {
+      if (link.layers) checkLayer(link, t);
       const a = link.health.tick(t);
       if (a === 'restart-ice') {
         link.pc.restartIce();
@@ -495,6 +496,35 @@
       }
     }
   }, 1000);
+
+  // A link from the SFU: which layer of the sender's camera its line carries (LayerChoice, the
+  // rules the engine keeps): loss over the last 5 s, keyframes asked for, pictures decoded.
+  async function checkLayer(link, t) {
+    let stats;
+    try {
+      stats = await link.pc.getStats();
+    } catch (e) {
+      return;
+    }
+    let lost = 0;
+    let received = 0;
+    let requests = 0;
+    let decoded = 0;
+    stats.forEach((r) => {
+      if (r.type !== 'inbound-rtp' || r.kind !== 'video' || link.shares.includes(r.mid)) return;
+      lost += Math.max(0, r.packetsLost || 0);
+      received += r.packetsReceived || 0;
+      requests += (r.pliCount || 0) + (r.firCount || 0);
+      decoded += r.framesDecoded || 0;
+    });
+    link.lossWindow.push([t, lost, received]);
+    while (link.lossWindow.length > 1 && t - link.lossWindow[0][0] > 5000) link.lossWindow.shift();
+    const dl = lost - link.lossWindow[0][1];
+    const dr = received - link.lossWindow[0][2];
+    const lossPct = dl + dr > 0 ? (100 * dl) / (dl + dr) : null;
+    const want = link.layers.tick(t, { lossPct, keyframeRequests: requests, receiving: decoded > 0 });
+    if (want && S.sfu && S.links.get(link.id) === link) S.sfu.session.configure(link.id, want);
+  }
 
   // ------------------------------------------------------------------ calls through an SFU
   // As the engine does (ARCHITECTURE.md, "Calls through an SFU"): past the room's threshold the
@@ -569,6 +599,7 @@
       health: new LinkHealth(false, now()), verifier: new Verifier('answerer', randomHex(16), 'sfu'),
       remote: new MediaStream(), tile: null, readings: null, shares: [],
       chat: null, chatIn: [], chatTokens: 0, chatAt: now(),
+      layers: new LayerChoice(now()), lossWindow: [],
     };
     S.links.set(id, link);
     pc.onicecandidate = (e) => {

@@ -113,7 +113,7 @@
         id: p.id, name: p.name, phase: p.phase,
         frames: r.frames, pattern_frames: r.pattern, frames_out_of_order: r.outOfOrder, frames_repeated: r.repeated, last_frame: r.last,
         width: r.width, height: r.height,
-        latency_ms_p50: q(0.5), latency_ms_p95: q(0.95), fps, setup_ms: setup, verification_code: p.verification_code || null, chat: p.chat || [], ...stats,
+        latency_ms_p50: q(0.5), latency_ms_p95: q(0.95), fps, setup_ms: setup, verification_code: p.verification_code || null, chat: p.chat || [], layer: p.layer || null, ...stats,
       });
     }
     return out;

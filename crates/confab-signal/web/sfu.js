@@ -183,6 +183,15 @@
       await this.plugin(h, { request: 'start', room: this.info.room }, { type: 'answer', sdp });
     }
 
+    // Forward this layer ('full' or 'half') of the person's camera to us. Janus numbers a
+    // publisher's encodings from the lowest (0); a camera that sends one ignores it.
+    configure(peer, layer) {
+      const h = this.subs.get(peer);
+      if (typeof h !== 'number') return;
+      this.plugin(h, { request: 'configure', substream: layer === 'half' ? 0 : 1 })
+        .catch((e) => console.warn('asking for another layer failed', e));
+    }
+
     handleOf(peer) {
       const h = peer === null ? this.publisher : this.subs.get(peer);
       return typeof h === 'number' ? h : 0;
