@@ -128,7 +128,10 @@ impl MediaHub {
             b.book(stream).stats.codec = Some(codec.name().into());
         }
         let _live = Live::new(&self.live_video_receivers);
-        let (tx, rx) = sync_channel::<AssembledFrame>(8);
+        // Room for the burst of frames a recovered gap releases at once (at 100 ms RTT a NACKed
+        // packet holds back three or four frames at 30 fps, and two gaps can overlap): a frame
+        // that does not fit is lost, and the decoder then waits for a keyframe.
+        let (tx, rx) = sync_channel::<AssembledFrame>(16);
         let need_key = Arc::new(AtomicBool::new(true));
         let hub = self.clone();
         let nk = need_key.clone();
