@@ -104,7 +104,8 @@ pub enum Scale {
 
 /// One encoding of a simulcast camera (links to an SFU send two, and the SFU forwards one to
 /// each receiver): its picture size and the RTP stream id (`rid`) that names it in the SDP
-/// and on every packet. Listed low to high, as the SDP's `a=simulcast` lists them.
+/// and on every packet. [`LAYERS`] lists them high to low, as the SDP's `a=simulcast` does:
+/// Janus reads that order (and numbers its substreams from the lowest, 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layer {
     pub scale: Scale,
@@ -320,11 +321,6 @@ impl MediaHub {
     // ----- audio processing ------------------------------------------------------------------
 
     /// Switches echo cancellation, noise suppression and gain (from the microphone's next frame).
-    /// Whether the camera is big enough to send in two sizes ([`SIMULCAST_MIN_WIDTH`]).
-    pub fn camera_fits_simulcast(&self) -> bool {
-        self.settings.format.width >= SIMULCAST_MIN_WIDTH
-    }
-
     pub fn set_processing(&self, settings: ProcessingSettings) {
         let _ = self.new_processing.try_send(settings);
     }
@@ -563,6 +559,11 @@ impl MediaHub {
             Stream::Camera => &self.bus,
             Stream::Share => &self.share_bus,
         }
+    }
+
+    /// Whether the camera is big enough to send in two sizes ([`SIMULCAST_MIN_WIDTH`]).
+    pub fn camera_fits_simulcast(&self) -> bool {
+        self.settings.format.width >= SIMULCAST_MIN_WIDTH
     }
 
     /// Keyframes asked of the link's camera so far, and whether a picture of it has been
