@@ -32,6 +32,9 @@ fn main() {
             "open_url",
             "get_stats",
             "get_audio_processing",
+            "list_shareable",
+            "share",
+            "check_microphone",
         ]),
     ))
     .expect("tauri-build failed");

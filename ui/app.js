@@ -551,6 +551,7 @@
     $('btn-call').hidden = s.in_call;
     $('btn-call').disabled = s.participants.length === 0;
     $('btn-hangup').hidden = !s.in_call;
+    showSharing(s);
 
     // A ring the state no longer shows is over.
     if (ringing && !s.participants.some((p) => p.id === ringing && p.phase === 'incoming')) closeRing();
@@ -863,6 +864,150 @@
     if (!$('devices-pop').hidden) loadDevices();
   };
 
+  // ---------------------------------------------------------------------------- microphone test
+  // The join screen's test: Rust records 3 s (the level comes on a channel), then plays it
+  // back; the answer says whether anything was heard.
+  function showMicLevel(level) {
+    const db = level > 0 ? 20 * Math.log10(level) : -100;
+    const fill = Math.max(0, Math.min(1, (db + 60) / 60));
+    $('mic-meter-fill').style.width = `${Math.round(fill * 100)}%`;
+  }
+  async function testMic() {
+    const btn = $('mic-test');
+    const status = $('mic-test-status');
+    if (btn.disabled) return;
+    btn.disabled = true;
+    status.dataset.result = '';
+    status.textContent = 'Opening the microphone…';
+    const progress = new Channel();
+    progress.onmessage = (p) => {
+      showMicLevel(p.level);
+      status.textContent = p.phase === 'recording'
+        ? `Recording: say something (${Math.max(1, Math.ceil(p.left_ms / 1000))} s)`
+        : 'Playing back what you said…';
+    };
+    try {
+      const r = await invoke('check_microphone', { progress });
+      status.dataset.result = r.stopped ? 'stopped' : r.heard ? 'heard' : 'silent';
+      status.textContent = r.stopped
+        ? 'The test stopped.'
+        : r.heard
+          ? 'Your microphone works. Did you hear yourself? If not, choose another speaker.'
+          : 'Nothing was heard: check the microphone chosen above, and that it is not muted.';
+    } catch (e) {
+      status.dataset.result = 'error';
+      status.textContent = errText(e);
+    }
+    showMicLevel(0);
+    btn.disabled = false;
+  }
+  $('mic-test').onclick = testMic;
+
+  // ---------------------------------------------------------------------------- sharing
+  // The picker lists what Rust can capture (screens first, then windows, each with a picture);
+  // the engine shares it on a track of its own. The bar and the button show what the state says.
+  let sharePick = null;
+  function showSharing(s) {
+    const sharing = s.in_call && s.sharing;
+    $('btn-share').hidden = !s.in_call;
+    setToggle($('btn-share'), !!sharing, 'i-share', 'i-share-stop', sharing ? 'Stop sharing (E)' : 'Share your screen (E)');
+    $('share-bar').hidden = !sharing;
+    $('share-what').textContent = sharing || '';
+    if (!s.in_call && $('share-picker').open) $('share-picker').close();
+  }
+  function pickShare(card) {
+    for (const c of document.querySelectorAll('.share-card')) c.setAttribute('aria-selected', String(c === card));
+    sharePick = card && card.dataset.id;
+    $('share-go').disabled = !sharePick;
+  }
+  function shareCard(item) {
+    const card = document.createElement('button');
+    card.type = 'button';
+    card.className = 'share-card';
+    card.setAttribute('role', 'option');
+    card.setAttribute('aria-selected', 'false');
+    card.dataset.id = item.id;
+    const pic = document.createElement('div');
+    pic.className = 'share-thumb';
+    if (item.thumbnail) {
+      const img = document.createElement('img');
+      img.src = item.thumbnail;
+      img.alt = '';
+      pic.append(img);
+    } else {
+      pic.textContent = 'No preview';
+    }
+    const title = document.createElement('span');
+    title.className = 'share-name';
+    title.textContent = item.title;
+    title.title = item.title;
+    const size = document.createElement('span');
+    size.className = 'hint';
+    size.textContent = `${item.width} × ${item.height}`;
+    card.append(pic, title, size);
+    card.onclick = () => pickShare(card);
+    card.ondblclick = () => startShare(item.id);
+    return card;
+  }
+  async function openSharePicker() {
+    if (!snap || !snap.in_call) return;
+    const dlg = $('share-picker');
+    for (const id of ['share-screens', 'share-windows']) $(id).innerHTML = '';
+    for (const id of ['share-screens-title', 'share-windows-title', 'share-error']) $(id).hidden = true;
+    $('share-status').hidden = false;
+    $('share-status').textContent = 'Looking for screens and windows…';
+    pickShare(null);
+    if (!dlg.open) dlg.showModal();
+    let list;
+    try {
+      list = await invoke('list_shareable');
+    } catch (e) {
+      $('share-status').hidden = true;
+      $('share-error').textContent = errText(e);
+      $('share-error').hidden = false;
+      return;
+    }
+    if (!dlg.open) return;
+    $('share-status').hidden = true;
+    for (const [kind, grid] of [['screen', 'share-screens'], ['window', 'share-windows']]) {
+      const items = list.filter((i) => i.kind === kind);
+      $(`${grid}-title`).hidden = items.length === 0;
+      for (const item of items) $(grid).append(shareCard(item));
+    }
+    const first = document.querySelector('.share-card');
+    if (first) {
+      pickShare(first);
+      first.focus();
+    }
+  }
+  async function startShare(id) {
+    $('share-picker').close();
+    if (id) await run('share', { source: id }).catch(() => {});
+  }
+  const stopShare = () => run('share', { source: null }).catch(() => {});
+  const toggleShare = () => snap && snap.in_call && (snap.sharing ? stopShare() : openSharePicker());
+  $('btn-share').onclick = toggleShare;
+  $('share-stop').onclick = stopShare;
+  $('share-cancel').onclick = () => $('share-picker').close();
+  $('share-go').onclick = () => startShare(sharePick);
+  $('share-picker').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && sharePick) {
+      e.preventDefault();
+      startShare(sharePick);
+      return;
+    }
+    // Arrow keys move the choice through the pictures.
+    const cards = [...document.querySelectorAll('.share-card')];
+    const at = cards.findIndex((c) => c.dataset.id === sharePick);
+    const step = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 }[e.key];
+    if (step && cards.length) {
+      e.preventDefault();
+      const next = cards[(at + step + cards.length) % cards.length];
+      pickShare(next);
+      next.focus();
+    }
+  });
+
   document.addEventListener('keydown', (e) => {
     if (e.ctrlKey && (e.key === 'd' || e.key === 'D')) {
       e.preventDefault();
@@ -874,6 +1019,7 @@
     if (typing || e.ctrlKey || e.metaKey || e.altKey || !snap || !snap.room) return;
     if (e.key === 'm' || e.key === 'M') toggleMic();
     if (e.key === 'v' || e.key === 'V') toggleCam();
+    if ((e.key === 'e' || e.key === 'E') && !$('share-picker').open) toggleShare();
     if (e.key === '?') showHelp();
     if ((e.key === 'i' || e.key === 'I') && snap.in_call) {
       openStats($('stats').hidden);

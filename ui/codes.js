@@ -35,6 +35,7 @@ window.ConfabCodes = Object.freeze({
   microphone: 'microphone',
   speaker: 'speaker',
   device: 'device',
+  share: 'share',
   invalidArgument: 'invalid-argument',
   badIceServer: 'bad-ice-server',
   settings: 'settings',

@@ -92,6 +92,7 @@
   const SHORTCUTS = [
     ['M', 'Mute or unmute the microphone'],
     ['V', 'Turn the camera off or on'],
+    ['E', 'Share your screen or a window (again: stop sharing)'],
     ['Ctrl+D', 'Hang up'],
     ['P', 'Pin the active speaker (again: unpin)'],
     ['F', 'Fill the window with the pinned or speaking person (again: back)'],

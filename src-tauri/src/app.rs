@@ -414,6 +414,93 @@ pub async fn select_devices(
     Ok(result?)
 }
 
+/// The join screen's microphone test: the level comes on `progress` as it is recorded and
+/// played back; the answer says what was heard.
+#[tauri::command]
+pub async fn check_microphone(
+    state: State<'_, AppState>,
+    progress: Channel<device::mic_check::MicCheckProgress>,
+) -> IpcResult<device::mic_check::MicCheckResult> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    // Owned here: ends when the engine drops its sender (the test is over), awaited below.
+    let forward = tokio::spawn(async move {
+        while let Some(p) = rx.recv().await {
+            if progress.send(p).is_err() {
+                break;
+            }
+        }
+    });
+    let result = state.engine.check_microphone(tx).await;
+    let _ = forward.await;
+    Ok(result?)
+}
+
+/// How wide the share picker's pictures are (device pixels).
+const SHARE_THUMB_WIDTH: usize = 320;
+
+/// Something to share, as the picker shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Shareable {
+    /// What to hand to `share` (`screen:ID`, `window:ID`).
+    pub id: String,
+    pub kind: device::screen::ShareKind,
+    pub title: String,
+    pub width: u32,
+    pub height: u32,
+    /// A small picture of it, as a `data:image/jpeg` URL (`None`: it could not be captured).
+    pub thumbnail: Option<String>,
+}
+
+/// The screens and windows that can be shared, with a picture of each (for the picker).
+#[tauri::command]
+pub async fn list_shareable() -> IpcResult<Vec<Shareable>> {
+    use base64::Engine as _;
+    let list = tokio::task::spawn_blocking(|| device::screen::sources(SHARE_THUMB_WIDTH))
+        .await
+        .map_err(|e| IpcError::new(ErrorCode::Share, format!("cannot list screens: {e}")))?
+        .map_err(|e| {
+            IpcError::new(
+                ErrorCode::Share,
+                format!("Sharing is not possible on this computer: {e}."),
+            )
+        })?;
+    Ok(list
+        .into_iter()
+        .map(|s| Shareable {
+            thumbnail: s
+                .thumbnail
+                .as_ref()
+                .and_then(|t| confab_engine::media_kit::convert::to_jpeg(t, 70).ok())
+                .map(|jpeg| {
+                    format!(
+                        "data:image/jpeg;base64,{}",
+                        base64::engine::general_purpose::STANDARD.encode(jpeg)
+                    )
+                }),
+            id: s.id,
+            kind: s.kind,
+            title: s.title,
+            width: s.width,
+            height: s.height,
+        })
+        .collect())
+}
+
+/// Shares a screen or window (`source`: an id from `list_shareable`), or stops (`None`).
+#[tauri::command]
+pub async fn share(state: State<'_, AppState>, source: Option<String>) -> IpcResult<()> {
+    let spec = share_arg(source.as_deref())?;
+    Ok(state.engine.share(spec).await?)
+}
+
+/// A share id from the window, checked (`None`: stop sharing).
+pub fn share_arg(source: Option<&str>) -> IpcResult<Option<VideoSourceSpec>> {
+    source
+        .map(device::share_source)
+        .transpose()
+        .map_err(|e| IpcError::invalid(e.to_string()))
+}
+
 /// The STUN/TURN servers as the Network box shows them: one server a line.
 #[tauri::command]
 pub async fn get_ice_servers(state: State<'_, AppState>) -> IpcResult<String> {
@@ -679,6 +766,31 @@ mod tests {
         assert!(camera_arg("tone").is_err());
         assert!(mic_arg("tone:5").is_err());
         assert!(speaker_arg("test").is_err());
+    }
+
+    #[test]
+    fn share_ids_from_the_window_are_checked_and_refused_in_words() {
+        use confab_engine::media_kit::device::ScreenRef;
+        assert_eq!(
+            share_arg(Some("window:77")),
+            Ok(Some(VideoSourceSpec::Screen(ScreenRef::Window(77))))
+        );
+        assert_eq!(share_arg(None), Ok(None));
+        for bad in [
+            "camera:0",
+            "window:-1",
+            "screen:../../etc",
+            "\u{202e}screen",
+        ] {
+            let e = share_arg(Some(bad)).unwrap_err();
+            let json = serde_json::to_value(&e).unwrap();
+            assert_eq!(json["code"], "invalid-argument", "{bad}");
+            let message = json["message"].as_str().unwrap();
+            assert!(
+                message.contains("not something to share") || message.contains("control"),
+                "{bad}: {message}"
+            );
+        }
     }
 
     #[test]

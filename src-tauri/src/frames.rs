@@ -219,6 +219,11 @@ fn scale_for(frame: Arc<VideoFrame>, shown: usize) -> Arc<VideoFrame> {
 
 impl VideoSink for UiFrames {
     fn frame(&self, source: &FrameSource, frame: &Arc<VideoFrame>) {
+        // The window shows no picture of what we share (the screen inside the screen, and a
+        // JPEG of a whole screen five times a second for nothing); the share bar says what it is.
+        if *source == FrameSource::LocalShare {
+            return;
+        }
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if g.channel.is_none() {
             return;

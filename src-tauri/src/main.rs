@@ -136,6 +136,9 @@ fn main() {
             app::open_url,
             app::get_stats,
             app::get_audio_processing,
+            app::list_shareable,
+            app::share,
+            app::check_microphone,
         ])
         .setup(move |app| {
             setup(app, &setup_cli, started)?;

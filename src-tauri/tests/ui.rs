@@ -49,6 +49,14 @@ async fn join_call_see_the_pattern_mute_and_hang_up() -> Result<()> {
     let c = session(&driver, app_args(&dir.join("config"))).await?;
     let result = async {
         wait_js(&c, "the join screen", 20, "return !document.getElementById('join-screen').hidden && document.getElementById('f-name')").await?;
+        // The microphone test: the meter moves while it records (the test tone), then it plays
+        // back, and says the microphone works.
+        wait_js(&c, "the microphone test starts", 10, "document.getElementById('mic-test').click(); return true").await?;
+        wait_js(&c, "recording, the meter up", 10, "return document.getElementById('mic-test-status').textContent.startsWith('Recording') \
+                 && parseInt(document.getElementById('mic-meter-fill').style.width) > 30").await?;
+        wait_js(&c, "playing back", 10, "return document.getElementById('mic-test-status').textContent.startsWith('Playing back')").await?;
+        wait_js(&c, "the microphone works", 10, "const s = document.getElementById('mic-test-status'); \
+                 return s.dataset.result === 'heard' && s.textContent.includes('works') && !document.getElementById('mic-test').disabled").await?;
         type_into(&c, "#f-name", "Ada").await?;
         type_into(&c, "#f-room", "ui-room").await?;
         type_into(&c, "#f-server", &server.ws_url()).await?;
@@ -326,6 +334,98 @@ async fn a_shared_screen_is_shown_large_beside_the_face() -> Result<()> {
         eprintln!("the app's log:\n{}", driver.log_tail());
         if let Ok(shot) = c.screenshot().await {
             let _ = std::fs::write(artifacts().join("ui-share-failure.png"), shot);
+        }
+    }
+    let _ = c.close().await;
+    drop(peer);
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_a_window_from_the_picker_and_the_other_side_reads_it() -> Result<()> {
+    use confab_engine::media_kit::device::pattern_window::PatternWindow;
+    let _turn = one_at_a_time().await;
+    let display = xvfb()?;
+    let _wm = window_manager(&display)?;
+    // A window painted with the numbered test pattern, 10 times a second: what Ada shares.
+    let title = "Confab pattern window";
+    let window = PatternWindow::open(Some(&display.name), title, (40, 40), (640, 480), 10.0)?;
+    let driver = webdriver(&display)?;
+    let server = server().await;
+    let dir = scratch("share-window");
+    let peer = peer(
+        &server.ws_url(),
+        "share-window",
+        "Pat",
+        660,
+        &["--duration", "90"],
+        &dir,
+    )?;
+    let c = session(&driver, app_args(&dir.join("config"))).await?;
+    let card = format!("[...document.querySelectorAll('.share-card')].find(c => c.querySelector('.share-name').textContent === '{title}')");
+    let result = async {
+        wait_js(&c, "the join screen", 20, "return document.getElementById('f-name')").await?;
+        type_into(&c, "#f-name", "Ada").await?;
+        type_into(&c, "#f-room", "share-window").await?;
+        type_into(&c, "#f-server", &server.ws_url()).await?;
+        c.find(Locator::Css("#join-btn")).await?.click().await?;
+        wait_js(&c, "someone to call", 15, "return !document.getElementById('call-all').disabled").await?;
+        c.find(Locator::Css("#call-all")).await?.click().await?;
+        wait_js(&c, "the share button in the call", 30, "const b = document.getElementById('btn-share'); return !b.hidden && b").await?;
+
+        // The picker: the screen and the pattern window, each with its picture (the window's
+        // is the pattern at half size, read back from the image the picker shows).
+        c.find(Locator::Css("#btn-share")).await?.click().await?;
+        let read_thumb = format!("const c = {card}; const img = c && c.querySelector('img'); \
+             if (!img || !img.complete || !img.naturalWidth) return null; \
+             const cv = document.createElement('canvas'); cv.width = img.naturalWidth; cv.height = img.naturalHeight; \
+             const x = cv.getContext('2d'); x.drawImage(img, 0, 0); \
+             return window.ConfabPattern.readCanvas(x, cv.width, cv.height)");
+        let thumb = wait_js(&c, "the pattern window's picture in the picker", 20, &read_thumb).await?;
+        ensure!(thumb["frame"].is_u64(), "the thumbnail reads back: {thumb}");
+        wait_js(&c, "a whole screen offered too", 5, "const s = document.querySelector('#share-screens .share-card'); \
+                 return s && !document.getElementById('share-screens-title').hidden && s.textContent.includes('1280 × 800')").await?;
+        std::fs::write(artifacts().join("ui-share-picker.png"), c.screenshot().await?)?;
+        wait_js(&c, "the window chosen", 5, &format!("const c = {card}; c.click(); return c.getAttribute('aria-selected') === 'true'")).await?;
+        c.find(Locator::Css("#share-go")).await?.click().await?;
+
+        // Sharing: the bar says what, and Pat decodes the window's pattern, moving.
+        wait_js(&c, "the share bar", 15, &format!("const b = document.getElementById('share-bar'); \
+                 return !b.hidden && b.textContent.includes('{title}') && document.getElementById('btn-share').getAttribute('aria-pressed') === 'true'")).await?;
+        let first = peer.wait("Pat reads the shared window", 30, |p| {
+            p["share"]["pattern_frames"].as_u64() > Some(5) && p["share"]["width"] == 640 && p["share"]["height"] == 480
+        })?;
+        let later = peer.wait("the shared window moves on", 15, |p| {
+            p["share"]["last_pattern_frame"].as_u64() > first["share"]["last_pattern_frame"].as_u64().map(|n| n + 10)
+        })?;
+        ensure!(later["share"]["frames_out_of_order"] == 0, "in order: {}", later["share"]);
+        ensure!(later["video"]["pattern_frames"].as_u64() > Some(10), "the camera goes on beside it: {}", later["video"]);
+        std::fs::write(artifacts().join("ui-share-sharing.png"), c.screenshot().await?)?;
+
+        // E stops sharing; Pat gets no more of it.
+        c.find(Locator::Css("body")).await?.send_keys("e").await?;
+        wait_js(&c, "the share bar gone", 10, "return document.getElementById('share-bar').hidden \
+                 && document.getElementById('btn-share').getAttribute('aria-pressed') === 'false'").await?;
+        let stopped = peer.wait("Pat's share count settles", 10, |_| true)?["share"]["pattern_frames"].as_u64();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let after = peer.wait("Pat's figures", 10, |_| true)?["share"]["pattern_frames"].as_u64();
+        ensure!(after <= stopped.map(|n| n + 5), "no more shared pictures after stopping: {stopped:?} then {after:?}");
+
+        // Shared again, then the window closes: sharing stops by itself, and says why.
+        c.find(Locator::Css("body")).await?.send_keys("e").await?;
+        wait_js(&c, "the picker again", 20, &format!("const c = {card}; return c && document.getElementById('share-picker').open && c")).await?;
+        wait_js(&c, "shared again", 5, &format!("{card}.click(); document.getElementById('share-go').click(); return true")).await?;
+        wait_js(&c, "the share bar again", 15, "return !document.getElementById('share-bar').hidden").await?;
+        drop(window);
+        wait_js(&c, "sharing stopped with the window, in words", 15, "return document.getElementById('share-bar').hidden \
+                 && [...document.querySelectorAll('.toast')].some(t => t.textContent.includes('Sharing stopped'))").await?;
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        eprintln!("the app's log:\n{}", driver.log_tail());
+        if let Ok(shot) = c.screenshot().await {
+            let _ = std::fs::write(artifacts().join("ui-share-window-failure.png"), shot);
         }
     }
     let _ = c.close().await;

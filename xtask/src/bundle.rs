@@ -100,7 +100,7 @@ pub fn deb(o: &Options) -> Result<PathBuf> {
          Version: {VERSION}\n\
          Architecture: {arch}\n\
          Maintainer: Confab <team@confab.invalid>\n\
-         Depends: libwebkit2gtk-4.1-0, libgtk-3-0, libasound2, libvpx7 | libvpx9\n\
+         Depends: libwebkit2gtk-4.1-0, libgtk-3-0, libasound2, libvpx7 | libvpx9, libxcb1, libxcb-randr0, libgbm1, libegl1, libpipewire-0.3-0 | libpipewire-0.3-0t64\n\
          Section: net\n\
          Priority: optional\n\
          Homepage: https://confab.invalid\n\

@@ -6,7 +6,7 @@ use std::process::Command;
 
 /// Needed to build and run (Debian package names): the C toolchain; cmake (libopus); nasm
 /// (openh264's fast paths); libclang (nokhwa's V4L bindings); ALSA (cpal); libvpx (VP8);
-/// WebKitGTK 4.1 (the Tauri window).
+/// WebKitGTK 4.1 (the Tauri window); PipeWire, xcb's RandR and GBM (xcap: sharing a screen).
 pub const BUILD: &[&str] = &[
     "pkg-config",
     "build-essential",
@@ -16,6 +16,10 @@ pub const BUILD: &[&str] = &[
     "libasound2-dev",
     "libvpx-dev",
     "libwebkit2gtk-4.1-dev",
+    "libpipewire-0.3-dev",
+    "libspa-0.2-dev",
+    "libxcb-randr0-dev",
+    "libgbm-dev",
 ];
 
 /// Needed by the tests and benchmarks, on top of [`BUILD`]: an X server and WebKit's
@@ -23,7 +27,9 @@ pub const BUILD: &[&str] = &[
 /// network namespaces, veth and tbf caps, Node.js (with npm) for the JS lint and tests,
 /// nftables for loss, blackouts and NAT in the kernel network lab, coturn (a real TURN
 /// server) for calls through relays, redis-server for signaling nodes joined through Redis,
-/// and janus (its VideoRoom plugin is the SFU of rooms' calls through a media server).
+/// janus (its VideoRoom plugin is the SFU of rooms' calls through a media server), and
+/// openbox (a window manager: windows to share are listed from the manager's client list, as
+/// on any desktop).
 pub const TEST_EXTRA: &[&str] = &[
     "xvfb",
     "webkit2gtk-driver",
@@ -35,6 +41,7 @@ pub const TEST_EXTRA: &[&str] = &[
     "coturn",
     "redis-server",
     "janus",
+    "openbox",
 ];
 
 /// The Windows cross build (`cargo xtask cross`), on top of [`BUILD`]: the MinGW-w64 C

@@ -6,7 +6,7 @@ use crate::api::{
     ConnectionStatus, EngineConfig, EngineEvent, EngineResources, Joined, Level, PeerVerification,
     Snapshot,
 };
-use crate::devices::{Devices, Report, Switch, Want};
+use crate::devices::{Devices, MicCheck, Report, Switch, Want};
 use crate::error::{EngineError, ErrorCode, JoinError};
 use crate::ice::IceServer;
 use crate::link::{self, LinkCommand, LinkEvent, LinkParams, Role, Verification};
@@ -16,6 +16,7 @@ use crate::signaling::{self, JoinParams, SigEvent};
 use crate::stats::{NetworkStats, PeerStats};
 use confab_call::chat::{Chat, ChatLine};
 use confab_call::{Action, CallCore, Millis};
+use confab_media::device::mic_check::{MicCheckProgress, MicCheckResult};
 use confab_media::processing::{ProcessingSettings, ProcessingStats};
 use confab_protocol::call::CallSignal;
 use confab_protocol::{ClientMessage, PeerId, SfuInfo};
@@ -42,6 +43,10 @@ pub enum Cmd {
         reply: Reply<()>,
     },
     Devices(Switch),
+    MicCheck(
+        tokio::sync::mpsc::Sender<MicCheckProgress>,
+        Reply<MicCheckResult>,
+    ),
     Preview(bool, Reply<()>),
     AdmitAll(bool, Reply<()>),
     IceServers(Vec<IceServer>, Reply<()>),
@@ -719,6 +724,19 @@ impl Actor {
                 Some(d) => d.switch(switch).await,
                 None => {
                     let _ = switch.reply.send(Err(EngineError::Stopped));
+                }
+            },
+            Cmd::MicCheck(progress, reply) => match &self.devices {
+                Some(d) => {
+                    d.mic_check(MicCheck {
+                        processing: self.config.processing,
+                        progress,
+                        reply,
+                    })
+                    .await
+                }
+                None => {
+                    let _ = reply.send(Err(EngineError::Stopped));
                 }
             },
             Cmd::IceServers(servers, reply) => {

@@ -5,11 +5,17 @@
 
 use crate::error::{EngineError, ErrorCode};
 use crate::media::MediaHub;
-use confab_media::device::{AudioSourceSpec, VideoSourceSpec};
+use confab_media::device::mic_check::{self, MicCheckProgress, MicCheckResult};
+use confab_media::device::{AudioOut, AudioSourceSpec, VideoSourceSpec};
+use confab_media::processing::ProcessingSettings;
 use confab_media::MediaError;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+
+/// How often a running share is checked for a capture that stopped by itself.
+const SHARE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What should run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,6 +37,14 @@ pub struct Switch {
     pub reply: oneshot::Sender<Result<(), EngineError>>,
 }
 
+/// A microphone test (the join screen's): only outside a call; a call that starts ends it.
+pub struct MicCheck {
+    pub processing: ProcessingSettings,
+    /// The level as it comes (full = dropped: it is only a meter).
+    pub progress: mpsc::Sender<MicCheckProgress>,
+    pub reply: oneshot::Sender<Result<MicCheckResult, EngineError>>,
+}
+
 /// What is open now (descriptions for the snapshot), and what went wrong.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -45,6 +59,7 @@ pub struct Report {
 pub struct Devices {
     want: watch::Sender<Want>,
     switches: mpsc::Sender<Switch>,
+    checks: mpsc::Sender<MicCheck>,
     task: JoinHandle<()>,
 }
 
@@ -58,6 +73,7 @@ impl Devices {
     ) -> Devices {
         let (want, want_rx) = watch::channel(Want::default());
         let (switches, switch_rx) = mpsc::channel(8);
+        let (checks, check_rx) = mpsc::channel(2);
         let worker = Worker {
             hub,
             video,
@@ -66,11 +82,13 @@ impl Devices {
             now: Want::default(),
             report: Report::default(),
             reports,
+            check: None,
         };
-        let task = tokio::spawn(worker.run(want_rx, switch_rx));
+        let task = tokio::spawn(worker.run(want_rx, switch_rx, check_rx));
         Devices {
             want,
             switches,
+            checks,
             task,
         }
     }
@@ -89,9 +107,16 @@ impl Devices {
         }
     }
 
+    pub async fn mic_check(&self, c: MicCheck) {
+        if let Err(e) = self.checks.send(c).await {
+            let _ = e.0.reply.send(Err(EngineError::Stopped));
+        }
+    }
+
     /// Closes every device and waits for the worker.
     pub async fn stop(self) {
         self.want(Want::default());
+        drop(self.checks);
         drop(self.switches);
         drop(self.want);
         let _ = self.task.await;
@@ -107,6 +132,8 @@ struct Worker {
     now: Want,
     report: Report,
     reports: mpsc::Sender<Report>,
+    /// A running microphone test: its stop flag and its thread (awaited when it ends).
+    check: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
 /// Runs blocking device work on the blocking pool.
@@ -119,9 +146,22 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Worker {
-    async fn run(mut self, mut want: watch::Receiver<Want>, mut switches: mpsc::Receiver<Switch>) {
+    async fn run(
+        mut self,
+        mut want: watch::Receiver<Want>,
+        mut switches: mpsc::Receiver<Switch>,
+        mut checks: mpsc::Receiver<MicCheck>,
+    ) {
+        // A shared window that closes ends the share: looked at once a second.
+        let mut check = tokio::time::interval(SHARE_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = check.tick(), if self.report.share.is_some() => {
+                    if self.hub.share_ended() {
+                        self.share_lost().await;
+                    }
+                }
                 changed = want.changed() => {
                     let w = *want.borrow_and_update();
                     self.apply(w).await;
@@ -129,16 +169,69 @@ impl Worker {
                         break;
                     }
                 }
+                Some(c) = checks.recv() => self.start_check(c).await,
                 s = switches.recv() => match s {
                     Some(s) => self.switch(s).await,
                     None => {
                         // The engine is stopping: close everything.
+                        self.end_check().await;
                         self.apply(Want::default()).await;
                         break;
                     }
                 },
             }
         }
+    }
+
+    /// Starts a microphone test on a thread of its own (it takes six seconds; device switches
+    /// and calls do not wait for it). A test already running is ended first.
+    async fn start_check(&mut self, c: MicCheck) {
+        self.end_check().await;
+        if self.now.call {
+            let _ = c.reply.send(Err(EngineError::MicInCall));
+            return;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (mic, speaker, flag) = (self.audio.clone(), self.speaker.clone(), stop.clone());
+        let task = tokio::task::spawn_blocking(move || {
+            let result = (|| {
+                let mut out = match speaker {
+                    Some(which) => AudioOut::speaker(which)?,
+                    None => AudioOut::null(),
+                };
+                mic_check::run(
+                    &mic,
+                    c.processing,
+                    &flag,
+                    |p| {
+                        let _ = c.progress.try_send(p);
+                    },
+                    |f| out.play(f),
+                )
+            })();
+            let _ = c.reply.send(result.map_err(EngineError::from));
+        });
+        self.check = Some((stop, task));
+    }
+
+    /// Ends a running microphone test (a call needs the microphone) and waits for its thread.
+    async fn end_check(&mut self) {
+        if let Some((stop, task)) = self.check.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = task.await;
+        }
+    }
+
+    /// The shared screen or window went away: sharing stops, and the window hears why.
+    async fn share_lost(&mut self) {
+        let hub = self.hub.clone();
+        let _ = blocking(move || hub.set_share_source(None)).await;
+        let what = self.report.share.take().unwrap_or_default();
+        self.report.errors.push((
+            ErrorCode::Share,
+            format!("Sharing stopped: “{what}” can no longer be captured (was it closed?)"),
+        ));
+        self.send_report().await;
     }
 
     async fn send_report(&mut self) {
@@ -237,6 +330,7 @@ impl Worker {
             self.report.camera = None;
         }
         if w.call && !was.call {
+            self.end_check().await;
             let _ = self.open_microphone().await;
             let _ = self.open_speaker().await;
         } else if !w.call && was.call {

@@ -188,9 +188,11 @@ impl Engine {
         self.ask(|r| Cmd::RelayOnly(on, r)).await
     }
 
-    /// Shares a screen (`Some`: for now the test screen, `VideoSourceSpec::TestPattern`) on its
-    /// own track next to the camera, or stops sharing (`None`); only in a call (`not-in-call`),
-    /// and it stops with the call. `snapshot().sharing` says what is shared.
+    /// Shares a screen or window (`Some(VideoSourceSpec::Screen(..))`, from
+    /// `confab_media::device::share_source`; `TestPattern` is the synthetic test screen) on its
+    /// own track next to the camera, or stops sharing (`None`); only in a call (`not-in-call`).
+    /// It stops with the call, and when what is shared can no longer be captured (a closed
+    /// window: an `Error` event with code `share`). `snapshot().sharing` says what is shared.
     pub async fn share(
         &self,
         source: Option<confab_media::device::VideoSourceSpec>,
@@ -206,6 +208,17 @@ impl Engine {
             })
         })
         .await
+    }
+
+    /// Tests the microphone (the join screen's test; only outside a call, `already-in-call`):
+    /// records 3 s of it, cleaned as in a call, its level on `progress` about ten times a
+    /// second, then plays the recording on the speaker. Answers what it heard. A call that
+    /// starts meanwhile ends the test (`stopped`).
+    pub async fn check_microphone(
+        &self,
+        progress: tokio::sync::mpsc::Sender<confab_media::device::mic_check::MicCheckProgress>,
+    ) -> Result<confab_media::device::mic_check::MicCheckResult, EngineError> {
+        self.ask(|reply| Cmd::MicCheck(progress, reply)).await
     }
 
     /// Echo cancellation, noise suppression and gain on the microphone, from its next frame.

@@ -75,6 +75,8 @@ codes! {
     Microphone = "microphone",
     Speaker = "speaker",
     Device = "device",
+    /// What we shared can no longer be captured (a closed window): sharing stopped.
+    Share = "share",
     // The app.
     InvalidArgument = "invalid-argument",
     BadIceServer = "bad-ice-server",
@@ -204,6 +206,8 @@ pub enum EngineError {
     ChatThroughSfu,
     #[error("{0}")]
     Chat(#[from] ChatError),
+    #[error("the microphone is in the call now: test it outside a call")]
+    MicInCall,
     #[error("the call engine has stopped")]
     Stopped,
 }
@@ -227,6 +231,7 @@ impl EngineError {
             EngineError::Chat(ChatError::RateLimited) => ErrorCode::ChatRateLimited,
             // Only the other side's messages are oversize or malformed, never a command's.
             EngineError::Chat(_) => ErrorCode::InvalidArgument,
+            EngineError::MicInCall => ErrorCode::AlreadyInCall,
             EngineError::Stopped => ErrorCode::Stopped,
         }
     }

@@ -36,6 +36,57 @@ fn rgb_to_i420(rgb: &[u8], w: usize, h: usize) -> Result<VideoFrame, MediaError>
     Ok(planar_to_frame(out, w, h))
 }
 
+/// An RGBA picture (`stride` bytes a row, at least `w`×`h` pixels) to an I420 frame of its top
+/// left `w & !1` × `h & !1` pixels (what screens and windows are captured as). `None` when the
+/// buffer is shorter than it says or the picture is smaller than 2×2.
+pub fn rgba_to_i420(rgba: &[u8], stride: usize, w: usize, h: usize) -> Option<VideoFrame> {
+    let (w, h) = (w & !1, h & !1);
+    if w == 0 || h == 0 || stride < w * 4 || rgba.len() < stride * (h - 1) + w * 4 {
+        return None;
+    }
+    let mut out = YuvPlanarImageMut::<u8>::alloc(w as u32, h as u32, YuvChromaSubsampling::Yuv420);
+    yuv::rgba_to_yuv420(
+        &mut out,
+        rgba,
+        u32::try_from(stride).ok()?,
+        YuvRange::Limited,
+        YuvStandardMatrix::Bt601,
+        YuvConversionMode::Balanced,
+    )
+    .ok()?;
+    Some(planar_to_frame(out, w, h))
+}
+
+/// An RGBA picture of `w`×`h` (rows of `w * 4` bytes) made `factor` times smaller each way,
+/// each output pixel the average of its `factor`×`factor` block. Answers the picture and its
+/// size.
+pub fn shrink_rgba(rgba: &[u8], w: usize, h: usize, factor: usize) -> (Vec<u8>, usize, usize) {
+    let f = factor.max(1);
+    let (ow, oh) = (w / f, h / f);
+    if f == 1 || ow == 0 || oh == 0 || rgba.len() < w * h * 4 {
+        return (rgba.to_vec(), w, h);
+    }
+    let mut out = vec![0u8; ow * oh * 4];
+    let mut sums = vec![0u32; ow * 4];
+    for oy in 0..oh {
+        sums.fill(0);
+        for row in rgba[oy * f * w * 4..].chunks_exact(w * 4).take(f) {
+            for (ox, sum) in sums.chunks_exact_mut(4).enumerate() {
+                for px in row[ox * f * 4..(ox + 1) * f * 4].chunks_exact(4) {
+                    for c in 0..4 {
+                        sum[c] += u32::from(px[c]);
+                    }
+                }
+            }
+        }
+        let n = (f * f) as u32;
+        for (o, s) in out[oy * ow * 4..(oy + 1) * ow * 4].iter_mut().zip(&sums) {
+            *o = ((s + n / 2) / n) as u8;
+        }
+    }
+    (out, ow, oh)
+}
+
 /// A camera buffer to an I420 frame of `w`×`h` (even).
 pub fn to_i420(
     format: FrameFormat,

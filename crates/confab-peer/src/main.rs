@@ -47,7 +47,9 @@ struct Args {
     #[arg(long, default_value = "test")]
     video: VideoSourceSpec,
     /// Share a screen next to the camera, on a track of its own: `test` (the test pattern at
-    /// 1280x720, 5 fps: a synthetic screen whose frames read back like the camera's).
+    /// 1280x720, 5 fps: a synthetic screen whose frames read back like the camera's),
+    /// `screen` (the primary screen), `screen:ID` or `window:ID` (as the app's picker lists
+    /// them).
     #[arg(long, value_parser = parse_share)]
     share: Option<VideoSourceSpec>,
     /// Audio source, a device id: tone or tone:HZ (the test tone), none, mic (the default
@@ -104,12 +106,7 @@ struct Args {
 }
 
 fn parse_share(s: &str) -> Result<VideoSourceSpec, String> {
-    match s {
-        "test" => Ok(VideoSourceSpec::TestPattern),
-        _ => Err(format!(
-            "`{s}`: only `test` (a synthetic screen) can be shared from confab-peer"
-        )),
-    }
+    confab_engine::media_kit::device::share_source(s).map_err(|e| e.to_string())
 }
 
 fn parse_on_off(s: &str) -> Result<bool, String> {
@@ -338,7 +335,7 @@ async fn main() -> anyhow::Result<()> {
                     // Share whenever in a call and not sharing yet (a share ends with its call).
                     if let Some(spec) = args.share.as_ref().filter(|_| s.in_call && s.sharing.is_none()) {
                         if let Err(e) = engine.share(Some(spec.clone())).await {
-                            eprintln!("confab-peer: could not share the test screen: {e}");
+                            eprintln!("confab-peer: could not share: {e}");
                         }
                     }
                     if connected && !to_say.is_empty() {

@@ -98,6 +98,19 @@ pub fn xvfb() -> Result<Display> {
     bail!("could not start Xvfb")
 }
 
+/// A window manager (openbox) on `display`: windows to share are listed from its client list,
+/// as on any desktop.
+pub fn window_manager(display: &Display) -> Result<Proc> {
+    let child = Command::new("openbox")
+        .arg("--sm-disable")
+        .env("DISPLAY", &display.name)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("openbox (package openbox) must be installed: `cargo xtask test` does")?;
+    Ok(Proc(child))
+}
+
 /// Environment for WebKit under Xvfb.
 pub fn gui_env(cmd: &mut Command, display: &Display) {
     cmd.env("DISPLAY", &display.name)
@@ -105,7 +118,8 @@ pub fn gui_env(cmd: &mut Command, display: &Display) {
         .env("WEBKIT_DISABLE_DMABUF_RENDERER", "1")
         .env("GDK_BACKEND", "x11")
         .env("NO_AT_BRIDGE", "1")
-        .env_remove("WAYLAND_DISPLAY");
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("XDG_SESSION_TYPE");
 }
 
 pub struct Peer {

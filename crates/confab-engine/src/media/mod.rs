@@ -372,6 +372,15 @@ impl MediaHub {
         Ok(description)
     }
 
+    /// Whether the share's capture stopped by itself (a shared window was closed).
+    pub fn share_ended(&self) -> bool {
+        self.captures
+            .lock()
+            .share
+            .as_ref()
+            .is_some_and(VideoCapture::ended)
+    }
+
     /// Whether a screen is being shared.
     pub fn sharing(&self) -> bool {
         self.sharing.load(Ordering::Relaxed)

@@ -22,6 +22,10 @@
 //! to the same id. Anything else is a [`DeviceIdError`] in words, never a panic: ids come from
 //! files and IPC.
 //!
+//! What to share has a grammar of its own ([`share_source`]): `test` (the test pattern, as a
+//! synthetic screen), `screen` (the primary screen), `screen:ID` or `window:ID` (a screen or a
+//! window by the number the system gives it, as [`crate::device::screen::sources`] lists them).
+//!
 //! An id names a kind of device or fits any kind; [`DeviceId::camera`],
 //! [`DeviceId::microphone`] and [`DeviceId::speaker`] turn it into what to open, refusing an
 //! id of another kind (`tone` as a camera).
@@ -87,6 +91,8 @@ pub enum DeviceIdError {
     BlankName,
     #[error("camera index {0} is too large")]
     IndexTooLarge(String),
+    #[error("`{0}` is not something to share: test, screen, screen:ID or window:ID")]
+    NotAShare(String),
     #[error("`{id}` names a {is}, not a {wanted}")]
     WrongKind {
         id: String,
@@ -126,13 +132,53 @@ pub enum CameraRef {
     Name(String),
 }
 
-/// Which camera to capture from.
+/// A screen or a window to share, by the number the system gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScreenRef {
+    /// A whole screen, or (`None`) the primary one.
+    Screen(Option<u32>),
+    /// One window.
+    Window(u32),
+}
+
+impl fmt::Display for ScreenRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScreenRef::Screen(None) => f.write_str("screen"),
+            ScreenRef::Screen(Some(n)) => write!(f, "screen:{n}"),
+            ScreenRef::Window(n) => write!(f, "window:{n}"),
+        }
+    }
+}
+
+/// Which camera (or, for a share, which screen) to capture from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum VideoSourceSpec {
     TestPattern,
     /// A camera, or (`None`) the first one.
     Camera(Option<CameraRef>),
+    /// A screen or window (only ever made by [`share_source`]: no device id names one).
+    Screen(ScreenRef),
     None,
+}
+
+/// What a share id names (see the module's grammar): the test pattern or a screen or window.
+/// Anything else is a worded error, never a panic: share ids come over IPC and command lines.
+pub fn share_source(text: &str) -> Result<VideoSourceSpec, DeviceIdError> {
+    check_text(text)?;
+    let number = |digits: &str| {
+        (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| digits.parse::<u32>().ok())
+            .flatten()
+            .ok_or_else(|| DeviceIdError::NotAShare(text.into()))
+    };
+    match text.split_once(':') {
+        None if text == TEST_PATTERN || text == "pattern" => Ok(VideoSourceSpec::TestPattern),
+        None if text == "screen" => Ok(VideoSourceSpec::Screen(ScreenRef::Screen(None))),
+        Some(("screen", n)) => Ok(VideoSourceSpec::Screen(ScreenRef::Screen(Some(number(n)?)))),
+        Some(("window", n)) => Ok(VideoSourceSpec::Screen(ScreenRef::Window(number(n)?))),
+        _ => Err(DeviceIdError::NotAShare(text.into())),
+    }
 }
 
 /// Which microphone to capture from.
@@ -367,6 +413,72 @@ impl FromStr for SpeakerSpec {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn share_ids_name_the_pattern_a_screen_or_a_window() {
+        let ok: &[(&str, VideoSourceSpec, &str)] = &[
+            ("test", VideoSourceSpec::TestPattern, "test"),
+            ("pattern", VideoSourceSpec::TestPattern, "test"),
+            (
+                "screen",
+                VideoSourceSpec::Screen(ScreenRef::Screen(None)),
+                "screen",
+            ),
+            (
+                "screen:0",
+                VideoSourceSpec::Screen(ScreenRef::Screen(Some(0))),
+                "screen:0",
+            ),
+            (
+                "window:4194317",
+                VideoSourceSpec::Screen(ScreenRef::Window(4194317)),
+                "window:4194317",
+            ),
+        ];
+        for (text, want, canonical) in ok {
+            let got = share_source(text).unwrap_or_else(|e| panic!("`{text}`: {e}"));
+            assert_eq!(&got, want, "{text}");
+            if let VideoSourceSpec::Screen(r) = got {
+                assert_eq!(r.to_string(), *canonical);
+                assert_eq!(share_source(canonical), Ok(VideoSourceSpec::Screen(r)));
+            }
+        }
+        for bad in [
+            "",
+            "camera",
+            "camera:0",
+            "tone",
+            "none",
+            "screen:",
+            "screen:-1",
+            "screen:x",
+            "window:",
+            "window:1.5",
+            "window:99999999999",
+            "window:+3",
+            "Screen",
+            "windows:1",
+        ] {
+            assert_eq!(
+                share_source(bad),
+                Err(DeviceIdError::NotAShare(bad.into())),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            share_source("screen\n"),
+            Err(DeviceIdError::ControlCharacter)
+        );
+        assert_eq!(
+            share_source(&"w".repeat(MAX_ID_LEN + 1)),
+            Err(DeviceIdError::TooLong(MAX_ID_LEN + 1))
+        );
+        // No device id names a screen: a camera setting cannot open one.
+        assert!(!matches!(
+            "screen".parse::<VideoSourceSpec>(),
+            Ok(VideoSourceSpec::Screen(_))
+        ));
+    }
 
     fn id(s: &str) -> DeviceId {
         s.parse()

@@ -6,6 +6,9 @@
 //! - [`list`](mod@list): what this computer has;
 //! - [`bus`]: the frame bus, the newest frame for any number of consumers;
 //! - `test_source`, `camera`, `microphone`, `speaker`: the sources and the sink;
+//! - [`mic_check`]: the join screen's microphone test (record, then play back);
+//! - [`screen`]: screens and windows to share (xcap);
+//! - `pattern_window` (Linux): a window painted with the test pattern, for sharing tests;
 //! - `worker`: the one start-up sequence every device thread goes through.
 //!
 //! Every source runs on a thread of its own (cameras and cpal streams are not `Send` on every
@@ -16,21 +19,26 @@ pub mod bus;
 mod camera;
 pub mod id;
 pub mod list;
+pub mod mic_check;
 mod microphone;
+#[cfg(target_os = "linux")]
+pub mod pattern_window;
+pub mod screen;
 mod speaker;
 mod test_source;
 mod worker;
 
 pub use bus::FrameBus;
 pub use id::{
-    AudioSourceSpec, CameraRef, DeviceId, DeviceIdError, DeviceKind, SpeakerSpec, VideoSourceSpec,
-    DEFAULT_TONE_HZ, MAX_ID_LEN, TEST_PATTERN, TEST_TONE, TONE_HZ,
+    share_source, AudioSourceSpec, CameraRef, DeviceId, DeviceIdError, DeviceKind, ScreenRef,
+    SpeakerSpec, VideoSourceSpec, DEFAULT_TONE_HZ, MAX_ID_LEN, TEST_PATTERN, TEST_TONE, TONE_HZ,
 };
 pub use list::{list, quiet_alsa, Device, DeviceList};
 pub use speaker::AudioOut;
 
 use crate::frame::AudioFrame;
 use crate::{pattern, MediaError};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use worker::Worker;
@@ -62,18 +70,26 @@ pub struct VideoCapture {
     /// What is capturing, in words (e.g. "Test pattern 640x480 @ 30 fps").
     pub description: String,
     pub format: VideoFormat,
+    ended: Arc<AtomicBool>,
 }
 
 impl VideoCapture {
     /// Starts a source publishing into `bus` (`None` for [`VideoSourceSpec::None`]). Fails
-    /// with a worded error when the camera is missing or busy.
+    /// with a worded error when the camera is missing or busy. A screen or window is captured
+    /// at `want`'s frame rate and its own size (see [`screen`]).
     pub fn start(
         spec: &VideoSourceSpec,
         want: VideoFormat,
         bus: Arc<FrameBus>,
     ) -> Result<Option<Self>, MediaError> {
+        let ended = Arc::new(AtomicBool::new(false));
         let (worker, description, format) = match spec {
             VideoSourceSpec::None => return Ok(None),
+            VideoSourceSpec::Screen(which) => {
+                let (worker, (description, format)) =
+                    screen::start(*which, want, bus, ended.clone())?;
+                (worker, description, format)
+            }
             VideoSourceSpec::TestPattern => {
                 let (w, h) = (want.width & !1, want.height & !1);
                 if w < pattern::MIN_WIDTH || h < pattern::MIN_HEIGHT || w > 3840 || h > 2160 {
@@ -103,7 +119,13 @@ impl VideoCapture {
             _worker: worker,
             description,
             format,
+            ended,
         }))
+    }
+
+    /// Whether the source stopped by itself (a shared window was closed).
+    pub fn ended(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
     }
 }
 

@@ -1,0 +1,230 @@
+//! Screen and window capture for sharing, on a real X server (Xvfb) with a real window manager
+//! (openbox, which keeps the list of windows as on any desktop): a window painted with the
+//! numbered test pattern is listed with a readable thumbnail, captured alone and as part of the
+//! screen with its moving numbers read back, and a closed window ends its capture.
+//! Linux only (Xvfb and openbox are Debian packages `cargo xtask test` installs).
+#![cfg(target_os = "linux")]
+
+use anyhow::{bail, Context, Result};
+use confab_media::device::pattern_window::PatternWindow;
+use confab_media::device::screen::{self, ShareKind};
+use confab_media::device::{share_source, FrameBus, VideoCapture, VideoFormat};
+use confab_media::{convert, pattern};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An X server of our own, 1280x800, with openbox managing its windows.
+fn desktop() -> Result<(String, Killed, Killed)> {
+    for n in 0..50 {
+        let num = 100 + (std::process::id() as usize + n * 11) % 800;
+        if Path::new(&format!("/tmp/.X11-unix/X{num}")).exists()
+            || Path::new(&format!("/tmp/.X{num}-lock")).exists()
+        {
+            continue;
+        }
+        let xvfb = Killed(
+            Command::new("Xvfb")
+                .args([
+                    &format!(":{num}"),
+                    "-screen",
+                    "0",
+                    "1280x800x24",
+                    "-nolisten",
+                    "tcp",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("Xvfb (package xvfb) must be installed: `cargo xtask test` does")?,
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !Path::new(&format!("/tmp/.X11-unix/X{num}")).exists() {
+            if Instant::now() > deadline {
+                bail!("Xvfb :{num} did not start");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let display = format!(":{num}");
+        let wm = Killed(
+            Command::new("openbox")
+                .args(["--sm-disable"])
+                .env("DISPLAY", &display)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("openbox (package openbox) must be installed: `cargo xtask test` does")?,
+        );
+        return Ok((display, xvfb, wm));
+    }
+    bail!("no free X display number")
+}
+
+/// Frames from a capture for `how_long`, with the pattern numbers read from each (cut out at
+/// `at` when the pattern sits inside a larger picture).
+fn read_frames(
+    bus: &FrameBus,
+    how_long: Duration,
+    at: Option<((usize, usize), (usize, usize))>,
+) -> Vec<((usize, usize), Option<u32>)> {
+    let mut seen = 0;
+    let mut out = Vec::new();
+    let end = Instant::now() + how_long;
+    while Instant::now() < end {
+        let Some(f) = bus.next(&mut seen, Duration::from_millis(500)) else {
+            continue;
+        };
+        let number = match at {
+            None => pattern::read(&f).map(|s| s.frame),
+            Some(((x, y), (w, h))) => {
+                let rgba = convert::to_rgba(&f);
+                let mut cut = Vec::with_capacity(w * h * 4);
+                for row in y..y + h {
+                    cut.extend_from_slice(&rgba[(row * f.width + x) * 4..][..w * 4]);
+                }
+                pattern::read_rgba(&cut, w, h).map(|s| s.frame)
+            }
+        };
+        out.push(((f.width, f.height), number));
+    }
+    out
+}
+
+fn assert_moving(frames: &[((usize, usize), Option<u32>)], size: (usize, usize), what: &str) {
+    assert!(
+        frames.len() >= 8,
+        "{what}: only {} frames in 3 s",
+        frames.len()
+    );
+    assert!(
+        frames.iter().all(|(s, _)| *s == size),
+        "{what}: sizes {:?}",
+        frames.iter().map(|f| f.0).collect::<Vec<_>>()
+    );
+    let numbers: Vec<u32> = frames.iter().filter_map(|f| f.1).collect();
+    assert_eq!(
+        numbers.len(),
+        frames.len(),
+        "{what}: every picture carries a readable pattern: {frames:?}"
+    );
+    assert!(
+        numbers.windows(2).all(|w| w[0] <= w[1]) && numbers.last() > numbers.first(),
+        "{what}: the numbers move forward: {numbers:?}"
+    );
+}
+
+#[test]
+fn a_pattern_window_is_listed_and_shared_alone_or_with_its_screen() -> Result<()> {
+    let (display, _xvfb, _wm) = desktop()?;
+    // xcap connects to $DISPLAY; this test binary has this one test.
+    std::env::set_var("DISPLAY", &display);
+    std::env::remove_var("WAYLAND_DISPLAY");
+    std::env::remove_var("XDG_SESSION_TYPE");
+    let title = "Confab pattern window";
+    let window = PatternWindow::open(Some(&display), title, (100, 60), (640, 480), 10.0)?;
+
+    // Listed once the window manager has taken it in.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let list = loop {
+        let list = screen::sources(320)?;
+        if list.iter().any(|s| s.title == title) {
+            break list;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the pattern window is not listed: {:?}",
+                list.iter().map(|s| &s.title).collect::<Vec<_>>()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let screen_src = list
+        .iter()
+        .find(|s| s.kind == ShareKind::Screen)
+        .context("a screen is listed")?;
+    assert_eq!((screen_src.width, screen_src.height), (1280, 800));
+    assert!(
+        screen_src.title.starts_with("Screen 1"),
+        "{}",
+        screen_src.title
+    );
+    let thumb = screen_src
+        .thumbnail
+        .as_ref()
+        .context("the screen's picture")?;
+    assert_eq!((thumb.width, thumb.height), (320, 200));
+    let win_src = list.iter().find(|s| s.title == title).unwrap();
+    assert_eq!(win_src.kind, ShareKind::Window);
+    assert_eq!(win_src.id, format!("window:{}", window.id));
+    assert_eq!((win_src.width, win_src.height), (640, 480));
+    // The window's picture is the pattern at half size: still readable.
+    let thumb = win_src.thumbnail.as_ref().context("the window's picture")?;
+    assert_eq!((thumb.width, thumb.height), (320, 240));
+    assert!(
+        pattern::read(thumb).is_some(),
+        "the thumbnail shows the pattern"
+    );
+    // The screens come first.
+    assert_eq!(list[0].kind, ShareKind::Screen);
+
+    let share = VideoFormat {
+        width: 1280,
+        height: 720,
+        fps: 5.0,
+    };
+    // The window alone, at its own size.
+    let bus = FrameBus::new();
+    let cap = VideoCapture::start(&share_source(&win_src.id)?, share, bus.clone())?
+        .context("a capture")?;
+    assert_eq!(cap.description, title);
+    assert_eq!((cap.format.width, cap.format.height), (640, 480));
+    assert_moving(
+        &read_frames(&bus, Duration::from_secs(3), None),
+        (640, 480),
+        "window",
+    );
+    drop(cap);
+
+    // The whole screen, the window read back where the window manager put it.
+    let (x, y) = window.position()?;
+    let bus = FrameBus::new();
+    let cap = VideoCapture::start(&share_source(&screen_src.id)?, share, bus.clone())?
+        .context("a capture")?;
+    assert_eq!((cap.format.width, cap.format.height), (1280, 800));
+    let at = Some(((x as usize, y as usize), (640, 480)));
+    assert_moving(
+        &read_frames(&bus, Duration::from_secs(3), at),
+        (1280, 800),
+        "screen",
+    );
+    drop(cap);
+
+    // A shared window that closes ends its capture.
+    let bus = FrameBus::new();
+    let cap = VideoCapture::start(&share_source(&win_src.id)?, share, bus.clone())?
+        .context("a capture")?;
+    std::thread::sleep(Duration::from_millis(500));
+    drop(window);
+    let deadline = Instant::now() + screen::GIVE_UP + Duration::from_secs(3);
+    while !cap.ended() {
+        if Instant::now() > deadline {
+            bail!("the capture of a closed window did not end");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // And a window that is gone cannot be shared, in words.
+    let err = VideoCapture::start(&share_source(&win_src.id)?, share, bus)
+        .err()
+        .context("sharing a closed window fails")?;
+    assert!(err.to_string().contains("not open"), "{err}");
+    Ok(())
+}
