@@ -101,7 +101,13 @@ struct Args {
     /// Echo cancellation, noise suppression and gain on what is sent, as in the app (`on`).
     /// Off by default: the test tone is a clean, steady signal (noise suppression would take
     /// it for noise), and the peer's figures are about the network.
-    #[arg(long = "audio-processing", value_parser = parse_on_off, default_value = "off")]
+    // `Set`: a bool field would otherwise be a flag that takes no value.
+    #[arg(
+        long = "audio-processing",
+        value_parser = parse_on_off,
+        default_value = "off",
+        action = clap::ArgAction::Set
+    )]
     audio_processing: bool,
 }
 
@@ -380,4 +386,62 @@ async fn main() -> anyhow::Result<()> {
         None => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> Result<Args, clap::Error> {
+        let base = [
+            "confab-peer",
+            "--server",
+            "ws://x/ws",
+            "--room",
+            "r",
+            "--name",
+            "n",
+        ];
+        Args::try_parse_from(base.iter().chain(extra))
+    }
+
+    #[test]
+    fn audio_processing_takes_on_or_off() {
+        assert!(!args(&[]).unwrap().audio_processing);
+        assert!(
+            args(&["--audio-processing", "on"])
+                .unwrap()
+                .audio_processing
+        );
+        assert!(
+            !args(&["--audio-processing", "off"])
+                .unwrap()
+                .audio_processing
+        );
+        let e = args(&["--audio-processing", "maybe"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("on or off"), "{e}");
+    }
+
+    #[test]
+    fn share_and_test_microphones_take_the_one_grammar() {
+        use confab_engine::media_kit::device::ScreenRef;
+        let a = args(&["--share", "window:42", "--audio", "echo:250"]).unwrap();
+        assert_eq!(
+            a.share,
+            Some(VideoSourceSpec::Screen(ScreenRef::Window(42)))
+        );
+        assert_eq!(a.audio, AudioSourceSpec::Echo(250));
+        assert_eq!(
+            args(&["--audio", "voice"]).unwrap().audio,
+            AudioSourceSpec::Voice
+        );
+        let e = args(&["--share", "camera:0"]).err().unwrap().to_string();
+        assert!(e.contains("not something to share"), "{e}");
+        let e = args(&["--audio", "echo:900"]).err().unwrap().to_string();
+        assert!(e.contains("0-500"), "{e}");
+    }
 }

@@ -17,6 +17,7 @@ mod send;
 
 use crate::stats::{AudioStats, NetworkStats, Phase, SetupPhases, Timeline, VideoBook, VideoStats};
 use confab_media::audio::AudioReceiver;
+use confab_media::device::echo_path::EchoFeed;
 use confab_media::device::{
     AudioCapture, AudioOut, AudioSourceSpec, FrameBus, VideoCapture, VideoFormat, VideoSourceSpec,
 };
@@ -229,6 +230,8 @@ pub struct MediaHub {
     new_speaker: SyncSender<AudioOut>,
     /// The capture thread's processor hands the playout clock a fresh echo-reference feed.
     new_render_feed: SyncSender<RenderFeed>,
+    /// The echo-path test microphone's room, fed what goes to the speaker.
+    new_echo_feed: SyncSender<EchoFeed>,
     /// Settings for the capture thread's processor, taken before its next frame.
     new_processing: SyncSender<ProcessingSettings>,
     processing_stats: Lock<ProcessingStats>,
@@ -250,6 +253,7 @@ impl MediaHub {
         let (audio_rx_tx, audio_rx_rx) = sync_channel(2);
         let (speaker_tx, speaker_rx) = sync_channel(2);
         let (feed_tx, feed_rx) = sync_channel(2);
+        let (echo_tx, echo_rx) = sync_channel(2);
         let (processing_tx, processing_rx) = sync_channel(4);
         let hub = Arc::new(MediaHub {
             rt,
@@ -267,6 +271,7 @@ impl MediaHub {
             new_audio_rx: audio_rx_tx,
             new_speaker: speaker_tx,
             new_render_feed: feed_tx,
+            new_echo_feed: echo_tx,
             new_processing: processing_tx,
             processing_stats: Lock::new("processing stats", ProcessingStats::default()),
             speaker_latency_ms: AtomicU32::new(0),
@@ -299,7 +304,7 @@ impl MediaHub {
         let h = hub.clone();
         let t3 = spawn(
             "audio-playout",
-            Box::new(move || h.playout_loop(speaker_rx, feed_rx)),
+            Box::new(move || h.playout_loop(speaker_rx, feed_rx, echo_rx)),
         )?;
         hub.threads.lock().extend([t0, t1, t2, t3]);
         Ok(hub)
@@ -389,7 +394,16 @@ impl MediaHub {
     pub fn set_audio_source(&self, spec: &AudioSourceSpec) -> Result<Option<String>, MediaError> {
         let old = self.captures.lock().audio.take();
         drop(old);
-        let (cap, rx) = AudioCapture::start(spec)?;
+        let (cap, rx) = match spec {
+            // The echo-path test microphone hears what the playout clock sends the speaker.
+            AudioSourceSpec::Echo(ms) => {
+                let (feed, tap) = confab_media::device::echo_path::echo_room();
+                let _ = self.new_echo_feed.try_send(feed);
+                let (cap, rx) = AudioCapture::start_echo(*ms, tap)?;
+                (Some(cap), rx)
+            }
+            _ => AudioCapture::start(spec)?,
+        };
         let description = cap.as_ref().map(|c| c.description.clone());
         let _ = self.new_audio_rx.try_send(rx);
         let replaced = std::mem::replace(&mut self.captures.lock().audio, cap);

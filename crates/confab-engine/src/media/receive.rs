@@ -6,6 +6,7 @@ use super::{LinkId, MediaHub, Stream};
 use crate::stats::Phase;
 use confab_media::assembler::{loss_wait_for, AssembledFrame, FrameAssembler, RtpIn};
 use confab_media::audio::{mix_into, AudioReceiver};
+use confab_media::device::echo_path::EchoFeed;
 use confab_media::device::AudioOut;
 use confab_media::processing::RenderFeed;
 use confab_media::video::{self, VideoCodec};
@@ -40,10 +41,13 @@ impl MediaHub {
         self: Arc<Self>,
         new_speaker: Receiver<AudioOut>,
         new_feed: Receiver<RenderFeed>,
+        new_echo: Receiver<EchoFeed>,
     ) {
         let mut out = AudioOut::null();
         // Where what goes to the speaker is handed to the echo canceller (lock-free).
         let mut feed: Option<RenderFeed> = None;
+        // The echo-path test microphone's room, when that is the microphone.
+        let mut echo: Option<EchoFeed> = None;
         let period = Duration::from_millis(20);
         let mut next = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
@@ -54,6 +58,9 @@ impl MediaHub {
             }
             while let Ok(f) = new_feed.try_recv() {
                 feed = Some(f);
+            }
+            while let Ok(e) = new_echo.try_recv() {
+                echo = Some(e);
             }
             next += period;
             let now = Instant::now();
@@ -71,6 +78,9 @@ impl MediaHub {
             out.play(&mix);
             if let Some(f) = feed.as_mut() {
                 f.push(&mix);
+            }
+            if echo.as_mut().is_some_and(|e| !e.push(&mix)) {
+                echo = None;
             }
         }
     }

@@ -8,6 +8,9 @@
 //!         | "none" | "off"           no device
 //!         | "test" | "pattern"       the built-in test pattern camera
 //!         | "tone" | "tone:" HZ      the built-in test tone microphone (20-8000 Hz, default 440)
+//!         | "voice"                  a test microphone speaking (synthetic speech, looped)
+//!         | "echo" | "echo:" MS      a test microphone hearing only this computer's own speaker
+//!                                    through a simulated room, MS ms later (0-500, default 100)
 //!         | "camera:" DIGITS         a camera by its index in the listing
 //!         | "camera:" NAME           a camera by name (or by a non-numeric system index)
 //!         | "mic:" NAME              a microphone by name
@@ -41,6 +44,13 @@ pub const TEST_TONE: &str = "tone";
 pub const DEFAULT_TONE_HZ: f64 = 440.0;
 /// The test tone's frequency range, Hz.
 pub const TONE_HZ: std::ops::RangeInclusive<f64> = 20.0..=8000.0;
+/// Id of the test microphone that speaks.
+pub const TEST_VOICE: &str = "voice";
+/// Id of the echo-path test microphone.
+pub const TEST_ECHO: &str = "echo";
+/// The echo-path microphone's delay when none is given (ms), and the range allowed.
+pub const DEFAULT_ECHO_MS: u32 = 100;
+pub const ECHO_MS: std::ops::RangeInclusive<u32> = 0..=500;
 /// The longest id accepted, in bytes.
 pub const MAX_ID_LEN: usize = 512;
 
@@ -85,6 +95,8 @@ pub enum DeviceIdError {
     ToneNotANumber(String),
     #[error("a tone of {0} Hz is outside 20-8000 Hz")]
     ToneOutOfRange(f64),
+    #[error("`echo:{0}`: the echo's delay must be a whole number of milliseconds, 0-500")]
+    BadEchoDelay(String),
     #[error("`{0}` needs a device name after the colon")]
     MissingName(String),
     #[error("a device name cannot be blank")]
@@ -116,6 +128,10 @@ enum Form {
     TestPattern,
     /// `tone`, `tone:HZ` (always within [`TONE_HZ`]).
     TestTone(f64),
+    /// `voice`.
+    TestVoice,
+    /// `echo`, `echo:MS` (always within [`ECHO_MS`]).
+    TestEcho(u32),
     /// `camera:DIGITS`.
     CameraIndex(u32),
     /// `camera:NAME` (NAME not all digits), `mic:NAME`, `speaker:NAME`, or a bare NAME that is
@@ -186,6 +202,12 @@ pub fn share_source(text: &str) -> Result<VideoSourceSpec, DeviceIdError> {
 pub enum AudioSourceSpec {
     /// The test tone at this frequency (Hz).
     Tone(f64),
+    /// Synthetic speech, looped (the test voice).
+    Voice,
+    /// What this computer's speaker plays, through a simulated room, this many ms later: a
+    /// laptop without headphones, for echo tests. Needs the speaker's output: opened by the
+    /// engine, which has it.
+    Echo(u32),
     /// A microphone by name, or (`None`) the default one.
     Mic(Option<String>),
     None,
@@ -271,7 +293,7 @@ impl DeviceId {
             Form::Default(kind) | Form::Named(kind, _) => *kind,
             Form::Off => None,
             Form::TestPattern | Form::CameraIndex(_) => Some(DeviceKind::Camera),
-            Form::TestTone(_) => Some(DeviceKind::Microphone),
+            Form::TestTone(_) | Form::TestVoice | Form::TestEcho(_) => Some(DeviceKind::Microphone),
         }
     }
 
@@ -295,7 +317,9 @@ impl DeviceId {
                 Ok(VideoSourceSpec::Camera(Some(CameraRef::Name(name.clone()))))
             }
             Form::Default(Some(is)) | Form::Named(Some(is), _) => Err(self.wrong(*is, Camera)),
-            Form::TestTone(_) => Err(self.wrong(DeviceKind::Microphone, Camera)),
+            Form::TestTone(_) | Form::TestVoice | Form::TestEcho(_) => {
+                Err(self.wrong(DeviceKind::Microphone, Camera))
+            }
         }
     }
 
@@ -306,6 +330,8 @@ impl DeviceId {
             Form::Default(None | Some(Microphone)) => Ok(AudioSourceSpec::Mic(None)),
             Form::Off => Ok(AudioSourceSpec::None),
             Form::TestTone(hz) => Ok(AudioSourceSpec::Tone(*hz)),
+            Form::TestVoice => Ok(AudioSourceSpec::Voice),
+            Form::TestEcho(ms) => Ok(AudioSourceSpec::Echo(*ms)),
             Form::Named(None | Some(Microphone), name) => {
                 Ok(AudioSourceSpec::Mic(Some(name.clone())))
             }
@@ -327,7 +353,9 @@ impl DeviceId {
             Form::TestPattern | Form::CameraIndex(_) => {
                 Err(self.wrong(DeviceKind::Camera, Speaker))
             }
-            Form::TestTone(_) => Err(self.wrong(DeviceKind::Microphone, Speaker)),
+            Form::TestTone(_) | Form::TestVoice | Form::TestEcho(_) => {
+                Err(self.wrong(DeviceKind::Microphone, Speaker))
+            }
         }
     }
 }
@@ -345,9 +373,19 @@ impl FromStr for DeviceId {
             "none" | "off" => Form::Off,
             "test" | "pattern" => Form::TestPattern,
             "tone" => Form::TestTone(DEFAULT_TONE_HZ),
+            "voice" => Form::TestVoice,
+            "echo" => Form::TestEcho(DEFAULT_ECHO_MS),
             _ => {
                 if let Some(hz) = s.strip_prefix("tone:") {
                     Form::TestTone(parse_hz(hz)?)
+                } else if let Some(ms) = s.strip_prefix("echo:") {
+                    Form::TestEcho(
+                        (!ms.is_empty() && ms.bytes().all(|b| b.is_ascii_digit()))
+                            .then(|| ms.parse().ok())
+                            .flatten()
+                            .filter(|ms| ECHO_MS.contains(ms))
+                            .ok_or_else(|| DeviceIdError::BadEchoDelay(ms.into()))?,
+                    )
                 } else if let Some(rest) = s.strip_prefix("camera:") {
                     if rest.is_empty() {
                         return Err(DeviceIdError::MissingName("camera:".into()));
@@ -381,6 +419,9 @@ impl fmt::Display for DeviceId {
             Form::TestPattern => f.write_str(TEST_PATTERN),
             Form::TestTone(hz) if *hz == DEFAULT_TONE_HZ => f.write_str(TEST_TONE),
             Form::TestTone(hz) => write!(f, "{TEST_TONE}:{hz}"),
+            Form::TestVoice => f.write_str(TEST_VOICE),
+            Form::TestEcho(ms) if *ms == DEFAULT_ECHO_MS => f.write_str(TEST_ECHO),
+            Form::TestEcho(ms) => write!(f, "{TEST_ECHO}:{ms}"),
             Form::CameraIndex(n) => write!(f, "camera:{n}"),
             Form::Named(Some(kind), name) => write!(f, "{}:{name}", kind.word()),
             Form::Named(None, name) => f.write_str(name),
@@ -503,6 +544,12 @@ mod tests {
             ("tone:660.5", Form::TestTone(660.5), "tone:660.5"),
             ("tone:20", Form::TestTone(20.0), "tone:20"),
             ("tone:8000", Form::TestTone(8000.0), "tone:8000"),
+            ("voice", Form::TestVoice, "voice"),
+            ("echo", Form::TestEcho(100), "echo"),
+            ("echo:100", Form::TestEcho(100), "echo"),
+            ("echo:0", Form::TestEcho(0), "echo:0"),
+            ("echo:250", Form::TestEcho(250), "echo:250"),
+            ("echo:500", Form::TestEcho(500), "echo:500"),
             ("camera:0", Form::CameraIndex(0), "camera:0"),
             ("camera:007", Form::CameraIndex(7), "camera:7"),
             (
@@ -702,6 +749,18 @@ mod tests {
     fn malformed_ids_are_refused_in_words() {
         let long = "x".repeat(MAX_ID_LEN + 1);
         let cases: &[(&str, DeviceIdError, &str)] = &[
+            (
+                "echo:501",
+                DeviceIdError::BadEchoDelay("501".into()),
+                "`echo:501`: the echo's delay must be a whole number of milliseconds, 0-500",
+            ),
+            ("echo:-5", DeviceIdError::BadEchoDelay("-5".into()), "0-500"),
+            ("echo:", DeviceIdError::BadEchoDelay("".into()), "0-500"),
+            (
+                "echo:99999999999999",
+                DeviceIdError::BadEchoDelay("99999999999999".into()),
+                "0-500",
+            ),
             (
                 "tone:abc",
                 DeviceIdError::ToneNotANumber("abc".into()),

@@ -6,6 +6,7 @@
 //! - [`list`](mod@list): what this computer has;
 //! - [`bus`]: the frame bus, the newest frame for any number of consumers;
 //! - `test_source`, `camera`, `microphone`, `speaker`: the sources and the sink;
+//! - [`echo_path`]: the echo-path test microphone (a laptop without headphones, simulated);
 //! - [`mic_check`]: the join screen's microphone test (record, then play back);
 //! - [`screen`]: screens and windows to share (xcap);
 //! - `pattern_window` (Linux): a window painted with the test pattern, for sharing tests;
@@ -17,6 +18,7 @@
 
 pub mod bus;
 mod camera;
+pub mod echo_path;
 pub mod id;
 pub mod list;
 pub mod mic_check;
@@ -149,6 +151,11 @@ impl AudioCapture {
                 test_source::start_tone(*hz, tx)?,
                 format!("Test tone {hz} Hz"),
             ),
+            AudioSourceSpec::Voice => (test_source::start_voice(tx)?, "Test voice".into()),
+            AudioSourceSpec::Echo(_) => return Err(MediaError::Device(
+                "the echo test microphone hears this computer's speaker: it runs only in a call"
+                    .into(),
+            )),
             AudioSourceSpec::Mic(which) => microphone::start(which.clone(), tx)?,
         };
         Ok((
@@ -156,6 +163,25 @@ impl AudioCapture {
                 _worker: worker,
                 description,
             }),
+            rx,
+        ))
+    }
+}
+
+impl AudioCapture {
+    /// Starts the echo-path test microphone ([`echo_path`]), hearing what `tap`'s feed is
+    /// given (the speaker's output) `delay_ms` later.
+    pub fn start_echo(
+        delay_ms: u32,
+        tap: echo_path::EchoTap,
+    ) -> Result<(Self, Receiver<AudioFrame>), MediaError> {
+        let (tx, rx) = sync_channel(25);
+        let worker = echo_path::start(delay_ms, tap, tx)?;
+        Ok((
+            AudioCapture {
+                _worker: worker,
+                description: format!("Echo of the speaker, {delay_ms} ms"),
+            },
             rx,
         ))
     }

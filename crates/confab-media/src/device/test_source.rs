@@ -2,7 +2,7 @@
 //! `pattern::read` reads back) and the "Test tone" microphone, paced in real time like the
 //! real devices and fed through the very same pipeline.
 
-use super::worker::Worker;
+use super::worker::{paced, Worker};
 use super::FrameBus;
 use crate::frame::{now_us, AudioFrame};
 use crate::{pattern, tone::Tone, MediaError};
@@ -52,20 +52,31 @@ fn pattern_loop(w: usize, h: usize, fps: f32, bus: &FrameBus, stop: &AtomicBool)
     }
 }
 
+/// Starts the test voice: synthetic speech (the fixtures' first voice, 20 s, looped), sending
+/// 20 ms frames into `tx` (full = dropped).
+pub(super) fn start_voice(tx: SyncSender<AudioFrame>) -> Result<Worker, MediaError> {
+    Worker::spawn("test voice", move |stop| {
+        let speech = crate::audio_fixtures::speech(crate::audio_fixtures::VOICE_A, 20.0);
+        let frames: Vec<AudioFrame> = speech
+            .chunks_exact(crate::frame::FRAME_SAMPLES)
+            .map(|c| std::array::from_fn(|i| (c[i] * 32767.0) as i16))
+            .collect();
+        let mut next = frames.iter().cycle();
+        paced(stop, || {
+            !matches!(
+                tx.try_send(*next.next().expect("cycled")),
+                Err(TrySendError::Disconnected(_))
+            )
+        });
+    })
+}
+
 fn tone_loop(hz: f64, tx: &SyncSender<AudioFrame>, stop: &AtomicBool) {
     let mut tone = Tone::new(hz, 0.3);
-    let period = Duration::from_millis(20);
-    let start = Instant::now();
-    let mut n = 0u32;
-    while !stop.load(Ordering::Relaxed) {
-        let due = start + period * n;
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
-        }
-        if let Err(TrySendError::Disconnected(_)) = tx.try_send(tone.next_frame()) {
-            return;
-        }
-        n += 1;
-    }
+    paced(stop, || {
+        !matches!(
+            tx.try_send(tone.next_frame()),
+            Err(TrySendError::Disconnected(_))
+        )
+    });
 }

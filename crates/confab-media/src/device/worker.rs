@@ -103,6 +103,25 @@ impl Drop for Worker {
     }
 }
 
+/// Calls `tick` every 20 ms (an audio frame's time, on a steady clock that does not drift)
+/// until `stop` is set or `tick` says no: the pace of every built-in audio source.
+pub(super) fn paced(stop: &AtomicBool, mut tick: impl FnMut() -> bool) {
+    let period = Duration::from_millis(20);
+    let start = std::time::Instant::now();
+    let mut n = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        let due = start + period * n;
+        let now = std::time::Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        if !tick() {
+            return;
+        }
+        n += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
