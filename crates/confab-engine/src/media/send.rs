@@ -269,7 +269,11 @@ impl MediaHub {
                 let entry = match encoders.entry((codec, scale)) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::hash_map::Entry::Vacant(v) => {
-                        match video::encoder(codec, self.settings.start_bitrate, fps) {
+                        let content = match stream {
+                            Stream::Camera => video::Content::Motion,
+                            Stream::Share => video::Content::Detail,
+                        };
+                        match video::encoder_for(codec, self.settings.start_bitrate, fps, content) {
                             Ok(enc) => v.insert((enc, 0)),
                             Err(e) => {
                                 tracing::error!("cannot start the {} encoder: {e}", codec.name());
