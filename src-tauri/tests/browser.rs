@@ -197,6 +197,31 @@ async fn browser_and_confab_peer_through_janus() -> Result<()> {
         // confab-peer's 640x480 camera goes to Janus in two layers; on a clear line the
         // browser's layer choice keeps the full one.
         ensure!(p["width"] == 640 && p["layer"] == "full", "{p:#}");
+        // The browser's own 640x480 camera goes to Janus in two layers too, both encoding.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let sending = loop {
+            let s = c
+                .execute("return await window.confabWeb.publishing();", vec![])
+                .await?;
+            let layers = s.as_array().cloned().unwrap_or_default();
+            let moving = |l: &serde_json::Value, w: u64| {
+                l["width"].as_u64() == Some(w)
+                    && l["framesEncoded"].as_u64() > Some(30)
+                    && l["bytesSent"].as_u64() > Some(10_000)
+            };
+            if layers.len() == 2 && moving(&layers[0], 640) && moving(&layers[1], 320) {
+                break layers;
+            }
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the browser publishes two layers: {s:#}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        };
+        ensure!(
+            sending[0]["rid"] == "f" && sending[1]["rid"] == "h",
+            "{sending:?}"
+        );
         Ok(())
     }
     .await;

@@ -556,7 +556,7 @@
     const pub = new RTCPeerConnection({ iceServers: [] });
     const mine = { session, pub, feed: null };
     S.sfu = mine;
-    for (const t of S.stream.getTracks()) pub.addTrack(t, S.stream);
+    for (const t of S.stream.getTracks()) publishTrack(pub, t);
     preferCodec(pub);
     pub.onicecandidate = (e) => {
       if (e.candidate && e.candidate.candidate) session.trickle(session.handleOf(null), e.candidate.toJSON());
@@ -585,6 +585,30 @@
       }
     })();
   }
+  // To Janus a camera of 640 pixels or more goes in two encodings, the full picture and one at
+  // half size, as the desktop engine sends it (the same rids, highest first: Janus's order);
+  // each receiver picks its layer (LayerChoice). A smaller camera sends one.
+  const SIMULCAST_MIN_WIDTH = 640;
+  const LAYER_ENCODINGS = [{ rid: 'f' }, { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 150000 }];
+  function publishTrack(pub, track) {
+    const width = (track.getSettings && track.getSettings().width) || 0;
+    if (track.kind === 'video' && width >= SIMULCAST_MIN_WIDTH) {
+      pub.addTransceiver(track, { direction: 'sendonly', streams: [S.stream], sendEncodings: LAYER_ENCODINGS });
+    } else {
+      pub.addTrack(track, S.stream);
+    }
+  }
+  // Test hook: what the browser sends Janus of its camera, an entry per encoding.
+  S.publishing = async () => {
+    if (!S.sfu) return [];
+    const out = [];
+    (await S.sfu.pub.getStats()).forEach((s) => {
+      if (s.type === 'outbound-rtp' && s.kind === 'video') {
+        out.push({ rid: s.rid || null, width: s.frameWidth || 0, height: s.frameHeight || 0, framesEncoded: s.framesEncoded || 0, bytesSent: s.bytesSent || 0 });
+      }
+    });
+    return out.sort((a, b) => b.width - a.width);
+  };
   function closeSfu() {
     if (!S.sfu) return;
     const s = S.sfu;
