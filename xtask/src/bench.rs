@@ -31,6 +31,12 @@ const BENCHES: &[Bench] = &[
         system: &[],
     },
     Bench {
+        name: "network",
+        packages: &["confab-signal", "confab-peer"],
+        test_packages: false,
+        system: &[],
+    },
+    Bench {
         name: "room",
         packages: &["confab-signal", "confab-peer"],
         test_packages: false,
@@ -152,10 +158,10 @@ mod tests {
 
     #[test]
     fn unknown_or_missing_benchmarks_are_refused_before_building() {
-        let e = main(&["network".into()]).unwrap_err();
-        assert!(e.contains("unknown benchmark `network`"), "{e}");
+        let e = main(&["lan-party".into()]).unwrap_err();
+        assert!(e.contains("unknown benchmark `lan-party`"), "{e}");
         assert!(
-            e.contains("signal, call, room, app, vs-browser, audio"),
+            e.contains("signal, call, network, room, app, vs-browser, audio"),
             "{e}"
         );
         let e = main(&[]).unwrap_err();

@@ -2,7 +2,7 @@
 //!
 //! - `cargo xtask run [-- ARGS]`   install what is missing, build, start Confab
 //! - `cargo xtask test`            install test prerequisites, fmt + clippy + every test
-//! - `cargo xtask bench signal|call|room|app|vs-browser|audio`  build, then run that benchmark of
+//! - `cargo xtask bench signal|call|network|room|app|vs-browser|audio`  build, then run that benchmark of
 //!   `confab-bench` (prints figures, writes `target/bench/*.json`)
 //! - `cargo xtask fuzz TARGET [S]` coverage-guided fuzzing of a parser (nightly, cargo-fuzz)
 //! - `cargo xtask cross`           check (and build) the workspace for Windows from Linux
@@ -30,7 +30,7 @@ cargo xtask <command>
   fuzz TARGET|all [SECONDS], fuzz cmin TARGET|all, fuzz list
                      coverage-guided fuzzing of the parsers of outside input (nightly,
                      cargo-fuzz); SECONDS defaults to 600
-  bench signal|call|room|app|vs-browser|audio
+  bench signal|call|network|room|app|vs-browser|audio
                      benchmarks (crates/confab-bench) that print figures and write them
                      to target/bench/NAME.json (add --help to each)
   bundle [--debug] [--out DIR]

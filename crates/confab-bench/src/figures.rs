@@ -1194,6 +1194,7 @@ mod room_tests {
                     network: Network {
                         send_kbps: up,
                         recv_kbps: 100.0,
+                        ..Default::default()
                     },
                     ..Default::default()
                 })
@@ -1201,6 +1202,7 @@ mod room_tests {
             sfu: sfu.map(|s| Network {
                 send_kbps: s,
                 recv_kbps: 1.0,
+                ..Default::default()
             }),
             ..Default::default()
         }

@@ -1,5 +1,5 @@
 //! `confab-bench`: every benchmark of the project. Run through `cargo xtask bench
-//! signal|call|room|app|vs-browser|audio`, which builds the release binaries and forwards its arguments
+//! signal|call|network|room|app|vs-browser|audio`, which builds the release binaries and forwards its arguments
 //! here. Each prints a table and writes the same figures as JSON to `target/bench/`; they never
 //! fail on a number (this machine is shared and noisy), only when a program they run fails.
 
@@ -65,6 +65,19 @@ table shows those figures beside the one-node ones (column `nodes`).
 Defaults: N=10000, rates 10000,20000, 15 s each, 200-byte payload, 1 node.
 Targets: 10,000 connections held; p99 under 20 ms at 20,000 messages/s.
 Writes target/bench/signal.json (one object per rate and number of nodes).";
+
+const NETWORK_HELP: &str = "\
+Runs two confab-peer processes calling each other through a local confab-signal (release
+builds, loopback), both impairing what their own sockets receive through the in-process
+network lab (confab-peer --impair/--blackout), once per condition and codec: clean; 1, 5, 10,
+20 % loss; 50, 150, 300 ms round trip; 5 % at 100 ms and 10 % at 50 ms; 1 Mbit/s and
+300 kbit/s caps; a 5 s blackout. Prints what the answering peer received: decoded fps, the
+share read back as the pattern, out-of-order pictures, freezes (> 300 ms) per 10 s and their
+total, latency p50/p95, the caller's send rate, the round trip, audio concealed, and after
+the blackout the time video took to come back beyond the blackout itself.
+Targets (issue 10): >= 24 fps, <= 1 freeze per 10 s at 5 %/100 ms and 10 %/50 ms; settle at
+or below a cap; video back within 2 s after a 5 s blackout.
+Writes target/bench/network.json (one object per condition and codec).";
 
 const CALL_HELP: &str = "\
 Runs two confab-peer processes calling each other through a local confab-signal (release
@@ -153,6 +166,27 @@ enum What {
         long_about = CALL_HELP,
         override_usage = "cargo xtask bench call [--duration SECS] [--sizes 640x480,1280x720] [--codecs h264,vp8]"
     )]
+    /// A call on impaired networks: loss, delay, caps, a blackout, per codec.
+    #[command(
+        long_about = NETWORK_HELP,
+        override_usage = "cargo xtask bench network [--duration SECS] [--size WxH] [--codecs h264,vp8] [--only NAME]"
+    )]
+    Network {
+        /// Seconds per run.
+        #[arg(long, default_value_t = 20.0)]
+        duration: f64,
+        /// Video size.
+        #[arg(long, default_value = "1280x720")]
+        size: String,
+        /// Video codecs, comma-separated.
+        #[arg(long, default_value = "h264,vp8")]
+        codecs: String,
+        /// Only the conditions whose name contains this (e.g. `loss`, `cap`, `blackout`).
+        #[arg(long)]
+        only: Option<String>,
+        #[command(flatten)]
+        dirs: Dirs,
+    },
     Call {
         /// Seconds per run.
         #[arg(long, default_value_t = 10.0)]
@@ -259,6 +293,19 @@ fn main() -> Result<()> {
             duration,
             &list(&sizes, "sizes")?,
             &list(&codecs, "codecs")?,
+            &dirs,
+        ),
+        What::Network {
+            duration,
+            size,
+            codecs,
+            only,
+            dirs,
+        } => runs::network::run(
+            duration,
+            &size,
+            &list(&codecs, "codecs")?,
+            only.as_deref(),
             &dirs,
         ),
         What::Room {

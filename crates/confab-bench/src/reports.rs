@@ -39,6 +39,9 @@ pub struct Network {
     pub send_kbps: f64,
     #[serde(default)]
     pub recv_kbps: f64,
+    /// The selected candidate pair's round trip.
+    #[serde(default)]
+    pub rtt_ms: Option<f64>,
 }
 
 /// What one peer received from one remote peer (`PeerStats`).
@@ -59,7 +62,20 @@ pub struct RemotePeer {
     #[serde(default)]
     pub video: RemoteVideo,
     #[serde(default)]
+    pub audio: RemoteAudio,
+    #[serde(default)]
     pub network: Network,
+}
+
+/// `AudioStats` in `crates/confab-engine/src/stats.rs`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct RemoteAudio {
+    /// Lost audio the decoder made up, ms.
+    #[serde(default)]
+    pub concealed_ms: f64,
+    /// Lost packets rebuilt from the next packet's FEC.
+    #[serde(default)]
+    pub fec_recovered: u64,
 }
 
 /// A link's set-up phases, milliseconds after its own answer (`SetupPhases`): ICE and the
@@ -97,9 +113,28 @@ pub struct RemoteVideo {
     pub latency_ms_p50: Option<f64>,
     #[serde(default)]
     pub latency_ms_p95: Option<f64>,
+    /// Pictures that read back as the test pattern, and those out of order.
+    #[serde(default)]
+    pub pattern_frames: u64,
+    #[serde(default)]
+    pub frames_out_of_order: u64,
+    /// Gaps of more than 300 ms between two decoded pictures, and their total.
+    #[serde(default)]
+    pub freezes: u64,
+    #[serde(default)]
+    pub freeze_ms_total: f64,
 }
 
 impl PeerReport {
+    /// Reads the report a confab-peer wrote with `--stats-json PATH`.
+    pub fn read(path: &std::path::Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("confab-peer's report {}", path.display()))
+    }
+
     /// The first remote peer: in a two-peer call, the other side.
     pub fn remote(&self) -> Option<&RemotePeer> {
         self.peers.first()

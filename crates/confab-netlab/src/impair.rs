@@ -169,6 +169,90 @@ impl Impairment {
     }
 }
 
+/// Why a written impairment is not one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ImpairmentSyntax {
+    #[error("`{0}`: expected KEY=VALUE (loss=5%, delay=50ms, jitter=5ms, rate=1mbit, queue=200ms, seed=7)")]
+    NotAPair(String),
+    #[error("unknown impairment `{0}` (have: loss, delay, jitter, rate, queue, seed)")]
+    UnknownKey(String),
+    #[error("`{key}={value}`: {why}")]
+    BadValue {
+        key: String,
+        value: String,
+        why: &'static str,
+    },
+    #[error(transparent)]
+    Invalid(#[from] InvalidImpairment),
+}
+
+impl std::str::FromStr for Impairment {
+    type Err = ImpairmentSyntax;
+
+    /// Conditions as people write them on a command line: `clean`, or comma-separated
+    /// `loss=5%` (or `0.05`), `delay=50ms` (one way), `jitter=5ms`, `rate=1mbit` (`kbit`,
+    /// `mbit` or bit/s), `queue=200ms`, `seed=N`. Checked like [`Impairment::validate`].
+    fn from_str(text: &str) -> Result<Self, ImpairmentSyntax> {
+        let mut cfg = Impairment::default();
+        if text.trim() == "clean" {
+            return Ok(cfg);
+        }
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| ImpairmentSyntax::NotAPair(part.into()))?;
+            let bad = |why| ImpairmentSyntax::BadValue {
+                key: key.into(),
+                value: value.into(),
+                why,
+            };
+            let ms = || {
+                value
+                    .strip_suffix("ms")
+                    .unwrap_or(value)
+                    .parse::<u32>()
+                    .map_err(|_| bad("a whole number of milliseconds, e.g. 50ms"))
+            };
+            match key {
+                "loss" => {
+                    cfg.loss = match value.strip_suffix('%') {
+                        Some(pct) => pct.parse::<f64>().map(|p| p / 100.0),
+                        None => value.parse::<f64>(),
+                    }
+                    .ok()
+                    .filter(|p| p.is_finite())
+                    .ok_or_else(|| bad("a percentage (5%) or a probability (0.05)"))?;
+                }
+                "delay" => cfg.delay_ms = ms()?,
+                "jitter" => cfg.jitter_ms = ms()?,
+                "queue" => cfg.queue_ms = ms()?,
+                "rate" => {
+                    let lower = value.to_ascii_lowercase();
+                    let (digits, unit) = if let Some(d) = lower.strip_suffix("mbit") {
+                        (d, 1_000_000.0)
+                    } else if let Some(d) = lower.strip_suffix("kbit") {
+                        (d, 1_000.0)
+                    } else {
+                        (lower.as_str(), 1.0)
+                    };
+                    let bps = digits
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|v| v.is_finite() && *v > 0.0)
+                        .ok_or_else(|| bad("a rate such as 1mbit, 300kbit or 500000"))?;
+                    cfg.rate_bps = Some((bps * unit) as u64);
+                }
+                "seed" => {
+                    cfg.seed = value.parse().map_err(|_| bad("a whole number"))?;
+                }
+                other => return Err(ImpairmentSyntax::UnknownKey(other.into())),
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
 /// Why a datagram was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
@@ -504,6 +588,45 @@ impl<P> Pipe<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn impairments_read_as_written_and_refuse_nonsense_in_words() {
+        let i: Impairment = "loss=5%, delay=50ms,jitter=5,rate=1mbit,queue=300ms,seed=9"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            (
+                i.loss,
+                i.delay_ms,
+                i.jitter_ms,
+                i.rate_bps,
+                i.queue_ms,
+                i.seed
+            ),
+            (0.05, 50, 5, Some(1_000_000), 300, 9)
+        );
+        assert_eq!("loss=0.1".parse::<Impairment>().unwrap().loss, 0.1);
+        assert_eq!(
+            "rate=300kbit".parse::<Impairment>().unwrap().rate_bps,
+            Some(300_000)
+        );
+        assert_eq!("clean".parse::<Impairment>(), Ok(Impairment::default()));
+        for (text, says) in [
+            ("loss", "expected KEY=VALUE"),
+            ("lose=5%", "unknown impairment `lose`"),
+            ("loss=lots", "a percentage"),
+            ("loss=150%", "between 0 and 1"),
+            ("loss=NaN", "a percentage"),
+            ("delay=-5ms", "milliseconds"),
+            ("delay=90000ms", "at most 60000"),
+            ("rate=fast", "a rate such as"),
+            ("rate=1kbit", "at least 8000"),
+            ("seed=x", "a whole number"),
+        ] {
+            let e = text.parse::<Impairment>().unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

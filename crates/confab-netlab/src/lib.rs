@@ -18,5 +18,8 @@ pub mod janus;
 pub mod kernel;
 pub mod runtime;
 
-pub use impair::{Burst, Counters, DropReason, Impairment, InvalidImpairment, LoseHandshake, Pipe};
+pub use impair::{
+    Burst, Counters, DropReason, Impairment, ImpairmentSyntax, InvalidImpairment, LoseHandshake,
+    Pipe,
+};
 pub use runtime::{NetLab, NetlabError};

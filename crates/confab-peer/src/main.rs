@@ -14,6 +14,7 @@ use confab_engine::media_kit::video::VideoCodec;
 use confab_engine::{
     Engine, EngineConfig, EngineEvent, IceServer, NullSink, PeerStats, RtcSettings,
 };
+use confab_netlab::Impairment;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -98,6 +99,14 @@ struct Args {
     /// is then relay on our side, and the stats say so.
     #[arg(long)]
     relay_only: bool,
+    /// Impair this peer's network (what each of its UDP sockets receives), in-process through
+    /// the network lab: `loss=5%,delay=50ms,jitter=5ms,rate=1mbit,queue=200ms,seed=N`
+    /// (any of them). For tests, demos and `cargo xtask bench network`.
+    #[arg(long, value_parser = parse_impairment)]
+    impair: Option<Impairment>,
+    /// A blackout (100 % loss) of FOR seconds starting AT seconds after joining: `AT:FOR`.
+    #[arg(long, value_parser = parse_blackout)]
+    blackout: Option<(f64, f64)>,
     /// Echo cancellation, noise suppression and gain on what is sent, as in the app (`on`).
     /// Off by default: the test tone is a clean, steady signal (noise suppression would take
     /// it for noise), and the peer's figures are about the network.
@@ -113,6 +122,24 @@ struct Args {
 
 fn parse_share(s: &str) -> Result<VideoSourceSpec, String> {
     confab_engine::media_kit::device::share_source(s).map_err(|e| e.to_string())
+}
+
+fn parse_impairment(s: &str) -> Result<Impairment, String> {
+    s.parse()
+        .map_err(|e: confab_netlab::ImpairmentSyntax| e.to_string())
+}
+
+fn parse_blackout(s: &str) -> Result<(f64, f64), String> {
+    let (at, len) = s
+        .split_once(':')
+        .ok_or("expected AT:FOR in seconds, e.g. 10:5")?;
+    let secs = |v: &str| {
+        v.parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && (0.0..=3600.0).contains(x))
+            .ok_or(format!("`{v}` is not a number of seconds (0-3600)"))
+    };
+    Ok((secs(at)?, secs(len)?))
 }
 
 fn parse_on_off(s: &str) -> Result<bool, String> {
@@ -252,6 +279,14 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    // The network lab, when the network is impaired or blacked out.
+    let lab = match (args.impair, args.blackout) {
+        (None, None) => None,
+        (impair, _) => Some(
+            confab_netlab::NetLab::new(impair.unwrap_or_default())
+                .context("starting the network lab")?,
+        ),
+    };
     let config = EngineConfig {
         video: args.video.clone(),
         audio: args.audio.clone(),
@@ -268,7 +303,7 @@ async fn main() -> anyhow::Result<()> {
             preferred_codec: args.codec,
             start_bitrate: args.bitrate * 1000,
             max_bitrate: (args.bitrate * 1000).max(2_500_000),
-            runtime: None,
+            runtime: lab.as_ref().map(|l| l.runtime()),
             certificate: None,
             relay_only: args.relay_only,
             health: Default::default(),
@@ -319,9 +354,24 @@ async fn main() -> anyhow::Result<()> {
     live.tick().await;
     let mut chat: Vec<ChatEntry> = Vec::new();
     let mut to_say = args.say.clone();
+    // The blackout's start and end, in turn.
+    let mut blackout: Vec<(Instant, bool)> = args
+        .blackout
+        .map(|(at, len)| {
+            let on = started + Duration::from_secs_f64(at);
+            vec![(on + Duration::from_secs_f64(len), false), (on, true)]
+        })
+        .unwrap_or_default();
     loop {
+        let next_blackout = blackout.last().map(|(t, _)| *t);
         tokio::select! {
             _ = &mut sleep_until => break,
+            _ = tokio::time::sleep_until(next_blackout.unwrap_or(started).into()), if next_blackout.is_some() => {
+                if let (Some((_, on)), Some(lab)) = (blackout.pop(), lab.as_ref()) {
+                    lab.set_blackout(on);
+                    eprintln!("confab-peer: blackout {}", if on { "on" } else { "off" });
+                }
+            }
             _ = live.tick(), if every.is_some() => {
                 if let Some(path) = args.stats_json.as_deref().filter(|p| *p != "-") {
                     let peers = engine.stats().await.unwrap_or_default();
@@ -404,6 +454,23 @@ mod tests {
             "n",
         ];
         Args::try_parse_from(base.iter().chain(extra))
+    }
+
+    #[test]
+    fn impairments_and_blackouts_are_read_or_refused_in_words() {
+        let a = args(&["--impair", "loss=5%,delay=50ms", "--blackout", "10:5"]).unwrap();
+        let i = a.impair.unwrap();
+        assert_eq!((i.loss, i.delay_ms), (0.05, 50));
+        assert_eq!(a.blackout, Some((10.0, 5.0)));
+        for (bad, says) in [
+            (["--impair", "loss=2"], "between 0 and 1"),
+            (["--impair", "wifi"], "KEY=VALUE"),
+            (["--blackout", "10"], "AT:FOR"),
+            (["--blackout", "10:-1"], "not a number of seconds"),
+        ] {
+            let e = args(&bad).err().unwrap().to_string();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
     }
 
     #[test]

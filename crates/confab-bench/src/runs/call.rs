@@ -92,10 +92,5 @@ fn one(
     if !sa.success() || !sb.success() {
         bail!("a peer failed (A: {sa}, B: {sb})");
     }
-    let read = |p: &Path| -> Result<PeerReport> {
-        let text =
-            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("confab-peer's report {}", p.display()))
-    };
-    Ok((read(&ja)?, read(&jb)?))
+    Ok((PeerReport::read(&ja)?, PeerReport::read(&jb)?))
 }

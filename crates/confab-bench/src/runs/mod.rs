@@ -3,6 +3,7 @@
 pub mod app;
 pub mod audio;
 pub mod call;
+pub mod network;
 pub mod room;
 pub mod signal;
 pub mod vs_browser;
