@@ -434,6 +434,64 @@ async fn share_a_window_from_the_picker_and_the_other_side_reads_it() -> Result<
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_people_in_one_call_are_all_seen() -> Result<()> {
+    let _turn = one_at_a_time().await;
+    let display = xvfb()?;
+    let driver = webdriver(&display)?;
+    let server = server().await;
+    let dir = scratch("four");
+    // Three confab-peers (at 15 fps, so four engines fit on two cores) and the app.
+    let mut peers = Vec::new();
+    for (n, name) in ["Pat", "Quin", "Ray"].iter().enumerate() {
+        let hz = 500 + 100 * n as u32;
+        let extra = ["--duration", "60", "--fps", "15"];
+        peers.push(peer(&server.ws_url(), "four", name, hz, &extra, &dir)?);
+    }
+    let c = session(&driver, app_args(&dir.join("config"))).await?;
+    let result = async {
+        wait_js(&c, "the join screen", 20, "return document.getElementById('f-name')").await?;
+        type_into(&c, "#f-name", "Ada").await?;
+        type_into(&c, "#f-room", "four").await?;
+        type_into(&c, "#f-server", &server.ws_url()).await?;
+        c.find(Locator::Css("#join-btn")).await?.click().await?;
+        wait_js(&c, "three people listed", 20, "return document.querySelectorAll('#people li').length === 3").await?;
+        c.find(Locator::Css("#call-all")).await?.click().await?;
+        // From three others on, one person takes the stage and the rest sit in the strip;
+        // every one of the three shows their own pattern.
+        let seen = wait_js(&c, "all three people's pictures", 45, "const g = document.getElementById('grid'); \
+                 const ts = [...g.querySelectorAll('.tile:not(.local)')]; \
+                 const read = ts.map(t => window.confabReadTile(t.dataset.key)); \
+                 return g.dataset.mode === 'stage' && ts.length === 3 && read.every(r => r) \
+                 && g.querySelectorAll('.tile.main:not(.local)').length === 1 && ts.map(t => t.querySelector('.name').textContent).sort().join()").await?;
+        ensure!(seen == "Pat,Quin,Ray", "the three by name: {seen}");
+        std::fs::write(artifacts().join("ui-call-four.png"), c.screenshot().await?)?;
+        // And each of them gets Ada's picture and tone.
+        for p in &peers {
+            p.wait_report("the app's media at each peer", 30, |j| {
+                j["peers"].as_array().is_some_and(|ps| {
+                    ps.iter().any(|s| {
+                        s["name"] == "Ada"
+                            && s["video"]["pattern_frames"].as_u64() > Some(20)
+                            && s["audio"]["tone_hz"].as_f64().is_some_and(|hz| (hz - 440.0).abs() < 5.0)
+                    })
+                })
+            })?;
+        }
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        eprintln!("the app's log:\n{}", driver.log_tail());
+        if let Ok(shot) = c.screenshot().await {
+            let _ = std::fs::write(artifacts().join("ui-four-failure.png"), shot);
+        }
+    }
+    let _ = c.close().await;
+    drop(peers);
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn works_in_a_small_window() -> Result<()> {
     let _turn = one_at_a_time().await;
     let display = xvfb()?;
