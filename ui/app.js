@@ -991,7 +991,8 @@
   $('share-cancel').onclick = () => $('share-picker').close();
   $('share-go').onclick = () => startShare(sharePick);
   $('share-picker').addEventListener('keydown', (e) => {
-    if (e.key === 'Enter' && sharePick) {
+    // Enter on a picture shares it (on Cancel or Share, the button does its own thing).
+    if (e.key === 'Enter' && sharePick && e.target.classList.contains('share-card')) {
       e.preventDefault();
       startShare(sharePick);
       return;

@@ -153,11 +153,11 @@ impl Worker {
         mut checks: mpsc::Receiver<MicCheck>,
     ) {
         // A shared window that closes ends the share: looked at once a second.
-        let mut check = tokio::time::interval(SHARE_CHECK);
-        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut share_poll = tokio::time::interval(SHARE_CHECK);
+        share_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = check.tick(), if self.report.share.is_some() => {
+                _ = share_poll.tick(), if self.report.share.is_some() => {
                     if self.hub.share_ended() {
                         self.share_lost().await;
                     }
@@ -174,13 +174,14 @@ impl Worker {
                     Some(s) => self.switch(s).await,
                     None => {
                         // The engine is stopping: close everything.
-                        self.end_check().await;
                         self.apply(Want::default()).await;
                         break;
                     }
                 },
             }
         }
+        // However the loop ended, a microphone test still running is stopped and joined.
+        self.end_check().await;
     }
 
     /// Starts a microphone test on a thread of its own (it takes six seconds; device switches

@@ -153,27 +153,25 @@ impl Target {
     fn find(which: ScreenRef) -> Result<(Target, String), MediaError> {
         match which {
             ScreenRef::Screen(id) => {
-                let all = xcap::Monitor::all().map_err(|e| worded("the screens", e))?;
-                let found = all.into_iter().enumerate().find(|(_, m)| match id {
-                    Some(id) => m.id().is_ok_and(|m| m == id),
-                    None => m.is_primary().unwrap_or(false),
-                });
-                let (n, m) = match (found, id) {
-                    (Some(f), _) => f,
-                    // No primary screen marked: the first one.
-                    (None, None) => xcap::Monitor::all()
-                        .map_err(|e| worded("the screens", e))?
-                        .into_iter()
-                        .enumerate()
-                        .next()
-                        .ok_or_else(|| MediaError::Device("there is no screen to share".into()))?,
-                    (None, Some(id)) => {
-                        return Err(MediaError::Device(format!(
-                            "there is no screen {id} (any more)"
-                        )))
-                    }
+                let mut all = xcap::Monitor::all().map_err(|e| worded("the screens", e))?;
+                let at = match id {
+                    Some(id) => all.iter().position(|m| m.id().is_ok_and(|m| m == id)),
+                    // The primary screen, or the first when none is marked.
+                    None => all
+                        .iter()
+                        .position(|m| m.is_primary().unwrap_or(false))
+                        .or((!all.is_empty()).then_some(0)),
                 };
-                Ok((Target::Monitor(m), format!("Screen {}", n + 1)))
+                let Some(n) = at else {
+                    return Err(MediaError::Device(match id {
+                        Some(id) => format!("there is no screen {id} (any more)"),
+                        None => "there is no screen to share".into(),
+                    }));
+                };
+                Ok((
+                    Target::Monitor(all.swap_remove(n)),
+                    format!("Screen {}", n + 1),
+                ))
             }
             ScreenRef::Window(id) => {
                 let all = xcap::Window::all().map_err(|e| worded("the windows", e))?;
