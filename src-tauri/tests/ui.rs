@@ -513,6 +513,10 @@ async fn works_in_a_small_window() -> Result<()> {
         // Everything on the join screen can be reached without sideways scrolling.
         let overflow = c.execute("return document.documentElement.scrollWidth - window.innerWidth", vec![]).await?;
         ensure!(overflow.as_i64() <= Some(0), "the join screen is wider than the window by {overflow} px");
+        // A card taller than the window scrolls from its top: the first field can be reached.
+        let top = c.execute("return document.getElementById('f-name').getBoundingClientRect().top \
+                             - document.getElementById('join-screen').getBoundingClientRect().top", vec![]).await?;
+        ensure!(top.as_f64() > Some(0.0), "the name field is cut off above the join screen ({top} px)");
         type_into(&c, "#f-name", "Ada").await?;
         type_into(&c, "#f-room", "small").await?;
         type_into(&c, "#f-server", &server.ws_url()).await?;
