@@ -153,7 +153,7 @@ mod tests {
                 assert!(manifest.contains(&format!("\"{member}\"")), "{member}");
             }
         }
-        assert_eq!(names(), "signal|call|room|app|vs-browser|audio");
+        assert_eq!(names(), "signal|call|network|room|app|vs-browser|audio");
     }
 
     #[test]
