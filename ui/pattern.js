@@ -21,7 +21,8 @@
   }
 
   // Pixel rows a reader needs from the top of a frame this wide. `block` is the pattern's block
-  // side in this picture's pixels: BLOCK as captured, BLOCK / 2 in a picture shown at half size.
+  // side in this picture's pixels: BLOCK as captured, BLOCK / 2 in a picture shown at half size,
+  // BLOCK / 4 at a quarter (a camera sent over a narrow line).
   function rowsNeeded(width, block = BLOCK) {
     return Math.ceil(BITS / Math.floor(width / block)) * block;
   }
@@ -111,7 +112,7 @@
 
   // The stamp of a picture drawn on a canvas (at its captured size or halved), or null.
   function readCanvas(ctx, width, height) {
-    for (const block of [BLOCK, BLOCK / 2]) {
+    for (const block of [BLOCK, BLOCK / 2, BLOCK / 4]) {
       const rows = Math.min(rowsNeeded(width, block), height);
       const stamp = read(ctx.getImageData(0, 0, width, rows).data, width, rows, block);
       if (stamp) return stamp;

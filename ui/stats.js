@@ -15,6 +15,9 @@
   // "host → relay": the selected candidate pair's types, ours first.
   const path = (n) => (n.local_candidate && n.remote_candidate ? `${n.local_candidate} → ${n.remote_candidate}` : null);
 
+  // Our camera as sent on a link: as captured, or smaller while the line is narrow.
+  const SCALE = { 1: 'full size', 2: 'half size (narrow line)', 4: 'quarter size (narrow line)' };
+
   // [label, how to read it from a PeerStats, unit, graphed]
   const ROWS = [
     ['Round trip', (s) => net(s).rtt_ms, 'ms', true],
@@ -22,6 +25,8 @@
     ['Loss (from me)', (s) => net(s).send_loss_pct, '%', true],
     ['Receiving', (s) => net(s).recv_kbps, 'kbit/s', true],
     ['Sending', (s) => net(s).send_kbps, 'kbit/s', true],
+    ['Line (estimate)', (s) => net(s).estimate_kbps, 'kbit/s', true],
+    ['My picture to them', (s) => SCALE[net(s).camera_scale] || null, '', false],
     ['Frames', (s) => s.video && s.video.fps, 'fps', true],
     ['Picture', (s) => (s.video && s.video.width ? `${s.video.width}×${s.video.height}` : null), '', false],
     ['Codec', (s) => s.video && s.video.codec, '', false],

@@ -34,6 +34,11 @@ test('rows show what the engine reports, formatted, and skip what it does not', 
   assert.equal(byLabel.Path, 'host → relay');
   assert.equal(byLabel.Verification, '123 456');
   assert.ok(!('Sending' in byLabel), 'no figure, no row');
+  assert.ok(!('My picture to them' in byLabel), 'none sent yet, no row');
+  const narrow = S.rows(reading('a', 12, { network: { estimate_kbps: 264.4, camera_scale: 4 } }), h);
+  const n = Object.fromEntries(narrow.map((r) => [r.label, r.text]));
+  assert.equal(n['Line (estimate)'], '264 kbit/s');
+  assert.equal(n['My picture to them'], 'quarter size (narrow line)');
   assert.ok(rows.find((r) => r.label === 'Frames').points.length === 1);
   assert.equal(rows.find((r) => r.label === 'Codec').points, null);
 });

@@ -62,6 +62,15 @@ pub struct NetworkStats {
     /// Everything we send to / receive from this peer (media, RTCP, ICE), kbit/s.
     pub send_kbps: f64,
     pub recv_kbps: f64,
+    /// What the congestion controller (GCC) says this link carries, kbit/s: the encoders
+    /// follow it.
+    pub estimate_kbps: Option<f64>,
+    /// How long what waits in the pacer to go to this peer takes to leave, ms: pictures are
+    /// skipped while it is long.
+    pub send_queue_ms: u32,
+    /// Our camera's picture as sent to this peer: 1 as captured, 2 at half its width and
+    /// height, 4 at a quarter (the line too narrow for more), 0 none yet.
+    pub camera_scale: u32,
     /// The selected candidate pair's types: `host`, `srflx`, `prflx` or `relay`.
     pub local_candidate: Option<String>,
     pub remote_candidate: Option<String>,

@@ -169,9 +169,10 @@ pub(crate) fn numbered(width: usize, height: usize, n: u32) -> VideoFrame {
 
 /// Reads the stamp from any 8-bit luma sampler `luma(x, y)`: as painted (16-pixel blocks), or
 /// from a picture scaled down by two (8-pixel blocks: a simulcast camera's half-size layer, a
-/// half-size preview), as `ui/pattern.js` reads it.
+/// half-size preview) or four (4-pixel blocks: a camera sent over a narrow line), as
+/// `ui/pattern.js` reads it.
 fn read_with(width: usize, height: usize, luma: impl Fn(usize, usize) -> u8) -> Option<Stamp> {
-    [BLOCK, BLOCK / 2]
+    [BLOCK, BLOCK / 2, BLOCK / 4]
         .into_iter()
         .find_map(|block| read_blocks(width, height, block, &luma))
 }
@@ -258,7 +259,7 @@ mod tests {
     }
 
     #[test]
-    fn a_picture_scaled_down_by_two_reads_back() {
+    fn a_picture_scaled_down_by_two_or_four_reads_back() {
         for (w, h) in [(640, 480), (1280, 720), (320, 240)] {
             let stamp = Stamp {
                 frame: 777,
@@ -266,6 +267,10 @@ mod tests {
             };
             let half = frame(w, h, stamp, 0).half();
             assert_eq!(read(&half), Some(stamp), "{w}x{h} halved");
+            if w >= 640 {
+                let quarter = half.half();
+                assert_eq!(read(&quarter), Some(stamp), "{w}x{h} quartered");
+            }
             let (hw, hh) = (half.width, half.height);
             assert_eq!(
                 read_rgba(&crate::convert::to_rgba(&half), hw, hh),

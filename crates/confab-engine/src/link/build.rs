@@ -3,14 +3,11 @@
 //! connection; `super::run` does.
 
 use super::{LinkError, RelayProblem, RtcSettings};
-use crate::media::{LinkId, Scale, Stream, LAYERS};
+use crate::media::{LineReading, LinkId, Scale, Stream, LAYERS};
 use confab_media::video::VideoCodec;
 use confab_protocol::call::{SdpType, SessionDescription};
 use rtc::ice::mdns::MulticastDnsMode;
-use rtc::interceptor::{
-    Attribute, BandwidthEstimator, EstimatorStats, Gcc, Interceptor, PacerBuilder, Packet,
-    PacketReport, Slot, StreamInfo, TaggedPacket,
-};
+use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::certificate::RTCCertificate;
 use rtc::peer_connection::configuration::interceptor_registry::configure_simulcast_extension_headers;
@@ -25,7 +22,6 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rtc::sansio::Protocol;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -73,39 +69,6 @@ fn opus_params() -> RTCRtpCodecParameters {
             rtcp_feedback: vec![],
         },
         payload_type: 111,
-    }
-}
-
-/// Publishes the congestion controller's target so the encoder can follow it.
-struct Reporting {
-    inner: Gcc,
-    target: Arc<AtomicU64>,
-}
-
-impl Reporting {
-    fn publish(&self) {
-        self.target
-            .store(self.inner.target_bitrate().to_bits(), Ordering::Relaxed);
-    }
-}
-
-impl BandwidthEstimator for Reporting {
-    fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
-        self.inner.on_reports(now, reports);
-        self.publish();
-    }
-    fn target_bitrate(&self) -> f64 {
-        self.inner.target_bitrate()
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        self.inner.handle_timeout(now);
-        self.publish();
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.inner.poll_timeout()
-    }
-    fn stats(&self) -> EstimatorStats {
-        self.inner.stats()
     }
 }
 
@@ -272,7 +235,7 @@ impl PeerConnectionEventHandler for Handler {
 pub(super) async fn build(
     rtc_settings: &RtcSettings,
     handler: Arc<Handler>,
-    estimate: Arc<AtomicU64>,
+    line: Arc<LineReading>,
     reports: PeerReports,
     simulcast: bool,
 ) -> Result<Box<dyn PeerConnection>, LinkError> {
@@ -300,26 +263,23 @@ pub(super) async fn build(
         configure_simulcast_extension_headers(&mut me).map_err(|x| e("simulcast", x))?;
     }
     let start = rtc_settings.start_bitrate as f64 + 64_000.0;
-    let gcc = Gcc::new(start, 150_000.0, rtc_settings.max_bitrate as f64 + 64_000.0);
-    estimate.store(start.to_bits(), Ordering::Relaxed);
+    let estimator = super::estimate::LineEstimate::new(
+        start,
+        150_000.0,
+        rtc_settings.max_bitrate as f64 + 64_000.0,
+        line.clone(),
+    );
     let registry = configure_congestion_control(
         Registry::new(),
-        Reporting {
-            inner: gcc,
-            target: estimate,
-        },
+        estimator,
         CongestionFeedback::Twcc,
         &mut me,
     )
     .map_err(|x| e("congestion control", x))?;
     let registry =
         register_default_interceptors(registry, &mut me).map_err(|x| e("interceptors", x))?;
-    // A pacer that lets a keyframe through at once (a 720p keyframe is ~0.5 Mbit).
     let registry = registry
-        .with(
-            Slot::Pacer,
-            PacerBuilder::new().with_burst_bits(4_000_000.0).build(),
-        )
+        .with(Slot::Pacer, super::pacer::LinePacer::new(start, line))
         .with(
             Slot::from(14_000),
             KeyframeRequests {

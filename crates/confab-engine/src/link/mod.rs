@@ -6,13 +6,17 @@
 
 mod build;
 mod codecs;
+mod estimate;
+mod pacer;
 mod quality;
 
 pub use build::new_certificate_pem;
 pub use confab_call::health::HealthRules;
 
 use crate::ice::IceServer;
-use crate::media::{AudioOutput, Layer, LinkId, MediaHub, Scale, Stream, VideoOut, LAYERS};
+use crate::media::{
+    AudioOutput, Layer, LineReading, LinkId, MediaHub, Scale, Stream, VideoOut, LAYERS,
+};
 use crate::stats::{NetMeter, Phase};
 use build::{PcEvent, Tracks};
 use confab_call::health::{ConnState, HealthAction, LinkFailure, LinkHealth};
@@ -27,7 +31,6 @@ use confab_protocol::call::{CallSignal, IceCandidate, SdpType, SessionDescriptio
 use confab_protocol::PeerId;
 use rtc::peer_connection::configuration::RTCOfferOptions;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -186,7 +189,7 @@ struct Link {
     hub: Arc<MediaHub>,
     events: mpsc::Sender<LinkEvent>,
     tracks: Option<Tracks>,
-    estimate: Arc<AtomicU64>,
+    line: Arc<LineReading>,
     /// The peer's reception reports about our streams (its side of the loss).
     reports: build::PeerReports,
     /// Rates and loss of the path, from the connection's counters.
@@ -468,7 +471,7 @@ impl Link {
                         track: track.clone(),
                         ssrc,
                         pt,
-                        estimate: self.estimate.clone(),
+                        line: self.line.clone(),
                     });
                 }
             }
@@ -578,7 +581,11 @@ impl Link {
     /// do.
     async fn check(&mut self) -> Result<(), LinkError> {
         let sample = quality::sample(self.pc.as_ref(), &self.reports).await;
-        let network = self.meter.push(Instant::now(), sample);
+        let mut network = self.meter.push(Instant::now(), sample);
+        let estimate = self.line.estimate_bps();
+        network.estimate_kbps = (estimate > 0.0).then_some(estimate / 1000.0);
+        network.send_queue_ms = self.line.pacer_queue_ms();
+        network.camera_scale = self.line.camera_divisor();
         let now = self.now();
         if let Some(layers) = &mut self.layers {
             let (keyframe_requests, receiving) = self.hub.camera_reception(self.params.id);
@@ -726,12 +733,12 @@ pub async fn run(
         armed: true,
     };
     let (pc_tx, mut pc_rx) = mpsc::channel(1024);
-    let estimate = Arc::new(AtomicU64::new(0));
+    let line = Arc::new(LineReading::default());
     let reports = build::PeerReports::default();
     let pc = match build::build(
         &params.rtc,
         Arc::new(build::Handler { tx: pc_tx }),
-        estimate.clone(),
+        line.clone(),
         reports.clone(),
         params.role == Role::Publish && hub.camera_fits_simulcast(),
     )
@@ -773,7 +780,7 @@ pub async fn run(
         hub: hub.clone(),
         events: events.clone(),
         tracks: None,
-        estimate,
+        line,
         reports,
         meter: NetMeter::default(),
         layers,

@@ -11,6 +11,7 @@
 //! captures and the threads. A thread holds at most one of them at a time (checked in debug
 //! builds), and none is held across an `.await` or a device call that can block for long.
 
+mod ladder;
 mod lock;
 mod receive;
 mod send;
@@ -96,11 +97,40 @@ impl VideoSink for NullSink {
 pub type LinkId = u64;
 
 /// A picture size an encoder works at: the frame as captured, or half its width and height
-/// (the second layer of a simulcast camera).
+/// (the second layer of a simulcast camera; a camera on a narrow link), or a quarter (a
+/// camera on a very narrow link).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scale {
     Full,
     Half,
+    Quarter,
+}
+
+impl Scale {
+    /// Width and height are divided by this.
+    pub fn divisor(self) -> usize {
+        match self {
+            Scale::Full => 1,
+            Scale::Half => 2,
+            Scale::Quarter => 4,
+        }
+    }
+
+    pub fn smaller(self) -> Option<Scale> {
+        match self {
+            Scale::Full => Some(Scale::Half),
+            Scale::Half => Some(Scale::Quarter),
+            Scale::Quarter => None,
+        }
+    }
+
+    pub fn larger(self) -> Option<Scale> {
+        match self {
+            Scale::Full => None,
+            Scale::Half => Some(Scale::Full),
+            Scale::Quarter => Some(Scale::Half),
+        }
+    }
 }
 
 /// One encoding of a simulcast camera (links to an SFU send two, and the SFU forwards one to
@@ -139,8 +169,42 @@ pub struct VideoOut {
     pub track: Arc<TrackLocalStaticSample>,
     pub ssrc: u32,
     pub pt: u8,
-    /// The bandwidth estimate for this link, bits/s (f64 bits), 0 = none yet.
-    pub estimate: Arc<AtomicU64>,
+    /// What the link's congestion control and pacer say of its line.
+    pub line: Arc<LineReading>,
+}
+
+/// What a link's congestion control and pacer say of its line, for the encoders: written by
+/// the link's interceptors, read by the send loop.
+#[derive(Debug, Default)]
+pub struct LineReading {
+    /// The bandwidth estimate, bits/s (f64 bits), 0 = none yet.
+    estimate_bps: AtomicU64,
+    /// How long what waits in the pacer will take to leave at its rate, ms.
+    pacer_queue_ms: AtomicU32,
+    /// The camera's picture on this link: 1 as captured, 2 half its width and height, 4 a
+    /// quarter (0: none sent yet).
+    camera_divisor: AtomicU32,
+}
+
+impl LineReading {
+    pub fn estimate_bps(&self) -> f64 {
+        f64::from_bits(self.estimate_bps.load(Ordering::Relaxed))
+    }
+    pub fn set_estimate_bps(&self, bps: f64) {
+        self.estimate_bps.store(bps.to_bits(), Ordering::Relaxed);
+    }
+    pub fn pacer_queue_ms(&self) -> u32 {
+        self.pacer_queue_ms.load(Ordering::Relaxed)
+    }
+    pub fn set_pacer_queue_ms(&self, ms: u32) {
+        self.pacer_queue_ms.store(ms, Ordering::Relaxed);
+    }
+    pub fn camera_divisor(&self) -> u32 {
+        self.camera_divisor.load(Ordering::Relaxed)
+    }
+    pub fn set_camera_divisor(&self, d: u32) {
+        self.camera_divisor.store(d, Ordering::Relaxed);
+    }
 }
 
 pub struct AudioOutput {

@@ -1,6 +1,7 @@
 //! The send side: one video thread (captured frame → one encoder per codec in use → every
 //! track on that codec) and one audio thread (20 ms frames → Opus → every audio track).
 
+use super::ladder::Ladder;
 use super::{FrameSource, Layer, MediaHub, Scale, Stream, SHARE_FORMAT};
 use crate::stats::Phase;
 use bytes::Bytes;
@@ -27,13 +28,12 @@ struct Target {
     track: Arc<TrackLocalStaticSample>,
     ssrc: u32,
     pt: u8,
+    line: Arc<super::LineReading>,
     estimate: f64,
-}
-
-impl Target {
-    fn scale(&self) -> Scale {
-        self.layer.as_ref().map_or(Scale::Full, |(l, _)| l.scale)
-    }
+    /// What waits in its link's pacer, ms.
+    queue_ms: u32,
+    /// The picture size it gets: its simulcast layer's, or what its link carries.
+    scale: Scale,
 }
 
 /// A simulcast camera's half-size encoding gets this share of what the link carries (a
@@ -44,6 +44,8 @@ impl Target {
 const HALF_SHARE: f64 = 0.25;
 const HALF_BITRATE: (u32, u32) = (30_000, 400_000);
 const HALF_OF_FULL: f64 = 0.35;
+/// A link's pacer holding more than this (ms at its rate) skips pictures.
+const PUSHBACK_MS: u32 = 300;
 /// The least any full-size encoder is asked for.
 const FULL_MIN_BITRATE: u32 = 100_000;
 
@@ -98,47 +100,42 @@ fn sdes(uri: &'static str, value: &str) -> HeaderExtension {
 }
 
 impl MediaHub {
-    /// The encoder's target for the links it feeds: the lowest estimate of them, less room
-    /// for audio, capped by the configured maximum. While a screen is shared the share takes
-    /// 60 % of what the link carries (detail needs the bits) and the camera 30 %. A simulcast
-    /// camera's two encodings split the camera's part ([`HALF_SHARE`]).
-    fn video_target(&self, targets: &[&Target], stream: Stream, scale: Scale) -> u32 {
-        let lowest = |simulcast: bool| {
-            targets
-                .iter()
-                .filter(|t| t.estimate > 0.0 && t.layer.is_some() == simulcast)
-                .map(|t| t.estimate)
-                .fold(f64::INFINITY, f64::min)
-        };
+    /// What one track asks of its encoder, bits/s (`None`: its link has no estimate yet): the
+    /// link's estimate less room for audio. While a screen is shared the share takes 60 % of
+    /// what the link carries (detail needs the bits) and the camera 30 %. A simulcast camera's
+    /// two encodings split the camera's part ([`HALF_SHARE`]).
+    fn wanted_bits(&self, t: &Target, stream: Stream) -> Option<u32> {
+        if t.estimate <= 0.0 {
+            return None;
+        }
         let part = match (stream, self.sharing()) {
             (Stream::Camera, false) => 0.9,
             (Stream::Camera, true) => 0.3,
             (Stream::Share, _) => 0.6,
         };
-        let usable = |estimate: f64| ((estimate * part) as u32).saturating_sub(48_000);
-        let half = |estimate: f64| {
-            ((usable(estimate) as f64 * HALF_SHARE) as u32).clamp(HALF_BITRATE.0, HALF_BITRATE.1)
-        };
-        let (direct, simulcast) = (lowest(false), lowest(true));
-        let target = match scale {
-            Scale::Half if simulcast.is_finite() => half(simulcast),
-            Scale::Half => HALF_BITRATE.0,
-            Scale::Full => {
-                let direct = direct.is_finite().then(|| usable(direct));
-                let layered = simulcast
-                    .is_finite()
-                    .then(|| usable(simulcast).saturating_sub(half(simulcast)));
-                match (direct, layered) {
-                    (Some(a), Some(b)) => a.min(b),
-                    (Some(a), None) | (None, Some(a)) => a,
-                    (None, None) => {
-                        return match stream {
-                            Stream::Camera => self.settings.start_bitrate,
-                            Stream::Share => self.settings.start_bitrate.max(800_000),
-                        }
-                    }
-                }
-            }
+        let usable = ((t.estimate * part) as u32).saturating_sub(48_000);
+        let half = ((usable as f64 * HALF_SHARE) as u32).clamp(HALF_BITRATE.0, HALF_BITRATE.1);
+        Some(match &t.layer {
+            None => usable,
+            Some((l, _)) if l.scale == Scale::Full => usable.saturating_sub(half),
+            Some(_) => half,
+        })
+    }
+
+    /// The encoder's target for the tracks it feeds: the least any of them asks, capped by the
+    /// configured maximum.
+    fn video_target(&self, targets: &[&Target], stream: Stream, scale: Scale) -> u32 {
+        let least = targets
+            .iter()
+            .filter_map(|t| self.wanted_bits(t, stream))
+            .min();
+        let target = match (least, scale) {
+            (Some(bits), _) => bits,
+            (None, Scale::Full) => match stream {
+                Stream::Camera => self.settings.start_bitrate,
+                Stream::Share => self.settings.start_bitrate.max(800_000),
+            },
+            (None, _) => HALF_BITRATE.0,
         };
         target.min(self.settings.max_bitrate)
     }
@@ -166,6 +163,12 @@ impl MediaHub {
         let mut encoders: HashMap<(VideoCodec, Scale), (Box<dyn VideoEncoder>, u64)> =
             HashMap::new();
         let mut full_output: HashMap<VideoCodec, OutputRate> = HashMap::new();
+        // The picture size each link without simulcast layers gets (a camera only: a shared
+        // screen keeps its size, its detail, and lowers its rate instead).
+        let mut ladders: HashMap<super::LinkId, Ladder> = HashMap::new();
+        // Keyframes owed, by encoder: kept until that encoder has made one (it may skip a
+        // picture while its links' pacers are full).
+        let mut owed: Vec<(VideoCodec, Scale)> = Vec::new();
         let mut seen = 0u64;
         // Links whose first picture was encoded / sent (their set-up timeline has it).
         let (mut encoded_for, mut sent_for) = (Vec::new(), Vec::new());
@@ -183,7 +186,7 @@ impl MediaHub {
             }
             // Keyframes owed: by codec, and by picture size (`None`: every size).
             type Owed = Vec<(VideoCodec, Option<Scale>)>;
-            let (targets, wanted, warm): (Vec<Target>, Owed, Vec<VideoCodec>) = {
+            let (mut targets, wanted, warm): (Vec<Target>, Owed, Vec<VideoCodec>) = {
                 let mut o = self.outputs.lock();
                 let warm = match stream {
                     Stream::Camera => o.warm.iter().map(|(_, c)| *c).collect(),
@@ -200,7 +203,10 @@ impl MediaHub {
                         track: v.track.clone(),
                         ssrc: v.ssrc,
                         pt: v.pt,
-                        estimate: f64::from_bits(v.estimate.load(Ordering::Relaxed)),
+                        line: v.line.clone(),
+                        estimate: v.line.estimate_bps(),
+                        queue_ms: v.line.pacer_queue_ms(),
+                        scale: v.layer.as_ref().map_or(Scale::Full, |(l, _)| l.scale),
                     })
                     .collect();
                 let k = if t.is_empty() {
@@ -236,35 +242,79 @@ impl MediaHub {
             }
             encoded_for.retain(|l| targets.iter().any(|t| t.link == *l));
             sent_for.retain(|l| targets.iter().any(|t| t.link == *l));
-            // Made once a frame, when a link wants the half-size picture.
-            let mut half = None;
+            ladders.retain(|l, _| targets.iter().any(|t| t.link == *l));
+            if stream == Stream::Camera {
+                let now = Instant::now();
+                for t in targets.iter_mut().filter(|t| t.layer.is_none()) {
+                    let Some(bits) = self.wanted_bits(t, stream) else {
+                        continue;
+                    };
+                    let ladder = ladders.entry(t.link).or_default();
+                    let was = ladder.scale();
+                    t.scale = ladder.choose(bits, frame.width, frame.height, now);
+                    if t.scale != was {
+                        tracing::debug!(link = t.link, scale = ?t.scale, bits, "camera picture size");
+                        // The encoder it moves to may be running for others: this link's
+                        // receiver needs a keyframe at the new size.
+                        if !owed.contains(&(t.codec, t.scale)) {
+                            owed.push((t.codec, t.scale));
+                        }
+                    }
+                }
+            }
+            for (codec, size) in wanted {
+                for scale in
+                    size.map_or(vec![Scale::Full, Scale::Half, Scale::Quarter], |s| vec![s])
+                {
+                    if !owed.contains(&(codec, scale)) {
+                        owed.push((codec, scale));
+                    }
+                }
+            }
+            // Made once a frame, when a link wants a smaller picture.
+            let (mut half, mut quarter) = (None, None);
             for (codec, scale) in [VideoCodec::H264, VideoCodec::Vp8]
                 .into_iter()
-                .flat_map(|c| [(c, Scale::Full), (c, Scale::Half)])
+                .flat_map(|c| [(c, Scale::Full), (c, Scale::Half), (c, Scale::Quarter)])
             {
                 let fed: Vec<&Target> = targets
                     .iter()
-                    .filter(|t| t.codec == codec && t.scale() == scale)
+                    .filter(|t| t.codec == codec && t.scale == scale)
                     .collect();
                 if fed.is_empty() {
                     if !(scale == Scale::Full && warm.contains(&codec)) {
                         encoders.remove(&(codec, scale));
+                        owed.retain(|o| *o != (codec, scale));
+                        if scale == Scale::Full {
+                            full_output.remove(&codec);
+                        }
                     }
+                    continue;
+                }
+                // A link whose pacer still holds more than the line can send soon gets no new
+                // picture: the line is narrower than the pictures, and queueing more would
+                // only add delay.
+                if fed.iter().any(|t| t.queue_ms > PUSHBACK_MS) {
                     continue;
                 }
                 let mut target = self.video_target(&fed, stream, scale);
                 let floor = match scale {
                     Scale::Full => FULL_MIN_BITRATE,
-                    Scale::Half => HALF_BITRATE.0,
+                    Scale::Half | Scale::Quarter => HALF_BITRATE.0,
                 };
-                if let (Scale::Half, Some(full)) =
-                    (scale, full_output.get(&codec).and_then(|r| r.bps))
-                {
+                if let (Scale::Half, true, Some(full)) = (
+                    scale,
+                    fed.iter().any(|t| t.layer.is_some()),
+                    full_output.get(&codec).and_then(|r| r.bps),
+                ) {
                     target = target.min((full * HALF_OF_FULL) as u32);
                 }
+                let halved = || Arc::new(frame.half());
                 let picture = match scale {
                     Scale::Full => &frame,
-                    Scale::Half => &*half.get_or_insert_with(|| Arc::new(frame.half())),
+                    Scale::Half => &*half.get_or_insert_with(halved),
+                    Scale::Quarter => &*quarter
+                        .get_or_insert_with(|| Arc::new(half.get_or_insert_with(halved).half())),
                 };
                 let entry = match encoders.entry((codec, scale)) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -284,11 +334,12 @@ impl MediaHub {
                 };
                 let (enc, last_ts) = entry;
                 enc.set_bitrate(target.max(floor));
-                let key = wanted
-                    .iter()
-                    .any(|(c, s)| *c == codec && s.is_none_or(|s| s == scale));
+                let key = owed.contains(&(codec, scale));
                 let encoded = match enc.encode(picture, key) {
                     Ok(Some(e)) => {
+                        if key {
+                            owed.retain(|o| *o != (codec, scale));
+                        }
                         if scale == Scale::Full {
                             full_output
                                 .entry(codec)
@@ -318,6 +369,9 @@ impl MediaHub {
                     ..Sample::new(Instant::now())
                 };
                 for t in fed {
+                    if stream == Stream::Camera {
+                        t.line.set_camera_divisor(scale.divisor() as u32);
+                    }
                     let mut writer = t.track.sample_writer(t.ssrc, t.pt);
                     if let Some((layer, mid)) = &t.layer {
                         writer = writer

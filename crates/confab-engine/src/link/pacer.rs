@@ -1,0 +1,295 @@
+//! The pacer, with a burst that follows the line. On a line as wide as the call starts at (or
+//! wider), a keyframe goes out at once: the first picture does not wait on the pacer (a 720p
+//! keyframe is ~0.5 Mbit). Once the congestion controller has found the line narrower than
+//! that, a burst is a tenth of a second at the pacer's rate: a keyframe released at once onto a
+//! 300 kbit/s line overflows its queue, the tail is dropped, the receiver asks again and the
+//! call sits in a storm of keyframes; paced, it arrives late but whole.
+//!
+//! It also says how long what it holds will take to leave ([`LineReading::pacer_queue_ms`]):
+//! the encoders skip pictures while that is long, so a line narrower than the pictures never
+//! builds seconds of delay (libwebrtc's encoder pushback does the same).
+
+use crate::media::LineReading;
+use rtc::interceptor::Packet;
+use rtc::interceptor::{Attribute, Interceptor, PacerBuilder, PacerInterceptor, TaggedPacket};
+use rtc::interceptor::{StreamInfo, PACER_MIN_BURST_BITS};
+use rtc::sansio::Protocol;
+use rtc::shared::marshal::MarshalSize;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The pacer sends at this times the estimate: the encoders aim under the estimate, and the
+/// margin lets keyframes and retransmissions through sooner (libwebrtc uses 2.5; on a line
+/// with a small queue that overflows it with every keyframe).
+const PACING_FACTOR: f64 = 1.5;
+/// A retransmission that would wait longer than this in the pacer is not sent.
+const STALE_RETRANSMISSION_MS: u32 = 250;
+/// What a wide line may take at once.
+const WIDE_BURST_BITS: f64 = 4_000_000.0;
+/// A narrow line's burst, in seconds of its rate.
+const NARROW_BURST_SECS: f64 = 0.1;
+
+/// The burst for a line estimated at `estimate` bits/s, when calls start at `start`.
+pub(super) fn burst_bits(estimate: f64, start: f64) -> f64 {
+    if estimate >= start {
+        WIDE_BURST_BITS
+    } else {
+        (estimate * PACING_FACTOR * NARROW_BURST_SECS).max(PACER_MIN_BURST_BITS)
+    }
+}
+
+/// webrtc 0.21's pacer, its burst set from each estimate that passes by.
+pub(super) struct LinePacer {
+    inner: PacerInterceptor,
+    start: f64,
+    /// RTP bits handed in and not yet out (the pacer holds only RTP: RTCP passes at once).
+    held_bits: f64,
+    reading: Arc<LineReading>,
+}
+
+fn rtp_bits(msg: &TaggedPacket) -> f64 {
+    match &msg.message.packet {
+        Packet::Rtp(p) => (p.marshal_size() * 8) as f64,
+        _ => 0.0,
+    }
+}
+
+impl LinePacer {
+    /// A pacer for a link whose congestion controller starts at `start` bits/s.
+    pub(super) fn new(start: f64, reading: Arc<LineReading>) -> Self {
+        LinePacer {
+            inner: PacerBuilder::new()
+                .with_target_bitrate(start * PACING_FACTOR)
+                .with_burst_bits(WIDE_BURST_BITS)
+                .build(),
+            start,
+            held_bits: 0.0,
+            reading,
+        }
+    }
+
+    /// How long what is held takes to leave at the pacer's rate.
+    fn queue_ms(&self) -> u32 {
+        let rate = self.inner.pacer().target_bitrate().max(1.0);
+        (self.held_bits.max(0.0) / rate * 1000.0).min(u32::MAX as f64) as u32
+    }
+
+    fn publish(&self) {
+        self.reading.set_pacer_queue_ms(self.queue_ms());
+    }
+
+    #[cfg(test)]
+    fn burst(&self) -> f64 {
+        self.inner.pacer().burst_bits()
+    }
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for LinePacer {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        // The estimate rides inbound feedback (see webrtc's pacer, which takes its rate here).
+        let estimate = match msg.message.get(&Attribute::TargetBitrateChanged {
+            bits_per_second: 0.0,
+        }) {
+            Some(Attribute::TargetBitrateChanged { bits_per_second }) => Some(*bits_per_second),
+            _ => None,
+        };
+        self.inner.handle_read(msg)?;
+        if let Some(bps) = estimate {
+            let burst = burst_bits(bps, self.start);
+            let pacer = self.inner.pacer_mut();
+            pacer.set_target_bitrate(bps * PACING_FACTOR);
+            if pacer.burst_bits() != burst {
+                *pacer = pacer.clone().with_burst_bits(burst);
+            }
+            self.publish();
+        }
+        Ok(())
+    }
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.inner.poll_read()
+    }
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        if msg.message.has(&Attribute::Retransmission) && self.queue_ms() > STALE_RETRANSMISSION_MS
+        {
+            // It would arrive too late to be played: after a blackout the peer asks again for
+            // every packet it missed, and sending them all would hold the line for a minute.
+            // Its receiver asks for a keyframe instead.
+            return Ok(());
+        }
+        let queued = self.inner.queued();
+        let bits = rtp_bits(&msg);
+        self.inner.handle_write(msg)?;
+        // Counted only if held (a full queue refuses it).
+        if self.inner.queued() > queued {
+            self.held_bits += bits;
+            self.publish();
+        }
+        Ok(())
+    }
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        let out = self.inner.poll_write()?;
+        let bits = rtp_bits(&out);
+        if bits > 0.0 {
+            self.held_bits = (self.held_bits - bits).max(0.0);
+            self.publish();
+        }
+        Some(out)
+    }
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {
+        self.inner.handle_timeout(now)
+    }
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        self.inner.poll_timeout()
+    }
+}
+
+impl Interceptor for LinePacer {
+    fn bind_local_stream(&mut self, info: &StreamInfo) {
+        self.inner.bind_local_stream(info)
+    }
+    fn unbind_local_stream(&mut self, info: &StreamInfo) {
+        self.inner.unbind_local_stream(info)
+    }
+    fn bind_remote_stream(&mut self, info: &StreamInfo) {
+        self.inner.bind_remote_stream(info)
+    }
+    fn unbind_remote_stream(&mut self, info: &StreamInfo) {
+        self.inner.unbind_remote_stream(info)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc::interceptor::{AttributedPacket, Packet};
+    use rtc::rtp::header::Header;
+    use std::time::Duration;
+
+    const START: f64 = 1_064_000.0;
+
+    fn estimate(bps: f64, now: Instant) -> TaggedPacket {
+        let mut message = AttributedPacket::new(Packet::Rtcp(vec![Box::new(
+            rtc::rtcp::receiver_report::ReceiverReport::default(),
+        )]));
+        message.add(Attribute::TargetBitrateChanged {
+            bits_per_second: bps,
+        });
+        TaggedPacket {
+            now,
+            transport: Default::default(),
+            message,
+        }
+    }
+
+    fn rtp(seq: u16, now: Instant) -> TaggedPacket {
+        let packet = rtc::rtp::packet::Packet {
+            header: Header {
+                sequence_number: seq,
+                ssrc: 1,
+                ..Default::default()
+            },
+            payload: vec![0u8; 1188].into(),
+        };
+        TaggedPacket {
+            now,
+            transport: Default::default(),
+            message: AttributedPacket::new(Packet::Rtp(packet)),
+        }
+    }
+
+    /// Sends a 60-packet keyframe (~0.57 Mbit) at `t0`; when its last packet leaves.
+    fn keyframe_leaves(p: &mut LinePacer, t0: Instant) -> Duration {
+        for seq in 0..60 {
+            p.handle_write(rtp(seq, t0)).unwrap();
+        }
+        let (mut out, mut now) = (0, t0);
+        while out < 60 {
+            p.handle_timeout(now).unwrap();
+            while p.poll_write().is_some() {
+                out += 1;
+            }
+            now = p
+                .poll_timeout()
+                .unwrap_or(now)
+                .max(now + Duration::from_millis(1));
+            assert!(now - t0 < Duration::from_secs(10), "{out} of 60 left");
+        }
+        now - Duration::from_millis(1) - t0
+    }
+
+    #[test]
+    fn a_keyframe_leaves_at_once_on_a_wide_line() {
+        let t0 = Instant::now();
+        let mut p = LinePacer::new(START, Arc::default());
+        p.handle_read(estimate(2_000_000.0, t0)).unwrap();
+        assert_eq!(p.burst(), WIDE_BURST_BITS);
+        // A call under way: its budget has had time to fill.
+        p.handle_write(rtp(100, t0)).unwrap();
+        let t1 = t0 + Duration::from_secs(2);
+        assert!(keyframe_leaves(&mut p, t1) < Duration::from_millis(5));
+    }
+
+    #[test]
+    fn a_keyframe_is_spread_over_a_narrow_line() {
+        let t0 = Instant::now();
+        let mut p = LinePacer::new(START, Arc::default());
+        p.handle_read(estimate(250_000.0, t0)).unwrap();
+        while p.poll_read().is_some() {}
+        assert_eq!(p.burst(), 37_500.0, "0.1 s at 1.5 x 250 kbit/s");
+        // However long the line was idle, 0.58 Mbit at 375 kbit/s less one burst: ~1.4 s.
+        p.handle_write(rtp(100, t0)).unwrap();
+        assert_eq!(
+            p.reading.pacer_queue_ms(),
+            25,
+            "one packet of 1200 bytes at 375 kbit/s"
+        );
+        p.handle_timeout(t0).unwrap();
+        while p.poll_write().is_some() {}
+        assert_eq!(p.reading.pacer_queue_ms(), 0);
+        let took = keyframe_leaves(&mut p, t0 + Duration::from_secs(2));
+        assert!(
+            (1300..1600).contains(&(took.as_millis() as u64)),
+            "{took:?}"
+        );
+        assert_eq!(p.reading.pacer_queue_ms(), 0, "all gone");
+        // The line widens again: wide bursts.
+        p.handle_read(estimate(START, t0 + Duration::from_secs(9)))
+            .unwrap();
+        assert_eq!(p.burst(), WIDE_BURST_BITS);
+    }
+
+    #[test]
+    fn a_retransmission_behind_a_long_queue_is_not_sent() {
+        let t0 = Instant::now();
+        let mut p = LinePacer::new(START, Arc::default());
+        p.handle_read(estimate(250_000.0, t0)).unwrap();
+        let resend = |seq| {
+            let mut m = rtp(seq, t0);
+            m.message.add(Attribute::Retransmission);
+            m
+        };
+        p.handle_write(resend(1)).unwrap();
+        assert_eq!(p.reading.pacer_queue_ms(), 25, "a short queue takes it");
+        for seq in 2..12 {
+            p.handle_write(rtp(seq, t0)).unwrap();
+        }
+        let held = p.reading.pacer_queue_ms();
+        assert!(held > STALE_RETRANSMISSION_MS, "{held}");
+        p.handle_write(resend(12)).unwrap();
+        assert_eq!(p.reading.pacer_queue_ms(), held, "refused");
+        p.handle_write(rtp(13, t0)).unwrap();
+        assert!(p.reading.pacer_queue_ms() > held, "new media still queues");
+    }
+
+    #[test]
+    fn the_burst_never_falls_below_one_packet() {
+        assert_eq!(burst_bits(10_000.0, START), PACER_MIN_BURST_BITS);
+        assert_eq!(burst_bits(START, START), WIDE_BURST_BITS);
+    }
+}
