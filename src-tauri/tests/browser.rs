@@ -112,7 +112,7 @@ async fn browser_and_peer(codec: &str) -> Result<()> {
         Ok(())
     }
     .await;
-    let _ = c.close().await;
+    close_session(c).await;
     result
 }
 
@@ -225,7 +225,7 @@ async fn browser_and_confab_peer_through_janus() -> Result<()> {
         Ok(())
     }
     .await;
-    let _ = c.close().await;
+    close_session(c).await;
     drop(janus);
     result
 }
@@ -302,7 +302,7 @@ async fn browser_leaves_and_rejoins() -> Result<()> {
         Ok(())
     }
     .await;
-    let _ = c.close().await;
+    close_session(c).await;
     engine.shutdown().await;
     result
 }
@@ -380,7 +380,7 @@ async fn browser_desktop_app_and_peer_in_one_call() -> Result<()> {
         Ok(())
     }
     .await;
-    let _ = c.close().await;
+    close_session(c).await;
     result
 }
 
@@ -459,7 +459,7 @@ async fn browser_keeps_its_call_through_a_server_restart() -> Result<()> {
         Ok(())
     }
     .await;
-    let _ = c.close().await;
+    close_session(c).await;
     drop(peer);
     result
 }
@@ -503,7 +503,7 @@ async fn a_link_alone_never_joins_or_calls() -> Result<()> {
         Ok(())
     }
     .await;
-    let _ = c.close().await;
+    close_session(c).await;
     server.shutdown(std::time::Duration::from_secs(1)).await;
     result
 }

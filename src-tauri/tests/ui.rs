@@ -156,13 +156,7 @@ async fn join_call_see_the_pattern_mute_and_hang_up() -> Result<()> {
         Ok(())
     }
     .await;
-    if result.is_err() {
-        if let Ok(shot) = c.screenshot().await {
-            let _ = std::fs::write(artifacts().join("ui-call-failure.png"), shot);
-        }
-        eprintln!("the app's log:\n{}", driver.log_tail());
-    }
-    let _ = c.close().await;
+    let result = finish(c, &driver, result, Some("ui-call-failure.png")).await;
     drop(peer);
     result
 }
@@ -222,11 +216,7 @@ async fn a_bad_server_shows_its_error_in_words() -> Result<()> {
         Ok(())
     }
     .await;
-    if result.is_err() {
-        eprintln!("the app's log:\n{}", driver.log_tail());
-    }
-    let _ = c.close().await;
-    result
+    finish(c, &driver, result, None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,11 +276,7 @@ async fn host_on_this_computer() -> Result<()> {
         Ok(())
     }
     .await;
-    if result.is_err() {
-        eprintln!("the app's log:\n{}", driver.log_tail());
-    }
-    let _ = c.close().await;
-    result
+    finish(c, &driver, result, None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -330,13 +316,7 @@ async fn a_shared_screen_is_shown_large_beside_the_face() -> Result<()> {
         Ok(())
     }
     .await;
-    if result.is_err() {
-        eprintln!("the app's log:\n{}", driver.log_tail());
-        if let Ok(shot) = c.screenshot().await {
-            let _ = std::fs::write(artifacts().join("ui-share-failure.png"), shot);
-        }
-    }
-    let _ = c.close().await;
+    let result = finish(c, &driver, result, Some("ui-share-failure.png")).await;
     drop(peer);
     result
 }
@@ -422,13 +402,7 @@ async fn share_a_window_from_the_picker_and_the_other_side_reads_it() -> Result<
         Ok(())
     }
     .await;
-    if result.is_err() {
-        eprintln!("the app's log:\n{}", driver.log_tail());
-        if let Ok(shot) = c.screenshot().await {
-            let _ = std::fs::write(artifacts().join("ui-share-window-failure.png"), shot);
-        }
-    }
-    let _ = c.close().await;
+    let result = finish(c, &driver, result, Some("ui-share-window-failure.png")).await;
     drop(peer);
     result
 }
@@ -480,13 +454,7 @@ async fn four_people_in_one_call_are_all_seen() -> Result<()> {
         Ok(())
     }
     .await;
-    if result.is_err() {
-        eprintln!("the app's log:\n{}", driver.log_tail());
-        if let Ok(shot) = c.screenshot().await {
-            let _ = std::fs::write(artifacts().join("ui-four-failure.png"), shot);
-        }
-    }
-    let _ = c.close().await;
+    let result = finish(c, &driver, result, Some("ui-four-failure.png")).await;
     drop(peers);
     result
 }
@@ -540,10 +508,7 @@ async fn works_in_a_small_window() -> Result<()> {
         Ok(())
     }
     .await;
-    if result.is_err() {
-        eprintln!("the app's log:\n{}", driver.log_tail());
-    }
-    let _ = c.close().await;
+    let result = finish(c, &driver, result, None).await;
     drop(peer);
     result
 }

@@ -2,7 +2,7 @@
 //! confab-peer processes.
 #![allow(dead_code)]
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -208,7 +208,8 @@ impl Peer {
         }
     }
 
-    /// Waits until the peer's live stats about `from` satisfy `f`.
+    /// Waits until the peer's live stats about the one other person in its call satisfy `f`.
+    /// For a call with more people, [`Peer::wait_report`] (this fails rather than pick one).
     pub fn wait(
         &self,
         what: &str,
@@ -218,7 +219,14 @@ impl Peer {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             if let Some(j) = self.json() {
-                if let Some(p) = j["peers"].as_array().and_then(|a| a.first()) {
+                let peers = j["peers"].as_array().map_or(&[][..], |a| a.as_slice());
+                ensure!(
+                    peers.len() <= 1,
+                    "{what}: `wait` reads a call with one other person; this one has {} \
+                     (use `wait_report`)",
+                    peers.len()
+                );
+                if let Some(p) = peers.first() {
                     if f(p) {
                         return Ok(p.clone());
                     }
@@ -319,6 +327,41 @@ pub async fn session(driver: &Driver, args: Vec<String>) -> Result<fantoccini::C
         .await
         .context("a WebDriver session with the app")?;
     Ok(client)
+}
+
+/// Ends a UI test's session: on failure the app's log and, if named, a screenshot; then the
+/// session is closed. Each WebDriver step has a deadline: a driver that stops answering fails
+/// the test rather than hanging the suite (CI has 90 minutes for everything).
+pub async fn finish(
+    c: fantoccini::Client,
+    driver: &Driver,
+    result: Result<()>,
+    failure_shot: Option<&str>,
+) -> Result<()> {
+    const STEP: Duration = Duration::from_secs(15);
+    if result.is_err() {
+        eprintln!("the app's log:\n{}", driver.log_tail());
+        if let Some(name) = failure_shot {
+            match tokio::time::timeout(STEP, c.screenshot()).await {
+                Ok(Ok(shot)) => {
+                    let _ = std::fs::write(artifacts().join(name), shot);
+                }
+                Ok(Err(e)) => eprintln!("no screenshot: {e}"),
+                Err(_) => eprintln!("no screenshot: the WebDriver did not answer in {STEP:?}"),
+            }
+        }
+    }
+    close_session(c).await;
+    result
+}
+
+/// Closes a WebDriver session, giving up after 15 s (the processes around it are killed when
+/// dropped).
+pub async fn close_session(c: fantoccini::Client) {
+    const STEP: Duration = Duration::from_secs(15);
+    if tokio::time::timeout(STEP, c.close()).await.is_err() {
+        eprintln!("the WebDriver session did not close in {STEP:?}");
+    }
 }
 
 /// Polls a script until it returns something truthy; returns that value.
