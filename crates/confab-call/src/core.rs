@@ -681,8 +681,11 @@ impl CallCore {
             .peers
             .iter()
             .find(|(id, p)| {
+                // Whether or not its old id has been announced gone: after a network change
+                // the server notices the old connection only when it times out, and meanwhile
+                // the link needs the new id for its ICE restart. Only the other end of the
+                // link can make the proof.
                 *id != new_id
-                    && p.away_since.is_some()
                     && p.linked()
                     && p.link_secret
                         .as_ref()

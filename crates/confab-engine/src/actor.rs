@@ -171,6 +171,8 @@ fn publisher_id() -> PeerId {
 
 struct SigHandle {
     out: mpsc::Sender<ClientMessage>,
+    /// Asks the client to prove its connection now (a link lost its path).
+    check: mpsc::Sender<()>,
     events: mpsc::Receiver<SigEvent>,
     cancel: CancellationToken,
     task: JoinHandle<()>,
@@ -655,16 +657,19 @@ impl Actor {
                     return;
                 }
                 let (out_tx, out_rx) = mpsc::channel(512);
+                let (check_tx, check_rx) = mpsc::channel(1);
                 let (ev_tx, ev_rx) = mpsc::channel(512);
                 let cancel = CancellationToken::new();
                 let task = tokio::spawn(signaling::run(
                     params.clone(),
                     out_rx,
+                    check_rx,
                     ev_tx,
                     cancel.clone(),
                 ));
                 self.sig = Some(SigHandle {
                     out: out_tx,
+                    check: check_tx,
                     events: ev_rx,
                     cancel,
                     task,
@@ -1113,6 +1118,13 @@ impl Actor {
                         .await;
                     self.core.link_failed(&peer, now);
                     self.apply().await;
+                }
+            }
+            LinkEvent::PathLost(_) => {
+                // Our network may have changed under us: the signaling connection then went
+                // with it, and the ICE restart needs it.
+                if let Some(s) = &self.sig {
+                    let _ = s.check.try_send(());
                 }
             }
             LinkEvent::Closed(id) => {

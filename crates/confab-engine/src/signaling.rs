@@ -67,6 +67,11 @@ pub enum SigEvent {
 /// 20 s) for this long is dead.
 pub const SILENCE_LIMIT: Duration = Duration::from_secs(45);
 
+/// Asked to check the connection (a link lost its path: the network may have changed, and
+/// a TCP connection over a dead path is silent rather than closed), the client pings the
+/// server; no frame within this long and it connects again.
+pub const CHECK_LIMIT: Duration = Duration::from_secs(3);
+
 /// Most servers one join may list.
 pub const MAX_SERVERS: usize = 8;
 
@@ -235,13 +240,15 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// Runs until cancelled or a fatal error. Messages to send come from `out`; everything heard
-/// goes to `events`.
+/// goes to `events`; a word on `check` has the connection proved within [`CHECK_LIMIT`].
 pub async fn run(
     params: JoinParams,
     mut out: mpsc::Receiver<ClientMessage>,
+    mut check: mpsc::Receiver<()>,
     events: mpsc::Sender<SigEvent>,
     cancel: CancellationToken,
 ) {
+    let mut check_open = true;
     let mut attempt: u32 = 0;
     let mut ever_joined = false;
     // The server in use, and how many failed one after another before the first join.
@@ -333,11 +340,29 @@ pub async fn run(
         failed_first = 0;
         // Joined: pump until the connection drops, goes silent, or we are told to stop.
         let mut heard = tokio::time::Instant::now();
+        // A check under way: the server must be heard by then.
+        let mut checking: Option<tokio::time::Instant> = None;
         let reason = loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(heard + params.silence_limit) => {
                     break format!("no word from the server for {} s", params.silence_limit.as_secs());
                 }
+                _ = tokio::time::sleep_until(checking.unwrap_or(heard)), if checking.is_some() => {
+                    break format!(
+                        "the server did not answer a check within {} s (the network may have changed)",
+                        CHECK_LIMIT.as_secs()
+                    );
+                }
+                asked = check.recv(), if check_open => match asked {
+                    Some(()) if checking.is_none() => {
+                        if let Err(e) = ws.send(Message::Ping(Vec::new().into())).await {
+                            break format!("sending failed: {e}");
+                        }
+                        checking = Some(tokio::time::Instant::now() + CHECK_LIMIT);
+                    }
+                    Some(()) => {}
+                    None => check_open = false,
+                },
                 _ = cancel.cancelled() => {
                     let _ = ws.send(Message::Text(ClientMessage::Leave.encode().into())).await;
                     let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
@@ -357,6 +382,7 @@ pub async fn run(
                 incoming = ws.next() => {
                     if matches!(incoming, Some(Ok(_))) {
                         heard = tokio::time::Instant::now();
+                        checking = None;
                     }
                     match incoming {
                     Some(Ok(Message::Text(t))) => {

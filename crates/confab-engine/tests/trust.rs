@@ -371,16 +371,17 @@ async fn a_panicking_engine_releases_the_camera_and_says_so() {
     engine.shutdown().await;
 }
 
-/// A server that stops talking (a half-open connection: no frames, not even pings) is left
-/// for a new connection, rather than trusted forever.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_server_is_noticed() {
+/// A server that welcomes, then neither reads nor writes (a pong needs a read): a half-open
+/// connection, or one over a dead path. Its URL, how often it was connected to, its task.
+async fn silent_server() -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicU32>,
+    tokio::task::JoinHandle<()>,
+) {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
-    init_logs();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/ws", listener.local_addr().unwrap());
-    // It welcomes, then says nothing at all; it counts how often it is connected to.
     let connects = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let counter = connects.clone();
     let server = tokio::spawn(async move {
@@ -396,6 +397,15 @@ async fn a_silent_server_is_noticed() {
             held.push(ws);
         }
     });
+    (url, connects, server)
+}
+
+/// A server that stops talking (a half-open connection: no frames, not even pings) is left
+/// for a new connection, rather than trusted forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_is_noticed() {
+    init_logs();
+    let (url, connects, server) = silent_server().await;
     let mut cfg = config(440.0, VideoCodec::H264, false);
     cfg.signaling_silence = std::time::Duration::from_secs(2);
     let (engine, mut events) =
@@ -424,6 +434,95 @@ async fn a_silent_server_is_noticed() {
     assert!(connects.load(std::sync::atomic::Ordering::Relaxed) >= 2);
     p.engine.shutdown().await;
     server.abort();
+}
+
+/// The signaling client alone, joined through `url`, with a 45 s silence limit; its check
+/// channel and its events.
+fn client(
+    url: &str,
+) -> (
+    tokio::sync::mpsc::Sender<()>,
+    tokio::sync::mpsc::Receiver<confab_engine::signaling::SigEvent>,
+    tokio_util::sync::CancellationToken,
+    tokio::sync::mpsc::Sender<confab_protocol::ClientMessage>,
+) {
+    use confab_engine::signaling::{run, JoinParams, SILENCE_LIMIT};
+    let (out_tx, out_rx) = tokio::sync::mpsc::channel(8);
+    let (check_tx, check_rx) = tokio::sync::mpsc::channel(1);
+    let (ev_tx, ev_rx) = tokio::sync::mpsc::channel(8);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let params = JoinParams {
+        urls: vec![url.to_owned()],
+        room: "check".into(),
+        name: "Ada".into(),
+        password: None,
+        silence_limit: SILENCE_LIMIT,
+    };
+    tokio::spawn(run(params, out_rx, check_rx, ev_tx, cancel.clone()));
+    (check_tx, ev_rx, cancel, out_tx)
+}
+
+async fn next_event(
+    events: &mut tokio::sync::mpsc::Receiver<confab_engine::signaling::SigEvent>,
+) -> confab_engine::signaling::SigEvent {
+    tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
+        .await
+        .expect("an event within 10 s")
+        .expect("the client runs")
+}
+
+/// A network change leaves the signaling connection on a dead path: no close, no error, just
+/// silence, which the silence limit notices only after 45 s. When a link loses its path the
+/// engine asks for a check: the client pings, and a server that does not answer within 3 s
+/// is left for a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_path_is_found_by_a_check_not_after_45_s() {
+    use confab_engine::signaling::{SigEvent, CHECK_LIMIT};
+    let (url, _, server) = silent_server().await;
+    let (check, mut events, cancel, _out) = client(&url);
+    assert!(matches!(
+        next_event(&mut events).await,
+        SigEvent::Welcome { .. }
+    ));
+    let asked = std::time::Instant::now();
+    check.send(()).await.unwrap();
+    match next_event(&mut events).await {
+        SigEvent::Reconnecting { reason, .. } => {
+            assert!(reason.contains("did not answer a check"), "{reason}");
+            let took = asked.elapsed();
+            assert!(
+                took >= CHECK_LIMIT && took < CHECK_LIMIT * 2,
+                "found after {took:?}"
+            );
+        }
+        other => panic!("expected a reconnection, got {other:?}"),
+    }
+    assert!(
+        matches!(next_event(&mut events).await, SigEvent::Welcome { .. }),
+        "joined again"
+    );
+    cancel.cancel();
+    server.abort();
+}
+
+/// A server that answers keeps the connection through a check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_server_passes_a_check() {
+    use confab_engine::signaling::{SigEvent, CHECK_LIMIT};
+    let server = server().await;
+    let (check, mut events, cancel, _out) = client(&server.ws_url());
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv()).await;
+    assert!(
+        matches!(first, Ok(Some(SigEvent::Welcome { .. }))),
+        "{first:?}"
+    );
+    for _ in 0..3 {
+        check.send(()).await.unwrap();
+        tokio::time::sleep(CHECK_LIMIT / 2).await;
+    }
+    let after = tokio::time::timeout(CHECK_LIMIT * 2, events.recv()).await;
+    assert!(after.is_err(), "nothing happened: {after:?}");
+    cancel.cancel();
 }
 
 /// A member that joins and leaves in a loop for 10 s, from another address's worth of

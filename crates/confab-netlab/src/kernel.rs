@@ -161,6 +161,19 @@ impl std::fmt::Debug for KernelLab {
 }
 
 impl KernelLab {
+    /// A lab for the test named `test`, or `None` after printing `SKIPPED <test>: <why>` when
+    /// this machine cannot make one ([`KernelError::Unavailable`]); any other failure panics.
+    pub fn for_test(test: &str) -> Option<Self> {
+        match KernelLab::new() {
+            Ok(lab) => Some(lab),
+            Err(e @ KernelError::Unavailable(_)) => {
+                eprintln!("SKIPPED {test}: {e}");
+                None
+            }
+            Err(e) => panic!("{test}: {e}"),
+        }
+    }
+
     /// A new, empty lab. [`KernelError::Unavailable`] when not root or when network
     /// namespaces cannot be made here.
     pub fn new() -> Result<Self> {
@@ -317,6 +330,10 @@ impl KernelLab {
         )?;
         home_a.ip(["route", "add", "default", "via", "10.0.1.1"])?;
         home_b.ip(["route", "add", "default", "via", "10.0.2.1"])?;
+        // As on the real internet, a packet for a private address leaves (and is dropped at
+        // the NAT) rather than failing to send: without a route coturn's sendto to a home's
+        // host candidate failed, and coturn closed that allocation.
+        internet.ip(["route", "add", "default", "via", "203.0.113.1"])?;
         nat.run("sysctl", ["-q", "-w", "net.ipv4.ip_forward=1"])?;
         nat.nft_script(
             "table ip confab_nat {\n\

@@ -3,23 +3,12 @@
 //! other only through coturn. Needs root; each test says why when it skips.
 
 use anyhow::{bail, ensure, Context, Result};
-use confab_netlab::kernel::{KernelError, KernelLab, LabProcess, Netns, Traffic, TurnServer};
+use confab_netlab::kernel::{KernelLab, LabProcess, Netns, Traffic, TurnServer};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{ChildStdout, Stdio};
 
 const PROBE: &str = env!("CARGO_BIN_EXE_netlab-probe");
-
-fn lab_or_skip(test: &str) -> Option<KernelLab> {
-    match KernelLab::new() {
-        Ok(lab) => Some(lab),
-        Err(e @ KernelError::Unavailable(_)) => {
-            eprintln!("SKIPPED {test}: {e}");
-            None
-        }
-        Err(e) => panic!("{test}: {e}"),
-    }
-}
 
 /// A probe process in a namespace, with its JSON lines.
 struct Probe {
@@ -81,7 +70,7 @@ fn num(v: &Value, key: &str) -> f64 {
 
 #[test]
 fn tbf_cap_holds_a_udp_blast_to_the_rate() -> Result<()> {
-    let Some(lab) = lab_or_skip("tbf_cap_holds_a_udp_blast_to_the_rate") else {
+    let Some(lab) = KernelLab::for_test("tbf_cap_holds_a_udp_blast_to_the_rate") else {
         return Ok(());
     };
     let pair = lab.pair()?;
@@ -139,7 +128,7 @@ fn tbf_cap_holds_a_udp_blast_to_the_rate() -> Result<()> {
 
 #[test]
 fn nft_random_loss_and_blackout_are_measured() -> Result<()> {
-    let Some(lab) = lab_or_skip("nft_random_loss_and_blackout_are_measured") else {
+    let Some(lab) = KernelLab::for_test("nft_random_loss_and_blackout_are_measured") else {
         return Ok(());
     };
     let pair = lab.pair()?;
@@ -205,7 +194,7 @@ fn nft_random_loss_and_blackout_are_measured() -> Result<()> {
 
 #[test]
 fn homes_behind_the_nat_meet_only_through_turn() -> Result<()> {
-    let Some(lab) = lab_or_skip("homes_behind_the_nat_meet_only_through_turn") else {
+    let Some(lab) = KernelLab::for_test("homes_behind_the_nat_meet_only_through_turn") else {
         return Ok(());
     };
     let nat = lab.nat()?;
@@ -388,7 +377,8 @@ fn dead(pid: u32) -> bool {
 
 #[test]
 fn a_panicking_test_leaves_no_namespace_or_process_behind() -> Result<()> {
-    let Some(lab) = lab_or_skip("a_panicking_test_leaves_no_namespace_or_process_behind") else {
+    let Some(lab) = KernelLab::for_test("a_panicking_test_leaves_no_namespace_or_process_behind")
+    else {
         return Ok(());
     };
     let prefix = lab.prefix().to_string();

@@ -374,7 +374,8 @@
       const me = this.me;
       const old = this.sortedIds().find((id) => {
         const p = this.peers.get(id);
-        return id !== newId && p.awaySince !== null && LINKED.has(p.phase) &&
+        // Whether or not its old id has been announced gone (see confab-call's on_resume).
+        return id !== newId && LINKED.has(p.phase) &&
           p.linkSecret !== null && proofs.includes(resumeProof(p.linkSecret, newId, me));
       });
       this.earlyResumes = this.earlyResumes.filter(([n]) => n !== newId);

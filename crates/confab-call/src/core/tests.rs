@@ -651,7 +651,7 @@ fn forged_or_replayed_resume_proofs_take_over_nothing() {
 }
 
 #[test]
-fn a_kept_early_resume_whose_id_is_gone_takes_over_nothing() {
+fn a_resume_before_the_old_id_leaves_carries_the_link_over_at_once() {
     let mut n = Net::new();
     n.join("a", true);
     n.join("b", true);
@@ -663,32 +663,33 @@ fn a_kept_early_resume_whose_id_is_gone_takes_over_nothing() {
         .link_secret
         .clone()
         .expect("the link has a secret");
-    // b2 proves b's link before b is announced gone: the proof is kept for then.
+    // b's network changed: it is back as b2 while the server still lists b (its old
+    // connection has not timed out). Its proof moves the link at once.
     let a = n.core("a");
     a.peer_joined(id("b2"), "B".into(), now);
+    a.drain();
     let proof = CallSignal::Resume {
         proofs: vec![resume_proof(&secret, &id("b2"), &id("a"))],
     };
     a.signal(&id("b2"), proof, now);
-    // Our own connection comes back (same id) without b2 in the room: b2 is forgotten...
-    a.welcome(
-        id("a"),
-        vec![PeerInfo {
-            id: id("b"),
-            name: "B".into(),
-        }],
-        now,
+    let actions = a.drain();
+    assert!(
+        actions.iter().any(
+            |x| matches!(x, Action::RebindLink { from, to } if *from == id("b") && *to == id("b2"))
+        ),
+        "{actions:?}"
     );
-    // ...so when b leaves, the kept proof names nobody: nothing is taken over, nothing panics.
+    assert!(!a.peers.contains_key(&id("b")));
+    // When the server lets b go at last, nothing more happens (and nothing panics).
     a.peer_left(&id("b"), now);
     let actions = a.drain();
     assert!(
         !actions
             .iter()
-            .any(|x| matches!(x, Action::RebindLink { .. })),
+            .any(|x| matches!(x, Action::RebindLink { .. } | Action::CloseLink { .. })),
         "{actions:?}"
     );
-    assert!(!a.peers.contains_key(&id("b2")));
+    assert!(a.peers.contains_key(&id("b2")));
 }
 
 #[test]

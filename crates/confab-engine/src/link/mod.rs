@@ -154,6 +154,8 @@ pub enum LinkEvent {
     /// A chat wire message from the other side (at most `chat::MAX_WIRE_BYTES` are read).
     Chat(LinkId, Vec<u8>),
     Failed(LinkId, LinkError),
+    /// The connection broke (an ICE restart follows if it stays broken).
+    PathLost(LinkId),
     Closed(LinkId),
     /// A link from an SFU wants the other layer of the sender's camera.
     Layer(LinkId, Want),
@@ -673,6 +675,11 @@ impl Link {
                     }
                     RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Failed => {
                         self.health.on_state(ConnState::Broken, now);
+                        if self.health.ever_connected() {
+                            // Our network may have changed: have the signaling connection,
+                            // which the ICE restart will need, checked meanwhile.
+                            let _ = self.events.send(LinkEvent::PathLost(self.params.id)).await;
+                        }
                     }
                     RTCPeerConnectionState::Closed => return Ok(false),
                     _ => {}

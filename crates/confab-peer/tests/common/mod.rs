@@ -1,23 +1,31 @@
-//! What the process tests share: the built confab-signal, started as a process.
+//! What the process tests share: the built binaries, confab-signal started as a process.
+// Each test file uses part of it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-/// Starts the built confab-signal on a free port with `extra` arguments; returns it and the
-/// URL it prints.
-pub fn signal_server(extra: &[&str]) -> (Child, String) {
+/// A workspace binary built beside this test (`cargo build --workspace` first).
+pub fn built(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test path");
     let dir = exe
         .parent()
         .and_then(|p| p.parent())
         .expect("target/<profile>");
-    let path = dir.join(format!("confab-signal{}", std::env::consts::EXE_SUFFIX));
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.exists(),
         "{} is missing: build the binaries first (`cargo xtask test` does)",
         path.display()
     );
-    let mut child = Command::new(path)
+    path
+}
+
+/// Starts the built confab-signal on a free port with `extra` arguments; returns it and the
+/// URL it prints.
+pub fn signal_server(extra: &[&str]) -> (Child, String) {
+    let mut child = Command::new(built("confab-signal"))
         .args(["--listen", "127.0.0.1:0"])
         .args(extra)
         .stdout(Stdio::piped())
