@@ -62,8 +62,8 @@ for (const s of health.scenarios) {
     const h = new LinkHealth(s.offerer, 0);
     s.steps.forEach((st, i) => {
       let out = [];
-      if (st.in === 'tick') {
-        const a = h.tick(st.at);
+      if (st.in === 'tick' || st.in === 'signaling-back') {
+        const a = st.in === 'tick' ? h.tick(st.at) : h.signalingBack(st.at);
         if (a !== null) out = [a];
       } else if (h.onState(st.in.state, st.at)) {
         out = ['first-connected'];

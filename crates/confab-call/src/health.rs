@@ -125,6 +125,22 @@ impl LinkHealth {
         }
     }
 
+    /// Our signaling connection is back after a drop. A broken link's last restart went out
+    /// on the dead connection (a network change takes both down): the offerer restarts now
+    /// rather than at its next turn, within the same limit of restarts.
+    pub fn signaling_back(&mut self, now: Millis) -> HealthAction {
+        if self.offerer
+            && self.ever_connected
+            && self.broken_since.is_some()
+            && self.restarts < self.rules.max_restarts
+        {
+            self.restarts += 1;
+            self.last_restart = Some(now);
+            return HealthAction::RestartIce;
+        }
+        HealthAction::Nothing
+    }
+
     /// Called about once a second.
     pub fn tick(&mut self, now: Millis) -> HealthAction {
         if !self.ever_connected {

@@ -170,11 +170,18 @@ fn run_health_scenario(s: &mut Value) -> anyhow::Result<Vec<String>> {
     let mut h = LinkHealth::new(HealthRules::default(), offerer, 0);
     run_steps(s, |i, at, input| {
         Ok(match input {
-            Value::String(t) if t == "tick" => match h.tick(at) {
-                HealthAction::Nothing => json!([]),
-                HealthAction::RestartIce => json!(["restart-ice"]),
-                HealthAction::Fail(f) => json!([{ "fail": f.code() }]),
-            },
+            Value::String(t) if t == "tick" || t == "signaling-back" => {
+                let action = if t == "tick" {
+                    h.tick(at)
+                } else {
+                    h.signaling_back(at)
+                };
+                match action {
+                    HealthAction::Nothing => json!([]),
+                    HealthAction::RestartIce => json!(["restart-ice"]),
+                    HealthAction::Fail(f) => json!([{ "fail": f.code() }]),
+                }
+            }
             Value::Object(o) if o.contains_key("state") => {
                 let st = match o["state"].as_str() {
                     Some("connecting") => ConnState::Connecting,

@@ -879,8 +879,17 @@ impl Actor {
                 self.connection = ConnectionStatus::Connected;
                 self.sfu_info = sfu;
                 self.refusal_told = false;
+                let rejoined = self.pending_join.is_none();
                 self.core.welcome(id.clone(), peers, now);
                 self.apply().await;
+                if rejoined {
+                    // After the resume proofs the rules just sent: a link broken by the same
+                    // network change restarts ICE now (its last offer went out on the dead
+                    // connection).
+                    for l in self.links.values() {
+                        let _ = l.tx.try_send(LinkCommand::SignalingBack);
+                    }
+                }
                 if self.core.in_call() && self.sfu.as_ref().is_some_and(|s| s.me != id) {
                     self.republish();
                     self.publish_snapshot().await;

@@ -686,6 +686,17 @@
       return false;
     }
 
+    // The signaling connection is back after a drop: a broken link's last restart went out on
+    // the dead connection, so the offerer restarts now (health.rs, signaling_back).
+    signalingBack(now) {
+      if (this.offerer && this.everConnected && this.brokenSince !== null && this.restarts < this.rules.maxRestarts) {
+        this.restarts++;
+        this.lastRestart = now;
+        return 'restart-ice';
+      }
+      return null;
+    }
+
     // Returns null, 'restart-ice', or { fail: 'setup-timeout' | 'broken' }.
     tick(now) {
       const r = this.rules;

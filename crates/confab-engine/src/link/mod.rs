@@ -135,6 +135,8 @@ pub struct Verification {
 pub enum LinkCommand {
     Remote(CallSignal),
     Rebind(PeerId),
+    /// Our signaling connection is back after a drop.
+    SignalingBack,
     /// A chat wire message for the other side (`confab_call::chat::Wire`, as JSON).
     Chat(String),
     Close,
@@ -644,6 +646,13 @@ impl Link {
             Some(LinkCommand::Rebind(p)) => {
                 self.hub.rebind(self.params.id, p.clone());
                 self.peer = p;
+            }
+            Some(LinkCommand::SignalingBack) => {
+                let now = self.now();
+                if self.health.signaling_back(now) == HealthAction::RestartIce {
+                    tracing::info!(peer = %self.peer, "signaling back during a break; restarting ICE");
+                    self.offer(true).await?;
+                }
             }
             Some(LinkCommand::Close) | None => return Ok(false),
         }
