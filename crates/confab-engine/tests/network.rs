@@ -612,6 +612,9 @@ async fn a_720p_call_on_a_300_kbit_line_settles_and_keeps_moving() {
         );
         assert!(sent.send_kbps <= 300.0, "under the cap; {why}");
         assert!(sent.send_queue_ms < 300, "{why}");
+        // The sender says what it sends at: its estimate, and its camera's size on this link.
+        assert!(sent.estimate_kbps.is_some_and(|e| e >= 150.0), "{why}");
+        assert!([1, 2, 4].contains(&sent.camera_scale), "{why}");
     }
     close(a, b).await;
 }
