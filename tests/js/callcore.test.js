@@ -65,6 +65,9 @@ for (const s of health.scenarios) {
       if (st.in === 'tick' || st.in === 'signaling-back') {
         const a = st.in === 'tick' ? h.tick(st.at) : h.signalingBack(st.at);
         if (a !== null) out = [a];
+      } else if (st.in['path-gone']) {
+        const a = h.pathGone(st.at, st.in['path-gone'] === 'signaling-up');
+        if (a !== null) out = [a];
       } else if (h.onState(st.in.state, st.at)) {
         out = ['first-connected'];
       }

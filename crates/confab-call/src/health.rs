@@ -83,6 +83,9 @@ pub struct LinkHealth {
     broken_since: Option<Millis>,
     restarts: u32,
     last_restart: Option<Millis>,
+    /// Our own network moved under this connection (see [`LinkHealth::path_gone`]): this side
+    /// restarts ICE whichever side made the first offer, until it connects again.
+    path_gone: bool,
 }
 
 impl LinkHealth {
@@ -95,11 +98,29 @@ impl LinkHealth {
             broken_since: None,
             restarts: 0,
             last_restart: None,
+            path_gone: false,
         }
+    }
+
+    /// This side restarts ICE: it made the first offer, or its own path is gone (the other
+    /// side cannot know that yet; a collision is settled by the negotiation's politeness).
+    fn restarts_ice(&self) -> bool {
+        self.offerer || self.path_gone
+    }
+
+    fn restart(&mut self, now: Millis) -> HealthAction {
+        self.restarts += 1;
+        self.last_restart = Some(now);
+        HealthAction::RestartIce
     }
 
     pub fn ever_connected(&self) -> bool {
         self.ever_connected
+    }
+
+    /// Broken now (ICE said so, or our path is gone), not yet connected again.
+    pub fn broken(&self) -> bool {
+        self.broken_since.is_some()
     }
 
     /// Restarts tried since the connection last worked.
@@ -113,6 +134,7 @@ impl LinkHealth {
             ConnState::Connected => {
                 self.broken_since = None;
                 self.restarts = 0;
+                self.path_gone = false;
                 let first = !self.ever_connected;
                 self.ever_connected = true;
                 first
@@ -129,14 +151,30 @@ impl LinkHealth {
     /// on the dead connection (a network change takes both down): the offerer restarts now
     /// rather than at its next turn, within the same limit of restarts.
     pub fn signaling_back(&mut self, now: Millis) -> HealthAction {
-        if self.offerer
+        if self.restarts_ice()
             && self.ever_connected
             && self.broken_since.is_some()
             && self.restarts < self.rules.max_restarts
         {
-            self.restarts += 1;
-            self.last_restart = Some(now);
-            return HealthAction::RestartIce;
+            return self.restart(now);
+        }
+        HealthAction::Nothing
+    }
+
+    /// Our side of the path is gone: the system would now send this connection's packets from
+    /// another address, or could not send them at all (an interface went down, another
+    /// network took over). The connection is broken now, not in the seconds ICE takes to
+    /// notice, and this side restarts ICE at once, whichever side made the first offer. When
+    /// our signaling connection went with the path (`signaling_up` false) the offer could not
+    /// arrive: [`LinkHealth::signaling_back`] restarts once we have rejoined.
+    pub fn path_gone(&mut self, now: Millis, signaling_up: bool) -> HealthAction {
+        if !self.ever_connected {
+            return HealthAction::Nothing;
+        }
+        self.broken_since.get_or_insert(now);
+        self.path_gone = true;
+        if signaling_up && self.restarts < self.rules.max_restarts {
+            return self.restart(now);
         }
         HealthAction::Nothing
     }
@@ -159,14 +197,12 @@ impl LinkHealth {
         let due = self
             .last_restart
             .is_none_or(|t| now.saturating_sub(t) > self.rules.restart_every_ms);
-        if self.offerer
+        if self.restarts_ice()
             && broken_for > self.rules.restart_after_ms
             && due
             && self.restarts < self.rules.max_restarts
         {
-            self.restarts += 1;
-            self.last_restart = Some(now);
-            return HealthAction::RestartIce;
+            return self.restart(now);
         }
         HealthAction::Nothing
     }
@@ -235,5 +271,33 @@ mod tests {
         assert_eq!(o.restarts(), 0);
         o.on_state(ConnState::Broken, 10_000);
         assert_eq!(o.tick(12_500), HealthAction::RestartIce);
+    }
+
+    #[test]
+    fn a_side_whose_path_is_gone_restarts_at_once_even_as_the_answerer() {
+        let mut h = LinkHealth::new(HealthRules::default(), false, 0);
+        assert_eq!(
+            h.path_gone(50, true),
+            HealthAction::Nothing,
+            "not connected yet: the setup deadline covers it"
+        );
+        h.on_state(ConnState::Connected, 100);
+        assert_eq!(h.path_gone(1_000, true), HealthAction::RestartIce);
+        // And on the schedule after that, like an offerer.
+        assert_eq!(
+            ticks(&mut h, 2_000, 12_000),
+            vec![(7_000, HealthAction::RestartIce)]
+        );
+        // Connected again: an answerer again.
+        h.on_state(ConnState::Connected, 12_500);
+        h.on_state(ConnState::Broken, 13_000);
+        assert!(ticks(&mut h, 13_000, 30_000).is_empty());
+
+        // With the signaling connection gone too, the restart waits for the rejoin.
+        let mut w = LinkHealth::new(HealthRules::default(), false, 0);
+        w.on_state(ConnState::Connected, 0);
+        assert_eq!(w.path_gone(1_000, false), HealthAction::Nothing);
+        assert_eq!(w.signaling_back(1_800), HealthAction::RestartIce);
+        assert_eq!(w.restarts(), 1);
     }
 }

@@ -165,6 +165,14 @@ fn run_call_scenario(s: &mut Value) -> anyhow::Result<Vec<String>> {
     Ok(problems)
 }
 
+fn health_out(action: HealthAction) -> Value {
+    match action {
+        HealthAction::Nothing => json!([]),
+        HealthAction::RestartIce => json!(["restart-ice"]),
+        HealthAction::Fail(f) => json!([{ "fail": f.code() }]),
+    }
+}
+
 fn run_health_scenario(s: &mut Value) -> anyhow::Result<Vec<String>> {
     let offerer = s["offerer"].as_bool().context("offerer")?;
     let mut h = LinkHealth::new(HealthRules::default(), offerer, 0);
@@ -176,11 +184,15 @@ fn run_health_scenario(s: &mut Value) -> anyhow::Result<Vec<String>> {
                 } else {
                     h.signaling_back(at)
                 };
-                match action {
-                    HealthAction::Nothing => json!([]),
-                    HealthAction::RestartIce => json!(["restart-ice"]),
-                    HealthAction::Fail(f) => json!([{ "fail": f.code() }]),
-                }
+                health_out(action)
+            }
+            Value::Object(o) if o.contains_key("path-gone") => {
+                let up = match o["path-gone"].as_str() {
+                    Some("signaling-up") => true,
+                    Some("signaling-down") => false,
+                    other => bail!("step {i}: unknown path-gone {other:?}"),
+                };
+                health_out(h.path_gone(at, up))
             }
             Value::Object(o) if o.contains_key("state") => {
                 let st = match o["state"].as_str() {

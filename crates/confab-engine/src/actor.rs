@@ -11,8 +11,9 @@ use crate::error::{EngineError, ErrorCode, JoinError};
 use crate::ice::IceServer;
 use crate::link::{self, LinkCommand, LinkEvent, LinkParams, Role, Verification};
 use crate::media::{LinkId, MediaHub, MediaSettings, VideoSink};
+use crate::route::RouteWatch;
 use crate::sfu::{self, SfuCommand, SfuEvent, SfuParams, Target};
-use crate::signaling::{self, JoinParams, SigEvent};
+use crate::signaling::{self, Check, JoinParams, SigEvent};
 use crate::stats::{NetworkStats, PeerStats};
 use confab_call::chat::{Chat, ChatLine};
 use confab_call::{Action, CallCore, Millis};
@@ -171,8 +172,11 @@ fn publisher_id() -> PeerId {
 
 struct SigHandle {
     out: mpsc::Sender<ClientMessage>,
-    /// Asks the client to prove its connection now (a link lost its path).
-    check: mpsc::Sender<()>,
+    /// Asks the client to prove its connection now (a link lost its path), or to leave it
+    /// (its route moved).
+    check: mpsc::Sender<Check>,
+    /// The way to the server the connection in use started on (from its welcome).
+    route: Option<RouteWatch>,
     events: mpsc::Receiver<SigEvent>,
     cancel: CancellationToken,
     task: JoinHandle<()>,
@@ -232,6 +236,7 @@ impl Actor {
         mut device_reports: mpsc::Receiver<Report>,
     ) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut ticks: u64 = 0;
         loop {
             tokio::select! {
                 cmd = cmds.recv() => match cmd {
@@ -250,6 +255,10 @@ impl Actor {
                 Some(ev) = link_events.recv() => self.link_event(ev).await,
                 Some(r) = device_reports.recv() => self.device_report(r).await,
                 _ = tick.tick() => {
+                    ticks += 1;
+                    if ticks % 4 == 0 {
+                        self.signaling_route_moved();
+                    }
                     let now = self.now();
                     self.core.tick(now);
                     self.apply().await;
@@ -657,7 +666,7 @@ impl Actor {
                     return;
                 }
                 let (out_tx, out_rx) = mpsc::channel(512);
-                let (check_tx, check_rx) = mpsc::channel(1);
+                let (check_tx, check_rx) = mpsc::channel(4);
                 let (ev_tx, ev_rx) = mpsc::channel(512);
                 let cancel = CancellationToken::new();
                 let task = tokio::spawn(signaling::run(
@@ -670,6 +679,7 @@ impl Actor {
                 self.sig = Some(SigHandle {
                     out: out_tx,
                     check: check_tx,
+                    route: None,
                     events: ev_rx,
                     cancel,
                     task,
@@ -875,8 +885,12 @@ impl Actor {
                 room,
                 peers,
                 sfu,
+                route,
             } => {
                 self.connection = ConnectionStatus::Connected;
+                if let Some(s) = &mut self.sig {
+                    s.route = route;
+                }
                 self.sfu_info = sfu;
                 self.refusal_told = false;
                 let rejoined = self.pending_join.is_none();
@@ -961,6 +975,9 @@ impl Actor {
             }
             SigEvent::Reconnecting { reason, attempt } => {
                 self.connection = ConnectionStatus::Reconnecting;
+                if let Some(s) = &mut self.sig {
+                    s.route = None;
+                }
                 self.core.disconnected();
                 self.apply().await;
                 if attempt == 1 {
@@ -1011,6 +1028,22 @@ impl Actor {
         if first {
             self.publish_snapshot().await;
         }
+    }
+
+    /// Has the way to the server moved since we joined? Then the connection is on a dead
+    /// path: the client is told to leave it and connect again now, rather than after a check
+    /// or the silence limit.
+    fn signaling_route_moved(&mut self) -> bool {
+        let Some(s) = &mut self.sig else {
+            return false;
+        };
+        if !s.route.is_some_and(|r| r.moved()) {
+            return false;
+        }
+        tracing::info!("our route to the signaling server moved; connecting again");
+        s.route = None;
+        let _ = s.check.try_send(Check::Moved);
+        true
     }
 
     async fn signaling_stopped(&mut self) {
@@ -1133,7 +1166,17 @@ impl Actor {
                 // Our network may have changed under us: the signaling connection then went
                 // with it, and the ICE restart needs it.
                 if let Some(s) = &self.sig {
-                    let _ = s.check.try_send(());
+                    let _ = s.check.try_send(Check::Ping);
+                }
+            }
+            LinkEvent::PathMoved(id) => {
+                // Our network changed under the link. If the signaling connection's way moved
+                // too, it is left now, and the link restarts ICE once we have rejoined (an
+                // offer now would be lost with it).
+                let moved = self.signaling_route_moved();
+                let signaling_up = !moved && self.connection == ConnectionStatus::Connected;
+                if let Some(l) = self.link_peer.get(&id).and_then(|p| self.links.get(p)) {
+                    let _ = l.tx.try_send(LinkCommand::PathGone { signaling_up });
                 }
             }
             LinkEvent::Closed(id) => {

@@ -10,6 +10,8 @@
 //! - `actor`: the task that owns everything below and applies the call rules' actions;
 //! - `devices`: opening and closing devices off the actor;
 //! - [`signaling`]: the WebSocket client, reconnecting;
+//! - [`route`]: which of our addresses the system sends from, watched to notice a network
+//!   change before anything times out;
 //! - [`link`]: one peer connection (built in `link::build`, run by `link::run`);
 //! - [`media`]: capture → encode → tracks, and tracks → assemble → decode → sink/mixer;
 //! - [`ice`]: STUN/TURN servers and their one grammar.
@@ -22,6 +24,7 @@ pub mod error;
 pub mod ice;
 pub mod link;
 pub mod media;
+pub mod route;
 pub mod sfu;
 pub mod signaling;
 pub mod stats;

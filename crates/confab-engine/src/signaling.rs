@@ -3,6 +3,7 @@
 //! what goes in and out passes through bounded channels.
 
 use crate::error::JoinError;
+use crate::route::RouteWatch;
 use confab_protocol::{ClientMessage, ErrorCode, PeerId, PeerInfo, ServerMessage, SignalData};
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
@@ -31,6 +32,9 @@ pub enum SigEvent {
         peers: Vec<PeerInfo>,
         /// The SFU this room's calls go through, if the server names one.
         sfu: Option<confab_protocol::SfuInfo>,
+        /// The way to the server this connection started on: when it moves, the connection
+        /// is on a dead path (the engine then sends [`Check::Moved`]).
+        route: Option<RouteWatch>,
     },
     PeerJoined {
         id: PeerId,
@@ -61,6 +65,15 @@ pub enum SigEvent {
     },
     /// Cannot go on (server unreachable at first, join refused): the client has stopped.
     Fatal(JoinError),
+}
+
+/// What the engine asks of the connection in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Prove it within [`CHECK_LIMIT`] (a link lost its path: ours may have gone with it).
+    Ping,
+    /// Its route moved (the welcome's `route`): leave it and connect again now.
+    Moved,
 }
 
 /// A connection that has not heard a single frame (not even a ping: the server pings every
@@ -166,6 +179,17 @@ pub fn insecure_public(url: &str) -> bool {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// The server's address at the other end of the connection.
+fn server_of(ws: &Ws) -> Option<std::net::IpAddr> {
+    use tokio_tungstenite::MaybeTlsStream;
+    let tcp = match ws.get_ref() {
+        MaybeTlsStream::Plain(s) => s,
+        MaybeTlsStream::Rustls(s) => s.get_ref().0,
+        _ => return None,
+    };
+    tcp.peer_addr().ok().map(|a| a.ip())
+}
+
 async fn connect(url: &str) -> Result<Ws, JoinError> {
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(16 * 1024)
@@ -211,6 +235,7 @@ async fn join(ws: &mut Ws, p: &JoinParams) -> Result<SigEvent, JoinError> {
                             room,
                             peers,
                             sfu,
+                            route: server_of(ws).and_then(RouteWatch::new),
                         })
                     }
                     Ok(ServerMessage::Error { code, message }) => {
@@ -240,11 +265,12 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// Runs until cancelled or a fatal error. Messages to send come from `out`; everything heard
-/// goes to `events`; a word on `check` has the connection proved within [`CHECK_LIMIT`].
+/// goes to `events`; a word on `check` has the connection proved within [`CHECK_LIMIT`], or
+/// left at once when its route moved.
 pub async fn run(
     params: JoinParams,
     mut out: mpsc::Receiver<ClientMessage>,
-    mut check: mpsc::Receiver<()>,
+    mut check: mpsc::Receiver<Check>,
     events: mpsc::Sender<SigEvent>,
     cancel: CancellationToken,
 ) {
@@ -342,6 +368,7 @@ pub async fn run(
         let mut heard = tokio::time::Instant::now();
         // A check under way: the server must be heard by then.
         let mut checking: Option<tokio::time::Instant> = None;
+        let mut at_once = false;
         let reason = loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(heard + params.silence_limit) => {
@@ -354,13 +381,18 @@ pub async fn run(
                     );
                 }
                 asked = check.recv(), if check_open => match asked {
-                    Some(()) if checking.is_none() => {
+                    Some(Check::Moved) => {
+                        // A new network, not a failing server: no reason to wait.
+                        at_once = true;
+                        break "our network changed: the way to the server now leaves from another address (or none)".to_owned();
+                    }
+                    Some(Check::Ping) if checking.is_none() => {
                         if let Err(e) = ws.send(Message::Ping(Vec::new().into())).await {
                             break format!("sending failed: {e}");
                         }
                         checking = Some(tokio::time::Instant::now() + CHECK_LIMIT);
                     }
-                    Some(()) => {}
+                    Some(Check::Ping) => {}
                     None => check_open = false,
                 },
                 _ = cancel.cancelled() => {
@@ -418,6 +450,9 @@ pub async fn run(
         let _ = events
             .send(SigEvent::Reconnecting { reason, attempt })
             .await;
+        if at_once {
+            continue;
+        }
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(backoff(attempt)) => {}

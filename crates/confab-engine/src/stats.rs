@@ -113,6 +113,10 @@ pub struct NetSample {
     pub rtt: Option<Duration>,
     pub local_candidate: Option<String>,
     pub remote_candidate: Option<String>,
+    /// Where the selected pair's packets go from here: the relay server for a relayed local
+    /// candidate, else the peer's candidate (`None` for a name or an unannounced candidate).
+    /// The link watches the route to it (`route::RouteWatch`).
+    pub path_far: Option<std::net::IpAddr>,
 }
 
 impl NetSample {
@@ -377,6 +381,7 @@ mod tests {
             rtt: Some(Duration::from_millis(100)),
             local_candidate: Some("host".into()),
             remote_candidate: Some("relay".into()),
+            path_far: None,
         }
     }
 

@@ -441,7 +441,7 @@ async fn a_silent_server_is_noticed() {
 fn client(
     url: &str,
 ) -> (
-    tokio::sync::mpsc::Sender<()>,
+    tokio::sync::mpsc::Sender<confab_engine::signaling::Check>,
     tokio::sync::mpsc::Receiver<confab_engine::signaling::SigEvent>,
     tokio_util::sync::CancellationToken,
     tokio::sync::mpsc::Sender<confab_protocol::ClientMessage>,
@@ -477,7 +477,7 @@ async fn next_event(
 /// is left for a new connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_path_is_found_by_a_check_not_after_45_s() {
-    use confab_engine::signaling::{SigEvent, CHECK_LIMIT};
+    use confab_engine::signaling::{Check, SigEvent, CHECK_LIMIT};
     let (url, _, server) = silent_server().await;
     let (check, mut events, cancel, _out) = client(&url);
     assert!(matches!(
@@ -485,7 +485,7 @@ async fn a_dead_path_is_found_by_a_check_not_after_45_s() {
         SigEvent::Welcome { .. }
     ));
     let asked = std::time::Instant::now();
-    check.send(()).await.unwrap();
+    check.send(Check::Ping).await.unwrap();
     match next_event(&mut events).await {
         SigEvent::Reconnecting { reason, .. } => {
             assert!(reason.contains("did not answer a check"), "{reason}");
@@ -505,10 +505,49 @@ async fn a_dead_path_is_found_by_a_check_not_after_45_s() {
     server.abort();
 }
 
+/// When the engine sees the way to the server move (our network changed), the client leaves
+/// the connection at once and joins again: no ping, no wait. The welcome carries the way the
+/// connection started on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_route_leaves_the_connection_at_once() {
+    use confab_engine::signaling::{Check, SigEvent};
+    let server = server().await;
+    let (check, mut events, cancel, _out) = client(&server.ws_url());
+    match next_event(&mut events).await {
+        SigEvent::Welcome { route, .. } => {
+            let r = route.expect("a route to the server");
+            assert_eq!(r.far(), std::net::IpAddr::from([127, 0, 0, 1]));
+            assert!(!r.moved(), "loopback stays put");
+        }
+        other => panic!("expected a welcome, got {other:?}"),
+    }
+    let asked = std::time::Instant::now();
+    check.send(Check::Moved).await.unwrap();
+    match next_event(&mut events).await {
+        SigEvent::Reconnecting { reason, .. } => {
+            assert!(reason.contains("network changed"), "{reason}");
+            let took = asked.elapsed();
+            assert!(
+                took < std::time::Duration::from_secs(1),
+                "left after {took:?}"
+            );
+        }
+        other => panic!("expected a reconnection, got {other:?}"),
+    }
+    assert!(
+        matches!(
+            next_event(&mut events).await,
+            SigEvent::Welcome { route: Some(_), .. }
+        ),
+        "joined again"
+    );
+    cancel.cancel();
+}
+
 /// A server that answers keeps the connection through a check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_server_passes_a_check() {
-    use confab_engine::signaling::{SigEvent, CHECK_LIMIT};
+    use confab_engine::signaling::{Check, SigEvent, CHECK_LIMIT};
     let server = server().await;
     let (check, mut events, cancel, _out) = client(&server.ws_url());
     let first = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv()).await;
@@ -517,7 +556,7 @@ async fn a_live_server_passes_a_check() {
         "{first:?}"
     );
     for _ in 0..3 {
-        check.send(()).await.unwrap();
+        check.send(Check::Ping).await.unwrap();
         tokio::time::sleep(CHECK_LIMIT / 2).await;
     }
     let after = tokio::time::timeout(CHECK_LIMIT * 2, events.recv()).await;

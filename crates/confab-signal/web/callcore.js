@@ -671,6 +671,19 @@
       this.brokenSince = null;
       this.restarts = 0;
       this.lastRestart = null;
+      // Our own network moved under this connection (pathGone): this side restarts ICE
+      // whichever side made the first offer, until it connects again.
+      this.pathIsGone = false;
+    }
+
+    restartsIce() {
+      return this.offerer || this.pathIsGone;
+    }
+
+    restart(now) {
+      this.restarts++;
+      this.lastRestart = now;
+      return 'restart-ice';
     }
 
     // state: 'connecting' | 'connected' | 'broken'. Returns true the first time it connects.
@@ -678,6 +691,7 @@
       if (state === 'connected') {
         this.brokenSince = null;
         this.restarts = 0;
+        this.pathIsGone = false;
         const first = !this.everConnected;
         this.everConnected = true;
         return first;
@@ -689,11 +703,21 @@
     // The signaling connection is back after a drop: a broken link's last restart went out on
     // the dead connection, so the offerer restarts now (health.rs, signaling_back).
     signalingBack(now) {
-      if (this.offerer && this.everConnected && this.brokenSince !== null && this.restarts < this.rules.maxRestarts) {
-        this.restarts++;
-        this.lastRestart = now;
-        return 'restart-ice';
+      if (this.restartsIce() && this.everConnected && this.brokenSince !== null && this.restarts < this.rules.maxRestarts) {
+        return this.restart(now);
       }
+      return null;
+    }
+
+    // Our side of the path is gone (health.rs, path_gone): broken now, and this side restarts
+    // at once, or once rejoined when the signaling connection went with it. The desktop
+    // engine watches its routes; a browser does not tell a page, so the web client has no
+    // caller yet: this keeps the one table of rules whole.
+    pathGone(now, signalingUp) {
+      if (!this.everConnected) return null;
+      if (this.brokenSince === null) this.brokenSince = now;
+      this.pathIsGone = true;
+      if (signalingUp && this.restarts < this.rules.maxRestarts) return this.restart(now);
       return null;
     }
 
@@ -707,10 +731,8 @@
       const brokenFor = now - this.brokenSince;
       if (brokenFor > r.giveUpAfterMs) return { fail: 'broken' };
       const due = this.lastRestart === null || now - this.lastRestart > r.restartEveryMs;
-      if (this.offerer && brokenFor > r.restartAfterMs && due && this.restarts < r.maxRestarts) {
-        this.restarts++;
-        this.lastRestart = now;
-        return 'restart-ice';
+      if (this.restartsIce() && brokenFor > r.restartAfterMs && due && this.restarts < r.maxRestarts) {
+        return this.restart(now);
       }
       return null;
     }

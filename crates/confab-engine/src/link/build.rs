@@ -288,8 +288,17 @@ pub(super) async fn build(
                 reports,
             },
         );
+    // How long after ICE starts (or restarts) a pair through each kind of candidate may be
+    // chosen: a direct pair, checked first and answered within a round trip, should win over a
+    // relayed one. webrtc's defaults (0.5 s server-reflexive, 1 s peer-reflexive, 2 s relay)
+    // made every call through TURN, and every ICE restart onto a new network, wait 2 s with a
+    // working pair in hand; half a second still lets direct pairs answer first on any path
+    // with a round trip under ~400 ms.
     let mut se = SettingEngineBuilder::new()
         .with_host_acceptance_min_wait(Some(Duration::ZERO))
+        .with_srflx_acceptance_min_wait(Some(Duration::from_millis(250)))
+        .with_prflx_acceptance_min_wait(Some(Duration::from_millis(250)))
+        .with_relay_acceptance_min_wait(Some(Duration::from_millis(500)))
         // The check interval is also how long the connection waits after ICE connects before
         // DTLS starts, and after the first remote candidate before the first check (webrtc 0.21
         // acts on both at its next ICE tick): at 50 ms that was ~100 ms of answer -> first

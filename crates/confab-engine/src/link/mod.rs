@@ -17,6 +17,7 @@ use crate::ice::IceServer;
 use crate::media::{
     AudioOutput, Layer, LineReading, LinkId, MediaHub, Scale, Stream, VideoOut, LAYERS,
 };
+use crate::route::RouteWatch;
 use crate::stats::{NetMeter, Phase};
 use build::{PcEvent, Tracks};
 use confab_call::health::{ConnState, HealthAction, LinkFailure, LinkHealth};
@@ -137,6 +138,11 @@ pub enum LinkCommand {
     Rebind(PeerId),
     /// Our signaling connection is back after a drop.
     SignalingBack,
+    /// Our side of this link's path is gone (it reported [`LinkEvent::PathMoved`]); whether
+    /// our signaling connection is still up to carry an ICE restart's offer.
+    PathGone {
+        signaling_up: bool,
+    },
     /// A chat wire message for the other side (`confab_call::chat::Wire`, as JSON).
     Chat(String),
     Close,
@@ -158,6 +164,9 @@ pub enum LinkEvent {
     Failed(LinkId, LinkError),
     /// The connection broke (an ICE restart follows if it stays broken).
     PathLost(LinkId),
+    /// The system would now send this link's packets from another address (or could not send
+    /// them): our network changed under it. The engine answers with `PathGone`.
+    PathMoved(LinkId),
     Closed(LinkId),
     /// A link from an SFU wants the other layer of the sender's camera.
     Layer(LinkId, Want),
@@ -211,6 +220,8 @@ struct Link {
     chat_waiting: Vec<String>,
     /// Relay candidates gathered over the link's life.
     relay_candidates: usize,
+    /// The way to the selected pair's far end, watched while the link is connected.
+    route: Option<RouteWatch>,
 }
 
 fn webrtc(what: &'static str) -> impl FnOnce(webrtc::error::Error) -> LinkError {
@@ -585,6 +596,7 @@ impl Link {
     /// do.
     async fn check(&mut self) -> Result<(), LinkError> {
         let sample = quality::sample(self.pc.as_ref(), &self.reports).await;
+        self.watch_route(sample.path_far).await;
         let mut network = self.meter.push(Instant::now(), sample);
         let estimate = self.line.estimate_bps();
         network.estimate_kbps = (estimate > 0.0).then_some(estimate / 1000.0);
@@ -617,6 +629,27 @@ impl Link {
         }
     }
 
+    /// While connected: has the way to the far end moved since the pair was selected? A link
+    /// from an SFU does not watch (the SFU makes its offers; it restarts on its own schedule).
+    async fn watch_route(&mut self, far: Option<std::net::IpAddr>) {
+        if self.params.role == Role::Subscribe
+            || !self.health.ever_connected()
+            || self.health.broken()
+        {
+            return;
+        }
+        match (&self.route, far) {
+            (Some(r), Some(f)) if r.far() == f => {
+                if r.moved() {
+                    tracing::info!(peer = %self.peer, far = %f, "our route to the path moved");
+                    self.route = None;
+                    let _ = self.events.send(LinkEvent::PathMoved(self.params.id)).await;
+                }
+            }
+            (_, far) => self.route = far.and_then(RouteWatch::new),
+        }
+    }
+
     /// One command; `Ok(false)` ends the link.
     async fn command(&mut self, cmd: Option<LinkCommand>) -> Result<bool, LinkError> {
         match cmd {
@@ -646,6 +679,13 @@ impl Link {
             Some(LinkCommand::Rebind(p)) => {
                 self.hub.rebind(self.params.id, p.clone());
                 self.peer = p;
+            }
+            Some(LinkCommand::PathGone { signaling_up }) => {
+                let now = self.now();
+                if self.health.path_gone(now, signaling_up) == HealthAction::RestartIce {
+                    tracing::info!(peer = %self.peer, "our path is gone; restarting ICE");
+                    self.offer(true).await?;
+                }
             }
             Some(LinkCommand::SignalingBack) => {
                 let now = self.now();
@@ -804,6 +844,7 @@ pub async fn run(
         chat: None,
         chat_waiting: Vec::new(),
         relay_candidates: 0,
+        route: None,
     };
     // Before the first offer, so that it carries the data channel's m=application section.
     if link.params.role == Role::Mesh {

@@ -5,12 +5,18 @@
 
 use super::build::PeerReports;
 use crate::stats::NetSample;
+use rtc::statistics::stats::ice_candidate::RTCIceCandidateStats;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use webrtc::peer_connection::{PeerConnection, RTCStatsReport, RTCStatsReportEntry, StatsSelector};
 
 /// The report's entry for a candidate: the pair names it by the ICE agent's id, the report
 /// by `RTCLocalIceCandidate_<id>` / `RTCRemoteIceCandidate_<id>`.
-fn candidate_type(report: &RTCStatsReport, local: bool, id: &str) -> Option<String> {
+fn candidate<'a>(
+    report: &'a RTCStatsReport,
+    local: bool,
+    id: &str,
+) -> Option<&'a RTCIceCandidateStats> {
     let prefix = if local {
         "RTCLocalIceCandidate_"
     } else {
@@ -20,11 +26,13 @@ fn candidate_type(report: &RTCStatsReport, local: bool, id: &str) -> Option<Stri
         .get(&format!("{prefix}{id}"))
         .or_else(|| report.get(id))?;
     match entry {
-        RTCStatsReportEntry::LocalCandidate(c) | RTCStatsReportEntry::RemoteCandidate(c) => {
-            Some(c.candidate_type.to_string())
-        }
+        RTCStatsReportEntry::LocalCandidate(c) | RTCStatsReportEntry::RemoteCandidate(c) => Some(c),
         _ => None,
     }
+}
+
+fn address(c: Option<&RTCIceCandidateStats>) -> Option<IpAddr> {
+    c?.address.as_deref()?.parse().ok()
 }
 
 pub(super) fn read(report: &RTCStatsReport) -> NetSample {
@@ -43,11 +51,20 @@ pub(super) fn read(report: &RTCStatsReport) -> NetSample {
             if rtt.is_finite() && rtt > 0.0 && rtt < 60.0 {
                 s.rtt = Some(Duration::from_secs_f64(rtt));
             }
-            s.local_candidate = candidate_type(report, true, &p.local_candidate_id);
+            let local = candidate(report, true, &p.local_candidate_id);
+            let remote = candidate(report, false, &p.remote_candidate_id);
+            s.local_candidate = local.map(|c| c.candidate_type.to_string());
             // A peer-reflexive remote candidate is learnt from a check, never announced, so
             // the report has no entry for it.
-            s.remote_candidate = candidate_type(report, false, &p.remote_candidate_id)
+            s.remote_candidate = remote
+                .map(|c| c.candidate_type.to_string())
                 .or_else(|| Some("prflx".to_owned()));
+            s.path_far = if s.local_candidate.as_deref() == Some("relay") {
+                // Our relay address lives on the TURN server: the way to it is ours.
+                address(local)
+            } else {
+                address(remote)
+            };
         }
     }
     for e in report.iter() {
