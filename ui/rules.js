@@ -1,4 +1,4 @@
-// The rules for room names, display names and passwords, for every JavaScript page (the desktop
+// The rules for room names, display names, passwords and chat text, for every JavaScript page (the desktop
 // window and the web client) — the same rules as crates/confab-protocol/src/rules.rs. The table
 // crates/confab-protocol/tests/rules.json is run against both (tests/js/rules.test.js here,
 // tests/rules.rs there): change the three together. No DOM: a browser script that sets
@@ -145,6 +145,49 @@
     return { ok: true, value };
   }
 
+  // -------------------------------------------------------------------------------- chat
+
+  // White_Space, as Rust's char::is_whitespace and str::trim have it.
+  const isWhitespace = (n) => inRange(n, 0x09, 0x0d) || n === 0x20 || n === 0x85 || n === 0xa0 ||
+    n === 0x1680 || inRange(n, 0x2000, 0x200a) || n === 0x2028 || n === 0x2029 || n === 0x202f ||
+    n === 0x205f || n === 0x3000;
+
+  // Chat text as it may be shown (clean_text in rules.rs): NFC; line and paragraph separators
+  // and carriage returns become newlines; control characters other than newline and tab,
+  // bidirectional controls and invisible characters are removed; at most two empty lines in a
+  // row; no blank at either end. Repaired, never refused: it is shown as text, never acted on.
+  function cleanText(text) {
+    const cps = Array.from(String(text).normalize('NFC'), (c) => {
+      const n = cp(c);
+      return isSeparator(n) || n === 0x0d ? 0x0a : n;
+    });
+    const out = [];
+    let newlines = 0;
+    for (let i = 0; i < cps.length; i++) {
+      const n = cps[i];
+      let keep;
+      if (n === 0x0a) {
+        newlines++;
+        keep = newlines <= 3;
+      } else if (n === 0x09) {
+        keep = true;
+      } else if (isControl(n) || isBidiControl(n)) {
+        keep = false;
+      } else {
+        keep = !isInvisibleAt(cps, i);
+      }
+      if (keep) {
+        if (n !== 0x0a && !isWhitespace(n)) newlines = 0;
+        out.push(n);
+      }
+    }
+    let a = 0;
+    let b = out.length;
+    while (a < b && isWhitespace(out[a])) a++;
+    while (b > a && isWhitespace(out[b - 1])) b--;
+    return out.slice(a, b).map((n) => String.fromCodePoint(n)).join('');
+  }
+
   // --------------------------------------------------------------------------- passwords
 
   function checkPassword(password) {
@@ -167,6 +210,7 @@
     checkName,
     checkPassword,
     normalizeName,
+    cleanText,
     validateRoom,
     validateName,
     validatePassword,

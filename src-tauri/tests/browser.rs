@@ -29,6 +29,9 @@ fn tone_is(v: &Value, hz: f64) -> bool {
         .is_some_and(|h| (h - hz).abs() < 6.0)
 }
 
+/// What the browser says (`say=`, with a right-to-left override at the end), as cleaned.
+const HELLO_PAT: &str = "hello Pat \u{1F469}\u{200D}\u{1F4BB}";
+
 async fn browser_and_peer(codec: &str) -> Result<()> {
     let server = server().await?;
     let dir = scratch(&format!("browser-{codec}"));
@@ -52,7 +55,7 @@ async fn browser_and_peer(codec: &str) -> Result<()> {
     let result = async {
         c.goto(&web_url(
             &server,
-            &format!("room=web&name=Web&join=1&call=1&source=test&tone=440&codec={codec}&say=hello%20Pat"),
+            &format!("room=web&name=Web&join=1&call=1&source=test&tone=440&codec={codec}&say=hello%20Pat%20%F0%9F%91%A9%E2%80%8D%F0%9F%92%BB%E2%80%AE"),
         ))
         .await?;
         // confab-peer decodes the browser's canvas pattern, in order, and hears its tone.
@@ -97,7 +100,9 @@ async fn browser_and_peer(codec: &str) -> Result<()> {
             "the browser reads {}, confab-peer {code}",
             p["verification_code"]
         );
-        // Chat both ways over the link's data channel (the browser created it too).
+        // Chat both ways over the link's data channel (the browser created it too). The
+        // browser's line had a right-to-left override after the emoji: the web client's chat
+        // rule (the shared table's) took that out and kept the joiner inside 👩‍💻.
         wait_web(&c, "the browser gets confab-peer's chat line", 20, |r| {
             r.first().is_some_and(|p| {
                 p["chat"].as_array().is_some_and(|c| c.iter().any(|t| t == "hello browser"))
@@ -106,7 +111,7 @@ async fn browser_and_peer(codec: &str) -> Result<()> {
         .await?;
         peer.wait_report("confab-peer gets the browser's chat line", 20, |j| {
             j["chat"].as_array().is_some_and(|c| {
-                c.iter().any(|l| l["text"] == "hello Pat" && l["name"] == "Web")
+                c.iter().any(|l| l["text"] == HELLO_PAT && l["name"] == "Web")
             })
         })?;
         Ok(())

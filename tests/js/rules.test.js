@@ -29,6 +29,7 @@ function run(section, check) {
 test('shared room rules', () => run('rooms', rules.checkRoom));
 test('shared name rules', () => run('names', rules.checkName));
 test('shared password rules', () => run('passwords', rules.checkPassword));
+test('shared chat text rules', () => run('chat', (t) => ({ ok: true, value: rules.cleanText(t) })));
 
 test('form helpers: null when fine, a sentence otherwise', () => {
   assert.equal(rules.validateRoom('team'), null);

@@ -2,7 +2,7 @@
 //! runs the same table against `ui/rules.js`: one set of rules for the server, the app, the
 //! desktop window and the web client.
 
-use confab_protocol::{check_name, check_password, check_room, RuleError};
+use confab_protocol::{check_name, check_password, check_room, clean_text, RuleError};
 use serde_json::Value;
 
 fn table() -> Value {
@@ -45,4 +45,9 @@ fn shared_name_rules() {
 #[test]
 fn shared_password_rules() {
     run("passwords", |s| check_password(s).map(|()| s.to_owned()));
+}
+
+#[test]
+fn shared_chat_rules() {
+    run("chat", |s| Ok(clean_text(s)));
 }

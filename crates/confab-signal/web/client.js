@@ -289,7 +289,8 @@
         if (link.chat.readyState !== 'open') return clearInterval(when);
         if (!link.readings || link.readings.frames < 5) return;
         clearInterval(when);
-        link.chat.send(JSON.stringify({ kind: 'say', text: hooks.say }));
+        // Cleaned like anything a person types (sendChat).
+        link.chat.send(JSON.stringify({ kind: 'say', text: cleanText(hooks.say) }));
       }, 200);
     };
     for (const t of S.stream.getTracks()) pc.addTrack(t, S.stream);
@@ -306,10 +307,8 @@
   // 16 KiB, 5 at once then 1 a second, text cleaned and at most 2000 characters, the sender is
   // the link, a shared history only before anything else was said. Drawn as text only.
   const CHAT = { bytes: 16384, chars: 2000, burst: 5, perSecond: 1, history: 50 };
-  // eslint-disable-next-line no-control-regex -- removing control characters is the point
-  const HIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g;
-  const cleanText = (t) => t.normalize('NFC').replace(/[\u2028\u2029\r]/g, '\n').replace(HIDDEN, '')
-    .replace(/\n{4,}/g, '\n\n\n').trim();
+  // The one chat text rule (ui/rules.js, the same table as confab-protocol's clean_text).
+  const cleanText = (t) => window.ConfabRules.cleanText(t);
   let chatSeen = false;
   function onChat(link, data) {
     if (typeof data !== 'string' || data.length > CHAT.bytes) return;
