@@ -62,12 +62,11 @@ for (const s of health.scenarios) {
     const h = new LinkHealth(s.offerer, 0);
     s.steps.forEach((st, i) => {
       let out = [];
-      if (st.in === 'tick' || st.in === 'signaling-back') {
-        const a = st.in === 'tick' ? h.tick(st.at) : h.signalingBack(st.at);
+      if (st.in === 'tick' || st.in === 'signaling-back' || st.in === 'path-gone') {
+        const a = st.in === 'tick' ? h.tick(st.at) : st.in === 'path-gone' ? h.pathGone(st.at) : h.signalingBack(st.at);
         if (a !== null) out = [a];
-      } else if (st.in['path-gone']) {
-        const a = h.pathGone(st.at, st.in['path-gone'] === 'signaling-up');
-        if (a !== null) out = [a];
+      } else if (st.in === 'signaling-down') {
+        h.signalingDown();
       } else if (h.onState(st.in.state, st.at)) {
         out = ['first-connected'];
       }

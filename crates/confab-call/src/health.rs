@@ -86,6 +86,10 @@ pub struct LinkHealth {
     /// Our own network moved under this connection (see [`LinkHealth::path_gone`]): this side
     /// restarts ICE whichever side made the first offer, until it connects again.
     path_gone: bool,
+    /// Our signaling connection is up: a restart's offer can arrive. While it is down no
+    /// restart is made (its offer would be lost, or queued and sent stale after the rejoin,
+    /// crossing the restart [`LinkHealth::signaling_back`] makes).
+    signaling_up: bool,
 }
 
 impl LinkHealth {
@@ -99,6 +103,7 @@ impl LinkHealth {
             restarts: 0,
             last_restart: None,
             path_gone: false,
+            signaling_up: true,
         }
     }
 
@@ -147,10 +152,17 @@ impl LinkHealth {
         }
     }
 
+    /// Our signaling connection dropped: no restarts until it is back.
+    pub fn signaling_down(&mut self) {
+        self.signaling_up = false;
+    }
+
     /// Our signaling connection is back after a drop. A broken link's last restart went out
-    /// on the dead connection (a network change takes both down): the offerer restarts now
-    /// rather than at its next turn, within the same limit of restarts.
+    /// on the dead connection, or was held back while it was down (a network change takes
+    /// both down): the side that restarts does so now rather than at its next turn, within
+    /// the same limit of restarts.
     pub fn signaling_back(&mut self, now: Millis) -> HealthAction {
+        self.signaling_up = true;
         if self.restarts_ice()
             && self.ever_connected
             && self.broken_since.is_some()
@@ -165,15 +177,16 @@ impl LinkHealth {
     /// another address, or could not send them at all (an interface went down, another
     /// network took over). The connection is broken now, not in the seconds ICE takes to
     /// notice, and this side restarts ICE at once, whichever side made the first offer. When
-    /// our signaling connection went with the path (`signaling_up` false) the offer could not
-    /// arrive: [`LinkHealth::signaling_back`] restarts once we have rejoined.
-    pub fn path_gone(&mut self, now: Millis, signaling_up: bool) -> HealthAction {
+    /// our signaling connection went with the path (told first: [`LinkHealth::signaling_down`])
+    /// the offer could not arrive: [`LinkHealth::signaling_back`] restarts once we have
+    /// rejoined.
+    pub fn path_gone(&mut self, now: Millis) -> HealthAction {
         if !self.ever_connected {
             return HealthAction::Nothing;
         }
         self.broken_since.get_or_insert(now);
         self.path_gone = true;
-        if signaling_up && self.restarts < self.rules.max_restarts {
+        if self.signaling_up && self.restarts < self.rules.max_restarts {
             return self.restart(now);
         }
         HealthAction::Nothing
@@ -198,6 +211,7 @@ impl LinkHealth {
             .last_restart
             .is_none_or(|t| now.saturating_sub(t) > self.rules.restart_every_ms);
         if self.restarts_ice()
+            && self.signaling_up
             && broken_for > self.rules.restart_after_ms
             && due
             && self.restarts < self.rules.max_restarts
@@ -277,12 +291,12 @@ mod tests {
     fn a_side_whose_path_is_gone_restarts_at_once_even_as_the_answerer() {
         let mut h = LinkHealth::new(HealthRules::default(), false, 0);
         assert_eq!(
-            h.path_gone(50, true),
+            h.path_gone(50),
             HealthAction::Nothing,
             "not connected yet: the setup deadline covers it"
         );
         h.on_state(ConnState::Connected, 100);
-        assert_eq!(h.path_gone(1_000, true), HealthAction::RestartIce);
+        assert_eq!(h.path_gone(1_000), HealthAction::RestartIce);
         // And on the schedule after that, like an offerer.
         assert_eq!(
             ticks(&mut h, 2_000, 12_000),
@@ -296,8 +310,27 @@ mod tests {
         // With the signaling connection gone too, the restart waits for the rejoin.
         let mut w = LinkHealth::new(HealthRules::default(), false, 0);
         w.on_state(ConnState::Connected, 0);
-        assert_eq!(w.path_gone(1_000, false), HealthAction::Nothing);
+        w.signaling_down();
+        assert_eq!(w.path_gone(1_000), HealthAction::Nothing);
         assert_eq!(w.signaling_back(1_800), HealthAction::RestartIce);
         assert_eq!(w.restarts(), 1);
+    }
+
+    #[test]
+    fn no_restart_while_our_signaling_connection_is_down() {
+        let mut h = LinkHealth::new(HealthRules::default(), true, 0);
+        h.on_state(ConnState::Connected, 0);
+        h.on_state(ConnState::Broken, 1_000);
+        h.signaling_down();
+        assert!(ticks(&mut h, 1_000, 12_000).is_empty(), "held back");
+        assert_eq!(h.signaling_back(12_500), HealthAction::RestartIce);
+        assert_eq!(
+            ticks(&mut h, 13_000, 20_000),
+            vec![(18_000, HealthAction::RestartIce)],
+            "then on the schedule"
+        );
+        // Still given up after 30 s broken, signaling or not.
+        h.signaling_down();
+        assert_eq!(h.tick(31_001), HealthAction::Fail(LinkFailure::Broken));
     }
 }

@@ -178,22 +178,16 @@ fn run_health_scenario(s: &mut Value) -> anyhow::Result<Vec<String>> {
     let mut h = LinkHealth::new(HealthRules::default(), offerer, 0);
     run_steps(s, |i, at, input| {
         Ok(match input {
-            Value::String(t) if t == "tick" || t == "signaling-back" => {
-                let action = if t == "tick" {
-                    h.tick(at)
-                } else {
-                    h.signaling_back(at)
-                };
-                health_out(action)
+            Value::String(t) if t == "signaling-down" => {
+                h.signaling_down();
+                json!([])
             }
-            Value::Object(o) if o.contains_key("path-gone") => {
-                let up = match o["path-gone"].as_str() {
-                    Some("signaling-up") => true,
-                    Some("signaling-down") => false,
-                    other => bail!("step {i}: unknown path-gone {other:?}"),
-                };
-                health_out(h.path_gone(at, up))
-            }
+            Value::String(t) => health_out(match t.as_str() {
+                "tick" => h.tick(at),
+                "signaling-back" => h.signaling_back(at),
+                "path-gone" => h.path_gone(at),
+                other => bail!("step {i}: unknown input {other}"),
+            }),
             Value::Object(o) if o.contains_key("state") => {
                 let st = match o["state"].as_str() {
                     Some("connecting") => ConnState::Connecting,

@@ -978,6 +978,7 @@ impl Actor {
                 if let Some(s) = &mut self.sig {
                     s.route = None;
                 }
+                self.tell_links_signaling_down();
                 self.core.disconnected();
                 self.apply().await;
                 if attempt == 1 {
@@ -1033,17 +1034,26 @@ impl Actor {
     /// Has the way to the server moved since we joined? Then the connection is on a dead
     /// path: the client is told to leave it and connect again now, rather than after a check
     /// or the silence limit.
-    fn signaling_route_moved(&mut self) -> bool {
+    fn signaling_route_moved(&mut self) {
         let Some(s) = &mut self.sig else {
-            return false;
+            return;
         };
         if !s.route.is_some_and(|r| r.moved()) {
-            return false;
+            return;
         }
         tracing::info!("our route to the signaling server moved; connecting again");
         s.route = None;
         let _ = s.check.try_send(Check::Moved);
-        true
+        self.tell_links_signaling_down();
+    }
+
+    /// No ICE restart offers while the signaling connection is down: they would be lost, or
+    /// queued and sent stale after the rejoin (which restarts broken links itself). Links
+    /// through an SFU negotiate over its own connection: not theirs to wait for.
+    fn tell_links_signaling_down(&self) {
+        for l in self.links.values().filter(|l| l.role == Role::Mesh) {
+            let _ = l.tx.try_send(LinkCommand::SignalingDown);
+        }
     }
 
     async fn signaling_stopped(&mut self) {
@@ -1171,12 +1181,11 @@ impl Actor {
             }
             LinkEvent::PathMoved(id) => {
                 // Our network changed under the link. If the signaling connection's way moved
-                // too, it is left now, and the link restarts ICE once we have rejoined (an
-                // offer now would be lost with it).
-                let moved = self.signaling_route_moved();
-                let signaling_up = !moved && self.connection == ConnectionStatus::Connected;
+                // too, it is left now (the links hear `SignalingDown` first), and the link
+                // restarts ICE once we have rejoined: an offer now would be lost with it.
+                self.signaling_route_moved();
                 if let Some(l) = self.link_peer.get(&id).and_then(|p| self.links.get(p)) {
-                    let _ = l.tx.try_send(LinkCommand::PathGone { signaling_up });
+                    let _ = l.tx.try_send(LinkCommand::PathGone);
                 }
             }
             LinkEvent::Closed(id) => {

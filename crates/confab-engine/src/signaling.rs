@@ -3,9 +3,10 @@
 //! what goes in and out passes through bounded channels.
 
 use crate::error::JoinError;
-use crate::route::RouteWatch;
+use crate::route::{self, RouteWatch};
 use confab_protocol::{ClientMessage, ErrorCode, PeerId, PeerInfo, ServerMessage, SignalData};
 use futures_util::{SinkExt, StreamExt};
+use std::net::IpAddr;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -264,6 +265,33 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((250u64 << attempt.min(6)).min(10_000))
 }
 
+/// How often a backoff looks at the way to the server.
+const ROUTE_POLL: Duration = Duration::from_millis(250);
+
+/// Waits out the backoff after `attempt` failures, or less: when the way to the server we
+/// were last joined through comes back, or changes (a network returned or took over after
+/// an outage), the next attempt is made at once rather than up to 10 s later.
+async fn wait_backoff(attempt: u32, server: Option<IpAddr>) {
+    let until = tokio::time::Instant::now() + backoff(attempt);
+    let Some(server) = server else {
+        tokio::time::sleep_until(until).await;
+        return;
+    };
+    let before = route::source_for(server).ok();
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left.min(ROUTE_POLL)).await;
+        let now = route::source_for(server).ok();
+        if now.is_some() && now != before {
+            tracing::info!("the way to the server is back; connecting again now");
+            return;
+        }
+    }
+}
+
 /// Runs until cancelled or a fatal error. Messages to send come from `out`; everything heard
 /// goes to `events`; a word on `check` has the connection proved within [`CHECK_LIMIT`], or
 /// left at once when its route moved.
@@ -277,6 +305,8 @@ pub async fn run(
     let mut check_open = true;
     let mut attempt: u32 = 0;
     let mut ever_joined = false;
+    // The server's address when we were last joined (the backoff watches the way to it).
+    let mut last_server: Option<IpAddr> = None;
     // The server in use, and how many failed one after another before the first join.
     let (mut at, mut failed_first) = (0usize, 0usize);
     let servers = params.urls.len().max(1);
@@ -316,7 +346,7 @@ pub async fn run(
                     .await;
                 tokio::select! {
                     _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(backoff(attempt)) => continue,
+                    _ = wait_backoff(attempt, last_server) => continue,
                 }
             }
         };
@@ -328,6 +358,9 @@ pub async fn run(
             Ok(welcome) => {
                 ever_joined = true;
                 attempt = 0;
+                if let SigEvent::Welcome { route: Some(r), .. } = &welcome {
+                    last_server = Some(r.far());
+                }
                 if events.send(welcome).await.is_err() {
                     return;
                 }
@@ -359,7 +392,7 @@ pub async fn run(
                 let _ = events.send(ev).await;
                 tokio::select! {
                     _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(backoff(attempt)) => continue,
+                    _ = wait_backoff(attempt, last_server) => continue,
                 }
             }
         }
@@ -455,7 +488,7 @@ pub async fn run(
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(backoff(attempt)) => {}
+            _ = wait_backoff(attempt, last_server) => {}
         }
     }
 }

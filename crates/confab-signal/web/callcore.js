@@ -674,6 +674,8 @@
       // Our own network moved under this connection (pathGone): this side restarts ICE
       // whichever side made the first offer, until it connects again.
       this.pathIsGone = false;
+      // Our signaling connection is up: a restart's offer can arrive (none is made while not).
+      this.signalingUp = true;
     }
 
     restartsIce() {
@@ -702,7 +704,12 @@
 
     // The signaling connection is back after a drop: a broken link's last restart went out on
     // the dead connection, so the offerer restarts now (health.rs, signaling_back).
+    signalingDown() {
+      this.signalingUp = false;
+    }
+
     signalingBack(now) {
+      this.signalingUp = true;
       if (this.restartsIce() && this.everConnected && this.brokenSince !== null && this.restarts < this.rules.maxRestarts) {
         return this.restart(now);
       }
@@ -713,11 +720,11 @@
     // at once, or once rejoined when the signaling connection went with it. The desktop
     // engine watches its routes; a browser does not tell a page, so the web client has no
     // caller yet: this keeps the one table of rules whole.
-    pathGone(now, signalingUp) {
+    pathGone(now) {
       if (!this.everConnected) return null;
       if (this.brokenSince === null) this.brokenSince = now;
       this.pathIsGone = true;
-      if (signalingUp && this.restarts < this.rules.maxRestarts) return this.restart(now);
+      if (this.signalingUp && this.restarts < this.rules.maxRestarts) return this.restart(now);
       return null;
     }
 
@@ -731,7 +738,7 @@
       const brokenFor = now - this.brokenSince;
       if (brokenFor > r.giveUpAfterMs) return { fail: 'broken' };
       const due = this.lastRestart === null || now - this.lastRestart > r.restartEveryMs;
-      if (this.restartsIce() && brokenFor > r.restartAfterMs && due && this.restarts < r.maxRestarts) {
+      if (this.restartsIce() && this.signalingUp && brokenFor > r.restartAfterMs && due && this.restarts < r.maxRestarts) {
         return this.restart(now);
       }
       return null;

@@ -148,6 +148,8 @@
         // Dropped (docs/protocol.md rule 9): the links stay, the rules wait for everyone to
         // come back, and we reconnect.
         rules((c) => c.disconnected());
+        // No ICE restarts while the server cannot carry their offers (rule 6).
+        for (const link of S.links.values()) if (!link.sfu) link.health.signalingDown();
         toast('Lost the connection to the server; reconnecting…', 'warn');
         reconnect(0);
       };
@@ -167,6 +169,11 @@
           setStatus('connected');
           const peers = m.peers.filter((p) => p && typeof p.id === 'string' && typeof p.name === 'string');
           rules((c, t) => c.welcome(m.id, peers, t));
+          // Back after a drop (a first join has no links yet): a link broken meanwhile
+          // restarts ICE now (rule 6), after the resume proofs the rules just sent.
+          for (const link of S.links.values()) {
+            if (!link.sfu && link.health.signalingBack(now()) === 'restart-ice') restartIce(link);
+          }
           resolve();
         } else if (m.type === 'error') {
           if (!welcomed) reject(Object.assign(new Error(String(m.message)), { code: m.code }));
@@ -178,9 +185,21 @@
     });
   }
 
-  function reconnect(attempt) {
-    const delay = Math.min(250 * 2 ** attempt, 10000);
-    setTimeout(() => {
+  // While waiting to reconnect: the browser says when the network is back ('online'), and
+  // then we try at once rather than at the end of the backoff (up to 10 s).
+  let retry = null;
+  window.addEventListener('online', () => {
+    if (!retry) return;
+    clearTimeout(retry.timer);
+    const { attempt } = retry;
+    retry = null;
+    reconnect(attempt, 0);
+  });
+
+  function reconnect(attempt, wait) {
+    const delay = wait !== undefined ? wait : Math.min(250 * 2 ** attempt, 10000);
+    const timer = setTimeout(() => {
+      retry = null;
       if (S.leaving || !S.room) return;
       connect().catch((e) => {
         // A refusal while calls are alive is retried (the engine does the same); without a
@@ -197,6 +216,7 @@
         reconnect(attempt + 1);
       });
     }, delay);
+    retry = { timer, attempt };
   }
 
   function onServer(m) {
@@ -479,6 +499,11 @@
     S.links.set(to, link);
   }
 
+  function restartIce(link) {
+    link.pc.restartIce();
+    makeOffer(link);
+  }
+
   // Link health: ICE restarts on the schedule the engine keeps, and giving up.
   setInterval(() => {
     const t = now();
@@ -487,8 +512,7 @@
       if (link.layers) checkLayer(link, t);
       const a = link.health.tick(t);
       if (a === 'restart-ice') {
-        link.pc.restartIce();
-        makeOffer(link);
+        restartIce(link);
       } else if (a && a.fail) {
         toast(`Call with ${S.core.nameOf(link.id) || 'someone'}: ${FAILURE_TEXT[a.fail]}`, 'error');
         rules((c) => c.linkFailed(link.id, t));

@@ -136,13 +136,12 @@ pub struct Verification {
 pub enum LinkCommand {
     Remote(CallSignal),
     Rebind(PeerId),
+    /// Our signaling connection dropped: no ICE restart until it is back.
+    SignalingDown,
     /// Our signaling connection is back after a drop.
     SignalingBack,
-    /// Our side of this link's path is gone (it reported [`LinkEvent::PathMoved`]); whether
-    /// our signaling connection is still up to carry an ICE restart's offer.
-    PathGone {
-        signaling_up: bool,
-    },
+    /// Our side of this link's path is gone (it reported [`LinkEvent::PathMoved`]).
+    PathGone,
     /// A chat wire message for the other side (`confab_call::chat::Wire`, as JSON).
     Chat(String),
     Close,
@@ -165,7 +164,8 @@ pub enum LinkEvent {
     /// The connection broke (an ICE restart follows if it stays broken).
     PathLost(LinkId),
     /// The system would now send this link's packets from another address (or could not send
-    /// them): our network changed under it. The engine answers with `PathGone`.
+    /// them): our network changed under it. The engine answers with `PathGone` (after
+    /// `SignalingDown` when the signaling connection's way moved too).
     PathMoved(LinkId),
     Closed(LinkId),
     /// A link from an SFU wants the other layer of the sender's camera.
@@ -680,9 +680,10 @@ impl Link {
                 self.hub.rebind(self.params.id, p.clone());
                 self.peer = p;
             }
-            Some(LinkCommand::PathGone { signaling_up }) => {
+            Some(LinkCommand::SignalingDown) => self.health.signaling_down(),
+            Some(LinkCommand::PathGone) => {
                 let now = self.now();
-                if self.health.path_gone(now, signaling_up) == HealthAction::RestartIce {
+                if self.health.path_gone(now) == HealthAction::RestartIce {
                     tracing::info!(peer = %self.peer, "our path is gone; restarting ICE");
                     self.offer(true).await?;
                 }
