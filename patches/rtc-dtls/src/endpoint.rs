@@ -330,10 +330,18 @@ impl Endpoint {
 
     /// When `remote`'s association next needs [`Self::handle_timeout`].
     pub fn poll_timeout(&self, remote: &SocketAddr) -> Option<Instant> {
-        if let Some(conn) = self.connections.get(remote) {
-            conn.current_retransmit_timer
-        } else {
-            None
+        let timer = self
+            .connections
+            .get(remote)
+            .and_then(|conn| conn.current_retransmit_timer);
+        // Confab patch: datagrams queued outside a read or a timeout (the first flight, queued
+        // by `connect`) are due at once. rtc's DTLS handler takes transmits only when it
+        // handles a read or a timeout, so they waited for the next timer of the whole
+        // connection: 200 ms or more before a relayed handshake's ClientHello left.
+        let queued = self.transmits.front().map(|t| t.now);
+        match (queued, timer) {
+            (Some(q), Some(t)) => Some(q.min(t)),
+            (q, t) => q.or(t),
         }
     }
 }

@@ -293,12 +293,17 @@ pub(super) async fn build(
     // relayed one. webrtc's defaults (0.5 s server-reflexive, 1 s peer-reflexive, 2 s relay)
     // made every call through TURN, and every ICE restart onto a new network, wait 2 s with a
     // working pair in hand; half a second still lets direct pairs answer first on any path
-    // with a round trip under ~400 ms.
+    // with a round trip under ~400 ms. With relay only there is nothing to wait for.
+    let relay_wait = if rtc_settings.relay_only {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(500)
+    };
     let mut se = SettingEngineBuilder::new()
         .with_host_acceptance_min_wait(Some(Duration::ZERO))
         .with_srflx_acceptance_min_wait(Some(Duration::from_millis(250)))
         .with_prflx_acceptance_min_wait(Some(Duration::from_millis(250)))
-        .with_relay_acceptance_min_wait(Some(Duration::from_millis(500)))
+        .with_relay_acceptance_min_wait(Some(relay_wait))
         // The check interval is also how long the connection waits after ICE connects before
         // DTLS starts, and after the first remote candidate before the first check (webrtc 0.21
         // acts on both at its next ICE tick): at 50 ms that was ~100 ms of answer -> first
