@@ -47,6 +47,8 @@ async fn browser_and_peer(codec: &str) -> Result<()> {
             codec,
             "--say",
             "hello browser",
+            "--share",
+            "test",
         ],
         &dir,
     )?;
@@ -86,6 +88,21 @@ async fn browser_and_peer(codec: &str) -> Result<()> {
             "{p:#}"
         );
         ensure!(p["width"] == 640 && p["height"] == 480, "{p:#}");
+        // confab-peer shares a (test) screen on a track of its own: the browser made room for
+        // it in its offer and shows it in a tile of its own, apart from the camera.
+        let r = wait_web(&c, "the browser shows confab-peer's shared screen", 30, |r| {
+            r.first().is_some_and(|p| {
+                p["share"]["shown"] == true && p["share"]["pattern_frames"].as_u64() > Some(10)
+            })
+        })
+        .await?;
+        let share = &r[0]["share"];
+        ensure!(share["frames_out_of_order"] == 0, "{share:#}");
+        ensure!(
+            share["width"] == 1280 && share["height"] == 720,
+            "the screen at its own size: {share:#}"
+        );
+        ensure!(r[0]["width"] == 640, "the camera's tile still the camera: {:#}", r[0]);
         ensure!(
             p["audioPackets"].as_u64() > Some(50),
             "the browser receives audio: {p:#}"

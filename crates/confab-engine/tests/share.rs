@@ -1,7 +1,8 @@
 //! Screen sharing in a real call: the share is a track of its own next to the camera (there
 //! from the start, so sharing never renegotiates the call). Ada shares the test screen (the
 //! test pattern at 1280x720, 5 fps); Bob decodes it and reads the pattern back, while Ada's
-//! camera keeps coming; when she stops, the share stops and the camera goes on.
+//! camera keeps coming; when she stops, the share stops, Bob's window is told to take her
+//! screen down, and the camera goes on.
 
 mod common;
 
@@ -11,7 +12,33 @@ use confab_engine::media_kit::device::VideoSourceSpec;
 use confab_engine::media_kit::video::VideoCodec;
 use confab_engine::{EngineEvent, SHARE_FORMAT};
 use confab_protocol::PeerId;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What Bob's window is handed for Ada's screen: when its pictures came, and when it was told
+/// the screen ended.
+#[derive(Default)]
+struct ScreenSink {
+    pictures: Mutex<Vec<Instant>>,
+    ended: Mutex<Vec<Instant>>,
+}
+
+impl confab_engine::VideoSink for ScreenSink {
+    fn frame(
+        &self,
+        source: &confab_engine::media::FrameSource,
+        _: &Arc<confab_engine::media_kit::VideoFrame>,
+    ) {
+        if matches!(source, confab_engine::media::FrameSource::RemoteShare(_)) {
+            self.pictures.lock().unwrap().push(Instant::now());
+        }
+    }
+    fn ended(&self, source: &confab_engine::media::FrameSource) {
+        if matches!(source, confab_engine::media::FrameSource::RemoteShare(_)) {
+            self.ended.lock().unwrap().push(Instant::now());
+        }
+    }
+}
 
 /// The snapshot follows the devices task's report, a moment after `share` returns.
 async fn sharing_becomes(p: &Peer, on: bool) {
@@ -34,7 +61,15 @@ async fn share_in_a_call(codec: VideoCodec) {
     let server = server().await;
     let room = format!("share-{}", codec.name());
     let mut a = join(&server, &room, "Ada", config(440.0, codec, false)).await;
-    let mut b = join(&server, &room, "Bob", config(660.0, codec, false)).await;
+    let screen = Arc::new(ScreenSink::default());
+    let mut b = join_with_sink(
+        &server,
+        &room,
+        "Bob",
+        config(660.0, codec, false),
+        screen.clone(),
+    )
+    .await;
     // Not in a call: nothing to share with.
     let e = a
         .engine
@@ -83,7 +118,12 @@ async fn share_in_a_call(codec: VideoCodec) {
     assert_eq!(s.video.frames_out_of_order, 0, "{s:#?}");
 
     // Stopped: no more shared pictures; the camera still comes.
+    assert!(
+        screen.ended.lock().unwrap().is_empty(),
+        "on show while shared"
+    );
     a.engine.share(None).await.unwrap();
+    let stopped_at = Instant::now();
     sharing_becomes(&a, false).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let stopped = b.wait_stats(&a.id, "after the share", |_| true).await;
@@ -96,6 +136,24 @@ async fn share_in_a_call(codec: VideoCodec) {
     assert_eq!(
         later.share.frames_decoded, stopped.share.frames_decoded,
         "no shared picture after stopping"
+    );
+    // Bob's window was told to take the screen down (not left with its last picture), once,
+    // after the pictures stopped.
+    let deadline = stopped_at + confab_engine::media::SHARE_GONE_AFTER + Duration::from_secs(3);
+    while screen.ended.lock().unwrap().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ended = screen.ended.lock().unwrap().clone();
+    let last_picture = *screen
+        .pictures
+        .lock()
+        .unwrap()
+        .last()
+        .expect("pictures came");
+    assert_eq!(ended.len(), 1, "told once that the screen ended: {ended:?}");
+    assert!(
+        ended[0] >= last_picture + confab_engine::media::SHARE_GONE_AFTER,
+        "not before its pictures stopped"
     );
     a.engine.shutdown().await;
     b.engine.shutdown().await;

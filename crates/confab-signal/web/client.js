@@ -46,7 +46,11 @@
         const p = S.core.peers.get(id);
         const l = S.links.get(id);
         const code = l && l.verifier.result ? l.verifier.result.code || null : null;
-        return { id, name: p ? p.name : '', phase: p ? p.phase : 'idle', pc: l ? l.pc : null, readings: l ? l.readings : null, verification_code: code, chat: l ? l.chatIn.map((c) => c.text) : [], layer: l && l.layers ? l.layers.want : null };
+        return {
+          id, name: p ? p.name : '', phase: p ? p.phase : 'idle', pc: l ? l.pc : null, readings: l ? l.readings : null,
+          share: l && l.shareReadings ? { readings: l.shareReadings, shown: !l.shareTile.hidden, mids: [l.shareMid, ...(l.shares || [])] } : null,
+          verification_code: code, chat: l ? l.chatIn.map((c) => c.text) : [], layer: l && l.layers ? l.layers.want : null,
+        };
       }),
       S.joinedAt,
     );
@@ -261,6 +265,8 @@
     pc.ontrack = (e) => {
       if (e.track.kind === 'video' && isShare(e)) {
         link.share = e.track;
+        link.shareMid = e.transceiver ? e.transceiver.mid : null;
+        attachShare(link);
         return;
       }
       link.remote.addTrack(e.track);
@@ -314,12 +320,18 @@
       }, 200);
     };
     for (const t of S.stream.getTracks()) pc.addTrack(t, S.stream);
+    // Room for the other side's shared screen: Confab sends it on a track of its own, and an
+    // offer of ours must carry a place for it (when Confab offers, its offer has one).
+    // (A track arriving on a transceiver we made keeps the id we gave it, not Confab's:
+    // the transceiver itself says it is the screen.)
+    if (offerer) link.shareTransceiver = pc.addTransceiver('video', { direction: 'recvonly' });
     preferCodec(pc);
     pc.onicecandidate = (e) => {
       if (e.candidate && e.candidate.candidate) signal(link.id, { kind: 'candidate', candidate: e.candidate.toJSON() });
     };
-    // Confab's screen-share track (its id says "share") is not a camera: kept apart.
-    receive(link, (e) => /(^|-)share(-|$)/.test(e.track.id));
+    // Confab's screen-share track (its id says "share", or it came on the transceiver we made
+    // room for it with) is not a camera: kept apart.
+    receive(link, (e) => e.transceiver === link.shareTransceiver || /(^|-)share(-|$)/.test(e.track.id));
     if (offerer) makeOffer(link);
   }
 
@@ -486,6 +498,7 @@
     S.links.delete(id);
     link.pc.close();
     if (link.tile) link.tile.remove();
+    if (link.shareTile) link.shareTile.remove();
     if (link.sfu && S.sfu) S.sfu.session.unsubscribe(id);
   }
 
@@ -496,6 +509,7 @@
     S.links.delete(from);
     link.id = to;
     if (link.tile) link.tile.dataset.key = to;
+    if (link.shareTile) link.shareTile.dataset.key = `share:${to}`;
     S.links.set(to, link);
   }
 
@@ -711,6 +725,62 @@
     v.play().catch(() => {});
     render();
   }
+
+  // Someone's shared screen, in a tile of its own: shown while its pictures come (a still
+  // screen still sends 5 a second), taken down 3 s after they stop, as the app does.
+  const SHARE_GONE_MS = 3000;
+  function attachShare(link) {
+    if (!link.shareTile) {
+      const tile = document.createElement('div');
+      tile.className = 'tile has-video share';
+      tile.dataset.key = `share:${link.id}`;
+      tile.hidden = true;
+      const v = document.createElement('video');
+      v.autoplay = true;
+      v.playsInline = true;
+      v.muted = true;
+      const cap = document.createElement('div');
+      cap.className = 'caption';
+      const n = document.createElement('span');
+      n.className = 'name';
+      cap.append(n);
+      tile.append(v, cap);
+      link.shareTile = tile;
+      link.shareReadings = window.ConfabMeasure.newReadings();
+      $('grid').append(tile);
+      window.ConfabMeasure.watch(v, link.shareReadings, () => S.links.get(link.id) === link);
+    }
+    const v = link.shareTile.querySelector('video');
+    v.srcObject = new MediaStream([link.share]);
+    v.play().catch(() => {});
+  }
+  // Whether pictures come is read from the browser's own counters: a hidden video is not
+  // drawn, so its frame callbacks (the readings) would not say.
+  setInterval(async () => {
+    let changed = false;
+    for (const link of [...S.links.values()]) {
+      if (!link.shareTile) continue;
+      const mids = [link.shareMid, ...(link.shares || [])];
+      let decoded = 0;
+      try {
+        (await link.pc.getStats()).forEach((r) => {
+          if (r.type === 'inbound-rtp' && r.kind === 'video' && mids.includes(r.mid)) decoded += r.framesDecoded || 0;
+        });
+      } catch (_) {
+        continue;
+      }
+      const t = performance.now();
+      if (decoded > (link.shareDecoded || 0)) link.shareAt = t;
+      link.shareDecoded = decoded;
+      const on = link.shareAt !== undefined && t - link.shareAt < SHARE_GONE_MS;
+      if (link.shareTile.hidden === on) {
+        link.shareTile.hidden = !on;
+        link.shareTile.querySelector('.name').textContent = `${S.core.nameOf(link.id) || 'Someone'}'s screen`;
+        changed = true;
+      }
+    }
+    if (changed) render();
+  }, 500);
 
   // ------------------------------------------------------------------ ringing UI
   function showRing(id, name, joining = false) {

@@ -93,8 +93,10 @@
         rep.forEach((s) => {
           if (s.type === 'codec') codecs[s.id] = s.mimeType;
         });
+        const shareMids = p.share ? p.share.mids : [];
         rep.forEach((s) => {
-          if (s.type === 'inbound-rtp' && s.kind === 'video') {
+          // A shared screen's stream is read apart (below), not as the camera.
+          if (s.type === 'inbound-rtp' && s.kind === 'video' && !shareMids.includes(s.mid)) {
             stats.framesDecoded = s.framesDecoded || 0;
             stats.freezeCount = s.freezeCount || 0;
             stats.codec = codecs[s.codecId] || null;
@@ -109,8 +111,12 @@
       const fps = r.frames > 1 && r.lastAt > r.first ? ((r.frames - 1) * 1000) / (r.lastAt - r.first) : 0;
       const setup = r.first && joinedAt ? r.first - joinedAt : null;
       const q = (x) => (lat.length ? lat[Math.round((lat.length - 1) * x)] : null);
+      const sr = p.share ? p.share.readings : null;
+      const share = sr ? {
+        shown: p.share.shown, frames: sr.frames, pattern_frames: sr.pattern, frames_out_of_order: sr.outOfOrder, width: sr.width, height: sr.height,
+      } : null;
       out.push({
-        id: p.id, name: p.name, phase: p.phase,
+        id: p.id, name: p.name, phase: p.phase, share,
         frames: r.frames, pattern_frames: r.pattern, frames_out_of_order: r.outOfOrder, frames_repeated: r.repeated, last_frame: r.last,
         width: r.width, height: r.height,
         latency_ms_p50: q(0.5), latency_ms_p95: q(0.95), fps, setup_ms: setup, verification_code: p.verification_code || null, chat: p.chat || [], layer: p.layer || null, ...stats,

@@ -14,6 +14,7 @@
 mod ladder;
 mod lock;
 mod receive;
+pub use receive::SHARE_GONE_AFTER;
 mod send;
 
 use crate::stats::{AudioStats, NetworkStats, Phase, SetupPhases, Timeline, VideoBook, VideoStats};

@@ -36,6 +36,10 @@ impl Drop for Live<'_> {
     }
 }
 
+/// A shared screen sends at least 5 pictures a second, also of a still screen: this long
+/// without one, its sender stopped sharing.
+pub const SHARE_GONE_AFTER: Duration = Duration::from_secs(3);
+
 impl MediaHub {
     pub(super) fn playout_loop(
         self: Arc<Self>,
@@ -155,6 +159,8 @@ impl MediaHub {
         let mut last_pli: Option<Instant> = None;
         // The last frame could not be handed to the decoder.
         let mut dropped = false;
+        // A shared screen is on show from its first picture until its pictures stop.
+        let mut share_shown: Option<Instant> = None;
         loop {
             let frames = tokio::select! {
                 ev = track.poll() => match ev {
@@ -181,6 +187,19 @@ impl MediaHub {
             if !assembled && !frames.is_empty() {
                 assembled = true;
                 self.mark(link, Phase::FirstAssembled);
+            }
+            if stream == Stream::Share {
+                if !frames.is_empty() {
+                    share_shown = Some(Instant::now());
+                } else if share_shown.is_some_and(|t| t.elapsed() > SHARE_GONE_AFTER) {
+                    // The sender stopped sharing (its track stays, silent): take the screen
+                    // down rather than leave its last picture frozen. The next picture puts
+                    // it back.
+                    share_shown = None;
+                    if let Some(peer) = self.peer(link) {
+                        self.sink.ended(&super::FrameSource::RemoteShare(peer));
+                    }
+                }
             }
             for mut f in frames {
                 // A frame dropped before the decoder is a lost reference as much as one lost

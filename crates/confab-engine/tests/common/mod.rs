@@ -66,7 +66,18 @@ pub struct Peer {
 }
 
 pub async fn join(server: &SignalServer, room: &str, name: &str, config: EngineConfig) -> Peer {
-    let (engine, events) = Engine::start(config, Arc::new(NullSink)).expect("engine starts");
+    join_with_sink(server, room, name, config, Arc::new(NullSink)).await
+}
+
+/// Joins with `sink` taking the pictures the window would get.
+pub async fn join_with_sink(
+    server: &SignalServer,
+    room: &str,
+    name: &str,
+    config: EngineConfig,
+    sink: Arc<dyn confab_engine::VideoSink>,
+) -> Peer {
+    let (engine, events) = Engine::start(config, sink).expect("engine starts");
     let joined = engine
         .join(&server.ws_url(), room, name, None)
         .await
