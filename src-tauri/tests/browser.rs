@@ -57,7 +57,7 @@ async fn browser_and_peer(codec: &str) -> Result<()> {
     let result = async {
         c.goto(&web_url(
             &server,
-            &format!("room=web&name=Web&join=1&call=1&source=test&tone=440&codec={codec}&say=hello%20Pat%20%F0%9F%91%A9%E2%80%8D%F0%9F%92%BB%E2%80%AE"),
+            &format!("room=web&name=Web&join=1&call=1&source=test&tone=440&codec={codec}&say=hello%20Pat%20%F0%9F%91%A9%E2%80%8D%F0%9F%92%BB%E2%80%AE&share=test"),
         ))
         .await?;
         // confab-peer decodes the browser's canvas pattern, in order, and hears its tone.
@@ -103,6 +103,21 @@ async fn browser_and_peer(codec: &str) -> Result<()> {
             "the screen at its own size: {share:#}"
         );
         ensure!(r[0]["width"] == 640, "the camera's tile still the camera: {:#}", r[0]);
+        // And the browser shares its own (test) screen the same way: confab-peer tells it
+        // from the camera by its place in the browser's offer and reads it back.
+        let theirs = peer.wait("confab-peer reads the browser's screen", 30, |p| {
+            p["share"]["pattern_frames"].as_u64() > Some(10)
+        })?;
+        let share = &theirs["share"];
+        ensure!(share["frames_out_of_order"] == 0, "{share:#}");
+        ensure!(
+            share["width"] == 1280 && share["height"] == 720,
+            "the browser's screen at its size: {share:#}"
+        );
+        ensure!(
+            theirs["video"]["width"] == 640,
+            "the browser's camera still the camera: {theirs:#}"
+        );
         ensure!(
             p["audioPackets"].as_u64() > Some(50),
             "the browser receives audio: {p:#}"

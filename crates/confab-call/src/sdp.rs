@@ -136,6 +136,61 @@ pub fn video_codecs(sdp: &str) -> Vec<String> {
     out
 }
 
+/// A description with the track ids of the media sections in `shares` (mids) marked as a
+/// shared screen, the way Confab's own track ids are (`…-share`): Janus's offers (it names
+/// every track after its mid), a browser's descriptions (it names tracks its own way).
+pub fn mark_shares(sdp: &str, shares: &[&str]) -> String {
+    if shares.is_empty() {
+        return sdp.to_owned();
+    }
+    let mut out = String::with_capacity(sdp.len() + 16 * shares.len());
+    let mut sharing = false;
+    for line in sdp.split_inclusive('\n') {
+        let text = line.trim_end_matches(['\r', '\n']);
+        if text.starts_with("m=") {
+            sharing = false;
+        }
+        if let Some(mid) = text.strip_prefix("a=mid:") {
+            sharing = shares.contains(&mid);
+        }
+        // The track id ends `a=msid:STREAM TRACK`, and `a=ssrc:N msid:STREAM TRACK` (a
+        // browser's, which webrtc reads over the first).
+        let names_track = match (text.strip_prefix("a=msid:"), text.strip_prefix("a=ssrc:")) {
+            (Some(msid), _) => msid.split_whitespace().count() == 2,
+            (_, Some(ssrc)) => {
+                let parts: Vec<&str> = ssrc.split_whitespace().collect();
+                parts.len() == 3 && parts[1].starts_with("msid:")
+            }
+            _ => false,
+        };
+        if sharing && names_track {
+            out.push_str(text);
+            out.push_str("-share");
+            out.push_str(&line[text.len()..]);
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// The mid of a mesh description's shared screen: its second video section (docs/protocol.md,
+/// "Media": audio, then the camera, then the screen, in every description a peer makes).
+pub fn mesh_share_mid(sdp: &str) -> Option<&str> {
+    let mut videos = 0;
+    for section in sdp.split("\nm=").skip(1) {
+        if section.starts_with("video") {
+            videos += 1;
+            if videos == 2 {
+                return section
+                    .lines()
+                    .find_map(|l| l.trim_end().strip_prefix("a=mid:"));
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,5 +242,26 @@ mod tests {
             check(&huge, &SdpLimits::default()),
             Err(SdpError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn a_browsers_second_video_section_is_its_screen() {
+        // Chrome's offer: audio, camera, chat, then the screen's transceiver; its track ids
+        // are its own.
+        let chrome = "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\na=msid:s a1\r\n\
+                      m=video 9 X 96\r\na=mid:1\r\na=msid:s v1\r\n\
+                      m=application 9 X webrtc-datachannel\r\na=mid:2\r\n\
+                      m=video 9 X 96\r\na=mid:3\r\na=msid:- v2\r\n\
+                      a=ssrc:7 cname:x\r\na=ssrc:7 msid:- v2\r\n";
+        assert_eq!(mesh_share_mid(chrome), Some("3"));
+        let marked = mark_shares(chrome, &["3"]);
+        assert!(marked.contains("a=msid:- v2-share\r\n"), "{marked}");
+        assert!(marked.contains("a=ssrc:7 msid:- v2-share\r\n"), "{marked}");
+        assert!(marked.contains("a=ssrc:7 cname:x\r\n"), "{marked}");
+        assert!(marked.contains("a=msid:s v1\r\n"));
+        // A description with one video section has no screen.
+        let one = "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\nm=video 9 X 96\r\na=mid:1\r\n";
+        assert_eq!(mesh_share_mid(one), None);
+        assert_eq!(mesh_share_mid(""), None);
     }
 }

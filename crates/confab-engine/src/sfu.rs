@@ -486,7 +486,7 @@ impl Session {
                 .collect();
             let description = SessionDescription {
                 kind,
-                sdp: mark_shares(sdp, &shares),
+                sdp: confab_call::sdp::mark_shares(sdp, &shares),
             };
             self.tell(SfuEvent::Remote(
                 target,
@@ -617,34 +617,6 @@ fn descriptions(sdp: &str) -> Value {
     Value::Array(out)
 }
 
-/// Janus's offer with the track ids of the media sections in `shares` (mids) marked as a
-/// shared screen, the way our own track ids are (`…-share`).
-fn mark_shares(sdp: &str, shares: &[&str]) -> String {
-    if shares.is_empty() {
-        return sdp.to_owned();
-    }
-    let mut out = String::with_capacity(sdp.len() + 16 * shares.len());
-    let mut sharing = false;
-    for line in sdp.split_inclusive('\n') {
-        let text = line.trim_end_matches(['\r', '\n']);
-        if text.starts_with("m=") {
-            sharing = false;
-        }
-        if let Some(mid) = text.strip_prefix("a=mid:") {
-            sharing = shares.contains(&mid);
-        }
-        match text.strip_prefix("a=msid:") {
-            Some(msid) if sharing && msid.split_whitespace().count() == 2 => {
-                out.push_str(text);
-                out.push_str("-share");
-                out.push_str(&line[text.len()..]);
-            }
-            _ => out.push_str(line),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -729,7 +701,7 @@ mod tests {
         let janus = "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\na=msid:janus janus0\r\n\
                      m=video 9 X 102\r\na=mid:1\r\na=msid:janus janus1\r\n\
                      m=video 9 X 102\r\na=mid:2\r\na=msid:janus janus2\r\n";
-        let marked = mark_shares(janus, &["2"]);
+        let marked = confab_call::sdp::mark_shares(janus, &["2"]);
         assert!(
             marked.contains("a=msid:janus janus2-share\r\nm=")
                 || marked.ends_with("janus2-share\r\n")
@@ -738,7 +710,7 @@ mod tests {
         use crate::media::Stream;
         assert_eq!(Stream::of_track_id("janus2-share"), Stream::Share);
         assert_eq!(Stream::of_track_id("janus1"), Stream::Camera);
-        assert_eq!(mark_shares(janus, &[]), janus);
+        assert_eq!(confab_call::sdp::mark_shares(janus, &[]), janus);
         // Nothing else changes, line endings included.
         assert_eq!(marked.replace("janus2-share", "janus2"), janus);
     }

@@ -92,6 +92,12 @@
     if (!S.core.inCall) {
       closeSfu();
       S.feeds.clear();
+      // A share ends with its call.
+      stopShare();
+    } else if (hooks.share && !S.screen && !S.shareAsked) {
+      // The &share=test hook shares as soon as we are in a call (confab-peer --share does).
+      S.shareAsked = true;
+      toggleShare();
     }
     render();
     if (typeof error === 'string') toast(ERRORS[error] || error, 'warn');
@@ -108,7 +114,7 @@
 
   // ------------------------------------------------------------------ local media
   // What the URL may do when the server allows test hooks (see the top of this file).
-  const hooks = { join: false, call: false, accept: false, source: null, size: null, tone: null, say: null };
+  const hooks = { join: false, call: false, accept: false, source: null, size: null, tone: null, say: null, share: null };
 
   async function localStream() {
     const source = hooks.source || $('f-source').value;
@@ -250,7 +256,7 @@
     const first = caps.codecs.filter((c) => c.mimeType.toLowerCase() === want);
     const rest = caps.codecs.filter((c) => c.mimeType.toLowerCase() !== want);
     for (const t of pc.getTransceivers()) {
-      if (t.sender.track && t.sender.track.kind === 'video' && t.setCodecPreferences) {
+      if (t.receiver.track.kind === 'video' && t.setCodecPreferences) {
         try {
           t.setCodecPreferences([...first, ...rest]);
         } catch (e) { /* keep the browser's order */ }
@@ -323,8 +329,12 @@
     // Room for the other side's shared screen: Confab sends it on a track of its own, and an
     // offer of ours must carry a place for it (when Confab offers, its offer has one).
     // (A track arriving on a transceiver we made keeps the id we gave it, not Confab's:
-    // the transceiver itself says it is the screen.)
-    if (offerer) link.shareTransceiver = pc.addTransceiver('video', { direction: 'recvonly' });
+    // the transceiver itself says it is the screen.) It also carries our own screen when we
+    // share: sendrecv from the start, so sharing is a replaceTrack, never a new offer.
+    if (offerer) {
+      link.shareTransceiver = pc.addTransceiver('video', { direction: 'sendrecv' });
+      if (S.screen) link.shareTransceiver.sender.replaceTrack(S.screen.getVideoTracks()[0]).catch(() => {});
+    }
     preferCodec(pc);
     pc.onicecandidate = (e) => {
       if (e.candidate && e.candidate.candidate) signal(link.id, { kind: 'candidate', candidate: e.candidate.toJSON() });
@@ -397,6 +407,53 @@
   }
   S.sendChat = sendChat;
 
+  // Our own screen: on every link's screen transceiver (no new offer), the camera going on
+  // beside it. The browser's own "Stop sharing" ends it too.
+  async function startShare(stream) {
+    stopShare();
+    S.screen = stream;
+    const track = stream.getVideoTracks()[0];
+    if (!track) return;
+    track.contentHint = 'detail';
+    track.onended = () => { if (S.screen === stream) stopShare(); };
+    for (const link of S.links.values()) {
+      if (link.shareTransceiver) await link.shareTransceiver.sender.replaceTrack(track).catch(() => {});
+    }
+    renderShare();
+  }
+  function stopShare() {
+    if (!S.screen) return;
+    const stream = S.screen;
+    S.screen = null;
+    for (const link of S.links.values()) {
+      if (link.shareTransceiver) link.shareTransceiver.sender.replaceTrack(null).catch(() => {});
+    }
+    for (const t of stream.getTracks()) t.stop();
+    if (stream.stopTest) stream.stopTest();
+    renderShare();
+  }
+  function renderShare() {
+    const b = $('btn-share');
+    b.hidden = !S.core.inCall || !!S.sfu;
+    b.setAttribute('aria-pressed', String(!!S.screen));
+    b.title = S.screen ? 'Stop sharing (E)' : 'Share your screen (E)';
+  }
+  async function toggleShare() {
+    if (S.screen) {
+      stopShare();
+      return;
+    }
+    try {
+      const stream = hooks.share === 'test'
+        ? window.ConfabMeasure.testStream('1280x720', null, { fps: 5, canvasId: 'share-canvas' })
+        : await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 5 }, audio: false });
+      await startShare(stream);
+    } catch (e) {
+      if (e && e.name !== 'NotAllowedError') toast(`Cannot share the screen: ${e.message || e}`, 'error');
+    }
+  }
+  S.toggleShare = toggleShare;
+
   // bitrate=KBPS: the most video may use (to compare with confab-peer --bitrate).
   function capBitrate(pc) {
     const kbps = Number(params.get('bitrate'));
@@ -465,6 +522,15 @@
       await pc.setRemoteDescription({ type: desc.type, sdp: desc.sdp });
       const v = link.verifier.remoteDescription(desc.sdp);
       if (v) signal(link.id, v);
+      if (desc.type === 'offer' && !link.shareTransceiver) {
+        // Confab's offer has a place for each side's screen: its second video section.
+        const videos = pc.getTransceivers().filter((t) => t.receiver.track.kind === 'video');
+        if (videos.length >= 2) {
+          link.shareTransceiver = videos[1];
+          link.shareTransceiver.direction = 'sendrecv';
+          if (S.screen) link.shareTransceiver.sender.replaceTrack(S.screen.getVideoTracks()[0]).catch(() => {});
+        }
+      }
       if (desc.type === 'offer') {
         await pc.setLocalDescription();
         sendDescription(link);
@@ -861,6 +927,7 @@
       local.remove();
     }
     $('grid').className = `grid n${Math.min($('grid').children.length, 7)}`;
+    renderShare();
   }
 
   function leaveLocal() {
@@ -882,6 +949,7 @@
   $('btn-mic').onclick = () => setMedia(!S.core.audio, S.core.video);
   $('btn-cam').onclick = () => setMedia(S.core.audio, !S.core.video);
   $('btn-hangup').onclick = hangUp;
+  $('btn-share').onclick = toggleShare;
   $('call-all').onclick = () => rules((c, t) => c.call(null, t));
   $('chat-form').onsubmit = (e) => {
     e.preventDefault();
@@ -902,6 +970,7 @@
     if (['INPUT', 'SELECT'].includes(document.activeElement && document.activeElement.tagName) || !S.room) return;
     if (e.key === 'm' || e.key === 'M') setMedia(!S.core.audio, S.core.video);
     if (e.key === 'v' || e.key === 'V') setMedia(S.core.audio, !S.core.video);
+    if ((e.key === 'e' || e.key === 'E') && S.core.inCall && !S.sfu) toggleShare();
   });
   window.addEventListener('beforeunload', () => {
     S.leaving = true;
@@ -964,6 +1033,7 @@
       hooks.size = params.get('size');
       hooks.tone = params.get('tone');
       hooks.say = params.get('say');
+      hooks.share = params.get('share');
       S.core.autoAccept = hooks.accept;
       if (hooks.source) $('f-source').value = hooks.source;
       if (hooks.join) join();

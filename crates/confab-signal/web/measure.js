@@ -5,10 +5,12 @@
 (() => {
   'use strict';
 
-  // A canvas painting the test pattern at 30 fps plus a tone, as a MediaStream.
-  function testStream(size, toneHz) {
+  // A canvas painting the test pattern at 30 fps plus a tone, as a MediaStream. `opts`:
+  // `fps`, `canvasId` (a second canvas for a test screen), and no tone when `toneHz` is null.
+  function testStream(size, toneHz, opts = {}) {
     const [w, h] = (size || '640x480').split('x').map(Number);
-    const canvas = document.getElementById('pattern-canvas');
+    const fps = opts.fps || 30;
+    const canvas = document.getElementById(opts.canvasId || 'pattern-canvas');
     canvas.width = w;
     canvas.height = h;
     const ctx = canvas.getContext('2d');
@@ -17,21 +19,26 @@
       window.ConfabPattern.paint(ctx, w, h, n++, Number(BigInt.asUintN(32, BigInt(window.ConfabPattern.nowUs()))));
     };
     paint();
-    const timer = setInterval(paint, 1000 / 30);
-    const video = canvas.captureStream(30);
-    const ac = new AudioContext();
-    const osc = ac.createOscillator();
-    osc.frequency.value = Number(toneHz || 440);
-    const gain = ac.createGain();
-    gain.gain.value = 0.3;
-    const dest = ac.createMediaStreamDestination();
-    osc.connect(gain).connect(dest);
-    osc.start();
-    ac.resume().catch(() => {});
-    const stream = new MediaStream([...dest.stream.getAudioTracks(), ...video.getVideoTracks()]);
+    const timer = setInterval(paint, 1000 / fps);
+    const video = canvas.captureStream(fps);
+    let ac = null;
+    let audio = [];
+    if (toneHz !== null) {
+      ac = new AudioContext();
+      const osc = ac.createOscillator();
+      osc.frequency.value = Number(toneHz || 440);
+      const gain = ac.createGain();
+      gain.gain.value = 0.3;
+      const dest = ac.createMediaStreamDestination();
+      osc.connect(gain).connect(dest);
+      osc.start();
+      ac.resume().catch(() => {});
+      audio = dest.stream.getAudioTracks();
+    }
+    const stream = new MediaStream([...audio, ...video.getVideoTracks()]);
     stream.stopTest = () => {
       clearInterval(timer);
-      ac.close().catch(() => {});
+      if (ac) ac.close().catch(() => {});
     };
     return stream;
   }

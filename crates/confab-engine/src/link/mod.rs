@@ -384,9 +384,15 @@ impl Link {
                 .map_err(webrtc("cannot roll back our offer"))?;
             self.negotiation.rolled_back();
         }
+        // A browser names its tracks its own way: the screen is told by its place (the second
+        // video section), and marked the way our own share track's id is.
+        let sdp = match (self.params.role, confab_call::sdp::mesh_share_mid(&d.sdp)) {
+            (Role::Mesh, Some(mid)) => confab_call::sdp::mark_shares(&d.sdp, &[mid]),
+            _ => d.sdp.clone(),
+        };
         let desc = match d.kind {
-            SdpType::Offer => RTCSessionDescription::offer(d.sdp.clone()),
-            SdpType::Answer => RTCSessionDescription::answer(d.sdp.clone()),
+            SdpType::Offer => RTCSessionDescription::offer(sdp),
+            SdpType::Answer => RTCSessionDescription::answer(sdp),
         }
         .map_err(webrtc("the session description is not valid SDP"))?;
         self.pc
