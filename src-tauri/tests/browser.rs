@@ -201,7 +201,7 @@ async fn browser_and_confab_peer_through_janus() -> Result<()> {
     let result = async {
         c.goto(&web_url(
             &server,
-            "room=big&name=Web&join=1&call=1&source=test&tone=440&codec=h264",
+            "room=big&name=Web&join=1&call=1&source=test&tone=440&codec=h264&share=test",
         ))
         .await?;
         let seen = peer.wait(
@@ -211,6 +211,18 @@ async fn browser_and_confab_peer_through_janus() -> Result<()> {
         )?;
         ensure!(seen["video"]["frames_out_of_order"] == 0, "{seen:#}");
         ensure!(seen["verification_code"].is_null(), "{seen:#}");
+        // The browser's (test) screen goes to Janus on its own place, described as a screen:
+        // confab-peer gets it apart from the camera.
+        let screen = peer.wait(
+            "confab-peer gets the browser's screen through Janus",
+            30,
+            |p| p["share"]["pattern_frames"].as_u64() > Some(10),
+        )?;
+        ensure!(screen["share"]["frames_out_of_order"] == 0, "{screen:#}");
+        ensure!(
+            screen["share"]["width"] == 1280 && screen["video"]["width"] == 640,
+            "{screen:#}"
+        );
         peer.wait_report("confab-peer sends to Janus", 20, |j| {
             j["sfu"]["send_kbps"].as_f64() > Some(20.0)
         })?;

@@ -53,4 +53,13 @@ test('the publisher names its shared screen for Janus', () => {
     { mid: '1', description: 'camera' },
     { mid: '2', description: 'share' },
   ]);
+  // A browser's screen has an id of its own: its place says it (the second video section);
+  // a section without a track (no msid) is described all the same.
+  const chrome = 'v=0\r\nm=audio 9 X 111\r\na=mid:0\r\na=msid:s a1\r\n' +
+    'm=video 9 X 102\r\na=mid:1\r\na=msid:s v1\r\nm=video 9 X 102\r\na=mid:2\r\n';
+  assert.deepEqual(descriptions(chrome), [
+    { mid: '0', description: 'microphone' },
+    { mid: '1', description: 'camera' },
+    { mid: '2', description: 'share' },
+  ]);
 });

@@ -416,25 +416,28 @@
     if (!track) return;
     track.contentHint = 'detail';
     track.onended = () => { if (S.screen === stream) stopShare(); };
-    for (const link of S.links.values()) {
-      if (link.shareTransceiver) await link.shareTransceiver.sender.replaceTrack(track).catch(() => {});
-    }
+    for (const sender of shareSenders()) await sender.replaceTrack(track).catch(() => {});
     renderShare();
   }
   function stopShare() {
     if (!S.screen) return;
     const stream = S.screen;
     S.screen = null;
-    for (const link of S.links.values()) {
-      if (link.shareTransceiver) link.shareTransceiver.sender.replaceTrack(null).catch(() => {});
-    }
+    for (const sender of shareSenders()) sender.replaceTrack(null).catch(() => {});
     for (const t of stream.getTracks()) t.stop();
     if (stream.stopTest) stream.stopTest();
     renderShare();
   }
+  // Where our screen goes: each link's screen transceiver, or our place at the SFU.
+  function shareSenders() {
+    const out = [];
+    for (const link of S.links.values()) if (link.shareTransceiver) out.push(link.shareTransceiver.sender);
+    if (S.sfu && S.sfu.share) out.push(S.sfu.share.sender);
+    return out;
+  }
   function renderShare() {
     const b = $('btn-share');
-    b.hidden = !S.core.inCall || !!S.sfu;
+    b.hidden = !S.core.inCall;
     b.setAttribute('aria-pressed', String(!!S.screen));
     b.title = S.screen ? 'Stop sharing (E)' : 'Share your screen (E)';
   }
@@ -660,6 +663,10 @@
     const mine = { session, pub, feed: null };
     S.sfu = mine;
     for (const t of S.stream.getTracks()) publishTrack(pub, t);
+    // Our screen's place, there from the first offer like a link's (Janus is told it is a
+    // screen: sfu.js, descriptions).
+    mine.share = pub.addTransceiver('video', { direction: 'sendonly' });
+    if (S.screen) mine.share.sender.replaceTrack(S.screen.getVideoTracks()[0]).catch(() => {});
     preferCodec(pub);
     pub.onicecandidate = (e) => {
       if (e.candidate && e.candidate.candidate) session.trickle(session.handleOf(null), e.candidate.toJSON());
@@ -705,8 +712,9 @@
   S.publishing = async () => {
     if (!S.sfu) return [];
     const out = [];
+    const screen = S.sfu.share ? S.sfu.share.mid : null;
     (await S.sfu.pub.getStats()).forEach((s) => {
-      if (s.type === 'outbound-rtp' && s.kind === 'video') {
+      if (s.type === 'outbound-rtp' && s.kind === 'video' && s.mid !== screen) {
         out.push({ rid: s.rid || null, width: s.frameWidth || 0, height: s.frameHeight || 0, framesEncoded: s.framesEncoded || 0, bytesSent: s.bytesSent || 0 });
       }
     });
@@ -970,7 +978,7 @@
     if (['INPUT', 'SELECT'].includes(document.activeElement && document.activeElement.tagName) || !S.room) return;
     if (e.key === 'm' || e.key === 'M') setMedia(!S.core.audio, S.core.video);
     if (e.key === 'v' || e.key === 'V') setMedia(S.core.audio, !S.core.video);
-    if ((e.key === 'e' || e.key === 'E') && S.core.inCall && !S.sfu) toggleShare();
+    if ((e.key === 'e' || e.key === 'E') && S.core.inCall) toggleShare();
   });
   window.addEventListener('beforeunload', () => {
     S.leaving = true;

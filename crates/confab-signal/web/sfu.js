@@ -232,16 +232,19 @@
     }
   }
 
-  // Each media section of our offer: its mid and what it carries (our screen-share track's id
-  // says "share").
+  // Each media section of our offer: its mid and what it carries. The screen is the second
+  // video section (docs/protocol.md, "Media sections"; its track id may say "share" too).
   function descriptions(sdp) {
     const out = [];
+    let videos = 0;
     for (const section of sdp.split(/\r?\nm=/).slice(1)) {
       const mid = /\na=mid:(\S+)/.exec(`\n${section}`);
+      if (!mid || section.startsWith('application')) continue;
       const msid = /\na=msid:\S+ (\S+)/.exec(`\n${section}`);
-      if (!mid || !msid) continue;
-      const what = /(^|-)share(-|$)/.test(msid[1]) ? 'share' : section.startsWith('video') ? 'camera' : 'microphone';
-      out.push({ mid: mid[1], description: what });
+      const video = section.startsWith('video');
+      if (video) videos++;
+      const share = (msid && /(^|-)share(-|$)/.test(msid[1])) || (video && videos === 2);
+      out.push({ mid: mid[1], description: share ? 'share' : video ? 'camera' : 'microphone' });
     }
     return out;
   }
