@@ -98,6 +98,11 @@ async fn browser_and_peer(codec: &str) -> Result<()> {
         .await?;
         let share = &r[0]["share"];
         ensure!(share["frames_out_of_order"] == 0, "{share:#}");
+        ensure!(share["stage"] == true, "the screen takes the stage: {share:#}");
+        std::fs::write(
+            artifacts().join(format!("web-call-share-{codec}.png")),
+            c.screenshot().await?,
+        )?;
         ensure!(
             share["width"] == 1280 && share["height"] == 720,
             "the screen at its own size: {share:#}"

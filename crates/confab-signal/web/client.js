@@ -48,7 +48,7 @@
         const code = l && l.verifier.result ? l.verifier.result.code || null : null;
         return {
           id, name: p ? p.name : '', phase: p ? p.phase : 'idle', pc: l ? l.pc : null, readings: l ? l.readings : null,
-          share: l && l.shareReadings ? { readings: l.shareReadings, shown: !l.shareTile.hidden, mids: [l.shareMid, ...(l.shares || [])] } : null,
+          share: l && l.shareReadings ? { readings: l.shareReadings, shown: !l.shareTile.hidden, stage: l.shareTile.classList.contains('main'), mids: [l.shareMid, ...(l.shares || [])] } : null,
           verification_code: code, chat: l ? l.chatIn.map((c) => c.text) : [], layer: l && l.layers ? l.layers.want : null,
         };
       }),
@@ -934,7 +934,15 @@
     } else if (!inCall && local) {
       local.remove();
     }
-    $('grid').className = `grid n${Math.min($('grid').children.length, 7)}`;
+    // Someone's screen on show takes the stage, the faces in a strip below (as in the app).
+    const visible = [...$('grid').children].filter((t) => !t.hidden);
+    const stage = visible.find((t) => t.classList.contains('share'));
+    for (const t of visible) {
+      t.classList.toggle('main', t === stage);
+      t.style.order = t === stage ? '-1' : '';
+    }
+    $('grid').className = stage ? 'grid mode-stage' : `grid n${Math.min(visible.length, 7)}`;
+    $('grid').style.setProperty('--strip', String(Math.max(1, visible.length - 1)));
     renderShare();
   }
 

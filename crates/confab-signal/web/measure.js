@@ -120,7 +120,7 @@
       const q = (x) => (lat.length ? lat[Math.round((lat.length - 1) * x)] : null);
       const sr = p.share ? p.share.readings : null;
       const share = sr ? {
-        shown: p.share.shown, frames: sr.frames, pattern_frames: sr.pattern, frames_out_of_order: sr.outOfOrder, width: sr.width, height: sr.height,
+        shown: p.share.shown, stage: p.share.stage, frames: sr.frames, pattern_frames: sr.pattern, frames_out_of_order: sr.outOfOrder, width: sr.width, height: sr.height,
       } : null;
       out.push({
         id: p.id, name: p.name, phase: p.phase, share,
