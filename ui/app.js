@@ -48,6 +48,8 @@
 
   function tileEl(key) {
     if (key === 'local' && $('room-screen').hidden) return $('preview-tile');
+    // What we share: a small preview in the share bar (a picture a second).
+    if (key === 'local-share') return $('share-preview');
     const t = tiles.get(key);
     return t ? t.el : null;
   }

@@ -21,6 +21,9 @@ const JPEG_QUALITY: u8 = 72;
 /// The self view goes to the window at 15 fps: people glance at it, and every picture costs a
 /// JPEG encode here and a decode and paint in the window.
 const SELF_VIEW_INTERVAL: Duration = Duration::from_millis(66);
+/// What we share is previewed in the share bar once a second: enough to see it is the right
+/// window, and a JPEG of a whole screen five times a second would be work for nothing.
+const SHARE_PREVIEW_INTERVAL: Duration = Duration::from_secs(1);
 /// On-screen latencies kept: a minute of one remote tile at 30 fps.
 const LATENCIES: usize = 1800;
 
@@ -48,6 +51,8 @@ struct Inner {
     shown_width: HashMap<String, usize>,
     /// When the self view last went out (it goes at most every [`SELF_VIEW_INTERVAL`]).
     self_view_sent: Option<Instant>,
+    /// When a picture of what we share was last taken for the preview.
+    share_preview_at: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -177,11 +182,15 @@ impl UiFrames {
             }
             *g.in_flight.entry(k.clone()).or_default() += 1;
             // The self view is small: at most half size unless the UI says otherwise.
-            let shown = g.shown_width.get(&k).copied().unwrap_or(if k == "local" {
-                640
-            } else {
-                usize::MAX
-            });
+            let shown = g
+                .shown_width
+                .get(&k)
+                .copied()
+                .unwrap_or(if k.starts_with("local") {
+                    640
+                } else {
+                    usize::MAX
+                });
             drop(g);
             let started = Instant::now();
             let frame = scale_for(frame, shown);
@@ -219,14 +228,19 @@ fn scale_for(frame: Arc<VideoFrame>, shown: usize) -> Arc<VideoFrame> {
 
 impl VideoSink for UiFrames {
     fn frame(&self, source: &FrameSource, frame: &Arc<VideoFrame>) {
-        // The window shows no picture of what we share (the screen inside the screen, and a
-        // JPEG of a whole screen five times a second for nothing); the share bar says what it is.
-        if *source == FrameSource::LocalShare {
-            return;
-        }
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if g.channel.is_none() {
             return;
+        }
+        // What we share goes only to the share bar's small preview, once a second.
+        if *source == FrameSource::LocalShare {
+            let now = Instant::now();
+            if g.share_preview_at
+                .is_some_and(|t| now.duration_since(t) < SHARE_PREVIEW_INTERVAL)
+            {
+                return;
+            }
+            g.share_preview_at = Some(now);
         }
         g.pending.insert(key(source), frame.clone());
         self.cond.notify_all();

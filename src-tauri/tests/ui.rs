@@ -380,12 +380,18 @@ async fn share_a_window_from_the_picker_and_the_other_side_reads_it() -> Result<
         })?;
         ensure!(later["share"]["frames_out_of_order"] == 0, "in order: {}", later["share"]);
         ensure!(later["video"]["pattern_frames"].as_u64() > Some(10), "the camera goes on beside it: {}", later["video"]);
+        // The bar previews what the others see (a picture a second): the window's pattern.
+        let preview = wait_js(&c, "the share bar's preview of the window", 10, "const p = document.getElementById('share-preview'); \
+                 const c = p.querySelector('canvas'); if (!p.classList.contains('has-video') || !c.width) return null; \
+                 return window.ConfabPattern.readCanvas(c.getContext('2d'), c.width, c.height)").await?;
+        ensure!(preview["frame"].is_u64(), "the preview reads back: {preview}");
         std::fs::write(artifacts().join("ui-share-sharing.png"), c.screenshot().await?)?;
 
         // E stops sharing; Pat gets no more of it.
         c.find(Locator::Css("body")).await?.send_keys("e").await?;
         wait_js(&c, "the share bar gone", 10, "return document.getElementById('share-bar').hidden \
                  && document.getElementById('btn-share').getAttribute('aria-pressed') === 'false'").await?;
+        wait_js(&c, "the preview emptied", 10, "return !document.getElementById('share-preview').classList.contains('has-video')").await?;
         let stopped = peer.wait("Pat's share count settles", 10, |_| true)?["share"]["pattern_frames"].as_u64();
         tokio::time::sleep(Duration::from_secs(3)).await;
         let after = peer.wait("Pat's figures", 10, |_| true)?["share"]["pattern_frames"].as_u64();
