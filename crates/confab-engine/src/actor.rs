@@ -1041,9 +1041,12 @@ impl Actor {
         if !s.route.is_some_and(|r| r.moved()) {
             return;
         }
+        // Kept for the next tick when the client's queue is full (checks asked meanwhile).
+        if s.check.try_send(Check::Moved).is_err() {
+            return;
+        }
         tracing::info!("our route to the signaling server moved; connecting again");
         s.route = None;
-        let _ = s.check.try_send(Check::Moved);
         self.tell_links_signaling_down();
     }
 
