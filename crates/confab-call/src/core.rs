@@ -202,6 +202,9 @@ pub struct CallCore {
     /// Never sent: the link nonces derive from it.
     secret: String,
     me: Option<PeerId>,
+    /// Our ids before a rejoin (the last few): a server that has not yet noticed an old
+    /// connection died still lists it, and that is us, not someone else.
+    former: Vec<PeerId>,
     peers: BTreeMap<PeerId, Peer>,
     in_call: bool,
     audio: bool,
@@ -219,6 +222,9 @@ pub struct CallCore {
     out: Vec<Action>,
 }
 
+/// How many of our former ids are remembered (one per rejoin).
+const MAX_FORMER_IDS: usize = 8;
+
 impl CallCore {
     /// `session` is announced to the room; `secret` is never sent (give 128 random bits).
     pub fn new(session: String, secret: String, auto_accept: bool) -> Self {
@@ -226,6 +232,7 @@ impl CallCore {
             session,
             secret,
             me: None,
+            former: Vec::new(),
             peers: BTreeMap::new(),
             in_call: false,
             audio: true,
@@ -391,7 +398,16 @@ impl CallCore {
                 self.out.push(Action::CloseLink { peer: me.clone() });
             }
         }
-        let peers: Vec<PeerInfo> = peers.into_iter().filter(|p| p.id != me).collect();
+        if let Some(old) = self.me.take().filter(|old| *old != me) {
+            self.former.push(old);
+            if self.former.len() > MAX_FORMER_IDS {
+                self.former.remove(0);
+            }
+        }
+        let peers: Vec<PeerInfo> = peers
+            .into_iter()
+            .filter(|p| p.id != me && !self.former.contains(&p.id))
+            .collect();
         self.me = Some(me);
         // Whoever we knew is away until they show up again under a new id; peers without a
         // link are simply forgotten.

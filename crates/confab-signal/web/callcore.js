@@ -80,6 +80,9 @@
       this.session = session;
       this.secret = secret;
       this.me = null;
+      // Our ids before a rejoin (the last 8): a server that has not yet noticed an old
+      // connection died still lists it, and that is us, not someone else.
+      this.former = [];
       this.peers = new Map(); // id -> peer; iterated in id order (sortedIds) like Rust's BTreeMap
       this.inCall = false;
       this.audio = true;
@@ -184,7 +187,11 @@
         this.peers.delete(me);
         if (LINKED.has(mine.phase)) this.out.push({ action: 'close-link', peer: me });
       }
-      peers = peers.filter((info) => info.id !== me);
+      if (this.me !== null && this.me !== me) {
+        this.former.push(this.me);
+        if (this.former.length > 8) this.former.shift();
+      }
+      peers = peers.filter((info) => info.id !== me && !this.former.includes(info.id));
       this.me = me;
       for (const id of this.sortedIds()) {
         const p = this.peers.get(id);
