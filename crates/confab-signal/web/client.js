@@ -333,7 +333,7 @@
     // share: sendrecv from the start, so sharing is a replaceTrack, never a new offer.
     if (offerer) {
       link.shareTransceiver = pc.addTransceiver('video', { direction: 'sendrecv' });
-      if (S.screen) link.shareTransceiver.sender.replaceTrack(S.screen.getVideoTracks()[0]).catch(() => {});
+      screenTo(link.shareTransceiver.sender);
     }
     preferCodec(pc);
     pc.onicecandidate = (e) => {
@@ -427,6 +427,10 @@
     for (const t of stream.getTracks()) t.stop();
     if (stream.stopTest) stream.stopTest();
     renderShare();
+  }
+  // A screen transceiver made while we share gets the screen at once.
+  function screenTo(sender) {
+    if (S.screen) sender.replaceTrack(S.screen.getVideoTracks()[0]).catch(() => {});
   }
   // Where our screen goes: each link's screen transceiver, or our place at the SFU.
   function shareSenders() {
@@ -531,7 +535,7 @@
         if (videos.length >= 2) {
           link.shareTransceiver = videos[1];
           link.shareTransceiver.direction = 'sendrecv';
-          if (S.screen) link.shareTransceiver.sender.replaceTrack(S.screen.getVideoTracks()[0]).catch(() => {});
+          screenTo(link.shareTransceiver.sender);
         }
       }
       if (desc.type === 'offer') {
@@ -666,7 +670,7 @@
     // Our screen's place, there from the first offer like a link's (Janus is told it is a
     // screen: sfu.js, descriptions).
     mine.share = pub.addTransceiver('video', { direction: 'sendonly' });
-    if (S.screen) mine.share.sender.replaceTrack(S.screen.getVideoTracks()[0]).catch(() => {});
+    screenTo(mine.share.sender);
     preferCodec(pub);
     pub.onicecandidate = (e) => {
       if (e.candidate && e.candidate.candidate) session.trickle(session.handleOf(null), e.candidate.toJSON());
