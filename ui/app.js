@@ -48,8 +48,8 @@
 
   function tileEl(key) {
     if (key === 'local' && $('room-screen').hidden) return $('preview-tile');
-    // What we share: a small preview in the share bar (a picture a second).
-    if (key === 'local-share') return $('share-preview');
+    // What we share: a small preview in the share bar (a picture a second), while sharing.
+    if (key === 'local-share') return $('share-bar').hidden ? null : $('share-preview');
     const t = tiles.get(key);
     return t ? t.el : null;
   }
@@ -914,6 +914,8 @@
     $('btn-share').hidden = !s.in_call;
     setToggle($('btn-share'), !!sharing, 'i-share', 'i-share-stop', sharing ? 'Stop sharing (E)' : 'Share your screen (E)');
     $('share-bar').hidden = !sharing;
+    // A picture still on its way when the share ended must not linger for the next one.
+    if (!sharing) $('share-preview').classList.remove('has-video');
     $('share-what').textContent = sharing || '';
     if (!s.in_call && $('share-picker').open) $('share-picker').close();
   }
