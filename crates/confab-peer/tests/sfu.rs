@@ -158,17 +158,24 @@ fn eight_people_in_one_call_through_janus_see_and_hear_each_other() {
                     .cloned()
                     .unwrap();
                 let hz = p["audio"]["tone_hz"].as_f64();
+                let near = |hz: f64, k: u32| (hz - tone_of(k) as f64).abs() < 15.0;
                 if let Some(hz) = hz {
+                    if near(hz, j) {
+                        break;
+                    }
+                    // Another person's voice is a feed handed to the wrong person; a reading
+                    // between voices is a moment of a refilling jitter buffer (read again).
+                    let other = (1..=PEERS).find(|k| *k != j && near(hz, *k));
                     assert!(
-                        (hz - tone_of(j) as f64).abs() < 15.0,
-                        "{me} hears {name} at {hz} Hz, not {} Hz: {p:#}",
-                        tone_of(j)
+                        other.is_none(),
+                        "{me} hears {name} in p{}'s voice ({hz} Hz): {p:#}",
+                        other.unwrap_or_default()
                     );
-                    break;
                 }
                 assert!(
                     Instant::now() < deadline,
-                    "{me} hears nothing from {name} for 5 s: {p:#}"
+                    "{me} does not hear {name} at {} Hz within 5 s (last {hz:?}): {p:#}",
+                    tone_of(j)
                 );
                 std::thread::sleep(Duration::from_millis(250));
             }
