@@ -4,9 +4,9 @@
 use crate::Result;
 use std::process::Command;
 
-/// Needed to build and run (Debian package names): the C toolchain; cmake (libopus); nasm
-/// (openh264's fast paths); libclang (nokhwa's V4L bindings); ALSA (cpal); libvpx (VP8);
-/// WebKitGTK 4.1 (the Tauri window); PipeWire, xcb's RandR and GBM (xcap: sharing a screen).
+/// Needed to build and run (Debian package names): the C toolchain; cmake (libopus,
+/// libjpeg-turbo); nasm (openh264's and libjpeg-turbo's fast paths); libclang (nokhwa's V4L
+/// bindings); ALSA (cpal); libvpx (VP8); WebKitGTK 4.1 (the Tauri window); PipeWire, xcb's RandR and GBM (xcap: sharing a screen).
 pub const BUILD: &[&str] = &[
     "pkg-config",
     "build-essential",

@@ -1,5 +1,5 @@
 //! Pixel conversions: camera formats to I420 (the `yuv` crate's SIMD paths; MJPEG through
-//! zune-jpeg), and I420 to JPEG for the UI (jpeg-encoder, fed the YCbCr planes directly).
+//! zune-jpeg), and I420 to JPEG for the UI (libjpeg-turbo, fed the YCbCr planes directly).
 
 use crate::frame::VideoFrame;
 use crate::MediaError;
@@ -144,45 +144,52 @@ pub fn to_i420(
     }
 }
 
-struct I420Image<'a>(&'a VideoFrame);
-
-impl jpeg_encoder::ImageBuffer for I420Image<'_> {
-    fn get_jpeg_color_type(&self) -> jpeg_encoder::JpegColorType {
-        jpeg_encoder::JpegColorType::Ycbcr
-    }
-    fn width(&self) -> u16 {
-        self.0.width as u16
-    }
-    fn height(&self) -> u16 {
-        self.0.height as u16
-    }
-    fn fill_buffers(&self, row: u16, buffers: &mut [Vec<u8>; 4]) {
-        let f = self.0;
-        let (r, w) = (row as usize, f.width);
-        // Limited range (16-235) to JPEG's full range.
-        let stretch_y = |v: u8| (((v as i32 - 16) * 255 + 109) / 219).clamp(0, 255) as u8;
-        let stretch_c = |v: u8| ((((v as i32 - 128) * 255 + 112) / 224) + 128).clamp(0, 255) as u8;
-        buffers[0].extend(f.y()[r * w..][..w].iter().map(|&v| stretch_y(v)));
-        let c = (r / 2) * (w / 2);
-        let (u, v) = (f.u(), f.v());
-        for x in 0..w {
-            buffers[1].push(stretch_c(u[c + x / 2]));
-            buffers[2].push(stretch_c(v[c + x / 2]));
+/// Limited range (16-235 luma, 16-240 chroma), as codecs hand it out, to JPEG's full range.
+fn full_range_tables() -> &'static ([u8; 256], [u8; 256]) {
+    static T: std::sync::OnceLock<([u8; 256], [u8; 256])> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        let (mut y, mut c) = ([0u8; 256], [0u8; 256]);
+        for v in 0..256i32 {
+            y[v as usize] = (((v - 16) * 255 + 109) / 219).clamp(0, 255) as u8;
+            c[v as usize] = ((((v - 128) * 255 + 112) / 224) + 128).clamp(0, 255) as u8;
         }
-    }
+        (y, c)
+    })
 }
 
-/// JPEG of a frame (4:2:0), for the UI.
+thread_local! {
+    /// One compressor and one full-range copy of the planes per thread, reused frame to frame.
+    static TURBO: std::cell::RefCell<Option<(turbojpeg::Compressor, Vec<u8>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// JPEG of a frame (4:2:0), for the UI: libjpeg-turbo compresses the I420 planes as they are
+/// (no color conversion, no chroma resampling), after a table lookup into JPEG's full range.
 pub fn to_jpeg(frame: &VideoFrame, quality: u8) -> Result<Vec<u8>, MediaError> {
-    if frame.width > u16::MAX as usize || frame.height > u16::MAX as usize {
-        return Err(MediaError::Codec("frame too large for JPEG".into()));
-    }
-    let mut out = Vec::with_capacity(frame.width * frame.height / 8);
-    let mut enc = jpeg_encoder::Encoder::new(&mut out, quality);
-    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
-    enc.encode_image(I420Image(frame))
-        .map_err(|e| MediaError::Codec(format!("JPEG: {e}")))?;
-    Ok(out)
+    let err = |e: turbojpeg::Error| MediaError::Codec(format!("JPEG: {e}"));
+    TURBO.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.is_none() {
+            *cell = Some((turbojpeg::Compressor::new().map_err(err)?, Vec::new()));
+        }
+        let (compressor, planes) = cell.as_mut().expect("just set");
+        let (ty, tc) = full_range_tables();
+        let luma = frame.width * frame.height;
+        planes.clear();
+        planes.extend(frame.data[..luma].iter().map(|&v| ty[v as usize]));
+        planes.extend(frame.data[luma..].iter().map(|&v| tc[v as usize]));
+        compressor
+            .set_quality(i32::from(quality.clamp(1, 100)))
+            .map_err(err)?;
+        let image = turbojpeg::YuvImage {
+            pixels: &planes[..],
+            width: frame.width,
+            align: 1,
+            height: frame.height,
+            subsamp: turbojpeg::Subsamp::Sub2x2,
+        };
+        compressor.compress_yuv_to_vec(image).map_err(err)
+    })
 }
 
 /// RGBA of a frame.
@@ -235,6 +242,34 @@ mod tests {
             .flat_map(|p| [p[0], p[1], p[2], 255])
             .collect();
         assert_eq!(pattern::read_rgba(&rgba, 640, 480), Some(stamp));
+    }
+
+    #[test]
+    fn jpeg_stretches_the_codecs_range_to_full() {
+        // Video black (16) and white (235) are black and white in the window, not grey.
+        for (luma, rgb) in [(16u8, 0u8), (235, 255), (126, 128)] {
+            let mut f = VideoFrame::black(64, 32);
+            let (y, u, v) = f.planes_mut();
+            y.fill(luma);
+            u.fill(128);
+            v.fill(128);
+            let jpg = to_jpeg(&f, 90).unwrap();
+            let decoded = zune_jpeg::JpegDecoder::new(&jpg[..]).decode().unwrap();
+            assert_eq!(decoded.len(), 64 * 32 * 3);
+            assert!(
+                decoded.iter().all(|&c| c.abs_diff(rgb) <= 2),
+                "luma {luma}: {:?}",
+                &decoded[..3]
+            );
+        }
+        // Odd-sized frames cannot reach it (planes are cut to even), and one thread encodes
+        // frame after frame of changing sizes with the same compressor.
+        for (w, h) in [(1280, 720), (2, 2), (640, 360)] {
+            let jpg = to_jpeg(&VideoFrame::black(w, h), 70).unwrap();
+            let mut dec = zune_jpeg::JpegDecoder::new(&jpg[..]);
+            dec.decode_headers().unwrap();
+            assert_eq!(dec.dimensions(), Some((w, h)));
+        }
     }
 
     #[test]
