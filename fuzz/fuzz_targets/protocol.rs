@@ -26,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
             room,
             name,
             password,
+            ..
         } = &msg
         {
             let _ = check_room(room);

@@ -211,12 +211,19 @@ async fn connect(url: &str) -> Result<Ws, JoinError> {
     }
 }
 
-/// Joins and waits for the welcome (or the refusal).
-async fn join(ws: &mut Ws, p: &JoinParams) -> Result<SigEvent, JoinError> {
+/// Joins and waits for the welcome (or the refusal). `rejoin` is the token of our last
+/// membership when this is a rejoin, so the server drops that one at once; the welcome's new
+/// token is stored back in its place.
+async fn join(
+    ws: &mut Ws,
+    p: &JoinParams,
+    rejoin: &mut Option<String>,
+) -> Result<SigEvent, JoinError> {
     let msg = ClientMessage::Join {
         room: p.room.clone(),
         name: p.name.clone(),
         password: p.password.clone(),
+        rejoin: rejoin.clone(),
     };
     ws.send(Message::Text(msg.encode().into()))
         .await
@@ -230,14 +237,16 @@ async fn join(ws: &mut Ws, p: &JoinParams) -> Result<SigEvent, JoinError> {
                         room,
                         peers,
                         sfu,
+                        rejoin: token,
                     }) => {
+                        *rejoin = token;
                         return Ok(SigEvent::Welcome {
                             id,
                             room,
                             peers,
                             sfu,
                             route: server_of(ws).and_then(RouteWatch::new),
-                        })
+                        });
                     }
                     Ok(ServerMessage::Error { code, message }) => {
                         return Err(JoinError::Refused { code, message })
@@ -307,6 +316,8 @@ pub async fn run(
     let mut ever_joined = false;
     // The server's address when we were last joined (the backoff watches the way to it).
     let mut last_server: Option<IpAddr> = None;
+    // The token of our membership, presented when we join again (see `join`).
+    let mut rejoin: Option<String> = None;
     // The server in use, and how many failed one after another before the first join.
     let (mut at, mut failed_first) = (0usize, 0usize);
     let servers = params.urls.len().max(1);
@@ -352,7 +363,7 @@ pub async fn run(
         };
         let joined = tokio::select! {
             _ = cancel.cancelled() => return,
-            j = join(&mut ws, &params) => j,
+            j = join(&mut ws, &params, &mut rejoin) => j,
         };
         match joined {
             Ok(welcome) => {

@@ -296,6 +296,7 @@ async fn client(
         room,
         name: format!("load {i}"),
         password: None,
+        rejoin: None,
     };
     if tx.send(Message::Text(join.encode().into())).await.is_err() {
         c.failed.fetch_add(1, Ordering::Relaxed);

@@ -22,6 +22,26 @@ pub use rules::{
     validate_password, validate_room, RuleError, MAX_NAME_CHARS, MAX_PASSWORD_LEN, MAX_ROOM_LEN,
 };
 
+/// Hex digits of a rejoin token (128 bits).
+pub const REJOIN_TOKEN_LEN: usize = 32;
+
+/// Whether `token` has a rejoin token's form: [`REJOIN_TOKEN_LEN`] lowercase hex digits.
+fn rejoin_token(token: Option<String>, kind: &str) -> Result<Option<String>, DecodeError> {
+    match token {
+        Some(t)
+            if t.len() != REJOIN_TOKEN_LEN
+                || !t
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            Err(DecodeError::new(format!(
+                "`{kind}` field `rejoin` must be the {REJOIN_TOKEN_LEN} hex digits a welcome gave"
+            )))
+        }
+        t => Ok(t),
+    }
+}
+
 /// The WebSocket path of protocol v1.
 pub const WS_PATH: &str = "/ws";
 
@@ -108,6 +128,11 @@ pub enum ClientMessage {
         name: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         password: Option<String>,
+        /// Joining again after a lost connection: the token the last `welcome` gave. The
+        /// server drops the old connection's member at once (the others hear `peer-left` now,
+        /// not when the server notices the dead connection), and frees its seat.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rejoin: Option<String>,
     },
     Signal {
         to: PeerId,
@@ -203,6 +228,10 @@ pub enum ServerMessage {
         /// The media server this room's calls go through, when the server has one.
         #[serde(skip_serializing_if = "Option::is_none")]
         sfu: Option<SfuInfo>,
+        /// This membership's secret ([`REJOIN_TOKEN_LEN`] hex digits), for this client only:
+        /// presented in a later `join` of the same room, it replaces this membership.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rejoin: Option<String>,
     },
     PeerJoined {
         id: PeerId,
@@ -317,6 +346,7 @@ struct ClientWire<'a> {
     room: Option<String>,
     name: Option<String>,
     password: Option<String>,
+    rejoin: Option<String>,
     to: Option<String>,
     #[serde(borrow)]
     data: Option<&'a RawValue>,
@@ -334,6 +364,7 @@ impl ClientMessage {
                 room: required(w.room, "join", "room")?,
                 name: required(w.name, "join", "name")?,
                 password: w.password,
+                rejoin: rejoin_token(w.rejoin, "join")?,
             }),
             "signal" => Ok(ClientMessage::Signal {
                 to: PeerId(required(w.to, "signal", "to")?),
@@ -362,6 +393,7 @@ struct ServerWire<'a> {
     name: Option<String>,
     peers: Option<Vec<PeerInfo>>,
     sfu: Option<SfuInfo>,
+    rejoin: Option<String>,
     from: Option<String>,
     #[serde(borrow)]
     data: Option<&'a RawValue>,
@@ -382,6 +414,7 @@ impl ServerMessage {
                 room: required(w.room, "welcome", "room")?,
                 peers: required(w.peers, "welcome", "peers")?,
                 sfu: w.sfu.map(SfuInfo::checked).transpose()?,
+                rejoin: rejoin_token(w.rejoin, "welcome")?,
             }),
             "peer-joined" => Ok(ServerMessage::PeerJoined {
                 id: PeerId(required(w.id, "peer-joined", "id")?),

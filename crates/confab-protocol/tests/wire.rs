@@ -35,6 +35,7 @@ fn golden_client_messages() {
             room: "team".into(),
             name: "Ada".into(),
             password: None,
+            rejoin: None,
         },
         r#"{"type":"join","room":"team","name":"Ada"}"#,
     );
@@ -42,7 +43,17 @@ fn golden_client_messages() {
         ClientMessage::Join {
             room: "team".into(),
             name: "Ada".into(),
+            password: None,
+            rejoin: Some("0123456789abcdef0123456789abcdef".into()),
+        },
+        r#"{"type":"join","room":"team","name":"Ada","rejoin":"0123456789abcdef0123456789abcdef"}"#,
+    );
+    golden_client(
+        ClientMessage::Join {
+            room: "team".into(),
+            name: "Ada".into(),
             password: Some("s3cret".into()),
+            rejoin: None,
         },
         r#"{"type":"join","room":"team","name":"Ada","password":"s3cret"}"#,
     );
@@ -67,8 +78,19 @@ fn golden_server_messages() {
                 name: "Bob".into(),
             }],
             sfu: None,
+            rejoin: None,
         },
         r#"{"type":"welcome","id":"a1","room":"team","peers":[{"id":"b1","name":"Bob"}]}"#,
+    );
+    golden_server(
+        ServerMessage::Welcome {
+            id: PeerId::from("a1"),
+            room: "team".into(),
+            peers: vec![],
+            sfu: None,
+            rejoin: Some("fedcba9876543210fedcba9876543210".into()),
+        },
+        r#"{"type":"welcome","id":"a1","room":"team","peers":[],"rejoin":"fedcba9876543210fedcba9876543210"}"#,
     );
     golden_server(
         ServerMessage::Welcome {
@@ -81,6 +103,7 @@ fn golden_server_messages() {
                 pin: "abc123".into(),
                 above: 0,
             }),
+            rejoin: None,
         },
         r#"{"type":"welcome","id":"a1","room":"big","peers":[],"sfu":{"url":"janus+ws://sfu.example:8188","room":42,"pin":"abc123","above":0}}"#,
     );
@@ -237,6 +260,18 @@ fn decode_errors_are_precise() {
             "missing field `data`",
         ),
         (r#"{"type":7}"#, "not a valid message"),
+        (
+            r#"{"type":"join","room":"a","name":"b","rejoin":"short"}"#,
+            "`rejoin` must be the 32 hex digits",
+        ),
+        (
+            r#"{"type":"join","room":"a","name":"b","rejoin":"0123456789ABCDEF0123456789ABCDEF"}"#,
+            "`rejoin` must be the 32 hex digits",
+        ),
+        (
+            r#"{"type":"join","room":"a","name":"b","rejoin":7}"#,
+            "invalid type",
+        ),
     ];
     for (input, want) in cases {
         let err = ClientMessage::decode(input).expect_err(input);
@@ -289,15 +324,20 @@ fn json_object() -> impl Strategy<Value = SignalData> {
 
 fn client_message() -> impl Strategy<Value = ClientMessage> {
     prop_oneof![
-        (".{0,70}", ".{0,70}", proptest::option::of(".{0,20}")).prop_map(
-            |(room, name, password)| {
+        (
+            ".{0,70}",
+            ".{0,70}",
+            proptest::option::of(".{0,20}"),
+            proptest::option::of("[0-9a-f]{32}")
+        )
+            .prop_map(|(room, name, password, rejoin)| {
                 ClientMessage::Join {
                     room,
                     name,
                     password,
+                    rejoin,
                 }
-            }
-        ),
+            }),
         (".{0,40}", json_object()).prop_map(|(to, data)| ClientMessage::Signal {
             to: PeerId(to),
             data
@@ -318,13 +358,15 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
         (
             "[0-9a-f]{32}",
             ".{0,64}",
-            prop::collection::vec(peer(), 0..8)
+            prop::collection::vec(peer(), 0..8),
+            proptest::option::of("[0-9a-f]{32}")
         )
-            .prop_map(|(id, room, peers)| ServerMessage::Welcome {
+            .prop_map(|(id, room, peers, rejoin)| ServerMessage::Welcome {
                 id: PeerId(id),
                 room,
                 peers,
                 sfu: None,
+                rejoin,
             }),
         peer().prop_map(|p| ServerMessage::PeerJoined {
             id: p.id,

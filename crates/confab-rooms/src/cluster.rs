@@ -427,6 +427,7 @@ fn add_remote(r: &mut Room, peer: RemotePeer, out: &mut Vec<Output>) {
         id: peer.id,
         name: peer.name,
         at: Place::Remote { node: peer.node },
+        rejoin: None,
     });
 }
 

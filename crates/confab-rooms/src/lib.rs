@@ -39,6 +39,9 @@ pub type ConnId = u64;
 pub const CLOSE_POLICY: u16 = 1008;
 /// WebSocket close code for "try again later".
 pub const CLOSE_TRY_AGAIN: u16 = 1013;
+/// Close code of a connection whose member joined again from another connection (its rejoin
+/// token was presented): the client has moved on; it must not reconnect from this one.
+pub const CLOSE_REPLACED: u16 = 4000;
 
 /// How often idle per-address and per-room records are swept out.
 const PRUNE_EVERY: Duration = Duration::from_secs(10);
@@ -384,6 +387,9 @@ struct Member {
     id: PeerId,
     name: String,
     at: Place,
+    /// Local members: the secret their `welcome` gave, which a later join of the same room
+    /// presents to replace this membership at once ([`Rooms::replace_former`]).
+    rejoin: Option<[u8; 16]>,
 }
 
 /// Where a member is held: on a connection of this server, or (in a cluster) by another node.
@@ -694,7 +700,8 @@ impl Rooms {
                 room,
                 name,
                 password,
-            } => self.join(conn, room, name, password, now, out),
+                rejoin,
+            } => self.join(conn, room, name, password, rejoin, now, out),
             ClientMessage::Signal { to, data } => self.signal(conn, to, data, now, out),
             ClientMessage::Leave => {
                 if self.leave_room(conn, now, out) {
@@ -802,12 +809,14 @@ impl Rooms {
         self.room_failures.retain(|_, f| !f.forgotten(now, memory));
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn join(
         &mut self,
         conn: ConnId,
         room: String,
         name: String,
         password: Option<String>,
+        rejoin: Option<String>,
         now: Instant,
         out: &mut Vec<Output>,
     ) -> Result<(), Refused> {
@@ -855,6 +864,12 @@ impl Rooms {
             ));
         }
 
+        // The same person back on a new connection: their old membership goes first (and with
+        // it its seat, which a full room needs).
+        if let Some(token) = rejoin {
+            self.replace_former(conn, &room, &token, now, out);
+        }
+
         let config = self.config.clone();
         let digest = password.as_deref().map(password_digest);
         if !self.rooms.contains_key(&room) && self.rooms.len() >= config.max_rooms {
@@ -875,6 +890,38 @@ impl Rooms {
         let id = self.fresh_id();
         self.seat(conn, room, id, name, digest, out);
         Ok(())
+    }
+
+    /// Closes the connection of the local member of `room` that `token` was given to, if it is
+    /// still there: its room hears `peer-left` now rather than when the dead connection is
+    /// noticed (up to a minute). A token only ever names a membership of the room it is
+    /// presented for; one that names nobody (the member already gone, or a guess) does nothing.
+    fn replace_former(
+        &mut self,
+        conn: ConnId,
+        room: &str,
+        token: &str,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Ok(token) = <[u8; 16]>::try_from(hex::decode(token).unwrap_or_default()) else {
+            return;
+        };
+        let former = self.rooms.get(room).and_then(|r| {
+            r.members.iter().find_map(|m| {
+                let mine = m.rejoin.is_some_and(|t| bool::from(t.ct_eq(&token)));
+                m.conn().filter(|&c| mine && c != conn)
+            })
+        });
+        if let Some(former) = former {
+            self.close(
+                former,
+                CLOSE_REPLACED,
+                "you joined again from another connection".into(),
+                now,
+                out,
+            );
+        }
     }
 
     /// Whether this node may seat someone from `addr` in `room` from what it knows itself:
@@ -981,6 +1028,7 @@ impl Rooms {
         let Some(addr) = self.conns.get(&conn).map(|c| c.addr) else {
             return;
         };
+        let rejoin: [u8; 16] = self.rng.random();
         let r = self.rooms.entry(room.clone()).or_insert_with(|| Room {
             password: digest,
             ..Room::default()
@@ -1003,6 +1051,7 @@ impl Rooms {
                 })
                 .collect(),
             sfu: self.config.sfu.as_ref().map(|s| s.info(&room)),
+            rejoin: Some(hex::encode(rejoin)),
         };
         out.push(Output::Update {
             conn,
@@ -1012,6 +1061,7 @@ impl Rooms {
             id: id.clone(),
             name,
             at: Place::Local { conn, addr },
+            rejoin: Some(rejoin),
         });
         self.peers.insert(id.clone(), conn);
         if let Some(c) = self.conns.get_mut(&conn) {

@@ -796,3 +796,120 @@ fn welcome_names_the_sfu_room_keyed_on_the_secret() {
     // Without an SFU, welcome has no such field.
     assert!(welcome_sfu(&mut Harness::new(), "big", "Flo").is_null());
 }
+
+/// Joins on a fresh connection and returns (conn, id, rejoin token).
+fn join_with_token(
+    h: &mut Harness,
+    room: &str,
+    name: &str,
+    rejoin: Option<&str>,
+) -> (ConnId, String, String) {
+    let c = h.connect();
+    let token = rejoin
+        .map(|t| format!(r#","rejoin":"{t}""#))
+        .unwrap_or_default();
+    h.send(
+        c,
+        &format!(r#"{{"type":"join","room":"{room}","name":"{name}"{token}}}"#),
+    );
+    let welcome = h.take_for(c);
+    assert_eq!(welcome[0]["type"], "welcome", "{welcome:?}");
+    let id = welcome[0]["id"].as_str().unwrap().to_owned();
+    let token = welcome[0]["rejoin"]
+        .as_str()
+        .expect("a rejoin token")
+        .to_owned();
+    assert_eq!(token.len(), confab_protocol::REJOIN_TOKEN_LEN);
+    (c, id, token)
+}
+
+#[test]
+fn a_rejoin_replaces_the_dead_connection_at_once() {
+    // Room of two, full: Ada's connection died without a close (the server cannot know yet).
+    let mut h = Harness::with(Config {
+        room_capacity: 2,
+        ..Config::default()
+    });
+    let (bob, _) = h.joined("r", "Bob");
+    let (ghost, old_id, token) = join_with_token(&mut h, "r", "Ada", None);
+    h.out.clear();
+    // Ada is back on a new connection with her token: the ghost goes first, then she is seated
+    // in its seat under a new id.
+    let (_, new_id, new_token) = join_with_token(&mut h, "r", "Ada", Some(&token));
+    assert_ne!(new_id, old_id);
+    assert_ne!(new_token, token, "every membership has its own token");
+    assert_eq!(h.closes(), vec![(ghost, CLOSE_REPLACED)]);
+    let told: Vec<(String, String)> = h
+        .take_for(bob)
+        .iter()
+        .map(|m| {
+            (
+                m["type"].as_str().unwrap().into(),
+                m["id"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [("peer-left".into(), old_id), ("peer-joined".into(), new_id)]
+    );
+    // The old token named a membership that is gone: presenting it again does nothing.
+    h.out.clear();
+    let c = h.connect();
+    h.send(
+        c,
+        &format!(r#"{{"type":"join","room":"r","name":"Eve","rejoin":"{token}"}}"#),
+    );
+    assert_eq!(h.error_code(c), "room-full");
+    assert!(h.closes().is_empty());
+}
+
+#[test]
+fn forged_rejoin_token_drops_nobody() {
+    let mut h = Harness::new();
+    let (ada, ..) = join_with_token(&mut h, "r", "Ada", None);
+    h.out.clear();
+    // Someone who knows the room guesses (or makes up) a token: joined as a newcomer, nobody
+    // dropped.
+    for guess in [
+        "00000000000000000000000000000000",
+        "ffffffffffffffffffffffffffffffff",
+    ] {
+        join_with_token(&mut h, "r", "Mallory", Some(guess));
+    }
+    assert!(h.closes().is_empty());
+    assert!(h.take_for(ada).iter().all(|m| m["type"] == "peer-joined"));
+    // A malformed one is refused as a bad message, with words.
+    let c = h.connect();
+    h.send(
+        c,
+        r#"{"type":"join","room":"r","name":"M","rejoin":"nothex"}"#,
+    );
+    assert_eq!(h.error_code(c), "bad-message");
+}
+
+#[test]
+fn rejoin_token_of_another_room_drops_nobody() {
+    // A token names a membership of one room: presented for another it replaces nothing.
+    let mut h = Harness::new();
+    let (ada, _, token) = join_with_token(&mut h, "one", "Ada", None);
+    h.out.clear();
+    join_with_token(&mut h, "two", "Ada", Some(&token));
+    assert!(h.closes().is_empty());
+    assert!(h.take_for(ada).is_empty(), "Ada is still in room one");
+}
+
+#[test]
+fn a_live_connection_presenting_its_own_token_keeps_itself() {
+    // Leave, then join again on the same connection with its own token: nothing to replace.
+    let mut h = Harness::new();
+    let (c, _, token) = join_with_token(&mut h, "r", "Ada", None);
+    h.send(c, r#"{"type":"leave"}"#);
+    h.out.clear();
+    h.send(
+        c,
+        &format!(r#"{{"type":"join","room":"r","name":"Ada","rejoin":"{token}"}}"#),
+    );
+    assert_eq!(h.take_for(c)[0]["type"], "welcome");
+    assert!(h.closes().is_empty());
+}

@@ -21,6 +21,8 @@
     room: null,
     name: null,
     password: null,
+    // Our membership's token from the last welcome, presented when we join again.
+    rejoin: null,
     leaving: false,
     core: new CallCore(randomHex(16), randomHex(16), false),
     links: new Map(), // peer id -> link (RTCPeerConnection and its bookkeeping)
@@ -142,7 +144,16 @@
       S.ws = ws;
       let welcomed = false;
       setStatus('connecting');
-      ws.onopen = () => send({ type: 'join', room: S.room, name: S.name, ...(S.password ? { password: S.password } : {}) });
+      // A rejoin presents our last membership's token: the server drops that one at once, so
+      // the others see us leave now rather than when it notices the dead connection.
+      ws.onopen = () =>
+        send({
+          type: 'join',
+          room: S.room,
+          name: S.name,
+          ...(S.password ? { password: S.password } : {}),
+          ...(S.rejoin ? { rejoin: S.rejoin } : {}),
+        });
       ws.onerror = () => reject(new Error('Cannot reach the server.'));
       ws.onclose = () => {
         if (S.ws !== ws) return;
@@ -174,6 +185,7 @@
         trace(`in ${typeof ev.data === 'string' ? ev.data.slice(0, 200) : ''}`);
         if (m.type === 'welcome' && typeof m.id === 'string' && Array.isArray(m.peers)) {
           welcomed = true;
+          S.rejoin = typeof m.rejoin === 'string' && /^[0-9a-f]{32}$/.test(m.rejoin) ? m.rejoin : null;
           S.sfuInfo = sfuInfo(m.sfu);
           S.refusalTold = false;
           setStatus('connected');
@@ -955,6 +967,7 @@
     closeSfu();
     rules((c, t) => c.leave(t));
     S.room = null;
+    S.rejoin = null;
     setStatus('offline');
     render();
   }
@@ -1016,6 +1029,7 @@
       if (!S.stream) S.stream = await localStream();
       $('preview').srcObject = S.stream;
       S.room = room;
+      S.rejoin = null;
       S.name = name;
       S.password = $('f-password').value || null;
       await connect();
