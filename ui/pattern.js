@@ -20,39 +20,61 @@
     return crc;
   }
 
+  // Capture widths a picture may have been resized down from (as in pattern.rs).
+  const CAPTURE_WIDTHS = [320, 352, 480, 640, 960, 1280, 1920, 3840];
+
   // Pixel rows a reader needs from the top of a frame this wide. `block` is the pattern's block
-  // side in this picture's pixels: BLOCK as captured, BLOCK / 2 in a picture shown at half size,
-  // BLOCK / 4 at a quarter (a camera sent over a narrow line).
+  // side in this picture's pixels: BLOCK as captured (the most rows any reading needs), BLOCK / 2
+  // in a picture shown at half size, BLOCK / 4 at a quarter (a camera sent over a narrow line),
+  // any other in a picture resized to the tile it is shown in.
   function rowsNeeded(width, block = BLOCK) {
-    return Math.ceil(BITS / Math.floor(width / block)) * block;
+    return Math.ceil(BITS / Math.floor(width / block + 1e-6)) * block;
   }
 
-  // rgba: Uint8ClampedArray of width*height*4 (the whole frame, or just its top
-  // rowsNeeded(width) rows). Returns {frame, captureUs} or null.
-  function read(rgba, width, height, block = BLOCK) {
-    const cols = Math.floor(width / block);
-    if (width < 20 * block || height < rowsNeeded(width, block) || rgba.length < width * height * 4) return null;
+  // The stamp read with blocks of `block` pixels (whole or not), or null.
+  function readBlocks(rgba, width, height, block) {
+    // At least 20 blocks a row (a picture captured at least 320 wide).
+    if ((width * BLOCK) / block < 320 - 0.5) return null;
+    const cols = Math.floor(width / block + 1e-6);
+    if (cols === 0 || Math.ceil(BITS / cols) * block > height + 1e-6) return null;
     const bytes = new Uint8Array(BYTES);
     // The middle half of each block, away from its edges (softened by scaling and JPEG).
-    const lo = block / 4;
-    const hi = (block * 3) / 4;
+    const span = (i) => {
+      const start = Math.round(i * block + block / 4);
+      const end = Math.round(i * block + (block * 3) / 4);
+      return [start, Math.max(end, start + 1)];
+    };
     for (let bit = 0; bit < BITS; bit++) {
-      const bx = bit % cols;
-      const by = Math.floor(bit / cols);
+      const [r0, r1] = span(Math.floor(bit / cols));
+      const [c0, c1] = span(bit % cols);
       let sum = 0;
-      for (let r = by * block + lo; r < by * block + hi; r++) {
-        for (let c = bx * block + lo; c < bx * block + hi; c++) {
-          const i = (r * width + c) * 4;
-          sum += (rgba[i] * 299 + rgba[i + 1] * 587 + rgba[i + 2] * 114) / 1000;
+      for (let r = r0; r < r1; r++) {
+        for (let c = c0; c < c1; c++) {
+          const i = (Math.min(r, height - 1) * width + Math.min(c, width - 1)) * 4;
+          sum += Math.floor((rgba[i] * 299 + rgba[i + 1] * 587 + rgba[i + 2] * 114) / 1000);
         }
       }
-      if (sum / ((hi - lo) * (hi - lo)) > 128) bytes[bit >> 3] |= 0x80 >> (bit & 7);
+      if (Math.floor(sum / ((r1 - r0) * (c1 - c0))) > 128) bytes[bit >> 3] |= 0x80 >> (bit & 7);
     }
     if (bytes[0] !== MAGIC) return null;
     const crc = crc16(bytes.subarray(0, 9));
     if (((crc >> 8) & 0xff) !== bytes[9] || (crc & 0xff) !== bytes[10]) return null;
     const view = new DataView(bytes.buffer);
     return { frame: view.getUint32(1), captureUs: view.getUint32(5) };
+  }
+
+  // rgba: Uint8ClampedArray of width*height*4 (the whole frame, or just its top
+  // rowsNeeded(width) rows). Returns {frame, captureUs} or null. Reads the picture as
+  // captured, halved, quartered, or resized from any capture width.
+  function read(rgba, width, height) {
+    if (rgba.length < width * height * 4) return null;
+    const blocks = [BLOCK, BLOCK / 2, BLOCK / 4];
+    for (const w0 of CAPTURE_WIDTHS) if (w0 > width) blocks.push((BLOCK * width) / w0);
+    for (const block of blocks) {
+      const stamp = readBlocks(rgba, width, height, block);
+      if (stamp) return stamp;
+    }
+    return null;
   }
 
   // Microseconds since the UNIX epoch, as precisely as the page can tell.
@@ -110,14 +132,10 @@
     }
   }
 
-  // The stamp of a picture drawn on a canvas (at its captured size or halved), or null.
+  // The stamp of a picture drawn on a canvas (at its captured size, halved, or resized), or null.
   function readCanvas(ctx, width, height) {
-    for (const block of [BLOCK, BLOCK / 2, BLOCK / 4]) {
-      const rows = Math.min(rowsNeeded(width, block), height);
-      const stamp = read(ctx.getImageData(0, 0, width, rows).data, width, rows, block);
-      if (stamp) return stamp;
-    }
-    return null;
+    const rows = Math.min(rowsNeeded(width), height);
+    return read(ctx.getImageData(0, 0, width, rows).data, width, rows);
   }
 
   root.ConfabPattern = { read, readCanvas, rowsNeeded, paint, nowUs, ageMs, BLOCK };

@@ -273,6 +273,28 @@ mod tests {
     }
 
     #[test]
+    fn resized_keeps_the_picture() {
+        let stamp = pattern::Stamp {
+            frame: 77,
+            capture_us: 123_456,
+        };
+        let f = pattern::frame(1280, 720, stamp, 5);
+        for (w, h) in [(800, 450), (1000, 562), (640, 360)] {
+            let r = f.resized(w, h);
+            assert_eq!((r.width, r.height, r.timestamp_us), (w, h, 5));
+            assert_eq!(
+                pattern::read_rgba(&to_rgba(&r), w, h),
+                Some(stamp),
+                "{w}x{h}"
+            );
+        }
+        // Odd sizes are made even; the same size is a copy.
+        let r = f.resized(801, 451);
+        assert_eq!((r.width, r.height), (800, 450));
+        assert!(f.resized(1280, 720) == f);
+    }
+
+    #[test]
     fn half_size_keeps_the_picture() {
         let f = pattern::frame(
             1280,

@@ -91,6 +91,44 @@ impl VideoFrame {
         out
     }
 
+    /// This picture at `width` x `height` (each made even; at least 2): every plane resized
+    /// with a bilinear filter (fast_image_resize's SIMD paths), for a tile shown at that size.
+    pub fn resized(&self, width: usize, height: usize) -> VideoFrame {
+        use fast_image_resize::{
+            images::Image, images::ImageRef, FilterType, PixelType, ResizeAlg, ResizeOptions,
+            Resizer,
+        };
+        let (w, h) = ((width & !1).max(2), (height & !1).max(2));
+        if (w, h) == (self.width, self.height) {
+            return self.clone();
+        }
+        let mut out = VideoFrame::black(w, h);
+        out.timestamp_us = self.timestamp_us;
+        let options =
+            ResizeOptions::new().resize_alg(ResizeAlg::Interpolation(FilterType::Bilinear));
+        let mut resizer = Resizer::new();
+        let (sw, sh) = (self.width as u32, self.height as u32);
+        let (y, u, v) = (self.y(), self.u(), self.v());
+        let (dy, du, dv) = out.planes_mut();
+        for (src, dst, div) in [(y, dy, 1), (u, du, 2), (v, dv, 2)] {
+            let resized = ImageRef::new(sw / div, sh / div, src, PixelType::U8).and_then(|from| {
+                let mut to =
+                    Image::from_slice_u8(w as u32 / div, h as u32 / div, dst, PixelType::U8)?;
+                Ok(resizer.resize(&from, &mut to, &options))
+            });
+            if !matches!(resized, Ok(Ok(()))) {
+                // Sizes come from this frame and are checked above: not reached. A grey plane
+                // rather than a panic if it ever is.
+                tracing::warn!(
+                    "cannot resize a {}x{} picture to {w}x{h}",
+                    self.width,
+                    self.height
+                );
+            }
+        }
+        out
+    }
+
     /// Copies planes with strides into a packed frame. An odd width or height is cropped by
     /// one pixel (every frame inside Confab has even sides).
     #[allow(clippy::too_many_arguments)]

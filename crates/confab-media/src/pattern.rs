@@ -167,40 +167,59 @@ pub(crate) fn numbered(width: usize, height: usize, n: u32) -> VideoFrame {
     )
 }
 
+/// Capture widths a picture may have been resized down from (the sizes cameras and Confab's
+/// own formats use, each a multiple of [`BLOCK`]).
+pub const CAPTURE_WIDTHS: [usize; 8] = [320, 352, 480, 640, 960, 1280, 1920, 3840];
+
 /// Reads the stamp from any 8-bit luma sampler `luma(x, y)`: as painted (16-pixel blocks), or
 /// from a picture scaled down by two (8-pixel blocks: a simulcast camera's half-size layer, a
-/// half-size preview) or four (4-pixel blocks: a camera sent over a narrow line), as
-/// `ui/pattern.js` reads it.
+/// half-size preview) or four (4-pixel blocks: a camera sent over a narrow line), or resized
+/// to any width from one of [`CAPTURE_WIDTHS`] (a tile's size), as `ui/pattern.js` reads it.
 fn read_with(width: usize, height: usize, luma: impl Fn(usize, usize) -> u8) -> Option<Stamp> {
-    [BLOCK, BLOCK / 2, BLOCK / 4]
+    // As captured, halved and quartered (whole pixels), then resized to any width from a
+    // capture width (a picture sized to the tile it is shown in: blocks of 10.4 pixels, say).
+    let whole = [BLOCK, BLOCK / 2, BLOCK / 4].map(|b| b as f64);
+    let resized = CAPTURE_WIDTHS
         .into_iter()
+        .filter(|&w0| w0 > width)
+        .map(|w0| (BLOCK * width) as f64 / w0 as f64);
+    whole
+        .into_iter()
+        .chain(resized)
         .find_map(|block| read_blocks(width, height, block, &luma))
 }
 
 fn read_blocks(
     width: usize,
     height: usize,
-    block: usize,
+    block: f64,
     luma: &impl Fn(usize, usize) -> u8,
 ) -> Option<Stamp> {
-    let scale = BLOCK / block;
-    if width * scale < MIN_WIDTH || height * scale < MIN_HEIGHT {
+    // The picture's width as captured.
+    let captured = width as f64 * BLOCK as f64 / block;
+    if captured < MIN_WIDTH as f64 - 0.5
+        || height as f64 * BLOCK as f64 / block < MIN_HEIGHT as f64 - 0.5
+    {
         return None;
     }
-    let cols = width / block;
-    if BITS.div_ceil(cols) * block > height {
+    let cols = (width as f64 / block + 1e-6).floor() as usize;
+    if cols == 0 || BITS.div_ceil(cols) as f64 * block > height as f64 + 1e-6 {
         return None;
     }
     // The middle half of each block, away from its edges (softened by scaling and coding).
-    let (lo, hi) = (block / 4, block * 3 / 4);
-    let area = ((hi - lo) * (hi - lo)) as u32;
+    let span = |i: usize| {
+        let start = (i as f64 * block + block / 4.0).round() as usize;
+        let end = (i as f64 * block + block * 3.0 / 4.0).round() as usize;
+        start..end.max(start + 1)
+    };
     let mut bytes = [0u8; PAYLOAD_BYTES];
     for bit in 0..BITS {
-        let (bx, by) = (bit % cols, bit / cols);
+        let (rows, cols_) = (span(bit / cols), span(bit % cols));
+        let area = (rows.len() * cols_.len()) as u32;
         let mut sum = 0u32;
-        for r in by * block + lo..by * block + hi {
-            for c in bx * block + lo..bx * block + hi {
-                sum += luma(c, r) as u32;
+        for r in rows {
+            for c in cols_.clone() {
+                sum += luma(c.min(width - 1), r.min(height - 1)) as u32;
             }
         }
         if sum / area > 128 {
