@@ -518,6 +518,87 @@ async fn browser_keeps_its_call_through_a_server_restart() -> Result<()> {
     result
 }
 
+/// The browser's path to the server dies without a word (a network change: the connection
+/// stays open, nothing passes) in a full room of two. A browser cannot see WebSocket pings:
+/// the web client notices the silence by its own `ping`, connects again, and presents its
+/// rejoin token, so the server frees the dead connection's seat at once and the call carries
+/// over; without the token the room would stay full until the server's idle timeout (60 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_notices_a_silently_dead_connection_and_gets_its_seat_back() -> Result<()> {
+    let _turn = one_at_a_time().await;
+    if !in_loopback_netns("browser_notices_a_silently_dead_connection_and_gets_its_seat_back") {
+        return Ok(());
+    }
+    let server = SignalServer::start(SignalConfig {
+        listen: "127.0.0.1:0".parse()?,
+        test_hooks: true,
+        limits: confab_signal::RoomLimits {
+            room_capacity: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await?;
+    let relay = confab_netlab::tcp::FreezingRelay::start(server.local_addr()).await?;
+    let dir = scratch("silent-path");
+    let peer = peer(
+        &server.ws_url(),
+        "full",
+        "Pat",
+        660,
+        &["--duration", "90"],
+        &dir,
+    )?;
+    let chrome = chromedriver()?;
+    let c = chrome_session(&chrome).await?;
+    let result = async {
+        c.goto(&format!(
+            "http://{}/?room=full&name=Web&join=1&call=1&source=test",
+            relay.addr()
+        ))
+        .await?;
+        wait_web(&c, "the call runs", 30, |r| {
+            r.first()
+                .is_some_and(|p| p["pattern_frames"].as_u64() > Some(20))
+        })
+        .await?;
+        let web_id = |j: &Value| j["peers"][0]["id"].as_str().map(str::to_owned);
+        let old = web_id(&peer.wait_report("Pat sees the browser", 10, |j| web_id(j).is_some())?)
+            .unwrap_or_default();
+        relay.freeze();
+        let frozen = std::time::Instant::now();
+        // Quiet for 15 s, then a ping unanswered for 5 s: then a new connection, whose rejoin
+        // frees the seat at once.
+        let after = peer.wait_report("the browser is back under a new id", 40, |j| {
+            j["peers"].as_array().is_some_and(|p| p.len() == 1)
+                && web_id(j).is_some_and(|id| id != old)
+        })?;
+        eprintln!(
+            "back {:.1} s after the path died: {}",
+            frozen.elapsed().as_secs_f64(),
+            web_id(&after).unwrap_or_default()
+        );
+        let n = wait_web(&c, "the call carried over", 15, |r| {
+            r.len() == 1 && r[0]["phase"] == "connected"
+        })
+        .await?[0]["pattern_frames"]
+            .as_u64()
+            .unwrap_or(0);
+        wait_web(&c, "and the pictures still come", 15, |r| {
+            r.first()
+                .is_some_and(|p| p["pattern_frames"].as_u64() > Some(n + 30))
+        })
+        .await?;
+        Ok(())
+    }
+    .await;
+    close_session(c).await;
+    drop(peer);
+    drop(relay);
+    server.shutdown(std::time::Duration::from_secs(1)).await;
+    result
+}
+
 /// A link to the web client may come from anyone: without the server's test hooks, its URL
 /// never joins, calls, accepts or turns on the camera — the person presses Join.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

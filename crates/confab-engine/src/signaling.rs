@@ -467,7 +467,7 @@ pub async fn run(
                             Ok(ServerMessage::PeerLeft { id }) => SigEvent::PeerLeft { id },
                             Ok(ServerMessage::Signal { from, data }) => SigEvent::Signal { from, data },
                             Ok(ServerMessage::Error { code, message }) => SigEvent::Error { code, message },
-                            Ok(ServerMessage::Welcome { .. }) => continue,
+                            Ok(ServerMessage::Welcome { .. } | ServerMessage::Pong) => continue,
                             Err(e) => {
                                 tracing::warn!("ignoring a message from the server: {e}");
                                 continue;

@@ -544,82 +544,6 @@ async fn a_moved_route_leaves_the_connection_at_once() {
     cancel.cancel();
 }
 
-/// A TCP relay in front of a server whose `freeze` stops every connection made so far: no
-/// byte passes either way any more, yet both sockets stay open, as when a network path dies
-/// without a word. Connections made later pass. Dropping it stops everything.
-struct FreezingRelay {
-    url: String,
-    frozen_below: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    made: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl FreezingRelay {
-    async fn start(upstream: std::net::SocketAddr) -> Self {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        use std::sync::Arc;
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("ws://{}/ws", listener.local_addr().unwrap());
-        let frozen_below = Arc::new(AtomicUsize::new(0));
-        let made = Arc::new(AtomicUsize::new(0));
-        let (frozen, count) = (frozen_below.clone(), made.clone());
-        let task = tokio::spawn(async move {
-            // Owns every connection's task: they end when this one is aborted.
-            let mut conns = tokio::task::JoinSet::new();
-            while let Ok((tcp, _)) = listener.accept().await {
-                let me = count.fetch_add(1, Ordering::SeqCst);
-                let frozen = frozen.clone();
-                conns.spawn(async move {
-                    let Ok(up) = tokio::net::TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    let pump =
-                        |mut from: tokio::net::tcp::OwnedReadHalf,
-                         mut to: tokio::net::tcp::OwnedWriteHalf| {
-                            let frozen = frozen.clone();
-                            async move {
-                                let mut buf = vec![0u8; 16 * 1024];
-                                while let Ok(n @ 1..) = from.read(&mut buf).await {
-                                    if me < frozen.load(Ordering::SeqCst) {
-                                        continue;
-                                    }
-                                    if to.write_all(&buf[..n]).await.is_err() {
-                                        break;
-                                    }
-                                }
-                                // Never closes the other side: a dead path says nothing.
-                                std::future::pending::<()>().await;
-                                drop(to);
-                            }
-                        };
-                    let (cr, cw) = tcp.into_split();
-                    let (ur, uw) = up.into_split();
-                    tokio::join!(pump(cr, uw), pump(ur, cw));
-                });
-            }
-        });
-        FreezingRelay {
-            url,
-            frozen_below,
-            made,
-            task,
-        }
-    }
-
-    fn freeze(&self) {
-        use std::sync::atomic::Ordering;
-        self.frozen_below
-            .store(self.made.load(Ordering::SeqCst), Ordering::SeqCst);
-    }
-}
-
-impl Drop for FreezingRelay {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// Ada's path to the server dies silently (the server still holds her connection, and would
 /// until its idle timeout, a minute). She finds out, connects again and presents her rejoin
 /// token: Bob hears at once that her old membership left, then that she is back.
@@ -629,8 +553,10 @@ async fn a_rejoin_drops_the_dead_membership_at_once() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let server = server().await;
-    let relay = FreezingRelay::start(server.local_addr()).await;
-    let (check, mut events, cancel, _out) = client(&relay.url);
+    let relay = confab_netlab::tcp::FreezingRelay::start(server.local_addr())
+        .await
+        .unwrap();
+    let (check, mut events, cancel, _out) = client(&relay.ws_url());
     let SigEvent::Welcome { id: old, .. } = next_event(&mut events).await else {
         panic!("Ada joins");
     };

@@ -9,6 +9,7 @@
 //!   caps, nftables loss and blackouts, a masquerading NAT between two homes and an
 //!   "internet", and a coturn TURN server there. Needs root; everything is torn down on drop.
 //! - [`janus`]: a real Janus (VideoRoom over WebSocket) on loopback, for calls through an SFU.
+//! - [`tcp`]: a TCP relay whose connections can be frozen (a path that died without a word).
 //!
 //! Traffic stays on loopback and inside the namespaces the lab made itself.
 
@@ -17,6 +18,7 @@ pub mod impair;
 pub mod janus;
 pub mod kernel;
 pub mod runtime;
+pub mod tcp;
 
 pub use impair::{
     Burst, Counters, DropReason, Impairment, ImpairmentSyntax, InvalidImpairment, LoseHandshake,

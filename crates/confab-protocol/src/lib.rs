@@ -139,6 +139,9 @@ pub enum ClientMessage {
         data: SignalData,
     },
     Leave,
+    /// Asks for a `pong`: a client that cannot see WebSocket pings (a browser) proves its
+    /// connection with it.
+    Ping,
 }
 
 /// The SFU (a Janus VideoRoom) a room's calls go through: its address, the VideoRoom room and
@@ -248,6 +251,8 @@ pub enum ServerMessage {
         code: ErrorCode,
         message: String,
     },
+    /// The answer to a `ping`.
+    Pong,
 }
 
 /// The `code` of an `error` message.
@@ -371,6 +376,7 @@ impl ClientMessage {
                 data: raw_data(w.data, "signal")?,
             }),
             "leave" => Ok(ClientMessage::Leave),
+            "ping" => Ok(ClientMessage::Ping),
             other => Err(DecodeError::new(format!(
                 "unknown message type `{}`",
                 truncate(other, 40)
@@ -427,6 +433,7 @@ impl ServerMessage {
                 from: PeerId(required(w.from, "signal", "from")?),
                 data: raw_data(w.data, "signal")?,
             }),
+            "pong" => Ok(ServerMessage::Pong),
             "error" => Ok(ServerMessage::Error {
                 code: required(w.code, "error", "code")?,
                 message: w.message.unwrap_or_default(),

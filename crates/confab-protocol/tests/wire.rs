@@ -65,6 +65,7 @@ fn golden_client_messages() {
         r#"{"type":"signal","to":"b1","data":{"kind":"ring"}}"#,
     );
     golden_client(ClientMessage::Leave, r#"{"type":"leave"}"#);
+    golden_client(ClientMessage::Ping, r#"{"type":"ping"}"#);
 }
 
 #[test]
@@ -127,6 +128,7 @@ fn golden_server_messages() {
         },
         r#"{"type":"signal","from":"a1","data":{"kind":"accept"}}"#,
     );
+    golden_server(ServerMessage::Pong, r#"{"type":"pong"}"#);
     for code in ErrorCode::ALL {
         golden_server(
             ServerMessage::error(code, "words"),
@@ -343,6 +345,7 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
             data
         }),
         Just(ClientMessage::Leave),
+        Just(ClientMessage::Ping),
     ]
 }
 
@@ -379,6 +382,7 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
         }),
         (0..ErrorCode::ALL.len(), ".{0,80}")
             .prop_map(|(i, message)| ServerMessage::error(ErrorCode::ALL[i], message)),
+        Just(ServerMessage::Pong),
     ]
 }
 

@@ -719,6 +719,13 @@ impl Rooms {
                     Err(own(ErrorCode::NotJoined, "you are not in a room"))
                 }
             }
+            ClientMessage::Ping => {
+                out.push(Output::Send {
+                    conn,
+                    text: ServerMessage::Pong.encode(),
+                });
+                Ok(())
+            }
         };
         if let Err(refused) = result {
             self.fail(conn, refused, now, out);

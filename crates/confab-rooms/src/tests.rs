@@ -913,3 +913,14 @@ fn a_live_connection_presenting_its_own_token_keeps_itself() {
     assert_eq!(h.take_for(c)[0]["type"], "welcome");
     assert!(h.closes().is_empty());
 }
+
+#[test]
+fn ping_is_answered_joined_or_not() {
+    let mut h = Harness::new();
+    let c = h.connect();
+    h.send(c, r#"{"type":"ping"}"#);
+    assert_eq!(h.take_for(c), [serde_json::json!({"type": "pong"})]);
+    let (c, _) = h.joined("r", "Ada");
+    h.send(c, r#"{"type":"ping"}"#);
+    assert_eq!(h.take_for(c), [serde_json::json!({"type": "pong"})]);
+}

@@ -146,7 +146,8 @@
       setStatus('connecting');
       // A rejoin presents our last membership's token: the server drops that one at once, so
       // the others see us leave now rather than when it notices the dead connection.
-      ws.onopen = () =>
+      ws.onopen = () => {
+        S.heardAt = performance.now();
         send({
           type: 'join',
           room: S.room,
@@ -154,9 +155,13 @@
           ...(S.password ? { password: S.password } : {}),
           ...(S.rejoin ? { rejoin: S.rejoin } : {}),
         });
+      };
       ws.onerror = () => reject(new Error('Cannot reach the server.'));
+      // Also called by the connection check (watchConnection) for a connection that went
+      // silent: a dead path may never close.
       ws.onclose = () => {
         if (S.ws !== ws) return;
+        S.checkUntil = null;
         if (!welcomed) {
           reject(new Error('The server closed the connection.'));
           return;
@@ -182,6 +187,10 @@
           return;
         }
         if (!m || typeof m !== 'object') return;
+        // Any word proves the connection (watchConnection).
+        S.heardAt = performance.now();
+        S.checkUntil = null;
+        if (m.type === 'pong') return;
         trace(`in ${typeof ev.data === 'string' ? ev.data.slice(0, 200) : ''}`);
         if (m.type === 'welcome' && typeof m.id === 'string' && Array.isArray(m.peers)) {
           welcomed = true;
@@ -206,6 +215,36 @@
       };
     });
   }
+
+  // A browser cannot see the server's WebSocket pings, and a connection whose path died (the
+  // network changed) may stay open without a word for minutes. So: after 15 s of silence, or
+  // at once when a link loses its path, we send a `ping`; a connection that says nothing
+  // within 5 s is left for a new one (the rejoin token drops the old one at the server).
+  const QUIET_MS = 15000;
+  const CHECK_MS = 5000;
+  function checkConnection() {
+    if (!S.ws || S.ws.readyState !== 1 || S.checkUntil) return;
+    send({ type: 'ping' });
+    S.checkUntil = performance.now() + CHECK_MS;
+  }
+  setInterval(() => {
+    const ws = S.ws;
+    if (!ws || ws.readyState !== 1) return;
+    const t = performance.now();
+    if (S.checkUntil && t > S.checkUntil) {
+      trace('the server did not answer a check; connecting again');
+      const lost = ws.onclose;
+      ws.onclose = null;
+      try {
+        ws.close();
+      } catch (e) {
+        // Closing a dead connection may throw nothing or anything: it is left either way.
+      }
+      if (lost) lost();
+    } else if (!S.checkUntil && t - (S.heardAt || t) > QUIET_MS) {
+      checkConnection();
+    }
+  }, 1000);
 
   // While waiting to reconnect: the browser says when the network is back ('online'), and
   // then we try at once rather than at the end of the backoff (up to 10 s).
@@ -299,6 +338,8 @@
         }
       } else if (s === 'disconnected' || s === 'failed') {
         link.health.onState('broken', now());
+        // Our network may have changed under the signaling connection too.
+        checkConnection();
       }
     };
   }
