@@ -518,6 +518,61 @@ async fn browser_keeps_its_call_through_a_server_restart() -> Result<()> {
     result
 }
 
+/// confab-peer stops sharing its screen while the call goes on: the share track stays (silent),
+/// so the web client takes the tile down when pictures stop coming, and the faces go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_takes_a_stopped_share_down() -> Result<()> {
+    let _turn = one_at_a_time().await;
+    if !in_loopback_netns("browser_takes_a_stopped_share_down") {
+        return Ok(());
+    }
+    let server = server().await?;
+    let dir = scratch("share-stops");
+    let peer = peer(
+        &server.ws_url(),
+        "stops",
+        "Pat",
+        660,
+        &["--duration", "60", "--share", "test", "--share-for", "6"],
+        &dir,
+    )?;
+    let chrome = chromedriver()?;
+    let c = chrome_session(&chrome).await?;
+    let result = async {
+        c.goto(&web_url(
+            &server,
+            "room=stops&name=Web&join=1&call=1&source=test",
+        ))
+        .await?;
+        wait_web(&c, "the browser shows the shared screen", 20, |r| {
+            r.first().is_some_and(|p| {
+                p["share"]["shown"] == true && p["share"]["pattern_frames"].as_u64() > Some(5)
+            })
+        })
+        .await?;
+        let shown = std::time::Instant::now();
+        let r = wait_web(&c, "the screen is taken down once it stops", 15, |r| {
+            r.first().is_some_and(|p| p["share"]["shown"] == false)
+        })
+        .await?;
+        eprintln!(
+            "taken down {:.1} s after it was first seen",
+            shown.elapsed().as_secs_f64()
+        );
+        let faces = r[0]["pattern_frames"].as_u64().unwrap_or(0);
+        wait_web(&c, "and the camera's pictures still come", 10, |r| {
+            r.first()
+                .is_some_and(|p| p["pattern_frames"].as_u64() > Some(faces + 30))
+        })
+        .await?;
+        Ok(())
+    }
+    .await;
+    close_session(c).await;
+    drop(peer);
+    result
+}
+
 /// The browser's path to the server dies without a word (a network change: the connection
 /// stays open, nothing passes) in a full room of two. A browser cannot see WebSocket pings:
 /// the web client notices the silence by its own `ping`, connects again, and presents its

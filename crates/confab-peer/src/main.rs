@@ -53,6 +53,9 @@ struct Args {
     /// them).
     #[arg(long, value_parser = parse_share)]
     share: Option<VideoSourceSpec>,
+    /// Stop sharing this many seconds after the share started (once; the call goes on).
+    #[arg(long, value_name = "SECS", requires = "share", value_parser = parse_secs)]
+    share_for: Option<f64>,
     /// Audio source, a device id: tone or tone:HZ (the test tone), none, mic (the default
     /// one), or a microphone's name (mic:NAME).
     #[arg(long, default_value = "tone")]
@@ -129,17 +132,19 @@ fn parse_impairment(s: &str) -> Result<Impairment, String> {
         .map_err(|e: confab_netlab::ImpairmentSyntax| e.to_string())
 }
 
+/// Seconds, from 0 to an hour.
+fn parse_secs(v: &str) -> Result<f64, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite() && (0.0..=3600.0).contains(x))
+        .ok_or(format!("`{v}` is not a number of seconds (0-3600)"))
+}
+
 fn parse_blackout(s: &str) -> Result<(f64, f64), String> {
     let (at, len) = s
         .split_once(':')
         .ok_or("expected AT:FOR in seconds, e.g. 10:5")?;
-    let secs = |v: &str| {
-        v.parse::<f64>()
-            .ok()
-            .filter(|x| x.is_finite() && (0.0..=3600.0).contains(x))
-            .ok_or(format!("`{v}` is not a number of seconds (0-3600)"))
-    };
-    Ok((secs(at)?, secs(len)?))
+    Ok((parse_secs(at)?, parse_secs(len)?))
 }
 
 fn parse_on_off(s: &str) -> Result<bool, String> {
@@ -354,6 +359,8 @@ async fn main() -> anyhow::Result<()> {
     live.tick().await;
     let mut chat: Vec<ChatEntry> = Vec::new();
     let mut to_say = args.say.clone();
+    // When the share is to stop (`--share-for`), once it started; and whether it has.
+    let (mut share_stop, mut share_stopped): (Option<Instant>, bool) = (None, false);
     // The blackout's start and end, in turn.
     let mut blackout: Vec<(Instant, bool)> = args
         .blackout
@@ -366,6 +373,14 @@ async fn main() -> anyhow::Result<()> {
         let next_blackout = blackout.last().map(|(t, _)| *t);
         tokio::select! {
             _ = &mut sleep_until => break,
+            _ = tokio::time::sleep_until(share_stop.unwrap_or(started).into()), if share_stop.is_some() => {
+                share_stop = None;
+                share_stopped = true;
+                match engine.share(None).await {
+                    Ok(()) => eprintln!("confab-peer: stopped sharing"),
+                    Err(e) => eprintln!("confab-peer: could not stop sharing: {e}"),
+                }
+            }
             _ = tokio::time::sleep_until(next_blackout.unwrap_or(started).into()), if next_blackout.is_some() => {
                 if let (Some((_, on)), Some(lab)) = (blackout.pop(), lab.as_ref()) {
                     lab.set_blackout(on);
@@ -389,9 +404,14 @@ async fn main() -> anyhow::Result<()> {
                 Some(EngineEvent::State(s)) => {
                     let connected = s.participants.iter().any(|p| p.phase == confab_engine::call::Phase::Connected);
                     // Share whenever in a call and not sharing yet (a share ends with its call).
-                    if let Some(spec) = args.share.as_ref().filter(|_| s.in_call && s.sharing.is_none()) {
-                        if let Err(e) = engine.share(Some(spec.clone())).await {
-                            eprintln!("confab-peer: could not share: {e}");
+                    if let Some(spec) = args.share.as_ref().filter(|_| s.in_call && s.sharing.is_none() && !share_stopped) {
+                        match engine.share(Some(spec.clone())).await {
+                            Ok(()) => {
+                                if let (Some(secs), None) = (args.share_for, share_stop) {
+                                    share_stop = Some(Instant::now() + Duration::from_secs_f64(secs));
+                                }
+                            }
+                            Err(e) => eprintln!("confab-peer: could not share: {e}"),
                         }
                     }
                     if connected && !to_say.is_empty() {
@@ -510,5 +530,21 @@ mod tests {
         assert!(e.contains("not something to share"), "{e}");
         let e = args(&["--audio", "echo:900"]).err().unwrap().to_string();
         assert!(e.contains("0-500"), "{e}");
+        // How long to share: seconds, and only with something to share.
+        assert_eq!(
+            args(&["--share", "test", "--share-for", "4.5"])
+                .unwrap()
+                .share_for,
+            Some(4.5)
+        );
+        for bad in ["NaN", "-1", "inf", "7200"] {
+            let bad = &format!("--share-for={bad}");
+            let e = args(&["--share", "test", bad]).err().unwrap().to_string();
+            assert!(e.contains("not a number of seconds"), "{bad}: {e}");
+        }
+        assert!(
+            args(&["--share-for", "4"]).is_err(),
+            "nothing to stop sharing"
+        );
     }
 }
