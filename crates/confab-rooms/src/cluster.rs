@@ -401,6 +401,33 @@ impl Rooms {
 
     /// Every seat this node's connections hold, with their room's password: what it
     /// registers again when the store comes back.
+    /// A seat of this node that the shared store would not take back after an outage (the
+    /// others filled the room, or made it again with another password, meanwhile): its
+    /// connection is closed (1013), so that its client joins again and hears why.
+    pub fn restore_refused(
+        &mut self,
+        room: &str,
+        id: &PeerId,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let conn = self.peers.get(id).copied().filter(|c| {
+            self.conns
+                .get(c)
+                .and_then(|c| c.joined.as_ref())
+                .is_some_and(|j| j.room == room)
+        });
+        if let Some(conn) = conn {
+            self.close(
+                conn,
+                crate::CLOSE_TRY_AGAIN,
+                "room changed while this server was cut off from the others; join again".into(),
+                now,
+                out,
+            );
+        }
+    }
+
     pub fn seats(&self) -> Vec<Seat> {
         let mut seats = Vec::new();
         for (name, r) in &self.rooms {

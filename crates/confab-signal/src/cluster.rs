@@ -17,8 +17,10 @@
 //!   has not reached Redis for as long as a heartbeat lives has been reaped by the others: its
 //!   people hear the other nodes' people leave too ([`confab_rooms::Rooms::store_lost`]), so
 //!   both sides of a split see the same. When Redis comes back, the node registers its seats
-//!   again before anything else (the others hear them join) and reads every room afresh (its
-//!   people hear the others join).
+//!   again before anything else (the others hear them join), each as a claim would be (a
+//!   room filled, or made again with another password, meanwhile refuses it: that connection
+//!   is closed so that its client joins again), and reads every room afresh (its people hear
+//!   the others join).
 //!
 //! Keys: `confab:room:ROOM` (hash: `~pw`, `~ver`, and one field per member:
 //! `NODE\nVER\nNAME`, VER the version its join made: members are listed in join order),
@@ -148,26 +150,35 @@ redis.call('DEL', 'confab:seats:' .. node)
 return tonumber(redis.call('GET', 'confab:ver') or '0')
 "#;
 
-/// ARGV: node, then room, id, name, password for each seat the node holds. Registers the seats
-/// Redis does not have (after an outage, or after work that could not be queued) and frees
-/// those it has that the node no longer holds.
+/// ARGV: node, room capacity, then room, id, name, password for each seat the node holds.
+/// Registers the seats Redis does not have (after an outage, or after work that could not be
+/// queued) and frees those it has that the node no longer holds. A seat is registered only as
+/// a claim would be: the others may have filled the room, or made it again with another
+/// password, meanwhile; those seats are answered (room, id, ...) and not registered.
 const RESTORE: &str = r#"
-local node = ARGV[1]
-local held = {}
-for i = 2, #ARGV, 4 do held[ARGV[i] .. '\n' .. ARGV[i + 1]] = i end
+local node, cap = ARGV[1], tonumber(ARGV[2])
+local held, refused = {}, {}
+for i = 3, #ARGV, 4 do held[ARGV[i] .. '\n' .. ARGV[i + 1]] = i end
 for _, s in ipairs(redis.call('SMEMBERS', 'confab:seats:' .. node)) do
   if not held[s] then
     local nl = string.find(s, '\n', 1, true)
     release(string.sub(s, 1, nl - 1), string.sub(s, nl + 1), node)
   end
 end
-for i = 2, #ARGV, 4 do
+for i = 3, #ARGV, 4 do
   local h = 'confab:room:' .. ARGV[i]
   if not redis.call('HGET', h, ARGV[i + 1]) then
-    seat(ARGV[i], ARGV[i + 1], node, ARGV[i + 2], ARGV[i + 3])
+    local members = members_of(h)
+    local want = redis.call('HGET', h, '~pw') or ''
+    if #members > 0 and ((want ~= '' and want ~= ARGV[i + 3]) or #members / 3 >= cap) then
+      table.insert(refused, ARGV[i])
+      table.insert(refused, ARGV[i + 1])
+    else
+      seat(ARGV[i], ARGV[i + 1], node, ARGV[i + 2], ARGV[i + 3])
+    end
   end
 end
-return 1
+return refused
 "#;
 
 /// ARGV: room. The room's version and members.
@@ -408,20 +419,28 @@ impl Store {
         u64::try_from(ver).ok()
     }
 
-    async fn restore(&self, seats: &[Seat]) -> bool {
-        self.run("restore", async |c| {
-            let mut inv = self.scripts.restore.prepare_invoke();
-            inv.arg(&self.node);
-            for s in seats {
-                inv.arg(&s.room)
-                    .arg(s.id.as_str())
-                    .arg(&s.name)
-                    .arg(s.password.map(hex).unwrap_or_default());
-            }
-            inv.invoke_async::<i64>(c).await
-        })
-        .await
-        .is_some()
+    /// Registers this node's seats again; the (room, id) of those the room no longer takes
+    /// (`None` if Redis is down).
+    async fn restore(&self, seats: &[Seat], capacity: usize) -> Option<Vec<(String, PeerId)>> {
+        let refused: Vec<String> = self
+            .run("restore", async |c| {
+                let mut inv = self.scripts.restore.prepare_invoke();
+                inv.arg(&self.node).arg(capacity);
+                for s in seats {
+                    inv.arg(&s.room)
+                        .arg(s.id.as_str())
+                        .arg(&s.name)
+                        .arg(s.password.map(hex).unwrap_or_default());
+                }
+                inv.invoke_async(c).await
+            })
+            .await?;
+        Some(
+            refused
+                .chunks_exact(2)
+                .map(|p| (p[0].clone(), PeerId(p[1].clone())))
+                .collect(),
+        )
     }
 
     async fn snapshot(&self, room: &str) -> Option<(u64, Vec<RemotePeer>)> {
@@ -653,9 +672,18 @@ pub async fn heartbeat_loop(hub: Arc<Hub>, store: Arc<Store>, cancel: Cancellati
             if !was_up || store.dirty.swap(false, Ordering::Relaxed) {
                 // Back (or first up): Redis may have lost everything, or reaped this node.
                 hub.with_rooms(|r, _, _| r.forget_versions());
-                let seats = hub.read_rooms(|r| r.seats());
-                if store.restore(&seats).await {
-                    tracing::info!(seats = seats.len(), "redis: this node's seats registered");
+                let (seats, capacity) = hub.read_rooms(|r| (r.seats(), r.config().room_capacity));
+                if let Some(refused) = store.restore(&seats, capacity).await {
+                    tracing::info!(
+                        seats = seats.len(),
+                        refused = refused.len(),
+                        "redis: this node's seats registered"
+                    );
+                    // Rooms the others filled, or made again with another password, while
+                    // this node was cut off: those people must join again.
+                    for (room, id) in refused {
+                        hub.with_rooms(|r, now, out| r.restore_refused(&room, &id, now, out));
+                    }
                     store.missed_news.store(true, Ordering::Relaxed);
                 } else {
                     store.dirty.store(true, Ordering::Relaxed);

@@ -389,6 +389,61 @@ async fn a_node_cut_off_from_redis_serves_its_own_and_resyncs() {
     assert_eq!(dee.recv().await["from"], bob_id.as_str());
 }
 
+/// While node 3 is cut off from Redis, its member's room is filled on the other side (capacity
+/// 2). When the link is back, node 3 cannot register that seat again as it was: the room is
+/// full. The member's connection is closed (1013, in words), the full room never sees a third
+/// person, and joining again is refused as room-full, as any join would be.
+#[tokio::test]
+async fn a_room_filled_during_a_split_is_not_overfilled_when_it_heals() {
+    let redis = Redis::start();
+    let link = Link::start(redis.port).await;
+    let two = |c: &mut confab_signal::SignalConfig| c.limits.room_capacity = 2;
+    let n1 = cluster_node(&redis.url, two).await;
+    let n3 = cluster_node(&link.url(), two).await;
+    let (mut cy, _) = member(&n3, "Cy").await;
+    link.cut();
+    until("node 3 notices", || n3.store_healthy() == Some(false)).await;
+    // Ada takes the room's other seat; Cy's is free on the Redis side once node 3's heartbeat
+    // expires and it is reaped: then Bob gets in.
+    let (mut ada, _) = member(&n1, "Ada").await;
+    let (mut bob, bob_id) = loop {
+        let mut c = Client::connect(&n1).await;
+        c.send(r#"{"type":"join","room":"r","name":"Bob"}"#.to_owned())
+            .await;
+        let w = c.recv().await;
+        if w["type"] == "welcome" {
+            break (c, id(&w));
+        }
+        assert_eq!(w["code"], "room-full", "{w}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Ada heard Cy leave (the reap) and Bob arrive.
+    let heard = events(&mut ada, 2, WAIT).await;
+    assert!(
+        heard.contains(&("peer-joined".to_owned(), bob_id.clone())),
+        "{heard:?}"
+    );
+    link.heal();
+    until("node 3 is back", || n3.store_healthy() == Some(true)).await;
+    match cy.ended(Duration::from_secs(5)).await {
+        Ended::Closed(code, reason) => {
+            assert_eq!(code, 1013, "{reason}");
+            assert!(reason.contains("join again"), "{reason}");
+        }
+        Ended::Dropped => panic!("dropped without a close frame"),
+    }
+    // Two people, not three: nobody on node 1 hears Cy come back.
+    for x in [&mut ada, &mut bob] {
+        x.expect_silence(Duration::from_millis(1500)).await;
+    }
+    let mut again = Client::connect(&n3).await;
+    again
+        .send(r#"{"type":"join","room":"r","name":"Cy"}"#.to_owned())
+        .await;
+    let w = again.recv().await;
+    assert_eq!(w["code"], "room-full", "{w}");
+}
+
 /// The next signal `c` receives within `within`, skipping room news.
 async fn next_signal(c: &mut Client, within: Duration) -> Option<Value> {
     let deadline = tokio::time::Instant::now() + within;
