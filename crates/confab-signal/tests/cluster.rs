@@ -444,6 +444,44 @@ async fn a_room_filled_during_a_split_is_not_overfilled_when_it_heals() {
     assert_eq!(w["code"], "room-full", "{w}");
 }
 
+/// The same with a password: while node 3 is cut off, its member's room empties on the Redis
+/// side (reaped) and is made again with a password. Healing does not let the member into a
+/// room whose password they never gave.
+#[tokio::test]
+async fn a_room_made_again_with_a_password_during_a_split_keeps_it() {
+    let redis = Redis::start();
+    let link = Link::start(redis.port).await;
+    let n1 = cluster_node(&redis.url, |_| {}).await;
+    let n3 = cluster_node(&link.url(), |_| {}).await;
+    let (mut cy, _) = member(&n3, "Cy").await;
+    link.cut();
+    until("node 3 notices", || n3.store_healthy() == Some(false)).await;
+    // A room's password is its first joiner's: Ada tries until Cy has been reaped and she is
+    // the first (while Cy is listed she is seated without one, and leaves again).
+    let mut ada = loop {
+        let mut c = Client::connect(&n1).await;
+        c.send(r#"{"type":"join","room":"r","name":"Ada","password":"s3cret"}"#.to_owned())
+            .await;
+        let w = c.recv().await;
+        if w["type"] == "welcome" && w["peers"].as_array().is_some_and(|p| p.is_empty()) {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    link.heal();
+    until("node 3 is back", || n3.store_healthy() == Some(true)).await;
+    match cy.ended(Duration::from_secs(5)).await {
+        Ended::Closed(code, reason) => assert_eq!(code, 1013, "{reason}"),
+        Ended::Dropped => panic!("dropped without a close frame"),
+    }
+    ada.expect_silence(Duration::from_millis(1500)).await;
+    let mut again = Client::connect(&n3).await;
+    again
+        .send(r#"{"type":"join","room":"r","name":"Cy"}"#.to_owned())
+        .await;
+    assert_eq!(again.recv().await["code"], "wrong-password");
+}
+
 /// The next signal `c` receives within `within`, skipping room news.
 async fn next_signal(c: &mut Client, within: Duration) -> Option<Value> {
     let deadline = tokio::time::Instant::now() + within;
