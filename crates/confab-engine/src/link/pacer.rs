@@ -8,10 +8,6 @@
 //! It also says how long what it holds will take to leave ([`LineReading::pacer_queue_ms`]):
 //! the encoders skip pictures while that is long, so a line narrower than the pictures never
 //! builds seconds of delay (libwebrtc's encoder pushback does the same).
-//!
-//! Audio is not paced (as in libwebrtc): its packets are small and steady, and behind a
-//! keyframe in the pacer's queue on a narrow line they would wait a quarter of a second and
-//! reach the jitter buffer late (concealed, or a longer delay for the whole call).
 
 use crate::media::LineReading;
 use rtc::interceptor::Packet;
@@ -49,18 +45,6 @@ pub(super) struct LinePacer {
     /// RTP bits handed in and not yet out (the pacer holds only RTP: RTCP passes at once).
     held_bits: f64,
     reading: Arc<LineReading>,
-    /// The local audio streams' SSRCs: their packets go out at once, ahead of the queue.
-    audio: std::collections::HashSet<u32>,
-    /// Audio packets handed in and not yet taken.
-    unpaced: std::collections::VecDeque<TaggedPacket>,
-}
-
-/// The SSRC of an RTP packet.
-fn rtp_ssrc(msg: &TaggedPacket) -> Option<u32> {
-    match &msg.message.packet {
-        Packet::Rtp(p) => Some(p.header.ssrc),
-        _ => None,
-    }
 }
 
 fn rtp_bits(msg: &TaggedPacket) -> f64 {
@@ -81,8 +65,6 @@ impl LinePacer {
             start,
             held_bits: 0.0,
             reading,
-            audio: Default::default(),
-            unpaced: Default::default(),
         }
     }
 
@@ -140,13 +122,6 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for LinePacer {
             // Its receiver asks for a keyframe instead.
             return Ok(());
         }
-        if rtp_ssrc(&msg).is_some_and(|ssrc| self.audio.contains(&ssrc)) {
-            // Bounded like the pacer's own queue: taken at once by the writer in practice.
-            if self.unpaced.len() < 256 {
-                self.unpaced.push_back(msg);
-            }
-            return Ok(());
-        }
         let queued = self.inner.queued();
         let bits = rtp_bits(&msg);
         self.inner.handle_write(msg)?;
@@ -158,9 +133,6 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for LinePacer {
         Ok(())
     }
     fn poll_write(&mut self) -> Option<TaggedPacket> {
-        if let Some(audio) = self.unpaced.pop_front() {
-            return Some(audio);
-        }
         let out = self.inner.poll_write()?;
         let bits = rtp_bits(&out);
         if bits > 0.0 {
@@ -173,24 +145,15 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for LinePacer {
         self.inner.handle_timeout(now)
     }
     fn poll_timeout(&mut self) -> Option<Instant> {
-        // Audio waiting to be taken is due when it came.
-        let audio = self.unpaced.front().map(|m| m.now);
-        match (audio, self.inner.poll_timeout()) {
-            (Some(a), Some(p)) => Some(a.min(p)),
-            (a, p) => a.or(p),
-        }
+        self.inner.poll_timeout()
     }
 }
 
 impl Interceptor for LinePacer {
     fn bind_local_stream(&mut self, info: &StreamInfo) {
-        if info.mime_type.to_ascii_lowercase().starts_with("audio/") {
-            self.audio.insert(info.ssrc);
-        }
         self.inner.bind_local_stream(info)
     }
     fn unbind_local_stream(&mut self, info: &StreamInfo) {
-        self.audio.remove(&info.ssrc);
         self.inner.unbind_local_stream(info)
     }
     fn bind_remote_stream(&mut self, info: &StreamInfo) {
@@ -322,54 +285,6 @@ mod tests {
         assert_eq!(p.reading.pacer_queue_ms(), held, "refused");
         p.handle_write(rtp(13, t0)).unwrap();
         assert!(p.reading.pacer_queue_ms() > held, "new media still queues");
-    }
-
-    #[test]
-    fn audio_goes_ahead_of_a_long_queue() {
-        let t0 = Instant::now();
-        let mut p = LinePacer::new(START, Arc::default());
-        p.bind_local_stream(&StreamInfo {
-            ssrc: 7,
-            mime_type: "audio/opus".into(),
-            ..Default::default()
-        });
-        p.handle_read(estimate(250_000.0, t0)).unwrap();
-        while p.poll_read().is_some() {}
-        // A keyframe's worth of video waits; then a 20 ms audio packet arrives.
-        for seq in 0..20 {
-            p.handle_write(rtp(seq, t0)).unwrap();
-        }
-        let held = p.reading.pacer_queue_ms();
-        assert!(held > 300, "{held}");
-        let mut audio = rtp(500, t0 + Duration::from_millis(5));
-        if let Packet::Rtp(r) = &mut audio.message.packet {
-            r.header.ssrc = 7;
-        }
-        p.handle_write(audio).unwrap();
-        assert_eq!(
-            p.reading.pacer_queue_ms(),
-            held,
-            "not queued behind the video"
-        );
-        assert_eq!(
-            p.poll_timeout(),
-            Some(t0),
-            "the video's own deadline comes first here"
-        );
-        let first = p.poll_write().expect("the audio, at once");
-        assert!(matches!(&first.message.packet, Packet::Rtp(r) if r.header.ssrc == 7));
-        // Unbound, an SSRC is paced like the rest.
-        p.unbind_local_stream(&StreamInfo {
-            ssrc: 7,
-            mime_type: "audio/opus".into(),
-            ..Default::default()
-        });
-        let mut late = rtp(501, t0);
-        if let Packet::Rtp(r) = &mut late.message.packet {
-            r.header.ssrc = 7;
-        }
-        p.handle_write(late).unwrap();
-        assert!(p.reading.pacer_queue_ms() > held);
     }
 
     #[test]
