@@ -157,7 +157,7 @@
         });
       };
       ws.onerror = () => reject(new Error('Cannot reach the server.'));
-      // Also called by the connection check (watchConnection) for a connection that went
+      // Also called by the connection check (below, after checkConnection) for one that went
       // silent: a dead path may never close.
       ws.onclose = () => {
         if (S.ws !== ws) return;
@@ -187,7 +187,7 @@
           return;
         }
         if (!m || typeof m !== 'object') return;
-        // Any word proves the connection (watchConnection).
+        // Any word proves the connection (see checkConnection).
         S.heardAt = performance.now();
         S.checkUntil = null;
         if (m.type === 'pong') return;
