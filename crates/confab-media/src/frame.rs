@@ -117,7 +117,7 @@ impl VideoFrame {
                 Ok(resizer.resize(&from, &mut to, &options))
             });
             if !matches!(resized, Ok(Ok(()))) {
-                // Sizes come from this frame and are checked above: not reached. A grey plane
+                // Sizes come from this frame and are checked above: not reached. A black plane
                 // rather than a panic if it ever is.
                 tracing::warn!(
                     "cannot resize a {}x{} picture to {w}x{h}",
