@@ -606,6 +606,10 @@ async fn a_720p_call_on_a_300_kbit_line_settles_and_keeps_moving() {
         assert!(s.video.freezes - v0.video.freezes <= 2, "freezes; {why}");
         assert!(hears(&s, hz), "{why}");
         let concealed = s.audio.concealed_ms - v0.audio.concealed_ms;
+        eprintln!(
+            "heard {hz} Hz: {decoded} pictures, {concealed} ms of audio concealed in 10 s; the sender sends {:.0} kbit/s",
+            sent.send_kbps
+        );
         assert!(
             concealed <= 200.0,
             "{concealed} ms of audio concealed; {why}"

@@ -8,6 +8,11 @@
 //! It also says how long what it holds will take to leave ([`LineReading::pacer_queue_ms`]):
 //! the encoders skip pictures while that is long, so a line narrower than the pictures never
 //! builds seconds of delay (libwebrtc's encoder pushback does the same).
+//!
+//! Audio is not held (as in libwebrtc): its packets are small and steady, and behind a
+//! keyframe in the pacer's queue on a narrow line they would wait a quarter of a second and
+//! reach the jitter buffer late (concealed, or a longer delay for the whole call). Its bits
+//! are still taken from the pacer's budget, so audio and video together keep to its rate.
 
 use crate::media::LineReading;
 use rtc::interceptor::Packet;
@@ -45,6 +50,18 @@ pub(super) struct LinePacer {
     /// RTP bits handed in and not yet out (the pacer holds only RTP: RTCP passes at once).
     held_bits: f64,
     reading: Arc<LineReading>,
+    /// The local audio streams' SSRCs: their packets go out at once, ahead of the queue.
+    audio: std::collections::HashSet<u32>,
+    /// Audio packets handed in and not yet taken.
+    unpaced: std::collections::VecDeque<TaggedPacket>,
+}
+
+/// The SSRC of an RTP packet.
+fn rtp_ssrc(msg: &TaggedPacket) -> Option<u32> {
+    match &msg.message.packet {
+        Packet::Rtp(p) => Some(p.header.ssrc),
+        _ => None,
+    }
 }
 
 fn rtp_bits(msg: &TaggedPacket) -> f64 {
@@ -65,6 +82,8 @@ impl LinePacer {
             start,
             held_bits: 0.0,
             reading,
+            audio: Default::default(),
+            unpaced: Default::default(),
         }
     }
 
@@ -122,6 +141,21 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for LinePacer {
             // Its receiver asks for a keyframe instead.
             return Ok(());
         }
+        if rtp_ssrc(&msg).is_some_and(|ssrc| self.audio.contains(&ssrc)) {
+            // Bounded like the pacer's own queue: taken at once by the writer in practice.
+            if self.unpaced.len() < 256 {
+                // Its bits come out of the video's budget (as in libwebrtc's media budget):
+                // on top of it, audio and video together overfill a narrow line. The debt is
+                // floored at one burst, so audio on a line narrower than itself cannot hold the
+                // video back for long after it stops (muted).
+                let pacer = self.inner.pacer_mut();
+                pacer.refill(msg.now);
+                let debt_room = (pacer.budget_bits() + pacer.burst_bits()).max(0.0);
+                pacer.consume(rtp_bits(&msg).min(debt_room));
+                self.unpaced.push_back(msg);
+            }
+            return Ok(());
+        }
         let queued = self.inner.queued();
         let bits = rtp_bits(&msg);
         self.inner.handle_write(msg)?;
@@ -133,6 +167,9 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for LinePacer {
         Ok(())
     }
     fn poll_write(&mut self) -> Option<TaggedPacket> {
+        if let Some(audio) = self.unpaced.pop_front() {
+            return Some(audio);
+        }
         let out = self.inner.poll_write()?;
         let bits = rtp_bits(&out);
         if bits > 0.0 {
@@ -145,15 +182,24 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for LinePacer {
         self.inner.handle_timeout(now)
     }
     fn poll_timeout(&mut self) -> Option<Instant> {
-        self.inner.poll_timeout()
+        // Audio waiting to be taken is due when it came.
+        let audio = self.unpaced.front().map(|m| m.now);
+        match (audio, self.inner.poll_timeout()) {
+            (Some(a), Some(p)) => Some(a.min(p)),
+            (a, p) => a.or(p),
+        }
     }
 }
 
 impl Interceptor for LinePacer {
     fn bind_local_stream(&mut self, info: &StreamInfo) {
+        if info.mime_type.to_ascii_lowercase().starts_with("audio/") {
+            self.audio.insert(info.ssrc);
+        }
         self.inner.bind_local_stream(info)
     }
     fn unbind_local_stream(&mut self, info: &StreamInfo) {
+        self.audio.remove(&info.ssrc);
         self.inner.unbind_local_stream(info)
     }
     fn bind_remote_stream(&mut self, info: &StreamInfo) {
@@ -285,6 +331,137 @@ mod tests {
         assert_eq!(p.reading.pacer_queue_ms(), held, "refused");
         p.handle_write(rtp(13, t0)).unwrap();
         assert!(p.reading.pacer_queue_ms() > held, "new media still queues");
+    }
+
+    #[test]
+    fn audio_goes_ahead_of_a_long_queue() {
+        let t0 = Instant::now();
+        let mut p = LinePacer::new(START, Arc::default());
+        p.bind_local_stream(&StreamInfo {
+            ssrc: 7,
+            mime_type: "audio/opus".into(),
+            ..Default::default()
+        });
+        p.handle_read(estimate(250_000.0, t0)).unwrap();
+        while p.poll_read().is_some() {}
+        // A keyframe's worth of video waits; then a 20 ms audio packet arrives.
+        for seq in 0..20 {
+            p.handle_write(rtp(seq, t0)).unwrap();
+        }
+        let held = p.reading.pacer_queue_ms();
+        assert!(held > 300, "{held}");
+        let mut audio = rtp(500, t0 + Duration::from_millis(5));
+        if let Packet::Rtp(r) = &mut audio.message.packet {
+            r.header.ssrc = 7;
+        }
+        p.handle_write(audio).unwrap();
+        assert_eq!(
+            p.reading.pacer_queue_ms(),
+            held,
+            "not queued behind the video"
+        );
+        assert_eq!(
+            p.poll_timeout(),
+            Some(t0 + Duration::from_millis(5)),
+            "the audio is due when it came"
+        );
+        let first = p.poll_write().expect("the audio, at once");
+        assert!(matches!(&first.message.packet, Packet::Rtp(r) if r.header.ssrc == 7));
+        // Unbound, an SSRC is paced like the rest.
+        p.unbind_local_stream(&StreamInfo {
+            ssrc: 7,
+            mime_type: "audio/opus".into(),
+            ..Default::default()
+        });
+        let mut late = rtp(501, t0);
+        if let Packet::Rtp(r) = &mut late.message.packet {
+            r.header.ssrc = 7;
+        }
+        p.handle_write(late).unwrap();
+        assert!(p.reading.pacer_queue_ms() > held);
+    }
+
+    /// An Opus-sized packet (200 bytes) of the audio stream `ssrc`.
+    fn audio(ssrc: u32, seq: u16, now: Instant) -> TaggedPacket {
+        let mut m = rtp(seq, now);
+        if let Packet::Rtp(r) = &mut m.message.packet {
+            r.header.ssrc = ssrc;
+            r.payload = vec![0u8; 188].into();
+        }
+        m
+    }
+
+    #[test]
+    fn audio_and_video_together_keep_to_the_pacers_rate() {
+        let t0 = Instant::now();
+        let mut p = LinePacer::new(START, Arc::default());
+        p.bind_local_stream(&StreamInfo {
+            ssrc: 7,
+            mime_type: "audio/opus".into(),
+            ..Default::default()
+        });
+        p.handle_read(estimate(250_000.0, t0)).unwrap();
+        while p.poll_read().is_some() {}
+        // Two seconds of 80 kbit/s audio beside far more video than the line takes.
+        for seq in 0..400 {
+            p.handle_write(rtp(seq, t0)).unwrap();
+        }
+        let (mut video_bits, mut audio_bits) = (0.0, 0.0);
+        let mut now = t0;
+        let end = t0 + Duration::from_secs(2);
+        let mut next_audio = t0;
+        let mut seq = 0;
+        while now < end {
+            if now >= next_audio {
+                p.handle_write(audio(7, seq, now)).unwrap();
+                seq += 1;
+                next_audio += Duration::from_millis(20);
+            }
+            p.handle_timeout(now).unwrap();
+            while let Some(out) = p.poll_write() {
+                match &out.message.packet {
+                    Packet::Rtp(r) if r.header.ssrc == 7 => audio_bits += rtp_bits(&out),
+                    _ => video_bits += rtp_bits(&out),
+                }
+            }
+            now += Duration::from_millis(1);
+        }
+        assert_eq!(audio_bits, 100.0 * 200.0 * 8.0, "every audio packet left");
+        // 1.5 x 250 kbit/s for 2 s plus one burst (37.5 kbit) and one packet of slack.
+        let allowed = 375_000.0 * 2.0 + 37_500.0 + 9_600.0;
+        assert!(
+            audio_bits + video_bits <= allowed,
+            "{audio_bits} + {video_bits} > {allowed}"
+        );
+        assert!(
+            video_bits >= allowed - audio_bits - 2.0 * 9_600.0 - 37_500.0,
+            "the video gets the rest: {video_bits}"
+        );
+    }
+
+    #[test]
+    fn audio_on_a_line_narrower_than_itself_leaves_the_video_a_bounded_debt() {
+        let t0 = Instant::now();
+        let mut p = LinePacer::new(START, Arc::default());
+        p.bind_local_stream(&StreamInfo {
+            ssrc: 7,
+            mime_type: "audio/opus".into(),
+            ..Default::default()
+        });
+        // 1.5 x 20 kbit/s = 30 kbit/s: a second of 80 kbit/s audio outruns it.
+        p.handle_read(estimate(20_000.0, t0)).unwrap();
+        for seq in 0..50 {
+            p.handle_write(audio(7, seq, t0 + Duration::from_millis(20 * seq as u64)))
+                .unwrap();
+        }
+        while p.poll_write().is_some() {}
+        // Muted: a video packet waits at most one burst's debt plus itself.
+        let t1 = t0 + Duration::from_secs(1);
+        p.handle_write(rtp(1, t1)).unwrap();
+        let due = p.poll_timeout().expect("a deadline");
+        let burst = PACER_MIN_BURST_BITS;
+        let most = Duration::from_secs_f64((burst + rtp_bits(&rtp(1, t1))) / 30_000.0);
+        assert!(due - t1 <= most, "{:?} > {most:?}", due - t1);
     }
 
     #[test]
