@@ -363,10 +363,13 @@ fn a_call_over_a_real_bad_line_loss_a_cap_and_a_blackout() {
     );
     assert!(hears(&end, 880.0), "{end:#}");
     assert_eq!(end["video"]["frames_out_of_order"], 0, "{end:#}");
-    assert!(
-        end["network"]["loss_pct"].as_f64().unwrap_or(0.0) > 1.0,
-        "the loss is seen: {end:#}"
-    );
+    // Either way: a packet its retransmission brought back counts as received (as in the
+    // browsers' stats), so one direction's reading can come out under 1 % (0.9 once).
+    let seen = ["loss_pct", "send_loss_pct"]
+        .map(|k| end["network"][k].as_f64().unwrap_or(0.0))
+        .into_iter()
+        .fold(0.0, f64::max);
+    assert!(seen > 1.0, "the loss is seen: {end:#}");
     for rule in loss {
         rule.remove().expect("the loss ends");
     }

@@ -336,12 +336,7 @@ mod tests {
     #[test]
     fn audio_goes_ahead_of_a_long_queue() {
         let t0 = Instant::now();
-        let mut p = LinePacer::new(START, Arc::default());
-        p.bind_local_stream(&StreamInfo {
-            ssrc: 7,
-            mime_type: "audio/opus".into(),
-            ..Default::default()
-        });
+        let mut p = with_audio(7);
         p.handle_read(estimate(250_000.0, t0)).unwrap();
         while p.poll_read().is_some() {}
         // A keyframe's worth of video waits; then a 20 ms audio packet arrives.
@@ -381,6 +376,17 @@ mod tests {
         assert!(p.reading.pacer_queue_ms() > held);
     }
 
+    /// A pacer whose local stream `ssrc` is Opus audio.
+    fn with_audio(ssrc: u32) -> LinePacer {
+        let mut p = LinePacer::new(START, Arc::default());
+        p.bind_local_stream(&StreamInfo {
+            ssrc,
+            mime_type: "audio/opus".into(),
+            ..Default::default()
+        });
+        p
+    }
+
     /// An Opus-sized packet (200 bytes) of the audio stream `ssrc`.
     fn audio(ssrc: u32, seq: u16, now: Instant) -> TaggedPacket {
         let mut m = rtp(seq, now);
@@ -394,12 +400,7 @@ mod tests {
     #[test]
     fn audio_and_video_together_keep_to_the_pacers_rate() {
         let t0 = Instant::now();
-        let mut p = LinePacer::new(START, Arc::default());
-        p.bind_local_stream(&StreamInfo {
-            ssrc: 7,
-            mime_type: "audio/opus".into(),
-            ..Default::default()
-        });
+        let mut p = with_audio(7);
         p.handle_read(estimate(250_000.0, t0)).unwrap();
         while p.poll_read().is_some() {}
         // Two seconds of 80 kbit/s audio beside far more video than the line takes.
@@ -442,12 +443,7 @@ mod tests {
     #[test]
     fn audio_on_a_line_narrower_than_itself_leaves_the_video_a_bounded_debt() {
         let t0 = Instant::now();
-        let mut p = LinePacer::new(START, Arc::default());
-        p.bind_local_stream(&StreamInfo {
-            ssrc: 7,
-            mime_type: "audio/opus".into(),
-            ..Default::default()
-        });
+        let mut p = with_audio(7);
         // 1.5 x 20 kbit/s = 30 kbit/s: a second of 80 kbit/s audio outruns it.
         p.handle_read(estimate(20_000.0, t0)).unwrap();
         for seq in 0..50 {
