@@ -93,6 +93,7 @@ fuzz_target!(|data: &[u8]| {
                 }
                 Output::Close { conn, .. } => live.retain(|&c| c != conn),
                 Output::Cluster(op) => panic!("a lone server asked for cluster work: {op:?}"),
+                Output::Sfu(op) => panic!("a server without an SFU asked for SFU work: {op:?}"),
             }
         }
         assert!(rooms.connection_count() <= limits.max_connections);

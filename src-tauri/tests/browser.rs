@@ -181,11 +181,7 @@ async fn browser_and_confab_peer_through_janus() -> Result<()> {
         listen: "127.0.0.1:0".parse()?,
         test_hooks: true,
         limits: confab_signal::RoomLimits {
-            sfu: Some(confab_signal::Sfu {
-                url: janus.url(),
-                secret: "a-test-secret-of-16+".into(),
-                above: 0,
-            }),
+            sfu: Some(janus.sfu("a-test-secret-of-16+", 0)),
             ..Default::default()
         },
         ..Default::default()

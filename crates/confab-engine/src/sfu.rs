@@ -15,14 +15,10 @@
 use confab_call::layers::Want;
 use confab_protocol::call::{CallSignal, SdpType, SessionDescription};
 use confab_protocol::{PeerId, SfuInfo};
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::Message;
 
 /// Whose description or candidate a message carries.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -57,178 +53,17 @@ pub enum SfuEvent {
     Failed(SfuError),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SfuError {
-    #[error("cannot reach the media server at {url}: {why}")]
-    Unreachable { url: String, why: String },
-    #[error("the media server refused {what}: {reason} ({code})")]
-    Refused {
-        what: &'static str,
-        code: i64,
-        reason: String,
-    },
-    #[error("the media server did not answer {0} within 10 s")]
-    Timeout(&'static str),
-    #[error("the connection to the media server was lost: {0}")]
-    Lost(String),
-    #[error("the media server sent something Confab does not understand: {0}")]
-    Protocol(String),
-}
+/// What can go wrong with the SFU: Janus's own errors.
+pub type SfuError = confab_janus::JanusError;
 
-/// Janus keeps a session 60 s without a word; we speak every 25 s.
-const KEEPALIVE: Duration = Duration::from_secs(25);
-const ANSWER_WITHIN: Duration = Duration::from_secs(10);
-/// Other publishers in one room that we keep track of.
-const MAX_FEEDS: usize = 64;
-const VIDEOROOM: &str = "janus.plugin.videoroom";
-/// VideoRoom error codes: no such room, room exists.
-const NO_SUCH_ROOM: i64 = 426;
-const ROOM_EXISTS: i64 = 427;
+use confab_janus::{text, Janus, KEEPALIVE, NO_SUCH_ROOM, VIDEOROOM};
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-struct Janus {
-    ws: Ws,
-    session: u64,
-    next: u64,
-    /// Messages that arrived while a request waited for its answer.
-    early: Vec<Value>,
-}
-
-impl Janus {
-    async fn connect(info: &SfuInfo) -> Result<Self, SfuError> {
-        let url = info.ws_url();
-        let unreachable = |why: String| SfuError::Unreachable {
-            url: url.to_owned(),
-            why,
-        };
-        let mut req = url
-            .into_client_request()
-            .map_err(|e| unreachable(e.to_string()))?;
-        req.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            HeaderValue::from_static("janus-protocol"),
-        );
-        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-            .max_message_size(Some(1 << 20));
-        let (ws, _) = tokio::time::timeout(
-            ANSWER_WITHIN,
-            tokio_tungstenite::connect_async_with_config(req, Some(config), true),
-        )
-        .await
-        .map_err(|_| SfuError::Timeout("the connection"))?
-        .map_err(|e| unreachable(e.to_string()))?;
-        Ok(Janus {
-            ws,
-            session: 0,
-            next: 1,
-            early: Vec::new(),
-        })
-    }
-
-    /// Sends one request; returns its transaction.
-    async fn send(&mut self, mut msg: Value) -> Result<String, SfuError> {
-        let tx = format!("t{}", self.next);
-        self.next += 1;
-        msg["transaction"] = json!(tx);
-        if self.session != 0 {
-            msg["session_id"] = json!(self.session);
-        }
-        self.ws
-            .send(Message::Text(msg.to_string().into()))
-            .await
-            .map_err(|e| SfuError::Lost(e.to_string()))?;
-        Ok(tx)
-    }
-
-    /// The next message from Janus.
-    async fn read(&mut self) -> Result<Value, SfuError> {
-        loop {
-            match self.ws.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    return serde_json::from_str(t.as_str())
-                        .map_err(|e| SfuError::Protocol(e.to_string()))
-                }
-                Some(Ok(Message::Close(_))) | None => {
-                    return Err(SfuError::Lost("the media server closed it".into()))
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(SfuError::Lost(e.to_string())),
-            }
-        }
-    }
-
-    /// Sends a request and waits for its final answer (skipping Janus's `ack`); whatever else
-    /// arrives meanwhile is kept for later.
-    async fn request(&mut self, what: &'static str, msg: Value) -> Result<Value, SfuError> {
-        let tx = self.send(msg).await?;
-        let wait = async {
-            loop {
-                let m = self.read().await?;
-                if m["transaction"].as_str() != Some(tx.as_str()) {
-                    self.early.push(m);
-                    continue;
-                }
-                match m["janus"].as_str() {
-                    Some("ack") => continue,
-                    Some("error") => {
-                        return Err(SfuError::Refused {
-                            what,
-                            code: m["error"]["code"].as_i64().unwrap_or(0),
-                            reason: text(&m["error"]["reason"]),
-                        })
-                    }
-                    _ => return Ok(m),
-                }
-            }
-        };
-        tokio::time::timeout(ANSWER_WITHIN, wait)
-            .await
-            .map_err(|_| SfuError::Timeout(what))?
-    }
-
-    async fn attach(&mut self) -> Result<u64, SfuError> {
-        let m = self
-            .request(
-                "a new handle",
-                json!({"janus": "attach", "plugin": VIDEOROOM}),
-            )
-            .await?;
-        m["data"]["id"]
-            .as_u64()
-            .ok_or_else(|| SfuError::Protocol("attach answered without a handle id".into()))
-    }
-
-    /// A VideoRoom request on a handle; its `plugindata.data`, or the plugin's refusal.
-    async fn plugin(
-        &mut self,
-        what: &'static str,
-        handle: u64,
-        body: Value,
-    ) -> Result<Value, SfuError> {
-        let m = self
-            .request(
-                what,
-                json!({"janus": "message", "handle_id": handle, "body": body}),
-            )
-            .await?;
-        let data = m["plugindata"]["data"].clone();
-        match data["error_code"].as_i64() {
-            Some(code) => Err(SfuError::Refused {
-                what,
-                code,
-                reason: text(&data["error"]),
-            }),
-            None => Ok(data),
-        }
-    }
-}
-
-fn text(v: &Value) -> String {
-    let s = v.as_str().unwrap_or("no reason given");
-    confab_protocol::truncate(s, 200).into_owned()
-}
+/// Other publishers in one room that we keep track of: as many as a room takes.
+const MAX_FEEDS: usize = confab_janus::ROOM_PUBLISHERS;
+/// The signaling server makes a room's VideoRoom room when the room is made; a first joiner
+/// can be here before it is. Joining is tried again this often, for this long.
+const ROOM_RETRY: Duration = Duration::from_millis(250);
+const ROOM_WAIT: Duration = Duration::from_secs(10);
 
 pub struct SfuParams {
     pub info: SfuInfo,
@@ -498,40 +333,25 @@ impl Session {
     }
 }
 
-/// Joins the SFU room (made if it does not exist yet) as a publisher.
+/// Joins the SFU room as a publisher (waiting for the signaling server to have made it).
 async fn join(params: &SfuParams, events: mpsc::Sender<SfuEvent>) -> Result<Session, SfuError> {
-    let mut janus = Janus::connect(&params.info).await?;
-    let m = janus
-        .request("a session", json!({"janus": "create"}))
-        .await?;
-    janus.session = m["data"]["id"]
-        .as_u64()
-        .ok_or_else(|| SfuError::Protocol("create answered without a session id".into()))?;
+    let mut janus = Janus::connect(params.info.ws_url()).await?;
+    janus.create_session().await?;
     let publisher = janus.attach().await?;
     let (room, pin) = (params.info.room, params.info.pin.clone());
     let join = json!({"request": "join", "ptype": "publisher", "room": room, "pin": pin,
                       "display": params.me.as_str()});
-    let joined = match janus
-        .plugin("joining the room", publisher, join.clone())
-        .await
-    {
-        Err(SfuError::Refused {
-            code: NO_SUCH_ROOM, ..
-        }) => {
-            let create = json!({"request": "create", "room": room, "pin": pin,
-                                "is_private": true, "publishers": MAX_FEEDS,
-                                "audiocodec": "opus", "videocodec": "h264,vp8",
-                                "notify_joining": false});
-            match janus.plugin("making the room", publisher, create).await {
-                Ok(_)
-                | Err(SfuError::Refused {
-                    code: ROOM_EXISTS, ..
-                }) => {}
-                Err(e) => return Err(e),
+    let waiting = tokio::time::Instant::now();
+    let joined = loop {
+        match janus
+            .plugin("joining the room", publisher, join.clone())
+            .await
+        {
+            Err(e) if e.code() == Some(NO_SUCH_ROOM) && waiting.elapsed() < ROOM_WAIT => {
+                tokio::time::sleep(ROOM_RETRY).await;
             }
-            janus.plugin("joining the room", publisher, join).await?
+            r => break r?,
         }
-        r => r?,
     };
     let our_feed = joined["id"]
         .as_u64()
@@ -560,7 +380,7 @@ pub async fn run(
 ) {
     let result = async {
         let mut s = join(&params, events.clone()).await?;
-        for m in std::mem::take(&mut s.janus.early) {
+        for m in s.janus.take_early() {
             s.message(m).await?;
         }
         let mut keepalive = tokio::time::interval(KEEPALIVE);
@@ -578,8 +398,7 @@ pub async fn run(
             }
         }
         // Leaving: destroying the session hangs up every handle at once.
-        let _ = s.janus.send(json!({"janus": "destroy"})).await;
-        let _ = s.janus.ws.close(None).await;
+        s.janus.close().await;
         Ok::<(), SfuError>(())
     }
     .await;

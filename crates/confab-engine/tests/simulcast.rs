@@ -19,7 +19,7 @@ use confab_engine::media_kit::video::VideoCodec;
 use confab_engine::{EngineConfig, PeerStats};
 use confab_netlab::janus::Janus;
 use confab_netlab::{Impairment, NetLab};
-use confab_signal::{RoomLimits, Sfu, SignalConfig, SignalServer};
+use confab_signal::{RoomLimits, SignalConfig, SignalServer};
 use std::time::{Duration, Instant};
 
 /// 640x480 at 10 fps, and no microphone: at the pattern's bitrates the sound (~40 kbit/s with
@@ -83,11 +83,7 @@ async fn a_receiver_whose_line_narrows_gets_the_half_layer_while_the_others_keep
     let server = SignalServer::start(SignalConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         limits: RoomLimits {
-            sfu: Some(Sfu {
-                url: janus.url(),
-                secret: "simulcast test".into(),
-                above: 0,
-            }),
+            sfu: Some(janus.sfu("simulcast test", 0)),
             ..Default::default()
         },
         ..Default::default()

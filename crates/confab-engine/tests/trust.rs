@@ -786,3 +786,144 @@ async fn flapping_member_cannot_stop_a_call() {
         p.engine.shutdown().await;
     }
 }
+
+/// Janus as a room member could speak to it: connected, with a session and a VideoRoom handle.
+async fn at_the_sfu(janus: &confab_netlab::janus::Janus) -> (confab_janus::Janus, u64) {
+    let mut j = confab_janus::Janus::connect(&janus.url().replace("janus+", ""))
+        .await
+        .expect("janus answers");
+    j.create_session().await.expect("a session");
+    let handle = j.attach().await.expect("a handle");
+    (j, handle)
+}
+
+/// Whether joining `room` with `pin` is refused with `code` (`None`: let in).
+async fn join_refusal(janus: &confab_netlab::janus::Janus, room: u64, pin: &str) -> Option<i64> {
+    let (mut j, handle) = at_the_sfu(janus).await;
+    let join = serde_json::json!({"request": "join", "ptype": "publisher", "room": room,
+                                  "pin": pin, "display": "probe"});
+    let refused = match j.plugin("joining", handle, join).await {
+        Ok(_) => None,
+        Err(e) => Some(e.code().unwrap_or_else(|| panic!("not a refusal: {e}"))),
+    };
+    j.close().await;
+    refused
+}
+
+/// A room member with the SFU room's number and PIN (from `welcome`) speaks to Janus
+/// directly: they may join the room, but not make rooms, nor edit, kick from or destroy theirs
+/// (only the signaling server knows the room's secret and Janus's admin key). When the room
+/// empties the server removes its SFU room, so a member who has left cannot stay in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sfu_room_destroyed_by_a_member() {
+    use confab_janus::{NO_SUCH_ROOM, UNAUTHORIZED};
+    use confab_signal::{SignalConfig, SignalServer};
+    use futures_util::{SinkExt, StreamExt};
+    use serde_json::{json, Value};
+    use std::time::{Duration, Instant};
+    use tokio_tungstenite::tungstenite::Message;
+    init_logs();
+    let janus = confab_netlab::janus::Janus::start().expect("janus starts");
+    let server = SignalServer::start(SignalConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        limits: confab_signal::RoomLimits {
+            sfu: Some(janus.sfu("a-test-secret-of-16+", 0)),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    ws.send(Message::text(
+        r#"{"type":"join","room":"target","name":"Mallory"}"#,
+    ))
+    .await
+    .unwrap();
+    let welcome: Value = loop {
+        let Some(Ok(Message::Text(t))) = ws.next().await else {
+            panic!("no welcome")
+        };
+        let m: Value = serde_json::from_str(t.as_str()).unwrap();
+        if m["type"] == "welcome" {
+            break m;
+        }
+    };
+    let (room, pin) = (
+        welcome["sfu"]["room"].as_u64().unwrap(),
+        welcome["sfu"]["pin"].as_str().unwrap().to_owned(),
+    );
+    // The server makes the room right after the welcome.
+    let made = Instant::now();
+    while join_refusal(&janus, room, &pin).await == Some(NO_SUCH_ROOM) {
+        assert!(made.elapsed() < Duration::from_secs(5), "no room made");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(join_refusal(&janus, room, "0000").await, Some(UNAUTHORIZED));
+
+    let (mut m, handle) = at_the_sfu(&janus).await;
+    // Janus says 429 for a missing admin key or secret (the room has one), 433 for a wrong one.
+    const MISSING: i64 = 429;
+    let attacks = [
+        (
+            "a room of one's own",
+            MISSING,
+            json!({"request": "create", "room": 4242}),
+        ),
+        (
+            "a room with a guessed admin key",
+            UNAUTHORIZED,
+            json!({"request": "create", "room": 4242, "admin_key": pin}),
+        ),
+        (
+            "a new PIN",
+            MISSING,
+            json!({"request": "edit", "room": room, "new_pin": "mine"}),
+        ),
+        (
+            "a new PIN with the PIN as secret",
+            UNAUTHORIZED,
+            json!({"request": "edit", "room": room, "secret": pin, "new_pin": "mine"}),
+        ),
+        (
+            "kicking someone",
+            MISSING,
+            json!({"request": "kick", "room": room, "id": 1}),
+        ),
+        (
+            "destroying the room",
+            MISSING,
+            json!({"request": "destroy", "room": room}),
+        ),
+        (
+            "destroying it with the PIN as secret",
+            UNAUTHORIZED,
+            json!({"request": "destroy", "room": room, "secret": pin}),
+        ),
+    ];
+    for (what, code, body) in attacks {
+        let refused = m.plugin("an attack", handle, body).await;
+        assert_eq!(
+            refused.as_ref().map_err(|e| e.code()).err(),
+            Some(Some(code)),
+            "{what}: {refused:?}"
+        );
+    }
+    assert_eq!(
+        join_refusal(&janus, room, &pin).await,
+        None,
+        "the room stands"
+    );
+    m.close().await;
+
+    // Everyone has left: the room goes at the SFU too.
+    ws.send(Message::text(r#"{"type":"leave"}"#)).await.unwrap();
+    let left = Instant::now();
+    while join_refusal(&janus, room, &pin).await != Some(NO_SUCH_ROOM) {
+        assert!(left.elapsed() < Duration::from_secs(5), "the room stays");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.shutdown(Duration::from_secs(2)).await;
+}

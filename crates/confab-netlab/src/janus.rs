@@ -23,6 +23,7 @@ pub struct Janus {
     child: Child,
     dir: PathBuf,
     port: u16,
+    admin_key: String,
 }
 
 impl Janus {
@@ -78,7 +79,13 @@ impl Janus {
                  ws_ip = \"127.0.0.1\"\n wss = false\n}}\nadmin: {{\n admin_ws = false\n}}\n"
             ),
         )?;
-        std::fs::write(dir.join("janus.plugin.videoroom.jcfg"), "general: {\n}\n")?;
+        // As Confab's README asks: only who knows the admin key (the signaling server) makes
+        // rooms.
+        let admin_key = format!("confab-admin-{}-{port}", std::process::id());
+        std::fs::write(
+            dir.join("janus.plugin.videoroom.jcfg"),
+            format!("general: {{\n admin_key = \"{admin_key}\"\n}}\n"),
+        )?;
         let log = std::fs::File::create(dir.join("janus.log"))?;
         let child = Command::new("janus")
             .arg("-C")
@@ -90,7 +97,12 @@ impl Janus {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;
-        let janus = Janus { child, dir, port };
+        let janus = Janus {
+            child,
+            dir,
+            port,
+            admin_key,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if Instant::now() > deadline {
@@ -104,6 +116,32 @@ impl Janus {
     }
 
     /// The address `confab-signal --sfu` takes.
+    /// The VideoRoom plugin's `admin_key` (`confab-signal --sfu-admin-key`).
+    pub fn admin_key(&self) -> &str {
+        &self.admin_key
+    }
+
+    /// `confab-signal`'s arguments for this Janus: `--sfu URL --sfu-admin-key KEY`.
+    pub fn signal_args(&self) -> [String; 4] {
+        [
+            "--sfu".into(),
+            self.url(),
+            "--sfu-admin-key".into(),
+            self.admin_key.clone(),
+        ]
+    }
+
+    /// An in-process server's SFU settings for this Janus: calls through it in rooms of
+    /// more than `above` people.
+    pub fn sfu(&self, secret: &str, above: u32) -> confab_rooms::Sfu {
+        confab_rooms::Sfu {
+            url: self.url(),
+            secret: secret.into(),
+            above,
+            admin_key: Some(self.admin_key.clone()),
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("janus+ws://127.0.0.1:{}", self.port)
     }

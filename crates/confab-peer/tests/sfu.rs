@@ -24,6 +24,14 @@ impl Drop for Proc {
 
 const PEERS: u32 = 8;
 
+/// A `confab-signal` whose rooms' calls go through `janus`.
+fn with_janus(janus: &Janus, extra: &[&str]) -> (Child, String) {
+    let args: Vec<String> = janus.signal_args().into_iter().collect();
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend_from_slice(extra);
+    signal_server(&args)
+}
+
 fn tone_of(i: u32) -> u32 {
     300 + 60 * i
 }
@@ -69,7 +77,7 @@ fn decoded(r: &Value) -> Option<Vec<(String, u64)>> {
 #[test]
 fn eight_people_in_one_call_through_janus_see_and_hear_each_other() {
     let janus = Janus::start().expect("janus starts (cargo xtask test installs it)");
-    let (signal, url) = signal_server(&["--sfu", &janus.url()]);
+    let (signal, url) = with_janus(&janus, &[]);
     let _signal = Proc(signal);
     let dir: PathBuf = std::env::temp_dir().join(format!("confab-sfu-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -208,7 +216,7 @@ fn frames_from(r: &Value, name: &str) -> Option<u64> {
 #[test]
 fn a_call_moves_to_the_sfu_when_the_room_grows_past_the_threshold() {
     let janus = Janus::start().expect("janus starts (cargo xtask test installs it)");
-    let (signal, url) = signal_server(&["--sfu", &janus.url(), "--sfu-above", "2"]);
+    let (signal, url) = with_janus(&janus, &["--sfu-above", "2"]);
     let _signal = Proc(signal);
     let dir: PathBuf = std::env::temp_dir().join(format!("confab-sfu-grow-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -319,16 +327,8 @@ fn an_unreachable_sfu_is_said_in_words() {
 #[test]
 fn a_call_through_the_sfu_carries_over_a_signaling_restart() {
     let janus = Janus::start().expect("janus starts (cargo xtask test installs it)");
-    let sfu = janus.url();
-    let args = [
-        "--sfu",
-        &sfu,
-        "--sfu-above",
-        "0",
-        "--sfu-secret",
-        "a-test-secret-of-16+",
-    ];
-    let (signal, url) = signal_server(&args);
+    let extra = ["--sfu-above", "0", "--sfu-secret", "a-test-secret-of-16+"];
+    let (signal, url) = with_janus(&janus, &extra);
     let mut signal = Proc(signal);
     let dir: PathBuf =
         std::env::temp_dir().join(format!("confab-sfu-restart-{}", std::process::id()));
@@ -371,7 +371,8 @@ fn a_call_through_the_sfu_carries_over_a_signaling_restart() {
     let bin = exe.parent().and_then(|p| p.parent()).unwrap();
     let restarted = Command::new(bin.join("confab-signal"))
         .args(["--listen", &listen])
-        .args(args)
+        .args(janus.signal_args())
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -388,7 +389,7 @@ fn a_call_through_the_sfu_carries_over_a_signaling_restart() {
 #[test]
 fn chat_in_a_call_through_the_sfu_is_refused_in_words() {
     let janus = Janus::start().expect("janus starts (cargo xtask test installs it)");
-    let (signal, url) = signal_server(&["--sfu", &janus.url(), "--sfu-above", "0"]);
+    let (signal, url) = with_janus(&janus, &["--sfu-above", "0"]);
     let _signal = Proc(signal);
     let run = |name: &str, extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_confab-peer"))

@@ -173,7 +173,7 @@ pub const MAX_SFU_ROOM: u64 = (1 << 53) - 1;
 impl SfuInfo {
     /// The WebSocket URL of the SFU (the `janus+` prefix taken off).
     pub fn ws_url(&self) -> &str {
-        self.url.strip_prefix("janus+").unwrap_or(&self.url)
+        sfu_ws_url(&self.url)
     }
 
     /// Checks what a server sent (or an operator configured) before anyone uses it.
@@ -195,6 +195,11 @@ impl SfuInfo {
         }
         Ok(self)
     }
+}
+
+/// The WebSocket URL of an SFU address (`janus+ws://…` → `ws://…`).
+pub fn sfu_ws_url(url: &str) -> &str {
+    url.strip_prefix("janus+").unwrap_or(url)
 }
 
 /// Checks an SFU address: `janus+ws://` or `janus+wss://`, a host, at most 512 bytes.

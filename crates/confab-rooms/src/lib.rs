@@ -104,6 +104,9 @@ pub struct Sfu {
     pub secret: String,
     /// Calls go through the SFU once a room holds more than this many people (0: always).
     pub above: u32,
+    /// Janus VideoRoom's `admin_key`, when it has one (only who knows it makes rooms). Used by
+    /// the server's SFU shell only; never sent.
+    pub admin_key: Option<String>,
 }
 
 impl std::fmt::Debug for Sfu {
@@ -115,17 +118,19 @@ impl std::fmt::Debug for Sfu {
 }
 
 impl Sfu {
+    fn digest(&self, what: &str, room: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        for part in [self.secret.as_bytes(), what.as_bytes(), room.as_bytes()] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        h.finalize().into()
+    }
+
     /// The VideoRoom room and PIN of a room: keyed hashes of its name, so that someone who
     /// knows a room's name but is not let in cannot reach its media at the SFU.
     pub fn info(&self, room: &str) -> confab_protocol::SfuInfo {
-        let digest = |what: &str| {
-            let mut h = Sha256::new();
-            for part in [self.secret.as_bytes(), what.as_bytes(), room.as_bytes()] {
-                h.update((part.len() as u64).to_le_bytes());
-                h.update(part);
-            }
-            h.finalize()
-        };
+        let digest = |what: &str| self.digest(what, room);
         let id = digest("videoroom-id");
         let mut n = [0u8; 8];
         n.copy_from_slice(&id[..8]);
@@ -136,6 +141,16 @@ impl Sfu {
             pin: hex::encode(&digest("videoroom-pin")[..16]),
             above: self.above,
         }
+    }
+
+    /// The SFU's WebSocket URL.
+    pub fn ws_url(&self) -> &str {
+        confab_protocol::sfu_ws_url(&self.url)
+    }
+
+    /// The VideoRoom room's secret (to edit, kick from or destroy it): never sent to anyone.
+    pub fn secret(&self, room: &str) -> String {
+        hex::encode(&self.digest("videoroom-secret", room)[..16])
     }
 }
 
@@ -229,6 +244,21 @@ pub enum Output {
     },
     /// Work for the cluster shell (only from a clustered [`Rooms`]).
     Cluster(ClusterOp),
+    /// Work for the SFU shell (only with [`Config::sfu`]): the room's VideoRoom room is made
+    /// and removed by the server, the only one that knows its secret ([`Sfu::secret`]).
+    Sfu(SfuOp),
+}
+
+/// What the server does at the SFU for a room (by name; [`Sfu::info`] and [`Sfu::secret`]
+/// say which VideoRoom room and with what).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SfuOp {
+    /// Someone was given the room's SFU details: make its VideoRoom room, unless it exists
+    /// (asked at every join, so a restarted SFU gets the room back with the next one).
+    Make { room: String },
+    /// Nobody is left in the room (on any node this one knows of): remove it, and with it
+    /// anyone still connected to it at the SFU.
+    Remove { room: String },
 }
 
 /// Why a new connection was refused; send `text`, then close with `code`.
@@ -1064,6 +1094,9 @@ impl Rooms {
             conn,
             text: welcome.encode(),
         });
+        if self.config.sfu.is_some() {
+            out.push(Output::Sfu(SfuOp::Make { room: room.clone() }));
+        }
         r.members.push(Member {
             id: id.clone(),
             name,
@@ -1177,6 +1210,12 @@ impl Rooms {
         if let Some(room) = self.rooms.get_mut(&joined.room) {
             room.members.retain(|m| m.conn() != Some(conn));
             if room.unused() {
+                // With members on other nodes the room lives on there.
+                if room.members.is_empty() && self.config.sfu.is_some() {
+                    out.push(Output::Sfu(SfuOp::Remove {
+                        room: joined.room.clone(),
+                    }));
+                }
                 self.rooms.remove(&joined.room);
             } else {
                 let left = ServerMessage::PeerLeft {

@@ -720,6 +720,7 @@ fn room_updates_must_be_delivered() {
             Output::Relay { conn, .. } => (*conn, "relay"),
             Output::Close { conn, .. } => (*conn, "close"),
             Output::Cluster(_) => unreachable!("a lone server asks no cluster"),
+            Output::Sfu(_) => unreachable!("a server without an SFU asks nothing of one"),
         })
         .collect();
     // peer-joined to a, welcome to b, peer-left to a: updates; the error to b: droppable.
@@ -748,6 +749,7 @@ fn with_sfu(secret: &str) -> Harness {
             url: "janus+ws://sfu.example:8188".into(),
             secret: secret.into(),
             above: 6,
+            admin_key: None,
         }),
         ..Config::default()
     })
@@ -763,6 +765,51 @@ fn welcome_sfu(h: &mut Harness, room: &str, name: &str) -> Value {
     let w = h.take_for(c);
     assert_eq!(w[0]["type"], "welcome", "{w:?}");
     w[0].get("sfu").cloned().unwrap_or(Value::Null)
+}
+
+/// The SFU work in the outputs, removed from them.
+fn sfu_ops(h: &mut Harness) -> Vec<SfuOp> {
+    let mut ops = Vec::new();
+    h.out.retain(|o| match o {
+        Output::Sfu(op) => {
+            ops.push(op.clone());
+            false
+        }
+        _ => true,
+    });
+    ops
+}
+
+/// The server makes a room's SFU room at each join (a restarted SFU gets it back with the next
+/// one), and removes it once nobody is left, so that nobody stays in it unseen; its secret is
+/// the server's alone, never in a `welcome`, and different for another room.
+#[test]
+fn the_sfu_room_is_made_at_each_join_and_removed_when_the_room_empties() {
+    let mut h = with_sfu("a-secret-of-sixteen+");
+    let make = || SfuOp::Make { room: "big".into() };
+    let (ann, bob) = (h.connect(), h.connect());
+    h.send(ann, r#"{"type":"join","room":"big","name":"Ann"}"#);
+    assert_eq!(sfu_ops(&mut h), [make()]);
+    h.send(bob, r#"{"type":"join","room":"big","name":"Bob"}"#);
+    assert_eq!(sfu_ops(&mut h), [make()]);
+    h.send(ann, r#"{"type":"leave"}"#);
+    assert_eq!(sfu_ops(&mut h), [], "Bob is still there");
+    h.disconnect(bob);
+    assert_eq!(sfu_ops(&mut h), [SfuOp::Remove { room: "big".into() }]);
+
+    let sfu = h.rooms.config().sfu.clone().unwrap();
+    let secret = sfu.secret("big");
+    assert_eq!(secret.len(), 32);
+    assert_ne!(secret, sfu.secret("bigger"));
+    assert_ne!(secret, sfu.info("big").pin);
+    assert!(!welcome_sfu(&mut h, "big", "Cy")
+        .to_string()
+        .contains(&secret));
+    // Without an SFU there is no such work.
+    let mut plain = Harness::new();
+    let di = plain.connect();
+    plain.send(di, r#"{"type":"join","room":"big","name":"Di"}"#);
+    assert_eq!(sfu_ops(&mut plain), []);
 }
 
 /// With an SFU, `welcome` names it with a room and PIN keyed on the room's name and the

@@ -313,7 +313,7 @@ const WEB_CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' da
 fn web_csp(config: &SignalConfig) -> String {
     match &config.limits.sfu {
         Some(sfu) => {
-            let ws = sfu.url.strip_prefix("janus+").unwrap_or(&sfu.url);
+            let ws = sfu.ws_url();
             // The origin only (scheme, host, port): a CSP source ends there.
             let origin = match ws.find("://").map(|i| i + 3) {
                 Some(start) => match ws[start..].find('/') {
@@ -536,6 +536,7 @@ mod tests {
                 url: "janus+wss://sfu.example:8989/janus".into(),
                 secret: "s".repeat(16),
                 above: 6,
+                admin_key: None,
             }),
             ..RoomLimits::default()
         };

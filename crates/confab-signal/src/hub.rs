@@ -11,7 +11,7 @@
 
 use confab_protocol::{ErrorCode, PeerId, ServerMessage};
 use confab_rooms::{
-    ClaimResult, ClusterOp, ConnId, Inbound, Output, Refusal, RemotePeer, Rooms, Seat,
+    ClaimResult, ClusterOp, ConnId, Inbound, Output, Refusal, RemotePeer, Rooms, Seat, SfuOp,
     CLOSE_TRY_AGAIN,
 };
 use std::collections::{HashMap, VecDeque};
@@ -100,6 +100,8 @@ pub struct Hub {
     cluster: Option<ClusterLink>,
     /// Cluster work that did not fit the shell's queue, so far (for the log).
     cluster_refused: AtomicU64,
+    /// Where the room logic's SFU work goes (`crate::sfu`), with `--sfu`.
+    sfu: Option<mpsc::Sender<SfuOp>>,
 }
 
 /// The hub's side of the cluster shell (`crate::cluster`): where the room logic's cluster work
@@ -113,12 +115,18 @@ pub struct ClusterLink {
 }
 
 impl Hub {
-    pub fn new(rooms: Rooms, queue: QueueLimits, cluster: Option<ClusterLink>) -> Self {
+    pub fn new(
+        rooms: Rooms,
+        queue: QueueLimits,
+        cluster: Option<ClusterLink>,
+        sfu: Option<mpsc::Sender<SfuOp>>,
+    ) -> Self {
         Hub {
             max_message_bytes: rooms.config().max_message_bytes,
             queue,
             cluster,
             cluster_refused: AtomicU64::new(0),
+            sfu,
             state: Mutex::new(State {
                 rooms,
                 links: HashMap::new(),
@@ -351,6 +359,12 @@ impl Hub {
                         }
                     }
                 }
+                Output::Sfu(op) => {
+                    if let Some(Err(e)) = self.sfu.as_ref().map(|q| q.try_send(op)) {
+                        // Never waits: the next join asks to make the room again.
+                        tracing::warn!("the SFU shell is behind: {e}");
+                    }
+                }
                 Output::Close { conn, code, reason } => {
                     if let Some(link) = s.links.remove(&conn) {
                         let _ = link.stop.send((code, reason));
@@ -388,6 +402,7 @@ mod tests {
                 messages: 8,
                 bytes: 1000,
             },
+            None,
             None,
         )
     }

@@ -11,6 +11,7 @@ mod cluster;
 mod http;
 mod hub;
 mod session;
+mod sfu;
 mod tls;
 
 pub use confab_rooms::{Config as RoomLimits, Sfu};
@@ -213,10 +214,17 @@ impl SignalServer {
             messages: config.outbound_queue,
             bytes: config.outbound_queue_bytes,
         };
+        let (sfu_ops, sfu_rx) = match &config.limits.sfu {
+            Some(_) => {
+                let (tx, rx) = tokio::sync::mpsc::channel(sfu::OPS_QUEUE);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let (hub, cluster) = match &config.redis {
             None => {
                 let rooms = confab_rooms::Rooms::new(config.limits.clone(), seed);
-                (Arc::new(hub::Hub::new(rooms, queue, None)), None)
+                (Arc::new(hub::Hub::new(rooms, queue, None, sfu_ops)), None)
             }
             Some(url) => {
                 let mut name = [0u8; 8];
@@ -233,10 +241,13 @@ impl SignalServer {
                     healthy,
                     dirty,
                 };
-                let hub = Arc::new(hub::Hub::new(rooms, queue, Some(link)));
+                let hub = Arc::new(hub::Hub::new(rooms, queue, Some(link), sfu_ops));
                 (hub, Some((Arc::new(store), ops_rx)))
             }
         };
+        if let (Some(rx), Some(sfu)) = (sfu_rx, &config.limits.sfu) {
+            tracker.spawn(sfu::ops_loop(sfu.clone(), rx, cancel.clone()));
+        }
         let handshakes = Arc::new(AtomicUsize::new(0));
         let shared = Arc::new(http::Shared {
             handshakes: handshakes.clone(),

@@ -157,6 +157,17 @@ struct Args {
     )]
     sfu_secret: Option<String>,
 
+    /// Janus VideoRoom's admin_key (janus.plugin.videoroom.jcfg), if it has one: this server
+    /// makes each room's VideoRoom room with it. Set it in Janus and here, so that only this
+    /// server can make rooms (a room member can only join).
+    #[arg(
+        long,
+        env = "CONFAB_SFU_ADMIN_KEY",
+        requires = "sfu",
+        hide_env_values = true
+    )]
+    sfu_admin_key: Option<String>,
+
     /// With --sfu: a call goes through the SFU once its room holds more than this many people
     /// (a running call moves over when the room grows past it); 0: every call.
     #[arg(long, env = "CONFAB_SFU_ABOVE", default_value_t = confab_protocol::DEFAULT_SFU_ABOVE)]
@@ -202,6 +213,7 @@ impl Args {
             url: url.clone(),
             secret,
             above: self.sfu_above,
+            admin_key: self.sfu_admin_key.clone(),
         }))
     }
 

@@ -15,6 +15,9 @@
 })(typeof self !== 'undefined' ? self : this, () => {
   'use strict';
   const MAX_FEEDS = 64;
+  const NO_SUCH_ROOM = 426;
+  const ROOM_RETRY_MS = 250;
+  const ROOM_WAIT_MS = 10000;
 
   class Feeds {
     constructor() {
@@ -100,20 +103,18 @@
       const room = this.info.room;
       const pin = this.info.pin;
       const join = { request: 'join', ptype: 'publisher', room, pin, display: this.me };
+      // The signaling server makes the room (only it knows the room's secret); a first
+      // joiner can be here before it has: try again for a while.
+      const since = Date.now();
       let joined;
-      try {
-        joined = await this.plugin(this.publisher, join);
-      } catch (e) {
-        if (e.code !== 426) throw e;
+      for (;;) {
         try {
-          await this.plugin(this.publisher, {
-            request: 'create', room, pin, is_private: true, publishers: MAX_FEEDS,
-            audiocodec: 'opus', videocodec: 'h264,vp8', notify_joining: false,
-          });
-        } catch (e2) {
-          if (e2.code !== 427) throw e2;
+          joined = await this.plugin(this.publisher, join);
+          break;
+        } catch (e) {
+          if (e.code !== NO_SUCH_ROOM || Date.now() - since > ROOM_WAIT_MS) throw e;
+          await new Promise((resolve) => setTimeout(resolve, ROOM_RETRY_MS));
         }
-        joined = await this.plugin(this.publisher, join);
       }
       const data = joined.plugindata.data;
       this.feeds.published(data.publishers);

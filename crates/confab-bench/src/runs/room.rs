@@ -65,7 +65,7 @@ fn one(
 ) -> Result<Vec<PeerReport>> {
     let mut server = Command::new(bin.join("confab-signal"));
     if mode == "sfu" {
-        server.args(["--sfu", &janus.url()]);
+        server.args(janus.signal_args());
     }
     let (server, url) = start_signal(server)?;
     let room = format!("bench-room-{n}-{mode}");
