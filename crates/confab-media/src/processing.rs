@@ -9,8 +9,8 @@
 //!
 //! Measured (see `audio_fixtures` and the README): echo is cancelled well (ERLE median above
 //! 40 dB), noise suppressed by 12 dB; but while the far end talks the echo canceller also
-//! attenuates the near end (double talk is the weak point). The output lags the input by about
-//! 5 ms, 9 ms once render frames come in.
+//! attenuates the near end, and gain control follows the near end less closely (double talk is
+//! the weak point). The output lags the input by about 5 ms, 9 ms once render frames come in.
 //!
 //! sonora is young. Every call into it is guarded: a panic inside it is counted and logged,
 //! the processor is rebuilt with the same settings, and the frame passes through unprocessed,
@@ -68,7 +68,19 @@ impl ProcessingSettings {
         Config {
             high_pass_filter: self.any().then(HighPassFilter::default),
             echo_canceller: self.echo_cancellation.then(EchoCanceller::default),
-            noise_suppression: self.noise_suppression.then(NoiseSuppression::default),
+            // The noise suppressor estimates the noise on the echo canceller's output, not on
+            // the microphone's signal: there the far end's echo counts as noise, and in double
+            // talk the suppressor then takes away near-end speech with it (measured: the near
+            // end's segmental SNR, echo cancellation and noise suppression on, 7.7 dB -> 9.2 dB;
+            // everything on 5.8 -> 6.4 dB, and 9.6 -> 10.7 dB with espeak-ng speech). sonora
+            // exports no linear echo-canceller output, so this is the echo canceller's final
+            // output (WebRTC, without a linear output, would analyse the microphone's signal).
+            // The price: residual echo is no longer taken for noise (ERLE with a 200 ms path
+            // 40.7 / 30.1 dB median / p10, was 46.2 / 34.5).
+            noise_suppression: self.noise_suppression.then(|| NoiseSuppression {
+                analyze_linear_aec_output_when_available: true,
+                ..NoiseSuppression::default()
+            }),
             gain_controller2: self.auto_gain.then(|| GainController2 {
                 adaptive_digital: Some(AdaptiveDigital::default()),
                 ..GainController2::default()

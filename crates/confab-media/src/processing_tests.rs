@@ -156,8 +156,11 @@ fn a_panic_in_capture_passes_the_frame_through_unprocessed() {
 }
 
 /// The issue asks 10 dB. Echo cancellation alone keeps it (10.5 dB); with noise suppression
-/// and gain control on too the near end fares worse (5.8 dB). The thresholds are what is met,
-/// so a regression shows; the figures are printed.
+/// and gain control on too the near end fares worse (6.4 dB). Noise suppression costs 1.3 dB
+/// (9.2 dB with echo cancellation; 7.7 dB when it estimated the noise on the microphone's
+/// signal, echo included); gain control most of the rest, by following the near end's level
+/// less closely than without a far end (its gain settles about 1 dB lower). The thresholds are
+/// what is met, so a regression shows; the figures are printed.
 #[test]
 fn near_end_speech_survives_double_talk() {
     let only = |echo_cancellation, noise_suppression, auto_gain| ProcessingSettings {
@@ -167,9 +170,13 @@ fn near_end_speech_survives_double_talk() {
     };
     let all = double_talk(ProcessingSettings::default());
     let aec = double_talk(only(true, false, false));
-    println!("double talk, near end segmental SNR: all on {all:?}; echo cancellation only {aec:?}");
-    assert!(all.vs_solo >= 5.0, "{all:?}");
+    let aec_ns = double_talk(only(true, true, false));
+    println!(
+        "double talk, near end segmental SNR: all on {all:?}; echo cancellation only {aec:?}; echo cancellation and noise suppression {aec_ns:?}"
+    );
+    assert!(all.vs_solo >= 6.0, "{all:?}");
     assert!(aec.vs_solo >= 10.0, "{aec:?}");
+    assert!(aec_ns.vs_solo >= 9.0, "{aec_ns:?}");
 }
 
 #[test]
@@ -232,7 +239,7 @@ fn echo_and_double_talk_with_espeak_speech_when_available() {
     assert!(median >= 30.0 && p10 >= 20.0, "{median} {p10}");
     assert!(conv.is_some_and(|t| t <= 2.0), "{conv:?}");
     assert!(
-        dt_all.vs_solo >= 8.0 && dt_aec.vs_solo >= 10.0,
+        dt_all.vs_solo >= 10.0 && dt_aec.vs_solo >= 10.0,
         "{dt_all:?} {dt_aec:?}"
     );
 }
