@@ -607,8 +607,8 @@ async fn a_720p_call_on_a_300_kbit_line_settles_and_keeps_moving() {
         assert!(hears(&s, hz), "{why}");
         let concealed = s.audio.concealed_ms - v0.audio.concealed_ms;
         eprintln!(
-            "heard {hz} Hz: {decoded} pictures, {concealed} ms of audio concealed in 10 s; the sender sends {:.0} kbit/s",
-            sent.send_kbps
+            "heard {hz} Hz: {decoded} pictures, {concealed} ms of audio concealed in 10 s; the sender sends {:.0} kbit/s, estimate {:?}, scale {}, queue {} ms, loss {:?}, keyframe requests {}, latency p50 {:?} p95 {:?}",
+            sent.send_kbps, sent.estimate_kbps, sent.camera_scale, sent.send_queue_ms, sent.send_loss_pct, s.video.keyframe_requests, s.video.latency_ms_p50, s.video.latency_ms_p95
         );
         assert!(
             concealed <= 200.0,
