@@ -62,8 +62,14 @@ for (const s of health.scenarios) {
     const h = new LinkHealth(s.offerer, 0);
     s.steps.forEach((st, i) => {
       let out = [];
-      if (st.in === 'tick' || st.in === 'signaling-back' || st.in === 'path-gone') {
-        const a = st.in === 'tick' ? h.tick(st.at) : st.in === 'path-gone' ? h.pathGone(st.at) : h.signalingBack(st.at);
+      const inputs = {
+        tick: (at) => h.tick(at),
+        'signaling-back': (at) => h.signalingBack(at),
+        'peer-back': (at) => h.peerBack(at),
+        'path-gone': (at) => h.pathGone(at),
+      };
+      if (typeof st.in === 'string' && inputs[st.in]) {
+        const a = inputs[st.in](st.at);
         if (a !== null) out = [a];
       } else if (st.in === 'signaling-down') {
         h.signalingDown();

@@ -163,6 +163,21 @@ impl LinkHealth {
     /// the same limit of restarts.
     pub fn signaling_back(&mut self, now: Millis) -> HealthAction {
         self.signaling_up = true;
+        self.restart_if_broken(now)
+    }
+
+    /// The other end is back under a new id (it rejoined: the link is rebound to that id). A
+    /// restart made while it was away went to its old id and was lost: the side that
+    /// restarts does so now rather than at its next turn (up to 5 s later), within the same
+    /// limit of restarts.
+    pub fn peer_back(&mut self, now: Millis) -> HealthAction {
+        if !self.signaling_up {
+            return HealthAction::Nothing;
+        }
+        self.restart_if_broken(now)
+    }
+
+    fn restart_if_broken(&mut self, now: Millis) -> HealthAction {
         if self.restarts_ice()
             && self.ever_connected
             && self.broken_since.is_some()

@@ -185,6 +185,7 @@ fn run_health_scenario(s: &mut Value) -> anyhow::Result<Vec<String>> {
             Value::String(t) => health_out(match t.as_str() {
                 "tick" => h.tick(at),
                 "signaling-back" => h.signaling_back(at),
+                "peer-back" => h.peer_back(at),
                 "path-gone" => h.path_gone(at),
                 other => bail!("step {i}: unknown input {other}"),
             }),

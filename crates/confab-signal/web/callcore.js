@@ -717,6 +717,18 @@
 
     signalingBack(now) {
       this.signalingUp = true;
+      return this.restartIfBroken(now);
+    }
+
+    // The other end is back under a new id (the link was rebound to it): a restart made while
+    // it was away went to its old id and was lost, so the restarting side restarts now
+    // (health.rs, peer_back).
+    peerBack(now) {
+      if (!this.signalingUp) return null;
+      return this.restartIfBroken(now);
+    }
+
+    restartIfBroken(now) {
       if (this.restartsIce() && this.everConnected && this.brokenSince !== null && this.restarts < this.rules.maxRestarts) {
         return this.restart(now);
       }

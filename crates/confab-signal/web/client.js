@@ -637,6 +637,8 @@
     if (link.tile) link.tile.dataset.key = to;
     if (link.shareTile) link.shareTile.dataset.key = `share:${to}`;
     S.links.set(to, link);
+    // A restart made while it was away went to its old id (rule 6).
+    if (!link.sfu && link.health.peerBack(now()) === 'restart-ice') restartIce(link);
   }
 
   function restartIce(link) {

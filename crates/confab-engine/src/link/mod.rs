@@ -685,6 +685,11 @@ impl Link {
             Some(LinkCommand::Rebind(p)) => {
                 self.hub.rebind(self.params.id, p.clone());
                 self.peer = p;
+                let now = self.now();
+                if self.health.peer_back(now) == HealthAction::RestartIce {
+                    tracing::info!(peer = %self.peer, "back under a new id during a break; restarting ICE");
+                    self.offer(true).await?;
+                }
             }
             Some(LinkCommand::SignalingDown) => self.health.signaling_down(),
             Some(LinkCommand::PathGone) => {
