@@ -52,9 +52,7 @@ async fn browser_and_peer(codec: &str) -> Result<()> {
         ],
         &dir,
     )?;
-    let chrome = chromedriver()?;
-    let c = chrome_session(&chrome).await?;
-    let result = async {
+    let result = with_browser(async |c| {
         c.goto(&web_url(
             &server,
             &format!("room=web&name=Web&join=1&call=1&source=test&tone=440&codec={codec}&say=hello%20Pat%20%F0%9F%91%A9%E2%80%8D%F0%9F%92%BB%E2%80%AE&share=test"),
@@ -71,7 +69,7 @@ async fn browser_and_peer(codec: &str) -> Result<()> {
         );
         // The browser decodes ours: getStats counts frames, no freezes, and its pattern reader
         // reads our frame numbers in order.
-        let r = wait_web(&c, "the browser gets confab-peer's video", 45, |r| {
+        let r = wait_web(c, "the browser gets confab-peer's video", 45, |r| {
             r.first().is_some_and(|p| {
                 p["pattern_frames"].as_u64() > Some(45) && p["framesDecoded"].as_u64() > Some(45)
             })
@@ -90,7 +88,7 @@ async fn browser_and_peer(codec: &str) -> Result<()> {
         ensure!(p["width"] == 640 && p["height"] == 480, "{p:#}");
         // confab-peer shares a (test) screen on a track of its own: the browser made room for
         // it in its offer and shows it in a tile of its own, apart from the camera.
-        let r = wait_web(&c, "the browser shows confab-peer's shared screen", 30, |r| {
+        let r = wait_web(c, "the browser shows confab-peer's shared screen", 30, |r| {
             r.first().is_some_and(|p| {
                 p["share"]["shown"] == true && p["share"]["pattern_frames"].as_u64() > Some(10)
             })
@@ -140,7 +138,7 @@ async fn browser_and_peer(codec: &str) -> Result<()> {
         // Chat both ways over the link's data channel (the browser created it too). The
         // browser's line had a right-to-left override after the emoji: the web client's chat
         // rule (the shared table's) took that out and kept the joiner inside 👩‍💻.
-        wait_web(&c, "the browser gets confab-peer's chat line", 20, |r| {
+        wait_web(c, "the browser gets confab-peer's chat line", 20, |r| {
             r.first().is_some_and(|p| {
                 p["chat"].as_array().is_some_and(|c| c.iter().any(|t| t == "hello browser"))
             })
@@ -152,9 +150,8 @@ async fn browser_and_peer(codec: &str) -> Result<()> {
             })
         })?;
         Ok(())
-    }
+    })
     .await;
-    close_session(c).await;
     result
 }
 
@@ -197,9 +194,7 @@ async fn browser_and_confab_peer_through_janus() -> Result<()> {
         &["--duration", "90", "--codec", "h264"],
         &dir,
     )?;
-    let chrome = chromedriver()?;
-    let c = chrome_session(&chrome).await?;
-    let result = async {
+    let result = with_browser(async |c| {
         c.goto(&web_url(
             &server,
             "room=big&name=Web&join=1&call=1&source=test&tone=440&codec=h264&share=test",
@@ -228,7 +223,7 @@ async fn browser_and_confab_peer_through_janus() -> Result<()> {
             j["sfu"]["send_kbps"].as_f64() > Some(20.0)
         })?;
         let r = wait_web(
-            &c,
+            c,
             "the browser gets confab-peer's video through Janus",
             45,
             |r| {
@@ -273,9 +268,8 @@ async fn browser_and_confab_peer_through_janus() -> Result<()> {
             "{sending:?}"
         );
         Ok(())
-    }
+    })
     .await;
-    close_session(c).await;
     drop(janus);
     result
 }
@@ -312,8 +306,6 @@ async fn browser_leaves_and_rejoins() -> Result<()> {
     };
     let (engine, mut events) = Engine::start(config, std::sync::Arc::new(NullSink))?;
     engine.join(&server.ws_url(), "leave", "Eng", None).await?;
-    let chrome = chromedriver()?;
-    let c = chrome_session(&chrome).await?;
     async fn people(
         events: &mut tokio::sync::mpsc::Receiver<EngineEvent>,
         n: usize,
@@ -328,7 +320,7 @@ async fn browser_leaves_and_rejoins() -> Result<()> {
             }
         }
     }
-    let result = async {
+    let result = with_browser(async |c| {
         c.goto(&web_url(
             &server,
             "room=leave&name=Web&join=1&call=1&source=test",
@@ -336,7 +328,7 @@ async fn browser_leaves_and_rejoins() -> Result<()> {
         .await?;
         let s = people(&mut events, 1, "the browser joins").await?;
         ensure!(s.participants[0].name == "Web");
-        wait_web(&c, "the call runs", 30, |r| {
+        wait_web(c, "the call runs", 30, |r| {
             r.first()
                 .is_some_and(|p| p["pattern_frames"].as_u64() > Some(10))
         })
@@ -350,9 +342,8 @@ async fn browser_leaves_and_rejoins() -> Result<()> {
         let s = people(&mut events, 1, "the browser rejoins").await?;
         ensure!(s.participants[0].name == "Web");
         Ok(())
-    }
+    })
     .await;
-    close_session(c).await;
     engine.shutdown().await;
     result
 }
@@ -374,15 +365,13 @@ async fn browser_desktop_app_and_peer_in_one_call() -> Result<()> {
         &["--duration", "120"],
         &dir,
     )?;
-    let chrome = chromedriver()?;
-    let c = chrome_session(&chrome).await?;
-    let result = async {
+    let result = with_browser(async |c| {
         c.goto(&web_url(
             &server,
             "room=three&name=Web&join=1&accept=1&source=test&tone=550",
         ))
         .await?;
-        wait_web(&c, "the browser is in the room", 20, |r| !r.is_empty()).await?;
+        wait_web(c, "the browser is in the room", 20, |r| !r.is_empty()).await?;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_confab"));
         cmd.args([
             "--server",
@@ -420,7 +409,7 @@ async fn browser_desktop_app_and_peer_in_one_call() -> Result<()> {
             std::thread::sleep(std::time::Duration::from_millis(300));
         }
         // The browser gets both the app and confab-peer.
-        wait_web(&c, "the browser gets both", 60, |r| {
+        wait_web(c, "the browser gets both", 60, |r| {
             r.len() == 2
                 && r.iter().all(|p| {
                     p["pattern_frames"].as_u64() > Some(20) && p["frames_out_of_order"] == 0
@@ -428,9 +417,8 @@ async fn browser_desktop_app_and_peer_in_one_call() -> Result<()> {
         })
         .await?;
         Ok(())
-    }
+    })
     .await;
-    close_session(c).await;
     result
 }
 
@@ -459,15 +447,13 @@ async fn browser_keeps_its_call_through_a_server_restart() -> Result<()> {
         &["--duration", "90"],
         &dir,
     )?;
-    let chrome = chromedriver()?;
-    let c = chrome_session(&chrome).await?;
-    let result = async {
+    let result = with_browser(async |c| {
         c.goto(&web_url(
             &server,
             "room=up&name=Web&join=1&call=1&source=test",
         ))
         .await?;
-        let before = wait_web(&c, "the call runs", 30, |r| {
+        let before = wait_web(c, "the call runs", 30, |r| {
             r.first()
                 .is_some_and(|p| p["pattern_frames"].as_u64() > Some(20))
         })
@@ -476,7 +462,7 @@ async fn browser_keeps_its_call_through_a_server_restart() -> Result<()> {
         server.shutdown(std::time::Duration::from_secs(2)).await;
         // Media flows peer to peer while the server is down.
         let frames = before[0]["frames"].as_u64().unwrap_or(0);
-        wait_web(&c, "frames keep coming without the server", 20, |r| {
+        wait_web(c, "frames keep coming without the server", 20, |r| {
             r.first()
                 .is_some_and(|p| p["frames"].as_u64() > Some(frames + 30))
         })
@@ -495,21 +481,20 @@ async fn browser_keeps_its_call_through_a_server_restart() -> Result<()> {
             }
         };
         // Both rejoin under new ids; the browser carries its call over to the peer's new id.
-        let after = wait_web(&c, "the call carried over to the new id", 30, |r| {
+        let after = wait_web(c, "the call carried over to the new id", 30, |r| {
             r.len() == 1 && r[0]["id"] != old_id && r[0]["phase"] == "connected"
         })
         .await?;
         let n = after[0]["pattern_frames"].as_u64().unwrap_or(0);
-        wait_web(&c, "and the pictures still come", 15, |r| {
+        wait_web(c, "and the pictures still come", 15, |r| {
             r.first()
                 .is_some_and(|p| p["pattern_frames"].as_u64() > Some(n + 30))
         })
         .await?;
         server.shutdown(std::time::Duration::from_secs(1)).await;
         Ok(())
-    }
+    })
     .await;
-    close_session(c).await;
     drop(peer);
     result
 }
@@ -532,22 +517,20 @@ async fn browser_takes_a_stopped_share_down() -> Result<()> {
         &["--duration", "60", "--share", "test", "--share-for", "6"],
         &dir,
     )?;
-    let chrome = chromedriver()?;
-    let c = chrome_session(&chrome).await?;
-    let result = async {
+    let result = with_browser(async |c| {
         c.goto(&web_url(
             &server,
             "room=stops&name=Web&join=1&call=1&source=test",
         ))
         .await?;
-        wait_web(&c, "the browser shows the shared screen", 20, |r| {
+        wait_web(c, "the browser shows the shared screen", 20, |r| {
             r.first().is_some_and(|p| {
                 p["share"]["shown"] == true && p["share"]["pattern_frames"].as_u64() > Some(5)
             })
         })
         .await?;
         let shown = std::time::Instant::now();
-        let r = wait_web(&c, "the screen is taken down once it stops", 15, |r| {
+        let r = wait_web(c, "the screen is taken down once it stops", 15, |r| {
             r.first().is_some_and(|p| p["share"]["shown"] == false)
         })
         .await?;
@@ -556,15 +539,14 @@ async fn browser_takes_a_stopped_share_down() -> Result<()> {
             shown.elapsed().as_secs_f64()
         );
         let faces = r[0]["pattern_frames"].as_u64().unwrap_or(0);
-        wait_web(&c, "and the camera's pictures still come", 10, |r| {
+        wait_web(c, "and the camera's pictures still come", 10, |r| {
             r.first()
                 .is_some_and(|p| p["pattern_frames"].as_u64() > Some(faces + 30))
         })
         .await?;
         Ok(())
-    }
+    })
     .await;
-    close_session(c).await;
     drop(peer);
     result
 }
@@ -600,15 +582,13 @@ async fn browser_notices_a_silently_dead_connection_and_gets_its_seat_back() -> 
         &["--duration", "90"],
         &dir,
     )?;
-    let chrome = chromedriver()?;
-    let c = chrome_session(&chrome).await?;
-    let result = async {
+    let result = with_browser(async |c| {
         c.goto(&format!(
             "http://{}/?room=full&name=Web&join=1&call=1&source=test",
             relay.addr()
         ))
         .await?;
-        wait_web(&c, "the call runs", 30, |r| {
+        wait_web(c, "the call runs", 30, |r| {
             r.first()
                 .is_some_and(|p| p["pattern_frames"].as_u64() > Some(20))
         })
@@ -629,21 +609,20 @@ async fn browser_notices_a_silently_dead_connection_and_gets_its_seat_back() -> 
             frozen.elapsed().as_secs_f64(),
             web_id(&after).unwrap_or_default()
         );
-        let n = wait_web(&c, "the call carried over", 15, |r| {
+        let n = wait_web(c, "the call carried over", 15, |r| {
             r.len() == 1 && r[0]["phase"] == "connected"
         })
         .await?[0]["pattern_frames"]
             .as_u64()
             .unwrap_or(0);
-        wait_web(&c, "and the pictures still come", 15, |r| {
+        wait_web(c, "and the pictures still come", 15, |r| {
             r.first()
                 .is_some_and(|p| p["pattern_frames"].as_u64() > Some(n + 30))
         })
         .await?;
         Ok(())
-    }
+    })
     .await;
-    close_session(c).await;
     drop(peer);
     drop(relay);
     server.shutdown(std::time::Duration::from_secs(1)).await;
@@ -663,9 +642,7 @@ async fn a_link_alone_never_joins_or_calls() -> Result<()> {
         ..Default::default()
     })
     .await?;
-    let chrome = chromedriver()?;
-    let c = chrome_session(&chrome).await?;
-    let result = async {
+    let result = with_browser(async |c| {
         c.goto(&web_url(
             &server,
             "room=lured&name=Victim&join=1&call=1&accept=1&source=test&password=hunter2",
@@ -673,7 +650,7 @@ async fn a_link_alone_never_joins_or_calls() -> Result<()> {
         .await?;
         // The form is filled in (room, name), and stays there: nobody joined.
         // Once the page has asked the server what it allows, a URL that could act would have.
-        let ready = wait_js(&c, "the page configured", 10, "return window.confabWeb.configured === true && document.getElementById('f-room').value === 'lured' && document.getElementById('f-name').value === 'Victim'").await?;
+        let ready = wait_js(c, "the page configured", 10, "return window.confabWeb.configured === true && document.getElementById('f-room').value === 'lured' && document.getElementById('f-name').value === 'Victim'").await?;
         ensure!(ready == true, "{ready}");
         let state = c
             .execute(
@@ -687,9 +664,8 @@ async fn a_link_alone_never_joins_or_calls() -> Result<()> {
         let (connections, rooms) = server.counts();
         ensure!(rooms == 0, "nobody joined a room ({connections} connections, {rooms} rooms)");
         Ok(())
-    }
+    })
     .await;
-    close_session(c).await;
     server.shutdown(std::time::Duration::from_secs(1)).await;
     result
 }

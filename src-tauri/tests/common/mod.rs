@@ -357,6 +357,15 @@ pub async fn finish(
 
 /// Closes a WebDriver session, giving up after 15 s (the processes around it are killed when
 /// dropped).
+/// A Chromium session of its own for `body`, closed afterwards whatever `body` made of it.
+pub async fn with_browser(body: impl AsyncFnOnce(&fantoccini::Client) -> Result<()>) -> Result<()> {
+    let chrome = chromedriver()?;
+    let c = chrome_session(&chrome).await?;
+    let result = body(&c).await;
+    close_session(c).await;
+    result
+}
+
 pub async fn close_session(c: fantoccini::Client) {
     const STEP: Duration = Duration::from_secs(15);
     if tokio::time::timeout(STEP, c.close()).await.is_err() {
