@@ -13,6 +13,7 @@
 //! signal (stamped with its sender by the signaling server).
 
 use confab_call::layers::Want;
+use confab_janus::{text, Janus, KEEPALIVE, NO_SUCH_ROOM, VIDEOROOM};
 use confab_protocol::call::{CallSignal, SdpType, SessionDescription};
 use confab_protocol::{PeerId, SfuInfo};
 use serde_json::{json, Value};
@@ -55,8 +56,6 @@ pub enum SfuEvent {
 
 /// What can go wrong with the SFU: Janus's own errors.
 pub type SfuError = confab_janus::JanusError;
-
-use confab_janus::{text, Janus, KEEPALIVE, NO_SUCH_ROOM, VIDEOROOM};
 
 /// Other publishers in one room that we keep track of: as many as a room takes.
 const MAX_FEEDS: usize = confab_janus::ROOM_PUBLISHERS;
