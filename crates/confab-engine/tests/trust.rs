@@ -830,6 +830,7 @@ async fn sfu_room_destroyed_by_a_member() {
             sfu: Some(janus.sfu("a-test-secret-of-16+", 0)),
             ..Default::default()
         },
+        sfu_remove_after: Duration::from_millis(500),
         ..Default::default()
     })
     .await
@@ -918,7 +919,24 @@ async fn sfu_room_destroyed_by_a_member() {
     );
     m.close().await;
 
-    // Everyone has left: the room goes at the SFU too.
+    // Someone back within the server's grace (500 ms here) finds the room as it was: whoever
+    // is in it at the SFU stays in it.
+    let (mut keeper, kept) = at_the_sfu(&janus).await;
+    let sit = json!({"request": "join", "ptype": "publisher", "room": room, "pin": pin,
+                     "display": "keeper"});
+    keeper.plugin("joining", kept, sit).await.expect("in");
+    let join = r#"{"type":"join","room":"target","name":"Mallory"}"#;
+    ws.send(Message::text(r#"{"type":"leave"}"#)).await.unwrap();
+    ws.send(Message::text(join)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let list = json!({"request": "listparticipants", "room": room});
+    let listed = keeper
+        .plugin("listing", kept, list)
+        .await
+        .expect("the room is there");
+    assert_eq!(listed["participants"][0]["display"], "keeper", "{listed}");
+    keeper.close().await;
+    // Everyone has left for good: the room goes at the SFU too.
     ws.send(Message::text(r#"{"type":"leave"}"#)).await.unwrap();
     let left = Instant::now();
     while join_refusal(&janus, room, &pin).await != Some(NO_SUCH_ROOM) {

@@ -257,7 +257,9 @@ pub enum SfuOp {
     /// (asked at every join, so a restarted SFU gets the room back with the next one).
     Make { room: String },
     /// Nobody is left in the room (on any node this one knows of): remove it, and with it
-    /// anyone still connected to it at the SFU.
+    /// anyone still connected to it at the SFU, unless someone is in the room again by then
+    /// (the shell waits a little: [`Rooms::room_in_use`]; another node's join may not have
+    /// been heard of yet).
     Remove { room: String },
 }
 
@@ -594,6 +596,14 @@ impl Rooms {
     /// Rooms that exist (each has at least one peer).
     pub fn room_count(&self) -> usize {
         self.rooms.len()
+    }
+
+    /// Whether anyone is in `room` or joining it, here or (clustered) on a node this one
+    /// has heard of.
+    pub fn room_in_use(&self, room: &str) -> bool {
+        self.rooms
+            .get(room)
+            .is_some_and(|r| r.claims > 0 || !r.members.is_empty())
     }
 
     /// Addresses and room names with a join or password history kept.

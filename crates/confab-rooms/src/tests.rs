@@ -794,8 +794,11 @@ fn the_sfu_room_is_made_at_each_join_and_removed_when_the_room_empties() {
     assert_eq!(sfu_ops(&mut h), [make()]);
     h.send(ann, r#"{"type":"leave"}"#);
     assert_eq!(sfu_ops(&mut h), [], "Bob is still there");
+    assert!(h.rooms.room_in_use("big"));
     h.disconnect(bob);
     assert_eq!(sfu_ops(&mut h), [SfuOp::Remove { room: "big".into() }]);
+    // What the shell asks before it removes it, a little later.
+    assert!(!h.rooms.room_in_use("big"));
 
     let sfu = h.rooms.config().sfu.clone().unwrap();
     let secret = sfu.secret("big");

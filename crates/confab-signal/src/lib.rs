@@ -62,6 +62,9 @@ pub struct SignalConfig {
     /// Join the nodes that share this Redis (`redis://HOST:PORT`): they serve the same rooms.
     /// Every node of a cluster must have the same room limits.
     pub redis: Option<String>,
+    /// With an SFU (`limits.sfu`): how long an emptied room's VideoRoom room is kept before
+    /// the server destroys it (not if someone is in the room again by then).
+    pub sfu_remove_after: Duration,
 }
 
 /// A snapshot of what a server holds ([`SignalServer::stats`]).
@@ -103,6 +106,7 @@ impl Default for SignalConfig {
             max_connections_per_ip: 256,
             tls: None,
             redis: None,
+            sfu_remove_after: Duration::from_secs(10),
         }
     }
 }
@@ -246,7 +250,14 @@ impl SignalServer {
             }
         };
         if let (Some(rx), Some(sfu)) = (sfu_rx, &config.limits.sfu) {
-            tracker.spawn(sfu::ops_loop(sfu.clone(), rx, cancel.clone()));
+            let after = config.sfu_remove_after;
+            tracker.spawn(sfu::ops_loop(
+                sfu.clone(),
+                hub.clone(),
+                after,
+                rx,
+                cancel.clone(),
+            ));
         }
         let handshakes = Arc::new(AtomicUsize::new(0));
         let shared = Arc::new(http::Shared {

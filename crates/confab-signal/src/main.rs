@@ -282,6 +282,7 @@ impl Args {
                 }),
                 _ => None,
             },
+            ..SignalConfig::default()
         })
     }
 }

@@ -7,10 +7,14 @@
 //! it: the next join asks to make the room again), and a media server that is down costs a
 //! warning, not a join.
 
+use crate::hub::Hub;
 use confab_janus::{Janus, JanusError, RoomSpec};
 use confab_rooms::{Sfu, SfuOp};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Work waiting for the shell at most.
@@ -55,51 +59,93 @@ impl Admin {
     }
 }
 
-/// Carries out the room logic's SFU work until cancelled.
-pub async fn ops_loop(sfu: Sfu, mut ops: mpsc::Receiver<SfuOp>, cancel: CancellationToken) {
+/// Carries out the room logic's SFU work until cancelled. A room emptied is removed only
+/// after `remove_after`, and only if nobody is in it by then: a member back within it keeps
+/// their SFU session, and another node's join that this node had not heard of yet when its
+/// own last member left does not lose its room.
+pub async fn ops_loop(
+    sfu: Sfu,
+    hub: Arc<Hub>,
+    remove_after: Duration,
+    mut ops: mpsc::Receiver<SfuOp>,
+    cancel: CancellationToken,
+) {
     let mut admin: Option<Admin> = None;
+    let mut removing: HashMap<String, Instant> = HashMap::new();
+    let mut idle_since = Instant::now();
     loop {
+        let due = removing.values().min().copied();
         let op = tokio::select! {
             _ = cancel.cancelled() => break,
             op = ops.recv() => match op {
+                Some(SfuOp::Remove { room }) => {
+                    if removing.len() < OPS_QUEUE * 16 {
+                        removing.insert(room, Instant::now() + remove_after);
+                    }
+                    continue;
+                }
                 Some(op) => op,
                 None => break,
             },
-            _ = tokio::time::sleep(IDLE), if admin.is_some() => {
+            _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                let now = Instant::now();
+                let ready: Vec<String> = removing
+                    .iter()
+                    .filter(|(_, at)| **at <= now)
+                    .map(|(room, _)| room.clone())
+                    .collect();
+                for room in ready {
+                    removing.remove(&room);
+                    if !hub.read_rooms(|r| r.room_in_use(&room)) {
+                        carry_out(&sfu, &mut admin, SfuOp::Remove { room }).await;
+                    }
+                }
+                idle_since = Instant::now();
+                continue;
+            }
+            _ = tokio::time::sleep_until(idle_since + IDLE), if admin.is_some() => {
                 if let Some(a) = admin.take() {
                     a.janus.close().await;
                 }
                 continue;
             }
         };
-        // One try on the open connection, one on a new one (Janus may have restarted).
-        for attempt in 0..2 {
-            let a = match admin.as_mut() {
-                Some(a) => a,
-                None => match Admin::open(&sfu).await {
-                    Ok(a) => admin.insert(a),
-                    Err(e) => {
-                        tracing::warn!("the media server: {e}");
-                        break;
-                    }
-                },
-            };
-            match a.apply(&sfu, &op).await {
-                Ok(()) => break,
-                Err(e @ JanusError::Refused { .. }) => {
-                    tracing::warn!(?op, "the media server: {e}");
-                    break;
-                }
-                Err(e) => {
-                    admin = None;
-                    if attempt == 1 {
-                        tracing::warn!(?op, "the media server: {e}");
-                    }
-                }
-            }
+        if let SfuOp::Make { room } = &op {
+            removing.remove(room);
         }
+        carry_out(&sfu, &mut admin, op).await;
+        idle_since = Instant::now();
     }
     if let Some(a) = admin {
         a.janus.close().await;
+    }
+}
+
+/// One op: one try on the open connection, one on a new one (Janus may have restarted).
+async fn carry_out(sfu: &Sfu, admin: &mut Option<Admin>, op: SfuOp) {
+    for attempt in 0..2 {
+        let a = match admin.as_mut() {
+            Some(a) => a,
+            None => match Admin::open(sfu).await {
+                Ok(a) => admin.insert(a),
+                Err(e) => {
+                    tracing::warn!("the media server: {e}");
+                    return;
+                }
+            },
+        };
+        match a.apply(sfu, &op).await {
+            Ok(()) => return,
+            Err(e @ JanusError::Refused { .. }) => {
+                tracing::warn!(?op, "the media server: {e}");
+                return;
+            }
+            Err(e) => {
+                *admin = None;
+                if attempt == 1 {
+                    tracing::warn!(?op, "the media server: {e}");
+                }
+            }
+        }
     }
 }
