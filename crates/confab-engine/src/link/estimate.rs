@@ -9,9 +9,17 @@
 //! Here the estimate climbs only up to 1.5 times what the far end acknowledged receiving (plus
 //! 10 kbit/s), as libwebrtc's rate control does, for a while after loss (see [`HOLD`]); loss
 //! brings it down as in GCC; the delay-based half stays an upper bound.
+//!
+//! A queue that grows is seen by libwebrtc's trendline ([`super::trendline`]), since GCC's own
+//! delay half misses it at video's packet rates: on overuse the estimate comes down to
+//! [`OVERUSE_FACTOR`] times what was acknowledged (libwebrtc's 0.85), and is held like after
+//! loss, so a line's queue drains instead of filling until it drops.
 
+use super::trendline::{Trend, Trendline};
 use crate::media::LineReading;
-use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, PacketReport, RateCalculator};
+use rtc::interceptor::{
+    ArrivalGroupAccumulator, BandwidthEstimator, EstimatorStats, Gcc, PacketReport, RateCalculator,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +43,8 @@ const HOLD: Duration = Duration::from_secs(10);
 const MAX_HOLD: Duration = Duration::from_secs(160);
 /// Loss this long after a hold ended starts from [`HOLD`] again.
 const FORGET_AFTER: Duration = Duration::from_secs(60);
+/// On a growing queue the estimate comes down to this times what was acknowledged.
+const OVERUSE_FACTOR: f64 = 0.85;
 
 pub(super) struct LineEstimate {
     /// For its delay-based half.
@@ -51,6 +61,11 @@ pub(super) struct LineEstimate {
     hold: Duration,
     /// Where the target is published for the encoders.
     published: Arc<LineReading>,
+    /// The one-way delay's trend, from the acknowledgements' groups.
+    groups: ArrivalGroupAccumulator,
+    trend: Trendline,
+    /// The origin of the trend's time axis.
+    epoch: Option<Instant>,
 }
 
 impl LineEstimate {
@@ -68,10 +83,26 @@ impl LineEstimate {
             capped_until: None,
             hold: HOLD,
             published,
+            groups: ArrivalGroupAccumulator::default(),
+            trend: Trendline::default(),
+            epoch: None,
         }
     }
 
-    fn update(&mut self, now: Instant, lost: usize, total: usize) {
+    /// Holds climbs to what was acknowledged for a while, longer if the last hold ended
+    /// lately (the same congested spell, or a climb that found the ceiling again).
+    fn hold_after_congestion(&mut self, now: Instant) {
+        self.hold = match self.capped_until {
+            // Still within the hold: the same congested spell.
+            Some(until) if now <= until => self.hold,
+            // Soon after it ended: the climb found the ceiling again.
+            Some(until) if now <= until + FORGET_AFTER => (self.hold * 2).min(MAX_HOLD),
+            _ => HOLD,
+        };
+        self.capped_until = Some(now + self.hold);
+    }
+
+    fn update(&mut self, now: Instant, lost: usize, total: usize, overuse: bool) {
         if total == 0 {
             return;
         }
@@ -82,12 +113,19 @@ impl LineEstimate {
             .last_change
             .is_none_or(|last| now.saturating_duration_since(last) >= INTERVAL);
         let was = self.target;
-        if due && average.max(sample) < LOW_LOSS {
+        let acked = self.acked.rate_bits_per_second(now);
+        if due && overuse {
+            // The queue grows: under what the line delivered, so that it drains.
+            let under = acked.map_or(self.target * OVERUSE_FACTOR, |a| a * OVERUSE_FACTOR);
+            self.target = self.target.min(under);
+            self.last_change = Some(now);
+            self.hold_after_congestion(now);
+        } else if due && average.max(sample) < LOW_LOSS {
             let grown = self.target * GROWTH;
             let capped = self.capped_until.is_some_and(|until| now < until);
             // Never below where it is: a sender that uses little of a wide line keeps its
             // estimate, it only cannot raise it on the strength of nothing.
-            let ceiling = match self.acked.rate_bits_per_second(now) {
+            let ceiling = match acked {
                 Some(a) if capped => (a * ACKED_FACTOR + ACKED_HEADROOM).max(self.target),
                 None if capped => self.target,
                 _ => f64::INFINITY,
@@ -97,14 +135,7 @@ impl LineEstimate {
         } else if due && average.min(sample) > HIGH_LOSS {
             self.target *= 1.0 - 0.5 * average;
             self.last_change = Some(now);
-            self.hold = match self.capped_until {
-                // Still within the hold: the same congested spell.
-                Some(until) if now <= until => self.hold,
-                // Soon after it ended: the climb found the ceiling again.
-                Some(until) if now <= until + FORGET_AFTER => (self.hold * 2).min(MAX_HOLD),
-                _ => HOLD,
-            };
-            self.capped_until = Some(now + self.hold);
+            self.hold_after_congestion(now);
         }
         self.target = self
             .target
@@ -131,8 +162,16 @@ impl BandwidthEstimator for LineEstimate {
         for r in reports.iter().filter(|r| r.arrived) {
             self.acked.add(now, r.size);
         }
+        let mut overuse = false;
+        for r in reports {
+            if let Some(d) = self.groups.accumulate(r) {
+                let epoch = *self.epoch.get_or_insert(d.at);
+                let at_ms = d.at.saturating_duration_since(epoch).as_secs_f64() * 1000.0;
+                overuse |= self.trend.update(at_ms, d.delta_ms) == Trend::Overusing;
+            }
+        }
         let lost = reports.iter().filter(|r| !r.arrived).count();
-        self.update(now, lost, reports.len());
+        self.update(now, lost, reports.len(), overuse);
     }
     fn target_bitrate(&self) -> f64 {
         self.target
@@ -278,5 +317,77 @@ mod tests {
         let now = feed(&mut e, &mut t, 600_000.0, 0.4, 1.0);
         assert_eq!(published.estimate_bps(), now);
         assert!(now < START);
+    }
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use super::*;
+    use rtc::rtcp::transport_feedbacks::cc_feedback_report::Ecn;
+
+    /// A sender putting out `bps` (1200-byte packets) into a line of `line` bps with `queue_s`
+    /// of tail-drop queue, fed back every 50 ms, for `secs`; when (s) the estimate first went
+    /// under `under`, and when the queue first dropped a packet.
+    fn over_a_queue(bps: f64, line: f64, queue_s: f64, secs: f64, under: f64) -> (f64, f64) {
+        let epoch = Instant::now();
+        let mut e = LineEstimate::new(1_000_000.0, 150_000.0, 2_564_000.0, Arc::default());
+        let size = 1200usize;
+        let (gap, service) = (size as f64 * 8.0 / bps, size as f64 * 8.0 / line);
+        let (mut line_free, mut sent, mut id) = (0.0f64, 0.0f64, 0u64);
+        let (mut went_under, mut first_drop) = (f64::INFINITY, f64::INFINITY);
+        let (mut batch, mut next_report) = (Vec::new(), 0.05);
+        while sent < secs {
+            let start = line_free.max(sent);
+            let arrived = start - sent <= queue_s;
+            if arrived {
+                line_free = start + service;
+            } else {
+                first_drop = first_drop.min(sent);
+            }
+            id += 1;
+            batch.push(PacketReport {
+                ssrc: 1,
+                id,
+                rtp_sequence_number: id as u16,
+                is_twcc: true,
+                twcc_sequence_number: id as u16,
+                size,
+                arrived,
+                departure: epoch + Duration::from_secs_f64(sent),
+                arrival: arrived.then(|| Duration::from_secs_f64(start + service + 0.02)),
+                ecn: Ecn::NotEct,
+            });
+            sent += gap;
+            if sent >= next_report {
+                e.on_reports(epoch + Duration::from_secs_f64(sent + 0.03), &batch);
+                batch.clear();
+                next_report += 0.05;
+                if e.target_bitrate() < under {
+                    went_under = went_under.min(sent);
+                }
+            }
+        }
+        (went_under, first_drop)
+    }
+
+    /// 10 % over a 300 kbit/s line with 200 ms of queue: the queue fills in 2 s and then
+    /// drops. The growing delay brings the estimate under the line before that (webrtc 0.21's
+    /// own delay half never noticed; only the drops did, seconds later).
+    #[test]
+    fn a_filling_queue_brings_the_estimate_under_the_line_before_it_drops() {
+        let (under, dropped) = over_a_queue(330_000.0, 300_000.0, 0.2, 6.0, 300_000.0);
+        assert!(dropped > 1.5 && dropped < 3.0, "the lab's queue: {dropped}");
+        assert!(
+            under < dropped,
+            "under the line at {under} s, first drop at {dropped} s"
+        );
+    }
+
+    /// A sender under the line builds no queue: the estimate is left alone.
+    #[test]
+    fn a_sender_under_the_line_is_not_brought_down() {
+        let (under, dropped) = over_a_queue(250_000.0, 300_000.0, 0.2, 6.0, 1_000_000.0);
+        assert_eq!(dropped, f64::INFINITY);
+        assert_eq!(under, f64::INFINITY, "never under where it started");
     }
 }

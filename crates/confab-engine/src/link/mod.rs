@@ -9,6 +9,7 @@ mod codecs;
 mod estimate;
 mod pacer;
 mod quality;
+mod trendline;
 
 pub use build::new_certificate_pem;
 pub use confab_call::health::HealthRules;
