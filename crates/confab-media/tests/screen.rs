@@ -122,6 +122,50 @@ fn assert_moving(frames: &[((usize, usize), Option<u32>)], size: (usize, usize),
     );
 }
 
+/// A plain black window over `at` (override-redirect: the window manager leaves it where it is).
+struct Cover(xcb::Connection, xcb::x::Window);
+
+impl Drop for Cover {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .send_and_check_request(&xcb::x::DestroyWindow { window: self.1 });
+    }
+}
+
+impl Cover {
+    fn over(display: &str, (x, y): (i32, i32), (w, h): (u16, u16)) -> Result<Cover> {
+        use xcb::x;
+        let (conn, n) = xcb::Connection::connect(Some(display))?;
+        let screen = conn
+            .get_setup()
+            .roots()
+            .nth(usize::try_from(n)?)
+            .context("a screen")?;
+        let window: x::Window = conn.generate_id();
+        conn.send_request(&x::CreateWindow {
+            depth: x::COPY_FROM_PARENT as u8,
+            wid: window,
+            parent: screen.root(),
+            x: i16::try_from(x - 30)?,
+            y: i16::try_from(y - 30)?,
+            width: w,
+            height: h,
+            border_width: 0,
+            class: x::WindowClass::InputOutput,
+            visual: screen.root_visual(),
+            value_list: &[
+                x::Cw::BackPixel(screen.black_pixel()),
+                x::Cw::OverrideRedirect(true),
+            ],
+        });
+        conn.send_and_check_request(&x::MapWindow { window })?;
+        // Mapped and drawn before anyone looks.
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(Cover(conn, window))
+    }
+}
+
 #[test]
 fn a_pattern_window_is_listed_and_shared_alone_or_with_its_screen() -> Result<()> {
     let (display, _xvfb, _wm) = desktop()?;
@@ -193,6 +237,24 @@ fn a_pattern_window_is_listed_and_shared_alone_or_with_its_screen() -> Result<()
         "window",
     );
     drop(cap);
+
+    // Covered by another window (no compositing manager here, as on many X11 desktops), the
+    // shared window still shows itself, not what covers it.
+    let cover = Cover::over(&display, window.position()?, (700, 560))?;
+    let bus = FrameBus::new();
+    let cap = VideoCapture::start(&share_source(&win_src.id)?, share, bus.clone())?
+        .context("a capture")?;
+    // (Its first picture can be the blank it had before it painted itself again.)
+    std::thread::sleep(Duration::from_millis(400));
+    assert_moving(
+        &read_frames(&bus, Duration::from_secs(3), None),
+        (640, 480),
+        "covered window",
+    );
+    drop(cap);
+    drop(cover);
+    // Uncovered again: the pattern window paints on its own clock, not on Expose.
+    std::thread::sleep(Duration::from_millis(400));
 
     // The whole screen, the window read back where the window manager put it.
     let (x, y) = window.position()?;

@@ -29,6 +29,8 @@ pub mod screen;
 mod speaker;
 mod test_source;
 mod worker;
+#[cfg(target_os = "linux")]
+mod x11_window;
 
 pub use bus::FrameBus;
 pub use id::{

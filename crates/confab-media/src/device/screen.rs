@@ -146,7 +146,27 @@ pub fn to_share_frame(rgba: &[u8], w: usize, h: usize) -> Option<VideoFrame> {
 
 enum Target {
     Monitor(xcap::Monitor),
-    Window(xcap::Window),
+    /// On X11 also read through Composite, so that a covered window still shows itself.
+    Window(xcap::Window, Option<WindowPicture>),
+}
+
+#[cfg(target_os = "linux")]
+type WindowPicture = super::x11_window::Composited;
+#[cfg(not(target_os = "linux"))]
+type WindowPicture = std::convert::Infallible;
+
+/// The window's own picture, covered or not, where the system can give it.
+fn window_picture(id: u32) -> Option<WindowPicture> {
+    #[cfg(target_os = "linux")]
+    {
+        let wayland = std::env::var_os("WAYLAND_DISPLAY").is_some()
+            || std::env::var("XDG_SESSION_TYPE").is_ok_and(|t| t == "wayland");
+        if !wayland {
+            return super::x11_window::Composited::open(id);
+        }
+    }
+    let _ = id;
+    None
 }
 
 impl Target {
@@ -186,15 +206,21 @@ impl Target {
                     .ok()
                     .filter(|t| !t.trim().is_empty())
                     .unwrap_or_else(|| format!("window {id}"));
-                Ok((Target::Window(w), label(&title)))
+                Ok((Target::Window(w, window_picture(id)), label(&title)))
             }
         }
     }
 
     fn capture(&self) -> Option<VideoFrame> {
+        #[cfg(target_os = "linux")]
+        if let Target::Window(_, Some(own)) = self {
+            if let Some((rgba, w, h)) = own.capture() {
+                return to_share_frame(&rgba, w, h);
+            }
+        }
         let img = match self {
             Target::Monitor(m) => m.capture_image(),
-            Target::Window(w) => w.capture_image(),
+            Target::Window(w, _) => w.capture_image(),
         }
         .ok()?;
         let (w, h) = (img.width() as usize, img.height() as usize);
