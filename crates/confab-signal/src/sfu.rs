@@ -81,6 +81,9 @@ pub async fn ops_loop(
                 Some(SfuOp::Remove { room }) => {
                     if removing.len() < OPS_QUEUE * 16 {
                         removing.insert(room, Instant::now() + remove_after);
+                    } else {
+                        // Bounded: such a room stays at the SFU until Janus restarts.
+                        tracing::warn!(room, "too many rooms waiting to be removed at the SFU");
                     }
                     continue;
                 }
