@@ -2,11 +2,16 @@
 
 /// A TCP relay in front of a server whose `freeze` stops every connection made so far: no
 /// byte passes either way any more, yet both sockets stay open, as when a network path dies
-/// without a word. Connections made later pass. Dropping it stops everything.
+/// without a word. Connections made later pass. `cut` closes every connection and refuses new
+/// ones until `restore` (a client whose network is gone for a while; the server sees it go).
+/// Dropping it stops everything.
 pub struct FreezingRelay {
     addr: std::net::SocketAddr,
     frozen_below: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     made: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Connections below this are closed; while `refusing`, new ones too.
+    cut_below: tokio::sync::watch::Sender<usize>,
+    refusing: std::sync::Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -21,12 +26,19 @@ impl FreezingRelay {
         let frozen_below = Arc::new(AtomicUsize::new(0));
         let made = Arc::new(AtomicUsize::new(0));
         let (frozen, count) = (frozen_below.clone(), made.clone());
+        let (cut_below, cut) = tokio::sync::watch::channel(0usize);
+        let refusing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refuse = refusing.clone();
         let task = tokio::spawn(async move {
             // Owns every connection's task: they end when this one is aborted.
             let mut conns = tokio::task::JoinSet::new();
             while let Ok((tcp, _)) = listener.accept().await {
+                if refuse.load(Ordering::SeqCst) {
+                    continue;
+                }
                 let me = count.fetch_add(1, Ordering::SeqCst);
                 let frozen = frozen.clone();
+                let mut cut = cut.clone();
                 conns.spawn(async move {
                     let Ok(up) = tokio::net::TcpStream::connect(upstream).await else {
                         return;
@@ -52,7 +64,11 @@ impl FreezingRelay {
                         };
                     let (cr, cw) = tcp.into_split();
                     let (ur, uw) = up.into_split();
-                    tokio::join!(pump(cr, uw), pump(ur, cw));
+                    // Cut: both sockets are dropped, so both ends see the connection close.
+                    tokio::select! {
+                        _ = async { tokio::join!(pump(cr, uw), pump(ur, cw)) } => {}
+                        _ = cut.wait_for(|&below| me < below) => {}
+                    }
                 });
             }
         });
@@ -60,6 +76,8 @@ impl FreezingRelay {
             addr,
             frozen_below,
             made,
+            cut_below,
+            refusing,
             task,
         })
     }
@@ -79,6 +97,22 @@ impl FreezingRelay {
         use std::sync::atomic::Ordering;
         self.frozen_below
             .store(self.made.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+impl FreezingRelay {
+    /// Closes every connection made so far and refuses new ones until [`Self::restore`].
+    pub fn cut(&self) {
+        use std::sync::atomic::Ordering;
+        self.refusing.store(true, Ordering::SeqCst);
+        self.cut_below
+            .send_replace(self.made.load(Ordering::SeqCst));
+    }
+
+    /// Lets new connections through again.
+    pub fn restore(&self) {
+        self.refusing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
