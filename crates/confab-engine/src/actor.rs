@@ -124,6 +124,7 @@ pub fn spawn(
         chat: Chat::new(),
         sfu_info: None,
         sfu: None,
+        sfu_kicked: false,
         feeds: HashMap::new(),
     };
     // The actor's health is watched: if it panics, the devices are released and whoever
@@ -220,6 +221,8 @@ struct Actor {
     sfu_info: Option<SfuInfo>,
     /// The session with it while in a call.
     sfu: Option<SfuHandle>,
+    /// The SFU room let our feed go while our signaling was away: publish anew once back.
+    sfu_kicked: bool,
     /// The feed each person said they publish as (`feed` signals), kept for the SFU session.
     feeds: HashMap<PeerId, u64>,
 }
@@ -600,6 +603,23 @@ impl Actor {
                 self.core.hang_up(now);
                 self.apply().await;
             }
+            Some(SfuEvent::Kicked) if self.connection != ConnectionStatus::Connected => {
+                // Away from the room longer than the server waits: back in it, we are a new
+                // member with a new feed (see the welcome).
+                self.stop_sfu();
+                self.sfu_kicked = true;
+            }
+            Some(SfuEvent::Kicked) => {
+                self.error(
+                    ErrorCode::CallFailed,
+                    "the media server let us go; the call cannot go on".into(),
+                )
+                .await;
+                self.stop_sfu();
+                let now = self.now();
+                self.core.hang_up(now);
+                self.apply().await;
+            }
             None => self.stop_sfu(),
         }
     }
@@ -904,7 +924,9 @@ impl Actor {
                         let _ = l.tx.try_send(LinkCommand::SignalingBack);
                     }
                 }
-                if self.core.in_call() && self.sfu.as_ref().is_some_and(|s| s.me != id) {
+                let kicked = std::mem::take(&mut self.sfu_kicked);
+                if self.core.in_call() && (kicked || self.sfu.as_ref().is_some_and(|s| s.me != id))
+                {
                     self.republish();
                     self.publish_snapshot().await;
                 }

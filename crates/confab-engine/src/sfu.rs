@@ -13,7 +13,7 @@
 //! signal (stamped with its sender by the signaling server).
 
 use confab_call::layers::Want;
-use confab_janus::{text, Janus, KEEPALIVE, NO_SUCH_ROOM, VIDEOROOM};
+use confab_janus::{text, Janus, KEEPALIVE, NO_SUCH_ROOM, UNAUTHORIZED, VIDEOROOM};
 use confab_protocol::call::{CallSignal, SdpType, SessionDescription};
 use confab_protocol::{PeerId, SfuInfo};
 use serde_json::{json, Value};
@@ -52,6 +52,9 @@ pub enum SfuEvent {
     Remote(Target, CallSignal),
     /// The session with the SFU failed; the task ends after this.
     Failed(SfuError),
+    /// The SFU room let our feed go: the signaling server does that once we are no longer in
+    /// the room (our signaling was away too long); the task ends after this.
+    Kicked,
 }
 
 /// What can go wrong with the SFU: Janus's own errors.
@@ -122,6 +125,10 @@ struct Session {
     room: u64,
     pin: String,
     publisher: u64,
+    /// Our publisher's `private_id`, which our subscriptions name (rooms require it).
+    private_id: u64,
+    /// The room let our feed go.
+    kicked: bool,
     feeds: Feeds,
     /// People we want to receive.
     wanted: HashMap<PeerId, Option<u64>>,
@@ -266,7 +273,8 @@ impl Session {
             *slot = Some(handle);
             self.handles.insert(handle, p);
             let body = json!({"request": "join", "ptype": "subscriber", "room": self.room,
-                              "pin": self.pin, "feed": feed});
+                              "pin": self.pin, "feed": feed,
+                              "private_id": self.private_id});
             self.janus
                 .send(json!({"janus": "message", "handle_id": handle, "body": body}))
                 .await?;
@@ -298,10 +306,13 @@ impl Session {
                 self.feeds.published(&data["publishers"]);
                 self.subscribe_ready().await?;
             }
-            for key in ["unpublished", "leaving"] {
+            for key in ["unpublished", "leaving", "kicked"] {
                 if let Some(feed) = data[key].as_u64() {
                     self.feeds.gone(feed);
                 }
+            }
+            if data["leaving"] == "ok" && data["reason"] == "kicked" {
+                self.kicked = true;
             }
         }
         if let (Some(kind), Some(sdp)) = (m["jsep"]["type"].as_str(), m["jsep"]["sdp"].as_str()) {
@@ -338,15 +349,26 @@ async fn join(params: &SfuParams, events: mpsc::Sender<SfuEvent>) -> Result<Sess
     janus.create_session().await?;
     let publisher = janus.attach().await?;
     let (room, pin) = (params.info.room, params.info.pin.clone());
-    let join = json!({"request": "join", "ptype": "publisher", "room": room, "pin": pin,
-                      "display": params.me.as_str()});
+    let mut join = json!({"request": "join", "ptype": "publisher", "room": room, "pin": pin,
+                          "display": params.me.as_str()});
+    if let Some(feed) = params.info.feed {
+        // The feed the signaling server gave us (and kicks once we have left the room).
+        join["id"] = json!(feed);
+    }
+    if let Some(token) = &params.info.token {
+        // Ours: the server lets it in when it makes the room (or at once, if it is made).
+        join["token"] = json!(token);
+    }
     let waiting = tokio::time::Instant::now();
     let joined = loop {
         match janus
             .plugin("joining the room", publisher, join.clone())
             .await
         {
-            Err(e) if e.code() == Some(NO_SUCH_ROOM) && waiting.elapsed() < ROOM_WAIT => {
+            Err(e)
+                if matches!(e.code(), Some(NO_SUCH_ROOM | UNAUTHORIZED))
+                    && waiting.elapsed() < ROOM_WAIT =>
+            {
                 tokio::time::sleep(ROOM_RETRY).await;
             }
             r => break r?,
@@ -355,11 +377,15 @@ async fn join(params: &SfuParams, events: mpsc::Sender<SfuEvent>) -> Result<Sess
     let our_feed = joined["id"]
         .as_u64()
         .ok_or_else(|| SfuError::Protocol("joined without a feed id".into()))?;
+    // Every subscription names it: kicking our feed ends them too.
+    let private_id = joined["private_id"].as_u64().unwrap_or(0);
     let mut s = Session {
         janus,
         room,
         pin,
         publisher,
+        private_id,
+        kicked: false,
         feeds: Feeds::default(),
         wanted: HashMap::new(),
         handles: HashMap::new(),
@@ -385,6 +411,10 @@ pub async fn run(
         let mut keepalive = tokio::time::interval(KEEPALIVE);
         keepalive.tick().await;
         loop {
+            if s.kicked {
+                let _ = events.send(SfuEvent::Kicked).await;
+                break;
+            }
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(c) => s.command(c).await?,

@@ -797,11 +797,19 @@ async fn at_the_sfu(janus: &confab_netlab::janus::Janus) -> (confab_janus::Janus
     (j, handle)
 }
 
-/// Whether joining `room` with `pin` is refused with `code` (`None`: let in).
-async fn join_refusal(janus: &confab_netlab::janus::Janus, room: u64, pin: &str) -> Option<i64> {
+/// Whether joining `room` with `pin` (and `token`) is refused with `code` (`None`: let in).
+async fn join_refusal(
+    janus: &confab_netlab::janus::Janus,
+    room: u64,
+    pin: &str,
+    token: Option<&str>,
+) -> Option<i64> {
     let (mut j, handle) = at_the_sfu(janus).await;
-    let join = serde_json::json!({"request": "join", "ptype": "publisher", "room": room,
-                                  "pin": pin, "display": "probe"});
+    let mut join = serde_json::json!({"request": "join", "ptype": "publisher", "room": room,
+                                      "pin": pin, "display": "probe"});
+    if let Some(t) = token {
+        join["token"] = t.into();
+    }
     let refused = match j.plugin("joining", handle, join).await {
         Ok(_) => None,
         Err(e) => Some(e.code().unwrap_or_else(|| panic!("not a refusal: {e}"))),
@@ -810,59 +818,97 @@ async fn join_refusal(janus: &confab_netlab::janus::Janus, room: u64, pin: &str)
     refused
 }
 
+const SFU_SECRET: &str = "a-test-secret-of-16+";
+
+/// A server whose every call goes through `janus`, waiting 500 ms (not 10 s) before it removes
+/// an emptied room or kicks a departed member's feed.
+async fn sfu_server(janus: &confab_netlab::janus::Janus) -> confab_signal::SignalServer {
+    confab_signal::SignalServer::start(confab_signal::SignalConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        limits: confab_signal::RoomLimits {
+            sfu: Some(janus.sfu(SFU_SECRET, 0)),
+            ..Default::default()
+        },
+        sfu_remove_after: std::time::Duration::from_millis(500),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// A small camera (320x240, 15 fps, VP8) for calls through Janus.
+fn small_through_janus(auto_accept: bool) -> confab_engine::EngineConfig {
+    let mut c = config(440.0, VideoCodec::Vp8, auto_accept);
+    c.format = confab_engine::media_kit::device::VideoFormat {
+        width: 320,
+        height: 240,
+        fps: 15.0,
+    };
+    // Janus gathers on the machine's own address, not on loopback.
+    c.rtc.udp_addrs = vec!["0.0.0.0:0".into()];
+    c
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Joins `room` over a raw signaling connection; returns the welcome's `sfu` object.
+async fn raw_join(ws: &mut Ws, room: &str, name: &str) -> serde_json::Value {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let join = serde_json::json!({"type": "join", "room": room, "name": name});
+    ws.send(Message::text(join.to_string())).await.unwrap();
+    loop {
+        let Some(Ok(m)) = ws.next().await else {
+            panic!("no welcome")
+        };
+        let Message::Text(t) = m else { continue };
+        let m: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+        if m["type"] == "welcome" {
+            return m["sfu"].clone();
+        }
+    }
+}
+
 /// A room member with the SFU room's number and PIN (from `welcome`) speaks to Janus
-/// directly: they may join the room, but not make rooms, nor edit, kick from or destroy theirs
-/// (only the signaling server knows the room's secret and Janus's admin key). When the room
-/// empties the server removes its SFU room, so a member who has left cannot stay in it.
+/// directly: they may join the room (with their own token), but not make rooms, nor edit,
+/// kick from or destroy theirs (only the signaling server knows the room's secret and Janus's
+/// admin key); the PIN alone does not let anyone in. When the room empties the server removes
+/// its SFU room, so a member who has left cannot stay in it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sfu_room_destroyed_by_a_member() {
     use confab_janus::{NO_SUCH_ROOM, UNAUTHORIZED};
-    use confab_signal::{SignalConfig, SignalServer};
-    use futures_util::{SinkExt, StreamExt};
-    use serde_json::{json, Value};
+    use futures_util::SinkExt;
+    use serde_json::json;
     use std::time::{Duration, Instant};
     use tokio_tungstenite::tungstenite::Message;
     init_logs();
     let janus = confab_netlab::janus::Janus::start().expect("janus starts");
-    let server = SignalServer::start(SignalConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        limits: confab_signal::RoomLimits {
-            sfu: Some(janus.sfu("a-test-secret-of-16+", 0)),
-            ..Default::default()
-        },
-        sfu_remove_after: Duration::from_millis(500),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let server = sfu_server(&janus).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
         .await
         .unwrap();
-    ws.send(Message::text(
-        r#"{"type":"join","room":"target","name":"Mallory"}"#,
-    ))
-    .await
-    .unwrap();
-    let welcome: Value = loop {
-        let Some(Ok(Message::Text(t))) = ws.next().await else {
-            panic!("no welcome")
-        };
-        let m: Value = serde_json::from_str(t.as_str()).unwrap();
-        if m["type"] == "welcome" {
-            break m;
-        }
-    };
+    let sfu = raw_join(&mut ws, "target", "Mallory").await;
     let (room, pin) = (
-        welcome["sfu"]["room"].as_u64().unwrap(),
-        welcome["sfu"]["pin"].as_str().unwrap().to_owned(),
+        sfu["room"].as_u64().unwrap(),
+        sfu["pin"].as_str().unwrap().to_owned(),
     );
+    let token = sfu["token"].as_str().expect("a token").to_owned();
     // The server makes the room right after the welcome.
     let made = Instant::now();
-    while join_refusal(&janus, room, &pin).await == Some(NO_SUCH_ROOM) {
+    while join_refusal(&janus, room, &pin, Some(&token)).await == Some(NO_SUCH_ROOM) {
         assert!(made.elapsed() < Duration::from_secs(5), "no room made");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(join_refusal(&janus, room, "0000").await, Some(UNAUTHORIZED));
+    assert_eq!(
+        join_refusal(&janus, room, "0000", Some(&token)).await,
+        Some(UNAUTHORIZED)
+    );
+    assert_eq!(
+        join_refusal(&janus, room, &pin, None).await,
+        Some(UNAUTHORIZED),
+        "the PIN alone lets nobody in"
+    );
 
     let (mut m, handle) = at_the_sfu(&janus).await;
     // Janus says 429 for a missing admin key or secret (the room has one), 433 for a wrong one.
@@ -894,6 +940,16 @@ async fn sfu_room_destroyed_by_a_member() {
             json!({"request": "kick", "room": room, "id": 1}),
         ),
         (
+            "letting a friend in",
+            MISSING,
+            json!({"request": "allowed", "room": room, "action": "add", "allowed": ["friend"]}),
+        ),
+        (
+            "opening the room to all",
+            UNAUTHORIZED,
+            json!({"request": "allowed", "room": room, "secret": token, "action": "disable"}),
+        ),
+        (
             "destroying the room",
             MISSING,
             json!({"request": "destroy", "room": room}),
@@ -913,35 +969,231 @@ async fn sfu_room_destroyed_by_a_member() {
         );
     }
     assert_eq!(
-        join_refusal(&janus, room, &pin).await,
+        join_refusal(&janus, room, &pin, Some(&token)).await,
         None,
         "the room stands"
     );
+    assert_eq!(
+        join_refusal(&janus, room, &pin, Some("friend")).await,
+        Some(UNAUTHORIZED),
+        "and lets in only its members"
+    );
     m.close().await;
 
-    // Someone back within the server's grace (500 ms here) finds the room as it was: whoever
-    // is in it at the SFU stays in it.
-    let (mut keeper, kept) = at_the_sfu(&janus).await;
-    let sit = json!({"request": "join", "ptype": "publisher", "room": room, "pin": pin,
-                     "display": "keeper"});
-    keeper.plugin("joining", kept, sit).await.expect("in");
-    let join = r#"{"type":"join","room":"target","name":"Mallory"}"#;
+    // Someone back within the server's grace (500 ms here) finds the room still there (its
+    // new token lets it in; the old one no longer does).
     ws.send(Message::text(r#"{"type":"leave"}"#)).await.unwrap();
-    ws.send(Message::text(join)).await.unwrap();
+    let sfu = raw_join(&mut ws, "target", "Mallory").await;
+    let again = sfu["token"].as_str().expect("a token").to_owned();
+    assert_ne!(again, token);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let list = json!({"request": "listparticipants", "room": room});
-    let listed = keeper
-        .plugin("listing", kept, list)
-        .await
-        .expect("the room is there");
-    assert_eq!(listed["participants"][0]["display"], "keeper", "{listed}");
-    keeper.close().await;
+    assert_eq!(join_refusal(&janus, room, &pin, Some(&again)).await, None);
+    assert_eq!(
+        join_refusal(&janus, room, &pin, Some(&token)).await,
+        Some(UNAUTHORIZED),
+        "an old membership's token is off the list"
+    );
     // Everyone has left for good: the room goes at the SFU too.
     ws.send(Message::text(r#"{"type":"leave"}"#)).await.unwrap();
     let left = Instant::now();
-    while join_refusal(&janus, room, &pin).await != Some(NO_SUCH_ROOM) {
+    while join_refusal(&janus, room, &pin, Some(&again)).await != Some(NO_SUCH_ROOM) {
         assert!(left.elapsed() < Duration::from_secs(5), "the room stays");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.shutdown(Duration::from_secs(2)).await;
+}
+
+/// Mallory, a member of a room whose call goes through the SFU, speaks to Janus directly:
+/// joins under the feed the server gave her and, with her token, under one of her own making,
+/// and subscribes to Ada's camera from both. Then she leaves the room. The server takes her
+/// token off the room's list and kicks both feeds, and with them every subscription they made:
+/// whatever she still holds at the SFU gets no more media, and she cannot join again. Ada and
+/// Bob's call goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ex_member_keeps_watching() {
+    use confab_janus::UNAUTHORIZED;
+    use futures_util::SinkExt;
+    use serde_json::json;
+    use std::time::{Duration, Instant};
+    use tokio_tungstenite::tungstenite::Message;
+    init_logs();
+    let janus = confab_netlab::janus::Janus::start().expect("janus starts");
+    let server = sfu_server(&janus).await;
+    let small = || small_through_janus(false);
+    let (ada, bob) = call_pair(&server, "watched", small(), small()).await;
+    bob.wait_stats(&ada.id, "Bob sees Ada through the SFU", |s| {
+        sees_pattern(s, 10)
+    })
+    .await;
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    let sfu = raw_join(&mut ws, "watched", "Mallory").await;
+    let (room, pin) = (sfu["room"].as_u64().unwrap(), sfu["pin"].clone());
+    let (feed, token) = (sfu["feed"].as_u64().unwrap(), sfu["token"].clone());
+    let (mut m, own) = at_the_sfu(&janus).await;
+    let mut watch = Vec::new();
+    for (id, handle) in [(feed, own), (777, m.attach().await.unwrap())] {
+        let sit = json!({"request": "join", "ptype": "publisher", "room": room, "pin": pin,
+                         "id": id, "token": token, "display": "Mallory"});
+        let joined = m
+            .plugin("joining", handle, sit)
+            .await
+            .expect("a member gets in");
+        let adas = joined["publishers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["display"] == ada.id.as_str())
+            .and_then(|p| p["id"].as_u64())
+            .expect("Ada publishes");
+        let sub = m.attach().await.unwrap();
+        let subscribe = json!({"request": "join", "ptype": "subscriber", "room": room,
+                               "pin": pin, "feed": adas,
+                               "private_id": joined["private_id"]});
+        m.plugin("subscribing", sub, subscribe)
+            .await
+            .expect("a member may watch");
+        watch.push(sub);
+    }
+    let configure = json!({"request": "configure", "restart": false});
+    for &sub in &watch {
+        let r = m.plugin("configuring", sub, configure.clone()).await;
+        assert!(r.is_ok(), "a member's subscription: {r:?}");
+    }
+
+    ws.send(Message::text(r#"{"type":"leave"}"#)).await.unwrap();
+    let left = Instant::now();
+    let list = json!({"request": "listparticipants", "room": room});
+    loop {
+        let listed = m.plugin("listing", own, list.clone()).await.unwrap();
+        let ids: Vec<u64> = listed["participants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["id"].as_u64())
+            .collect();
+        if !ids.contains(&feed) && !ids.contains(&777) {
+            assert_eq!(ids.len(), 2, "Ada and Bob stay: {listed}");
+            break;
+        }
+        assert!(
+            left.elapsed() < Duration::from_secs(5),
+            "Mallory is still in the SFU room 5 s after leaving: {listed}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for &sub in &watch {
+        let r = m.plugin("configuring", sub, configure.clone()).await;
+        assert_eq!(
+            r.as_ref().map_err(|e| e.code()).err(),
+            Some(Some(UNAUTHORIZED)),
+            "an ex-member's subscription is cut off: {r:?}"
+        );
+    }
+    let back = m.attach().await.unwrap();
+    let sit = json!({"request": "join", "ptype": "publisher", "room": room, "pin": pin,
+                     "token": token, "display": "Mallory"});
+    let r = m.plugin("joining again", back, sit).await;
+    assert_eq!(
+        r.as_ref().map_err(|e| e.code()).err(),
+        Some(Some(UNAUTHORIZED)),
+        "an ex-member's token no longer lets her in: {r:?}"
+    );
+    m.close().await;
+
+    // Ada and Bob's call goes on.
+    let before = bob
+        .wait_stats(&ada.id, "Bob's view of Ada", |_| true)
+        .await
+        .video
+        .pattern_frames;
+    bob.wait_stats(&ada.id, "Bob still sees Ada", |s| {
+        sees_pattern(s, before + 15)
+    })
+    .await;
+    for p in [ada, bob] {
+        p.engine.shutdown().await;
+    }
+    server.shutdown(Duration::from_secs(2)).await;
+}
+
+/// The other side of `ex_member_keeps_watching`: Ada's network goes for longer than the
+/// server waits. The server sees her connection close, and kicks her feed at the SFU while
+/// she is still away. Back, she is a new member with a new feed, publishes anew, and Bob sees
+/// her again: the call goes on (rule 9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_away_longer_than_the_wait_publishes_anew() {
+    use serde_json::json;
+    use std::time::{Duration, Instant};
+    init_logs();
+    let janus = confab_netlab::janus::Janus::start().expect("janus starts");
+    let room = janus.sfu(SFU_SECRET, 0).info("flaky").room;
+    let server = sfu_server(&janus).await;
+    let relay = confab_netlab::tcp::FreezingRelay::start(server.local_addr())
+        .await
+        .unwrap();
+    let small = || small_through_janus(true);
+    let (engine, events) =
+        confab_engine::Engine::start(small(), std::sync::Arc::new(confab_engine::NullSink))
+            .unwrap();
+    let joined = engine
+        .join(&relay.ws_url(), "flaky", "Ada", None)
+        .await
+        .expect("Ada joins through the relay");
+    let mut ada = Peer {
+        engine,
+        events,
+        id: joined.id.to_string(),
+    };
+    let bob = join(&server, "flaky", "Bob", small()).await;
+    ada.wait_participants(1).await;
+    ada.engine.call(None).await.unwrap();
+    bob.wait_stats(&ada.id, "Bob sees Ada through the SFU", |s| {
+        sees_pattern(s, 10)
+    })
+    .await;
+
+    relay.cut();
+    let (mut m, handle) = at_the_sfu(&janus).await;
+    let list = json!({"request": "listparticipants", "room": room});
+    let cut = Instant::now();
+    loop {
+        let listed = m.plugin("listing", handle, list.clone()).await.unwrap();
+        let shown = listed["participants"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !shown.iter().any(|p| p["display"] == ada.id.as_str()) {
+            break;
+        }
+        assert!(
+            cut.elapsed() < Duration::from_secs(5),
+            "Ada's feed stays at the SFU 5 s after her connection closed: {listed}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    m.close().await;
+    relay.restore();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = bob.engine.stats().await.unwrap();
+        let back = stats
+            .iter()
+            .find(|s| s.name == "Ada" && s.id != ada.id && s.video.pattern_frames >= 15);
+        if back.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Bob does not see Ada again within 30 s: {stats:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for p in [ada, bob] {
+        p.engine.shutdown().await;
     }
     server.shutdown(Duration::from_secs(2)).await;
 }

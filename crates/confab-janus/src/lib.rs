@@ -17,6 +17,8 @@ pub const VIDEOROOM: &str = "janus.plugin.videoroom";
 pub const NO_SUCH_ROOM: i64 = 426;
 pub const ROOM_EXISTS: i64 = 427;
 pub const UNAUTHORIZED: i64 = 433;
+/// VideoRoom: no such feed (participant) in the room.
+pub const NO_SUCH_FEED: i64 = 428;
 /// Janus keeps a session 60 s without a word; a client should speak more often than that.
 pub const KEEPALIVE: Duration = Duration::from_secs(25);
 /// Every request is answered within this, or given up.
@@ -235,27 +237,65 @@ pub struct RoomSpec {
 pub const ROOM_PUBLISHERS: usize = 64;
 
 impl RoomSpec {
-    /// Makes the room, unless it exists. `admin_key` is Janus's VideoRoom `admin_key`, if it
-    /// has one (then only who knows it can make rooms).
+    /// Makes the room, unless it exists, and lets the `allowed` tokens join it (only they
+    /// may). `admin_key` is Janus's VideoRoom `admin_key`, if it has one (then only who knows
+    /// it can make rooms).
     pub async fn ensure(
         &self,
         janus: &mut Janus,
         handle: u64,
         admin_key: Option<&str>,
+        allowed: &[String],
     ) -> Result<(), JanusError> {
         let mut create = json!({"request": "create", "room": self.room, "pin": self.pin,
+                                "allowed": allowed,
                                 "secret": self.secret, "is_private": true,
                                 "publishers": ROOM_PUBLISHERS,
                                 "audiocodec": "opus", "videocodec": "h264,vp8",
-                                "notify_joining": false});
+                                "notify_joining": false,
+                                // A subscription names its subscriber's own feed, so kicking
+                                // that feed ends the subscription's media too.
+                                "require_pvtid": true});
         if let Some(key) = admin_key {
             create["admin_key"] = json!(key);
         }
         match janus.plugin("making the room", handle, create).await {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some(ROOM_EXISTS) => Ok(()),
+            Err(e) if e.code() == Some(ROOM_EXISTS) => {
+                self.allow(janus, handle, true, allowed).await
+            }
             Err(e) => Err(e),
         }
+    }
+
+    /// Adds `tokens` to the room's `allowed` list, or takes them off it (then they cannot
+    /// join the room any more; who is in it stays until kicked).
+    pub async fn allow(
+        &self,
+        janus: &mut Janus,
+        handle: u64,
+        add: bool,
+        tokens: &[String],
+    ) -> Result<(), JanusError> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        let action = if add { "add" } else { "remove" };
+        let allowed = json!({"request": "allowed", "room": self.room, "secret": self.secret,
+                             "action": action, "allowed": tokens});
+        janus
+            .plugin("the room's allowed list", handle, allowed)
+            .await
+            .map(|_| ())
+    }
+
+    /// Kicks a participant (`feed`) out of the room, with every subscription it made.
+    pub async fn kick(&self, janus: &mut Janus, handle: u64, feed: u64) -> Result<(), JanusError> {
+        let kick = json!({"request": "kick", "room": self.room, "secret": self.secret, "id": feed});
+        janus
+            .plugin("kicking a feed", handle, kick)
+            .await
+            .map(|_| ())
     }
 
     /// Destroys the room (everyone still in it is told and let go); gone already is fine.

@@ -154,6 +154,13 @@ pub struct SfuInfo {
     /// The VideoRoom room id (below 2^53, so that JavaScript reads it exactly).
     pub room: u64,
     pub pin: String,
+    /// The feed id this member publishes under at the SFU, and the token that lets it join the
+    /// VideoRoom room (its `allowed` list): both this membership's own. Once the member has
+    /// left, the server withdraws the token and kicks the feed, with everything it receives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
     /// A call goes through the SFU once the room holds more than this many people (0: every
     /// call); below, peer to peer. Absent: 6 (the mesh's limit).
     #[serde(default = "default_sfu_above")]
@@ -191,6 +198,16 @@ impl SfuInfo {
         {
             return Err(DecodeError::new(
                 "`sfu.pin` must be 1 to 64 letters and digits",
+            ));
+        }
+        if self.feed.is_some_and(|f| f == 0 || f > MAX_SFU_ROOM) {
+            return Err(DecodeError::new("`sfu.feed` must be between 1 and 2^53-1"));
+        }
+        if self.token.as_ref().is_some_and(|t| {
+            t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_alphanumeric())
+        }) {
+            return Err(DecodeError::new(
+                "`sfu.token` must be 1 to 64 letters and digits",
             ));
         }
         Ok(self)

@@ -102,11 +102,13 @@ fn golden_server_messages() {
                 url: "janus+ws://sfu.example:8188".into(),
                 room: 42,
                 pin: "abc123".into(),
+                feed: Some(7),
+                token: Some("t0k3n".into()),
                 above: 0,
             }),
             rejoin: None,
         },
-        r#"{"type":"welcome","id":"a1","room":"big","peers":[],"sfu":{"url":"janus+ws://sfu.example:8188","room":42,"pin":"abc123","above":0}}"#,
+        r#"{"type":"welcome","id":"a1","room":"big","peers":[],"sfu":{"url":"janus+ws://sfu.example:8188","room":42,"pin":"abc123","feed":7,"token":"t0k3n","above":0}}"#,
     );
     golden_server(
         ServerMessage::PeerJoined {
@@ -440,6 +442,18 @@ fn hostile_sfu_in_welcome() {
             "sfu.pin",
         ),
         (r#"{"url":"janus+ws://h:1","room":1}"#, "pin"),
+        (
+            r#"{"url":"janus+ws://h:1","room":1,"pin":"a","feed":0}"#,
+            "sfu.feed",
+        ),
+        (
+            r#"{"url":"janus+ws://h:1","room":1,"pin":"a","feed":9007199254740992}"#,
+            "sfu.feed",
+        ),
+        (
+            r#"{"url":"janus+ws://h:1","room":1,"pin":"a","token":"a\"b"}"#,
+            "sfu.token",
+        ),
     ] {
         let text = format!("{base}{sfu}}}");
         let e = ServerMessage::decode(&text).expect_err(&text);

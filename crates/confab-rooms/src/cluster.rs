@@ -455,6 +455,7 @@ fn add_remote(r: &mut Room, peer: RemotePeer, out: &mut Vec<Output>) {
         name: peer.name,
         at: Place::Remote { node: peer.node },
         rejoin: None,
+        sfu: None,
     });
 }
 

@@ -139,6 +139,8 @@ impl Sfu {
             url: self.url.clone(),
             room: room_id,
             pin: hex::encode(&digest("videoroom-pin")[..16]),
+            feed: None,
+            token: None,
             above: self.above,
         }
     }
@@ -254,13 +256,37 @@ pub enum Output {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SfuOp {
     /// Someone was given the room's SFU details: make its VideoRoom room, unless it exists
-    /// (asked at every join, so a restarted SFU gets the room back with the next one).
-    Make { room: String },
+    /// (asked at every join, so a restarted SFU gets the room back with the next one), and let
+    /// `token` (the joiner's, in its `welcome`) join it.
+    Make { room: String, token: String },
     /// Nobody is left in the room (on any node this one knows of): remove it, and with it
     /// anyone still connected to it at the SFU, unless someone is in the room again by then
     /// (the shell waits a little: [`Rooms::room_in_use`]; another node's join may not have
     /// been heard of yet).
     Remove { room: String },
+    /// A member given `feed` and `token` has left: after the same wait (a client whose
+    /// signaling is away keeps its media meanwhile, and publishes anew when it is back), take
+    /// `token` off the VideoRoom room's list and kick `feed`, and with it everything it
+    /// subscribed to ([`Rooms::sfu_members`] says who stays). An ex-member must not keep
+    /// watching, nor come back to the SFU room without the signaling server's say.
+    Kick {
+        room: String,
+        feed: u64,
+        token: String,
+    },
+}
+
+/// Who may stay in a room at the SFU ([`Rooms::sfu_members`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SfuMembers {
+    /// The feeds of this node's members of the room.
+    pub feeds: Vec<u64>,
+    /// Their tokens.
+    pub tokens: Vec<String>,
+    /// Whether these are all the room's members: on a lone server, anyone else at the SFU is
+    /// there under a feed no member was given, and goes too. (A cluster's nodes know only
+    /// their own members' feeds.)
+    pub complete: bool,
 }
 
 /// Why a new connection was refused; send `text`, then close with `code`.
@@ -422,6 +448,8 @@ struct Member {
     /// Local members: the secret their `welcome` gave, which a later join of the same room
     /// presents to replace this membership at once ([`Rooms::replace_former`]).
     rejoin: Option<[u8; 16]>,
+    /// Local members of a room with an SFU: the VideoRoom feed and token they were given.
+    sfu: Option<(u64, String)>,
 }
 
 /// Where a member is held: on a connection of this server, or (in a cluster) by another node.
@@ -604,6 +632,20 @@ impl Rooms {
         self.rooms
             .get(room)
             .is_some_and(|r| r.claims > 0 || !r.members.is_empty())
+    }
+
+    /// Who may be in `room` at the SFU, as far as this node can tell.
+    pub fn sfu_members(&self, room: &str) -> SfuMembers {
+        let seats = || {
+            let r = self.rooms.get(room);
+            r.into_iter()
+                .flat_map(|r| r.members.iter().filter_map(|m| m.sfu.as_ref()))
+        };
+        SfuMembers {
+            feeds: seats().map(|s| s.0).collect(),
+            tokens: seats().map(|s| s.1.clone()).collect(),
+            complete: self.cluster.is_none(),
+        }
     }
 
     /// Addresses and room names with a join or password history kept.
@@ -1076,6 +1118,17 @@ impl Rooms {
             return;
         };
         let rejoin: [u8; 16] = self.rng.random();
+        // This membership's own feed and token at the SFU: random, so that nobody can guess
+        // another's, and a rejoin is a new member there too.
+        let sfu_seat = (
+            (self.rng.random::<u64>() & confab_protocol::MAX_SFU_ROOM).max(1),
+            hex::encode(self.rng.random::<[u8; 16]>()),
+        );
+        let sfu = self.config.sfu.as_ref().map(|s| confab_protocol::SfuInfo {
+            feed: Some(sfu_seat.0),
+            token: Some(sfu_seat.1.clone()),
+            ..s.info(&room)
+        });
         let r = self.rooms.entry(room.clone()).or_insert_with(|| Room {
             password: digest,
             ..Room::default()
@@ -1097,21 +1150,26 @@ impl Rooms {
                     name: m.name.clone(),
                 })
                 .collect(),
-            sfu: self.config.sfu.as_ref().map(|s| s.info(&room)),
+            sfu,
             rejoin: Some(hex::encode(rejoin)),
         };
         out.push(Output::Update {
             conn,
             text: welcome.encode(),
         });
-        if self.config.sfu.is_some() {
-            out.push(Output::Sfu(SfuOp::Make { room: room.clone() }));
+        let sfu_seat = self.config.sfu.is_some().then_some(sfu_seat);
+        if let Some((_, token)) = &sfu_seat {
+            out.push(Output::Sfu(SfuOp::Make {
+                room: room.clone(),
+                token: token.clone(),
+            }));
         }
         r.members.push(Member {
             id: id.clone(),
             name,
             at: Place::Local { conn, addr },
             rejoin: Some(rejoin),
+            sfu: sfu_seat,
         });
         self.peers.insert(id.clone(), conn);
         if let Some(c) = self.conns.get_mut(&conn) {
@@ -1218,6 +1276,18 @@ impl Rooms {
             }));
         }
         if let Some(room) = self.rooms.get_mut(&joined.room) {
+            let seat = room
+                .members
+                .iter()
+                .find(|m| m.conn() == Some(conn))
+                .and_then(|m| m.sfu.clone());
+            if let Some((feed, token)) = seat {
+                out.push(Output::Sfu(SfuOp::Kick {
+                    room: joined.room.clone(),
+                    feed,
+                    token,
+                }));
+            }
             room.members.retain(|m| m.conn() != Some(conn));
             if room.unused() {
                 // With members on other nodes the room lives on there.

@@ -786,17 +786,25 @@ fn sfu_ops(h: &mut Harness) -> Vec<SfuOp> {
 #[test]
 fn the_sfu_room_is_made_at_each_join_and_removed_when_the_room_empties() {
     let mut h = with_sfu("a-secret-of-sixteen+");
-    let make = || SfuOp::Make { room: "big".into() };
+    let make = |ops: &[SfuOp]| matches!(ops, [SfuOp::Make { room, .. }] if room == "big");
     let (ann, bob) = (h.connect(), h.connect());
     h.send(ann, r#"{"type":"join","room":"big","name":"Ann"}"#);
-    assert_eq!(sfu_ops(&mut h), [make()]);
+    assert!(make(&sfu_ops(&mut h)));
     h.send(bob, r#"{"type":"join","room":"big","name":"Bob"}"#);
-    assert_eq!(sfu_ops(&mut h), [make()]);
+    assert!(make(&sfu_ops(&mut h)));
     h.send(ann, r#"{"type":"leave"}"#);
-    assert_eq!(sfu_ops(&mut h), [], "Bob is still there");
+    let ops = sfu_ops(&mut h);
+    assert!(
+        matches!(&ops[..], [SfuOp::Kick { .. }]),
+        "Bob is still there: only Ann's feed goes ({ops:?})"
+    );
     assert!(h.rooms.room_in_use("big"));
     h.disconnect(bob);
-    assert_eq!(sfu_ops(&mut h), [SfuOp::Remove { room: "big".into() }]);
+    let ops = sfu_ops(&mut h);
+    assert!(
+        matches!(&ops[..], [SfuOp::Kick { .. }, SfuOp::Remove { room }] if room == "big"),
+        "{ops:?}"
+    );
     // What the shell asks before it removes it, a little later.
     assert!(!h.rooms.room_in_use("big"));
 
@@ -821,19 +829,27 @@ fn the_sfu_room_is_made_at_each_join_and_removed_when_the_room_empties() {
 #[test]
 fn welcome_names_the_sfu_room_keyed_on_the_secret() {
     let mut h = with_sfu("a-secret-of-sixteen+");
-    let sfu = welcome_sfu(&mut h, "big", "Ann");
+    let mut sfu = welcome_sfu(&mut h, "big", "Ann");
+    assert!(sfu["feed"].as_u64().is_some(), "{sfu}");
+    // Each member's feed and token are its own (`sfu_seats_are_each_members_own_and_…`).
+    let room_of = |mut v: Value| {
+        v.as_object_mut().unwrap().remove("feed");
+        v.as_object_mut().unwrap().remove("token");
+        v
+    };
+    sfu = room_of(sfu);
     assert_eq!(sfu["url"], "janus+ws://sfu.example:8188");
     let (room, pin) = (sfu["room"].as_u64().unwrap(), sfu["pin"].as_str().unwrap());
     assert!((1..=confab_protocol::MAX_SFU_ROOM).contains(&room));
     assert_eq!(pin.len(), 32);
     assert_eq!(
-        welcome_sfu(&mut h, "big", "Bob"),
+        room_of(welcome_sfu(&mut h, "big", "Bob")),
         sfu,
         "every member meets in one SFU room"
     );
     let mut other_node = with_sfu("a-secret-of-sixteen+");
     assert_eq!(
-        welcome_sfu(&mut other_node, "big", "Cy"),
+        room_of(welcome_sfu(&mut other_node, "big", "Cy")),
         sfu,
         "a node with the same secret agrees"
     );
@@ -845,6 +861,63 @@ fn welcome_names_the_sfu_room_keyed_on_the_secret() {
     assert_ne!(guessed["pin"], sfu["pin"]);
     // Without an SFU, welcome has no such field.
     assert!(welcome_sfu(&mut Harness::new(), "big", "Flo").is_null());
+}
+
+/// Each membership gets a feed and a token of its own at the SFU (random: nobody can guess
+/// another's; a rejoin is a new member there too). The server lets the token into the
+/// VideoRoom room at the join, and withdraws it and kicks the feed when the member leaves.
+#[test]
+fn sfu_seats_are_each_members_own_and_kicked_when_they_leave() {
+    let mut h = with_sfu("a-secret-of-sixteen+");
+    let join = |h: &mut Harness, name: &str| {
+        let c = h.connect();
+        h.send(
+            c,
+            &format!(r#"{{"type":"join","room":"big","name":"{name}"}}"#),
+        );
+        let w = h.take_for(c);
+        assert_eq!(w[0]["type"], "welcome", "{w:?}");
+        let feed = w[0]["sfu"]["feed"].as_u64().expect("a feed");
+        let token = w[0]["sfu"]["token"].as_str().expect("a token").to_owned();
+        assert_eq!(token.len(), 32);
+        let ops = sfu_ops(h);
+        assert_eq!(
+            ops,
+            [SfuOp::Make {
+                room: "big".into(),
+                token: token.clone()
+            }]
+        );
+        (c, feed, token)
+    };
+    let (ann, feed, token) = join(&mut h, "Ann");
+    let (_bob, bobs, bobs_token) = join(&mut h, "Bob");
+    let (_cy, cys, _) = join(&mut h, "Cy");
+    assert!(feed != bobs && bobs != cys && feed != cys);
+    assert_ne!(token, bobs_token);
+    assert!(h.rooms.sfu_members("big").complete);
+    let mut feeds = h.rooms.sfu_members("big").feeds;
+    feeds.sort();
+    let mut want = vec![feed, bobs, cys];
+    want.sort();
+    assert_eq!(feeds, want);
+
+    h.disconnect(ann);
+    assert_eq!(
+        sfu_ops(&mut h),
+        [SfuOp::Kick {
+            room: "big".into(),
+            feed,
+            token: token.clone(),
+        }]
+    );
+    assert!(!h.rooms.sfu_members("big").feeds.contains(&feed));
+    // Back: a new member at the SFU too.
+    let (_ann, again, new_token) = join(&mut h, "Ann");
+    assert_ne!(again, feed);
+    assert_ne!(new_token, token);
+    // Without an SFU: no seats.
+    assert!(Harness::new().rooms.sfu_members("big").feeds.is_empty());
 }
 
 /// Joins on a fresh connection and returns (conn, id, rejoin token).

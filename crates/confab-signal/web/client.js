@@ -205,6 +205,11 @@
           for (const link of S.links.values()) {
             if (!link.sfu && link.health.signalingBack(now()) === 'restart-ice') restartIce(link);
           }
+          // Back under a new id in a call through the SFU: the others take a feed as ours
+          // only under our id (and the server kicks the old feed), so publish anew.
+          const kicked = S.sfuKicked;
+          S.sfuKicked = false;
+          if (S.core.inCall && (kicked || (S.sfu && S.sfu.me !== m.id))) republishSfu();
           resolve();
         } else if (m.type === 'error') {
           if (!welcomed) reject(Object.assign(new Error(String(m.message)), { code: m.code }));
@@ -701,7 +706,9 @@
   function sfuInfo(x) {
     if (!x || typeof x !== 'object' || typeof x.url !== 'string' || !/^janus\+wss?:\/\/[^\s/]/.test(x.url)) return null;
     if (!Number.isSafeInteger(x.room) || x.room < 1 || typeof x.pin !== 'string' || !/^[A-Za-z0-9]{1,64}$/.test(x.pin)) return null;
-    return { url: x.url, room: x.room, pin: x.pin, above: Number.isInteger(x.above) ? x.above : 6 };
+    const feed = Number.isSafeInteger(x.feed) && x.feed > 0 ? x.feed : null;
+    const token = typeof x.token === 'string' && /^[A-Za-z0-9]{1,64}$/.test(x.token) ? x.token : null;
+    return { url: x.url, room: x.room, pin: x.pin, feed, token, above: Number.isInteger(x.above) ? x.above : 6 };
   }
   function shouldUseSfu(peer) {
     if (!S.sfuInfo) return false;
@@ -717,9 +724,19 @@
     const session = new window.ConfabSfu.JanusSession(S.sfuInfo, S.core.me, {
       offer: (peer, sdp, shares) => onSfuOffer(peer, sdp, shares),
       failed: (message) => sfuFailed(message),
+      kicked: () => {
+        if (S.sfu !== mine) return;
+        // Away from the room longer than the server waits: publish anew once back in it.
+        if (!S.connected) {
+          closeSfu();
+          S.sfuKicked = true;
+        } else {
+          sfuFailed('the media server let us go');
+        }
+      },
     });
     const pub = new RTCPeerConnection({ iceServers: [] });
-    const mine = { session, pub, feed: null };
+    const mine = { session, pub, feed: null, me: S.core.me };
     S.sfu = mine;
     for (const t of S.stream.getTracks()) publishTrack(pub, t);
     // Our screen's place, there from the first offer like a link's (Janus is told it is a
@@ -779,6 +796,17 @@
     });
     return out.sort((a, b) => b.width - a.width);
   };
+  // A new session with the SFU, and everyone received afresh through it.
+  function republishSfu() {
+    closeSfu();
+    goSfu();
+    for (const [id, link] of [...S.links]) {
+      if (link.sfu) {
+        closeLink(id);
+        openSubscriber(id);
+      }
+    }
+  }
   function closeSfu() {
     if (!S.sfu) return;
     const s = S.sfu;
@@ -939,6 +967,7 @@
 
   // ------------------------------------------------------------------ rendering
   function setStatus(s) {
+    S.connected = s === 'connected';
     $('status').dataset.state = s;
     $('status').textContent = { offline: 'Not connected', connecting: 'Connecting…', connected: 'Connected', reconnecting: 'Reconnecting…' }[s];
   }

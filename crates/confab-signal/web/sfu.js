@@ -16,6 +16,7 @@
   'use strict';
   const MAX_FEEDS = 64;
   const NO_SUCH_ROOM = 426;
+  const UNAUTHORIZED = 433; // our token is not on the room's list yet
   const ROOM_RETRY_MS = 250;
   const ROOM_WAIT_MS = 10000;
 
@@ -43,7 +44,7 @@
 
   class JanusSession {
     // info: the welcome's sfu object; me: our peer id; on: { offer(peer, sdp, shareMids),
-    // ready(peer), published(feed), failed(message) }.
+    // ready(peer), published(feed), failed(message), kicked() }.
     constructor(info, me, on) {
       this.info = info;
       this.me = me;
@@ -103,8 +104,12 @@
       const room = this.info.room;
       const pin = this.info.pin;
       const join = { request: 'join', ptype: 'publisher', room, pin, display: this.me };
-      // The signaling server makes the room (only it knows the room's secret); a first
-      // joiner can be here before it has: try again for a while.
+      // Our own feed and token, from the server (which lets the token in, and kicks the feed
+      // once we have left the room).
+      if (this.info.feed) join.id = this.info.feed;
+      if (this.info.token) join.token = this.info.token;
+      // The signaling server makes the room (only it knows the room's secret) and lists our
+      // token; a first joiner can be here before it has: try again for a while.
       const since = Date.now();
       let joined;
       for (;;) {
@@ -112,11 +117,13 @@
           joined = await this.plugin(this.publisher, join);
           break;
         } catch (e) {
-          if (e.code !== NO_SUCH_ROOM || Date.now() - since > ROOM_WAIT_MS) throw e;
+          if ((e.code !== NO_SUCH_ROOM && e.code !== UNAUTHORIZED) || Date.now() - since > ROOM_WAIT_MS) throw e;
           await new Promise((resolve) => setTimeout(resolve, ROOM_RETRY_MS));
         }
       }
       const data = joined.plugindata.data;
+      // Every subscription names it: kicking our feed ends them too.
+      this.privateId = data.private_id;
       this.feeds.published(data.publishers);
       this.keepalive = setInterval(() => this.send({ janus: 'keepalive' }), 25000);
       return data.id;
@@ -166,7 +173,7 @@
           }
           this.subs.set(peer, h);
           this.handles.set(h, peer);
-          const m = await this.plugin(h, { request: 'join', ptype: 'subscriber', room: this.info.room, pin: this.info.pin, feed });
+          const m = await this.plugin(h, { request: 'join', ptype: 'subscriber', room: this.info.room, pin: this.info.pin, feed, private_id: this.privateId });
           const shares = ((m.plugindata.data.streams) || [])
             .filter((s) => s && s.feed_description === 'share').map((s) => s.mid);
           if (m.jsep && m.jsep.type === 'offer') this.on.offer(peer, m.jsep.sdp, shares);
@@ -219,7 +226,11 @@
           this.feeds.published(d.publishers);
           this.subscribeReady();
         }
-        for (const k of ['unpublished', 'leaving']) if (typeof d[k] === 'number') this.feeds.gone(d[k]);
+        for (const k of ['unpublished', 'leaving', 'kicked']) if (typeof d[k] === 'number') this.feeds.gone(d[k]);
+        if (d.leaving === 'ok' && d.reason === 'kicked' && !this.closed) {
+          this.close();
+          this.on.kicked();
+        }
       }
     }
 
