@@ -125,6 +125,7 @@ pub fn spawn(
         sfu_info: None,
         sfu: None,
         sfu_kicked: false,
+        sfu_kicked_in_room: None,
         feeds: HashMap::new(),
     };
     // The actor's health is watched: if it panics, the devices are released and whoever
@@ -223,6 +224,8 @@ struct Actor {
     sfu: Option<SfuHandle>,
     /// The SFU room let our feed go while our signaling was away: publish anew once back.
     sfu_kicked: bool,
+    /// When the SFU room last let our feed go while we were in the room.
+    sfu_kicked_in_room: Option<Instant>,
     /// The feed each person said they publish as (`feed` signals), kept for the SFU session.
     feeds: HashMap<PeerId, u64>,
 }
@@ -608,6 +611,17 @@ impl Actor {
                 // member with a new feed (see the welcome).
                 self.stop_sfu();
                 self.sfu_kicked = true;
+            }
+            Some(SfuEvent::Kicked)
+                if self
+                    .sfu_kicked_in_room
+                    .is_none_or(|at| at.elapsed() > Duration::from_secs(30)) =>
+            {
+                // In the room, yet kicked: a node that had not heard of our join yet swept
+                // the room. Our feed and token are still ours: publish again, once.
+                self.sfu_kicked_in_room = Some(Instant::now());
+                self.republish();
+                self.publish_snapshot().await;
             }
             Some(SfuEvent::Kicked) => {
                 self.error(

@@ -26,6 +26,8 @@ pub struct RemotePeer {
     pub id: PeerId,
     pub name: String,
     pub node: String,
+    /// Its place at the SFU, if the room has one (and its node said).
+    pub sfu: Option<SfuSeat>,
 }
 
 /// A seat: one peer in one room. What a claim asks for, and what a node re-registers when the
@@ -37,6 +39,8 @@ pub struct Seat {
     pub name: String,
     /// SHA-256 of the password the joiner gave (or the room's, for [`Rooms::seats`]).
     pub password: Option<[u8; 32]>,
+    /// The member's place at the SFU, if the room has one.
+    pub sfu: Option<SfuSeat>,
 }
 
 /// Work for the cluster shell.
@@ -104,26 +108,12 @@ impl Rooms {
         self.cluster.as_ref().map(|n| n.id.as_str())
     }
 
-    pub(crate) fn claim(
-        &mut self,
-        conn: ConnId,
-        room: String,
-        id: PeerId,
-        name: String,
-        password: Option<[u8; 32]>,
-        out: &mut Vec<Output>,
-    ) {
+    pub(crate) fn claim(&mut self, conn: ConnId, seat: Seat, out: &mut Vec<Output>) {
         let capacity = self.config.room_capacity;
         let Some(node) = &mut self.cluster else {
             return;
         };
-        self.rooms.entry(room.clone()).or_default().claims += 1;
-        let seat = Seat {
-            room,
-            id,
-            name,
-            password,
-        };
+        self.rooms.entry(seat.room.clone()).or_default().claims += 1;
         node.claims.insert(conn, seat.clone());
         out.push(Output::Cluster(ClusterOp::Claim {
             conn,
@@ -197,7 +187,7 @@ impl Rooms {
                     r.members
                         .sort_by_key(|m| order.get(&m.id).copied().unwrap_or(usize::MAX));
                 }
-                self.seat(conn, seat.room, seat.id, seat.name, password, out);
+                self.seat(conn, Seat { password, ..seat }, out);
                 return;
             }
             ClaimResult::Full => self.room_full(&seat.room),
@@ -210,7 +200,7 @@ impl Rooms {
                 }
                 match self.check_seat(addr, &seat.room, seat.password, now) {
                     Ok(()) => {
-                        self.seat(conn, seat.room, seat.id, seat.name, seat.password, out);
+                        self.seat(conn, seat, out);
                         return;
                     }
                     Err(refused) => refused,
@@ -302,7 +292,8 @@ impl Rooms {
             return;
         };
         r.ver = ver;
-        remove_remote(r, |m| &m.id == id, now, config, out);
+        let gone = remove_remote(r, |m| &m.id == id, now, config, out);
+        kick_at_sfu(room, gone, config, out);
     }
 
     /// `node` is gone (its heartbeat expired; its seats were freed at version `ver`): its
@@ -310,12 +301,13 @@ impl Rooms {
     /// store's news (or snapshot) after the reaping was applied, and a member of `node` in them
     /// is one it seated again after coming back.
     pub fn node_gone(&mut self, node: &str, ver: u64, now: Instant, out: &mut Vec<Output>) {
-        self.remove_remotes(
-            ver,
-            |m| matches!(&m.at, Place::Remote { node: n } if n == node),
-            now,
-            out,
-        );
+        let config = &self.config;
+        for (name, r) in self.rooms.iter_mut().filter(|(_, r)| r.ver <= ver) {
+            let which = |m: &Member| matches!(&m.at, Place::Remote { node: n } if n == node);
+            let gone = remove_remote(r, which, now, config, out);
+            // Nobody else will: the dead node took its members' SFU places with it.
+            kick_at_sfu(name, gone, config, out);
+        }
     }
 
     /// This node has been out of reach of the store longer than its heartbeat lives: the other
@@ -437,6 +429,7 @@ impl Rooms {
                     id: m.id.clone(),
                     name: m.name.clone(),
                     password: r.password,
+                    sfu: m.sfu.clone(),
                 });
             }
         }
@@ -455,27 +448,47 @@ fn add_remote(r: &mut Room, peer: RemotePeer, out: &mut Vec<Output>) {
         name: peer.name,
         at: Place::Remote { node: peer.node },
         rejoin: None,
-        sfu: None,
+        sfu: peer.sfu,
     });
 }
 
+/// Takes the remote members `which` picks out of `r`; returns their SFU places.
 fn remove_remote(
     r: &mut Room,
     which: impl Fn(&Member) -> bool,
     now: Instant,
     config: &Config,
     out: &mut Vec<Output>,
-) {
-    let gone: Vec<PeerId> = r
+) -> Vec<SfuSeat> {
+    let gone: Vec<(PeerId, Option<SfuSeat>)> = r
         .members
         .iter()
         .filter(|m| matches!(m.at, Place::Remote { .. }) && which(m))
-        .map(|m| m.id.clone())
+        .map(|m| (m.id.clone(), m.sfu.clone()))
         .collect();
-    for id in gone {
+    let mut seats = Vec::new();
+    for (id, sfu) in gone {
         r.members.retain(|m| m.id != id);
         r.tell_locals(&ServerMessage::PeerLeft { id: id.clone() }.encode(), out);
         r.depart(id, None, now, config);
+        seats.extend(sfu);
+    }
+    seats
+}
+
+/// Remote members left `room` for good (the store said so): every node still holding the
+/// room kicks their SFU places too. Their own node may not know the room any more (its last
+/// member was the one who left) and so cannot tell a made-up feed from a member's; this one can.
+fn kick_at_sfu(room: &str, gone: Vec<SfuSeat>, config: &Config, out: &mut Vec<Output>) {
+    if config.sfu.is_none() {
+        return;
+    }
+    for SfuSeat { feed, token } in gone {
+        out.push(Output::Sfu(SfuOp::Kick {
+            room: room.into(),
+            feed,
+            token,
+        }));
     }
 }
 
@@ -527,25 +540,22 @@ mod tests {
             id: PeerId(id.into()),
             name: name.into(),
             node: node.into(),
+            sfu: None,
         }
+    }
+
+    /// The store seats `seat` (at version 3, without a password) with `members` there.
+    fn seat_at_3(r: &mut Rooms, conn: ConnId, seat: Seat, members: Vec<RemotePeer>) -> Vec<Output> {
+        let mut out = Vec::new();
+        r.claimed(conn, seat, seated(3, members), T0(), &mut out);
+        out
     }
 
     #[test]
     fn a_join_waits_for_the_store_and_welcomes_with_remote_members() {
         let mut a = node("a");
         let (conn, seat) = join(&mut a, "r", "Ada", None);
-        let mut out = Vec::new();
-        a.claimed(
-            conn,
-            seat,
-            ClaimResult::Seated {
-                ver: 3,
-                password: None,
-                members: vec![remote("b1", "Bob", "b")],
-            },
-            T0(),
-            &mut out,
-        );
+        let out = seat_at_3(&mut a, conn, seat, vec![remote("b1", "Bob", "b")]);
         let t = texts(&out, conn);
         assert_eq!(t.len(), 1, "{out:?}");
         assert!(
@@ -553,6 +563,79 @@ mod tests {
             "{t:?}"
         );
         assert_eq!(a.remote_nodes(), vec!["b".to_string()]);
+    }
+
+    /// With an SFU, a claim carries the joiner's SFU place (so every node learns it), the
+    /// welcome gives it, and a remote member's place comes with its news: every node holding
+    /// the room knows every member's feed, and kicks a remote member's when the store says it
+    /// left or its node died (never for a split of this node's own).
+    #[test]
+    fn sfu_places_travel_with_seats_and_leaves_kick_them_on_every_node() {
+        let mut a = Rooms::clustered(
+            Config {
+                sfu: Some(crate::Sfu {
+                    url: "janus+ws://sfu.example:8188".into(),
+                    secret: "a-secret-of-sixteen+".into(),
+                    above: 0,
+                    admin_key: None,
+                }),
+                ..Config::default()
+            },
+            [7; 32],
+            "a".into(),
+        );
+        let (conn, seat) = join(&mut a, "r", "Ada", None);
+        let ada = seat.sfu.clone().expect("a claim carries the SFU place");
+        let mut out = seat_at_3(&mut a, conn, seat, vec![]);
+        let w = texts(&out, conn);
+        assert!(
+            w[0].contains(&format!(r#""feed":{}"#, ada.feed)) && w[0].contains(&ada.token),
+            "{w:?}"
+        );
+        let sfu = |feed: u64| {
+            Some(SfuSeat {
+                feed,
+                token: format!("t{feed}"),
+            })
+        };
+        let bob = RemotePeer {
+            sfu: sfu(42),
+            ..remote("b1", "Bob", "b")
+        };
+        let cy = RemotePeer {
+            sfu: sfu(43),
+            ..remote("c1", "Cy", "c")
+        };
+        a.remote_joined("r", 4, bob, &mut out);
+        a.remote_joined("r", 5, cy, &mut out);
+        let m = a.sfu_members("r");
+        assert!(m.complete);
+        assert_eq!(m.feeds, [ada.feed, 42, 43]);
+        let kicks = |out: &mut Vec<Output>| -> Vec<SfuOp> {
+            out.drain(..)
+                .filter_map(|o| match o {
+                    Output::Sfu(op @ SfuOp::Kick { .. }) => Some(op),
+                    _ => None,
+                })
+                .collect()
+        };
+        out.clear();
+        a.remote_left("r", 6, &PeerId("b1".into()), T0(), &mut out);
+        let kick = |feed: u64| SfuOp::Kick {
+            room: "r".into(),
+            feed,
+            token: format!("t{feed}"),
+        };
+        assert_eq!(kicks(&mut out), [kick(42)]);
+        a.node_gone("c", 7, T0(), &mut out);
+        assert_eq!(kicks(&mut out), [kick(43)]);
+        // A member whose node did not say its place: nobody can tell who may stay.
+        a.remote_joined("r", 8, remote("d1", "Di", "d"), &mut out);
+        assert!(!a.sfu_members("r").complete);
+        // Cut off from the store: the others' members leave here, but their places stay.
+        out.clear();
+        a.store_lost(T0(), &mut out);
+        assert_eq!(kicks(&mut out), []);
     }
 
     #[test]

@@ -276,16 +276,45 @@ pub enum SfuOp {
     },
 }
 
+/// A member's own place at the SFU (its `welcome` gives both): the VideoRoom feed it publishes
+/// as, and the token that lets it into the room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SfuSeat {
+    pub feed: u64,
+    pub token: String,
+}
+
+impl SfuSeat {
+    /// `FEED:TOKEN`, as the cluster stores it.
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.feed, self.token)
+    }
+
+    /// The reverse of [`SfuSeat::encode`]; `None` for anything else (an empty field: a node
+    /// without an SFU, or of an older version).
+    pub fn decode(s: &str) -> Option<SfuSeat> {
+        let (feed, token) = s.split_once(':')?;
+        let feed: u64 = feed.parse().ok()?;
+        let ok = (1..=confab_protocol::MAX_SFU_ROOM).contains(&feed)
+            && (1..=64).contains(&token.len())
+            && token.bytes().all(|b| b.is_ascii_alphanumeric());
+        ok.then(|| SfuSeat {
+            feed,
+            token: token.into(),
+        })
+    }
+}
+
 /// Who may stay in a room at the SFU ([`Rooms::sfu_members`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SfuMembers {
-    /// The feeds of this node's members of the room.
+    /// The feeds of the room's members (on every node this one knows of).
     pub feeds: Vec<u64>,
     /// Their tokens.
     pub tokens: Vec<String>,
-    /// Whether these are all the room's members: on a lone server, anyone else at the SFU is
-    /// there under a feed no member was given, and goes too. (A cluster's nodes know only
-    /// their own members' feeds.)
+    /// Whether every member's feed is known: then anyone else at the SFU is there under a feed
+    /// no member was given, and goes too. (Not for a room this node no longer holds, nor with
+    /// a member whose node, of an older version, did not say its feed.)
     pub complete: bool,
 }
 
@@ -448,8 +477,8 @@ struct Member {
     /// Local members: the secret their `welcome` gave, which a later join of the same room
     /// presents to replace this membership at once ([`Rooms::replace_former`]).
     rejoin: Option<[u8; 16]>,
-    /// Local members of a room with an SFU: the VideoRoom feed and token they were given.
-    sfu: Option<(u64, String)>,
+    /// In a room with an SFU: the VideoRoom feed and token the member was given.
+    sfu: Option<SfuSeat>,
 }
 
 /// Where a member is held: on a connection of this server, or (in a cluster) by another node.
@@ -636,15 +665,13 @@ impl Rooms {
 
     /// Who may be in `room` at the SFU, as far as this node can tell.
     pub fn sfu_members(&self, room: &str) -> SfuMembers {
-        let seats = || {
-            let r = self.rooms.get(room);
-            r.into_iter()
-                .flat_map(|r| r.members.iter().filter_map(|m| m.sfu.as_ref()))
-        };
+        let members = || self.rooms.get(room).into_iter().flat_map(|r| &r.members);
+        let seats = || members().filter_map(|m| m.sfu.as_ref());
         SfuMembers {
-            feeds: seats().map(|s| s.0).collect(),
-            tokens: seats().map(|s| s.1.clone()).collect(),
-            complete: self.cluster.is_none(),
+            feeds: seats().map(|s| s.feed).collect(),
+            tokens: seats().map(|s| s.token.clone()).collect(),
+            // A room this node no longer holds: it cannot tell who may stay.
+            complete: self.rooms.contains_key(room) && members().all(|m| m.sfu.is_some()),
         }
     }
 
@@ -961,23 +988,38 @@ impl Rooms {
 
         let config = self.config.clone();
         let digest = password.as_deref().map(password_digest);
+        // This membership's own feed and token at the SFU: random, so that nobody can guess
+        // another's, and a rejoin is a new member there too.
+        let sfu = config.sfu.is_some().then(|| SfuSeat {
+            feed: (self.rng.random::<u64>() & confab_protocol::MAX_SFU_ROOM).max(1),
+            token: hex::encode(self.rng.random::<[u8; 16]>()),
+        });
         if !self.rooms.contains_key(&room) && self.rooms.len() >= config.max_rooms {
             return Err(own(
                 ErrorCode::ServerFull,
                 "the server holds as many rooms as it can; try again later",
             ));
         }
-        if self.cluster.is_some() {
+        let clustered = self.cluster.is_some();
+        if clustered {
             // The shared store decides the password and the seat, atomically for every node;
             // this node's own backoff comes first.
             self.password_blocked(addr, &room, now)?;
-            let id = self.fresh_id();
-            self.claim(conn, room, id, name, digest, out);
-            return Ok(());
+        } else {
+            self.check_seat(addr, &room, digest, now)?;
         }
-        self.check_seat(addr, &room, digest, now)?;
-        let id = self.fresh_id();
-        self.seat(conn, room, id, name, digest, out);
+        let seat = Seat {
+            room,
+            id: self.fresh_id(),
+            name,
+            password: digest,
+            sfu,
+        };
+        if clustered {
+            self.claim(conn, seat, out);
+        } else {
+            self.seat(conn, seat, out);
+        }
         Ok(())
     }
 
@@ -1103,30 +1145,23 @@ impl Rooms {
         )
     }
 
-    /// Seats a connection in a room (made if needed): its room hears `peer-joined`, it gets
-    /// `welcome` with everyone already there.
-    fn seat(
-        &mut self,
-        conn: ConnId,
-        room: String,
-        id: PeerId,
-        name: String,
-        digest: Option<[u8; 32]>,
-        out: &mut Vec<Output>,
-    ) {
+    /// Seats a connection in a room (made if needed, with `seat`'s password): its room hears
+    /// `peer-joined`, it gets `welcome` with everyone already there.
+    fn seat(&mut self, conn: ConnId, seat: Seat, out: &mut Vec<Output>) {
+        let Seat {
+            room,
+            id,
+            name,
+            password: digest,
+            sfu: sfu_seat,
+        } = seat;
         let Some(addr) = self.conns.get(&conn).map(|c| c.addr) else {
             return;
         };
         let rejoin: [u8; 16] = self.rng.random();
-        // This membership's own feed and token at the SFU: random, so that nobody can guess
-        // another's, and a rejoin is a new member there too.
-        let sfu_seat = (
-            (self.rng.random::<u64>() & confab_protocol::MAX_SFU_ROOM).max(1),
-            hex::encode(self.rng.random::<[u8; 16]>()),
-        );
         let sfu = self.config.sfu.as_ref().map(|s| confab_protocol::SfuInfo {
-            feed: Some(sfu_seat.0),
-            token: Some(sfu_seat.1.clone()),
+            feed: sfu_seat.as_ref().map(|s| s.feed),
+            token: sfu_seat.as_ref().map(|s| s.token.clone()),
             ..s.info(&room)
         });
         let r = self.rooms.entry(room.clone()).or_insert_with(|| Room {
@@ -1157,11 +1192,10 @@ impl Rooms {
             conn,
             text: welcome.encode(),
         });
-        let sfu_seat = self.config.sfu.is_some().then_some(sfu_seat);
-        if let Some((_, token)) = &sfu_seat {
+        if let Some(s) = &sfu_seat {
             out.push(Output::Sfu(SfuOp::Make {
                 room: room.clone(),
-                token: token.clone(),
+                token: s.token.clone(),
             }));
         }
         r.members.push(Member {
@@ -1281,7 +1315,7 @@ impl Rooms {
                 .iter()
                 .find(|m| m.conn() == Some(conn))
                 .and_then(|m| m.sfu.clone());
-            if let Some((feed, token)) = seat {
+            if let Some(SfuSeat { feed, token }) = seat {
                 out.push(Output::Sfu(SfuOp::Kick {
                     room: joined.room.clone(),
                     feed,

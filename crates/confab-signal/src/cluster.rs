@@ -23,13 +23,14 @@
 //!   the others join).
 //!
 //! Keys: `confab:room:ROOM` (hash: `~pw`, `~ver`, and one field per member:
-//! `NODE\nVER\nNAME`, VER the version its join made: members are listed in join order),
+//! `NODE\nVER\nSFU\nNAME`, VER the version its join made: members are listed in join order;
+//! SFU its place at the SFU, `FEED:TOKEN`, or empty),
 //! `confab:seats:NODE` (set of `ROOM\nID`), `confab:node:NODE` (heartbeat), `confab:ver` (the
 //! version counter, one for all rooms so that a room made again never goes back in version).
 
 use crate::hub::Hub;
 use confab_protocol::PeerId;
-use confab_rooms::{ClaimResult, ClusterOp, ConnId, RemotePeer, Seat};
+use confab_rooms::{ClaimResult, ClusterOp, ConnId, RemotePeer, Seat, SfuSeat};
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisResult, Script};
@@ -65,18 +66,23 @@ local function members_of(h)
       local v = all[i + 1]
       local a = string.find(v, '\n', 1, true)
       local b = string.find(v, '\n', a + 1, true)
+      local c = string.find(v, '\n', b + 1, true)
       local node = string.sub(v, 1, a - 1)
-      table.insert(seated, {f, node, string.sub(v, b + 1), tonumber(string.sub(v, a + 1, b - 1))})
+      -- A seat of an older node has no SFU line.
+      local sfu, name = '', string.sub(v, b + 1)
+      if c then sfu, name = string.sub(v, b + 1, c - 1), string.sub(v, c + 1) end
+      table.insert(seated, {f, node, sfu, name, tonumber(string.sub(v, a + 1, b - 1))})
       nodes[node] = true
     end
   end
   -- In join order: a hash keeps no order once it outgrows its compact encoding.
-  table.sort(seated, function(x, y) return x[4] < y[4] end)
+  table.sort(seated, function(x, y) return x[5] < y[5] end)
   local members = {}
   for _, m in ipairs(seated) do
     table.insert(members, m[1])
     table.insert(members, m[2])
     table.insert(members, m[3])
+    table.insert(members, m[4])
   end
   return members, nodes
 end
@@ -103,7 +109,7 @@ local function release(room, id, node)
   end
   return 1
 end
-local function seat(room, id, node, name, pw)
+local function seat(room, id, node, name, pw, sfu)
   local h = 'confab:room:' .. room
   local members, nodes = members_of(h)
   if #members == 0 then
@@ -111,26 +117,27 @@ local function seat(room, id, node, name, pw)
     redis.call('HSET', h, '~pw', pw)
   end
   local ver = redis.call('INCR', 'confab:ver')
-  redis.call('HSET', h, '~ver', ver, id, node .. '\n' .. ver .. '\n' .. name)
+  redis.call('HSET', h, '~ver', ver, id, node .. '\n' .. ver .. '\n' .. sfu .. '\n' .. name)
   redis.call('SADD', 'confab:seats:' .. node, room .. '\n' .. id)
-  publish(nodes, node, cjson.encode({t = 'join', room = room, id = id, name = name, node = node, ver = ver}))
+  publish(nodes, node, cjson.encode({t = 'join', room = room, id = id, name = name, node = node, ver = ver, sfu = sfu}))
   return ver, members
 end
 "#;
 
-/// ARGV: room, id, node, name, password (hex SHA-256 or ""), capacity.
+/// ARGV: room, id, node, name, password (hex SHA-256 or ""), capacity, SFU place ("" if none).
 const CLAIM: &str = r#"
 local room, id, node, name, pw, cap = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local sfu = ARGV[7]
 local h = 'confab:room:' .. room
 local members = members_of(h)
 local want = redis.call('HGET', h, '~pw') or ''
 if #members > 0 then
   if want ~= '' and want ~= pw then return {'wrong-password'} end
-  if #members / 3 >= cap then return {'full'} end
+  if #members / 4 >= cap then return {'full'} end
 else
   want = pw
 end
-local ver, before = seat(room, id, node, name, want)
+local ver, before = seat(room, id, node, name, want, sfu)
 return {'ok', tostring(ver), want, unpack(before)}
 "#;
 
@@ -150,7 +157,8 @@ redis.call('DEL', 'confab:seats:' .. node)
 return tonumber(redis.call('GET', 'confab:ver') or '0')
 "#;
 
-/// ARGV: node, room capacity, then room, id, name, password for each seat the node holds.
+/// ARGV: node, room capacity, then room, id, name, password, SFU place for each seat the node
+/// holds.
 /// Registers the seats Redis does not have (after an outage, or after work that could not be
 /// queued) and frees those it has that the node no longer holds. A seat is registered only as
 /// a claim would be: the others may have filled the room, or made it again with another
@@ -158,23 +166,23 @@ return tonumber(redis.call('GET', 'confab:ver') or '0')
 const RESTORE: &str = r#"
 local node, cap = ARGV[1], tonumber(ARGV[2])
 local held, refused = {}, {}
-for i = 3, #ARGV, 4 do held[ARGV[i] .. '\n' .. ARGV[i + 1]] = i end
+for i = 3, #ARGV, 5 do held[ARGV[i] .. '\n' .. ARGV[i + 1]] = i end
 for _, s in ipairs(redis.call('SMEMBERS', 'confab:seats:' .. node)) do
   if not held[s] then
     local nl = string.find(s, '\n', 1, true)
     release(string.sub(s, 1, nl - 1), string.sub(s, nl + 1), node)
   end
 end
-for i = 3, #ARGV, 4 do
+for i = 3, #ARGV, 5 do
   local h = 'confab:room:' .. ARGV[i]
   if not redis.call('HGET', h, ARGV[i + 1]) then
     local members = members_of(h)
     local want = redis.call('HGET', h, '~pw') or ''
-    if #members > 0 and ((want ~= '' and want ~= ARGV[i + 3]) or #members / 3 >= cap) then
+    if #members > 0 and ((want ~= '' and want ~= ARGV[i + 3]) or #members / 4 >= cap) then
       table.insert(refused, ARGV[i])
       table.insert(refused, ARGV[i + 1])
     else
-      seat(ARGV[i], ARGV[i + 1], node, ARGV[i + 2], ARGV[i + 3])
+      seat(ARGV[i], ARGV[i + 1], node, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
     end
   end
 end
@@ -199,6 +207,9 @@ enum News {
         name: String,
         node: String,
         ver: u64,
+        /// The member's place at the SFU (`FEED:TOKEN`), empty if none.
+        #[serde(default)]
+        sfu: String,
     },
     Leave {
         room: String,
@@ -332,6 +343,7 @@ impl Store {
                     .arg(&seat.name)
                     .arg(pw)
                     .arg(capacity)
+                    .arg(sfu_field(&seat.sfu))
                     .invoke_async(c)
                     .await
             })
@@ -344,7 +356,7 @@ impl Store {
             Some("ok") if reply.len() >= 3 => ClaimResult::Seated {
                 ver: reply[1].parse().unwrap_or(0),
                 password: unhex(&reply[2]),
-                members: triples(&reply[3..]),
+                members: members(&reply[3..]),
             },
             Some("full") => ClaimResult::Full,
             Some("wrong-password") => ClaimResult::WrongPassword,
@@ -430,7 +442,8 @@ impl Store {
                     inv.arg(&s.room)
                         .arg(s.id.as_str())
                         .arg(&s.name)
-                        .arg(s.password.map(hex).unwrap_or_default());
+                        .arg(s.password.map(hex).unwrap_or_default())
+                        .arg(sfu_field(&s.sfu));
                 }
                 inv.invoke_async(c).await
             })
@@ -450,7 +463,7 @@ impl Store {
             })
             .await?;
         let ver = reply.first()?.parse().ok()?;
-        Some((ver, triples(&reply[1..])))
+        Some((ver, members(&reply[1..])))
     }
 
     async fn forget_heartbeat(&self) {
@@ -480,13 +493,19 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// `id, node, name` triples from a script's reply.
-fn triples(flat: &[String]) -> Vec<RemotePeer> {
-    flat.chunks_exact(3)
+/// A member's place at the SFU as stored: `FEED:TOKEN`, or empty.
+fn sfu_field(sfu: &Option<SfuSeat>) -> String {
+    sfu.as_ref().map(SfuSeat::encode).unwrap_or_default()
+}
+
+/// `id, node, sfu, name` from a script's reply.
+fn members(flat: &[String]) -> Vec<RemotePeer> {
+    flat.chunks_exact(4)
         .map(|t| RemotePeer {
             id: PeerId(t[0].clone()),
             node: t[1].clone(),
-            name: t[2].clone(),
+            sfu: SfuSeat::decode(&t[2]),
+            name: t[3].clone(),
         })
         .collect()
 }
@@ -614,6 +633,7 @@ fn apply(hub: &Hub, news: News) {
             name,
             node,
             ver,
+            sfu,
         } => hub.remote_joined(
             &room,
             ver,
@@ -621,6 +641,7 @@ fn apply(hub: &Hub, news: News) {
                 id: PeerId(id),
                 name,
                 node,
+                sfu: SfuSeat::decode(&sfu),
             },
         ),
         News::Leave { room, id, ver } => hub.remote_left(&room, ver, &PeerId(id)),

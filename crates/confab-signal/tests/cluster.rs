@@ -566,3 +566,89 @@ async fn redis_outage_keeps_local_rooms_and_resyncs() {
     let peers = welcome["peers"].as_array().unwrap();
     assert_eq!(peers.len(), 2, "{welcome}");
 }
+
+/// Whether `feeds` are all in the VideoRoom room at Janus (as far as `listparticipants` says),
+/// and nobody else.
+async fn at_janus(j: &mut confab_janus::Janus, handle: u64, room: u64) -> BTreeSet<u64> {
+    let list = serde_json::json!({"request": "listparticipants", "room": room});
+    let listed = j.plugin("listing", handle, list).await.expect("the room");
+    listed["participants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["id"].as_u64())
+        .collect()
+}
+
+/// Ada on one node and Mallory on another share a room whose calls go through a real Janus.
+/// Mallory joins the VideoRoom room under her own feed and, with her token, under one of her
+/// making, then leaves. Her node kicks both (it knows every member's feed, Ada's included,
+/// from the cluster) and leaves Ada's: each node's sweep takes only what no member holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ex_member_keeps_watching_across_nodes() {
+    let redis = Redis::start();
+    let janus = confab_netlab::janus::Janus::start().expect("janus starts");
+    let tweak = |c: &mut confab_signal::SignalConfig| {
+        c.limits.sfu = Some(janus.sfu("a-cluster-secret-of-16", 0));
+        c.sfu_remove_after = Duration::from_millis(500);
+    };
+    let (a, b) = (
+        cluster_node(&redis.url, tweak).await,
+        cluster_node(&redis.url, tweak).await,
+    );
+    let mut ada = Client::connect(&a).await;
+    let sfu = ada.join("big", "Ada").await["sfu"].clone();
+    let mut mallory = Client::connect(&b).await;
+    let hers = mallory.join("big", "Mallory").await["sfu"].clone();
+    assert_eq!(hers["room"], sfu["room"], "one VideoRoom room for the room");
+    let (room, pin) = (sfu["room"].as_u64().unwrap(), sfu["pin"].clone());
+    let ada_feed = sfu["feed"].as_u64().unwrap();
+    // Ada's node hears of Mallory (and so of her feed).
+    assert_eq!(ada.recv().await["type"], "peer-joined");
+
+    let mut j = confab_janus::Janus::connect(&janus.url().replace("janus+", ""))
+        .await
+        .unwrap();
+    j.create_session().await.unwrap();
+    let seats = [
+        (ada_feed, sfu["token"].clone()),
+        (hers["feed"].as_u64().unwrap(), hers["token"].clone()),
+        (777, hers["token"].clone()),
+    ];
+    let mut handles = Vec::new();
+    for (id, token) in seats {
+        let h = j.attach().await.unwrap();
+        let sit = serde_json::json!({"request": "join", "ptype": "publisher", "room": room,
+                                     "pin": pin, "id": id, "token": token});
+        let deadline = Instant::now() + WAIT;
+        // The room, and the token on its list, may be a moment behind the welcome.
+        while let Err(e) = j.plugin("joining", h, sit.clone()).await {
+            assert!(Instant::now() < deadline, "{id} never got in: {e}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        handles.push(h);
+    }
+    assert_eq!(at_janus(&mut j, handles[0], room).await.len(), 3);
+
+    mallory.send(r#"{"type":"leave"}"#.to_owned()).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let present = at_janus(&mut j, handles[0], room).await;
+        if present == BTreeSet::from([ada_feed]) {
+            break;
+        }
+        assert!(present.contains(&ada_feed), "Ada was kicked: {present:?}");
+        assert!(
+            Instant::now() < deadline,
+            "Mallory's feeds stay after she left: {present:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And Ada stays.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        at_janus(&mut j, handles[0], room).await,
+        BTreeSet::from([ada_feed])
+    );
+    j.close().await;
+}

@@ -730,6 +730,11 @@
         if (!S.connected) {
           closeSfu();
           S.sfuKicked = true;
+        } else if (!S.sfuKickedAt || performance.now() - S.sfuKickedAt > 30000) {
+          // In the room, yet kicked: a node that had not heard of our join yet swept the
+          // room. Our feed and token are still ours: publish again, once.
+          S.sfuKickedAt = performance.now();
+          setTimeout(republishSfu, 0);
         } else {
           sfuFailed('the media server let us go');
         }
