@@ -181,12 +181,14 @@ mod tests {
     fn the_microphone_takes_what_the_feed_gives_and_lets_a_backlog_go() {
         let (mut feed, tap) = echo_room();
         let (tx, rx) = std::sync::mpsc::sync_channel(64);
-        let worker = start(0, tap, tx).unwrap();
-        // Ten frames at once: more than the microphone lets wait.
+        // Ten frames at once: more than the microphone lets wait. All in before it starts
+        // (pushed while it runs, its first tick could take one of the first before the rest
+        // are there: a loaded machine heard four frames, not three).
         let mut tone = Tone::new(500.0, 0.5);
         for _ in 0..10 {
             assert!(feed.push(&tone.next_frame()));
         }
+        let worker = start(0, tap, tx).unwrap();
         std::thread::sleep(Duration::from_millis(700));
         let heard: Vec<i16> = rx.try_iter().flatten().collect();
         assert!((dominant_hz(&heard).unwrap() - 500.0).abs() < 5.0);
