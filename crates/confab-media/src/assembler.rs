@@ -13,10 +13,11 @@ use rtc::rtp::packetizer::Depacketizer;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// How long a gap may wait for NACK to fill it, for a path with round trip `rtt_ms`: the NACK
-/// goes out on the generator's next 100 ms tick, its answer takes a round trip, and one more
-/// try (the request or the retransmission can be lost too) doubles that. Never less than the
-/// 150 ms a clean path needs, never more than 600 ms of held pictures.
+/// How long a gap may wait for NACK to fill it, for a path with round trip `rtt_ms`: the
+/// engine asks at once and again each round trip, so this leaves room for two tries with
+/// 100 ms of slack each (the request or the retransmission can be lost too, and a busy sender
+/// answers late). Never less than the 150 ms a clean path needs, never more than 600 ms of
+/// held pictures.
 pub fn loss_wait_for(rtt_ms: Option<f64>) -> Duration {
     const NACK_TICK_MS: f64 = 100.0;
     let ms = match rtt_ms {

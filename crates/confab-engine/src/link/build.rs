@@ -7,15 +7,19 @@ use crate::media::{LineReading, LinkId, Scale, Stream, LAYERS};
 use confab_media::video::VideoCodec;
 use confab_protocol::call::{SdpType, SessionDescription};
 use rtc::ice::mdns::MulticastDnsMode;
+use rtc::interceptor::NackResponderBuilder;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::certificate::RTCCertificate;
-use rtc::peer_connection::configuration::interceptor_registry::configure_simulcast_extension_headers;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::reception_report::ReceptionReport;
 use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, TYPE_RTCP_FB_NACK};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RtpCodecKind,
@@ -29,8 +33,8 @@ use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
-    configure_congestion_control, register_default_interceptors, CongestionFeedback, MediaEngine,
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    configure_congestion_control, CongestionFeedback, MediaEngine, PeerConnection,
+    PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
     RTCIceCandidateInit, RTCIceConnectionState, RTCIceGatheringState, RTCIceServer,
     RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSdpType,
     RTCSessionDescription, RTCSignalingState, Registry, SettingEngineBuilder,
@@ -276,9 +280,22 @@ pub(super) async fn build(
         &mut me,
     )
     .map_err(|x| e("congestion control", x))?;
+    // webrtc's defaults (`register_default_interceptors`), but our own NACK requester (asks at
+    // once and again after a round trip, where webrtc's asks on a 100 ms tick).
+    for parameter in ["", "pli"] {
+        let typ = TYPE_RTCP_FB_NACK.to_owned();
+        let parameter = parameter.to_owned();
+        me.register_feedback(RTCPFeedback { typ, parameter }, RtpCodecKind::Video);
+    }
+    configure_simulcast_extension_headers(&mut me).map_err(|x| e("interceptors", x))?;
     let registry =
-        register_default_interceptors(registry, &mut me).map_err(|x| e("interceptors", x))?;
-    let registry = registry
+        configure_twcc_receiver_only(registry, &mut me).map_err(|x| e("interceptors", x))?;
+    let registry = configure_rtcp_reports(registry)
+        .with(Slot::NackResponder, NackResponderBuilder::new().build())
+        .with(
+            Slot::NackGenerator,
+            super::nack::NackRequester::new(line.clone()),
+        )
         .with(Slot::Pacer, super::pacer::LinePacer::new(start, line))
         .with(
             Slot::from(14_000),

@@ -7,6 +7,7 @@
 mod build;
 mod codecs;
 mod estimate;
+mod nack;
 mod pacer;
 mod quality;
 mod trendline;
@@ -608,6 +609,12 @@ impl Link {
         let estimate = self.line.estimate_bps();
         network.estimate_kbps = (estimate > 0.0).then_some(estimate / 1000.0);
         network.send_queue_ms = self.line.pacer_queue_ms();
+        // The NACK requester asks again after a round trip.
+        self.line.set_rtt_ms(
+            network
+                .rtt_ms
+                .map_or(0, |ms| ms.round().clamp(1.0, 10_000.0) as u32),
+        );
         network.camera_scale = self.line.camera_divisor();
         let now = self.now();
         if let Some(layers) = &mut self.layers {

@@ -185,6 +185,8 @@ pub struct LineReading {
     /// The camera's picture on this link: 1 as captured, 2 half its width and height, 4 a
     /// quarter (0: none sent yet).
     camera_divisor: AtomicU32,
+    /// The path's round trip, ms (0: not measured yet).
+    rtt_ms: AtomicU32,
 }
 
 impl LineReading {
@@ -205,6 +207,12 @@ impl LineReading {
     }
     pub fn set_camera_divisor(&self, d: u32) {
         self.camera_divisor.store(d, Ordering::Relaxed);
+    }
+    pub fn rtt_ms(&self) -> u32 {
+        self.rtt_ms.load(Ordering::Relaxed)
+    }
+    pub fn set_rtt_ms(&self, ms: u32) {
+        self.rtt_ms.store(ms, Ordering::Relaxed);
     }
 }
 
