@@ -41,6 +41,28 @@ pub struct Seat {
     pub password: Option<[u8; 32]>,
     /// The member's place at the SFU, if the room has one.
     pub sfu: Option<SfuSeat>,
+    /// This membership's rejoin token (its `welcome` gives it; the store keeps only a digest).
+    pub rejoin: Option<RejoinToken>,
+    /// The digest of the rejoin token this join presented: the store frees the seat it names,
+    /// on whichever node, before it counts the room ([`Rooms::replaced`]).
+    pub replaces: Option<[u8; 32]>,
+}
+
+/// A membership's rejoin token: a secret of its client's, shown only as a digest.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RejoinToken(pub [u8; 16]);
+
+impl RejoinToken {
+    /// What the store keeps and compares: SHA-256 of the token.
+    pub fn digest(&self) -> [u8; 32] {
+        Sha256::digest(self.0).into()
+    }
+}
+
+impl std::fmt::Debug for RejoinToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RejoinToken(…)")
+    }
 }
 
 /// Work for the cluster shell.
@@ -278,6 +300,26 @@ impl Rooms {
         }
     }
 
+    /// The store freed the seat of this node's member `id` of `room`: its rejoin token was
+    /// presented in a join on another node (the same person, back through another node while
+    /// this connection is dead). It goes now, not when the dead connection is noticed.
+    pub fn replaced(&mut self, room: &str, id: &PeerId, now: Instant, out: &mut Vec<Output>) {
+        let conn = self
+            .rooms
+            .get(room)
+            .and_then(|r| r.members.iter().find(|m| &m.id == id))
+            .and_then(Member::conn);
+        if let Some(conn) = conn {
+            self.close(
+                conn,
+                crate::CLOSE_REPLACED,
+                "you joined again from another connection".into(),
+                now,
+                out,
+            );
+        }
+    }
+
     /// A remote member of `room` left (version `ver`).
     pub fn remote_left(
         &mut self,
@@ -430,6 +472,8 @@ impl Rooms {
                     name: m.name.clone(),
                     password: r.password,
                     sfu: m.sfu.clone(),
+                    rejoin: m.rejoin.map(RejoinToken),
+                    replaces: None,
                 });
             }
         }
@@ -636,6 +680,51 @@ mod tests {
         out.clear();
         a.store_lost(T0(), &mut out);
         assert_eq!(kicks(&mut out), []);
+    }
+
+    /// A join presenting a rejoin token asks the store to free the seat it names (by its
+    /// digest: the token itself never leaves the node), and the welcome gives the token the
+    /// claim registered; when the store says another node's join replaced one of this node's
+    /// members, its connection is closed as replaced.
+    #[test]
+    fn a_rejoin_token_travels_as_a_digest_and_a_replaced_member_is_closed() {
+        let mut a = node("a");
+        let (conn, seat) = join(&mut a, "r", "Ada", None);
+        let token = seat.rejoin.expect("a claim carries the membership's token");
+        assert_eq!(seat.replaces, None);
+        let out = seat_at_3(&mut a, conn, seat, vec![]);
+        let w: serde_json::Value = serde_json::from_str(&texts(&out, conn)[0]).unwrap();
+        assert_eq!(w["rejoin"], hex::encode(token.0));
+        assert!(!format!("{token:?}").contains(&hex::encode(token.0)[..8]));
+
+        let mut b = node("b");
+        let back = b.connect("10.0.0.2".parse().unwrap(), T0()).unwrap();
+        let mut out = Vec::new();
+        let hex_token = hex::encode(token.0);
+        let join = format!(r#"{{"type":"join","room":"r","name":"Ada","rejoin":"{hex_token}"}}"#);
+        b.receive(back, &join, T0(), &mut out);
+        let again = match out.as_slice() {
+            [Output::Cluster(ClusterOp::Claim { seat, .. })] => seat.clone(),
+            other => panic!("expected one claim, got {other:?}"),
+        };
+        assert_eq!(again.replaces, Some(token.digest()));
+        assert!(
+            !format!("{out:?}").contains(&hex_token),
+            "the token stays on the node"
+        );
+
+        let mut out = Vec::new();
+        let id = PeerId(w["id"].as_str().unwrap().into());
+        a.replaced("r", &id, T0(), &mut out);
+        assert!(
+            out.iter().any(|o| matches!(o,
+                Output::Close { conn: c, code, .. } if *c == conn && *code == crate::CLOSE_REPLACED)),
+            "{out:?}"
+        );
+        // Someone not here: nothing.
+        let mut out = Vec::new();
+        a.replaced("r", &PeerId("nobody".into()), T0(), &mut out);
+        assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]

@@ -982,10 +982,15 @@ impl Rooms {
 
         // The same person back on a new connection: their old membership goes first (and with
         // it its seat, which a full room needs).
-        if let Some(token) = rejoin {
-            self.replace_former(conn, &room, &token, now, out);
+        if let Some(token) = &rejoin {
+            self.replace_former(conn, &room, token, now, out);
         }
 
+        // In a cluster the token may name a membership on another node: the store frees it.
+        let replaces = rejoin
+            .as_deref()
+            .and_then(|t| <[u8; 16]>::try_from(hex::decode(t).ok()?).ok())
+            .map(|t| RejoinToken(t).digest());
         let config = self.config.clone();
         let digest = password.as_deref().map(password_digest);
         // This membership's own feed and token at the SFU: random, so that nobody can guess
@@ -1014,6 +1019,8 @@ impl Rooms {
             name,
             password: digest,
             sfu,
+            rejoin: Some(RejoinToken(self.rng.random())),
+            replaces: replaces.filter(|_| clustered),
         };
         if clustered {
             self.claim(conn, seat, out);
@@ -1154,11 +1161,16 @@ impl Rooms {
             name,
             password: digest,
             sfu: sfu_seat,
+            rejoin,
+            ..
         } = seat;
         let Some(addr) = self.conns.get(&conn).map(|c| c.addr) else {
             return;
         };
-        let rejoin: [u8; 16] = self.rng.random();
+        let rejoin: [u8; 16] = match rejoin {
+            Some(t) => t.0,
+            None => self.rng.random(),
+        };
         let sfu = self.config.sfu.as_ref().map(|s| confab_protocol::SfuInfo {
             feed: sfu_seat.as_ref().map(|s| s.feed),
             token: sfu_seat.as_ref().map(|s| s.token.clone()),
@@ -1388,7 +1400,7 @@ impl Rooms {
 }
 
 mod cluster;
-pub use cluster::{ClaimResult, ClusterOp, RemotePeer, Seat};
+pub use cluster::{ClaimResult, ClusterOp, RejoinToken, RemotePeer, Seat};
 
 #[cfg(test)]
 mod tests;

@@ -23,8 +23,9 @@
 //!   the others join).
 //!
 //! Keys: `confab:room:ROOM` (hash: `~pw`, `~ver`, and one field per member:
-//! `NODE\nVER\nSFU\nNAME`, VER the version its join made: members are listed in join order;
-//! SFU its place at the SFU, `FEED:TOKEN`, or empty),
+//! `NODE\nVER\nSFU\nREJOIN\nNAME`, VER the version its join made: members are listed in join
+//! order; SFU its place at the SFU, `FEED:TOKEN`, or empty; REJOIN the SHA-256 of its rejoin
+//! token, which a join on any node may present to free the seat at once),
 //! `confab:seats:NODE` (set of `ROOM\nID`), `confab:node:NODE` (heartbeat), `confab:ver` (the
 //! version counter, one for all rooms so that a room made again never goes back in version).
 
@@ -57,22 +58,23 @@ const PINGS_UNHEARD: u64 = 2;
 /// Shared by every script: frees one seat, raises the room's version and tells the room's
 /// other nodes. Only the node holding the seat frees it.
 const RELEASE_FN: &str = r#"
+-- A seat's lines: NODE, VER, SFU, REJOIN, NAME (a seat of an older node: NODE, VER, NAME).
+local function lines(v)
+  local t = {}
+  for line in string.gmatch(v .. '\n', '([^\n]*)\n') do table.insert(t, line) end
+  if #t == 4 then return {t[1], t[2], t[3], '', t[4]} end
+  if #t < 4 then return {t[1], t[2], '', '', t[#t]} end
+  return t
+end
 local function members_of(h)
   local all = redis.call('HGETALL', h)
   local seated, nodes = {}, {}
   for i = 1, #all, 2 do
     local f = all[i]
     if string.sub(f, 1, 1) ~= '~' then
-      local v = all[i + 1]
-      local a = string.find(v, '\n', 1, true)
-      local b = string.find(v, '\n', a + 1, true)
-      local c = string.find(v, '\n', b + 1, true)
-      local node = string.sub(v, 1, a - 1)
-      -- A seat of an older node has no SFU line.
-      local sfu, name = '', string.sub(v, b + 1)
-      if c then sfu, name = string.sub(v, b + 1, c - 1), string.sub(v, c + 1) end
-      table.insert(seated, {f, node, sfu, name, tonumber(string.sub(v, a + 1, b - 1))})
-      nodes[node] = true
+      local t = lines(all[i + 1])
+      table.insert(seated, {f, t[1], t[3], t[5], tonumber(t[2])})
+      nodes[t[1]] = true
     end
   end
   -- In join order: a hash keeps no order once it outgrows its compact encoding.
@@ -109,7 +111,7 @@ local function release(room, id, node)
   end
   return 1
 end
-local function seat(room, id, node, name, pw, sfu)
+local function seat(room, id, node, name, pw, sfu, rejoin)
   local h = 'confab:room:' .. room
   local members, nodes = members_of(h)
   if #members == 0 then
@@ -117,27 +119,48 @@ local function seat(room, id, node, name, pw, sfu)
     redis.call('HSET', h, '~pw', pw)
   end
   local ver = redis.call('INCR', 'confab:ver')
-  redis.call('HSET', h, '~ver', ver, id, node .. '\n' .. ver .. '\n' .. sfu .. '\n' .. name)
+  redis.call('HSET', h, '~ver', ver, id,
+             node .. '\n' .. ver .. '\n' .. sfu .. '\n' .. rejoin .. '\n' .. name)
   redis.call('SADD', 'confab:seats:' .. node, room .. '\n' .. id)
   publish(nodes, node, cjson.encode({t = 'join', room = room, id = id, name = name, node = node, ver = ver, sfu = sfu}))
   return ver, members
 end
 "#;
 
-/// ARGV: room, id, node, name, password (hex SHA-256 or ""), capacity, SFU place ("" if none).
+/// ARGV: room, id, node, name, password (hex SHA-256 or ""), capacity, SFU place ("" if none),
+/// the digest of this membership's rejoin token, the digest of the token the join presented
+/// ("" if none). A presented token frees the seat it names (after the password, before the
+/// count), and its node is told to close that member's connection.
 const CLAIM: &str = r#"
 local room, id, node, name, pw, cap = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
-local sfu = ARGV[7]
+local sfu, rejoin, replaces = ARGV[7], ARGV[8], ARGV[9]
 local h = 'confab:room:' .. room
 local members = members_of(h)
 local want = redis.call('HGET', h, '~pw') or ''
 if #members > 0 then
   if want ~= '' and want ~= pw then return {'wrong-password'} end
+  if replaces ~= '' then
+    local all = redis.call('HGETALL', h)
+    for i = 1, #all, 2 do
+      local f = all[i]
+      if string.sub(f, 1, 1) ~= '~' and f ~= id then
+        local t = lines(all[i + 1])
+        if t[4] == replaces then
+          release(room, f, t[1])
+          if t[1] ~= node then
+            redis.call('PUBLISH', 'confab:to:' .. t[1], cjson.encode({t = 'replaced', room = room, id = f}))
+          end
+          break
+        end
+      end
+    end
+    members = members_of(h)
+  end
   if #members / 4 >= cap then return {'full'} end
 else
   want = pw
 end
-local ver, before = seat(room, id, node, name, want, sfu)
+local ver, before = seat(room, id, node, name, want, sfu, rejoin)
 return {'ok', tostring(ver), want, unpack(before)}
 "#;
 
@@ -157,8 +180,8 @@ redis.call('DEL', 'confab:seats:' .. node)
 return tonumber(redis.call('GET', 'confab:ver') or '0')
 "#;
 
-/// ARGV: node, room capacity, then room, id, name, password, SFU place for each seat the node
-/// holds.
+/// ARGV: node, room capacity, then room, id, name, password, SFU place, rejoin digest for each
+/// seat the node holds.
 /// Registers the seats Redis does not have (after an outage, or after work that could not be
 /// queued) and frees those it has that the node no longer holds. A seat is registered only as
 /// a claim would be: the others may have filled the room, or made it again with another
@@ -166,14 +189,14 @@ return tonumber(redis.call('GET', 'confab:ver') or '0')
 const RESTORE: &str = r#"
 local node, cap = ARGV[1], tonumber(ARGV[2])
 local held, refused = {}, {}
-for i = 3, #ARGV, 5 do held[ARGV[i] .. '\n' .. ARGV[i + 1]] = i end
+for i = 3, #ARGV, 6 do held[ARGV[i] .. '\n' .. ARGV[i + 1]] = i end
 for _, s in ipairs(redis.call('SMEMBERS', 'confab:seats:' .. node)) do
   if not held[s] then
     local nl = string.find(s, '\n', 1, true)
     release(string.sub(s, 1, nl - 1), string.sub(s, nl + 1), node)
   end
 end
-for i = 3, #ARGV, 5 do
+for i = 3, #ARGV, 6 do
   local h = 'confab:room:' .. ARGV[i]
   if not redis.call('HGET', h, ARGV[i + 1]) then
     local members = members_of(h)
@@ -182,7 +205,7 @@ for i = 3, #ARGV, 5 do
       table.insert(refused, ARGV[i])
       table.insert(refused, ARGV[i + 1])
     else
-      seat(ARGV[i], ARGV[i + 1], node, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
+      seat(ARGV[i], ARGV[i + 1], node, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
     end
   end
 end
@@ -215,6 +238,12 @@ enum News {
         room: String,
         id: String,
         ver: u64,
+    },
+    /// This node's member `id` was replaced by a join on another node that presented its
+    /// rejoin token (its seat is free already): close its connection.
+    Replaced {
+        room: String,
+        id: String,
     },
     Signal {
         room: String,
@@ -344,6 +373,8 @@ impl Store {
                     .arg(pw)
                     .arg(capacity)
                     .arg(sfu_field(&seat.sfu))
+                    .arg(seat.rejoin.map(|t| hex(t.digest())).unwrap_or_default())
+                    .arg(seat.replaces.map(hex).unwrap_or_default())
                     .invoke_async(c)
                     .await
             })
@@ -443,7 +474,8 @@ impl Store {
                         .arg(s.id.as_str())
                         .arg(&s.name)
                         .arg(s.password.map(hex).unwrap_or_default())
-                        .arg(sfu_field(&s.sfu));
+                        .arg(sfu_field(&s.sfu))
+                        .arg(s.rejoin.map(|t| hex(t.digest())).unwrap_or_default());
                 }
                 inv.invoke_async(c).await
             })
@@ -645,6 +677,7 @@ fn apply(hub: &Hub, news: News) {
             },
         ),
         News::Leave { room, id, ver } => hub.remote_left(&room, ver, &PeerId(id)),
+        News::Replaced { room, id } => hub.replaced(&room, &PeerId(id)),
         News::Ping { .. } => {}
         News::Signal {
             room,

@@ -230,6 +230,10 @@ impl Hub {
         self.with_rooms(|r, _, out| r.remote_joined(room, ver, peer, out));
     }
 
+    pub fn replaced(&self, room: &str, id: &PeerId) {
+        self.with_rooms(|r, now, out| r.replaced(room, id, now, out));
+    }
+
     pub fn remote_left(&self, room: &str, ver: u64, id: &PeerId) {
         self.with_rooms(|r, now, out| r.remote_left(room, ver, id, now, out));
     }

@@ -652,3 +652,64 @@ async fn ex_member_keeps_watching_across_nodes() {
     );
     j.close().await;
 }
+
+/// Ada, seated on node A, comes back through node B with the rejoin token A gave her (as when
+/// her path to A died unnoticed and the balancer sent her elsewhere): the store frees her old
+/// seat before it counts the room, so the full room takes her back; A closes her old
+/// connection as replaced; Bob hears the old membership leave at once, then the new one join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejoin_through_another_node_replaces_the_old_membership() {
+    let redis = Redis::start();
+    let two = |c: &mut confab_signal::SignalConfig| c.limits.room_capacity = 2;
+    let (a, b) = (
+        cluster_node(&redis.url, two).await,
+        cluster_node(&redis.url, two).await,
+    );
+    let mut ada = Client::connect(&a).await;
+    let w = ada.join("full", "Ada").await;
+    let (old, token) = (id(&w), w["rejoin"].as_str().unwrap().to_owned());
+    let (mut bob, _) = {
+        let mut c = Client::connect(&b).await;
+        let me = id(&c.join("full", "Bob").await);
+        (c, me)
+    };
+    assert_eq!(ada.recv().await["type"], "peer-joined");
+    // The room is full: someone else is refused.
+    let mut cy = Client::connect(&b).await;
+    cy.send(r#"{"type":"join","room":"full","name":"Cy"}"#.to_owned())
+        .await;
+    cy.expect_error("room-full").await;
+    // A guessed token frees nothing.
+    let mut guess = Client::connect(&b).await;
+    guess
+        .send(format!(
+            r#"{{"type":"join","room":"full","name":"Ada","rejoin":"{}"}}"#,
+            "0".repeat(32)
+        ))
+        .await;
+    guess.expect_error("room-full").await;
+
+    let mut again = Client::connect(&b).await;
+    again
+        .send(format!(
+            r#"{{"type":"join","room":"full","name":"Ada","rejoin":"{token}"}}"#
+        ))
+        .await;
+    let w = again.recv().await;
+    assert_eq!(w["type"], "welcome", "the full room takes her back: {w}");
+    let new = id(&w);
+    let peers: Vec<&str> = w["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(peers, ["Bob"], "her old membership is gone: {w}");
+    match ada.ended(Duration::from_secs(5)).await {
+        Ended::Closed(code, _) => assert_eq!(code, 4000, "closed as replaced"),
+        Ended::Dropped => panic!("dropped without a close frame"),
+    }
+    let mut heard = events(&mut bob, 2, Duration::from_secs(5)).await;
+    assert!(heard.remove(&("peer-left".to_owned(), old)), "{heard:?}");
+    assert_eq!(heard, expected("peer-joined", &[&new]));
+}
