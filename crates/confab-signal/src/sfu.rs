@@ -149,19 +149,127 @@ enum Work {
 }
 
 /// A room's work waiting for its time.
+#[derive(Default)]
 struct Waiting {
-    at: Instant,
-    /// The room emptied: remove it, if it is still empty then.
-    remove: bool,
-    /// Feeds and tokens of members who left.
-    kick: Vec<(u64, String)>,
+    /// The room emptied: remove it then, if it is still empty.
+    remove: Option<Instant>,
+    /// Members who left: when, their feed and token.
+    kick: Vec<(Instant, u64, String)>,
+}
+
+impl Waiting {
+    fn due(&self) -> Option<Instant> {
+        let kicks = self.kick.iter().map(|k| k.0);
+        self.remove.into_iter().chain(kicks).min()
+    }
+}
+
+/// What has come due ([`Schedule::take_due`]).
+#[derive(Debug, PartialEq, Eq)]
+enum Due {
+    Remove(String),
+    Kick {
+        room: String,
+        feeds: Vec<u64>,
+        tokens: Vec<String>,
+    },
+}
+
+/// The work that waits (pure: fed ops and time): a room's removal, and each departed member's
+/// kick, each at its own time; a join cancels a waiting removal.
+#[derive(Default)]
+struct Schedule {
+    rooms: HashMap<String, Waiting>,
+}
+
+impl Schedule {
+    /// Someone joined `room`: it is not to be removed.
+    fn joined(&mut self, room: &str) {
+        if let Some(w) = self.rooms.get_mut(room) {
+            w.remove = None;
+        }
+    }
+
+    /// A removal or kick, due at `at`; false if there is no room for it (bounded).
+    fn later(&mut self, op: SfuOp, at: Instant) -> bool {
+        let (room, seat) = match op {
+            SfuOp::Remove { room } => (room, None),
+            SfuOp::Kick { room, feed, token } => (room, Some((feed, token))),
+            SfuOp::Make { room, .. } => {
+                self.joined(&room);
+                return true;
+            }
+        };
+        let full = self.rooms.len() >= OPS_QUEUE * 16;
+        let w = match self.rooms.get_mut(&room) {
+            Some(w) => w,
+            None if !full => self.rooms.entry(room).or_default(),
+            None => return false,
+        };
+        match seat {
+            None => w.remove = Some(at),
+            // Bounded (joins are rate-limited well below this in 10 s): past it, a lone
+            // server's sweep still kicks the feeds, but their tokens stay on the list until
+            // the room empties.
+            Some((feed, token)) if w.kick.len() < KICKS_PER_ROOM => {
+                w.kick.push((at, feed, token));
+            }
+            Some(_) => {}
+        }
+        true
+    }
+
+    /// When something is next due.
+    fn next(&self) -> Option<Instant> {
+        self.rooms.values().filter_map(Waiting::due).min()
+    }
+
+    /// What is due at `now`: a room removed if nobody is in it (`in_use`) then, with every
+    /// kick still waiting for it; otherwise the kicks due.
+    fn take_due(&mut self, now: Instant, in_use: impl Fn(&str) -> bool) -> Vec<Due> {
+        let ready: Vec<String> = self
+            .rooms
+            .iter()
+            .filter(|(_, w)| w.due().is_some_and(|at| at <= now))
+            .map(|(room, _)| room.clone())
+            .collect();
+        let mut out = Vec::new();
+        for room in ready {
+            let Some(w) = self.rooms.get_mut(&room) else {
+                continue;
+            };
+            if w.remove.is_some_and(|at| at <= now) {
+                if !in_use(&room) {
+                    self.rooms.remove(&room);
+                    out.push(Due::Remove(room));
+                    continue;
+                }
+                w.remove = None;
+            }
+            let (due, later): (Vec<_>, Vec<_>) = w.kick.drain(..).partition(|k| k.0 <= now);
+            w.kick = later;
+            if w.due().is_none() {
+                self.rooms.remove(&room);
+            }
+            if !due.is_empty() {
+                let (feeds, tokens) = due.into_iter().map(|k| (k.1, k.2)).unzip();
+                out.push(Due::Kick {
+                    room,
+                    feeds,
+                    tokens,
+                });
+            }
+        }
+        out
+    }
 }
 
 /// Carries out the room logic's SFU work until cancelled. A room emptied is removed only
 /// after `remove_after`, and only if nobody is in it by then: a member back within it keeps
 /// their SFU session, and another node's join that this node had not heard of yet when its
-/// own last member left does not lose its room. A member's feed is kicked after the same wait,
-/// unless a member holds it again by then (the same client back after a lost connection).
+/// own last member left does not lose its room. A departed member's feed is kicked after the
+/// same wait (its client keeps its media while its signaling is away), unless the room is
+/// removed by then.
 pub async fn ops_loop(
     sfu: Sfu,
     hub: Arc<Hub>,
@@ -170,17 +278,15 @@ pub async fn ops_loop(
     cancel: CancellationToken,
 ) {
     let mut admin: Option<Admin> = None;
-    let mut waiting: HashMap<String, Waiting> = HashMap::new();
+    let mut schedule = Schedule::default();
     let mut idle_since = Instant::now();
     loop {
-        let due = waiting.values().map(|w| w.at).min();
+        let due = schedule.next();
         let op = tokio::select! {
             _ = cancel.cancelled() => break,
             op = ops.recv() => match op {
                 Some(SfuOp::Make { room, token }) => {
-                    if let Some(w) = waiting.get_mut(&room) {
-                        w.remove = false;
-                    }
+                    schedule.joined(&room);
                     // Everyone's tokens: a restarted SFU gets the room back with all of them.
                     let mut allowed = hub.read_rooms(|r| r.sfu_members(&room)).tokens;
                     if !allowed.contains(&token) {
@@ -189,29 +295,9 @@ pub async fn ops_loop(
                     Work::Make { room, allowed }
                 }
                 Some(later) => {
-                    let (room, remove, seat) = match later {
-                        SfuOp::Remove { room } => (room, true, None),
-                        SfuOp::Kick { room, feed, token } => (room, false, Some((feed, token))),
-                        SfuOp::Make { .. } => unreachable!("matched above"),
-                    };
-                    let full = waiting.len() >= OPS_QUEUE * 16;
-                    match waiting.get_mut(&room) {
-                        Some(w) => {
-                            w.remove |= remove;
-                            // Bounded (joins are rate-limited well below this in 10 s): past
-                            // it, a lone server's sweep still kicks the feeds, but their tokens
-                            // stay on the list until the room empties.
-                            if w.kick.len() < KICKS_PER_ROOM {
-                                w.kick.extend(seat);
-                            }
-                        }
-                        None if !full => {
-                            let at = Instant::now() + remove_after;
-                            let kick = seat.into_iter().collect();
-                            waiting.insert(room, Waiting { at, remove, kick });
-                        }
+                    if !schedule.later(later.clone(), Instant::now() + remove_after) {
                         // Bounded: such a room stays at the SFU until Janus restarts.
-                        None => tracing::warn!(room, "too much work waiting for the SFU"),
+                        tracing::warn!(?later, "too much work waiting for the SFU");
                     }
                     continue;
                 }
@@ -219,22 +305,14 @@ pub async fn ops_loop(
             },
             _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                 let now = Instant::now();
-                let ready: Vec<String> = waiting
-                    .iter()
-                    .filter(|(_, w)| w.at <= now)
-                    .map(|(room, _)| room.clone())
-                    .collect();
-                for room in ready {
-                    let Some(w) = waiting.remove(&room) else { continue };
-                    let (in_use, members) =
-                        hub.read_rooms(|r| (r.room_in_use(&room), r.sfu_members(&room)));
-                    let work = if !in_use && w.remove {
-                        Work::Remove(room)
-                    } else if w.kick.is_empty() {
-                        continue;
-                    } else {
-                        let (feeds, tokens) = w.kick.into_iter().unzip();
-                        Work::Kick { room, feeds, tokens, members }
+                let ready = schedule.take_due(now, |room| hub.read_rooms(|r| r.room_in_use(room)));
+                for due in ready {
+                    let work = match due {
+                        Due::Remove(room) => Work::Remove(room),
+                        Due::Kick { room, feeds, tokens } => {
+                            let members = hub.read_rooms(|r| r.sfu_members(&room));
+                            Work::Kick { room, feeds, tokens, members }
+                        }
                     };
                     carry_out(&sfu, &mut admin, work).await;
                 }
@@ -282,5 +360,81 @@ async fn carry_out(sfu: &Sfu, admin: &mut Option<Admin>, op: Work) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kick(room: &str, feed: u64) -> SfuOp {
+        SfuOp::Kick {
+            room: room.into(),
+            feed,
+            token: format!("t{feed}"),
+        }
+    }
+
+    /// Each departure waits its own time: a second member leaving just before the first's
+    /// kick is due is not kicked with it.
+    #[test]
+    fn each_kick_waits_its_own_time() {
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(10);
+        let mut s = Schedule::default();
+        assert!(s.later(kick("r", 1), t0 + wait));
+        let t1 = t0 + Duration::from_secs(9);
+        assert!(s.later(kick("r", 2), t1 + wait));
+        assert_eq!(s.next(), Some(t0 + wait));
+        let in_use = |_: &str| true;
+        assert_eq!(s.take_due(t0 + wait - Duration::from_millis(1), in_use), []);
+        assert_eq!(
+            s.take_due(t0 + wait, in_use),
+            [Due::Kick {
+                room: "r".into(),
+                feeds: vec![1],
+                tokens: vec!["t1".into()],
+            }]
+        );
+        assert_eq!(s.next(), Some(t1 + wait));
+        assert_eq!(
+            s.take_due(t1 + wait, in_use),
+            [Due::Kick {
+                room: "r".into(),
+                feeds: vec![2],
+                tokens: vec!["t2".into()],
+            }]
+        );
+        assert_eq!(s.next(), None);
+    }
+
+    /// An emptied room is removed once its wait is over, taking the kicks still waiting with
+    /// it; a join meanwhile keeps it (its kicks still come).
+    #[test]
+    fn a_room_is_removed_only_if_still_empty_and_a_join_keeps_it() {
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(10);
+        let mut s = Schedule::default();
+        s.later(kick("r", 1), t0 + wait);
+        s.later(SfuOp::Remove { room: "r".into() }, t0 + wait);
+        s.later(kick("r", 2), t0 + wait + Duration::from_secs(1));
+        assert_eq!(s.take_due(t0 + wait, |_| false), [Due::Remove("r".into())]);
+        assert_eq!(s.next(), None);
+
+        s.later(kick("q", 3), t0 + wait);
+        s.later(SfuOp::Remove { room: "q".into() }, t0 + wait);
+        s.joined("q");
+        assert_eq!(
+            s.take_due(t0 + wait, |_| false),
+            [Due::Kick {
+                room: "q".into(),
+                feeds: vec![3],
+                tokens: vec!["t3".into()],
+            }]
+        );
+        // Still in use when due: kept, and nothing more waits.
+        s.later(SfuOp::Remove { room: "p".into() }, t0 + wait);
+        assert_eq!(s.take_due(t0 + wait, |_| true), []);
+        assert_eq!(s.next(), None);
     }
 }
