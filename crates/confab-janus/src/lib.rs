@@ -225,12 +225,23 @@ pub fn text(v: &Value) -> String {
 }
 
 /// A VideoRoom room as the signaling server makes it: private, PIN-protected, its `secret`
-/// (needed to edit, kick from or destroy it) known only to the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// (needed to edit, kick from or destroy it) known only to the server (and never in its
+/// `Debug`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct RoomSpec {
     pub room: u64,
     pub pin: String,
     pub secret: String,
+}
+
+impl std::fmt::Debug for RoomSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomSpec")
+            .field("room", &self.room)
+            .field("pin", &"<hidden>")
+            .field("secret", &"<hidden>")
+            .finish()
+    }
 }
 
 /// Publishers one room takes at most.
@@ -262,31 +273,36 @@ impl RoomSpec {
         match janus.plugin("making the room", handle, create).await {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some(ROOM_EXISTS) => {
-                self.allow(janus, handle, true, allowed).await
+                self.allow(janus, handle, true, allowed).await.map(|_| ())
             }
             Err(e) => Err(e),
         }
     }
 
     /// Adds `tokens` to the room's `allowed` list, or takes them off it (then they cannot
-    /// join the room any more; who is in it stays until kicked).
+    /// join the room any more; who is in it stays until kicked). Answers the list as it is
+    /// now (Janus answers it whole), or `None` when nothing was asked or Janus did not say.
     pub async fn allow(
         &self,
         janus: &mut Janus,
         handle: u64,
         add: bool,
         tokens: &[String],
-    ) -> Result<(), JanusError> {
+    ) -> Result<Option<Vec<String>>, JanusError> {
         if tokens.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let action = if add { "add" } else { "remove" };
         let allowed = json!({"request": "allowed", "room": self.room, "secret": self.secret,
                              "action": action, "allowed": tokens});
-        janus
+        let answer = janus
             .plugin("the room's allowed list", handle, allowed)
-            .await
-            .map(|_| ())
+            .await?;
+        Ok(answer["allowed"].as_array().map(|list| {
+            list.iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect()
+        }))
     }
 
     /// Kicks a participant (`feed`) out of the room, with every subscription it made.

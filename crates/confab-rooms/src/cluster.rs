@@ -532,6 +532,7 @@ fn kick_at_sfu(room: &str, gone: Vec<SfuSeat>, config: &Config, out: &mut Vec<Ou
             room: room.into(),
             feed,
             token,
+            at_once: false,
         }));
     }
 }
@@ -669,6 +670,7 @@ mod tests {
             room: "r".into(),
             feed,
             token: format!("t{feed}"),
+            at_once: false,
         };
         assert_eq!(kicks(&mut out), [kick(42)]);
         a.node_gone("c", 7, T0(), &mut out);

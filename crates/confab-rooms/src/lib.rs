@@ -252,8 +252,9 @@ pub enum Output {
 }
 
 /// What the server does at the SFU for a room (by name; [`Sfu::info`] and [`Sfu::secret`]
-/// say which VideoRoom room and with what).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// say which VideoRoom room and with what). Its `Debug` leaves the tokens out: they let
+/// whoever holds them into the VideoRoom room, and ops are logged.
+#[derive(Clone, PartialEq, Eq)]
 pub enum SfuOp {
     /// Someone was given the room's SFU details: make its VideoRoom room, unless it exists
     /// (asked at every join, so a restarted SFU gets the room back with the next one), and let
@@ -264,24 +265,64 @@ pub enum SfuOp {
     /// (the shell waits a little: [`Rooms::room_in_use`]; another node's join may not have
     /// been heard of yet).
     Remove { room: String },
-    /// A member given `feed` and `token` has left: after the same wait (a client whose
-    /// signaling is away keeps its media meanwhile, and publishes anew when it is back), take
-    /// `token` off the VideoRoom room's list and kick `feed`, and with it everything it
-    /// subscribed to ([`Rooms::sfu_members`] says who stays). An ex-member must not keep
-    /// watching, nor come back to the SFU room without the signaling server's say.
+    /// A member given `feed` and `token` has left: take `token` off the VideoRoom room's list
+    /// and kick `feed`, and with it everything it subscribed to ([`Rooms::sfu_members`] says
+    /// who stays). At once if the member said `leave`; after the same wait as a removal if its
+    /// connection went (a client whose signaling is away keeps its media meanwhile, and
+    /// publishes anew when it is back). An ex-member must not keep watching, nor come back to
+    /// the SFU room without the signaling server's say.
     Kick {
         room: String,
         feed: u64,
         token: String,
+        /// The member said `leave`: nothing to wait for.
+        at_once: bool,
     },
 }
 
+/// Stands for a token in `Debug` output.
+const HIDDEN: &str = "<hidden>";
+
+impl fmt::Debug for SfuOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SfuOp::Make { room, .. } => f
+                .debug_struct("Make")
+                .field("room", room)
+                .field("token", &HIDDEN)
+                .finish(),
+            SfuOp::Remove { room } => f.debug_struct("Remove").field("room", room).finish(),
+            SfuOp::Kick {
+                room,
+                feed,
+                at_once,
+                ..
+            } => f
+                .debug_struct("Kick")
+                .field("room", room)
+                .field("feed", feed)
+                .field("token", &HIDDEN)
+                .field("at_once", at_once)
+                .finish(),
+        }
+    }
+}
+
 /// A member's own place at the SFU (its `welcome` gives both): the VideoRoom feed it publishes
-/// as, and the token that lets it into the room.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// as, and the token that lets it into the room (not in its `Debug`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct SfuSeat {
     pub feed: u64,
     pub token: String,
+}
+
+impl fmt::Debug for SfuSeat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SfuSeat")
+            .field("feed", &self.feed)
+            .field("token", &HIDDEN)
+            .finish()
+    }
 }
 
 impl SfuSeat {
@@ -305,8 +346,9 @@ impl SfuSeat {
     }
 }
 
-/// Who may stay in a room at the SFU ([`Rooms::sfu_members`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who may stay in a room at the SFU ([`Rooms::sfu_members`]). Its `Debug` counts the
+/// tokens.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SfuMembers {
     /// The feeds of the room's members (on every node this one knows of).
     pub feeds: Vec<u64>,
@@ -316,6 +358,16 @@ pub struct SfuMembers {
     /// no member was given, and goes too. (Not for a room this node no longer holds, nor with
     /// a member whose node, of an older version, did not say its feed.)
     pub complete: bool,
+}
+
+impl fmt::Debug for SfuMembers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SfuMembers")
+            .field("feeds", &self.feeds)
+            .field("tokens", &self.tokens.len())
+            .field("complete", &self.complete)
+            .finish()
+    }
 }
 
 /// Why a new connection was refused; send `text`, then close with `code`.
@@ -716,7 +768,7 @@ impl Rooms {
 
     /// The connection is gone (closed by either side). Its room hears `peer-left`.
     pub fn disconnect(&mut self, conn: ConnId, now: Instant, out: &mut Vec<Output>) {
-        self.leave_room(conn, now, out);
+        self.leave_room(conn, false, now, out);
         if let Some(c) = self.conns.remove(&conn) {
             if let Some(a) = self.addrs.get_mut(&c.addr) {
                 a.conns = a.conns.saturating_sub(1);
@@ -813,7 +865,7 @@ impl Rooms {
             } => self.join(conn, room, name, password, rejoin, now, out),
             ClientMessage::Signal { to, data } => self.signal(conn, to, data, now, out),
             ClientMessage::Leave => {
-                if self.leave_room(conn, now, out) {
+                if self.leave_room(conn, true, now, out) {
                     // Back to waiting for a join, with a fresh deadline.
                     let deadline = now + self.config.join_timeout;
                     if let Some(c) = self.conns.get_mut(&conn) {
@@ -1303,7 +1355,14 @@ impl Rooms {
     }
 
     /// Takes the connection out of its room, if it is in one.
-    fn leave_room(&mut self, conn: ConnId, now: Instant, out: &mut Vec<Output>) -> bool {
+    /// `said_leave`: the client asked to leave (else its connection went).
+    fn leave_room(
+        &mut self,
+        conn: ConnId,
+        said_leave: bool,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) -> bool {
         if self.cancel_claim(conn) {
             return true;
         }
@@ -1332,6 +1391,7 @@ impl Rooms {
                     room: joined.room.clone(),
                     feed,
                     token,
+                    at_once: said_leave,
                 }));
             }
             room.members.retain(|m| m.conn() != Some(conn));

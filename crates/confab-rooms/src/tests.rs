@@ -902,6 +902,8 @@ fn sfu_seats_are_each_members_own_and_kicked_when_they_leave() {
     want.sort();
     assert_eq!(feeds, want);
 
+    // A connection that goes waits (its client's media may still flow); one who says `leave`
+    // goes at once.
     h.disconnect(ann);
     assert_eq!(
         sfu_ops(&mut h),
@@ -909,15 +911,80 @@ fn sfu_seats_are_each_members_own_and_kicked_when_they_leave() {
             room: "big".into(),
             feed,
             token: token.clone(),
+            at_once: false,
         }]
     );
     assert!(!h.rooms.sfu_members("big").feeds.contains(&feed));
     // Back: a new member at the SFU too.
-    let (_ann, again, new_token) = join(&mut h, "Ann");
+    let (ann, again, new_token) = join(&mut h, "Ann");
     assert_ne!(again, feed);
     assert_ne!(new_token, token);
+    h.send(ann, r#"{"type":"leave"}"#);
+    assert_eq!(
+        sfu_ops(&mut h),
+        [SfuOp::Kick {
+            room: "big".into(),
+            feed: again,
+            token: new_token,
+            at_once: true,
+        }]
+    );
     // Without an SFU: no seats.
     assert!(Harness::new().rooms.sfu_members("big").feeds.is_empty());
+}
+
+/// SFU ops and seats are logged (the shell warns with them): a member's token lets whoever
+/// holds it into the VideoRoom room, so no `Debug` of them shows it.
+#[test]
+fn sfu_token_in_logs() {
+    let token = "Tok3nThatMustNotBeLogged".to_string();
+    let seat = SfuSeat {
+        feed: 42,
+        token: token.clone(),
+    };
+    let printed = [
+        format!(
+            "{:?}",
+            SfuOp::Make {
+                room: "r".into(),
+                token: token.clone(),
+            }
+        ),
+        format!(
+            "{:?}",
+            SfuOp::Kick {
+                room: "r".into(),
+                feed: 42,
+                token: token.clone(),
+                at_once: true,
+            }
+        ),
+        format!("{seat:?}"),
+        format!(
+            "{:?}",
+            SfuMembers {
+                feeds: vec![42],
+                tokens: vec![token.clone()],
+                complete: true,
+            }
+        ),
+        format!(
+            "{:?}",
+            Seat {
+                room: "r".into(),
+                id: PeerId("p".into()),
+                name: "Ann".into(),
+                password: None,
+                sfu: Some(seat.clone()),
+                rejoin: None,
+                replaces: None,
+            }
+        ),
+    ];
+    for p in &printed {
+        assert!(!p.contains(&token), "a token in {p}");
+        assert!(p.contains("42") || p.contains("Make"), "{p}");
+    }
 }
 
 /// Joins on a fresh connection and returns (conn, id, rejoin token).

@@ -72,7 +72,11 @@ impl Admin {
                 feeds,
                 tokens,
                 members,
-            } => self.kick(&spec(room), feeds, tokens, members).await,
+                stray_tokens,
+            } => {
+                self.kick(&spec(room), feeds, tokens, members, *stray_tokens)
+                    .await
+            }
         };
         // Events that came meanwhile are no business of ours.
         self.janus.take_early();
@@ -80,22 +84,42 @@ impl Admin {
     }
 
     /// Takes `tokens` off the room's list and kicks `feeds` (unless a member holds them), and
-    /// (knowing every member) anyone in the room under a feed no member was given.
+    /// (knowing every member) anyone in the room under a feed no member was given, and with
+    /// `stray_tokens` any token on the list no member holds: what a kick lost on the way left
+    /// behind (a full queue, a Janus that could not be reached, a bound) goes with the next
+    /// departure.
     async fn kick(
         &mut self,
         spec: &RoomSpec,
         feeds: &[u64],
         tokens: &[String],
         members: &SfuMembers,
+        stray_tokens: bool,
     ) -> Result<(), JanusError> {
         let gone: Vec<String> = tokens
             .iter()
             .filter(|t| !members.tokens.contains(t))
             .cloned()
             .collect();
-        match spec.allow(&mut self.janus, self.handle, false, &gone).await {
+        let listed = match spec.allow(&mut self.janus, self.handle, false, &gone).await {
             Err(e) if e.code() == Some(confab_janus::NO_SUCH_ROOM) => return Ok(()),
             done => done?,
+        };
+        if members.complete && stray_tokens {
+            let stray: Vec<String> = listed
+                .into_iter()
+                .flatten()
+                .filter(|t| !members.tokens.contains(t))
+                .collect();
+            if !stray.is_empty() {
+                tracing::info!(
+                    room = spec.room,
+                    tokens = stray.len(),
+                    "tokens no member holds taken off the SFU room's list"
+                );
+                spec.allow(&mut self.janus, self.handle, false, &stray)
+                    .await?;
+            }
         }
         let mut out: Vec<u64> = feeds
             .iter()
@@ -132,8 +156,7 @@ impl Admin {
     }
 }
 
-/// What the shell does at the SFU.
-#[derive(Debug)]
+/// What the shell does at the SFU (its `Debug`, for the logs, leaves the tokens out).
 enum Work {
     Make {
         room: String,
@@ -145,7 +168,33 @@ enum Work {
         feeds: Vec<u64>,
         tokens: Vec<String>,
         members: SfuMembers,
+        /// Also take off the list the tokens no member holds (`members` must be complete).
+        stray_tokens: bool,
     },
+}
+
+impl std::fmt::Debug for Work {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Work::Make { room, allowed } => f
+                .debug_struct("Make")
+                .field("room", room)
+                .field("tokens", &allowed.len())
+                .finish(),
+            Work::Remove(room) => f.debug_tuple("Remove").field(room).finish(),
+            Work::Kick {
+                room,
+                feeds,
+                members,
+                ..
+            } => f
+                .debug_struct("Kick")
+                .field("room", room)
+                .field("feeds", feeds)
+                .field("members", members)
+                .finish(),
+        }
+    }
 }
 
 /// A room's work waiting for its time.
@@ -194,7 +243,9 @@ impl Schedule {
     fn later(&mut self, op: SfuOp, at: Instant) -> bool {
         let (room, seat) = match op {
             SfuOp::Remove { room } => (room, None),
-            SfuOp::Kick { room, feed, token } => (room, Some((feed, token))),
+            SfuOp::Kick {
+                room, feed, token, ..
+            } => (room, Some((feed, token))),
             SfuOp::Make { room, .. } => {
                 self.joined(&room);
                 return true;
@@ -265,15 +316,17 @@ impl Schedule {
 }
 
 /// Carries out the room logic's SFU work until cancelled. A room emptied is removed only
-/// after `remove_after`, and only if nobody is in it by then: a member back within it keeps
-/// their SFU session, and another node's join that this node had not heard of yet when its
-/// own last member left does not lose its room. A departed member's feed is kicked after the
-/// same wait (its client keeps its media while its signaling is away), unless the room is
-/// removed by then.
+/// after `remove_after`, and only if nobody is in it by then: a member back within it finds
+/// the room there, and another node's join that this node had not heard of yet when its own
+/// last member left does not lose its room. A member who said `leave` is kicked at once; one
+/// whose connection went, after the same wait (its client keeps its media while its
+/// signaling is away), unless the room is removed by then. `lone`: no other node serves the
+/// rooms, so a token on a room's list that no member holds is a leftover, and goes.
 pub async fn ops_loop(
     sfu: Sfu,
     hub: Arc<Hub>,
     remove_after: Duration,
+    lone: bool,
     mut ops: mpsc::Receiver<SfuOp>,
     cancel: CancellationToken,
 ) {
@@ -294,7 +347,18 @@ pub async fn ops_loop(
                     }
                     Work::Make { room, allowed }
                 }
+                Some(SfuOp::Kick { room, feed, token, at_once: true }) => {
+                    // Said `leave`: nothing to wait for. In a cluster only this member goes:
+                    // the sweep of feeds no member holds waits with the departures that wait
+                    // (a join on another node may not have reached this one yet).
+                    let mut members = hub.read_rooms(|r| r.sfu_members(&room));
+                    members.complete &= lone;
+                    let (feeds, tokens) = (vec![feed], vec![token]);
+                    Work::Kick { room, feeds, tokens, members, stray_tokens: lone }
+                }
                 Some(later) => {
+                    // A connection that went may be a client whose signaling is away, its
+                    // media still flowing: its kick waits.
                     if !schedule.later(later.clone(), Instant::now() + remove_after) {
                         // Bounded: such a room stays at the SFU until Janus restarts.
                         tracing::warn!(?later, "too much work waiting for the SFU");
@@ -311,7 +375,7 @@ pub async fn ops_loop(
                         Due::Remove(room) => Work::Remove(room),
                         Due::Kick { room, feeds, tokens } => {
                             let members = hub.read_rooms(|r| r.sfu_members(&room));
-                            Work::Kick { room, feeds, tokens, members }
+                            Work::Kick { room, feeds, tokens, members, stray_tokens: lone }
                         }
                     };
                     carry_out(&sfu, &mut admin, work).await;
@@ -372,6 +436,7 @@ mod tests {
             room: room.into(),
             feed,
             token: format!("t{feed}"),
+            at_once: false,
         }
     }
 

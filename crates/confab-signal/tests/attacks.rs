@@ -868,3 +868,82 @@ async fn cross_site_websocket_hijacking() {
         c.join("r", "Ada").await;
     }
 }
+
+/// A kick can be lost on the way to Janus (the shell's queue full, Janus unreachable for a
+/// moment): an ex-member's token then stays on the VideoRoom room's list and their feed in
+/// the room. Stood for here by a token and a feed put there behind the server's back. The next
+/// departure takes both away (a lone server knows every member): the leftover is out of the
+/// room and cannot join again, while the members who stay still can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stray_token_after_a_lost_kick() {
+    let janus = confab_netlab::janus::Janus::start().expect("janus starts");
+    let sfu_conf = janus.sfu("a-lone-secret-of-16", 0);
+    let secret = sfu_conf.secret("big");
+    let server = start(|c| {
+        c.limits.sfu = Some(sfu_conf);
+        c.sfu_remove_after = Duration::from_millis(500);
+    })
+    .await;
+    let mut ada = Client::connect(&server).await;
+    let sfu = ada.join("big", "Ada").await["sfu"].clone();
+    let mut bob = Client::connect(&server).await;
+    bob.join("big", "Bob").await;
+    let room = sfu["room"].as_u64().unwrap();
+
+    let mut j = confab_janus::Janus::connect(&janus.url().replace("janus+", ""))
+        .await
+        .unwrap();
+    j.create_session().await.unwrap();
+    let ada_at = common::sit_at_janus(&mut j, &sfu, sfu["feed"].as_u64().unwrap(), &sfu["token"])
+        .await
+        .expect("Ada sits at Janus");
+    // What a lost kick leaves behind: a token on the list and a feed in the room.
+    let spec = confab_janus::RoomSpec {
+        room,
+        pin: sfu["pin"].as_str().unwrap().into(),
+        secret,
+    };
+    let stray = "StrayTokenOfAnExMember".to_string();
+    spec.allow(&mut j, ada_at, true, std::slice::from_ref(&stray))
+        .await
+        .expect("the list takes the stray token");
+    let ghost = 919_191;
+    let stray_json = serde_json::json!(stray);
+    common::sit_at_janus(&mut j, &sfu, ghost, &stray_json)
+        .await
+        .expect("the stray token lets its holder in");
+    assert!(common::at_janus(&mut j, ada_at, room)
+        .await
+        .contains(&ghost));
+
+    bob.send(r#"{"type":"leave"}"#).await;
+    let deadline = Instant::now() + WAIT;
+    while common::at_janus(&mut j, ada_at, room)
+        .await
+        .contains(&ghost)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the ghost feed stays after a departure"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Its token is off the list: it cannot come back (one try, no waiting).
+    let h = j.attach().await.unwrap();
+    let again = serde_json::json!({"request": "join", "ptype": "publisher", "room": room,
+                                   "pin": sfu["pin"], "id": ghost + 1, "token": stray});
+    let refused = j.plugin("joining", h, again).await;
+    assert!(refused.is_err(), "the stray token still opens the room");
+    // Ada, who stays, is still there, and her token still lets her in.
+    assert!(common::at_janus(&mut j, ada_at, room)
+        .await
+        .contains(&sfu["feed"].as_u64().unwrap()));
+    let h = j.attach().await.unwrap();
+    let ada_again = serde_json::json!({"request": "join", "ptype": "publisher", "room": room,
+                                       "pin": sfu["pin"], "id": 424_242, "token": sfu["token"]});
+    j.plugin("joining", h, ada_again)
+        .await
+        .expect("a member's token stays on the list");
+    j.close().await;
+    drop(ada);
+}

@@ -206,3 +206,40 @@ pub async fn until_within(what: &str, within: Duration, f: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// The feeds in a VideoRoom room at Janus (as `listparticipants` says).
+pub async fn at_janus(
+    j: &mut confab_janus::Janus,
+    handle: u64,
+    room: u64,
+) -> std::collections::BTreeSet<u64> {
+    let list = serde_json::json!({"request": "listparticipants", "room": room});
+    let listed = j.plugin("listing", handle, list).await.expect("the room");
+    listed["participants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["id"].as_u64())
+        .collect()
+}
+
+/// Joins a VideoRoom room at Janus as a publisher under `id` with `token`, on a new handle,
+/// trying again while the room or the token may still be a moment behind the `welcome`.
+pub async fn sit_at_janus(
+    j: &mut confab_janus::Janus,
+    sfu: &Value,
+    id: u64,
+    token: &Value,
+) -> Result<u64, confab_janus::JanusError> {
+    let h = j.attach().await?;
+    let sit = serde_json::json!({"request": "join", "ptype": "publisher", "room": sfu["room"],
+                                 "pin": sfu["pin"], "id": id, "token": token});
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match j.plugin("joining", h, sit.clone()).await {
+            Ok(_) => return Ok(h),
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
