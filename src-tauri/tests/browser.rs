@@ -19,6 +19,20 @@ async fn server() -> Result<SignalServer> {
     .await?)
 }
 
+/// The same, with the real Janus `janus` as the rooms' SFU above `above` people.
+async fn sfu_server(janus: &confab_netlab::janus::Janus, above: u32) -> Result<SignalServer> {
+    Ok(SignalServer::start(SignalConfig {
+        listen: "127.0.0.1:0".parse()?,
+        test_hooks: true,
+        limits: confab_signal::RoomLimits {
+            sfu: Some(janus.sfu("a-test-secret-of-16+", above)),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await?)
+}
+
 fn web_url(server: &SignalServer, query: &str) -> String {
     format!("http://{}/?{query}", server.local_addr())
 }
@@ -174,16 +188,7 @@ async fn browser_and_confab_peer_through_janus() -> Result<()> {
         return Ok(());
     }
     let janus = confab_netlab::janus::Janus::start()?;
-    let server = SignalServer::start(SignalConfig {
-        listen: "127.0.0.1:0".parse()?,
-        test_hooks: true,
-        limits: confab_signal::RoomLimits {
-            sfu: Some(janus.sfu("a-test-secret-of-16+", 0)),
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await?;
+    let server = sfu_server(&janus, 0).await?;
     let dir = scratch("browser-sfu");
     let peer = peer_on(
         LAN_ADDRESS,
@@ -267,6 +272,94 @@ async fn browser_and_confab_peer_through_janus() -> Result<()> {
             sending[0]["rid"] == "f" && sending[1]["rid"] == "h",
             "{sending:?}"
         );
+        Ok(())
+    })
+    .await;
+    drop(janus);
+    result
+}
+
+/// The web client and two confab-peers in a room whose calls go through Janus above two
+/// people: the browser and Pat call directly; Quinn joins and everyone moves to Janus; Quinn
+/// leaves, and the browser and Pat call directly again: one verification code on both sides,
+/// and each sees the other's pattern, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_moves_to_janus_and_back() -> Result<()> {
+    let _turn = one_at_a_time().await;
+    if !in_lan_netns("browser_moves_to_janus_and_back") {
+        return Ok(());
+    }
+    let janus = confab_netlab::janus::Janus::start()?;
+    let server = sfu_server(&janus, 2).await?;
+    let dir = scratch("browser-sfu-back");
+    let url = server.ws_url();
+    let args = ["--duration", "120", "--codec", "h264"];
+    let pat = peer_on(LAN_ADDRESS, &url, "trio", "Pat", 660, &args, &dir)?;
+    // Pat's entry for the browser over a direct link (through Janus there is no code).
+    let direct_web = |j: &Value| -> Option<Value> {
+        let ps = j["peers"].as_array()?;
+        ps.iter()
+            .find(|p| p["name"] == "Web" && p["verification_code"].is_string())
+            .cloned()
+    };
+    let result = with_browser(async |c| {
+        c.goto(&web_url(
+            &server,
+            "room=trio&name=Web&join=1&call=1&source=test&tone=440&codec=h264",
+        ))
+        .await?;
+        pat.wait_report("Pat sees the browser, directly", 45, |j| {
+            j["sfu"].is_null()
+                && direct_web(j).is_some_and(|p| p["video"]["pattern_frames"].as_u64() > Some(20))
+        })?;
+        let mut call = args.to_vec();
+        call.push("--call");
+        let quinn = peer_on(LAN_ADDRESS, &url, "trio", "Quinn", 550, &call, &dir)?;
+        pat.wait_report("three people: everyone through Janus", 60, |j| {
+            j["sfu"].is_object()
+                && ["Web", "Quinn"].iter().all(|name| {
+                    j["peers"].as_array().is_some_and(|ps| {
+                        ps.iter().any(|p| {
+                            p["name"] == *name
+                                && p["verification_code"].is_null()
+                                && p["video"]["pattern_frames"].as_u64() > Some(20)
+                        })
+                    })
+                })
+        })?;
+        wait_web(c, "the browser receives both through Janus", 60, |r| {
+            r.len() == 2
+                && r.iter().all(|p| {
+                    p["verification_code"].is_null() && p["pattern_frames"].as_u64() > Some(20)
+                })
+        })
+        .await?;
+
+        drop(quinn);
+        pat.wait_report("Pat and the browser call directly again", 60, |j| {
+            j["sfu"].is_null()
+                && direct_web(j).is_some_and(|p| p["video"]["pattern_frames"].as_u64() > Some(0))
+        })?;
+        let r = wait_web(c, "the browser and Pat call directly again", 60, |r| {
+            r.len() == 1
+                && r[0]["name"] == "Pat"
+                && r[0]["verification_code"].is_string()
+                && r[0]["pattern_frames"].as_u64() > Some(20)
+        })
+        .await?;
+        let ours = &r[0]["verification_code"];
+        let theirs = direct_web(&pat.json().unwrap_or_default()).unwrap_or_default();
+        ensure!(
+            theirs["verification_code"] == *ours,
+            "one code on both sides: {theirs:#} / {ours}"
+        );
+        ensure!(r[0]["frames_out_of_order"] == 0, "{:#}", r[0]);
+        let before = theirs["video"]["pattern_frames"].as_u64().unwrap_or(0);
+        let moving = pat.wait_report("Pat keeps seeing the browser, directly", 20, |j| {
+            direct_web(j).is_some_and(|p| p["video"]["pattern_frames"].as_u64() > Some(before + 30))
+        })?;
+        let p = direct_web(&moving).unwrap_or_default();
+        ensure!(p["video"]["frames_out_of_order"] == 0, "{p:#}");
         Ok(())
     })
     .await;

@@ -19,7 +19,7 @@ use confab_call::chat::{Chat, ChatLine};
 use confab_call::{Action, CallCore, Millis};
 use confab_media::device::mic_check::{MicCheckProgress, MicCheckResult};
 use confab_media::processing::{ProcessingSettings, ProcessingStats};
-use confab_protocol::call::CallSignal;
+use confab_protocol::call::{CallSignal, SdpType};
 use confab_protocol::{ClientMessage, PeerId, SfuInfo};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -463,6 +463,51 @@ impl Actor {
         room > info.above as usize || peer.is_some_and(|p| self.feeds.contains_key(p))
     }
 
+    /// The people we have a link with in `role`.
+    fn linked_as(&self, role: Role) -> Vec<PeerId> {
+        self.links
+            .iter()
+            .filter(|(_, l)| l.role == role)
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// Whether a call through the SFU goes back to a direct link: the room is down to two,
+    /// and its threshold lets two call directly. (Only two: a mesh of more, set up all at
+    /// once, and a room that hovers at the threshold moving to and fro, cost more than
+    /// staying.)
+    fn small_enough_for_mesh(&self) -> bool {
+        let room = self.core.participants().len() + 1;
+        self.sfu_info
+            .as_ref()
+            .is_some_and(|info| room <= 2 && room <= info.above as usize)
+    }
+
+    /// Moves a call through the SFU back to direct links (see [`Self::small_enough_for_mesh`]):
+    /// the session with the SFU ends, and each link receiving someone from it is replaced by a
+    /// direct one, without the call rules seeing a change (the link reports connected again).
+    /// The smaller id offers, as when the mesh fills in. The other side moves at the same
+    /// room event, or when that offer reaches it.
+    fn go_mesh(&mut self) {
+        let Some(me) = self.core.me().cloned() else {
+            return;
+        };
+        let through = self.linked_as(Role::Subscribe);
+        tracing::info!(
+            people = through.len() + 1,
+            "the call moves back to direct links"
+        );
+        self.stop_sfu();
+        self.feeds.clear();
+        for p in through {
+            self.close_link(&p);
+            let offerer = me < p;
+            let handle = self.spawn_link(p.clone(), Role::Mesh, offerer, !offerer);
+            self.link_peer.insert(handle.id, p.clone());
+            self.links.insert(p, handle);
+        }
+    }
+
     /// Moves the call to the SFU: our media goes to it, and every direct link is replaced by
     /// a link receiving that person from the SFU. The call rules see the same people, linked.
     /// Everyone in the call moves: each at the same room event, or on hearing a `feed` from
@@ -471,12 +516,7 @@ impl Actor {
         if !self.ensure_sfu() {
             return;
         }
-        let direct: Vec<PeerId> = self
-            .links
-            .iter()
-            .filter(|(_, l)| l.role == Role::Mesh)
-            .map(|(p, _)| p.clone())
-            .collect();
+        let direct = self.linked_as(Role::Mesh);
         if !direct.is_empty() {
             tracing::info!(people = direct.len() + 1, "the call moves to the SFU");
         }
@@ -555,12 +595,7 @@ impl Actor {
         if !self.ensure_sfu() {
             return;
         }
-        let receiving: Vec<PeerId> = self
-            .links
-            .iter()
-            .filter(|(_, l)| l.role == Role::Subscribe)
-            .map(|(p, _)| p.clone())
-            .collect();
+        let receiving = self.linked_as(Role::Subscribe);
         for p in receiving {
             self.close_link(&p);
             self.open_subscriber(p);
@@ -965,6 +1000,11 @@ impl Actor {
                 self.feeds.remove(&id);
                 self.core.peer_left(&id, now);
                 self.apply().await;
+                if self.sfu.is_some() && self.core.in_call() && self.small_enough_for_mesh() {
+                    // The room shrank back to two: a direct link again.
+                    self.go_mesh();
+                    self.publish_snapshot().await;
+                }
             }
             SigEvent::Signal { from, data } => match CallSignal::from_data(&data) {
                 Ok(
@@ -972,6 +1012,21 @@ impl Actor {
                     | CallSignal::Candidate { .. }
                     | CallSignal::Verify { .. }),
                 ) => {
+                    let offer = matches!(&sig, CallSignal::Description { description }
+                        if description.kind == SdpType::Offer);
+                    if offer
+                        && self.sfu.is_some()
+                        && self.small_enough_for_mesh()
+                        && self
+                            .links
+                            .get(&from)
+                            .is_some_and(|l| l.role == Role::Subscribe)
+                    {
+                        // Someone we receive through the SFU offers a direct link: the room
+                        // shrank back to two and they noticed first; follow.
+                        self.go_mesh();
+                        self.publish_snapshot().await;
+                    }
                     // A direct link's messages: none of our links takes them while the call
                     // runs through the SFU (whoever sends them is about to move too).
                     let direct = self.links.get(&from).filter(|l| l.role == Role::Mesh);
@@ -988,7 +1043,11 @@ impl Actor {
                 Ok(CallSignal::Feed { id }) => {
                     // Only people in the room are heard (the server stamps `from`); a room holds
                     // a bounded number of them, and each has one entry.
-                    if self.feeds.len() < 64 || self.feeds.contains_key(&from) {
+                    if self.sfu.is_none() && self.small_enough_for_mesh() {
+                        // A room of two calls directly: a feed announced before the room shrank
+                        // (or by someone who has not noticed yet) is not followed.
+                        tracing::debug!("{from} announced a feed in a room of two");
+                    } else if self.feeds.len() < 64 || self.feeds.contains_key(&from) {
                         self.feeds.insert(from.clone(), id);
                         if let Some(s) = &self.sfu {
                             let _ = s.tx.try_send(SfuCommand::Announced(from, id));

@@ -47,7 +47,7 @@ fn peer_in(server: &str, room: &str, i: u32, extra: &[&str], stats: &Path) -> Pr
         .args(["--audio", &format!("tone:{}", tone_of(i))])
         // Small pictures: eight peers, each decoding seven, on a 2-core machine.
         .args(["--size", "320x240", "--fps", "10", "--codec", "h264"])
-        .args(["--auto-accept", "--duration", "40"])
+        .args(["--auto-accept", "--duration", "60"])
         .args(extra)
         .args(["--stats-every", "0.5", "--stats-json"])
         .arg(stats)
@@ -213,6 +213,7 @@ fn frames_from(r: &Value, name: &str) -> Option<u64> {
 /// A call of two runs peer to peer; a third person joins the room, which makes it larger than
 /// the server's `--sfu-above 2`: the call moves to the SFU, everyone receives everyone through
 /// it (a shared screen included), and the first two never stop seeing each other for long.
+/// When the third leaves, the two call directly again, with their verification code.
 #[test]
 fn a_call_moves_to_the_sfu_when_the_room_grows_past_the_threshold() {
     let janus = Janus::start().expect("janus starts (cargo xtask test installs it)");
@@ -233,7 +234,7 @@ fn a_call_moves_to_the_sfu_when_the_room_grows_past_the_threshold() {
                 && r["sfu"].is_null()
         })
     });
-    let _p3 = peer_in(&url, "grows", 3, &["--call"], &stats[2]);
+    let p3 = peer_in(&url, "grows", 3, &["--call"], &stats[2]);
     // Three people in a room for two: everyone moves to the SFU.
     wait("everyone receives everyone through the SFU", &|| {
         stats.iter().all(|s| {
@@ -281,6 +282,50 @@ fn a_call_moves_to_the_sfu_when_the_room_grows_past_the_threshold() {
             r["sfu"]["send_kbps"].as_f64().unwrap() > 20.0,
             "media goes to the SFU: {r:#}"
         );
+    }
+
+    // The third leaves: a room of two again, and the call goes back to a direct link (its
+    // verification code shows again), where the two keep seeing each other, in order.
+    drop(p3);
+    let pairs = [(&stats[0], "p2"), (&stats[1], "p1")];
+    // The direct link's entry for `of` (through the SFU there is no code).
+    let direct = |r: &Value, of: &str| -> Option<Value> {
+        let ps = r["peers"].as_array()?;
+        ps.iter()
+            .find(|p| p["name"] == of && p["verification_code"].is_string())
+            .cloned()
+    };
+    wait_until(&stats[..2], "p1 and p2 call directly again", &|| {
+        pairs.iter().all(|(s, of)| {
+            report(s).is_some_and(|r| {
+                r["sfu"].is_null()
+                    && direct(&r, of)
+                        .is_some_and(|p| p["video"]["pattern_frames"].as_u64() > Some(0))
+            })
+        })
+    });
+    let frames = |s: &PathBuf, of: &str| {
+        let r = report(s).unwrap();
+        direct(&r, of).unwrap()["video"]["pattern_frames"]
+            .as_u64()
+            .unwrap()
+    };
+    let before: Vec<u64> = pairs.iter().map(|(s, of)| frames(s, of)).collect();
+    std::thread::sleep(Duration::from_secs(2));
+    for ((s, of), before) in pairs.iter().zip(before) {
+        let after = frames(s, of);
+        assert!(
+            after >= before + 10,
+            "{of}, directly: {before} → {after} in 2 s"
+        );
+    }
+    let (a, b) = (report(&stats[0]).unwrap(), report(&stats[1]).unwrap());
+    let code = |r: &Value, of: &str| direct(r, of).unwrap()["verification_code"].clone();
+    assert_eq!(code(&a, "p2"), code(&b, "p1"), "one code on both sides");
+    for r in [&a, &b] {
+        for p in r["peers"].as_array().unwrap() {
+            assert_eq!(p["video"]["frames_out_of_order"], 0, "{r:#}");
+        }
     }
     std::fs::remove_dir_all(dir).ok();
 }

@@ -292,7 +292,10 @@
       if (S.core.inCall && !S.sfu && shouldUseSfu()) goSfu();
     } else if (m.type === 'peer-left' && typeof m.id === 'string') {
       if (S.ringing === m.id) closeRing();
+      S.feeds.delete(m.id);
       rules((c, t) => c.peerLeft(m.id, t));
+      // The room shrank back to two: a direct link again.
+      if (S.sfu && S.core.inCall && smallEnoughForMesh()) goMesh();
     } else if (m.type === 'signal' && typeof m.from === 'string' && m.data && typeof m.data.kind === 'string') {
       const d = m.data;
       if (d.kind === 'description') onDescription(m.from, d.description);
@@ -577,6 +580,10 @@
 
   // Perfect negotiation (docs/protocol.md rule 5), with the browser's implicit rollback.
   async function onDescription(from, desc) {
+    // Someone we receive through the SFU offers a direct link: the room shrank back to two and
+    // they noticed first; follow.
+    const through = S.links.get(from);
+    if (through && through.sfu && S.sfu && desc && desc.type === 'offer' && smallEnoughForMesh()) goMesh();
     const link = S.links.get(from);
     if (!link || link.sfu || !desc || (desc.type !== 'offer' && desc.type !== 'answer') || typeof desc.sdp !== 'string') return;
     const pc = link.pc;
@@ -713,6 +720,28 @@
   function shouldUseSfu(peer) {
     if (!S.sfuInfo) return false;
     return S.core.participants().length + 1 > S.sfuInfo.above || (peer !== undefined && S.feeds.has(peer));
+  }
+  // A call through the SFU goes back to a direct link when the room is down to two and its
+  // threshold lets two call directly (only two: more, set up at once, or a room hovering at the
+  // threshold, cost more than staying).
+  function smallEnoughForMesh() {
+    const room = S.core.participants().length + 1;
+    return !!S.sfuInfo && room <= 2 && room <= S.sfuInfo.above;
+  }
+  // Back to direct links: the session with Janus ends, and each link receiving someone from it
+  // is replaced by a direct one (the smaller id offers, as when the mesh fills in); the call
+  // rules see the same people, linked.
+  function goMesh() {
+    const me = S.core.me;
+    if (!me) return;
+    closeSfu();
+    S.feeds.clear();
+    for (const [id, link] of [...S.links]) {
+      if (link.sfu) {
+        closeLink(id);
+        openLink(id, me < id, me > id);
+      }
+    }
   }
   function sfuFailed(message) {
     toast(`${message}; the call cannot go on`, 'error');
@@ -852,6 +881,9 @@
     }
   }
   function onFeed(from, id) {
+    // A room of two calls directly: a feed announced before the room shrank (or by someone
+    // who has not noticed yet) is not followed.
+    if (!S.sfu && smallEnoughForMesh()) return;
     if (S.feeds.size >= 64 && !S.feeds.has(from)) return;
     S.feeds.set(from, id);
     if (S.sfu) S.sfu.session.named(from, id);
