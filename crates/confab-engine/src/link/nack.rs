@@ -6,6 +6,12 @@
 //! waits up to 100 ms before it is asked for, and a retransmission lost too waits for the
 //! tick after next. On a lossy path that is most of a picture's stall, and two losses of one
 //! packet (one in 400 packets at 5 %) make a freeze of more than 300 ms.
+//!
+//! On a path that reorders, "at once" would ask for every packet that is merely overtaken,
+//! and the sender would send it twice. A gap filled sooner than a retransmission could have
+//! come (within half a measured round trip) is reordering: for a while after one, a new gap
+//! is first asked for only once that much time has passed (at most [`MAX_REORDER_WAIT`], as
+//! libwebrtc's requester waits its reordering allowance or its 20 ms tick).
 
 use crate::media::LineReading;
 use rtc::interceptor::{AttributedPacket, Interceptor, Packet, StreamInfo, TaggedPacket};
@@ -30,11 +36,17 @@ const MAX_JUMP: u64 = 3000;
 const DEFAULT_RTT: Duration = Duration::from_millis(100);
 /// Asked again no sooner than this, however short the round trip.
 const MIN_RETRY: Duration = Duration::from_millis(20);
+/// A new gap waits at most this long for an overtaken packet before it is asked for.
+pub(crate) const MAX_REORDER_WAIT: Duration = Duration::from_millis(30);
+/// Reordering seen this long ago no longer makes new gaps wait.
+const REORDER_MEMORY: Duration = Duration::from_secs(10);
 
 /// One missing packet.
 #[derive(Debug, Clone, Copy)]
 struct Ask {
     since: Instant,
+    /// When it is first asked for: at once, or after the path's reordering allowance.
+    first: Instant,
     sent: Option<Instant>,
     tries: u8,
 }
@@ -45,6 +57,9 @@ pub(crate) struct Missing {
     /// The highest sequence number seen, extended past 16 bits.
     last: Option<u64>,
     gaps: BTreeMap<u64, Ask>,
+    /// The last reordering seen: how late the overtaken packet came, and until when new
+    /// gaps wait that long before they are asked for.
+    reorder: Option<(Duration, Instant)>,
 }
 
 /// When a packet asked for `sent` may be asked for again, on a path of round trip `rtt`.
@@ -54,8 +69,9 @@ fn retry_at(sent: Instant, rtt: Duration) -> Instant {
 
 impl Missing {
     /// `seq` arrived at `now`: a gap before it is missing from now on; if it was missing, it
-    /// is not any more.
-    pub(crate) fn arrived(&mut self, seq: u16, now: Instant) {
+    /// is not any more. `rtt`: the round trip, once measured (before, no reordering is
+    /// learnt: a retransmission could not be told from an overtaken packet).
+    pub(crate) fn arrived(&mut self, seq: u16, now: Instant, rtt: Option<Duration>) {
         let Some(last) = self.last else {
             // Far from zero, so that an earlier packet still has a place.
             self.last = Some((1 << 16) | u64::from(seq));
@@ -71,11 +87,13 @@ impl Missing {
             if ext - last > MAX_JUMP {
                 self.gaps.clear();
             } else {
+                let first = now + self.first_wait(now);
                 for s in last + 1..ext {
                     self.gaps.insert(
                         s,
                         Ask {
                             since: now,
+                            first,
                             sent: None,
                             tries: 0,
                         },
@@ -86,8 +104,24 @@ impl Missing {
                 }
             }
             self.last = Some(ext);
-        } else {
-            self.gaps.remove(&ext);
+        } else if let Some(a) = self.gaps.remove(&ext) {
+            let late = now.saturating_duration_since(a.since);
+            if rtt.is_some_and(|rtt| late < rtt / 2) {
+                // Overtaken, not retransmitted.
+                let wait = match self.reorder {
+                    Some((w, until)) if now < until => w.max(late),
+                    _ => late,
+                };
+                self.reorder = Some((wait.min(MAX_REORDER_WAIT), now + REORDER_MEMORY));
+            }
+        }
+    }
+
+    /// How long a new gap waits before it is first asked for, at `now`.
+    fn first_wait(&self, now: Instant) -> Duration {
+        match self.reorder {
+            Some((wait, until)) if now < until => wait,
+            _ => Duration::ZERO,
         }
     }
 
@@ -98,7 +132,11 @@ impl Missing {
             .retain(|_, a| a.tries < MAX_TRIES && now.saturating_duration_since(a.since) < MAX_AGE);
         let mut out = Vec::new();
         for (&seq, a) in self.gaps.iter_mut() {
-            if a.sent.is_none_or(|sent| now >= retry_at(sent, rtt)) {
+            let due = match a.sent {
+                None => now >= a.first,
+                Some(sent) => now >= retry_at(sent, rtt),
+            };
+            if due {
                 a.sent = Some(now);
                 a.tries += 1;
                 out.push(seq as u16);
@@ -112,7 +150,7 @@ impl Missing {
         self.gaps
             .values()
             .map(|a| match a.sent {
-                None => a.since,
+                None => a.first,
                 Some(sent) => retry_at(sent, rtt).min(a.since + MAX_AGE),
             })
             .min()
@@ -141,9 +179,13 @@ impl NackRequester {
     }
 
     fn rtt(&self) -> Duration {
+        self.measured_rtt().unwrap_or(DEFAULT_RTT)
+    }
+
+    fn measured_rtt(&self) -> Option<Duration> {
         match self.line.rtt_ms() {
-            0 => DEFAULT_RTT,
-            ms => Duration::from_millis(u64::from(ms)),
+            0 => None,
+            ms => Some(Duration::from_millis(u64::from(ms))),
         }
     }
 
@@ -177,9 +219,10 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for NackRequester {
 
     fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtp(p) = &msg.message.packet {
+            let rtt = self.measured_rtt();
             if let Some(missing) = self.streams.get_mut(&p.header.ssrc) {
-                missing.arrived(p.header.sequence_number, msg.now);
-                // A new gap is asked for at once.
+                missing.arrived(p.header.sequence_number, msg.now, rtt);
+                // A new gap is asked for at once (unless the path reorders).
                 let now = msg.now;
                 self.read.push_back(msg);
                 self.ask(now);
@@ -240,8 +283,8 @@ mod tests {
     fn a_gap_is_asked_for_at_once_then_once_a_round_trip_until_it_comes() {
         let t0 = Instant::now();
         let mut m = Missing::default();
-        m.arrived(10, t0);
-        m.arrived(13, ms(t0, 1));
+        m.arrived(10, t0, Some(RTT));
+        m.arrived(13, ms(t0, 1), Some(RTT));
         assert_eq!(m.due(ms(t0, 1), RTT), [11, 12], "at once");
         assert_eq!(
             m.due(ms(t0, 50), RTT),
@@ -249,22 +292,67 @@ mod tests {
             "not before a round trip"
         );
         assert_eq!(m.next_due(RTT), Some(ms(t0, 106)));
-        m.arrived(11, ms(t0, 101));
+        m.arrived(11, ms(t0, 101), Some(RTT));
         assert_eq!(
             m.due(ms(t0, 106), RTT),
             [12],
             "again, only what has not come"
         );
-        m.arrived(12, ms(t0, 200));
+        m.arrived(12, ms(t0, 200), Some(RTT));
         assert_eq!(m.next_due(RTT), None);
+        // Retransmissions, a round trip late: not taken for reordering.
+        m.arrived(15, ms(t0, 210), Some(RTT));
+        assert_eq!(m.due(ms(t0, 210), RTT), [14], "still at once");
+    }
+
+    #[test]
+    fn an_overtaken_packet_makes_new_gaps_wait_for_a_while() {
+        let t0 = Instant::now();
+        let mut m = Missing::default();
+        m.arrived(10, t0, Some(RTT));
+        m.arrived(12, ms(t0, 1), Some(RTT));
+        assert_eq!(
+            m.due(ms(t0, 1), RTT),
+            [11],
+            "no reordering seen yet: at once"
+        );
+        // 11 comes 12 ms late, far sooner than a retransmission could: it was overtaken.
+        m.arrived(11, ms(t0, 13), Some(RTT));
+        m.arrived(14, ms(t0, 20), Some(RTT));
+        assert_eq!(
+            m.due(ms(t0, 20), RTT),
+            [] as [u16; 0],
+            "13 may only be overtaken"
+        );
+        assert_eq!(m.next_due(RTT), Some(ms(t0, 32)));
+        assert_eq!(m.due(ms(t0, 32), RTT), [13], "then asked for");
+        // However late an overtaken packet comes, a gap waits at most MAX_REORDER_WAIT.
+        m.arrived(13, ms(t0, 55), Some(RTT));
+        m.arrived(16, ms(t0, 60), Some(RTT));
+        assert_eq!(m.next_due(RTT), Some(ms(t0, 60) + MAX_REORDER_WAIT));
+        m.arrived(15, ms(t0, 61), Some(RTT));
+        // Before a round trip is measured nothing is learnt, and reordering is forgotten.
+        let later = ms(t0, 1000) + REORDER_MEMORY;
+        m.arrived(18, later, Some(RTT));
+        assert_eq!(m.due(later, RTT), [17], "forgotten: at once again");
+        let mut fresh = Missing::default();
+        fresh.arrived(1, t0, None);
+        fresh.arrived(3, t0, None);
+        fresh.arrived(2, ms(t0, 1), None);
+        fresh.arrived(5, ms(t0, 2), None);
+        assert_eq!(
+            fresh.due(ms(t0, 2), RTT),
+            [4],
+            "no round trip yet: nothing learnt"
+        );
     }
 
     #[test]
     fn asking_stops_after_ten_tries_or_when_too_old_to_play() {
         let t0 = Instant::now();
         let mut m = Missing::default();
-        m.arrived(1, t0);
-        m.arrived(3, t0);
+        m.arrived(1, t0, None);
+        m.arrived(3, t0, None);
         let rtt = Duration::from_millis(15);
         let mut asked = 0;
         let mut now = t0;
@@ -278,7 +366,7 @@ mod tests {
             asked, MAX_TRIES as usize,
             "a 20 ms retry reaches ten tries first"
         );
-        m.arrived(6, now);
+        m.arrived(6, now, None);
         assert_eq!(m.due(now, RTT).len(), 2);
         assert!(m.due(now + MAX_AGE, RTT).is_empty(), "too old: forgotten");
         assert_eq!(m.next_due(RTT), None);
@@ -288,17 +376,17 @@ mod tests {
     fn sequence_numbers_wrap_and_late_or_far_packets_are_not_losses() {
         let t0 = Instant::now();
         let mut m = Missing::default();
-        m.arrived(65534, t0);
-        m.arrived(1, t0);
+        m.arrived(65534, t0, None);
+        m.arrived(1, t0, None);
         assert_eq!(m.due(t0, RTT), [65535, 0], "across the wrap");
-        m.arrived(0, t0);
-        m.arrived(65535, t0);
+        m.arrived(0, t0, None);
+        m.arrived(65535, t0, None);
         assert_eq!(m.next_due(RTT), None, "late, not lost");
         // A sender that starts again far away is not 20 000 losses.
-        m.arrived(20_000, t0);
+        m.arrived(20_000, t0, None);
         assert_eq!(m.next_due(RTT), None);
         // A long gap keeps only the newest MAX_MISSING.
-        m.arrived(22_000, t0);
+        m.arrived(22_000, t0, None);
         let asked = m.due(t0, RTT);
         assert_eq!(asked.len(), MAX_MISSING);
         assert_eq!(asked.last(), Some(&21_999));
