@@ -71,6 +71,8 @@ pub struct NetworkStats {
     /// Our camera's picture as sent to this peer: 1 as captured, 2 at half its width and
     /// height, 4 at a quarter (the line too narrow for more), 0 none yet.
     pub camera_scale: u32,
+    /// Packets we asked this peer to send again (NACK), since the link began.
+    pub nacked: u64,
     /// The selected candidate pair's types: `host`, `srflx`, `prflx` or `relay`.
     pub local_candidate: Option<String>,
     pub remote_candidate: Option<String>,

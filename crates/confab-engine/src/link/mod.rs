@@ -616,6 +616,7 @@ impl Link {
                 .map_or(0, |ms| ms.round().clamp(1.0, 10_000.0) as u32),
         );
         network.camera_scale = self.line.camera_divisor();
+        network.nacked = self.line.nacked();
         let now = self.now();
         if let Some(layers) = &mut self.layers {
             let (keyframe_requests, receiving) = self.hub.camera_reception(self.params.id);

@@ -196,6 +196,7 @@ impl NackRequester {
             if seqs.is_empty() {
                 continue;
             }
+            self.line.add_nacked(seqs.len() as u64);
             let nack = TransportLayerNack {
                 sender_ssrc: self.sender_ssrc,
                 media_ssrc: ssrc,

@@ -187,6 +187,8 @@ pub struct LineReading {
     camera_divisor: AtomicU32,
     /// The path's round trip, ms (0: not measured yet).
     rtt_ms: AtomicU32,
+    /// Packets asked for again (NACK) from this link's far end, since it began.
+    nacked: AtomicU64,
 }
 
 impl LineReading {
@@ -201,6 +203,12 @@ impl LineReading {
     }
     pub fn set_pacer_queue_ms(&self, ms: u32) {
         self.pacer_queue_ms.store(ms, Ordering::Relaxed);
+    }
+    pub fn nacked(&self) -> u64 {
+        self.nacked.load(Ordering::Relaxed)
+    }
+    pub fn add_nacked(&self, n: u64) {
+        self.nacked.fetch_add(n, Ordering::Relaxed);
     }
     pub fn camera_divisor(&self) -> u32 {
         self.camera_divisor.load(Ordering::Relaxed)
