@@ -531,11 +531,20 @@
       // The verification code people read to each other (equal unless someone is in the middle).
       const v = codes.get(key);
       const code = t.el.querySelector('.code');
-      code.hidden = !v;
+      // Through the room's media server there is no end-to-end link to verify: say so.
+      const relayed = !v && s.through_sfu && key !== 'local' && !key.startsWith('share:');
+      code.hidden = !v && !relayed;
+      if (code.dataset.title === undefined) code.dataset.title = code.title;
       if (v) {
         code.querySelector('.code-text').textContent = v.code || 'not verified';
         code.classList.toggle('bad', !v.code);
-        if (v.problem) code.title = `This call could not be verified: ${v.problem}`;
+        code.classList.remove('relayed');
+        code.title = v.problem ? `This call could not be verified: ${v.problem}` : code.dataset.title;
+      } else if (relayed) {
+        code.querySelector('.code-text').textContent = 'via server';
+        code.classList.remove('bad');
+        code.classList.add('relayed');
+        code.title = 'This call goes through the room\'s media server (a big room): there is no verification code and no chat.';
       }
       if (!vid) t.el.classList.remove('has-video');
     }

@@ -346,6 +346,7 @@ impl Actor {
             name: self.join_params.as_ref().map(|p| p.name.clone()),
             in_call: self.core.in_call(),
             admit_all: self.core.admits_all(),
+            through_sfu: self.sfu.is_some(),
             sharing: self.share.clone(),
             audio,
             video,

@@ -88,6 +88,9 @@ pub struct Snapshot {
     pub participants: Vec<Participant>,
     /// The verification code of each link, once known.
     pub verification: Vec<PeerVerification>,
+    /// The call goes through the room's media server (SFU): there are no verification codes
+    /// and no chat then.
+    pub through_sfu: bool,
 }
 
 /// What people compare to know they talk to each other and nobody sits in the middle.

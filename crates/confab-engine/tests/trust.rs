@@ -167,6 +167,10 @@ async fn verification_codes_match_without_a_middleman() {
         })
         .await;
     assert_eq!(stats.verification_code, va.code);
+    assert!(
+        !a.engine.snapshot().await.unwrap().through_sfu,
+        "a direct call"
+    );
     a.engine.shutdown().await;
     b.engine.shutdown().await;
 }
@@ -1025,6 +1029,13 @@ async fn ex_member_keeps_watching() {
         sees_pattern(s, 10)
     })
     .await;
+    // What the window shows: the call goes through the media server, and has no code.
+    let snap = bob.engine.snapshot().await.unwrap();
+    assert!(snap.through_sfu, "{snap:?}");
+    assert!(
+        snap.verification.iter().all(|v| v.code.is_none()),
+        "{snap:?}"
+    );
 
     let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
         .await
