@@ -336,10 +336,6 @@ async fn browser_moves_to_janus_and_back() -> Result<()> {
         .await?;
 
         drop(quinn);
-        pat.wait_report("Pat and the browser call directly again", 60, |j| {
-            j["sfu"].is_null()
-                && direct_web(j).is_some_and(|p| p["video"]["pattern_frames"].as_u64() > Some(0))
-        })?;
         let r = wait_web(c, "the browser and Pat call directly again", 60, |r| {
             r.len() == 1
                 && r[0]["name"] == "Pat"
@@ -347,6 +343,19 @@ async fn browser_moves_to_janus_and_back() -> Result<()> {
                 && r[0]["pattern_frames"].as_u64() > Some(20)
         })
         .await?;
+        pat.wait_report("Pat and the browser call directly again", 60, |j| {
+            j["sfu"].is_null()
+                && direct_web(j).is_some_and(|p| p["video"]["pattern_frames"].as_u64() > Some(0))
+        })?;
+        // Nothing went to Quinn, who left: no link is opened to someone gone from the room.
+        let trace = c
+            .execute("return (window.confabWeb.trace || []).join('\\n');", vec![])
+            .await?;
+        let trace = trace.as_str().unwrap_or_default();
+        ensure!(
+            !trace.contains("unknown-peer"),
+            "signals to someone gone:\n{trace}"
+        );
         let ours = &r[0]["verification_code"];
         let theirs = direct_web(&pat.json().unwrap_or_default()).unwrap_or_default();
         ensure!(

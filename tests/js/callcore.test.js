@@ -8,7 +8,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.join(__dirname, '..', '..');
-const { CallCore, LinkHealth, LayerChoice, Verifier } = require(path.join(root, 'crates/confab-signal/web/callcore.js'));
+const { CallCore, LinkHealth, LayerChoice, MeshReturn, Verifier } = require(path.join(root, 'crates/confab-signal/web/callcore.js'));
 const load = (name) => JSON.parse(fs.readFileSync(path.join(root, 'crates/confab-call/scenarios', name), 'utf8'));
 
 function step(core, at, input) {
@@ -88,6 +88,19 @@ for (const s of layers.scenarios) {
     s.steps.forEach((st, i) => {
       const a = c.tick(st.at, { lossPct: st.in.loss, keyframeRequests: st.in.requests, receiving: st.in.receiving });
       assert.deepStrictEqual(a === null ? [] : [a], st.out || [], `step ${i} at ${st.at}`);
+    });
+  });
+}
+
+const meshReturn = load('mesh-return.json');
+for (const s of meshReturn.scenarios) {
+  test(`mesh return: ${s.about}`, () => {
+    const m = new MeshReturn();
+    s.steps.forEach((st, i) => {
+      let out = [];
+      if (st.in.moved) m.moved(st.at);
+      else if (m.tick(st.at, st.in.small)) out = ['mesh'];
+      assert.deepStrictEqual(out, st.out || [], `step ${i} at ${st.at}`);
     });
   });
 }

@@ -8,6 +8,7 @@
 //!   rejoins, ring timeouts, calling as soon as someone is there);
 //! - [`health`]: one link's setup deadline and ICE-restart schedule;
 //! - [`layers`]: which simulcast layer a receiver asks an SFU for;
+//! - [`mesh_return`]: when a call through an SFU goes back to direct links;
 //! - [`negotiation`]: perfect negotiation (offer collisions, rollback), the remote-candidate
 //!   queue and its limits, and the checks on remote SDP;
 //! - [`sdp`]: what the engine reads out of SDP itself;
@@ -18,6 +19,7 @@ pub mod chat;
 pub mod core;
 pub mod health;
 pub mod layers;
+pub mod mesh_return;
 pub mod negotiation;
 pub mod sdp;
 pub mod verify;

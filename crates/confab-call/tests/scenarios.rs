@@ -10,6 +10,7 @@
 use anyhow::{bail, Context};
 use confab_call::health::{ConnState, HealthAction, HealthRules, LinkHealth};
 use confab_call::layers::{LayerChoice, LayerRules, Reading, Want};
+use confab_call::mesh_return::MeshReturn;
 use confab_call::verify::{Role, Verifier};
 use confab_call::{CallCore, Millis};
 use confab_protocol::call::CallSignal;
@@ -265,6 +266,22 @@ fn run_layers_scenario(s: &mut Value) -> anyhow::Result<Vec<String>> {
     })
 }
 
+fn run_mesh_return_scenario(s: &mut Value) -> anyhow::Result<Vec<String>> {
+    let mut m = MeshReturn::default();
+    run_steps(s, |_, at, input| {
+        if input["moved"].as_bool() == Some(true) {
+            m.moved(at);
+            return Ok(json!([]));
+        }
+        let small = input["small"].as_bool().context("small")?;
+        Ok(if m.tick(at, small) {
+            json!(["mesh"])
+        } else {
+            json!([])
+        })
+    })
+}
+
 fn run_verify_scenario(s: &mut Value) -> anyhow::Result<Vec<String>> {
     let role = match s["role"].as_str() {
         Some("offerer") => Role::Offerer,
@@ -397,4 +414,9 @@ fn link_health_scenarios() {
 #[test]
 fn layer_scenarios() {
     run_file("layers.json", run_layers_scenario);
+}
+
+#[test]
+fn mesh_return_scenarios() {
+    run_file("mesh-return.json", run_mesh_return_scenario);
 }

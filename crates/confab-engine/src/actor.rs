@@ -16,6 +16,7 @@ use crate::sfu::{self, SfuCommand, SfuEvent, SfuParams, Target};
 use crate::signaling::{self, Check, JoinParams, SigEvent};
 use crate::stats::{NetworkStats, PeerStats};
 use confab_call::chat::{Chat, ChatLine};
+use confab_call::mesh_return::MeshReturn;
 use confab_call::{Action, CallCore, Millis};
 use confab_media::device::mic_check::{MicCheckProgress, MicCheckResult};
 use confab_media::processing::{ProcessingSettings, ProcessingStats};
@@ -127,6 +128,7 @@ pub fn spawn(
         sfu_kicked: false,
         sfu_kicked_in_room: None,
         feeds: HashMap::new(),
+        mesh_return: MeshReturn::default(),
     };
     // The actor's health is watched: if it panics, the devices are released and whoever
     // listens is told in words (the handle's commands answer `Stopped` from then on).
@@ -228,6 +230,8 @@ struct Actor {
     sfu_kicked_in_room: Option<Instant>,
     /// The feed each person said they publish as (`feed` signals), kept for the SFU session.
     feeds: HashMap<PeerId, u64>,
+    /// When a call through the SFU goes back to direct links.
+    mesh_return: MeshReturn,
 }
 
 impl Actor {
@@ -268,6 +272,7 @@ impl Actor {
                     let now = self.now();
                     self.core.tick(now);
                     self.apply().await;
+                    self.check_mesh_return().await;
                     self.reap_closing().await;
                     if self.core.in_call() {
                         let peers = self.hub.levels().into_iter().map(|(id, level)| Level { id, level }).collect();
@@ -484,6 +489,17 @@ impl Actor {
             .is_some_and(|info| room <= 2 && room <= info.above as usize)
     }
 
+    /// A call through the SFU in a room small enough for direct links goes back to them once
+    /// the room has stayed so for a while ([`MeshReturn`]: a room pushed to and fro does not
+    /// move the call back and forth).
+    async fn check_mesh_return(&mut self) {
+        let small = self.sfu.is_some() && self.core.in_call() && self.small_enough_for_mesh();
+        if self.mesh_return.tick(self.now(), small) {
+            self.go_mesh();
+            self.publish_snapshot().await;
+        }
+    }
+
     /// Moves a call through the SFU back to direct links (see [`Self::small_enough_for_mesh`]):
     /// the session with the SFU ends, and each link receiving someone from it is replaced by a
     /// direct one, without the call rules seeing a change (the link reports connected again).
@@ -494,14 +510,19 @@ impl Actor {
             return;
         };
         let through = self.linked_as(Role::Subscribe);
+        let present: Vec<PeerId> = self.core.participants().into_iter().map(|p| p.id).collect();
         tracing::info!(
-            people = through.len() + 1,
+            people = present.len() + 1,
             "the call moves back to direct links"
         );
         self.stop_sfu();
         self.feeds.clear();
         for p in through {
             self.close_link(&p);
+            if !present.contains(&p) {
+                // Gone from the room (the rules may still wait for a rejoin): nobody to link to.
+                continue;
+            }
             let offerer = me < p;
             let handle = self.spawn_link(p.clone(), Role::Mesh, offerer, !offerer);
             self.link_peer.insert(handle.id, p.clone());
@@ -1001,11 +1022,8 @@ impl Actor {
                 self.feeds.remove(&id);
                 self.core.peer_left(&id, now);
                 self.apply().await;
-                if self.sfu.is_some() && self.core.in_call() && self.small_enough_for_mesh() {
-                    // The room shrank back to two: a direct link again.
-                    self.go_mesh();
-                    self.publish_snapshot().await;
-                }
+                // The room may be down to two: a direct link again, after a while.
+                self.check_mesh_return().await;
             }
             SigEvent::Signal { from, data } => match CallSignal::from_data(&data) {
                 Ok(
@@ -1013,9 +1031,16 @@ impl Actor {
                     | CallSignal::Candidate { .. }
                     | CallSignal::Verify { .. }),
                 ) => {
-                    let offer = matches!(&sig, CallSignal::Description { description }
-                        if description.kind == SdpType::Offer);
-                    if offer
+                    // What opens a direct link: an offer, or the offerer's verification
+                    // commitment, which goes just before it.
+                    let opens = match &sig {
+                        CallSignal::Description { description } => {
+                            description.kind == SdpType::Offer
+                        }
+                        CallSignal::Verify { commit, .. } => commit.is_some(),
+                        _ => false,
+                    };
+                    if opens
                         && self.sfu.is_some()
                         && self.small_enough_for_mesh()
                         && self
@@ -1023,8 +1048,10 @@ impl Actor {
                             .get(&from)
                             .is_some_and(|l| l.role == Role::Subscribe)
                     {
-                        // Someone we receive through the SFU offers a direct link: the room
-                        // shrank back to two and they noticed first; follow.
+                        // Someone we receive through the SFU opens a direct link: the room
+                        // shrank back to two and their wait ran out first; follow (before
+                        // this message, which the new link must not miss).
+                        self.mesh_return.moved(now);
                         self.go_mesh();
                         self.publish_snapshot().await;
                     }

@@ -913,10 +913,50 @@
     }
   }
 
+  // When a call through an SFU goes back to direct links (mesh_return.rs): once the room has
+  // stayed small for 5 s; a move back within 2 minutes of the last waits twice as long as that
+  // one did, up to 80 s (a room pushed to and fro must not move the call back and forth).
+  const MESH_RETURN = { waitMs: 5000, maxWaitMs: 80000, forgetMs: 120000 };
+  class MeshReturn {
+    constructor() {
+      this.due = null;
+      this.wait = MESH_RETURN.waitMs;
+      this.lastMove = null;
+    }
+
+    // small: the call goes through the SFU and the room is small enough. True: go back now.
+    tick(now, small) {
+      if (!small) {
+        this.due = null;
+        return false;
+      }
+      if (this.due === null) {
+        this.wait = this.nextWait(now);
+        this.due = now + this.wait;
+      }
+      if (now < this.due) return false;
+      this.due = null;
+      this.lastMove = now;
+      return true;
+    }
+
+    // The call went back another way (the other side's direct offer came first).
+    moved(now) {
+      if (this.due === null) this.wait = this.nextWait(now);
+      this.due = null;
+      this.lastMove = now;
+    }
+
+    nextWait(now) {
+      const recent = this.lastMove !== null && now - this.lastMove <= MESH_RETURN.forgetMs;
+      return recent ? Math.min(this.wait * 2, MESH_RETURN.maxWaitMs) : MESH_RETURN.waitMs;
+    }
+  }
+
   const FAILURE_TEXT = {
     'setup-timeout': 'the call could not be connected within 30 s (a firewall may block it; a TURN server helps)',
     broken: 'the connection to this person broke and could not be restored',
   };
 
-  return { CallCore, LinkHealth, LayerChoice, Verifier, FAILURE_TEXT, RING_TIMEOUT_MS, REJOIN_GRACE_MS, sha256Hex, resumeProof };
+  return { CallCore, LinkHealth, LayerChoice, MeshReturn, Verifier, FAILURE_TEXT, RING_TIMEOUT_MS, REJOIN_GRACE_MS, sha256Hex, resumeProof };
 });

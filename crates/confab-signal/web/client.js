@@ -12,7 +12,7 @@
   'use strict';
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
-  const { CallCore, LinkHealth, LayerChoice, Verifier, FAILURE_TEXT } = window.ConfabCallCore;
+  const { CallCore, LinkHealth, LayerChoice, MeshReturn, Verifier, FAILURE_TEXT } = window.ConfabCallCore;
   const now = () => Math.round(performance.now());
   const randomHex = (n) => Array.from(crypto.getRandomValues(new Uint8Array(n)), (b) => b.toString(16).padStart(2, '0')).join('');
 
@@ -294,8 +294,8 @@
       if (S.ringing === m.id) closeRing();
       S.feeds.delete(m.id);
       rules((c, t) => c.peerLeft(m.id, t));
-      // The room shrank back to two: a direct link again.
-      if (S.sfu && S.core.inCall && smallEnoughForMesh()) goMesh();
+      // The room may be down to two: a direct link again, after a while.
+      checkMeshReturn();
     } else if (m.type === 'signal' && typeof m.from === 'string' && m.data && typeof m.data.kind === 'string') {
       const d = m.data;
       if (d.kind === 'description') onDescription(m.from, d.description);
@@ -549,8 +549,16 @@
   }
 
   function onVerify(from, d) {
+    // The offerer's commitment goes just before its offer: from someone we receive through the
+    // SFU, it opens a direct link (as the offer does, onDescription); follow first.
+    const through = S.links.get(from);
+    if (through && through.sfu && S.sfu && typeof d.commit === 'string' && smallEnoughForMesh()) {
+      S.meshReturn.moved(now());
+      goMesh();
+    }
     const link = S.links.get(from);
-    if (!link) return;
+    // A link from the SFU has nothing to verify (as in the engine, it takes no such message).
+    if (!link || link.sfu) return;
     const v = link.verifier.signal(d.commit, d.reveal);
     if (v) signal(link.id, v);
     showVerification(link);
@@ -581,9 +589,12 @@
   // Perfect negotiation (docs/protocol.md rule 5), with the browser's implicit rollback.
   async function onDescription(from, desc) {
     // Someone we receive through the SFU offers a direct link: the room shrank back to two and
-    // they noticed first; follow.
+    // their wait ran out first; follow.
     const through = S.links.get(from);
-    if (through && through.sfu && S.sfu && desc && desc.type === 'offer' && smallEnoughForMesh()) goMesh();
+    if (through && through.sfu && S.sfu && desc && desc.type === 'offer' && smallEnoughForMesh()) {
+      S.meshReturn.moved(now());
+      goMesh();
+    }
     const link = S.links.get(from);
     if (!link || link.sfu || !desc || (desc.type !== 'offer' && desc.type !== 'answer') || typeof desc.sdp !== 'string') return;
     const pc = link.pc;
@@ -662,6 +673,7 @@
   setInterval(() => {
     const t = now();
     rules((c) => c.tick(t));
+    checkMeshReturn();
     for (const link of [...S.links.values()]) {
       if (link.layers) checkLayer(link, t);
       const a = link.health.tick(t);
@@ -724,6 +736,11 @@
   // A call through the SFU goes back to a direct link when the room is down to two and its
   // threshold lets two call directly (only two: more, set up at once, or a room hovering at the
   // threshold, cost more than staying).
+  S.meshReturn = new MeshReturn();
+  function checkMeshReturn() {
+    const small = !!S.sfu && S.core.inCall && smallEnoughForMesh();
+    if (S.meshReturn.tick(now(), small)) goMesh();
+  }
   function smallEnoughForMesh() {
     const room = S.core.participants().length + 1;
     return !!S.sfuInfo && room <= 2 && room <= S.sfuInfo.above;
@@ -736,10 +753,12 @@
     if (!me) return;
     closeSfu();
     S.feeds.clear();
+    const present = new Set(S.core.participants().map((p) => p.id));
     for (const [id, link] of [...S.links]) {
       if (link.sfu) {
         closeLink(id);
-        openLink(id, me < id, me > id);
+        // Gone from the room (the rules may still wait for a rejoin): nobody to link to.
+        if (present.has(id)) openLink(id, me < id, me > id);
       }
     }
   }
