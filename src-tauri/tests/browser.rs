@@ -335,7 +335,12 @@ async fn browser_moves_to_janus_and_back() -> Result<()> {
         })
         .await?;
 
-        drop(quinn);
+        // Quinn hangs up and leaves (SIGTERM).
+        let mut quinn = quinn;
+        ensure!(
+            quinn.proc.stop(std::time::Duration::from_secs(10)),
+            "Quinn ends"
+        );
         let r = wait_web(c, "the browser and Pat call directly again", 60, |r| {
             r.len() == 1
                 && r[0]["name"] == "Pat"

@@ -7,6 +7,26 @@ use std::process::Child;
 /// Kills (and reaps) a child process when dropped.
 pub struct Killed(pub Child);
 
+impl Killed {
+    /// Asks the process to end (SIGTERM: a confab-peer hangs up and leaves the room) and
+    /// waits up to `within` for it; true if it ended.
+    pub fn stop(&mut self, within: std::time::Duration) -> bool {
+        let pid = self.0.id().to_string();
+        let asked = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        let deadline = std::time::Instant::now() + within;
+        while asked && std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    }
+}
+
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -289,6 +289,12 @@ impl CallCore {
     }
 
     /// The people in the room, in id order.
+    /// Everyone else in the room as these rules know it, those away included (a rejoin is
+    /// still waited for).
+    pub fn known_peers(&self) -> usize {
+        self.peers.len()
+    }
+
     pub fn participants(&self) -> Vec<Participant> {
         self.peers
             .iter()

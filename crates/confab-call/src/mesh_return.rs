@@ -3,8 +3,9 @@
 //! whose size is pushed to and fro — someone joining and leaving again and again, perhaps on
 //! purpose — would otherwise move the call back and forth, each move a second or two without
 //! pictures. So the call goes back only once the room has stayed small for [`WAIT_MS`]; a move
-//! back within [`FORGET_MS`] of the last one waits twice as long as that one did, up to
-//! [`MAX_WAIT_MS`].
+//! back less than [`FORGET_MS`] after the last one waits twice as long as that one did, up to
+//! [`MAX_WAIT_MS`]. (Only the side that offers the direct link acts on this wait; the other
+//! follows its offer: see the engine's `Actor::check_mesh_return`.)
 
 use crate::Millis;
 
@@ -16,23 +17,12 @@ pub const MAX_WAIT_MS: Millis = 80_000;
 pub const FORGET_MS: Millis = 120_000;
 
 /// The wait before a call through an SFU goes back to direct links (pure: fed time).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct MeshReturn {
-    /// When the call goes back, while the room stays small.
-    due: Option<Millis>,
-    /// The wait of the last (or pending) move back.
-    wait: Millis,
-    last_move: Option<Millis>,
-}
-
-impl Default for MeshReturn {
-    fn default() -> Self {
-        MeshReturn {
-            due: None,
-            wait: WAIT_MS,
-            last_move: None,
-        }
-    }
+    /// When the call goes back while the room stays small, and the wait that makes.
+    due: Option<(Millis, Millis)>,
+    /// The last move back: when, and after what wait.
+    last: Option<(Millis, Millis)>,
 }
 
 impl MeshReturn {
@@ -43,34 +33,35 @@ impl MeshReturn {
             self.due = None;
             return false;
         }
-        let due = match self.due {
-            Some(due) => due,
+        let (due, wait) = match self.due {
+            Some(pending) => pending,
             None => {
-                self.wait = self.next_wait(now);
-                *self.due.insert(now + self.wait)
+                let wait = self.next_wait(now);
+                *self.due.insert((now + wait, wait))
             }
         };
         if now < due {
             return false;
         }
         self.due = None;
-        self.last_move = Some(now);
+        self.last = Some((now, wait));
         true
     }
 
-    /// The call went back another way (the other side's direct offer came first): counted
-    /// like a move of ours.
+    /// The call went back another way (the other side's direct offer came): counted like a
+    /// move of ours.
     pub fn moved(&mut self, now: Millis) {
-        if self.due.take().is_none() {
-            self.wait = self.next_wait(now);
-        }
-        self.last_move = Some(now);
+        let wait = match self.due.take() {
+            Some((_, wait)) => wait,
+            None => self.next_wait(now),
+        };
+        self.last = Some((now, wait));
     }
 
-    /// The wait for a move back starting at `now`: doubled if the last move was lately.
+    /// The wait for a move back starting at `now`: twice the last one's if that was lately.
     fn next_wait(&self, now: Millis) -> Millis {
-        match self.last_move {
-            Some(last) if now.saturating_sub(last) <= FORGET_MS => (self.wait * 2).min(MAX_WAIT_MS),
+        match self.last {
+            Some((at, wait)) if now.saturating_sub(at) < FORGET_MS => (wait * 2).min(MAX_WAIT_MS),
             _ => WAIT_MS,
         }
     }

@@ -482,18 +482,31 @@ impl Actor {
     /// and its threshold lets two call directly. (Only two: a mesh of more, set up all at
     /// once, and a room that hovers at the threshold moving to and fro, cost more than
     /// staying.)
+    /// Someone away (whose rejoin the rules still wait for) counts as in the room, and a room
+    /// seen while our own connection is down is not judged.
     fn small_enough_for_mesh(&self) -> bool {
-        let room = self.core.participants().len() + 1;
-        self.sfu_info
-            .as_ref()
-            .is_some_and(|info| room <= 2 && room <= info.above as usize)
+        let known = self.core.known_peers();
+        let room = known + 1;
+        self.connection == ConnectionStatus::Connected
+            && self.core.participants().len() == known
+            && self
+                .sfu_info
+                .as_ref()
+                .is_some_and(|info| room <= 2 && room <= info.above as usize)
     }
 
     /// A call through the SFU in a room small enough for direct links goes back to them once
     /// the room has stayed so for a while ([`MeshReturn`]: a room pushed to and fro does not
     /// move the call back and forth).
+    /// Only the side that offers the direct link (the smaller id) acts on its own wait: the
+    /// other follows its offer, so neither leaves Janus to wait for a link that never comes.
     async fn check_mesh_return(&mut self) {
-        let small = self.sfu.is_some() && self.core.in_call() && self.small_enough_for_mesh();
+        let leads = self
+            .core
+            .me()
+            .is_some_and(|me| self.core.participants().iter().all(|p| *me < p.id));
+        let small =
+            self.sfu.is_some() && self.core.in_call() && self.small_enough_for_mesh() && leads;
         if self.mesh_return.tick(self.now(), small) {
             self.go_mesh();
             self.publish_snapshot().await;
@@ -517,6 +530,8 @@ impl Actor {
         );
         self.stop_sfu();
         self.feeds.clear();
+        // A kick from that session is no reason to give up a later one.
+        self.sfu_kicked_in_room = None;
         for p in through {
             self.close_link(&p);
             if !present.contains(&p) {
@@ -1017,6 +1032,8 @@ impl Actor {
                     self.go_sfu();
                     self.publish_snapshot().await;
                 }
+                // No longer small: a wait for a move back ends here.
+                self.check_mesh_return().await;
             }
             SigEvent::PeerLeft { id } => {
                 self.feeds.remove(&id);
@@ -1221,7 +1238,12 @@ impl Actor {
     async fn link_event(&mut self, ev: LinkEvent) {
         let now = self.now();
         match ev {
-            LinkEvent::Signal(to, sig) => match &self.sfu {
+            // A link already let go (its messages may still be queued when the call moves to
+            // or from the SFU) sends nothing: its words would reach the wrong link over there.
+            LinkEvent::Signal(id, _, _)
+                if !self.link_peer.contains_key(&id)
+                    && self.sfu.as_ref().is_none_or(|s| s.publisher.id != id) => {}
+            LinkEvent::Signal(_, to, sig) => match &self.sfu {
                 Some(s) => {
                     let target = if to == publisher_id() {
                         Target::Publisher

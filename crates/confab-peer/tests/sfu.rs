@@ -284,9 +284,21 @@ fn a_call_moves_to_the_sfu_when_the_room_grows_past_the_threshold() {
         );
     }
 
-    // The third leaves: a room of two again, and the call goes back to a direct link (its
-    // verification code shows again), where the two keep seeing each other, in order.
-    drop(p3);
+    // The third hangs up and leaves (SIGTERM): a room of two again, and after 5 s the call
+    // goes back to a direct link (its verification code shows again), where the two keep
+    // seeing each other, in order.
+    let mut p3 = p3;
+    let pid = p3.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p3.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "p3 ends on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let pairs = [(&stats[0], "p2"), (&stats[1], "p1")];
     // The direct link's entry for `of` (through the SFU there is no code).
     let direct = |r: &Value, of: &str| -> Option<Value> {

@@ -270,6 +270,15 @@ impl Schedule {
         true
     }
 
+    /// The seats of `room` whose kicks still wait: their members may be back (a connection
+    /// that blinked), so no sweep takes them before their time.
+    fn waiting(&self, room: &str) -> (Vec<u64>, Vec<String>) {
+        self.rooms
+            .get(room)
+            .map(|w| w.kick.iter().map(|k| (k.1, k.2.clone())).unzip())
+            .unwrap_or_default()
+    }
+
     /// When something is next due.
     fn next(&self) -> Option<Instant> {
         self.rooms.values().filter_map(Waiting::due).min()
@@ -353,6 +362,7 @@ pub async fn ops_loop(
                     // (a join on another node may not have reached this one yet).
                     let mut members = hub.read_rooms(|r| r.sfu_members(&room));
                     members.complete &= lone;
+                    hold_waiting(&mut members, schedule.waiting(&room));
                     let (feeds, tokens) = (vec![feed], vec![token]);
                     Work::Kick { room, feeds, tokens, members, stray_tokens: lone }
                 }
@@ -374,7 +384,8 @@ pub async fn ops_loop(
                     let work = match due {
                         Due::Remove(room) => Work::Remove(room),
                         Due::Kick { room, feeds, tokens } => {
-                            let members = hub.read_rooms(|r| r.sfu_members(&room));
+                            let mut members = hub.read_rooms(|r| r.sfu_members(&room));
+                            hold_waiting(&mut members, schedule.waiting(&room));
                             Work::Kick { room, feeds, tokens, members, stray_tokens: lone }
                         }
                     };
@@ -396,6 +407,12 @@ pub async fn ops_loop(
     if let Some(a) = admin {
         a.janus.close().await;
     }
+}
+
+/// Seats whose kicks still wait count as held by members, for a sweep's sake.
+fn hold_waiting(members: &mut SfuMembers, (feeds, tokens): (Vec<u64>, Vec<String>)) {
+    members.feeds.extend(feeds);
+    members.tokens.extend(tokens);
 }
 
 /// One op: one try on the open connection, one on a new one (Janus may have restarted).
@@ -438,6 +455,33 @@ mod tests {
             token: format!("t{feed}"),
             at_once: false,
         }
+    }
+
+    /// A sweep, due or at once, holds the seats whose kicks still wait (a member whose
+    /// connection blinked keeps its media for the whole wait).
+    #[test]
+    fn seats_waiting_for_their_kick_are_held() {
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(10);
+        let mut s = Schedule::default();
+        assert!(s.later(kick("r", 1), t0 + wait));
+        assert!(s.later(kick("r", 2), t0 + wait + Duration::from_secs(5)));
+        assert_eq!(s.waiting("r"), (vec![1, 2], vec!["t1".into(), "t2".into()]));
+        s.take_due(t0 + wait, |_| true);
+        assert_eq!(
+            s.waiting("r"),
+            (vec![2], vec!["t2".into()]),
+            "1's kick is done"
+        );
+        let mut members = SfuMembers {
+            feeds: vec![7],
+            tokens: vec!["t7".into()],
+            complete: true,
+        };
+        hold_waiting(&mut members, s.waiting("r"));
+        assert_eq!(members.feeds, [7, 2]);
+        assert_eq!(members.tokens, ["t7", "t2"]);
+        assert_eq!(s.waiting("elsewhere"), (vec![], vec![]));
     }
 
     /// Each departure waits its own time: a second member leaving just before the first's

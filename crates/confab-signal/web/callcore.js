@@ -107,6 +107,11 @@
       return [...this.peers.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     }
 
+    // Everyone else in the room as these rules know it, those away included (known_peers).
+    knownPeers() {
+      return this.peers.size;
+    }
+
     participants() {
       return this.sortedIds()
         .map((id) => [id, this.peers.get(id)])
@@ -914,14 +919,13 @@
   }
 
   // When a call through an SFU goes back to direct links (mesh_return.rs): once the room has
-  // stayed small for 5 s; a move back within 2 minutes of the last waits twice as long as that
-  // one did, up to 80 s (a room pushed to and fro must not move the call back and forth).
+  // stayed small for 5 s; a move back less than 2 minutes after the last waits twice as long as
+  // that one did, up to 80 s (a room pushed to and fro must not move the call back and forth).
   const MESH_RETURN = { waitMs: 5000, maxWaitMs: 80000, forgetMs: 120000 };
   class MeshReturn {
     constructor() {
-      this.due = null;
-      this.wait = MESH_RETURN.waitMs;
-      this.lastMove = null;
+      this.due = null; // [at, wait] while the room stays small
+      this.last = null; // [at, wait] of the last move back
     }
 
     // small: the call goes through the SFU and the room is small enough. True: go back now.
@@ -931,25 +935,28 @@
         return false;
       }
       if (this.due === null) {
-        this.wait = this.nextWait(now);
-        this.due = now + this.wait;
+        const wait = this.nextWait(now);
+        this.due = [now + wait, wait];
       }
-      if (now < this.due) return false;
+      const [due, wait] = this.due;
+      if (now < due) return false;
       this.due = null;
-      this.lastMove = now;
+      this.last = [now, wait];
       return true;
     }
 
-    // The call went back another way (the other side's direct offer came first).
+    // The call went back another way (the other side's direct offer came).
     moved(now) {
-      if (this.due === null) this.wait = this.nextWait(now);
+      const wait = this.due !== null ? this.due[1] : this.nextWait(now);
       this.due = null;
-      this.lastMove = now;
+      this.last = [now, wait];
     }
 
     nextWait(now) {
-      const recent = this.lastMove !== null && now - this.lastMove <= MESH_RETURN.forgetMs;
-      return recent ? Math.min(this.wait * 2, MESH_RETURN.maxWaitMs) : MESH_RETURN.waitMs;
+      if (this.last !== null && now - this.last[0] < MESH_RETURN.forgetMs) {
+        return Math.min(this.last[1] * 2, MESH_RETURN.maxWaitMs);
+      }
+      return MESH_RETURN.waitMs;
     }
   }
 

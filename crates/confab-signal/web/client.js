@@ -290,6 +290,8 @@
       rules((c, t) => c.peerJoined(m.id, m.name, t));
       // The room grew past what a mesh holds: the call moves to the SFU.
       if (S.core.inCall && !S.sfu && shouldUseSfu()) goSfu();
+      // No longer small: a wait for a move back ends here.
+      checkMeshReturn();
     } else if (m.type === 'peer-left' && typeof m.id === 'string') {
       if (S.ringing === m.id) closeRing();
       S.feeds.delete(m.id);
@@ -737,13 +739,21 @@
   // threshold lets two call directly (only two: more, set up at once, or a room hovering at the
   // threshold, cost more than staying).
   S.meshReturn = new MeshReturn();
+  // Only the side that offers the direct link (the smaller id) acts on its own wait: the other
+  // follows its offer, so neither leaves Janus to wait for a link that never comes.
   function checkMeshReturn() {
-    const small = !!S.sfu && S.core.inCall && smallEnoughForMesh();
+    const me = S.core.me;
+    const leads = !!me && S.core.participants().every((p) => me < p.id);
+    const small = !!S.sfu && S.core.inCall && smallEnoughForMesh() && leads;
     if (S.meshReturn.tick(now(), small)) goMesh();
   }
+  // Someone away (whose rejoin the rules still wait for) counts as in the room, and a room seen
+  // while our own connection is down is not judged.
   function smallEnoughForMesh() {
-    const room = S.core.participants().length + 1;
-    return !!S.sfuInfo && room <= 2 && room <= S.sfuInfo.above;
+    const known = S.core.knownPeers();
+    const room = known + 1;
+    return !!S.sfuInfo && S.connected && S.core.participants().length === known
+      && room <= 2 && room <= S.sfuInfo.above;
   }
   // Back to direct links: the session with Janus ends, and each link receiving someone from it
   // is replaced by a direct one (the smaller id offers, as when the mesh fills in); the call
@@ -753,6 +763,8 @@
     if (!me) return;
     closeSfu();
     S.feeds.clear();
+    // A kick from that session is no reason to give up a later one.
+    S.sfuKickedAt = null;
     const present = new Set(S.core.participants().map((p) => p.id));
     for (const [id, link] of [...S.links]) {
       if (link.sfu) {

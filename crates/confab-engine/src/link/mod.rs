@@ -155,7 +155,8 @@ pub const CHAT_CHANNEL_ID: u16 = 0;
 
 #[derive(Debug)]
 pub enum LinkEvent {
-    Signal(PeerId, CallSignal),
+    /// A message for the far end, from link `LinkId`.
+    Signal(LinkId, PeerId, CallSignal),
     Connected(LinkId),
     Verified(LinkId, Verification),
     /// The chat channel opened: the engine may hand over the chat so far.
@@ -242,7 +243,7 @@ impl Link {
         }
         let _ = self
             .events
-            .send(LinkEvent::Signal(self.peer.clone(), sig))
+            .send(LinkEvent::Signal(self.params.id, self.peer.clone(), sig))
             .await;
     }
 
