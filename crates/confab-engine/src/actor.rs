@@ -481,9 +481,8 @@ impl Actor {
     /// Whether a call through the SFU goes back to a direct link: the room is down to two,
     /// and its threshold lets two call directly. (Only two: a mesh of more, set up all at
     /// once, and a room that hovers at the threshold moving to and fro, cost more than
-    /// staying.)
-    /// Someone away (whose rejoin the rules still wait for) counts as in the room, and a room
-    /// seen while our own connection is down is not judged.
+    /// staying.) Someone away (whose rejoin the rules still wait for) counts as in the room,
+    /// and a room seen while our own connection is down is not judged.
     fn small_enough_for_mesh(&self) -> bool {
         let known = self.core.known_peers();
         let room = known + 1;
@@ -497,9 +496,9 @@ impl Actor {
 
     /// A call through the SFU in a room small enough for direct links goes back to them once
     /// the room has stayed so for a while ([`MeshReturn`]: a room pushed to and fro does not
-    /// move the call back and forth).
-    /// Only the side that offers the direct link (the smaller id) acts on its own wait: the
-    /// other follows its offer, so neither leaves Janus to wait for a link that never comes.
+    /// move the call back and forth). Only the side that offers the direct link (the smaller
+    /// id) acts on its own wait: the other follows its offer, so neither leaves Janus to wait
+    /// for a link that never comes.
     async fn check_mesh_return(&mut self) {
         let leads = self
             .core
@@ -516,8 +515,9 @@ impl Actor {
     /// Moves a call through the SFU back to direct links (see [`Self::small_enough_for_mesh`]):
     /// the session with the SFU ends, and each link receiving someone from it is replaced by a
     /// direct one, without the call rules seeing a change (the link reports connected again).
-    /// The smaller id offers, as when the mesh fills in. The other side moves at the same
-    /// room event, or when that offer reaches it.
+    /// The smaller id offers, as when the mesh fills in: it moves when its wait is over
+    /// ([`Self::check_mesh_return`]), the other when that offer (or the commitment before it)
+    /// reaches it.
     fn go_mesh(&mut self) {
         let Some(me) = self.core.me().cloned() else {
             return;
