@@ -500,12 +500,14 @@ impl Actor {
     /// id) acts on its own wait: the other follows its offer, so neither leaves Janus to wait
     /// for a link that never comes.
     async fn check_mesh_return(&mut self) {
-        let leads = self
-            .core
-            .me()
-            .is_some_and(|me| self.core.participants().iter().all(|p| *me < p.id));
-        let small =
-            self.sfu.is_some() && self.core.in_call() && self.small_enough_for_mesh() && leads;
+        // Checked four times a second: the cheap tests first.
+        let small = self.sfu.is_some()
+            && self.core.in_call()
+            && self.small_enough_for_mesh()
+            && self
+                .core
+                .me()
+                .is_some_and(|me| self.core.participants().iter().all(|p| *me < p.id));
         if self.mesh_return.tick(self.now(), small) {
             self.go_mesh();
             self.publish_snapshot().await;
