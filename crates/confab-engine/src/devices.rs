@@ -83,6 +83,7 @@ impl Devices {
             report: Report::default(),
             reports,
             check: None,
+            shared: None,
         };
         let task = tokio::spawn(worker.run(want_rx, switch_rx, check_rx));
         Devices {
@@ -134,6 +135,8 @@ struct Worker {
     reports: mpsc::Sender<Report>,
     /// A running microphone test: its stop flag and its thread (awaited when it ends).
     check: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    /// What is being shared (asking for it again keeps the running capture).
+    shared: Option<VideoSourceSpec>,
 }
 
 /// Runs blocking device work on the blocking pool.
@@ -227,12 +230,18 @@ impl Worker {
     async fn share_lost(&mut self) {
         let hub = self.hub.clone();
         let _ = blocking(move || hub.set_share_source(None)).await;
-        let what = self.report.share.take().unwrap_or_default();
+        let what = self.share_gone().unwrap_or_default();
         self.report.errors.push((
             ErrorCode::Share,
             format!("Sharing stopped: “{what}” can no longer be captured (was it closed?)"),
         ));
         self.send_report().await;
+    }
+
+    /// Nothing is shared any more: what was (its description).
+    fn share_gone(&mut self) -> Option<String> {
+        self.shared = None;
+        self.report.share.take()
     }
 
     async fn send_report(&mut self) {
@@ -319,7 +328,7 @@ impl Worker {
             self.report.camera = None;
             self.report.microphone = None;
             self.report.speaker = None;
-            self.report.share = None;
+            self.share_gone();
             self.send_report().await;
             return;
         }
@@ -345,7 +354,7 @@ impl Worker {
             .await;
             self.report.microphone = None;
             self.report.speaker = None;
-            self.report.share = None;
+            self.share_gone();
         }
         self.send_report().await;
     }
@@ -384,12 +393,19 @@ impl Worker {
         if let Some(share) = s.share {
             if share.is_some() && !self.now.call {
                 first.get_or_insert(EngineError::NotInCall);
+            } else if share.is_some() && share == self.shared && !self.hub.share_ended() {
+                // Already shared: a second ask (a double click, a stale snapshot) keeps the
+                // running capture rather than starting the screen over.
             } else {
                 let hub = self.hub.clone();
-                match blocking(move || hub.set_share_source(share.as_ref())).await {
-                    Ok(d) => self.report.share = d,
+                let spec = share.clone();
+                match blocking(move || hub.set_share_source(spec.as_ref())).await {
+                    Ok(d) => {
+                        self.shared = share.filter(|_| d.is_some());
+                        self.report.share = d;
+                    }
                     Err(e) => {
-                        self.report.share = None;
+                        self.share_gone();
                         first.get_or_insert(e.into());
                     }
                 }

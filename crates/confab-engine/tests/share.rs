@@ -107,6 +107,20 @@ async fn share_in_a_call(codec: VideoCodec) {
         s.share.pattern_frames, s.share.frames_decoded,
         "every shared picture reads back: {s:#?}"
     );
+    // Asked again for the same screen (a double click, a stale snapshot): the running share
+    // goes on; started over, its frame numbers would go back to 0.
+    a.engine
+        .share(Some(VideoSourceSpec::TestPattern))
+        .await
+        .unwrap();
+    let before = s.share.pattern_frames;
+    let again = b
+        .wait_stats(&a.id, "Ada's screen after a second ask", |s| {
+            s.share.pattern_frames >= before + 8
+        })
+        .await;
+    assert_eq!(again.share.frames_out_of_order, 0, "{again:#?}");
+    assert_eq!(again.share.frames_repeated, 0, "{again:#?}");
     // The camera goes on beside it, at its own size.
     let cam = s.video.pattern_frames;
     let s = b

@@ -361,6 +361,9 @@ async fn main() -> anyhow::Result<()> {
     let mut to_say = args.say.clone();
     // When the share is to stop (`--share-for`), once it started; and whether it has.
     let (mut share_stop, mut share_stopped): (Option<Instant>, bool) = (None, false);
+    // Whether this call's share was asked for: a state sent before the share began still says
+    // it is not shared, and must not start it over.
+    let mut share_asked = false;
     // The blackout's start and end, in turn.
     let mut blackout: Vec<(Instant, bool)> = args
         .blackout
@@ -404,9 +407,12 @@ async fn main() -> anyhow::Result<()> {
                 Some(EngineEvent::State(s)) => {
                     let connected = s.participants.iter().any(|p| p.phase == confab_engine::call::Phase::Connected);
                     // Share whenever in a call and not sharing yet (a share ends with its call).
-                    if let Some(spec) = args.share.as_ref().filter(|_| s.in_call && s.sharing.is_none() && !share_stopped) {
+                    share_asked &= s.in_call;
+                    if let Some(spec) = args.share.as_ref().filter(|_| s.in_call && !share_asked && !share_stopped) {
                         match engine.share(Some(spec.clone())).await {
                             Ok(()) => {
+                                share_asked = true;
+                                eprintln!("confab-peer: sharing {spec:?}");
                                 if let (Some(secs), None) = (args.share_for, share_stop) {
                                     share_stop = Some(Instant::now() + Duration::from_secs_f64(secs));
                                 }

@@ -44,7 +44,7 @@
   }
 
   function newReadings() {
-    return { frames: 0, pattern: 0, outOfOrder: 0, repeated: 0, last: null, latencies: [], first: 0, lastAt: 0, width: 0, height: 0 };
+    return { frames: 0, pattern: 0, outOfOrder: 0, outOfOrderAt: [], repeated: 0, last: null, latencies: [], first: 0, lastAt: 0, width: 0, height: 0 };
   }
 
   // Reads the pattern of every frame the browser presents (requestVideoFrameCallback).
@@ -73,7 +73,11 @@
         const stamp = window.ConfabPattern.read(ctx.getImageData(0, 0, w, rows).data, w, rows);
         if (stamp) {
           r.pattern++;
-          if (r.last !== null && stamp.frame < r.last) r.outOfOrder++;
+          if (r.last !== null && stamp.frame < r.last) {
+            r.outOfOrder++;
+            // The first few, for a failing test to say what came after what.
+            if (r.outOfOrderAt.length < 5) r.outOfOrderAt.push({ after: r.last, got: stamp.frame, nth: r.pattern });
+          }
           else if (r.last !== null && stamp.frame === r.last) r.repeated++;
           else r.last = stamp.frame;
           const age = window.ConfabPattern.ageMs(stamp);
@@ -120,11 +124,11 @@
       const q = (x) => (lat.length ? lat[Math.round((lat.length - 1) * x)] : null);
       const sr = p.share ? p.share.readings : null;
       const share = sr ? {
-        shown: p.share.shown, stage: p.share.stage, frames: sr.frames, pattern_frames: sr.pattern, frames_out_of_order: sr.outOfOrder, width: sr.width, height: sr.height,
+        shown: p.share.shown, stage: p.share.stage, frames: sr.frames, pattern_frames: sr.pattern, frames_out_of_order: sr.outOfOrder, out_of_order_at: sr.outOfOrderAt, width: sr.width, height: sr.height,
       } : null;
       out.push({
         id: p.id, name: p.name, phase: p.phase, share,
-        frames: r.frames, pattern_frames: r.pattern, frames_out_of_order: r.outOfOrder, frames_repeated: r.repeated, last_frame: r.last,
+        frames: r.frames, pattern_frames: r.pattern, frames_out_of_order: r.outOfOrder, out_of_order_at: r.outOfOrderAt, frames_repeated: r.repeated, last_frame: r.last,
         width: r.width, height: r.height,
         latency_ms_p50: q(0.5), latency_ms_p95: q(0.95), fps, setup_ms: setup, verification_code: p.verification_code || null, chat: p.chat || [], layer: p.layer || null, ...stats,
       });
