@@ -124,6 +124,7 @@ pub fn spawn(
         verifications: HashMap::new(),
         chat: Chat::new(),
         sfu_info: None,
+        sfu_publishes: 0,
         sfu: None,
         sfu_kicked: false,
         sfu_kicked_in_room: None,
@@ -222,6 +223,9 @@ struct Actor {
     chat: Chat,
     /// The SFU the room's calls go through (from `welcome`), if any.
     sfu_info: Option<SfuInfo>,
+    /// Sessions with the SFU started under `sfu_info` (our membership): the next publishes
+    /// under `sfu_info.feed_for(sfu_publishes)`.
+    sfu_publishes: u32,
     /// The session with it while in a call.
     sfu: Option<SfuHandle>,
     /// The SFU room let our feed go while our signaling was away: publish anew once back.
@@ -393,7 +397,13 @@ impl Actor {
                     offerer,
                     polite,
                 } => self.open_link(peer, offerer, polite),
-                Action::CloseLink { peer } => self.close_link(&peer),
+                Action::CloseLink { peer } => {
+                    // Out of our call: the feed they named is forgotten with it. Back in the
+                    // call they name their feed again (a new one, if they published anew), and
+                    // until then a publisher taking over the old one is not taken for them.
+                    self.forget_feed(&peer);
+                    self.close_link(&peer);
+                }
                 Action::RebindLink { from, to } if self.sfu.is_some() => {
                     // Through an SFU the person publishes again under their new id: receive
                     // that instead.
@@ -578,6 +588,15 @@ impl Actor {
         }
     }
 
+    /// Forgets the feed a person named (they are out of our call).
+    fn forget_feed(&mut self, peer: &PeerId) {
+        if self.feeds.remove(peer).is_some() {
+            if let Some(s) = &self.sfu {
+                let _ = s.tx.try_send(SfuCommand::Forget(peer.clone()));
+            }
+        }
+    }
+
     /// Lets a link go (its task is awaited later), and its subscription at the SFU.
     fn close_link(&mut self, peer: &PeerId) {
         if let Some(l) = self.links.remove(peer) {
@@ -603,9 +622,13 @@ impl Actor {
         self.stop_sfu();
         let (tx, rx) = mpsc::channel(256);
         let (ev_tx, ev_rx) = mpsc::channel(256);
+        // Each publish in this membership under a feed of its own (`SfuInfo::feed_for`).
+        let feed = info.feed_for(self.sfu_publishes);
+        self.sfu_publishes = self.sfu_publishes.saturating_add(1);
         let task = tokio::spawn(sfu::run(
             SfuParams {
                 info,
+                feed,
                 me: me.clone(),
             },
             rx,
@@ -999,6 +1022,10 @@ impl Actor {
                 if let Some(s) = &mut self.sig {
                     s.route = route;
                 }
+                if sfu != self.sfu_info {
+                    // A new membership at the SFU: its first feed comes next.
+                    self.sfu_publishes = 0;
+                }
                 self.sfu_info = sfu;
                 self.refusal_told = false;
                 let rejoined = self.pending_join.is_none();
@@ -1095,9 +1122,21 @@ impl Actor {
                         // (or by someone who has not noticed yet) is not followed.
                         tracing::debug!("{from} announced a feed in a room of two");
                     } else if self.feeds.len() < 64 || self.feeds.contains_key(&from) {
-                        self.feeds.insert(from.clone(), id);
+                        let before = self.feeds.insert(from.clone(), id);
                         if let Some(s) = &self.sfu {
-                            let _ = s.tx.try_send(SfuCommand::Announced(from, id));
+                            let _ = s.tx.try_send(SfuCommand::Announced(from.clone(), id));
+                            if before.is_some_and(|b| b != id)
+                                && self
+                                    .links
+                                    .get(&from)
+                                    .is_some_and(|l| l.role == Role::Subscribe)
+                            {
+                                // They published anew (a feed is never published twice): we
+                                // receive the new one on a new link, and whatever took over
+                                // the old feed is let go.
+                                self.close_link(&from);
+                                self.open_subscriber(from);
+                            }
                         } else if self.sfu_info.is_some() && self.links.contains_key(&from) {
                             // Someone we are linked with sends through the SFU: the call
                             // moved there; follow.

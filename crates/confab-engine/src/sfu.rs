@@ -38,6 +38,8 @@ pub enum SfuCommand {
     /// signaling server).
     Announced(PeerId, u64),
     Unsubscribe(PeerId),
+    /// This person is out of our call: the feed they named is no longer theirs to us.
+    Forget(PeerId),
     /// Forward this layer of the person's camera to us.
     Layer(PeerId, Want),
     /// A description or candidate from one of our links, for Janus.
@@ -69,6 +71,8 @@ const ROOM_WAIT: Duration = Duration::from_secs(10);
 
 pub struct SfuParams {
     pub info: SfuInfo,
+    /// The feed to publish under (this membership's next: `SfuInfo::feed_for`).
+    pub feed: Option<u64>,
     /// Our id in the room: the display name we publish under.
     pub me: PeerId,
 }
@@ -110,6 +114,11 @@ impl Feeds {
         if self.named.len() < MAX_FEEDS || self.named.contains_key(&who) {
             self.named.insert(who, feed);
         }
+    }
+
+    /// The person is out of our call: the feed they named is no longer theirs to us.
+    fn forget(&mut self, who: &PeerId) {
+        self.named.remove(who);
     }
 
     /// The feed to receive `who` from, if there is one both they and the SFU vouch for.
@@ -184,6 +193,7 @@ impl Session {
                         .await?;
                 }
             }
+            SfuCommand::Forget(p) => self.feeds.forget(&p),
             SfuCommand::Layer(p, want) => {
                 if let Some(Some(h)) = self.wanted.get(&p) {
                     // Janus numbers a publisher's encodings from the lowest (0); ours are
@@ -351,7 +361,7 @@ async fn join(params: &SfuParams, events: mpsc::Sender<SfuEvent>) -> Result<Sess
     let (room, pin) = (params.info.room, params.info.pin.clone());
     let mut join = json!({"request": "join", "ptype": "publisher", "room": room, "pin": pin,
                           "display": params.me.as_str()});
-    if let Some(feed) = params.info.feed {
+    if let Some(feed) = params.feed {
         // The feed the signaling server gave us (and kicks once we have left the room).
         join["id"] = json!(feed);
     }
@@ -516,6 +526,23 @@ mod tests {
         f.named("mallory".into(), 11);
         assert_eq!(f.feed_of(&"mallory".into()), None);
         assert_eq!(f.feed_of(&"ann".into()), Some(11));
+    }
+
+    /// Ann hangs up (staying in the room), and Mallory publishes under the feed Ann had named,
+    /// with Ann's id as display name: when Ann calls again, nobody takes it for hers before she
+    /// names her new one (a member never publishes one feed twice: `SfuInfo::feed_for`).
+    #[test]
+    fn taken_over_feed_after_a_hang_up() {
+        let mut f = Feeds::default();
+        f.published(&pubs(&[(11, "ann")]));
+        f.named("ann".into(), 11);
+        f.forget(&"ann".into());
+        f.gone(11);
+        f.published(&pubs(&[(11, "ann")]));
+        assert_eq!(f.feed_of(&"ann".into()), None);
+        f.named("ann".into(), 12);
+        f.published(&pubs(&[(12, "ann")]));
+        assert_eq!(f.feed_of(&"ann".into()), Some(12));
     }
 
     /// A room member (or a crafted publisher list) cannot grow what is kept without end.

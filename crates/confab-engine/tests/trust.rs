@@ -801,6 +801,18 @@ async fn at_the_sfu(janus: &confab_netlab::janus::Janus) -> (confab_janus::Janus
     (j, handle)
 }
 
+/// Waits until `viewer` has read `more` pattern frames of `of` beyond what it has now.
+async fn keeps_seeing(viewer: &Peer, of: &str, what: &str, more: u64) -> confab_engine::PeerStats {
+    let before = viewer
+        .wait_stats(of, what, |_| true)
+        .await
+        .video
+        .pattern_frames;
+    viewer
+        .wait_stats(of, what, |s| sees_pattern(s, before + more))
+        .await
+}
+
 /// Whether joining `room` with `pin` (and `token`) is refused with `code` (`None`: let in).
 async fn join_refusal(
     janus: &confab_netlab::janus::Janus,
@@ -1115,15 +1127,123 @@ async fn ex_member_keeps_watching() {
     m.close().await;
 
     // Ada and Bob's call goes on.
-    let before = bob
-        .wait_stats(&ada.id, "Bob's view of Ada", |_| true)
-        .await
-        .video
-        .pattern_frames;
-    bob.wait_stats(&ada.id, "Bob still sees Ada", |s| {
-        sees_pattern(s, before + 15)
+    keeps_seeing(&bob, &ada.id, "Bob still sees Ada", 15).await;
+    for p in [ada, bob] {
+        p.engine.shutdown().await;
+    }
+    server.shutdown(Duration::from_secs(2)).await;
+}
+
+/// Ada hangs up and stays in the room. Mallory, a member speaking to Janus directly, sits in
+/// the SFU room under the feed Ada published as (everyone in Ada's call was told it), with
+/// Ada's id as her display name. Ada calls again: she publishes under her next feed, which
+/// only she and the server can work out, so Mallory neither keeps her out (Janus takes one
+/// publisher an id) nor is taken for her, and Bob sees Ada's own pattern again. The server
+/// knows the new feed as Ada's: when Mallory leaves, the sweep takes Mallory's seat on Ada's
+/// old feed and leaves Ada's new one, and the call goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn taken_over_feed_after_a_hang_up() {
+    use futures_util::SinkExt;
+    use serde_json::json;
+    use std::time::{Duration, Instant};
+    use tokio_tungstenite::tungstenite::Message;
+    init_logs();
+    let janus = confab_netlab::janus::Janus::start().expect("janus starts");
+    let server = sfu_server(&janus).await;
+    let small = || small_through_janus(false);
+    let (ada, mut bob) = call_pair(&server, "squatted", small(), small()).await;
+    bob.wait_stats(&ada.id, "Bob sees Ada through the SFU", |s| {
+        sees_pattern(s, 10)
     })
     .await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    let sfu = raw_join(&mut ws, "squatted", "Mallory").await;
+    let (room, pin, token) = (sfu["room"].as_u64().unwrap(), &sfu["pin"], &sfu["token"]);
+    let (mut m, own) = at_the_sfu(&janus).await;
+    let sit = json!({"request": "join", "ptype": "publisher", "room": room, "pin": pin,
+                     "token": token, "display": "Mallory"});
+    // The server lists her token a moment after her welcome.
+    let joined = Instant::now();
+    while let Err(e) = m.plugin("joining", own, sit.clone()).await {
+        assert!(
+            joined.elapsed() < Duration::from_secs(5),
+            "a member gets in: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Ada's feeds at Janus (a participant under her id as display name).
+    let list = json!({"request": "listparticipants", "room": room});
+    let adas = async |m: &mut confab_janus::Janus| -> Vec<u64> {
+        let listed = m.plugin("listing", own, list.clone()).await.unwrap();
+        listed["participants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["display"] == ada.id.as_str())
+            .filter_map(|p| p["id"].as_u64())
+            .collect()
+    };
+    let first = adas(&mut m).await;
+    assert_eq!(first.len(), 1, "Ada publishes once: {first:?}");
+    let first = first[0];
+
+    ada.engine.hang_up().await.unwrap();
+    let hung_up = Instant::now();
+    while !adas(&mut m).await.is_empty() {
+        assert!(
+            hung_up.elapsed() < Duration::from_secs(5),
+            "Ada's feed stays"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seat = m.attach().await.unwrap();
+    let sit = json!({"request": "join", "ptype": "publisher", "room": room, "pin": pin,
+                     "id": first, "token": token, "display": ada.id});
+    m.plugin("sitting on Ada's feed", seat, sit)
+        .await
+        .expect("a member may take a free id");
+
+    // Ada calls again, and Bob sees her own pattern.
+    bob.wait_participants(1).await;
+    ada.engine.call(None).await.unwrap();
+    bob.wait_event("Ada's second ring", |e| {
+        matches!(
+            e,
+            EngineEvent::Notice(confab_engine::call::Notice::IncomingCall { .. })
+        )
+    })
+    .await;
+    bob.engine
+        .accept(confab_protocol::PeerId(ada.id.clone()))
+        .await
+        .unwrap();
+    let s = keeps_seeing(&bob, &ada.id, "Bob sees Ada again", 45).await;
+    assert!(hears(&s, 440.0), "Ada's tone: {s:#?}");
+    let now = adas(&mut m).await;
+    let second = *now
+        .iter()
+        .find(|f| **f != first)
+        .unwrap_or_else(|| panic!("Ada publishes under a new feed: {now:?}"));
+
+    // Mallory leaves: her seat on Ada's old feed goes; Ada's new one stays.
+    ws.send(Message::text(r#"{"type":"leave"}"#)).await.unwrap();
+    let left = Instant::now();
+    loop {
+        let now = adas(&mut m).await;
+        if !now.contains(&first) {
+            assert_eq!(now, [second], "Ada's new feed stays");
+            break;
+        }
+        assert!(
+            left.elapsed() < Duration::from_secs(5),
+            "Mallory still sits on Ada's old feed: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    m.close().await;
+    keeps_seeing(&bob, &ada.id, "Bob still sees Ada", 15).await;
     for p in [ada, bob] {
         p.engine.shutdown().await;
     }

@@ -141,6 +141,7 @@ impl Sfu {
             pin: hex::encode(&digest("videoroom-pin")[..16]),
             feed: None,
             token: None,
+            generations: 0,
             above: self.above,
         }
     }
@@ -352,7 +353,7 @@ impl SfuSeat {
 pub struct SfuMembers {
     /// The feeds of the room's members (on every node this one knows of).
     pub feeds: Vec<u64>,
-    /// Their tokens.
+    /// Their tokens (`tokens[i]` is the member's whose first feed is `feeds[i]`).
     pub tokens: Vec<String>,
     /// Whether every member's feed is known: then anyone else at the SFU is there under a feed
     /// no member was given, and goes too. (Not for a room this node no longer holds, nor with
@@ -367,6 +368,60 @@ impl fmt::Debug for SfuMembers {
             .field("tokens", &self.tokens.len())
             .field("complete", &self.complete)
             .finish()
+    }
+}
+
+impl SfuMembers {
+    /// Each member's feeds, first to last: the one its `welcome` gave, then the later ones
+    /// derived from its token (`SfuInfo::feed_for`), one a publish.
+    fn generations(&self) -> impl Iterator<Item = Vec<u64>> + '_ {
+        self.feeds.iter().enumerate().map(|(i, feed)| {
+            std::iter::once(*feed)
+                .chain(self.tokens.get(i).into_iter().flat_map(|t| {
+                    confab_protocol::sfu_later_feeds(t, confab_protocol::SFU_FEED_GENERATIONS)
+                }))
+                .collect()
+        })
+    }
+
+    /// Every feed that is, was or may be a member's.
+    pub fn held(&self) -> std::collections::HashSet<u64> {
+        self.generations().flatten().collect()
+    }
+
+    /// Of the feeds `present` in the room at the SFU, those no member publishes as: feeds no
+    /// member was given, and a member's earlier feed while a later one is there (a member
+    /// publishes as the last feed it made; an earlier one still there is someone else sitting
+    /// on an id the member let go, which everyone in its call had been told). Only with every
+    /// member known (`complete`); else none.
+    pub fn strays(&self, present: &[u64]) -> Vec<u64> {
+        if !self.complete {
+            return Vec::new();
+        }
+        let there: std::collections::HashSet<u64> = present.iter().copied().collect();
+        let publishing: std::collections::HashSet<u64> = self
+            .generations()
+            .filter_map(|gens| gens.into_iter().rev().find(|f| there.contains(f)))
+            .collect();
+        let mut out: Vec<u64> = present
+            .iter()
+            .copied()
+            .filter(|f| !publishing.contains(f))
+            .collect();
+        out.dedup();
+        out
+    }
+
+    /// The later feeds of members who left (their `tokens`) that no member holds.
+    pub fn later_feeds_of(&self, tokens: &[String]) -> std::collections::HashSet<u64> {
+        let held = self.held();
+        tokens
+            .iter()
+            .flat_map(|t| {
+                confab_protocol::sfu_later_feeds(t, confab_protocol::SFU_FEED_GENERATIONS)
+            })
+            .filter(|f| !held.contains(f))
+            .collect()
     }
 }
 
@@ -1226,6 +1281,8 @@ impl Rooms {
         let sfu = self.config.sfu.as_ref().map(|s| confab_protocol::SfuInfo {
             feed: sfu_seat.as_ref().map(|s| s.feed),
             token: sfu_seat.as_ref().map(|s| s.token.clone()),
+            // The SFU shell knows a member by all its later feeds too.
+            generations: confab_protocol::SFU_FEED_GENERATIONS,
             ..s.info(&room)
         });
         let r = self.rooms.entry(room.clone()).or_insert_with(|| Room {

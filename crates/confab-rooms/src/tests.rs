@@ -1114,3 +1114,37 @@ fn ping_is_answered_joined_or_not() {
     h.send(c, r#"{"type":"ping"}"#);
     assert_eq!(h.take_for(c), [serde_json::json!({"type": "pong"})]);
 }
+
+/// Mallory sits at the SFU on the feed Ada published as before she hung up (everyone in the
+/// call was told it): once Ada publishes under her next one, the old one is a stray; before,
+/// it is Ada's last and stays. Feeds no member was given are strays; none are without every
+/// member known. A member who leaves takes all its later feeds along, and no one else's.
+#[test]
+fn sitting_on_a_feed_a_member_let_go() {
+    use confab_protocol::sfu_feed;
+    let m = SfuMembers {
+        feeds: vec![42, 7],
+        tokens: vec!["adatoken".into(), "bobtoken".into()],
+        complete: true,
+    };
+    let (ada1, ada2) = (sfu_feed("adatoken", 1), sfu_feed("adatoken", 2));
+    assert_eq!(m.strays(&[42, 7]), Vec::<u64>::new());
+    assert_eq!(m.strays(&[42, 7, 999]), vec![999]);
+    assert_eq!(m.strays(&[42, ada1, 7]), vec![42]);
+    assert_eq!(m.strays(&[ada1, ada2]), vec![ada1]);
+    let held = m.held();
+    assert!(held.contains(&ada2) && held.contains(&sfu_feed("bobtoken", 64)));
+    let partial = SfuMembers {
+        complete: false,
+        ..m.clone()
+    };
+    assert!(partial.strays(&[42, ada1, 999]).is_empty());
+    let after = SfuMembers {
+        feeds: vec![42],
+        tokens: vec!["adatoken".into()],
+        complete: true,
+    };
+    let later = after.later_feeds_of(&["bobtoken".into()]);
+    assert_eq!(later.len(), 64);
+    assert!(later.contains(&sfu_feed("bobtoken", 1)) && !later.contains(&ada1));
+}

@@ -9,7 +9,14 @@
 //! feed (`require_pvtid`). When a member leaves, its token comes off the list and its feed is
 //! kicked, and Janus stops the media of every subscription that feed made: whatever the
 //! ex-member still holds at the SFU goes dark, and it cannot join the room again. On a lone
-//! server anyone in the room under a feed no member holds is kicked with it.
+//! server anyone in the room under a feed no member publishes as is kicked with it.
+//!
+//! A member publishes anew under a new feed each time (after hanging up, or being let go while
+//! in the room): the later ones are derived from its token (`SfuInfo::feed_for`), so the
+//! server knows them without being told, and nobody else can work them out. A feed id once
+//! told to the room is never published again by its member: someone sitting on it neither
+//! keeps the member out (Janus takes one publisher an id) nor is taken for them, and goes at
+//! the next sweep once the member publishes under a later one.
 //!
 //! Never in the way of signaling: the hub hands work over without waiting (a full queue drops
 //! it: the next join asks to make the room again), and a media server that is down costs a
@@ -83,8 +90,9 @@ impl Admin {
         done
     }
 
-    /// Takes `tokens` off the room's list and kicks `feeds` (unless a member holds them), and
-    /// (knowing every member) anyone in the room under a feed no member was given, and with
+    /// Takes `tokens` off the room's list and kicks `feeds` (unless a member holds them) and
+    /// the later feeds of those tokens, and (knowing every member) anyone in the room under a
+    /// feed no member publishes as ([`SfuMembers::strays`]), and with
     /// `stray_tokens` any token on the list no member holds: what a kick lost on the way left
     /// behind (a full queue, a Janus that could not be reached, a bound) goes with the next
     /// departure.
@@ -121,12 +129,18 @@ impl Admin {
                     .await?;
             }
         }
+        // A member publishes as its first feed, then as later ones derived from its token
+        // (`SfuInfo::feed_for`): every one of them is the member's, until it makes another.
+        let held = members.held();
+        let later = members.later_feeds_of(&gone);
         let mut out: Vec<u64> = feeds
             .iter()
             .copied()
-            .filter(|f| !members.feeds.contains(f))
+            .filter(|f| !held.contains(f))
             .collect();
-        if members.complete {
+        // Who is there is asked when anyone else may have to go: a stray (knowing every
+        // member), or a departed member's later feed.
+        if members.complete || !later.is_empty() {
             let list = serde_json::json!({"request": "listparticipants", "room": spec.room});
             let listed = match self
                 .janus
@@ -137,9 +151,15 @@ impl Admin {
                 Err(e) if e.code() == Some(confab_janus::NO_SUCH_ROOM) => return Ok(()),
                 Err(e) => return Err(e),
             };
-            let present = listed["participants"].as_array().into_iter().flatten();
-            for id in present.filter_map(|p| p["id"].as_u64()) {
-                if !members.feeds.contains(&id) && !out.contains(&id) {
+            let present: Vec<u64> = listed["participants"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["id"].as_u64())
+                .collect();
+            let strays = members.strays(&present);
+            for id in present {
+                if (strays.contains(&id) || later.contains(&id)) && !out.contains(&id) {
                     out.push(id);
                 }
             }

@@ -85,7 +85,12 @@
       switch (a.action) {
         case 'send': signal(a.to, a.signal); break;
         case 'open-link': openLink(a.peer, a.offerer, a.polite); break;
-        case 'close-link': closeLink(a.peer); break;
+        case 'close-link':
+          // Out of our call: the feed they named is forgotten with it (back in the call,
+          // they name one again), so whoever takes the old one over is not taken for them.
+          forgetFeed(a.peer);
+          closeLink(a.peer);
+          break;
         case 'rebind-link': rebindLink(a.from, a.to); break;
         case 'notice': onNotice(a.notice); break;
         default: break;
@@ -195,7 +200,10 @@
         if (m.type === 'welcome' && typeof m.id === 'string' && Array.isArray(m.peers)) {
           welcomed = true;
           S.rejoin = typeof m.rejoin === 'string' && /^[0-9a-f]{32}$/.test(m.rejoin) ? m.rejoin : null;
-          S.sfuInfo = sfuInfo(m.sfu);
+          const info = sfuInfo(m.sfu);
+          // A new membership at the SFU: its first feed comes next (feedFor).
+          if (JSON.stringify(info) !== JSON.stringify(S.sfuInfo)) S.sfuPublishes = 0;
+          S.sfuInfo = info;
           S.refusalTold = false;
           setStatus('connected');
           const peers = m.peers.filter((p) => p && typeof p.id === 'string' && typeof p.name === 'string');
@@ -729,7 +737,8 @@
     if (!Number.isSafeInteger(x.room) || x.room < 1 || typeof x.pin !== 'string' || !/^[A-Za-z0-9]{1,64}$/.test(x.pin)) return null;
     const feed = Number.isSafeInteger(x.feed) && x.feed > 0 ? x.feed : null;
     const token = typeof x.token === 'string' && /^[A-Za-z0-9]{1,64}$/.test(x.token) ? x.token : null;
-    return { url: x.url, room: x.room, pin: x.pin, feed, token, above: Number.isInteger(x.above) ? x.above : 6 };
+    const generations = Number.isInteger(x.generations) && x.generations > 0 && x.generations <= 64 ? x.generations : 0;
+    return { url: x.url, room: x.room, pin: x.pin, feed, token, generations, above: Number.isInteger(x.above) ? x.above : 6 };
   }
   function shouldUseSfu(peer) {
     if (!S.sfuInfo) return false;
@@ -781,6 +790,9 @@
   }
   function goSfu() {
     if (S.sfu || !S.sfuInfo || !S.core.me || !S.stream) return;
+    // Each publish in this membership under a feed of its own.
+    const ours = window.ConfabSfu.feedFor(S.sfuInfo, S.sfuPublishes || 0);
+    S.sfuPublishes = (S.sfuPublishes || 0) + 1;
     const session = new window.ConfabSfu.JanusSession(S.sfuInfo, S.core.me, {
       offer: (peer, sdp, shares) => onSfuOffer(peer, sdp, shares),
       failed: (message) => sfuFailed(message),
@@ -799,7 +811,7 @@
           sfuFailed('the media server let us go');
         }
       },
-    });
+    }, null);
     const pub = new RTCPeerConnection({ iceServers: [] });
     const mine = { session, pub, feed: null, me: S.core.me };
     S.sfu = mine;
@@ -820,6 +832,7 @@
     }
     (async () => {
       try {
+        session.feed = await ours;
         const feed = await session.start();
         if (S.sfu !== mine) return;
         for (const [p, f] of S.feeds) session.named(p, f);
@@ -911,15 +924,30 @@
       console.warn('subscribing failed', e);
     }
   }
+  function forgetFeed(peer) {
+    S.feeds.delete(peer);
+    if (S.sfu) S.sfu.session.forget(peer);
+  }
   function onFeed(from, id) {
     // A room of two calls directly: a feed announced before the room shrank (or by someone
     // who has not noticed yet) is not followed.
     if (!S.sfu && smallEnoughForMesh()) return;
     if (S.feeds.size >= 64 && !S.feeds.has(from)) return;
+    const before = S.feeds.get(from);
     S.feeds.set(from, id);
-    if (S.sfu) S.sfu.session.named(from, id);
-    // Someone we are linked with sends through the SFU: the call moved there; follow.
-    else if (S.sfuInfo && S.links.has(from)) goSfu();
+    if (S.sfu) {
+      S.sfu.session.named(from, id);
+      const link = S.links.get(from);
+      if (before !== undefined && before !== id && link && link.sfu) {
+        // They published anew (a feed is never published twice): received on a new link,
+        // and whatever took over the old feed is let go.
+        closeLink(from);
+        openSubscriber(from);
+      }
+    } else if (S.sfuInfo && S.links.has(from)) {
+      // Someone we are linked with sends through the SFU: the call moved there; follow.
+      goSfu();
+    }
   }
 
   // ------------------------------------------------------------------ remote video

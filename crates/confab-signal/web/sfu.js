@@ -33,6 +33,8 @@
       }
     }
     gone(feed) { this.present.delete(feed); }
+    // The person is out of our call: the feed they named is no longer theirs to us.
+    forget(peer) { this.named.delete(peer); }
     name(peer, feed) {
       if (this.named.size < MAX_FEEDS || this.named.has(peer)) this.named.set(peer, feed);
     }
@@ -42,11 +44,32 @@
     }
   }
 
+  // The feed a member holding `token` publishes under its `generation`-th time (from 1): the
+  // first 53 bits of SHA-256 of `confab-sfu-feed:TOKEN:GENERATION`, never 0 (as
+  // confab_protocol::sfu_feed; both tested on crates/confab-protocol/tests/sfu-feeds.json).
+  async function sfuFeed(token, generation) {
+    const bytes = new TextEncoder().encode(`confab-sfu-feed:${token}:${generation}`);
+    const digest = new DataView(await globalThis.crypto.subtle.digest('SHA-256', bytes));
+    const n = digest.getBigUint64(0) & ((1n << 53n) - 1n);
+    return Number(n) || 1;
+  }
+
+  // The feed to publish under the `n`-th time (from 0) in a membership (the welcome's `sfu`):
+  // its first feed, then later ones derived from its token, as far as the server knows them
+  // (SfuInfo::feed_for). A feed once named to the room is never published again, so nobody who
+  // learned it can take it over and be taken for us.
+  async function feedFor(info, n) {
+    const g = Math.min(n, info.generations || 0);
+    if (g === 0 || !info.token) return info.feed || null;
+    return sfuFeed(info.token, g);
+  }
+
   class JanusSession {
     // info: the welcome's sfu object; me: our peer id; on: { offer(peer, sdp, shareMids),
     // ready(peer), published(feed), failed(message), kicked() }.
-    constructor(info, me, on) {
+    constructor(info, me, on, feed) {
       this.info = info;
+      this.feed = feed; // ours (feedFor), or null: Janus picks one
       this.me = me;
       this.on = on;
       this.feeds = new Feeds();
@@ -106,7 +129,7 @@
       const join = { request: 'join', ptype: 'publisher', room, pin, display: this.me };
       // Our own feed and token, from the server (which lets the token in, and kicks the feed
       // once we have left the room).
-      if (this.info.feed) join.id = this.info.feed;
+      if (this.feed) join.id = this.feed;
       if (this.info.token) join.token = this.info.token;
       // The signaling server makes the room (only it knows the room's secret) and lists our
       // token; a first joiner can be here before it has: try again for a while.
@@ -143,6 +166,10 @@
     named(peer, feed) {
       this.feeds.name(peer, feed);
       this.subscribeReady();
+    }
+
+    forget(peer) {
+      this.feeds.forget(peer);
     }
 
     subscribe(peer) {
@@ -261,5 +288,5 @@
     return out;
   }
 
-  return { JanusSession, Feeds, descriptions };
+  return { JanusSession, Feeds, descriptions, sfuFeed, feedFor };
 });
