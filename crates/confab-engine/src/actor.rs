@@ -407,6 +407,7 @@ impl Actor {
                 Action::RebindLink { from, to } if self.sfu.is_some() => {
                     // Through an SFU the person publishes again under their new id: receive
                     // that instead.
+                    self.forget_feed(&from);
                     self.close_link(&from);
                     self.open_subscriber(to);
                 }
@@ -588,12 +589,13 @@ impl Actor {
         }
     }
 
-    /// Forgets the feed a person named (they are out of our call).
+    /// Forgets the feed a person named (they are out of our call, or the room): the session
+    /// too, whatever we still held (its list of names is bounded, and must not fill up with
+    /// people long gone).
     fn forget_feed(&mut self, peer: &PeerId) {
-        if self.feeds.remove(peer).is_some() {
-            if let Some(s) = &self.sfu {
-                let _ = s.tx.try_send(SfuCommand::Forget(peer.clone()));
-            }
+        self.feeds.remove(peer);
+        if let Some(s) = &self.sfu {
+            let _ = s.tx.try_send(SfuCommand::Forget(peer.clone()));
         }
     }
 
@@ -1065,7 +1067,7 @@ impl Actor {
                 self.check_mesh_return().await;
             }
             SigEvent::PeerLeft { id } => {
-                self.feeds.remove(&id);
+                self.forget_feed(&id);
                 self.core.peer_left(&id, now);
                 self.apply().await;
                 // The room may be down to two: a direct link again, after a while.

@@ -372,21 +372,41 @@ impl fmt::Debug for SfuMembers {
 }
 
 impl SfuMembers {
-    /// Each member's feeds, first to last: the one its `welcome` gave, then the later ones
-    /// derived from its token (`SfuInfo::feed_for`), one a publish.
-    fn generations(&self) -> impl Iterator<Item = Vec<u64>> + '_ {
-        self.feeds.iter().enumerate().map(|(i, feed)| {
-            std::iter::once(*feed)
-                .chain(self.tokens.get(i).into_iter().flat_map(|t| {
-                    confab_protocol::sfu_later_feeds(t, confab_protocol::SFU_FEED_GENERATIONS)
-                }))
-                .collect()
-        })
+    /// Every member's feeds, worked out once (64 hashes a member): the one its `welcome`
+    /// gave, then the later ones derived from its token (`SfuInfo::feed_for`), one a publish.
+    pub fn feeds(&self) -> SfuFeeds {
+        let each: Vec<Vec<u64>> = self
+            .feeds
+            .iter()
+            .enumerate()
+            .map(|(i, feed)| {
+                std::iter::once(*feed)
+                    .chain(self.tokens.get(i).into_iter().flat_map(|t| {
+                        confab_protocol::sfu_later_feeds(t, confab_protocol::SFU_FEED_GENERATIONS)
+                    }))
+                    .collect()
+            })
+            .collect();
+        let held = each.iter().flatten().copied().collect();
+        SfuFeeds {
+            each,
+            held,
+            complete: self.complete,
+        }
     }
+}
 
-    /// Every feed that is, was or may be a member's.
-    pub fn held(&self) -> std::collections::HashSet<u64> {
-        self.generations().flatten().collect()
+/// The feeds of a room's members at the SFU, first to last ([`SfuMembers::feeds`]).
+pub struct SfuFeeds {
+    each: Vec<Vec<u64>>,
+    held: std::collections::HashSet<u64>,
+    complete: bool,
+}
+
+impl SfuFeeds {
+    /// Whether `feed` is, was or may be a member's.
+    pub fn held(&self, feed: u64) -> bool {
+        self.held.contains(&feed)
     }
 
     /// Of the feeds `present` in the room at the SFU, those no member publishes as: feeds no
@@ -400,8 +420,9 @@ impl SfuMembers {
         }
         let there: std::collections::HashSet<u64> = present.iter().copied().collect();
         let publishing: std::collections::HashSet<u64> = self
-            .generations()
-            .filter_map(|gens| gens.into_iter().rev().find(|f| there.contains(f)))
+            .each
+            .iter()
+            .filter_map(|gens| gens.iter().rev().find(|f| there.contains(f)).copied())
             .collect();
         let mut out: Vec<u64> = present
             .iter()
@@ -414,13 +435,12 @@ impl SfuMembers {
 
     /// The later feeds of members who left (their `tokens`) that no member holds.
     pub fn later_feeds_of(&self, tokens: &[String]) -> std::collections::HashSet<u64> {
-        let held = self.held();
         tokens
             .iter()
             .flat_map(|t| {
                 confab_protocol::sfu_later_feeds(t, confab_protocol::SFU_FEED_GENERATIONS)
             })
-            .filter(|f| !held.contains(f))
+            .filter(|f| !self.held.contains(f))
             .collect()
     }
 }

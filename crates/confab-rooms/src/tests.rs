@@ -1128,23 +1128,23 @@ fn sitting_on_a_feed_a_member_let_go() {
         complete: true,
     };
     let (ada1, ada2) = (sfu_feed("adatoken", 1), sfu_feed("adatoken", 2));
-    assert_eq!(m.strays(&[42, 7]), Vec::<u64>::new());
-    assert_eq!(m.strays(&[42, 7, 999]), vec![999]);
-    assert_eq!(m.strays(&[42, ada1, 7]), vec![42]);
-    assert_eq!(m.strays(&[ada1, ada2]), vec![ada1]);
-    let held = m.held();
-    assert!(held.contains(&ada2) && held.contains(&sfu_feed("bobtoken", 64)));
+    let f = m.feeds();
+    assert_eq!(f.strays(&[42, 7]), Vec::<u64>::new());
+    assert_eq!(f.strays(&[42, 7, 999]), vec![999]);
+    assert_eq!(f.strays(&[42, ada1, 7]), vec![42]);
+    assert_eq!(f.strays(&[ada1, ada2]), vec![ada1]);
+    assert!(f.held(ada2) && f.held(sfu_feed("bobtoken", 64)) && !f.held(999));
     let partial = SfuMembers {
         complete: false,
         ..m.clone()
     };
-    assert!(partial.strays(&[42, ada1, 999]).is_empty());
+    assert!(partial.feeds().strays(&[42, ada1, 999]).is_empty());
     let after = SfuMembers {
         feeds: vec![42],
         tokens: vec!["adatoken".into()],
         complete: true,
     };
-    let later = after.later_feeds_of(&["bobtoken".into()]);
+    let later = after.feeds().later_feeds_of(&["bobtoken".into()]);
     assert_eq!(later.len(), 64);
     assert!(later.contains(&sfu_feed("bobtoken", 1)) && !later.contains(&ada1));
 }

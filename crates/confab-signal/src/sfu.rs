@@ -92,7 +92,7 @@ impl Admin {
 
     /// Takes `tokens` off the room's list and kicks `feeds` (unless a member holds them) and
     /// the later feeds of those tokens, and (knowing every member) anyone in the room under a
-    /// feed no member publishes as ([`SfuMembers::strays`]), and with
+    /// feed no member publishes as ([`confab_rooms::SfuFeeds::strays`]), and with
     /// `stray_tokens` any token on the list no member holds: what a kick lost on the way left
     /// behind (a full queue, a Janus that could not be reached, a bound) goes with the next
     /// departure.
@@ -131,13 +131,9 @@ impl Admin {
         }
         // A member publishes as its first feed, then as later ones derived from its token
         // (`SfuInfo::feed_for`): every one of them is the member's, until it makes another.
-        let held = members.held();
-        let later = members.later_feeds_of(&gone);
-        let mut out: Vec<u64> = feeds
-            .iter()
-            .copied()
-            .filter(|f| !held.contains(f))
-            .collect();
+        let known = members.feeds();
+        let later = known.later_feeds_of(&gone);
+        let mut out: Vec<u64> = feeds.iter().copied().filter(|f| !known.held(*f)).collect();
         // Who is there is asked when anyone else may have to go: a stray (knowing every
         // member), or a departed member's later feed.
         if members.complete || !later.is_empty() {
@@ -157,7 +153,7 @@ impl Admin {
                 .flatten()
                 .filter_map(|p| p["id"].as_u64())
                 .collect();
-            let strays = members.strays(&present);
+            let strays = known.strays(&present);
             for id in present {
                 if (strays.contains(&id) || later.contains(&id)) && !out.contains(&id) {
                     out.push(id);

@@ -302,7 +302,7 @@
       checkMeshReturn();
     } else if (m.type === 'peer-left' && typeof m.id === 'string') {
       if (S.ringing === m.id) closeRing();
-      S.feeds.delete(m.id);
+      forgetFeed(m.id);
       rules((c, t) => c.peerLeft(m.id, t));
       // The room may be down to two: a direct link again, after a while.
       checkMeshReturn();
@@ -665,6 +665,14 @@
   function rebindLink(from, to) {
     const link = S.links.get(from);
     if (!link || S.links.has(to)) return;
+    if (link.sfu && S.sfu) {
+      // Through the SFU the person publishes again under their new id: receive that instead
+      // (as the engine does).
+      forgetFeed(from);
+      closeLink(from);
+      openSubscriber(to);
+      return;
+    }
     S.links.delete(from);
     link.id = to;
     if (link.tile) link.tile.dataset.key = to;
