@@ -42,6 +42,9 @@ pub struct Network {
     /// The selected candidate pair's round trip.
     #[serde(default)]
     pub rtt_ms: Option<f64>,
+    /// Lost packets this peer asked the sender for again (NACK), since the call began.
+    #[serde(default)]
+    pub nacked: u64,
 }
 
 /// What one peer received from one remote peer (`PeerStats`).

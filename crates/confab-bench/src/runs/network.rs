@@ -110,6 +110,8 @@ pub struct NetworkRow {
     /// What A sent on the link (last 5 s), kbit/s.
     pub send_kbps: f64,
     pub rtt_ms: Option<f64>,
+    /// Lost packets B asked A for again (NACK), per second of the call.
+    pub nacked_per_s: f64,
     /// Audio: 20 ms frames made up by the decoder, and lost packets rebuilt from FEC.
     pub audio_concealed_ms: f64,
     pub audio_fec_recovered: u64,
@@ -184,6 +186,7 @@ fn row(
         latency_ms_p95: v.latency_ms_p95,
         send_kbps: a.remote().map_or(0.0, |p| p.network.send_kbps),
         rtt_ms: got.network.rtt_ms,
+        nacked_per_s: got.network.nacked as f64 / secs,
         audio_concealed_ms: got.audio.concealed_ms,
         audio_fec_recovered: got.audio.fec_recovered,
         recovery_s: c
@@ -194,7 +197,7 @@ fn row(
 
 fn table(rows: &[NetworkRow]) -> String {
     let mut out = format!(
-        "{:<18} {:<5} {:>6} {:>8} {:>5} {:>9} {:>8} {:>7} {:>7} {:>9} {:>7} {:>11} {:>9}\n",
+        "{:<18} {:<5} {:>6} {:>8} {:>5} {:>9} {:>8} {:>7} {:>7} {:>9} {:>7} {:>7} {:>11} {:>9}\n",
         "condition",
         "codec",
         "fps",
@@ -206,12 +209,13 @@ fn table(rows: &[NetworkRow]) -> String {
         "p95 ms",
         "send kb/s",
         "rtt ms",
+        "nack/s",
         "audio conc.",
         "recovery"
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<18} {:<5} {:>6.1} {:>7}% {:>5} {:>9.1} {:>9.0} {:>7} {:>7} {:>9.0} {:>7} {:>8.0} ms {:>9}\n",
+            "{:<18} {:<5} {:>6.1} {:>7}% {:>5} {:>9.1} {:>9.0} {:>7} {:>7} {:>9.0} {:>7} {:>7.1} {:>8.0} ms {:>9}\n",
             r.condition,
             r.codec,
             r.fps,
@@ -223,6 +227,7 @@ fn table(rows: &[NetworkRow]) -> String {
             fmt1(r.latency_ms_p95),
             r.send_kbps,
             fmt1(r.rtt_ms),
+            r.nacked_per_s,
             r.audio_concealed_ms,
             r.recovery_s.map_or("-".into(), |s| format!("{s:.1} s")),
         ));
@@ -294,6 +299,10 @@ mod tests {
                     freeze_ms_total: freeze_ms,
                     ..Default::default()
                 },
+                network: confab_bench::reports::Network {
+                    nacked: 40,
+                    ..Default::default()
+                },
                 ..Default::default()
             }],
             ..Default::default()
@@ -315,6 +324,10 @@ mod tests {
         assert!((r.fps - 22.5).abs() < 1e-9, "{r:?}");
         assert_eq!(r.pattern_pct, Some(98.0));
         assert!((r.freezes_per_10s - 0.5).abs() < 1e-9);
+        assert!(
+            (r.nacked_per_s - 2.0).abs() < 1e-9,
+            "40 asked in 20 s: {r:?}"
+        );
         // A 5.8 s freeze around a 5 s blackout: back 0.8 s after the line.
         assert!((r.recovery_s.unwrap() - 0.8).abs() < 1e-9, "{r:?}");
         let clean = &CONDITIONS[0];
