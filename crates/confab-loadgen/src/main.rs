@@ -114,44 +114,9 @@ fn raise_fd_limit() {
     }
 }
 
-#[cfg(windows)]
+/// CPU seconds (user + system) of this process so far (NaN if the system does not say).
 fn cpu_seconds() -> f64 {
-    use windows_sys::Win32::Foundation::FILETIME;
-    use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessTimes};
-    let secs = |t: FILETIME| {
-        ((u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime)) as f64 / 1e7
-    };
-    let zero = FILETIME {
-        dwLowDateTime: 0,
-        dwHighDateTime: 0,
-    };
-    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
-    // SAFETY: fills structs we own; the current process's pseudo-handle needs no closing.
-    let ok = unsafe {
-        GetProcessTimes(
-            GetCurrentProcess(),
-            &mut created,
-            &mut exited,
-            &mut kernel,
-            &mut user,
-        )
-    };
-    if ok != 0 {
-        secs(kernel) + secs(user)
-    } else {
-        f64::NAN
-    }
-}
-
-#[cfg(unix)]
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage fills the struct we own.
-    unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut u);
-        let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-        t(u.ru_utime) + t(u.ru_stime)
-    }
+    cpu_time::ProcessTime::try_now().map_or(f64::NAN, |t| t.as_duration().as_secs_f64())
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -189,63 +189,43 @@ struct ChatEntry {
 }
 
 /// CPU seconds (user + system) and peak resident memory (MB) of this process so far.
-#[cfg(unix)]
 fn usage() -> (f64, f64) {
+    let cpu = cpu_time::ProcessTime::try_now().map_or(f64::NAN, |t| t.as_duration().as_secs_f64());
+    (cpu, peak_rss_mb())
+}
+
+#[cfg(unix)]
+fn peak_rss_mb() -> f64 {
     // SAFETY: getrusage fills a struct we own.
-    unsafe {
+    let rss = unsafe {
         let mut u: libc::rusage = std::mem::zeroed();
         libc::getrusage(libc::RUSAGE_SELF, &mut u);
-        let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-        let rss_kb = u.ru_maxrss as f64;
-        // Linux reports KiB, macOS bytes.
-        let rss_mb = if cfg!(target_os = "macos") {
-            rss_kb / 1048576.0
-        } else {
-            rss_kb / 1024.0
-        };
-        (t(u.ru_utime) + t(u.ru_stime), rss_mb)
+        u.ru_maxrss as f64
+    };
+    // Linux reports KiB, macOS bytes.
+    if cfg!(target_os = "macos") {
+        rss / 1048576.0
+    } else {
+        rss / 1024.0
     }
 }
 
-/// CPU seconds (user + kernel) and peak working set (MB) of this process so far.
+/// The peak working set.
 #[cfg(windows)]
-fn usage() -> (f64, f64) {
-    use windows_sys::Win32::Foundation::FILETIME;
+fn peak_rss_mb() -> f64 {
     use windows_sys::Win32::System::ProcessStatus::{
         GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS,
     };
-    use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessTimes};
-    let secs = |t: FILETIME| {
-        ((u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime)) as f64 / 1e7
-    };
-    let zero = FILETIME {
-        dwLowDateTime: 0,
-        dwHighDateTime: 0,
-    };
-    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
-    // SAFETY: both calls fill structs we own; the current process's pseudo-handle needs no
-    // closing.
+    use windows_sys::Win32::System::Threading::GetCurrentProcess;
+    // SAFETY: fills a struct we own; the current process's pseudo-handle needs no closing.
     unsafe {
-        let cpu = if GetProcessTimes(
-            GetCurrentProcess(),
-            &mut created,
-            &mut exited,
-            &mut kernel,
-            &mut user,
-        ) != 0
-        {
-            secs(kernel) + secs(user)
-        } else {
-            f64::NAN
-        };
         let mut m: PROCESS_MEMORY_COUNTERS = std::mem::zeroed();
         m.cb = std::mem::size_of::<PROCESS_MEMORY_COUNTERS>() as u32;
-        let rss_mb = if GetProcessMemoryInfo(GetCurrentProcess(), &mut m, m.cb) != 0 {
+        if GetProcessMemoryInfo(GetCurrentProcess(), &mut m, m.cb) != 0 {
             m.PeakWorkingSetSize as f64 / 1048576.0
         } else {
             f64::NAN
-        };
-        (cpu, rss_mb)
+        }
     }
 }
 
