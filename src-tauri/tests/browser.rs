@@ -21,16 +21,39 @@ async fn server() -> Result<SignalServer> {
 
 /// The same, with the real Janus `janus` as the rooms' SFU above `above` people.
 async fn sfu_server(janus: &confab_netlab::janus::Janus, above: u32) -> Result<SignalServer> {
-    Ok(SignalServer::start(SignalConfig {
-        listen: "127.0.0.1:0".parse()?,
+    Ok(SignalServer::start(sfu_config(janus, above, "127.0.0.1:0".parse()?)).await?)
+}
+
+fn sfu_config(
+    janus: &confab_netlab::janus::Janus,
+    above: u32,
+    listen: std::net::SocketAddr,
+) -> SignalConfig {
+    SignalConfig {
+        listen,
         test_hooks: true,
         limits: confab_signal::RoomLimits {
             sfu: Some(janus.sfu("a-test-secret-of-16+", above)),
             ..Default::default()
         },
         ..Default::default()
-    })
-    .await?)
+    }
+}
+
+/// A signaling server again on the address a stopped one had (retrying while the old socket
+/// lets go).
+async fn start_again(listen: std::net::SocketAddr, config: SignalConfig) -> Result<SignalServer> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => return Ok(SignalServer::start_on(l, config)?),
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("rebinding {listen}: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn web_url(server: &SignalServer, query: &str) -> String {
@@ -272,6 +295,28 @@ async fn browser_and_confab_peer_through_janus() -> Result<()> {
             sending[0]["rid"] == "f" && sending[1]["rid"] == "h",
             "{sending:?}"
         );
+        // The signaling server restarts: both come back under new ids and publish again
+        // under them (a new feed each), and each receives the other afresh through Janus.
+        let (web_was, pat_was) = (seen["id"].clone(), p["id"].clone());
+        let listen = server.local_addr();
+        server.shutdown(std::time::Duration::from_secs(1)).await;
+        let server = start_again(listen, sfu_config(&janus, 0, listen)).await?;
+        wait_web(c, "the browser gets Pat again, under his new id", 45, |r| {
+            r.len() == 1 && r[0]["id"] != pat_was && r[0]["pattern_frames"].as_u64() > Some(20)
+        })
+        .await?;
+        let new_link = |j: &Value| -> Option<Value> {
+            let ps = j["peers"].as_array()?;
+            ps.iter()
+                .find(|p| p["id"] != web_was && p["video"]["pattern_frames"].as_u64() > Some(20))
+                .cloned()
+        };
+        let j = peer.wait_report("confab-peer gets the browser again", 45, |j| {
+            new_link(j).is_some()
+        })?;
+        let again = new_link(&j).unwrap_or_default();
+        ensure!(again["video"]["frames_out_of_order"] == 0, "{again:#}");
+        server.shutdown(std::time::Duration::from_secs(1)).await;
         Ok(())
     })
     .await;
@@ -574,19 +619,7 @@ async fn browser_keeps_its_call_through_a_server_restart() -> Result<()> {
                 .is_some_and(|p| p["frames"].as_u64() > Some(frames + 30))
         })
         .await?;
-        let server = {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            loop {
-                match tokio::net::TcpListener::bind(listen).await {
-                    Ok(l) => break SignalServer::start_on(l, config())?,
-                    Err(e) if std::time::Instant::now() < deadline => {
-                        eprintln!("rebinding {listen}: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        };
+        let server = start_again(listen, config()).await?;
         // Both rejoin under new ids; the browser carries its call over to the peer's new id.
         let after = wait_web(c, "the call carried over to the new id", 30, |r| {
             r.len() == 1 && r[0]["id"] != old_id && r[0]["phase"] == "connected"
