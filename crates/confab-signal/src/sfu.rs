@@ -38,6 +38,13 @@ pub const OPS_QUEUE: usize = 256;
 const KICKS_PER_ROOM: usize = 1024;
 /// An idle connection is closed after this (Janus would end its session at 60 s).
 const IDLE: Duration = Duration::from_secs(20);
+/// Work that could not reach Janus is tried again after this, then twice as long each time.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+/// Tries again at most this often (2 + 4 + … + 32 s: about a minute), then gives up (a Janus
+/// back after longer has most likely restarted, and gets each room back at its next join).
+const RETRY_TRIES: u32 = 5;
+/// Work waiting to be tried again at most.
+const RETRIES_MAX: usize = OPS_QUEUE;
 
 /// The session and VideoRoom handle the shell works through.
 struct Admin {
@@ -340,6 +347,72 @@ impl Schedule {
     }
 }
 
+/// Work to try again, as it stood: it is made afresh from the rooms when tried (who is in a
+/// room may have changed meanwhile).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Again {
+    Make(String),
+    Remove(String),
+    Kick {
+        room: String,
+        feeds: Vec<u64>,
+        tokens: Vec<String>,
+    },
+}
+
+impl Again {
+    fn of(work: &Work) -> Again {
+        match work {
+            Work::Make { room, .. } => Again::Make(room.clone()),
+            Work::Remove(room) => Again::Remove(room.clone()),
+            Work::Kick {
+                room,
+                feeds,
+                tokens,
+                ..
+            } => Again::Kick {
+                room: room.clone(),
+                feeds: feeds.clone(),
+                tokens: tokens.clone(),
+            },
+        }
+    }
+}
+
+/// Work that could not reach Janus (pure: fed failures and time): each tried again after
+/// `RETRY_FIRST`, doubling, `RETRY_TRIES` times at most; bounded. A kick lost to an
+/// unreachable Janus is thus made good without waiting for another departure, in a cluster
+/// too (where no node may sweep what it cannot tell from a join not heard of yet).
+#[derive(Default)]
+struct Retries {
+    /// When, how many tries so far, what.
+    waiting: Vec<(Instant, u32, Again)>,
+}
+
+impl Retries {
+    /// `again` failed its `tries`-th try at `now`: tried again later, unless it has had its
+    /// tries or there is no room (false).
+    fn failed(&mut self, again: Again, tries: u32, now: Instant) -> bool {
+        if tries > RETRY_TRIES || self.waiting.len() >= RETRIES_MAX {
+            return false;
+        }
+        self.waiting
+            .push((now + RETRY_FIRST * 2u32.pow(tries - 1), tries, again));
+        true
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.waiting.iter().map(|w| w.0).min()
+    }
+
+    /// What is due at `now`, with its tries so far.
+    fn take_due(&mut self, now: Instant) -> Vec<(u32, Again)> {
+        let (due, later): (Vec<_>, Vec<_>) = self.waiting.drain(..).partition(|w| w.0 <= now);
+        self.waiting = later;
+        due.into_iter().map(|(_, tries, a)| (tries, a)).collect()
+    }
+}
+
 /// Carries out the room logic's SFU work until cancelled. A room emptied is removed only
 /// after `remove_after`, and only if nobody is in it by then: a member back within it finds
 /// the room there, and another node's join that this node had not heard of yet when its own
@@ -357,9 +430,11 @@ pub async fn ops_loop(
 ) {
     let mut admin: Option<Admin> = None;
     let mut schedule = Schedule::default();
+    let mut retries = Retries::default();
     let mut idle_since = Instant::now();
     loop {
         let due = schedule.next();
+        let retry = retries.next();
         let op = tokio::select! {
             _ = cancel.cancelled() => break,
             op = ops.recv() => match op {
@@ -405,7 +480,24 @@ pub async fn ops_loop(
                             Work::Kick { room, feeds, tokens, members, stray_tokens: lone }
                         }
                     };
-                    carry_out(&sfu, &mut admin, work).await;
+                    if !carry_out(&sfu, &mut admin, &work).await {
+                        retries.failed(Again::of(&work), 1, Instant::now());
+                    }
+                }
+                idle_since = Instant::now();
+                continue;
+            }
+            _ = tokio::time::sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => {
+                for (tries, again) in retries.take_due(Instant::now()) {
+                    let Some(work) = afresh(&again, &hub, &schedule, lone) else {
+                        continue;
+                    };
+                    tracing::info!(?work, tries, "trying the media server again");
+                    if !carry_out(&sfu, &mut admin, &work).await
+                        && !retries.failed(again, tries + 1, Instant::now())
+                    {
+                        tracing::warn!(?work, "the media server could not be reached; given up");
+                    }
                 }
                 idle_since = Instant::now();
                 continue;
@@ -417,11 +509,44 @@ pub async fn ops_loop(
                 continue;
             }
         };
-        carry_out(&sfu, &mut admin, op).await;
+        if !carry_out(&sfu, &mut admin, &op).await {
+            retries.failed(Again::of(&op), 1, Instant::now());
+        }
         idle_since = Instant::now();
     }
     if let Some(a) = admin {
         a.janus.close().await;
+    }
+}
+
+/// The work to try again, made from the rooms as they are now: none if it is moot (a room
+/// to make that nobody is in any more, one to remove that someone is back in).
+fn afresh(again: &Again, hub: &Hub, schedule: &Schedule, lone: bool) -> Option<Work> {
+    let in_use = |room: &str| hub.read_rooms(|r| r.room_in_use(room));
+    match again {
+        Again::Make(room) if in_use(room) => Some(Work::Make {
+            room: room.clone(),
+            allowed: hub.read_rooms(|r| r.sfu_members(room)).tokens,
+        }),
+        Again::Remove(room) if !in_use(room) => Some(Work::Remove(room.clone())),
+        Again::Kick {
+            room,
+            feeds,
+            tokens,
+        } => {
+            let mut members = hub.read_rooms(|r| r.sfu_members(room));
+            // In a cluster only the departed go (as with a kick at once).
+            members.complete &= lone;
+            hold_waiting(&mut members, schedule.waiting(room));
+            Some(Work::Kick {
+                room: room.clone(),
+                feeds: feeds.clone(),
+                tokens: tokens.clone(),
+                members,
+                stray_tokens: lone,
+            })
+        }
+        Again::Make(_) | Again::Remove(_) => None,
     }
 }
 
@@ -432,7 +557,8 @@ fn hold_waiting(members: &mut SfuMembers, (feeds, tokens): (Vec<u64>, Vec<String
 }
 
 /// One op: one try on the open connection, one on a new one (Janus may have restarted).
-async fn carry_out(sfu: &Sfu, admin: &mut Option<Admin>, op: Work) {
+/// False if Janus could not be reached (worth trying again later).
+async fn carry_out(sfu: &Sfu, admin: &mut Option<Admin>, op: &Work) -> bool {
     for attempt in 0..2 {
         let a = match admin.as_mut() {
             Some(a) => a,
@@ -440,15 +566,15 @@ async fn carry_out(sfu: &Sfu, admin: &mut Option<Admin>, op: Work) {
                 Ok(a) => admin.insert(a),
                 Err(e) => {
                     tracing::warn!("the media server: {e}");
-                    return;
+                    return false;
                 }
             },
         };
-        match a.apply(sfu, &op).await {
-            Ok(()) => return,
+        match a.apply(sfu, op).await {
+            Ok(()) => return true,
             Err(e @ JanusError::Refused { .. }) => {
                 tracing::warn!(?op, "the media server: {e}");
-                return;
+                return true;
             }
             Err(e) => {
                 *admin = None;
@@ -458,6 +584,7 @@ async fn carry_out(sfu: &Sfu, admin: &mut Option<Admin>, op: Work) {
             }
         }
     }
+    false
 }
 
 #[cfg(test)]
@@ -471,6 +598,36 @@ mod tests {
             token: format!("t{feed}"),
             at_once: false,
         }
+    }
+
+    /// Work that could not reach Janus is tried again after 2, 4, 8, 16 and 32 s, then given
+    /// up; what waits is bounded.
+    #[test]
+    fn work_janus_did_not_get_is_tried_again_for_a_minute() {
+        let t0 = Instant::now();
+        let mut r = Retries::default();
+        let kick = Again::Kick {
+            room: "r".into(),
+            feeds: vec![7],
+            tokens: vec!["t7".into()],
+        };
+        let mut at = t0;
+        let mut waits = Vec::new();
+        let mut tries = 1;
+        while r.failed(kick.clone(), tries, at) {
+            let next = r.next().unwrap();
+            waits.push((next - at).as_secs());
+            assert!(r.take_due(next - Duration::from_millis(1)).is_empty());
+            let due = r.take_due(next);
+            assert_eq!(due, vec![(tries, kick.clone())]);
+            (at, tries) = (next, tries + 1);
+        }
+        assert_eq!(waits, [2, 4, 8, 16, 32]);
+        assert_eq!(r.next(), None, "given up");
+        for i in 0..RETRIES_MAX + 5 {
+            r.failed(Again::Remove(format!("r{i}")), 1, t0);
+        }
+        assert_eq!(r.waiting.len(), RETRIES_MAX);
     }
 
     /// A sweep, due or at once, holds the seats whose kicks still wait (a member whose

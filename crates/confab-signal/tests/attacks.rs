@@ -890,13 +890,7 @@ async fn stray_token_after_a_lost_kick() {
     bob.join("big", "Bob").await;
     let room = sfu["room"].as_u64().unwrap();
 
-    let mut j = confab_janus::Janus::connect(&janus.url().replace("janus+", ""))
-        .await
-        .unwrap();
-    j.create_session().await.unwrap();
-    let ada_at = common::sit_at_janus(&mut j, &sfu, sfu["feed"].as_u64().unwrap(), &sfu["token"])
-        .await
-        .expect("Ada sits at Janus");
+    let (mut j, ada_at) = common::seated_at_janus(&janus, &sfu).await;
     // What a lost kick leaves behind: a token on the list and a feed in the room.
     let spec = confab_janus::RoomSpec {
         room,
@@ -944,6 +938,67 @@ async fn stray_token_after_a_lost_kick() {
     j.plugin("joining", h, ada_again)
         .await
         .expect("a member's token stays on the list");
+    j.close().await;
+    drop(ada);
+}
+
+/// The signaling server loses its way to Janus (its connection cut, new ones refused) just as
+/// Mallory leaves: her kick cannot be carried out. Nobody else leaves, so no sweep would make
+/// it good (and a cluster's nodes never sweep at once). Once Janus can be reached again, the
+/// kick is tried again by itself: her feed is out of the room and her token off its list,
+/// while Ada stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kick_lost_to_an_unreachable_sfu() {
+    let janus = confab_netlab::janus::Janus::start().expect("janus starts");
+    let port: u16 = janus.url().rsplit(':').next().unwrap().parse().unwrap();
+    let relay = confab_netlab::tcp::FreezingRelay::start(([127, 0, 0, 1], port).into())
+        .await
+        .unwrap();
+    let mut sfu_conf = janus.sfu("a-lone-secret-of-16", 0);
+    sfu_conf.url = format!("janus+ws://{}", relay.addr());
+    let server = start(|c| {
+        c.limits.sfu = Some(sfu_conf);
+        c.sfu_remove_after = Duration::from_millis(500);
+    })
+    .await;
+    let mut ada = Client::connect(&server).await;
+    let sfu = ada.join("big", "Ada").await["sfu"].clone();
+    let mut mallory = Client::connect(&server).await;
+    let hers = mallory.join("big", "Mallory").await["sfu"].clone();
+    let room = sfu["room"].as_u64().unwrap();
+    // Both sit at Janus, reached directly (not through the server's way there).
+    let (mut j, ada_at) = common::seated_at_janus(&janus, &sfu).await;
+    let feed = hers["feed"].as_u64().unwrap();
+    common::sit_at_janus(&mut j, &hers, feed, &hers["token"])
+        .await
+        .expect("Mallory sits at Janus");
+
+    relay.cut();
+    mallory.send(r#"{"type":"leave"}"#).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        common::at_janus(&mut j, ada_at, room).await.contains(&feed),
+        "the kick got through the cut"
+    );
+    relay.restore();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while common::at_janus(&mut j, ada_at, room).await.contains(&feed) {
+        assert!(
+            Instant::now() < deadline,
+            "Mallory is still in the SFU room after Janus came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let h = j.attach().await.unwrap();
+    let again = serde_json::json!({"request": "join", "ptype": "publisher", "room": room,
+                                   "pin": hers["pin"], "id": feed + 1, "token": hers["token"]});
+    assert!(
+        j.plugin("joining", h, again).await.is_err(),
+        "her token still opens the room"
+    );
+    assert!(common::at_janus(&mut j, ada_at, room)
+        .await
+        .contains(&sfu["feed"].as_u64().unwrap()));
     j.close().await;
     drop(ada);
 }

@@ -223,6 +223,22 @@ pub async fn at_janus(
         .collect()
 }
 
+/// A session of its own at Janus, seated as the member whose `welcome` gave `sfu` (its feed
+/// and token); the session and the seat's handle.
+pub async fn seated_at_janus(
+    janus: &confab_netlab::janus::Janus,
+    sfu: &Value,
+) -> (confab_janus::Janus, u64) {
+    let mut j = confab_janus::Janus::connect(&janus.url().replace("janus+", ""))
+        .await
+        .expect("janus answers");
+    j.create_session().await.expect("a session");
+    let seat = sit_at_janus(&mut j, sfu, sfu["feed"].as_u64().unwrap(), &sfu["token"])
+        .await
+        .expect("the member sits at Janus");
+    (j, seat)
+}
+
 /// Joins a VideoRoom room at Janus as a publisher under `id` with `token`, on a new handle,
 /// trying again while the room or the token may still be a moment behind the `welcome`.
 pub async fn sit_at_janus(
