@@ -409,7 +409,10 @@ impl Actor {
                     // that instead.
                     self.forget_feed(&from);
                     self.close_link(&from);
-                    self.open_subscriber(to);
+                    // (Never over a live link: its task would be lost.)
+                    if !self.links.contains_key(&to) {
+                        self.open_subscriber(to);
+                    }
                 }
                 Action::RebindLink { from, to } => {
                     if self.links.contains_key(&to) {

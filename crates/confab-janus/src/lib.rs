@@ -19,6 +19,9 @@ pub const ROOM_EXISTS: i64 = 427;
 pub const UNAUTHORIZED: i64 = 433;
 /// VideoRoom: no such feed (participant) in the room.
 pub const NO_SUCH_FEED: i64 = 428;
+/// Janus's own codes for a session or handle it no longer has: the connection is stale.
+pub const NO_SUCH_SESSION: i64 = 458;
+pub const NO_SUCH_HANDLE: i64 = 459;
 /// Janus keeps a session 60 s without a word; a client should speak more often than that.
 pub const KEEPALIVE: Duration = Duration::from_secs(25);
 /// Every request is answered within this, or given up.

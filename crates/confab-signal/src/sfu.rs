@@ -236,15 +236,53 @@ impl Waiting {
     }
 }
 
-/// What has come due ([`Schedule::take_due`]).
-#[derive(Debug, PartialEq, Eq)]
+/// Work on a room at the SFU as it stood when it came due ([`Schedule::take_due`]) or
+/// failed ([`Retries`]): it is made afresh from the rooms when carried out ([`afresh`]), since
+/// who is in a room may have changed meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Due {
-    Remove(String),
+    Make(String),
+    /// The room, and the seats whose kicks were still waiting (moot if it goes; kicked if it
+    /// stays after all).
+    Remove {
+        room: String,
+        feeds: Vec<u64>,
+        tokens: Vec<String>,
+    },
     Kick {
         room: String,
         feeds: Vec<u64>,
         tokens: Vec<String>,
     },
+}
+
+impl Due {
+    fn of(work: &Work) -> Due {
+        match work {
+            Work::Make { room, .. } => Due::Make(room.clone()),
+            Work::Remove(room) => Due::Remove {
+                room: room.clone(),
+                feeds: Vec::new(),
+                tokens: Vec::new(),
+            },
+            Work::Kick {
+                room,
+                feeds,
+                tokens,
+                ..
+            } => Due::Kick {
+                room: room.clone(),
+                feeds: feeds.clone(),
+                tokens: tokens.clone(),
+            },
+        }
+    }
+
+    fn room(&self) -> &str {
+        match self {
+            Due::Make(room) | Due::Remove { room, .. } | Due::Kick { room, .. } => room,
+        }
+    }
 }
 
 /// The work that waits (pure: fed ops and time): a room's removal, and each departed member's
@@ -323,8 +361,13 @@ impl Schedule {
             };
             if w.remove.is_some_and(|at| at <= now) {
                 if !in_use(&room) {
+                    let (feeds, tokens) = self.waiting(&room);
                     self.rooms.remove(&room);
-                    out.push(Due::Remove(room));
+                    out.push(Due::Remove {
+                        room,
+                        feeds,
+                        tokens,
+                    });
                     continue;
                 }
                 w.remove = None;
@@ -347,57 +390,66 @@ impl Schedule {
     }
 }
 
-/// Work to try again, as it stood: it is made afresh from the rooms when tried (who is in a
-/// room may have changed meanwhile).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Again {
-    Make(String),
-    Remove(String),
-    Kick {
-        room: String,
-        feeds: Vec<u64>,
-        tokens: Vec<String>,
-    },
-}
-
-impl Again {
-    fn of(work: &Work) -> Again {
-        match work {
-            Work::Make { room, .. } => Again::Make(room.clone()),
-            Work::Remove(room) => Again::Remove(room.clone()),
-            Work::Kick {
-                room,
-                feeds,
-                tokens,
-                ..
-            } => Again::Kick {
-                room: room.clone(),
-                feeds: feeds.clone(),
-                tokens: tokens.clone(),
-            },
-        }
-    }
-}
-
 /// Work that could not reach Janus (pure: fed failures and time): each tried again after
-/// `RETRY_FIRST`, doubling, `RETRY_TRIES` times at most; bounded. A kick lost to an
-/// unreachable Janus is thus made good without waiting for another departure, in a cluster
-/// too (where no node may sweep what it cannot tell from a join not heard of yet).
+/// `RETRY_FIRST`, doubling, `RETRY_TRIES` times at most; one entry a room and kind (a room's
+/// kicks merged), bounded. A kick lost to an unreachable Janus is thus made good without
+/// waiting for another departure, in a cluster too (where no node may sweep what it cannot
+/// tell from a join not heard of yet).
 #[derive(Default)]
 struct Retries {
     /// When, how many tries so far, what.
-    waiting: Vec<(Instant, u32, Again)>,
+    waiting: Vec<(Instant, u32, Due)>,
 }
 
 impl Retries {
     /// `again` failed its `tries`-th try at `now`: tried again later, unless it has had its
     /// tries or there is no room (false).
-    fn failed(&mut self, again: Again, tries: u32, now: Instant) -> bool {
-        if tries > RETRY_TRIES || self.waiting.len() >= RETRIES_MAX {
+    fn failed(&mut self, again: Due, tries: u32, now: Instant) -> bool {
+        if tries > RETRY_TRIES {
             return false;
         }
-        self.waiting
-            .push((now + RETRY_FIRST * 2u32.pow(tries - 1), tries, again));
+        self.put(now + RETRY_FIRST * 2u32.pow(tries - 1), tries, again)
+    }
+
+    /// Waits again as it is (not tried: Janus was found unreachable by other work first).
+    fn put_back(&mut self, again: Due, tries: u32, now: Instant) -> bool {
+        self.put(now + RETRY_FIRST, tries, again)
+    }
+
+    fn put(&mut self, at: Instant, tries: u32, again: Due) -> bool {
+        let same = self.waiting.iter().position(|w| {
+            std::mem::discriminant(&w.2) == std::mem::discriminant(&again)
+                && w.2.room() == again.room()
+        });
+        let Some(i) = same else {
+            if self.waiting.len() >= RETRIES_MAX {
+                return false;
+            }
+            self.waiting.push((at, tries, again));
+            return true;
+        };
+        // A room's kicks (or the seats going with its removal) merge into one.
+        if let (
+            Due::Kick { feeds, tokens, .. } | Due::Remove { feeds, tokens, .. },
+            Due::Kick {
+                feeds: more,
+                tokens: more_tokens,
+                ..
+            }
+            | Due::Remove {
+                feeds: more,
+                tokens: more_tokens,
+                ..
+            },
+        ) = (&mut self.waiting[i].2, again)
+        {
+            for (f, t) in more.into_iter().zip(more_tokens) {
+                if !feeds.contains(&f) {
+                    feeds.push(f);
+                    tokens.push(t);
+                }
+            }
+        }
         true
     }
 
@@ -406,7 +458,7 @@ impl Retries {
     }
 
     /// What is due at `now`, with its tries so far.
-    fn take_due(&mut self, now: Instant) -> Vec<(u32, Again)> {
+    fn take_due(&mut self, now: Instant) -> Vec<(u32, Due)> {
         let (due, later): (Vec<_>, Vec<_>) = self.waiting.drain(..).partition(|w| w.0 <= now);
         self.waiting = later;
         due.into_iter().map(|(_, tries, a)| (tries, a)).collect()
@@ -471,34 +523,15 @@ pub async fn ops_loop(
             _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                 let now = Instant::now();
                 let ready = schedule.take_due(now, |room| hub.read_rooms(|r| r.room_in_use(room)));
-                for due in ready {
-                    let work = match due {
-                        Due::Remove(room) => Work::Remove(room),
-                        Due::Kick { room, feeds, tokens } => {
-                            let mut members = hub.read_rooms(|r| r.sfu_members(&room));
-                            hold_waiting(&mut members, schedule.waiting(&room));
-                            Work::Kick { room, feeds, tokens, members, stray_tokens: lone }
-                        }
-                    };
-                    if !carry_out(&sfu, &mut admin, &work).await {
-                        retries.failed(Again::of(&work), 1, Instant::now());
-                    }
-                }
+                // Due kicks sweep in a cluster too (the wait let joins arrive).
+                let ready = ready.into_iter().map(|d| (0, d)).collect();
+                run_due(ready, &sfu, &mut admin, &hub, &schedule, &mut retries, lone, true).await;
                 idle_since = Instant::now();
                 continue;
             }
             _ = tokio::time::sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => {
-                for (tries, again) in retries.take_due(Instant::now()) {
-                    let Some(work) = afresh(&again, &hub, &schedule, lone) else {
-                        continue;
-                    };
-                    tracing::info!(?work, tries, "trying the media server again");
-                    if !carry_out(&sfu, &mut admin, &work).await
-                        && !retries.failed(again, tries + 1, Instant::now())
-                    {
-                        tracing::warn!(?work, "the media server could not be reached; given up");
-                    }
-                }
+                let again = retries.take_due(Instant::now());
+                run_due(again, &sfu, &mut admin, &hub, &schedule, &mut retries, lone, lone).await;
                 idle_since = Instant::now();
                 continue;
             }
@@ -509,8 +542,13 @@ pub async fn ops_loop(
                 continue;
             }
         };
-        if !carry_out(&sfu, &mut admin, &op).await {
-            retries.failed(Again::of(&op), 1, Instant::now());
+        if !carry_out(&sfu, &mut admin, &op).await
+            && !retries.failed(Due::of(&op), 1, Instant::now())
+        {
+            tracing::warn!(
+                ?op,
+                "too much work waiting to be tried again at the SFU; dropped"
+            );
         }
         idle_since = Instant::now();
     }
@@ -519,34 +557,80 @@ pub async fn ops_loop(
     }
 }
 
-/// The work to try again, made from the rooms as they are now: none if it is moot (a room
-/// to make that nobody is in any more, one to remove that someone is back in).
-fn afresh(again: &Again, hub: &Hub, schedule: &Schedule, lone: bool) -> Option<Work> {
+/// Carries out work that came due (`tries` 0) or is tried again, each made afresh from the
+/// rooms. Once Janus is found unreachable, the rest waits untried (each try of an unreachable
+/// Janus may take its full answer time, and the queue of new work waits meanwhile).
+#[allow(clippy::too_many_arguments)]
+async fn run_due(
+    due: Vec<(u32, Due)>,
+    sfu: &Sfu,
+    admin: &mut Option<Admin>,
+    hub: &Hub,
+    schedule: &Schedule,
+    retries: &mut Retries,
+    lone: bool,
+    sweep: bool,
+) {
+    let mut unreachable = false;
+    for (tries, due) in due {
+        let now = Instant::now();
+        let kept = if unreachable {
+            retries.put_back(due, tries, now)
+        } else {
+            let Some(work) = afresh(&due, hub, schedule, lone, sweep) else {
+                continue;
+            };
+            if tries > 0 {
+                tracing::info!(?work, tries, "trying the media server again");
+            }
+            if carry_out(sfu, admin, &work).await {
+                continue;
+            }
+            unreachable = true;
+            retries.failed(due, tries + 1, now)
+        };
+        if !kept {
+            tracing::warn!("SFU work given up: the media server could not be reached");
+        }
+    }
+}
+
+/// The work for `due`, made from the rooms as they are now: none if it is moot (a room to
+/// make that nobody is in any more). A room to remove that someone is back in, or that waits
+/// to be removed later (it emptied again), stays: the kicks that went with it are done instead.
+/// `sweep`: a kick also takes whoever no member holds (knowing every member).
+fn afresh(due: &Due, hub: &Hub, schedule: &Schedule, lone: bool, sweep: bool) -> Option<Work> {
     let in_use = |room: &str| hub.read_rooms(|r| r.room_in_use(room));
-    match again {
-        Again::Make(room) if in_use(room) => Some(Work::Make {
+    let kick = |room: &String, feeds: &Vec<u64>, tokens: &Vec<String>| {
+        let mut members = hub.read_rooms(|r| r.sfu_members(room));
+        members.complete &= sweep;
+        hold_waiting(&mut members, schedule.waiting(room));
+        Work::Kick {
+            room: room.clone(),
+            feeds: feeds.clone(),
+            tokens: tokens.clone(),
+            members,
+            stray_tokens: lone,
+        }
+    };
+    match due {
+        Due::Make(room) => in_use(room).then(|| Work::Make {
             room: room.clone(),
             allowed: hub.read_rooms(|r| r.sfu_members(room)).tokens,
         }),
-        Again::Remove(room) if !in_use(room) => Some(Work::Remove(room.clone())),
-        Again::Kick {
+        Due::Remove {
             room,
             feeds,
             tokens,
-        } => {
-            let mut members = hub.read_rooms(|r| r.sfu_members(room));
-            // In a cluster only the departed go (as with a kick at once).
-            members.complete &= lone;
-            hold_waiting(&mut members, schedule.waiting(room));
-            Some(Work::Kick {
-                room: room.clone(),
-                feeds: feeds.clone(),
-                tokens: tokens.clone(),
-                members,
-                stray_tokens: lone,
-            })
+        } if in_use(room) || schedule.rooms.contains_key(room) => {
+            (!feeds.is_empty()).then(|| kick(room, feeds, tokens))
         }
-        Again::Make(_) | Again::Remove(_) => None,
+        Due::Remove { room, .. } => Some(Work::Remove(room.clone())),
+        Due::Kick {
+            room,
+            feeds,
+            tokens,
+        } => Some(kick(room, feeds, tokens)),
     }
 }
 
@@ -572,7 +656,13 @@ async fn carry_out(sfu: &Sfu, admin: &mut Option<Admin>, op: &Work) -> bool {
         };
         match a.apply(sfu, op).await {
             Ok(()) => return true,
-            Err(e @ JanusError::Refused { .. }) => {
+            // A session or handle Janus no longer has: the connection is stale (as lost).
+            Err(e @ JanusError::Refused { .. })
+                if !matches!(
+                    e.code(),
+                    Some(confab_janus::NO_SUCH_SESSION | confab_janus::NO_SUCH_HANDLE)
+                ) =>
+            {
                 tracing::warn!(?op, "the media server: {e}");
                 return true;
             }
@@ -606,7 +696,7 @@ mod tests {
     fn work_janus_did_not_get_is_tried_again_for_a_minute() {
         let t0 = Instant::now();
         let mut r = Retries::default();
-        let kick = Again::Kick {
+        let kick = Due::Kick {
             room: "r".into(),
             feeds: vec![7],
             tokens: vec!["t7".into()],
@@ -624,10 +714,33 @@ mod tests {
         }
         assert_eq!(waits, [2, 4, 8, 16, 32]);
         assert_eq!(r.next(), None, "given up");
+        // One entry a room and kind: a room's kicks merge, a second make is the first.
+        let kick = |feed: u64| Due::Kick {
+            room: "r".into(),
+            feeds: vec![feed],
+            tokens: vec![format!("t{feed}")],
+        };
+        assert!(r.failed(kick(1), 1, t0) && r.failed(kick(2), 1, t0) && r.failed(kick(1), 1, t0));
+        assert!(r.failed(Due::Make("r".into()), 1, t0) && r.failed(Due::Make("r".into()), 2, t0));
+        let due = r.take_due(t0 + Duration::from_secs(60));
+        assert_eq!(
+            due,
+            [
+                (
+                    1,
+                    Due::Kick {
+                        room: "r".into(),
+                        feeds: vec![1, 2],
+                        tokens: vec!["t1".into(), "t2".into()],
+                    }
+                ),
+                (1, Due::Make("r".into()))
+            ]
+        );
         for i in 0..RETRIES_MAX + 5 {
-            r.failed(Again::Remove(format!("r{i}")), 1, t0);
+            r.failed(Due::Make(format!("r{i}")), 1, t0);
         }
-        assert_eq!(r.waiting.len(), RETRIES_MAX);
+        assert_eq!(r.waiting.len(), RETRIES_MAX, "bounded");
     }
 
     /// A sweep, due or at once, holds the seats whose kicks still wait (a member whose
@@ -700,7 +813,15 @@ mod tests {
         s.later(kick("r", 1), t0 + wait);
         s.later(SfuOp::Remove { room: "r".into() }, t0 + wait);
         s.later(kick("r", 2), t0 + wait + Duration::from_secs(1));
-        assert_eq!(s.take_due(t0 + wait, |_| false), [Due::Remove("r".into())]);
+        assert_eq!(
+            s.take_due(t0 + wait, |_| false),
+            [Due::Remove {
+                room: "r".into(),
+                feeds: vec![1, 2],
+                tokens: vec!["t1".into(), "t2".into()],
+            }],
+            "the kicks still waiting go with it (moot once it is gone)"
+        );
         assert_eq!(s.next(), None);
 
         s.later(kick("q", 3), t0 + wait);

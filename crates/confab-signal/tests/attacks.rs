@@ -974,8 +974,17 @@ async fn kick_lost_to_an_unreachable_sfu() {
         .expect("Mallory sits at Janus");
 
     relay.cut();
+    // Every relayed connection has seen the cut before the kick is sent.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     mallory.send(r#"{"type":"leave"}"#).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The server has taken her leave (and tried her kick) once Ada hears she left.
+    loop {
+        let m = ada.recv().await;
+        if m["type"] == "peer-left" {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(
         common::at_janus(&mut j, ada_at, room).await.contains(&feed),
         "the kick got through the cut"

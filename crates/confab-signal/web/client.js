@@ -664,15 +664,16 @@
   // The peer came back under a new id: the same connection now talks to it.
   function rebindLink(from, to) {
     const link = S.links.get(from);
-    if (!link || S.links.has(to)) return;
+    if (!link) return;
     if (link.sfu && S.sfu) {
       // Through the SFU the person publishes again under their new id: receive that instead
-      // (as the engine does).
+      // (as the engine does; never over a live link).
       forgetFeed(from);
       closeLink(from);
-      openSubscriber(to);
+      if (!S.links.has(to)) openSubscriber(to);
       return;
     }
+    if (S.links.has(to)) return;
     S.links.delete(from);
     link.id = to;
     if (link.tile) link.tile.dataset.key = to;
