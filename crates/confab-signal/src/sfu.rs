@@ -542,13 +542,25 @@ pub async fn ops_loop(
                 continue;
             }
         };
-        if !carry_out(&sfu, &mut admin, &op).await
-            && !retries.failed(Due::of(&op), 1, Instant::now())
-        {
-            tracing::warn!(
-                ?op,
-                "too much work waiting to be tried again at the SFU; dropped"
-            );
+        if !carry_out(&sfu, &mut admin, &op).await {
+            if !retries.failed(Due::of(&op), 1, Instant::now()) {
+                tracing::warn!(
+                    ?op,
+                    "too much work waiting to be tried again at the SFU; dropped"
+                );
+            }
+        } else if let (Work::Make { room, .. }, true) = (&op, lone) {
+            // Someone joined, and will want a place to publish: whoever sits in the room under
+            // a feed no member publishes as (a member filling its publisher places under
+            // made-up ids, say) goes now, not at the next departure.
+            let sweep = Due::Kick {
+                room: room.clone(),
+                feeds: Vec::new(),
+                tokens: Vec::new(),
+            };
+            if let Some(work) = afresh(&sweep, &hub, &schedule, lone, true) {
+                carry_out(&sfu, &mut admin, &work).await;
+            }
         }
         idle_since = Instant::now();
     }

@@ -1011,3 +1011,53 @@ async fn kick_lost_to_an_unreachable_sfu() {
     j.close().await;
     drop(ada);
 }
+
+/// Mallory, a member, takes the room's places at the SFU under made-up ids (one token lets
+/// its holder in as often as it likes, and a VideoRoom room holds a bounded number of
+/// publishers): the next person to join would find no place to publish. A lone server clears
+/// them as soon as someone joins, not only at the next departure; the members' own feeds stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_places_taken_by_a_member() {
+    let janus = confab_netlab::janus::Janus::start().expect("janus starts");
+    let server = start(|c| {
+        c.limits.sfu = Some(janus.sfu("a-lone-secret-of-16", 0));
+    })
+    .await;
+    let mut ada = Client::connect(&server).await;
+    let sfu = ada.join("big", "Ada").await["sfu"].clone();
+    let mut mallory = Client::connect(&server).await;
+    let hers = mallory.join("big", "Mallory").await["sfu"].clone();
+    let room = sfu["room"].as_u64().unwrap();
+    let (mut j, ada_at) = common::seated_at_janus(&janus, &sfu).await;
+    let own = hers["feed"].as_u64().unwrap();
+    let made_up = [515_151, 525_252, 535_353];
+    for id in std::iter::once(own).chain(made_up) {
+        common::sit_at_janus(&mut j, &hers, id, &hers["token"])
+            .await
+            .expect("a member's token lets her in");
+    }
+    let there = common::at_janus(&mut j, ada_at, room).await;
+    assert!(made_up.iter().all(|f| there.contains(f)), "{there:?}");
+
+    let mut bob = Client::connect(&server).await;
+    bob.join("big", "Bob").await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let there = common::at_janus(&mut j, ada_at, room).await;
+        if made_up.iter().all(|f| !there.contains(f)) {
+            let ada_feed = sfu["feed"].as_u64().unwrap();
+            assert!(
+                there.contains(&ada_feed) && there.contains(&own),
+                "{there:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "made-up feeds still hold places after a join: {there:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    j.close().await;
+    drop((ada, mallory, bob));
+}
