@@ -42,7 +42,7 @@ pub struct Network {
     /// The selected candidate pair's round trip.
     #[serde(default)]
     pub rtt_ms: Option<f64>,
-    /// Lost packets this peer asked the sender for again (NACK), since the call began.
+    /// Lost packets this peer asked the sender for again (NACK), since its link began.
     #[serde(default)]
     pub nacked: u64,
 }

@@ -29,6 +29,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// A person who names a new feed is received on a new link at most this often.
+const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(2);
+
 pub type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 
 pub enum Cmd {
@@ -125,6 +128,7 @@ pub fn spawn(
         chat: Chat::new(),
         sfu_info: None,
         sfu_publishes: 0,
+        subscribed: HashMap::new(),
         sfu: None,
         sfu_kicked: false,
         sfu_kicked_in_room: None,
@@ -226,6 +230,8 @@ struct Actor {
     /// Sessions with the SFU started under `sfu_info` (our membership): the next publishes
     /// under `sfu_info.feed_for(sfu_publishes)`.
     sfu_publishes: u32,
+    /// Subscriber links: the feed the person had named when theirs was opened, and when.
+    subscribed: HashMap<PeerId, (Option<u64>, Instant)>,
     /// The session with it while in a call.
     sfu: Option<SfuHandle>,
     /// The SFU room let our feed go while our signaling was away: publish anew once back.
@@ -277,6 +283,7 @@ impl Actor {
                     self.core.tick(now);
                     self.apply().await;
                     self.check_mesh_return().await;
+                    self.resubscribe_moved();
                     self.reap_closing().await;
                     if self.core.in_call() {
                         let peers = self.hub.levels().into_iter().map(|(id, level)| Level { id, level }).collect();
@@ -581,6 +588,10 @@ impl Actor {
 
     /// Through the SFU: the person's media arrives on a link the SFU offers.
     fn open_subscriber(&mut self, peer: PeerId) {
+        self.subscribed.insert(
+            peer.clone(),
+            (self.feeds.get(&peer).copied(), Instant::now()),
+        );
         let handle = self.spawn_link(peer.clone(), Role::Subscribe, false, true);
         self.link_peer.insert(handle.id, peer.clone());
         self.links.insert(peer.clone(), handle);
@@ -602,8 +613,29 @@ impl Actor {
         }
     }
 
+    /// People who published anew (a feed is never published twice) are received on a new
+    /// link, and whatever took over their old feed is let go: at most once per
+    /// `RESUBSCRIBE_EVERY` a person (someone in the call naming feed after feed must not make
+    /// us rebuild their link at the rate they send).
+    fn resubscribe_moved(&mut self) {
+        let moved: Vec<PeerId> = self
+            .subscribed
+            .iter()
+            .filter(|(p, (feed, at))| {
+                feed.is_some_and(|f| self.feeds.get(*p).is_some_and(|now| *now != f))
+                    && at.elapsed() >= RESUBSCRIBE_EVERY
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in moved {
+            self.close_link(&p);
+            self.open_subscriber(p);
+        }
+    }
+
     /// Lets a link go (its task is awaited later), and its subscription at the SFU.
     fn close_link(&mut self, peer: &PeerId) {
+        self.subscribed.remove(peer);
         if let Some(l) = self.links.remove(peer) {
             if let (Role::Subscribe, Some(s)) = (l.role, &self.sfu) {
                 let _ = s.tx.try_send(SfuCommand::Unsubscribe(peer.clone()));
@@ -1127,21 +1159,14 @@ impl Actor {
                         // (or by someone who has not noticed yet) is not followed.
                         tracing::debug!("{from} announced a feed in a room of two");
                     } else if self.feeds.len() < 64 || self.feeds.contains_key(&from) {
-                        let before = self.feeds.insert(from.clone(), id);
+                        self.feeds.insert(from.clone(), id);
+                        // A link opened before they named a feed is for this one.
+                        if let Some((f @ None, _)) = self.subscribed.get_mut(&from) {
+                            *f = Some(id);
+                        }
                         if let Some(s) = &self.sfu {
                             let _ = s.tx.try_send(SfuCommand::Announced(from.clone(), id));
-                            if before.is_some_and(|b| b != id)
-                                && self
-                                    .links
-                                    .get(&from)
-                                    .is_some_and(|l| l.role == Role::Subscribe)
-                            {
-                                // They published anew (a feed is never published twice): we
-                                // receive the new one on a new link, and whatever took over
-                                // the old feed is let go.
-                                self.close_link(&from);
-                                self.open_subscriber(from);
-                            }
+                            self.resubscribe_moved();
                         } else if self.sfu_info.is_some() && self.links.contains_key(&from) {
                             // Someone we are linked with sends through the SFU: the call
                             // moved there; follow.

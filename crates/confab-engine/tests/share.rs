@@ -113,14 +113,22 @@ async fn share_in_a_call(codec: VideoCodec) {
         .share(Some(VideoSourceSpec::TestPattern))
         .await
         .unwrap();
-    let before = s.share.pattern_frames;
+    // Read after the second ask: a capture started over would count from 0 from here on.
+    let mid = b
+        .wait_stats(&a.id, "Ada's screen at the second ask", |_| true)
+        .await;
+    let (before, last) = (mid.share.pattern_frames, mid.share.last_pattern_frame);
     let again = b
         .wait_stats(&a.id, "Ada's screen after a second ask", |s| {
-            s.share.pattern_frames >= before + 8
+            s.share.pattern_frames >= before + 10
         })
         .await;
     assert_eq!(again.share.frames_out_of_order, 0, "{again:#?}");
     assert_eq!(again.share.frames_repeated, 0, "{again:#?}");
+    assert!(
+        again.share.last_pattern_frame >= last.map(|l| l + 10),
+        "the screen's frame numbers go on: {last:?} then {again:#?}"
+    );
     // The camera goes on beside it, at its own size.
     let cam = s.video.pattern_frames;
     let s = b

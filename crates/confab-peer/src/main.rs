@@ -386,7 +386,8 @@ async fn main() -> anyhow::Result<()> {
             ev = events.recv() => match ev {
                 Some(EngineEvent::State(s)) => {
                     let connected = s.participants.iter().any(|p| p.phase == confab_engine::call::Phase::Connected);
-                    // Share whenever in a call and not sharing yet (a share ends with its call).
+                    // Share once a call (it ends with the call; a capture that stops by itself,
+                    // a closed window, is not started again).
                     share_asked &= s.in_call;
                     if let Some(spec) = args.share.as_ref().filter(|_| s.in_call && !share_asked && !share_stopped) {
                         match engine.share(Some(spec.clone())).await {

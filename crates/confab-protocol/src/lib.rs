@@ -164,9 +164,9 @@ pub struct SfuInfo {
     /// How many later feeds the server knows this membership by: a member publishes its first
     /// time as `feed`, and its n-th time again (after hanging up, or being let go while in the
     /// room) as [`SfuInfo::feed_for`]`(n)`, derived from its token, which only it and the
-    /// server know. A feed id once named to the room is then never published again, so nobody
-    /// who learned it can publish under it and be taken for its owner. 0 (an older server):
-    /// always `feed`.
+    /// server know. A feed id once named to the room is then not published again (for the
+    /// first `generations` publishes), so nobody who learned it can publish under it and be
+    /// taken for its owner. 0 (an older server): always `feed`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub generations: u32,
     /// A call goes through the SFU once the room holds more than this many people (0: every

@@ -356,7 +356,7 @@ pub struct SfuMembers {
     /// Their tokens (`tokens[i]` is the member's whose first feed is `feeds[i]`).
     pub tokens: Vec<String>,
     /// Whether every member's feed is known: then anyone else at the SFU is there under a feed
-    /// no member was given, and goes too. (Not for a room this node no longer holds, nor with
+    /// no member publishes as ([`SfuFeeds::strays`]), and goes too. (Not for a room this node no longer holds, nor with
     /// a member whose node, of an older version, did not say its feed.)
     pub complete: bool,
 }

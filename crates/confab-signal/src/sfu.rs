@@ -14,9 +14,9 @@
 //! A member publishes anew under a new feed each time (after hanging up, or being let go while
 //! in the room): the later ones are derived from its token (`SfuInfo::feed_for`), so the
 //! server knows them without being told, and nobody else can work them out. A feed id once
-//! told to the room is never published again by its member: someone sitting on it neither
-//! keeps the member out (Janus takes one publisher an id) nor is taken for them, and goes at
-//! the next sweep once the member publishes under a later one.
+//! told to the room is not published again by its member (for its first 64 publishes):
+//! someone sitting on it neither keeps the member out (Janus takes one publisher an id) nor
+//! is taken for them, and goes at the next sweep once the member publishes under a later one.
 //!
 //! Never in the way of signaling: the hub hands work over without waiting (a full queue drops
 //! it: the next join asks to make the room again), and a media server that is down costs a
@@ -428,7 +428,11 @@ impl Retries {
             self.waiting.push((at, tries, again));
             return true;
         };
-        // A room's kicks (or the seats going with its removal) merge into one.
+        // One entry a room and kind: the earlier time and the fewer tries of the two, and a
+        // room's kicks (or the seats going with its removal) merged, as many as a room waits.
+        let w = &mut self.waiting[i];
+        w.0 = w.0.min(at);
+        w.1 = w.1.min(tries);
         if let (
             Due::Kick { feeds, tokens, .. } | Due::Remove { feeds, tokens, .. },
             Due::Kick {
@@ -441,10 +445,10 @@ impl Retries {
                 tokens: more_tokens,
                 ..
             },
-        ) = (&mut self.waiting[i].2, again)
+        ) = (&mut w.2, again)
         {
             for (f, t) in more.into_iter().zip(more_tokens) {
-                if !feeds.contains(&f) {
+                if !feeds.contains(&f) && feeds.len() < KICKS_PER_ROOM {
                     feeds.push(f);
                     tokens.push(t);
                 }
@@ -483,6 +487,9 @@ pub async fn ops_loop(
     let mut admin: Option<Admin> = None;
     let mut schedule = Schedule::default();
     let mut retries = Retries::default();
+    // Janus could not be reached by the last try: new work waits with the retries (the next
+    // of which finds out whether it is back) rather than each taking its full answer time.
+    let mut unreachable = false;
     let mut idle_since = Instant::now();
     loop {
         let due = schedule.next();
@@ -525,13 +532,17 @@ pub async fn ops_loop(
                 let ready = schedule.take_due(now, |room| hub.read_rooms(|r| r.room_in_use(room)));
                 // Due kicks sweep in a cluster too (the wait let joins arrive).
                 let ready = ready.into_iter().map(|d| (0, d)).collect();
-                run_due(ready, &sfu, &mut admin, &hub, &schedule, &mut retries, lone, true).await;
+                if let Some(ok) = run_due(ready, &sfu, &mut admin, &hub, &schedule, &mut retries, lone, true).await {
+                    unreachable = !ok;
+                }
                 idle_since = Instant::now();
                 continue;
             }
             _ = tokio::time::sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => {
                 let again = retries.take_due(Instant::now());
-                run_due(again, &sfu, &mut admin, &hub, &schedule, &mut retries, lone, lone).await;
+                if let Some(ok) = run_due(again, &sfu, &mut admin, &hub, &schedule, &mut retries, lone, lone).await {
+                    unreachable = !ok;
+                }
                 idle_since = Instant::now();
                 continue;
             }
@@ -542,7 +553,15 @@ pub async fn ops_loop(
                 continue;
             }
         };
-        if !carry_out(&sfu, &mut admin, &op).await {
+        if unreachable {
+            if !retries.put_back(Due::of(&op), 0, Instant::now()) {
+                tracing::warn!(
+                    ?op,
+                    "too much work waiting to be tried again at the SFU; dropped"
+                );
+            }
+        } else if !carry_out(&sfu, &mut admin, &op).await {
+            unreachable = true;
             if !retries.failed(Due::of(&op), 1, Instant::now()) {
                 tracing::warn!(
                     ?op,
@@ -571,7 +590,8 @@ pub async fn ops_loop(
 
 /// Carries out work that came due (`tries` 0) or is tried again, each made afresh from the
 /// rooms. Once Janus is found unreachable, the rest waits untried (each try of an unreachable
-/// Janus may take its full answer time, and the queue of new work waits meanwhile).
+/// Janus may take its full answer time, and the queue of new work waits meanwhile). Whether
+/// the last try reached Janus (`None`: nothing was tried).
 #[allow(clippy::too_many_arguments)]
 async fn run_due(
     due: Vec<(u32, Due)>,
@@ -582,12 +602,11 @@ async fn run_due(
     retries: &mut Retries,
     lone: bool,
     sweep: bool,
-) {
-    let mut unreachable = false;
+) -> Option<bool> {
+    let mut reached = None;
     for (tries, due) in due {
-        let now = Instant::now();
-        let kept = if unreachable {
-            retries.put_back(due, tries, now)
+        let kept = if reached == Some(false) {
+            retries.put_back(due, tries, Instant::now())
         } else {
             let Some(work) = afresh(&due, hub, schedule, lone, sweep) else {
                 continue;
@@ -595,16 +614,16 @@ async fn run_due(
             if tries > 0 {
                 tracing::info!(?work, tries, "trying the media server again");
             }
-            if carry_out(sfu, admin, &work).await {
-                continue;
-            }
-            unreachable = true;
-            retries.failed(due, tries + 1, now)
+            let ok = carry_out(sfu, admin, &work).await;
+            reached = Some(ok);
+            // (The try may have taken the full answer time: the wait counts from its end.)
+            ok || retries.failed(due, tries + 1, Instant::now())
         };
         if !kept {
             tracing::warn!("SFU work given up: the media server could not be reached");
         }
     }
+    reached
 }
 
 /// The work for `due`, made from the rooms as they are now: none if it is moot (a room to

@@ -975,7 +975,7 @@ async fn kick_lost_to_an_unreachable_sfu() {
 
     relay.cut();
     // Every relayed connection has seen the cut before the kick is sent.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     mallory.send(r#"{"type":"leave"}"#).await;
     // The server has taken her leave (and tried her kick) once Ada hears she left.
     loop {

@@ -693,6 +693,7 @@
     const t = now();
     rules((c) => c.tick(t));
     checkMeshReturn();
+    resubscribeMoved();
     for (const link of [...S.links.values()]) {
       if (link.layers) checkLayer(link, t);
       const a = link.health.tick(t);
@@ -820,7 +821,7 @@
           sfuFailed('the media server let us go');
         }
       },
-    }, null);
+    });
     const pub = new RTCPeerConnection({ iceServers: [] });
     const mine = { session, pub, feed: null, me: S.core.me };
     S.sfu = mine;
@@ -842,6 +843,8 @@
     (async () => {
       try {
         session.feed = await ours;
+        // Closed while the feed was worked out: never start it (it would sit at Janus).
+        if (S.sfu !== mine) return;
         const feed = await session.start();
         if (S.sfu !== mine) return;
         for (const [p, f] of S.feeds) session.named(p, f);
@@ -909,6 +912,8 @@
       remote: new MediaStream(), tile: null, readings: null, shares: [],
       chat: null, chatIn: [], chatTokens: 0, chatAt: now(),
       layers: new LayerChoice(now()), lossWindow: [],
+      // The feed the person had named when this link was opened, and when (resubscribeMoved).
+      subFeed: S.feeds.has(id) ? S.feeds.get(id) : null, subAt: now(),
     };
     S.links.set(id, link);
     pc.onicecandidate = (e) => {
@@ -933,6 +938,20 @@
       console.warn('subscribing failed', e);
     }
   }
+  // People who published anew (a feed is never published twice) are received on a new link,
+  // and whatever took over their old feed is let go: at most once per 2 s a person (someone
+  // naming feed after feed must not make us rebuild their link at the rate they send).
+  const RESUBSCRIBE_EVERY_MS = 2000;
+  function resubscribeMoved() {
+    if (!S.sfu) return;
+    for (const [id, link] of [...S.links]) {
+      const named = S.feeds.get(id);
+      if (!link.sfu || link.subFeed === null || named === undefined || named === link.subFeed) continue;
+      if (now() - link.subAt < RESUBSCRIBE_EVERY_MS) continue;
+      closeLink(id);
+      openSubscriber(id);
+    }
+  }
   function forgetFeed(peer) {
     S.feeds.delete(peer);
     if (S.sfu) S.sfu.session.forget(peer);
@@ -942,17 +961,13 @@
     // who has not noticed yet) is not followed.
     if (!S.sfu && smallEnoughForMesh()) return;
     if (S.feeds.size >= 64 && !S.feeds.has(from)) return;
-    const before = S.feeds.get(from);
     S.feeds.set(from, id);
+    const link = S.links.get(from);
+    // A link opened before they named a feed is for this one.
+    if (link && link.sfu && link.subFeed === null) link.subFeed = id;
     if (S.sfu) {
       S.sfu.session.named(from, id);
-      const link = S.links.get(from);
-      if (before !== undefined && before !== id && link && link.sfu) {
-        // They published anew (a feed is never published twice): received on a new link,
-        // and whatever took over the old feed is let go.
-        closeLink(from);
-        openSubscriber(from);
-      }
+      resubscribeMoved();
     } else if (S.sfuInfo && S.links.has(from)) {
       // Someone we are linked with sends through the SFU: the call moved there; follow.
       goSfu();

@@ -56,7 +56,7 @@
 
   // The feed to publish under the `n`-th time (from 0) in a membership (the welcome's `sfu`):
   // its first feed, then later ones derived from its token, as far as the server knows them
-  // (SfuInfo::feed_for). A feed once named to the room is never published again, so nobody who
+  // (SfuInfo::feed_for). A feed once named to the room is not published again (for 64 publishes), so nobody who
   // learned it can take it over and be taken for us.
   async function feedFor(info, n) {
     const g = Math.min(n, info.generations || 0);
@@ -67,9 +67,9 @@
   class JanusSession {
     // info: the welcome's sfu object; me: our peer id; on: { offer(peer, sdp, shareMids),
     // ready(peer), published(feed), failed(message), kicked() }.
-    constructor(info, me, on, feed) {
+    constructor(info, me, on) {
       this.info = info;
-      this.feed = feed; // ours (feedFor), or null: Janus picks one
+      this.feed = null; // ours (feedFor), set before start(); null: Janus picks one
       this.me = me;
       this.on = on;
       this.feeds = new Feeds();
@@ -112,6 +112,7 @@
     }
 
     async start() {
+      if (this.closed) throw new Error('closed');
       const url = this.info.url.replace(/^janus\+/, '');
       this.ws = new WebSocket(url, 'janus-protocol');
       await new Promise((resolve, reject) => {

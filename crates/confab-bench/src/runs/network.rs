@@ -110,7 +110,8 @@ pub struct NetworkRow {
     /// What A sent on the link (last 5 s), kbit/s.
     pub send_kbps: f64,
     pub rtt_ms: Option<f64>,
-    /// Lost packets B asked A for again (NACK), per second of the call.
+    /// Lost packets B asked A for again (NACK), per second from B's first picture on (as
+    /// `fps`; the few asked for during set-up count too).
     pub nacked_per_s: f64,
     /// Audio: 20 ms frames made up by the decoder, and lost packets rebuilt from FEC.
     pub audio_concealed_ms: f64,
