@@ -618,6 +618,9 @@ impl Actor {
     /// `RESUBSCRIBE_EVERY` a person (someone in the call naming feed after feed must not make
     /// us rebuild their link at the rate they send).
     fn resubscribe_moved(&mut self) {
+        if self.sfu.is_none() {
+            return;
+        }
         let moved: Vec<PeerId> = self
             .subscribed
             .iter()
