@@ -435,14 +435,26 @@ fn in_netns(test: &str, setup: &str) -> bool {
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env("CONFAB_IN_NETNS", "1")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::piped())
         .output()
         .expect("unshare (util-linux) and ip (iproute2) are needed for browser tests");
     let out = String::from_utf8_lossy(&status.stdout);
+    let err = String::from_utf8_lossy(&status.stderr);
     print!("{out}");
+    eprint!("{err}");
+    // The inner test's own error (an `Error:` and what follows, up to its backtrace) goes
+    // into this panic's message: a CI excerpt that keeps only the failure then still says why.
+    let why: String = err
+        .find("Error: ")
+        .map(|at| {
+            let rest = &err[at..];
+            let body = &rest[..rest.find("Stack backtrace:").unwrap_or(rest.len())];
+            body.trim_end().chars().take(4000).collect()
+        })
+        .unwrap_or_default();
     assert!(
         status.status.success(),
-        "{test} failed inside its network namespace"
+        "{test} failed inside its network namespace\n{why}"
     );
     // A renamed test would run nothing and pass: exactly this one test must have run.
     assert!(
