@@ -942,6 +942,17 @@ async fn stray_token_after_a_lost_kick() {
     drop(ada);
 }
 
+/// Ada and Mallory join room "big" of a server with an SFU: each client and its `welcome.sfu`.
+async fn ada_and_mallory(
+    server: &confab_signal::SignalServer,
+) -> (Client, serde_json::Value, Client, serde_json::Value) {
+    let mut ada = Client::connect(server).await;
+    let sfu = ada.join("big", "Ada").await["sfu"].clone();
+    let mut mallory = Client::connect(server).await;
+    let hers = mallory.join("big", "Mallory").await["sfu"].clone();
+    (ada, sfu, mallory, hers)
+}
+
 /// The signaling server loses its way to Janus (its connection cut, new ones refused) just as
 /// Mallory leaves: her kick cannot be carried out. Nobody else leaves, so no sweep would make
 /// it good (and a cluster's nodes never sweep at once). Once Janus can be reached again, the
@@ -961,10 +972,7 @@ async fn kick_lost_to_an_unreachable_sfu() {
         c.sfu_remove_after = Duration::from_millis(500);
     })
     .await;
-    let mut ada = Client::connect(&server).await;
-    let sfu = ada.join("big", "Ada").await["sfu"].clone();
-    let mut mallory = Client::connect(&server).await;
-    let hers = mallory.join("big", "Mallory").await["sfu"].clone();
+    let (mut ada, sfu, mut mallory, hers) = ada_and_mallory(&server).await;
     let room = sfu["room"].as_u64().unwrap();
     // Both sit at Janus, reached directly (not through the server's way there).
     let (mut j, ada_at) = common::seated_at_janus(&janus, &sfu).await;
@@ -1023,10 +1031,7 @@ async fn publisher_places_taken_by_a_member() {
         c.limits.sfu = Some(janus.sfu("a-lone-secret-of-16", 0));
     })
     .await;
-    let mut ada = Client::connect(&server).await;
-    let sfu = ada.join("big", "Ada").await["sfu"].clone();
-    let mut mallory = Client::connect(&server).await;
-    let hers = mallory.join("big", "Mallory").await["sfu"].clone();
+    let (ada, sfu, mallory, hers) = ada_and_mallory(&server).await;
     let room = sfu["room"].as_u64().unwrap();
     let (mut j, ada_at) = common::seated_at_janus(&janus, &sfu).await;
     let own = hers["feed"].as_u64().unwrap();
