@@ -308,6 +308,23 @@ impl RoomSpec {
         }))
     }
 
+    /// The room's `allowed` list as it is (asked with `enable`, which it is already: Janus
+    /// answers the list whole), or `None` when Janus did not say.
+    pub async fn listed(
+        &self,
+        janus: &mut Janus,
+        handle: u64,
+    ) -> Result<Option<Vec<String>>, JanusError> {
+        let ask = json!({"request": "allowed", "room": self.room, "secret": self.secret,
+                         "action": "enable"});
+        let answer = janus.plugin("the room's allowed list", handle, ask).await?;
+        Ok(answer["allowed"].as_array().map(|list| {
+            list.iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect()
+        }))
+    }
+
     /// Kicks a participant (`feed`) out of the room, with every subscription it made.
     pub async fn kick(&self, janus: &mut Janus, handle: u64, feed: u64) -> Result<(), JanusError> {
         let kick = json!({"request": "kick", "room": self.room, "secret": self.secret, "id": feed});

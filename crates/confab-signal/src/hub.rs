@@ -11,7 +11,7 @@
 
 use confab_protocol::{ErrorCode, PeerId, ServerMessage};
 use confab_rooms::{
-    ClaimResult, ClusterOp, ConnId, Inbound, Output, Refusal, RemotePeer, Rooms, Seat, SfuOp,
+    ClaimResult, ClusterOp, ConnId, Inbound, Output, Refusal, RemotePeer, Rooms, Seat,
     CLOSE_TRY_AGAIN,
 };
 use std::collections::{HashMap, VecDeque};
@@ -101,7 +101,7 @@ pub struct Hub {
     /// Cluster work that did not fit the shell's queue, so far (for the log).
     cluster_refused: AtomicU64,
     /// Where the room logic's SFU work goes (`crate::sfu`), with `--sfu`.
-    sfu: Option<mpsc::Sender<SfuOp>>,
+    sfu: Option<crate::sfu::SfuQueue>,
 }
 
 /// The hub's side of the cluster shell (`crate::cluster`): where the room logic's cluster work
@@ -119,7 +119,7 @@ impl Hub {
         rooms: Rooms,
         queue: QueueLimits,
         cluster: Option<ClusterLink>,
-        sfu: Option<mpsc::Sender<SfuOp>>,
+        sfu: Option<crate::sfu::SfuQueue>,
     ) -> Self {
         Hub {
             max_message_bytes: rooms.config().max_message_bytes,
@@ -364,9 +364,9 @@ impl Hub {
                     }
                 }
                 Output::Sfu(op) => {
-                    if let Some(Err(e)) = self.sfu.as_ref().map(|q| q.try_send(op)) {
-                        // Never waits: the next join asks to make the room again.
-                        tracing::warn!("the SFU shell is behind: {e}");
+                    // Never waits (what does not fit is made good later).
+                    if let Some(q) = &self.sfu {
+                        q.hand(op);
                     }
                 }
                 Output::Close { conn, code, reason } => {

@@ -65,6 +65,9 @@ pub struct SignalConfig {
     /// With an SFU (`limits.sfu`): how long an emptied room's VideoRoom room is kept before
     /// the server destroys it (not if someone is in the room again by then).
     pub sfu_remove_after: Duration,
+    /// With an SFU: the SFU work waiting for its shell at most (a room whose work does not fit
+    /// is made good later). Tests make it small.
+    pub sfu_queue: usize,
 }
 
 /// A snapshot of what a server holds ([`SignalServer::stats`]).
@@ -107,6 +110,7 @@ impl Default for SignalConfig {
             tls: None,
             redis: None,
             sfu_remove_after: Duration::from_secs(10),
+            sfu_queue: sfu::OPS_QUEUE,
         }
     }
 }
@@ -220,7 +224,7 @@ impl SignalServer {
         };
         let (sfu_ops, sfu_rx) = match &config.limits.sfu {
             Some(_) => {
-                let (tx, rx) = tokio::sync::mpsc::channel(sfu::OPS_QUEUE);
+                let (tx, rx) = sfu::SfuQueue::new(config.sfu_queue);
                 (Some(tx), Some(rx))
             }
             None => (None, None),

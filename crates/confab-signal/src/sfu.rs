@@ -18,22 +18,24 @@
 //! someone sitting on it neither keeps the member out (Janus takes one publisher an id) nor
 //! is taken for them, and goes at the next sweep once the member publishes under a later one.
 //!
-//! Never in the way of signaling: the hub hands work over without waiting (a full queue drops
-//! it: the next join asks to make the room again), and a media server that is down costs a
-//! warning, not a join.
+//! Never in the way of signaling: the hub hands work over without waiting ([`SfuQueue`]; a
+//! room whose work does not fit the queue is noted, and made good from the rooms as they are
+//! once the shell gets to it), and a media server that is down costs a warning, not a join.
 
 use crate::hub::Hub;
 use confab_janus::{Janus, JanusError, RoomSpec, NO_SUCH_FEED};
 use confab_rooms::{Sfu, SfuMembers, SfuOp};
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Work waiting for the shell at most.
 pub const OPS_QUEUE: usize = 256;
+/// Rooms whose work did not fit the queue, noted at most (one entry a room, however much).
+const MISSED_MAX: usize = OPS_QUEUE * 16;
 /// Departures one room's waiting work holds at most.
 const KICKS_PER_ROOM: usize = 1024;
 /// An idle connection is closed after this (Janus would end its session at 60 s).
@@ -45,6 +47,73 @@ const RETRY_FIRST: Duration = Duration::from_secs(2);
 const RETRY_TRIES: u32 = 5;
 /// Work waiting to be tried again at most.
 const RETRIES_MAX: usize = OPS_QUEUE;
+
+/// The hub's way to the shell: a bounded queue, and beside it the rooms whose work did not fit.
+/// Their work is not lost: the shell makes it good from the rooms as they are when it gets to
+/// them ([`resync`]): a room in use made again with every member's token and swept of whoever
+/// no member holds (a lone server at once; a node of a cluster after the wait, as a departure's
+/// kick), an empty one removed after the wait.
+pub struct SfuQueue {
+    ops: mpsc::Sender<SfuOp>,
+    missed: Arc<Missed>,
+}
+
+/// Where the shell takes its work from ([`SfuQueue::new`]).
+pub struct SfuInbox {
+    ops: mpsc::Receiver<SfuOp>,
+    missed: Arc<Missed>,
+}
+
+#[derive(Default)]
+struct Missed {
+    rooms: Mutex<HashSet<String>>,
+    /// Rung when a room is noted.
+    bell: Notify,
+}
+
+impl Missed {
+    fn take(&self) -> HashSet<String> {
+        std::mem::take(&mut *self.rooms.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl SfuQueue {
+    /// A queue of `capacity` ops (at least one).
+    pub fn new(capacity: usize) -> (SfuQueue, SfuInbox) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let missed = Arc::new(Missed::default());
+        let inbox = SfuInbox {
+            ops: rx,
+            missed: missed.clone(),
+        };
+        (SfuQueue { ops: tx, missed }, inbox)
+    }
+
+    /// Hands `op` over without waiting; if the queue is full, notes its room instead.
+    pub fn hand(&self, op: SfuOp) {
+        let room = match self.ops.try_send(op) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return,
+            Err(mpsc::error::TrySendError::Full(op)) => match op {
+                SfuOp::Make { room, .. } | SfuOp::Remove { room } | SfuOp::Kick { room, .. } => {
+                    room
+                }
+            },
+        };
+        let mut rooms = self.missed.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if rooms.contains(&room) {
+            return;
+        }
+        if rooms.len() >= MISSED_MAX {
+            // (Bounded: a room past it waits for its next join or departure.)
+            tracing::warn!("the SFU shell is far behind: a room's work was dropped");
+            return;
+        }
+        tracing::warn!("the SFU shell is behind: a room's work is made good later");
+        rooms.insert(room);
+        drop(rooms);
+        self.missed.bell.notify_one();
+    }
+}
 
 /// The session and VideoRoom handle the shell works through.
 struct Admin {
@@ -117,6 +186,13 @@ impl Admin {
             .cloned()
             .collect();
         let listed = match spec.allow(&mut self.janus, self.handle, false, &gone).await {
+            // Nothing to take off: the list is asked for (a sweep needs it).
+            Ok(None) if gone.is_empty() && members.complete && stray_tokens => {
+                spec.listed(&mut self.janus, self.handle).await
+            }
+            done => done,
+        };
+        let listed = match listed {
             Err(e) if e.code() == Some(confab_janus::NO_SUCH_ROOM) => return Ok(()),
             done => done?,
         };
@@ -227,12 +303,14 @@ struct Waiting {
     remove: Option<Instant>,
     /// Members who left: when, their feed and token.
     kick: Vec<(Instant, u64, String)>,
+    /// Sweep the room then (its work was missed: [`SfuQueue`]).
+    sweep: Option<Instant>,
 }
 
 impl Waiting {
     fn due(&self) -> Option<Instant> {
         let kicks = self.kick.iter().map(|k| k.0);
-        self.remove.into_iter().chain(kicks).min()
+        self.remove.into_iter().chain(self.sweep).chain(kicks).min()
     }
 }
 
@@ -331,6 +409,16 @@ impl Schedule {
         true
     }
 
+    /// A sweep of `room` at `at` (the earlier of two); false if there is no room for it.
+    fn sweep(&mut self, room: &str, at: Instant) -> bool {
+        if !self.rooms.contains_key(room) && self.rooms.len() >= OPS_QUEUE * 16 {
+            return false;
+        }
+        let w = self.rooms.entry(room.to_string()).or_default();
+        w.sweep = Some(w.sweep.map_or(at, |s| s.min(at)));
+        true
+    }
+
     /// The seats of `room` whose kicks still wait: their members may be back (a connection
     /// that blinked), so no sweep takes them before their time.
     fn waiting(&self, room: &str) -> (Vec<u64>, Vec<String>) {
@@ -346,7 +434,8 @@ impl Schedule {
     }
 
     /// What is due at `now`: a room removed if nobody is in it (`in_use`) then, with every
-    /// kick still waiting for it; otherwise the kicks due.
+    /// kick still waiting for it; otherwise the kicks due, and a sweep (a kick of nobody:
+    /// carried out as due work, it takes whoever no member holds).
     fn take_due(&mut self, now: Instant, in_use: impl Fn(&str) -> bool) -> Vec<Due> {
         let ready: Vec<String> = self
             .rooms
@@ -374,10 +463,14 @@ impl Schedule {
             }
             let (due, later): (Vec<_>, Vec<_>) = w.kick.drain(..).partition(|k| k.0 <= now);
             w.kick = later;
+            let sweep = w.sweep.is_some_and(|at| at <= now);
+            if sweep {
+                w.sweep = None;
+            }
             if w.due().is_none() {
                 self.rooms.remove(&room);
             }
-            if !due.is_empty() {
+            if !due.is_empty() || sweep {
                 let (feeds, tokens) = due.into_iter().map(|k| (k.1, k.2)).unzip();
                 out.push(Due::Kick {
                     room,
@@ -481,9 +574,10 @@ pub async fn ops_loop(
     hub: Arc<Hub>,
     remove_after: Duration,
     lone: bool,
-    mut ops: mpsc::Receiver<SfuOp>,
+    inbox: SfuInbox,
     cancel: CancellationToken,
 ) {
+    let SfuInbox { mut ops, missed } = inbox;
     let mut admin: Option<Admin> = None;
     let mut schedule = Schedule::default();
     let mut retries = Retries::default();
@@ -527,6 +621,14 @@ pub async fn ops_loop(
                 }
                 None => break,
             },
+            _ = missed.bell.notified() => {
+                let work = resync(missed.take(), &hub, &mut schedule, remove_after, lone);
+                if let Some(ok) = run_due(work, &sfu, &mut admin, &hub, &schedule, &mut retries, lone, lone).await {
+                    unreachable = !ok;
+                }
+                idle_since = Instant::now();
+                continue;
+            }
             _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                 let now = Instant::now();
                 let ready = schedule.take_due(now, |room| hub.read_rooms(|r| r.room_in_use(room)));
@@ -586,6 +688,41 @@ pub async fn ops_loop(
     if let Some(a) = admin {
         a.janus.close().await;
     }
+}
+
+/// The work that makes good what was missed in `rooms` ([`SfuQueue`]): each room in use is
+/// made again now with every member's token (a restarted Janus, a join's make lost) and swept
+/// of whoever no member holds (a departure's kick lost): a lone server at once, a node of a
+/// cluster after `remove_after` (a join on another node may not have reached it yet). An empty
+/// room is removed after the wait, if still empty.
+fn resync(
+    rooms: HashSet<String>,
+    hub: &Hub,
+    schedule: &mut Schedule,
+    remove_after: Duration,
+    lone: bool,
+) -> Vec<(u32, Due)> {
+    let later = Instant::now() + remove_after;
+    let mut work = Vec::new();
+    for room in rooms {
+        if !hub.read_rooms(|r| r.room_in_use(&room)) {
+            schedule.later(SfuOp::Remove { room }, later);
+            continue;
+        }
+        schedule.joined(&room);
+        work.push((0, Due::Make(room.clone())));
+        let sweep = Due::Kick {
+            room,
+            feeds: Vec::new(),
+            tokens: Vec::new(),
+        };
+        if lone {
+            work.push((0, sweep));
+        } else if !schedule.sweep(sweep.room(), later) {
+            tracing::warn!("too much work waiting for the SFU: a sweep dropped");
+        }
+    }
+    work
 }
 
 /// Carries out work that came due (`tries` 0) or is tried again, each made afresh from the
@@ -869,6 +1006,79 @@ mod tests {
         // Still in use when due: kept, and nothing more waits.
         s.later(SfuOp::Remove { room: "p".into() }, t0 + wait);
         assert_eq!(s.take_due(t0 + wait, |_| true), []);
+        assert_eq!(s.next(), None);
+    }
+
+    /// Work that does not fit the queue is not dropped: its room is noted, once however much
+    /// work it had, and the shell is rung.
+    #[tokio::test]
+    async fn work_that_does_not_fit_the_queue_notes_its_room() {
+        let (q, mut inbox) = SfuQueue::new(1);
+        let make = |room: &str| SfuOp::Make {
+            room: room.into(),
+            token: "t".into(),
+        };
+        q.hand(make("a"));
+        q.hand(make("b"));
+        q.hand(kick("b", 2));
+        q.hand(SfuOp::Remove { room: "c".into() });
+        assert!(matches!(inbox.ops.try_recv(), Ok(SfuOp::Make { room, .. }) if room == "a"));
+        assert!(inbox.ops.try_recv().is_err(), "nothing else was queued");
+        tokio::time::timeout(Duration::from_secs(1), inbox.missed.bell.notified())
+            .await
+            .expect("the shell is rung");
+        let mut noted: Vec<String> = inbox.missed.take().into_iter().collect();
+        noted.sort();
+        assert_eq!(noted, ["b", "c"]);
+        assert!(inbox.missed.take().is_empty(), "taken");
+        // Room in the queue again: work is queued, not noted.
+        q.hand(kick("d", 3));
+        assert!(matches!(inbox.ops.try_recv(), Ok(SfuOp::Kick { room, .. }) if room == "d"));
+        assert!(inbox.missed.take().is_empty());
+    }
+
+    /// A missed room's sweep (a node of a cluster) comes at its time, with the kicks due
+    /// then; a room removed by then takes it with it.
+    #[test]
+    fn a_missed_rooms_sweep_waits_its_time() {
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(10);
+        let mut s = Schedule::default();
+        assert!(s.sweep("r", t0 + wait));
+        assert!(s.sweep("r", t0 + wait * 2), "the earlier stands");
+        assert!(s.later(kick("r", 1), t0 + wait));
+        assert_eq!(s.next(), Some(t0 + wait));
+        let in_use = |_: &str| true;
+        assert_eq!(s.take_due(t0 + wait - Duration::from_millis(1), in_use), []);
+        assert_eq!(
+            s.take_due(t0 + wait, in_use),
+            [Due::Kick {
+                room: "r".into(),
+                feeds: vec![1],
+                tokens: vec!["t1".into()],
+            }]
+        );
+        assert_eq!(s.next(), None);
+        assert!(s.sweep("q", t0 + wait));
+        assert_eq!(
+            s.take_due(t0 + wait, in_use),
+            [Due::Kick {
+                room: "q".into(),
+                feeds: vec![],
+                tokens: vec![],
+            }],
+            "a sweep alone is a kick of nobody"
+        );
+        s.sweep("p", t0 + wait);
+        s.later(SfuOp::Remove { room: "p".into() }, t0 + wait);
+        assert_eq!(
+            s.take_due(t0 + wait, |_| false),
+            [Due::Remove {
+                room: "p".into(),
+                feeds: vec![],
+                tokens: vec![],
+            }]
+        );
         assert_eq!(s.next(), None);
     }
 }

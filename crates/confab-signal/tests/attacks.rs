@@ -953,6 +953,21 @@ async fn ada_and_mallory(
     (ada, sfu, mallory, hers)
 }
 
+/// Ada (`sfu`) and Mallory (`hers`) both sit at Janus under their own feeds, reached directly
+/// (not through the server's way there): the connection, and Ada's place.
+async fn both_seated(
+    janus: &confab_netlab::janus::Janus,
+    sfu: &serde_json::Value,
+    hers: &serde_json::Value,
+) -> (confab_janus::Janus, u64) {
+    let (mut j, ada_at) = common::seated_at_janus(janus, sfu).await;
+    let feed = hers["feed"].as_u64().unwrap();
+    common::sit_at_janus(&mut j, hers, feed, &hers["token"])
+        .await
+        .expect("Mallory sits at Janus");
+    (j, ada_at)
+}
+
 /// The signaling server loses its way to Janus (its connection cut, new ones refused) just as
 /// Mallory leaves: her kick cannot be carried out. Nobody else leaves, so no sweep would make
 /// it good (and a cluster's nodes never sweep at once). Once Janus can be reached again, the
@@ -974,12 +989,8 @@ async fn kick_lost_to_an_unreachable_sfu() {
     .await;
     let (mut ada, sfu, mut mallory, hers) = ada_and_mallory(&server).await;
     let room = sfu["room"].as_u64().unwrap();
-    // Both sit at Janus, reached directly (not through the server's way there).
-    let (mut j, ada_at) = common::seated_at_janus(&janus, &sfu).await;
     let feed = hers["feed"].as_u64().unwrap();
-    common::sit_at_janus(&mut j, &hers, feed, &hers["token"])
-        .await
-        .expect("Mallory sits at Janus");
+    let (mut j, ada_at) = both_seated(&janus, &sfu, &hers).await;
 
     relay.cut();
     // Every relayed connection has seen the cut before the kick is sent.
@@ -998,11 +1009,26 @@ async fn kick_lost_to_an_unreachable_sfu() {
         "the kick got through the cut"
     );
     relay.restore();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    mallory_goes_ada_stays(j, ada_at, &sfu, &hers, Duration::from_secs(10)).await;
+    drop(ada);
+}
+
+/// Within `wait`, Mallory's feed (`hers`) is out of the SFU room and her token no longer
+/// opens it, while Ada (`sfu`, seated as `ada_at` on `j`) stays.
+async fn mallory_goes_ada_stays(
+    mut j: confab_janus::Janus,
+    ada_at: u64,
+    sfu: &serde_json::Value,
+    hers: &serde_json::Value,
+    wait: Duration,
+) {
+    let room = sfu["room"].as_u64().unwrap();
+    let feed = hers["feed"].as_u64().unwrap();
+    let deadline = Instant::now() + wait;
     while common::at_janus(&mut j, ada_at, room).await.contains(&feed) {
         assert!(
             Instant::now() < deadline,
-            "Mallory is still in the SFU room after Janus came back"
+            "Mallory is still in the SFU room after the server could reach Janus again"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -1017,7 +1043,48 @@ async fn kick_lost_to_an_unreachable_sfu() {
         .await
         .contains(&sfu["feed"].as_u64().unwrap()));
     j.close().await;
-    drop(ada);
+}
+
+/// The server's SFU work piles up just as Mallory leaves (Janus stalls a moment while people
+/// come and go: the shell waits on its answer, and its queue, one op here, is full): her kick
+/// does not fit. It is not lost: the room is noted, and once the shell gets to it made good
+/// from the rooms as they are: her feed out of the room, her token off its list, Ada's there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kick_lost_to_a_full_sfu_queue() {
+    let janus = confab_netlab::janus::Janus::start().expect("janus starts");
+    let server = start(|c| {
+        c.limits.sfu = Some(janus.sfu("a-lone-secret-of-16", 0));
+        c.sfu_queue = 1;
+    })
+    .await;
+    let (mut ada, sfu, mut mallory, hers) = ada_and_mallory(&server).await;
+    let (j, ada_at) = both_seated(&janus, &sfu, &hers).await;
+
+    let signal = |sig: &str| {
+        let done = std::process::Command::new("kill")
+            .args([sig, &janus.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(done.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    // The shell takes Carol's room to make, and waits for Janus; Dan's waits in the queue.
+    let mut carol = Client::connect(&server).await;
+    carol.join("elsewhere-1", "Carol").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut dan = Client::connect(&server).await;
+    dan.join("elsewhere-2", "Dan").await;
+    mallory.send(r#"{"type":"leave"}"#).await;
+    loop {
+        let m = ada.recv().await;
+        if m["type"] == "peer-left" {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal("-CONT");
+    mallory_goes_ada_stays(j, ada_at, &sfu, &hers, WAIT).await;
+    drop((ada, carol, dan));
 }
 
 /// Mallory, a member, takes the room's places at the SFU under made-up ids (one token lets
