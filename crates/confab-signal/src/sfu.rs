@@ -670,17 +670,23 @@ pub async fn ops_loop(
                     "too much work waiting to be tried again at the SFU; dropped"
                 );
             }
-        } else if let (Work::Make { room, .. }, true) = (&op, lone) {
+        } else if let Work::Make { room, .. } = &op {
             // Someone joined, and will want a place to publish: whoever sits in the room under
             // a feed no member publishes as (a member filling its publisher places under
-            // made-up ids, say) goes now, not at the next departure.
-            let sweep = Due::Kick {
-                room: room.clone(),
-                feeds: Vec::new(),
-                tokens: Vec::new(),
-            };
-            if let Some(work) = afresh(&sweep, &hub, &schedule, lone, true) {
-                carry_out(&sfu, &mut admin, &work).await;
+            // made-up ids, say) goes, not only at the next departure: at once on a lone
+            // server; on a node of a cluster after the wait (a join on another node may not
+            // have reached this one yet), at most one sweep a room and wait.
+            if lone {
+                let sweep = Due::Kick {
+                    room: room.clone(),
+                    feeds: Vec::new(),
+                    tokens: Vec::new(),
+                };
+                if let Some(work) = afresh(&sweep, &hub, &schedule, lone, true) {
+                    carry_out(&sfu, &mut admin, &work).await;
+                }
+            } else if !schedule.sweep(room, Instant::now() + remove_after) {
+                tracing::warn!("too much work waiting for the SFU: a sweep dropped");
             }
         }
         idle_since = Instant::now();

@@ -567,6 +567,53 @@ async fn redis_outage_keeps_local_rooms_and_resyncs() {
     assert_eq!(peers.len(), 2, "{welcome}");
 }
 
+/// Two nodes of a cluster whose rooms' calls go through a real Janus (a departure's kick
+/// waits 500 ms), and what the tests hold of it.
+struct SfuCluster {
+    nodes: [confab_signal::SignalServer; 2],
+    _redis: Redis,
+    _janus: confab_netlab::janus::Janus,
+}
+
+/// Ada on the first node and Mallory on the second in room "big" (Ada's node has heard of
+/// Mallory, and so of her feed): their clients, their `welcome`s' `sfu`, and a session at
+/// Janus.
+async fn ada_and_mallory_across_nodes() -> (
+    SfuCluster,
+    Client,
+    serde_json::Value,
+    Client,
+    serde_json::Value,
+    confab_janus::Janus,
+) {
+    let redis = Redis::start();
+    let janus = confab_netlab::janus::Janus::start().expect("janus starts");
+    let tweak = |c: &mut confab_signal::SignalConfig| {
+        c.limits.sfu = Some(janus.sfu("a-cluster-secret-of-16", 0));
+        c.sfu_remove_after = Duration::from_millis(500);
+    };
+    let nodes = [
+        cluster_node(&redis.url, tweak).await,
+        cluster_node(&redis.url, tweak).await,
+    ];
+    let mut ada = Client::connect(&nodes[0]).await;
+    let sfu = ada.join("big", "Ada").await["sfu"].clone();
+    let mut mallory = Client::connect(&nodes[1]).await;
+    let hers = mallory.join("big", "Mallory").await["sfu"].clone();
+    assert_eq!(hers["room"], sfu["room"], "one VideoRoom room for the room");
+    assert_eq!(ada.recv().await["type"], "peer-joined");
+    let mut j = confab_janus::Janus::connect(&janus.url().replace("janus+", ""))
+        .await
+        .unwrap();
+    j.create_session().await.unwrap();
+    let cluster = SfuCluster {
+        nodes,
+        _redis: redis,
+        _janus: janus,
+    };
+    (cluster, ada, sfu, mallory, hers, j)
+}
+
 /// Ada on one node and Mallory on another share a room whose calls go through a real Janus.
 /// Mallory joins the VideoRoom room under her own feed and, with her token, under one of her
 /// making, then leaves. Her node kicks her own feed at once, and Ada's node the other when
@@ -574,30 +621,9 @@ async fn redis_outage_keeps_local_rooms_and_resyncs() {
 /// Ada's stays: each node's sweep takes only what no member holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ex_member_keeps_watching_across_nodes() {
-    let redis = Redis::start();
-    let janus = confab_netlab::janus::Janus::start().expect("janus starts");
-    let tweak = |c: &mut confab_signal::SignalConfig| {
-        c.limits.sfu = Some(janus.sfu("a-cluster-secret-of-16", 0));
-        c.sfu_remove_after = Duration::from_millis(500);
-    };
-    let (a, b) = (
-        cluster_node(&redis.url, tweak).await,
-        cluster_node(&redis.url, tweak).await,
-    );
-    let mut ada = Client::connect(&a).await;
-    let sfu = ada.join("big", "Ada").await["sfu"].clone();
-    let mut mallory = Client::connect(&b).await;
-    let hers = mallory.join("big", "Mallory").await["sfu"].clone();
-    assert_eq!(hers["room"], sfu["room"], "one VideoRoom room for the room");
+    let (_cluster, _ada, sfu, mut mallory, hers, mut j) = ada_and_mallory_across_nodes().await;
     let room = sfu["room"].as_u64().unwrap();
     let ada_feed = sfu["feed"].as_u64().unwrap();
-    // Ada's node hears of Mallory (and so of her feed).
-    assert_eq!(ada.recv().await["type"], "peer-joined");
-
-    let mut j = confab_janus::Janus::connect(&janus.url().replace("janus+", ""))
-        .await
-        .unwrap();
-    j.create_session().await.unwrap();
     let seats = [
         (ada_feed, sfu["token"].clone()),
         (hers["feed"].as_u64().unwrap(), hers["token"].clone()),
@@ -633,6 +659,38 @@ async fn ex_member_keeps_watching_across_nodes() {
         BTreeSet::from([ada_feed])
     );
     j.close().await;
+}
+
+/// Mallory, on another node than Ada, fills the room's publisher places at the SFU under
+/// made-up ids with her token. Bob joins: once the wait is over (a join on another node may
+/// not have reached a node yet), the made-up feeds are kicked, not only at the next departure;
+/// Ada's and Mallory's own stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_places_taken_across_nodes() {
+    let (cluster, ada, sfu, mallory, hers, mut j) = ada_and_mallory_across_nodes().await;
+    let room = sfu["room"].as_u64().unwrap();
+    let own = [
+        sfu["feed"].as_u64().unwrap(),
+        hers["feed"].as_u64().unwrap(),
+    ];
+    let made_up = [515_151, 525_252];
+    // Past the waits of the sweeps the joins so far started.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ada_at = sit_at_janus(&mut j, &sfu, own[0], &sfu["token"])
+        .await
+        .unwrap();
+    for id in std::iter::once(own[1]).chain(made_up) {
+        sit_at_janus(&mut j, &hers, id, &hers["token"])
+            .await
+            .unwrap_or_else(|e| panic!("{id} never got in: {e}"));
+    }
+    assert_eq!(at_janus(&mut j, ada_at, room).await.len(), 4);
+
+    let mut bob = Client::connect(&cluster.nodes[0]).await;
+    bob.join("big", "Bob").await;
+    common::made_up_feeds_go(&mut j, ada_at, room, &made_up, &own).await;
+    j.close().await;
+    drop((ada, mallory, bob));
 }
 
 /// Ada, seated on node A, comes back through node B with the rejoin token A gave her (as when

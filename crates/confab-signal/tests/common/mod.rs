@@ -207,6 +207,30 @@ pub async fn until_within(what: &str, within: Duration, f: impl Fn() -> bool) {
     }
 }
 
+/// Within [`WAIT`], the `made_up` feeds are out of the SFU room (seen from `handle`'s place),
+/// while every one of `own` stays.
+pub async fn made_up_feeds_go(
+    j: &mut confab_janus::Janus,
+    handle: u64,
+    room: u64,
+    made_up: &[u64],
+    own: &[u64],
+) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let there = at_janus(j, handle, room).await;
+        if made_up.iter().all(|f| !there.contains(f)) {
+            assert!(own.iter().all(|f| there.contains(f)), "{there:?}");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "made-up feeds still hold places after a join: {there:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The feeds in a VideoRoom room at Janus (as `listparticipants` says).
 pub async fn at_janus(
     j: &mut confab_janus::Janus,
