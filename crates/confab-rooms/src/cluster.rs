@@ -239,7 +239,11 @@ impl Rooms {
         }
     }
 
-    /// The store's view of `room` at version `ver`: the members every node holds.
+    /// The store's view of `room` at version `ver`: the members every node holds. True if
+    /// (the view being no older than this node's) a member of this node is not among them:
+    /// its seat was freed by a join on another node that presented its rejoin token, and that
+    /// news never came, or the store lost it; either way the shell registers this node's seats
+    /// again, and the store answers which were replaced ([`Rooms::restore_refused`]).
     pub fn remote_snapshot(
         &mut self,
         room: &str,
@@ -247,15 +251,19 @@ impl Rooms {
         members: Vec<RemotePeer>,
         now: Instant,
         out: &mut Vec<Output>,
-    ) {
+    ) -> bool {
         let Some(me) = self.cluster.as_ref().map(|n| n.id.clone()) else {
-            return;
+            return false;
         };
         let config = &self.config;
         let Some(r) = self.rooms.get_mut(room) else {
-            return;
+            return false;
         };
         let fresh = ver >= r.ver;
+        let unseated = fresh
+            && r.members
+                .iter()
+                .any(|m| m.conn().is_some() && !members.iter().any(|p| p.id == m.id));
         if fresh {
             let gone: Vec<PeerId> = r
                 .members
@@ -281,6 +289,7 @@ impl Rooms {
             }
         }
         r.ver = r.ver.max(ver);
+        unseated
     }
 
     /// Another node seated `peer` in `room` (version `ver`).
@@ -433,18 +442,22 @@ impl Rooms {
         }
     }
 
-    /// Every seat this node's connections hold, with their room's password: what it
-    /// registers again when the store comes back.
     /// A seat of this node that the shared store would not take back after an outage (the
     /// others filled the room, or made it again with another password, meanwhile): its
-    /// connection is closed (1013), so that its client joins again and hears why.
+    /// connection is closed (1013), so that its client joins again and hears why. `replaced`:
+    /// the store freed it for a join on another node that presented its rejoin token (whose
+    /// news this node missed): closed as [`Rooms::replaced`] would have.
     pub fn restore_refused(
         &mut self,
         room: &str,
         id: &PeerId,
+        replaced: bool,
         now: Instant,
         out: &mut Vec<Output>,
     ) {
+        if replaced {
+            return self.replaced(room, id, now, out);
+        }
         let conn = self.peers.get(id).copied().filter(|c| {
             self.conns
                 .get(c)
@@ -462,6 +475,8 @@ impl Rooms {
         }
     }
 
+    /// Every seat this node's connections hold, with their room's password: what it
+    /// registers again when the store comes back.
     pub fn seats(&self) -> Vec<Seat> {
         let mut seats = Vec::new();
         for (name, r) in &self.rooms {
@@ -727,6 +742,42 @@ mod tests {
         let mut out = Vec::new();
         a.replaced("r", &PeerId("nobody".into()), T0(), &mut out);
         assert!(out.is_empty(), "{out:?}");
+    }
+
+    /// The news that a join on another node replaced Ada never came: the store's fresh view
+    /// of the room without her says so (the shell then registers this node's seats again),
+    /// and the store's answer that her seat was replaced closes her as the news would have.
+    /// A stale view, or one with her, says nothing.
+    #[test]
+    fn a_missed_replacement_is_found_in_the_snapshot() {
+        let mut a = node("a");
+        let (conn, seat) = join(&mut a, "r", "Ada", None);
+        let ada = RemotePeer {
+            id: seat.id.clone(),
+            name: "Ada".into(),
+            node: "a".into(),
+            sfu: None,
+        };
+        let out = seat_at_3(&mut a, conn, seat, vec![]);
+        assert!(!texts(&out, conn).is_empty());
+        let mut out = Vec::new();
+        let bob = || remote("b1", "Bob", "b");
+        assert!(
+            !a.remote_snapshot("r", 2, vec![bob()], T0(), &mut out),
+            "stale"
+        );
+        assert!(!a.remote_snapshot("r", 4, vec![ada.clone(), bob()], T0(), &mut out));
+        assert!(
+            a.remote_snapshot("r", 5, vec![bob()], T0(), &mut out),
+            "Ada is not there"
+        );
+        out.clear();
+        a.restore_refused("r", &ada.id, true, T0(), &mut out);
+        assert!(
+            out.iter().any(|o| matches!(o,
+                Output::Close { conn: c, code, .. } if *c == conn && *code == crate::CLOSE_REPLACED)),
+            "{out:?}"
+        );
     }
 
     #[test]

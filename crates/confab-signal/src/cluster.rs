@@ -130,7 +130,9 @@ end
 /// ARGV: room, id, node, name, password (hex SHA-256 or ""), capacity, SFU place ("" if none),
 /// the digest of this membership's rejoin token, the digest of the token the join presented
 /// ("" if none). A presented token frees the seat it names (after the password, before the
-/// count), and its node is told to close that member's connection.
+/// count), and its node is told to close that member's connection; the token's digest is
+/// remembered as replaced for 10 minutes (`confab:gone:DIGEST`), so that a node that missed
+/// the news does not register that seat again (`RESTORE`).
 const CLAIM: &str = r#"
 local room, id, node, name, pw, cap = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local sfu, rejoin, replaces = ARGV[7], ARGV[8], ARGV[9]
@@ -140,6 +142,7 @@ local want = redis.call('HGET', h, '~pw') or ''
 if #members > 0 then
   if want ~= '' and want ~= pw then return {'wrong-password'} end
   if replaces ~= '' then
+    redis.call('SET', 'confab:gone:' .. replaces, '1', 'EX', 600)
     local all = redis.call('HGETALL', h)
     for i = 1, #all, 2 do
       local f = all[i]
@@ -185,7 +188,9 @@ return tonumber(redis.call('GET', 'confab:ver') or '0')
 /// Registers the seats Redis does not have (after an outage, or after work that could not be
 /// queued) and frees those it has that the node no longer holds. A seat is registered only as
 /// a claim would be: the others may have filled the room, or made it again with another
-/// password, meanwhile; those seats are answered (room, id, ...) and not registered.
+/// password, meanwhile; those seats are answered (room, id, why, ...) and not registered. A
+/// seat whose rejoin token a join elsewhere presented (`confab:gone:`) is answered as
+/// `replaced`, the others as `changed`.
 const RESTORE: &str = r#"
 local node, cap = ARGV[1], tonumber(ARGV[2])
 local held, refused = {}, {}
@@ -201,9 +206,14 @@ for i = 3, #ARGV, 6 do
   if not redis.call('HGET', h, ARGV[i + 1]) then
     local members = members_of(h)
     local want = redis.call('HGET', h, '~pw') or ''
-    if #members > 0 and ((want ~= '' and want ~= ARGV[i + 3]) or #members / 4 >= cap) then
+    if ARGV[i + 5] ~= '' and redis.call('EXISTS', 'confab:gone:' .. ARGV[i + 5]) == 1 then
       table.insert(refused, ARGV[i])
       table.insert(refused, ARGV[i + 1])
+      table.insert(refused, 'replaced')
+    elseif #members > 0 and ((want ~= '' and want ~= ARGV[i + 3]) or #members / 4 >= cap) then
+      table.insert(refused, ARGV[i])
+      table.insert(refused, ARGV[i + 1])
+      table.insert(refused, 'changed')
     else
       seat(ARGV[i], ARGV[i + 1], node, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
     end
@@ -462,9 +472,14 @@ impl Store {
         u64::try_from(ver).ok()
     }
 
-    /// Registers this node's seats again; the (room, id) of those the room no longer takes
-    /// (`None` if Redis is down).
-    async fn restore(&self, seats: &[Seat], capacity: usize) -> Option<Vec<(String, PeerId)>> {
+    /// Registers this node's seats again; the (room, id, replaced) of those the room no longer
+    /// takes (`None` if Redis is down). `replaced`: a join on another node presented the
+    /// seat's rejoin token.
+    async fn restore(
+        &self,
+        seats: &[Seat],
+        capacity: usize,
+    ) -> Option<Vec<(String, PeerId, bool)>> {
         let refused: Vec<String> = self
             .run("restore", async |c| {
                 let mut inv = self.scripts.restore.prepare_invoke();
@@ -482,8 +497,8 @@ impl Store {
             .await?;
         Some(
             refused
-                .chunks_exact(2)
-                .map(|p| (p[0].clone(), PeerId(p[1].clone())))
+                .chunks_exact(3)
+                .map(|p| (p[0].clone(), PeerId(p[1].clone()), p[2] == "replaced"))
                 .collect(),
         )
     }
@@ -734,9 +749,12 @@ pub async fn heartbeat_loop(hub: Arc<Hub>, store: Arc<Store>, cancel: Cancellati
                         "redis: this node's seats registered"
                     );
                     // Rooms the others filled, or made again with another password, while
-                    // this node was cut off: those people must join again.
-                    for (room, id) in refused {
-                        hub.with_rooms(|r, now, out| r.restore_refused(&room, &id, now, out));
+                    // this node was cut off: those people must join again. Those who did,
+                    // through another node, are let go.
+                    for (room, id, replaced) in refused {
+                        hub.with_rooms(|r, now, out| {
+                            r.restore_refused(&room, &id, replaced, now, out)
+                        });
                     }
                     store.missed_news.store(true, Ordering::Relaxed);
                 } else {
@@ -755,7 +773,11 @@ pub async fn heartbeat_loop(hub: Arc<Hub>, store: Arc<Store>, cancel: Cancellati
             if missed || tick % SNAPSHOT_EVERY == 0 {
                 for room in hub.read_rooms(|r| r.room_names()) {
                     if let Some((ver, members)) = store.snapshot(&room).await {
-                        hub.remote_snapshot(&room, ver, members);
+                        if hub.remote_snapshot(&room, ver, members) {
+                            // A seat of ours is not in the store (freed by a rejoin elsewhere
+                            // whose news we missed, or lost): registered again, or let go.
+                            store.dirty.store(true, Ordering::Relaxed);
+                        }
                     }
                 }
             }

@@ -238,8 +238,11 @@ impl Hub {
         self.with_rooms(|r, now, out| r.remote_left(room, ver, id, now, out));
     }
 
-    pub fn remote_snapshot(&self, room: &str, ver: u64, members: Vec<RemotePeer>) {
-        self.with_rooms(|r, now, out| r.remote_snapshot(room, ver, members, now, out));
+    /// Whether a seat of this node is missing from the store ([`Rooms::remote_snapshot`]).
+    pub fn remote_snapshot(&self, room: &str, ver: u64, members: Vec<RemotePeer>) -> bool {
+        let mut unseated = false;
+        self.with_rooms(|r, now, out| unseated = r.remote_snapshot(room, ver, members, now, out));
+        unseated
     }
 
     pub fn remote_signal(&self, room: &str, from: &PeerId, to: &PeerId, text: String) {

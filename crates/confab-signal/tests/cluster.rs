@@ -535,6 +535,53 @@ async fn a_subscription_that_dies_silently_is_made_again() {
     assert_eq!(s["from"], bob_id.as_str());
 }
 
+/// Ada's node is cut off from Redis just as her path to it dies; she comes back through
+/// another node with her rejoin token. The news that her old membership was replaced never
+/// reaches her old node; when its link heals it must not register that seat again (a ghost
+/// Ada beside the real one until the dead connection times out): the store remembers the
+/// token as replaced, and the old connection is closed as replaced. Bob hears the old Ada
+/// leave and the new one join, and no ghost after.
+#[tokio::test]
+async fn a_rejoin_whose_news_the_old_node_missed() {
+    let redis = Redis::start();
+    let link = Link::start(redis.port).await;
+    let n1 = cluster_node(&link.url(), |_| {}).await;
+    let n2 = cluster_node(&redis.url, |_| {}).await;
+    let mut ada = Client::connect(&n1).await;
+    let w = ada.join("r", "Ada").await;
+    let (old, token) = (id(&w), w["rejoin"].as_str().unwrap().to_owned());
+    let (mut bob, _) = member(&n2, "Bob").await;
+    assert_eq!(ada.recv().await["type"], "peer-joined");
+    link.cut();
+    until("node 1 notices", || n1.store_healthy() == Some(false)).await;
+    let mut again = Client::connect(&n2).await;
+    again
+        .send(format!(
+            r#"{{"type":"join","room":"r","name":"Ada","rejoin":"{token}"}}"#
+        ))
+        .await;
+    let w = again.recv().await;
+    assert_eq!(w["type"], "welcome", "{w}");
+    let new = id(&w);
+    let mut heard = events(&mut bob, 2, WAIT).await;
+    assert!(
+        heard.remove(&("peer-left".to_owned(), old.clone())),
+        "{heard:?}"
+    );
+    assert_eq!(heard, expected("peer-joined", &[&new]));
+
+    link.heal();
+    until("node 1 is back", || n1.store_healthy() == Some(true)).await;
+    match ada.ended(WAIT).await {
+        Ended::Closed(code, reason) => assert_eq!(code, 4000, "closed as replaced: {reason}"),
+        Ended::Dropped => panic!("dropped without a close frame"),
+    }
+    // No ghost: nobody hears the old Ada again.
+    for x in [&mut bob, &mut again] {
+        x.expect_silence(Duration::from_millis(1500)).await;
+    }
+}
+
 #[tokio::test]
 async fn redis_outage_keeps_local_rooms_and_resyncs() {
     let mut redis = Redis::start();
