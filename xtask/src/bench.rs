@@ -34,7 +34,8 @@ const BENCHES: &[Bench] = &[
         name: "network",
         packages: &["confab-signal", "confab-peer"],
         test_packages: false,
-        system: &[],
+        // `--kernel`: the kernel lab, and Chromium beside Confab.
+        system: &["iproute2", "nftables", "chromium"],
     },
     Bench {
         name: "room",

@@ -77,7 +77,13 @@ total, latency p50/p95, the caller's send rate, the round trip, audio concealed,
 the blackout the time video took to come back beyond the blackout itself.
 Targets (issue 10): >= 24 fps, <= 1 freeze per 10 s at 5 %/100 ms and 10 %/50 ms; settle at
 or below a cap; video back within 2 s after a 5 s blackout.
-Writes target/bench/network.json (one object per condition and codec).";
+Writes target/bench/network.json (one object per condition and codec).
+With --kernel (root; iproute2, nftables, Chromium), instead: the conditions the kernel lab
+makes for any program (clean; 5, 10 % loss; 1 Mbit/s and 300 kbit/s caps; a 5 s blackout),
+each side of the call in a network namespace of its own joined by a veth link, first for two
+confab-peers, then for two headless Chromium tabs running the web client (the first codec):
+fps, freezes per 10 s and their total, latency p95, and Confab/Chromium ratios (the goal:
+at least as smooth as Chromium). Writes target/bench/network-kernel.json.";
 
 const CALL_HELP: &str = "\
 Runs two confab-peer processes calling each other through a local confab-signal (release
@@ -164,7 +170,7 @@ enum What {
     /// A call on impaired networks: loss, delay, caps, a blackout, per codec.
     #[command(
         long_about = NETWORK_HELP,
-        override_usage = "cargo xtask bench network [--duration SECS] [--size WxH] [--codecs h264,vp8] [--only NAME]"
+        override_usage = "cargo xtask bench network [--duration SECS] [--size WxH] [--codecs h264,vp8] [--only NAME] [--kernel]"
     )]
     Network {
         /// Seconds per run.
@@ -179,6 +185,9 @@ enum What {
         /// Only the conditions whose name contains this (e.g. `loss`, `cap`, `blackout`).
         #[arg(long)]
         only: Option<String>,
+        /// The kernel lab instead, Confab beside Chromium (root).
+        #[arg(long)]
+        kernel: bool,
         #[command(flatten)]
         dirs: Dirs,
     },
@@ -300,14 +309,16 @@ fn main() -> Result<()> {
             size,
             codecs,
             only,
+            kernel,
             dirs,
-        } => runs::network::run(
-            duration,
-            &size,
-            &list(&codecs, "codecs")?,
-            only.as_deref(),
-            &dirs,
-        ),
+        } => {
+            let codecs = list(&codecs, "codecs")?;
+            if kernel {
+                runs::network_kernel::run(duration, &size, &codecs[0], only.as_deref(), &dirs)
+            } else {
+                runs::network::run(duration, &size, &codecs, only.as_deref(), &dirs)
+            }
+        }
         What::Room {
             duration,
             people,

@@ -197,6 +197,9 @@ pub struct LoadgenSummary {
 pub struct BrowserPeer {
     #[serde(default)]
     pub name: Option<String>,
+    /// The call's phase with this peer (`connected`, ...).
+    #[serde(default)]
+    pub phase: Option<String>,
     #[serde(default)]
     pub frames: u64,
     #[serde(default)]
@@ -210,6 +213,23 @@ pub struct BrowserPeer {
     pub fps: Option<f64>,
     #[serde(default)]
     pub codec: Option<String>,
+    /// Gaps of more than 300 ms between two presented frames, and their total (as
+    /// confab-peer counts its decoded pictures).
+    #[serde(default)]
+    pub freezes: u64,
+    #[serde(default)]
+    pub freeze_ms_total: f64,
+}
+
+impl BrowserPeer {
+    /// The reports in a Chromium console line `... "CONFAB-REPORT [...]", source: ...` (what
+    /// the web client prints with `report=SECS` in its URL, and Chromium's
+    /// `--enable-logging=stderr` shows); `None` for any other line.
+    pub fn from_console(line: &str) -> Option<Vec<BrowserPeer>> {
+        let start = line.find("CONFAB-REPORT ")? + "CONFAB-REPORT ".len();
+        let end = line.rfind("\", source:")?;
+        serde_json::from_str(line.get(start..end)?).ok()
+    }
 }
 
 /// The desktop app's `--stats-json` file, rewritten every second (`write_figures` in
@@ -236,6 +256,23 @@ mod tests {
     /// `PeerStats`, `VideoStats` and `AudioStats`, in their order), figures from a 640x480 VP8
     /// run (see testdata/README.md for where the samples come from).
     const PEER_A: &str = include_str!("../testdata/peer-a.json");
+
+    /// The line Chromium wrote for a page's `console.log` (a report with its quotes as they
+    /// are: Chromium does not escape them).
+    #[test]
+    fn reads_a_browser_report_from_chromiums_console() {
+        let line = r#"[91:91:1204/220019.202705:INFO:CONSOLE:1] "CONFAB-REPORT [{"id":"x","name":"A","frames":300,"fps":29.5,"latency_ms_p50":41,"latency_ms_p95":80.5,"freezes":2,"freeze_ms_total":900.5,"setup_ms":812,"chat":[]}]", source: http://10.0.0.1:1/client.js (1260)"#;
+        let r = BrowserPeer::from_console(line).expect("a report");
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].name.as_deref(), Some("A"));
+        assert_eq!((r[0].frames, r[0].freezes), (300, 2));
+        assert_eq!(r[0].freeze_ms_total, 900.5);
+        assert_eq!(r[0].latency_ms_p95, Some(80.5));
+        assert!(
+            BrowserPeer::from_console("[1:1:INFO:CONSOLE:1] \"hello\", source: x (1)").is_none()
+        );
+        assert!(BrowserPeer::from_console("CONFAB-REPORT [{]\", source: x").is_none());
+    }
 
     #[test]
     fn reads_a_confab_peer_report_in_its_written_shape() {

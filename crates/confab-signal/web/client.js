@@ -1263,5 +1263,13 @@
       S.core.autoAccept = hooks.accept;
       if (hooks.source) $('f-source').value = hooks.source;
       if (hooks.join) join();
+      // For a benchmark driving the browser without WebDriver: the report goes to the
+      // console (Chromium's --enable-logging=stderr prints it) after this many seconds.
+      const reportAfter = Number(params.get('report'));
+      if (reportAfter > 0) {
+        setTimeout(async () => {
+          console.log(`CONFAB-REPORT ${JSON.stringify(await S.report())}`);
+        }, reportAfter * 1000);
+      }
     });
 })();

@@ -43,8 +43,22 @@
     return stream;
   }
 
+  const FREEZE_MS = 300;
+
   function newReadings() {
-    return { frames: 0, pattern: 0, outOfOrder: 0, outOfOrderAt: [], repeated: 0, last: null, latencies: [], first: 0, lastAt: 0, width: 0, height: 0 };
+    return { frames: 0, pattern: 0, outOfOrder: 0, outOfOrderAt: [], repeated: 0, last: null, latencies: [], first: 0, lastAt: 0, width: 0, height: 0, freezes: 0, freezeMs: 0 };
+  }
+
+  // A frame presented at `now` (ms): a gap of more than 300 ms since the last one is a
+  // freeze (confab-peer counts its decoded pictures the same way).
+  function presented(r, now) {
+    if (!r.first) r.first = now;
+    if (r.lastAt && now - r.lastAt > FREEZE_MS) {
+      r.freezes++;
+      r.freezeMs += now - r.lastAt;
+    }
+    r.lastAt = now;
+    r.frames++;
   }
 
   // Reads the pattern of every frame the browser presents (requestVideoFrameCallback).
@@ -64,10 +78,7 @@
         }
         ctx.drawImage(video, 0, 0, w, rows, 0, 0, w, rows);
         const r = readings;
-        const now = performance.now();
-        if (!r.first) r.first = now;
-        r.lastAt = now;
-        r.frames++;
+        presented(r, performance.now());
         r.width = w;
         r.height = h;
         const stamp = window.ConfabPattern.read(ctx.getImageData(0, 0, w, rows).data, w, rows);
@@ -128,7 +139,7 @@
       } : null;
       out.push({
         id: p.id, name: p.name, phase: p.phase, share,
-        frames: r.frames, pattern_frames: r.pattern, frames_out_of_order: r.outOfOrder, out_of_order_at: r.outOfOrderAt, frames_repeated: r.repeated, last_frame: r.last,
+        frames: r.frames, pattern_frames: r.pattern, freezes: r.freezes, freeze_ms_total: r.freezeMs, frames_out_of_order: r.outOfOrder, out_of_order_at: r.outOfOrderAt, frames_repeated: r.repeated, last_frame: r.last,
         width: r.width, height: r.height,
         latency_ms_p50: q(0.5), latency_ms_p95: q(0.95), fps, setup_ms: setup, verification_code: p.verification_code || null, chat: p.chat || [], layer: p.layer || null, ...stats,
       });
@@ -136,5 +147,5 @@
     return out;
   }
 
-  window.ConfabMeasure = { testStream, newReadings, watch, report };
+  window.ConfabMeasure = { testStream, newReadings, presented, watch, report };
 })();

@@ -4,6 +4,7 @@ pub mod app;
 pub mod audio;
 pub mod call;
 pub mod network;
+pub mod network_kernel;
 pub mod room;
 pub mod signal;
 pub mod vs_browser;
@@ -22,8 +23,15 @@ pub fn start_signal(mut server: Command) -> Result<(Killed, String)> {
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped());
     let mut server = Killed(server.spawn().context("starting confab-signal")?);
+    let url = signal_url(&mut server.0)?;
+    Ok((server, url))
+}
+
+/// The WebSocket URL a started confab-signal (its stdout piped) says it listens on: the last
+/// word of the first line it prints.
+pub fn signal_url(server: &mut std::process::Child) -> Result<String> {
     let mut line = String::new();
-    BufReader::new(server.0.stdout.take().context("confab-signal's stdout")?)
+    BufReader::new(server.stdout.take().context("confab-signal's stdout")?)
         .read_line(&mut line)
         .context("reading confab-signal's address")?;
     match line
@@ -31,7 +39,7 @@ pub fn start_signal(mut server: Command) -> Result<(Killed, String)> {
         .last()
         .filter(|u| u.starts_with("ws"))
     {
-        Some(url) => Ok((server, url.to_owned())),
+        Some(url) => Ok(url.to_owned()),
         None => bail!("confab-signal did not say where it listens: {line:?}"),
     }
 }
