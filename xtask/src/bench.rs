@@ -120,6 +120,22 @@ pub fn main(args: &[String]) -> Result {
     status(run, &format!("bench {}", bench.name))
 }
 
+/// `confab-bench smoke` on the debug binaries the tests built (call, network and network
+/// --kernel, briefly and small; figures to `target/bench-smoke`).
+pub fn smoke() -> Result {
+    let mut build = cargo();
+    build.args(["build", "-p", "confab-bench"]);
+    status(build, "building confab-bench")?;
+    let bin = target_dir().join("debug");
+    let mut run = Command::new(bin.join("confab-bench"));
+    run.arg("smoke")
+        .arg("--bin-dir")
+        .arg(&bin)
+        .arg("--out-dir")
+        .arg(target_dir().join("bench-smoke"));
+    status(run, "bench smoke")
+}
+
 /// Cargo's target directory: `CARGO_TARGET_DIR` when set (relative to the workspace), else
 /// `target` in the workspace.
 fn target_dir() -> PathBuf {

@@ -219,6 +219,9 @@ fn test(args: &[String]) -> Result {
     status(tests, "cargo test --workspace")?;
     // Every fuzz target for a short while (the 10-minute runs are `cargo xtask fuzz all 600`).
     fuzz::smoke(20)?;
+    // The benchmarks' harnesses still run and their figures still come (on the debug
+    // binaries the tests built: not a measurement).
+    bench::smoke()?;
     // The installer: packed from the debug binaries the tests just built, unpacked, checked.
     let out = root().join("target/bundle-check");
     let deb = bundle::deb(&bundle::Options {

@@ -245,6 +245,12 @@ enum What {
         #[command(flatten)]
         dirs: Dirs,
     },
+    /// call, network and network --kernel, briefly and small, checking their figures come
+    /// (run by `cargo xtask test` on the debug binaries; not a measurement).
+    Smoke {
+        #[command(flatten)]
+        dirs: Dirs,
+    },
     /// The same call with Chromium <-> Chromium and confab-peer <-> confab-peer.
     #[command(
         long_about = VS_BROWSER_HELP,
@@ -337,6 +343,7 @@ fn main() -> Result<()> {
         }
         What::App { duration, dirs } => runs::app::run(duration, &dirs),
         What::Audio { dirs } => runs::audio::run(&dirs),
+        What::Smoke { dirs } => runs::smoke::run(&dirs),
         What::VsBrowser {
             duration,
             sizes,

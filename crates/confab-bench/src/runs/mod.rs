@@ -7,6 +7,7 @@ pub mod network;
 pub mod network_kernel;
 pub mod room;
 pub mod signal;
+pub mod smoke;
 pub mod vs_browser;
 
 use anyhow::{bail, Context, Result};
