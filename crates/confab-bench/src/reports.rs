@@ -219,6 +219,9 @@ pub struct BrowserPeer {
     pub freezes: u64,
     #[serde(default)]
     pub freeze_ms_total: f64,
+    /// From the first frame to the report.
+    #[serde(default)]
+    pub watched_ms: f64,
 }
 
 impl BrowserPeer {

@@ -301,11 +301,7 @@ impl RoomSpec {
         let answer = janus
             .plugin("the room's allowed list", handle, allowed)
             .await?;
-        Ok(answer["allowed"].as_array().map(|list| {
-            list.iter()
-                .filter_map(|t| t.as_str().map(str::to_owned))
-                .collect()
-        }))
+        Ok(allowed_list(&answer))
     }
 
     /// The room's `allowed` list as it is (asked with `enable`, which it is already: Janus
@@ -318,11 +314,7 @@ impl RoomSpec {
         let ask = json!({"request": "allowed", "room": self.room, "secret": self.secret,
                          "action": "enable"});
         let answer = janus.plugin("the room's allowed list", handle, ask).await?;
-        Ok(answer["allowed"].as_array().map(|list| {
-            list.iter()
-                .filter_map(|t| t.as_str().map(str::to_owned))
-                .collect()
-        }))
+        Ok(allowed_list(&answer))
     }
 
     /// Kicks a participant (`feed`) out of the room, with every subscription it made.
@@ -343,4 +335,13 @@ impl RoomSpec {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The `allowed` list in an answer to an `allowed` request, if it has one.
+fn allowed_list(answer: &serde_json::Value) -> Option<Vec<String>> {
+    answer["allowed"].as_array().map(|list| {
+        list.iter()
+            .filter_map(|t| t.as_str().map(str::to_owned))
+            .collect()
+    })
 }

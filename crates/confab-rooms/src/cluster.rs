@@ -240,7 +240,8 @@ impl Rooms {
     }
 
     /// The store's view of `room` at version `ver`: the members every node holds. True if
-    /// (the view being no older than this node's) a member of this node is not among them:
+    /// (the view being no older than this node's, or empty) a member of this node is not
+    /// among them:
     /// its seat was freed by a join on another node that presented its rejoin token, and that
     /// news never came, or the store lost it; either way the shell registers this node's seats
     /// again, and the store answers which were replaced ([`Rooms::restore_refused`]).
@@ -260,7 +261,8 @@ impl Rooms {
             return false;
         };
         let fresh = ver >= r.ver;
-        let unseated = fresh
+        // (A room the store no longer has at all comes back empty at version 0.)
+        let unseated = (fresh || members.is_empty())
             && r.members
                 .iter()
                 .any(|m| m.conn().is_some() && !members.iter().any(|p| p.id == m.id));
@@ -770,6 +772,10 @@ mod tests {
         assert!(
             a.remote_snapshot("r", 5, vec![bob()], T0(), &mut out),
             "Ada is not there"
+        );
+        assert!(
+            a.remote_snapshot("r", 0, vec![], T0(), &mut out),
+            "the room is gone from the store"
         );
         out.clear();
         a.restore_refused("r", &ada.id, true, T0(), &mut out);

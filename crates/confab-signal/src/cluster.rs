@@ -131,18 +131,21 @@ end
 /// the digest of this membership's rejoin token, the digest of the token the join presented
 /// ("" if none). A presented token frees the seat it names (after the password, before the
 /// count), and its node is told to close that member's connection; the token's digest is
-/// remembered as replaced for 10 minutes (`confab:gone:DIGEST`), so that a node that missed
-/// the news does not register that seat again (`RESTORE`).
+/// remembered as replaced in that room for 10 minutes (`confab:gone:ROOM:DIGEST`; also when
+/// the room was empty, its seats reaped), so that a node that missed the news does not
+/// register that seat again (`RESTORE`).
 const CLAIM: &str = r#"
 local room, id, node, name, pw, cap = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local sfu, rejoin, replaces = ARGV[7], ARGV[8], ARGV[9]
 local h = 'confab:room:' .. room
 local members = members_of(h)
 local want = redis.call('HGET', h, '~pw') or ''
+if #members > 0 and want ~= '' and want ~= pw then return {'wrong-password'} end
+if replaces ~= '' then
+  redis.call('SET', 'confab:gone:' .. room .. ':' .. replaces, '1', 'EX', 600)
+end
 if #members > 0 then
-  if want ~= '' and want ~= pw then return {'wrong-password'} end
   if replaces ~= '' then
-    redis.call('SET', 'confab:gone:' .. replaces, '1', 'EX', 600)
     local all = redis.call('HGETALL', h)
     for i = 1, #all, 2 do
       local f = all[i]
@@ -189,8 +192,8 @@ return tonumber(redis.call('GET', 'confab:ver') or '0')
 /// queued) and frees those it has that the node no longer holds. A seat is registered only as
 /// a claim would be: the others may have filled the room, or made it again with another
 /// password, meanwhile; those seats are answered (room, id, why, ...) and not registered. A
-/// seat whose rejoin token a join elsewhere presented (`confab:gone:`) is answered as
-/// `replaced`, the others as `changed`.
+/// seat whose rejoin token a join elsewhere presented in its room (`confab:gone:`) is answered
+/// as `replaced`, the others as `changed`.
 const RESTORE: &str = r#"
 local node, cap = ARGV[1], tonumber(ARGV[2])
 local held, refused = {}, {}
@@ -206,7 +209,8 @@ for i = 3, #ARGV, 6 do
   if not redis.call('HGET', h, ARGV[i + 1]) then
     local members = members_of(h)
     local want = redis.call('HGET', h, '~pw') or ''
-    if ARGV[i + 5] ~= '' and redis.call('EXISTS', 'confab:gone:' .. ARGV[i + 5]) == 1 then
+    local gone = 'confab:gone:' .. ARGV[i] .. ':' .. ARGV[i + 5]
+    if ARGV[i + 5] ~= '' and redis.call('EXISTS', gone) == 1 then
       table.insert(refused, ARGV[i])
       table.insert(refused, ARGV[i + 1])
       table.insert(refused, 'replaced')

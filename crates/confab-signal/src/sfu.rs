@@ -25,7 +25,7 @@
 use crate::hub::Hub;
 use confab_janus::{Janus, JanusError, RoomSpec, NO_SUCH_FEED};
 use confab_rooms::{Sfu, SfuMembers, SfuOp};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
@@ -34,8 +34,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Work waiting for the shell at most.
 pub const OPS_QUEUE: usize = 256;
-/// Rooms whose work did not fit the queue, noted at most (one entry a room, however much).
-const MISSED_MAX: usize = OPS_QUEUE * 16;
+/// Rooms with work waiting (for its time, or noted when it did not fit the queue) at most.
+const ROOMS_MAX: usize = OPS_QUEUE * 16;
 /// Departures one room's waiting work holds at most.
 const KICKS_PER_ROOM: usize = 1024;
 /// An idle connection is closed after this (Janus would end its session at 60 s).
@@ -48,11 +48,13 @@ const RETRY_TRIES: u32 = 5;
 /// Work waiting to be tried again at most.
 const RETRIES_MAX: usize = OPS_QUEUE;
 
-/// The hub's way to the shell: a bounded queue, and beside it the rooms whose work did not fit.
-/// Their work is not lost: the shell makes it good from the rooms as they are when it gets to
-/// them ([`resync`]): a room in use made again with every member's token and swept of whoever
-/// no member holds (a lone server at once; a node of a cluster after the wait, as a departure's
-/// kick), an empty one removed after the wait.
+/// The hub's way to the shell: a bounded queue, and beside it the work that did not fit, by
+/// room: the room, and the departures whose kicks did not fit (bounded as a room's waiting
+/// kicks). It is not lost: the shell makes it good from the rooms as they are when it gets to
+/// it ([`resync`]): the departures kicked as they would have been (at once, or after the wait
+/// for a connection that went), a room in use made again with every member's token and swept
+/// of whoever no member holds (a lone server at once; a node of a cluster after the wait), an
+/// empty one removed after the wait.
 pub struct SfuQueue {
     ops: mpsc::Sender<SfuOp>,
     missed: Arc<Missed>,
@@ -64,15 +66,19 @@ pub struct SfuInbox {
     missed: Arc<Missed>,
 }
 
+/// A departure whose kick did not fit the queue: its feed and token, and whether it said
+/// `leave` (kicked at once).
+type MissedKick = (u64, String, bool);
+
 #[derive(Default)]
 struct Missed {
-    rooms: Mutex<HashSet<String>>,
+    rooms: Mutex<HashMap<String, Vec<MissedKick>>>,
     /// Rung when a room is noted.
     bell: Notify,
 }
 
 impl Missed {
-    fn take(&self) -> HashSet<String> {
+    fn take(&self) -> HashMap<String, Vec<MissedKick>> {
         std::mem::take(&mut *self.rooms.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
@@ -89,27 +95,34 @@ impl SfuQueue {
         (SfuQueue { ops: tx, missed }, inbox)
     }
 
-    /// Hands `op` over without waiting; if the queue is full, notes its room instead.
+    /// Hands `op` over without waiting; if the queue is full, notes it instead.
     pub fn hand(&self, op: SfuOp) {
-        let room = match self.ops.try_send(op) {
+        let (room, kick) = match self.ops.try_send(op) {
             Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return,
             Err(mpsc::error::TrySendError::Full(op)) => match op {
-                SfuOp::Make { room, .. } | SfuOp::Remove { room } | SfuOp::Kick { room, .. } => {
-                    room
-                }
+                SfuOp::Make { room, .. } | SfuOp::Remove { room } => (room, None),
+                SfuOp::Kick {
+                    room,
+                    feed,
+                    token,
+                    at_once,
+                } => (room, Some((feed, token, at_once))),
             },
         };
         let mut rooms = self.missed.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        if rooms.contains(&room) {
-            return;
-        }
-        if rooms.len() >= MISSED_MAX {
+        if !rooms.contains_key(&room) && rooms.len() >= ROOMS_MAX {
             // (Bounded: a room past it waits for its next join or departure.)
             tracing::warn!("the SFU shell is far behind: a room's work was dropped");
             return;
         }
-        tracing::warn!("the SFU shell is behind: a room's work is made good later");
-        rooms.insert(room);
+        let kicks = rooms.entry(room).or_insert_with(|| {
+            tracing::warn!("the SFU shell is behind: a room's work is made good later");
+            Vec::new()
+        });
+        // (Past the bound, a lone server's sweep still takes them.)
+        if let Some(k) = kick.filter(|_| kicks.len() < KICKS_PER_ROOM) {
+            kicks.push(k);
+        }
         drop(rooms);
         self.missed.bell.notify_one();
     }
@@ -390,7 +403,7 @@ impl Schedule {
                 return true;
             }
         };
-        let full = self.rooms.len() >= OPS_QUEUE * 16;
+        let full = self.rooms.len() >= ROOMS_MAX;
         let w = match self.rooms.get_mut(&room) {
             Some(w) => w,
             None if !full => self.rooms.entry(room).or_default(),
@@ -399,8 +412,7 @@ impl Schedule {
         match seat {
             None => w.remove = Some(at),
             // Bounded (joins are rate-limited well below this in 10 s): past it, a lone
-            // server's sweep still kicks the feeds, but their tokens stay on the list until
-            // the room empties.
+            // server's next sweep (at a join or departure) takes their feeds and tokens.
             Some((feed, token)) if w.kick.len() < KICKS_PER_ROOM => {
                 w.kick.push((at, feed, token));
             }
@@ -411,7 +423,7 @@ impl Schedule {
 
     /// A sweep of `room` at `at` (the earlier of two); false if there is no room for it.
     fn sweep(&mut self, room: &str, at: Instant) -> bool {
-        if !self.rooms.contains_key(room) && self.rooms.len() >= OPS_QUEUE * 16 {
+        if !self.rooms.contains_key(room) && self.rooms.len() >= ROOMS_MAX {
             return false;
         }
         let w = self.rooms.entry(room.to_string()).or_default();
@@ -631,7 +643,7 @@ pub async fn ops_loop(
             }
             _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                 let now = Instant::now();
-                let ready = schedule.take_due(now, |room| hub.read_rooms(|r| r.room_in_use(room)));
+                let ready = schedule.take_due(now, |room| in_use(&hub, room));
                 // Due kicks sweep in a cluster too (the wait let joins arrive).
                 let ready = ready.into_iter().map(|d| (0, d)).collect();
                 if let Some(ok) = run_due(ready, &sfu, &mut admin, &hub, &schedule, &mut retries, lone, true).await {
@@ -671,22 +683,12 @@ pub async fn ops_loop(
                 );
             }
         } else if let Work::Make { room, .. } = &op {
-            // Someone joined, and will want a place to publish: whoever sits in the room under
-            // a feed no member publishes as (a member filling its publisher places under
-            // made-up ids, say) goes, not only at the next departure: at once on a lone
-            // server; on a node of a cluster after the wait (a join on another node may not
-            // have reached this one yet), at most one sweep a room and wait.
-            if lone {
-                let sweep = Due::Kick {
-                    room: room.clone(),
-                    feeds: Vec::new(),
-                    tokens: Vec::new(),
-                };
+            // Someone joined, and will want a place to publish.
+            let later = Instant::now() + remove_after;
+            if let Some(sweep) = sweep_after_join(room.clone(), lone, &mut schedule, later) {
                 if let Some(work) = afresh(&sweep, &hub, &schedule, lone, true) {
                     carry_out(&sfu, &mut admin, &work).await;
                 }
-            } else if !schedule.sweep(room, Instant::now() + remove_after) {
-                tracing::warn!("too much work waiting for the SFU: a sweep dropped");
             }
         }
         idle_since = Instant::now();
@@ -696,13 +698,14 @@ pub async fn ops_loop(
     }
 }
 
-/// The work that makes good what was missed in `rooms` ([`SfuQueue`]): each room in use is
-/// made again now with every member's token (a restarted Janus, a join's make lost) and swept
-/// of whoever no member holds (a departure's kick lost): a lone server at once, a node of a
-/// cluster after `remove_after` (a join on another node may not have reached it yet). An empty
-/// room is removed after the wait, if still empty.
+/// The work that makes good what was missed ([`SfuQueue`]), by room: the departures are
+/// kicked as their ops said (at once, or after `remove_after` for a connection that went: its
+/// member may be back meanwhile, and until then no sweep takes it); a room in use is made
+/// again now with every member's token (a restarted Janus, a join's make lost) and swept of
+/// whoever no member holds ([`sweep_after_join`]); an empty room is removed after the wait, if
+/// still empty.
 fn resync(
-    rooms: HashSet<String>,
+    rooms: HashMap<String, Vec<MissedKick>>,
     hub: &Hub,
     schedule: &mut Schedule,
     remove_after: Duration,
@@ -710,25 +713,69 @@ fn resync(
 ) -> Vec<(u32, Due)> {
     let later = Instant::now() + remove_after;
     let mut work = Vec::new();
-    for room in rooms {
-        if !hub.read_rooms(|r| r.room_in_use(&room)) {
-            schedule.later(SfuOp::Remove { room }, later);
+    for (room, kicks) in rooms {
+        let (mut feeds, mut tokens) = (Vec::new(), Vec::new());
+        for (feed, token, at_once) in kicks {
+            if at_once {
+                feeds.push(feed);
+                tokens.push(token);
+            } else {
+                let kick = SfuOp::Kick {
+                    room: room.clone(),
+                    feed,
+                    token,
+                    at_once,
+                };
+                if !schedule.later(kick, later) {
+                    tracing::warn!("too much work waiting for the SFU: a kick dropped");
+                }
+            }
+        }
+        if !feeds.is_empty() {
+            work.push((
+                0,
+                Due::Kick {
+                    room: room.clone(),
+                    feeds,
+                    tokens,
+                },
+            ));
+        }
+        if !in_use(hub, &room) {
+            if !schedule.later(SfuOp::Remove { room }, later) {
+                tracing::warn!("too much work waiting for the SFU: a removal dropped");
+            }
             continue;
         }
         schedule.joined(&room);
         work.push((0, Due::Make(room.clone())));
-        let sweep = Due::Kick {
+        work.extend(sweep_after_join(room, lone, schedule, later).map(|d| (0, d)));
+    }
+    work
+}
+
+/// Someone joined `room` (or its work was missed): whoever sits in it under a feed no member
+/// publishes as (a member filling its publisher places under made-up ids, a departure's kick
+/// lost) goes, not only at the next departure. On a lone server at once: the sweep to carry
+/// out now. On a node of a cluster after the wait (`later`; a join on another node may not
+/// have reached this one yet), at most one sweep a room and wait: `None`.
+fn sweep_after_join(
+    room: String,
+    lone: bool,
+    schedule: &mut Schedule,
+    later: Instant,
+) -> Option<Due> {
+    if lone {
+        return Some(Due::Kick {
             room,
             feeds: Vec::new(),
             tokens: Vec::new(),
-        };
-        if lone {
-            work.push((0, sweep));
-        } else if !schedule.sweep(sweep.room(), later) {
-            tracing::warn!("too much work waiting for the SFU: a sweep dropped");
-        }
+        });
     }
-    work
+    if !schedule.sweep(&room, later) {
+        tracing::warn!("too much work waiting for the SFU: a sweep dropped");
+    }
+    None
 }
 
 /// Carries out work that came due (`tries` 0) or is tried again, each made afresh from the
@@ -769,15 +816,23 @@ async fn run_due(
     reached
 }
 
+/// Whether someone may still be in `room` ([`confab_rooms::Rooms::room_in_use`]); always on a
+/// node cut off from the store (it has let the other nodes' people go, and cannot tell).
+fn in_use(hub: &Hub, room: &str) -> bool {
+    hub.store_healthy() == Some(false) || hub.read_rooms(|r| r.room_in_use(room))
+}
+
 /// The work for `due`, made from the rooms as they are now: none if it is moot (a room to
 /// make that nobody is in any more). A room to remove that someone is back in, or that waits
 /// to be removed later (it emptied again), stays: the kicks that went with it are done instead.
 /// `sweep`: a kick also takes whoever no member holds (knowing every member).
 fn afresh(due: &Due, hub: &Hub, schedule: &Schedule, lone: bool, sweep: bool) -> Option<Work> {
-    let in_use = |room: &str| hub.read_rooms(|r| r.room_in_use(room));
+    let in_use = |room: &str| in_use(hub, room);
     let kick = |room: &String, feeds: &Vec<u64>, tokens: &Vec<String>| {
         let mut members = hub.read_rooms(|r| r.sfu_members(room));
-        members.complete &= sweep;
+        // A node cut off from the store has let the other nodes' people go (its rooms hold
+        // only its own): no sweep then, or it would kick theirs out of the shared room.
+        members.complete &= sweep && hub.store_healthy() != Some(false);
         hold_waiting(&mut members, schedule.waiting(room));
         Work::Kick {
             room: room.clone(),
@@ -1015,8 +1070,8 @@ mod tests {
         assert_eq!(s.next(), None);
     }
 
-    /// Work that does not fit the queue is not dropped: its room is noted, once however much
-    /// work it had, and the shell is rung.
+    /// Work that does not fit the queue is not dropped: its room is noted once, with the
+    /// departures whose kicks did not fit, and the shell is rung.
     #[tokio::test]
     async fn work_that_does_not_fit_the_queue_notes_its_room() {
         let (q, mut inbox) = SfuQueue::new(1);
@@ -1033,14 +1088,69 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), inbox.missed.bell.notified())
             .await
             .expect("the shell is rung");
-        let mut noted: Vec<String> = inbox.missed.take().into_iter().collect();
+        let mut noted: Vec<(String, Vec<MissedKick>)> = inbox.missed.take().into_iter().collect();
         noted.sort();
-        assert_eq!(noted, ["b", "c"]);
+        assert_eq!(
+            noted,
+            [
+                ("b".into(), vec![(2, "t2".into(), false)]),
+                ("c".into(), vec![])
+            ]
+        );
         assert!(inbox.missed.take().is_empty(), "taken");
         // Room in the queue again: work is queued, not noted.
         q.hand(kick("d", 3));
         assert!(matches!(inbox.ops.try_recv(), Ok(SfuOp::Kick { room, .. }) if room == "d"));
         assert!(inbox.missed.take().is_empty());
+    }
+
+    /// A missed departure is kicked as its op said: at once after `leave`, after the wait
+    /// for a connection that went (held meanwhile: no sweep takes it); a room nobody is in any
+    /// more is removed after the wait.
+    #[test]
+    fn missed_departures_are_kicked_as_they_would_have_been() {
+        let hub = crate::hub::Hub::new(
+            confab_rooms::Rooms::new(confab_rooms::Config::default(), [1; 32]),
+            crate::hub::QueueLimits {
+                messages: 8,
+                bytes: 1000,
+            },
+            None,
+            None,
+        );
+        let mut s = Schedule::default();
+        let wait = Duration::from_secs(10);
+        let missed = HashMap::from([(
+            "r".to_owned(),
+            vec![(1, "t1".to_owned(), true), (2, "t2".to_owned(), false)],
+        )]);
+        let t0 = Instant::now();
+        let work = resync(missed, &hub, &mut s, wait, true);
+        assert_eq!(
+            work,
+            [(
+                0,
+                Due::Kick {
+                    room: "r".into(),
+                    feeds: vec![1],
+                    tokens: vec!["t1".into()],
+                }
+            )]
+        );
+        assert_eq!(
+            s.waiting("r"),
+            (vec![2], vec!["t2".into()]),
+            "held until due"
+        );
+        let due = s.take_due(t0 + wait + Duration::from_millis(50), |_| false);
+        assert_eq!(
+            due,
+            [Due::Remove {
+                room: "r".into(),
+                feeds: vec![2],
+                tokens: vec!["t2".into()],
+            }]
+        );
     }
 
     /// A missed room's sweep (a node of a cluster) comes at its time, with the kicks due

@@ -131,6 +131,9 @@
       }
       const lat = [...r.latencies].sort((a, b) => a - b);
       const fps = r.frames > 1 && r.lastAt > r.first ? ((r.frames - 1) * 1000) / (r.lastAt - r.first) : 0;
+      // From the first frame to now: a stall at the end counts against the rate (a
+      // benchmark divides by this, as confab-peer's figures run to its end).
+      const watchedMs = r.first ? performance.now() - r.first : 0;
       const setup = r.first && joinedAt ? r.first - joinedAt : null;
       const q = (x) => (lat.length ? lat[Math.round((lat.length - 1) * x)] : null);
       const sr = p.share ? p.share.readings : null;
@@ -139,7 +142,7 @@
       } : null;
       out.push({
         id: p.id, name: p.name, phase: p.phase, share,
-        frames: r.frames, pattern_frames: r.pattern, freezes: r.freezes, freeze_ms_total: r.freezeMs, frames_out_of_order: r.outOfOrder, out_of_order_at: r.outOfOrderAt, frames_repeated: r.repeated, last_frame: r.last,
+        frames: r.frames, pattern_frames: r.pattern, freezes: r.freezes, freeze_ms_total: r.freezeMs, watched_ms: watchedMs, frames_out_of_order: r.outOfOrder, out_of_order_at: r.outOfOrderAt, frames_repeated: r.repeated, last_frame: r.last,
         width: r.width, height: r.height,
         latency_ms_p50: q(0.5), latency_ms_p95: q(0.95), fps, setup_ms: setup, verification_code: p.verification_code || null, chat: p.chat || [], layer: p.layer || null, ...stats,
       });
