@@ -123,7 +123,8 @@ pub struct KernelRow {
     pub confab: Received,
     pub chromium: Option<Received>,
     /// Confab / Chromium: fps (above 1 is Confab ahead), freeze time and latency p95 (below
-    /// 1 is Confab ahead).
+    /// 1 is Confab ahead). The freeze ratio is 1 when neither froze, none when only Confab
+    /// did.
     pub fps_ratio: Option<f64>,
     pub freeze_ms_ratio: Option<f64>,
     pub latency_p95_ratio: Option<f64>,
@@ -139,13 +140,11 @@ impl KernelRow {
         chromium: Option<Received>,
     ) -> KernelRow {
         let theirs = chromium.as_ref();
-        // A freeze total of 0 on Chromium's side makes no ratio; 1 ms stands in for it so a
-        // Confab freeze still shows.
-        let freeze_ratio = theirs.and_then(|t| {
-            ratio(
-                Some(confab.freeze_ms_total.max(1.0)),
-                Some(t.freeze_ms_total.max(1.0)),
-            )
+        // No freeze on either side is even; none on Chromium's side alone makes no ratio (the
+        // totals stand beside it).
+        let freeze_ratio = theirs.and_then(|t| match (confab.freeze_ms_total, t.freeze_ms_total) {
+            (ours, theirs) if ours <= 0.0 && theirs <= 0.0 => Some(1.0),
+            (ours, theirs) => ratio(Some(ours), Some(theirs)),
         });
         KernelRow {
             condition: c.name.into(),
@@ -491,9 +490,8 @@ mod tests {
         );
         assert!((r.fps_ratio.unwrap() - 1.16).abs() < 1e-9, "{r:?}");
         assert_eq!(
-            r.freeze_ms_ratio,
-            Some(400.0),
-            "no freeze on Chromium's side: 1 ms"
+            r.freeze_ms_ratio, None,
+            "no freeze on Chromium's side: no ratio"
         );
         assert_eq!(r.latency_p95_ratio, Some(0.5));
         let t = table(&[r]);
