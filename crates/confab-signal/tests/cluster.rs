@@ -644,6 +644,8 @@ async fn redis_outage_keeps_local_rooms_and_resyncs() {
 /// waits 500 ms), and what the tests hold of it.
 struct SfuCluster {
     nodes: [confab_signal::SignalServer; 2],
+    /// The first node's way to Redis, with [`ada_and_mallory_across_nodes_through`].
+    link: Option<Link>,
     _redis: Redis,
     _janus: confab_netlab::janus::Janus,
 }
@@ -659,14 +661,33 @@ async fn ada_and_mallory_across_nodes() -> (
     serde_json::Value,
     confab_janus::Janus,
 ) {
+    ada_and_mallory_across_nodes_through(false).await
+}
+
+/// The same, the first node reaching Redis through a [`Link`] that can be cut if `link`.
+async fn ada_and_mallory_across_nodes_through(
+    link: bool,
+) -> (
+    SfuCluster,
+    Client,
+    serde_json::Value,
+    Client,
+    serde_json::Value,
+    confab_janus::Janus,
+) {
     let redis = Redis::start();
     let janus = confab_netlab::janus::Janus::start().expect("janus starts");
     let tweak = |c: &mut confab_signal::SignalConfig| {
         c.limits.sfu = Some(janus.sfu("a-cluster-secret-of-16", 0));
         c.sfu_remove_after = Duration::from_millis(500);
     };
+    let link = match link {
+        true => Some(Link::start(redis.port).await),
+        false => None,
+    };
+    let first = link.as_ref().map_or(redis.url.clone(), Link::url);
     let nodes = [
-        cluster_node(&redis.url, tweak).await,
+        cluster_node(&first, tweak).await,
         cluster_node(&redis.url, tweak).await,
     ];
     let mut ada = Client::connect(&nodes[0]).await;
@@ -681,10 +702,44 @@ async fn ada_and_mallory_across_nodes() -> (
     j.create_session().await.unwrap();
     let cluster = SfuCluster {
         nodes,
+        link,
         _redis: redis,
         _janus: janus,
     };
     (cluster, ada, sfu, mallory, hers, j)
+}
+
+/// Ada's node is cut off from Redis: after 3 s it lets the other nodes' people (Bob, here
+/// under the helper's name Mallory) go, as they let Ada go. Then Ada's connection drops, and
+/// her node's room is empty. That node must neither sweep the shared VideoRoom room (it no
+/// longer knows Bob's feed) nor remove it: Bob, on the node that still has Redis, keeps his
+/// place at the SFU.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_node_leaves_the_others_at_the_sfu() {
+    let (cluster, mut ada, sfu, _bob, his, mut j) =
+        ada_and_mallory_across_nodes_through(true).await;
+    let room = sfu["room"].as_u64().unwrap();
+    let ada_at = sit_at_janus(&mut j, &sfu, sfu["feed"].as_u64().unwrap(), &sfu["token"])
+        .await
+        .unwrap();
+    let bob_feed = his["feed"].as_u64().unwrap();
+    sit_at_janus(&mut j, &his, bob_feed, &his["token"])
+        .await
+        .unwrap();
+    cluster.link.as_ref().unwrap().cut();
+    let n1 = &cluster.nodes[0];
+    until("node 1 notices", || n1.store_healthy() == Some(false)).await;
+    // Ada hears Bob go once her node has let the others' people go.
+    let left = tokio::time::timeout(Duration::from_secs(10), ada.recv())
+        .await
+        .expect("Bob leaves Ada's view");
+    assert_eq!(left["type"], "peer-left", "{left}");
+    drop(ada);
+    // Past the wait (500 ms) of her kick and of the empty room's removal.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let there = at_janus(&mut j, ada_at, room).await;
+    assert!(there.contains(&bob_feed), "Bob lost his place: {there:?}");
+    j.close().await;
 }
 
 /// Ada on one node and Mallory on another share a room whose calls go through a real Janus.
