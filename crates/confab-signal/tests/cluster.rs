@@ -650,31 +650,25 @@ struct SfuCluster {
     _janus: confab_netlab::janus::Janus,
 }
 
-/// Ada on the first node and Mallory on the second in room "big" (Ada's node has heard of
-/// Mallory, and so of her feed): their clients, their `welcome`s' `sfu`, and a session at
-/// Janus.
-async fn ada_and_mallory_across_nodes() -> (
+/// The cluster, Ada's client and `welcome.sfu`, Mallory's, and a session at Janus.
+type AdaAndMallory = (
     SfuCluster,
     Client,
     serde_json::Value,
     Client,
     serde_json::Value,
     confab_janus::Janus,
-) {
+);
+
+/// Ada on the first node and Mallory on the second in room "big" (Ada's node has heard of
+/// Mallory, and so of her feed): their clients, their `welcome`s' `sfu`, and a session at
+/// Janus.
+async fn ada_and_mallory_across_nodes() -> AdaAndMallory {
     ada_and_mallory_across_nodes_through(false).await
 }
 
 /// The same, the first node reaching Redis through a [`Link`] that can be cut if `link`.
-async fn ada_and_mallory_across_nodes_through(
-    link: bool,
-) -> (
-    SfuCluster,
-    Client,
-    serde_json::Value,
-    Client,
-    serde_json::Value,
-    confab_janus::Janus,
-) {
+async fn ada_and_mallory_across_nodes_through(link: bool) -> AdaAndMallory {
     let redis = Redis::start();
     let janus = confab_netlab::janus::Janus::start().expect("janus starts");
     let tweak = |c: &mut confab_signal::SignalConfig| {
