@@ -316,7 +316,8 @@ struct Waiting {
     remove: Option<Instant>,
     /// Members who left: when, their feed and token.
     kick: Vec<(Instant, u64, String)>,
-    /// Sweep the room then (its work was missed: [`SfuQueue`]).
+    /// Sweep the room then (a node of a cluster, after a join or missed work:
+    /// [`sweep_after_join`]).
     sweep: Option<Instant>,
 }
 
