@@ -49,7 +49,7 @@ pub fn run(dirs: &Dirs) -> Result<()> {
         Err(e) => println!("SKIPPED bench network --kernel: {e}"),
         Ok(lab) => {
             drop(lab);
-            super::network_kernel::run(6.0, &size, &codec, Some("clean"), dirs)?;
+            super::network_kernel::run(10.0, &size, &codec, Some("clean"), dirs)?;
             for row in rows(dirs, "network-kernel.json")? {
                 let ours = number(&row, &["confab", "fps"]);
                 let theirs = number(&row, &["chromium", "fps"]);
