@@ -43,6 +43,18 @@ async fn member(node: &SignalServer, name: &str) -> (Client, String) {
     (c, me)
 }
 
+/// Ada joins `room` through `node` again, presenting her rejoin `token`: the connection and
+/// what the server first answered.
+async fn ada_back(node: &SignalServer, room: &str, token: &str) -> (Client, Value) {
+    let mut c = Client::connect(node).await;
+    c.send(format!(
+        r#"{{"type":"join","room":"{room}","name":"Ada","rejoin":"{token}"}}"#
+    ))
+    .await;
+    let w = c.recv().await;
+    (c, w)
+}
+
 /// The next `count` messages, as (type, id) pairs, in whatever order they come.
 async fn events(c: &mut Client, count: usize, within: Duration) -> BTreeSet<(String, String)> {
     let mut got = BTreeSet::new();
@@ -582,13 +594,7 @@ async fn rejoin_past_a_cut_off_node(with_bob: bool) {
         );
         probe.send(r#"{"type":"leave"}"#.to_owned()).await;
     }
-    let mut again = Client::connect(&n2).await;
-    again
-        .send(format!(
-            r#"{{"type":"join","room":"r","name":"Ada","rejoin":"{token}"}}"#
-        ))
-        .await;
-    let w = again.recv().await;
+    let (mut again, w) = ada_back(&n2, "r", &token).await;
     assert_eq!(w["type"], "welcome", "{w}");
     if let Some(bob) = bob.as_mut() {
         let mut heard = events(bob, 2, WAIT).await;
@@ -850,13 +856,7 @@ async fn a_rejoin_through_another_node_replaces_the_old_membership() {
         .await;
     guess.expect_error("room-full").await;
 
-    let mut again = Client::connect(&b).await;
-    again
-        .send(format!(
-            r#"{{"type":"join","room":"full","name":"Ada","rejoin":"{token}"}}"#
-        ))
-        .await;
-    let w = again.recv().await;
+    let (_again, w) = ada_back(&b, "full", &token).await;
     assert_eq!(w["type"], "welcome", "the full room takes her back: {w}");
     let new = id(&w);
     let peers: Vec<&str> = w["peers"]
