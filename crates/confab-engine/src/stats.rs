@@ -325,6 +325,10 @@ impl VideoBook {
         if let Some(last) = self.last_frame {
             let gap = now.saturating_duration_since(last).as_secs_f64() * 1000.0;
             if gap > FREEZE_MS {
+                tracing::debug!(
+                    gap_ms = gap as u64,
+                    "a freeze: no new picture for that long"
+                );
                 self.stats.freezes += 1;
                 self.stats.freeze_ms_total += gap;
             }

@@ -68,3 +68,17 @@ pub fn write_figures<T: serde::Serialize>(out: &Path, name: &'static str, value:
     println!("figures written to {}", path.display());
     Ok(())
 }
+
+/// Where a confab-peer's log goes: with `CONFAB_BENCH_LOG_DIR` set, `NAME.log` there (each run
+/// overwrites the last; the peer's `RUST_LOG` is the bench's), else nowhere.
+pub(crate) fn peer_log(name: &str) -> Result<Stdio> {
+    match std::env::var_os("CONFAB_BENCH_LOG_DIR") {
+        Some(dir) => {
+            let path = Path::new(&dir).join(format!("{name}.log"));
+            let file = std::fs::File::create(&path)
+                .with_context(|| format!("making {}", path.display()))?;
+            Ok(file.into())
+        }
+        None => Ok(Stdio::null()),
+    }
+}

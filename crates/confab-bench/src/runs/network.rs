@@ -11,7 +11,7 @@ use confab_bench::procs::Killed;
 use confab_bench::reports::PeerReport;
 use serde::Serialize;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// A network condition: its name in the table, what both peers' `--impair` says, and a
 /// blackout (`AT:FOR` seconds) if any.
@@ -256,21 +256,21 @@ fn one(
             .args(["--duration", &duration.to_string(), "--stats-json"])
             .arg(out)
             .args(extra)
-            .stderr(Stdio::null());
+            .stderr(super::peer_log(name)?);
         if let Some(b) = &blackout {
             cmd.args(["--blackout", b]);
         }
-        cmd
+        anyhow::Ok(cmd)
     };
     let (ja, jb) = (dir.join("a.json"), dir.join("b.json"));
     let mut b = Killed(
-        peer("B", &["--auto-accept", "--audio", "tone:660"], &jb)
+        peer("B", &["--auto-accept", "--audio", "tone:660"], &jb)?
             .spawn()
             .context("starting confab-peer B")?,
     );
     std::thread::sleep(std::time::Duration::from_millis(500));
     let mut a = Killed(
-        peer("A", &["--call", "--audio", "tone:440"], &ja)
+        peer("A", &["--call", "--audio", "tone:440"], &ja)?
             .spawn()
             .context("starting confab-peer A")?,
     );

@@ -355,8 +355,8 @@ impl Call<'_> {
                 .arg(out)
                 .args(extra)
                 .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            ns.spawn(cmd)
+                .stderr(super::peer_log(name)?);
+            anyhow::Ok(ns.spawn(cmd)?)
         };
         let (ja, jb) = (dir.join("a.json"), dir.join("b.json"));
         let b_args = ["--auto-accept", "--audio", "tone:660"];

@@ -238,6 +238,7 @@ impl MediaHub {
                     vec![Box::new(pli)]
                 };
                 if track.write_rtcp(packets).await.is_ok() {
+                    tracing::debug!(link, ?stream, "asked for a keyframe");
                     last_pli = Some(Instant::now());
                     if let Some(b) = self.links.lock().get_mut(&link) {
                         b.book(stream).stats.keyframe_requests += 1;

@@ -337,6 +337,14 @@ impl MediaHub {
                 let key = owed.contains(&(codec, scale));
                 let encoded = match enc.encode(picture, key) {
                     Ok(Some(e)) => {
+                        if e.keyframe {
+                            tracing::trace!(
+                                ?scale,
+                                bytes = e.data.len(),
+                                target,
+                                "keyframe encoded"
+                            );
+                        }
                         if key {
                             owed.retain(|o| *o != (codec, scale));
                         }
