@@ -14,18 +14,27 @@
 //! delay half misses it at video's packet rates: on overuse the estimate comes down to
 //! [`OVERUSE_FACTOR`] times what was acknowledged (libwebrtc's 0.85), and is held like after
 //! loss, so a line's queue drains instead of filling until it drops.
+//!
+//! A queue that already stands (a call that started several times faster than its line) is
+//! seen from the one-way delay over its least ([`StandingQueue`]); the estimate then comes
+//! down far enough under what was delivered to drain it in about a second. Heavy loss
+//! (a queue overflowing) brings it to no more than what was delivered at once. What was
+//! acknowledged is measured on the far end's clock ([`Delivered`]).
 
 use super::trendline::{Trend, Trendline};
 use crate::media::LineReading;
 use rtc::interceptor::{
-    ArrivalGroupAccumulator, BandwidthEstimator, EstimatorStats, Gcc, PacketReport, RateCalculator,
+    ArrivalGroupAccumulator, BandwidthEstimator, EstimatorStats, Gcc, PacketReport,
 };
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Below this loss the line is healthy and the estimate may climb; above the high one it falls.
 const LOW_LOSS: f64 = 0.02;
 const HIGH_LOSS: f64 = 0.10;
+/// Above this loss the estimate comes down to at most what was delivered at once.
+const HEAVY_LOSS: f64 = 0.2;
 /// Climb per step on a healthy line.
 const GROWTH: f64 = 1.05;
 /// Between two changes, so each is seen before the next.
@@ -45,11 +54,119 @@ const MAX_HOLD: Duration = Duration::from_secs(160);
 const FORGET_AFTER: Duration = Duration::from_secs(60);
 /// On a growing queue the estimate comes down to this times what was acknowledged.
 const OVERUSE_FACTOR: f64 = 0.85;
+/// On a standing queue, to at least this times what was acknowledged.
+const DRAIN_FLOOR: f64 = 0.5;
+
+/// A queue that has stood for a while: every packet of two reports in a row took at least
+/// [`StandingQueue::LIMIT`] longer than the quickest packets of the last 10-20 s. The trend
+/// ([`super::trendline`]) sees a queue while it grows, after 20 groups of packets; a call
+/// that starts at several times its line's rate (1.5 Mbit/s on 300 kbit/s) fills a deep queue
+/// faster than that (kernel lab: 0.57 s of delay 0.6 s after the first report, the trend
+/// seeing it only a second later), and a queue that is full no longer grows. Packets'
+/// departures are on this clock, their arrivals on the far end's: what is compared is the
+/// difference against its own least, which the clocks' offset does not change.
+#[derive(Debug, Default)]
+struct StandingQueue {
+    origin: Option<Instant>,
+    /// The least one-way delay (plus the clocks' offset, ms) in the current and the last
+    /// [`Self::BUCKET`], and when the current one began.
+    least: (Option<f64>, Option<f64>, Option<Instant>),
+    /// The last report's delay over the least.
+    last_over: Option<Duration>,
+}
+
+impl StandingQueue {
+    const LIMIT: Duration = Duration::from_millis(150);
+    const BUCKET: Duration = Duration::from_secs(10);
+
+    /// One report's packets at `now`: how long a queue has stood, if one has.
+    fn report(&mut self, now: Instant, reports: &[PacketReport]) -> Option<Duration> {
+        let origin = *self.origin.get_or_insert(now);
+        let quickest = reports
+            .iter()
+            .filter_map(|r| {
+                let arrived = r.arrival?.as_secs_f64() * 1000.0;
+                // Signed: a report may name packets that left before the first one's did.
+                let left = if r.departure >= origin {
+                    r.departure.duration_since(origin).as_secs_f64()
+                } else {
+                    -origin.duration_since(r.departure).as_secs_f64()
+                } * 1000.0;
+                Some(arrived - left)
+            })
+            .reduce(f64::min)?;
+        let (cur, prev, since) = &mut self.least;
+        if since.is_none_or(|t| now.saturating_duration_since(t) >= Self::BUCKET) {
+            *prev = *cur;
+            *cur = None;
+            *since = Some(now);
+        }
+        *cur = Some(cur.map_or(quickest, |c| c.min(quickest)));
+        let least = match (*cur, *prev) {
+            (Some(c), Some(p)) => c.min(p),
+            (c, p) => c.or(p)?,
+        };
+        let over = Duration::from_secs_f64(((quickest - least) / 1000.0).clamp(0.0, 10.0));
+        let standing = (over >= Self::LIMIT).then_some(over);
+        let was = self.last_over.replace(over);
+        tracing::trace!(
+            queued_ms = over.as_millis() as u64,
+            "one-way delay over its least"
+        );
+        standing.filter(|_| was.is_some_and(|w| w >= Self::LIMIT))
+    }
+}
+
+/// What the far end received over the last [`ACKED_WINDOW`] of its arrivals, timed by its own
+/// clock: the bytes that arrived after the first arrival of the window, over the time since
+/// it. webrtc's `RateCalculator` timed packets by when their report came, and counted a
+/// report's bytes as arriving at the start of the span that report opened: in a call's first
+/// reports it read a 300 kbit/s line as up to 1.9 Mbit/s delivered, so a line that had filled
+/// was brought down to 85 % of that, still far over it (kernel lab).
+#[derive(Debug, Default)]
+struct Delivered {
+    /// Arrival (far clock) and size of each packet in the window, in the order reported.
+    packets: VecDeque<(Duration, usize)>,
+    newest: Duration,
+}
+
+impl Delivered {
+    /// The span delivered rate is taken over at the least (less is a burst's rate).
+    const MIN_SPAN: Duration = Duration::from_millis(100);
+
+    fn add(&mut self, arrival: Duration, size: usize) {
+        self.newest = self.newest.max(arrival);
+        self.packets.push_back((arrival, size));
+        while self
+            .packets
+            .front()
+            .is_some_and(|(at, _)| *at + ACKED_WINDOW < self.newest)
+        {
+            self.packets.pop_front();
+        }
+    }
+
+    /// Bits a second delivered (`None` until the window spans [`Self::MIN_SPAN`]).
+    fn rate(&self) -> Option<f64> {
+        let first = self.packets.iter().map(|(at, _)| *at).min()?;
+        let span = self.newest.saturating_sub(first);
+        if span < Self::MIN_SPAN {
+            return None;
+        }
+        let bytes: usize = self
+            .packets
+            .iter()
+            .filter(|(at, _)| *at > first)
+            .map(|(_, size)| size)
+            .sum();
+        Some(bytes as f64 * 8.0 / span.as_secs_f64())
+    }
+}
 
 pub(super) struct LineEstimate {
     /// For its delay-based half.
     gcc: Gcc,
-    acked: RateCalculator,
+    acked: Delivered,
     target: f64,
     min: f64,
     max: f64,
@@ -66,6 +183,8 @@ pub(super) struct LineEstimate {
     trend: Trendline,
     /// The origin of the trend's time axis.
     epoch: Option<Instant>,
+    /// The queue the line holds, from the one-way delay.
+    queue: StandingQueue,
 }
 
 impl LineEstimate {
@@ -74,7 +193,7 @@ impl LineEstimate {
         published.set_estimate_bps(target);
         LineEstimate {
             gcc: Gcc::new(start, min, max),
-            acked: RateCalculator::new(ACKED_WINDOW),
+            acked: Delivered::default(),
             target,
             min,
             max,
@@ -86,6 +205,7 @@ impl LineEstimate {
             groups: ArrivalGroupAccumulator::default(),
             trend: Trendline::default(),
             epoch: None,
+            queue: StandingQueue::default(),
         }
     }
 
@@ -102,7 +222,15 @@ impl LineEstimate {
         self.capped_until = Some(now + self.hold);
     }
 
-    fn update(&mut self, now: Instant, lost: usize, total: usize, overuse: bool) {
+    /// `queued`: the line holds a standing queue of that long (see [`StandingQueue`]).
+    fn update(
+        &mut self,
+        now: Instant,
+        lost: usize,
+        total: usize,
+        overuse: bool,
+        queued: Option<Duration>,
+    ) {
         if total == 0 {
             return;
         }
@@ -113,14 +241,36 @@ impl LineEstimate {
             .last_change
             .is_none_or(|last| now.saturating_duration_since(last) >= INTERVAL);
         let was = self.target;
-        let acked = self.acked.rate_bits_per_second(now);
-        if due && overuse {
+        let acked = self.acked.rate();
+        tracing::trace!(
+            lost,
+            total,
+            average,
+            overuse,
+            due,
+            acked_kbps = acked.map(|b| b / 1000.0),
+            kbps = self.target / 1000.0,
+            pacer_ms = self.published.pacer_queue_ms(),
+            feedback_rtt_ms = self.published.feedback_rtt_ms(),
+            rtt_ms = self.published.rtt_ms(),
+            "feedback"
+        );
+        if let (true, Some(q)) = (due, queued) {
+            // A line full for a while: under what it delivered, by enough to drain the queue
+            // in about a second (at 85 % it would take seconds to, and each of them is
+            // that much delay on every picture and word).
+            let factor = (OVERUSE_FACTOR - q.as_secs_f64()).max(DRAIN_FLOOR);
+            let under = acked.map_or(self.target * factor, |a| a * factor);
+            self.target = self.target.min(under);
+            self.last_change = Some(now);
+            self.hold_after_congestion(now);
+        } else if due && overuse {
             // The queue grows: under what the line delivered, so that it drains.
             let under = acked.map_or(self.target * OVERUSE_FACTOR, |a| a * OVERUSE_FACTOR);
             self.target = self.target.min(under);
             self.last_change = Some(now);
             self.hold_after_congestion(now);
-        } else if due && average.max(sample) < LOW_LOSS {
+        } else if due && queued.is_none() && average.max(sample) < LOW_LOSS {
             let grown = self.target * GROWTH;
             let capped = self.capped_until.is_some_and(|until| now < until);
             // Never below where it is: a sender that uses little of a wide line keeps its
@@ -134,6 +284,13 @@ impl LineEstimate {
             self.last_change = Some(now);
         } else if due && average.min(sample) > HIGH_LOSS {
             self.target *= 1.0 - 0.5 * average;
+            if average.min(sample) > HEAVY_LOSS {
+                // A queue overflowing, not a lossy radio: no more than was delivered (from
+                // 1 Mbit/s on a 300 kbit/s line, halving takes a second of 50 % loss).
+                if let Some(a) = acked {
+                    self.target = self.target.min(a);
+                }
+            }
             self.last_change = Some(now);
             self.hold_after_congestion(now);
         }
@@ -144,7 +301,7 @@ impl LineEstimate {
         if (self.target - was).abs() > was * 0.1 {
             tracing::debug!(
                 kbps = self.target / 1000.0,
-                acked_kbps = self.acked.rate_bits_per_second(now).map(|b| b / 1000.0),
+                acked_kbps = self.acked.rate().map(|b| b / 1000.0),
                 loss = average,
                 "bandwidth estimate"
             );
@@ -160,7 +317,19 @@ impl BandwidthEstimator for LineEstimate {
         }
         self.gcc.on_reports(now, reports);
         for r in reports.iter().filter(|r| r.arrived) {
-            self.acked.add(now, r.size);
+            if let Some(at) = r.arrival {
+                self.acked.add(at, r.size);
+            }
+        }
+        // The newest packet acknowledged waited least for its report.
+        if let Some(r) = reports
+            .iter()
+            .filter(|r| r.arrived)
+            .max_by_key(|r| r.departure)
+        {
+            let ms = now.saturating_duration_since(r.departure).as_millis();
+            self.published
+                .set_feedback_rtt_ms(ms.clamp(1, 10_000) as u32);
         }
         let mut overuse = false;
         for r in reports {
@@ -171,7 +340,8 @@ impl BandwidthEstimator for LineEstimate {
             }
         }
         let lost = reports.iter().filter(|r| !r.arrived).count();
-        self.update(now, lost, reports.len(), overuse);
+        let queued = self.queue.report(now, reports);
+        self.update(now, lost, reports.len(), overuse, queued);
     }
     fn target_bitrate(&self) -> f64 {
         self.target
@@ -190,10 +360,26 @@ impl BandwidthEstimator for LineEstimate {
     }
 }
 
+/// One packet's report, for the tests: arrived if it has an arrival time.
+#[cfg(test)]
+fn test_packet(id: u64, size: usize, left: Instant, arrival: Option<Duration>) -> PacketReport {
+    PacketReport {
+        ssrc: 1,
+        id,
+        rtp_sequence_number: id as u16,
+        is_twcc: true,
+        twcc_sequence_number: id as u16,
+        size,
+        arrived: arrival.is_some(),
+        departure: left,
+        arrival,
+        ecn: rtc::rtcp::transport_feedbacks::cc_feedback_report::Ecn::NotEct,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rtc::rtcp::transport_feedbacks::cc_feedback_report::Ecn;
 
     const START: f64 = 1_064_000.0;
 
@@ -224,18 +410,7 @@ mod tests {
                     } else {
                         true
                     };
-                    PacketReport {
-                        ssrc: 1,
-                        id,
-                        rtp_sequence_number: id as u16,
-                        is_twcc: true,
-                        twcc_sequence_number: id as u16,
-                        size: 200,
-                        arrived,
-                        departure: *t,
-                        arrival: arrived.then(|| t.duration_since(epoch)),
-                        ecn: Ecn::NotEct,
-                    }
+                    test_packet(id, 200, *t, arrived.then(|| t.duration_since(epoch)))
                 })
                 .collect();
             e.on_reports(*t, &reports);
@@ -321,9 +496,84 @@ mod tests {
 }
 
 #[cfg(test)]
+mod delivered_tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn packet(id: u64, left: Instant, arrived: Option<Duration>) -> PacketReport {
+        test_packet(id, 1000, left, arrived)
+    }
+
+    #[test]
+    fn a_300_kbit_line_reads_as_300_kbit_from_its_first_tenth_of_a_second() {
+        // 1000-byte packets every 26.7 ms: 300 kbit/s.
+        let mut d = Delivered::default();
+        let mut at = Duration::from_secs(5);
+        for i in 0..200 {
+            d.add(at, 1000);
+            at += Duration::from_micros(26_667);
+            if i >= 4 {
+                let r = d.rate().expect("a span of 100 ms");
+                assert!((295_000.0..305_000.0).contains(&r), "{i}: {r}");
+            }
+        }
+        // Packets arriving together (one report's time for all) do not read as a burst.
+        let mut d = Delivered::default();
+        for report in 0..40u64 {
+            for _ in 0..5 {
+                d.add(Duration::from_millis(100 * report), 750);
+            }
+        }
+        let r = d.rate().expect("a second");
+        assert!((295_000.0..305_000.0).contains(&r), "{r}");
+    }
+
+    #[test]
+    fn a_queue_that_stands_is_seen_and_one_that_spikes_or_an_offset_clock_is_not() {
+        let t0 = Instant::now();
+        // The far clock runs 3 s ahead: only differences matter.
+        let far = |t: Instant, delay_ms: u64| {
+            Some(t.duration_since(t0) + Duration::from_millis(3000 + delay_ms))
+        };
+        let mut q = StandingQueue::default();
+        let mut id = 0;
+        let mut report = |q: &mut StandingQueue, at_ms: u64, delay_ms: u64| {
+            let sent: Vec<PacketReport> = (0..5)
+                .map(|k| {
+                    id += 1;
+                    let left = t0 + Duration::from_millis(at_ms + k * 20);
+                    packet(id, left, far(left, delay_ms))
+                })
+                .collect();
+            q.report(t0 + Duration::from_millis(at_ms + 150), &sent)
+        };
+        for at in 0..10 {
+            assert_eq!(report(&mut q, at * 100, 20), None, "a steady path");
+        }
+        assert_eq!(report(&mut q, 1000, 400), None, "one report late: a spike");
+        assert_eq!(report(&mut q, 1100, 20), None);
+        assert_eq!(report(&mut q, 1200, 200), None, "not yet");
+        let stood = report(&mut q, 1300, 300).expect("two in a row");
+        assert!((stood.as_secs_f64() - 0.28).abs() < 1e-6, "{stood:?}");
+        assert_eq!(report(&mut q, 1400, 60), None, "drained");
+        // A report may name packets that left before the first report's did.
+        let mut q = StandingQueue::default();
+        let late = [packet(1, t0 + 100 * MS, far(t0 + 100 * MS, 20))];
+        q.report(t0 + 300 * MS, &late);
+        let early = [packet(0, t0, far(t0, 20))];
+        assert_eq!(q.report(t0 + 310 * MS, &early), None);
+        assert_eq!(
+            q.report(t0 + 320 * MS, &early),
+            None,
+            "the same delay, not a queue"
+        );
+    }
+}
+
+#[cfg(test)]
 mod queue_tests {
     use super::*;
-    use rtc::rtcp::transport_feedbacks::cc_feedback_report::Ecn;
 
     /// A sender putting out `bps` (1200-byte packets) into a line of `line` bps with `queue_s`
     /// of tail-drop queue, fed back every 50 ms, for `secs`; when (s) the estimate first went
@@ -345,18 +595,12 @@ mod queue_tests {
                 first_drop = first_drop.min(sent);
             }
             id += 1;
-            batch.push(PacketReport {
-                ssrc: 1,
+            batch.push(test_packet(
                 id,
-                rtp_sequence_number: id as u16,
-                is_twcc: true,
-                twcc_sequence_number: id as u16,
                 size,
-                arrived,
-                departure: epoch + Duration::from_secs_f64(sent),
-                arrival: arrived.then(|| Duration::from_secs_f64(start + service + 0.02)),
-                ecn: Ecn::NotEct,
-            });
+                epoch + Duration::from_secs_f64(sent),
+                arrived.then(|| Duration::from_secs_f64(start + service + 0.02)),
+            ));
             sent += gap;
             if sent >= next_report {
                 e.on_reports(epoch + Duration::from_secs_f64(sent + 0.03), &batch);
@@ -381,6 +625,20 @@ mod queue_tests {
             under < dropped,
             "under the line at {under} s, first drop at {dropped} s"
         );
+    }
+
+    /// A call starting well over its line (the kernel lab's 300 kbit/s tbf: 285 ms of queue):
+    /// under the line once 150 ms of queue have stood for two reports, before the queue drops
+    /// at 400 kbit/s, and a tenth of a second after it does at twice the line. (Before: 1.5 s,
+    /// both, after a second of drops.)
+    #[test]
+    fn a_line_much_narrower_than_the_start_is_found_before_or_as_its_queue_drops() {
+        let (under, dropped) = over_a_queue(400_000.0, 300_000.0, 0.285, 3.0, 300_000.0);
+        assert!(dropped > 0.8, "the lab's queue: {dropped}");
+        assert!(under < 0.6, "under the line at {under} s");
+        let (under, dropped) = over_a_queue(600_000.0, 300_000.0, 0.285, 3.0, 300_000.0);
+        assert!(dropped < 0.3, "{dropped}");
+        assert!(under < 0.4, "under the line at {under} s");
     }
 
     /// A sender under the line builds no queue: the estimate is left alone.

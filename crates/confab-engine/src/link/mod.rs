@@ -10,6 +10,7 @@ mod estimate;
 mod nack;
 mod pacer;
 mod quality;
+mod resend;
 mod trendline;
 
 pub use build::new_certificate_pem;

@@ -13,6 +13,9 @@
 //! keyframe in the pacer's queue on a narrow line they would wait a quarter of a second and
 //! reach the jitter buffer late (concealed, or a longer delay for the whole call). Its bits
 //! are still taken from the pacer's budget, so audio and video together keep to its rate.
+//!
+//! Resends pass [`super::resend::ResendGate`] first: not one the far end asked for again
+//! within a round trip, and no more than a share of the line.
 
 use crate::media::LineReading;
 use rtc::interceptor::Packet;
@@ -54,6 +57,45 @@ pub(super) struct LinePacer {
     audio: std::collections::HashSet<u32>,
     /// Audio packets handed in and not yet taken.
     unpaced: std::collections::VecDeque<TaggedPacket>,
+    /// The local streams' RTX SSRCs: a resend on one names its packet in its payload.
+    rtx: std::collections::HashSet<u32>,
+    resends: super::resend::ResendGate,
+    offered: Offered,
+}
+
+/// What is handed to the pacer, by kind, logged at trace level every half second (how the
+/// resend storm at a narrow line's start was found).
+#[derive(Default)]
+struct Offered {
+    since: Option<Instant>,
+    bits: [f64; 3],
+}
+
+impl Offered {
+    const RESENDS: usize = 0;
+    const VIDEO: usize = 1;
+    const AUDIO: usize = 2;
+
+    fn note(&mut self, kind: usize, bits: f64, now: Instant, queue_ms: u32) {
+        self.bits[kind] += bits;
+        let span = now
+            .saturating_duration_since(*self.since.get_or_insert(now))
+            .as_secs_f64();
+        if span >= 0.5 {
+            let kbps = |k: usize| self.bits[k] / span / 1000.0;
+            tracing::trace!(
+                resends_kbps = kbps(Self::RESENDS),
+                video_kbps = kbps(Self::VIDEO),
+                audio_kbps = kbps(Self::AUDIO),
+                queue_ms,
+                "offered to the pacer"
+            );
+            *self = Offered {
+                since: Some(now),
+                bits: [0.0; 3],
+            };
+        }
+    }
 }
 
 /// The SSRC of an RTP packet.
@@ -84,6 +126,24 @@ impl LinePacer {
             reading,
             audio: Default::default(),
             unpaced: Default::default(),
+            rtx: Default::default(),
+            resends: Default::default(),
+            offered: Default::default(),
+        }
+    }
+
+    /// The packet a resend carries: its stream and sequence number (RFC 4588: an RTX packet
+    /// carries the original's sequence number first in its payload).
+    fn resent_key(&self, msg: &TaggedPacket) -> Option<super::resend::PacketKey> {
+        let Packet::Rtp(p) = &msg.message.packet else {
+            return None;
+        };
+        let ssrc = p.header.ssrc;
+        if self.rtx.contains(&ssrc) {
+            let osn = p.payload.get(..2)?;
+            Some((ssrc, u16::from_be_bytes([osn[0], osn[1]])))
+        } else {
+            Some((ssrc, p.header.sequence_number))
         }
     }
 
@@ -134,12 +194,38 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for LinePacer {
         self.inner.poll_read()
     }
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        if msg.message.has(&Attribute::Retransmission) && self.queue_ms() > STALE_RETRANSMISSION_MS
-        {
-            // It would arrive too late to be played: after a blackout the peer asks again for
-            // every packet it missed, and sending them all would hold the line for a minute.
-            // Its receiver asks for a keyframe instead.
-            return Ok(());
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let kind = if msg.message.has(&Attribute::Retransmission) {
+                Offered::RESENDS
+            } else if rtp_ssrc(&msg).is_some_and(|ssrc| self.audio.contains(&ssrc)) {
+                Offered::AUDIO
+            } else {
+                Offered::VIDEO
+            };
+            let queue_ms = self.queue_ms();
+            self.offered.note(kind, rtp_bits(&msg), msg.now, queue_ms);
+        }
+        if msg.message.has(&Attribute::Retransmission) {
+            if self.queue_ms() > STALE_RETRANSMISSION_MS {
+                // It would arrive too late to be played: after a blackout the peer asks again
+                // for every packet it missed, and sending them all would hold the line for a
+                // minute. Its receiver asks for a keyframe instead.
+                return Ok(());
+            }
+            // The fresher round trip, and the longer: a resend is on its way that long.
+            let rtt = match self.reading.rtt_ms().max(self.reading.feedback_rtt_ms()) {
+                0 => None,
+                ms => Some(std::time::Duration::from_millis(ms.into())),
+            };
+            let estimate = self.inner.pacer().target_bitrate() / PACING_FACTOR;
+            if let Some(key) = self.resent_key(&msg) {
+                if !self
+                    .resends
+                    .allow(key, rtp_bits(&msg), msg.now, rtt, estimate)
+                {
+                    return Ok(());
+                }
+            }
         }
         if rtp_ssrc(&msg).is_some_and(|ssrc| self.audio.contains(&ssrc)) {
             // Bounded like the pacer's own queue: taken at once by the writer in practice.
@@ -196,10 +282,14 @@ impl Interceptor for LinePacer {
         if info.mime_type.to_ascii_lowercase().starts_with("audio/") {
             self.audio.insert(info.ssrc);
         }
+        self.rtx.extend(info.ssrc_rtx);
         self.inner.bind_local_stream(info)
     }
     fn unbind_local_stream(&mut self, info: &StreamInfo) {
         self.audio.remove(&info.ssrc);
+        if let Some(rtx) = info.ssrc_rtx {
+            self.rtx.remove(&rtx);
+        }
         self.inner.unbind_local_stream(info)
     }
     fn bind_remote_stream(&mut self, info: &StreamInfo) {

@@ -15,6 +15,11 @@ use std::time::{Duration, Instant};
 const BITS_PER_PIXEL: f64 = 1.0;
 /// Below this share of what its size needs, the picture steps down.
 const DOWN_BELOW: f64 = 0.5;
+/// Below this share it steps down at once, as far as the rate asks: a line found that much
+/// narrower than the picture (at a call's start, 1.5 Mbit/s assumed, 300 kbit/s found) is
+/// full already, and each second at the old size is a second of lost packets and keyframe
+/// requests, frozen. A dip of a healthy line is rarely that deep.
+const AT_ONCE_BELOW: f64 = 0.2;
 /// How long a rate must stay below (above) the threshold before the size changes.
 const DOWN_AFTER: Duration = Duration::from_secs(1);
 const UP_AFTER: Duration = Duration::from_secs(4);
@@ -52,10 +57,24 @@ impl Ladder {
     /// target of `bits` a second.
     pub(super) fn choose(&mut self, bits: u32, width: usize, height: usize, now: Instant) -> Scale {
         let bits = bits as f64;
+        let allowed = |s: Scale| width / s.divisor() >= MIN_WIDTH;
+        if bits < needs(width, height, self.scale) * AT_ONCE_BELOW {
+            let mut to = self.scale;
+            while let Some(down) = to.smaller().filter(|d| allowed(*d)) {
+                to = down;
+                if bits >= needs(width, height, to) * DOWN_BELOW {
+                    break;
+                }
+            }
+            if to != self.scale {
+                self.scale = to;
+                self.pending = None;
+                return self.scale;
+            }
+        }
         let want = match (self.scale.smaller(), self.scale.larger()) {
             (Some(down), _)
-                if width / down.divisor() >= MIN_WIDTH
-                    && bits < needs(width, height, self.scale) * DOWN_BELOW =>
+                if allowed(down) && bits < needs(width, height, self.scale) * DOWN_BELOW =>
             {
                 down
             }
@@ -120,6 +139,28 @@ mod tests {
         assert_eq!(run(&mut l, &mut t, 2_000_000, 3.0), Scale::Quarter);
         assert_eq!(run(&mut l, &mut t, 2_000_000, 1.5), Scale::Half);
         assert_eq!(run(&mut l, &mut t, 2_000_000, 4.5), Scale::Full);
+    }
+
+    #[test]
+    fn a_line_found_far_narrower_than_the_picture_steps_down_at_once_as_far_as_it_asks() {
+        let (mut l, mut t) = (Ladder::default(), Instant::now());
+        t += Duration::from_millis(33);
+        assert_eq!(l.choose(1_300_000, 1280, 720, t), Scale::Full);
+        // 150 kbit/s: under a fifth of 720p's need (921k), over half of 360p's (115k).
+        t += Duration::from_millis(33);
+        assert_eq!(l.choose(150_000, 1280, 720, t), Scale::Half, "at once");
+        let (mut l, mut t) = (Ladder::default(), Instant::now());
+        t += Duration::from_millis(33);
+        l.choose(1_300_000, 1280, 720, t);
+        t += Duration::from_millis(33);
+        assert_eq!(
+            l.choose(87_000, 1280, 720, t),
+            Scale::Quarter,
+            "two steps at once"
+        );
+        // Back up as before: one step at a time, after the wait.
+        assert_eq!(run(&mut l, &mut t, 2_000_000, 3.0), Scale::Quarter);
+        assert_eq!(run(&mut l, &mut t, 2_000_000, 1.5), Scale::Half);
     }
 
     #[test]

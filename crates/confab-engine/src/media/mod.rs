@@ -187,6 +187,11 @@ pub struct LineReading {
     camera_divisor: AtomicU32,
     /// The path's round trip, ms (0: not measured yet).
     rtt_ms: AtomicU32,
+    /// The round trip the congestion controller's last feedback showed, ms (0: none yet): a
+    /// packet's departure to its acknowledgement's arrival, fresh with every report (the
+    /// stats' round trip is a second old, and on a line that has just filled it is the
+    /// empty line's).
+    feedback_rtt_ms: AtomicU32,
     /// Packets asked for again (NACK) from this link's far end, since it began.
     nacked: AtomicU64,
 }
@@ -221,6 +226,12 @@ impl LineReading {
     }
     pub fn set_rtt_ms(&self, ms: u32) {
         self.rtt_ms.store(ms, Ordering::Relaxed);
+    }
+    pub fn feedback_rtt_ms(&self) -> u32 {
+        self.feedback_rtt_ms.load(Ordering::Relaxed)
+    }
+    pub fn set_feedback_rtt_ms(&self, ms: u32) {
+        self.feedback_rtt_ms.store(ms, Ordering::Relaxed);
     }
 }
 
