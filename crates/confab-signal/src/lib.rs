@@ -254,15 +254,11 @@ impl SignalServer {
             }
         };
         if let (Some(rx), Some(sfu)) = (sfu_rx, &config.limits.sfu) {
-            let after = config.sfu_remove_after;
-            // A lone server knows every member at once; a node of a cluster may not have heard
-            // of a join yet, so it leaves tokens it does not know on the list.
-            let lone = config.redis.is_none();
             tracker.spawn(sfu::ops_loop(
                 sfu.clone(),
                 hub.clone(),
-                after,
-                lone,
+                cluster.as_ref().map(|(store, _)| store.clone()),
+                config.sfu_remove_after,
                 rx,
                 cancel.clone(),
             ));

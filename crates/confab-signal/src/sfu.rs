@@ -22,6 +22,7 @@
 //! room whose work does not fit the queue is noted, and made good from the rooms as they are
 //! once the shell gets to it), and a media server that is down costs a warning, not a join.
 
+use crate::cluster::Store;
 use crate::hub::Hub;
 use confab_janus::{Janus, JanusError, RoomSpec, NO_SUCH_FEED};
 use confab_rooms::{Sfu, SfuMembers, SfuOp};
@@ -585,11 +586,14 @@ impl Retries {
 pub async fn ops_loop(
     sfu: Sfu,
     hub: Arc<Hub>,
+    store: Option<Arc<Store>>,
     remove_after: Duration,
-    lone: bool,
     inbox: SfuInbox,
     cancel: CancellationToken,
 ) {
+    // A lone server knows every member at once; a node of a cluster may not have heard of a
+    // join yet, so it leaves tokens it does not know on the list.
+    let lone = store.is_none();
     let SfuInbox { mut ops, missed } = inbox;
     let mut admin: Option<Admin> = None;
     let mut schedule = Schedule::default();
@@ -636,7 +640,7 @@ pub async fn ops_loop(
             },
             _ = missed.bell.notified() => {
                 let work = resync(missed.take(), &hub, &mut schedule, remove_after, lone);
-                if let Some(ok) = run_due(work, &sfu, &mut admin, &hub, &schedule, &mut retries, lone, lone).await {
+                if let Some(ok) = run_due(work, &sfu, &mut admin, &hub, store.as_deref(), &mut schedule, &mut retries, lone, lone, remove_after).await {
                     unreachable = !ok;
                 }
                 idle_since = Instant::now();
@@ -644,10 +648,10 @@ pub async fn ops_loop(
             }
             _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                 let now = Instant::now();
-                let ready = schedule.take_due(now, |room| in_use(&hub, room));
+                let ready = schedule.take_due(now, |room| held(&hub, room));
                 // Due kicks sweep in a cluster too (the wait let joins arrive).
                 let ready = ready.into_iter().map(|d| (0, d)).collect();
-                if let Some(ok) = run_due(ready, &sfu, &mut admin, &hub, &schedule, &mut retries, lone, true).await {
+                if let Some(ok) = run_due(ready, &sfu, &mut admin, &hub, store.as_deref(), &mut schedule, &mut retries, lone, true, remove_after).await {
                     unreachable = !ok;
                 }
                 idle_since = Instant::now();
@@ -655,7 +659,7 @@ pub async fn ops_loop(
             }
             _ = tokio::time::sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => {
                 let again = retries.take_due(Instant::now());
-                if let Some(ok) = run_due(again, &sfu, &mut admin, &hub, &schedule, &mut retries, lone, lone).await {
+                if let Some(ok) = run_due(again, &sfu, &mut admin, &hub, store.as_deref(), &mut schedule, &mut retries, lone, lone, remove_after).await {
                     unreachable = !ok;
                 }
                 idle_since = Instant::now();
@@ -742,7 +746,7 @@ fn resync(
                 },
             ));
         }
-        if !in_use(hub, &room) {
+        if !held(hub, &room) {
             if !schedule.later(SfuOp::Remove { room }, later) {
                 tracing::warn!("too much work waiting for the SFU: a removal dropped");
             }
@@ -789,10 +793,12 @@ async fn run_due(
     sfu: &Sfu,
     admin: &mut Option<Admin>,
     hub: &Hub,
-    schedule: &Schedule,
+    store: Option<&Store>,
+    schedule: &mut Schedule,
     retries: &mut Retries,
     lone: bool,
     sweep: bool,
+    remove_after: Duration,
 ) -> Option<bool> {
     let mut reached = None;
     for (tries, due) in due {
@@ -802,6 +808,24 @@ async fn run_due(
             let Some(work) = afresh(&due, hub, schedule, lone, sweep) else {
                 continue;
             };
+            if let Work::Remove(room) = &work {
+                match still_wanted(store, hub, room).await {
+                    Some(false) => {}
+                    Some(true) => {
+                        tracing::debug!(room, "in use through another node: not removed");
+                        continue;
+                    }
+                    None => {
+                        // Cut off from the store: this node has let the others' people go
+                        // and cannot tell. Asked again after the wait, until it can.
+                        let again = SfuOp::Remove { room: room.clone() };
+                        if !schedule.later(again, Instant::now() + remove_after) {
+                            tracing::warn!("too much work waiting for the SFU: a removal dropped");
+                        }
+                        continue;
+                    }
+                }
+            }
             if tries > 0 {
                 tracing::info!(?work, tries, "trying the media server again");
             }
@@ -820,7 +844,27 @@ async fn run_due(
 /// Whether someone may still be in `room` ([`confab_rooms::Rooms::room_in_use`]); always on a
 /// node cut off from the store (it has let the other nodes' people go, and cannot tell).
 fn in_use(hub: &Hub, room: &str) -> bool {
-    hub.store_healthy() == Some(false) || hub.read_rooms(|r| r.room_in_use(room))
+    hub.store_healthy() == Some(false) || held(hub, room)
+}
+
+/// Whether this server holds someone in `room` (or someone joining it). On a node of a
+/// cluster that is not the last word on a removal: someone may have joined through another
+/// node, or (cut off from the store) this node cannot tell; [`still_wanted`] asks the store.
+fn held(hub: &Hub, room: &str) -> bool {
+    hub.read_rooms(|r| r.room_in_use(room))
+}
+
+/// On a node of a cluster, whether the VideoRoom room of `room` is still wanted elsewhere:
+/// `Some(true)` if the store holds someone of another node in it (joined there while this one
+/// waited to remove it), `Some(false)` if nobody, `None` if the store cannot be asked (cut
+/// off: the removal waits). A lone server holds every member: `Some(false)`.
+async fn still_wanted(store: Option<&Store>, hub: &Hub, room: &str) -> Option<bool> {
+    match store {
+        None => Some(false),
+        // Known to be cut off: not worth the store's answer time.
+        Some(_) if hub.store_healthy() == Some(false) => None,
+        Some(s) => s.others_in(room).await,
+    }
 }
 
 /// The work for `due`, made from the rooms as they are now: none if it is moot (a room to
@@ -852,7 +896,7 @@ fn afresh(due: &Due, hub: &Hub, schedule: &Schedule, lone: bool, sweep: bool) ->
             room,
             feeds,
             tokens,
-        } if in_use(room) || schedule.rooms.contains_key(room) => {
+        } if held(hub, room) || schedule.rooms.contains_key(room) => {
             (!feeds.is_empty()).then(|| kick(room, feeds, tokens))
         }
         Due::Remove { room, .. } => Some(Work::Remove(room.clone())),

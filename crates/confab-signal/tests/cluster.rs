@@ -742,6 +742,83 @@ async fn a_cut_off_node_leaves_the_others_at_the_sfu() {
     j.close().await;
 }
 
+/// Whether the VideoRoom room `room` is at Janus (its participants can be listed).
+async fn stands_at_janus(j: &mut confab_janus::Janus, handle: u64, room: u64) -> bool {
+    let list = serde_json::json!({"request": "listparticipants", "room": room});
+    j.plugin("listing", handle, list).await.is_ok()
+}
+
+/// Mallory (node 2) and then Ada (node 1) leave a room whose calls go through a real Janus:
+/// node 1 holds nobody in it any more and is to remove its VideoRoom room after the wait
+/// (500 ms here). Within the wait Cy joins the room through node 2 and sits at Janus. Node 1
+/// must not destroy the room under her: before a removal a node asks the store whether
+/// anyone is in the room (before, it went by its own rooms alone, which no longer held it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_joined_through_another_node_within_the_wait_stays_at_the_sfu() {
+    let (cluster, mut ada, sfu, mut mallory, _hers, mut j) = ada_and_mallory_across_nodes().await;
+    let room = sfu["room"].as_u64().unwrap();
+    mallory.send(r#"{"type":"leave"}"#.to_owned()).await;
+    let left = tokio::time::timeout(WAIT, ada.recv())
+        .await
+        .expect("Ada hears it");
+    assert_eq!(left["type"], "peer-left", "{left}");
+    ada.send(r#"{"type":"leave"}"#.to_owned()).await;
+    let mut cy = Client::connect(&cluster.nodes[1]).await;
+    let cys = cy.join("big", "Cy").await["sfu"].clone();
+    assert_eq!(cys["room"], sfu["room"]);
+    let cy_at = sit_at_janus(&mut j, &cys, cys["feed"].as_u64().unwrap(), &cys["token"])
+        .await
+        .expect("Cy sits at Janus");
+    // Past node 1's wait.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        stands_at_janus(&mut j, cy_at, room).await,
+        "the VideoRoom room was destroyed under Cy"
+    );
+    let cy_feed = cys["feed"].as_u64().unwrap();
+    assert!(at_janus(&mut j, cy_at, room).await.contains(&cy_feed));
+    j.close().await;
+}
+
+/// Node 1 is cut off from Redis; Mallory leaves through node 2 at once (node 2 still counts
+/// Ada: no removal there), then Ada through node 1 once it has let Mallory go: the room is
+/// empty, but node 1 cannot tell (it has let the others' people go), so it does not remove
+/// the VideoRoom room then. Once the split heals it asks again and removes it (before, the
+/// removal was dropped and the room stayed at Janus until the room emptied again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_emptied_during_a_split_goes_once_it_heals() {
+    let (cluster, mut ada, sfu, mut mallory, _hers, mut j) =
+        ada_and_mallory_across_nodes_through(true).await;
+    let room = sfu["room"].as_u64().unwrap();
+    let watcher = j.attach().await.unwrap();
+    let link = cluster.link.as_ref().unwrap();
+    link.cut();
+    mallory.send(r#"{"type":"leave"}"#.to_owned()).await;
+    let n1 = &cluster.nodes[0];
+    until("node 1 notices", || n1.store_healthy() == Some(false)).await;
+    let left = tokio::time::timeout(Duration::from_secs(10), ada.recv())
+        .await
+        .expect("Mallory leaves Ada's view");
+    assert_eq!(left["type"], "peer-left", "{left}");
+    ada.send(r#"{"type":"leave"}"#.to_owned()).await;
+    // Past the wait (500 ms), cut off: the room stands.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        stands_at_janus(&mut j, watcher, room).await,
+        "removed while cut off"
+    );
+    link.heal();
+    let deadline = Instant::now() + WAIT;
+    while stands_at_janus(&mut j, watcher, room).await {
+        assert!(
+            Instant::now() < deadline,
+            "the emptied room is still at Janus after the split healed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    j.close().await;
+}
+
 /// Ada on one node and Mallory on another share a room whose calls go through a real Janus.
 /// Mallory joins the VideoRoom room under her own feed and, with her token, under one of her
 /// making, then leaves. Her node kicks her own feed at once, and Ada's node the other when
