@@ -15,7 +15,7 @@
 //! are still taken from the pacer's budget, so audio and video together keep to its rate.
 //!
 //! Resends pass [`super::resend::ResendGate`] first: not one the far end asked for again
-//! within a round trip, and no more than a share of the line.
+//! within 0.75 of a round trip, and no more than a share of the line.
 
 use crate::media::LineReading;
 use rtc::interceptor::Packet;
@@ -212,20 +212,29 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for LinePacer {
                 // minute. Its receiver asks for a keyframe instead.
                 return Ok(());
             }
-            // The fresher round trip, and the longer: a resend is on its way that long.
+            // The longer of the stats' round trip (a second old) and the last feedback's:
+            // a resend is on its way that long.
             let rtt = match self.reading.rtt_ms().max(self.reading.feedback_rtt_ms()) {
                 0 => None,
                 ms => Some(std::time::Duration::from_millis(ms.into())),
             };
             let estimate = self.inner.pacer().target_bitrate() / PACING_FACTOR;
-            if let Some(key) = self.resent_key(&msg) {
-                if !self
-                    .resends
-                    .allow(key, rtp_bits(&msg), msg.now, rtt, estimate)
-                {
+            let (key, bits) = (self.resent_key(&msg), rtp_bits(&msg));
+            if let Some(key) = key {
+                if !self.resends.allow(key, bits, msg.now, rtt, estimate) {
                     return Ok(());
                 }
             }
+            let queued = self.inner.queued();
+            self.inner.handle_write(msg)?;
+            if self.inner.queued() > queued {
+                self.held_bits += bits;
+                self.publish();
+            } else if let Some(key) = key {
+                // The pacer's queue was full: it did not go, and may be asked for again.
+                self.resends.refused(key, bits);
+            }
+            return Ok(());
         }
         if rtp_ssrc(&msg).is_some_and(|ssrc| self.audio.contains(&ssrc)) {
             // Bounded like the pacer's own queue: taken at once by the writer in practice.
@@ -337,6 +346,51 @@ mod tests {
             transport: Default::default(),
             message: AttributedPacket::new(Packet::Rtp(packet)),
         }
+    }
+
+    /// A resend on the RTX stream 9 of stream 1's packet `osn` (RFC 4588), its own `seq`.
+    fn rtx(seq: u16, osn: u16, now: Instant) -> TaggedPacket {
+        let mut payload = osn.to_be_bytes().to_vec();
+        payload.extend([0u8; 1000]);
+        let packet = rtc::rtp::packet::Packet {
+            header: Header {
+                sequence_number: seq,
+                ssrc: 9,
+                ..Default::default()
+            },
+            payload: payload.into(),
+        };
+        TaggedPacket {
+            now,
+            transport: Default::default(),
+            message: AttributedPacket::new(Packet::Rtp(packet)).with(Attribute::Retransmission),
+        }
+    }
+
+    #[test]
+    fn a_packet_asked_for_twice_within_a_round_trip_is_resent_once_on_its_rtx_stream() {
+        let t0 = Instant::now();
+        let reading = Arc::new(LineReading::default());
+        reading.set_rtt_ms(200);
+        let mut p = LinePacer::new(START, reading);
+        p.bind_local_stream(&StreamInfo {
+            ssrc: 1,
+            ssrc_rtx: Some(9),
+            mime_type: "video/VP8".into(),
+            ..Default::default()
+        });
+        let sent = |p: &mut LinePacer, m: TaggedPacket, now: Instant| {
+            p.handle_write(m).unwrap();
+            p.handle_timeout(now).unwrap();
+            std::iter::from_fn(|| p.poll_write()).count()
+        };
+        assert_eq!(sent(&mut p, rtx(100, 7, t0), t0), 1);
+        // Each resend has a sequence number of its own; the packet it carries is the same.
+        let soon = t0 + Duration::from_millis(60);
+        assert_eq!(sent(&mut p, rtx(101, 7, soon), soon), 0, "on its way");
+        assert_eq!(sent(&mut p, rtx(102, 8, soon), soon), 1, "another packet");
+        let later = t0 + Duration::from_millis(160);
+        assert_eq!(sent(&mut p, rtx(103, 7, later), later), 1, "lost again");
     }
 
     /// Sends a 60-packet keyframe (~0.57 Mbit) at `t0`; when its last packet leaves.

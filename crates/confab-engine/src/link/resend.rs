@@ -25,10 +25,11 @@ const BURST_SECS: f64 = 0.25;
 const APART_OF_RTT: f64 = 0.75;
 const MIN_APART: Duration = Duration::from_millis(20);
 const UNKNOWN_RTT: Duration = Duration::from_millis(100);
-/// How many resent packets are remembered (a second of a 2 Mbit/s video's packets).
+/// How many resent packets are remembered (2.5 s of a 2 Mbit/s video's packets).
 const REMEMBERED: usize = 512;
 
-/// A resent packet: its stream's SSRC and sequence number (the original stream's, for RTX).
+/// A resent packet: the SSRC it is resent on and the sequence number of the packet it carries
+/// (for RTX, the original's from its payload).
 pub(super) type PacketKey = (u32, u16);
 
 #[derive(Debug, Default)]
@@ -85,6 +86,15 @@ impl ResendGate {
             }
         }
         true
+    }
+}
+
+impl ResendGate {
+    /// The resend of `key` that [`Self::allow`] let through did not go after all (the
+    /// pacer's queue was full): its bits back, and it may be resent when asked again.
+    pub(super) fn refused(&mut self, key: PacketKey, bits: f64) {
+        self.last.remove(&key);
+        self.budget += bits;
     }
 }
 
