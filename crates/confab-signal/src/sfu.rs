@@ -808,24 +808,43 @@ async fn run_due(
             let Some(work) = afresh(&due, hub, schedule, lone, sweep) else {
                 continue;
             };
-            if let Work::Remove(room) = &work {
-                match still_wanted(store, hub, room).await {
-                    Some(false) => {}
-                    Some(true) => {
-                        tracing::debug!(room, "in use through another node: not removed");
-                        continue;
-                    }
-                    None => {
-                        // Cut off from the store: this node has let the others' people go
-                        // and cannot tell. Asked again after the wait, until it can.
-                        let again = SfuOp::Remove { room: room.clone() };
-                        if !schedule.later(again, Instant::now() + remove_after) {
-                            tracing::warn!("too much work waiting for the SFU: a removal dropped");
+            let work = match work {
+                Work::Remove(room) => match still_wanted(store, hub, &room).await {
+                    Some(false) => Work::Remove(room),
+                    wanted => {
+                        if wanted.is_none() {
+                            // Cut off from the store: this node has let the others' people
+                            // go and cannot tell. Asked again after the wait, until it can.
+                            let again = SfuOp::Remove { room: room.clone() };
+                            if !schedule.later(again, Instant::now() + remove_after) {
+                                tracing::warn!(
+                                    "too much work waiting for the SFU: a removal dropped"
+                                );
+                            }
+                        } else {
+                            tracing::debug!(room, "in use through another node: not removed");
                         }
-                        continue;
+                        // The departures that waited with the removal go all the same.
+                        let Due::Remove { feeds, tokens, .. } = &due else {
+                            continue;
+                        };
+                        if feeds.is_empty() {
+                            continue;
+                        }
+                        let (feeds, tokens) = (feeds.clone(), tokens.clone());
+                        let kick = Due::Kick {
+                            room,
+                            feeds,
+                            tokens,
+                        };
+                        match afresh(&kick, hub, schedule, lone, sweep) {
+                            Some(w) => w,
+                            None => continue,
+                        }
                     }
-                }
-            }
+                },
+                other => other,
+            };
             if tries > 0 {
                 tracing::info!(?work, tries, "trying the media server again");
             }

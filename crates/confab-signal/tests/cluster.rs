@@ -748,21 +748,26 @@ async fn stands_at_janus(j: &mut confab_janus::Janus, handle: u64, room: u64) ->
     j.plugin("listing", handle, list).await.is_ok()
 }
 
-/// Mallory (node 2) and then Ada (node 1) leave a room whose calls go through a real Janus:
-/// node 1 holds nobody in it any more and is to remove its VideoRoom room after the wait
-/// (500 ms here). Within the wait Cy joins the room through node 2 and sits at Janus. Node 1
-/// must not destroy the room under her: before a removal a node asks the store whether
-/// anyone is in the room (before, it went by its own rooms alone, which no longer held it).
+/// Mallory (node 2) leaves a room whose calls go through a real Janus, then Ada's connection
+/// (node 1) drops: node 1 holds nobody in the room any more and is to kick Ada's feed and
+/// remove the VideoRoom room after the wait (500 ms here). Within the wait Cy joins the room
+/// through node 2 and sits at Janus. Node 1 must not destroy the room under her (before a
+/// removal a node asks the store whether anyone is in the room; before, it went by its own
+/// rooms alone, which no longer held it), and Ada's feed goes all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_joined_through_another_node_within_the_wait_stays_at_the_sfu() {
     let (cluster, mut ada, sfu, mut mallory, _hers, mut j) = ada_and_mallory_across_nodes().await;
     let room = sfu["room"].as_u64().unwrap();
+    let ada_feed = sfu["feed"].as_u64().unwrap();
+    sit_at_janus(&mut j, &sfu, ada_feed, &sfu["token"])
+        .await
+        .expect("Ada sits at Janus");
     mallory.send(r#"{"type":"leave"}"#.to_owned()).await;
     let left = tokio::time::timeout(WAIT, ada.recv())
         .await
         .expect("Ada hears it");
     assert_eq!(left["type"], "peer-left", "{left}");
-    ada.send(r#"{"type":"leave"}"#.to_owned()).await;
+    drop(ada);
     let mut cy = Client::connect(&cluster.nodes[1]).await;
     let cys = cy.join("big", "Cy").await["sfu"].clone();
     assert_eq!(cys["room"], sfu["room"]);
@@ -776,21 +781,30 @@ async fn a_room_joined_through_another_node_within_the_wait_stays_at_the_sfu() {
         "the VideoRoom room was destroyed under Cy"
     );
     let cy_feed = cys["feed"].as_u64().unwrap();
-    assert!(at_janus(&mut j, cy_at, room).await.contains(&cy_feed));
+    assert_eq!(
+        at_janus(&mut j, cy_at, room).await,
+        BTreeSet::from([cy_feed]),
+        "Cy stays, Ada's feed is kicked"
+    );
     j.close().await;
 }
 
 /// Node 1 is cut off from Redis; Mallory leaves through node 2 at once (node 2 still counts
-/// Ada: no removal there), then Ada through node 1 once it has let Mallory go: the room is
-/// empty, but node 1 cannot tell (it has let the others' people go), so it does not remove
-/// the VideoRoom room then. Once the split heals it asks again and removes it (before, the
-/// removal was dropped and the room stayed at Janus until the room emptied again).
+/// Ada: no removal there), then Ada's connection to node 1 drops once it has let Mallory go:
+/// the room is empty, but node 1 cannot tell (it has let the others' people go), so it does
+/// not remove the VideoRoom room then; Ada's feed, whose kick waited with the removal, goes
+/// all the same. Once the split heals node 1 asks again and removes the room (before, the
+/// removal and the kick with it were dropped, and the room stayed at Janus with Ada's feed
+/// until the room emptied again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_emptied_during_a_split_goes_once_it_heals() {
     let (cluster, mut ada, sfu, mut mallory, _hers, mut j) =
         ada_and_mallory_across_nodes_through(true).await;
     let room = sfu["room"].as_u64().unwrap();
-    let watcher = j.attach().await.unwrap();
+    let ada_feed = sfu["feed"].as_u64().unwrap();
+    let watcher = sit_at_janus(&mut j, &sfu, ada_feed, &sfu["token"])
+        .await
+        .expect("Ada sits at Janus");
     let link = cluster.link.as_ref().unwrap();
     link.cut();
     mallory.send(r#"{"type":"leave"}"#.to_owned()).await;
@@ -800,12 +814,16 @@ async fn a_room_emptied_during_a_split_goes_once_it_heals() {
         .await
         .expect("Mallory leaves Ada's view");
     assert_eq!(left["type"], "peer-left", "{left}");
-    ada.send(r#"{"type":"leave"}"#.to_owned()).await;
-    // Past the wait (500 ms), cut off: the room stands.
+    drop(ada);
+    // Past the wait (500 ms), cut off: the room stands, without Ada.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         stands_at_janus(&mut j, watcher, room).await,
         "removed while cut off"
+    );
+    assert!(
+        !at_janus(&mut j, watcher, room).await.contains(&ada_feed),
+        "Ada's feed stays while the removal waits"
     );
     link.heal();
     let deadline = Instant::now() + WAIT;
