@@ -147,6 +147,19 @@ impl LinePacer {
         }
     }
 
+    /// Hands `msg` (`bits` of RTP) to webrtc's pacer: whether it holds it (a full queue
+    /// refuses it). Only what it holds counts toward [`Self::queue_ms`].
+    fn hold(&mut self, msg: TaggedPacket, bits: f64) -> Result<bool, rtc::shared::error::Error> {
+        let queued = self.inner.queued();
+        self.inner.handle_write(msg)?;
+        let held = self.inner.queued() > queued;
+        if held {
+            self.held_bits += bits;
+            self.publish();
+        }
+        Ok(held)
+    }
+
     /// How long what is held takes to leave at the pacer's rate.
     fn queue_ms(&self) -> u32 {
         let rate = self.inner.pacer().target_bitrate().max(1.0);
@@ -225,12 +238,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for LinePacer {
                     return Ok(());
                 }
             }
-            let queued = self.inner.queued();
-            self.inner.handle_write(msg)?;
-            if self.inner.queued() > queued {
-                self.held_bits += bits;
-                self.publish();
-            } else if let Some(key) = key {
+            if let (false, Some(key)) = (self.hold(msg, bits)?, key) {
                 // The pacer's queue was full: it did not go, and may be asked for again.
                 self.resends.refused(key, bits);
             }
@@ -251,14 +259,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for LinePacer {
             }
             return Ok(());
         }
-        let queued = self.inner.queued();
         let bits = rtp_bits(&msg);
-        self.inner.handle_write(msg)?;
-        // Counted only if held (a full queue refuses it).
-        if self.inner.queued() > queued {
-            self.held_bits += bits;
-            self.publish();
-        }
+        self.hold(msg, bits)?;
         Ok(())
     }
     fn poll_write(&mut self) -> Option<TaggedPacket> {
