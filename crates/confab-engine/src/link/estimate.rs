@@ -17,9 +17,8 @@
 //!
 //! A queue that already stands (a call that started several times faster than its line) is
 //! seen from the one-way delay over its least ([`StandingQueue`]); the estimate then comes
-//! down under what was delivered, far enough to drain a short one in about a second. Heavy loss
-//! (a queue overflowing) brings it to no more than what was delivered at once. What was
-//! acknowledged is measured on the far end's clock ([`Delivered`]).
+//! down under what was delivered, far enough to drain a short one in about a second. What
+//! was acknowledged is measured on the far end's clock ([`Delivered`]).
 
 use super::trendline::{Trend, Trendline};
 use crate::media::LineReading;
@@ -33,8 +32,6 @@ use std::time::{Duration, Instant};
 /// Below this loss the line is healthy and the estimate may climb; above the high one it falls.
 const LOW_LOSS: f64 = 0.02;
 const HIGH_LOSS: f64 = 0.10;
-/// Above this loss the estimate comes down to at most what was delivered at once.
-const HEAVY_LOSS: f64 = 0.2;
 /// Climb per step on a healthy line.
 const GROWTH: f64 = 1.05;
 /// Between two changes, so each is seen before the next.
@@ -336,13 +333,6 @@ impl LineEstimate {
             self.last_change = Some(now);
         } else if due && average.min(sample) > HIGH_LOSS {
             self.target *= 1.0 - 0.5 * average;
-            if average.min(sample) > HEAVY_LOSS {
-                // A queue overflowing, not a lossy radio: no more than was delivered (from
-                // 1 Mbit/s on a 300 kbit/s line, halving takes a second of 50 % loss).
-                if let Some(a) = acked {
-                    self.target = self.target.min(a);
-                }
-            }
             self.last_change = Some(now);
             self.hold_after_congestion(now);
         }
