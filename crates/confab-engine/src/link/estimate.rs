@@ -67,8 +67,8 @@ const DRAIN_EVERY: Duration = Duration::from_secs(1);
 /// difference against its own least, which the clocks' offset does not change. A delay that
 /// stands longer than [`StandingQueue::STALE`] however far the estimate came down is not a
 /// queue of ours (a longer path after a route change, another program's queue): it becomes
-/// the new least. A jump back by more than [`StandingQueue::JUMP`] (the far end's 24-bit
-/// reference time wrapping, after 12 days) starts afresh.
+/// the new least. A jump back (the far end's 24-bit reference time wrapping, after 12 days)
+/// becomes the new least by itself.
 #[derive(Debug, Default)]
 struct StandingQueue {
     origin: Option<Instant>,
@@ -108,12 +108,6 @@ impl StandingQueue {
                 Some(arrived - left)
             })
             .reduce(f64::min)?;
-        let jumped = |least: Option<f64>| {
-            least.is_some_and(|l| quickest < l - Self::JUMP.as_secs_f64() * 1000.0)
-        };
-        if jumped(self.least.0.or(self.least.1)) {
-            self.restart(quickest, now);
-        }
         let (cur, prev, since) = &mut self.least;
         if since.is_none_or(|t| now.saturating_duration_since(t) >= Self::BUCKET) {
             *prev = *cur;
