@@ -223,11 +223,17 @@ impl MediaHub {
                 if let std::collections::hash_map::Entry::Vacant(v) =
                     encoders.entry((*codec, Scale::Full))
                 {
-                    // Made now: its first picture is then only an encode. (Not run once: at
-                    // 720p a keyframe costs as much as making the encoder, and that encode
-                    // would delay the real first picture.)
+                    // Made now, at this picture's size: its first picture is then only an
+                    // encode. (Not run once: at 720p a keyframe costs as much as making the
+                    // encoder, and that encode would delay the real first picture.)
                     let started = Instant::now();
-                    match video::encoder(*codec, self.settings.start_bitrate, fps) {
+                    let made = video::encoder(*codec, self.settings.start_bitrate, fps).and_then(
+                        |mut enc| {
+                            enc.prepare(frame.width, frame.height)?;
+                            Ok(enc)
+                        },
+                    );
+                    match made {
                         Ok(enc) => {
                             let ms = started.elapsed().as_secs_f64() * 1000.0;
                             tracing::debug!(codec = codec.name(), ms, "set-up: encoder warmed up");
