@@ -140,6 +140,12 @@ impl StandingQueue {
         }
         (stood >= Self::PERSIST).then_some(over)
     }
+
+    /// Whether the last report's packets were all over [`Self::LIMIT`] (standing for long
+    /// enough or not yet).
+    fn delayed(&self) -> bool {
+        self.over_since.is_some()
+    }
 }
 
 /// What the far end received over the last [`ACKED_WINDOW`] of its arrivals, timed by its own
@@ -261,14 +267,15 @@ impl LineEstimate {
         self.capped_until = Some(now + self.hold);
     }
 
-    /// `queued`: the line holds a standing queue of that long (see [`StandingQueue`]).
+    /// `queued`: the line holds a standing queue of that long (see [`StandingQueue`]);
+    /// `delayed`: the last report's packets all waited in one, standing or not yet.
     fn update(
         &mut self,
         now: Instant,
         lost: usize,
         total: usize,
         overuse: bool,
-        queued: Option<Duration>,
+        (queued, delayed): (Option<Duration>, bool),
     ) {
         if total == 0 {
             return;
@@ -297,10 +304,13 @@ impl LineEstimate {
         let drain_due = self
             .last_drain
             .is_none_or(|t| now.saturating_duration_since(t) >= DRAIN_EVERY);
-        if let (true, true, Some(q)) = (due, drain_due, queued) {
+        if let (true, Some(q)) = (drain_due, queued) {
             // A line full for a while: under what it delivered, by enough to drain a short
             // queue in about a second (at 85 % it would take seconds to, and each of them is
-            // that much delay on every picture and word).
+            // that much delay on every picture and word). At once, not at the next change
+            // that is due: the report saying so is already a queue's time late, and a call
+            // that starts over its line is then close to the queue's dropping
+            // (`DRAIN_EVERY` keeps cuts apart).
             let factor = (OVERUSE_FACTOR - q.as_secs_f64()).max(DRAIN_FLOOR);
             let under = acked.map_or(self.target * factor, |a| a * factor);
             self.target = self.target.min(under);
@@ -313,7 +323,9 @@ impl LineEstimate {
             self.target = self.target.min(under);
             self.last_change = Some(now);
             self.hold_after_congestion(now);
-        } else if due && queued.is_none() && average.max(sample) < LOW_LOSS {
+        } else if due && !delayed && average.max(sample) < LOW_LOSS {
+            // (Not while the packets wait in a queue: that is the line saying it is full,
+            // before it has stood long enough to say so for certain.)
             let grown = self.target * GROWTH;
             let capped = self.capped_until.is_some_and(|until| now < until);
             // Never below where it is: a sender that uses little of a wide line keeps its
@@ -377,7 +389,8 @@ impl BandwidthEstimator for LineEstimate {
         }
         let lost = reports.iter().filter(|r| !r.arrived).count();
         let queued = self.queue.report(now, reports);
-        self.update(now, lost, reports.len(), overuse, queued);
+        let delayed = self.queue.delayed();
+        self.update(now, lost, reports.len(), overuse, (queued, delayed));
     }
     fn target_bitrate(&self) -> f64 {
         self.target
@@ -759,6 +772,116 @@ mod queue_tests {
         let (under, dropped) = over_a_queue(600_000.0, 300_000.0, 0.285, 3.0, 300_000.0);
         assert!(dropped < 0.3, "{dropped}");
         assert!(under < 0.6, "under the line at {under} s");
+    }
+
+    /// A call's start as the kernel lab's 300 kbit/s line sees it (285 ms of tail-drop
+    /// queue), a millisecond at a time: a camera's pictures 30 times a second (two keyframes
+    /// of 3 kB first, then `video` bps or what the estimate leaves of it), sent at 2.5 times
+    /// the estimate; its sound, 105 bytes every 20 ms; the far end's reports, every 100 ms
+    /// of its clock, on what arrived since the last (a lost packet once a later one came), as
+    /// late as the queue (the line back is as full). Returns the packets the queue dropped in
+    /// the first `secs`, and the estimate's least then.
+    fn call_start(start: f64, video: f64, secs: f64) -> (usize, f64, f64) {
+        const LINE: f64 = 300_000.0;
+        const QUEUE_S: f64 = 0.285;
+        let epoch = Instant::now();
+        let mut e = LineEstimate::new(start, 150_000.0, 2_564_000.0, Arc::default());
+        let (mut line_free, mut id, mut dropped, mut least) = (0.0f64, 0u64, 0usize, start);
+        let (mut first_drop, mut under) = (f64::INFINITY, f64::INFINITY);
+        let (mut frames, mut next_audio, mut budget) = (0u32, 0.0f64, 0.0f64);
+        // Waiting to be paced (bytes), on the line (report, far-end arrival), and the reports
+        // on their way back (when they reach the sender, the packets).
+        let mut paced: VecDeque<usize> = VecDeque::new();
+        let mut unreported: Vec<(PacketReport, f64)> = Vec::new();
+        let mut back: VecDeque<(f64, Vec<PacketReport>)> = VecDeque::new();
+        let mut next_report = 0.1;
+        for ms in 0..(secs * 1000.0) as u32 {
+            let now = f64::from(ms) / 1000.0;
+            let target = e.target_bitrate();
+            let mut send = |size: usize, unreported: &mut Vec<(PacketReport, f64)>| {
+                let start_at = line_free.max(now);
+                let wait = start_at - now;
+                let arrival = (wait <= QUEUE_S).then(|| {
+                    line_free = start_at + size as f64 * 8.0 / LINE;
+                    line_free + 0.02
+                });
+                dropped += usize::from(arrival.is_none());
+                if arrival.is_none() {
+                    first_drop = first_drop.min(now);
+                }
+                id += 1;
+                let left = epoch + Duration::from_secs_f64(now);
+                let r = test_packet(id, size, left, arrival.map(Duration::from_secs_f64));
+                unreported.push((r, arrival.unwrap_or(f64::INFINITY)));
+            };
+            if now * 30.0 >= f64::from(frames) {
+                let bytes = match frames {
+                    0 | 1 => 3145.0,
+                    _ => (video.min(target - 42_000.0).max(50_000.0)) / 8.0 / 30.0,
+                };
+                let mut left = bytes as usize;
+                while left > 0 {
+                    paced.push_back(left.min(1200));
+                    left -= left.min(1200);
+                }
+                frames += 1;
+            }
+            if now >= next_audio {
+                send(105, &mut unreported);
+                next_audio += 0.02;
+            }
+            budget = (budget + target * 2.5 / 8.0 / 1000.0).min(3000.0);
+            while paced.front().is_some_and(|size| *size as f64 <= budget) {
+                let size = paced.pop_front().expect("checked");
+                budget -= size as f64;
+                send(size, &mut unreported);
+            }
+            if now >= next_report {
+                // What arrived by now, and what was lost before it.
+                let newest = unreported
+                    .iter()
+                    .filter(|(_, at)| *at <= now)
+                    .map(|(r, _)| r.id)
+                    .max();
+                if let Some(newest) = newest {
+                    let (done, rest): (Vec<_>, Vec<_>) =
+                        unreported.drain(..).partition(|(r, _)| r.id <= newest);
+                    unreported = rest;
+                    let wait = (line_free - now).clamp(0.0, QUEUE_S);
+                    back.push_back((
+                        now + wait + 0.02,
+                        done.into_iter().map(|(r, _)| r).collect(),
+                    ));
+                }
+                next_report += 0.1;
+            }
+            while back.front().is_some_and(|(at, _)| *at <= now) {
+                let (_, reports) = back.pop_front().expect("checked");
+                e.on_reports(epoch + Duration::from_secs_f64(now), &reports);
+                least = least.min(e.target_bitrate());
+                if e.target_bitrate() < LINE {
+                    under = under.min(now);
+                }
+            }
+        }
+        (dropped, least, under)
+    }
+
+    /// The kernel lab's start, closed. A call that starts at 1.5 Mbit/s with a simple picture
+    /// that needs 340 kbit/s and its sound, over a 300 kbit/s line: its reports come half a
+    /// second late by then, and the queue drops before any report shows it standing; the
+    /// estimate comes under the line with the first report that does (1.1 s; 1.2 s when the
+    /// cut waited for the next change that was due, with climbs meanwhile), and not to its
+    /// floor. One that starts at the line's rate drops nothing and stays near it.
+    #[test]
+    fn a_call_starting_over_its_line_comes_under_it_with_the_first_report_of_a_standing_queue() {
+        let (dropped, least, under) = call_start(1_500_000.0, 340_000.0, 4.0);
+        assert!(dropped > 0, "the queue drops first");
+        assert!(under < 1.15, "under the line at {under} s");
+        assert!(least > 150_000.0, "down to {least}");
+        let (dropped, least, _) = call_start(300_000.0, 340_000.0, 4.0);
+        assert_eq!(dropped, 0);
+        assert!(least > 200_000.0, "down to {least}");
     }
 
     /// A sender under the line builds no queue: the estimate is left alone.
