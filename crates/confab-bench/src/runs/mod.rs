@@ -69,11 +69,14 @@ pub fn write_figures<T: serde::Serialize>(out: &Path, name: &'static str, value:
     Ok(())
 }
 
-/// Where a confab-peer's log goes: with `CONFAB_BENCH_LOG_DIR` set, `NAME.log` there (each run
-/// overwrites the last; the peer's `RUST_LOG` is the bench's), else nowhere.
+/// Where a confab-peer's log goes: with `CONFAB_BENCH_LOG_DIR` set, `NAME.log` there (the
+/// folder made if missing; each run overwrites the last; the peer's `RUST_LOG` is the
+/// bench's), else nowhere.
 pub(crate) fn peer_log(name: &str) -> Result<Stdio> {
     match std::env::var_os("CONFAB_BENCH_LOG_DIR") {
         Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("making {}", Path::new(&dir).display()))?;
             let path = Path::new(&dir).join(format!("{name}.log"));
             let file = std::fs::File::create(&path)
                 .with_context(|| format!("making {}", path.display()))?;
