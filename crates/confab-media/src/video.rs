@@ -831,34 +831,41 @@ mod tests {
     }
 
     /// An encoder readied ahead (at the picture's size, or at another one) encodes the first
-    /// picture as one that was not: a keyframe that decodes to the same numbered pattern.
+    /// picture as one that was not, also when its bitrate changed in between (the send loop
+    /// readies it at the start bitrate, then sets the link's): a keyframe that decodes to the
+    /// same numbered pattern; the same bytes, but for VP8 lowered in between (within 10 %).
     #[test]
     fn a_prepared_encoder_encodes_its_first_picture_as_an_unprepared_one() {
         for &codec in AVAILABLE {
             let f = pattern::numbered(640, 480, 7);
-            let first = |prepared: Option<(usize, usize)>| {
+            let first = |prepared: Option<(usize, usize)>, bps: u32| {
                 let mut enc = encoder(codec, 800_000, 30.0).unwrap();
                 if let Some((w, h)) = prepared {
                     enc.prepare(w, h).unwrap();
                 }
+                enc.set_bitrate(bps);
                 let e = enc.encode(&f, true).unwrap().expect("a first picture");
                 assert!(e.keyframe, "{codec:?} {prepared:?}");
                 let out = decoder(codec).unwrap().decode(&e.data).unwrap().unwrap();
                 assert_eq!(pattern::read(&out).map(|s| s.frame), Some(7), "{codec:?}");
                 (out.width, e.data)
             };
-            let plain = first(None);
-            assert_eq!(plain.0, 640);
-            assert_eq!(
-                first(Some((640, 480))),
-                plain,
-                "{codec:?}: prepared at its size"
-            );
-            assert_eq!(
-                first(Some((320, 240))),
-                plain,
-                "{codec:?}: prepared at another size"
-            );
+            for bps in [800_000, 1_200_000, 300_000] {
+                let plain = first(None, bps);
+                assert_eq!(plain.0, 640);
+                for at in [(640, 480), (320, 240)] {
+                    let prepared = first(Some(at), bps);
+                    if bps >= 800_000 {
+                        assert_eq!(prepared, plain, "{codec:?} at {bps}: prepared at {at:?}");
+                    } else {
+                        // libvpx lowers a made context's rate-control buffer to a lower
+                        // bitrate's, not to where a context made at it starts: the same
+                        // picture, a few per cent more bits (as after any cut in a call).
+                        let (a, b) = (prepared.1.len() as f64, plain.1.len() as f64);
+                        assert!((a / b - 1.0).abs() < 0.1, "{codec:?} at {bps}: {a} / {b}");
+                    }
+                }
+            }
         }
     }
 

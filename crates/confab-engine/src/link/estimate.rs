@@ -776,12 +776,15 @@ mod queue_tests {
 
     /// A call's start as the kernel lab's 300 kbit/s line sees it (285 ms of tail-drop
     /// queue), a millisecond at a time: a camera's pictures 30 times a second (two keyframes
-    /// of 3 kB first, then `video` bps or what the estimate leaves of it), sent at 2.5 times
-    /// the estimate; its sound, 105 bytes every 20 ms; the far end's reports, every 100 ms
-    /// of its clock, on what arrived since the last (a lost packet once a later one came), as
-    /// late as the queue (the line back is as full). Returns the packets the queue dropped in
-    /// the first `secs`, and the estimate's least then.
-    fn call_start(start: f64, video: f64, secs: f64) -> (usize, f64, f64) {
+    /// of 3 kB first, the sender's and the one its receiver asks for at its first packet,
+    /// then `video` bps or what the estimate leaves of it), sent at 2.5 times the
+    /// estimate; its sound, 105 bytes every 20 ms, at once, its bits out of the pacer's
+    /// budget (as the pacer does); the far end's reports, every 100 ms of its clock, on what
+    /// arrived since the last (a lost packet once a later one came), as late as the queue
+    /// (the line back is as full). Returns, for the first `secs`: the packets the queue
+    /// dropped, the estimate's least, when it first came under the line and when the queue
+    /// first dropped (s; infinite: never).
+    fn call_start(start: f64, video: f64, secs: f64) -> (usize, f64, f64, f64) {
         const LINE: f64 = 300_000.0;
         const QUEUE_S: f64 = 0.285;
         let epoch = Instant::now();
@@ -828,6 +831,7 @@ mod queue_tests {
             }
             if now >= next_audio {
                 send(105, &mut unreported);
+                budget -= 105.0;
                 next_audio += 0.02;
             }
             budget = (budget + target * 2.5 / 8.0 / 1000.0).min(3000.0);
@@ -864,22 +868,28 @@ mod queue_tests {
                 }
             }
         }
-        (dropped, least, under)
+        (dropped, least, under, first_drop)
     }
 
-    /// The kernel lab's start, closed. A call that starts at 1.5 Mbit/s with a simple picture
-    /// that needs 340 kbit/s and its sound, over a 300 kbit/s line: its reports come half a
-    /// second late by then, and the queue drops before any report shows it standing; the
-    /// estimate comes under the line with the first report that does (1.1 s; 1.2 s when the
-    /// cut waited for the next change that was due, with climbs meanwhile), and not to its
-    /// floor. One that starts at the line's rate drops nothing and stays near it.
+    /// The kernel lab's start, closed: a simple picture that needs 340 kbit/s and its sound,
+    /// over a 300 kbit/s line. From 1.5 Mbit/s, 1 Mbit/s or 600 kbit/s its reports come half
+    /// a second late by the time the queue stands, and the queue drops first (0.6 s); the
+    /// estimate comes under the line with the first report that shows a standing queue
+    /// (1.1 s; 1.2 s when the cut waited for the next change that was due, with climbs
+    /// meanwhile), and not to its floor. One that starts at the line's rate drops nothing
+    /// and stays near it.
     #[test]
     fn a_call_starting_over_its_line_comes_under_it_with_the_first_report_of_a_standing_queue() {
-        let (dropped, least, under) = call_start(1_500_000.0, 340_000.0, 4.0);
-        assert!(dropped > 0, "the queue drops first");
-        assert!(under < 1.15, "under the line at {under} s");
-        assert!(least > 150_000.0, "down to {least}");
-        let (dropped, least, _) = call_start(300_000.0, 340_000.0, 4.0);
+        for start in [1_500_000.0, 1_000_000.0, 600_000.0] {
+            let (dropped, least, under, first_drop) = call_start(start, 340_000.0, 4.0);
+            assert!(
+                dropped > 0 && first_drop < under,
+                "from {start}: the queue drops first"
+            );
+            assert!(under < 1.15, "from {start}: under the line at {under} s");
+            assert!(least > 150_000.0, "from {start}: down to {least}");
+        }
+        let (dropped, least, _, _) = call_start(300_000.0, 340_000.0, 4.0);
         assert_eq!(dropped, 0);
         assert!(least > 200_000.0, "down to {least}");
     }

@@ -146,12 +146,7 @@ impl MediaHub {
         // packet holds back three or four frames at 30 fps, and two gaps can overlap): a frame
         // that does not fit is lost, and the decoder then waits for a keyframe.
         let (tx, rx) = sync_channel::<AssembledFrame>(16);
-        // Not asked for at the first packet: a sender starts every stream with a keyframe
-        // (and Janus asks a publisher for one for each new subscriber), so a request then only
-        // doubles the start's largest picture, on a narrow line its queue. A stream joined
-        // after its keyframe, or one whose keyframe was lost, is asked for once its first
-        // picture cannot start the decoder (`decode_loop`).
-        let need_key = Arc::new(AtomicBool::new(false));
+        let need_key = Arc::new(AtomicBool::new(true));
         let hub = self.clone();
         let nk = need_key.clone();
         let decoder = std::thread::Builder::new()
