@@ -227,14 +227,13 @@ impl MediaHub {
                     // encode. (Not run once: at 720p a keyframe costs as much as making the
                     // encoder, and that encode would delay the real first picture.)
                     let started = Instant::now();
-                    let made = video::encoder(*codec, self.settings.start_bitrate, fps).and_then(
-                        |mut enc| {
-                            enc.prepare(frame.width, frame.height)?;
-                            Ok(enc)
-                        },
-                    );
-                    match made {
-                        Ok(enc) => {
+                    match video::encoder(*codec, self.settings.start_bitrate, fps) {
+                        Ok(mut enc) => {
+                            // Kept unready if it cannot be readied: its first encode then
+                            // tries again, and says why where it fails.
+                            if let Err(e) = enc.prepare(frame.width, frame.height) {
+                                tracing::debug!("the {} encoder is not ready: {e}", codec.name());
+                            }
                             let ms = started.elapsed().as_secs_f64() * 1000.0;
                             tracing::debug!(codec = codec.name(), ms, "set-up: encoder warmed up");
                             v.insert((enc, 0));
