@@ -869,6 +869,27 @@ mod tests {
         }
     }
 
+    /// VP8's `prepare` makes libvpx's context at the size asked, once (the test above would
+    /// pass with a `prepare` that did nothing).
+    #[test]
+    #[cfg(vp8)]
+    fn vp8_prepare_makes_its_context_ahead_at_that_size() {
+        let mut enc = Vp8Encoder::new(800_000, 30.0);
+        assert!(enc.ctx.is_none(), "made only when asked");
+        enc.prepare(640, 480).unwrap();
+        assert!(enc.ctx.is_some());
+        assert_eq!(enc.size, (640, 480));
+        let made = enc.ctx.as_ref().map(|(c, _)| &*c.0 as *const _);
+        enc.prepare(640, 480).unwrap();
+        assert_eq!(
+            enc.ctx.as_ref().map(|(c, _)| &*c.0 as *const _),
+            made,
+            "kept"
+        );
+        enc.prepare(320, 240).unwrap();
+        assert_eq!(enc.size, (320, 240), "made again at another size");
+    }
+
     #[test]
     fn odd_sizes_are_cropped_to_even() {
         for &codec in AVAILABLE {
