@@ -469,6 +469,7 @@ impl LineEstimate {
     /// more than [`START_CAP`].
     fn publish(&self) {
         let heard = self.start.read;
+        self.published.set_heard(heard);
         self.published.set_estimate_bps(if heard {
             self.target
         } else {

@@ -54,8 +54,23 @@ impl Ladder {
     }
 
     /// The size to encode this frame at, for a captured `width` x `height` and an encoder
-    /// target of `bits` a second.
-    pub(super) fn choose(&mut self, bits: u32, width: usize, height: usize, now: Instant) -> Scale {
+    /// target of `bits` a second; `heard`: whether that target comes from a reading of the
+    /// line yet. Before the far end's first reports the estimate is only held low as a
+    /// precaution (a call sharing its screen gave its camera 42 kbit/s of it, and stepped
+    /// a 640x480 camera down at once for seconds on a line that carried megabits): the
+    /// picture keeps its size until the line has been heard from.
+    pub(super) fn choose(
+        &mut self,
+        bits: u32,
+        width: usize,
+        height: usize,
+        heard: bool,
+        now: Instant,
+    ) -> Scale {
+        if !heard {
+            self.pending = None;
+            return self.scale;
+        }
         let bits = bits as f64;
         let allowed = |s: Scale| width / s.divisor() >= MIN_WIDTH;
         if bits < needs(width, height, self.scale) * AT_ONCE_BELOW {
@@ -112,7 +127,7 @@ mod tests {
         let mut s = Scale::Full;
         for _ in 0..(secs * 30.0) as usize {
             *t += Duration::from_millis(33);
-            s = l.choose(bits, 1280, 720, *t);
+            s = l.choose(bits, 1280, 720, true, *t);
         }
         s
     }
@@ -145,22 +160,40 @@ mod tests {
     fn a_line_found_far_narrower_than_the_picture_steps_down_at_once_as_far_as_it_asks() {
         let (mut l, mut t) = (Ladder::default(), Instant::now());
         t += Duration::from_millis(33);
-        assert_eq!(l.choose(1_300_000, 1280, 720, t), Scale::Full);
+        assert_eq!(l.choose(1_300_000, 1280, 720, true, t), Scale::Full);
         // 150 kbit/s: under a fifth of 720p's need (921k), over half of 360p's (115k).
         t += Duration::from_millis(33);
-        assert_eq!(l.choose(150_000, 1280, 720, t), Scale::Half, "at once");
+        assert_eq!(
+            l.choose(150_000, 1280, 720, true, t),
+            Scale::Half,
+            "at once"
+        );
         let (mut l, mut t) = (Ladder::default(), Instant::now());
         t += Duration::from_millis(33);
-        l.choose(1_300_000, 1280, 720, t);
+        l.choose(1_300_000, 1280, 720, true, t);
         t += Duration::from_millis(33);
         assert_eq!(
-            l.choose(87_000, 1280, 720, t),
+            l.choose(87_000, 1280, 720, true, t),
             Scale::Quarter,
             "two steps at once"
         );
         // Back up as before: one step at a time, after the wait.
         assert_eq!(run(&mut l, &mut t, 2_000_000, 3.0), Scale::Quarter);
         assert_eq!(run(&mut l, &mut t, 2_000_000, 1.5), Scale::Half);
+    }
+
+    /// A call sharing its screen at its start: the camera's part of the start's precautionary
+    /// 300 kbit/s is 42 kbit/s, under a fifth of 640x480's need. Before the far end has been
+    /// heard from it keeps its size; heard, the same rate steps it down at once.
+    #[test]
+    fn a_start_held_low_before_the_line_is_heard_keeps_the_size() {
+        let (mut l, mut t) = (Ladder::default(), Instant::now());
+        for _ in 0..90 {
+            t += Duration::from_millis(33);
+            assert_eq!(l.choose(42_000, 640, 480, false, t), Scale::Full);
+        }
+        t += Duration::from_millis(33);
+        assert_eq!(l.choose(42_000, 640, 480, true, t), Scale::Half, "heard");
     }
 
     #[test]
@@ -186,14 +219,14 @@ mod tests {
         for _ in 0..200 {
             t += Duration::from_millis(33);
             // 320x240 halved would be 160 wide.
-            assert_eq!(l.choose(10_000, 320, 240, t), Scale::Full);
+            assert_eq!(l.choose(10_000, 320, 240, true, t), Scale::Full);
         }
         for _ in 0..200 {
             t += Duration::from_millis(33);
-            l.choose(10_000, 640, 480, t);
+            l.choose(10_000, 640, 480, true, t);
         }
         assert_eq!(
-            l.choose(10_000, 640, 480, t),
+            l.choose(10_000, 640, 480, true, t),
             Scale::Half,
             "320x240, no less"
         );

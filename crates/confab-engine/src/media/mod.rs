@@ -194,6 +194,10 @@ pub struct LineReading {
     feedback_rtt_ms: AtomicU32,
     /// Packets asked for again (NACK) from this link's far end, since it began.
     nacked: AtomicU64,
+    /// Whether the estimate is a reading of the line yet: until the far end's first reports
+    /// it is only held low as a precaution (see `link::estimate`), and the picture's size does
+    /// not follow it.
+    heard: AtomicBool,
 }
 
 impl LineReading {
@@ -232,6 +236,12 @@ impl LineReading {
     }
     pub fn set_feedback_rtt_ms(&self, ms: u32) {
         self.feedback_rtt_ms.store(ms, Ordering::Relaxed);
+    }
+    pub fn heard(&self) -> bool {
+        self.heard.load(Ordering::Relaxed)
+    }
+    pub fn set_heard(&self, heard: bool) {
+        self.heard.store(heard, Ordering::Relaxed);
     }
 }
 

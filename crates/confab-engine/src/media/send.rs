@@ -256,7 +256,7 @@ impl MediaHub {
                     };
                     let ladder = ladders.entry(t.link).or_default();
                     let was = ladder.scale();
-                    t.scale = ladder.choose(bits, frame.width, frame.height, now);
+                    t.scale = ladder.choose(bits, frame.width, frame.height, t.line.heard(), now);
                     if t.scale != was {
                         tracing::debug!(link = t.link, scale = ?t.scale, bits, "camera picture size");
                         // The encoder it moves to may be running for others: this link's
