@@ -63,6 +63,27 @@ fn codec_params(codec: VideoCodec) -> RTCRtpCodecParameters {
     }
 }
 
+/// The codec's retransmission stream (RFC 4588, `video/rtx` with `apt=` its payload type):
+/// resends go on it under numbers of their own, and so do the congestion controller's probes
+/// (`link::probe`), which repeat packets the far end already has — on the codec's own stream
+/// those would carry numbers already seen, and SRTP's replay protection drops them unread.
+fn rtx_params(codec: VideoCodec) -> RTCRtpCodecParameters {
+    let (apt, pt) = match codec {
+        VideoCodec::H264 => (102, 103),
+        VideoCodec::Vp8 => (96, 97),
+    };
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: "video/rtx".into(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: format!("apt={apt}"),
+            rtcp_feedback: vec![],
+        },
+        payload_type: pt,
+    }
+}
+
 fn opus_params() -> RTCRtpCodecParameters {
     RTCRtpCodecParameters {
         rtp_codec: RTCRtpCodec {
@@ -259,6 +280,8 @@ pub(super) async fn build(
     }
     for c in super::codecs::registered(preferred, available) {
         me.register_codec(codec_params(c), RtpCodecKind::Video)
+            .map_err(|x| e("codec", x))?;
+        me.register_codec(rtx_params(c), RtpCodecKind::Video)
             .map_err(|x| e("codec", x))?;
     }
     me.register_codec(opus_params(), RtpCodecKind::Audio)

@@ -117,6 +117,21 @@ impl Missing {
         }
     }
 
+    /// `seq` came as a retransmission (on the stream's RTX stream): no longer missing. Says
+    /// nothing of the stream's order (it is not its newest packet, nor an overtaken one).
+    pub(crate) fn recovered(&mut self, seq: u16) {
+        let Some(last) = self.last else {
+            return;
+        };
+        let base = (last & !0xffff) | u64::from(seq);
+        let ext = if base > last {
+            base.wrapping_sub(1 << 16)
+        } else {
+            base
+        };
+        self.gaps.remove(&ext);
+    }
+
     /// How long a new gap waits before it is first asked for, at `now`.
     fn first_wait(&self, now: Instant) -> Duration {
         match self.reorder {
@@ -162,6 +177,10 @@ impl Missing {
 pub(super) struct NackRequester {
     sender_ssrc: u32,
     streams: HashMap<u32, Missing>,
+    /// Each remote RTX stream's media stream: a packet on it fills its media stream's gap
+    /// (RFC 4588: its payload starts with the original's sequence number). Its own numbers
+    /// are never asked for.
+    rtx: HashMap<u32, u32>,
     line: Arc<LineReading>,
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
@@ -172,6 +191,7 @@ impl NackRequester {
         NackRequester {
             sender_ssrc: rand::random(),
             streams: HashMap::new(),
+            rtx: HashMap::new(),
             line,
             read: VecDeque::new(),
             write: VecDeque::new(),
@@ -220,6 +240,15 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for NackRequester {
 
     fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtp(p) = &msg.message.packet {
+            if let Some(media) = self.rtx.get(&p.header.ssrc) {
+                if let (Some(missing), Some(osn)) =
+                    (self.streams.get_mut(media), p.payload.get(..2))
+                {
+                    missing.recovered(u16::from_be_bytes([osn[0], osn[1]]));
+                }
+                self.read.push_back(msg);
+                return Ok(());
+            }
             let rtt = self.measured_rtt();
             if let Some(missing) = self.streams.get_mut(&p.header.ssrc) {
                 missing.arrived(p.header.sequence_number, msg.now, rtt);
@@ -255,6 +284,14 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for NackRequester {
 
 impl Interceptor for NackRequester {
     fn bind_remote_stream(&mut self, info: &StreamInfo) {
+        if let Some(rtx) = info.ssrc_rtx {
+            self.rtx.insert(rtx, info.ssrc);
+            self.streams.remove(&rtx);
+        }
+        if self.rtx.contains_key(&info.ssrc) {
+            // An RTX stream, bound in its own right too: not asked for.
+            return;
+        }
         let nack = info
             .rtcp_feedback
             .iter()
@@ -265,6 +302,9 @@ impl Interceptor for NackRequester {
     }
     fn unbind_remote_stream(&mut self, info: &StreamInfo) {
         self.streams.remove(&info.ssrc);
+        if let Some(rtx) = info.ssrc_rtx {
+            self.rtx.remove(&rtx);
+        }
     }
     fn bind_local_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
@@ -391,5 +431,82 @@ mod tests {
         let asked = m.due(t0, RTT);
         assert_eq!(asked.len(), MAX_MISSING);
         assert_eq!(asked.last(), Some(&21_999));
+    }
+
+    /// An RTP packet on `ssrc` numbered `seq`, its payload `payload`.
+    fn packet(ssrc: u32, seq: u16, payload: Vec<u8>, now: Instant) -> TaggedPacket {
+        TaggedPacket {
+            now,
+            transport: Default::default(),
+            message: AttributedPacket::new(Packet::Rtp(rtc::rtp::packet::Packet {
+                header: rtc::rtp::header::Header {
+                    ssrc,
+                    sequence_number: seq,
+                    ..Default::default()
+                },
+                payload: payload.into(),
+            })),
+        }
+    }
+
+    /// The streams and sequence numbers asked for in what `n` writes.
+    fn asked(n: &mut NackRequester) -> Vec<(u32, u16)> {
+        let mut out = Vec::new();
+        while let Some(m) = n.poll_write() {
+            if let Packet::Rtcp(rtcp) = m.message.packet {
+                for p in rtcp {
+                    if let Some(nack) = p.as_any().downcast_ref::<TransportLayerNack>() {
+                        for pair in &nack.nacks {
+                            out.extend(
+                                pair.packet_list().into_iter().map(|s| (nack.media_ssrc, s)),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// A packet resent on the stream's RTX stream (bound as its own stream too, as webrtc
+    /// does) fills its gap: not asked for again. The RTX stream's own numbers are never asked
+    /// for, whatever their gaps (a probe repeats packets already here).
+    #[test]
+    fn a_resend_on_the_rtx_stream_fills_its_gap_and_rtx_gaps_are_not_asked_for() {
+        let t0 = Instant::now();
+        let line = Arc::new(LineReading::default());
+        line.set_rtt_ms(100);
+        let mut n = NackRequester::new(line.clone());
+        let nack = vec![rtc::interceptor::RTCPFeedback {
+            typ: "nack".into(),
+            parameter: String::new(),
+        }];
+        n.bind_remote_stream(&StreamInfo {
+            ssrc: 1,
+            ssrc_rtx: Some(9),
+            rtcp_feedback: nack.clone(),
+            ..Default::default()
+        });
+        n.bind_remote_stream(&StreamInfo {
+            ssrc: 9,
+            rtcp_feedback: nack,
+            ..Default::default()
+        });
+        n.handle_read(packet(1, 10, vec![0; 100], t0)).unwrap();
+        n.handle_read(packet(1, 13, vec![0; 100], ms(t0, 1)))
+            .unwrap();
+        assert_eq!(asked(&mut n), [(1, 11), (1, 12)]);
+        // 11 comes back on the RTX stream (its number first in the payload).
+        let mut resent = 11u16.to_be_bytes().to_vec();
+        resent.extend([0u8; 100]);
+        n.handle_read(packet(9, 500, resent, ms(t0, 60))).unwrap();
+        // Gaps in the RTX stream's own numbers, a probe's repeat of 13.
+        let mut probe = 13u16.to_be_bytes().to_vec();
+        probe.extend([0u8; 100]);
+        n.handle_read(packet(9, 520, probe, ms(t0, 70))).unwrap();
+        assert_eq!(asked(&mut n), [], "nothing of the RTX stream's own");
+        n.handle_timeout(ms(t0, 110)).unwrap();
+        assert_eq!(asked(&mut n), [(1, 12)], "11 came");
+        assert_eq!(line.nacked(), 3);
     }
 }
