@@ -623,6 +623,85 @@ async fn a_720p_call_on_a_300_kbit_line_settles_and_keeps_moving() {
     close(a, b).await;
 }
 
+/// A 720p call held for 20 s on a 150 kbit/s line (both ways), so narrow that both cameras
+/// step down, then the cap is lifted: within 15 s both send their full size again (issue 10:
+/// "climbs back to full quality within 15 s after the cap is lifted"), the pictures whole and in
+/// order throughout. The test pattern is a simple picture: a camera sending it never fills
+/// what it is given, so its own traffic alone does not show that the line has widened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lifted_cap_brings_the_full_size_back_within_15_s() {
+    let _turn = one_at_a_time().await;
+    init_logs();
+    let lab = NetLab::new(Impairment {
+        rate_bps: Some(150_000),
+        ..Impairment::seeded(0x150)
+    })
+    .unwrap();
+    let cfg = |hz| {
+        let mut c = on_lab(&lab, hz);
+        c.format.width = 1280;
+        c.format.height = 720;
+        c.rtc.start_bitrate = 1_000_000;
+        c.rtc.max_bitrate = 2_500_000;
+        c
+    };
+    let (_server, a, b) = call(cfg(440.0), cfg(660.0), "lifted").await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    for (p, q) in [(&a, &b), (&b, &a)] {
+        let sent = stats_of(p, &q.id).await.network;
+        let got = stats_of(q, &p.id).await.video;
+        eprintln!(
+            "capped: sends {:.0} kbit/s, estimate {:?}, scale {}; received {}x{}",
+            sent.send_kbps, sent.estimate_kbps, sent.camera_scale, got.width, got.height
+        );
+        // (What it sends includes what the line's queue drops.)
+        assert!(sent.send_kbps <= 165.0, "at the cap: {sent:#?}");
+        assert!(
+            sent.camera_scale > 1 && got.width < 1280,
+            "the cap takes the size down: {sent:#?} {got:#?}"
+        );
+    }
+    let before = [stats_of(&b, &a.id).await, stats_of(&a, &b.id).await];
+    lab.update(|i| i.rate_bps = None).unwrap();
+    let lifted = Instant::now();
+    let mut back = [None; 2];
+    while back.iter().any(Option::is_none) && lifted.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        for (i, (p, q)) in [(&a, &b), (&b, &a)].into_iter().enumerate() {
+            let sent = stats_of(p, &q.id).await.network;
+            let got = stats_of(q, &p.id).await.video;
+            if back[i].is_none() && sent.camera_scale == 1 && got.width == 1280 {
+                back[i] = Some(lifted.elapsed());
+                eprintln!(
+                    "full size back after {:.1} s: sends {:.0} kbit/s, estimate {:?}",
+                    lifted.elapsed().as_secs_f64(),
+                    sent.send_kbps,
+                    sent.estimate_kbps
+                );
+            }
+        }
+    }
+    for (i, (p, q, hz)) in [(&b, &a, 440.0), (&a, &b, 660.0)].into_iter().enumerate() {
+        let s = stats_of(p, &q.id).await;
+        let why = format!(
+            "{s:#?}\nthe sender's line: {:#?}",
+            stats_of(q, &p.id).await.network
+        );
+        assert!(
+            back[i].is_some_and(|t| t <= Duration::from_secs(15)),
+            "full size back after {:?}; {why}",
+            back[i]
+        );
+        content_ok(&s, hz);
+        let decoded = s.video.frames_decoded - before[i].video.frames_decoded;
+        assert!(
+            decoded >= 100,
+            "{decoded} pictures since the cap went; {why}"
+        );
+    }
+    close(a, b).await;
+}
+
 /// A path that reorders (40 ms each way, ±25 ms of jitter that lets datagrams overtake one
 /// another, nothing lost): once the requester has seen packets overtaken, it waits for them
 /// instead of asking for each again, and the pictures stay whole and in order.

@@ -19,6 +19,10 @@
 //! seen from the one-way delay over its least ([`StandingQueue`]); the estimate then comes
 //! down under what was delivered, far enough to drain a short one in about a second. What
 //! was acknowledged is measured on the far end's clock ([`Delivered`]).
+//!
+//! A line wider than the call shows is found by probing ([`super::probe`]): a burst the line
+//! carries whole raises the estimate at once, past the hold and past GCC's delay-based half
+//! (a guess that climbs a few per cent a second) until congestion is seen again.
 
 use super::trendline::{Trend, Trendline};
 use crate::media::LineReading;
@@ -69,6 +73,9 @@ const UNHEARD: Duration = Duration::from_secs(2);
 /// What the line's rate read from the call's first packets leaves the estimate at
 /// ([`StartProbe`]; libwebrtc takes 0.95 of a probe's rate, with no sound beside it).
 const START_UTILIZATION: f64 = 0.85;
+/// What a probe the line carried leaves the estimate at ([`super::probe`]; libwebrtc: 0.95
+/// of it, with no sound beside it).
+const PROBE_UTILIZATION: f64 = 0.9;
 
 /// A queue that has stood for a while: every packet of each report for [`StandingQueue::PERSIST`]
 /// took at least [`StandingQueue::LIMIT`] longer than the quickest packets of the last 10-20 s
@@ -333,6 +340,12 @@ pub(super) struct LineEstimate {
     queue: StandingQueue,
     last_drain: Option<Instant>,
     start: StartProbe,
+    /// Bursts over what the call sends, to find a line wider than it shows ([`super::probe`]),
+    /// and what the last one the line carried showed (until congestion is seen again): GCC's
+    /// delay-based half, a guess that climbs a few per cent a second, does not hold the
+    /// estimate under a measured rate.
+    probe: super::probe::Prober,
+    proven: f64,
     /// When the estimator was first woken (for [`UNHEARD`]).
     born: Option<Instant>,
 }
@@ -358,6 +371,8 @@ impl LineEstimate {
             queue: StandingQueue::default(),
             last_drain: None,
             start: StartProbe::default(),
+            probe: Default::default(),
+            proven: 0.0,
             born: None,
         }
     }
@@ -452,7 +467,7 @@ impl LineEstimate {
         }
         self.target = self
             .target
-            .min(self.gcc.delay_based_bitrate())
+            .min(self.gcc.delay_based_bitrate().max(self.proven))
             .clamp(self.min, self.max);
         if (self.target - was).abs() > was * 0.1 {
             tracing::debug!(
@@ -463,6 +478,27 @@ impl LineEstimate {
             );
         }
         self.publish();
+    }
+
+    /// A probe's result (`carried`: the rate the line carried a burst at).
+    fn probed(&mut self, now: Instant, carried: Option<f64>) {
+        if let Some(rate) = carried {
+            let to = (rate * PROBE_UTILIZATION).min(self.max);
+            if to > self.target {
+                // The line carries that: no longer held to what the call sent.
+                tracing::debug!(
+                    kbps = to / 1000.0,
+                    was_kbps = self.target / 1000.0,
+                    gcc_kbps = self.gcc.delay_based_bitrate() / 1000.0,
+                    "a probe raises the estimate"
+                );
+                self.target = to;
+                self.proven = to;
+                self.capped_until = None;
+                self.last_change = Some(now);
+                self.publish();
+            }
+        }
     }
 
     /// What the encoders are told: the estimate, and until the line has been heard from, no
@@ -524,7 +560,23 @@ impl BandwidthEstimator for LineEstimate {
         }
         let queued = self.queue.report(now, reports);
         let delayed = self.queue.delayed();
+        if overuse || delayed || queued.is_some() || lost as f64 > reports.len() as f64 * LOW_LOSS {
+            self.probe.congested(now);
+            self.proven = 0.0;
+        }
         self.update(now, lost, reports.len(), overuse, (queued, delayed));
+        let probed = self.probe.report(now, reports);
+        self.probed(now, probed.flatten());
+        // Asked for here, where the pacer hears of it with this report (on a timer it could
+        // start a frame's time late, and the burst be read over the wrong packets).
+        if self.start.read {
+            if let Some(rate) = self
+                .probe
+                .want(now, self.target, self.max, self.acked.rate())
+            {
+                self.published.request_probe(rate);
+            }
+        }
     }
     fn target_bitrate(&self) -> f64 {
         self.target
@@ -537,6 +589,8 @@ impl BandwidthEstimator for LineEstimate {
             self.start.read = true;
             self.publish();
         }
+        let probed = self.probe.report(now, &[]);
+        self.probed(now, probed.flatten());
         self.gcc.handle_timeout(now);
     }
     fn poll_timeout(&self) -> Option<Instant> {
@@ -552,7 +606,12 @@ impl BandwidthEstimator for LineEstimate {
 
 /// One packet's report, for the tests: arrived if it has an arrival time.
 #[cfg(test)]
-fn test_packet(id: u64, size: usize, left: Instant, arrival: Option<Duration>) -> PacketReport {
+pub(super) fn test_packet(
+    id: u64,
+    size: usize,
+    left: Instant,
+    arrival: Option<Duration>,
+) -> PacketReport {
     PacketReport {
         ssrc: 1,
         id,
@@ -643,6 +702,98 @@ mod tests {
             assert!(w[1] >= w[0] * 2 - 5, "{free_after:?}");
         }
         assert!(free_after[0] >= 10 && free_after[0] < 20, "{free_after:?}");
+    }
+
+    /// Plays the pacer: sends the probe the estimator asked for, if any, as 1200-byte packets
+    /// at its rate over a line of `line` bits/s (a packet after it says the burst is over),
+    /// and reports them 150 ms later. The probe's rate, if one was asked for.
+    fn answer_probe(e: &mut LineEstimate, t: &mut Instant, line: f64) -> Option<f64> {
+        let rate = e.published.take_probe()?;
+        let (epoch, t0) = (*EPOCH, *t);
+        let gap = 1200.0 * 8.0 / rate;
+        let n = (super::super::probe::Prober::LENGTH.as_secs_f64() / gap) as usize + 1;
+        let mut free = t0.duration_since(epoch).as_secs_f64();
+        let mut reports: Vec<PacketReport> = (0..n)
+            .map(|i| {
+                let left = t0 + Duration::from_secs_f64(i as f64 * gap);
+                free = free.max(left.duration_since(epoch).as_secs_f64()) + 1200.0 * 8.0 / line;
+                test_packet(
+                    90_000 + i as u64,
+                    1200,
+                    left,
+                    Some(Duration::from_secs_f64(free)),
+                )
+            })
+            .collect();
+        let after = t0 + Duration::from_millis(120);
+        reports.push(test_packet(
+            99_999,
+            200,
+            after,
+            Some(free_after(&reports, after)),
+        ));
+        *t += Duration::from_millis(150);
+        e.on_reports(*t, &reports);
+        Some(rate)
+    }
+
+    /// An arrival for a packet that left at `left`, after every one in `reports`.
+    fn free_after(reports: &[PacketReport], left: Instant) -> Duration {
+        let last = reports
+            .iter()
+            .filter_map(|r| r.arrival)
+            .max()
+            .unwrap_or_default();
+        last.max(left.duration_since(*EPOCH)) + Duration::from_millis(1)
+    }
+
+    #[test]
+    fn after_a_narrow_spell_probes_find_the_wide_line_within_seconds() {
+        let (mut e, mut t) = (estimate(START), *EPOCH + Duration::from_secs(1));
+        e.start.read = true;
+        // A narrow spell: loss holds the estimate to what a small picture sends (150k).
+        feed(&mut e, &mut t, 300_000.0, 0.3, 2.0);
+        let held = feed(&mut e, &mut t, 150_000.0, 0.0, 1.0);
+        assert!(held < 400_000.0, "{held}");
+        // The line is wide again; the picture still sends 150k of the estimate it may use.
+        let (start, mut probes) = (t, Vec::new());
+        while e.target_bitrate() < 2_000_000.0 {
+            assert!(
+                t - start < Duration::from_secs(8),
+                "not found in 8 s: {probes:?}, estimate {}",
+                e.target_bitrate()
+            );
+            feed(&mut e, &mut t, 150_000.0, 0.0, 0.1);
+            if let Some(rate) = answer_probe(&mut e, &mut t, 50_000_000.0) {
+                probes.push((rate, e.target_bitrate()));
+            }
+        }
+        let first = probes.first().expect("probed");
+        assert!(
+            (first.0 - 2.0 * held).abs() < held * 0.3,
+            "at twice the estimate: {probes:?} from {held}"
+        );
+        for w in probes.windows(2) {
+            assert!(w[1].0 > w[0].0 * 1.5, "each higher: {probes:?}");
+        }
+    }
+
+    #[test]
+    fn a_probe_on_a_line_that_stays_narrow_does_not_raise_the_estimate_past_it() {
+        let (mut e, mut t) = (estimate(START), *EPOCH + Duration::from_secs(1));
+        e.start.read = true;
+        feed(&mut e, &mut t, 300_000.0, 0.3, 2.0);
+        feed(&mut e, &mut t, 150_000.0, 0.0, 1.0);
+        let mut probes = 0;
+        for _ in 0..100 {
+            feed(&mut e, &mut t, 150_000.0, 0.0, 0.1);
+            if answer_probe(&mut e, &mut t, 300_000.0).is_some() {
+                probes += 1;
+            }
+            assert!(e.target_bitrate() <= 300_000.0, "{}", e.target_bitrate());
+        }
+        // (Every 5 s, the line's rate shown each time: ~15 s here.)
+        assert!((2..=4).contains(&probes), "{probes}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod codecs;
 mod estimate;
 mod nack;
 mod pacer;
+mod probe;
 mod quality;
 mod resend;
 mod trendline;

@@ -16,6 +16,12 @@
 //!
 //! Resends pass [`super::resend::ResendGate`] first: not one the far end asked for again
 //! within 0.75 of a round trip, and no more than a share of the line.
+//!
+//! It sends the congestion controller's probes ([`super::probe`]): a burst of its latest
+//! pictures' packets again, on their RTX stream (RFC 4588), at the probe's rate on top of
+//! what it paces; the far end throws them away as duplicates and reports their arrival. It
+//! numbers every packet of the RTX streams itself as it leaves (the NACK responder's resends
+//! too), so that a probe and a resend never share a number and none is skipped.
 
 use crate::media::LineReading;
 use rtc::interceptor::Packet;
@@ -23,8 +29,9 @@ use rtc::interceptor::{Attribute, Interceptor, PacerBuilder, PacerInterceptor, T
 use rtc::interceptor::{StreamInfo, PACER_MIN_BURST_BITS};
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::MarshalSize;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The pacer sends at this times the estimate: the encoders aim under the estimate, and the
 /// margin lets keyframes and retransmissions through sooner (libwebrtc uses 2.5; on a line
@@ -36,6 +43,8 @@ const STALE_RETRANSMISSION_MS: u32 = 250;
 const WIDE_BURST_BITS: f64 = 4_000_000.0;
 /// A narrow line's burst, in seconds of its rate.
 const NARROW_BURST_SECS: f64 = 0.1;
+/// The latest video packets kept for probes, at the most.
+const PROBE_HISTORY: usize = 64;
 
 /// The burst for a line estimated at `estimate` bits/s, when calls start at `start`.
 pub(super) fn burst_bits(estimate: f64, start: f64) -> f64 {
@@ -61,6 +70,16 @@ pub(super) struct LinePacer {
     rtx: std::collections::HashSet<u32>,
     resends: super::resend::ResendGate,
     offered: Offered,
+    /// Each local video stream's RTX stream and payload type.
+    rtx_of: HashMap<u32, (u32, u8)>,
+    /// The next sequence number on each RTX stream.
+    rtx_seq: HashMap<u32, u16>,
+    /// The latest video packets sent (for probes).
+    history: VecDeque<rtc::rtp::packet::Packet>,
+    /// A probe's packets, each with when it is due.
+    probe: VecDeque<(Instant, TaggedPacket)>,
+    /// The latest time the pacer was told.
+    now: Option<Instant>,
 }
 
 /// What is handed to the pacer, by kind, logged at trace level every half second (how the
@@ -129,7 +148,90 @@ impl LinePacer {
             rtx: Default::default(),
             resends: Default::default(),
             offered: Default::default(),
+            rtx_of: Default::default(),
+            rtx_seq: Default::default(),
+            history: Default::default(),
+            probe: Default::default(),
+            now: None,
         }
+    }
+
+    /// The next sequence number on RTX stream `ssrc`.
+    fn next_rtx_seq(&mut self, ssrc: u32) -> u16 {
+        let seq = self.rtx_seq.entry(ssrc).or_insert_with(rand::random);
+        let now = *seq;
+        *seq = seq.wrapping_add(1);
+        now
+    }
+
+    /// Starts a probe at `rate` bits/s if one was asked for: the latest pictures' packets
+    /// again (newest first, as many as the probe's length takes at its rate), on their RTX
+    /// streams, evenly spaced from `now`.
+    fn start_probe(&mut self, now: Instant) {
+        let Some(rate) = self.reading.take_probe() else {
+            return;
+        };
+        if !self.probe.is_empty() {
+            return;
+        }
+        let mut at = now;
+        let until = now + super::probe::Prober::LENGTH;
+        let packets: Vec<rtc::rtp::packet::Packet> = self.history.iter().rev().cloned().collect();
+        for original in packets.iter().cycle().take(PROBE_HISTORY) {
+            if at > until {
+                break;
+            }
+            let Some(&(rtx, pt)) = self.rtx_of.get(&original.header.ssrc) else {
+                continue;
+            };
+            let mut payload = Vec::with_capacity(2 + original.payload.len());
+            payload.extend_from_slice(&original.header.sequence_number.to_be_bytes());
+            payload.extend_from_slice(&original.payload);
+            let packet = rtc::rtp::packet::Packet {
+                header: rtc::rtp::header::Header {
+                    version: 2,
+                    ssrc: rtx,
+                    payload_type: pt,
+                    // Numbered as it leaves (`poll_write`).
+                    sequence_number: 0,
+                    timestamp: original.header.timestamp,
+                    marker: original.header.marker,
+                    ..Default::default()
+                },
+                payload: payload.into(),
+            };
+            let bits = (packet.marshal_size() * 8) as f64;
+            self.probe.push_back((
+                at,
+                TaggedPacket {
+                    now: at,
+                    transport: Default::default(),
+                    message: rtc::interceptor::AttributedPacket::new(Packet::Rtp(packet)),
+                },
+            ));
+            at += Duration::from_secs_f64(bits / rate);
+        }
+        tracing::trace!(
+            kbps = rate / 1000.0,
+            packets = self.probe.len(),
+            "probe sent"
+        );
+    }
+
+    /// Numbers a packet of an RTX stream as it leaves: probes and resends share the stream,
+    /// and the far end reads its losses from gaps in the numbers (a resend refused here took
+    /// none).
+    fn number_rtx(&mut self, msg: &mut TaggedPacket) {
+        if let Packet::Rtp(p) = &mut msg.message.packet {
+            if self.rtx.contains(&p.header.ssrc) {
+                p.header.sequence_number = self.next_rtx_seq(p.header.ssrc);
+            }
+        }
+    }
+
+    fn tell(&mut self, now: Instant) {
+        self.now = Some(self.now.map_or(now, |n| n.max(now)));
+        self.start_probe(now);
     }
 
     /// The packet a resend carries: its stream and sequence number (RFC 4588: an RTX packet
@@ -184,6 +286,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for LinePacer {
     type Time = Instant;
 
     fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.tell(msg.now);
         // The estimate rides inbound feedback (see webrtc's pacer, which takes its rate here).
         let estimate = match msg.message.get(&Attribute::TargetBitrateChanged {
             bits_per_second: 0.0,
@@ -207,6 +310,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for LinePacer {
         self.inner.poll_read()
     }
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.tell(msg.now);
         if tracing::enabled!(tracing::Level::TRACE) {
             let kind = if msg.message.has(&Attribute::Retransmission) {
                 Offered::RESENDS
@@ -267,7 +371,26 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for LinePacer {
         if let Some(audio) = self.unpaced.pop_front() {
             return Some(audio);
         }
-        let out = self.inner.poll_write()?;
+        if let (Some((due, _)), Some(now)) = (self.probe.front(), self.now) {
+            if *due <= now {
+                return self.probe.pop_front().map(|(_, mut p)| {
+                    p.now = now;
+                    self.number_rtx(&mut p);
+                    p
+                });
+            }
+        }
+        let mut out = self.inner.poll_write()?;
+        self.number_rtx(&mut out);
+        if let Packet::Rtp(p) = &out.message.packet {
+            // A probe repeats only what has left.
+            if self.rtx_of.contains_key(&p.header.ssrc) {
+                if self.history.len() >= PROBE_HISTORY {
+                    self.history.pop_front();
+                }
+                self.history.push_back(p.clone());
+            }
+        }
         let bits = rtp_bits(&out);
         if bits > 0.0 {
             self.held_bits = (self.held_bits - bits).max(0.0);
@@ -276,15 +399,19 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for LinePacer {
         Some(out)
     }
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {
+        self.tell(now);
         self.inner.handle_timeout(now)
     }
     fn poll_timeout(&mut self) -> Option<Instant> {
-        // Audio waiting to be taken is due when it came.
-        let audio = self.unpaced.front().map(|m| m.now);
-        match (audio, self.inner.poll_timeout()) {
-            (Some(a), Some(p)) => Some(a.min(p)),
-            (a, p) => a.or(p),
-        }
+        // Audio waiting to be taken is due when it came; a probe's next packet when it is due.
+        [
+            self.unpaced.front().map(|m| m.now),
+            self.probe.front().map(|(due, _)| *due),
+            self.inner.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
@@ -294,6 +421,13 @@ impl Interceptor for LinePacer {
             self.audio.insert(info.ssrc);
         }
         self.rtx.extend(info.ssrc_rtx);
+        if let (Some(rtx), Some(pt), false) = (
+            info.ssrc_rtx,
+            info.payload_type_rtx,
+            self.audio.contains(&info.ssrc),
+        ) {
+            self.rtx_of.insert(info.ssrc, (rtx, pt));
+        }
         self.inner.bind_local_stream(info)
     }
     fn unbind_local_stream(&mut self, info: &StreamInfo) {
@@ -301,6 +435,8 @@ impl Interceptor for LinePacer {
         if let Some(rtx) = info.ssrc_rtx {
             self.rtx.remove(&rtx);
         }
+        self.rtx_of.remove(&info.ssrc);
+        self.history.retain(|p| p.header.ssrc != info.ssrc);
         self.inner.unbind_local_stream(info)
     }
     fn bind_remote_stream(&mut self, info: &StreamInfo) {
@@ -393,6 +529,74 @@ mod tests {
         assert_eq!(sent(&mut p, rtx(102, 8, soon), soon), 1, "another packet");
         let later = t0 + Duration::from_millis(160);
         assert_eq!(sent(&mut p, rtx(103, 7, later), later), 1, "lost again");
+    }
+
+    /// A probe asked for: the latest video packets again on their RTX stream, each carrying
+    /// the packet it repeats, evenly spread at the probe's rate over its length; the RTX
+    /// stream's numbers run on through the probe and the resends alike.
+    #[test]
+    fn a_probe_sends_the_latest_packets_again_on_rtx_at_its_rate() {
+        let t0 = Instant::now();
+        let reading = Arc::new(LineReading::default());
+        let mut p = LinePacer::new(START, reading.clone());
+        p.bind_local_stream(&StreamInfo {
+            ssrc: 1,
+            ssrc_rtx: Some(9),
+            payload_type_rtx: Some(97),
+            mime_type: "video/VP8".into(),
+            ..Default::default()
+        });
+        for seq in 0..10 {
+            p.handle_write(rtp(seq, t0)).unwrap();
+        }
+        p.handle_timeout(t0).unwrap();
+        assert_eq!(std::iter::from_fn(|| p.poll_write()).count(), 10);
+        reading.request_probe(960_000.0);
+        let mut out = Vec::new();
+        let mut t = t0;
+        p.handle_read(estimate(START, t)).unwrap();
+        while t < t0 + Duration::from_millis(300) {
+            while let Some(m) = p.poll_write() {
+                if let Packet::Rtp(r) = m.message.packet {
+                    out.push((t, r));
+                }
+            }
+            t += Duration::from_millis(1);
+            p.handle_timeout(t).unwrap();
+        }
+        // 960 kbit/s for 100 ms: ~10 packets of ~1200 bytes, the newest first.
+        assert!((9..=12).contains(&out.len()), "{}", out.len());
+        let osn: Vec<u16> = out
+            .iter()
+            .map(|(_, r)| u16::from_be_bytes([r.payload[0], r.payload[1]]))
+            .collect();
+        assert_eq!(&osn[..3], &[9, 8, 7], "{osn:?}");
+        for (_, r) in &out {
+            assert_eq!(
+                (r.header.ssrc, r.header.payload_type, r.header.version),
+                (9, 97, 2)
+            );
+            assert_eq!(r.payload.len(), 1190);
+        }
+        let span = out.last().unwrap().0 - out[0].0;
+        assert!(
+            (Duration::from_millis(85)..=Duration::from_millis(115)).contains(&span),
+            "{span:?}"
+        );
+        let seqs: Vec<u16> = out.iter().map(|(_, r)| r.header.sequence_number).collect();
+        for w in seqs.windows(2) {
+            assert_eq!(w[1], w[0].wrapping_add(1), "{seqs:?}");
+        }
+        // A resend after it goes on from there, whatever number it came with.
+        p.handle_write(rtx(0, 3, t)).unwrap();
+        p.handle_timeout(t).unwrap();
+        let Some(Packet::Rtp(r)) = p.poll_write().map(|m| m.message.packet) else {
+            panic!("the resend")
+        };
+        assert_eq!(
+            r.header.sequence_number,
+            seqs.last().unwrap().wrapping_add(1)
+        );
     }
 
     /// Sends a 60-packet keyframe (~0.57 Mbit) at `t0`; when its last packet leaves.

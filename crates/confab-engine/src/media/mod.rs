@@ -198,6 +198,9 @@ pub struct LineReading {
     /// it is only held low as a precaution (see `link::estimate`), and the picture's size does
     /// not follow it.
     heard: AtomicBool,
+    /// A probe the congestion controller asks the pacer for: its rate, bits/s (f64 bits), 0 =
+    /// none.
+    probe_bps: AtomicU64,
 }
 
 impl LineReading {
@@ -242,6 +245,14 @@ impl LineReading {
     }
     pub fn set_heard(&self, heard: bool) {
         self.heard.store(heard, Ordering::Relaxed);
+    }
+    pub fn request_probe(&self, bps: f64) {
+        self.probe_bps.store(bps.to_bits(), Ordering::Relaxed);
+    }
+    /// The probe asked for since the last call, if any.
+    pub fn take_probe(&self) -> Option<f64> {
+        let bps = f64::from_bits(self.probe_bps.swap(0, Ordering::Relaxed));
+        (bps > 0.0).then_some(bps)
     }
 }
 
