@@ -281,8 +281,14 @@ pub(super) async fn build(
     for c in super::codecs::registered(preferred, available) {
         me.register_codec(codec_params(c), RtpCodecKind::Video)
             .map_err(|x| e("codec", x))?;
-        me.register_codec(rtx_params(c), RtpCodecKind::Video)
-            .map_err(|x| e("codec", x))?;
+        // Not on a simulcast link (to an SFU): its encodings are named by rid, with no SSRCs
+        // in the description, and an RTX packet (made without header extensions) would name
+        // neither its layer nor its repaired stream — Janus drops such a packet unread. Its
+        // resends go on the layer's own stream, and it is not probed.
+        if !simulcast {
+            me.register_codec(rtx_params(c), RtpCodecKind::Video)
+                .map_err(|x| e("codec", x))?;
+        }
     }
     me.register_codec(opus_params(), RtpCodecKind::Audio)
         .map_err(|x| e("codec", x))?;

@@ -560,16 +560,26 @@ impl BandwidthEstimator for LineEstimate {
         }
         let queued = self.queue.report(now, reports);
         let delayed = self.queue.delayed();
-        if overuse || delayed || queued.is_some() || lost as f64 > reports.len() as f64 * LOW_LOSS {
-            self.probe.congested(now);
-            self.proven = 0.0;
-        }
         self.update(now, lost, reports.len(), overuse, (queued, delayed));
+        let congested = overuse
+            || delayed
+            || queued.is_some()
+            || self.average_loss.is_some_and(|l| l > LOW_LOSS);
         let probed = self.probe.report(now, reports);
-        self.probed(now, probed.flatten());
+        if congested {
+            self.probe.congested(now);
+            // What a probe showed holds no longer than the cut that congestion brought (GCC's
+            // delay-based guess, still climbing from before the probe, is not the ceiling).
+            self.proven = self.proven.min(self.target);
+        } else {
+            // (A burst whose own queue shows in this report raises nothing: the line said so.)
+            self.probed(now, probed.flatten());
+        }
         // Asked for here, where the pacer hears of it with this report (on a timer it could
-        // start a frame's time late, and the burst be read over the wrong packets).
-        if self.start.read {
+        // start a frame's time late, and the burst be read over the wrong packets); only on
+        // a link whose pacer can send one (without RTX streams it cannot, and the burst's
+        // window would hold only what the call sent anyway).
+        if self.start.read && self.published.can_probe() {
             if let Some(rate) = self
                 .probe
                 .want(now, self.target, self.max, self.acked.rate())
@@ -589,8 +599,8 @@ impl BandwidthEstimator for LineEstimate {
             self.start.read = true;
             self.publish();
         }
-        let probed = self.probe.report(now, &[]);
-        self.probed(now, probed.flatten());
+        // A burst not all reported in time shows nothing (and a late one cannot raise it).
+        let _ = self.probe.report(now, &[]);
         self.gcc.handle_timeout(now);
     }
     fn poll_timeout(&self) -> Option<Instant> {
@@ -751,6 +761,7 @@ mod tests {
     fn after_a_narrow_spell_probes_find_the_wide_line_within_seconds() {
         let (mut e, mut t) = (estimate(START), *EPOCH + Duration::from_secs(1));
         e.start.read = true;
+        e.published.set_can_probe(true);
         // A narrow spell: loss holds the estimate to what a small picture sends (150k).
         feed(&mut e, &mut t, 300_000.0, 0.3, 2.0);
         let held = feed(&mut e, &mut t, 150_000.0, 0.0, 1.0);
@@ -763,7 +774,8 @@ mod tests {
                 "not found in 8 s: {probes:?}, estimate {}",
                 e.target_bitrate()
             );
-            feed(&mut e, &mut t, 150_000.0, 0.0, 0.1);
+            // One report at a time: the pacer starts a probe with the report that asks for it.
+            feed(&mut e, &mut t, 150_000.0, 0.0, 0.05);
             if let Some(rate) = answer_probe(&mut e, &mut t, 50_000_000.0) {
                 probes.push((rate, e.target_bitrate()));
             }
@@ -782,11 +794,13 @@ mod tests {
     fn a_probe_on_a_line_that_stays_narrow_does_not_raise_the_estimate_past_it() {
         let (mut e, mut t) = (estimate(START), *EPOCH + Duration::from_secs(1));
         e.start.read = true;
+        e.published.set_can_probe(true);
         feed(&mut e, &mut t, 300_000.0, 0.3, 2.0);
         feed(&mut e, &mut t, 150_000.0, 0.0, 1.0);
         let mut probes = 0;
-        for _ in 0..100 {
-            feed(&mut e, &mut t, 150_000.0, 0.0, 0.1);
+        for _ in 0..300 {
+            // One report at a time: the pacer starts a probe with the report that asks for it.
+            feed(&mut e, &mut t, 150_000.0, 0.0, 0.05);
             if answer_probe(&mut e, &mut t, 300_000.0).is_some() {
                 probes += 1;
             }

@@ -428,6 +428,7 @@ impl Interceptor for LinePacer {
         ) {
             self.rtx_of.insert(info.ssrc, (rtx, pt));
         }
+        self.reading.set_can_probe(!self.rtx_of.is_empty());
         self.inner.bind_local_stream(info)
     }
     fn unbind_local_stream(&mut self, info: &StreamInfo) {
@@ -436,7 +437,12 @@ impl Interceptor for LinePacer {
             self.rtx.remove(&rtx);
         }
         self.rtx_of.remove(&info.ssrc);
+        self.reading.set_can_probe(!self.rtx_of.is_empty());
         self.history.retain(|p| p.header.ssrc != info.ssrc);
+        // A probe still queued for it would leave on a stream that is gone.
+        if let Some(rtx) = info.ssrc_rtx {
+            self.probe.retain(|(_, m)| rtp_ssrc(m) != Some(rtx));
+        }
         self.inner.unbind_local_stream(info)
     }
     fn bind_remote_stream(&mut self, info: &StreamInfo) {

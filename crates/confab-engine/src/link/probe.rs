@@ -2,14 +2,16 @@
 //! what it is given, so what it sends (and the far end acknowledges) cannot show that a line
 //! has widened — after a narrow spell the estimate is held to what was acknowledged
 //! ([`super::estimate`]), the picture stays small, and small pictures are all it sends.
-//! libwebrtc probes then (its "ALR probing"): a short burst at twice the estimate, on top of
-//! the media, read back from the far end's arrival times. A burst the line carries raises the
-//! estimate at once, and the next one goes twice as high; a burst it spreads out or drops
-//! shows the line is full, and the next waits [`Prober::EVERY`].
+//! libwebrtc probes then (its "ALR probing", which it turns on for shared screens): a short
+//! burst at twice the estimate, on top of the media, read back from the far end's arrival
+//! times. A burst the line carries raises the estimate at once, and the next one goes twice
+//! as high; a burst it spreads out or drops shows the line is full, and the next waits
+//! [`Prober::EVERY`]. The burst's window counts everything that left in it (the media too:
+//! the line carried all of it).
 //!
 //! Pure: fed the time, the estimate and the congestion reports; the pacer sends the bursts
 //! (retransmissions of its recent pictures on their RTX stream, which the receiver throws
-//! away as duplicates).
+//! away as duplicates), on links that have RTX streams.
 
 use rtc::interceptor::PacketReport;
 use std::time::{Duration, Instant};

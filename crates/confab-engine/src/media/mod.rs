@@ -201,6 +201,8 @@ pub struct LineReading {
     /// A probe the congestion controller asks the pacer for: its rate, bits/s (f64 bits), 0 =
     /// none.
     probe_bps: AtomicU64,
+    /// Whether the pacer can send probes (the link has RTX streams to send them on).
+    can_probe: AtomicBool,
 }
 
 impl LineReading {
@@ -245,6 +247,12 @@ impl LineReading {
     }
     pub fn set_heard(&self, heard: bool) {
         self.heard.store(heard, Ordering::Relaxed);
+    }
+    pub fn can_probe(&self) -> bool {
+        self.can_probe.load(Ordering::Relaxed)
+    }
+    pub fn set_can_probe(&self, can: bool) {
+        self.can_probe.store(can, Ordering::Relaxed);
     }
     pub fn request_probe(&self, bps: f64) {
         self.probe_bps.store(bps.to_bits(), Ordering::Relaxed);
