@@ -605,6 +605,35 @@ mod tests {
         );
     }
 
+    /// `patches/rtc-interceptor`: the TWCC sender numbers a packet of a stream's RTX stream
+    /// (probes and resends) as it does the stream's own, so the far end reports on it.
+    #[test]
+    fn packets_on_the_rtx_stream_are_numbered_for_congestion_reports() {
+        let mut twcc = rtc::interceptor::TwccSenderBuilder::new().build();
+        twcc.bind_local_stream(&StreamInfo {
+            ssrc: 1,
+            ssrc_rtx: Some(9),
+            rtp_header_extensions: vec![rtc::interceptor::RTPHeaderExtension {
+                uri: "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+                    .into(),
+                id: 5,
+            }],
+            ..Default::default()
+        });
+        let t0 = Instant::now();
+        let mut numbers = Vec::new();
+        for m in [rtp(1, t0), rtx(0, 1, t0), rtp(2, t0)] {
+            twcc.handle_write(m).unwrap();
+            let Some(Packet::Rtp(p)) = twcc.poll_write().map(|m| m.message.packet) else {
+                panic!("passed on")
+            };
+            let ext = p.header.get_extension(5).expect("numbered");
+            numbers.push(u16::from_be_bytes([ext[0], ext[1]]));
+        }
+        assert_eq!(numbers[1], numbers[0].wrapping_add(1), "{numbers:?}");
+        assert_eq!(numbers[2], numbers[1].wrapping_add(1), "{numbers:?}");
+    }
+
     /// Sends a 60-packet keyframe (~0.57 Mbit) at `t0`; when its last packet leaves.
     fn keyframe_leaves(p: &mut LinePacer, t0: Instant) -> Duration {
         for seq in 0..60 {
