@@ -75,7 +75,7 @@ pub(super) struct LinePacer {
     /// The next sequence number on each RTX stream.
     rtx_seq: HashMap<u32, u16>,
     /// The latest video packets sent (for probes).
-    history: VecDeque<rtc::rtp::packet::Packet>,
+    history: VecDeque<Sent>,
     /// A probe's packets, each with when it is due.
     probe: VecDeque<(Instant, TaggedPacket)>,
     /// The latest time the pacer was told.
@@ -115,6 +115,16 @@ impl Offered {
             };
         }
     }
+}
+
+/// What a probe needs of a video packet that left: no header extensions (kept per packet on
+/// the send path, so only a few words and a reference to its payload).
+struct Sent {
+    ssrc: u32,
+    seq: u16,
+    timestamp: u32,
+    marker: bool,
+    payload: bytes::Bytes,
 }
 
 /// The SSRC of an RTP packet.
@@ -176,16 +186,15 @@ impl LinePacer {
         }
         let mut at = now;
         let until = now + super::probe::Prober::LENGTH;
-        let packets: Vec<rtc::rtp::packet::Packet> = self.history.iter().rev().cloned().collect();
-        for original in packets.iter().cycle().take(PROBE_HISTORY) {
+        for original in self.history.iter().rev().cycle().take(PROBE_HISTORY) {
             if at > until {
                 break;
             }
-            let Some(&(rtx, pt)) = self.rtx_of.get(&original.header.ssrc) else {
+            let Some(&(rtx, pt)) = self.rtx_of.get(&original.ssrc) else {
                 continue;
             };
             let mut payload = Vec::with_capacity(2 + original.payload.len());
-            payload.extend_from_slice(&original.header.sequence_number.to_be_bytes());
+            payload.extend_from_slice(&original.seq.to_be_bytes());
             payload.extend_from_slice(&original.payload);
             let packet = rtc::rtp::packet::Packet {
                 header: rtc::rtp::header::Header {
@@ -194,8 +203,8 @@ impl LinePacer {
                     payload_type: pt,
                     // Numbered as it leaves (`poll_write`).
                     sequence_number: 0,
-                    timestamp: original.header.timestamp,
-                    marker: original.header.marker,
+                    timestamp: original.timestamp,
+                    marker: original.marker,
                     ..Default::default()
                 },
                 payload: payload.into(),
@@ -388,7 +397,13 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for LinePacer {
                 if self.history.len() >= PROBE_HISTORY {
                     self.history.pop_front();
                 }
-                self.history.push_back(p.clone());
+                self.history.push_back(Sent {
+                    ssrc: p.header.ssrc,
+                    seq: p.header.sequence_number,
+                    timestamp: p.header.timestamp,
+                    marker: p.header.marker,
+                    payload: p.payload.clone(),
+                });
             }
         }
         let bits = rtp_bits(&out);
@@ -438,7 +453,7 @@ impl Interceptor for LinePacer {
         }
         self.rtx_of.remove(&info.ssrc);
         self.reading.set_can_probe(!self.rtx_of.is_empty());
-        self.history.retain(|p| p.header.ssrc != info.ssrc);
+        self.history.retain(|p| p.ssrc != info.ssrc);
         // A probe still queued for it would leave on a stream that is gone.
         if let Some(rtx) = info.ssrc_rtx {
             self.probe.retain(|(_, m)| rtp_ssrc(m) != Some(rtx));
