@@ -234,8 +234,9 @@ impl Delivered {
 /// estimate comes down under it at the call's first report — not half a second later, once
 /// the queue has stood or dropped (kernel lab, 300 kbit/s: the first report is back 0.26 s
 /// in, the queue of a start at 1.5 Mbit/s dropped at 0.3-0.6 s). Read once, on the packets
-/// that left in the call's first [`StartProbe::SPAN`]; a line that spaces them less is left
-/// to the rest of the estimator. A wide line's jitter never reads as a rate while it is under
+/// that left in the first [`StartProbe::SPAN`] from the call's first picture (or the first
+/// after it that tells: packets that left slower than [`START_CAP`] do not show whether the
+/// cap is needed); a line that spaces them less is left to the rest of the estimator. A wide line's jitter never reads as a rate while it is under
 /// `GREW` (no packet waits longer than another by more than the jitter); a radio's 40-80 ms
 /// of it read in 5-38 % of starts in the model below (`a_wide_lines_jitter_is_not_taken_for_its_rate`),
 /// which then start lower and climb.
@@ -259,34 +260,52 @@ impl StartProbe {
     const GREW: Duration = Duration::from_millis(40);
     /// Packets kept at the most.
     const MAX_PACKETS: usize = 512;
+    /// A packet this large is a picture's (sound's are 100-200 bytes at a call's rates).
+    const BURST_SIZE: usize = 400;
 
     /// One report: the line's rate (bits a second), once the start's packets show it.
     fn report(&mut self, reports: &[PacketReport]) -> Option<f64> {
         if self.read {
             return None;
         }
-        let first = match (self.first, reports.iter().map(|r| r.departure).min()) {
-            (Some(first), _) => first,
-            (None, Some(earliest)) => *self.first.insert(earliest),
-            (None, None) => return None,
+        // The window opens with the first picture's packet: sound alone leaves too slowly to
+        // show whether the cap is needed, and idle time before a burst is not the line's.
+        let first = match self.first {
+            Some(first) => first,
+            None => *self.first.insert(
+                reports
+                    .iter()
+                    .filter(|r| r.size >= Self::BURST_SIZE)
+                    .map(|r| r.departure)
+                    .min()?,
+            ),
         };
-        let mut past = false;
-        for r in reports {
+        let mut past = Vec::new();
+        for r in reports.iter().filter(|r| r.departure >= first) {
             if r.departure > first + Self::SPAN {
-                past = true;
+                past.push(r.clone());
             } else if let (Some(at), true) = (r.arrival, self.packets.len() < Self::MAX_PACKETS) {
                 self.packets.push((r.departure, at, r.size));
             }
         }
-        let rate = self.line_rate();
-        if rate.is_some() || past {
+        let rate = self.line_rate(!past.is_empty());
+        if rate.is_some() {
             self.read = true;
+        } else if !past.is_empty() {
+            // The window went by without telling (pictures that left too slowly, too few
+            // arrived): the next one opens with what left after it. (Two seconds after the
+            // link began, `LineEstimate` stops waiting: UNHEARD.)
+            self.packets.clear();
+            self.first = None;
+            return self.report(&past);
         }
         rate.flatten()
     }
 
     /// `None` while too few have arrived to tell; then the line's rate if it spaced them.
-    fn line_rate(&self) -> Option<Option<f64>> {
+    /// That it did not is told only of the whole window (`complete`): part of a burst
+    /// whose queue is still growing can look unspaced.
+    fn line_rate(&self, complete: bool) -> Option<Option<f64>> {
         if self.packets.len() < Self::MIN_PACKETS {
             return None;
         }
@@ -307,7 +326,12 @@ impl StartProbe {
         let grew = wait(a1) - wait(a0);
         let spread = arrivals.as_secs_f64() >= Self::SPREAD * departures.as_secs_f64();
         if !spread || grew < Self::GREW.as_secs_f64() {
-            return Some(None);
+            // Not spaced by the line: it carries at least what they left at. Sent slower
+            // than the start's cap (sound alone, before the first picture), that says nothing
+            // of whether the cap is needed: the window waits for more.
+            let sent: usize = self.packets.iter().filter(|p| p.0 > d0).map(|p| p.2).sum();
+            let left_at = sent as f64 * 8.0 / departures.as_secs_f64().max(1e-3);
+            return (complete && left_at >= START_CAP).then_some(None);
         }
         // The bytes that came after the first arrival, over the time since it.
         let bytes: usize = by_arrival[1..].iter().map(|p| p.2).sum();
@@ -847,6 +871,15 @@ mod tests {
         assert_eq!(published.estimate_bps(), START_CAP);
         assert_eq!(e.target_bitrate(), START);
         let mut t = *EPOCH + Duration::from_secs(1);
+        // The call's first pictures, unspaced (four 1200-byte packets 20 ms apart): the
+        // window is told once a packet past it is reported.
+        for i in 0..4u32 {
+            let left = t + i * Duration::from_millis(20);
+            let at = left.duration_since(*EPOCH);
+            e.on_reports(left, &[test_packet(u64::from(i), 1200, left, Some(at))]);
+            assert_eq!(published.estimate_bps(), START_CAP);
+        }
+        t += Duration::from_millis(300);
         let now = feed(&mut e, &mut t, 600_000.0, 0.4, 1.0);
         assert_eq!(published.estimate_bps(), now);
         assert!(now < START);
@@ -1227,11 +1260,27 @@ mod queue_tests {
     /// overtaking); the far end reports every 100 ms of its clock, 20 ms back. The estimate
     /// when it is first read at or after each of `at` (s).
     fn first_second(line: f64, jitter_ms: u64, seed: u64, at: &[f64]) -> Vec<f64> {
+        let read = first_second_from(line, jitter_ms, seed, 0.0, at, &Arc::default());
+        read.into_iter().map(|(target, _)| target).collect()
+    }
+
+    /// The same with the pictures beginning `video_from` s after the sound, published in
+    /// `published`: the estimate and what the encoders are told, at each of `at`.
+    fn first_second_from(
+        line: f64,
+        jitter_ms: u64,
+        seed: u64,
+        video_from: f64,
+        at: &[f64],
+        published: &Arc<LineReading>,
+    ) -> Vec<(f64, f64)> {
         let epoch = Instant::now();
-        let mut e = LineEstimate::new(1_500_000.0, 150_000.0, 2_564_000.0, Arc::default());
-        let mut sends: Vec<(f64, usize)> = (0..3).map(|i| (f64::from(i) * 0.0025, 1200)).collect();
+        let mut e = LineEstimate::new(1_500_000.0, 150_000.0, 2_564_000.0, published.clone());
+        let mut sends: Vec<(f64, usize)> = (0..3)
+            .map(|i| (video_from + f64::from(i) * 0.0025, 1200))
+            .collect();
         sends.extend((0..50).map(|i| (f64::from(i) * 0.02, 105)));
-        sends.extend((1..30).map(|i| (f64::from(i) / 30.0, 1400)));
+        sends.extend((1..30).map(|i| (video_from + f64::from(i) / 30.0, 1400)));
         sends.sort_by(|a, b| a.0.total_cmp(&b.0));
         let mut rng = seed
             .wrapping_mul(6364136223846793005)
@@ -1266,7 +1315,7 @@ mod queue_tests {
             }
             for (i, t) in at.iter().enumerate() {
                 if read.len() == i && now >= *t {
-                    read.push(e.target_bitrate());
+                    read.push((e.target_bitrate(), published.estimate_bps()));
                 }
             }
         }
@@ -1288,6 +1337,25 @@ mod queue_tests {
         // left to the rest of the estimator.
         let read = first_second(1_000_000.0, 0, 1, &[0.22]);
         assert!(read[0] >= 1_500_000.0, "a 1 Mbit/s line: {read:?}");
+    }
+
+    /// Sound alone (the camera still opening) leaves at 42 kbit/s, which any line carries
+    /// unspaced: that does not lift the start's cap. The keyframe 0.35 s later is read as at
+    /// the start, and a line that carries it unspaced then lifts the cap.
+    #[test]
+    fn sound_before_the_first_picture_does_not_lift_the_start_cap() {
+        let published = Arc::new(LineReading::default());
+        let read = first_second_from(300_000.0, 0, 1, 0.35, &[0.32, 0.62], &published);
+        assert_eq!(read[0].1, START_CAP, "nothing read from sound: {read:?}");
+        assert!(
+            (0.75 * 300_000.0..300_000.0).contains(&read[1].0),
+            "under the line once the pictures came: {read:?}"
+        );
+        let published = Arc::new(LineReading::default());
+        let read = first_second_from(20_000_000.0, 0, 1, 0.35, &[0.32, 0.52, 1.0], &published);
+        assert_eq!(read[0].1, START_CAP, "sound alone says nothing: {read:?}");
+        assert_eq!(read[1].1, START_CAP, "nor part of the pictures' window");
+        assert!(read[2].1 >= 1_500_000.0, "the whole window did: {read:?}");
     }
 
     /// A wide line whose packets each take up to 30 ms more than the quickest (a busy radio)
