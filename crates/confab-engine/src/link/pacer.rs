@@ -186,7 +186,10 @@ impl LinePacer {
         }
         let mut at = now;
         let until = now + super::probe::Prober::LENGTH;
-        for original in self.history.iter().rev().cycle().take(PROBE_HISTORY) {
+        // The history over again as often as the rate takes (a probe over ~6 Mbit/s needs
+        // more than it holds).
+        let most = super::probe::Prober::MAX_PACKETS;
+        for original in self.history.iter().rev().cycle().take(most) {
             if at > until {
                 break;
             }
@@ -557,34 +560,7 @@ mod tests {
     /// stream's numbers run on through the probe and the resends alike.
     #[test]
     fn a_probe_sends_the_latest_packets_again_on_rtx_at_its_rate() {
-        let t0 = Instant::now();
-        let reading = Arc::new(LineReading::default());
-        let mut p = LinePacer::new(START, reading.clone());
-        p.bind_local_stream(&StreamInfo {
-            ssrc: 1,
-            ssrc_rtx: Some(9),
-            payload_type_rtx: Some(97),
-            mime_type: "video/VP8".into(),
-            ..Default::default()
-        });
-        for seq in 0..10 {
-            p.handle_write(rtp(seq, t0)).unwrap();
-        }
-        p.handle_timeout(t0).unwrap();
-        assert_eq!(std::iter::from_fn(|| p.poll_write()).count(), 10);
-        reading.request_probe(960_000.0);
-        let mut out = Vec::new();
-        let mut t = t0;
-        p.handle_read(estimate(START, t)).unwrap();
-        while t < t0 + Duration::from_millis(300) {
-            while let Some(m) = p.poll_write() {
-                if let Packet::Rtp(r) = m.message.packet {
-                    out.push((t, r));
-                }
-            }
-            t += Duration::from_millis(1);
-            p.handle_timeout(t).unwrap();
-        }
+        let (p, out, t) = probe_at(960_000.0);
         // 960 kbit/s for 100 ms: ~10 packets of ~1200 bytes, the newest first.
         assert!((9..=12).contains(&out.len()), "{}", out.len());
         let osn: Vec<u16> = out
@@ -608,7 +584,63 @@ mod tests {
         for w in seqs.windows(2) {
             assert_eq!(w[1], w[0].wrapping_add(1), "{seqs:?}");
         }
-        // A resend after it goes on from there, whatever number it came with.
+        resend_after(p, &seqs, t);
+    }
+
+    /// A probe over what ten packets carry in 100 ms sends them over again, each in turn:
+    /// at 20 Mbit/s, ~200 packets (past the history's 64).
+    #[test]
+    fn a_fast_probe_repeats_the_history() {
+        let (_, out, _) = probe_at(20_000_000.0);
+        assert!((190..=215).contains(&out.len()), "{}", out.len());
+        let osn: Vec<u16> = out
+            .iter()
+            .map(|(_, r)| u16::from_be_bytes([r.payload[0], r.payload[1]]))
+            .collect();
+        assert_eq!(&osn[..12], &[9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 9, 8], "{osn:?}");
+        let span = out.last().unwrap().0 - out[0].0;
+        assert!(
+            (Duration::from_millis(90)..=Duration::from_millis(110)).contains(&span),
+            "{span:?}"
+        );
+    }
+
+    /// Ten video packets sent, then a probe at `rate`: the pacer, what it sent (when, what),
+    /// and the time it was left at.
+    fn probe_at(rate: f64) -> (LinePacer, Vec<(Instant, rtc::rtp::packet::Packet)>, Instant) {
+        let t0 = Instant::now();
+        let reading = Arc::new(LineReading::default());
+        let mut p = LinePacer::new(START, reading.clone());
+        p.bind_local_stream(&StreamInfo {
+            ssrc: 1,
+            ssrc_rtx: Some(9),
+            payload_type_rtx: Some(97),
+            mime_type: "video/VP8".into(),
+            ..Default::default()
+        });
+        for seq in 0..10 {
+            p.handle_write(rtp(seq, t0)).unwrap();
+        }
+        p.handle_timeout(t0).unwrap();
+        assert_eq!(std::iter::from_fn(|| p.poll_write()).count(), 10);
+        reading.request_probe(rate);
+        let mut out = Vec::new();
+        let mut t = t0;
+        p.handle_read(estimate(START, t)).unwrap();
+        while t < t0 + Duration::from_millis(300) {
+            while let Some(m) = p.poll_write() {
+                if let Packet::Rtp(r) = m.message.packet {
+                    out.push((t, r));
+                }
+            }
+            t += Duration::from_millis(1);
+            p.handle_timeout(t).unwrap();
+        }
+        (p, out, t)
+    }
+
+    /// A resend after a probe goes on from the probe's numbers, whatever number it came with.
+    fn resend_after(mut p: LinePacer, seqs: &[u16], t: Instant) {
         p.handle_write(rtx(0, 3, t)).unwrap();
         p.handle_timeout(t).unwrap();
         let Some(Packet::Rtp(r)) = p.poll_write().map(|m| m.message.packet) else {

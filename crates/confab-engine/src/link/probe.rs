@@ -39,6 +39,8 @@ impl Prober {
     /// A burst's length: long enough for the far end's arrivals to show a rate through a
     /// few milliseconds of jitter.
     pub(super) const LENGTH: Duration = Duration::from_millis(100);
+    /// A burst's packets, at the most (100 ms of 1200-byte packets at ~98 Mbit/s).
+    pub(super) const MAX_PACKETS: usize = 1024;
     /// A burst goes at this times the estimate.
     const FACTOR: f64 = 2.0;
     /// Bursts are sent only while the call sends less than this share of its estimate (it is
@@ -100,7 +102,7 @@ impl Prober {
         for r in reports {
             if r.departure > until {
                 past = true;
-            } else if r.departure >= burst.from && burst.packets.len() < 1024 {
+            } else if r.departure >= burst.from && burst.packets.len() < Self::MAX_PACKETS {
                 burst
                     .packets
                     .push((r.departure, r.arrival.filter(|_| r.arrived), r.size));
