@@ -563,10 +563,7 @@ mod tests {
         let (p, out, t) = probe_at(960_000.0);
         // 960 kbit/s for 100 ms: ~10 packets of ~1200 bytes, the newest first.
         assert!((9..=12).contains(&out.len()), "{}", out.len());
-        let osn: Vec<u16> = out
-            .iter()
-            .map(|(_, r)| u16::from_be_bytes([r.payload[0], r.payload[1]]))
-            .collect();
+        let osn = repeated(&out);
         assert_eq!(&osn[..3], &[9, 8, 7], "{osn:?}");
         for (_, r) in &out {
             assert_eq!(
@@ -593,16 +590,20 @@ mod tests {
     fn a_fast_probe_repeats_the_history() {
         let (_, out, _) = probe_at(20_000_000.0);
         assert!((190..=215).contains(&out.len()), "{}", out.len());
-        let osn: Vec<u16> = out
-            .iter()
-            .map(|(_, r)| u16::from_be_bytes([r.payload[0], r.payload[1]]))
-            .collect();
+        let osn = repeated(&out);
         assert_eq!(&osn[..12], &[9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 9, 8], "{osn:?}");
         let span = out.last().unwrap().0 - out[0].0;
         assert!(
             (Duration::from_millis(90)..=Duration::from_millis(110)).contains(&span),
             "{span:?}"
         );
+    }
+
+    /// The sequence numbers RTX packets carry of the packets they repeat.
+    fn repeated(out: &[(Instant, rtc::rtp::packet::Packet)]) -> Vec<u16> {
+        out.iter()
+            .map(|(_, r)| u16::from_be_bytes([r.payload[0], r.payload[1]]))
+            .collect()
     }
 
     /// Ten video packets sent, then a probe at `rate`: the pacer, what it sent (when, what),
