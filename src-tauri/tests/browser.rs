@@ -647,6 +647,111 @@ async fn browser_keeps_its_call_through_a_server_restart() -> Result<()> {
     result
 }
 
+/// The web client shares a real screen: `getDisplayMedia` as people get it (no test hook),
+/// the screen being another tab of the browser that shows a test pattern over its whole page
+/// (Chromium picks that tab by its title, where people would pick it in its picker).
+/// confab-peer reads the pattern back from the shared screen, in order, at the tab's size;
+/// the browser's camera stays the camera. Sharing stops with the same button.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_shares_a_real_tab() -> Result<()> {
+    let _turn = one_at_a_time().await;
+    if !in_loopback_netns("browser_shares_a_real_tab") {
+        return Ok(());
+    }
+    let server = server().await?;
+    let dir = scratch("real-tab");
+    let peer = peer(
+        &server.ws_url(),
+        "tab",
+        "Pat",
+        660,
+        &["--duration", "60"],
+        &dir,
+    )?;
+    // Without the fake picker (it hands out a made-up screen), with the tab chosen by title.
+    let flags = |flags: Vec<String>| {
+        flags
+            .into_iter()
+            .filter(|f| f != "--use-fake-ui-for-media-stream")
+            .chain(["--auto-select-tab-capture-source-by-title=Pattern tab".to_string()])
+            .collect()
+    };
+    let result = with_browser_flags(flags, async |c| {
+        let call = c.window().await?;
+        // The tab to share: the web client's page (for its pattern painter) under a pattern
+        // over the whole page, 10 pictures a second, at the page's size.
+        let tab = c.new_window(true).await?;
+        c.switch_to_window(tab.handle).await?;
+        c.goto(&web_url(&server, "")).await?;
+        let size = c
+            .execute(
+                r#"document.title = 'Pattern tab';
+                const c = document.createElement('canvas');
+                c.width = innerWidth; c.height = innerHeight;
+                c.style.cssText = 'position:fixed;left:0;top:0;z-index:2147483647;width:' + innerWidth + 'px;height:' + innerHeight + 'px';
+                document.body.appendChild(c);
+                const ctx = c.getContext('2d');
+                let n = 0;
+                const paint = () => window.ConfabPattern.paint(ctx, c.width, c.height, n++,
+                    Number(BigInt.asUintN(32, BigInt(window.ConfabPattern.nowUs()))));
+                paint();
+                setInterval(paint, 100);
+                return [c.width, c.height];"#,
+                vec![],
+            )
+            .await?;
+        let (w, h) = (size[0].as_u64(), size[1].as_u64());
+        c.switch_to_window(call).await?;
+        c.goto(&web_url(&server, "room=tab&name=Web&join=1&call=1&source=test"))
+            .await?;
+        peer.wait("confab-peer gets the browser's camera", 30, |p| {
+            p["video"]["pattern_frames"].as_u64() > Some(10)
+        })?;
+        // The share button, clicked as a person would (WebDriver's click is real input: a
+        // user gesture, which getDisplayMedia asks for).
+        let button = fantoccini::Locator::Id("btn-share");
+        c.find(button).await?.click().await?;
+        let surface = wait_js(
+            c,
+            "the browser shares a tab",
+            15,
+            "const s = window.confabWeb.screen; return s && s.getVideoTracks()[0].getSettings().displaySurface;",
+        )
+        .await?;
+        ensure!(surface == "browser", "a tab, not a made-up screen: {surface}");
+        let theirs = peer.wait("confab-peer reads the pattern on the shared tab", 30, |p| {
+            p["share"]["pattern_frames"].as_u64() > Some(10)
+        })?;
+        let share = &theirs["share"];
+        ensure!(share["frames_out_of_order"] == 0, "{share:#}");
+        // At the tab's size, as drawn: its width, and its page's height less the bar that
+        // Chromium puts over a tab being shared (57 pixels here).
+        let (w, h) = (w.unwrap_or(0), h.unwrap_or(0));
+        let tall = share["height"].as_u64().unwrap_or(0);
+        ensure!(
+            share["width"].as_u64() == Some(w) && (h.saturating_sub(100)..=h).contains(&tall),
+            "the tab at its size ({w}x{h}): {share:#}"
+        );
+        ensure!(
+            is_the_browsers_camera(&theirs["video"]),
+            "the browser's camera still the camera: {theirs:#}"
+        );
+        // The same button stops it.
+        c.find(button).await?.click().await?;
+        wait_js(
+            c,
+            "the browser stops sharing",
+            10,
+            "return !window.confabWeb.screen && document.getElementById('btn-share').getAttribute('aria-pressed') === 'false';",
+        )
+        .await?;
+        Ok(())
+    })
+    .await;
+    drop(peer);
+    result
+}
+
 /// confab-peer stops sharing its screen while the call goes on: the share track stays (silent),
 /// so the web client takes the tile down when pictures stop coming, and the faces go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

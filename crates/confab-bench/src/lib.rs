@@ -39,6 +39,14 @@ pub async fn chromium_session(
     driver_url: &str,
     profile: &std::path::Path,
 ) -> anyhow::Result<fantoccini::Client> {
+    chromium_session_with(driver_url, chromium_args(profile)).await
+}
+
+/// The same with Chromium's flags given whole (`chromium_args`, changed).
+pub async fn chromium_session_with(
+    driver_url: &str,
+    args: Vec<String>,
+) -> anyhow::Result<fantoccini::Client> {
     // Two rustls crypto providers are linked (ring for our TLS, another through the WebDriver
     // client's HTTP stack): pick one for the process.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -46,7 +54,7 @@ pub async fn chromium_session(
     caps.insert("browserName".into(), serde_json::json!("chrome"));
     caps.insert(
         "goog:chromeOptions".into(),
-        serde_json::json!({ "binary": "/usr/bin/chromium", "args": chromium_args(profile) }),
+        serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }),
     );
     Ok(fantoccini::ClientBuilder::rustls()?
         .capabilities(caps)

@@ -359,8 +359,17 @@ pub async fn finish(
 /// dropped).
 /// A Chromium session of its own for `body`, closed afterwards whatever `body` made of it.
 pub async fn with_browser(body: impl AsyncFnOnce(&fantoccini::Client) -> Result<()>) -> Result<()> {
+    with_browser_flags(|flags| flags, body).await
+}
+
+/// The same with Chromium's flags (`confab_bench::chromium_args`) changed by `flags`.
+pub async fn with_browser_flags(
+    flags: impl FnOnce(Vec<String>) -> Vec<String>,
+    body: impl AsyncFnOnce(&fantoccini::Client) -> Result<()>,
+) -> Result<()> {
     let chrome = chromedriver()?;
-    let c = chrome_session(&chrome).await?;
+    let args = flags(confab_bench::chromium_args(&chrome.profile));
+    let c = confab_bench::chromium_session_with(&chrome.url, args).await?;
     let result = body(&c).await;
     close_session(c).await;
     result
