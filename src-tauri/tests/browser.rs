@@ -514,10 +514,38 @@ async fn browser_desktop_app_and_peer_in_one_call() -> Result<()> {
     if !in_loopback_netns("browser_desktop_app_and_peer_in_one_call") {
         return Ok(());
     }
+    app_browser_and_peer(None).await
+}
+
+/// The same three through a real Janus (a room whose calls always go through it): the
+/// desktop app, the web client and confab-peer join the same SFU room, each publishing once
+/// and receiving the two others from Janus, with no direct link between any two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_desktop_app_and_peer_through_janus() -> Result<()> {
+    let _turn = one_at_a_time().await;
+    if !in_lan_netns("browser_desktop_app_and_peer_through_janus") {
+        return Ok(());
+    }
+    let janus = confab_netlab::janus::Janus::start()?;
+    app_browser_and_peer(Some(&janus)).await
+}
+
+/// The desktop app, the web client and confab-peer in one call (through `janus` if given):
+/// confab-peer and the browser each decode both others' patterns, in order, and confab-peer
+/// hears both tones.
+async fn app_browser_and_peer(janus: Option<&confab_netlab::janus::Janus>) -> Result<()> {
     let display = xvfb()?;
-    let server = server().await?;
-    let dir = scratch("three");
-    let peer = peer(
+    let (server, bind) = match janus {
+        Some(janus) => (sfu_server(janus, 0).await?, LAN_ADDRESS),
+        None => (server().await?, "127.0.0.1"),
+    };
+    let dir = scratch(if janus.is_some() {
+        "three-sfu"
+    } else {
+        "three"
+    });
+    let peer = peer_on(
+        bind,
         &server.ws_url(),
         "three",
         "Pat",
@@ -542,7 +570,13 @@ async fn browser_desktop_app_and_peer_in_one_call() -> Result<()> {
             "App",
             "--call",
         ])
-        .args(app_args(&dir.join("config")))
+        .args(app_args(&dir.join("config")).into_iter().map(|a| {
+            if a == "127.0.0.1" {
+                bind.to_string()
+            } else {
+                a
+            }
+        }))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
         gui_env(&mut cmd, &display);
@@ -576,6 +610,17 @@ async fn browser_desktop_app_and_peer_in_one_call() -> Result<()> {
                 })
         })
         .await?;
+        if janus.is_some() {
+            // Through Janus: confab-peer publishes there, and has no direct link to verify.
+            let j = peer.wait_report("confab-peer sends to Janus", 20, |j| {
+                j["sfu"]["send_kbps"].as_f64() > Some(20.0)
+            })?;
+            let peers = j["peers"].as_array().cloned().unwrap_or_default();
+            ensure!(
+                peers.iter().all(|p| p["verification_code"].is_null()),
+                "no direct link: {j:#}"
+            );
+        }
         Ok(())
     })
     .await;
