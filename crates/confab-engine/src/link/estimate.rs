@@ -68,7 +68,8 @@ const DRAIN_EVERY: Duration = Duration::from_secs(1);
 /// holds the first pictures back.
 const START_CAP: f64 = 300_000.0;
 /// A far end not heard from in this long (no congestion reports) leaves the estimate as it
-/// stands.
+/// stands; and the start waits no longer than this after the call's first picture left for
+/// its pictures to tell ([`StartProbe`]).
 const UNHEARD: Duration = Duration::from_secs(2);
 /// What the line's rate read from the call's first packets leaves the estimate at
 /// ([`StartProbe`]; libwebrtc takes 0.95 of a probe's rate, with no sound beside it).
@@ -242,8 +243,9 @@ impl Delivered {
 /// which then start lower and climb.
 #[derive(Debug, Default)]
 struct StartProbe {
-    /// When the call's first packet left.
+    /// When the current window opened (its first picture's packet left), and the first.
     first: Option<Instant>,
+    opened: Option<Instant>,
     /// The start's packets that arrived so far: departure, arrival (far clock), size.
     packets: Vec<(Instant, Duration, usize)>,
     read: bool,
@@ -258,6 +260,8 @@ impl StartProbe {
     const SPREAD: f64 = 1.25;
     /// And the last of them waited this much longer than the first.
     const GREW: Duration = Duration::from_millis(40);
+    /// A packet that waited no more than this longer than the quickest found the line empty.
+    const EMPTY: Duration = Duration::from_millis(5);
     /// Packets kept at the most.
     const MAX_PACKETS: usize = 512;
     /// A packet this large is a picture's (sound's are 100-200 bytes at a call's rates).
@@ -280,6 +284,7 @@ impl StartProbe {
                     .min()?,
             ),
         };
+        self.opened.get_or_insert(first);
         let mut past = Vec::new();
         for r in reports.iter().filter(|r| r.departure >= first) {
             if r.departure > first + Self::SPAN {
@@ -333,9 +338,21 @@ impl StartProbe {
             let left_at = sent as f64 * 8.0 / departures.as_secs_f64().max(1e-3);
             return (complete && left_at >= START_CAP).then_some(None);
         }
-        // The bytes that came after the first arrival, over the time since it.
-        let bytes: usize = by_arrival[1..].iter().map(|p| p.2).sum();
-        Some(Some(bytes as f64 * 8.0 / arrivals.as_secs_f64()))
+        // The line was busy from the last packet that found it empty (waited at most
+        // `EMPTY` longer than the quickest) before the longest wait: idle time before a burst
+        // (a slow picture, then a keyframe) is not the line's. The bytes that came after it,
+        // over the time since it.
+        let least = self.packets.iter().map(wait).fold(f64::INFINITY, f64::min);
+        let peak = (0..by_arrival.len())
+            .max_by(|&i, &j| wait(by_arrival[i]).total_cmp(&wait(by_arrival[j])))
+            .unwrap_or(0);
+        let from = by_arrival[..=peak]
+            .iter()
+            .rposition(|p| wait(p) <= least + Self::EMPTY.as_secs_f64())
+            .unwrap_or(0);
+        let bytes: usize = by_arrival[from + 1..].iter().map(|p| p.2).sum();
+        let busy = a1.1.saturating_sub(by_arrival[from].1).as_secs_f64();
+        Some(Some(bytes as f64 * 8.0 / busy.max(1e-3)))
     }
 }
 
@@ -370,8 +387,9 @@ pub(super) struct LineEstimate {
     /// estimate under a measured rate.
     probe: super::probe::Prober,
     proven: f64,
-    /// When the estimator was first woken (for [`UNHEARD`]).
+    /// When the estimator was first woken, and whether any report has come (for [`UNHEARD`]).
     born: Option<Instant>,
+    reported: bool,
 }
 
 impl LineEstimate {
@@ -398,6 +416,7 @@ impl LineEstimate {
             probe: Default::default(),
             proven: 0.0,
             born: None,
+            reported: false,
         }
     }
 
@@ -543,6 +562,7 @@ impl BandwidthEstimator for LineEstimate {
         if reports.is_empty() {
             return;
         }
+        self.reported = true;
         self.gcc.on_reports(now, reports);
         for r in reports.iter().filter(|r| r.arrived) {
             if let Some(at) = r.arrival {
@@ -581,6 +601,15 @@ impl BandwidthEstimator for LineEstimate {
                 self.last_change = Some(now);
                 self.hold_after_congestion(now);
             }
+        } else if !self.start.read
+            && self
+                .start
+                .opened
+                .is_some_and(|at| now.saturating_duration_since(at) >= UNHEARD)
+        {
+            // The pictures have had their time to tell (they left too slowly to): the
+            // estimate as it stands.
+            self.start.read = true;
         }
         let queued = self.queue.report(now, reports);
         let delayed = self.queue.delayed();
@@ -617,9 +646,11 @@ impl BandwidthEstimator for LineEstimate {
     }
     fn handle_timeout(&mut self, now: Instant) {
         let since = *self.born.get_or_insert(now);
-        if !self.start.read && now.saturating_duration_since(since) >= UNHEARD {
+        if !self.start.read && !self.reported && now.saturating_duration_since(since) >= UNHEARD {
             // No word from the far end (a peer that sends no congestion reports): the
-            // estimate as it stands, as before there was a start.
+            // estimate as it stands, as before there was a start. (While reports come, the
+            // start waits for the call's first pictures: a camera that opens late is read
+            // as at the start.)
             self.start.read = true;
             self.publish();
         }
@@ -1274,13 +1305,34 @@ mod queue_tests {
         at: &[f64],
         published: &Arc<LineReading>,
     ) -> Vec<(f64, f64)> {
-        let epoch = Instant::now();
-        let mut e = LineEstimate::new(1_500_000.0, 150_000.0, 2_564_000.0, published.clone());
         let mut sends: Vec<(f64, usize)> = (0..3)
             .map(|i| (video_from + f64::from(i) * 0.0025, 1200))
             .collect();
-        sends.extend((0..50).map(|i| (f64::from(i) * 0.02, 105)));
+        sends.extend(sound(1.0));
         sends.extend((1..30).map(|i| (video_from + f64::from(i) / 30.0, 1400)));
+        start_run(line, jitter_ms, seed, sends, at, published)
+    }
+
+    /// 105 bytes of sound every 20 ms for `secs`.
+    fn sound(secs: f64) -> impl Iterator<Item = (f64, usize)> {
+        (0..(secs * 50.0) as u32).map(|i| (f64::from(i) * 0.02, 105))
+    }
+
+    /// A call's start as the estimator sees it: `sends` (when each packet left, s, and its
+    /// size) over a line of `line` bps (first in, first out) 20 ms long, plus up to
+    /// `jitter_ms` more for each packet (seeded, never overtaking); the far end reports every
+    /// 100 ms of its clock, 20 ms back, and the estimator's timer runs with each. The estimate
+    /// and what the encoders are told, when first read at or after each of `at` (s).
+    fn start_run(
+        line: f64,
+        jitter_ms: u64,
+        seed: u64,
+        mut sends: Vec<(f64, usize)>,
+        at: &[f64],
+        published: &Arc<LineReading>,
+    ) -> Vec<(f64, f64)> {
+        let epoch = Instant::now();
+        let mut e = LineEstimate::new(1_500_000.0, 150_000.0, 2_564_000.0, published.clone());
         sends.sort_by(|a, b| a.0.total_cmp(&b.0));
         let mut rng = seed
             .wrapping_mul(6364136223846793005)
@@ -1302,7 +1354,8 @@ mod queue_tests {
             packets.push((test_packet(id as u64, size, departure, far), arrival));
         }
         let mut read = Vec::new();
-        for report in 1..=10 {
+        let last = at.iter().copied().fold(1.0, f64::max);
+        for report in 1..=(last * 10.0).ceil() as u32 {
             let far = f64::from(report) / 10.0;
             let batch: Vec<PacketReport> = packets
                 .iter()
@@ -1313,6 +1366,7 @@ mod queue_tests {
             if !batch.is_empty() {
                 e.on_reports(epoch + Duration::from_secs_f64(now), &batch);
             }
+            e.handle_timeout(epoch + Duration::from_secs_f64(now));
             for (i, t) in at.iter().enumerate() {
                 if read.len() == i && now >= *t {
                     read.push((e.target_bitrate(), published.estimate_bps()));
@@ -1356,6 +1410,47 @@ mod queue_tests {
         assert_eq!(read[0].1, START_CAP, "sound alone says nothing: {read:?}");
         assert_eq!(read[1].1, START_CAP, "nor part of the pictures' window");
         assert!(read[2].1 >= 1_500_000.0, "the whole window did: {read:?}");
+    }
+
+    /// Pictures that leave slower than the start's cap (a 500-byte picture every 100 ms)
+    /// cannot show whether it is needed, on a narrow line or a wide one: their window goes by
+    /// and the next opens at the next picture (0.3 s). The keyframe at 0.45 s, inside that
+    /// window, shows a 300 kbit/s line's rate once reported (the slow pictures before it and
+    /// the idle line between are not counted in the rate).
+    #[test]
+    fn a_window_that_does_not_tell_opens_again_at_the_next_pictures() {
+        let slow = || (0..6).map(|i| (f64::from(i) * 0.1, 500));
+        let mut sends: Vec<(f64, usize)> = slow().chain(sound(1.5)).collect();
+        sends.extend((0..3).map(|i| (0.45 + f64::from(i) * 0.0025, 1200)));
+        sends.extend((1..27).map(|i| (0.45 + f64::from(i) / 30.0, 1400)));
+        let published = Arc::new(LineReading::default());
+        let read = start_run(300_000.0, 0, 1, sends, &[0.42, 0.72], &published);
+        assert_eq!(
+            read[0].1, START_CAP,
+            "nothing read from slow pictures: {read:?}"
+        );
+        assert!(
+            (0.75 * 300_000.0..300_000.0).contains(&read[1].0),
+            "under the line after the keyframe's window: {read:?}"
+        );
+    }
+
+    /// While the far end reports, the start waits for the call's first pictures however late
+    /// the camera opens (sound alone for 3 s, not lifted at 2 s), and then no longer than
+    /// [`UNHEARD`] after the first of them left when they cannot tell (here: slow ones).
+    #[test]
+    fn the_start_waits_for_the_first_pictures_then_two_seconds_at_most() {
+        let mut sends: Vec<(f64, usize)> = sound(5.5).collect();
+        sends.extend((0..25).map(|i| (3.0 + f64::from(i) * 0.1, 500)));
+        let published = Arc::new(LineReading::default());
+        let read = start_run(20_000_000.0, 0, 1, sends, &[2.52, 4.92, 5.12], &published);
+        assert_eq!(read[0].1, START_CAP, "sound alone: {read:?}");
+        assert_eq!(read[1].1, START_CAP, "under 2 s of pictures: {read:?}");
+        assert!(
+            read[2].1 >= 1_500_000.0,
+            "2 s after the first picture: {read:?}"
+        );
+        assert!(published.heard());
     }
 
     /// A wide line whose packets each take up to 30 ms more than the quickest (a busy radio)
