@@ -27,9 +27,10 @@ pub const BUILD: &[&str] = &[
 /// network namespaces, veth and tbf caps, Node.js (with npm) for the JS lint and tests,
 /// nftables for loss, blackouts and NAT in the kernel network lab, coturn (a real TURN
 /// server) for calls through relays, redis-server for signaling nodes joined through Redis,
-/// janus (its VideoRoom plugin is the SFU of rooms' calls through a media server), and
+/// janus (its VideoRoom plugin is the SFU of rooms' calls through a media server),
 /// openbox (a window manager: windows to share are listed from the manager's client list, as
-/// on any desktop).
+/// on any desktop), and sway, xwayland, x11-xserver-utils (xhost) and dbus-daemon (a Wayland
+/// desktop: sharing through a wlroots compositor, with xcap's own session bus).
 pub const TEST_EXTRA: &[&str] = &[
     "xvfb",
     "webkit2gtk-driver",
@@ -42,6 +43,10 @@ pub const TEST_EXTRA: &[&str] = &[
     "redis-server",
     "janus",
     "openbox",
+    "sway",
+    "xwayland",
+    "x11-xserver-utils",
+    "dbus-daemon",
 ];
 
 /// The Windows cross build (`cargo xtask cross`), on top of [`BUILD`]: the MinGW-w64 C

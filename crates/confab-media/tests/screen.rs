@@ -5,23 +5,17 @@
 //! Linux only (Xvfb and openbox are Debian packages `cargo xtask test` installs).
 #![cfg(target_os = "linux")]
 
+mod screen_common;
+
 use anyhow::{bail, Context, Result};
 use confab_media::device::pattern_window::PatternWindow;
 use confab_media::device::screen::{self, ShareKind};
 use confab_media::device::{share_source, FrameBus, VideoCapture, VideoFormat};
-use confab_media::{convert, pattern};
+use confab_media::pattern;
+use screen_common::{assert_moving, read_frames, Killed};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// An X server of our own, 1280x800, with openbox managing its windows.
 fn desktop() -> Result<(String, Killed, Killed)> {
@@ -67,59 +61,6 @@ fn desktop() -> Result<(String, Killed, Killed)> {
         return Ok((display, xvfb, wm));
     }
     bail!("no free X display number")
-}
-
-/// Frames from a capture for `how_long`, with the pattern numbers read from each (cut out at
-/// `at` when the pattern sits inside a larger picture).
-fn read_frames(
-    bus: &FrameBus,
-    how_long: Duration,
-    at: Option<((usize, usize), (usize, usize))>,
-) -> Vec<((usize, usize), Option<u32>)> {
-    let mut seen = 0;
-    let mut out = Vec::new();
-    let end = Instant::now() + how_long;
-    while Instant::now() < end {
-        let Some(f) = bus.next(&mut seen, Duration::from_millis(500)) else {
-            continue;
-        };
-        let number = match at {
-            None => pattern::read(&f).map(|s| s.frame),
-            Some(((x, y), (w, h))) => {
-                let rgba = convert::to_rgba(&f);
-                let mut cut = Vec::with_capacity(w * h * 4);
-                for row in y..y + h {
-                    cut.extend_from_slice(&rgba[(row * f.width + x) * 4..][..w * 4]);
-                }
-                pattern::read_rgba(&cut, w, h).map(|s| s.frame)
-            }
-        };
-        out.push(((f.width, f.height), number));
-    }
-    out
-}
-
-fn assert_moving(frames: &[((usize, usize), Option<u32>)], size: (usize, usize), what: &str) {
-    assert!(
-        frames.len() >= 8,
-        "{what}: only {} frames in 3 s",
-        frames.len()
-    );
-    assert!(
-        frames.iter().all(|(s, _)| *s == size),
-        "{what}: sizes {:?}",
-        frames.iter().map(|f| f.0).collect::<Vec<_>>()
-    );
-    let numbers: Vec<u32> = frames.iter().filter_map(|f| f.1).collect();
-    assert_eq!(
-        numbers.len(),
-        frames.len(),
-        "{what}: every picture carries a readable pattern: {frames:?}"
-    );
-    assert!(
-        numbers.windows(2).all(|w| w[0] <= w[1]) && numbers.last() > numbers.first(),
-        "{what}: the numbers move forward: {numbers:?}"
-    );
 }
 
 /// A plain black window over `at` (override-redirect: the window manager leaves it where it is).

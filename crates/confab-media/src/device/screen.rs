@@ -1,5 +1,6 @@
-//! Screens and windows to share, through xcap (X11 on Linux, with Wayland through the desktop
-//! portal where xcap can; GDI/WGC on Windows; ScreenCaptureKit on macOS).
+//! Screens and windows to share, through xcap (X11 on Linux; on Wayland listed through
+//! XWayland, screens read through GNOME Shell, the desktop portal or wlroots' screencopy,
+//! windows through XWayland; GDI/WGC on Windows; ScreenCaptureKit on macOS).
 //!
 //! [`sources`] lists what can be shared, each with a small picture for the picker; a share is
 //! started like a camera ([`super::VideoCapture::start`] with [`VideoSourceSpec::Screen`]): a
