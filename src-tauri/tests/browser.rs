@@ -590,6 +590,7 @@ async fn app_browser_and_peer(janus: Option<&confab_netlab::janus::Janus>) -> Re
                 peers.iter().any(|p| {
                     p["name"] == name
                         && p["video"]["pattern_frames"].as_u64() > Some(20)
+                        && p["video"]["frames_out_of_order"] == 0
                         && tone_is(p, hz)
                 })
             };
@@ -603,7 +604,7 @@ async fn app_browser_and_peer(janus: Option<&confab_netlab::janus::Janus>) -> Re
             std::thread::sleep(std::time::Duration::from_millis(300));
         }
         // The browser gets both the app and confab-peer.
-        wait_web(c, "the browser gets both", 60, |r| {
+        let r = wait_web(c, "the browser gets both", 60, |r| {
             r.len() == 2
                 && r.iter().all(|p| {
                     p["pattern_frames"].as_u64() > Some(20) && p["frames_out_of_order"] == 0
@@ -611,7 +612,13 @@ async fn app_browser_and_peer(janus: Option<&confab_netlab::janus::Janus>) -> Re
         })
         .await?;
         if janus.is_some() {
-            // Through Janus: confab-peer publishes there, and has no direct link to verify.
+            // Through Janus: no direct link for anyone to verify (the browser's two, the app's
+            // two through confab-peer's and the browser's views), and confab-peer publishes
+            // there.
+            ensure!(
+                r.iter().all(|p| p["verification_code"].is_null()),
+                "the browser has no direct link: {r:#?}"
+            );
             let j = peer.wait_report("confab-peer sends to Janus", 20, |j| {
                 j["sfu"]["send_kbps"].as_f64() > Some(20.0)
             })?;
@@ -710,7 +717,7 @@ async fn browser_shares_a_real_tab() -> Result<()> {
         "tab",
         "Pat",
         660,
-        &["--duration", "60"],
+        &["--duration", "120"],
         &dir,
     )?;
     // Without the fake picker (it hands out a made-up screen), with the tab chosen by title.
@@ -724,7 +731,8 @@ async fn browser_shares_a_real_tab() -> Result<()> {
     let result = with_browser_flags(flags, async |c| {
         let call = c.window().await?;
         // The tab to share: the web client's page (for its pattern painter) under a pattern
-        // over the whole page, 10 pictures a second, at the page's size.
+        // over the whole page, 10 pictures a second, at the page's size, numbered from a
+        // million (the call's own pictures are numbered from 0).
         let tab = c.new_window(true).await?;
         c.switch_to_window(tab.handle).await?;
         c.goto(&web_url(&server, "")).await?;
@@ -736,7 +744,7 @@ async fn browser_shares_a_real_tab() -> Result<()> {
                 c.style.cssText = 'position:fixed;left:0;top:0;z-index:2147483647;width:' + innerWidth + 'px;height:' + innerHeight + 'px';
                 document.body.appendChild(c);
                 const ctx = c.getContext('2d');
-                let n = 0;
+                let n = 1000000;
                 const paint = () => window.ConfabPattern.paint(ctx, c.width, c.height, n++,
                     Number(BigInt.asUintN(32, BigInt(window.ConfabPattern.nowUs()))));
                 paint();
@@ -769,6 +777,10 @@ async fn browser_shares_a_real_tab() -> Result<()> {
         })?;
         let share = &theirs["share"];
         ensure!(share["frames_out_of_order"] == 0, "{share:#}");
+        ensure!(
+            share["last_pattern_frame"].as_u64() > Some(1_000_000),
+            "the pattern tab's pictures, not another's: {share:#}"
+        );
         // At the tab's size, as drawn: its width, and its page's height less the bar that
         // Chromium puts over a tab being shared (57 pixels here).
         let (w, h) = (w.unwrap_or(0), h.unwrap_or(0));
