@@ -9,10 +9,12 @@ mod screen_common;
 
 use anyhow::{bail, Context, Result};
 use confab_media::device::pattern_window::PatternWindow;
-use confab_media::device::screen::{self, ShareKind};
+use confab_media::device::screen::ShareKind;
 use confab_media::device::{share_source, FrameBus, VideoCapture, VideoFormat};
 use confab_media::pattern;
-use screen_common::{assert_moving, read_frames, Killed};
+use screen_common::{
+    assert_moving, closing_ends_the_share, listed_with, read_frames, shares_moving, Killed,
+};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -117,21 +119,7 @@ fn a_pattern_window_is_listed_and_shared_alone_or_with_its_screen() -> Result<()
     let title = "Confab pattern window";
     let window = PatternWindow::open(Some(&display), title, (100, 60), (640, 480), 10.0)?;
 
-    // Listed once the window manager has taken it in.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let list = loop {
-        let list = screen::sources(320)?;
-        if list.iter().any(|s| s.title == title) {
-            break list;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the pattern window is not listed: {:?}",
-                list.iter().map(|s| &s.title).collect::<Vec<_>>()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let list = listed_with(title)?;
     let screen_src = list
         .iter()
         .find(|s| s.kind == ShareKind::Screen)
@@ -166,18 +154,12 @@ fn a_pattern_window_is_listed_and_shared_alone_or_with_its_screen() -> Result<()
         height: 720,
         fps: 5.0,
     };
-    // The window alone, at its own size.
-    let bus = FrameBus::new();
-    let cap = VideoCapture::start(&share_source(&win_src.id)?, share, bus.clone())?
+    // The window alone, at its own size, under its title.
+    let cap = VideoCapture::start(&share_source(&win_src.id)?, share, FrameBus::new())?
         .context("a capture")?;
     assert_eq!(cap.description, title);
-    assert_eq!((cap.format.width, cap.format.height), (640, 480));
-    assert_moving(
-        &read_frames(&bus, Duration::from_secs(3), None),
-        (640, 480),
-        "window",
-    );
     drop(cap);
+    shares_moving(&win_src.id, share, (640, 480), None, "window")?;
 
     // Covered by another window (no compositing manager here, as on many X11 desktops), the
     // shared window still shows itself, not what covers it.
@@ -199,33 +181,13 @@ fn a_pattern_window_is_listed_and_shared_alone_or_with_its_screen() -> Result<()
 
     // The whole screen, the window read back where the window manager put it.
     let (x, y) = window.position()?;
-    let bus = FrameBus::new();
-    let cap = VideoCapture::start(&share_source(&screen_src.id)?, share, bus.clone())?
-        .context("a capture")?;
-    assert_eq!((cap.format.width, cap.format.height), (1280, 800));
     let at = Some(((x as usize, y as usize), (640, 480)));
-    assert_moving(
-        &read_frames(&bus, Duration::from_secs(3), at),
-        (1280, 800),
-        "screen",
-    );
-    drop(cap);
+    shares_moving(&screen_src.id, share, (1280, 800), at, "screen")?;
 
     // A shared window that closes ends its capture.
-    let bus = FrameBus::new();
-    let cap = VideoCapture::start(&share_source(&win_src.id)?, share, bus.clone())?
-        .context("a capture")?;
-    std::thread::sleep(Duration::from_millis(500));
-    drop(window);
-    let deadline = Instant::now() + screen::GIVE_UP + Duration::from_secs(3);
-    while !cap.ended() {
-        if Instant::now() > deadline {
-            bail!("the capture of a closed window did not end");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    closing_ends_the_share(&win_src.id, share, || drop(window))?;
     // And a window that is gone cannot be shared, in words.
-    let err = VideoCapture::start(&share_source(&win_src.id)?, share, bus)
+    let err = VideoCapture::start(&share_source(&win_src.id)?, share, FrameBus::new())
         .err()
         .context("sharing a closed window fails")?;
     assert!(err.to_string().contains("not open"), "{err}");

@@ -1,10 +1,63 @@
 //! What the screen-sharing tests (X11 and Wayland) share: child processes killed on drop,
 //! and reading the numbered pattern back from a capture.
 
-use confab_media::device::FrameBus;
+use anyhow::{bail, Context, Result};
+use confab_media::device::screen::{self, ShareSource};
+use confab_media::device::{share_source, FrameBus, VideoCapture, VideoFormat};
 use confab_media::{convert, pattern};
 use std::process::Child;
 use std::time::{Duration, Instant};
+
+/// What can be shared, once the window titled `title` is listed (within 15 s: once the window
+/// manager has taken it in).
+pub fn listed_with(title: &str) -> Result<Vec<ShareSource>> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let list = screen::sources(320)?;
+        if list.iter().any(|s| s.title == title) {
+            return Ok(list);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the pattern window is not listed: {:?}",
+                list.iter().map(|s| &s.title).collect::<Vec<_>>()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A share of `id` for 3 s: every picture `size`, carrying the pattern (cut out at `at`), its
+/// numbers moving forward.
+pub fn shares_moving(
+    id: &str,
+    share: VideoFormat,
+    size: (usize, usize),
+    at: Option<((usize, usize), (usize, usize))>,
+    what: &str,
+) -> Result<()> {
+    let bus = FrameBus::new();
+    let cap = VideoCapture::start(&share_source(id)?, share, bus.clone())?.context("a capture")?;
+    assert_eq!((cap.format.width, cap.format.height), size, "{what}");
+    assert_moving(&read_frames(&bus, Duration::from_secs(3), at), size, what);
+    Ok(())
+}
+
+/// A share of the window `id` ends once `close` has closed the window.
+pub fn closing_ends_the_share(id: &str, share: VideoFormat, close: impl FnOnce()) -> Result<()> {
+    let cap =
+        VideoCapture::start(&share_source(id)?, share, FrameBus::new())?.context("a capture")?;
+    std::thread::sleep(Duration::from_millis(500));
+    close();
+    let deadline = Instant::now() + screen::GIVE_UP + Duration::from_secs(3);
+    while !cap.ended() {
+        if Instant::now() > deadline {
+            bail!("the capture of a closed window did not end");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
 
 /// A child process, killed and reaped when dropped.
 pub struct Killed(pub Child);
