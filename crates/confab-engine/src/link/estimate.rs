@@ -236,11 +236,12 @@ impl Delivered {
 /// the queue has stood or dropped (kernel lab, 300 kbit/s: the first report is back 0.26 s
 /// in, the queue of a start at 1.5 Mbit/s dropped at 0.3-0.6 s). Read once, on the packets
 /// that left in the first [`StartProbe::SPAN`] from the call's first picture (or the first
-/// after it that tells: packets that left slower than [`START_CAP`] do not show whether the
-/// cap is needed); a line that spaces them less is left to the rest of the estimator. A wide line's jitter never reads as a rate while it is under
-/// `GREW` (no packet waits longer than another by more than the jitter); a radio's 40-80 ms
-/// of it read in 5-38 % of starts in the model below (`a_wide_lines_jitter_is_not_taken_for_its_rate`),
-/// which then start lower and climb.
+/// window after it that tells: packets that left slower than [`START_CAP`] do not show
+/// whether the cap is needed); a line that spaces them less is left to the rest of the
+/// estimator. A wide line's jitter never reads as a rate while it is under `GREW` (no packet
+/// waits longer than another by more than the jitter); a radio's 40-80 ms of it read in 5-38 %
+/// of starts in the model below (`a_wide_lines_jitter_is_not_taken_for_its_rate`), which then
+/// start lower and climb.
 #[derive(Debug, Default)]
 struct StartProbe {
     /// When the current window opened (its first picture's packet left), and the first.
@@ -298,8 +299,8 @@ impl StartProbe {
             self.read = true;
         } else if !past.is_empty() {
             // The window went by without telling (pictures that left too slowly, too few
-            // arrived): the next one opens with what left after it. (Two seconds after the
-            // link began, `LineEstimate` stops waiting: UNHEARD.)
+            // arrived): the next one opens with what left after it. (`LineEstimate` stops
+            // waiting [`UNHEARD`] after the first picture left.)
             self.packets.clear();
             self.first = None;
             return self.report(&past);
