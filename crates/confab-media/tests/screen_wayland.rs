@@ -55,7 +55,8 @@ fn wayland_desktop() -> Result<Wayland> {
     std::fs::create_dir_all(&run)?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
     // nobody's own runtime directory (65534: nobody and nogroup on Debian).
-    std::os::unix::fs::chown(&run, Some(65534), Some(65534))?;
+    std::os::unix::fs::chown(&run, Some(65534), Some(65534))
+        .context("sway runs as nobody: the test needs root, as `cargo xtask test` runs")?;
     std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700))?;
     let env_file = dir.join("env");
     let config = dir.join("config");
@@ -65,7 +66,8 @@ fn wayland_desktop() -> Result<Wayland> {
             "xwayland force\n\
              output HEADLESS-1 resolution 1280x800 position 0 0\n\
              for_window [class=\".*\"] floating enable\n\
-             exec sh -c 'until xhost +si:localuser:root; do sleep 0.1; done; \
+             exec sh -c 'i=0; until xhost +si:localuser:root || [ $i -ge 100 ]; do \
+             i=$((i+1)); sleep 0.1; done; \
              echo \"$DISPLAY $WAYLAND_DISPLAY\" > {}.tmp && mv {}.tmp {}'\n",
             env_file.display(),
             env_file.display(),
@@ -115,18 +117,22 @@ fn wayland_desktop() -> Result<Wayland> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut bus = Command::new("dbus-daemon")
-        .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("dbus-daemon (package dbus-daemon) must be installed: `cargo xtask test` does")?;
+    let mut bus = Killed(
+        Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context(
+                "dbus-daemon (package dbus-daemon) must be installed: `cargo xtask test` does",
+            )?,
+    );
     let mut line = String::new();
-    std::io::BufReader::new(bus.stdout.take().context("the bus's address")?)
+    std::io::BufReader::new(bus.0.stdout.take().context("the bus's address")?)
         .read_line(&mut line)?;
     Ok(Wayland {
         _sway: sway,
-        _bus: Killed(bus),
+        _bus: bus,
         _dir: removed,
         display,
         socket,
