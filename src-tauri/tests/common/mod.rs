@@ -510,11 +510,6 @@ pub fn chromedriver() -> Result<Chrome> {
     bail!("chromedriver did not start")
 }
 
-/// Headless Chromium with fake devices, autoplay, and WebRTC on loopback.
-pub async fn chrome_session(chrome: &Chrome) -> Result<fantoccini::Client> {
-    confab_bench::chromium_session(&chrome.url, &chrome.profile).await
-}
-
 /// The web client's report of what it received, per peer.
 pub async fn web_report(c: &fantoccini::Client) -> Result<Vec<serde_json::Value>> {
     let v = c
