@@ -630,7 +630,10 @@ impl CallCore {
             CallSignal::Description { .. }
             | CallSignal::Candidate { .. }
             | CallSignal::Verify { .. }
-            | CallSignal::Feed { .. } => {}
+            | CallSignal::SfuOffer { .. }
+            | CallSignal::SfuAnswer { .. }
+            | CallSignal::SfuCandidate { .. }
+            | CallSignal::SfuLayer { .. } => {}
         }
     }
 

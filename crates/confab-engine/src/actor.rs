@@ -12,15 +12,16 @@ use crate::ice::IceServer;
 use crate::link::{self, LinkCommand, LinkEvent, LinkParams, Role, Verification};
 use crate::media::{LinkId, MediaHub, MediaSettings, VideoSink};
 use crate::route::RouteWatch;
-use crate::sfu::{self, SfuCommand, SfuEvent, SfuParams, Target};
+use crate::sfu::{self, SfuCommand, SfuEvent, SfuParams};
 use crate::signaling::{self, Check, JoinParams, SigEvent};
 use crate::stats::{NetworkStats, PeerStats};
 use confab_call::chat::{Chat, ChatLine};
+use confab_call::layers::Want as LayerWant;
 use confab_call::mesh_return::MeshReturn;
 use confab_call::{Action, CallCore, Millis};
 use confab_media::device::mic_check::{MicCheckProgress, MicCheckResult};
 use confab_media::processing::{ProcessingSettings, ProcessingStats};
-use confab_protocol::call::{CallSignal, SdpType};
+use confab_protocol::call::{CallSignal, SdpType, SessionDescription, SfuLayer};
 use confab_protocol::{ClientMessage, PeerId, SfuInfo};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,7 +30,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// A person who names a new feed is received on a new link at most this often.
+/// A person who offers a new subscription (they published anew) is received on a new link at
+/// most this often.
 const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(2);
 
 pub type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
@@ -132,7 +134,7 @@ pub fn spawn(
         sfu: None,
         sfu_kicked: false,
         sfu_kicked_in_room: None,
-        feeds: HashMap::new(),
+        sfu_offers: HashMap::new(),
         mesh_return: MeshReturn::default(),
     };
     // The actor's health is watched: if it panics, the devices are released and whoever
@@ -170,9 +172,23 @@ struct SfuHandle {
     publisher: LinkHandle,
     /// The id we publish under (a rejoin changes it: then we publish again).
     me: PeerId,
-    /// The feed we publish as, once the SFU said.
-    feed: Option<u64>,
 }
+
+/// A subscriber link: the subscription whose offer it took (the publisher's handle at the SFU).
+struct Subscribed {
+    sub: Option<u64>,
+    at: Instant,
+}
+
+/// An `sfu-offer` as received.
+struct SfuOffer {
+    sub: u64,
+    sdp: String,
+    shares: Vec<String>,
+}
+
+/// People whose offers are kept before a link takes them (a room holds fewer).
+const MAX_SFU_OFFERS: usize = 64;
 
 /// The publisher link's stand-in for a peer id (server ids are hex: no one has this one).
 fn publisher_id() -> PeerId {
@@ -230,16 +246,18 @@ struct Actor {
     /// Sessions with the SFU started under `sfu_info` (our membership): the next publishes
     /// under `sfu_info.feed_for(sfu_publishes)`.
     sfu_publishes: u32,
-    /// Subscriber links: the feed the person had named when theirs was opened, and when.
-    subscribed: HashMap<PeerId, (Option<u64>, Instant)>,
+    /// Subscriber links: the subscription each took its offer from, and when it was opened.
+    subscribed: HashMap<PeerId, Subscribed>,
     /// The session with it while in a call.
     sfu: Option<SfuHandle>,
     /// The SFU room let our feed go while our signaling was away: publish anew once back.
     sfu_kicked: bool,
     /// When the SFU room last let our feed go while we were in the room.
     sfu_kicked_in_room: Option<Instant>,
-    /// The feed each person said they publish as (`feed` signals), kept for the SFU session.
-    feeds: HashMap<PeerId, u64>,
+    /// Offers of subscriptions not taken yet: from someone we have no link with yet, or a new
+    /// one from someone whose link was replaced less than `RESUBSCRIBE_EVERY` ago. The latest
+    /// a person, for room members only.
+    sfu_offers: HashMap<PeerId, SfuOffer>,
     /// When a call through the SFU goes back to direct links.
     mesh_return: MeshReturn,
 }
@@ -283,7 +301,7 @@ impl Actor {
                     self.core.tick(now);
                     self.apply().await;
                     self.check_mesh_return().await;
-                    self.resubscribe_moved();
+                    self.take_waiting_offers();
                     self.reap_closing().await;
                     if self.core.in_call() {
                         let peers = self.hub.levels().into_iter().map(|(id, level)| Level { id, level }).collect();
@@ -405,20 +423,20 @@ impl Actor {
                     polite,
                 } => self.open_link(peer, offerer, polite),
                 Action::CloseLink { peer } => {
-                    // Out of our call: the feed they named is forgotten with it. Back in the
-                    // call they name their feed again (a new one, if they published anew), and
-                    // until then a publisher taking over the old one is not taken for them.
-                    self.forget_feed(&peer);
+                    // Out of our call: their subscription to us ends at once, and an offer of
+                    // theirs not taken yet is dropped.
+                    self.release(&peer);
                     self.close_link(&peer);
                 }
                 Action::RebindLink { from, to } if self.sfu.is_some() => {
-                    // Through an SFU the person publishes again under their new id: receive
-                    // that instead.
-                    self.forget_feed(&from);
+                    // Through an SFU the person publishes again under their new id (and
+                    // offers anew): receive that instead, and subscribe for the new id.
+                    self.release(&from);
                     self.close_link(&from);
                     // (Never over a live link: its task would be lost.)
                     if !self.links.contains_key(&to) {
-                        self.open_subscriber(to);
+                        self.open_subscriber(to.clone());
+                        self.admit(to);
                     }
                 }
                 Action::RebindLink { from, to } => {
@@ -446,7 +464,7 @@ impl Actor {
         }
         if !self.core.in_call() {
             self.stop_sfu();
-            self.feeds.clear();
+            self.sfu_offers.clear();
         }
         self.sync_devices();
         self.publish_snapshot().await;
@@ -472,7 +490,8 @@ impl Actor {
             self.go_sfu();
         }
         if self.sfu.is_some() {
-            self.open_subscriber(peer);
+            self.open_subscriber(peer.clone());
+            self.admit(peer);
             return;
         }
         let handle = self.spawn_link(peer.clone(), Role::Mesh, offerer, polite);
@@ -487,7 +506,7 @@ impl Actor {
             return false;
         };
         let room = self.core.participants().len() + 1;
-        room > info.above as usize || peer.is_some_and(|p| self.feeds.contains_key(p))
+        room > info.above as usize || peer.is_some_and(|p| self.sfu_offers.contains_key(p))
     }
 
     /// The people we have a link with in `role`.
@@ -552,7 +571,7 @@ impl Actor {
             "the call moves back to direct links"
         );
         self.stop_sfu();
-        self.feeds.clear();
+        self.sfu_offers.clear();
         // A kick from that session is no reason to give up a later one.
         self.sfu_kicked_in_room = None;
         for p in through {
@@ -570,8 +589,8 @@ impl Actor {
 
     /// Moves the call to the SFU: our media goes to it, and every direct link is replaced by
     /// a link receiving that person from the SFU. The call rules see the same people, linked.
-    /// Everyone in the call moves: each at the same room event, or on hearing a `feed` from
-    /// someone it is linked with.
+    /// Everyone in the call moves: each at the same room event, or on hearing an `sfu-offer`
+    /// from someone it is linked with.
     fn go_sfu(&mut self) {
         if !self.ensure_sfu() {
             return;
@@ -582,67 +601,136 @@ impl Actor {
         }
         for p in direct {
             self.close_link(&p);
-            self.open_subscriber(p);
+            self.open_subscriber(p.clone());
+            self.admit(p);
         }
     }
 
-    /// Through the SFU: the person's media arrives on a link the SFU offers.
+    /// Through the SFU: the person's media arrives on a link that answers the offers they
+    /// send (an offer of theirs that came first is taken now).
     fn open_subscriber(&mut self, peer: PeerId) {
         self.subscribed.insert(
             peer.clone(),
-            (self.feeds.get(&peer).copied(), Instant::now()),
+            Subscribed {
+                sub: None,
+                at: Instant::now(),
+            },
         );
         let handle = self.spawn_link(peer.clone(), Role::Subscribe, false, true);
         self.link_peer.insert(handle.id, peer.clone());
         self.links.insert(peer.clone(), handle);
+        if let Some(offer) = self.sfu_offers.remove(&peer) {
+            self.take_offer(peer, offer);
+        }
+    }
+
+    /// Our call let this person in: our session subscribes for them and offers it to them.
+    fn admit(&self, peer: PeerId) {
         if let Some(s) = &self.sfu {
-            let _ = s.tx.try_send(SfuCommand::Subscribe(peer.clone()));
-            if let Some(id) = s.feed {
-                self.send_signal(peer, &CallSignal::Feed { id });
+            let _ = s.tx.try_send(SfuCommand::Admit(peer));
+        }
+    }
+
+    /// The person is out of our call: their subscription to us ends, and an offer of theirs
+    /// not taken yet is dropped.
+    fn release(&mut self, peer: &PeerId) {
+        self.sfu_offers.remove(peer);
+        if let Some(s) = &self.sfu {
+            let _ = s.tx.try_send(SfuCommand::Release(peer.clone()));
+        }
+    }
+
+    /// An `sfu-offer` from `from` (stamped by the server). Only a person we receive through
+    /// the SFU is answered, on their own link: a new subscription (they published anew)
+    /// replaces the link, at most once per `RESUBSCRIBE_EVERY` (someone in the call offering
+    /// sub after sub must not make us rebuild their link at the rate they send); a later one
+    /// waits its turn.
+    fn sfu_offer(&mut self, from: PeerId, offer: SfuOffer) {
+        if offer.sub == 0 || offer.shares.len() > 8 {
+            tracing::debug!("{from} sent an SFU offer Confab does not take");
+            return;
+        }
+        if self.sfu.is_none() && self.small_enough_for_mesh() {
+            // A room of two calls directly: an offer sent before the room shrank (or by
+            // someone who has not noticed yet) is not followed.
+            tracing::debug!("{from} offered an SFU subscription in a room of two");
+            return;
+        }
+        let mesh = self.links.get(&from).is_some_and(|l| l.role == Role::Mesh);
+        if mesh && self.sfu_info.is_some() && !self.small_enough_for_mesh() {
+            // Someone we are linked with directly sends through the SFU: the call moved
+            // there; follow.
+            self.go_sfu();
+        }
+        match self.subscribed.get(&from) {
+            Some(Subscribed { sub: Some(s), at }) if *s != offer.sub => {
+                if at.elapsed() >= RESUBSCRIBE_EVERY {
+                    self.close_link(&from);
+                    self.open_subscriber(from.clone());
+                    self.take_offer(from, offer);
+                } else {
+                    self.sfu_offers.insert(from, offer);
+                }
+            }
+            Some(_) if self.links.contains_key(&from) => self.take_offer(from, offer),
+            _ => {
+                // No link for them yet: kept for the one the call rules may open.
+                let member = self.core.participants().iter().any(|p| p.id == from);
+                if member
+                    && (self.sfu_offers.len() < MAX_SFU_OFFERS
+                        || self.sfu_offers.contains_key(&from))
+                {
+                    self.sfu_offers.insert(from, offer);
+                }
             }
         }
     }
 
-    /// Forgets the feed a person named (they are out of our call, or the room): the session
-    /// too, whatever we still held (its list of names is bounded, and must not fill up with
-    /// people long gone).
-    fn forget_feed(&mut self, peer: &PeerId) {
-        self.feeds.remove(peer);
-        if let Some(s) = &self.sfu {
-            let _ = s.tx.try_send(SfuCommand::Forget(peer.clone()));
+    /// Hands an offer to the person's subscriber link.
+    fn take_offer(&mut self, from: PeerId, offer: SfuOffer) {
+        let (Some(link), Some(sub)) = (self.links.get(&from), self.subscribed.get_mut(&from))
+        else {
+            return;
+        };
+        sub.sub = Some(offer.sub);
+        // Janus names every track `janusMID`: give the shared screen's its word back.
+        let shares: Vec<&str> = offer.shares.iter().map(String::as_str).collect();
+        let description = SessionDescription {
+            kind: SdpType::Offer,
+            sdp: confab_call::sdp::mark_shares(&offer.sdp, &shares),
+        };
+        let sig = CallSignal::Description { description };
+        if link.tx.try_send(LinkCommand::Remote(sig)).is_err() {
+            tracing::warn!("link queue full: an SFU offer was dropped");
         }
     }
 
-    /// People who published anew (a feed is never published twice) are received on a new
-    /// link, and whatever took over their old feed is let go: at most once per
-    /// `RESUBSCRIBE_EVERY` a person (someone in the call naming feed after feed must not make
-    /// us rebuild their link at the rate they send).
-    fn resubscribe_moved(&mut self) {
-        if self.sfu.is_none() {
+    /// Offers that waited for their turn (see [`Self::sfu_offer`]) are taken once it comes.
+    fn take_waiting_offers(&mut self) {
+        if self.sfu_offers.is_empty() {
             return;
         }
-        let moved: Vec<PeerId> = self
-            .subscribed
-            .iter()
-            .filter(|(p, (feed, at))| {
-                feed.is_some_and(|f| self.feeds.get(*p).is_some_and(|now| *now != f))
-                    && at.elapsed() >= RESUBSCRIBE_EVERY
+        let due: Vec<PeerId> = self
+            .sfu_offers
+            .keys()
+            .filter(|p| {
+                self.subscribed
+                    .get(*p)
+                    .is_some_and(|s| s.sub.is_some() && s.at.elapsed() >= RESUBSCRIBE_EVERY)
             })
-            .map(|(p, _)| p.clone())
+            .cloned()
             .collect();
-        for p in moved {
-            self.close_link(&p);
-            self.open_subscriber(p);
+        for p in due {
+            if let Some(offer) = self.sfu_offers.remove(&p) {
+                self.sfu_offer(p, offer);
+            }
         }
     }
 
-    /// Lets a link go (its task is awaited later), and its subscription at the SFU.
+    /// Lets a link go (its task is awaited later).
     fn close_link(&mut self, peer: &PeerId) {
         self.subscribed.remove(peer);
         if let Some(l) = self.links.remove(peer) {
-            if let (Role::Subscribe, Some(s)) = (l.role, &self.sfu) {
-                let _ = s.tx.try_send(SfuCommand::Unsubscribe(peer.clone()));
-            }
             self.remember(peer, l.id);
             self.link_peer.remove(&l.id);
             let _ = l.tx.try_send(LinkCommand::Close);
@@ -675,8 +763,9 @@ impl Actor {
             ev_tx,
         ));
         let publisher = self.spawn_link(publisher_id(), Role::Publish, true, false);
-        for (p, id) in &self.feeds {
-            let _ = tx.try_send(SfuCommand::Announced(p.clone(), *id));
+        // Everyone we already receive through the SFU is let in by the new session too.
+        for p in self.linked_as(Role::Subscribe) {
+            let _ = tx.try_send(SfuCommand::Admit(p));
         }
         self.sfu = Some(SfuHandle {
             tx,
@@ -684,23 +773,24 @@ impl Actor {
             task,
             publisher,
             me,
-            feed: None,
         });
         true
     }
 
-    /// Back in the room under a new id, in a call through the SFU: the others take a feed as
-    /// ours only under our id, so we publish again under the new one, through a new session
-    /// (the old one's subscriber handles end with it: each person is received afresh).
+    /// Publishes again, through a new session (kicked while in the room, or back under a new
+    /// id): it subscribes for everyone we receive, whose links stay (they are served by the
+    /// others' sessions); each gets our new offers and replaces their link for us.
     fn republish(&mut self) {
         self.stop_sfu();
-        if !self.ensure_sfu() {
-            return;
-        }
-        let receiving = self.linked_as(Role::Subscribe);
-        for p in receiving {
-            self.close_link(&p);
-            self.open_subscriber(p);
+        self.ensure_sfu();
+    }
+
+    /// A command for our session with the SFU, if there is one.
+    fn to_session(&self, cmd: SfuCommand) {
+        if let Some(s) = &self.sfu {
+            if s.tx.try_send(cmd).is_err() {
+                tracing::warn!("SFU queue full: a message was dropped");
+            }
         }
     }
 
@@ -717,23 +807,18 @@ impl Actor {
 
     async fn sfu_event(&mut self, ev: Option<SfuEvent>) {
         match ev {
-            Some(SfuEvent::Remote(target, sig)) => {
-                let tx = match &target {
-                    Target::Publisher => self.sfu.as_ref().map(|s| &s.publisher.tx),
-                    Target::Feed(p) => self.links.get(p).map(|l| &l.tx),
-                };
-                if let Some(tx) = tx {
-                    let _ = tx.try_send(LinkCommand::Remote(sig));
+            Some(SfuEvent::Remote(sig)) => {
+                if let Some(s) = &self.sfu {
+                    let _ = s.publisher.tx.try_send(LinkCommand::Remote(sig));
                 }
             }
-            Some(SfuEvent::Published(id)) => {
-                if let Some(s) = &mut self.sfu {
-                    s.feed = Some(id);
-                }
-                let peers: Vec<PeerId> = self.links.keys().cloned().collect();
-                for p in peers {
-                    self.send_signal(p, &CallSignal::Feed { id });
-                }
+            Some(SfuEvent::Offer {
+                peer,
+                sub,
+                sdp,
+                shares,
+            }) => {
+                self.send_signal(peer, &CallSignal::SfuOffer { sub, sdp, shares });
             }
             Some(SfuEvent::Failed(e)) => {
                 self.error(ErrorCode::CallFailed, format!("{e}; the call cannot go on"))
@@ -1105,7 +1190,7 @@ impl Actor {
                 self.check_mesh_return().await;
             }
             SigEvent::PeerLeft { id } => {
-                self.forget_feed(&id);
+                self.sfu_offers.remove(&id);
                 self.core.peer_left(&id, now);
                 self.apply().await;
                 // The room may be down to two: a direct link again, after a while.
@@ -1154,29 +1239,27 @@ impl Actor {
                         );
                     }
                 }
-                Ok(CallSignal::Feed { id }) => {
-                    // Only people in the room are heard (the server stamps `from`); a room holds
-                    // a bounded number of them, and each has one entry.
-                    if self.sfu.is_none() && self.small_enough_for_mesh() {
-                        // A room of two calls directly: a feed announced before the room shrank
-                        // (or by someone who has not noticed yet) is not followed.
-                        tracing::debug!("{from} announced a feed in a room of two");
-                    } else if self.feeds.len() < 64 || self.feeds.contains_key(&from) {
-                        self.feeds.insert(from.clone(), id);
-                        // A link opened before they named a feed is for this one.
-                        if let Some((f @ None, _)) = self.subscribed.get_mut(&from) {
-                            *f = Some(id);
-                        }
-                        if let Some(s) = &self.sfu {
-                            let _ = s.tx.try_send(SfuCommand::Announced(from.clone(), id));
-                            self.resubscribe_moved();
-                        } else if self.sfu_info.is_some() && self.links.contains_key(&from) {
-                            // Someone we are linked with sends through the SFU: the call
-                            // moved there; follow.
-                            self.go_sfu();
-                            self.publish_snapshot().await;
-                        }
+                Ok(CallSignal::SfuOffer { sub, sdp, shares }) => {
+                    if self.sfu_info.is_none() || !self.core.in_call() {
+                        tracing::debug!("{from} offered an SFU subscription outside an SFU call");
+                    } else {
+                        self.sfu_offer(from, SfuOffer { sub, sdp, shares });
+                        self.publish_snapshot().await;
                     }
+                }
+                // About the subscription we opened for them: the session checks it is theirs.
+                Ok(CallSignal::SfuAnswer { sub, sdp }) => {
+                    self.to_session(SfuCommand::Answer(from, sub, sdp));
+                }
+                Ok(CallSignal::SfuCandidate { sub, candidate }) => {
+                    self.to_session(SfuCommand::Candidate(from, sub, candidate));
+                }
+                Ok(CallSignal::SfuLayer { sub, layer }) => {
+                    let want = match layer {
+                        SfuLayer::Full => LayerWant::Full,
+                        SfuLayer::Half => LayerWant::Half,
+                    };
+                    self.to_session(SfuCommand::Layer(from, sub, want));
                 }
                 Ok(sig) => {
                     self.core.signal(&from, sig, now);
@@ -1283,7 +1366,7 @@ impl Actor {
     }
 
     async fn stop_signaling(&mut self) {
-        self.feeds.clear();
+        self.sfu_offers.clear();
         if let Some(s) = self.sig.take() {
             // Let queued hang-ups go out before the leave.
             let deadline = Instant::now() + Duration::from_millis(500);
@@ -1317,20 +1400,44 @@ impl Actor {
             LinkEvent::Signal(id, _, _)
                 if !self.link_peer.contains_key(&id)
                     && self.sfu.as_ref().is_none_or(|s| s.publisher.id != id) => {}
-            LinkEvent::Signal(_, to, sig) => match &self.sfu {
-                Some(s) => {
-                    let target = if to == publisher_id() {
-                        Target::Publisher
-                    } else {
-                        Target::Feed(to)
-                    };
-                    let _ = s.tx.try_send(SfuCommand::Signal(target, sig));
+            LinkEvent::Signal(id, _, sig)
+                if self.sfu.as_ref().is_some_and(|s| s.publisher.id == id) =>
+            {
+                self.to_session(SfuCommand::Publish(sig));
+            }
+            LinkEvent::Signal(_, to, sig) => {
+                // A subscriber link's answer and candidates go to the person whose offer it
+                // took, named by its subscription.
+                let sub = self.subscribed.get(&to).and_then(|s| s.sub);
+                let subscriber = self
+                    .links
+                    .get(&to)
+                    .is_some_and(|l| l.role == Role::Subscribe);
+                match (subscriber, sub, sig) {
+                    (false, _, sig) => self.send_signal(to, &sig),
+                    (true, Some(sub), CallSignal::Description { description })
+                        if description.kind == SdpType::Answer =>
+                    {
+                        let sdp = description.sdp;
+                        self.send_signal(to, &CallSignal::SfuAnswer { sub, sdp });
+                    }
+                    (true, Some(sub), CallSignal::Candidate { candidate }) => {
+                        self.send_signal(to, &CallSignal::SfuCandidate { sub, candidate });
+                    }
+                    (true, _, _) => {
+                        tracing::debug!("a subscriber link's message has nowhere to go")
+                    }
                 }
-                None => self.send_signal(to, &sig),
-            },
+            }
             LinkEvent::Layer(id, want) => {
-                if let (Some(s), Some(peer)) = (&self.sfu, self.link_peer.get(&id)) {
-                    let _ = s.tx.try_send(SfuCommand::Layer(peer.clone(), want));
+                if let Some(peer) = self.link_peer.get(&id).cloned() {
+                    if let Some(sub) = self.subscribed.get(&peer).and_then(|s| s.sub) {
+                        let layer = match want {
+                            LayerWant::Full => SfuLayer::Full,
+                            LayerWant::Half => SfuLayer::Half,
+                        };
+                        self.send_signal(peer, &CallSignal::SfuLayer { sub, layer });
+                    }
                 }
             }
             LinkEvent::Connected(id) => {

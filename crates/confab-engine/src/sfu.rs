@@ -1,57 +1,58 @@
 //! Calls through an SFU: a Janus VideoRoom, spoken to over Janus's WebSocket API.
 //!
 //! The engine publishes its camera and microphone once (one peer connection, the *publisher*
-//! link, which offers) and receives each other person through their own *subscriber* link
-//! (Janus offers, we answer). Both are ordinary links (`link::run` with a [`Role`]); this task
-//! only carries their descriptions and candidates to and from Janus, and tells the engine which
-//! description belongs to which link. Who is in the call stays the call rules' decision: a
-//! subscriber link is opened where the rules open a link.
+//! link, which offers) and **subscribes for the people its call let in**: for each of them it
+//! opens, in its own Janus session and with its own `private_id`, a subscriber handle on its
+//! own feed, and hands Janus's offer to that person over Confab's signaling (`sfu-offer`). The
+//! person answers on a link of their own (a *subscriber* link, `Role::Subscribe`) and their
+//! answer and candidates come back the same way (`sfu-answer`, `sfu-candidate`); this task
+//! passes them to Janus on that handle. Media then flows between Janus and that person.
 //!
-//! Janus is run by the operator and trusted as such; what it relays from other publishers (their
-//! number) is bounded. Other room members are not trusted: a display name at Janus is anyone's to
-//! claim, so a person's pictures are taken only from the feed that person named in a `feed`
-//! signal (stamped with its sender by the signaling server).
+//! Who receives us stays the call rules' decision: a person is admitted where the rules open
+//! a link, released where they close it (the handle is detached: the media stops at once).
+//! Janus is run by the operator and trusted as such; room members are not. Everything a person
+//! sends about a subscription is taken only for the handle opened for that person (the
+//! signaling server stamps who sent it), and what each one can make us send to Janus is
+//! bounded.
 
 use confab_call::layers::Want;
-use confab_janus::{text, Janus, KEEPALIVE, NO_SUCH_ROOM, UNAUTHORIZED, VIDEOROOM};
-use confab_protocol::call::{CallSignal, SdpType, SessionDescription};
+use confab_janus::{text, Janus, KEEPALIVE, NO_SUCH_FEED, NO_SUCH_ROOM, UNAUTHORIZED, VIDEOROOM};
+use confab_protocol::call::{CallSignal, IceCandidate, SdpType, SessionDescription};
 use confab_protocol::{PeerId, SfuInfo};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
-
-/// Whose description or candidate a message carries.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Target {
-    /// Our own publisher link.
-    Publisher,
-    /// The subscriber link receiving this person.
-    Feed(PeerId),
-}
+use tokio::time::Instant;
 
 #[derive(Debug)]
 pub enum SfuCommand {
-    /// Receive this person (once they have named their feed, and it is published).
-    Subscribe(PeerId),
-    /// This person says they publish as this feed (a `feed` signal, sender stamped by the
-    /// signaling server).
-    Announced(PeerId, u64),
-    Unsubscribe(PeerId),
-    /// This person is out of our call: the feed they named is no longer theirs to us.
-    Forget(PeerId),
-    /// Forward this layer of the person's camera to us.
-    Layer(PeerId, Want),
-    /// A description or candidate from one of our links, for Janus.
-    Signal(Target, CallSignal),
+    /// Our call let this person in: subscribe for them (once our own publish is up).
+    Admit(PeerId),
+    /// This person is out of our call: their subscription ends.
+    Release(PeerId),
+    /// Their answer to our offer of subscription `sub`.
+    Answer(PeerId, u64, String),
+    /// A candidate of their side of subscription `sub`.
+    Candidate(PeerId, u64, IceCandidate),
+    /// They ask for this layer of our camera on subscription `sub`.
+    Layer(PeerId, u64, Want),
+    /// A description or candidate of our publisher link, for Janus.
+    Publish(CallSignal),
 }
 
 #[derive(Debug)]
 pub enum SfuEvent {
-    /// We publish as this feed: tell the people in the call.
-    Published(u64),
-    /// A description from Janus for one of our links.
-    Remote(Target, CallSignal),
+    /// Janus's answer (or a candidate) for our publisher link.
+    Remote(CallSignal),
+    /// Janus's offer of our media to this person, on subscription `sub` (our handle): send it
+    /// to them. `shares`: the media sections that carry our screen.
+    Offer {
+        peer: PeerId,
+        sub: u64,
+        sdp: String,
+        shares: Vec<String>,
+    },
     /// The session with the SFU failed; the task ends after this.
     Failed(SfuError),
     /// The SFU room let our feed go: the signaling server does that once we are no longer in
@@ -62,12 +63,18 @@ pub enum SfuEvent {
 /// What can go wrong with the SFU: Janus's own errors.
 pub type SfuError = confab_janus::JanusError;
 
-/// Other publishers in one room that we keep track of: as many as a room takes.
-const MAX_FEEDS: usize = confab_janus::ROOM_PUBLISHERS;
+/// People subscribed for at once: as many as a room's publishers.
+const MAX_ADMITTED: usize = confab_janus::ROOM_PUBLISHERS;
+/// Candidates one person's side of a subscription may send (a link gathers a handful).
+const MAX_TRICKLES: u32 = 64;
 /// The signaling server makes a room's VideoRoom room when the room is made; a first joiner
 /// can be here before it is. Joining is tried again this often, for this long.
 const ROOM_RETRY: Duration = Duration::from_millis(250);
 const ROOM_WAIT: Duration = Duration::from_secs(10);
+/// Janus takes a subscription of our feed once our publish is up; one asked for just before
+/// is tried again this often, this many times.
+const FEED_RETRY: Duration = Duration::from_millis(250);
+const FEED_TRIES: u32 = 20;
 
 pub struct SfuParams {
     pub info: SfuInfo,
@@ -77,54 +84,117 @@ pub struct SfuParams {
     pub me: PeerId,
 }
 
-/// Which feed at the SFU is whose. Anyone in the room can publish under any display name, and
-/// can name any feed in a `feed` signal; a feed is taken as a person's only when both agree: the
-/// person named it (their signal, stamped by the signaling server) and it is published under
-/// their id (which only they had when they published it first).
+/// One person's subscription to our feed.
 #[derive(Debug, Default)]
-struct Feeds {
-    /// Feeds published at the SFU now, and their display names.
-    present: HashMap<u64, String>,
-    /// The feed each person named.
-    named: HashMap<PeerId, u64>,
+struct Sub {
+    /// Our handle at Janus (the subscription's `sub`), once attached.
+    handle: Option<u64>,
+    attaching: bool,
+    /// Joins refused because our feed was not up yet.
+    tries: u32,
+    trickles: u32,
+    layer: Option<Want>,
 }
 
-impl Feeds {
-    /// Janus's list of publishers (at our join, and as they come).
-    fn published(&mut self, list: &Value) {
-        for p in list.as_array().into_iter().flatten() {
-            let (Some(feed), Some(display)) = (p["id"].as_u64(), p["display"].as_str()) else {
-                continue;
-            };
-            if self.present.len() >= MAX_FEEDS && !self.present.contains_key(&feed) {
-                tracing::warn!("more than {MAX_FEEDS} publishers in the SFU room; ignoring more");
-                break;
+/// The subscriptions we hold for the people our call let in: the pure part of the session.
+#[derive(Debug, Default)]
+struct Subs {
+    admitted: HashMap<PeerId, Sub>,
+    handles: HashMap<u64, PeerId>,
+}
+
+impl Subs {
+    /// Admits a person; false if already in or there is no room for more.
+    fn admit(&mut self, p: PeerId) -> bool {
+        if self.admitted.contains_key(&p) || self.admitted.len() >= MAX_ADMITTED {
+            return false;
+        }
+        self.admitted.insert(p, Sub::default());
+        true
+    }
+
+    /// Lets a person go; the handle to detach, if one was attached.
+    fn release(&mut self, p: &PeerId) -> Option<u64> {
+        let h = self.admitted.remove(p)?.handle?;
+        self.handles.remove(&h);
+        Some(h)
+    }
+
+    /// The people to attach a handle for now (each marked as attaching).
+    fn take_unattached(&mut self) -> Vec<PeerId> {
+        let mut out = Vec::new();
+        for (p, s) in &mut self.admitted {
+            if s.handle.is_none() && !s.attaching {
+                s.attaching = true;
+                out.push(p.clone());
             }
-            self.present
-                .insert(feed, confab_protocol::truncate(display, 64).into_owned());
+        }
+        out
+    }
+
+    /// A handle attached for `p`: true to use it, false to let it go (released meanwhile).
+    fn attached(&mut self, p: &PeerId, handle: u64) -> bool {
+        match self.admitted.get_mut(p) {
+            Some(s) if s.handle.is_none() => {
+                s.handle = Some(handle);
+                s.attaching = false;
+                self.handles.insert(handle, p.clone());
+                true
+            }
+            _ => false,
         }
     }
 
-    fn gone(&mut self, feed: u64) {
-        self.present.remove(&feed);
-    }
-
-    /// A person's word (a later one replaces the earlier: they published again).
-    fn named(&mut self, who: PeerId, feed: u64) {
-        if self.named.len() < MAX_FEEDS || self.named.contains_key(&who) {
-            self.named.insert(who, feed);
+    /// An attach refused: to be tried again with the next chance.
+    fn not_attached(&mut self, p: &PeerId) {
+        if let Some(s) = self.admitted.get_mut(p) {
+            s.attaching = false;
         }
     }
 
-    /// The person is out of our call: the feed they named is no longer theirs to us.
-    fn forget(&mut self, who: &PeerId) {
-        self.named.remove(who);
+    fn whose(&self, handle: u64) -> Option<&PeerId> {
+        self.handles.get(&handle)
     }
 
-    /// The feed to receive `who` from, if there is one both they and the SFU vouch for.
-    fn feed_of(&self, who: &PeerId) -> Option<u64> {
-        let feed = *self.named.get(who)?;
-        (self.present.get(&feed)? == who.as_str()).then_some(feed)
+    /// `p`'s subscription, if `sub` is the one we opened for them.
+    fn of(&mut self, p: &PeerId, sub: u64) -> Option<&mut Sub> {
+        self.admitted.get_mut(p).filter(|s| s.handle == Some(sub))
+    }
+
+    /// Whether `p` may trickle one more candidate on `sub`.
+    fn trickle(&mut self, p: &PeerId, sub: u64) -> bool {
+        match self.of(p, sub) {
+            Some(s) if s.trickles < MAX_TRICKLES => {
+                s.trickles += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `p`'s ask for `want` on `sub` changes the layer we forward them.
+    fn layer(&mut self, p: &PeerId, sub: u64, want: Want) -> bool {
+        match self.of(p, sub) {
+            Some(s) if s.layer != Some(want) => {
+                s.layer = Some(want);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A join on `handle` refused because our feed is not up yet: whether to try again.
+    fn retry(&mut self, handle: u64) -> bool {
+        let Some(p) = self.handles.get(&handle) else {
+            return false;
+        };
+        match self.admitted.get_mut(p) {
+            Some(s) if s.tries < FEED_TRIES => {
+                s.tries += 1;
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -134,31 +204,29 @@ struct Session {
     room: u64,
     pin: String,
     publisher: u64,
+    feed: u64,
     /// Our publisher's `private_id`, which our subscriptions name (rooms require it).
     private_id: u64,
+    /// Our publish is up at Janus (its `webrtcup`): our feed can be subscribed to.
+    up: bool,
     /// The room let our feed go.
     kicked: bool,
-    feeds: Feeds,
-    /// People we want to receive.
-    wanted: HashMap<PeerId, Option<u64>>,
-    /// Subscriber handle → whom it receives.
-    handles: HashMap<u64, PeerId>,
+    subs: Subs,
     /// Transactions of attaches under way → for whom.
     attaching: HashMap<String, PeerId>,
+    /// Subscriber joins to send again (our feed was not up yet), and when.
+    rejoin: Vec<u64>,
+    rejoin_at: Option<Instant>,
     events: mpsc::Sender<SfuEvent>,
 }
 
 impl Session {
-    /// Attaches a subscriber handle for everyone wanted whose feed is known.
-    async fn subscribe_ready(&mut self) -> Result<(), SfuError> {
-        let ready: Vec<PeerId> = self
-            .wanted
-            .iter()
-            .filter(|(p, h)| h.is_none() && self.feeds.feed_of(p).is_some())
-            .filter(|(p, _)| !self.attaching.values().any(|a| a == *p))
-            .map(|(p, _)| p.clone())
-            .collect();
-        for p in ready {
+    /// Attaches a subscriber handle for everyone admitted who has none, once we publish.
+    async fn attach_admitted(&mut self) -> Result<(), SfuError> {
+        if !self.up {
+            return Ok(());
+        }
+        for p in self.subs.take_unattached() {
             let tx = self
                 .janus
                 .send(json!({"janus": "attach", "plugin": VIDEOROOM}))
@@ -168,34 +236,61 @@ impl Session {
         Ok(())
     }
 
-    fn handle_of(&self, target: &Target) -> Option<u64> {
-        match target {
-            Target::Publisher => Some(self.publisher),
-            Target::Feed(p) => self.wanted.get(p).copied().flatten(),
+    /// Subscribes `handle` to our own feed, naming our own private id.
+    async fn join_own_feed(&mut self, handle: u64) -> Result<(), SfuError> {
+        let body = json!({"request": "join", "ptype": "subscriber", "room": self.room,
+                          "pin": self.pin, "feed": self.feed,
+                          "private_id": self.private_id});
+        self.janus
+            .send(json!({"janus": "message", "handle_id": handle, "body": body}))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_handle(
+        &mut self,
+        handle: u64,
+        body: Value,
+        jsep: Option<Value>,
+    ) -> Result<(), SfuError> {
+        let mut msg = json!({"janus": "message", "handle_id": handle, "body": body});
+        if let Some(jsep) = jsep {
+            msg["jsep"] = jsep;
         }
+        self.janus.send(msg).await?;
+        Ok(())
     }
 
     async fn command(&mut self, cmd: SfuCommand) -> Result<(), SfuError> {
         match cmd {
-            SfuCommand::Subscribe(p) => {
-                self.wanted.entry(p).or_insert(None);
-                self.subscribe_ready().await?;
+            SfuCommand::Admit(p) => {
+                if self.subs.admit(p) {
+                    self.attach_admitted().await?;
+                }
             }
-            SfuCommand::Announced(p, feed) => {
-                self.feeds.named(p, feed);
-                self.subscribe_ready().await?;
-            }
-            SfuCommand::Unsubscribe(p) => {
-                if let Some(Some(h)) = self.wanted.remove(&p) {
-                    self.handles.remove(&h);
+            SfuCommand::Release(p) => {
+                if let Some(h) = self.subs.release(&p) {
                     self.janus
                         .send(json!({"janus": "detach", "handle_id": h}))
                         .await?;
                 }
             }
-            SfuCommand::Forget(p) => self.feeds.forget(&p),
-            SfuCommand::Layer(p, want) => {
-                if let Some(Some(h)) = self.wanted.get(&p) {
+            SfuCommand::Answer(p, sub, sdp) => {
+                if self.subs.of(&p, sub).is_some() {
+                    let body = json!({"request": "start", "room": self.room});
+                    self.on_handle(sub, body, Some(json!({"type": "answer", "sdp": sdp})))
+                        .await?;
+                } else {
+                    tracing::debug!("{p} answered a subscription that is not theirs");
+                }
+            }
+            SfuCommand::Candidate(p, sub, c) => {
+                if self.subs.trickle(&p, sub) {
+                    self.trickle(sub, &c).await?;
+                }
+            }
+            SfuCommand::Layer(p, sub, want) => {
+                if self.subs.layer(&p, sub, want) {
                     // Janus numbers a publisher's encodings from the lowest (0); ours are
                     // listed full size first, which it reads as high to low.
                     let substream = match want {
@@ -203,57 +298,37 @@ impl Session {
                         Want::Half => 0,
                     };
                     let body = json!({"request": "configure", "substream": substream});
-                    self.janus
-                        .send(json!({"janus": "message", "handle_id": h, "body": body}))
-                        .await?;
+                    self.on_handle(sub, body, None).await?;
                 }
             }
-            SfuCommand::Signal(target, sig) => {
-                let Some(handle) = self.handle_of(&target) else {
-                    tracing::debug!(?target, "nothing at the SFU for this message yet");
-                    return Ok(());
-                };
-                match sig {
-                    CallSignal::Description { description } => {
-                        let kind = match description.kind {
-                            SdpType::Offer => "offer",
-                            SdpType::Answer => "answer",
-                        };
-                        let body = match (&target, description.kind) {
-                            (Target::Publisher, SdpType::Offer) => {
-                                // Which of our video streams is the shared screen, for those
-                                // who receive it (Janus renames tracks).
-                                json!({"request": "publish", "audio": true, "video": true,
-                                       "descriptions": descriptions(&description.sdp)})
-                            }
-                            (Target::Feed(_), SdpType::Answer) => {
-                                json!({"request": "start", "room": self.room})
-                            }
-                            _ => {
-                                tracing::debug!(?target, "a description Janus does not take");
-                                return Ok(());
-                            }
-                        };
-                        let jsep = json!({"type": kind, "sdp": description.sdp});
-                        self.janus
-                            .send(json!({"janus": "message", "handle_id": handle, "body": body, "jsep": jsep}))
-                            .await?;
-                    }
-                    CallSignal::Candidate { candidate } => {
-                        let c = json!({
-                            "candidate": candidate.candidate,
-                            "sdpMid": candidate.sdp_mid,
-                            "sdpMLineIndex": candidate.sdp_m_line_index,
-                        });
-                        self.janus
-                            .send(json!({"janus": "trickle", "handle_id": handle, "candidate": c}))
-                            .await?;
-                    }
-                    // Verification is between two people's own connections: not through an SFU.
-                    _ => {}
-                }
+            SfuCommand::Publish(CallSignal::Description { description })
+                if description.kind == SdpType::Offer =>
+            {
+                // Which of our video streams is the shared screen, for those who receive it
+                // (Janus renames tracks).
+                let body = json!({"request": "publish", "audio": true, "video": true,
+                                  "descriptions": descriptions(&description.sdp)});
+                let jsep = json!({"type": "offer", "sdp": description.sdp});
+                self.on_handle(self.publisher, body, Some(jsep)).await?;
             }
+            SfuCommand::Publish(CallSignal::Candidate { candidate }) => {
+                self.trickle(self.publisher, &candidate).await?;
+            }
+            // Verification is between two people's own connections: not through an SFU.
+            SfuCommand::Publish(_) => {}
         }
+        Ok(())
+    }
+
+    async fn trickle(&mut self, handle: u64, c: &IceCandidate) -> Result<(), SfuError> {
+        let c = json!({
+            "candidate": c.candidate,
+            "sdpMid": c.sdp_mid,
+            "sdpMLineIndex": c.sdp_m_line_index,
+        });
+        self.janus
+            .send(json!({"janus": "trickle", "handle_id": handle, "candidate": c}))
+            .await?;
         Ok(())
     }
 
@@ -264,89 +339,110 @@ impl Session {
             .map_err(|_| SfuError::Lost("the engine stopped".into()))
     }
 
+    /// Sends again the joins Janus refused before our feed was up.
+    async fn rejoin_due(&mut self) -> Result<(), SfuError> {
+        self.rejoin_at = None;
+        for h in std::mem::take(&mut self.rejoin) {
+            if self.subs.whose(h).is_some() {
+                self.join_own_feed(h).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// One message from Janus.
     async fn message(&mut self, m: Value) -> Result<(), SfuError> {
         let tx = m["transaction"].as_str().unwrap_or("");
         if let Some(p) = self.attaching.remove(tx) {
             let Some(handle) = m["data"]["id"].as_u64() else {
                 tracing::warn!("the SFU refused a handle for {p}: {}", m["error"]);
+                self.subs.not_attached(&p);
                 return Ok(());
             };
-            let feed = self.feeds.feed_of(&p);
-            let (Some(slot), Some(feed)) = (self.wanted.get_mut(&p), feed) else {
-                // No longer wanted (or gone): let the handle go.
+            if self.subs.attached(&p, handle) {
+                self.join_own_feed(handle).await?;
+            } else {
+                // No longer admitted: let the handle go.
                 self.janus
                     .send(json!({"janus": "detach", "handle_id": handle}))
                     .await?;
-                return Ok(());
-            };
-            *slot = Some(handle);
-            self.handles.insert(handle, p);
-            let body = json!({"request": "join", "ptype": "subscriber", "room": self.room,
-                              "pin": self.pin, "feed": feed,
-                              "private_id": self.private_id});
-            self.janus
-                .send(json!({"janus": "message", "handle_id": handle, "body": body}))
-                .await?;
+            }
             return Ok(());
         }
-        let sender = m["sender"].as_u64();
+        let Some(sender) = m["sender"].as_u64() else {
+            return Ok(());
+        };
         match m["janus"].as_str() {
             Some("event") => {}
-            Some("hangup") | Some("detached") => {
-                tracing::debug!(?sender, "SFU: {}", m["janus"]);
+            Some("webrtcup") if sender == self.publisher => {
+                self.up = true;
+                return self.attach_admitted().await;
+            }
+            Some(other) => {
+                tracing::debug!(sender, "SFU: {other}");
                 return Ok(());
             }
-            _ => return Ok(()),
+            None => return Ok(()),
         }
         let data = &m["plugindata"]["data"];
-        let target = match sender {
-            Some(h) if h == self.publisher => Target::Publisher,
-            Some(h) => match self.handles.get(&h) {
-                Some(p) => Target::Feed(p.clone()),
-                None => return Ok(()),
-            },
-            None => return Ok(()),
-        };
-        if let Some(code) = data["error_code"].as_i64() {
-            tracing::warn!(?target, code, "the SFU refused: {}", text(&data["error"]));
-        }
-        if target == Target::Publisher {
-            if data["publishers"].is_array() {
-                self.feeds.published(&data["publishers"]);
-                self.subscribe_ready().await?;
-            }
-            for key in ["unpublished", "leaving", "kicked"] {
-                if let Some(feed) = data[key].as_u64() {
-                    self.feeds.gone(feed);
-                }
+        if sender == self.publisher {
+            if let Some(code) = data["error_code"].as_i64() {
+                tracing::warn!(
+                    code,
+                    "the SFU refused our publish: {}",
+                    text(&data["error"])
+                );
             }
             if data["leaving"] == "ok" && data["reason"] == "kicked" {
                 self.kicked = true;
             }
+            if let (Some("answer"), Some(sdp)) =
+                (m["jsep"]["type"].as_str(), m["jsep"]["sdp"].as_str())
+            {
+                let description = SessionDescription {
+                    kind: SdpType::Answer,
+                    sdp: sdp.to_owned(),
+                };
+                self.tell(SfuEvent::Remote(CallSignal::Description { description }))
+                    .await?;
+            }
+            return Ok(());
         }
-        if let (Some(kind), Some(sdp)) = (m["jsep"]["type"].as_str(), m["jsep"]["sdp"].as_str()) {
-            let kind = match kind {
-                "offer" => SdpType::Offer,
-                "answer" => SdpType::Answer,
-                _ => return Ok(()),
-            };
-            // Janus names every track `janusMID`: give the shared screen's its word back.
-            let shares: Vec<&str> = data["streams"]
+        let Some(peer) = self.subs.whose(sender).cloned() else {
+            return Ok(());
+        };
+        match data["error_code"].as_i64() {
+            Some(NO_SUCH_FEED) if self.subs.retry(sender) => {
+                self.rejoin.push(sender);
+                self.rejoin_at.get_or_insert(Instant::now() + FEED_RETRY);
+                return Ok(());
+            }
+            Some(code) => {
+                tracing::warn!(
+                    code,
+                    "the SFU refused {peer}'s subscription: {}",
+                    text(&data["error"])
+                );
+                return Ok(());
+            }
+            None => {}
+        }
+        if let (Some("offer"), Some(sdp)) = (m["jsep"]["type"].as_str(), m["jsep"]["sdp"].as_str())
+        {
+            // Janus names every track `janusMID`: which are our screen's, the receiver marks.
+            let shares = data["streams"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter(|s| s["feed_description"] == SHARE)
-                .filter_map(|s| s["mid"].as_str())
+                .filter_map(|s| s["mid"].as_str().map(str::to_owned))
                 .collect();
-            let description = SessionDescription {
-                kind,
-                sdp: confab_call::sdp::mark_shares(sdp, &shares),
-            };
-            self.tell(SfuEvent::Remote(
-                target,
-                CallSignal::Description { description },
-            ))
+            self.tell(SfuEvent::Offer {
+                peer,
+                sub: sender,
+                sdp: sdp.to_owned(),
+                shares,
+            })
             .await?;
         }
         Ok(())
@@ -384,27 +480,26 @@ async fn join(params: &SfuParams, events: mpsc::Sender<SfuEvent>) -> Result<Sess
             r => break r?,
         }
     };
-    let our_feed = joined["id"]
+    let feed = joined["id"]
         .as_u64()
         .ok_or_else(|| SfuError::Protocol("joined without a feed id".into()))?;
-    // Every subscription names it: kicking our feed ends them too.
+    // Our subscriptions name it (the room requires it).
     let private_id = joined["private_id"].as_u64().unwrap_or(0);
-    let mut s = Session {
+    Ok(Session {
         janus,
         room,
         pin,
         publisher,
+        feed,
         private_id,
+        up: false,
         kicked: false,
-        feeds: Feeds::default(),
-        wanted: HashMap::new(),
-        handles: HashMap::new(),
+        subs: Subs::default(),
         attaching: HashMap::new(),
+        rejoin: Vec::new(),
+        rejoin_at: None,
         events,
-    };
-    s.feeds.published(&joined["publishers"]);
-    s.tell(SfuEvent::Published(our_feed)).await?;
-    Ok(s)
+    })
 }
 
 /// Runs the session with the SFU until the engine lets go of it (drops the command sender).
@@ -425,12 +520,16 @@ pub async fn run(
                 let _ = events.send(SfuEvent::Kicked).await;
                 break;
             }
+            let rejoin = s.rejoin_at;
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(c) => s.command(c).await?,
                     None => break,
                 },
                 m = s.janus.read() => s.message(m?).await?,
+                _ = async { tokio::time::sleep_until(rejoin.expect("guarded")).await }, if rejoin.is_some() => {
+                    s.rejoin_due().await?;
+                }
                 _ = keepalive.tick() => {
                     s.janus.send(json!({"janus": "keepalive"})).await?;
                 }
@@ -479,87 +578,78 @@ fn descriptions(sdp: &str) -> Value {
 mod tests {
     use super::*;
 
-    fn pubs(list: &[(u64, &str)]) -> Value {
-        Value::Array(
-            list.iter()
-                .map(|(id, d)| json!({"id": id, "display": d}))
-                .collect(),
-        )
+    fn p(s: &str) -> PeerId {
+        PeerId::from(s)
     }
 
     #[test]
-    fn a_feed_is_someones_when_they_named_it_and_publish_it_under_their_id() {
-        let mut f = Feeds::default();
-        f.published(&pubs(&[(11, "ann")]));
-        assert_eq!(f.feed_of(&"ann".into()), None, "Ann has not named it");
-        f.named("ann".into(), 11);
-        assert_eq!(f.feed_of(&"ann".into()), Some(11));
-        f.gone(11);
-        assert_eq!(f.feed_of(&"ann".into()), None, "unpublished");
-        // Ann publishes again (a rejoin): her new word and feed replace the old.
-        f.named("ann".into(), 12);
-        f.published(&pubs(&[(12, "ann")]));
-        assert_eq!(f.feed_of(&"ann".into()), Some(12));
+    fn a_subscription_is_opened_for_each_admitted_person_once() {
+        let mut s = Subs::default();
+        assert!(s.admit(p("ann")));
+        assert!(!s.admit(p("ann")), "admitted once");
+        assert_eq!(s.take_unattached(), vec![p("ann")]);
+        assert!(s.take_unattached().is_empty(), "already attaching");
+        assert!(s.attached(&p("ann"), 11));
+        assert_eq!(s.whose(11), Some(&p("ann")));
+        assert!(!s.attached(&p("ann"), 12), "a second handle is let go");
+        // Released while a handle was coming: it is let go.
+        assert!(s.admit(p("bob")));
+        assert_eq!(s.take_unattached(), vec![p("bob")]);
+        assert_eq!(s.release(&p("bob")), None);
+        assert!(!s.attached(&p("bob"), 13));
+        assert_eq!(s.release(&p("ann")), Some(11));
+        assert_eq!(s.whose(11), None);
     }
 
-    /// Mallory publishes her own pictures under Ann's id as display name: nobody takes them
-    /// for Ann's, since Ann named another feed.
+    /// Mallory, in our call, answers (or trickles to, or configures) the subscription we
+    /// opened for Ann: nothing reaches Janus, and Ann's goes on.
     #[test]
-    fn spoofed_display_at_the_sfu() {
-        let mut f = Feeds::default();
-        f.published(&pubs(&[(66, "ann")]));
-        f.published(&pubs(&[(11, "ann")]));
-        f.named("ann".into(), 11);
-        assert_eq!(f.feed_of(&"ann".into()), Some(11));
-        // Mallory also claims feed 66 is hers: published under another name, so not hers.
-        f.named("mallory".into(), 66);
-        assert_eq!(f.feed_of(&"mallory".into()), None);
+    fn forged_answer_for_another_persons_subscription() {
+        let mut s = Subs::default();
+        s.admit(p("ann"));
+        s.admit(p("mallory"));
+        s.take_unattached();
+        s.attached(&p("ann"), 11);
+        s.attached(&p("mallory"), 66);
+        assert!(s.of(&p("mallory"), 11).is_none());
+        assert!(!s.trickle(&p("mallory"), 11));
+        assert!(!s.layer(&p("mallory"), 11, Want::Half));
+        assert!(s.of(&p("eve"), 11).is_none(), "and nobody outside the call");
+        assert!(s.of(&p("ann"), 11).is_some());
+        assert!(s.layer(&p("ann"), 11, Want::Half));
     }
 
-    /// Mallory names Ann's feed as her own, to show Ann's pictures under her name (or to be
-    /// subscribed twice): the feed is published under Ann's id, so it is not Mallory's.
+    /// One person's side of a subscription cannot make us send Janus without end: candidates
+    /// are capped, a layer asked again is not asked of Janus again, and a feed that is not up
+    /// is waited for a bounded number of times.
     #[test]
-    fn claimed_foreign_feed() {
-        let mut f = Feeds::default();
-        f.published(&pubs(&[(11, "ann"), (22, "mallory")]));
-        f.named("ann".into(), 11);
-        f.named("mallory".into(), 11);
-        assert_eq!(f.feed_of(&"mallory".into()), None);
-        assert_eq!(f.feed_of(&"ann".into()), Some(11));
+    fn trickle_and_layer_flood() {
+        let mut s = Subs::default();
+        s.admit(p("mallory"));
+        s.take_unattached();
+        s.attached(&p("mallory"), 66);
+        let sent = (0..10_000).filter(|_| s.trickle(&p("mallory"), 66)).count();
+        assert_eq!(sent, MAX_TRICKLES as usize);
+        assert!(s.layer(&p("mallory"), 66, Want::Half));
+        let again = (0..1000)
+            .filter(|_| s.layer(&p("mallory"), 66, Want::Half))
+            .count();
+        assert_eq!(again, 0);
+        assert!(s.layer(&p("mallory"), 66, Want::Full));
+        let tries = (0..1000).filter(|_| s.retry(66)).count();
+        assert_eq!(tries, FEED_TRIES as usize);
+        assert!(!s.retry(99), "not a handle of ours");
     }
 
-    /// Ann hangs up (staying in the room), and Mallory publishes under the feed Ann had named,
-    /// with Ann's id as display name: when Ann calls again, nobody takes it for hers before she
-    /// names her new one (a member never publishes one feed twice: `SfuInfo::feed_for`).
+    /// The call rules bound who is admitted; the session bounds it again.
     #[test]
-    fn taken_over_feed_after_a_hang_up() {
-        let mut f = Feeds::default();
-        f.published(&pubs(&[(11, "ann")]));
-        f.named("ann".into(), 11);
-        f.forget(&"ann".into());
-        f.gone(11);
-        f.published(&pubs(&[(11, "ann")]));
-        assert_eq!(f.feed_of(&"ann".into()), None);
-        f.named("ann".into(), 12);
-        f.published(&pubs(&[(12, "ann")]));
-        assert_eq!(f.feed_of(&"ann".into()), Some(12));
-    }
-
-    /// A room member (or a crafted publisher list) cannot grow what is kept without end.
-    #[test]
-    fn feed_flood() {
-        let mut f = Feeds::default();
-        let many: Vec<(u64, String)> = (0..10_000).map(|i| (i, format!("p{i}"))).collect();
-        let list: Vec<(u64, &str)> = many.iter().map(|(i, d)| (*i, d.as_str())).collect();
-        f.published(&pubs(&list));
-        for i in 0..10_000u64 {
-            f.named(PeerId(format!("p{i}")), i);
-        }
-        assert!(f.present.len() <= MAX_FEEDS && f.named.len() <= MAX_FEEDS);
-        let long = "x".repeat(10_000);
-        let mut g = Feeds::default();
-        g.published(&pubs(&[(1, &long)]));
-        assert!(g.present[&1].len() < 100);
+    fn admission_flood() {
+        let mut s = Subs::default();
+        let admitted = (0..10_000)
+            .filter(|i| s.admit(PeerId(format!("p{i}"))))
+            .count();
+        assert_eq!(admitted, MAX_ADMITTED);
+        assert_eq!(s.take_unattached().len(), MAX_ADMITTED);
     }
 
     #[test]

@@ -870,6 +870,11 @@ type Ws =
 
 /// Joins `room` over a raw signaling connection; returns the welcome's `sfu` object.
 async fn raw_join(ws: &mut Ws, room: &str, name: &str) -> serde_json::Value {
+    raw_welcome(ws, room, name).await["sfu"].clone()
+}
+
+/// Joins `room` over a raw signaling connection; returns the welcome.
+async fn raw_welcome(ws: &mut Ws, room: &str, name: &str) -> serde_json::Value {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let join = serde_json::json!({"type": "join", "room": room, "name": name});
@@ -881,7 +886,7 @@ async fn raw_join(ws: &mut Ws, room: &str, name: &str) -> serde_json::Value {
         let Message::Text(t) = m else { continue };
         let m: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
         if m["type"] == "welcome" {
-            return m["sfu"].clone();
+            return m;
         }
     }
 }
@@ -1244,6 +1249,128 @@ async fn taken_over_feed_after_a_hang_up() {
     }
     m.close().await;
     keeps_seeing(&bob, &ada.id, "Bob still sees Ada", 15).await;
+    for p in [ada, bob] {
+        p.engine.shutdown().await;
+    }
+    server.shutdown(Duration::from_secs(2)).await;
+}
+
+/// Mallory is in the room but in nobody's call. Through an SFU a person's pictures come only
+/// from the offers that person sends, to the people their call let in; Mallory tries the
+/// rest: she subscribes to Ada's feed at Janus herself (today's shared room lets a member do
+/// that) and hands Bob Janus's genuine offer of Ada's media as her own `sfu-offer`, and she
+/// sends Ada answers, candidates and layer asks for subscriptions she guesses. Bob opens
+/// nothing for her and shows nothing of hers; Ada sends Janus nothing of hers; their call goes
+/// on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_sfu_signals_from_outside_the_call() {
+    use futures_util::SinkExt;
+    use serde_json::json;
+    use std::time::{Duration, Instant};
+    use tokio_tungstenite::tungstenite::Message;
+    init_logs();
+    let janus = confab_netlab::janus::Janus::start().expect("janus starts");
+    let server = sfu_server(&janus).await;
+    let small = || small_through_janus(false);
+    let (ada, bob) = call_pair(&server, "forged", small(), small()).await;
+    bob.wait_stats(&ada.id, "Bob sees Ada through the SFU", |s| {
+        sees_pattern(s, 10)
+    })
+    .await;
+    ada.wait_stats(&bob.id, "Ada sees Bob through the SFU", |s| {
+        sees_pattern(s, 10)
+    })
+    .await;
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    let welcome = raw_welcome(&mut ws, "forged", "Mallory").await;
+    let mallory = welcome["id"].as_str().unwrap().to_owned();
+    let sfu = &welcome["sfu"];
+    let (room, pin, token) = (sfu["room"].as_u64().unwrap(), &sfu["pin"], &sfu["token"]);
+    let (mut m, own) = at_the_sfu(&janus).await;
+    let sit = json!({"request": "join", "ptype": "publisher", "room": room, "pin": pin,
+                     "token": token, "display": "Mallory"});
+    let joined = Instant::now();
+    let seat = loop {
+        match m.plugin("joining", own, sit.clone()).await {
+            Ok(seat) => break seat,
+            Err(e) => assert!(
+                joined.elapsed() < Duration::from_secs(5),
+                "a member gets in: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let adas = seat["publishers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["display"] == ada.id.as_str())
+        .and_then(|p| p["id"].as_u64())
+        .unwrap_or_else(|| panic!("Ada publishes: {seat}"));
+    let sub = m.attach().await.unwrap();
+    let body = json!({"request": "join", "ptype": "subscriber", "room": room, "pin": pin,
+                      "feed": adas, "private_id": seat["private_id"]});
+    let offer = m
+        .request(
+            "subscribing",
+            json!({"janus": "message", "handle_id": sub, "body": body}),
+        )
+        .await
+        .unwrap();
+    let sdp = offer["jsep"]["sdp"]
+        .as_str()
+        .unwrap_or_else(|| panic!("Janus offers Ada's media: {offer}"))
+        .to_owned();
+
+    let to = |to: &str, data: serde_json::Value| {
+        Message::text(json!({"type": "signal", "to": to, "data": data}).to_string())
+    };
+    let candidate = json!({"candidate": "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host",
+                           "sdpMid": "0", "sdpMLineIndex": 0});
+    ws.send(to(
+        &bob.id,
+        json!({"kind": "sfu-offer", "sub": sub, "sdp": sdp, "shares": ["1"]}),
+    ))
+    .await
+    .unwrap();
+    for guess in 1..40u64 {
+        for data in [
+            json!({"kind": "sfu-answer", "sub": guess, "sdp": "v=0\r\n"}),
+            json!({"kind": "sfu-candidate", "sub": guess, "candidate": candidate}),
+            json!({"kind": "sfu-layer", "sub": guess, "layer": "half"}),
+        ] {
+            ws.send(to(&ada.id, data)).await.unwrap();
+        }
+    }
+    ws.send(to(
+        &bob.id,
+        json!({"kind": "sfu-offer", "sub": sub + 1, "sdp": sdp}),
+    ))
+    .await
+    .unwrap();
+
+    // The call goes on, and nothing of Mallory's is shown or linked.
+    let s = keeps_seeing(&bob, &ada.id, "Bob keeps seeing Ada", 15).await;
+    assert!(hears(&s, 440.0), "Ada's tone: {s:#?}");
+    keeps_seeing(&ada, &bob.id, "Ada keeps seeing Bob", 15).await;
+    for p in [&ada, &bob] {
+        let stats = p.engine.stats().await.unwrap();
+        assert!(
+            stats.iter().all(|s| s.id != mallory),
+            "nothing of Mallory's: {stats:#?}"
+        );
+        assert_eq!(
+            p.engine.resources().await.unwrap().links,
+            1,
+            "one link each"
+        );
+        let snap = p.engine.snapshot().await.unwrap();
+        assert!(snap.through_sfu, "{snap:?}");
+    }
+    m.close().await;
     for p in [ada, bob] {
         p.engine.shutdown().await;
     }

@@ -57,10 +57,33 @@ pub enum CallSignal {
     Description { description: SessionDescription },
     /// A trickled ICE candidate, shaped like `RTCIceCandidateInit`.
     Candidate { candidate: IceCandidate },
-    /// In a room whose calls go through an SFU: the VideoRoom feed the sender publishes as.
-    /// Receivers take a person's pictures only from the feed that person named (a display
-    /// name at the SFU is anyone's to claim; the server stamps who sent this).
-    Feed { id: u64 },
+    /// Through an SFU, from a publisher to a person its call let in: the SFU's offer of the
+    /// sender's media to the receiver, from a subscription the sender opened for them (`sub`,
+    /// its handle at the SFU). `shares`: the media sections (mids) carrying the sender's
+    /// screen. A person's pictures come only from the offers that person sent (the server
+    /// stamps who sent this): nobody else's subscription can be passed off as theirs.
+    SfuOffer {
+        sub: u64,
+        sdp: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        shares: Vec<String>,
+    },
+    /// The answer to an `sfu-offer`, back to its sender, who hands it to the SFU.
+    SfuAnswer { sub: u64, sdp: String },
+    /// A candidate of the receiving side of subscription `sub`, back to its publisher.
+    SfuCandidate { sub: u64, candidate: IceCandidate },
+    /// "Forward me this layer of your camera" (simulcast), to the publisher of `sub`.
+    SfuLayer { sub: u64, layer: SfuLayer },
+}
+
+/// A layer of a simulcast camera at the SFU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SfuLayer {
+    /// The full-size encoding.
+    Full,
+    /// The half-size one.
+    Half,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! Golden JSON for every message, decode errors, and property round trips.
 
-use confab_protocol::call::{CallSignal, IceCandidate, SdpType, SessionDescription};
+use confab_protocol::call::{CallSignal, IceCandidate, SdpType, SessionDescription, SfuLayer};
 use confab_protocol::{
     ClientMessage, ErrorCode, PeerId, PeerInfo, ServerMessage, SfuInfo, SignalData,
 };
@@ -211,8 +211,46 @@ fn golden_call_signals() {
             r#"{"kind":"candidate","candidate":{"candidate":"candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}"#,
         ),
         (
-            CallSignal::Feed { id: 4242 },
-            r#"{"kind":"feed","id":4242}"#,
+            CallSignal::SfuOffer {
+                sub: 4242,
+                sdp: "v=0\r\n".into(),
+                shares: vec!["2".into()],
+            },
+            r#"{"kind":"sfu-offer","sub":4242,"sdp":"v=0\r\n","shares":["2"]}"#,
+        ),
+        (
+            CallSignal::SfuOffer {
+                sub: 1,
+                sdp: "v=0\r\n".into(),
+                shares: vec![],
+            },
+            r#"{"kind":"sfu-offer","sub":1,"sdp":"v=0\r\n"}"#,
+        ),
+        (
+            CallSignal::SfuAnswer {
+                sub: 4242,
+                sdp: "v=0\r\n".into(),
+            },
+            r#"{"kind":"sfu-answer","sub":4242,"sdp":"v=0\r\n"}"#,
+        ),
+        (
+            CallSignal::SfuCandidate {
+                sub: 4242,
+                candidate: IceCandidate {
+                    candidate: "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host".into(),
+                    sdp_mid: Some("0".into()),
+                    sdp_m_line_index: Some(0),
+                    username_fragment: None,
+                },
+            },
+            r#"{"kind":"sfu-candidate","sub":4242,"candidate":{"candidate":"candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}"#,
+        ),
+        (
+            CallSignal::SfuLayer {
+                sub: 4242,
+                layer: SfuLayer::Half,
+            },
+            r#"{"kind":"sfu-layer","sub":4242,"layer":"half"}"#,
         ),
     ];
     for (msg, json) in cases {
