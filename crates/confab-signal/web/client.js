@@ -86,9 +86,10 @@
         case 'send': signal(a.to, a.signal); break;
         case 'open-link': openLink(a.peer, a.offerer, a.polite); break;
         case 'close-link':
-          // Out of our call: the feed they named is forgotten with it (back in the call,
-          // they name one again), so whoever takes the old one over is not taken for them.
-          forgetFeed(a.peer);
+          // Out of our call: our subscription for them goes (Janus stops our media to them at
+          // once), and so does an offer of theirs we kept.
+          if (S.sfu) S.sfu.session.release(a.peer);
+          dropSfuOffer(a.peer);
           closeLink(a.peer);
           break;
         case 'rebind-link': rebindLink(a.from, a.to); break;
@@ -98,7 +99,7 @@
     }
     if (!S.core.inCall) {
       closeSfu();
-      S.feeds.clear();
+      dropSfuOffers();
       // A share ends with its call.
       stopShare();
     } else if (hooks.share && !S.screen && !S.shareAsked) {
@@ -302,7 +303,7 @@
       checkMeshReturn();
     } else if (m.type === 'peer-left' && typeof m.id === 'string') {
       if (S.ringing === m.id) closeRing();
-      forgetFeed(m.id);
+      dropSfuOffer(m.id);
       rules((c, t) => c.peerLeft(m.id, t));
       // The room may be down to two: a direct link again, after a while.
       checkMeshReturn();
@@ -311,7 +312,7 @@
       if (d.kind === 'description') onDescription(m.from, d.description);
       else if (d.kind === 'candidate') onCandidate(m.from, d.candidate);
       else if (d.kind === 'verify') onVerify(m.from, d);
-      else if (d.kind === 'feed' && Number.isSafeInteger(d.id)) onFeed(m.from, d.id);
+      else if (d.kind.startsWith('sfu-')) onSfuSignal(m.from, d);
       else rules((c, t) => c.signal(m.from, d, t));
     }
   }
@@ -658,17 +659,17 @@
     link.pc.close();
     if (link.tile) link.tile.remove();
     if (link.shareTile) link.shareTile.remove();
-    if (link.sfu && S.sfu) S.sfu.session.unsubscribe(id);
   }
 
   // The peer came back under a new id: the same connection now talks to it.
   function rebindLink(from, to) {
     const link = S.links.get(from);
     if (!link) return;
-    if (link.sfu && S.sfu) {
+    if (link.sfu) {
       // Through the SFU the person publishes again under their new id: receive that instead
-      // (as the engine does; never over a live link).
-      forgetFeed(from);
+      // (as the engine does; never over a live link), and subscribe for them under it.
+      if (S.sfu) S.sfu.session.release(from);
+      dropSfuOffer(from);
       closeLink(from);
       if (!S.links.has(to)) openSubscriber(to);
       return;
@@ -693,7 +694,6 @@
     const t = now();
     rules((c) => c.tick(t));
     checkMeshReturn();
-    resubscribeMoved();
     for (const link of [...S.links.values()]) {
       if (link.layers) checkLayer(link, t);
       const a = link.health.tick(t);
@@ -732,7 +732,10 @@
     const dr = received - link.lossWindow[0][2];
     const lossPct = dl + dr > 0 ? (100 * dl) / (dl + dr) : null;
     const want = link.layers.tick(t, { lossPct, keyframeRequests: requests, receiving: decoded > 0 });
-    if (want && S.sfu && S.links.get(link.id) === link) S.sfu.session.configure(link.id, want);
+    // The person's own subscription for us forwards it (they hand Janus the request).
+    if (want && S.links.get(link.id) === link && link.sub !== null) {
+      signal(link.id, { kind: 'sfu-layer', sub: link.sub, layer: want });
+    }
   }
 
   // ------------------------------------------------------------------ calls through an SFU
@@ -741,7 +744,10 @@
   // receiving that person from Janus is opened instead, and our media goes to Janus once.
   S.sfuInfo = null;
   S.sfu = null;
-  S.feeds = new Map(); // peer id -> the feed they said they publish as
+  // peer id -> the latest `sfu-offer` from them not taken yet: no link for them yet, or the
+  // replacement of their link waits its turn (a timer in S.sfuTimers).
+  S.sfuOffers = new Map();
+  S.sfuTimers = new Map();
   function sfuInfo(x) {
     if (!x || typeof x !== 'object' || typeof x.url !== 'string' || !/^janus\+wss?:\/\/[^\s/]/.test(x.url)) return null;
     if (!Number.isSafeInteger(x.room) || x.room < 1 || typeof x.pin !== 'string' || !/^[A-Za-z0-9]{1,64}$/.test(x.pin)) return null;
@@ -750,9 +756,11 @@
     const generations = Number.isInteger(x.generations) && x.generations > 0 && x.generations <= 64 ? x.generations : 0;
     return { url: x.url, room: x.room, pin: x.pin, feed, token, generations, above: Number.isInteger(x.above) ? x.above : 6 };
   }
+  // Past the threshold, or the person already sends to us through the SFU (an offer of theirs
+  // is waiting for a link).
   function shouldUseSfu(peer) {
     if (!S.sfuInfo) return false;
-    return S.core.participants().length + 1 > S.sfuInfo.above || (peer !== undefined && S.feeds.has(peer));
+    return S.core.participants().length + 1 > S.sfuInfo.above || (peer !== undefined && S.sfuOffers.has(peer));
   }
   // A call through the SFU goes back to a direct link when the room is down to two and its
   // threshold lets two call directly (only two: more, set up at once, or a room hovering at the
@@ -781,7 +789,8 @@
     const me = S.core.me;
     if (!me) return;
     closeSfu();
-    S.feeds.clear();
+    // Offers kept from the SFU would take us back there (shouldUseSfu).
+    dropSfuOffers();
     // A kick from that session is no reason to give up a later one.
     S.sfuKickedAt = null;
     const present = new Set(S.core.participants().map((p) => p.id));
@@ -804,7 +813,10 @@
     const ours = window.ConfabSfu.feedFor(S.sfuInfo, S.sfuPublishes || 0);
     S.sfuPublishes = (S.sfuPublishes || 0) + 1;
     const session = new window.ConfabSfu.JanusSession(S.sfuInfo, S.core.me, {
-      offer: (peer, sdp, shares) => onSfuOffer(peer, sdp, shares),
+      // Janus's offer of our media to someone our call let in: theirs to answer.
+      offer: (peer, sub, sdp, shares) => {
+        if (S.sfu === mine) signal(peer, { kind: 'sfu-offer', sub, sdp, ...(shares.length ? { shares } : {}) });
+      },
       failed: (message) => sfuFailed(message),
       kicked: () => {
         if (S.sfu !== mine) return;
@@ -823,7 +835,7 @@
       },
     });
     const pub = new RTCPeerConnection({ iceServers: [] });
-    const mine = { session, pub, feed: null, me: S.core.me };
+    const mine = { session, pub, me: S.core.me };
     S.sfu = mine;
     for (const t of S.stream.getTracks()) publishTrack(pub, t);
     // Our screen's place, there from the first offer like a link's (Janus is told it is a
@@ -832,7 +844,7 @@
     screenTo(mine.share.sender);
     preferCodec(pub);
     pub.onicecandidate = (e) => {
-      if (e.candidate && e.candidate.candidate) session.trickle(session.handleOf(null), e.candidate.toJSON());
+      if (e.candidate && e.candidate.candidate) session.trickle(e.candidate.toJSON());
     };
     for (const [id, link] of [...S.links]) {
       if (!link.sfu) {
@@ -840,22 +852,21 @@
         openSubscriber(id);
       }
     }
+    // Everyone we are linked with is in our call: subscribe for them (the session waits until
+    // our media is up at Janus). Links receiving others stay: their own sessions serve them.
+    for (const id of S.links.keys()) session.admit(id);
     (async () => {
       try {
         session.feed = await ours;
         // Closed while the feed was worked out: never start it (it would sit at Janus).
         if (S.sfu !== mine) return;
-        const feed = await session.start();
+        await session.start();
         if (S.sfu !== mine) return;
-        for (const [p, f] of S.feeds) session.named(p, f);
-        for (const id of S.links.keys()) session.subscribe(id);
         await pub.setLocalDescription(await pub.createOffer());
         const sdp = pub.localDescription.sdp;
         const answer = await session.publish(sdp, window.ConfabSfu.descriptions(sdp));
         if (S.sfu !== mine) return;
         await pub.setRemoteDescription({ type: 'answer', sdp: answer });
-        mine.feed = feed;
-        for (const id of S.links.keys()) signal(id, { kind: 'feed', id: feed });
       } catch (e) {
         if (S.sfu === mine) sfuFailed(e.message || String(e));
       }
@@ -886,16 +897,11 @@
     });
     return out.sort((a, b) => b.width - a.width);
   };
-  // A new session with the SFU, and everyone received afresh through it.
+  // A new session with the SFU, and everyone let in to it again. What we receive stays: the
+  // others' sessions serve it.
   function republishSfu() {
     closeSfu();
     goSfu();
-    for (const [id, link] of [...S.links]) {
-      if (link.sfu) {
-        closeLink(id);
-        openSubscriber(id);
-      }
-    }
   }
   function closeSfu() {
     if (!S.sfu) return;
@@ -904,6 +910,9 @@
     s.session.close();
     s.pub.close();
   }
+  // A link receiving a person through the SFU: it answers the offers that person sends us of
+  // their own subscription for us (`sfu-offer`; the server stamps who sent it), and nothing
+  // else. Opening it lets them in to our own subscriptions too.
   function openSubscriber(id) {
     const pc = new RTCPeerConnection({ iceServers: [] });
     const link = {
@@ -912,65 +921,145 @@
       remote: new MediaStream(), tile: null, readings: null, shares: [],
       chat: null, chatIn: [], chatTokens: 0, chatAt: now(),
       layers: new LayerChoice(now()), lossWindow: [],
-      // The feed the person had named when this link was opened, and when (resubscribeMoved).
-      subFeed: S.feeds.has(id) ? S.feeds.get(id) : null, subAt: now(),
+      // The subscription whose offer this link took (the person's handle at Janus), and when
+      // the link was opened (a new subscription replaces it at most once every 2 s).
+      sub: null, at: now(), negotiation: Promise.resolve(),
     };
     S.links.set(id, link);
     pc.onicecandidate = (e) => {
-      if (e.candidate && e.candidate.candidate && S.sfu) S.sfu.session.trickle(S.sfu.session.handleOf(id), e.candidate.toJSON());
+      if (!e.candidate || !e.candidate.candidate) return;
+      if (link.sub === null) {
+        console.warn('a candidate before any offer from the media server: dropped');
+        return;
+      }
+      signal(link.id, { kind: 'sfu-candidate', sub: link.sub, candidate: e.candidate.toJSON() });
     };
     // Janus names every track after its mid: the sender told it which is a shared screen.
     receive(link, (e) => link.shares.includes(e.transceiver.mid));
-    if (S.sfu) {
-      S.sfu.session.subscribe(id);
-      if (S.sfu.feed !== null) signal(id, { kind: 'feed', id: S.sfu.feed });
+    if (S.sfu) S.sfu.session.admit(id);
+    // Their offer came before this link: take it now.
+    const kept = S.sfuOffers.get(id);
+    if (kept) {
+      dropSfuOffer(id);
+      takeSfuOffer(link, kept);
     }
   }
-  async function onSfuOffer(peer, sdp, shares) {
-    const link = S.links.get(peer);
-    if (!link || !link.sfu || !S.sfu) return;
-    try {
-      link.shares = shares;
-      await link.pc.setRemoteDescription({ type: 'offer', sdp });
-      await link.pc.setLocalDescription();
-      await S.sfu.session.answer(peer, link.pc.localDescription.sdp);
-    } catch (e) {
-      console.warn('subscribing failed', e);
-    }
+  // Answer an offer on the link (one at a time: the same subscription again renegotiates).
+  function takeSfuOffer(link, o) {
+    link.sub = o.sub;
+    link.negotiation = link.negotiation.then(async () => {
+      if (S.links.get(link.id) !== link || link.sub !== o.sub) return;
+      try {
+        link.shares = o.shares;
+        await link.pc.setRemoteDescription({ type: 'offer', sdp: o.sdp });
+        await link.pc.setLocalDescription();
+        if (S.links.get(link.id) !== link) return;
+        signal(link.id, { kind: 'sfu-answer', sub: o.sub, sdp: link.pc.localDescription.sdp });
+      } catch (e) {
+        console.warn('subscribing failed', e);
+      }
+    });
   }
-  // People who published anew (a feed is never published twice) are received on a new link,
-  // and whatever took over their old feed is let go: at most once per 2 s a person (someone
-  // naming feed after feed must not make us rebuild their link at the rate they send).
-  const RESUBSCRIBE_EVERY_MS = 2000;
-  function resubscribeMoved() {
-    if (!S.sfu) return;
-    for (const [id, link] of [...S.links]) {
-      const named = S.feeds.get(id);
-      if (!link.sfu || link.subFeed === null || named === undefined || named === link.subFeed) continue;
-      if (now() - link.subAt < RESUBSCRIBE_EVERY_MS) continue;
-      closeLink(id);
-      openSubscriber(id);
-    }
-  }
-  function forgetFeed(peer) {
-    S.feeds.delete(peer);
-    if (S.sfu) S.sfu.session.forget(peer);
-  }
-  function onFeed(from, id) {
-    // A room of two calls directly: a feed announced before the room shrank (or by someone
-    // who has not noticed yet) is not followed.
-    if (!S.sfu && smallEnoughForMesh()) return;
-    if (S.feeds.size >= 64 && !S.feeds.has(from)) return;
-    S.feeds.set(from, id);
+  // People who published anew (a new subscription) are received on a new link: at most once
+  // per 2 s a person (someone sending offer after offer must not make us rebuild their link at
+  // the rate they send); a later offer waits its turn, only the latest kept.
+  const REPLACE_EVERY_MS = 2000;
+  const MAX_SFU_OFFERS = 64;
+  function onSfuOffer(from, o) {
     const link = S.links.get(from);
-    // A link opened before they named a feed is for this one.
-    if (link && link.sfu && link.subFeed === null) link.subFeed = id;
-    if (S.sfu) {
-      S.sfu.session.named(from, id);
-      resubscribeMoved();
-    } else if (S.sfuInfo && S.links.has(from)) {
-      // Someone we are linked with sends through the SFU: the call moved there; follow.
-      goSfu();
+    if (link && !link.sfu) {
+      // Someone we are linked with directly sends through the SFU: the call moved there;
+      // follow (unless the room is small enough for a direct link), taking this on the new link.
+      if (S.sfu || !S.sfuInfo || smallEnoughForMesh()) return;
+      if (keepSfuOffer(from, o)) goSfu();
+      return;
+    }
+    if (!link) {
+      // Before our link for them (the rules open it): kept for it. A room of two calls
+      // directly: an offer sent before the room shrank is not followed.
+      if (!S.sfu && smallEnoughForMesh()) return;
+      keepSfuOffer(from, o);
+      return;
+    }
+    if (link.sub === null || link.sub === o.sub) {
+      takeSfuOffer(link, o);
+      return;
+    }
+    if (!keepSfuOffer(from, o)) return;
+    const wait = link.at + REPLACE_EVERY_MS - now();
+    if (wait > 0) {
+      if (!S.sfuTimers.has(from)) {
+        S.sfuTimers.set(from, setTimeout(() => {
+          S.sfuTimers.delete(from);
+          const next = S.sfuOffers.get(from);
+          if (!next) return;
+          S.sfuOffers.delete(from);
+          onSfuOffer(from, next);
+        }, wait));
+      }
+      return;
+    }
+    closeLink(from);
+    // It takes the offer just kept.
+    openSubscriber(from);
+  }
+  // Only for people in the room, and a bounded number of them.
+  function keepSfuOffer(from, o) {
+    if (!S.core.peers.has(from)) return false;
+    if (S.sfuOffers.size >= MAX_SFU_OFFERS && !S.sfuOffers.has(from)) return false;
+    S.sfuOffers.set(from, o);
+    return true;
+  }
+  function dropSfuOffer(id) {
+    S.sfuOffers.delete(id);
+    clearTimeout(S.sfuTimers.get(id));
+    S.sfuTimers.delete(id);
+  }
+  function dropSfuOffers() {
+    for (const id of [...S.sfuOffers.keys(), ...S.sfuTimers.keys()]) dropSfuOffer(id);
+  }
+  // Signals about subscriptions through the SFU (docs/protocol.md, "Call flow"): every field
+  // checked; anything that does not fit is dropped.
+  const SFU_SDP_MAX = 65536;
+  const sfuSub = (x) => Number.isSafeInteger(x) && x > 0;
+  const sfuSdp = (x) => typeof x === 'string' && x.length > 0 && x.length <= SFU_SDP_MAX;
+  function sfuShares(x) {
+    if (x === undefined) return [];
+    if (!Array.isArray(x) || x.length > 8) return null;
+    return x.every((mid) => typeof mid === 'string' && mid.length > 0 && mid.length <= 32) ? [...x] : null;
+  }
+  function sfuCandidate(c) {
+    if (!c || typeof c !== 'object' || typeof c.candidate !== 'string' || !c.candidate || c.candidate.length > 1024) return null;
+    const out = { candidate: c.candidate };
+    if (typeof c.sdpMid === 'string' && c.sdpMid.length <= 32) out.sdpMid = c.sdpMid;
+    else if (c.sdpMid !== undefined && c.sdpMid !== null) return null;
+    if (Number.isInteger(c.sdpMLineIndex) && c.sdpMLineIndex >= 0 && c.sdpMLineIndex <= 255) out.sdpMLineIndex = c.sdpMLineIndex;
+    else if (c.sdpMLineIndex !== undefined && c.sdpMLineIndex !== null) return null;
+    if (out.sdpMid === undefined && out.sdpMLineIndex === undefined) out.sdpMLineIndex = 0;
+    return out;
+  }
+  function onSfuSignal(from, d) {
+    try {
+      if (!sfuSub(d.sub)) return;
+      if (d.kind === 'sfu-offer') {
+        const shares = sfuShares(d.shares);
+        if (sfuSdp(d.sdp) && shares) onSfuOffer(from, { sub: d.sub, sdp: d.sdp, shares });
+        return;
+      }
+      // The rest is for our own subscriptions: the session acts only on the handle it opened
+      // for the sender.
+      if (!S.sfu) return;
+      const session = S.sfu.session;
+      if (d.kind === 'sfu-answer') {
+        if (sfuSdp(d.sdp)) session.answer(from, d.sub, d.sdp);
+      } else if (d.kind === 'sfu-candidate') {
+        const c = sfuCandidate(d.candidate);
+        if (c) session.candidate(from, d.sub, c);
+      } else if (d.kind === 'sfu-layer') {
+        if (d.layer === 'full' || d.layer === 'half') session.layer(from, d.sub, d.layer);
+      }
+    } catch (e) {
+      console.warn('a signal about the media server went wrong', e);
     }
   }
 

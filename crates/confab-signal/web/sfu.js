@@ -1,11 +1,14 @@
 // Calls through an SFU in the browser: a Janus VideoRoom session over Janus's WebSocket API,
 // the same steps the engine takes (crates/confab-engine/src/sfu.rs). The page decides who is in
 // the call (callcore.js); this only talks to Janus: join (making the room if needed), publish
-// our media once, subscribe to a person's feed, trickle candidates, keep the session alive.
+// our media once, subscribe our own feed for each person our call let in, trickle candidates,
+// keep the session alive.
 //
-// Whose feed is whose: a person's pictures are taken only from the feed that person named in a
-// `feed` signal (sender stamped by the signaling server) AND that Janus lists under their id;
-// a display name alone is anyone's to claim.
+// Who receives whom: a publisher subscribes for the people its call let in, in its own session
+// and with its own private_id, and hands each of them Janus's offer over Confab's signaling
+// (`sfu-offer`, sender stamped by the signaling server); their answers and candidates come back
+// the same way. Nobody subscribes to anyone else's feed, so a display name at Janus (anyone's
+// to claim) is never taken for a person.
 //
 // Works as a browser script (window.ConfabSfu) and as a Node module (module.exports).
 (function (root, factory) {
@@ -14,35 +17,16 @@
   else root.ConfabSfu = api;
 })(typeof self !== 'undefined' ? self : this, () => {
   'use strict';
-  const MAX_FEEDS = 64;
   const NO_SUCH_ROOM = 426;
+  const NO_SUCH_FEED = 428; // a subscription of our feed before Janus has our media up
   const UNAUTHORIZED = 433; // our token is not on the room's list yet
   const ROOM_RETRY_MS = 250;
   const ROOM_WAIT_MS = 10000;
-
-  class Feeds {
-    constructor() {
-      this.present = new Map(); // feed id -> display
-      this.named = new Map(); // peer id -> feed id
-    }
-    published(list) {
-      for (const p of Array.isArray(list) ? list : []) {
-        if (!p || typeof p.id !== 'number' || typeof p.display !== 'string') continue;
-        if (this.present.size >= MAX_FEEDS && !this.present.has(p.id)) break;
-        this.present.set(p.id, p.display.slice(0, 64));
-      }
-    }
-    gone(feed) { this.present.delete(feed); }
-    // The person is out of our call: the feed they named is no longer theirs to us.
-    forget(peer) { this.named.delete(peer); }
-    name(peer, feed) {
-      if (this.named.size < MAX_FEEDS || this.named.has(peer)) this.named.set(peer, feed);
-    }
-    feedOf(peer) {
-      const f = this.named.get(peer);
-      return f !== undefined && this.present.get(f) === peer ? f : null;
-    }
-  }
+  const FEED_RETRY_MS = 250;
+  const FEED_RETRIES = 20;
+  const MAX_SUBS = 64; // people we subscribe for
+  const MAX_CANDIDATES = 64; // a person's candidates trickled for one subscription
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
   // The feed a member holding `token` publishes under its `generation`-th time (from 1): the
   // first 53 bits of SHA-256 of `confab-sfu-feed:TOKEN:GENERATION`, never 0 (as
@@ -56,8 +40,8 @@
 
   // The feed to publish under the `n`-th time (from 0) in a membership (the welcome's `sfu`):
   // its first feed, then later ones derived from its token, as far as the server knows them
-  // (SfuInfo::feed_for). A feed once named to the room is not published again (for 64 publishes), so nobody who
-  // learned it can take it over and be taken for us.
+  // (SfuInfo::feed_for). A feed once used is not published again (for 64 publishes), so
+  // nobody who learned it can take it over and keep us out.
   async function feedFor(info, n) {
     const g = Math.min(n, info.generations || 0);
     if (g === 0 || !info.token) return info.feed || null;
@@ -65,21 +49,26 @@
   }
 
   class JanusSession {
-    // info: the welcome's sfu object; me: our peer id; on: { offer(peer, sdp, shareMids),
-    // ready(peer), published(feed), failed(message), kicked() }.
+    // info: the welcome's sfu object; me: our peer id; on: { offer(peer, sub, sdp, shareMids),
+    // failed(message), kicked() }.
     constructor(info, me, on) {
       this.info = info;
       this.feed = null; // ours (feedFor), set before start(); null: Janus picks one
       this.me = me;
       this.on = on;
-      this.feeds = new Feeds();
       this.next = 1;
-      this.waiting = new Map(); // transaction -> { resolve, reject }
-      this.subs = new Map(); // peer id -> handle id (or 'attaching')
-      this.handles = new Map(); // handle id -> peer id
-      this.wanted = new Set();
+      this.waiting = new Map(); // transaction -> { resolve, reject, timer }
+      this.wanted = new Set(); // the people our call let in (admit)
+      this.subs = new Map(); // peer id -> subscriber handle id (or a marker while attaching)
+      this.handles = new Map(); // subscriber handle id -> peer id
+      this.candidates = new Map(); // subscriber handle id -> candidates trickled for it
+      this.layers = new Map(); // subscriber handle id -> the substream last asked for
+      this.shares = new Map(); // subscriber handle id -> the mids of our screen it offers
       this.session = 0;
       this.publisher = 0;
+      this.ownFeed = null; // the feed Janus let us publish as
+      this.privateId = null;
+      this.up = false; // our publisher's PeerConnection is up at Janus (webrtcup)
       this.closed = false;
     }
 
@@ -95,10 +84,10 @@
     request(msg) {
       return new Promise((resolve, reject) => {
         const t = this.send(msg);
-        this.waiting.set(t, { resolve, reject });
-        setTimeout(() => {
+        const timer = setTimeout(() => {
           if (this.waiting.delete(t)) reject(new Error('the media server did not answer within 10 s'));
         }, 10000);
+        this.waiting.set(t, { resolve, reject, timer });
       });
     }
 
@@ -142,13 +131,13 @@
           break;
         } catch (e) {
           if ((e.code !== NO_SUCH_ROOM && e.code !== UNAUTHORIZED) || Date.now() - since > ROOM_WAIT_MS) throw e;
-          await new Promise((resolve) => setTimeout(resolve, ROOM_RETRY_MS));
+          await sleep(ROOM_RETRY_MS);
         }
       }
       const data = joined.plugindata.data;
       // Every subscription names it: kicking our feed ends them too.
       this.privateId = data.private_id;
-      this.feeds.published(data.publishers);
+      this.ownFeed = data.id;
       this.keepalive = setInterval(() => this.send({ janus: 'keepalive' }), 25000);
       return data.id;
     }
@@ -160,77 +149,124 @@
       return m.jsep && m.jsep.sdp;
     }
 
-    trickle(handle, candidate) {
-      if (handle) this.send({ janus: 'trickle', handle_id: handle, candidate });
+    // Our publisher's own candidates.
+    trickle(candidate) {
+      if (this.publisher && !this.closed) this.send({ janus: 'trickle', handle_id: this.publisher, candidate });
     }
 
-    named(peer, feed) {
-      this.feeds.name(peer, feed);
-      this.subscribeReady();
-    }
-
-    forget(peer) {
-      this.feeds.forget(peer);
-    }
-
-    subscribe(peer) {
+    // Our call let `peer` in: subscribe our feed for them (once our media is up at Janus) and
+    // hand them Janus's offer (on.offer).
+    admit(peer) {
+      if (this.closed || (this.wanted.size >= MAX_SUBS && !this.wanted.has(peer))) return;
       this.wanted.add(peer);
       this.subscribeReady();
     }
 
-    unsubscribe(peer) {
+    // `peer` left our call: their subscription goes, and with it our media to them.
+    release(peer) {
       this.wanted.delete(peer);
       const h = this.subs.get(peer);
       this.subs.delete(peer);
-      if (typeof h === 'number') {
-        this.handles.delete(h);
-        this.send({ janus: 'detach', handle_id: h });
-      }
+      if (typeof h === 'number') this.drop(h);
     }
 
-    async subscribeReady() {
-      for (const peer of this.wanted) {
-        const feed = this.feeds.feedOf(peer);
-        if (feed === null || this.subs.has(peer)) continue;
-        this.subs.set(peer, 'attaching');
-        try {
-          const h = (await this.request({ janus: 'attach', plugin: 'janus.plugin.videoroom' })).data.id;
-          if (!this.wanted.has(peer)) {
-            this.send({ janus: 'detach', handle_id: h });
-            continue;
-          }
-          this.subs.set(peer, h);
-          this.handles.set(h, peer);
-          const m = await this.plugin(h, { request: 'join', ptype: 'subscriber', room: this.info.room, pin: this.info.pin, feed, private_id: this.privateId });
-          const shares = ((m.plugindata.data.streams) || [])
-            .filter((s) => s && s.feed_description === 'share').map((s) => s.mid);
-          if (m.jsep && m.jsep.type === 'offer') this.on.offer(peer, m.jsep.sdp, shares);
-        } catch (e) {
-          this.subs.delete(peer);
-          console.warn('subscribing failed', e);
+    drop(h) {
+      this.handles.delete(h);
+      this.candidates.delete(h);
+      this.layers.delete(h);
+      this.shares.delete(h);
+      if (!this.closed) this.send({ janus: 'detach', handle_id: h });
+    }
+
+    // Before Janus has our publisher's PeerConnection up, a subscription of our feed is
+    // refused ("No such feed"): wait for webrtcup.
+    subscribeReady() {
+      if (!this.up || this.closed) return;
+      for (const peer of this.wanted) if (!this.subs.has(peer)) this.subscribe(peer);
+    }
+
+    async subscribe(peer) {
+      const mark = {};
+      this.subs.set(peer, mark);
+      let h = 0;
+      try {
+        h = (await this.request({ janus: 'attach', plugin: 'janus.plugin.videoroom' })).data.id;
+        if (this.closed) return;
+        // Let go (or let in again, on another handle) meanwhile: this one is not needed.
+        if (this.subs.get(peer) !== mark) {
+          this.send({ janus: 'detach', handle_id: h });
+          return;
         }
+        this.subs.set(peer, h);
+        this.handles.set(h, peer);
+        const join = {
+          request: 'join', ptype: 'subscriber', room: this.info.room, pin: this.info.pin,
+          feed: this.ownFeed, private_id: this.privateId,
+        };
+        let m;
+        for (let tries = 0; ; tries++) {
+          try {
+            m = await this.plugin(h, join);
+            break;
+          } catch (e) {
+            if (e.code !== NO_SUCH_FEED || tries >= FEED_RETRIES || this.closed || this.subs.get(peer) !== h) throw e;
+            await sleep(FEED_RETRY_MS);
+          }
+        }
+        if (this.closed || this.subs.get(peer) !== h) return;
+        this.offered(h, m);
+      } catch (e) {
+        if (this.closed) return;
+        if (h && this.subs.get(peer) === h) {
+          this.subs.delete(peer);
+          this.drop(h);
+        } else if (this.subs.get(peer) === mark) {
+          this.subs.delete(peer);
+        }
+        console.warn('subscribing for someone failed', e);
       }
     }
 
-    // Our answer to Janus's offer for `peer`.
-    async answer(peer, sdp) {
-      const h = this.subs.get(peer);
-      if (typeof h !== 'number') return;
-      await this.plugin(h, { request: 'start', room: this.info.room }, { type: 'answer', sdp });
+    // Janus's offer on a subscriber handle (its join's answer, or a later update; one without
+    // its streams keeps the ones named before).
+    offered(h, m) {
+      const peer = this.handles.get(h);
+      if (peer === undefined || !m.jsep || m.jsep.type !== 'offer' || typeof m.jsep.sdp !== 'string') return;
+      const data = (m.plugindata && m.plugindata.data) || {};
+      if (Array.isArray(data.streams)) {
+        this.shares.set(h, data.streams
+          .filter((s) => s && s.feed_description === 'share' && typeof s.mid === 'string').map((s) => s.mid));
+      }
+      this.on.offer(peer, h, m.jsep.sdp, this.shares.get(h) || []);
     }
 
-    // Forward this layer ('full' or 'half') of the person's camera to us. Janus numbers a
+    // The answer of the person we subscribed for, to Janus's offer on their handle `sub`.
+    answer(peer, sub, sdp) {
+      if (this.closed || this.subs.get(peer) !== sub) return;
+      this.plugin(sub, { request: 'start', room: this.info.room }, { type: 'answer', sdp })
+        .catch((e) => console.warn('starting a subscription failed', e));
+    }
+
+    // A candidate of the person's receiving side, for their handle `sub`.
+    candidate(peer, sub, candidate) {
+      if (this.closed || this.subs.get(peer) !== sub) return;
+      const n = this.candidates.get(sub) || 0;
+      if (n >= MAX_CANDIDATES) return;
+      this.candidates.set(sub, n + 1);
+      this.send({ janus: 'trickle', handle_id: sub, candidate });
+    }
+
+    // Forward this layer ('full' or 'half') of our camera to the person. Janus numbers a
     // publisher's encodings from the lowest (0); a camera that sends one ignores it.
-    configure(peer, layer) {
-      const h = this.subs.get(peer);
-      if (typeof h !== 'number') return;
-      this.plugin(h, { request: 'configure', substream: layer === 'half' ? 0 : 1 })
-        .catch((e) => console.warn('asking for another layer failed', e));
-    }
-
-    handleOf(peer) {
-      const h = peer === null ? this.publisher : this.subs.get(peer);
-      return typeof h === 'number' ? h : 0;
+    layer(peer, sub, layer) {
+      if (this.closed || this.subs.get(peer) !== sub) return;
+      const substream = layer === 'half' ? 0 : 1;
+      if (this.layers.get(sub) === substream) return;
+      this.layers.set(sub, substream);
+      this.plugin(sub, { request: 'configure', substream }).catch((e) => {
+        if (this.layers.get(sub) === substream) this.layers.delete(sub);
+        console.warn('asking for another layer failed', e);
+      });
     }
 
     message(text) {
@@ -244,18 +280,21 @@
       const w = this.waiting.get(m.transaction);
       if (w && m.janus !== 'ack') {
         this.waiting.delete(m.transaction);
+        clearTimeout(w.timer);
         if (m.janus === 'error') w.reject(new Error(String((m.error && m.error.reason) || 'refused')));
         else w.resolve(m);
         return;
       }
-      if (m.janus === 'event' && m.sender === this.publisher && m.plugindata) {
+      if (this.closed) return;
+      if (m.janus === 'webrtcup' && m.sender === this.publisher && this.publisher) {
+        this.up = true;
+        this.subscribeReady();
+      } else if (m.janus === 'event' && this.handles.has(m.sender)) {
+        // Janus renegotiates a subscription (an update): the same sub, a new offer.
+        this.offered(m.sender, m);
+      } else if (m.janus === 'event' && m.sender === this.publisher && m.plugindata) {
         const d = m.plugindata.data || {};
-        if (Array.isArray(d.publishers)) {
-          this.feeds.published(d.publishers);
-          this.subscribeReady();
-        }
-        for (const k of ['unpublished', 'leaving', 'kicked']) if (typeof d[k] === 'number') this.feeds.gone(d[k]);
-        if (d.leaving === 'ok' && d.reason === 'kicked' && !this.closed) {
+        if (d.leaving === 'ok' && d.reason === 'kicked') {
           this.close();
           this.on.kicked();
         }
@@ -289,5 +328,5 @@
     return out;
   }
 
-  return { JanusSession, Feeds, descriptions, sfuFeed, feedFor };
+  return { JanusSession, descriptions, sfuFeed, feedFor };
 });
