@@ -47,12 +47,26 @@ function fakeJanus() {
 async function session() {
   const j = fakeJanus();
   const offers = [];
+  const told = { kicked: 0 };
   const s = new JanusSession({ url: 'janus+ws://janus', room: 5, pin: 'p', token: 'tok' }, 'me', {
-    offer: (...a) => offers.push(a), failed() {}, kicked() {},
+    offer: (...a) => offers.push(a), failed() {}, kicked() { told.kicked++; },
   });
   await s.start();
-  return { j, s, offers };
+  return { j, s, offers, told };
 }
+
+// The server removes our own room once we are no longer in the Confab room: the session
+// ends and says so (the page publishes anew when back), once.
+test('our room removed by the server ends the session', async () => {
+  const { j, s, told } = await session();
+  j.push({ janus: 'event', sender: s.publisher, plugindata: { data: { videoroom: 'destroyed', room: 5 } } });
+  await sleep(20);
+  assert.equal(told.kicked, 1);
+  assert.ok(s.closed);
+  j.push({ janus: 'event', sender: s.publisher, plugindata: { data: { videoroom: 'destroyed', room: 5 } } });
+  await sleep(20);
+  assert.equal(told.kicked, 1, 'once');
+});
 
 test('nobody is subscribed for before our media is up at Janus, everyone let in after', async () => {
   const { j, s, offers } = await session();

@@ -55,8 +55,8 @@ pub enum SfuEvent {
     },
     /// The session with the SFU failed; the task ends after this.
     Failed(SfuError),
-    /// The SFU room let our feed go: the signaling server does that once we are no longer in
-    /// the room (our signaling was away too long); the task ends after this.
+    /// The SFU room let our feed go (or was removed): the signaling server does that once we
+    /// are no longer in the room (our signaling was away too long); the task ends after this.
     Kicked,
 }
 
@@ -393,7 +393,11 @@ impl Session {
                     text(&data["error"])
                 );
             }
-            if data["leaving"] == "ok" && data["reason"] == "kicked" {
+            // The server removes our room once we are no longer in the Confab room (our
+            // signaling was away too long).
+            if data["videoroom"] == "destroyed"
+                || (data["leaving"] == "ok" && data["reason"] == "kicked")
+            {
                 self.kicked = true;
             }
             if let (Some("answer"), Some(sdp)) =

@@ -188,9 +188,58 @@ enum Middleman {
 /// description's certificate fingerprint becomes the middleman's (as a middleman terminating
 /// DTLS on both sides must present), and the verification's messages as `mode` says.
 async fn middleman(upstream: String, mode: Middleman) -> String {
+    const FAKE: &str = "sha-256 4D:49:54:4D:4D:49:54:4D:4D:49:54:4D:4D:49:54:4D:4D:49:54:4D:4D:49:54:4D:4D:49:54:4D:4D:49:54:4D";
+    let rewrite = move |text: &str| -> String {
+        let Ok(mut v) = serde_json::from_str::<serde_json::Value>(text) else {
+            return text.to_owned();
+        };
+        let data = &mut v["data"];
+        match data["kind"].as_str() {
+            Some("description") => {
+                let sdp = data["description"]["sdp"].as_str().unwrap_or("").to_owned();
+                let fixed: Vec<String> = sdp
+                    .split("\r\n")
+                    .map(|l| {
+                        if l.starts_with("a=fingerprint:") {
+                            format!("a=fingerprint:{FAKE}")
+                        } else {
+                            l.to_owned()
+                        }
+                    })
+                    .collect();
+                data["description"]["sdp"] = fixed.join("\r\n").into();
+            }
+            Some("verify") => {
+                if let Middleman::Substitutes = mode {
+                    let fake = FAKE.to_ascii_lowercase();
+                    if data.get("commit").is_some() {
+                        data["commit"] = confab_call::verify::commitment(&fake, "middleman").into();
+                    }
+                    if data.get("reveal").is_some()
+                        && v["type"] == "signal"
+                        && v.get("to").is_some()
+                    {
+                        // Ada's reveal, on its way to Bob.
+                        v["data"]["reveal"] = "middleman".into();
+                    }
+                }
+            }
+            _ => {}
+        }
+        v.to_string()
+    };
+    ws_relay(upstream, rewrite, rewrite).await
+}
+
+/// A WebSocket proxy for one client on its path to the server (its URL): each text message
+/// passes through `up` (client to server) or `down` (server to client) on its way.
+async fn ws_relay(
+    upstream: String,
+    mut up: impl FnMut(&str) -> String + Send + 'static,
+    mut down: impl FnMut(&str) -> String + Send + 'static,
+) -> String {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
-    const FAKE: &str = "sha-256 4D:49:54:4D:4D:49:54:4D:4D:49:54:4D:4D:49:54:4D:4D:49:54:4D:4D:49:54:4D:4D:49:54:4D:4D:49:54:4D";
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/ws", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -199,50 +248,10 @@ async fn middleman(upstream: String, mode: Middleman) -> String {
         let (server, _) = tokio_tungstenite::connect_async(upstream).await.unwrap();
         let (mut c_tx, mut c_rx) = client.split();
         let (mut s_tx, mut s_rx) = server.split();
-        let rewrite = move |text: &str| -> String {
-            let Ok(mut v) = serde_json::from_str::<serde_json::Value>(text) else {
-                return text.to_owned();
-            };
-            let data = &mut v["data"];
-            match data["kind"].as_str() {
-                Some("description") => {
-                    let sdp = data["description"]["sdp"].as_str().unwrap_or("").to_owned();
-                    let fixed: Vec<String> = sdp
-                        .split("\r\n")
-                        .map(|l| {
-                            if l.starts_with("a=fingerprint:") {
-                                format!("a=fingerprint:{FAKE}")
-                            } else {
-                                l.to_owned()
-                            }
-                        })
-                        .collect();
-                    data["description"]["sdp"] = fixed.join("\r\n").into();
-                }
-                Some("verify") => {
-                    if let Middleman::Substitutes = mode {
-                        let fake = FAKE.to_ascii_lowercase();
-                        if data.get("commit").is_some() {
-                            data["commit"] =
-                                confab_call::verify::commitment(&fake, "middleman").into();
-                        }
-                        if data.get("reveal").is_some()
-                            && v["type"] == "signal"
-                            && v.get("to").is_some()
-                        {
-                            // Ada's reveal, on its way to Bob.
-                            v["data"]["reveal"] = "middleman".into();
-                        }
-                    }
-                }
-                _ => {}
-            }
-            v.to_string()
-        };
         let up = async {
             while let Some(Ok(m)) = c_rx.next().await {
                 let m = match m {
-                    Message::Text(t) => Message::Text(rewrite(t.as_str()).into()),
+                    Message::Text(t) => Message::Text(up(t.as_str()).into()),
                     other => other,
                 };
                 if s_tx.send(m).await.is_err() {
@@ -253,7 +262,7 @@ async fn middleman(upstream: String, mode: Middleman) -> String {
         let down = async {
             while let Some(Ok(m)) = s_rx.next().await {
                 let m = match m {
-                    Message::Text(t) => Message::Text(rewrite(t.as_str()).into()),
+                    Message::Text(t) => Message::Text(down(t.as_str()).into()),
                     other => other,
                 };
                 if c_tx.send(m).await.is_err() {
@@ -892,10 +901,10 @@ async fn raw_welcome(ws: &mut Ws, room: &str, name: &str) -> serde_json::Value {
 }
 
 /// A room member with the SFU room's number and PIN (from `welcome`) speaks to Janus
-/// directly: they may join the room (with their own token), but not make rooms, nor edit,
-/// kick from or destroy theirs (only the signaling server knows the room's secret and Janus's
-/// admin key); the PIN alone does not let anyone in. When the room empties the server removes
-/// its SFU room, so a member who has left cannot stay in it.
+/// directly: they may join their own VideoRoom room (with their own token), but not make
+/// rooms, nor edit, kick from or destroy theirs (only the signaling server knows the room's
+/// secret and Janus's admin key); the PIN alone does not let anyone in. When the member leaves
+/// the server removes its room, so nobody who has left can stay in it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sfu_room_destroyed_by_a_member() {
     use confab_janus::{NO_SUCH_ROOM, UNAUTHORIZED};
@@ -1001,254 +1010,194 @@ async fn sfu_room_destroyed_by_a_member() {
     );
     m.close().await;
 
-    // Someone back within the server's grace (500 ms here) finds the room still there (its
-    // new token lets it in; the old one no longer does).
+    // She leaves: her room goes at once (nobody else is ever in it).
     ws.send(Message::text(r#"{"type":"leave"}"#)).await.unwrap();
+    let left = Instant::now();
+    while join_refusal(&janus, room, &pin, Some(&token)).await != Some(NO_SUCH_ROOM) {
+        assert!(left.elapsed() < Duration::from_secs(5), "her room stays");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Back, she is a member anew, with a room of her own anew.
     let sfu = raw_join(&mut ws, "target", "Mallory").await;
     let again = sfu["token"].as_str().expect("a token").to_owned();
+    let (room2, pin2) = (sfu["room"].as_u64().unwrap(), sfu["pin"].as_str().unwrap());
     assert_ne!(again, token);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(join_refusal(&janus, room, &pin, Some(&again)).await, None);
+    assert_ne!(room2, room);
+    let made = Instant::now();
+    while join_refusal(&janus, room2, pin2, Some(&again)).await == Some(NO_SUCH_ROOM) {
+        assert!(made.elapsed() < Duration::from_secs(5), "no room made");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(join_refusal(&janus, room2, pin2, Some(&again)).await, None);
     assert_eq!(
-        join_refusal(&janus, room, &pin, Some(&token)).await,
+        join_refusal(&janus, room2, pin2, Some(&token)).await,
         Some(UNAUTHORIZED),
-        "an old membership's token is off the list"
+        "an old membership's token opens nothing"
     );
-    // Everyone has left for good: the room goes at the SFU too.
-    ws.send(Message::text(r#"{"type":"leave"}"#)).await.unwrap();
-    let left = Instant::now();
-    while join_refusal(&janus, room, &pin, Some(&again)).await != Some(NO_SUCH_ROOM) {
-        assert!(left.elapsed() < Duration::from_secs(5), "the room stays");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     server.shutdown(Duration::from_secs(2)).await;
 }
 
-/// Mallory, a member of a room whose call goes through the SFU, speaks to Janus directly:
-/// joins under the feed the server gave her and, with her token, under one of her own making,
-/// and subscribes to Ada's camera from both. Then she leaves the room. The server takes her
-/// token off the room's list and kicks both feeds, and with them every subscription they made:
-/// whatever she still holds at the SFU gets no more media, and she cannot join again. Ada and
-/// Bob's call goes on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn ex_member_keeps_watching() {
-    use confab_janus::UNAUTHORIZED;
-    use futures_util::SinkExt;
-    use serde_json::json;
-    use std::time::{Duration, Instant};
-    use tokio_tungstenite::tungstenite::Message;
-    init_logs();
-    let janus = confab_netlab::janus::Janus::start().expect("janus starts");
-    let server = sfu_server(&janus).await;
-    let small = || small_through_janus(false);
-    let (ada, bob) = call_pair(&server, "watched", small(), small()).await;
-    bob.wait_stats(&ada.id, "Bob sees Ada through the SFU", |s| {
-        sees_pattern(s, 10)
-    })
-    .await;
-    // What the window shows: the call goes through the media server, and has no code.
-    let snap = bob.engine.snapshot().await.unwrap();
-    assert!(snap.through_sfu, "{snap:?}");
-    assert!(
-        snap.verification.iter().all(|v| v.code.is_none()),
-        "{snap:?}"
-    );
-
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
-        .await
-        .unwrap();
-    let sfu = raw_join(&mut ws, "watched", "Mallory").await;
-    let (room, pin) = (sfu["room"].as_u64().unwrap(), sfu["pin"].clone());
-    let (feed, token) = (sfu["feed"].as_u64().unwrap(), sfu["token"].clone());
-    let (mut m, own) = at_the_sfu(&janus).await;
-    let mut watch = Vec::new();
-    for (id, handle) in [(feed, own), (777, m.attach().await.unwrap())] {
-        let sit = json!({"request": "join", "ptype": "publisher", "room": room, "pin": pin,
-                         "id": id, "token": token, "display": "Mallory"});
-        let joined = m
-            .plugin("joining", handle, sit)
-            .await
-            .expect("a member gets in");
-        let adas = joined["publishers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|p| p["display"] == ada.id.as_str())
-            .and_then(|p| p["id"].as_u64())
-            .expect("Ada publishes");
-        let sub = m.attach().await.unwrap();
-        let subscribe = json!({"request": "join", "ptype": "subscriber", "room": room,
-                               "pin": pin, "feed": adas,
-                               "private_id": joined["private_id"]});
-        m.plugin("subscribing", sub, subscribe)
-            .await
-            .expect("a member may watch");
-        watch.push(sub);
-    }
-    let configure = json!({"request": "configure", "restart": false});
-    for &sub in &watch {
-        let r = m.plugin("configuring", sub, configure.clone()).await;
-        assert!(r.is_ok(), "a member's subscription: {r:?}");
-    }
-
-    ws.send(Message::text(r#"{"type":"leave"}"#)).await.unwrap();
-    let left = Instant::now();
-    let list = json!({"request": "listparticipants", "room": room});
-    loop {
-        let listed = m.plugin("listing", own, list.clone()).await.unwrap();
-        let ids: Vec<u64> = listed["participants"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p["id"].as_u64())
-            .collect();
-        if !ids.contains(&feed) && !ids.contains(&777) {
-            assert_eq!(ids.len(), 2, "Ada and Bob stay: {listed}");
-            break;
+/// A WebSocket proxy on a client's path to the server that hands over the `sfu` of the first
+/// `welcome` it relays (a member's own VideoRoom room, PIN and token, which nobody else is
+/// ever sent).
+async fn welcome_tap(
+    upstream: String,
+) -> (String, tokio::sync::oneshot::Receiver<serde_json::Value>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut tx = Some(tx);
+    let tap = move |text: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        if v["type"] == "welcome" {
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(v["sfu"].clone());
+            }
         }
-        assert!(
-            left.elapsed() < Duration::from_secs(5),
-            "Mallory is still in the SFU room 5 s after leaving: {listed}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    for &sub in &watch {
-        let r = m.plugin("configuring", sub, configure.clone()).await;
-        assert_eq!(
-            r.as_ref().map_err(|e| e.code()).err(),
-            Some(Some(UNAUTHORIZED)),
-            "an ex-member's subscription is cut off: {r:?}"
-        );
-    }
-    let back = m.attach().await.unwrap();
-    let sit = json!({"request": "join", "ptype": "publisher", "room": room, "pin": pin,
-                     "token": token, "display": "Mallory"});
-    let r = m.plugin("joining again", back, sit).await;
-    assert_eq!(
-        r.as_ref().map_err(|e| e.code()).err(),
-        Some(Some(UNAUTHORIZED)),
-        "an ex-member's token no longer lets her in: {r:?}"
-    );
-    m.close().await;
-
-    // Ada and Bob's call goes on.
-    keeps_seeing(&bob, &ada.id, "Bob still sees Ada", 15).await;
-    for p in [ada, bob] {
-        p.engine.shutdown().await;
-    }
-    server.shutdown(Duration::from_secs(2)).await;
-}
-
-/// Ada hangs up and stays in the room. Mallory, a member speaking to Janus directly, sits in
-/// the SFU room under the feed Ada published as (everyone in Ada's call was told it), with
-/// Ada's id as her display name. Ada calls again: she publishes under her next feed, which
-/// only she and the server can work out, so Mallory neither keeps her out (Janus takes one
-/// publisher an id) nor is taken for her, and Bob sees Ada's own pattern again. The server
-/// knows the new feed as Ada's: when Mallory leaves, the sweep takes Mallory's seat on Ada's
-/// old feed and leaves Ada's new one, and the call goes on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn taken_over_feed_after_a_hang_up() {
-    use futures_util::SinkExt;
-    use serde_json::json;
-    use std::time::{Duration, Instant};
-    use tokio_tungstenite::tungstenite::Message;
-    init_logs();
-    let janus = confab_netlab::janus::Janus::start().expect("janus starts");
-    let server = sfu_server(&janus).await;
-    let small = || small_through_janus(false);
-    let (ada, mut bob) = call_pair(&server, "squatted", small(), small()).await;
-    bob.wait_stats(&ada.id, "Bob sees Ada through the SFU", |s| {
-        sees_pattern(s, 10)
-    })
-    .await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
-        .await
-        .unwrap();
-    let sfu = raw_join(&mut ws, "squatted", "Mallory").await;
-    let (room, pin, token) = (sfu["room"].as_u64().unwrap(), &sfu["pin"], &sfu["token"]);
-    let (mut m, own) = at_the_sfu(&janus).await;
-    let sit = json!({"request": "join", "ptype": "publisher", "room": room, "pin": pin,
-                     "token": token, "display": "Mallory"});
-    // The server lists her token a moment after her welcome.
-    let joined = Instant::now();
-    while let Err(e) = m.plugin("joining", own, sit.clone()).await {
-        assert!(
-            joined.elapsed() < Duration::from_secs(5),
-            "a member gets in: {e}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // Ada's feeds at Janus (a participant under her id as display name).
-    let list = json!({"request": "listparticipants", "room": room});
-    let adas = async |m: &mut confab_janus::Janus| -> Vec<u64> {
-        let listed = m.plugin("listing", own, list.clone()).await.unwrap();
-        listed["participants"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|p| p["display"] == ada.id.as_str())
-            .filter_map(|p| p["id"].as_u64())
-            .collect()
+        text.to_owned()
     };
-    let first = adas(&mut m).await;
-    assert_eq!(first.len(), 1, "Ada publishes once: {first:?}");
-    let first = first[0];
+    (ws_relay(upstream, str::to_owned, tap).await, rx)
+}
 
-    ada.engine.hang_up().await.unwrap();
-    let hung_up = Instant::now();
-    while !adas(&mut m).await.is_empty() {
-        assert!(
-            hung_up.elapsed() < Duration::from_secs(5),
-            "Ada's feed stays"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let seat = m.attach().await.unwrap();
-    let sit = json!({"request": "join", "ptype": "publisher", "room": room, "pin": pin,
-                     "id": first, "token": token, "display": ada.id});
-    m.plugin("sitting on Ada's feed", seat, sit)
-        .await
-        .expect("a member may take a free id");
-
-    // Ada calls again, and Bob sees her own pattern.
-    bob.wait_participants(1).await;
-    ada.engine.call(None).await.unwrap();
-    bob.wait_event("Ada's second ring", |e| {
-        matches!(
-            e,
-            EngineEvent::Notice(confab_engine::call::Notice::IncomingCall { .. })
+/// The VideoRoom rooms at Janus in which someone publishes under `display` (listed with the
+/// admin key, as only the operator can).
+async fn rooms_with(janus: &confab_netlab::janus::Janus, display: &str) -> Vec<u64> {
+    let (mut j, handle) = at_the_sfu(janus).await;
+    let key = janus.sfu(SFU_SECRET, 0).admin_key;
+    let listed = j
+        .plugin(
+            "listing rooms",
+            handle,
+            serde_json::json!({"request": "list", "admin_key": key}),
         )
+        .await
+        .expect("the rooms");
+    let mut out = Vec::new();
+    for room in listed["list"].as_array().into_iter().flatten() {
+        let Some(id) = room["room"].as_u64() else {
+            continue;
+        };
+        let ask = serde_json::json!({"request": "listparticipants", "room": id});
+        let Ok(there) = j.plugin("listing", handle, ask).await else {
+            continue;
+        };
+        let shown = there["participants"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if shown.iter().any(|p| p["display"] == display) {
+            out.push(id);
+        }
+    }
+    j.close().await;
+    out
+}
+
+/// Mallory, a member of a room whose call between Ada and Bob goes through the SFU, speaks to
+/// Janus with a client of her own to watch Ada without anyone's say. Ada publishes in a
+/// VideoRoom room of her own (only her token gets in; a subscription must name the private id
+/// of a participant in it), and even with that room's number and PIN in hand (Ada's `welcome`,
+/// tapped here; nobody else is ever sent them) Mallory cannot join it, nor subscribe to Ada's
+/// camera naming the private id Janus gave her in her own room, nor with none, nor find Ada's
+/// feed in her own room. Ada and Bob's call goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unadmitted_member_subscribes_with_a_raw_janus_client() {
+    use confab_janus::{NO_SUCH_FEED, UNAUTHORIZED};
+    use serde_json::json;
+    use std::time::{Duration, Instant};
+    init_logs();
+    let janus = confab_netlab::janus::Janus::start().expect("janus starts");
+    let server = sfu_server(&janus).await;
+    let small = || small_through_janus(true);
+    let (tap, adas) = welcome_tap(server.ws_url()).await;
+    let (engine, events) =
+        confab_engine::Engine::start(small(), std::sync::Arc::new(confab_engine::NullSink))
+            .unwrap();
+    let joined = engine
+        .join(&tap, "watched", "Ada", None)
+        .await
+        .expect("Ada joins");
+    let mut ada = Peer {
+        engine,
+        events,
+        id: joined.id.to_string(),
+    };
+    let adas = adas.await.expect("Ada's welcome");
+    let bob = join(&server, "watched", "Bob", small()).await;
+    ada.wait_participants(1).await;
+    ada.engine.call(None).await.unwrap();
+    bob.wait_stats(&ada.id, "Bob sees Ada through the SFU", |s| {
+        sees_pattern(s, 10)
     })
     .await;
-    bob.engine
-        .accept(confab_protocol::PeerId(ada.id.clone()))
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
         .await
         .unwrap();
-    let s = keeps_seeing(&bob, &ada.id, "Bob sees Ada again", 45).await;
-    assert!(hears(&s, 440.0), "Ada's tone: {s:#?}");
-    let now = adas(&mut m).await;
-    let second = *now
-        .iter()
-        .find(|f| **f != first)
-        .unwrap_or_else(|| panic!("Ada publishes under a new feed: {now:?}"));
-
-    // Mallory leaves: her seat on Ada's old feed goes; Ada's new one stays.
-    ws.send(Message::text(r#"{"type":"leave"}"#)).await.unwrap();
-    let left = Instant::now();
-    loop {
-        let now = adas(&mut m).await;
-        if !now.contains(&first) {
-            assert_eq!(now, [second], "Ada's new feed stays");
-            break;
+    let hers = raw_join(&mut ws, "watched", "Mallory").await;
+    assert_ne!(hers["room"], adas["room"], "a VideoRoom room of one's own");
+    let (mut m, own) = at_the_sfu(&janus).await;
+    let sit = json!({"request": "join", "ptype": "publisher", "room": hers["room"],
+                     "pin": hers["pin"], "token": hers["token"], "display": "Mallory"});
+    let joined = Instant::now();
+    let seat = loop {
+        match m.plugin("joining her room", own, sit.clone()).await {
+            Ok(seat) => break seat,
+            Err(e) => assert!(
+                joined.elapsed() < Duration::from_secs(5),
+                "a member gets into her own room: {e}"
+            ),
         }
-        assert!(
-            left.elapsed() < Duration::from_secs(5),
-            "Mallory still sits on Ada's old feed: {now:?}"
-        );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
+    let private_id = seat["private_id"].as_u64().expect("a private id");
+    let (room, pin) = (adas["room"].as_u64().unwrap(), &adas["pin"]);
+    let list = json!({"request": "listparticipants", "room": room});
+    let listed = m.plugin("listing Ada's room", own, list).await.unwrap();
+    let ada_feed = listed["participants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["display"] == ada.id.as_str())
+        .and_then(|p| p["id"].as_u64())
+        .unwrap_or_else(|| panic!("Ada publishes in her room: {listed}"));
+
+    let refusal = async |m: &mut confab_janus::Janus, body: serde_json::Value| {
+        let h = m.attach().await.unwrap();
+        match m.plugin("trying", h, body.clone()).await {
+            Ok(answer) => panic!("let in with {body}: {answer}"),
+            Err(e) => e.code().unwrap_or_else(|| panic!("not a refusal: {e}")),
+        }
+    };
+    let publish = json!({"request": "join", "ptype": "publisher", "room": room, "pin": pin,
+                         "token": hers["token"], "display": "Mallory"});
+    assert_eq!(
+        refusal(&mut m, publish).await,
+        UNAUTHORIZED,
+        "into Ada's room"
+    );
+    let subscribe = json!({"request": "join", "ptype": "subscriber", "room": room, "pin": pin,
+                           "feed": ada_feed, "private_id": private_id});
+    assert_eq!(
+        refusal(&mut m, subscribe.clone()).await,
+        UNAUTHORIZED,
+        "Ada's camera, naming her own private id"
+    );
+    let mut bare = subscribe;
+    bare.as_object_mut().unwrap().remove("private_id");
+    assert_eq!(
+        refusal(&mut m, bare).await,
+        UNAUTHORIZED,
+        "Ada's camera, naming none"
+    );
+    let mine = json!({"request": "join", "ptype": "subscriber", "room": hers["room"],
+                      "pin": hers["pin"], "feed": ada_feed, "private_id": private_id});
+    assert_eq!(
+        refusal(&mut m, mine).await,
+        NO_SUCH_FEED,
+        "Ada's camera in her own room"
+    );
     m.close().await;
-    keeps_seeing(&bob, &ada.id, "Bob still sees Ada", 15).await;
+    let s = keeps_seeing(&bob, &ada.id, "Bob keeps seeing Ada", 15).await;
+    assert!(hears(&s, 440.0), "Ada's tone: {s:#?}");
     for p in [ada, bob] {
         p.engine.shutdown().await;
     }
@@ -1257,16 +1206,15 @@ async fn taken_over_feed_after_a_hang_up() {
 
 /// Mallory is in the room but in nobody's call. Through an SFU a person's pictures come only
 /// from the offers that person sends, to the people their call let in; Mallory tries the
-/// rest: she subscribes to Ada's feed at Janus herself (today's shared room lets a member do
-/// that) and hands Bob Janus's genuine offer of Ada's media as her own `sfu-offer`, and she
-/// sends Ada answers, candidates and layer asks for subscriptions she guesses. Bob opens
+/// rest: she hands Bob an offer shaped like Janus's as her own `sfu-offer`, and she sends Ada
+/// answers, candidates and layer asks for subscriptions she guesses. Bob opens
 /// nothing for her and shows nothing of hers; Ada sends Janus nothing of hers; their call goes
 /// on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn forged_sfu_signals_from_outside_the_call() {
     use futures_util::SinkExt;
     use serde_json::json;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     use tokio_tungstenite::tungstenite::Message;
     init_logs();
     let janus = confab_netlab::janus::Janus::start().expect("janus starts");
@@ -1287,44 +1235,16 @@ async fn forged_sfu_signals_from_outside_the_call() {
         .unwrap();
     let welcome = raw_welcome(&mut ws, "forged", "Mallory").await;
     let mallory = welcome["id"].as_str().unwrap().to_owned();
-    let sfu = &welcome["sfu"];
-    let (room, pin, token) = (sfu["room"].as_u64().unwrap(), &sfu["pin"], &sfu["token"]);
-    let (mut m, own) = at_the_sfu(&janus).await;
-    let sit = json!({"request": "join", "ptype": "publisher", "room": room, "pin": pin,
-                     "token": token, "display": "Mallory"});
-    let joined = Instant::now();
-    let seat = loop {
-        match m.plugin("joining", own, sit.clone()).await {
-            Ok(seat) => break seat,
-            Err(e) => assert!(
-                joined.elapsed() < Duration::from_secs(5),
-                "a member gets in: {e}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let adas = seat["publishers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["display"] == ada.id.as_str())
-        .and_then(|p| p["id"].as_u64())
-        .unwrap_or_else(|| panic!("Ada publishes: {seat}"));
-    let sub = m.attach().await.unwrap();
-    let body = json!({"request": "join", "ptype": "subscriber", "room": room, "pin": pin,
-                      "feed": adas, "private_id": seat["private_id"]});
-    let offer = m
-        .request(
-            "subscribing",
-            json!({"janus": "message", "handle_id": sub, "body": body}),
-        )
-        .await
-        .unwrap();
-    let sdp = offer["jsep"]["sdp"]
-        .as_str()
-        .unwrap_or_else(|| panic!("Janus offers Ada's media: {offer}"))
-        .to_owned();
-
+    // An offer as Janus makes them (Mallory cannot get one of Ada's media: her own VideoRoom
+    // room holds only her).
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=VideoRoom\r\nt=0 0\r\n\
+               a=group:BUNDLE 0 1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+               c=IN IP4 127.0.0.1\r\na=mid:0\r\na=sendonly\r\na=rtpmap:111 opus/48000/2\r\n\
+               a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
+               a=fingerprint:sha-256 4D:49:54:4D:4D:49:54:4D:4D:49:54:4D:4D:49:54:4D:4D:49:54:4D:4D:49:54:4D:4D:49:54:4D:4D:49:54:4D\r\n\
+               a=setup:actpass\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 127.0.0.1\r\n\
+               a=mid:1\r\na=sendonly\r\na=rtpmap:96 VP8/90000\r\n";
+    let sub = 4242u64;
     let to = |to: &str, data: serde_json::Value| {
         Message::text(json!({"type": "signal", "to": to, "data": data}).to_string())
     };
@@ -1370,7 +1290,6 @@ async fn forged_sfu_signals_from_outside_the_call() {
         let snap = p.engine.snapshot().await.unwrap();
         assert!(snap.through_sfu, "{snap:?}");
     }
-    m.close().await;
     for p in [ada, bob] {
         p.engine.shutdown().await;
     }
@@ -1383,11 +1302,9 @@ async fn forged_sfu_signals_from_outside_the_call() {
 /// her again: the call goes on (rule 9).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_member_away_longer_than_the_wait_publishes_anew() {
-    use serde_json::json;
     use std::time::{Duration, Instant};
     init_logs();
     let janus = confab_netlab::janus::Janus::start().expect("janus starts");
-    let room = janus.sfu(SFU_SECRET, 0).info("flaky").room;
     let server = sfu_server(&janus).await;
     let relay = confab_netlab::tcp::FreezingRelay::start(server.local_addr())
         .await
@@ -1413,26 +1330,20 @@ async fn a_member_away_longer_than_the_wait_publishes_anew() {
     })
     .await;
 
+    assert_eq!(rooms_with(&janus, &ada.id).await.len(), 1, "Ada publishes");
     relay.cut();
-    let (mut m, handle) = at_the_sfu(&janus).await;
-    let list = json!({"request": "listparticipants", "room": room});
     let cut = Instant::now();
     loop {
-        let listed = m.plugin("listing", handle, list.clone()).await.unwrap();
-        let shown = listed["participants"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if !shown.iter().any(|p| p["display"] == ada.id.as_str()) {
+        let rooms = rooms_with(&janus, &ada.id).await;
+        if rooms.is_empty() {
             break;
         }
         assert!(
             cut.elapsed() < Duration::from_secs(5),
-            "Ada's feed stays at the SFU 5 s after her connection closed: {listed}"
+            "Ada's room stays at the SFU 5 s after her connection closed: {rooms:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    m.close().await;
     relay.restore();
 
     let deadline = Instant::now() + Duration::from_secs(30);

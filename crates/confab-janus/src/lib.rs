@@ -247,28 +247,30 @@ impl std::fmt::Debug for RoomSpec {
     }
 }
 
-/// Publishers one room takes at most.
+/// Publishers one room takes at most (and subscriptions one publisher opens for the people
+/// its call let in).
 pub const ROOM_PUBLISHERS: usize = 64;
 
 impl RoomSpec {
-    /// Makes the room, unless it exists, and lets the `allowed` tokens join it (only they
-    /// may). `admin_key` is Janus's VideoRoom `admin_key`, if it has one (then only who knows
-    /// it can make rooms).
+    /// Makes the room for at most `publishers`, unless it exists, and lets the `allowed`
+    /// tokens join it (only they may). `admin_key` is Janus's VideoRoom `admin_key`, if it has
+    /// one (then only who knows it can make rooms).
     pub async fn ensure(
         &self,
         janus: &mut Janus,
         handle: u64,
         admin_key: Option<&str>,
         allowed: &[String],
+        publishers: usize,
     ) -> Result<(), JanusError> {
         let mut create = json!({"request": "create", "room": self.room, "pin": self.pin,
                                 "allowed": allowed,
                                 "secret": self.secret, "is_private": true,
-                                "publishers": ROOM_PUBLISHERS,
+                                "publishers": publishers,
                                 "audiocodec": "opus", "videocodec": "h264,vp8",
                                 "notify_joining": false,
-                                // A subscription names its subscriber's own feed, so kicking
-                                // that feed ends the subscription's media too.
+                                // A subscription names the private id of a participant in
+                                // the room: only who is let in can subscribe.
                                 "require_pvtid": true});
         if let Some(key) = admin_key {
             create["admin_key"] = json!(key);

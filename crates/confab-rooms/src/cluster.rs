@@ -346,7 +346,7 @@ impl Rooms {
         };
         r.ver = ver;
         let gone = remove_remote(r, |m| &m.id == id, now, config, out);
-        kick_at_sfu(room, gone, config, out);
+        drop_at_sfu(room, gone, config, out);
     }
 
     /// `node` is gone (its heartbeat expired; its seats were freed at version `ver`): its
@@ -359,7 +359,7 @@ impl Rooms {
             let which = |m: &Member| matches!(&m.at, Place::Remote { node: n } if n == node);
             let gone = remove_remote(r, which, now, config, out);
             // Nobody else will: the dead node took its members' SFU places with it.
-            kick_at_sfu(name, gone, config, out);
+            drop_at_sfu(name, gone, config, out);
         }
     }
 
@@ -538,16 +538,14 @@ fn remove_remote(
 }
 
 /// Remote members left `room` for good (the store said so): every node still holding the
-/// room kicks their SFU places too. Their own node may not know the room any more (its last
-/// member was the one who left) and so cannot tell a made-up feed from a member's; this one can.
-fn kick_at_sfu(room: &str, gone: Vec<SfuSeat>, config: &Config, out: &mut Vec<Output>) {
+/// room removes their VideoRoom rooms too, after the wait (their own node may be gone).
+fn drop_at_sfu(room: &str, gone: Vec<SfuSeat>, config: &Config, out: &mut Vec<Output>) {
     if config.sfu.is_none() {
         return;
     }
-    for SfuSeat { feed, token } in gone {
-        out.push(Output::Sfu(SfuOp::Kick {
+    for SfuSeat { token, .. } in gone {
+        out.push(Output::Sfu(SfuOp::Drop {
             room: room.into(),
-            feed,
             token,
             at_once: false,
         }));
@@ -671,34 +669,30 @@ mod tests {
         a.remote_joined("r", 4, bob, &mut out);
         a.remote_joined("r", 5, cy, &mut out);
         let m = a.sfu_members("r");
-        assert!(m.complete);
-        assert_eq!(m.feeds, [ada.feed, 42, 43]);
-        let kicks = |out: &mut Vec<Output>| -> Vec<SfuOp> {
+        assert_eq!(m.tokens, [ada.token.clone(), "t42".into(), "t43".into()]);
+        let drops = |out: &mut Vec<Output>| -> Vec<SfuOp> {
             out.drain(..)
                 .filter_map(|o| match o {
-                    Output::Sfu(op @ SfuOp::Kick { .. }) => Some(op),
+                    Output::Sfu(op @ SfuOp::Drop { .. }) => Some(op),
                     _ => None,
                 })
                 .collect()
         };
         out.clear();
         a.remote_left("r", 6, &PeerId("b1".into()), T0(), &mut out);
-        let kick = |feed: u64| SfuOp::Kick {
+        let drop = |feed: u64| SfuOp::Drop {
             room: "r".into(),
-            feed,
             token: format!("t{feed}"),
             at_once: false,
         };
-        assert_eq!(kicks(&mut out), [kick(42)]);
+        assert_eq!(drops(&mut out), [drop(42)]);
         a.node_gone("c", 7, T0(), &mut out);
-        assert_eq!(kicks(&mut out), [kick(43)]);
-        // A member whose node did not say its place: nobody can tell who may stay.
+        assert_eq!(drops(&mut out), [drop(43)]);
+        // Cut off from the store: the others' members leave here, but their rooms stay.
         a.remote_joined("r", 8, remote("d1", "Di", "d"), &mut out);
-        assert!(!a.sfu_members("r").complete);
-        // Cut off from the store: the others' members leave here, but their places stay.
         out.clear();
         a.store_lost(T0(), &mut out);
-        assert_eq!(kicks(&mut out), []);
+        assert_eq!(drops(&mut out), []);
     }
 
     /// A join presenting a rejoin token asks the store to free the seat it names (by its

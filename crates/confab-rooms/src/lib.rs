@@ -97,7 +97,8 @@ pub struct Config {
 }
 
 /// An SFU and the secret the VideoRoom rooms and PINs are derived from. Every node of a
-/// cluster needs the same secret, so that the members of a room meet in one VideoRoom room.
+/// cluster needs the same secret, so that every node can make and remove any member's
+/// VideoRoom room.
 #[derive(Clone)]
 pub struct Sfu {
     pub url: String,
@@ -118,19 +119,28 @@ impl std::fmt::Debug for Sfu {
 }
 
 impl Sfu {
-    fn digest(&self, what: &str, room: &str) -> [u8; 32] {
+    fn digest(&self, what: &str, room: &str, token: &str) -> [u8; 32] {
         let mut h = Sha256::new();
-        for part in [self.secret.as_bytes(), what.as_bytes(), room.as_bytes()] {
+        for part in [
+            self.secret.as_bytes(),
+            what.as_bytes(),
+            room.as_bytes(),
+            token.as_bytes(),
+        ] {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part);
         }
         h.finalize().into()
     }
 
-    /// The VideoRoom room and PIN of a room: keyed hashes of its name, so that someone who
-    /// knows a room's name but is not let in cannot reach its media at the SFU.
-    pub fn info(&self, room: &str) -> confab_protocol::SfuInfo {
-        let digest = |what: &str| self.digest(what, room);
+    /// The VideoRoom room and PIN of the member of `room` holding `token`: **every member
+    /// publishes in a VideoRoom room of its own**, which lets in only its token and requires
+    /// every subscription to name the private id of a participant in it. Only the member is
+    /// ever in it, so only the member can subscribe to what it publishes there: it subscribes
+    /// for the people its call let in and hands them the subscriptions (`sfu-offer`). Keyed
+    /// hashes of the room's name and the token, so that nobody else can work them out.
+    pub fn info(&self, room: &str, token: &str) -> confab_protocol::SfuInfo {
+        let digest = |what: &str| self.digest(what, room, token);
         let id = digest("videoroom-id");
         let mut n = [0u8; 8];
         n.copy_from_slice(&id[..8]);
@@ -151,9 +161,10 @@ impl Sfu {
         confab_protocol::sfu_ws_url(&self.url)
     }
 
-    /// The VideoRoom room's secret (to edit, kick from or destroy it): never sent to anyone.
-    pub fn secret(&self, room: &str) -> String {
-        hex::encode(&self.digest("videoroom-secret", room)[..16])
+    /// The member's VideoRoom room's secret (to edit, kick from or destroy it): never sent to
+    /// anyone.
+    pub fn secret(&self, room: &str, token: &str) -> String {
+        hex::encode(&self.digest("videoroom-secret", room, token)[..16])
     }
 }
 
@@ -247,34 +258,27 @@ pub enum Output {
     },
     /// Work for the cluster shell (only from a clustered [`Rooms`]).
     Cluster(ClusterOp),
-    /// Work for the SFU shell (only with [`Config::sfu`]): the room's VideoRoom room is made
+    /// Work for the SFU shell (only with [`Config::sfu`]): each member's VideoRoom room is made
     /// and removed by the server, the only one that knows its secret ([`Sfu::secret`]).
     Sfu(SfuOp),
 }
 
-/// What the server does at the SFU for a room (by name; [`Sfu::info`] and [`Sfu::secret`]
-/// say which VideoRoom room and with what). Its `Debug` leaves the tokens out: they let
-/// whoever holds them into the VideoRoom room, and ops are logged.
+/// What the server does at the SFU for a member of a room (by the room's name and the member's
+/// token; [`Sfu::info`] and [`Sfu::secret`] say which VideoRoom room and with what). Its
+/// `Debug` leaves the tokens out: they let whoever holds them into the member's VideoRoom
+/// room, and ops are logged.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SfuOp {
-    /// Someone was given the room's SFU details: make its VideoRoom room, unless it exists
-    /// (asked at every join, so a restarted SFU gets the room back with the next one), and let
-    /// `token` (the joiner's, in its `welcome`) join it.
+    /// A member was given `token` (in its `welcome`): make its VideoRoom room, unless it
+    /// exists (asked at every join, so a restarted SFU gets it back with the next one).
     Make { room: String, token: String },
-    /// Nobody is left in the room (on any node this one knows of): remove it, and with it
-    /// anyone still connected to it at the SFU, unless someone is in the room again by then
-    /// (the shell waits a little: [`Rooms::room_in_use`]; another node's join may not have
-    /// been heard of yet).
-    Remove { room: String },
-    /// A member given `feed` and `token` has left: take `token` off the VideoRoom room's list
-    /// and kick `feed`, and with it everything it subscribed to ([`Rooms::sfu_members`] says
-    /// who stays). At once if the member said `leave`; after the same wait as a removal if its
-    /// connection went (a client whose signaling is away keeps its media meanwhile, and
-    /// publishes anew when it is back). An ex-member must not keep watching, nor come back to
-    /// the SFU room without the signaling server's say.
-    Kick {
+    /// The member holding `token` has left: remove its VideoRoom room, and with it its
+    /// publishing and every subscription it opened (whoever it handed them to stops receiving
+    /// it), unless a member holds the token again by then ([`Rooms::sfu_members`]). At once if
+    /// the member said `leave`; after a wait if its connection went (a client whose signaling
+    /// is away keeps its media meanwhile, and publishes anew when it is back).
+    Drop {
         room: String,
-        feed: u64,
         token: String,
         /// The member said `leave`: nothing to wait for.
         at_once: bool,
@@ -292,16 +296,9 @@ impl fmt::Debug for SfuOp {
                 .field("room", room)
                 .field("token", &HIDDEN)
                 .finish(),
-            SfuOp::Remove { room } => f.debug_struct("Remove").field("room", room).finish(),
-            SfuOp::Kick {
-                room,
-                feed,
-                at_once,
-                ..
-            } => f
-                .debug_struct("Kick")
+            SfuOp::Drop { room, at_once, .. } => f
+                .debug_struct("Drop")
                 .field("room", room)
-                .field("feed", feed)
                 .field("token", &HIDDEN)
                 .field("at_once", at_once)
                 .finish(),
@@ -347,101 +344,19 @@ impl SfuSeat {
     }
 }
 
-/// Who may stay in a room at the SFU ([`Rooms::sfu_members`]). Its `Debug` counts the
-/// tokens.
-#[derive(Clone, PartialEq, Eq)]
+/// The tokens of a room's members ([`Rooms::sfu_members`]): whose VideoRoom rooms stay. Its
+/// `Debug` counts them.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct SfuMembers {
-    /// The feeds of the room's members (on every node this one knows of).
-    pub feeds: Vec<u64>,
-    /// Their tokens (`tokens[i]` is the member's whose first feed is `feeds[i]`).
+    /// On every node this one knows of.
     pub tokens: Vec<String>,
-    /// Whether every member's feed is known: then anyone else at the SFU is there under a feed
-    /// no member publishes as ([`SfuFeeds::strays`]), and goes too. (Not for a room this node no longer holds, nor with
-    /// a member whose node, of an older version, did not say its feed.)
-    pub complete: bool,
 }
 
 impl fmt::Debug for SfuMembers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SfuMembers")
-            .field("feeds", &self.feeds)
             .field("tokens", &self.tokens.len())
-            .field("complete", &self.complete)
             .finish()
-    }
-}
-
-impl SfuMembers {
-    /// Every member's feeds, worked out once (64 hashes a member): the one its `welcome`
-    /// gave, then the later ones derived from its token (`SfuInfo::feed_for`), one a publish.
-    pub fn feeds(&self) -> SfuFeeds {
-        let each: Vec<Vec<u64>> = self
-            .feeds
-            .iter()
-            .enumerate()
-            .map(|(i, feed)| {
-                std::iter::once(*feed)
-                    .chain(self.tokens.get(i).into_iter().flat_map(|t| {
-                        confab_protocol::sfu_later_feeds(t, confab_protocol::SFU_FEED_GENERATIONS)
-                    }))
-                    .collect()
-            })
-            .collect();
-        let held = each.iter().flatten().copied().collect();
-        SfuFeeds {
-            each,
-            held,
-            complete: self.complete,
-        }
-    }
-}
-
-/// The feeds of a room's members at the SFU, first to last ([`SfuMembers::feeds`]).
-pub struct SfuFeeds {
-    each: Vec<Vec<u64>>,
-    held: std::collections::HashSet<u64>,
-    complete: bool,
-}
-
-impl SfuFeeds {
-    /// Whether `feed` is, was or may be a member's.
-    pub fn held(&self, feed: u64) -> bool {
-        self.held.contains(&feed)
-    }
-
-    /// Of the feeds `present` in the room at the SFU, those no member publishes as: feeds no
-    /// member was given, and a member's earlier feed while a later one is there (a member
-    /// publishes as the last feed it made; an earlier one still there is someone else sitting
-    /// on an id the member let go, which everyone in its call had been told). Only with every
-    /// member known (`complete`); else none.
-    pub fn strays(&self, present: &[u64]) -> Vec<u64> {
-        if !self.complete {
-            return Vec::new();
-        }
-        let there: std::collections::HashSet<u64> = present.iter().copied().collect();
-        let publishing: std::collections::HashSet<u64> = self
-            .each
-            .iter()
-            .filter_map(|gens| gens.iter().rev().find(|f| there.contains(f)).copied())
-            .collect();
-        let mut out: Vec<u64> = present
-            .iter()
-            .copied()
-            .filter(|f| !publishing.contains(f))
-            .collect();
-        out.dedup();
-        out
-    }
-
-    /// The later feeds of members who left (their `tokens`) that no member holds.
-    pub fn later_feeds_of(&self, tokens: &[String]) -> std::collections::HashSet<u64> {
-        tokens
-            .iter()
-            .flat_map(|t| {
-                confab_protocol::sfu_later_feeds(t, confab_protocol::SFU_FEED_GENERATIONS)
-            })
-            .filter(|f| !self.held.contains(f))
-            .collect()
     }
 }
 
@@ -790,15 +705,14 @@ impl Rooms {
             .is_some_and(|r| r.claims > 0 || !r.members.is_empty())
     }
 
-    /// Who may be in `room` at the SFU, as far as this node can tell.
+    /// The members of `room` whose VideoRoom rooms stay, as far as this node can tell.
     pub fn sfu_members(&self, room: &str) -> SfuMembers {
-        let members = || self.rooms.get(room).into_iter().flat_map(|r| &r.members);
-        let seats = || members().filter_map(|m| m.sfu.as_ref());
+        let members = self.rooms.get(room).into_iter().flat_map(|r| &r.members);
         SfuMembers {
-            feeds: seats().map(|s| s.feed).collect(),
-            tokens: seats().map(|s| s.token.clone()).collect(),
-            // A room this node no longer holds: it cannot tell who may stay.
-            complete: self.rooms.contains_key(room) && members().all(|m| m.sfu.is_some()),
+            tokens: members
+                .filter_map(|m| m.sfu.as_ref())
+                .map(|s| s.token.clone())
+                .collect(),
         }
     }
 
@@ -1303,7 +1217,7 @@ impl Rooms {
             token: sfu_seat.as_ref().map(|s| s.token.clone()),
             // The SFU shell knows a member by all its later feeds too.
             generations: confab_protocol::SFU_FEED_GENERATIONS,
-            ..s.info(&room)
+            ..s.info(&room, sfu_seat.as_ref().map_or("", |s| s.token.as_str()))
         });
         let r = self.rooms.entry(room.clone()).or_insert_with(|| Room {
             password: digest,
@@ -1463,22 +1377,15 @@ impl Rooms {
                 .iter()
                 .find(|m| m.conn() == Some(conn))
                 .and_then(|m| m.sfu.clone());
-            if let Some(SfuSeat { feed, token }) = seat {
-                out.push(Output::Sfu(SfuOp::Kick {
+            if let Some(SfuSeat { token, .. }) = seat {
+                out.push(Output::Sfu(SfuOp::Drop {
                     room: joined.room.clone(),
-                    feed,
                     token,
                     at_once: said_leave,
                 }));
             }
             room.members.retain(|m| m.conn() != Some(conn));
             if room.unused() {
-                // With members on other nodes the room lives on there.
-                if room.members.is_empty() && self.config.sfu.is_some() {
-                    out.push(Output::Sfu(SfuOp::Remove {
-                        room: joined.room.clone(),
-                    }));
-                }
                 self.rooms.remove(&joined.room);
             } else {
                 let left = ServerMessage::PeerLeft {

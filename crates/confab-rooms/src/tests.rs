@@ -780,39 +780,44 @@ fn sfu_ops(h: &mut Harness) -> Vec<SfuOp> {
     ops
 }
 
-/// The server makes a room's SFU room at each join (a restarted SFU gets it back with the next
-/// one), and removes it once nobody is left, so that nobody stays in it unseen; its secret is
-/// the server's alone, never in a `welcome`, and different for another room.
+/// The server makes each member's VideoRoom room at its join (a restarted SFU gets it back
+/// with the next one), and removes it when the member leaves (at once on `leave`, after the
+/// wait when its connection went), so that nobody stays in it unseen; its secret is the
+/// server's alone, never in a `welcome`, and different for another member or room.
 #[test]
-fn the_sfu_room_is_made_at_each_join_and_removed_when_the_room_empties() {
+fn each_member_s_sfu_room_is_made_at_its_join_and_dropped_when_it_leaves() {
     let mut h = with_sfu("a-secret-of-sixteen+");
-    let make = |ops: &[SfuOp]| matches!(ops, [SfuOp::Make { room, .. }] if room == "big");
+    let made = |ops: &[SfuOp]| match ops {
+        [SfuOp::Make { room, token }] if room == "big" => token.clone(),
+        _ => panic!("{ops:?}"),
+    };
     let (ann, bob) = (h.connect(), h.connect());
     h.send(ann, r#"{"type":"join","room":"big","name":"Ann"}"#);
-    assert!(make(&sfu_ops(&mut h)));
+    let anns = made(&sfu_ops(&mut h));
     h.send(bob, r#"{"type":"join","room":"big","name":"Bob"}"#);
-    assert!(make(&sfu_ops(&mut h)));
+    let bobs = made(&sfu_ops(&mut h));
+    assert_ne!(anns, bobs);
     h.send(ann, r#"{"type":"leave"}"#);
-    let ops = sfu_ops(&mut h);
-    assert!(
-        matches!(&ops[..], [SfuOp::Kick { .. }]),
-        "Bob is still there: only Ann's feed goes ({ops:?})"
+    let drop = |token: &str, at_once| SfuOp::Drop {
+        room: "big".into(),
+        token: token.into(),
+        at_once,
+    };
+    assert_eq!(sfu_ops(&mut h), [drop(&anns, true)], "only Ann's room goes");
+    assert_eq!(
+        h.rooms.sfu_members("big").tokens,
+        std::slice::from_ref(&bobs)
     );
-    assert!(h.rooms.room_in_use("big"));
     h.disconnect(bob);
-    let ops = sfu_ops(&mut h);
-    assert!(
-        matches!(&ops[..], [SfuOp::Kick { .. }, SfuOp::Remove { room }] if room == "big"),
-        "{ops:?}"
-    );
-    // What the shell asks before it removes it, a little later.
-    assert!(!h.rooms.room_in_use("big"));
+    assert_eq!(sfu_ops(&mut h), [drop(&bobs, false)], "after the wait");
+    assert!(h.rooms.sfu_members("big").tokens.is_empty());
 
     let sfu = h.rooms.config().sfu.clone().unwrap();
-    let secret = sfu.secret("big");
+    let secret = sfu.secret("big", &anns);
     assert_eq!(secret.len(), 32);
-    assert_ne!(secret, sfu.secret("bigger"));
-    assert_ne!(secret, sfu.info("big").pin);
+    assert_ne!(secret, sfu.secret("bigger", &anns));
+    assert_ne!(secret, sfu.secret("big", &bobs));
+    assert_ne!(secret, sfu.info("big", &anns).pin);
     assert!(!welcome_sfu(&mut h, "big", "Cy")
         .to_string()
         .contains(&secret));
@@ -823,51 +828,56 @@ fn the_sfu_room_is_made_at_each_join_and_removed_when_the_room_empties() {
     assert_eq!(sfu_ops(&mut plain), []);
 }
 
-/// With an SFU, `welcome` names it with a room and PIN keyed on the room's name and the
-/// server's secret: the same for every member (and every node sharing the secret), different
-/// for another room or another secret, so knowing a room's name does not give its media.
+/// With an SFU, `welcome` names it with the member's own VideoRoom room and PIN, keyed on the
+/// room's name, the member's token and the server's secret: different for every member (so
+/// nobody else's subscription can be opened there), the same on a node with the same secret,
+/// different with another secret.
 #[test]
-fn welcome_names_the_sfu_room_keyed_on_the_secret() {
+fn welcome_names_the_member_s_own_sfu_room_keyed_on_the_secret() {
     let mut h = with_sfu("a-secret-of-sixteen+");
-    let mut sfu = welcome_sfu(&mut h, "big", "Ann");
+    let sfu = welcome_sfu(&mut h, "big", "Ann");
     assert!(sfu["feed"].as_u64().is_some(), "{sfu}");
-    // Each member's feed and token are its own (`sfu_seats_are_each_members_own_and_…`).
-    let room_of = |mut v: Value| {
-        v.as_object_mut().unwrap().remove("feed");
-        v.as_object_mut().unwrap().remove("token");
-        v
-    };
-    sfu = room_of(sfu);
     assert_eq!(sfu["url"], "janus+ws://sfu.example:8188");
     let (room, pin) = (sfu["room"].as_u64().unwrap(), sfu["pin"].as_str().unwrap());
+    let token = sfu["token"].as_str().unwrap();
     assert!((1..=confab_protocol::MAX_SFU_ROOM).contains(&room));
     assert_eq!(pin.len(), 32);
+    let bobs = welcome_sfu(&mut h, "big", "Bob");
+    assert_ne!(bobs["room"], sfu["room"], "a room of one's own");
+    assert_ne!(bobs["pin"], sfu["pin"]);
+    let other_node = with_sfu("a-secret-of-sixteen+")
+        .rooms
+        .config()
+        .sfu
+        .clone()
+        .unwrap();
+    let there = other_node.info("big", token);
     assert_eq!(
-        room_of(welcome_sfu(&mut h, "big", "Bob")),
-        sfu,
-        "every member meets in one SFU room"
-    );
-    let mut other_node = with_sfu("a-secret-of-sixteen+");
-    assert_eq!(
-        room_of(welcome_sfu(&mut other_node, "big", "Cy")),
-        sfu,
+        (there.room, there.pin.as_str()),
+        (room, pin),
         "a node with the same secret agrees"
     );
-    let other_room = welcome_sfu(&mut h, "bigger", "Di");
-    assert_ne!(other_room["room"], sfu["room"]);
-    assert_ne!(other_room["pin"], sfu["pin"]);
-    let guessed = welcome_sfu(&mut with_sfu("another-secret-of-16"), "big", "Ed");
-    assert_ne!(guessed["room"], sfu["room"]);
-    assert_ne!(guessed["pin"], sfu["pin"]);
+    let other_room = other_node.info("bigger", token);
+    assert_ne!(other_room.room, room);
+    assert_ne!(other_room.pin, pin);
+    let guessed = with_sfu("another-secret-of-16")
+        .rooms
+        .config()
+        .sfu
+        .clone()
+        .unwrap();
+    let guessed = guessed.info("big", token);
+    assert_ne!(guessed.room, room);
+    assert_ne!(guessed.pin, pin);
     // Without an SFU, welcome has no such field.
     assert!(welcome_sfu(&mut Harness::new(), "big", "Flo").is_null());
 }
 
 /// Each membership gets a feed and a token of its own at the SFU (random: nobody can guess
-/// another's; a rejoin is a new member there too). The server lets the token into the
-/// VideoRoom room at the join, and withdraws it and kicks the feed when the member leaves.
+/// another's; a rejoin is a new member there too). The server makes the member's VideoRoom
+/// room at the join, and drops it when the member leaves.
 #[test]
-fn sfu_seats_are_each_members_own_and_kicked_when_they_leave() {
+fn sfu_seats_are_each_members_own_and_dropped_when_they_leave() {
     let mut h = with_sfu("a-secret-of-sixteen+");
     let join = |h: &mut Harness, name: &str| {
         let c = h.connect();
@@ -895,26 +905,20 @@ fn sfu_seats_are_each_members_own_and_kicked_when_they_leave() {
     let (_cy, cys, _) = join(&mut h, "Cy");
     assert!(feed != bobs && bobs != cys && feed != cys);
     assert_ne!(token, bobs_token);
-    assert!(h.rooms.sfu_members("big").complete);
-    let mut feeds = h.rooms.sfu_members("big").feeds;
-    feeds.sort();
-    let mut want = vec![feed, bobs, cys];
-    want.sort();
-    assert_eq!(feeds, want);
+    assert_eq!(h.rooms.sfu_members("big").tokens.len(), 3);
 
     // A connection that goes waits (its client's media may still flow); one who says `leave`
     // goes at once.
     h.disconnect(ann);
     assert_eq!(
         sfu_ops(&mut h),
-        [SfuOp::Kick {
+        [SfuOp::Drop {
             room: "big".into(),
-            feed,
             token: token.clone(),
             at_once: false,
         }]
     );
-    assert!(!h.rooms.sfu_members("big").feeds.contains(&feed));
+    assert!(!h.rooms.sfu_members("big").tokens.contains(&token));
     // Back: a new member at the SFU too.
     let (ann, again, new_token) = join(&mut h, "Ann");
     assert_ne!(again, feed);
@@ -922,15 +926,14 @@ fn sfu_seats_are_each_members_own_and_kicked_when_they_leave() {
     h.send(ann, r#"{"type":"leave"}"#);
     assert_eq!(
         sfu_ops(&mut h),
-        [SfuOp::Kick {
+        [SfuOp::Drop {
             room: "big".into(),
-            feed: again,
             token: new_token,
             at_once: true,
         }]
     );
     // Without an SFU: no seats.
-    assert!(Harness::new().rooms.sfu_members("big").feeds.is_empty());
+    assert!(Harness::new().rooms.sfu_members("big").tokens.is_empty());
 }
 
 /// SFU ops and seats are logged (the shell warns with them): a member's token lets whoever
@@ -952,9 +955,8 @@ fn sfu_token_in_logs() {
         ),
         format!(
             "{:?}",
-            SfuOp::Kick {
+            SfuOp::Drop {
                 room: "r".into(),
-                feed: 42,
                 token: token.clone(),
                 at_once: true,
             }
@@ -963,9 +965,7 @@ fn sfu_token_in_logs() {
         format!(
             "{:?}",
             SfuMembers {
-                feeds: vec![42],
                 tokens: vec![token.clone()],
-                complete: true,
             }
         ),
         format!(
@@ -983,7 +983,10 @@ fn sfu_token_in_logs() {
     ];
     for p in &printed {
         assert!(!p.contains(&token), "a token in {p}");
-        assert!(p.contains("42") || p.contains("Make"), "{p}");
+        assert!(
+            p.contains("42") || p.contains('r') || p.contains('1'),
+            "{p}"
+        );
     }
 }
 
@@ -1113,38 +1116,4 @@ fn ping_is_answered_joined_or_not() {
     let (c, _) = h.joined("r", "Ada");
     h.send(c, r#"{"type":"ping"}"#);
     assert_eq!(h.take_for(c), [serde_json::json!({"type": "pong"})]);
-}
-
-/// Mallory sits at the SFU on the feed Ada published as before she hung up (everyone in the
-/// call was told it): once Ada publishes under her next one, the old one is a stray; before,
-/// it is Ada's last and stays. Feeds no member was given are strays; none are without every
-/// member known. A member who leaves takes all its later feeds along, and no one else's.
-#[test]
-fn sitting_on_a_feed_a_member_let_go() {
-    use confab_protocol::sfu_feed;
-    let m = SfuMembers {
-        feeds: vec![42, 7],
-        tokens: vec!["adatoken".into(), "bobtoken".into()],
-        complete: true,
-    };
-    let (ada1, ada2) = (sfu_feed("adatoken", 1), sfu_feed("adatoken", 2));
-    let f = m.feeds();
-    assert_eq!(f.strays(&[42, 7]), Vec::<u64>::new());
-    assert_eq!(f.strays(&[42, 7, 999]), vec![999]);
-    assert_eq!(f.strays(&[42, ada1, 7]), vec![42]);
-    assert_eq!(f.strays(&[ada1, ada2]), vec![ada1]);
-    assert!(f.held(ada2) && f.held(sfu_feed("bobtoken", 64)) && !f.held(999));
-    let partial = SfuMembers {
-        complete: false,
-        ..m.clone()
-    };
-    assert!(partial.feeds().strays(&[42, ada1, 999]).is_empty());
-    let after = SfuMembers {
-        feeds: vec![42],
-        tokens: vec!["adatoken".into()],
-        complete: true,
-    };
-    let later = after.feeds().later_feeds_of(&["bobtoken".into()]);
-    assert_eq!(later.len(), 64);
-    assert!(later.contains(&sfu_feed("bobtoken", 1)) && !later.contains(&ada1));
 }

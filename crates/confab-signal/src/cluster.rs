@@ -507,14 +507,6 @@ impl Store {
         )
     }
 
-    /// Whether the store holds anyone of another node in `room` (`None`: it cannot be
-    /// reached). This node's own seats are known better here: one it no longer holds is a
-    /// release that did not reach the store.
-    pub(crate) async fn others_in(&self, room: &str) -> Option<bool> {
-        let (_, members) = self.snapshot(room).await?;
-        Some(members.iter().any(|p| p.node != self.node))
-    }
-
     async fn snapshot(&self, room: &str) -> Option<(u64, Vec<RemotePeer>)> {
         let reply: Vec<String> = self
             .run("snapshot", async |c| {

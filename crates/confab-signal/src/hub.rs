@@ -203,6 +203,27 @@ impl Hub {
     }
 
     /// Whether the cluster's store is reachable (`None` on a lone server).
+    /// Joins `room` as `name` on a connection of its own (its messages are kept unread).
+    #[cfg(test)]
+    pub(crate) fn join_for_test(&self, room: &str, name: &str) -> ConnId {
+        let (tx, rx) = mpsc::channel(64);
+        // Kept open for the test's length: a closed outbox would end the connection.
+        Box::leak(Box::new(rx));
+        let (stop, _) = oneshot::channel();
+        let outbox = Outbox {
+            tx,
+            queued: Arc::default(),
+        };
+        let conn = self
+            .connect("10.1.2.3".parse().unwrap(), outbox, stop)
+            .expect("connects");
+        self.receive(
+            conn,
+            &format!(r#"{{"type":"join","room":"{room}","name":"{name}"}}"#),
+        );
+        conn
+    }
+
     pub fn store_healthy(&self) -> Option<bool> {
         self.cluster
             .as_ref()

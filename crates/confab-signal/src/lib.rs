@@ -257,7 +257,6 @@ impl SignalServer {
             tracker.spawn(sfu::ops_loop(
                 sfu.clone(),
                 hub.clone(),
-                cluster.as_ref().map(|(store, _)| store.clone()),
                 config.sfu_remove_after,
                 rx,
                 cancel.clone(),

@@ -294,7 +294,8 @@
         this.offered(m.sender, m);
       } else if (m.janus === 'event' && m.sender === this.publisher && m.plugindata) {
         const d = m.plugindata.data || {};
-        if (d.leaving === 'ok' && d.reason === 'kicked') {
+        // The server removes our room once we are no longer in the Confab room.
+        if (d.videoroom === 'destroyed' || (d.leaving === 'ok' && d.reason === 'kicked')) {
           this.close();
           this.on.kicked();
         }

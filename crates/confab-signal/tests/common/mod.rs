@@ -207,59 +207,10 @@ pub async fn until_within(what: &str, within: Duration, f: impl Fn() -> bool) {
     }
 }
 
-/// Mallory (`hers`) seats `made_up` feeds with her token, seen from `handle`'s place, and
-/// seats again whatever a sweep still on its way (after the joins so far) took, until all of
-/// them have stayed for `settle`.
-pub async fn made_up_feeds_sit(
-    j: &mut confab_janus::Janus,
-    handle: u64,
-    hers: &Value,
-    made_up: &[u64],
-    settle: Duration,
-) {
-    let room = hers["room"].as_u64().unwrap();
-    let deadline = std::time::Instant::now() + WAIT * 3;
-    loop {
-        let there = at_janus(j, handle, room).await;
-        for id in made_up.iter().filter(|f| !there.contains(f)) {
-            sit_at_janus(j, hers, *id, &hers["token"])
-                .await
-                .unwrap_or_else(|e| panic!("{id} never got in: {e}"));
-        }
-        tokio::time::sleep(settle).await;
-        let there = at_janus(j, handle, room).await;
-        if made_up.iter().all(|f| there.contains(f)) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the made-up feeds never stayed: {there:?}"
-        );
-    }
-}
-
-/// Within [`WAIT`], the `made_up` feeds are out of the SFU room (seen from `handle`'s place),
-/// while every one of `own` stays.
-pub async fn made_up_feeds_go(
-    j: &mut confab_janus::Janus,
-    handle: u64,
-    room: u64,
-    made_up: &[u64],
-    own: &[u64],
-) {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let there = at_janus(j, handle, room).await;
-        if made_up.iter().all(|f| !there.contains(f)) {
-            assert!(own.iter().all(|f| there.contains(f)), "{there:?}");
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "made-up feeds still hold places after a join: {there:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// Whether the VideoRoom room `room` is at Janus (its participants can be listed).
+pub async fn stands_at_janus(j: &mut confab_janus::Janus, handle: u64, room: u64) -> bool {
+    let list = serde_json::json!({"request": "listparticipants", "room": room});
+    j.plugin("listing", handle, list).await.is_ok()
 }
 
 /// The feeds in a VideoRoom room at Janus (as `listparticipants` says).
