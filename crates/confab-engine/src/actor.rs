@@ -12,7 +12,7 @@ use crate::ice::IceServer;
 use crate::link::{self, LinkCommand, LinkEvent, LinkParams, Role, Verification};
 use crate::media::{LinkId, MediaHub, MediaSettings, VideoSink};
 use crate::route::RouteWatch;
-use crate::sfu::{self, SfuCommand, SfuEvent, SfuParams};
+use crate::sfu::{self, Admitted, SfuCommand, SfuEvent, SfuParams};
 use crate::signaling::{self, Check, JoinParams, SigEvent};
 use crate::stats::{NetworkStats, PeerStats};
 use confab_call::chat::{Chat, ChatLine};
@@ -168,6 +168,11 @@ struct LinkHandle {
 struct SfuHandle {
     tx: mpsc::Sender<SfuCommand>,
     events: mpsc::Receiver<SfuEvent>,
+    /// Who our call lets in: the session subscribes for exactly them (a `watch`: a change is
+    /// never dropped, however much else the session has queued).
+    admitted: tokio::sync::watch::Sender<Admitted>,
+    /// How many subscriptions the session holds open.
+    subscriptions: Arc<std::sync::atomic::AtomicUsize>,
     task: JoinHandle<()>,
     publisher: LinkHandle,
     /// The id we publish under (a rejoin changes it: then we publish again).
@@ -627,7 +632,8 @@ impl Actor {
     /// Our call let this person in: our session subscribes for them and offers it to them.
     fn admit(&self, peer: PeerId) {
         if let Some(s) = &self.sfu {
-            let _ = s.tx.try_send(SfuCommand::Admit(peer));
+            s.admitted
+                .send_if_modified(|a| a.len() < sfu::MAX_ADMITTED && a.insert(peer));
         }
     }
 
@@ -636,7 +642,7 @@ impl Actor {
     fn release(&mut self, peer: &PeerId) {
         self.sfu_offers.remove(peer);
         if let Some(s) = &self.sfu {
-            let _ = s.tx.try_send(SfuCommand::Release(peer.clone()));
+            s.admitted.send_if_modified(|a| a.remove(peer));
         }
     }
 
@@ -646,7 +652,7 @@ impl Actor {
     /// sub after sub must not make us rebuild their link at the rate they send); a later one
     /// waits its turn.
     fn sfu_offer(&mut self, from: PeerId, offer: SfuOffer) {
-        if offer.sub == 0 || offer.shares.len() > 8 {
+        if !(1..=confab_protocol::MAX_SFU_ROOM).contains(&offer.sub) || offer.shares.len() > 8 {
             tracing::debug!("{from} sent an SFU offer Confab does not take");
             return;
         }
@@ -750,6 +756,10 @@ impl Actor {
         self.stop_sfu();
         let (tx, rx) = mpsc::channel(256);
         let (ev_tx, ev_rx) = mpsc::channel(256);
+        // Everyone we already receive through the SFU is let in by the new session too.
+        let linked: Admitted = self.linked_as(Role::Subscribe).into_iter().collect();
+        let (admitted, admitted_rx) = tokio::sync::watch::channel(linked);
+        let subscriptions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         // Each publish in this membership under a feed of its own (`SfuInfo::feed_for`).
         let feed = info.feed_for(self.sfu_publishes);
         self.sfu_publishes = self.sfu_publishes.saturating_add(1);
@@ -758,18 +768,18 @@ impl Actor {
                 info,
                 feed,
                 me: me.clone(),
+                admitted: admitted_rx,
+                subscriptions: subscriptions.clone(),
             },
             rx,
             ev_tx,
         ));
         let publisher = self.spawn_link(publisher_id(), Role::Publish, true, false);
-        // Everyone we already receive through the SFU is let in by the new session too.
-        for p in self.linked_as(Role::Subscribe) {
-            let _ = tx.try_send(SfuCommand::Admit(p));
-        }
         self.sfu = Some(SfuHandle {
             tx,
             events: ev_rx,
+            admitted,
+            subscriptions,
             task,
             publisher,
             me,
@@ -818,7 +828,10 @@ impl Actor {
                 sdp,
                 shares,
             }) => {
-                self.send_signal(peer, &CallSignal::SfuOffer { sub, sdp, shares });
+                // (Only to someone still in our call: the session follows a step behind.)
+                if self.links.contains_key(&peer) {
+                    self.send_signal(peer, &CallSignal::SfuOffer { sub, sdp, shares });
+                }
             }
             Some(SfuEvent::Failed(e)) => {
                 self.error(ErrorCode::CallFailed, format!("{e}; the call cannot go on"))
@@ -839,8 +852,9 @@ impl Actor {
                     .sfu_kicked_in_room
                     .is_none_or(|at| at.elapsed() > Duration::from_secs(30)) =>
             {
-                // In the room, yet kicked: a node that had not heard of our join yet swept
-                // the room. Our feed and token are still ours: publish again, once.
+                // In the room, yet our VideoRoom room went (a node of a cluster that thought
+                // us gone, or Janus restarted): the server makes it again within seconds, and
+                // our token is still ours: publish again, once.
                 self.sfu_kicked_in_room = Some(Instant::now());
                 self.republish();
                 self.publish_snapshot().await;
@@ -1045,6 +1059,9 @@ impl Actor {
             Cmd::Resources(reply) => {
                 self.reap_closing().await;
                 let _ = reply.send(EngineResources {
+                    sfu_subscriptions: self.sfu.as_ref().map_or(0, |s| {
+                        s.subscriptions.load(std::sync::atomic::Ordering::Relaxed)
+                    }),
                     links: self.links.len(),
                     link_tasks: self.links.len() + self.closing.len(),
                     media: self.hub.resources(),
@@ -1190,7 +1207,10 @@ impl Actor {
                 self.check_mesh_return().await;
             }
             SigEvent::PeerLeft { id } => {
-                self.sfu_offers.remove(&id);
+                // Out of the room: whatever we subscribed for them ends now, not when the
+                // call rules stop waiting for a rejoin (back, they are someone new, whom the
+                // rules rebind and we let in again).
+                self.release(&id);
                 self.core.peer_left(&id, now);
                 self.apply().await;
                 // The room may be down to two: a direct link again, after a while.
@@ -1247,7 +1267,20 @@ impl Actor {
                         self.publish_snapshot().await;
                     }
                 }
-                // About the subscription we opened for them: the session checks it is theirs.
+                // About the subscription we opened for them: only from someone in our call
+                // through the SFU (nobody else can fill the session's queue), and the session
+                // checks it is theirs.
+                Ok(
+                    CallSignal::SfuAnswer { sub, .. }
+                    | CallSignal::SfuCandidate { sub, .. }
+                    | CallSignal::SfuLayer { sub, .. },
+                ) if !self
+                    .links
+                    .get(&from)
+                    .is_some_and(|l| l.role == Role::Subscribe) =>
+                {
+                    tracing::debug!("{from} is not received through the SFU: {sub} ignored");
+                }
                 Ok(CallSignal::SfuAnswer { sub, sdp }) => {
                     self.to_session(SfuCommand::Answer(from, sub, sdp));
                 }

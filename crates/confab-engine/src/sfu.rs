@@ -8,8 +8,10 @@
 //! answer and candidates come back the same way (`sfu-answer`, `sfu-candidate`); this task
 //! passes them to Janus on that handle. Media then flows between Janus and that person.
 //!
-//! Who receives us stays the call rules' decision: a person is admitted where the rules open
-//! a link, released where they close it (the handle is detached: the media stops at once).
+//! Who receives us stays the call rules' decision: the actor keeps the set of people it admits
+//! (linked by the rules, still in the room) in a `watch`, which this task follows — a change
+//! is never lost, however busy the task is — opening a subscription for each newcomer and
+//! detaching the handle of whoever left it (the media stops at once).
 //! Janus is run by the operator and trusted as such; room members are not. Everything a person
 //! sends about a subscription is taken only for the handle opened for that person (the
 //! signaling server stamps who sent it), and what each one can make us send to Janus is
@@ -20,17 +22,18 @@ use confab_janus::{text, Janus, KEEPALIVE, NO_SUCH_FEED, NO_SUCH_ROOM, UNAUTHORI
 use confab_protocol::call::{CallSignal, IceCandidate, SdpType, SessionDescription};
 use confab_protocol::{PeerId, SfuInfo};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+
+/// The people our call lets in: the session subscribes for each of them.
+pub type Admitted = BTreeSet<PeerId>;
 
 #[derive(Debug)]
 pub enum SfuCommand {
-    /// Our call let this person in: subscribe for them (once our own publish is up).
-    Admit(PeerId),
-    /// This person is out of our call: their subscription ends.
-    Release(PeerId),
     /// Their answer to our offer of subscription `sub`.
     Answer(PeerId, u64, String),
     /// A candidate of their side of subscription `sub`.
@@ -64,9 +67,13 @@ pub enum SfuEvent {
 pub type SfuError = confab_janus::JanusError;
 
 /// People subscribed for at once: as many as a room's publishers.
-const MAX_ADMITTED: usize = confab_janus::ROOM_PUBLISHERS;
-/// Candidates one person's side of a subscription may send (a link gathers a handful).
+pub(crate) const MAX_ADMITTED: usize = confab_janus::ROOM_PUBLISHERS;
+/// Candidates one person's side of a subscription may send (a link gathers a handful), and
+/// how long one may be.
 const MAX_TRICKLES: u32 = 64;
+const MAX_CANDIDATE: usize = 1024;
+/// A person's asks for another layer reach Janus at most this often.
+const LAYER_EVERY: Duration = Duration::from_secs(1);
 /// The signaling server makes a room's VideoRoom room when the room is made; a first joiner
 /// can be here before it is. Joining is tried again this often, for this long.
 const ROOM_RETRY: Duration = Duration::from_millis(250);
@@ -75,6 +82,9 @@ const ROOM_WAIT: Duration = Duration::from_secs(10);
 /// is tried again this often, this many times.
 const FEED_RETRY: Duration = Duration::from_millis(250);
 const FEED_TRIES: u32 = 20;
+/// A subscription that could not be opened (refused, or our feed never up) is tried afresh
+/// after this.
+const REATTACH: Duration = Duration::from_secs(2);
 
 pub struct SfuParams {
     pub info: SfuInfo,
@@ -82,6 +92,10 @@ pub struct SfuParams {
     pub feed: Option<u64>,
     /// Our id in the room: the display name we publish under.
     pub me: PeerId,
+    /// Who our call lets in (the actor's; followed, never missed).
+    pub admitted: watch::Receiver<Admitted>,
+    /// How many subscriptions we hold open for them, for whoever watches (tests).
+    pub subscriptions: Arc<AtomicUsize>,
 }
 
 /// One person's subscription to our feed.
@@ -94,6 +108,9 @@ struct Sub {
     tries: u32,
     trickles: u32,
     layer: Option<Want>,
+    layer_at: Option<Instant>,
+    /// Janus's offer went to them and waits for their answer (one answer an offer).
+    offered: bool,
 }
 
 /// The subscriptions we hold for the people our call let in: the pure part of the session.
@@ -111,6 +128,16 @@ impl Subs {
         }
         self.admitted.insert(p, Sub::default());
         true
+    }
+
+    /// The people admitted.
+    fn people(&self) -> Vec<PeerId> {
+        self.admitted.keys().cloned().collect()
+    }
+
+    /// How many subscriptions are open.
+    fn open(&self) -> usize {
+        self.handles.len()
     }
 
     /// Lets a person go; the handle to detach, if one was attached.
@@ -161,6 +188,28 @@ impl Subs {
         self.admitted.get_mut(p).filter(|s| s.handle == Some(sub))
     }
 
+    /// Janus's offer on `handle` goes to its person: their answer is awaited.
+    fn offered(&mut self, handle: u64) {
+        if let Some(s) = self
+            .handles
+            .get(&handle)
+            .and_then(|p| self.admitted.get_mut(p))
+        {
+            s.offered = true;
+        }
+    }
+
+    /// Whether `p`'s answer on `sub` is the one an offer awaits.
+    fn answer(&mut self, p: &PeerId, sub: u64) -> bool {
+        match self.of(p, sub) {
+            Some(s) if s.offered => {
+                s.offered = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Whether `p` may trickle one more candidate on `sub`.
     fn trickle(&mut self, p: &PeerId, sub: u64) -> bool {
         match self.of(p, sub) {
@@ -172,15 +221,29 @@ impl Subs {
         }
     }
 
-    /// Whether `p`'s ask for `want` on `sub` changes the layer we forward them.
-    fn layer(&mut self, p: &PeerId, sub: u64, want: Want) -> bool {
+    /// Whether `p`'s ask for `want` on `sub` at `now` changes the layer we forward them (at
+    /// most once per `LAYER_EVERY`).
+    fn layer(&mut self, p: &PeerId, sub: u64, want: Want, now: Instant) -> bool {
         match self.of(p, sub) {
-            Some(s) if s.layer != Some(want) => {
+            Some(s)
+                if s.layer != Some(want) && s.layer_at.is_none_or(|at| now >= at + LAYER_EVERY) =>
+            {
                 s.layer = Some(want);
+                s.layer_at = Some(now);
                 true
             }
             _ => false,
         }
+    }
+
+    /// A subscription that could not be opened: its handle is let go and it is attached
+    /// afresh later. The handle to detach.
+    fn failed(&mut self, handle: u64) -> Option<u64> {
+        let p = self.handles.remove(&handle)?;
+        if let Some(s) = self.admitted.get_mut(&p) {
+            *s = Sub::default();
+        }
+        Some(handle)
     }
 
     /// A join on `handle` refused because our feed is not up yet: whether to try again.
@@ -214,13 +277,52 @@ struct Session {
     subs: Subs,
     /// Transactions of attaches under way → for whom.
     attaching: HashMap<String, PeerId>,
-    /// Subscriber joins to send again (our feed was not up yet), and when.
+    /// Subscriber joins to send again (our feed was not up yet), and when; subscriptions to
+    /// open afresh then too.
     rejoin: Vec<u64>,
     rejoin_at: Option<Instant>,
+    admitted: watch::Receiver<Admitted>,
+    subscriptions: Arc<AtomicUsize>,
     events: mpsc::Sender<SfuEvent>,
 }
 
 impl Session {
+    /// Follows who our call lets in: a subscription for each newcomer, none for who left.
+    async fn reconcile(&mut self) -> Result<(), SfuError> {
+        let want = self.admitted.borrow_and_update().clone();
+        for p in self.subs.people() {
+            if !want.contains(&p) {
+                if let Some(h) = self.subs.release(&p) {
+                    self.janus
+                        .send(json!({"janus": "detach", "handle_id": h}))
+                        .await?;
+                }
+            }
+        }
+        for p in want {
+            self.subs.admit(p);
+        }
+        self.count();
+        self.attach_admitted().await
+    }
+
+    fn count(&self) {
+        self.subscriptions
+            .store(self.subs.open(), Ordering::Relaxed);
+    }
+
+    /// A subscription that could not be opened is let go and tried afresh later.
+    async fn failed(&mut self, handle: u64) -> Result<(), SfuError> {
+        if let Some(h) = self.subs.failed(handle) {
+            self.janus
+                .send(json!({"janus": "detach", "handle_id": h}))
+                .await?;
+        }
+        self.count();
+        self.rejoin_at.get_or_insert(Instant::now() + REATTACH);
+        Ok(())
+    }
+
     /// Attaches a subscriber handle for everyone admitted who has none, once we publish.
     async fn attach_admitted(&mut self) -> Result<(), SfuError> {
         if !self.up {
@@ -263,34 +365,24 @@ impl Session {
 
     async fn command(&mut self, cmd: SfuCommand) -> Result<(), SfuError> {
         match cmd {
-            SfuCommand::Admit(p) => {
-                if self.subs.admit(p) {
-                    self.attach_admitted().await?;
-                }
-            }
-            SfuCommand::Release(p) => {
-                if let Some(h) = self.subs.release(&p) {
-                    self.janus
-                        .send(json!({"janus": "detach", "handle_id": h}))
-                        .await?;
-                }
-            }
             SfuCommand::Answer(p, sub, sdp) => {
-                if self.subs.of(&p, sub).is_some() {
+                if self.subs.answer(&p, sub) {
                     let body = json!({"request": "start", "room": self.room});
                     self.on_handle(sub, body, Some(json!({"type": "answer", "sdp": sdp})))
                         .await?;
                 } else {
-                    tracing::debug!("{p} answered a subscription that is not theirs");
+                    tracing::debug!("{p} answered no offer of a subscription of theirs");
                 }
             }
             SfuCommand::Candidate(p, sub, c) => {
-                if self.subs.trickle(&p, sub) {
+                let fits = c.candidate.len() <= MAX_CANDIDATE
+                    && c.sdp_mid.as_ref().is_none_or(|m| m.len() <= 32);
+                if fits && self.subs.trickle(&p, sub) {
                     self.trickle(sub, &c).await?;
                 }
             }
             SfuCommand::Layer(p, sub, want) => {
-                if self.subs.layer(&p, sub, want) {
+                if self.subs.layer(&p, sub, want, Instant::now()) {
                     // Janus numbers a publisher's encodings from the lowest (0); ours are
                     // listed full size first, which it reads as high to low.
                     let substream = match want {
@@ -339,7 +431,8 @@ impl Session {
             .map_err(|_| SfuError::Lost("the engine stopped".into()))
     }
 
-    /// Sends again the joins Janus refused before our feed was up.
+    /// Sends again the joins Janus refused before our feed was up, and opens afresh the
+    /// subscriptions that could not be opened.
     async fn rejoin_due(&mut self) -> Result<(), SfuError> {
         self.rejoin_at = None;
         for h in std::mem::take(&mut self.rejoin) {
@@ -347,7 +440,7 @@ impl Session {
                 self.join_own_feed(h).await?;
             }
         }
-        Ok(())
+        self.attach_admitted().await
     }
 
     /// One message from Janus.
@@ -357,9 +450,11 @@ impl Session {
             let Some(handle) = m["data"]["id"].as_u64() else {
                 tracing::warn!("the SFU refused a handle for {p}: {}", m["error"]);
                 self.subs.not_attached(&p);
+                self.rejoin_at.get_or_insert(Instant::now() + REATTACH);
                 return Ok(());
             };
             if self.subs.attached(&p, handle) {
+                self.count();
                 self.join_own_feed(handle).await?;
             } else {
                 // No longer admitted: let the handle go.
@@ -427,7 +522,7 @@ impl Session {
                     "the SFU refused {peer}'s subscription: {}",
                     text(&data["error"])
                 );
-                return Ok(());
+                return self.failed(sender).await;
             }
             None => {}
         }
@@ -441,6 +536,7 @@ impl Session {
                 .filter(|s| s["feed_description"] == SHARE)
                 .filter_map(|s| s["mid"].as_str().map(str::to_owned))
                 .collect();
+            self.subs.offered(sender);
             self.tell(SfuEvent::Offer {
                 peer,
                 sub: sender,
@@ -502,6 +598,8 @@ async fn join(params: &SfuParams, events: mpsc::Sender<SfuEvent>) -> Result<Sess
         attaching: HashMap::new(),
         rejoin: Vec::new(),
         rejoin_at: None,
+        admitted: params.admitted.clone(),
+        subscriptions: params.subscriptions.clone(),
         events,
     })
 }
@@ -517,6 +615,7 @@ pub async fn run(
         for m in s.janus.take_early() {
             s.message(m).await?;
         }
+        s.reconcile().await?;
         let mut keepalive = tokio::time::interval(KEEPALIVE);
         keepalive.tick().await;
         loop {
@@ -529,6 +628,10 @@ pub async fn run(
                 cmd = commands.recv() => match cmd {
                     Some(c) => s.command(c).await?,
                     None => break,
+                },
+                changed = s.admitted.changed() => match changed {
+                    Ok(()) => s.reconcile().await?,
+                    Err(_) => break,
                 },
                 m = s.janus.read() => s.message(m?).await?,
                 _ = async { tokio::time::sleep_until(rejoin.expect("guarded")).await }, if rejoin.is_some() => {
@@ -616,33 +719,56 @@ mod tests {
         s.attached(&p("ann"), 11);
         s.attached(&p("mallory"), 66);
         assert!(s.of(&p("mallory"), 11).is_none());
+        let now = Instant::now();
+        s.offered(11);
+        assert!(!s.answer(&p("mallory"), 11));
         assert!(!s.trickle(&p("mallory"), 11));
-        assert!(!s.layer(&p("mallory"), 11, Want::Half));
+        assert!(!s.layer(&p("mallory"), 11, Want::Half, now));
         assert!(s.of(&p("eve"), 11).is_none(), "and nobody outside the call");
-        assert!(s.of(&p("ann"), 11).is_some());
-        assert!(s.layer(&p("ann"), 11, Want::Half));
+        assert!(s.answer(&p("ann"), 11));
+        assert!(s.layer(&p("ann"), 11, Want::Half, now));
     }
 
-    /// One person's side of a subscription cannot make us send Janus without end: candidates
-    /// are capped, a layer asked again is not asked of Janus again, and a feed that is not up
-    /// is waited for a bounded number of times.
+    /// One person's side of a subscription cannot make us send Janus without end: one answer
+    /// an offer, candidates capped, a layer asked again not asked of Janus again and layers
+    /// flipped to and fro asked of it once a second, a feed that is not up waited for a
+    /// bounded number of times.
     #[test]
-    fn trickle_and_layer_flood() {
+    fn answer_trickle_and_layer_flood() {
         let mut s = Subs::default();
         s.admit(p("mallory"));
         s.take_unattached();
         s.attached(&p("mallory"), 66);
+        assert!(!s.answer(&p("mallory"), 66), "no offer yet");
+        s.offered(66);
+        let answers = (0..1000).filter(|_| s.answer(&p("mallory"), 66)).count();
+        assert_eq!(answers, 1);
+        s.offered(66);
+        assert!(s.answer(&p("mallory"), 66), "a renegotiation's");
         let sent = (0..10_000).filter(|_| s.trickle(&p("mallory"), 66)).count();
         assert_eq!(sent, MAX_TRICKLES as usize);
-        assert!(s.layer(&p("mallory"), 66, Want::Half));
+        let t0 = Instant::now();
+        assert!(s.layer(&p("mallory"), 66, Want::Half, t0));
         let again = (0..1000)
-            .filter(|_| s.layer(&p("mallory"), 66, Want::Half))
+            .filter(|_| s.layer(&p("mallory"), 66, Want::Half, t0))
             .count();
         assert_eq!(again, 0);
-        assert!(s.layer(&p("mallory"), 66, Want::Full));
+        let ms = Duration::from_millis;
+        let flips = (0..3500u64)
+            .map(|i| (i, if i % 2 == 0 { Want::Full } else { Want::Half }))
+            .filter(|(i, want)| s.layer(&p("mallory"), 66, *want, t0 + ms(1 + i)))
+            .count();
+        assert_eq!(
+            flips, 3,
+            "flipped every millisecond for 3.5 s: once a second"
+        );
         let tries = (0..1000).filter(|_| s.retry(66)).count();
         assert_eq!(tries, FEED_TRIES as usize);
         assert!(!s.retry(99), "not a handle of ours");
+        // Given up: the handle goes, and the subscription is opened afresh later.
+        assert_eq!(s.failed(66), Some(66));
+        assert_eq!(s.open(), 0);
+        assert_eq!(s.take_unattached(), vec![p("mallory")]);
     }
 
     /// The call rules bound who is admitted; the session bounds it again.

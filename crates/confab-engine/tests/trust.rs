@@ -1204,6 +1204,62 @@ async fn unadmitted_member_subscribes_with_a_raw_janus_client() {
     server.shutdown(Duration::from_secs(2)).await;
 }
 
+/// Ada, Bob and Cy in one call through the SFU: Ada holds a subscription of her media for
+/// each of the two others. Cy's connection to the server goes, without a hang-up: the server
+/// tells the room he left, but his client still holds what it receives (a client of his own
+/// making would keep it on purpose). Ada's ends it: the subscription she opened for him is
+/// closed as soon as the server says he left, not when the call rules stop waiting for his
+/// rejoin (30 s). Bob's stays, and he keeps seeing Ada.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ex_member_keeps_watching() {
+    use std::time::{Duration, Instant};
+    init_logs();
+    let janus = confab_netlab::janus::Janus::start().expect("janus starts");
+    let server = sfu_server(&janus).await;
+    let small = || small_through_janus(true);
+    let mut ada = join(&server, "left", "Ada", small()).await;
+    let bob = join(&server, "left", "Bob", small()).await;
+    let relay = confab_netlab::tcp::FreezingRelay::start(server.local_addr())
+        .await
+        .unwrap();
+    let (engine, events) =
+        confab_engine::Engine::start(small(), std::sync::Arc::new(confab_engine::NullSink))
+            .unwrap();
+    let joined = engine
+        .join(&relay.ws_url(), "left", "Cy", None)
+        .await
+        .expect("Cy joins through the relay");
+    let cy = Peer {
+        engine,
+        events,
+        id: joined.id.to_string(),
+    };
+    ada.wait_participants(2).await;
+    ada.engine.call(None).await.unwrap();
+    for p in [&bob, &cy] {
+        p.wait_stats(&ada.id, "Ada is seen through the SFU", |s| {
+            sees_pattern(s, 10)
+        })
+        .await;
+    }
+    let subscriptions = async || ada.engine.resources().await.unwrap().sfu_subscriptions;
+    assert_eq!(subscriptions().await, 2, "one for each of the others");
+    relay.cut();
+    let left = Instant::now();
+    while subscriptions().await != 1 {
+        assert!(
+            left.elapsed() < Duration::from_secs(5),
+            "Ada still subscribes for Cy 5 s after he left"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    keeps_seeing(&bob, &ada.id, "Bob keeps seeing Ada", 15).await;
+    for p in [ada, bob, cy] {
+        p.engine.shutdown().await;
+    }
+    server.shutdown(Duration::from_secs(2)).await;
+}
+
 /// Mallory is in the room but in nobody's call. Through an SFU a person's pictures come only
 /// from the offers that person sends, to the people their call let in; Mallory tries the
 /// rest: she hands Bob an offer shaped like Janus's as her own `sfu-offer`, and she sends Ada
