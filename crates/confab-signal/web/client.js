@@ -303,6 +303,9 @@
       checkMeshReturn();
     } else if (m.type === 'peer-left' && typeof m.id === 'string') {
       if (S.ringing === m.id) closeRing();
+      // Out of the room: whatever we subscribed for them ends now, not when the call rules
+      // stop waiting for a rejoin (back, they are someone new, let in again).
+      if (S.sfu) S.sfu.session.release(m.id);
       dropSfuOffer(m.id);
       rules((c, t) => c.peerLeft(m.id, t));
       // The room may be down to two: a direct link again, after a while.
@@ -815,7 +818,8 @@
     const session = new window.ConfabSfu.JanusSession(S.sfuInfo, S.core.me, {
       // Janus's offer of our media to someone our call let in: theirs to answer.
       offer: (peer, sub, sdp, shares) => {
-        if (S.sfu === mine) signal(peer, { kind: 'sfu-offer', sub, sdp, ...(shares.length ? { shares } : {}) });
+        // (Only to someone still in our call: the session follows a step behind.)
+        if (S.sfu === mine && S.links.has(peer)) signal(peer, { kind: 'sfu-offer', sub, sdp, ...(shares.length ? { shares } : {}) });
       },
       failed: (message) => sfuFailed(message),
       kicked: () => {
@@ -825,8 +829,9 @@
           closeSfu();
           S.sfuKicked = true;
         } else if (!S.sfuKickedAt || performance.now() - S.sfuKickedAt > 30000) {
-          // In the room, yet kicked: a node that had not heard of our join yet swept the
-          // room. Our feed and token are still ours: publish again, once.
+          // In the room, yet our VideoRoom room went (a node that thought us gone, or Janus
+          // restarted): the server makes it again within seconds, and our token is still
+          // ours: publish again, once.
           S.sfuKickedAt = performance.now();
           setTimeout(republishSfu, 0);
         } else {
@@ -966,6 +971,8 @@
   const REPLACE_EVERY_MS = 2000;
   const MAX_SFU_OFFERS = 64;
   function onSfuOffer(from, o) {
+    // Only in a call: an offer kept from before would steer the next one to the SFU.
+    if (!S.core.inCall) return;
     const link = S.links.get(from);
     if (link && !link.sfu) {
       // Someone we are linked with directly sends through the SFU: the call moved there;
@@ -1048,7 +1055,8 @@
       }
       // The rest is for our own subscriptions: the session acts only on the handle it opened
       // for the sender.
-      if (!S.sfu) return;
+      // Only from someone in our call through the SFU.
+      if (!S.sfu || !(S.links.get(from) || {}).sfu) return;
       const session = S.sfu.session;
       if (d.kind === 'sfu-answer') {
         if (sfuSdp(d.sdp)) session.answer(from, d.sub, d.sdp);

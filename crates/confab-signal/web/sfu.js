@@ -26,6 +26,7 @@
   const FEED_RETRIES = 20;
   const MAX_SUBS = 64; // people we subscribe for
   const MAX_CANDIDATES = 64; // a person's candidates trickled for one subscription
+  const LAYER_EVERY_MS = 1000; // a person's asks for another layer reach Janus at most this often
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
   // The feed a member holding `token` publishes under its `generation`-th time (from 1): the
@@ -63,6 +64,8 @@
       this.handles = new Map(); // subscriber handle id -> peer id
       this.candidates = new Map(); // subscriber handle id -> candidates trickled for it
       this.layers = new Map(); // subscriber handle id -> the substream last asked for
+      this.layerAt = new Map(); // subscriber handle id -> when it was asked for (ms)
+      this.awaiting = new Set(); // subscriber handles whose offer awaits its answer
       this.shares = new Map(); // subscriber handle id -> the mids of our screen it offers
       this.session = 0;
       this.publisher = 0;
@@ -174,6 +177,8 @@
       this.handles.delete(h);
       this.candidates.delete(h);
       this.layers.delete(h);
+      this.layerAt.delete(h);
+      this.awaiting.delete(h);
       this.shares.delete(h);
       if (!this.closed) this.send({ janus: 'detach', handle_id: h });
     }
@@ -237,12 +242,14 @@
         this.shares.set(h, data.streams
           .filter((s) => s && s.feed_description === 'share' && typeof s.mid === 'string').map((s) => s.mid));
       }
+      this.awaiting.add(h);
       this.on.offer(peer, h, m.jsep.sdp, this.shares.get(h) || []);
     }
 
     // The answer of the person we subscribed for, to Janus's offer on their handle `sub`.
+    // One answer an offer: a person cannot make us send Janus answers without end.
     answer(peer, sub, sdp) {
-      if (this.closed || this.subs.get(peer) !== sub) return;
+      if (this.closed || this.subs.get(peer) !== sub || !this.awaiting.delete(sub)) return;
       this.plugin(sub, { request: 'start', room: this.info.room }, { type: 'answer', sdp })
         .catch((e) => console.warn('starting a subscription failed', e));
     }
@@ -262,6 +269,10 @@
       if (this.closed || this.subs.get(peer) !== sub) return;
       const substream = layer === 'half' ? 0 : 1;
       if (this.layers.get(sub) === substream) return;
+      // At most once a second: layers flipped to and fro are not all asked of Janus.
+      const at = Date.now();
+      if (at - (this.layerAt.get(sub) ?? -Infinity) < LAYER_EVERY_MS) return;
+      this.layerAt.set(sub, at);
       this.layers.set(sub, substream);
       this.plugin(sub, { request: 'configure', substream }).catch((e) => {
         if (this.layers.get(sub) === substream) this.layers.delete(sub);
