@@ -270,7 +270,8 @@ pub enum Output {
 #[derive(Clone, PartialEq, Eq)]
 pub enum SfuOp {
     /// A member was given `token` (in its `welcome`): make its VideoRoom room, unless it
-    /// exists (asked at every join, so a restarted SFU gets it back with the next one).
+    /// exists (the shell also checks for its members' rooms every few seconds and makes them
+    /// again if Janus lost them).
     Make { room: String, token: String },
     /// The member holding `token` has left: remove its VideoRoom room, and with it its
     /// publishing and every subscription it opened (whoever it handed them to stops receiving
@@ -703,6 +704,26 @@ impl Rooms {
         self.rooms
             .get(room)
             .is_some_and(|r| r.claims > 0 || !r.members.is_empty())
+    }
+
+    /// This node's own members with a place at the SFU, by room: (room, their tokens).
+    pub fn sfu_local(&self) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<(String, Vec<String>)> = self
+            .rooms
+            .iter()
+            .map(|(name, r)| {
+                let tokens = r
+                    .members
+                    .iter()
+                    .filter(|m| m.conn().is_some())
+                    .filter_map(|m| m.sfu.as_ref().map(|s| s.token.clone()))
+                    .collect();
+                (name.clone(), tokens)
+            })
+            .filter(|(_, t): &(String, Vec<String>)| !t.is_empty())
+            .collect();
+        out.sort();
+        out
     }
 
     /// The members of `room` whose VideoRoom rooms stay, as far as this node can tell.

@@ -780,8 +780,7 @@ fn sfu_ops(h: &mut Harness) -> Vec<SfuOp> {
     ops
 }
 
-/// The server makes each member's VideoRoom room at its join (a restarted SFU gets it back
-/// with the next one), and removes it when the member leaves (at once on `leave`, after the
+/// The server makes each member's VideoRoom room at its join, and removes it when the member leaves (at once on `leave`, after the
 /// wait when its connection went), so that nobody stays in it unseen; its secret is the
 /// server's alone, never in a `welcome`, and different for another member or room.
 #[test]

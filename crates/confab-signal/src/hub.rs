@@ -202,7 +202,6 @@ impl Hub {
         self.deliver(&mut s, out);
     }
 
-    /// Whether the cluster's store is reachable (`None` on a lone server).
     /// Joins `room` as `name` on a connection of its own (its messages are kept unread).
     #[cfg(test)]
     pub(crate) fn join_for_test(&self, room: &str, name: &str) -> ConnId {
@@ -224,6 +223,7 @@ impl Hub {
         conn
     }
 
+    /// Whether the cluster's store is reachable (`None` on a lone server).
     pub fn store_healthy(&self) -> Option<bool> {
         self.cluster
             .as_ref()

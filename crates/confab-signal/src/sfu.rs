@@ -9,8 +9,11 @@
 //! the member can subscribe to what it publishes: it subscribes for the people its call let in
 //! and hands them the subscriptions over Confab's signaling. Nobody else can subscribe, so
 //! admission at the SFU is the call's own. When the member leaves, its room is removed (at once
-//! on `leave`; after a wait if its connection went, unless it is back by then), and with it its
-//! publishing and every subscription it handed out.
+//! on `leave`; after a wait if its connection went: back, it is a new member with a new room), and with it its
+//! publishing and every subscription it handed out. Every few seconds the shell checks that one
+//! of its members' rooms (each in turn) is still at Janus; if not (Janus restarted, or another
+//! node removed it while this one was cut off from the cluster), it makes every one of its
+//! members' rooms again.
 //!
 //! Never in the way of signaling: the hub hands work over without waiting ([`SfuQueue`]; a
 //! room whose work does not fit the queue is noted, and made good from the rooms as they are
@@ -44,6 +47,8 @@ const RETRIES_MAX: usize = OPS_QUEUE;
 /// Publishers a member's own room takes: the member, publishing anew before its last
 /// session is gone.
 const MEMBER_PUBLISHERS: usize = 4;
+/// How often one of this node's members' rooms is checked for at Janus.
+const CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// The hub's way to the shell: a bounded queue, and beside it the work that did not fit, by
 /// room: the departures whose drops did not fit (bounded as a room's waiting drops). It is not
@@ -113,8 +118,10 @@ impl SfuQueue {
             tracing::warn!("the SFU shell is behind: a room's work is made good later");
             Vec::new()
         });
-        if let Some(d) = dropped.filter(|_| drops.len() < DROPS_PER_ROOM) {
-            drops.push(d);
+        match dropped {
+            Some(d) if drops.len() < DROPS_PER_ROOM => drops.push(d),
+            Some(_) => tracing::warn!("the SFU shell is far behind: a departure was dropped"),
+            None => {}
         }
         drop(rooms);
         self.missed.bell.notify_one();
@@ -144,43 +151,56 @@ impl Admin {
                 secret: sfu.secret(room, token),
             }
         };
-        let done = match op {
-            Work::Make { room, tokens } => {
-                let mut done = Ok(());
-                for token in tokens {
-                    done = spec(room, token)
-                        .ensure(
-                            &mut self.janus,
-                            self.handle,
-                            sfu.admin_key.as_deref(),
-                            std::slice::from_ref(token),
-                            MEMBER_PUBLISHERS,
-                        )
-                        .await;
-                    if done.is_err() {
-                        break;
-                    }
-                }
-                done
-            }
-            Work::Drop { room, tokens } => {
-                let mut done = Ok(());
-                for token in tokens {
-                    done = spec(room, token)
-                        .destroy(&mut self.janus, self.handle)
-                        .await;
-                    if done.is_err() {
-                        break;
-                    }
-                    tracing::info!(room, "a member's SFU room removed");
-                }
-                done
-            }
+        let (room, tokens) = match op {
+            Work::Make { room, tokens } | Work::Drop { room, tokens } => (room, tokens),
         };
-        // Events that came meanwhile are no business of ours.
-        self.janus.take_early();
-        done
+        for token in tokens {
+            let spec = spec(room, token);
+            let done = match op {
+                Work::Make { .. } => {
+                    spec.ensure(
+                        &mut self.janus,
+                        self.handle,
+                        sfu.admin_key.as_deref(),
+                        std::slice::from_ref(token),
+                        MEMBER_PUBLISHERS,
+                    )
+                    .await
+                }
+                Work::Drop { .. } => spec.destroy(&mut self.janus, self.handle).await,
+            };
+            // Events that came meanwhile are no business of ours.
+            self.janus.take_early();
+            match done {
+                Ok(()) => {}
+                // Refused for this member (said in the log): the others still get theirs.
+                Err(e @ JanusError::Refused { .. }) if !stale(&e) => {
+                    tracing::warn!(room, "the media server: {e}");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
+
+    /// Whether the member's room is at Janus.
+    async fn exists(&mut self, sfu: &Sfu, room: &str, token: &str) -> Result<bool, JanusError> {
+        let ask = serde_json::json!({"request": "exists", "room": sfu.info(room, token).room});
+        let answer = self
+            .janus
+            .plugin("asking for a room", self.handle, ask)
+            .await;
+        self.janus.take_early();
+        Ok(answer?["exists"].as_bool().unwrap_or(true))
+    }
+}
+
+/// A refusal that says our connection is stale (a session or handle Janus no longer has).
+fn stale(e: &JanusError) -> bool {
+    matches!(
+        e.code(),
+        Some(confab_janus::NO_SUCH_SESSION | confab_janus::NO_SUCH_HANDLE)
+    )
 }
 
 /// What the shell does at the SFU: make or remove the rooms of the members of `room` holding
@@ -286,9 +306,10 @@ impl Retries {
         self.put(now + RETRY_FIRST * 2u32.pow(tries - 1), tries, again)
     }
 
-    /// Waits again as it is (not tried: Janus was found unreachable by other work first).
+    /// Waits again, untried (Janus was found unreachable by other work first): counted as
+    /// a first try at least, so that it is tried when it comes due.
     fn put_back(&mut self, again: Work, tries: u32, now: Instant) -> bool {
-        self.put(now + RETRY_FIRST, tries, again)
+        self.put(now + RETRY_FIRST, tries.max(1), again)
     }
 
     fn put(&mut self, at: Instant, tries: u32, mut again: Work) -> bool {
@@ -347,6 +368,9 @@ pub async fn ops_loop(
     // of which finds out whether it is back) rather than each taking its full answer time.
     let mut unreachable = false;
     let mut idle_since = Instant::now();
+    let mut check = tokio::time::interval(CHECK_EVERY);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut checked = 0usize;
     loop {
         let due = schedule.next();
         let retry = retries.next();
@@ -395,14 +419,40 @@ pub async fn ops_loop(
                 }
                 continue;
             }
+            _ = check.tick(), if !unreachable => {
+                let local = hub.read_rooms(|r| r.sfu_local());
+                let seats: Vec<(&String, &String)> =
+                    local.iter().flat_map(|(r, ts)| ts.iter().map(move |t| (r, t))).collect();
+                let Some((room, token)) = seats.get(checked % seats.len().max(1)) else {
+                    continue;
+                };
+                checked = checked.wrapping_add(1);
+                // (The checks keep the connection in use: it stays open.)
+                idle_since = Instant::now();
+                match present(&sfu, &mut admin, room, token).await {
+                    Some(false) => {
+                        tracing::warn!("a member's SFU room is gone: making every one of ours again");
+                        local
+                            .into_iter()
+                            .map(|(room, tokens)| (0, Work::Make { room, tokens }))
+                            .collect()
+                    }
+                    _ => continue,
+                }
+            }
         };
+        // While Janus cannot be reached, one try a round finds out whether it is back (a
+        // retry, not new work); the rest waits with the retries untried, rather than each
+        // taking its full answer time.
+        let mut tried = false;
         for (tries, w) in work {
             let Some(w) = afresh(w, &hub) else {
                 continue;
             };
-            let kept = if unreachable && tries == 0 {
-                retries.put_back(w, 0, Instant::now())
+            let kept = if unreachable && (tries == 0 || tried) {
+                retries.put_back(w, tries, Instant::now())
             } else {
+                tried = true;
                 if tries > 0 {
                     tracing::info!(?w, tries, "trying the media server again");
                 }
@@ -461,9 +511,9 @@ fn resync(
     work
 }
 
-/// `work` as the rooms are now: a member's room is made only while a member holds its token,
-/// and removed only while none does (a member back in time keeps it); `None` if nothing is
-/// left to do.
+/// `work` as the rooms are now: a member's room is made only while a member holds its token
+/// (one who left meanwhile does not get it back), and removed only while none does; `None` if
+/// nothing is left to do.
 fn afresh(mut work: Work, hub: &Hub) -> Option<Work> {
     let held = hub.read_rooms(|r| r.sfu_members(work.room())).tokens;
     let make = matches!(work, Work::Make { .. });
@@ -488,12 +538,7 @@ async fn carry_out(sfu: &Sfu, admin: &mut Option<Admin>, op: &Work) -> bool {
         match a.apply(sfu, op).await {
             Ok(()) => return true,
             // A session or handle Janus no longer has: the connection is stale (as lost).
-            Err(e @ JanusError::Refused { .. })
-                if !matches!(
-                    e.code(),
-                    Some(confab_janus::NO_SUCH_SESSION | confab_janus::NO_SUCH_HANDLE)
-                ) =>
-            {
+            Err(e @ JanusError::Refused { .. }) if !stale(&e) => {
                 tracing::warn!(?op, "the media server: {e}");
                 return true;
             }
@@ -506,6 +551,21 @@ async fn carry_out(sfu: &Sfu, admin: &mut Option<Admin>, op: &Work) -> bool {
         }
     }
     false
+}
+
+/// Whether the member's room is at Janus (`None`: Janus could not be asked).
+async fn present(sfu: &Sfu, admin: &mut Option<Admin>, room: &str, token: &str) -> Option<bool> {
+    for _ in 0..2 {
+        let a = match admin.as_mut() {
+            Some(a) => a,
+            None => admin.insert(Admin::open(sfu).await.ok()?),
+        };
+        match a.exists(sfu, room, token).await {
+            Ok(there) => return Some(there),
+            Err(_) => *admin = None,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -539,6 +599,14 @@ mod tests {
         }
         assert_eq!(waits, [2, 4, 8, 16, 32]);
         assert_eq!(r.next(), None, "given up");
+        // Work put back untried while Janus cannot be reached is tried when it comes due,
+        // even merged into an entry with more tries.
+        assert!(r.failed(drop("q", &["t8"]), 5, t0));
+        assert!(r.put_back(drop("q", &["t9"]), 0, t0));
+        assert_eq!(
+            r.take_due(t0 + Duration::from_secs(60)),
+            [(1, drop("q", &["t8", "t9"]))]
+        );
         // One entry a room and kind: a room's members merge.
         let make = |t: &str| Work::Make {
             room: "r".into(),

@@ -942,6 +942,44 @@ async fn unadmitted_member_subscribes_with_a_raw_janus_client() {
     drop((ada, mallory));
 }
 
+/// Ada's VideoRoom room goes at Janus behind the server's back (Janus restarted, or another
+/// node of a cluster removed it while this one was cut off): the server notices within a few
+/// seconds and makes it again, so that her next publish finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_s_room_lost_at_janus_is_made_again() {
+    let janus = confab_netlab::janus::Janus::start().expect("janus starts");
+    let sfu_conf = janus.sfu("a-lone-secret-of-16", 0);
+    let server = start(|c| c.limits.sfu = Some(sfu_conf.clone())).await;
+    let mut ada = Client::connect(&server).await;
+    let sfu = ada.join("big", "Ada").await["sfu"].clone();
+    let (mut j, seat) = common::seated_at_janus(&janus, &sfu).await;
+    let room = sfu["room"].as_u64().unwrap();
+    let token = sfu["token"].as_str().unwrap();
+    let spec = confab_janus::RoomSpec {
+        room,
+        pin: sfu["pin"].as_str().unwrap().into(),
+        secret: sfu_conf.secret("big", token),
+    };
+    spec.destroy(&mut j, seat)
+        .await
+        .expect("removed behind its back");
+    let h = j.attach().await.unwrap();
+    assert!(!common::stands_at_janus(&mut j, h, room).await);
+    let gone = Instant::now();
+    while !common::stands_at_janus(&mut j, h, room).await {
+        assert!(
+            gone.elapsed() < Duration::from_secs(15),
+            "Ada's room is not made again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    common::sit_at_janus(&mut j, &sfu, sfu["feed"].as_u64().unwrap(), &sfu["token"])
+        .await
+        .expect("her token opens it again");
+    j.close().await;
+    drop(ada);
+}
+
 /// Ada and Mallory join room "big" of a server with an SFU: each client and its `welcome.sfu`.
 async fn ada_and_mallory(
     server: &confab_signal::SignalServer,
