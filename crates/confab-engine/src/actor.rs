@@ -129,7 +129,6 @@ pub fn spawn(
         verifications: HashMap::new(),
         chat: Chat::new(),
         sfu_info: None,
-        sfu_publishes: 0,
         subscribed: HashMap::new(),
         sfu: None,
         sfu_kicked: false,
@@ -248,9 +247,6 @@ struct Actor {
     chat: Chat,
     /// The SFU the room's calls go through (from `welcome`), if any.
     sfu_info: Option<SfuInfo>,
-    /// Sessions with the SFU started under `sfu_info` (our membership): the next publishes
-    /// under `sfu_info.feed_for(sfu_publishes)`.
-    sfu_publishes: u32,
     /// Subscriber links: the subscription each took its offer from, and when it was opened.
     subscribed: HashMap<PeerId, Subscribed>,
     /// The session with it while in a call.
@@ -760,13 +756,9 @@ impl Actor {
         let linked: Admitted = self.linked_as(Role::Subscribe).into_iter().collect();
         let (admitted, admitted_rx) = tokio::sync::watch::channel(linked);
         let subscriptions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        // Each publish in this membership under a feed of its own (`SfuInfo::feed_for`).
-        let feed = info.feed_for(self.sfu_publishes);
-        self.sfu_publishes = self.sfu_publishes.saturating_add(1);
         let task = tokio::spawn(sfu::run(
             SfuParams {
                 info,
-                feed,
                 me: me.clone(),
                 admitted: admitted_rx,
                 subscriptions: subscriptions.clone(),
@@ -843,7 +835,7 @@ impl Actor {
             }
             Some(SfuEvent::Kicked) if self.connection != ConnectionStatus::Connected => {
                 // Away from the room longer than the server waits: back in it, we are a new
-                // member with a new feed (see the welcome).
+                // member with a VideoRoom room of its own anew (see the welcome).
                 self.stop_sfu();
                 self.sfu_kicked = true;
             }
@@ -1163,10 +1155,6 @@ impl Actor {
                 self.connection = ConnectionStatus::Connected;
                 if let Some(s) = &mut self.sig {
                     s.route = route;
-                }
-                if sfu != self.sfu_info {
-                    // A new membership at the SFU: its first feed comes next.
-                    self.sfu_publishes = 0;
                 }
                 self.sfu_info = sfu;
                 self.refusal_told = false;

@@ -88,8 +88,6 @@ const REATTACH: Duration = Duration::from_secs(2);
 
 pub struct SfuParams {
     pub info: SfuInfo,
-    /// The feed to publish under (this membership's next: `SfuInfo::feed_for`).
-    pub feed: Option<u64>,
     /// Our id in the room: the display name we publish under.
     pub me: PeerId,
     /// Who our call lets in (the actor's; followed, never missed).
@@ -557,10 +555,6 @@ async fn join(params: &SfuParams, events: mpsc::Sender<SfuEvent>) -> Result<Sess
     let (room, pin) = (params.info.room, params.info.pin.clone());
     let mut join = json!({"request": "join", "ptype": "publisher", "room": room, "pin": pin,
                           "display": params.me.as_str()});
-    if let Some(feed) = params.feed {
-        // The feed the signaling server gave us (and kicks once we have left the room).
-        join["id"] = json!(feed);
-    }
     if let Some(token) = &params.info.token {
         // Ours: the server lets it in when it makes the room (or at once, if it is made).
         join["token"] = json!(token);

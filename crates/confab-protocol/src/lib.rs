@@ -144,9 +144,10 @@ pub enum ClientMessage {
     Ping,
 }
 
-/// The SFU (a Janus VideoRoom) a room's calls go through: its address, the VideoRoom room and
-/// the PIN that room is created with. The signaling server derives `room` and `pin` from the
-/// room's name and a secret of its own, so only the room's members learn them.
+/// The SFU (a Janus VideoRoom) a room's calls go through: its address, and this member's own
+/// VideoRoom room, the PIN it is created with and the token that lets the member in. The
+/// signaling server derives `room` and `pin` from the room's name, the token and a secret of
+/// its own, so only the member learns them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SfuInfo {
     /// `janus+ws://HOST:PORT` or `janus+wss://HOST:PORT[/PATH]`.
@@ -154,29 +155,14 @@ pub struct SfuInfo {
     /// The VideoRoom room id (below 2^53, so that JavaScript reads it exactly).
     pub room: u64,
     pub pin: String,
-    /// The feed id this member publishes under at the SFU, and the token that lets it join the
-    /// VideoRoom room (its `allowed` list): both this membership's own. Once the member has
-    /// left, the server withdraws the token and kicks the feed, with everything it receives.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub feed: Option<u64>,
+    /// The token that lets this member into its VideoRoom room (the room's `allowed` list):
+    /// this membership's own. Once the member has left, the server removes the room.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
-    /// How many later feeds the server knows this membership by: a member publishes its first
-    /// time as `feed`, and its n-th time again (after hanging up, or being let go while in the
-    /// room) as [`SfuInfo::feed_for`]`(n)`, derived from its token, which only it and the
-    /// server know. A feed id once named to the room is then not published again (for the
-    /// first `generations` publishes), so nobody who learned it can publish under it and be
-    /// taken for its owner. 0 (an older server): always `feed`.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub generations: u32,
     /// A call goes through the SFU once the room holds more than this many people (0: every
     /// call); below, peer to peer. Absent: 6 (the mesh's limit).
     #[serde(default = "default_sfu_above")]
     pub above: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
 
 fn default_sfu_above() -> u32 {
@@ -189,39 +175,10 @@ pub const DEFAULT_SFU_ABOVE: u32 = 6;
 /// The largest room id an [`SfuInfo`] may carry.
 pub const MAX_SFU_ROOM: u64 = (1 << 53) - 1;
 
-/// The later feeds a server gives each membership (`SfuInfo::generations`): one a publish.
-/// A member who publishes more often than this keeps the last.
-pub const SFU_FEED_GENERATIONS: u32 = 64;
-
-/// The feed a member holding `token` publishes under its `generation`-th time (from 1): the
-/// first 53 bits of SHA-256 of `confab-sfu-feed:TOKEN:GENERATION`, never 0. The web client
-/// derives the same (tests/js and this crate's tests share `tests/sfu-feeds.json`).
-pub fn sfu_feed(token: &str, generation: u32) -> u64 {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(format!("confab-sfu-feed:{token}:{generation}"));
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    (u64::from_be_bytes(first) & MAX_SFU_ROOM).max(1)
-}
-
-/// Every later feed of the member holding `token`, at a server giving `generations`.
-pub fn sfu_later_feeds(token: &str, generations: u32) -> impl Iterator<Item = u64> + '_ {
-    (1..=generations).map(move |g| sfu_feed(token, g))
-}
-
 impl SfuInfo {
     /// The WebSocket URL of the SFU (the `janus+` prefix taken off).
     pub fn ws_url(&self) -> &str {
         sfu_ws_url(&self.url)
-    }
-
-    /// The feed to publish under the `n`-th time (from 0) in this membership, if the server
-    /// gave one.
-    pub fn feed_for(&self, n: u32) -> Option<u64> {
-        match (n.min(self.generations), &self.token) {
-            (0, _) | (_, None) => self.feed,
-            (g, Some(token)) => Some(sfu_feed(token, g)),
-        }
     }
 
     /// Checks what a server sent (or an operator configured) before anyone uses it.
@@ -240,14 +197,6 @@ impl SfuInfo {
             return Err(DecodeError::new(
                 "`sfu.pin` must be 1 to 64 letters and digits",
             ));
-        }
-        if self.feed.is_some_and(|f| f == 0 || f > MAX_SFU_ROOM) {
-            return Err(DecodeError::new("`sfu.feed` must be between 1 and 2^53-1"));
-        }
-        if self.generations > SFU_FEED_GENERATIONS {
-            return Err(DecodeError::new(format!(
-                "`sfu.generations` must be at most {SFU_FEED_GENERATIONS}"
-            )));
         }
         if self.token.as_ref().is_some_and(|t| {
             t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_alphanumeric())

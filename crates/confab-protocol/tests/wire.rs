@@ -102,14 +102,12 @@ fn golden_server_messages() {
                 url: "janus+ws://sfu.example:8188".into(),
                 room: 42,
                 pin: "abc123".into(),
-                feed: Some(7),
                 token: Some("t0k3n".into()),
-                generations: 64,
                 above: 0,
             }),
             rejoin: None,
         },
-        r#"{"type":"welcome","id":"a1","room":"big","peers":[],"sfu":{"url":"janus+ws://sfu.example:8188","room":42,"pin":"abc123","feed":7,"token":"t0k3n","generations":64,"above":0}}"#,
+        r#"{"type":"welcome","id":"a1","room":"big","peers":[],"sfu":{"url":"janus+ws://sfu.example:8188","room":42,"pin":"abc123","token":"t0k3n","above":0}}"#,
     );
     golden_server(
         ServerMessage::PeerJoined {
@@ -482,20 +480,8 @@ fn hostile_sfu_in_welcome() {
         ),
         (r#"{"url":"janus+ws://h:1","room":1}"#, "pin"),
         (
-            r#"{"url":"janus+ws://h:1","room":1,"pin":"a","feed":0}"#,
-            "sfu.feed",
-        ),
-        (
-            r#"{"url":"janus+ws://h:1","room":1,"pin":"a","feed":9007199254740992}"#,
-            "sfu.feed",
-        ),
-        (
             r#"{"url":"janus+ws://h:1","room":1,"pin":"a","token":"a\"b"}"#,
             "sfu.token",
-        ),
-        (
-            r#"{"url":"janus+ws://h:1","room":1,"pin":"a","generations":65}"#,
-            "sfu.generations",
         ),
     ] {
         let text = format!("{base}{sfu}}}");
@@ -513,44 +499,4 @@ fn hostile_sfu_in_welcome() {
         }
         m => panic!("{m:?}"),
     }
-}
-
-/// A member's later feeds at the SFU: the same as an implementation of neither side derives
-/// (the web client's test reads the same file), the first from the server, later ones only
-/// as far as the server knows them, and none derived without a token.
-#[test]
-fn later_sfu_feeds_are_derived_from_the_token() {
-    let table: serde_json::Value =
-        serde_json::from_str(include_str!("sfu-feeds.json")).expect("sfu-feeds.json");
-    for c in table["cases"].as_array().unwrap() {
-        let token = c["token"].as_str().unwrap();
-        let generation = c["generation"].as_u64().unwrap() as u32;
-        assert_eq!(
-            confab_protocol::sfu_feed(token, generation),
-            c["feed"].as_u64().unwrap(),
-            "{c}"
-        );
-    }
-    let info = |generations, token: Option<&str>| SfuInfo {
-        url: "janus+ws://h:1".into(),
-        room: 1,
-        pin: "a".into(),
-        feed: Some(7),
-        token: token.map(Into::into),
-        generations,
-        above: 6,
-    };
-    let i = info(3, Some("t0k3n"));
-    assert_eq!(i.feed_for(0), Some(7));
-    assert_eq!(i.feed_for(1), Some(4704766694311655));
-    assert_eq!(i.feed_for(2), Some(244281608520109));
-    assert_eq!(i.feed_for(9), i.feed_for(3), "past the last, the last");
-    let later: Vec<u64> = confab_protocol::sfu_later_feeds("t0k3n", 3).collect();
-    assert_eq!(later, [1, 2, 3].map(|n| i.feed_for(n).unwrap()));
-    assert_eq!(
-        info(0, Some("t0k3n")).feed_for(5),
-        Some(7),
-        "an older server"
-    );
-    assert_eq!(info(3, None).feed_for(5), Some(7), "no token");
 }

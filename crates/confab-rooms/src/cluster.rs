@@ -627,10 +627,10 @@ mod tests {
 
     /// With an SFU, a claim carries the joiner's SFU place (so every node learns it), the
     /// welcome gives it, and a remote member's place comes with its news: every node holding
-    /// the room knows every member's feed, and kicks a remote member's when the store says it
-    /// left or its node died (never for a split of this node's own).
+    /// the room knows every member's token, and removes a remote member's VideoRoom room when
+    /// the store says it left or its node died (never for a split of this node's own).
     #[test]
-    fn sfu_places_travel_with_seats_and_leaves_kick_them_on_every_node() {
+    fn sfu_places_travel_with_seats_and_leaves_drop_them_on_every_node() {
         let mut a = Rooms::clustered(
             Config {
                 sfu: Some(crate::Sfu {
@@ -649,13 +649,12 @@ mod tests {
         let mut out = seat_at_3(&mut a, conn, seat, vec![]);
         let w = texts(&out, conn);
         assert!(
-            w[0].contains(&format!(r#""feed":{}"#, ada.feed)) && w[0].contains(&ada.token),
+            w[0].contains(&format!(r#""token":"{}""#, ada.token)),
             "{w:?}"
         );
-        let sfu = |feed: u64| {
+        let sfu = |n: u64| {
             Some(SfuSeat {
-                feed,
-                token: format!("t{feed}"),
+                token: format!("t{n}"),
             })
         };
         let bob = RemotePeer {
@@ -680,9 +679,9 @@ mod tests {
         };
         out.clear();
         a.remote_left("r", 6, &PeerId("b1".into()), T0(), &mut out);
-        let drop = |feed: u64| SfuOp::Drop {
+        let drop = |n: u64| SfuOp::Drop {
             room: "r".into(),
-            token: format!("t{feed}"),
+            token: format!("t{n}"),
             at_once: false,
         };
         assert_eq!(drops(&mut out), [drop(42)]);

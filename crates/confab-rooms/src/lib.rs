@@ -149,9 +149,7 @@ impl Sfu {
             url: self.url.clone(),
             room: room_id,
             pin: hex::encode(&digest("videoroom-pin")[..16]),
-            feed: None,
             token: None,
-            generations: 0,
             above: self.above,
         }
     }
@@ -307,39 +305,32 @@ impl fmt::Debug for SfuOp {
     }
 }
 
-/// A member's own place at the SFU (its `welcome` gives both): the VideoRoom feed it publishes
-/// as, and the token that lets it into the room (not in its `Debug`).
+/// A member's own place at the SFU (its `welcome` gives it): the token that lets it into its
+/// own VideoRoom room, which is keyed on it (not in its `Debug`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct SfuSeat {
-    pub feed: u64,
     pub token: String,
 }
 
 impl fmt::Debug for SfuSeat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SfuSeat")
-            .field("feed", &self.feed)
-            .field("token", &HIDDEN)
-            .finish()
+        f.debug_struct("SfuSeat").field("token", &HIDDEN).finish()
     }
 }
 
 impl SfuSeat {
-    /// `FEED:TOKEN`, as the cluster stores it.
+    /// The token, as the cluster stores it.
     pub fn encode(&self) -> String {
-        format!("{}:{}", self.feed, self.token)
+        self.token.clone()
     }
 
-    /// The reverse of [`SfuSeat::encode`]; `None` for anything else (an empty field: a node
-    /// without an SFU, or of an older version).
+    /// The reverse of [`SfuSeat::encode`] (an older node's `FEED:TOKEN` too); `None` for
+    /// anything else (an empty field: a node without an SFU).
     pub fn decode(s: &str) -> Option<SfuSeat> {
-        let (feed, token) = s.split_once(':')?;
-        let feed: u64 = feed.parse().ok()?;
-        let ok = (1..=confab_protocol::MAX_SFU_ROOM).contains(&feed)
-            && (1..=64).contains(&token.len())
-            && token.bytes().all(|b| b.is_ascii_alphanumeric());
+        let token = s.rsplit_once(':').map_or(s, |(_, t)| t);
+        let ok =
+            (1..=64).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_alphanumeric());
         ok.then(|| SfuSeat {
-            feed,
             token: token.into(),
         })
     }
@@ -520,7 +511,7 @@ struct Member {
     /// Local members: the secret their `welcome` gave, which a later join of the same room
     /// presents to replace this membership at once ([`Rooms::replace_former`]).
     rejoin: Option<[u8; 16]>,
-    /// In a room with an SFU: the VideoRoom feed and token the member was given.
+    /// In a room with an SFU: the token the member was given.
     sfu: Option<SfuSeat>,
 }
 
@@ -1055,10 +1046,9 @@ impl Rooms {
             .map(|t| RejoinToken(t).digest());
         let config = self.config.clone();
         let digest = password.as_deref().map(password_digest);
-        // This membership's own feed and token at the SFU: random, so that nobody can guess
-        // another's, and a rejoin is a new member there too.
+        // This membership's own token at the SFU: random, so that nobody can guess another's
+        // (nor its room), and a rejoin is a new member there too.
         let sfu = config.sfu.is_some().then(|| SfuSeat {
-            feed: (self.rng.random::<u64>() & confab_protocol::MAX_SFU_ROOM).max(1),
             token: hex::encode(self.rng.random::<[u8; 16]>()),
         });
         if !self.rooms.contains_key(&room) && self.rooms.len() >= config.max_rooms {
@@ -1234,10 +1224,7 @@ impl Rooms {
             None => self.rng.random(),
         };
         let sfu = self.config.sfu.as_ref().map(|s| confab_protocol::SfuInfo {
-            feed: sfu_seat.as_ref().map(|s| s.feed),
             token: sfu_seat.as_ref().map(|s| s.token.clone()),
-            // The SFU shell knows a member by all its later feeds too.
-            generations: confab_protocol::SFU_FEED_GENERATIONS,
             ..s.info(&room, sfu_seat.as_ref().map_or("", |s| s.token.as_str()))
         });
         let r = self.rooms.entry(room.clone()).or_insert_with(|| Room {

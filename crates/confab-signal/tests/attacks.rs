@@ -886,7 +886,7 @@ async fn unadmitted_member_subscribes_with_a_raw_janus_client() {
     assert_ne!(sfu["room"], hers["room"], "a VideoRoom room of one's own");
     assert_ne!(sfu["pin"], hers["pin"]);
     let (mut j, ada_at) = common::seated_at_janus(&janus, &sfu).await;
-    let ada_feed = sfu["feed"].as_u64().unwrap();
+    let ada_feed = common::seat_id(&sfu);
 
     // Mallory in her own room: her private id is good there only.
     let mut m = confab_janus::Janus::connect(&janus.url().replace("janus+", ""))
@@ -973,7 +973,7 @@ async fn a_member_s_room_lost_at_janus_is_made_again() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    common::sit_at_janus(&mut j, &sfu, sfu["feed"].as_u64().unwrap(), &sfu["token"])
+    common::sit_at_janus(&mut j, &sfu, common::seat_id(&sfu), &sfu["token"])
         .await
         .expect("her token opens it again");
     j.close().await;
@@ -1000,7 +1000,7 @@ async fn both_seated(
     hers: &serde_json::Value,
 ) -> (confab_janus::Janus, u64) {
     let (mut j, ada_at) = common::seated_at_janus(janus, sfu).await;
-    let feed = hers["feed"].as_u64().unwrap();
+    let feed = common::seat_id(hers);
     common::sit_at_janus(&mut j, hers, feed, &hers["token"])
         .await
         .expect("Mallory sits at Janus");
@@ -1027,7 +1027,7 @@ async fn drop_lost_to_an_unreachable_sfu() {
     .await;
     let (mut ada, sfu, mut mallory, hers) = ada_and_mallory(&server).await;
     let room = hers["room"].as_u64().unwrap();
-    let feed = hers["feed"].as_u64().unwrap();
+    let feed = common::seat_id(&hers);
     let (mut j, ada_at) = both_seated(&janus, &sfu, &hers).await;
 
     relay.cut();
@@ -1061,7 +1061,7 @@ async fn mallory_goes_ada_stays(
     wait: Duration,
 ) {
     let room = hers["room"].as_u64().unwrap();
-    let feed = hers["feed"].as_u64().unwrap();
+    let feed = common::seat_id(hers);
     let deadline = Instant::now() + wait;
     while common::stands_at_janus(&mut j, ada_at, room).await {
         assert!(
@@ -1080,7 +1080,7 @@ async fn mallory_goes_ada_stays(
     let adas = sfu["room"].as_u64().unwrap();
     assert!(common::at_janus(&mut j, ada_at, adas)
         .await
-        .contains(&sfu["feed"].as_u64().unwrap()));
+        .contains(&common::seat_id(sfu)));
     j.close().await;
 }
 

@@ -719,10 +719,10 @@ async fn ada_and_mallory_across_nodes_through(link: bool) -> AdaAndMallory {
 async fn a_cut_off_node_leaves_the_others_at_the_sfu() {
     let (cluster, mut ada, sfu, _bob, his, mut j) =
         ada_and_mallory_across_nodes_through(true).await;
-    let ada_at = sit_at_janus(&mut j, &sfu, sfu["feed"].as_u64().unwrap(), &sfu["token"])
+    let ada_at = sit_at_janus(&mut j, &sfu, common::seat_id(&sfu), &sfu["token"])
         .await
         .unwrap();
-    let bob_feed = his["feed"].as_u64().unwrap();
+    let bob_feed = common::seat_id(&his);
     sit_at_janus(&mut j, &his, bob_feed, &his["token"])
         .await
         .unwrap();
@@ -755,12 +755,12 @@ async fn a_cut_off_node_leaves_the_others_at_the_sfu() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ex_member_keeps_watching_across_nodes() {
     let (_cluster, _ada, sfu, mut mallory, hers, mut j) = ada_and_mallory_across_nodes().await;
-    let ada_feed = sfu["feed"].as_u64().unwrap();
+    let ada_feed = common::seat_id(&sfu);
     let ada_at = sit_at_janus(&mut j, &sfu, ada_feed, &sfu["token"])
         .await
         .expect("Ada sits at Janus");
     let her_room = hers["room"].as_u64().unwrap();
-    for id in [hers["feed"].as_u64().unwrap(), 777] {
+    for id in [common::seat_id(&hers), 777] {
         sit_at_janus(&mut j, &hers, id, &hers["token"])
             .await
             .unwrap_or_else(|e| panic!("{id} never got in: {e}"));

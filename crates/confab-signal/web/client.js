@@ -201,10 +201,7 @@
         if (m.type === 'welcome' && typeof m.id === 'string' && Array.isArray(m.peers)) {
           welcomed = true;
           S.rejoin = typeof m.rejoin === 'string' && /^[0-9a-f]{32}$/.test(m.rejoin) ? m.rejoin : null;
-          const info = sfuInfo(m.sfu);
-          // A new membership at the SFU: its first feed comes next (feedFor).
-          if (JSON.stringify(info) !== JSON.stringify(S.sfuInfo)) S.sfuPublishes = 0;
-          S.sfuInfo = info;
+          S.sfuInfo = sfuInfo(m.sfu);
           S.refusalTold = false;
           setStatus('connected');
           const peers = m.peers.filter((p) => p && typeof p.id === 'string' && typeof p.name === 'string');
@@ -754,10 +751,8 @@
   function sfuInfo(x) {
     if (!x || typeof x !== 'object' || typeof x.url !== 'string' || !/^janus\+wss?:\/\/[^\s/]/.test(x.url)) return null;
     if (!Number.isSafeInteger(x.room) || x.room < 1 || typeof x.pin !== 'string' || !/^[A-Za-z0-9]{1,64}$/.test(x.pin)) return null;
-    const feed = Number.isSafeInteger(x.feed) && x.feed > 0 ? x.feed : null;
     const token = typeof x.token === 'string' && /^[A-Za-z0-9]{1,64}$/.test(x.token) ? x.token : null;
-    const generations = Number.isInteger(x.generations) && x.generations > 0 && x.generations <= 64 ? x.generations : 0;
-    return { url: x.url, room: x.room, pin: x.pin, feed, token, generations, above: Number.isInteger(x.above) ? x.above : 6 };
+    return { url: x.url, room: x.room, pin: x.pin, token, above: Number.isInteger(x.above) ? x.above : 6 };
   }
   // Past the threshold, or the person already sends to us through the SFU (an offer of theirs
   // is waiting for a link).
@@ -813,8 +808,6 @@
   function goSfu() {
     if (S.sfu || !S.sfuInfo || !S.core.me || !S.stream) return;
     // Each publish in this membership under a feed of its own.
-    const ours = window.ConfabSfu.feedFor(S.sfuInfo, S.sfuPublishes || 0);
-    S.sfuPublishes = (S.sfuPublishes || 0) + 1;
     const session = new window.ConfabSfu.JanusSession(S.sfuInfo, S.core.me, {
       // Janus's offer of our media to someone our call let in: theirs to answer.
       offer: (peer, sub, sdp, shares) => {
@@ -862,9 +855,6 @@
     for (const id of S.links.keys()) session.admit(id);
     (async () => {
       try {
-        session.feed = await ours;
-        // Closed while the feed was worked out: never start it (it would sit at Janus).
-        if (S.sfu !== mine) return;
         await session.start();
         if (S.sfu !== mine) return;
         await pub.setLocalDescription(await pub.createOffer());

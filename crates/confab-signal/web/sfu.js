@@ -29,32 +29,11 @@
   const LAYER_EVERY_MS = 1000; // a person's asks for another layer reach Janus at most this often
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-  // The feed a member holding `token` publishes under its `generation`-th time (from 1): the
-  // first 53 bits of SHA-256 of `confab-sfu-feed:TOKEN:GENERATION`, never 0 (as
-  // confab_protocol::sfu_feed; both tested on crates/confab-protocol/tests/sfu-feeds.json).
-  async function sfuFeed(token, generation) {
-    const bytes = new TextEncoder().encode(`confab-sfu-feed:${token}:${generation}`);
-    const digest = new DataView(await globalThis.crypto.subtle.digest('SHA-256', bytes));
-    const n = digest.getBigUint64(0) & ((1n << 53n) - 1n);
-    return Number(n) || 1;
-  }
-
-  // The feed to publish under the `n`-th time (from 0) in a membership (the welcome's `sfu`):
-  // its first feed, then later ones derived from its token, as far as the server knows them
-  // (SfuInfo::feed_for). A feed once used is not published again (for 64 publishes), so
-  // nobody who learned it can take it over and keep us out.
-  async function feedFor(info, n) {
-    const g = Math.min(n, info.generations || 0);
-    if (g === 0 || !info.token) return info.feed || null;
-    return sfuFeed(info.token, g);
-  }
-
   class JanusSession {
     // info: the welcome's sfu object; me: our peer id; on: { offer(peer, sub, sdp, shareMids),
     // failed(message), kicked() }.
     constructor(info, me, on) {
       this.info = info;
-      this.feed = null; // ours (feedFor), set before start(); null: Janus picks one
       this.me = me;
       this.on = on;
       this.next = 1;
@@ -120,9 +99,8 @@
       const room = this.info.room;
       const pin = this.info.pin;
       const join = { request: 'join', ptype: 'publisher', room, pin, display: this.me };
-      // Our own feed and token, from the server (which lets the token in, and kicks the feed
-      // once we have left the room).
-      if (this.feed) join.id = this.feed;
+      // Our own room and token, from the server (which removes the room once we have left).
+      // Janus picks our feed id: nobody else is ever in the room.
       if (this.info.token) join.token = this.info.token;
       // The signaling server makes the room (only it knows the room's secret) and lists our
       // token; a first joiner can be here before it has: try again for a while.
@@ -340,5 +318,5 @@
     return out;
   }
 
-  return { JanusSession, descriptions, sfuFeed, feedFor };
+  return { JanusSession, descriptions };
 });

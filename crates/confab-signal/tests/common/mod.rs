@@ -229,7 +229,13 @@ pub async fn at_janus(
         .collect()
 }
 
-/// A session of its own at Janus, seated as the member whose `welcome` gave `sfu` (its feed
+/// The feed id a test seats the member whose `welcome` gave `sfu` under at Janus (Janus would
+/// pick one; a fixed one is easy to look for): from its room, which is its own.
+pub fn seat_id(sfu: &Value) -> u64 {
+    sfu["room"].as_u64().unwrap() % 1_000_000_000 + 1
+}
+
+/// A session of its own at Janus, seated as the member whose `welcome` gave `sfu` (its room
 /// and token); the session and the seat's handle.
 pub async fn seated_at_janus(
     janus: &confab_netlab::janus::Janus,
@@ -239,7 +245,7 @@ pub async fn seated_at_janus(
         .await
         .expect("janus answers");
     j.create_session().await.expect("a session");
-    let seat = sit_at_janus(&mut j, sfu, sfu["feed"].as_u64().unwrap(), &sfu["token"])
+    let seat = sit_at_janus(&mut j, sfu, seat_id(sfu), &sfu["token"])
         .await
         .expect("the member sits at Janus");
     (j, seat)
