@@ -93,11 +93,14 @@ pub enum ClusterOp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimResult {
     /// The seat is taken; the room (at version `ver`) has this password and these members
-    /// besides the new one.
+    /// besides the new one. `sfu`: the place at the SFU the store gave the seat, when not the
+    /// one asked for (the membership the join's rejoin token replaced had one: it carries
+    /// over).
     Seated {
         ver: u64,
         password: Option<[u8; 32]>,
         members: Vec<RemotePeer>,
+        sfu: Option<SfuSeat>,
     },
     Full,
     WrongPassword,
@@ -195,6 +198,7 @@ impl Rooms {
                 ver,
                 password,
                 members,
+                sfu,
             } => {
                 // `welcome` lists the others in join order: the store's, which is every
                 // node's (this node may have learned of them in another order).
@@ -209,7 +213,19 @@ impl Rooms {
                     r.members
                         .sort_by_key(|m| order.get(&m.id).copied().unwrap_or(usize::MAX));
                 }
-                self.seat(conn, Seat { password, ..seat }, out);
+                let sfu = match sfu {
+                    Some(carried) if seat.sfu.is_some() => Some(carried),
+                    _ => seat.sfu,
+                };
+                self.seat(
+                    conn,
+                    Seat {
+                        password,
+                        sfu,
+                        ..seat
+                    },
+                    out,
+                );
                 return;
             }
             ClaimResult::Full => self.room_full(&seat.room),
@@ -583,6 +599,19 @@ mod tests {
         }
     }
 
+    /// A node's settings with an SFU that takes every call.
+    fn with_sfu() -> Config {
+        Config {
+            sfu: Some(crate::Sfu {
+                url: "janus+ws://sfu.example:8188".into(),
+                secret: "a-secret-of-sixteen+".into(),
+                above: 0,
+                admin_key: None,
+            }),
+            ..Config::default()
+        }
+    }
+
     fn texts(out: &[Output], to: ConnId) -> Vec<String> {
         out.iter()
             .filter_map(|o| match o {
@@ -631,19 +660,7 @@ mod tests {
     /// the store says it left or its node died (never for a split of this node's own).
     #[test]
     fn sfu_places_travel_with_seats_and_leaves_drop_them_on_every_node() {
-        let mut a = Rooms::clustered(
-            Config {
-                sfu: Some(crate::Sfu {
-                    url: "janus+ws://sfu.example:8188".into(),
-                    secret: "a-secret-of-sixteen+".into(),
-                    above: 0,
-                    admin_key: None,
-                }),
-                ..Config::default()
-            },
-            [7; 32],
-            "a".into(),
-        );
+        let mut a = Rooms::clustered(with_sfu(), [7; 32], "a".into());
         let (conn, seat) = join(&mut a, "r", "Ada", None);
         let ada = seat.sfu.clone().expect("a claim carries the SFU place");
         let mut out = seat_at_3(&mut a, conn, seat, vec![]);
@@ -830,6 +847,52 @@ mod tests {
         assert!(texts(&out, conn)[0].contains("rate-limited"), "{out:?}");
     }
 
+    /// A rejoin through this node whose rejoin token freed a seat on another: the store hands
+    /// back that seat's SFU place, and the member keeps it (its VideoRoom room stays, what it
+    /// publishes flows on). Without an SFU here, nothing is carried.
+    #[test]
+    fn a_rejoin_through_another_node_keeps_its_place_at_the_sfu() {
+        let carried = SfuSeat {
+            token: "0123456789abcdef0123456789abcdef".into(),
+        };
+        for (config, kept) in [(with_sfu(), true), (Config::default(), false)] {
+            let mut b = Rooms::clustered(config, [7; 32], "b".into());
+            let (conn, seat) = join(&mut b, "r", "Ada", None);
+            let mut out = Vec::new();
+            let result = ClaimResult::Seated {
+                ver: 3,
+                password: None,
+                members: vec![],
+                sfu: Some(carried.clone()),
+            };
+            b.claimed(conn, seat, result, T0(), &mut out);
+            let w = &texts(&out, conn)[0];
+            assert_eq!(w.contains(&carried.token), kept, "{w}");
+            let made: Vec<&SfuOp> = out
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Sfu(op) => Some(op),
+                    _ => None,
+                })
+                .collect();
+            if kept {
+                assert_eq!(
+                    made,
+                    [&SfuOp::Make {
+                        room: "r".into(),
+                        token: carried.token.clone()
+                    }]
+                );
+                assert_eq!(
+                    b.sfu_members("r").tokens,
+                    std::slice::from_ref(&carried.token)
+                );
+            } else {
+                assert!(made.is_empty(), "{made:?}");
+            }
+        }
+    }
+
     #[test]
     fn a_join_cancelled_in_flight_gives_its_seat_back() {
         let mut a = node("a");
@@ -843,6 +906,7 @@ mod tests {
                 ver: 1,
                 password: None,
                 members: vec![],
+                sfu: None,
             },
             T0(),
             &mut out,
@@ -871,6 +935,7 @@ mod tests {
                 ver: 4,
                 password: None,
                 members: vec![remote("c1", "Cy", "c")],
+                sfu: None,
             },
             T0(),
             &mut out,
@@ -905,6 +970,7 @@ mod tests {
             ver: 1,
             password: None,
             members,
+            sfu: None,
         };
         a.claimed(conn, seat.clone(), result, T0(), &mut out);
         out.clear();
@@ -932,6 +998,7 @@ mod tests {
             ver: 1,
             password: None,
             members: vec![remote("b1", "Bob", "b")],
+            sfu: None,
         };
         a.claimed(conn, seat.clone(), result, T0(), &mut out);
         out.clear();
@@ -995,6 +1062,7 @@ mod tests {
             ver,
             password: None,
             members,
+            sfu: None,
         }
     }
 

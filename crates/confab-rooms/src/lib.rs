@@ -1034,10 +1034,10 @@ impl Rooms {
         }
 
         // The same person back on a new connection: their old membership goes first (and with
-        // it its seat, which a full room needs).
-        if let Some(token) = &rejoin {
-            self.replace_former(conn, &room, token, now, out);
-        }
+        // it its seat, which a full room needs), and its place at the SFU carries over.
+        let former = rejoin
+            .as_deref()
+            .and_then(|token| self.replace_former(conn, &room, token, now, out));
 
         // In a cluster the token may name a membership on another node: the store frees it.
         let replaces = rejoin
@@ -1047,9 +1047,14 @@ impl Rooms {
         let config = self.config.clone();
         let digest = password.as_deref().map(password_digest);
         // This membership's own token at the SFU: random, so that nobody can guess another's
-        // (nor its room), and a rejoin is a new member there too.
-        let sfu = config.sfu.is_some().then(|| SfuSeat {
-            token: hex::encode(self.rng.random::<[u8; 16]>()),
+        // (nor its room). Someone back with their rejoin token keeps their old membership's
+        // (its VideoRoom room stays, and what they publish and receive there flows on: the
+        // token proves it is them); in a cluster the store carries it over for a membership
+        // on another node ([`ClaimResult::Seated`]).
+        let sfu = config.sfu.is_some().then(|| {
+            former.unwrap_or_else(|| SfuSeat {
+                token: hex::encode(self.rng.random::<[u8; 16]>()),
+            })
         });
         if !self.rooms.contains_key(&room) && self.rooms.len() >= config.max_rooms {
             return Err(own(
@@ -1086,6 +1091,7 @@ impl Rooms {
     /// still there: its room hears `peer-left` now rather than when the dead connection is
     /// noticed (up to a minute). A token only ever names a membership of the room it is
     /// presented for; one that names nobody (the member already gone, or a guess) does nothing.
+    /// The former membership's place at the SFU, if it had one.
     fn replace_former(
         &mut self,
         conn: ConnId,
@@ -1093,25 +1099,24 @@ impl Rooms {
         token: &str,
         now: Instant,
         out: &mut Vec<Output>,
-    ) {
-        let Ok(token) = <[u8; 16]>::try_from(hex::decode(token).unwrap_or_default()) else {
-            return;
-        };
-        let former = self.rooms.get(room).and_then(|r| {
+    ) -> Option<SfuSeat> {
+        let token = <[u8; 16]>::try_from(hex::decode(token).ok()?).ok()?;
+        let (former, sfu) = self.rooms.get(room).and_then(|r| {
             r.members.iter().find_map(|m| {
                 let mine = m.rejoin.is_some_and(|t| bool::from(t.ct_eq(&token)));
-                m.conn().filter(|&c| mine && c != conn)
+                m.conn()
+                    .filter(|&c| mine && c != conn)
+                    .map(|c| (c, m.sfu.clone()))
             })
-        });
-        if let Some(former) = former {
-            self.close(
-                former,
-                CLOSE_REPLACED,
-                "you joined again from another connection".into(),
-                now,
-                out,
-            );
-        }
+        })?;
+        self.close(
+            former,
+            CLOSE_REPLACED,
+            "you joined again from another connection".into(),
+            now,
+            out,
+        );
+        sfu
     }
 
     /// Whether this node may seat someone from `addr` in `room` from what it knows itself:

@@ -876,7 +876,7 @@ fn welcome_names_the_member_s_own_sfu_room_keyed_on_the_secret() {
 }
 
 /// Each membership gets a token of its own at the SFU (random: nobody can guess another's,
-/// nor its room; a rejoin is a new member there too). The server makes the member's VideoRoom
+/// nor its room; back without its rejoin token, a member is a new one there too). The server makes the member's VideoRoom
 /// room at the join, and drops it when the member leaves.
 #[test]
 fn sfu_seats_are_each_members_own_and_dropped_when_they_leave() {
@@ -1050,6 +1050,85 @@ fn a_rejoin_replaces_the_dead_connection_at_once() {
     );
     assert_eq!(h.error_code(c), "room-full");
     assert!(h.closes().is_empty());
+}
+
+/// The `sfu` token of a `welcome` message.
+fn sfu_token(m: &Value) -> String {
+    m["sfu"]["token"].as_str().expect("an SFU token").to_owned()
+}
+
+/// Ada back on a new connection with her rejoin token (her old one not noticed dead yet) keeps
+/// her place at the SFU: the same token, so her VideoRoom room, what she publishes there and
+/// the subscriptions she handed out flow on. Her old membership's drop is asked for after the
+/// wait as for any connection that went, and the shell lets it be: a member holds the token.
+#[test]
+fn a_rejoin_keeps_its_place_at_the_sfu() {
+    let mut h = with_sfu("a-secret-of-sixteen+");
+    let (_bob, _) = h.joined("big", "Bob");
+    let c = h.connect();
+    h.send(c, r#"{"type":"join","room":"big","name":"Ada"}"#);
+    let w = h.take_for(c);
+    let (token, rejoin) = (
+        sfu_token(&w[0]),
+        w[0]["rejoin"].as_str().unwrap().to_owned(),
+    );
+    sfu_ops(&mut h);
+    let back = h.connect();
+    h.send(
+        back,
+        &format!(r#"{{"type":"join","room":"big","name":"Ada","rejoin":"{rejoin}"}}"#),
+    );
+    let w = h.take_for(back);
+    assert_eq!(w[0]["type"], "welcome", "{w:?}");
+    assert_eq!(sfu_token(&w[0]), token, "the same place at the SFU");
+    assert_eq!(h.closes(), vec![(c, CLOSE_REPLACED)]);
+    assert_eq!(
+        sfu_ops(&mut h),
+        [
+            SfuOp::Drop {
+                room: "big".into(),
+                token: token.clone(),
+                at_once: false,
+            },
+            SfuOp::Make {
+                room: "big".into(),
+                token: token.clone(),
+            },
+        ]
+    );
+    let held = h.rooms.sfu_members("big").tokens;
+    assert_eq!(held.iter().filter(|t| **t == token).count(), 1, "held once");
+}
+
+/// Mallory guesses rejoin tokens, or presents her own in another room: she gets a place at the
+/// SFU of her own, never Ada's.
+#[test]
+fn forged_rejoin_takes_no_place_at_the_sfu() {
+    let mut h = with_sfu("a-secret-of-sixteen+");
+    let c = h.connect();
+    h.send(c, r#"{"type":"join","room":"big","name":"Ada"}"#);
+    let adas = sfu_token(&h.take_for(c)[0]);
+    let m = h.connect();
+    h.send(m, r#"{"type":"join","room":"other","name":"Mallory"}"#);
+    let w = h.take_for(m);
+    let (hers, rejoin) = (
+        sfu_token(&w[0]),
+        w[0]["rejoin"].as_str().unwrap().to_owned(),
+    );
+    for guess in [
+        "00000000000000000000000000000000".to_owned(),
+        "ffffffffffffffffffffffffffffffff".to_owned(),
+        rejoin,
+    ] {
+        let again = h.connect();
+        h.send(
+            again,
+            &format!(r#"{{"type":"join","room":"big","name":"Mallory","rejoin":"{guess}"}}"#),
+        );
+        let got = sfu_token(&h.take_for(again)[0]);
+        assert!(got != adas && got != hers, "a place of her own");
+    }
+    assert!(h.closes().is_empty(), "nobody replaced");
 }
 
 #[test]

@@ -24,8 +24,9 @@
 //!
 //! Keys: `confab:room:ROOM` (hash: `~pw`, `~ver`, and one field per member:
 //! `NODE\nVER\nSFU\nREJOIN\nNAME`, VER the version its join made: members are listed in join
-//! order; SFU its place at the SFU, `FEED:TOKEN`, or empty; REJOIN the SHA-256 of its rejoin
-//! token, which a join on any node may present to free the seat at once),
+//! order; SFU its token at the SFU (an older node's `FEED:TOKEN`), or empty; REJOIN the
+//! SHA-256 of its rejoin token, which a join on any node may present to free the seat at once
+//! and take over its SFU token),
 //! `confab:seats:NODE` (set of `ROOM\nID`), `confab:node:NODE` (heartbeat), `confab:ver` (the
 //! version counter, one for all rooms so that a room made again never goes back in version).
 
@@ -130,10 +131,12 @@ end
 /// ARGV: room, id, node, name, password (hex SHA-256 or ""), capacity, SFU place ("" if none),
 /// the digest of this membership's rejoin token, the digest of the token the join presented
 /// ("" if none). A presented token frees the seat it names (after the password, before the
-/// count), and its node is told to close that member's connection; the token's digest is
-/// remembered as replaced in that room for 10 minutes (`confab:gone:ROOM:DIGEST`; also when
-/// the room was empty, its seats reaped), so that a node that missed the news does not
-/// register that seat again (`RESTORE`).
+/// count), and its node is told to close that member's connection; the seat's SFU place
+/// carries over to the new one (when both have one: the same person, proven by the token,
+/// keeps their VideoRoom room); the token's digest is remembered as replaced in that room for
+/// 10 minutes (`confab:gone:ROOM:DIGEST`; also when the room was empty, its seats reaped), so
+/// that a node that missed the news does not register that seat again (`RESTORE`). Answers
+/// `ok`, the version, the room's password, the seat's SFU place, then the other members.
 const CLAIM: &str = r#"
 local room, id, node, name, pw, cap = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local sfu, rejoin, replaces = ARGV[7], ARGV[8], ARGV[9]
@@ -152,6 +155,7 @@ if #members > 0 then
       if string.sub(f, 1, 1) ~= '~' and f ~= id then
         local t = lines(all[i + 1])
         if t[4] == replaces then
+          if sfu ~= '' and t[3] ~= '' then sfu = t[3] end
           release(room, f, t[1])
           if t[1] ~= node then
             redis.call('PUBLISH', 'confab:to:' .. t[1], cjson.encode({t = 'replaced', room = room, id = f}))
@@ -167,7 +171,7 @@ else
   want = pw
 end
 local ver, before = seat(room, id, node, name, want, sfu, rejoin)
-return {'ok', tostring(ver), want, unpack(before)}
+return {'ok', tostring(ver), want, sfu, unpack(before)}
 "#;
 
 /// ARGV: room, id, node.
@@ -244,7 +248,7 @@ enum News {
         name: String,
         node: String,
         ver: u64,
-        /// The member's place at the SFU (`FEED:TOKEN`), empty if none.
+        /// The member's token at the SFU, empty if none.
         #[serde(default)]
         sfu: String,
     },
@@ -398,10 +402,11 @@ impl Store {
             return ClaimResult::Unavailable;
         };
         match reply.first().map(String::as_str) {
-            Some("ok") if reply.len() >= 3 => ClaimResult::Seated {
+            Some("ok") if reply.len() >= 4 => ClaimResult::Seated {
                 ver: reply[1].parse().unwrap_or(0),
                 password: unhex(&reply[2]),
-                members: members(&reply[3..]),
+                sfu: SfuSeat::decode(&reply[3]).filter(|s| Some(s) != seat.sfu.as_ref()),
+                members: members(&reply[4..]),
             },
             Some("full") => ClaimResult::Full,
             Some("wrong-password") => ClaimResult::WrongPassword,
@@ -544,7 +549,7 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// A member's place at the SFU as stored: `FEED:TOKEN`, or empty.
+/// A member's token at the SFU as stored, or empty.
 fn sfu_field(sfu: &Option<SfuSeat>) -> String {
     sfu.as_ref().map(SfuSeat::encode).unwrap_or_default()
 }
