@@ -305,18 +305,33 @@ async fn browser_and_confab_peer_through_janus() -> Result<()> {
         );
         // The signaling server restarts: both come back under new ids and publish again
         // under them (a new feed each), and each receives the other afresh through Janus.
+        // Their pictures from now on are numbered past what each has seen so far (a link that
+        // carries over to the new id keeps its count).
         let (web_was, pat_was) = (seen["id"].clone(), p["id"].clone());
+        let r = wait_web(c, "the browser's view of Pat", 5, |r| r.len() == 1).await?;
+        let pat_last = r[0]["last_frame"].as_u64().unwrap_or(0);
+        let j = peer.wait_report("confab-peer's view of the browser", 5, |_| true)?;
+        let web_last = j["peers"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["id"] == web_was))
+            .and_then(|p| p["video"]["last_pattern_frame"].as_u64())
+            .unwrap_or(0);
         let listen = server.local_addr();
         server.shutdown(std::time::Duration::from_secs(1)).await;
         let server = start_again(listen, sfu_config(&janus, 0, listen)).await?;
         wait_web(c, "the browser gets Pat again, under his new id", 45, |r| {
-            r.len() == 1 && r[0]["id"] != pat_was && r[0]["pattern_frames"].as_u64() > Some(20)
+            r.len() == 1
+                && r[0]["id"] != pat_was
+                && r[0]["last_frame"].as_u64() > Some(pat_last + 20)
         })
         .await?;
         let new_link = |j: &Value| -> Option<Value> {
             let ps = j["peers"].as_array()?;
             ps.iter()
-                .find(|p| p["id"] != web_was && p["video"]["pattern_frames"].as_u64() > Some(20))
+                .find(|p| {
+                    p["id"] != web_was
+                        && p["video"]["last_pattern_frame"].as_u64() > Some(web_last + 20)
+                })
                 .cloned()
         };
         let j = peer.wait_report("confab-peer gets the browser again", 45, |j| {

@@ -12,7 +12,7 @@ use crate::ice::IceServer;
 use crate::link::{self, LinkCommand, LinkEvent, LinkParams, Role, Verification};
 use crate::media::{LinkId, MediaHub, MediaSettings, VideoSink};
 use crate::route::RouteWatch;
-use crate::sfu::{self, Admitted, SfuCommand, SfuEvent, SfuParams};
+use crate::sfu::{self, Admission, Admitted, SfuCommand, SfuEvent, SfuParams};
 use crate::signaling::{self, Check, JoinParams, SigEvent};
 use crate::stats::{NetworkStats, PeerStats};
 use confab_call::chat::{Chat, ChatLine};
@@ -174,8 +174,10 @@ struct SfuHandle {
     subscriptions: Arc<std::sync::atomic::AtomicUsize>,
     task: JoinHandle<()>,
     publisher: LinkHandle,
-    /// The id we publish under (a rejoin changes it: then we publish again).
-    me: PeerId,
+    /// Where we publish: our own VideoRoom room and the token that lets us in. A rejoin that
+    /// kept our place at the SFU keeps the session (what we publish, and the subscriptions
+    /// we handed out, flow on); one that got a new place publishes again.
+    info: SfuInfo,
 }
 
 /// A subscriber link: the subscription whose offer it took (the publisher's handle at the SFU).
@@ -430,12 +432,22 @@ impl Actor {
                     self.close_link(&peer);
                 }
                 Action::RebindLink { from, to } if self.sfu.is_some() => {
-                    // Through an SFU the person publishes again under their new id (and
-                    // offers anew): receive that instead, and subscribe for the new id.
-                    self.release(&from);
-                    self.close_link(&from);
-                    // (Never over a live link: its task would be lost.)
-                    if !self.links.contains_key(&to) {
+                    if self.links.contains_key(&to) {
+                        // Never over a live link (its task would be lost): the old one goes.
+                        self.release(&from);
+                        self.close_link(&from);
+                    } else if self
+                        .links
+                        .get(&from)
+                        .is_some_and(|l| l.role == Role::Subscribe)
+                    {
+                        // Through an SFU the link receiving them carries over: the session
+                        // they kept through the rejoin goes on sending on it (one they publish
+                        // anew offers afresh, and replaces it), and so does ours for them.
+                        self.carry_over(&from, &to);
+                    } else {
+                        self.release(&from);
+                        self.close_link(&from);
                         self.open_subscriber(to.clone());
                         self.admit(to);
                     }
@@ -628,8 +640,58 @@ impl Actor {
     /// Our call let this person in: our session subscribes for them and offers it to them.
     fn admit(&self, peer: PeerId) {
         if let Some(s) = &self.sfu {
-            s.admitted
-                .send_if_modified(|a| a.len() < sfu::MAX_ADMITTED && a.insert(peer));
+            s.admitted.send_if_modified(|a| {
+                if a.contains_key(&peer) || a.len() >= sfu::MAX_ADMITTED {
+                    return false;
+                }
+                a.insert(peer, Admission::default());
+                true
+            });
+        }
+    }
+
+    /// The person left the room; the call rules wait for their rejoin: nothing of ours goes
+    /// to them meanwhile (their subscription is paused), and an offer of theirs not taken
+    /// yet is dropped.
+    fn hold(&mut self, peer: &PeerId) {
+        self.sfu_offers.remove(peer);
+        if let Some(s) = &self.sfu {
+            s.admitted.send_if_modified(|a| match a.get_mut(peer) {
+                Some(x) if !x.held => {
+                    x.held = true;
+                    true
+                }
+                _ => false,
+            });
+        }
+    }
+
+    /// The person is back under a new id (the call rules have their proof): the link we
+    /// receive them on and our subscription for them carry over, no longer held.
+    fn carry_over(&mut self, from: &PeerId, to: &PeerId) {
+        if let Some(o) = self.sfu_offers.remove(from) {
+            self.sfu_offers.insert(to.clone(), o);
+        }
+        if let Some(s) = self.subscribed.remove(from) {
+            self.subscribed.insert(to.clone(), s);
+        }
+        if let Some(l) = self.links.remove(from) {
+            let _ = l.tx.try_send(LinkCommand::Rebind(to.clone()));
+            self.link_peer.insert(l.id, to.clone());
+            self.links.insert(to.clone(), l);
+        }
+        let moved = self.sfu.as_ref().is_some_and(|s| {
+            s.admitted.send_if_modified(|a| {
+                if a.remove(from).is_none() {
+                    return false;
+                }
+                let was = Some(from.clone());
+                a.insert(to.clone(), Admission { held: false, was });
+                true
+            })
+        });
+        if !moved {
+            self.admit(to.clone());
         }
     }
 
@@ -638,7 +700,7 @@ impl Actor {
     fn release(&mut self, peer: &PeerId) {
         self.sfu_offers.remove(peer);
         if let Some(s) = &self.sfu {
-            s.admitted.send_if_modified(|a| a.remove(peer));
+            s.admitted.send_if_modified(|a| a.remove(peer).is_some());
         }
     }
 
@@ -746,20 +808,24 @@ impl Actor {
         let (Some(info), Some(me)) = (self.sfu_info.clone(), self.core.me().cloned()) else {
             return false;
         };
-        if self.sfu.as_ref().is_some_and(|s| s.me == me) {
+        if self.sfu.as_ref().is_some_and(|s| s.info == info) {
             return true;
         }
         self.stop_sfu();
         let (tx, rx) = mpsc::channel(256);
         let (ev_tx, ev_rx) = mpsc::channel(256);
         // Everyone we already receive through the SFU is let in by the new session too.
-        let linked: Admitted = self.linked_as(Role::Subscribe).into_iter().collect();
+        let linked: Admitted = self
+            .linked_as(Role::Subscribe)
+            .into_iter()
+            .map(|p| (p, Admission::default()))
+            .collect();
         let (admitted, admitted_rx) = tokio::sync::watch::channel(linked);
         let subscriptions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let task = tokio::spawn(sfu::run(
             SfuParams {
-                info,
-                me: me.clone(),
+                info: info.clone(),
+                me,
                 admitted: admitted_rx,
                 subscriptions: subscriptions.clone(),
             },
@@ -774,13 +840,13 @@ impl Actor {
             subscriptions,
             task,
             publisher,
-            me,
+            info,
         });
         true
     }
 
-    /// Publishes again, through a new session (kicked while in the room, or back under a new
-    /// id): it subscribes for everyone we receive, whose links stay (they are served by the
+    /// Publishes again, through a new session (kicked while in the room, or back with a new
+    /// place at the SFU): it subscribes for everyone we receive, whose links stay (they are served by the
     /// others' sessions); each gets our new offers and replaces their link for us.
     fn republish(&mut self) {
         self.stop_sfu();
@@ -1170,8 +1236,11 @@ impl Actor {
                     }
                 }
                 let kicked = std::mem::take(&mut self.sfu_kicked);
-                if self.core.in_call() && (kicked || self.sfu.as_ref().is_some_and(|s| s.me != id))
-                {
+                let moved = self
+                    .sfu
+                    .as_ref()
+                    .is_some_and(|s| Some(&s.info) != self.sfu_info.as_ref());
+                if self.core.in_call() && (kicked || moved) {
                     self.republish();
                     self.publish_snapshot().await;
                 }
@@ -1195,10 +1264,10 @@ impl Actor {
                 self.check_mesh_return().await;
             }
             SigEvent::PeerLeft { id } => {
-                // Out of the room: whatever we subscribed for them ends now, not when the
-                // call rules stop waiting for a rejoin (back, they are someone new, whom the
-                // rules rebind and we let in again).
-                self.release(&id);
+                // Out of the room: nothing of ours reaches them from now on, not from when
+                // the call rules stop waiting for a rejoin (their subscription is held, and
+                // ends with the link; back under a new id with proof, it carries over).
+                self.hold(&id);
                 self.core.peer_left(&id, now);
                 self.apply().await;
                 // The room may be down to two: a direct link again, after a while.

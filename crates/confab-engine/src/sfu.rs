@@ -9,9 +9,13 @@
 //! passes them to Janus on that handle. Media then flows between Janus and that person.
 //!
 //! Who receives us stays the call rules' decision: the actor keeps the set of people it admits
-//! (linked by the rules, still in the room) in a `watch`, which this task follows — a change
-//! is never lost, however busy the task is — opening a subscription for each newcomer and
-//! detaching the handle of whoever left it (the media stops at once).
+//! (linked by the rules) in a `watch`, which this task follows — a change is never lost,
+//! however busy the task is — opening a subscription for each newcomer and detaching the
+//! handle of whoever left it (the media stops at once). Someone who left the room while the
+//! rules wait for their rejoin is *held*: their subscription is paused at Janus (nothing of
+//! ours reaches them), and resumed when they are back under a new id with proof that it is
+//! them (the subscription and their link carry over: no new negotiation, the media resumes
+//! with the next picture).
 //! Janus is run by the operator and trusted as such; room members are not. Everything a person
 //! sends about a subscription is taken only for the handle opened for that person (the
 //! signaling server stamps who sent it), and what each one can make us send to Janus is
@@ -22,7 +26,7 @@ use confab_janus::{text, Janus, KEEPALIVE, NO_SUCH_FEED, NO_SUCH_ROOM, UNAUTHORI
 use confab_protocol::call::{CallSignal, IceCandidate, SdpType, SessionDescription};
 use confab_protocol::{PeerId, SfuInfo};
 use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +34,17 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 /// The people our call lets in: the session subscribes for each of them.
-pub type Admitted = BTreeSet<PeerId>;
+pub type Admitted = BTreeMap<PeerId, Admission>;
+
+/// How one person is let in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// Out of the room for now (the call rules wait for their rejoin): nothing of ours goes to
+    /// them until they are back.
+    pub held: bool,
+    /// The id they had before their rejoin: a subscription opened for it is theirs.
+    pub was: Option<PeerId>,
+}
 
 #[derive(Debug)]
 pub enum SfuCommand {
@@ -99,6 +113,8 @@ pub struct SfuParams {
 /// One person's subscription to our feed.
 #[derive(Debug, Default)]
 struct Sub {
+    /// Paused at Janus (or to be, once attached): see [`Admission::held`].
+    held: bool,
     /// Our handle at Janus (the subscription's `sub`), once attached.
     handle: Option<u64>,
     attaching: bool,
@@ -133,9 +149,39 @@ impl Subs {
         self.admitted.keys().cloned().collect()
     }
 
-    /// How many subscriptions are open.
+    /// How many subscriptions are open and not held: ours flows on each of them.
     fn open(&self) -> usize {
-        self.handles.len()
+        self.handles
+            .values()
+            .filter(|p| self.admitted.get(*p).is_some_and(|s| !s.held))
+            .count()
+    }
+
+    /// `old` is back as `new` (proven by the call rules): their subscription carries over.
+    /// False if there is none of `old`'s, or `new` has one already.
+    fn rename(&mut self, old: &PeerId, new: &PeerId) -> bool {
+        if self.admitted.contains_key(new) {
+            return false;
+        }
+        let Some(sub) = self.admitted.remove(old) else {
+            return false;
+        };
+        if let Some(h) = sub.handle {
+            self.handles.insert(h, new.clone());
+        }
+        self.admitted.insert(new.clone(), sub);
+        true
+    }
+
+    /// Holds or lets go `p`'s subscription: the handle to pause (`true`) or resume at Janus,
+    /// if one is attached and that changes.
+    fn hold(&mut self, p: &PeerId, held: bool) -> Option<(u64, bool)> {
+        let s = self.admitted.get_mut(p)?;
+        if s.held == held {
+            return None;
+        }
+        s.held = held;
+        s.handle.map(|h| (h, held))
     }
 
     /// Lets a person go; the handle to detach, if one was attached.
@@ -145,11 +191,12 @@ impl Subs {
         Some(h)
     }
 
-    /// The people to attach a handle for now (each marked as attaching).
+    /// The people to attach a handle for now (each marked as attaching); none for someone
+    /// held (out of the room, nothing to offer them through).
     fn take_unattached(&mut self) -> Vec<PeerId> {
         let mut out = Vec::new();
         for (p, s) in &mut self.admitted {
-            if s.handle.is_none() && !s.attaching {
+            if s.handle.is_none() && !s.attaching && !s.held {
                 s.attaching = true;
                 out.push(p.clone());
             }
@@ -239,7 +286,10 @@ impl Subs {
     fn failed(&mut self, handle: u64) -> Option<u64> {
         let p = self.handles.remove(&handle)?;
         if let Some(s) = self.admitted.get_mut(&p) {
-            *s = Sub::default();
+            *s = Sub {
+                held: s.held,
+                ..Sub::default()
+            };
         }
         Some(handle)
     }
@@ -285,11 +335,17 @@ struct Session {
 }
 
 impl Session {
-    /// Follows who our call lets in: a subscription for each newcomer, none for who left.
+    /// Follows who our call lets in: a subscription for each newcomer, none for who left,
+    /// the one of someone back under a new id carried over, paused while they are held.
     async fn reconcile(&mut self) -> Result<(), SfuError> {
         let want = self.admitted.borrow_and_update().clone();
+        for (p, a) in &want {
+            if let Some(was) = &a.was {
+                self.subs.rename(was, p);
+            }
+        }
         for p in self.subs.people() {
-            if !want.contains(&p) {
+            if !want.contains_key(&p) {
                 if let Some(h) = self.subs.release(&p) {
                     self.janus
                         .send(json!({"janus": "detach", "handle_id": h}))
@@ -297,8 +353,14 @@ impl Session {
                 }
             }
         }
-        for p in want {
-            self.subs.admit(p);
+        for (p, a) in want {
+            self.subs.admit(p.clone());
+            if let Some((h, held)) = self.subs.hold(&p, a.held) {
+                // (Janus answers `paused` / `started`; a resumed subscription gets the next
+                // keyframe, which Janus asks of our publisher.)
+                let request = if held { "pause" } else { "start" };
+                self.on_handle(h, json!({"request": request}), None).await?;
+            }
         }
         self.count();
         self.attach_admitted().await
@@ -763,6 +825,54 @@ mod tests {
         assert_eq!(s.failed(66), Some(66));
         assert_eq!(s.open(), 0);
         assert_eq!(s.take_unattached(), vec![p("mallory")]);
+    }
+
+    /// Ann leaves the room: her subscription is held (paused at Janus, not counted as open),
+    /// and carries over when she is back under a new id; someone held without a handle yet
+    /// gets none until back.
+    #[test]
+    fn a_held_subscription_carries_over_a_rejoin() {
+        let mut s = Subs::default();
+        s.admit(p("ann"));
+        s.take_unattached();
+        s.attached(&p("ann"), 11);
+        assert_eq!(s.open(), 1);
+        assert_eq!(s.hold(&p("ann"), true), Some((11, true)));
+        assert_eq!(s.hold(&p("ann"), true), None, "held once");
+        assert_eq!(s.open(), 0);
+        assert!(s.rename(&p("ann"), &p("ann2")));
+        assert_eq!(s.whose(11), Some(&p("ann2")));
+        assert!(s.of(&p("ann"), 11).is_none(), "her old id is nobody now");
+        assert_eq!(s.hold(&p("ann2"), false), Some((11, false)));
+        assert_eq!(s.open(), 1);
+        assert!(
+            !s.rename(&p("ann"), &p("ann3")),
+            "nothing left under the old id"
+        );
+        s.admit(p("bob"));
+        s.hold(&p("bob"), true);
+        assert!(
+            s.take_unattached().is_empty(),
+            "nothing to offer Bob through"
+        );
+        s.hold(&p("bob"), false);
+        assert_eq!(s.take_unattached(), vec![p("bob")]);
+    }
+
+    /// Mallory, in our call, claims Ann's subscription as hers: a carry-over only ever moves
+    /// a subscription onto an id that has none (the actor asks for it only on the call rules'
+    /// proof of a rejoin).
+    #[test]
+    fn rejoin_onto_another_persons_subscription() {
+        let mut s = Subs::default();
+        s.admit(p("ann"));
+        s.admit(p("mallory"));
+        s.take_unattached();
+        s.attached(&p("ann"), 11);
+        s.attached(&p("mallory"), 66);
+        assert!(!s.rename(&p("ann"), &p("mallory")));
+        assert_eq!(s.whose(11), Some(&p("ann")));
+        assert_eq!(s.whose(66), Some(&p("mallory")));
     }
 
     /// The call rules bound who is admitted; the session bounds it again.

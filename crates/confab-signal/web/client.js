@@ -211,11 +211,12 @@
           for (const link of S.links.values()) {
             if (!link.sfu && link.health.signalingBack(now()) === 'restart-ice') restartIce(link);
           }
-          // Back under a new id in a call through the SFU: the others take a feed as ours
-          // only under our id (and the server kicks the old feed), so publish anew.
+          // Back in a call through the SFU: a rejoin that kept our place there (our VideoRoom
+          // room and token) keeps the session, and what we publish flows on; a new place, or
+          // a session the room let go, publishes anew.
           const kicked = S.sfuKicked;
           S.sfuKicked = false;
-          if (S.core.inCall && (kicked || (S.sfu && S.sfu.me !== m.id))) republishSfu();
+          if (S.core.inCall && (kicked || (S.sfu && !sameSfuPlace(S.sfu.info, S.sfuInfo)))) republishSfu();
           resolve();
         } else if (m.type === 'error') {
           if (!welcomed) reject(Object.assign(new Error(String(m.message)), { code: m.code }));
@@ -666,13 +667,16 @@
     const link = S.links.get(from);
     if (!link) return;
     if (link.sfu) {
-      // Through the SFU the person publishes again under their new id: receive that instead
-      // (as the engine does; never over a live link), and subscribe for them under it.
+      // Through the SFU the link receiving them carries over (as the engine's, never over a
+      // live link): a session they kept through the rejoin goes on sending on it, one they
+      // publish anew offers afresh and replaces it. Ours for them is offered afresh under
+      // their new id.
       if (S.sfu) S.sfu.session.release(from);
       dropSfuOffer(from);
-      closeLink(from);
-      if (!S.links.has(to)) openSubscriber(to);
-      return;
+      if (S.links.has(to)) {
+        closeLink(from);
+        return;
+      }
     }
     if (S.links.has(to)) return;
     S.links.delete(from);
@@ -680,8 +684,12 @@
     if (link.tile) link.tile.dataset.key = to;
     if (link.shareTile) link.shareTile.dataset.key = `share:${to}`;
     S.links.set(to, link);
+    if (link.sfu) {
+      if (S.sfu) S.sfu.session.admit(to);
+      return;
+    }
     // A restart made while it was away went to its old id (rule 6).
-    if (!link.sfu && link.health.peerBack(now()) === 'restart-ice') restartIce(link);
+    if (link.health.peerBack(now()) === 'restart-ice') restartIce(link);
   }
 
   function restartIce(link) {
@@ -753,6 +761,9 @@
     if (!Number.isSafeInteger(x.room) || x.room < 1 || typeof x.pin !== 'string' || !/^[A-Za-z0-9]{1,64}$/.test(x.pin)) return null;
     const token = typeof x.token === 'string' && /^[A-Za-z0-9]{1,64}$/.test(x.token) ? x.token : null;
     return { url: x.url, room: x.room, pin: x.pin, token, above: Number.isInteger(x.above) ? x.above : 6 };
+  }
+  function sameSfuPlace(a, b) {
+    return !!a && !!b && a.url === b.url && a.room === b.room && a.pin === b.pin && a.token === b.token;
   }
   // Past the threshold, or the person already sends to us through the SFU (an offer of theirs
   // is waiting for a link).
@@ -833,7 +844,7 @@
       },
     });
     const pub = new RTCPeerConnection({ iceServers: [] });
-    const mine = { session, pub, me: S.core.me };
+    const mine = { session, pub, info: S.sfuInfo };
     S.sfu = mine;
     for (const t of S.stream.getTracks()) publishTrack(pub, t);
     // Our screen's place, there from the first offer like a link's (Janus is told it is a
