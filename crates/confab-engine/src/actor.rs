@@ -23,7 +23,7 @@ use confab_media::device::mic_check::{MicCheckProgress, MicCheckResult};
 use confab_media::processing::{ProcessingSettings, ProcessingStats};
 use confab_protocol::call::{CallSignal, SdpType, SessionDescription, SfuLayer};
 use confab_protocol::{ClientMessage, PeerId, SfuInfo};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -650,18 +650,26 @@ impl Actor {
         }
     }
 
-    /// The person left the room; the call rules wait for their rejoin: nothing of ours goes
-    /// to them meanwhile (their subscription is paused), and an offer of theirs not taken
-    /// yet is dropped.
-    fn hold(&mut self, peer: &PeerId) {
-        self.sfu_offers.remove(peer);
+    /// Everyone in the room as the call rules know it (not those away).
+    fn present(&self) -> HashSet<PeerId> {
+        self.core.participants().into_iter().map(|p| p.id).collect()
+    }
+
+    /// Everyone we let in who is no longer in the room (the server said they left, or our
+    /// own rejoin found them gone; the call rules wait for their rejoin): nothing of ours goes
+    /// to them meanwhile (their subscriptions are paused), and offers of theirs not taken yet
+    /// are dropped.
+    fn hold_absent(&mut self) {
+        let present = self.present();
+        self.sfu_offers.retain(|p, _| present.contains(p));
         if let Some(s) = &self.sfu {
-            s.admitted.send_if_modified(|a| match a.get_mut(peer) {
-                Some(x) if !x.held => {
+            s.admitted.send_if_modified(|a| {
+                let mut changed = false;
+                for (_, x) in a.iter_mut().filter(|(p, _)| !present.contains(*p)) {
+                    changed |= !x.held;
                     x.held = true;
-                    true
                 }
-                _ => false,
+                changed
             });
         }
     }
@@ -814,11 +822,16 @@ impl Actor {
         self.stop_sfu();
         let (tx, rx) = mpsc::channel(256);
         let (ev_tx, ev_rx) = mpsc::channel(256);
-        // Everyone we already receive through the SFU is let in by the new session too.
+        // Everyone we already receive through the SFU is let in by the new session too (held,
+        // if they are away).
+        let present = self.present();
         let linked: Admitted = self
             .linked_as(Role::Subscribe)
             .into_iter()
-            .map(|p| (p, Admission::default()))
+            .map(|p| {
+                let held = !present.contains(&p);
+                (p, Admission { held, was: None })
+            })
             .collect();
         let (admitted, admitted_rx) = tokio::sync::watch::channel(linked);
         let subscriptions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -1226,6 +1239,9 @@ impl Actor {
                 self.refusal_told = false;
                 let rejoined = self.pending_join.is_none();
                 self.core.welcome(id.clone(), peers, now);
+                // Whoever left while we were away is held, as if we had heard them go (a
+                // session kept through our rejoin still subscribes for them).
+                self.hold_absent();
                 self.apply().await;
                 if rejoined {
                     // After the resume proofs the rules just sent: a link broken by the same
@@ -1267,8 +1283,8 @@ impl Actor {
                 // Out of the room: nothing of ours reaches them from now on, not from when
                 // the call rules stop waiting for a rejoin (their subscription is held, and
                 // ends with the link; back under a new id with proof, it carries over).
-                self.hold(&id);
                 self.core.peer_left(&id, now);
+                self.hold_absent();
                 self.apply().await;
                 // The room may be down to two: a direct link again, after a while.
                 self.check_mesh_return().await;

@@ -140,7 +140,8 @@ pub struct Joined {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngineResources {
     pub links: usize,
-    /// Subscriptions of our media we hold open at the SFU for the people our call let in.
+    /// Subscriptions of our media we hold open at the SFU for the people our call let in,
+    /// not counting those paused while their person is away.
     pub sfu_subscriptions: usize,
     pub link_tasks: usize,
     pub media: crate::media::Resources,

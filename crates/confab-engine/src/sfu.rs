@@ -15,7 +15,7 @@
 //! rules wait for their rejoin is *held*: their subscription is paused at Janus (nothing of
 //! ours reaches them), and resumed when they are back under a new id with proof that it is
 //! them (the subscription and their link carry over: no new negotiation, the media resumes
-//! with the next picture).
+//! with the next picture; one they never answered is opened afresh for the new id).
 //! Janus is run by the operator and trusted as such; room members are not. Everything a person
 //! sends about a subscription is taken only for the handle opened for that person (the
 //! signaling server stamps who sent it), and what each one can make us send to Janus is
@@ -125,6 +125,8 @@ struct Sub {
     layer_at: Option<Instant>,
     /// Janus's offer went to them and waits for their answer (one answer an offer).
     offered: bool,
+    /// An answer of theirs was taken: media flows to them (or is paused).
+    answered: bool,
 }
 
 /// The subscriptions we hold for the people our call let in: the pure part of the session.
@@ -249,10 +251,31 @@ impl Subs {
         match self.of(p, sub) {
             Some(s) if s.offered => {
                 s.offered = false;
+                s.answered = true;
                 true
             }
             _ => false,
         }
+    }
+
+    /// Whether `p`'s subscription was ever answered.
+    fn answered(&self, p: &PeerId) -> bool {
+        self.admitted.get(p).is_some_and(|s| s.answered)
+    }
+
+    /// Opens `p`'s subscription afresh (its offer went to an id they no longer have, or
+    /// nowhere): the handle to detach, if one was attached.
+    fn renew(&mut self, p: &PeerId) -> Option<u64> {
+        let s = self.admitted.get_mut(p)?;
+        let h = s.handle;
+        *s = Sub {
+            held: s.held,
+            ..Sub::default()
+        };
+        if let Some(h) = h {
+            self.handles.remove(&h);
+        }
+        h
     }
 
     /// Whether `p` may trickle one more candidate on `sub`.
@@ -336,12 +359,16 @@ struct Session {
 
 impl Session {
     /// Follows who our call lets in: a subscription for each newcomer, none for who left,
-    /// the one of someone back under a new id carried over, paused while they are held.
+    /// the one of someone back under a new id carried over, paused while they are held. A
+    /// subscription never answered (its offer went to their old id, or was on its way) is
+    /// opened afresh for the new id rather than carried over.
     async fn reconcile(&mut self) -> Result<(), SfuError> {
         let want = self.admitted.borrow_and_update().clone();
         for (p, a) in &want {
             if let Some(was) = &a.was {
-                self.subs.rename(was, p);
+                if self.subs.rename(was, p) && !self.subs.answered(p) {
+                    self.renew(p).await?;
+                }
             }
         }
         for p in self.subs.people() {
@@ -355,15 +382,31 @@ impl Session {
         }
         for (p, a) in want {
             self.subs.admit(p.clone());
-            if let Some((h, held)) = self.subs.hold(&p, a.held) {
+            match self.subs.hold(&p, a.held) {
                 // (Janus answers `paused` / `started`; a resumed subscription gets the next
                 // keyframe, which Janus asks of our publisher.)
-                let request = if held { "pause" } else { "start" };
-                self.on_handle(h, json!({"request": request}), None).await?;
+                Some((h, true)) => {
+                    self.on_handle(h, json!({"request": "pause"}), None).await?;
+                }
+                Some((h, false)) if self.subs.answered(&p) => {
+                    self.on_handle(h, json!({"request": "start"}), None).await?;
+                }
+                Some(_) => self.renew(&p).await?,
+                None => {}
             }
         }
         self.count();
         self.attach_admitted().await
+    }
+
+    /// Opens `p`'s subscription afresh: its handle is let go, a new one attached.
+    async fn renew(&mut self, p: &PeerId) -> Result<(), SfuError> {
+        if let Some(h) = self.subs.renew(p) {
+            self.janus
+                .send(json!({"janus": "detach", "handle_id": h}))
+                .await?;
+        }
+        Ok(())
     }
 
     fn count(&self) {
@@ -681,13 +724,16 @@ pub async fn run(
             }
             let rejoin = s.rejoin_at;
             tokio::select! {
-                cmd = commands.recv() => match cmd {
-                    Some(c) => s.command(c).await?,
-                    None => break,
-                },
+                // Who is let in first: an answer from someone's new id must find their
+                // subscription carried over to it.
+                biased;
                 changed = s.admitted.changed() => match changed {
                     Ok(()) => s.reconcile().await?,
                     Err(_) => break,
+                },
+                cmd = commands.recv() => match cmd {
+                    Some(c) => s.command(c).await?,
+                    None => break,
                 },
                 m = s.janus.read() => s.message(m?).await?,
                 _ = async { tokio::time::sleep_until(rejoin.expect("guarded")).await }, if rejoin.is_some() => {
@@ -857,6 +903,35 @@ mod tests {
         );
         s.hold(&p("bob"), false);
         assert_eq!(s.take_unattached(), vec![p("bob")]);
+    }
+
+    /// A subscription whose offer never got an answer (it went to the old id, or was on its
+    /// way) is not carried over as it is: opened afresh, it offers itself to the new id.
+    #[test]
+    fn an_unanswered_subscription_is_opened_afresh_for_the_new_id() {
+        let mut s = Subs::default();
+        s.admit(p("ann"));
+        s.take_unattached();
+        s.attached(&p("ann"), 11);
+        s.offered(11);
+        assert!(s.rename(&p("ann"), &p("ann2")));
+        assert!(!s.answered(&p("ann2")));
+        assert_eq!(s.renew(&p("ann2")), Some(11));
+        assert_eq!(s.whose(11), None);
+        assert_eq!(s.take_unattached(), vec![p("ann2")]);
+        // An answered one carries over as it is.
+        s.attached(&p("ann2"), 12);
+        s.offered(12);
+        assert!(s.answer(&p("ann2"), 12));
+        assert!(s.rename(&p("ann2"), &p("ann3")));
+        assert!(s.answered(&p("ann3")));
+        // One still attaching when renewed is attached again (its handle, when it comes, is
+        // let go: the subscription has one by then or asks anew).
+        s.admit(p("bob"));
+        assert_eq!(s.take_unattached(), vec![p("bob")]);
+        assert!(s.rename(&p("bob"), &p("bob2")));
+        assert_eq!(s.renew(&p("bob2")), None);
+        assert_eq!(s.take_unattached(), vec![p("bob2")]);
     }
 
     /// Mallory, in our call, claims Ann's subscription as hers: a carry-over only ever moves

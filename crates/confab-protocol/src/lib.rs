@@ -156,7 +156,8 @@ pub struct SfuInfo {
     pub room: u64,
     pub pin: String,
     /// The token that lets this member into its VideoRoom room (the room's `allowed` list):
-    /// this membership's own. Once the member has left, the server removes the room.
+    /// this membership's own, kept by a rejoin with its rejoin token. Once the member has
+    /// left, the server removes the room.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     /// A call goes through the SFU once the room holds more than this many people (0: every

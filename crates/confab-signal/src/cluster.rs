@@ -512,7 +512,8 @@ impl Store {
         )
     }
 
-    async fn snapshot(&self, room: &str) -> Option<(u64, Vec<RemotePeer>)> {
+    /// The room's version and members as the store has them (`None` if it cannot be asked).
+    pub(crate) async fn snapshot(&self, room: &str) -> Option<(u64, Vec<RemotePeer>)> {
         let reply: Vec<String> = self
             .run("snapshot", async |c| {
                 self.scripts.snapshot.arg(room).invoke_async(c).await

@@ -257,6 +257,7 @@ impl SignalServer {
             tracker.spawn(sfu::ops_loop(
                 sfu.clone(),
                 hub.clone(),
+                cluster.as_ref().map(|(store, _)| store.clone()),
                 config.sfu_remove_after,
                 rx,
                 cancel.clone(),

@@ -9,8 +9,10 @@
 //! the member can subscribe to what it publishes: it subscribes for the people its call let in
 //! and hands them the subscriptions over Confab's signaling. Nobody else can subscribe, so
 //! admission at the SFU is the call's own. When the member leaves, its room is removed (at once
-//! on `leave`; after a wait if its connection went: back, it is a new member with a new room), and with it its
-//! publishing and every subscription it handed out. Every few seconds the shell checks that one
+//! on `leave`; after a wait if its connection went), and with it its publishing and every
+//! subscription it handed out — unless a member holds its token again: a rejoin with the
+//! rejoin token keeps it (in a cluster the store is asked before a removal: the member may be
+//! back through another node that this one has not heard from). Every few seconds the shell checks that one
 //! of its members' rooms (each in turn) is still at Janus; if not (Janus restarted, or another
 //! node removed it while this one was cut off from the cluster), it makes every one of its
 //! members' rooms again.
@@ -19,6 +21,7 @@
 //! room whose work does not fit the queue is noted, and made good from the rooms as they are
 //! once the shell gets to it), and a media server that is down costs a warning, not a join.
 
+use crate::cluster::Store;
 use crate::hub::Hub;
 use confab_janus::{Janus, JanusError, RoomSpec};
 use confab_rooms::{Sfu, SfuOp};
@@ -356,6 +359,7 @@ impl Retries {
 pub async fn ops_loop(
     sfu: Sfu,
     hub: Arc<Hub>,
+    store: Option<Arc<Store>>,
     drop_after: Duration,
     inbox: SfuInbox,
     cancel: CancellationToken,
@@ -449,6 +453,9 @@ pub async fn ops_loop(
             let Some(w) = afresh(w, &hub) else {
                 continue;
             };
+            let Some(w) = unheld(w, store.as_deref(), &mut schedule, drop_after).await else {
+                continue;
+            };
             let kept = if unreachable && (tries == 0 || tried) {
                 retries.put_back(w, tries, Instant::now())
             } else {
@@ -519,6 +526,44 @@ fn afresh(mut work: Work, hub: &Hub) -> Option<Work> {
     let make = matches!(work, Work::Make { .. });
     work.tokens_mut().retain(|t| held.contains(t) == make);
     (!work.tokens_mut().is_empty()).then_some(work)
+}
+
+/// In a cluster, `work` without the removal of a room whose token a seat in the store holds:
+/// a member back through another node keeps its token (its rejoin carries it over), and this
+/// node may not know (the member was its last in the room, news was lost, or it was cut off).
+/// A removal the store cannot be asked about waits (`None`: nothing to do now).
+async fn unheld(
+    work: Work,
+    store: Option<&Store>,
+    schedule: &mut Schedule,
+    drop_after: Duration,
+) -> Option<Work> {
+    let Some(store) = store else {
+        return Some(work);
+    };
+    let (room, mut tokens) = match work {
+        Work::Drop { room, tokens } => (room, tokens),
+        make => return Some(make),
+    };
+    match store.snapshot(&room).await {
+        Some((_, members)) => {
+            let held = |t: &String| {
+                members
+                    .iter()
+                    .any(|m| m.sfu.as_ref().is_some_and(|s| &s.token == t))
+            };
+            tokens.retain(|t| !held(t));
+            (!tokens.is_empty()).then_some(Work::Drop { room, tokens })
+        }
+        None => {
+            for t in tokens {
+                if !schedule.later(room.clone(), t, Instant::now() + drop_after) {
+                    tracing::warn!("too much work waiting for the SFU: a drop was lost");
+                }
+            }
+            None
+        }
+    }
 }
 
 /// One piece of work: one try on the open connection, one on a new one (Janus may have

@@ -785,6 +785,51 @@ async fn ex_member_keeps_watching_across_nodes() {
     j.close().await;
 }
 
+/// Ada, the only one of room "big" on node A, comes back through node B with her rejoin token
+/// (her network changed; A is alive). She keeps her place at the SFU, and her VideoRoom room
+/// stays: A, which closes her old connection and no longer holds the room, removes it only if
+/// no seat in the store holds its token — hers, now on B, does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejoin_through_another_node_keeps_its_room_at_the_sfu() {
+    let redis = Redis::start();
+    let janus = confab_netlab::janus::Janus::start().expect("janus starts");
+    let tweak = |c: &mut confab_signal::SignalConfig| {
+        c.limits.sfu = Some(janus.sfu("a-cluster-secret-of-16", 0));
+        c.sfu_remove_after = Duration::from_millis(500);
+    };
+    let nodes = [
+        cluster_node(&redis.url, tweak).await,
+        cluster_node(&redis.url, tweak).await,
+    ];
+    let mut ada = Client::connect(&nodes[0]).await;
+    let w = ada.join("big", "Ada").await;
+    let (sfu, token) = (w["sfu"].clone(), w["rejoin"].as_str().unwrap().to_owned());
+    let (mut bob, _) = {
+        let mut c = Client::connect(&nodes[1]).await;
+        let me = id(&c.join("big", "Bob").await);
+        (c, me)
+    };
+    assert_eq!(ada.recv().await["type"], "peer-joined");
+    let (_ada, back) = ada_back(&nodes[1], "big", &token).await;
+    assert_eq!(back["type"], "welcome", "{back}");
+    assert_eq!(back["sfu"], sfu, "the same place at the SFU");
+    let _ = events(&mut bob, 2, WAIT).await;
+    let mut j = confab_janus::Janus::connect(&janus.url().replace("janus+", ""))
+        .await
+        .unwrap();
+    j.create_session().await.unwrap();
+    let h = j.attach().await.unwrap();
+    let room = sfu["room"].as_u64().unwrap();
+    // Past A's wait (500 ms) for the connection that went, and its work.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        stands_at_janus(&mut j, h, room).await,
+        "Ada's room was removed"
+    );
+    j.close().await;
+    drop(ada);
+}
+
 /// Ada, seated on node A, comes back through node B with the rejoin token A gave her (as when
 /// her path to A died unnoticed and the balancer sent her elsewhere): the store frees her old
 /// seat before it counts the room, so the full room takes her back; A closes her old

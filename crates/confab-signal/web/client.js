@@ -206,6 +206,13 @@
           setStatus('connected');
           const peers = m.peers.filter((p) => p && typeof p.id === 'string' && typeof p.name === 'string');
           rules((c, t) => c.welcome(m.id, peers, t));
+          // Whoever left while we were away gets nothing more of ours (as if we had heard them
+          // go): a session kept through our rejoin still subscribes for them.
+          if (S.sfu) {
+            for (const id of S.links.keys()) {
+              if (!peers.some((p) => p.id === id)) S.sfu.session.release(id);
+            }
+          }
           // Back after a drop (a first join has no links yet): a link broken meanwhile
           // restarts ICE now (rule 6), after the resume proofs the rules just sent.
           for (const link of S.links.values()) {
