@@ -512,6 +512,11 @@ impl Store {
         )
     }
 
+    /// This node's name in the store.
+    pub(crate) fn node(&self) -> &str {
+        &self.node
+    }
+
     /// The room's version and members as the store has them (`None` if it cannot be asked).
     pub(crate) async fn snapshot(&self, room: &str) -> Option<(u64, Vec<RemotePeer>)> {
         let reply: Vec<String> = self

@@ -528,10 +528,12 @@ fn afresh(mut work: Work, hub: &Hub) -> Option<Work> {
     (!work.tokens_mut().is_empty()).then_some(work)
 }
 
-/// In a cluster, `work` without the removal of a room whose token a seat in the store holds:
-/// a member back through another node keeps its token (its rejoin carries it over), and this
-/// node may not know (the member was its last in the room, news was lost, or it was cut off).
-/// A removal the store cannot be asked about waits (`None`: nothing to do now).
+/// In a cluster, `work` without the removal of a room whose token a seat of another node holds
+/// in the store: a member back through another node keeps its token (its rejoin carries it
+/// over), and this node may not know (the member was its last in the room, news was lost, or
+/// it was cut off). This node's own seats are its room logic's to say ([`afresh`]): the store
+/// may still list one whose release is on its way. A removal the store cannot be asked about
+/// waits (`None`: nothing to do now).
 async fn unheld(
     work: Work,
     store: Option<&Store>,
@@ -550,6 +552,7 @@ async fn unheld(
             let held = |t: &String| {
                 members
                     .iter()
+                    .filter(|m| m.node != store.node())
                     .any(|m| m.sfu.as_ref().is_some_and(|s| &s.token == t))
             };
             tokens.retain(|t| !held(t));
