@@ -810,16 +810,22 @@ mod tests {
         assert_eq!(s.whose(11), None);
     }
 
-    /// Mallory, in our call, answers (or trickles to, or configures) the subscription we
-    /// opened for Ann: nothing reaches Janus, and Ann's goes on.
-    #[test]
-    fn forged_answer_for_another_persons_subscription() {
+    /// Ann and Mallory admitted, their subscriptions on handles 11 and 66.
+    fn ann_and_mallory() -> Subs {
         let mut s = Subs::default();
         s.admit(p("ann"));
         s.admit(p("mallory"));
         s.take_unattached();
         s.attached(&p("ann"), 11);
         s.attached(&p("mallory"), 66);
+        s
+    }
+
+    /// Mallory, in our call, answers (or trickles to, or configures) the subscription we
+    /// opened for Ann: nothing reaches Janus, and Ann's goes on.
+    #[test]
+    fn forged_answer_for_another_persons_subscription() {
+        let mut s = ann_and_mallory();
         assert!(s.of(&p("mallory"), 11).is_none());
         let now = Instant::now();
         s.offered(11);
@@ -939,12 +945,7 @@ mod tests {
     /// proof of a rejoin).
     #[test]
     fn rejoin_onto_another_persons_subscription() {
-        let mut s = Subs::default();
-        s.admit(p("ann"));
-        s.admit(p("mallory"));
-        s.take_unattached();
-        s.attached(&p("ann"), 11);
-        s.attached(&p("mallory"), 66);
+        let mut s = ann_and_mallory();
         assert!(!s.rename(&p("ann"), &p("mallory")));
         assert_eq!(s.whose(11), Some(&p("ann")));
         assert_eq!(s.whose(66), Some(&p("mallory")));
