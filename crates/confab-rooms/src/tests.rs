@@ -985,13 +985,13 @@ fn sfu_token_in_logs() {
     }
 }
 
-/// Joins on a fresh connection and returns (conn, id, rejoin token).
-fn join_with_token(
+/// Joins on a fresh connection (presenting `rejoin`, if any) and returns (conn, welcome).
+fn welcome_with_token(
     h: &mut Harness,
     room: &str,
     name: &str,
     rejoin: Option<&str>,
-) -> (ConnId, String, String) {
+) -> (ConnId, Value) {
     let c = h.connect();
     let token = rejoin
         .map(|t| format!(r#","rejoin":"{t}""#))
@@ -1002,8 +1002,19 @@ fn join_with_token(
     );
     let welcome = h.take_for(c);
     assert_eq!(welcome[0]["type"], "welcome", "{welcome:?}");
-    let id = welcome[0]["id"].as_str().unwrap().to_owned();
-    let token = welcome[0]["rejoin"]
+    (c, welcome[0].clone())
+}
+
+/// Joins on a fresh connection and returns (conn, id, rejoin token).
+fn join_with_token(
+    h: &mut Harness,
+    room: &str,
+    name: &str,
+    rejoin: Option<&str>,
+) -> (ConnId, String, String) {
+    let (c, welcome) = welcome_with_token(h, room, name, rejoin);
+    let id = welcome["id"].as_str().unwrap().to_owned();
+    let token = welcome["rejoin"]
         .as_str()
         .expect("a rejoin token")
         .to_owned();
@@ -1065,22 +1076,11 @@ fn sfu_token(m: &Value) -> String {
 fn a_rejoin_keeps_its_place_at_the_sfu() {
     let mut h = with_sfu("a-secret-of-sixteen+");
     let (_bob, _) = h.joined("big", "Bob");
-    let c = h.connect();
-    h.send(c, r#"{"type":"join","room":"big","name":"Ada"}"#);
-    let w = h.take_for(c);
-    let (token, rejoin) = (
-        sfu_token(&w[0]),
-        w[0]["rejoin"].as_str().unwrap().to_owned(),
-    );
+    let (c, w) = welcome_with_token(&mut h, "big", "Ada", None);
+    let (token, rejoin) = (sfu_token(&w), w["rejoin"].as_str().unwrap().to_owned());
     sfu_ops(&mut h);
-    let back = h.connect();
-    h.send(
-        back,
-        &format!(r#"{{"type":"join","room":"big","name":"Ada","rejoin":"{rejoin}"}}"#),
-    );
-    let w = h.take_for(back);
-    assert_eq!(w[0]["type"], "welcome", "{w:?}");
-    assert_eq!(sfu_token(&w[0]), token, "the same place at the SFU");
+    let (_, w) = welcome_with_token(&mut h, "big", "Ada", Some(&rejoin));
+    assert_eq!(sfu_token(&w), token, "the same place at the SFU");
     assert_eq!(h.closes(), vec![(c, CLOSE_REPLACED)]);
     assert_eq!(
         sfu_ops(&mut h),
@@ -1105,27 +1105,15 @@ fn a_rejoin_keeps_its_place_at_the_sfu() {
 #[test]
 fn forged_rejoin_takes_no_place_at_the_sfu() {
     let mut h = with_sfu("a-secret-of-sixteen+");
-    let c = h.connect();
-    h.send(c, r#"{"type":"join","room":"big","name":"Ada"}"#);
-    let adas = sfu_token(&h.take_for(c)[0]);
-    let m = h.connect();
-    h.send(m, r#"{"type":"join","room":"other","name":"Mallory"}"#);
-    let w = h.take_for(m);
-    let (hers, rejoin) = (
-        sfu_token(&w[0]),
-        w[0]["rejoin"].as_str().unwrap().to_owned(),
-    );
+    let adas = sfu_token(&welcome_with_token(&mut h, "big", "Ada", None).1);
+    let (_, w) = welcome_with_token(&mut h, "other", "Mallory", None);
+    let (hers, rejoin) = (sfu_token(&w), w["rejoin"].as_str().unwrap().to_owned());
     for guess in [
         "00000000000000000000000000000000".to_owned(),
         "ffffffffffffffffffffffffffffffff".to_owned(),
         rejoin,
     ] {
-        let again = h.connect();
-        h.send(
-            again,
-            &format!(r#"{{"type":"join","room":"big","name":"Mallory","rejoin":"{guess}"}}"#),
-        );
-        let got = sfu_token(&h.take_for(again)[0]);
+        let got = sfu_token(&welcome_with_token(&mut h, "big", "Mallory", Some(&guess)).1);
         assert!(got != adas && got != hers, "a place of her own");
     }
     assert!(h.closes().is_empty(), "nobody replaced");
