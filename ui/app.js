@@ -39,11 +39,30 @@
   const validName = (n) => sentence(window.ConfabRules.validateName(n));
 
   // ---------------------------------------------------------------------------- video
-  const video = new Channel();
-  video.onmessage = (buf) => onFrame(buf);
-  invoke('open_video', { channel: video }).catch((e) => toast(`Video cannot be shown: ${errText(e)}`, 'error'));
+  // Each tile's pictures are an MJPEG stream its <img> loads from the app (127.0.0.1, a token
+  // in the address; src-tauri/src/stream.rs): WebKit decodes and paints them with no script
+  // per picture. The channel says which tiles have pictures. Where streams fail (or with
+  // --video-channel), the pictures themselves come over the channel and are drawn on a canvas.
+  let streamBase = null; // the streams' address but the tile key, or null: the channel
+  const live = new Set(); // tiles with pictures now
+  const streamed = new Map(); // key -> the <img> loading its stream
+  let streamLoads = 0;
+  function openVideo(streams) {
+    // A new channel each time: Rust dropping the one it had closes it on this side too.
+    const video = new Channel();
+    video.onmessage = (buf) => onMessage(buf);
+    invoke('open_video', { channel: video, streams })
+      .then((base) => {
+        streamBase = base || null;
+        document.body.classList.toggle('streams', !!streamBase);
+        syncStreams();
+      })
+      .catch((e) => toast(`Video cannot be shown: ${errText(e)}`, 'error'));
+  }
+  openVideo(true);
   const decoder = new TextDecoder();
-  // Set from get_launch: a benchmark reads capture -> on-screen latency (see onFrame).
+  // Set from get_launch: a benchmark reads capture -> on-screen latency (see onFrame and
+  // measureStreams).
   let measure = false;
 
   function tileEl(key) {
@@ -58,7 +77,8 @@
   // when the share ends.
   const shares = new Set();
 
-  async function onFrame(buf) {
+  // Kinds: 1 a picture (channel), 2 the tile's pictures ended, 3 the tile has pictures (streams).
+  function onMessage(buf) {
     const bytes = new Uint8Array(buf);
     const kind = bytes[0];
     const klen = bytes[1];
@@ -69,10 +89,86 @@
       render();
     }
     if (kind === 2) {
+      live.delete(key);
       const el = tileEl(key);
       if (el) el.classList.remove('has-video');
-      return;
+      syncStreams();
+    } else if (kind === 3) {
+      live.add(key);
+      syncStreams();
+    } else if (kind === 1) {
+      onFrame(buf, bytes, klen, key);
     }
+  }
+
+  // Each live tile's <img> loads its stream; a tile that moved (the self view from the join
+  // screen to the grid) or went stops loading.
+  function syncStreams() {
+    for (const key of new Set([...live, ...streamed.keys()])) {
+      const el = streamBase && live.has(key) ? tileEl(key) : null;
+      const img = el && el.querySelector('img.video');
+      const old = streamed.get(key);
+      if (old === img) continue;
+      if (old) old.removeAttribute('src');
+      if (img) {
+        img.onload = () => img.closest('[data-key]').classList.add('has-video');
+        img.onerror = () => streamFailed(img);
+        // A new address each time: never a picture from the cache.
+        img.src = `${streamBase}${encodeURIComponent(key)}&n=${++streamLoads}`;
+        streamed.set(key, img);
+      } else {
+        streamed.delete(key);
+      }
+    }
+    startMeasuring();
+  }
+
+  // A stream that does not load: every tile goes back to pictures over the channel.
+  function streamFailed(img) {
+    if (!streamBase || !img.getAttribute('src')) return;
+    console.warn('video streams fail here: pictures go over the channel');
+    streamBase = null;
+    for (const el of streamed.values()) el.removeAttribute('src');
+    streamed.clear();
+    openVideo(false);
+  }
+
+  // Streams, while a benchmark measures: before each paint of the window, the pattern is
+  // read back from each remote tile's picture; a new frame number gives its capture -> on
+  // screen latency. (Rust counts the pictures each stream took.)
+  const probe = document.createElement('canvas');
+  const seenFrame = new Map();
+  const remoteTile = (key) => !key.startsWith('local') && !key.startsWith('share:');
+  let measuring = false; // the loop runs only while a remote tile streams
+  function startMeasuring() {
+    if (measure && !measuring && [...streamed.keys()].some(remoteTile)) {
+      measuring = true;
+      requestAnimationFrame(measureStreams);
+    }
+  }
+  function measureStreams() {
+    measuring = [...streamed.keys()].some(remoteTile);
+    for (const [key, img] of streamed) {
+      if (!remoteTile(key)) continue;
+      const w = img.naturalWidth;
+      const h = Math.min(window.ConfabPattern.rowsNeeded(w), img.naturalHeight);
+      if (!w || !h || !img.complete) continue;
+      if (probe.width !== w || probe.height !== h) {
+        probe.width = w;
+        probe.height = h;
+      }
+      const ctx = probe.getContext('2d', { willReadFrequently: true });
+      ctx.drawImage(img, 0, 0, w, h, 0, 0, w, h);
+      const stamp = window.ConfabPattern.readCanvas(ctx, w, h);
+      if (!stamp || seenFrame.get(key) === stamp.frame) continue;
+      seenFrame.set(key, stamp.frame);
+      const latencyMs = window.ConfabPattern.ageMs(stamp);
+      if (latencyMs !== null) invoke('frame_ack', { tile: key, latencyMs }).catch(() => {});
+    }
+    if (measuring) requestAnimationFrame(measureStreams);
+  }
+
+  async function onFrame(buf, bytes, klen, key) {
     let latencyMs = null;
     const view = new DataView(buf, 2 + klen, 4);
     const w = view.getUint16(0);
@@ -89,7 +185,7 @@
         const ctx = canvas.getContext('2d');
         ctx.drawImage(bmp, 0, 0);
         el.classList.add('has-video');
-        if (measure && key !== 'local' && !key.startsWith('share:')) {
+        if (measure && remoteTile(key)) {
           // What people see: the pattern's capture time read back from the drawn picture.
           const stamp = window.ConfabPattern.readCanvas(ctx, w, h);
           if (stamp) latencyMs = window.ConfabPattern.ageMs(stamp);
@@ -165,11 +261,21 @@
     return t;
   }
 
-  // Test hook: what the pattern reader sees in a tile's canvas (null if not a pattern frame).
+  // Test hook: what the pattern reader sees in a tile's picture, its stream's or its canvas's
+  // (null if not a pattern frame, or none yet).
   window.confabReadTile = (key) => {
     const el = tileEl(key);
     if (!el) return null;
-    const c = el.querySelector('canvas');
+    const img = streamed.get(key);
+    let c = el.querySelector('canvas');
+    if (img && img.closest('[data-key]') === el) {
+      if (!img.naturalWidth) return null;
+      c = document.createElement('canvas');
+      c.width = img.naturalWidth;
+      c.height = img.naturalHeight;
+      c.getContext('2d').drawImage(img, 0, 0);
+    }
+    if (!c.width || !c.height) return null;
     const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
     return window.ConfabPattern.read(data, c.width, c.height);
   };
@@ -547,6 +653,8 @@
         code.title = 'This call goes through the room\'s media server (a big room): there is no verification code and no chat.';
       }
       if (!vid) t.el.classList.remove('has-video');
+      // A stream goes on while the camera is off; back on, its picture shows again.
+      else if (streamed.get(key)?.naturalWidth && live.has(key)) t.el.classList.add('has-video');
     }
     layOut(want.map((w) => w[0]));
     $('idle').hidden = s.in_call;
@@ -566,6 +674,7 @@
 
     // A ring the state no longer shows is over.
     if (ringing && !s.participants.some((p) => p.id === ringing && p.phase === 'incoming')) closeRing();
+    syncStreams();
   }
 
   function setToggle(btn, pressed, on, off, title) {
@@ -574,16 +683,20 @@
     btn.querySelector('use').setAttribute('href', `#${pressed ? off : on}`);
   }
 
-  // The dot on each tile: pictures drawn over the last 2 s, and the link's round trip and
+  // The dot on each tile: pictures drawn over the last 2 s (decoded, for streams), and the link's round trip and
   // loss from the engine (asked every 2 s while in a call), judged by ConfabStats.quality.
   let netById = new Map();
+  let fpsById = new Map(); // decoded, for tiles whose pictures stream (their draws are unseen)
   let netAsked = 0;
   function quality() {
     const now = performance.now();
     if (snap && snap.in_call && now - netAsked >= 2000) {
       netAsked = now;
       invoke('get_stats')
-        .then((list) => (netById = new Map(list.map((s) => [s.id, s.network]))))
+        .then((list) => {
+          netById = new Map(list.map((s) => [s.id, s.network]));
+          fpsById = new Map(list.map((s) => [s.id, s.video.fps]));
+        })
         .catch(() => {});
     }
     for (const [key, t] of tiles) {
@@ -591,7 +704,7 @@
       while (t.drawn.length && now - t.drawn[0] > 2000) t.drawn.shift();
       const q = t.el.querySelector('.quality');
       const p = snap && snap.participants.find((x) => x.id === key);
-      const fps = p && p.video ? t.drawn.length / 2 : null;
+      const fps = p && p.video ? (streamed.has(key) ? fpsById.get(key) : t.drawn.length / 2) : null;
       const judged = p ? Stats.quality(fps, netById.get(key)) : { q: '', title: '' };
       q.dataset.q = judged.q;
       q.title = judged.title;
@@ -1085,6 +1198,7 @@
       }
       const launch = await invoke('get_launch');
       measure = launch.measure === true;
+      startMeasuring();
       if (launch.server) $('f-server').value = launch.server;
       if (launch.room) $('f-room').value = launch.room;
       if (launch.name) $('f-name').value = launch.name;

@@ -33,6 +33,9 @@ pub struct Launch {
 pub struct AppState {
     pub engine: Engine,
     pub frames: Arc<UiFrames>,
+    /// Where the window loads each tile's MJPEG stream (`None`: the loopback server could not
+    /// start, or `--video-channel`; pictures then go over the channel).
+    pub video_base: Option<String>,
     pub store: Store,
     pub settings: Mutex<Settings>,
     pub launch: Mutex<Launch>,
@@ -611,13 +614,18 @@ pub async fn get_hosting(state: State<'_, AppState>) -> IpcResult<Option<Hosting
     Ok(state.host.current())
 }
 
+/// The window's video channel; `streams`: it would rather load pictures from streams (the
+/// default). Answers the streams' base address when they are in use, else `null` (pictures
+/// then come over the channel). A window whose streams fail opens again with `false`.
 #[tauri::command]
 pub async fn open_video(
     state: State<'_, AppState>,
     channel: Channel<InvokeResponseBody>,
-) -> IpcResult<()> {
-    state.frames.open(channel);
-    Ok(())
+    streams: Option<bool>,
+) -> IpcResult<Option<String>> {
+    let base = state.video_base.clone().filter(|_| streams.unwrap_or(true));
+    state.frames.open(channel, base.is_some());
+    Ok(base)
 }
 
 /// What each link measures (the stats panel polls it while open).

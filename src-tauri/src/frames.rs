@@ -1,22 +1,30 @@
 //! Pictures to the UI: the engine hands decoded (and local) frames to [`UiFrames`]; one thread
-//! turns the newest frame of each tile into a JPEG and sends it over the window's channel, at
-//! most [`WINDOW`] frames in flight per tile (the UI acks each frame it has drawn). A tile the
-//! UI cannot keep up with skips frames instead of queueing them.
+//! turns the newest frame of each tile into a JPEG and sends it to the window. A tile the
+//! window cannot keep up with skips frames instead of queueing them.
 //!
-//! Message layout (binary): `kind: u8` (1 = frame, 2 = tile ended), `key_len: u8`, `key`
-//! (UTF-8: `local` or the peer id), then for a frame `width: u16 BE`, `height: u16 BE` and the
-//! JPEG bytes.
+//! Two ways to the window. **Streams** (the default): each tile's `<img>` loads an MJPEG
+//! stream from [`crate::stream`]; a picture goes when the stream has taken the one before
+//! (at most [`STREAM_WINDOW`] queued), and the channel only tells the window which tiles have
+//! pictures. **The channel** (the fallback, everywhere): each picture is a channel message
+//! the window draws on a canvas and acks, at most [`WINDOW`] in flight per tile.
+//!
+//! Channel message layout (binary): `kind: u8` (1 = frame, 2 = tile ended, 3 = tile has
+//! pictures: load its stream), `key_len: u8`, `key` (UTF-8: `local` or the peer id), then for
+//! a frame `width: u16 BE`, `height: u16 BE` and the JPEG bytes.
 
 use confab_engine::{FrameSource, VideoSink};
 use confab_media::VideoFrame;
-use std::collections::{HashMap, VecDeque};
+use hyper::body::Bytes;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tauri::ipc::{Channel, InvokeResponseBody};
 
-/// Frames in flight per tile.
+/// Frames in flight per tile over the channel.
 pub const WINDOW: u32 = 3;
+/// Pictures queued per tile stream before the socket takes them.
+pub const STREAM_WINDOW: u32 = 2;
 const JPEG_QUALITY: u8 = 72;
 /// The self view goes to the window at 15 fps: people glance at it, and every picture costs a
 /// JPEG encode here and a decode and paint in the window.
@@ -36,9 +44,21 @@ pub fn key(source: &FrameSource) -> String {
     }
 }
 
+/// A tile's open stream: its newest connection.
+struct Stream {
+    id: u64,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+}
+
 #[derive(Default)]
 struct Inner {
     channel: Option<Channel<InvokeResponseBody>>,
+    /// Pictures go over streams (else over the channel).
+    streaming: bool,
+    streams: HashMap<String, Stream>,
+    next_stream: u64,
+    /// Tiles the window was told have pictures (streaming), until they end.
+    announced: HashSet<String>,
     pending: HashMap<String, Arc<VideoFrame>>,
     ended: VecDeque<String>,
     in_flight: HashMap<String, u32>,
@@ -78,22 +98,67 @@ impl UiFrames {
         Arc::new(UiFrames::default())
     }
 
-    /// The window (re)opened its video channel.
-    pub fn open(&self, channel: Channel<InvokeResponseBody>) {
+    /// The window (re)opened its video channel; `streaming`: it loads tiles' pictures from
+    /// streams (a page starts afresh: streams of an earlier one are dropped).
+    pub fn open(&self, channel: Channel<InvokeResponseBody>, streaming: bool) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.channel = Some(channel);
+        g.streaming = streaming;
+        g.streams.clear();
+        g.announced.clear();
         g.in_flight.clear();
         self.cond.notify_all();
     }
 
-    /// The UI drew a frame of this tile.
+    /// The UI drew a frame of this tile: one more may go. (Streaming, the window says so
+    /// only while it measures: the pictures its streams took are counted instead.)
     pub fn ack(&self, key: &str) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = g.in_flight.get_mut(key) {
-            *n = n.saturating_sub(1);
+        if !g.streaming {
+            release(&mut g, key);
+            *g.drawn.entry(key.to_owned()).or_default() += 1;
         }
-        *g.drawn.entry(key.to_owned()).or_default() += 1;
         self.cond.notify_all();
+    }
+
+    /// A stream for this tile opened: its pictures go there from now on (an older stream of
+    /// the tile ends). `None` while the window takes pictures over the channel.
+    pub fn attach(&self, key: &str) -> Option<(u64, tokio::sync::mpsc::Receiver<Bytes>)> {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if !g.streaming || (g.streams.len() >= 64 && !g.streams.contains_key(key)) {
+            return None;
+        }
+        g.next_stream += 1;
+        let id = g.next_stream;
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_WINDOW as usize);
+        g.streams.insert(key.to_owned(), Stream { id, tx });
+        g.in_flight.remove(key);
+        self.cond.notify_all();
+        Some((id, rx))
+    }
+
+    /// Stream `id` of this tile took a picture.
+    pub fn delivered(&self, key: &str, id: u64) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if g.streams.get(key).is_some_and(|s| s.id == id) {
+            release(&mut g, key);
+            *g.drawn.entry(key.to_owned()).or_default() += 1;
+            self.cond.notify_all();
+        }
+    }
+
+    #[cfg(test)]
+    pub fn streams_open(&self) -> usize {
+        self.inner.lock().unwrap().streams.len()
+    }
+
+    /// Stream `id` of this tile closed.
+    pub fn detach(&self, key: &str, id: u64) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if g.streams.get(key).is_some_and(|s| s.id == id) {
+            g.streams.remove(key);
+            g.in_flight.remove(key);
+        }
     }
 
     /// The UI shows this tile `width` device pixels wide; 0: nobody can see it (the window is
@@ -131,6 +196,15 @@ impl UiFrames {
         (!v.is_empty()).then(|| (at(0.5), at(0.95)))
     }
 
+    /// A picture that did not go: the tile may have another.
+    fn release(&self, key: &str) {
+        release(
+            &mut self.inner.lock().unwrap_or_else(|p| p.into_inner()),
+            key,
+        );
+        self.cond.notify_all();
+    }
+
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
         self.cond.notify_all();
@@ -150,6 +224,21 @@ impl UiFrames {
                 let _ = channel.send(InvokeResponseBody::Raw(message(2, &k, &[])));
                 continue;
             }
+            // Streaming: a tile's first picture (again) tells the window to show its stream.
+            if g.streaming {
+                let new = g
+                    .pending
+                    .keys()
+                    .find(|k| !g.announced.contains(*k))
+                    .cloned();
+                if let Some(k) = new {
+                    g.announced.insert(k.clone());
+                    drop(g);
+                    let _ = channel.send(InvokeResponseBody::Raw(message(3, &k, &[])));
+                    continue;
+                }
+            }
+            let window = if g.streaming { STREAM_WINDOW } else { WINDOW };
             // The self view waits its turn (see SELF_VIEW_INTERVAL).
             let self_view_due = g.self_view_sent.map(|t| t + SELF_VIEW_INTERVAL);
             let self_view_early = self_view_due.is_some_and(|due| Instant::now() < due);
@@ -157,7 +246,8 @@ impl UiFrames {
             let mut ready: Vec<String> = g
                 .pending
                 .keys()
-                .filter(|k| g.in_flight.get(*k).copied().unwrap_or(0) < WINDOW)
+                .filter(|k| g.in_flight.get(*k).copied().unwrap_or(0) < window)
+                .filter(|k| !g.streaming || g.streams.contains_key(*k))
                 .filter(|k| g.shown_width.get(*k) != Some(&0))
                 .filter(|k| !(self_view_early && *k == "local"))
                 .cloned()
@@ -191,42 +281,63 @@ impl UiFrames {
                 } else {
                     usize::MAX
                 });
+            let stream = g.streams.get(&k).map(|s| s.tx.clone());
             drop(g);
             let started = Instant::now();
-            let frame = scale_for(frame, shown);
+            let min = if k == "local" {
+                SELF_VIEW_MIN_WIDTH
+            } else {
+                MIN_WIDTH
+            };
+            let frame = scale_for(frame, shown, min);
             match confab_media::convert::to_jpeg(&frame, JPEG_QUALITY) {
                 Ok(jpeg) => {
-                    let mut body = Vec::with_capacity(4 + jpeg.len());
-                    body.extend_from_slice(&(frame.width as u16).to_be_bytes());
-                    body.extend_from_slice(&(frame.height as u16).to_be_bytes());
-                    body.extend_from_slice(&jpeg);
-                    if channel
-                        .send(InvokeResponseBody::Raw(message(1, &k, &body)))
-                        .is_err()
-                    {
-                        self.ack(&k);
+                    let sent = match stream {
+                        Some(tx) => tx.try_send(Bytes::from(jpeg)).is_ok(),
+                        None => {
+                            let mut body = Vec::with_capacity(4 + jpeg.len());
+                            body.extend_from_slice(&(frame.width as u16).to_be_bytes());
+                            body.extend_from_slice(&(frame.height as u16).to_be_bytes());
+                            body.extend_from_slice(&jpeg);
+                            channel
+                                .send(InvokeResponseBody::Raw(message(1, &k, &body)))
+                                .is_ok()
+                        }
+                    };
+                    if !sent {
+                        self.release(&k);
                     }
                     tracing::trace!(tile = %k, ms = started.elapsed().as_secs_f64() * 1000.0, "frame sent");
                 }
                 Err(e) => {
                     tracing::debug!("cannot encode a frame for the UI: {e}");
-                    self.ack(&k);
+                    self.release(&k);
                 }
             }
         }
     }
 }
 
-/// Pictures to the window are never made smaller than this wide (a tile drawn smaller than a
-/// 640-wide picture still reads well, and its pattern still reads in tests).
-const MIN_WIDTH: usize = 640;
+fn release(g: &mut Inner, key: &str) {
+    if let Some(n) = g.in_flight.get_mut(key) {
+        *n = n.saturating_sub(1);
+    }
+}
 
-/// The frame at the width its tile is shown at (never below [`MIN_WIDTH`], never wider than
-/// it came), height in proportion: halved (a cheap box filter) while at least twice as wide,
+/// Pictures to the window are never made smaller than this wide (a tile drawn smaller than a
+/// 640-wide picture still reads well, and its pattern still reads in tests)...
+const MIN_WIDTH: usize = 640;
+/// ... but the self view, in a 1:1 call a small picture floating in a corner (at most 280
+/// pixels wide): a 640-wide picture of it cost encoding, decoding and scaling down at every
+/// paint, for nothing anyone sees (nobody reads its pattern back).
+const SELF_VIEW_MIN_WIDTH: usize = 160;
+
+/// The frame at the width its tile is shown at (never below `min`, never wider than it
+/// came), height in proportion: halved (a cheap box filter) while at least twice as wide,
 /// then resized the rest of the way unless within 10 %. A picture the window draws 1:1 costs
 /// it no scaling when painting, and fewer pixels to encode, send and decode.
-fn scale_for(frame: Arc<VideoFrame>, shown: usize) -> Arc<VideoFrame> {
-    let target = shown.max(MIN_WIDTH);
+fn scale_for(frame: Arc<VideoFrame>, shown: usize, min: usize) -> Arc<VideoFrame> {
+    let target = shown.max(min);
     let mut f = frame;
     if f.width <= target {
         return f;
@@ -266,6 +377,7 @@ impl VideoSink for UiFrames {
         let k = key(source);
         g.pending.remove(&k);
         g.in_flight.remove(&k);
+        g.announced.remove(&k);
         if !k.starts_with("local") {
             g.shown_width.remove(&k);
             g.drawn.remove(&k);
@@ -275,6 +387,23 @@ impl VideoSink for UiFrames {
     }
 }
 
+/// A channel whose messages a test receives.
+#[cfg(test)]
+pub fn test_channel() -> (
+    Channel<InvokeResponseBody>,
+    std::sync::mpsc::Receiver<Vec<u8>>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let tx = Mutex::new(tx);
+    let channel = Channel::new(move |body| {
+        if let InvokeResponseBody::Raw(b) = body {
+            let _ = tx.lock().unwrap_or_else(|p| p.into_inner()).send(b);
+        }
+        Ok(())
+    });
+    (channel, rx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,27 +411,35 @@ mod tests {
     #[test]
     fn frames_are_scaled_to_their_tile() {
         let f = Arc::new(VideoFrame::black(1280, 720));
-        assert_eq!(scale_for(f.clone(), 1280).width, 1280);
-        assert_eq!(scale_for(f.clone(), 640).width, 640);
-        assert_eq!(scale_for(f.clone(), 400).width, 640);
-        assert_eq!(scale_for(f.clone(), 200).width, 640, "never below 640 wide");
+        let m = MIN_WIDTH;
+        assert_eq!(scale_for(f.clone(), 1280, m).width, 1280);
+        assert_eq!(scale_for(f.clone(), 640, m).width, 640);
+        assert_eq!(scale_for(f.clone(), 400, m).width, 640);
         assert_eq!(
-            scale_for(f.clone(), usize::MAX).width,
+            scale_for(f.clone(), 200, m).width,
+            640,
+            "never below 640 wide"
+        );
+        assert_eq!(
+            scale_for(f.clone(), usize::MAX, m).width,
             1280,
             "size not known yet"
         );
-        assert_eq!(scale_for(f.clone(), usize::MAX / 2).width, 1280);
+        assert_eq!(scale_for(f.clone(), usize::MAX / 2, m).width, 1280);
         // Shown 800 wide: drawn 1:1, the height in proportion.
-        let s = scale_for(f.clone(), 800);
+        let s = scale_for(f.clone(), 800, m);
         assert_eq!((s.width, s.height), (800, 450));
         // Within 10 % of its width: left as it came.
-        assert_eq!(scale_for(f.clone(), 1200).width, 1280);
+        assert_eq!(scale_for(f.clone(), 1200, m).width, 1280);
         // A 1080p picture in a 700-wide tile: halved, then resized.
         let big = Arc::new(VideoFrame::black(1920, 1080));
-        let s = scale_for(big, 700);
+        let s = scale_for(big, 700, m);
         assert_eq!((s.width, s.height), (700, 392));
         // An odd width from the window comes out even.
-        assert_eq!(scale_for(f, 777).width, 776);
+        assert_eq!(scale_for(f.clone(), 777, m).width, 776);
+        // The self view floating 280 wide: halved twice, then resized.
+        let s = scale_for(f, 280, SELF_VIEW_MIN_WIDTH);
+        assert_eq!((s.width, s.height), (280, 156));
     }
 
     #[test]
@@ -324,14 +461,8 @@ mod tests {
     #[test]
     fn a_tile_nobody_can_see_gets_no_pictures_until_it_shows() {
         let frames = UiFrames::new();
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-        let tx = Mutex::new(tx);
-        frames.open(Channel::new(move |body| {
-            if let InvokeResponseBody::Raw(b) = body {
-                let _ = tx.lock().unwrap().send(b);
-            }
-            Ok(())
-        }));
+        let (channel, rx) = test_channel();
+        frames.open(channel, false);
         frames.set_shown_width("local", 0);
         let runner = {
             let f = frames.clone();
@@ -348,7 +479,11 @@ mod tests {
             .recv_timeout(Duration::from_secs(5))
             .expect("a picture once shown");
         assert_eq!(&m[..7], &[&[1u8, 5][..], b"local"].concat()[..]);
-        assert_eq!(&m[7..11], &[2, 128, 1, 224], "640x480, as captured");
+        assert_eq!(
+            &m[7..11],
+            &[1, 64, 0, 240],
+            "the self view at the 320x240 it is shown at"
+        );
         frames.stop();
         runner.join().unwrap();
     }
@@ -356,15 +491,8 @@ mod tests {
     #[test]
     fn the_self_view_goes_at_15_fps_while_remote_tiles_go_at_once() {
         let frames = UiFrames::new();
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        let tx = Mutex::new(tx);
-        frames.open(Channel::new(move |body| {
-            if let InvokeResponseBody::Raw(b) = body {
-                let key = String::from_utf8_lossy(&b[2..2 + b[1] as usize]).into_owned();
-                let _ = tx.lock().unwrap().send(key);
-            }
-            Ok(())
-        }));
+        let (channel, rx) = test_channel();
+        frames.open(channel, false);
         let runner = {
             let f = frames.clone();
             std::thread::spawn(move || f.run())
@@ -381,8 +509,8 @@ mod tests {
                     .saturating_duration_since(Instant::now()),
             );
             // Acked as drawn: counted per tile in take_drawn.
-            while let Ok(key) = rx.try_recv() {
-                frames.ack(&key);
+            while let Ok(m) = rx.try_recv() {
+                frames.ack(&String::from_utf8_lossy(&m[2..2 + m[1] as usize]));
             }
         }
         frames.stop();

@@ -15,6 +15,7 @@ mod identity;
 mod invite;
 mod ipc;
 mod settings;
+mod stream;
 
 use app::{AppState, Launch};
 use clap::Parser;
@@ -61,6 +62,10 @@ struct Cli {
     /// Allow more than one Confab at a time (tests, demos on one machine).
     #[arg(long)]
     multi_instance: bool,
+    /// Send pictures to the window over the app's own channel instead of loopback streams
+    /// (slower; for a system where the video tiles stay empty).
+    #[arg(long)]
+    video_channel: bool,
     /// Gather ICE candidates on this address only (e.g. 127.0.0.1).
     #[arg(long, hide = true)]
     bind: Option<String>,
@@ -171,6 +176,10 @@ fn main() {
                     }
                 });
             }
+            // Open streams end; the server's thread is joined.
+            if let Some(s) = handle.try_state::<VideoServerState>() {
+                drop(s.0.lock().unwrap_or_else(|p| p.into_inner()).take());
+            }
             if let Some(t) = handle.try_state::<FramesThread>() {
                 if let Some(t) = t.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
                     let _ = t.join();
@@ -181,6 +190,7 @@ fn main() {
 }
 
 struct FramesThread(Mutex<Option<std::thread::JoinHandle<()>>>);
+struct VideoServerState(Mutex<Option<stream::VideoServer>>);
 
 fn setup(
     app: &mut tauri::App,
@@ -255,6 +265,16 @@ fn setup(
         .name("ui-frames".into())
         .spawn(move || f.run())?;
     app.manage(FramesThread(Mutex::new(Some(frames_thread))));
+    // The tiles' MJPEG streams; without them pictures go over the channel.
+    let video_server = if cli.video_channel {
+        None
+    } else {
+        stream::VideoServer::start(frames.clone())
+            .map_err(|e| tracing::warn!("pictures go over the channel: no video server: {e}"))
+            .ok()
+    };
+    let video_base = video_server.as_ref().map(|s| s.base().to_owned());
+    app.manage(VideoServerState(Mutex::new(video_server)));
 
     let devices = app::device_specs(&settings, &mut launch.notices);
     let config = EngineConfig {
@@ -318,6 +338,7 @@ fn setup(
     app.manage(AppState {
         engine: engine.clone(),
         frames: frames.clone(),
+        video_base,
         store,
         settings: Mutex::new(settings),
         launch: Mutex::new(launch),

@@ -72,6 +72,12 @@ async fn join_call_see_the_pattern_mute_and_hang_up() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(700)).await;
         let later = wait_js(&c, "a later frame", 10, script).await?;
         ensure!(later["frame"].as_u64() > first["frame"].as_u64(), "frames advance: {first} then {later}");
+        // ... as a stream its <img> loads from the app (not the fallback over the channel).
+        let how = c
+            .execute("return document.body.classList.contains('streams') \
+                      && document.querySelector('#grid .tile:not(.local) img.video').src", vec![])
+            .await?;
+        ensure!(how.as_str().is_some_and(|s| s.starts_with("http://127.0.0.1:")), "a stream: {how}");
         // The self view shows our camera (at half size, so its blocks are not read).
         wait_js(&c, "our own picture in the local tile", 10, "return document.querySelector('#grid .tile.local.has-video')").await?;
 
@@ -382,8 +388,7 @@ async fn share_a_window_from_the_picker_and_the_other_side_reads_it() -> Result<
         ensure!(later["video"]["pattern_frames"].as_u64() > Some(10), "the camera goes on beside it: {}", later["video"]);
         // The bar previews what the others see (a picture a second): the window's pattern.
         let preview = wait_js(&c, "the share bar's preview of the window", 10, "const p = document.getElementById('share-preview'); \
-                 const c = p.querySelector('canvas'); if (!p.classList.contains('has-video') || !c.width) return null; \
-                 return window.ConfabPattern.readCanvas(c.getContext('2d'), c.width, c.height)").await?;
+                 return p.classList.contains('has-video') && window.confabReadTile('local-share')").await?;
         ensure!(preview["frame"].is_u64(), "the preview reads back: {preview}");
         std::fs::write(artifacts().join("ui-share-sharing.png"), c.screenshot().await?)?;
 
@@ -511,6 +516,29 @@ async fn works_in_a_small_window() -> Result<()> {
             .await?;
         ensure!(fits == true, "the call does not fit a 400x680 window");
         std::fs::write(artifacts().join("ui-small-window.png"), c.screenshot().await?)?;
+
+        // The pictures came as streams; one that fails (here: an address nothing answers)
+        // sends the window back to pictures over the channel, and the peer is seen again.
+        let streamed = c
+            .execute(
+                "const t = document.querySelector('#grid .tile:not(.local)'); \
+                 return document.body.classList.contains('streams') && t.querySelector('img.video').src",
+                vec![],
+            )
+            .await?;
+        ensure!(
+            streamed.as_str().is_some_and(|s| s.starts_with("http://127.0.0.1:")),
+            "the peer's tile loads a stream: {streamed}"
+        );
+        c.execute(
+            "document.querySelector('#grid .tile:not(.local) img.video').src = 'http://127.0.0.1:9/video'",
+            vec![],
+        )
+        .await?;
+        wait_js(&c, "the window back on the channel", 10, "return !document.body.classList.contains('streams')").await?;
+        let seen = wait_js(&c, "the peer's pattern over the channel", 15, "const t = document.querySelector('#grid .tile:not(.local)'); \
+                 return t && !t.querySelector('img.video').getAttribute('src') && window.confabReadTile(t.dataset.key)").await?;
+        ensure!(seen["frame"].is_u64(), "{seen}");
         Ok(())
     }
     .await;

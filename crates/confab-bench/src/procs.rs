@@ -122,7 +122,7 @@ pub fn app_part_of_thread(thread: &str, main: &str) -> &'static str {
     match thread {
         "video-send" | "camera" | "test-pattern" | "share-send" => APP_PARTS[0],
         "video-decode" => APP_PARTS[1],
-        "ui-frames" => APP_PARTS[2],
+        "ui-frames" | "ui-stream" => APP_PARTS[2],
         t if t == main => APP_PARTS[3],
         _ => APP_PARTS[4],
     }
