@@ -42,11 +42,17 @@
   // Each tile's pictures are an MJPEG stream its <img> loads from the app (127.0.0.1, a token
   // in the address; src-tauri/src/stream.rs): WebKit decodes and paints them with no script
   // per picture. The channel says which tiles have pictures. Where streams fail (or with
-  // --video-channel), the pictures themselves come over the channel and are drawn on a canvas.
-  let streamBase = null; // the streams' address but the tile key, or null: the channel
+  // --video-channel), or with more tiles than the window can stream, the pictures themselves
+  // come over the channel and are drawn on a canvas.
+  let streamBase = null; // the streams' address but the tile key and load count, or null
   const live = new Set(); // tiles with pictures now
   const streamed = new Map(); // key -> the <img> loading its stream
   let streamLoads = 0;
+  // WebKit (and WebView2) open at most 6 connections to one host: a 7th stream would wait
+  // for ever, without an error.
+  let maxStreams = 6;
+  let streamsBroken = false; // a stream failed: the channel from now on
+  let wantStreams = true; // what the window last asked for
   function openVideo(streams) {
     // A new channel each time: Rust dropping the one it had closes it on this side too.
     const video = new Channel();
@@ -97,13 +103,25 @@
       live.add(key);
       syncStreams();
     } else if (kind === 1) {
+      if (!live.has(key)) {
+        live.add(key);
+        syncStreams();
+      }
       onFrame(buf, bytes, klen, key);
     }
   }
 
   // Each live tile's <img> loads its stream; a tile that moved (the self view from the join
-  // screen to the grid) or went stops loading.
+  // screen to the grid) or went stops loading. Streams or the channel: the window asks again
+  // when the number of tiles crosses what it can stream, or a stream failed.
   function syncStreams() {
+    const want = !streamsBroken && live.size <= maxStreams;
+    if (want !== wantStreams) {
+      wantStreams = want;
+      streamBase = null;
+      document.body.classList.remove('streams');
+      openVideo(want);
+    }
     for (const key of new Set([...live, ...streamed.keys()])) {
       const el = streamBase && live.has(key) ? tileEl(key) : null;
       const img = el && el.querySelector('img.video');
@@ -123,14 +141,18 @@
     startMeasuring();
   }
 
+  // Test hook: how many tiles the window streams at most.
+  window.confabSetMaxStreams = (n) => {
+    maxStreams = n;
+    syncStreams();
+  };
+
   // A stream that does not load: every tile goes back to pictures over the channel.
   function streamFailed(img) {
-    if (!streamBase || !img.getAttribute('src')) return;
+    if (!streamBase || !img.getAttribute('src') || streamsBroken) return;
     console.warn('video streams fail here: pictures go over the channel');
-    streamBase = null;
-    for (const el of streamed.values()) el.removeAttribute('src');
-    streamed.clear();
-    openVideo(false);
+    streamsBroken = true;
+    syncStreams();
   }
 
   // Streams, while a benchmark measures: before each paint of the window, the pattern is
@@ -577,7 +599,10 @@
       b.textContent = s.room;
       where.append('Room ', b, ` · ${s.server || ''}`);
     }
-    if (!inRoom) return;
+    if (!inRoom) {
+      syncStreams(); // the self view back in the join screen's preview
+      return;
+    }
 
     // People (equal names are told apart)
     const shown = window.ConfabNotices.displayNames(s.participants, s.name);

@@ -615,8 +615,10 @@ pub async fn get_hosting(state: State<'_, AppState>) -> IpcResult<Option<Hosting
 }
 
 /// The window's video channel; `streams`: it would rather load pictures from streams (the
-/// default). Answers the streams' base address when they are in use, else `null` (pictures
-/// then come over the channel). A window whose streams fail opens again with `false`.
+/// default). Answers the streams' address but a tile's key and load count (`…&tile=` KEY
+/// `&n=` N) when they are in use, else `null` (pictures then come over the channel). A
+/// window whose streams fail, or that shows more tiles than it can stream, opens again
+/// with `false`.
 #[tauri::command]
 pub async fn open_video(
     state: State<'_, AppState>,
@@ -624,8 +626,8 @@ pub async fn open_video(
     streams: Option<bool>,
 ) -> IpcResult<Option<String>> {
     let base = state.video_base.clone().filter(|_| streams.unwrap_or(true));
-    state.frames.open(channel, base.is_some());
-    Ok(base)
+    let epoch = state.frames.open(channel, base.is_some());
+    Ok(base.map(|b| format!("{b}&e={epoch}&tile=")))
 }
 
 /// What each link measures (the stats panel polls it while open).

@@ -47,6 +47,8 @@ pub fn key(source: &FrameSource) -> String {
 /// A tile's open stream: its newest connection.
 struct Stream {
     id: u64,
+    /// The window's count of stream loads when it asked for this one.
+    n: u64,
     tx: tokio::sync::mpsc::Sender<Bytes>,
 }
 
@@ -57,6 +59,8 @@ struct Inner {
     streaming: bool,
     streams: HashMap<String, Stream>,
     next_stream: u64,
+    /// How many times the window opened its channel: streams belong to one opening.
+    epoch: u64,
     /// Tiles the window was told have pictures (streaming), until they end.
     announced: HashSet<String>,
     pending: HashMap<String, Arc<VideoFrame>>,
@@ -99,15 +103,18 @@ impl UiFrames {
     }
 
     /// The window (re)opened its video channel; `streaming`: it loads tiles' pictures from
-    /// streams (a page starts afresh: streams of an earlier one are dropped).
-    pub fn open(&self, channel: Channel<InvokeResponseBody>, streaming: bool) {
+    /// streams (streams of an earlier opening end, and later loads of theirs are refused).
+    /// Returns this opening's number, which the window's stream loads carry.
+    pub fn open(&self, channel: Channel<InvokeResponseBody>, streaming: bool) -> u64 {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.epoch += 1;
         g.channel = Some(channel);
         g.streaming = streaming;
         g.streams.clear();
         g.announced.clear();
         g.in_flight.clear();
         self.cond.notify_all();
+        g.epoch
     }
 
     /// The UI drew a frame of this tile: one more may go. (Streaming, the window says so
@@ -121,17 +128,26 @@ impl UiFrames {
         self.cond.notify_all();
     }
 
-    /// A stream for this tile opened: its pictures go there from now on (an older stream of
-    /// the tile ends). `None` while the window takes pictures over the channel.
-    pub fn attach(&self, key: &str) -> Option<(u64, tokio::sync::mpsc::Receiver<Bytes>)> {
+    /// A stream for this tile opened, the window's `n`th load in its channel opening `epoch`:
+    /// its pictures go there from now on (an older stream of the tile ends). `None` while the
+    /// window takes pictures over the channel, for an earlier opening, or for a load older
+    /// than the tile's stream (one the window cancelled, arriving late).
+    pub fn attach(
+        &self,
+        key: &str,
+        epoch: u64,
+        n: u64,
+    ) -> Option<(u64, tokio::sync::mpsc::Receiver<Bytes>)> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if !g.streaming || (g.streams.len() >= 64 && !g.streams.contains_key(key)) {
+        let stale = g.streams.get(key).is_some_and(|s| s.n >= n);
+        let full = g.streams.len() >= 64 && !g.streams.contains_key(key);
+        if !g.streaming || epoch != g.epoch || stale || full {
             return None;
         }
         g.next_stream += 1;
         let id = g.next_stream;
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_WINDOW as usize);
-        g.streams.insert(key.to_owned(), Stream { id, tx });
+        g.streams.insert(key.to_owned(), Stream { id, n, tx });
         g.in_flight.remove(key);
         self.cond.notify_all();
         Some((id, rx))

@@ -5,10 +5,13 @@
 //!
 //! [`crate::frames::UiFrames`] makes the JPEGs and decides which picture goes when; this module
 //! only owns the socket. The server listens on 127.0.0.1 only, on a port of the system's
-//! choosing, and serves nothing but `GET /video?t=TOKEN&tile=KEY`: the token is 128 random
-//! bits the window learns through IPC, and the `Host` must be this very address (a web page
-//! that points a name of its own at 127.0.0.1 sends its own name). One thread (`ui-stream`)
-//! runs it; [`VideoServer`]'s drop stops it and joins.
+//! choosing, and serves nothing but `GET /video?t=TOKEN&e=EPOCH&tile=KEY&n=N`: the token is
+//! 128 random bits the window learns through IPC, and the `Host` must be this very address (a
+//! web page that points a name of its own at 127.0.0.1 sends its own name). `e` is the
+//! window's channel opening it belongs to and `n` the window's count of stream loads: a
+//! request of an earlier opening, or older than the tile's stream, is refused (a request the
+//! window cancelled may still arrive after the one that replaced it). One thread
+//! (`ui-stream`) runs it; [`VideoServer`]'s drop stops it and joins.
 
 use crate::frames::UiFrames;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
@@ -31,14 +34,13 @@ const MAX_CONNECTIONS: usize = 32;
 /// The longest tile key (as in the IPC commands).
 const MAX_TILE: usize = 255;
 const PATH: &str = "/video";
-/// The app's own page (Linux and macOS; Windows' WebView2 over http and https): the only
-/// origins allowed to read the pictures' pixels (the UI tests and `bench app` read the test
-/// pattern back from a tile).
-const APP_ORIGINS: [&str; 3] = [
-    "tauri://localhost",
-    "http://tauri.localhost",
-    "https://tauri.localhost",
-];
+/// The app's own page: the only origin allowed to read the pictures' pixels (the UI tests
+/// and `bench app` read the test pattern back from a tile).
+#[cfg(not(windows))]
+const APP_ORIGINS: [&str; 1] = ["tauri://localhost"];
+/// WebView2 serves the app's page over http, or https when the app asks for it.
+#[cfg(windows)]
+const APP_ORIGINS: [&str; 2] = ["http://tauri.localhost", "https://tauri.localhost"];
 
 /// The boundary and head of a part: a picture follows. `allow`: the origin allowed to read
 /// its pixels — WebKit checks each part of a stream loaded with CORS, not only the response.
@@ -62,6 +64,15 @@ fn part(jpeg: &[u8], allow: Option<&str>) -> Bytes {
     Bytes::from(b)
 }
 
+/// What a request asks for: a tile's stream, for the window's channel opening `epoch`, the
+/// window's `n`th stream load.
+#[derive(Debug, PartialEq)]
+struct Ask {
+    tile: String,
+    epoch: u64,
+    n: u64,
+}
+
 /// What a request must show: this server's address as its host, and the token.
 #[derive(Clone)]
 struct Gate {
@@ -70,8 +81,8 @@ struct Gate {
 }
 
 impl Gate {
-    /// The tile a request asks for, or the status it gets.
-    fn check(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<String, StatusCode> {
+    /// What a request asks for, or the status it gets.
+    fn check(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<Ask, StatusCode> {
         if method != Method::GET {
             return Err(StatusCode::METHOD_NOT_ALLOWED);
         }
@@ -82,19 +93,25 @@ impl Gate {
         if uri.path() != PATH {
             return Err(StatusCode::NOT_FOUND);
         }
-        let (mut token, mut tile) = (None, None);
+        let (mut token, mut tile, mut epoch, mut n) = (None, None, None, None);
         for (k, v) in url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
             match &*k {
                 "t" => token = Some(v),
                 "tile" => tile = Some(v),
+                "e" => epoch = v.parse::<u64>().ok(),
+                "n" => n = v.parse::<u64>().ok(),
                 _ => {}
             }
         }
         if !token.is_some_and(|t| same(t.as_bytes(), self.token.as_bytes())) {
             return Err(StatusCode::NOT_FOUND);
         }
-        match tile {
-            Some(t) if !t.is_empty() && t.len() <= MAX_TILE => Ok(t.into_owned()),
+        match (tile, epoch, n) {
+            (Some(t), Some(epoch), Some(n)) if !t.is_empty() && t.len() <= MAX_TILE => Ok(Ask {
+                tile: t.into_owned(),
+                epoch,
+                n,
+            }),
             _ => Err(StatusCode::BAD_REQUEST),
         }
     }
@@ -130,13 +147,13 @@ impl VideoServer {
             .name("ui-stream".into())
             .spawn(move || runtime.block_on(serve(listener, gate, frames, stopped)))?;
         Ok(VideoServer {
-            base: format!("http://127.0.0.1:{port}{PATH}?t={token}&tile="),
+            base: format!("http://127.0.0.1:{port}{PATH}?t={token}"),
             stop: Some(stop),
             thread: Some(thread),
         })
     }
 
-    /// A tile's stream is this followed by its key, URL-encoded.
+    /// The streams' address, but the query's `e`, `tile` and `n`.
     pub fn base(&self) -> &str {
         &self.base
     }
@@ -196,7 +213,8 @@ async fn connection(tcp: tokio::net::TcpStream, gate: Arc<Gate>, frames: Arc<UiF
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(5))
+        // The window sends its request at once.
+        .header_read_timeout(Duration::from_secs(2))
         // The smallest read buffer hyper accepts: a request here is one short line.
         .max_buf_size(8192)
         .keep_alive(false)
@@ -212,17 +230,19 @@ fn respond(req: &Request<Incoming>, gate: &Gate, frames: &Arc<UiFrames>) -> Resp
         *r.status_mut() = s;
         r
     };
-    let tile = match gate.check(req.method(), req.uri(), req.headers()) {
-        Ok(t) => t,
+    let ask = match gate.check(req.method(), req.uri(), req.headers()) {
+        Ok(a) => a,
         Err(s) => {
             tracing::debug!(status = %s, "video request refused");
             return status(s);
         }
     };
-    // The window went back to pictures over IPC: nothing to stream.
-    let Some((id, rx)) = frames.attach(&tile) else {
+    // Not (or no longer) what the window wants: pictures over the channel, an earlier
+    // opening, or a load older than the tile's stream.
+    let Some((id, rx)) = frames.attach(&ask.tile, ask.epoch, ask.n) else {
         return status(StatusCode::CONFLICT);
     };
+    let tile = ask.tile;
     let allow = req
         .headers()
         .get(header::ORIGIN)
@@ -323,67 +343,118 @@ mod tests {
 
     const T: Duration = Duration::from_secs(5);
 
-    /// `GET path` on the server (HTTP/1.0: the body is not chunked) with this `Host`, as the
-    /// app's page; the response's head (lowercase) and what came after it.
-    async fn get(authority: &str, path: &str, host: &str) -> (String, TcpStream, Vec<u8>) {
+    /// A response's body as it comes, de-chunked (HTTP/1.1, as the window asks).
+    struct Body {
+        tcp: TcpStream,
+        raw: Vec<u8>,
+        data: Vec<u8>,
+        ended: bool,
+    }
+
+    impl Body {
+        /// Reads until more of the body came; false: it ended.
+        async fn more(&mut self) -> bool {
+            loop {
+                if self.dechunk() {
+                    return true;
+                }
+                if self.ended {
+                    return false;
+                }
+                let mut b = [0u8; 65536];
+                let n = timeout(T, self.tcp.read(&mut b)).await.unwrap().unwrap();
+                if n == 0 {
+                    return false;
+                }
+                self.raw.extend_from_slice(&b[..n]);
+            }
+        }
+
+        /// Moves whole chunks from `raw` to `data`; true if any moved.
+        fn dechunk(&mut self) -> bool {
+            let mut moved = false;
+            while let Some(eol) = self.raw.windows(2).position(|w| w == b"\r\n") {
+                let size = std::str::from_utf8(&self.raw[..eol]).unwrap();
+                let size = usize::from_str_radix(size.trim(), 16).unwrap();
+                if size == 0 {
+                    self.ended = true;
+                    break;
+                }
+                if self.raw.len() < eol + 2 + size + 2 {
+                    break;
+                }
+                self.data
+                    .extend_from_slice(&self.raw[eol + 2..eol + 2 + size]);
+                self.raw.drain(..eol + 2 + size + 2);
+                moved = true;
+            }
+            moved
+        }
+
+        /// Reads on until `n` more whole pictures came; their test-pattern stamps. `allow`:
+        /// the origin each part must name (and no other).
+        async fn pictures(&mut self, n: usize, allow: Option<&str>) -> Vec<Option<Stamp>> {
+            let head = head(allow).into_bytes();
+            let end = [&b"\r\n"[..], &head].concat();
+            let mut out = Vec::new();
+            while out.len() < n {
+                let d = &self.data;
+                assert!(
+                    d.starts_with(&head[..head.len().min(d.len())]),
+                    "a part's head"
+                );
+                let found = (d.len() > head.len())
+                    .then(|| d[head.len()..].windows(end.len()).position(|w| w == end))
+                    .flatten();
+                match found {
+                    Some(i) => {
+                        let jpeg = &d[head.len()..head.len() + i];
+                        let rgb = zune_jpeg::JpegDecoder::new(jpeg).decode().unwrap();
+                        let rgba: Vec<u8> = rgb
+                            .chunks(3)
+                            .flat_map(|p| [p[0], p[1], p[2], 255])
+                            .collect();
+                        out.push(pattern::read_rgba(&rgba, 640, 480));
+                        self.data.drain(..head.len() + i + 2);
+                    }
+                    None => assert!(self.more().await, "the stream ended"),
+                }
+            }
+            out
+        }
+    }
+
+    /// `GET path` on the server with this `Host` and `Origin`; the response's head
+    /// (lowercase) and its body.
+    async fn get(authority: &str, path: &str, host: &str, origin: &str) -> (String, Body) {
         let mut tcp = TcpStream::connect(authority).await.unwrap();
-        let req =
-            format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nOrigin: tauri://localhost\r\n\r\n");
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n\r\n");
         tcp.write_all(req.as_bytes()).await.unwrap();
         let mut buf = Vec::new();
         let mut b = [0u8; 65536];
         loop {
             if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
-                let rest = buf[i + 4..].to_vec();
-                return (head, tcp, rest);
+                let raw = buf[i + 4..].to_vec();
+                let body = Body {
+                    tcp,
+                    raw,
+                    data: Vec::new(),
+                    ended: false,
+                };
+                return (head, body);
             }
             let n = timeout(T, tcp.read(&mut b)).await.unwrap().unwrap();
-            if n == 0 {
-                return (
-                    String::from_utf8_lossy(&buf).to_lowercase(),
-                    tcp,
-                    Vec::new(),
-                );
-            }
+            assert!(
+                n > 0,
+                "closed before a response: {}",
+                String::from_utf8_lossy(&buf)
+            );
             buf.extend_from_slice(&b[..n]);
         }
     }
 
-    /// Reads on until `n` more whole pictures came; their test-pattern stamps.
-    async fn pictures(tcp: &mut TcpStream, rest: &mut Vec<u8>, n: usize) -> Vec<Option<Stamp>> {
-        let head = head(Some("tauri://localhost")).into_bytes();
-        let mut b = [0u8; 65536];
-        let mut out = Vec::new();
-        while out.len() < n {
-            assert!(
-                rest.starts_with(&head[..head.len().min(rest.len())]),
-                "a part's head"
-            );
-            let end = [&b"\r\n"[..], &head].concat();
-            if let Some(i) = rest
-                .len()
-                .checked_sub(head.len())
-                .and_then(|_| rest[head.len()..].windows(end.len()).position(|w| w == end))
-            {
-                let jpeg = &rest[head.len()..head.len() + i];
-                let rgb = zune_jpeg::JpegDecoder::new(jpeg).decode().unwrap();
-                let rgba: Vec<u8> = rgb
-                    .chunks(3)
-                    .flat_map(|p| [p[0], p[1], p[2], 255])
-                    .collect();
-                out.push(pattern::read_rgba(&rgba, 640, 480));
-                rest.drain(..head.len() + i + 2);
-                continue;
-            }
-            let got = timeout(T, tcp.read(&mut b)).await.unwrap().unwrap();
-            assert!(got > 0, "the stream ended");
-            rest.extend_from_slice(&b[..got]);
-        }
-        out
-    }
-
-    /// The server's `host:port`, and the path of its streams but the tile key.
+    /// The server's `host:port`, and the path of its streams but the query's `e`, `tile` and `n`.
     fn address(server: &VideoServer) -> (String, String) {
         let rest = &server.base()["http://".len()..];
         let slash = rest.find('/').unwrap();
@@ -398,17 +469,20 @@ mod tests {
         Arc::new(pattern::frame(640, 480, stamp, 0))
     }
 
+    const APP: &str = APP_ORIGINS[0];
+
     #[tokio::test]
     async fn a_tile_s_pictures_stream_to_the_window() {
         let frames = UiFrames::new();
         let (channel, told) = crate::frames::test_channel();
-        frames.open(channel, true);
+        let e = frames.open(channel, true);
         let server = VideoServer::start(frames.clone()).unwrap();
         let runner = {
             let f = frames.clone();
             std::thread::spawn(move || f.run())
         };
         let (authority, path) = address(&server);
+        let stream = |e: u64, n: u64| format!("{path}&e={e}&tile=p1&n={n}");
         let peer = FrameSource::Remote(confab_protocol::PeerId("p1".into()));
 
         // The first picture: the window is told the tile has pictures (not sent them).
@@ -417,46 +491,49 @@ mod tests {
         assert_eq!(m, [&[3u8, 2][..], b"p1"].concat());
 
         // The stream: the newest picture at once, then each as it comes, in order.
-        let (head, mut tcp, mut rest) = get(&authority, &format!("{path}p1"), &authority).await;
-        assert!(head.starts_with("http/1.0 200"), "{head}");
+        let (head, mut body) = get(&authority, &stream(e, 1), &authority, APP).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
         assert!(
             head.contains("content-type: multipart/x-mixed-replace; boundary=confab-frame"),
             "{head}"
         );
         assert!(
-            head.contains("access-control-allow-origin: tauri://localhost"),
+            head.contains(&format!("access-control-allow-origin: {APP}")),
             "{head}"
         );
-        assert_eq!(
-            pictures(&mut tcp, &mut rest, 1).await[0].map(|s| s.frame),
-            Some(1)
-        );
+        assert!(head.contains("transfer-encoding: chunked"), "{head}");
+        let frame = |s: Vec<Option<Stamp>>| s[0].map(|s| s.frame);
+        assert_eq!(frame(body.pictures(1, Some(APP)).await), Some(1));
         for n in 2..=4 {
             frames.frame(&peer, &picture(n));
-            assert_eq!(
-                pictures(&mut tcp, &mut rest, 1).await[0].map(|s| s.frame),
-                Some(n)
-            );
+            assert_eq!(frame(body.pictures(1, Some(APP)).await), Some(n));
         }
         assert_eq!(frames.take_drawn()["p1"], 4, "the pictures the stream took");
 
-        // The tile opened again (the window moved it): the new stream takes over, the old ends.
-        let (head, mut tcp2, mut rest2) =
-            get(&authority, &format!("{path}p1&n=2"), &authority).await;
-        assert!(head.starts_with("http/1.0 200"), "{head}");
-        let mut b = [0u8; 1024];
-        while timeout(T, tcp.read(&mut b)).await.unwrap().unwrap() > 0 {}
+        // The tile loaded again (the window moved it): the new stream takes over, the old
+        // ends; a load the window made before it (cancelled, arriving late) is refused.
+        let (head, mut body2) = get(&authority, &stream(e, 3), &authority, APP).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        while body.more().await {}
+        let (head, _) = get(&authority, &stream(e, 2), &authority, APP).await;
+        assert!(head.starts_with("http/1.1 409"), "a stale load: {head}");
         frames.frame(&peer, &picture(5));
-        assert_eq!(
-            pictures(&mut tcp2, &mut rest2, 1).await[0].map(|s| s.frame),
-            Some(5)
+        assert_eq!(frame(body2.pictures(1, Some(APP)).await), Some(5));
+
+        // The channel opened again (a reload): the earlier opening's loads are refused.
+        let e2 = frames.open(crate::frames::test_channel().0, true);
+        assert!(e2 > e);
+        while body2.more().await {}
+        let (head, _) = get(&authority, &stream(e, 9), &authority, APP).await;
+        assert!(
+            head.starts_with("http/1.1 409"),
+            "an earlier opening: {head}"
         );
 
-        // Back to the channel (the window's streams failed): pictures come as messages.
-        frames.open(Channel::new(move |_| Ok(())), false);
-        while timeout(T, tcp2.read(&mut b)).await.unwrap().unwrap() > 0 {}
-        let (head, ..) = get(&authority, &format!("{path}p1&n=3"), &authority).await;
-        assert!(head.starts_with("http/1.0 409"), "{head}");
+        // Back to the channel (the window's streams failed): no stream at all.
+        let e3 = frames.open(crate::frames::test_channel().0, false);
+        let (head, _) = get(&authority, &stream(e3, 1), &authority, APP).await;
+        assert!(head.starts_with("http/1.1 409"), "{head}");
 
         drop(server);
         frames.stop();
@@ -466,22 +543,49 @@ mod tests {
     #[tokio::test]
     async fn guessed_token_and_dns_rebinding_get_no_pictures() {
         let frames = UiFrames::new();
-        frames.open(Channel::new(|_| Ok(())), true);
+        let e = frames.open(Channel::new(|_| Ok(())), true);
         let server = VideoServer::start(frames.clone()).unwrap();
         frames.frame(&FrameSource::Local, &picture(1));
         let (authority, path) = address(&server);
-        let guessed = format!("/video?t={:032x}&tile=local", 7u128);
-        let (head, ..) = get(&authority, &guessed, &authority).await;
-        assert!(head.starts_with("http/1.0 404"), "{head}");
-        let (head, ..) = get(&authority, &format!("{path}local"), "evil.example").await;
-        assert!(head.starts_with("http/1.0 403"), "{head}");
-        let (head, ..) = get(&authority, "/", &authority).await;
-        assert!(head.starts_with("http/1.0 404"), "{head}");
+        let guessed = format!("/video?t={:032x}&e={e}&tile=local&n=1", 7u128);
+        let (head, _) = get(&authority, &guessed, &authority, APP).await;
+        assert!(head.starts_with("http/1.1 404"), "{head}");
+        let ok = format!("{path}&e={e}&tile=local&n=1");
+        let (head, _) = get(&authority, &ok, "evil.example", APP).await;
+        assert!(head.starts_with("http/1.1 403"), "{head}");
+        let (head, _) = get(&authority, "/", &authority, APP).await;
+        assert!(head.starts_with("http/1.1 404"), "{head}");
         assert_eq!(
             frames.streams_open(),
             0,
             "a refused request opened a stream"
         );
+    }
+
+    #[tokio::test]
+    async fn foreign_origin_cannot_read_pixels() {
+        // A page elsewhere that has the address (it should not) gets no CORS grant: its canvas
+        // would be tainted. Neither the response nor any part names an origin.
+        let frames = UiFrames::new();
+        let e = frames.open(Channel::new(|_| Ok(())), true);
+        let server = VideoServer::start(frames.clone()).unwrap();
+        let runner = {
+            let f = frames.clone();
+            std::thread::spawn(move || f.run())
+        };
+        let (authority, path) = address(&server);
+        frames.frame(&FrameSource::Local, &picture(1));
+        let ok = format!("{path}&e={e}&tile=local&n=1");
+        let (head, mut body) = get(&authority, &ok, &authority, "http://evil.example").await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(!head.contains("access-control"), "{head}");
+        assert_eq!(body.pictures(1, None).await[0].map(|s| s.frame), Some(1));
+        assert!(!String::from_utf8_lossy(&body.data)
+            .to_lowercase()
+            .contains("access-control"));
+        drop(server);
+        frames.stop();
+        runner.join().unwrap();
     }
 
     fn gate() -> Gate {
@@ -494,10 +598,12 @@ mod tests {
     fn check(method: Method, host: &str, uri: &str) -> Result<String, StatusCode> {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
-        gate().check(&method, &uri.parse().unwrap(), &h)
+        gate()
+            .check(&method, &uri.parse().unwrap(), &h)
+            .map(|a| a.tile)
     }
 
-    const OK: &str = "/video?t=0123456789abcdef0123456789abcdef&tile=";
+    const OK: &str = "/video?t=0123456789abcdef0123456789abcdef&e=1&n=1&tile=";
 
     #[test]
     fn a_tile_is_asked_for_with_the_token() {
@@ -510,15 +616,38 @@ mod tests {
             Ok("share:p1".into()),
             "keys are URL-encoded"
         );
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:4000"));
+        let uri = "/video?tile=local&e=7&n=42&t=0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            gate().check(&Method::GET, &uri.parse().unwrap(), &h),
+            Ok(Ask {
+                tile: "local".into(),
+                epoch: 7,
+                n: 42
+            })
+        );
+        // The opening and the load count are not optional.
+        for uri in [
+            "/video?t=0123456789abcdef0123456789abcdef&tile=local&n=1",
+            "/video?t=0123456789abcdef0123456789abcdef&tile=local&e=1",
+            "/video?t=0123456789abcdef0123456789abcdef&tile=local&e=1&n=-1",
+        ] {
+            assert_eq!(
+                check(Method::GET, "127.0.0.1:4000", uri),
+                Err(StatusCode::BAD_REQUEST),
+                "{uri}"
+            );
+        }
     }
 
     #[test]
     fn guessed_token() {
         for uri in [
-            "/video?tile=local",
-            "/video?t=&tile=local",
-            "/video?t=0123456789abcdef0123456789abcdee&tile=local",
-            "/video?t=0123456789abcdef0123456789abcdef0&tile=local",
+            "/video?tile=local&e=1&n=1",
+            "/video?t=&tile=local&e=1&n=1",
+            "/video?t=0123456789abcdef0123456789abcdee&tile=local&e=1&n=1",
+            "/video?t=0123456789abcdef0123456789abcdef0&tile=local&e=1&n=1",
         ] {
             assert_eq!(
                 check(Method::GET, "127.0.0.1:4000", uri),
