@@ -53,12 +53,17 @@
   let maxStreams = 6;
   let streamsBroken = false; // a stream failed: the channel from now on
   let wantStreams = true; // what the window last asked for
+  let openings = 0;
   function openVideo(streams) {
     // A new channel each time: Rust dropping the one it had closes it on this side too.
     const video = new Channel();
     video.onmessage = (buf) => onMessage(buf);
+    const mine = ++openings;
     invoke('open_video', { channel: video, streams })
       .then((base) => {
+        // Only the last asking counts (if Rust took them in another order, the streams of
+        // an opening it no longer has are refused, and the window falls back).
+        if (mine !== openings) return;
         streamBase = base || null;
         document.body.classList.toggle('streams', !!streamBase);
         syncStreams();
