@@ -178,8 +178,8 @@
     for (const [key, img] of streamed) {
       if (!remoteTile(key)) continue;
       const w = img.naturalWidth;
+      if (!w || !img.complete) continue;
       const h = Math.min(window.ConfabPattern.rowsNeeded(w), img.naturalHeight);
-      if (!w || !h || !img.complete) continue;
       if (probe.width !== w || probe.height !== h) {
         probe.width = w;
         probe.height = h;
