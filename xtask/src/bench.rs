@@ -61,7 +61,8 @@ const BENCHES: &[Bench] = &[
         // Its program, confab-audio-bench, is a binary of confab-media.
         packages: &["confab-media"],
         test_packages: false,
-        system: &[],
+        // Its speech fixtures (without it, only the built-in synthetic voices).
+        system: &["espeak-ng"],
     },
 ];
 

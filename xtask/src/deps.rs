@@ -28,6 +28,7 @@ pub const BUILD: &[&str] = &[
 /// nftables for loss, blackouts and NAT in the kernel network lab, coturn (a real TURN
 /// server) for calls through relays, redis-server for signaling nodes joined through Redis,
 /// janus (its VideoRoom plugin is the SFU of rooms' calls through a media server),
+/// espeak-ng (speech in two voices: the audio processing's echo and double-talk fixtures),
 /// openbox (a window manager: windows to share are listed from the manager's client list, as
 /// on any desktop), and sway, xwayland, x11-xserver-utils (xhost) and dbus-daemon (a Wayland
 /// desktop: sharing through a wlroots compositor, with xcap's own session bus).
@@ -42,6 +43,7 @@ pub const TEST_EXTRA: &[&str] = &[
     "coturn",
     "redis-server",
     "janus",
+    "espeak-ng",
     "openbox",
     "sway",
     "xwayland",

@@ -579,7 +579,8 @@ pub fn vs_browser_table(rows: &[VsBrowserRow]) -> String {
 
 /// `bench audio`: what `confab-audio-bench` measured on the built-in fixtures (one object). The
 /// issue's keys first; the rest are the figures beside them. Fields the program adds later are
-/// ignored.
+/// ignored. With espeak-ng installed the figures are on its speech (`talkers`), and the
+/// built-in synthetic voices' figures come beside them (`synthetic`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AudioRun {
     pub erle_median_db: Option<f64>,
@@ -588,6 +589,8 @@ pub struct AudioRun {
     pub double_talk_db: Option<f64>,
     pub noise_gain_db: Option<f64>,
     pub cpu_us_per_frame: Option<f64>,
+    #[serde(default)]
+    pub talkers: Option<String>,
     #[serde(default)]
     pub reconvergence_s: Option<f64>,
     #[serde(default)]
@@ -600,66 +603,86 @@ pub struct AudioRun {
     pub double_talk_unprocessed_db: Option<f64>,
     #[serde(default)]
     pub noise_speech_change_db: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic: Option<Box<AudioRun>>,
 }
 
+/// The table: one column of figures, or two (espeak-ng's speech, then the synthetic voices).
 pub fn audio_table(r: &AudioRun) -> String {
+    let runs: Vec<&AudioRun> = std::iter::once(r).chain(r.synthetic.as_deref()).collect();
     let mut t = String::new();
-    let mut row = |what: &str, v: String, target: &str| {
-        let _ = writeln!(t, "  {what:<38} {v:>9}   {target}");
+    let _ = writeln!(
+        t,
+        "  {:<38} {}",
+        "speech",
+        runs.iter()
+            .map(|r| format!("{:>9}", r.talkers.as_deref().unwrap_or("?")))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let mut row = |what: &str, v: &dyn Fn(&AudioRun) -> String, target: &str| {
+        let cells: Vec<String> = runs.iter().map(|r| format!("{:>9}", v(r))).collect();
+        let _ = writeln!(t, "  {what:<38} {}   {target}", cells.join(" "));
     };
-    row("ERLE median (dB)", fmt1(r.erle_median_db), "(target >= 30)");
+    row(
+        "ERLE median (dB)",
+        &|r| fmt1(r.erle_median_db),
+        "(target >= 30)",
+    );
     row(
         "ERLE 10th percentile (dB)",
-        fmt1(r.erle_p10_db),
+        &|r| fmt1(r.erle_p10_db),
         "(target >= 20)",
     );
     row(
         "converged, ERLE >= 15 dB (s)",
-        fmt1(r.convergence_s),
+        &|r| fmt1(r.convergence_s),
         "(target <= 2)",
     );
     row(
         "reconverged after a path change (s)",
-        fmt1(r.reconvergence_s),
+        &|r| fmt1(r.reconvergence_s),
         "(target <= 2)",
     );
     row(
         "soft-clipping speaker ERLE median/p10",
-        format!(
-            "{}/{}",
-            fmt1(r.soft_clip_erle_median_db),
-            fmt1(r.soft_clip_erle_p10_db)
-        ),
+        &|r| {
+            format!(
+                "{}/{}",
+                fmt1(r.soft_clip_erle_median_db),
+                fmt1(r.soft_clip_erle_p10_db)
+            )
+        },
         "",
     );
     row(
         "double talk, near-end seg. SNR (dB)",
-        fmt1(r.double_talk_db),
+        &|r| fmt1(r.double_talk_db),
         "(target >= 10)",
     );
     row(
         "  the same, echo cancellation only",
-        fmt1(r.double_talk_echo_only_db),
+        &|r| fmt1(r.double_talk_echo_only_db),
         "",
     );
     row(
         "  the microphone unprocessed",
-        fmt1(r.double_talk_unprocessed_db),
+        &|r| fmt1(r.double_talk_unprocessed_db),
         "",
     );
     row(
         "noise: SNR gain at 10 dB SNR (dB)",
-        fmt1(r.noise_gain_db),
+        &|r| fmt1(r.noise_gain_db),
         "(target >= 10)",
     );
     row(
         "  speech level change (dB)",
-        fmt1(r.noise_speech_change_db),
+        &|r| fmt1(r.noise_speech_change_db),
         "",
     );
     row(
         "CPU per 10 ms frame (us)",
-        fmt0(r.cpu_us_per_frame),
+        &|r| fmt0(r.cpu_us_per_frame),
         &format!(
             "({} % of one core)",
             fmt1(r.cpu_us_per_frame.map(|us| us / 100.0))
@@ -1063,6 +1086,25 @@ mod tests {
         }
         let t = audio_table(&run);
         assert!(t.contains("46.2") && t.contains("4.7 % of one core"), "{t}");
+        assert!(v.get("synthetic").is_none(), "{v}");
+        // espeak-ng's figures with the synthetic voices' beside them: two columns.
+        let both = r#"{"talkers":"espeak-ng","erle_median_db":51.1,"erle_p10_db":41.1,
+            "convergence_s":1.9,"double_talk_db":10.7,"noise_gain_db":12.0,"cpu_us_per_frame":450,
+            "synthetic":{"talkers":"synthetic","erle_median_db":42.8,"erle_p10_db":33.5,
+            "convergence_s":0.1,"double_talk_db":7.6,"noise_gain_db":12.6,"cpu_us_per_frame":450}}"#;
+        let run: AudioRun = serde_json::from_str(both).unwrap();
+        assert_eq!(
+            serde_json::to_value(&run).unwrap()["synthetic"]["double_talk_db"],
+            7.6
+        );
+        let t = audio_table(&run);
+        let line = |what: &str| t.lines().find(|l| l.contains(what)).unwrap().to_string();
+        assert!(
+            line("speech").contains("espeak-ng") && line("speech").contains("synthetic"),
+            "{t}"
+        );
+        let dt = line("double talk, near-end");
+        assert!(dt.find("10.7").unwrap() < dt.find("7.6").unwrap(), "{t}");
         // A figure the program could not take is `-`.
         let none: AudioRun = serde_json::from_str(
             r#"{"erle_median_db":null,"erle_p10_db":1,"convergence_s":null,

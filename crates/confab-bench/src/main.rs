@@ -131,8 +131,10 @@ Writes target/bench/vs-browser.json (one object per size).";
 
 const AUDIO_HELP: &str = "\
 Runs the release confab-audio-bench: confab-media's audio processing (sonora: echo
-cancellation, noise suppression, gain control, high-pass) on fixtures built in code from fixed
-seeds (speech-like voices, pink noise, a room with RT60 250 ms), and prints ERLE median and
+cancellation, noise suppression, gain control, high-pass) on fixtures: espeak-ng's speech in
+two voices (the issue's fixtures; installed with the benchmark), with the same figures on
+speech-like voices built in code from fixed seeds beside them, pink noise, and a room with
+RT60 250 ms. It prints ERLE median and
 10th percentile (60 and 200 ms echo paths, far end alone, after 3 s), convergence and
 reconvergence after an echo path change, ERLE through a soft-clipping speaker, the near end's
 segmental SNR in double talk, the SNR gain on speech in pink noise at 10 dB SNR, and the

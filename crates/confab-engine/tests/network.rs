@@ -135,6 +135,11 @@ struct Turn {
 impl Turn {
     fn start() -> Option<Turn> {
         if Command::new("turnserver").arg("-h").output().is_err() {
+            // `cargo xtask test` installs coturn and says so: then it must be there.
+            assert!(
+                std::env::var("CONFAB_TEST_PACKAGES").map_or(true, |v| v != "installed"),
+                "`turnserver` (coturn) is not installed, and `cargo xtask test` installs it"
+            );
             eprintln!("skipped: `turnserver` (coturn) is not installed");
             return None;
         }

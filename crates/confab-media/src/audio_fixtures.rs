@@ -2,7 +2,9 @@
 //! speech-like signals in two voices, pink noise, a room impulse response, an echo path, and
 //! the measures (ERLE in 100 ms windows, convergence time, segmental SNR, SNR from speech and
 //! pause windows, spectra). Everything is built in code from fixed seeds at 48 kHz, `f32` in
-//! [-1, 1]; nothing needs files or tools.
+//! [-1, 1]; nothing needs files. The issue's own talkers, espeak-ng's speech in two voices
+//! ([`Talkers::espeak`]), need the `espeak-ng` program; the built-in voices
+//! ([`Talkers::synthetic`]) need nothing.
 
 use crate::frame::{AudioFrame, FRAME_SAMPLES, SAMPLE_RATE};
 use crate::processing::{ProcessingSettings, Processor};
@@ -551,8 +553,8 @@ pub fn wav_mono_i16(bytes: &[u8]) -> Option<(u32, Vec<f32>)> {
 }
 
 /// Real synthetic speech from `espeak-ng` (voice such as `en-us` or `en-us+f3`), at 48 kHz,
-/// peaks at -6 dBFS; `None` when espeak-ng is not installed. An extra beside [`speech`]: no
-/// test needs it.
+/// peaks at -6 dBFS; `None` when espeak-ng is not installed (apt `espeak-ng`; `cargo xtask
+/// test` and `bench audio` install it).
 pub fn espeak(voice: &str, words_per_minute: u32, text: &str) -> Option<Vec<f32>> {
     let out = std::process::Command::new("espeak-ng")
         .args([
@@ -586,6 +588,65 @@ pub fn espeak(voice: &str, words_per_minute: u32, text: &str) -> Option<Vec<f32>
     }
     normalize_peak(&mut y, 0.5);
     Some(y)
+}
+
+/// Two talkers' speech, the material of the measurements: the far end's (whose echo is to be
+/// cancelled) and the near end's (who is to be heard).
+#[derive(Debug, Clone)]
+pub struct Talkers {
+    /// `"espeak-ng"` or `"synthetic"`.
+    pub name: &'static str,
+    far: Vec<f32>,
+    near: Vec<f32>,
+}
+
+impl Talkers {
+    /// The built-in speech-like voices ([`speech`], fixed seeds): always there.
+    pub fn synthetic() -> Self {
+        Talkers {
+            name: "synthetic",
+            far: speech(VOICE_A, 16.0),
+            near: speech(VOICE_B, 16.0),
+        }
+    }
+
+    /// espeak-ng's speech in two voices (a male one reading [`FAR_TEXT`], a female one
+    /// [`NEAR_TEXT`]), the fixtures issue 11 asks for; `None` without espeak-ng.
+    pub fn espeak() -> Option<Self> {
+        Some(Talkers {
+            name: "espeak-ng",
+            far: espeak("en-us", 150, FAR_TEXT)?,
+            near: espeak("en-us+f3", 160, NEAR_TEXT)?,
+        })
+    }
+
+    /// The far end's speech, `seconds` long (repeated when it is shorter).
+    pub fn far(&self, seconds: f32) -> Vec<f32> {
+        looped(&self.far, (seconds * FS as f32) as usize)
+    }
+
+    /// The near end's speech, `seconds` long (repeated when it is shorter).
+    pub fn near(&self, seconds: f32) -> Vec<f32> {
+        looped(&self.near, (seconds * FS as f32) as usize)
+    }
+
+    /// `seconds` in all: the near end silent for the first `silent` seconds, then talking from
+    /// the start of its speech.
+    pub fn near_after(&self, silent: f32, seconds: f32) -> Vec<f32> {
+        let n = (seconds * FS as f32) as usize;
+        let lead = ((silent * FS as f32) as usize).min(n);
+        let mut x = vec![0f32; lead];
+        x.extend(looped(&self.near, n - lead));
+        x
+    }
+}
+
+/// `x` repeated (or cut) to `n` samples; silence when `x` is empty.
+fn looped(x: &[f32], n: usize) -> Vec<f32> {
+    if x.is_empty() {
+        return vec![0.0; n];
+    }
+    x.iter().copied().cycle().take(n).collect()
 }
 
 /// A mono 16-bit WAV file's bytes.
@@ -654,19 +715,25 @@ pub fn echo_run(
     change: Option<(f32, EchoPath)>,
     seconds: f32,
 ) -> EchoFigures {
-    let far = speech(VOICE_A, seconds);
+    echo_run_on(&speech(VOICE_A, seconds), settings, path, change)
+}
+
+/// [`echo_run`] with the given far-end speech.
+pub fn echo_run_on(
+    far: &[f32],
+    settings: ProcessingSettings,
+    path: EchoPath,
+    change: Option<(f32, EchoPath)>,
+) -> EchoFigures {
     let echo = match change {
-        None => path.apply(&far),
+        None => path.apply(far),
         Some((at, other)) => {
             let cut = (at * FS as f32) as usize;
-            let (a, b) = (path.apply(&far), other.apply(&far));
+            let (a, b) = (path.apply(far), other.apply(far));
             a[..cut].iter().chain(&b[cut..]).copied().collect()
         }
     };
-    let mut p = Processor::new(settings);
-    let _ = p.set_delay_ms(path.delay_ms as u32);
-    let out = run(&mut p, &far, &echo);
-    let w = erle_windows(&echo, &out);
+    let w = erle_of(far, &echo, settings, path.delay_ms as u32);
     let skip = |t: f32| change.is_some_and(|(at, _)| t >= at && t < at + 2.0);
     let steady: Vec<f32> = w
         .iter()
@@ -680,6 +747,32 @@ pub fn echo_run(
         convergence: convergence_time(&w, start, 15.0),
         reconvergence: change.and_then(|(at, _)| convergence_time(&w, at, 15.0)),
     }
+}
+
+/// ERLE windows (start s, dB) of far-end speech through `path`, near end silent.
+pub fn echo_windows(far: &[f32], settings: ProcessingSettings, path: EchoPath) -> Vec<(f32, f32)> {
+    erle_of(far, &path.apply(far), settings, path.delay_ms as u32)
+}
+
+/// ERLE windows of `echo` (what the microphone hears of `far`) through the processing.
+fn erle_of(
+    far: &[f32],
+    echo: &[f32],
+    settings: ProcessingSettings,
+    delay_ms: u32,
+) -> Vec<(f32, f32)> {
+    let mut p = Processor::new(settings);
+    let _ = p.set_delay_ms(delay_ms);
+    erle_windows(echo, &run(&mut p, far, echo))
+}
+
+/// The echo path changing mid-file: 16 s of `far` through a 60 ms path that becomes, 8 s in,
+/// a 120 ms one in another room, at -6 dB instead of -10.
+pub fn path_change_run(far: &[f32], settings: ProcessingSettings) -> EchoFigures {
+    let mut other = EchoPath::new(120.0);
+    other.room_seed = 99;
+    other.gain_db = -6.0;
+    echo_run_on(far, settings, EchoPath::new(60.0), Some((8.0, other)))
 }
 
 /// What the double-talk measurement found: the near end's segmental SNR (dB) in the output.
@@ -700,11 +793,8 @@ pub struct DoubleTalk {
 /// Far end (voice A) talks all along; the near end (voice B) starts at 3 s, once the echo
 /// canceller has converged, and they talk over each other from then on; measured from 3 s.
 pub fn double_talk(settings: ProcessingSettings) -> DoubleTalk {
-    let secs = 12.0;
-    let far = speech(VOICE_A, secs);
-    let mut near = speech(VOICE_B, secs);
-    near[..3 * FS].fill(0.0);
-    double_talk_of(settings, &far, &near)
+    let t = Talkers::synthetic();
+    double_talk_of(settings, &t.far(12.0), &t.near_after(3.0, 12.0))
 }
 
 /// [`double_talk`] on given far-end and near-end signals (the near end silent for 3 s).
@@ -743,12 +833,16 @@ pub struct NoiseFigures {
 /// Near-end speech (voice B) with pink noise 10 dB below it (active speech power), no far end,
 /// through `settings`; measured from 2 s on (the noise estimator and gain control settle).
 pub fn noise_run(settings: ProcessingSettings) -> NoiseFigures {
-    let secs = 10.0;
-    let clean = speech(VOICE_B, secs);
-    let (speech_w, pause_w) = speech_and_pause_windows(&clean);
-    let speech_rms = window_power(&clean, &speech_w).sqrt() as f32;
+    noise_run_on(&speech(VOICE_B, 10.0), settings)
+}
+
+/// [`noise_run`] on the given clean speech.
+pub fn noise_run_on(clean: &[f32], settings: ProcessingSettings) -> NoiseFigures {
+    let secs = clean.len() as f32 / FS as f32;
+    let (speech_w, pause_w) = speech_and_pause_windows(clean);
+    let speech_rms = window_power(clean, &speech_w).sqrt() as f32;
     let noise = pink_noise(secs, speech_rms * db_to_gain(-10.0), 3);
-    let noisy = mix(&clean, &noise);
+    let noisy = mix(clean, &noise);
     let mut p = Processor::new(settings);
     let out = run(&mut p, &[], &noisy);
     let keep = |w: &Vec<usize>| w.iter().copied().filter(|&i| i >= 20).collect::<Vec<_>>();
@@ -789,6 +883,8 @@ pub fn cpu_us_per_10ms(seconds: f32) -> f64 {
 /// Every figure of the audio benchmark (`cargo xtask bench audio`), on the fixtures above.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AudioFigures {
+    /// Whose speech the figures are measured on ([`Talkers::name`]).
+    pub talkers: String,
     /// ERLE (dB) with far-end speech only, 60 ms and 200 ms echo paths pooled, after 3 s.
     pub erle_median_db: f64,
     pub erle_p10_db: f64,
@@ -815,43 +911,59 @@ pub struct AudioFigures {
     pub noise_speech_change_db: f64,
     /// Processing time per 10 ms frame (render + capture), microseconds.
     pub cpu_us_per_frame: f64,
+    /// With espeak-ng's speech measured above: the same figures on the built-in synthetic
+    /// voices, beside them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic: Option<Box<AudioFigures>>,
 }
 
-/// Measures everything (about 15 s of processing).
+/// Measures everything on espeak-ng's speech when it is installed (the built-in voices'
+/// figures beside them), else on the built-in voices: about 15 s of processing for each.
 pub fn measure_all() -> AudioFigures {
+    let synthetic = measure(&Talkers::synthetic());
+    match Talkers::espeak() {
+        Some(t) => AudioFigures {
+            synthetic: Some(Box::new(synthetic)),
+            ..measure(&t)
+        },
+        None => synthetic,
+    }
+}
+
+/// Every figure on one pair of talkers (the far end's speech for the echo, the near end's for
+/// double talk and noise).
+pub fn measure(talkers: &Talkers) -> AudioFigures {
     let all = ProcessingSettings::default();
     let secs = 12.0;
-    let far = speech(VOICE_A, secs);
+    let far = talkers.far(secs);
     let mut pooled = Vec::new();
     let mut conv: Option<f32> = Some(0.0);
     for delay in [60.0, 200.0] {
-        let path = EchoPath::new(delay);
-        let echo = path.apply(&far);
-        let mut p = Processor::new(all);
-        let _ = p.set_delay_ms(delay as u32);
-        let out = run(&mut p, &far, &echo);
-        let w = erle_windows(&echo, &out);
-        pooled.extend(w.iter().filter(|(t, _)| *t >= 3.0).map(|(_, e)| *e));
-        let c = convergence_time(&w, w.first().map_or(0.0, |w| w.0), 15.0);
+        let f = echo_windows(&far, all, EchoPath::new(delay));
+        pooled.extend(f.iter().filter(|(t, _)| *t >= 3.0).map(|(_, e)| *e));
+        let c = convergence_time(&f, f.first().map_or(0.0, |w| w.0), 15.0);
         conv = match (conv, c) {
             (Some(a), Some(b)) => Some(a.max(b)),
             _ => None,
         };
     }
-    let mut other = EchoPath::new(120.0);
-    other.room_seed = 99;
-    other.gain_db = -6.0;
-    let change = echo_run(all, EchoPath::new(60.0), Some((8.0, other)), 16.0);
+    let change = path_change_run(&talkers.far(16.0), all);
     let mut clip = EchoPath::new(60.0);
     clip.soft_clip = true;
-    let clip = echo_run(all, clip, None, secs);
-    let dt = double_talk(all);
-    let dt_aec = double_talk(ProcessingSettings {
-        echo_cancellation: true,
-        ..ProcessingSettings::OFF
-    });
-    let noise = noise_run(all);
+    let clip = echo_run_on(&far, all, clip, None);
+    let near = talkers.near_after(3.0, secs);
+    let dt = double_talk_of(all, &far, &near);
+    let dt_aec = double_talk_of(
+        ProcessingSettings {
+            echo_cancellation: true,
+            ..ProcessingSettings::OFF
+        },
+        &far,
+        &near,
+    );
+    let noise = noise_run_on(&talkers.near(10.0), all);
     AudioFigures {
+        talkers: talkers.name.to_string(),
         erle_median_db: quantile(&pooled, 0.5) as f64,
         erle_p10_db: quantile(&pooled, 0.1) as f64,
         convergence_s: conv.map(f64::from),
@@ -865,6 +977,7 @@ pub fn measure_all() -> AudioFigures {
         noise_gain_db: (noise.snr_out - noise.snr_in) as f64,
         noise_speech_change_db: (noise.speech_out - noise.speech_in) as f64,
         cpu_us_per_frame: cpu_us_per_10ms(20.0),
+        synthetic: None,
     }
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """PESQ (ITU-T P.862, wide band) of the near end in double talk, on the WAV files that
-`cargo test -p confab-media --lib write_double_talk_wavs -- --ignored` writes.
+`cargo test -p confab-media --lib write_double_talk_wavs -- --ignored` writes (sets: synthetic, espeakng).
 
     pip install numpy pesq
     python3 crates/confab-media/tools/pesq_double_talk.py [DIR]
