@@ -27,6 +27,7 @@ fn main() {
             "open_video",
             "frame_ack",
             "tile_size",
+            "tile_by_channel",
             "send_chat",
             "get_chat",
             "open_url",

@@ -42,14 +42,15 @@
   // Each tile's pictures are an MJPEG stream its <img> loads from the app (127.0.0.1, a token
   // in the address; src-tauri/src/stream.rs): WebKit decodes and paints them with no script
   // per picture. The channel says which tiles have pictures. Where streams fail (or with
-  // --video-channel), or with more tiles than the window can stream, the pictures themselves
-  // come over the channel and are drawn on a canvas.
+  // --video-channel) the pictures themselves come over the channel and are drawn on a canvas;
+  // so do the pictures of the tiles beyond the few the window can stream.
   let streamBase = null; // the streams' address but the tile key and load count, or null
   const live = new Set(); // tiles with pictures now
   const streamed = new Map(); // key -> the <img> loading its stream
+  const byChannel = new Set(); // streaming, the live tiles whose pictures come over the channel
   let streamLoads = 0;
   // WebKit (and WebView2) open at most 6 connections to one host: a 7th stream would wait
-  // for ever, without an error.
+  // for ever, without an error. Tiles beyond those take the channel.
   let maxStreams = 6;
   let streamsBroken = false; // a stream failed: the channel from now on
   let wantStreams = true; // what the window last asked for
@@ -65,6 +66,7 @@
         // an opening it no longer has are refused, and the window falls back).
         if (mine !== openings) return;
         streamBase = base || null;
+        byChannel.clear(); // Rust forgot them with the opening
         document.body.classList.toggle('streams', !!streamBase);
         syncStreams();
       })
@@ -116,31 +118,55 @@
     }
   }
 
-  // Each live tile's <img> loads its stream; a tile that moved (the self view from the join
-  // screen to the grid) or went stops loading. Streams or the channel: the window asks again
-  // when the number of tiles crosses what it can stream, or a stream failed.
+  // Up to maxStreams live tiles load their stream into their <img> (the tile is `.streamed`);
+  // a tile that moved (the self view from the join screen to the grid) or went stops loading.
+  // A streamed tile keeps its stream (a switch costs a reconnect); a free one goes to others'
+  // tiles before our own views. The other live tiles take their pictures over the channel
+  // (Rust is told), drawn on their canvas. A stream that fails: the channel for every tile.
+  const ownView = (key) => key.startsWith('local');
+  const streamOrder = (a, b) => ownView(a) - ownView(b) || (a < b ? -1 : a > b ? 1 : 0);
   function syncStreams() {
-    const want = !streamsBroken && live.size <= maxStreams;
+    const want = !streamsBroken;
     if (want !== wantStreams) {
       wantStreams = want;
       streamBase = null;
       document.body.classList.remove('streams');
       openVideo(want);
     }
-    for (const key of new Set([...live, ...streamed.keys()])) {
-      const el = streamBase && live.has(key) ? tileEl(key) : null;
+    const canStream = [...live]
+      .filter((key) => streamBase && tileEl(key) && tileEl(key).querySelector('img.video'))
+      .sort(streamOrder);
+    const chosen = new Set(canStream.filter((key) => streamed.has(key)).slice(0, maxStreams));
+    for (const key of canStream) if (chosen.size < maxStreams) chosen.add(key);
+    for (const key of new Set([...live, ...streamed.keys(), ...byChannel])) {
+      const el = chosen.has(key) ? tileEl(key) : null;
       const img = el && el.querySelector('img.video');
       const old = streamed.get(key);
-      if (old === img) continue;
-      if (old) old.removeAttribute('src');
-      if (img) {
-        img.onload = () => img.closest('[data-key]').classList.add('has-video');
-        img.onerror = () => streamFailed(img);
-        // A new address each time: never a picture from the cache.
-        img.src = `${streamBase}${encodeURIComponent(key)}&n=${++streamLoads}`;
-        streamed.set(key, img);
-      } else {
-        streamed.delete(key);
+      if (old !== img) {
+        if (old) {
+          old.removeAttribute('src');
+          const was = old.closest('[data-key]');
+          // Its canvas may hold an old picture: the placeholder until the channel's first.
+          was.classList.remove('streamed', 'has-video');
+          const canvas = was.querySelector('canvas');
+          if (canvas) canvas.getContext('2d').clearRect(0, 0, canvas.width, canvas.height);
+        }
+        if (img) {
+          img.onload = () => img.closest('[data-key]').classList.add('has-video');
+          img.onerror = () => streamFailed(img);
+          // A new address each time: never a picture from the cache.
+          img.src = `${streamBase}${encodeURIComponent(key)}&n=${++streamLoads}`;
+          el.classList.add('streamed');
+          streamed.set(key, img);
+        } else {
+          streamed.delete(key);
+        }
+      }
+      const channel = !!streamBase && live.has(key) && !img;
+      if (channel !== byChannel.has(key)) {
+        if (channel) byChannel.add(key);
+        else byChannel.delete(key);
+        invoke('tile_by_channel', { tile: key, on: channel, loads: streamLoads }).catch(() => {});
       }
     }
     startMeasuring();

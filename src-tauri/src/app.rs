@@ -617,8 +617,8 @@ pub async fn get_hosting(state: State<'_, AppState>) -> IpcResult<Option<Hosting
 /// The window's video channel; `streams`: it would rather load pictures from streams (the
 /// default). Answers the streams' address but a tile's key and load count (`…&tile=` KEY
 /// `&n=` N) when they are in use, else `null` (pictures then come over the channel). A
-/// window whose streams fail, or that shows more tiles than it can stream, opens again
-/// with `false`.
+/// window whose streams fail opens again with `false`; one that shows more tiles than it can
+/// stream takes the rest over the channel ([`tile_by_channel`]).
 #[tauri::command]
 pub async fn open_video(
     state: State<'_, AppState>,
@@ -692,6 +692,23 @@ pub async fn tile_size(state: State<'_, AppState>, tile: String, width: u32) -> 
         return Err(IpcError::invalid("that is not a tile size"));
     }
     state.frames.set_shown_width(&tile, width as usize);
+    Ok(())
+}
+
+/// While it streams, the window takes this tile's pictures over the channel (`on`: it streams
+/// a few tiles at most), or no longer; `loads`: its count of stream loads then (the tile's
+/// stream from that load or before ends).
+#[tauri::command]
+pub async fn tile_by_channel(
+    state: State<'_, AppState>,
+    tile: String,
+    on: bool,
+    loads: u64,
+) -> IpcResult<()> {
+    if tile.len() > 255 {
+        return Err(IpcError::invalid("that is not a tile"));
+    }
+    state.frames.set_by_channel(&tile, on, loads);
     Ok(())
 }
 

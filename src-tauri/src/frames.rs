@@ -63,6 +63,9 @@ struct Inner {
     epoch: u64,
     /// Tiles the window was told have pictures (streaming), until they end.
     announced: HashSet<String>,
+    /// Streaming, the tiles the window does not stream (it streams a few at most): their
+    /// pictures go over the channel.
+    by_channel: HashSet<String>,
     pending: HashMap<String, Arc<VideoFrame>>,
     ended: VecDeque<String>,
     in_flight: HashMap<String, u32>,
@@ -112,16 +115,17 @@ impl UiFrames {
         g.streaming = streaming;
         g.streams.clear();
         g.announced.clear();
+        g.by_channel.clear();
         g.in_flight.clear();
         self.cond.notify_all();
         g.epoch
     }
 
-    /// The UI drew a frame of this tile: one more may go. (Streaming, the window says so
-    /// only while it measures: the pictures its streams took are counted instead.)
+    /// The UI drew a frame of this tile: one more may go. (For a tile it streams, the window
+    /// says so only while it measures: the pictures its stream took are counted instead.)
     pub fn ack(&self, key: &str) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if !g.streaming {
+        if !g.streams.contains_key(key) {
             release(&mut g, key);
             *g.drawn.entry(key.to_owned()).or_default() += 1;
         }
@@ -151,6 +155,25 @@ impl UiFrames {
         g.in_flight.remove(key);
         self.cond.notify_all();
         Some((id, rx))
+    }
+
+    /// Streaming, the window takes this tile's pictures over the channel (`on`), or no longer
+    /// (it streams it, or the tile went). `loads`: the window's count of stream loads when it
+    /// decided; taking the channel ends the tile's stream from that load or an earlier one
+    /// (the window dropped it; its connection may take a while to close), not a later one.
+    pub fn set_by_channel(&self, key: &str, on: bool, loads: u64) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if !on {
+            g.by_channel.remove(key);
+        } else if g.by_channel.len() < 64 || g.by_channel.contains(key) {
+            g.by_channel.insert(key.to_owned());
+            if g.streams.get(key).is_some_and(|s| s.n <= loads) {
+                g.streams.remove(key);
+                // What went to the stream is not coming back as deliveries.
+                g.in_flight.remove(key);
+            }
+        }
+        self.cond.notify_all();
     }
 
     /// Stream `id` of this tile took a picture.
@@ -254,7 +277,6 @@ impl UiFrames {
                     continue;
                 }
             }
-            let window = if g.streaming { STREAM_WINDOW } else { WINDOW };
             // The self view waits its turn (see SELF_VIEW_INTERVAL).
             let self_view_due = g.self_view_sent.map(|t| t + SELF_VIEW_INTERVAL);
             let self_view_early = self_view_due.is_some_and(|due| Instant::now() < due);
@@ -262,8 +284,15 @@ impl UiFrames {
             let mut ready: Vec<String> = g
                 .pending
                 .keys()
-                .filter(|k| g.in_flight.get(*k).copied().unwrap_or(0) < window)
-                .filter(|k| !g.streaming || g.streams.contains_key(*k))
+                .filter(|k| {
+                    let window = if g.streams.contains_key(*k) {
+                        STREAM_WINDOW
+                    } else {
+                        WINDOW
+                    };
+                    g.in_flight.get(*k).copied().unwrap_or(0) < window
+                })
+                .filter(|k| !g.streaming || g.streams.contains_key(*k) || g.by_channel.contains(*k))
                 .filter(|k| g.shown_width.get(*k) != Some(&0))
                 .filter(|k| !(self_view_early && *k == "local"))
                 .cloned()
@@ -394,6 +423,7 @@ impl VideoSink for UiFrames {
         g.pending.remove(&k);
         g.in_flight.remove(&k);
         g.announced.remove(&k);
+        g.by_channel.remove(&k);
         if !k.starts_with("local") {
             g.shown_width.remove(&k);
             g.drawn.remove(&k);
@@ -472,6 +502,100 @@ mod tests {
         }
         assert_eq!(f.latency_percentiles(), Some((7.0, 7.0)));
         assert_eq!(f.inner.lock().unwrap().latencies.len(), LATENCIES);
+    }
+
+    /// The window streams some tiles and takes the others' pictures over the channel (it can
+    /// stream 6 at most): each tile's pictures go the way the window asked for it.
+    #[test]
+    fn streamed_tiles_and_tiles_over_the_channel_side_by_side() {
+        let frames = UiFrames::new();
+        let (channel, rx) = test_channel();
+        let epoch = frames.open(channel, true);
+        let runner = {
+            let f = frames.clone();
+            std::thread::spawn(move || f.run())
+        };
+        let (a, b) = (
+            confab_protocol::PeerId("a".into()),
+            confab_protocol::PeerId("b".into()),
+        );
+        let picture = |n: usize| Arc::new(VideoFrame::black(640 + 16 * n, 480));
+        let (_id, mut stream) = frames.attach("a", epoch, 1).expect("a's stream");
+        frames.frame(&FrameSource::Remote(a.clone()), &picture(0));
+        frames.frame(&FrameSource::Remote(b.clone()), &picture(0));
+        let next = || rx.recv_timeout(Duration::from_secs(5)).expect("a message");
+        let recv_stream = |s: &mut tokio::sync::mpsc::Receiver<Bytes>| {
+            let end = Instant::now() + Duration::from_secs(5);
+            loop {
+                if let Ok(b) = s.try_recv() {
+                    return b;
+                }
+                assert!(Instant::now() < end, "no picture on the stream");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        // Both are announced; a's picture goes to its stream, b's nowhere yet.
+        let mut told: Vec<Vec<u8>> = vec![next(), next()];
+        told.sort();
+        assert_eq!(told, [message(3, "a", &[]), message(3, "b", &[])]);
+        assert_eq!(&recv_stream(&mut stream)[..2], &[0xFF, 0xD8], "a JPEG");
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "b's picture went before the window asked"
+        );
+        // The window takes b over the channel: its newest picture comes there, with its size.
+        frames.set_by_channel("b", true, 1);
+        let m = next();
+        assert_eq!(&m[..3], &[1, 1, b'b']);
+        assert_eq!(&m[3..7], &[2, 128, 1, 224], "640x480");
+        // Over the channel, WINDOW pictures at most are in flight until the window drew one.
+        let mut width = 640;
+        for n in 1..=WINDOW as usize {
+            frames.frame(&FrameSource::Remote(b.clone()), &picture(n));
+            width = 640 + 16 * n;
+            if n < WINDOW as usize {
+                let m = next();
+                assert_eq!(&m[..3], &[1, 1, b'b']);
+                assert_eq!(&m[3..5], &(width as u16).to_be_bytes());
+            }
+        }
+        frames.frame(&FrameSource::Remote(a.clone()), &picture(1));
+        assert_eq!(&recv_stream(&mut stream)[..2], &[0xFF, 0xD8]);
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "b's picture went with {WINDOW} in flight"
+        );
+        frames.ack("b");
+        let m = next();
+        assert_eq!(
+            &m[..5],
+            &[&[1, 1, b'b'][..], &(width as u16).to_be_bytes()].concat()[..]
+        );
+        // No longer by channel (the window streams it now, or it went): nothing more comes.
+        for _ in 0..WINDOW {
+            frames.ack("b");
+        }
+        frames.set_by_channel("b", false, 1);
+        frames.frame(&FrameSource::Remote(b), &picture(2));
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+        // a to the channel. Said with a load count older than a's stream (a late message): the
+        // stream stays. With its own: the stream ends, and a's pictures come over the channel.
+        frames.set_by_channel("a", true, 0);
+        assert_eq!(frames.streams_open(), 1);
+        frames.set_by_channel("a", true, 1);
+        assert_eq!(frames.streams_open(), 0);
+        frames.frame(&FrameSource::Remote(a), &picture(2));
+        assert_eq!(&next()[..5], &[1, 1, b'a', 2, 160], "a's picture, 672 wide");
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            match stream.try_recv() {
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break,
+                _ => assert!(Instant::now() < end, "a's stream did not end"),
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        frames.stop();
+        runner.join().unwrap();
     }
 
     #[test]

@@ -136,6 +136,7 @@ fn main() {
             app::open_video,
             app::frame_ack,
             app::tile_size,
+            app::tile_by_channel,
             app::send_chat,
             app::get_chat,
             app::open_url,

@@ -451,15 +451,26 @@ async fn four_people_in_one_call_are_all_seen() -> Result<()> {
         ensure!(seen == "Pat,Quin,Ray", "the three by name: {seen}");
         std::fs::write(artifacts().join("ui-call-four.png"), c.screenshot().await?)?;
         // Four tiles, four streams. With more tiles than the window can stream (WebKit opens
-        // 6 connections to a host; here the test's limit of 3), every picture comes over the
-        // channel instead, and all three are still seen.
+        // 6 connections to a host; here the test's limit of 1), one keeps its stream and the
+        // others' pictures come over the channel, drawn on their canvas: all three are still
+        // seen. Back under the limit, every tile streams again.
         let streams = "return document.body.classList.contains('streams') \
                        && [...document.querySelectorAll('#grid .tile img.video')].filter(i => i.src).length";
         ensure!(c.execute(streams, vec![]).await? == 4, "four streams");
-        c.execute("window.confabSetMaxStreams(3)", vec![]).await?;
-        wait_js(&c, "the pictures over the channel", 15, "const ts = [...document.querySelectorAll('#grid .tile:not(.local)')]; \
-                 return !document.body.classList.contains('streams') && ts.length === 3 \
-                 && ts.every(t => !t.querySelector('img.video').getAttribute('src') && window.confabReadTile(t.dataset.key))").await?;
+        c.execute("window.confabSetMaxStreams(1)", vec![]).await?;
+        let mixed = wait_js(&c, "one stream, the rest over the channel", 15, "const ts = [...document.querySelectorAll('#grid .tile:not(.local)')]; \
+                 const on = ts.filter(t => t.classList.contains('streamed') && t.querySelector('img.video').getAttribute('src')); \
+                 const off = ts.filter(t => !t.classList.contains('streamed') && !t.querySelector('img.video').getAttribute('src')); \
+                 const local = document.querySelector('#grid .tile.local'); \
+                 return document.body.classList.contains('streams') && on.length === 1 && off.length === 2 \
+                 && !local.classList.contains('streamed') \
+                 && off.every(t => { const c = t.querySelector('canvas'); return c.width > 0 && getComputedStyle(c).display !== 'none'; }) \
+                 && ts.every(t => window.confabReadTile(t.dataset.key)) && on.length").await?;
+        ensure!(mixed == 1, "one tile streams: {mixed}");
+        c.execute("window.confabSetMaxStreams(6)", vec![]).await?;
+        wait_js(&c, "four streams again", 15, "const ts = [...document.querySelectorAll('#grid .tile')]; \
+                 return ts.length === 4 && ts.every(t => t.classList.contains('streamed') && t.querySelector('img.video').getAttribute('src')) \
+                 && [...document.querySelectorAll('#grid .tile:not(.local)')].every(t => window.confabReadTile(t.dataset.key))").await?;
         // And each of them gets Ada's picture and tone.
         for p in &peers {
             p.wait_report("the app's media at each peer", 30, |j| {
