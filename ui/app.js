@@ -120,11 +120,16 @@
 
   // Up to maxStreams live tiles load their stream into their <img> (the tile is `.streamed`);
   // a tile that moved (the self view from the join screen to the grid) or went stops loading.
-  // A streamed tile keeps its stream (a switch costs a reconnect); a free one goes to others'
-  // tiles before our own views. The other live tiles take their pictures over the channel
-  // (Rust is told), drawn on their canvas. A stream that fails: the channel for every tile.
+  // Others' tiles stream before our own views (the self view, the share preview), and among
+  // them a streamed tile keeps its stream (a switch costs a reconnect). The other live tiles
+  // take their pictures over the channel (Rust is told), drawn on their canvas. A stream that
+  // fails: the channel for every tile.
   const ownView = (key) => key.startsWith('local');
-  const streamOrder = (a, b) => ownView(a) - ownView(b) || (a < b ? -1 : a > b ? 1 : 0);
+  const streamRank = (key) => [ownView(key) ? 1 : 0, streamed.has(key) ? 0 : 1, key];
+  const byRank = (a, b) => {
+    const [x, y] = [streamRank(a), streamRank(b)];
+    return x[0] - y[0] || x[1] - y[1] || (x[2] < y[2] ? -1 : x[2] > y[2] ? 1 : 0);
+  };
   function syncStreams() {
     const want = !streamsBroken;
     if (want !== wantStreams) {
@@ -133,40 +138,42 @@
       document.body.classList.remove('streams');
       openVideo(want);
     }
-    const canStream = [...live]
-      .filter((key) => streamBase && tileEl(key) && tileEl(key).querySelector('img.video'))
-      .sort(streamOrder);
-    const chosen = new Set(canStream.filter((key) => streamed.has(key)).slice(0, maxStreams));
-    for (const key of canStream) if (chosen.size < maxStreams) chosen.add(key);
+    const chosen = new Set(
+      [...live]
+        .filter((key) => streamBase && tileEl(key) && tileEl(key).querySelector('img.video'))
+        .sort(byRank)
+        .slice(0, maxStreams),
+    );
     for (const key of new Set([...live, ...streamed.keys(), ...byChannel])) {
       const el = chosen.has(key) ? tileEl(key) : null;
       const img = el && el.querySelector('img.video');
-      const old = streamed.get(key);
-      if (old !== img) {
-        if (old) {
-          old.removeAttribute('src');
-          const was = old.closest('[data-key]');
-          // Its canvas may hold an old picture: the placeholder until the channel's first.
-          was.classList.remove('streamed', 'has-video');
-          const canvas = was.querySelector('canvas');
-          if (canvas) canvas.getContext('2d').clearRect(0, 0, canvas.width, canvas.height);
-        }
-        if (img) {
-          img.onload = () => img.closest('[data-key]').classList.add('has-video');
-          img.onerror = () => streamFailed(img);
-          // A new address each time: never a picture from the cache.
-          img.src = `${streamBase}${encodeURIComponent(key)}&n=${++streamLoads}`;
-          el.classList.add('streamed');
-          streamed.set(key, img);
-        } else {
-          streamed.delete(key);
-        }
-      }
-      const channel = !!streamBase && live.has(key) && !img;
+      // Over the channel: a live tile shown here that does not stream. Said before a new
+      // load, with the same count as the loads (Rust orders the two by it).
+      const channel = !!streamBase && live.has(key) && !img && !!tileEl(key);
       if (channel !== byChannel.has(key)) {
         if (channel) byChannel.add(key);
         else byChannel.delete(key);
-        invoke('tile_by_channel', { tile: key, on: channel, loads: streamLoads }).catch(() => {});
+        invoke('tile_by_channel', { tile: key, on: channel, count: ++streamLoads }).catch(() => {});
+      }
+      const old = streamed.get(key);
+      if (old === img) continue;
+      if (old) {
+        old.removeAttribute('src');
+        const was = old.closest('[data-key]');
+        // Its canvas may hold an old picture: the placeholder until the channel's first.
+        was.classList.remove('streamed', 'has-video');
+        const canvas = was.querySelector('canvas');
+        if (canvas) canvas.getContext('2d').clearRect(0, 0, canvas.width, canvas.height);
+      }
+      if (img) {
+        img.onload = () => img.closest('[data-key]').classList.add('has-video');
+        img.onerror = () => streamFailed(img);
+        // A new address each time: never a picture from the cache.
+        img.src = `${streamBase}${encodeURIComponent(key)}&n=${++streamLoads}`;
+        el.classList.add('streamed');
+        streamed.set(key, img);
+      } else {
+        streamed.delete(key);
       }
     }
     startMeasuring();

@@ -696,19 +696,19 @@ pub async fn tile_size(state: State<'_, AppState>, tile: String, width: u32) -> 
 }
 
 /// While it streams, the window takes this tile's pictures over the channel (`on`: it streams
-/// a few tiles at most), or no longer; `loads`: its count of stream loads then (the tile's
-/// stream from that load or before ends).
+/// a few tiles at most), or no longer; `count`: the window's one count of its stream loads
+/// and these words (see `UiFrames::set_by_channel`).
 #[tauri::command]
 pub async fn tile_by_channel(
     state: State<'_, AppState>,
     tile: String,
     on: bool,
-    loads: u64,
+    count: u64,
 ) -> IpcResult<()> {
     if tile.len() > 255 {
         return Err(IpcError::invalid("that is not a tile"));
     }
-    state.frames.set_by_channel(&tile, on, loads);
+    state.frames.set_by_channel(&tile, on, count);
     Ok(())
 }
 

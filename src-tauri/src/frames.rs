@@ -63,9 +63,9 @@ struct Inner {
     epoch: u64,
     /// Tiles the window was told have pictures (streaming), until they end.
     announced: HashSet<String>,
-    /// Streaming, the tiles the window does not stream (it streams a few at most): their
-    /// pictures go over the channel.
-    by_channel: HashSet<String>,
+    /// Streaming, what the window last said of each tile: whether it takes its pictures over
+    /// the channel (it streams a few at most), and the count of the window's word.
+    by_channel: HashMap<String, (bool, u64)>,
     pending: HashMap<String, Arc<VideoFrame>>,
     ended: VecDeque<String>,
     in_flight: HashMap<String, u32>,
@@ -125,7 +125,8 @@ impl UiFrames {
     /// says so only while it measures: the pictures its stream took are counted instead.)
     pub fn ack(&self, key: &str) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if !g.streams.contains_key(key) {
+        // (Only for a picture that went over the channel: nothing else is counted.)
+        if !g.streams.contains_key(key) && g.in_flight.get(key).is_some_and(|n| *n > 0) {
             release(&mut g, key);
             *g.drawn.entry(key.to_owned()).or_default() += 1;
         }
@@ -143,7 +144,9 @@ impl UiFrames {
         n: u64,
     ) -> Option<(u64, tokio::sync::mpsc::Receiver<Bytes>)> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let stale = g.streams.get(key).is_some_and(|s| s.n >= n);
+        // (Or the window has said something of the tile since this load: it dropped it.)
+        let stale = g.streams.get(key).is_some_and(|s| s.n >= n)
+            || g.by_channel.get(key).is_some_and(|&(_, said)| said > n);
         let full = g.streams.len() >= 64 && !g.streams.contains_key(key);
         if !g.streaming || epoch != g.epoch || stale || full {
             return None;
@@ -158,20 +161,23 @@ impl UiFrames {
     }
 
     /// Streaming, the window takes this tile's pictures over the channel (`on`), or no longer
-    /// (it streams it, or the tile went). `loads`: the window's count of stream loads when it
-    /// decided; taking the channel ends the tile's stream from that load or an earlier one
-    /// (the window dropped it; its connection may take a while to close), not a later one.
-    pub fn set_by_channel(&self, key: &str, on: bool, loads: u64) {
+    /// (it streams it, or the tile went). `count`: the window's count of its stream loads and
+    /// of these words, one count for both. A word older than the last one on the tile (the
+    /// window's commands can be taken out of order) changes nothing; taking the channel ends
+    /// the tile's stream from an earlier load (the window dropped it, but its connection can
+    /// take a while to close), and a late load from before the word is refused.
+    pub fn set_by_channel(&self, key: &str, on: bool, count: u64) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if !on {
-            g.by_channel.remove(key);
-        } else if g.by_channel.len() < 64 || g.by_channel.contains(key) {
-            g.by_channel.insert(key.to_owned());
-            if g.streams.get(key).is_some_and(|s| s.n <= loads) {
-                g.streams.remove(key);
-                // What went to the stream is not coming back as deliveries.
-                g.in_flight.remove(key);
-            }
+        match g.by_channel.get(key) {
+            Some(&(_, said)) if said >= count => return,
+            None if g.by_channel.len() >= 64 => return,
+            _ => {}
+        }
+        g.by_channel.insert(key.to_owned(), (on, count));
+        if on && g.streams.get(key).is_some_and(|s| s.n < count) {
+            g.streams.remove(key);
+            // What went to the stream is not coming back as deliveries.
+            g.in_flight.remove(key);
         }
         self.cond.notify_all();
     }
@@ -292,7 +298,11 @@ impl UiFrames {
                     };
                     g.in_flight.get(*k).copied().unwrap_or(0) < window
                 })
-                .filter(|k| !g.streaming || g.streams.contains_key(*k) || g.by_channel.contains(*k))
+                .filter(|k| {
+                    !g.streaming
+                        || g.streams.contains_key(*k)
+                        || g.by_channel.get(*k).is_some_and(|&(on, _)| on)
+                })
                 .filter(|k| g.shown_width.get(*k) != Some(&0))
                 .filter(|k| !(self_view_early && *k == "local"))
                 .cloned()
@@ -544,7 +554,7 @@ mod tests {
             "b's picture went before the window asked"
         );
         // The window takes b over the channel: its newest picture comes there, with its size.
-        frames.set_by_channel("b", true, 1);
+        frames.set_by_channel("b", true, 2);
         let m = next();
         assert_eq!(&m[..3], &[1, 1, b'b']);
         assert_eq!(&m[3..7], &[2, 128, 1, 224], "640x480");
@@ -575,15 +585,22 @@ mod tests {
         for _ in 0..WINDOW {
             frames.ack("b");
         }
-        frames.set_by_channel("b", false, 1);
+        frames.set_by_channel("b", false, 4);
+        // A word the window said before that, taken late: nothing changes.
+        frames.set_by_channel("b", true, 3);
         frames.frame(&FrameSource::Remote(b), &picture(2));
         assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
-        // a to the channel. Said with a load count older than a's stream (a late message): the
-        // stream stays. With its own: the stream ends, and a's pictures come over the channel.
+        // a to the channel. Said before a's stream was loaded (taken late): the stream stays.
+        // Said after it: the stream ends, a's pictures come over the channel, and a load the
+        // window made before that word, arriving late, is refused.
         frames.set_by_channel("a", true, 0);
         assert_eq!(frames.streams_open(), 1);
-        frames.set_by_channel("a", true, 1);
+        frames.set_by_channel("a", true, 5);
         assert_eq!(frames.streams_open(), 0);
+        assert!(
+            frames.attach("a", epoch, 4).is_none(),
+            "a load from before the word"
+        );
         frames.frame(&FrameSource::Remote(a), &picture(2));
         assert_eq!(&next()[..5], &[1, 1, b'a', 2, 160], "a's picture, 672 wide");
         let end = Instant::now() + Duration::from_secs(5);

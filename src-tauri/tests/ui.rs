@@ -451,9 +451,10 @@ async fn four_people_in_one_call_are_all_seen() -> Result<()> {
         ensure!(seen == "Pat,Quin,Ray", "the three by name: {seen}");
         std::fs::write(artifacts().join("ui-call-four.png"), c.screenshot().await?)?;
         // Four tiles, four streams. With more tiles than the window can stream (WebKit opens
-        // 6 connections to a host; here the test's limit of 1), one keeps its stream and the
-        // others' pictures come over the channel, drawn on their canvas: all three are still
-        // seen. Back under the limit, every tile streams again.
+        // 6 connections to a host; here the test's limit of 1), one of the others' tiles keeps
+        // its stream and the rest, our self view too, take their pictures over the channel,
+        // drawn on their canvas: all three are still seen, and the self view gets pictures
+        // again (drawn: `has-video` comes back). Back under the limit, every tile streams.
         let streams = "return document.body.classList.contains('streams') \
                        && [...document.querySelectorAll('#grid .tile img.video')].filter(i => i.src).length";
         ensure!(c.execute(streams, vec![]).await? == 4, "four streams");
@@ -463,8 +464,8 @@ async fn four_people_in_one_call_are_all_seen() -> Result<()> {
                  const off = ts.filter(t => !t.classList.contains('streamed') && !t.querySelector('img.video').getAttribute('src')); \
                  const local = document.querySelector('#grid .tile.local'); \
                  return document.body.classList.contains('streams') && on.length === 1 && off.length === 2 \
-                 && !local.classList.contains('streamed') \
-                 && off.every(t => { const c = t.querySelector('canvas'); return c.width > 0 && getComputedStyle(c).display !== 'none'; }) \
+                 && !local.classList.contains('streamed') && local.classList.contains('has-video') \
+                 && [...off, local].every(t => getComputedStyle(t.querySelector('canvas')).display !== 'none') \
                  && ts.every(t => window.confabReadTile(t.dataset.key)) && on.length").await?;
         ensure!(mixed == 1, "one tile streams: {mixed}");
         c.execute("window.confabSetMaxStreams(6)", vec![]).await?;

@@ -92,8 +92,14 @@ fn is_root() -> bool {
 }
 
 /// Installs the packages that are missing.
+/// Whether [`ensure`] installs packages here (Debian or Ubuntu): once it returned, they are
+/// there.
+pub fn installs_here() -> bool {
+    cfg!(target_os = "linux") && is_debian_like()
+}
+
 pub fn ensure(packages: &[&str]) -> Result {
-    if !cfg!(target_os = "linux") || !is_debian_like() {
+    if !installs_here() {
         eprintln!(
             "xtask: not a Debian/Ubuntu system, so nothing is installed automatically.\n\
              xtask: Confab needs the equivalents of these Debian packages: {}\n\

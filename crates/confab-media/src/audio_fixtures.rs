@@ -858,10 +858,11 @@ pub fn noise_run_on(clean: &[f32], settings: ProcessingSettings) -> NoiseFigures
 }
 
 /// Microseconds of processing per 10 ms of audio (render and capture, everything on), over
-/// `seconds` of double talk with echo, on the calling thread (wall time of the calls only).
-pub fn cpu_us_per_10ms(seconds: f32) -> f64 {
-    let far = speech(VOICE_A, seconds);
-    let near = speech(VOICE_B, seconds);
+/// `seconds` of the talkers' double talk with echo, on the calling thread (wall time of the
+/// calls only).
+pub fn cpu_us_per_10ms(talkers: &Talkers, seconds: f32) -> f64 {
+    let far = talkers.far(seconds);
+    let near = talkers.near(seconds);
     let mic = mix(&near, &EchoPath::new(60.0).apply(&far));
     let mut p = Processor::new(ProcessingSettings::default());
     let _ = p.set_delay_ms(60);
@@ -976,7 +977,7 @@ pub fn measure(talkers: &Talkers) -> AudioFigures {
         double_talk_unprocessed_db: dt.unprocessed as f64,
         noise_gain_db: (noise.snr_out - noise.snr_in) as f64,
         noise_speech_change_db: (noise.speech_out - noise.speech_in) as f64,
-        cpu_us_per_frame: cpu_us_per_10ms(20.0),
+        cpu_us_per_frame: cpu_us_per_10ms(talkers, 20.0),
         synthetic: None,
     }
 }
