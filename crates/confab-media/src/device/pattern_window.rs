@@ -175,6 +175,17 @@ fn paint_loop(
     stop: &AtomicBool,
 ) {
     let period = Duration::from_secs_f64(1.0 / f64::from(fps.clamp(0.5, 60.0)));
+    // Each picture is put together off screen and shown with one request: painted straight
+    // onto the window in strips, a compositor (XWayland) could show half of one picture and
+    // half of the next, and a capture read a torn pattern.
+    let pixmap: x::Pixmap = conn.generate_id();
+    conn.send_request(&x::CreatePixmap {
+        depth,
+        pid: pixmap,
+        drawable: x::Drawable::Window(window),
+        width: w as u16,
+        height: h as u16,
+    });
     let start = Instant::now();
     let mut n = 0u32;
     while !stop.load(Ordering::Relaxed) {
@@ -196,7 +207,7 @@ fn paint_loop(
         for (strip, rows) in bgrx.chunks(w * 4 * ROWS_PER_REQUEST).enumerate() {
             conn.send_request(&x::PutImage {
                 format: x::ImageFormat::ZPixmap,
-                drawable: x::Drawable::Window(window),
+                drawable: x::Drawable::Pixmap(pixmap),
                 gc,
                 width: w as u16,
                 height: (rows.len() / (w * 4)) as u16,
@@ -207,8 +218,19 @@ fn paint_loop(
                 data: rows,
             });
         }
+        conn.send_request(&x::CopyArea {
+            src_drawable: x::Drawable::Pixmap(pixmap),
+            dst_drawable: x::Drawable::Window(window),
+            gc,
+            src_x: 0,
+            src_y: 0,
+            dst_x: 0,
+            dst_y: 0,
+            width: w as u16,
+            height: h as u16,
+        });
         if conn.flush().is_err() {
-            return;
+            break;
         }
         painted.store(n, Ordering::Relaxed);
         n = n.wrapping_add(1);
@@ -218,4 +240,5 @@ fn paint_loop(
             std::thread::sleep(due - now);
         }
     }
+    conn.send_request(&x::FreePixmap { pixmap });
 }
