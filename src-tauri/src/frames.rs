@@ -170,7 +170,14 @@ impl UiFrames {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         match g.by_channel.get(key) {
             Some(&(_, said)) if said >= count => return,
-            None if g.by_channel.len() >= 64 => return,
+            None if g.by_channel.len() >= 64 => {
+                // Full: what is only an old "no" goes first (the window says "no" of a tile
+                // after it ended, so one is left for everyone who was ever in the call).
+                g.by_channel.retain(|_, &mut (on, _)| on);
+                if g.by_channel.len() >= 64 {
+                    return;
+                }
+            }
             _ => {}
         }
         g.by_channel.insert(key.to_owned(), (on, count));
@@ -613,6 +620,22 @@ mod tests {
         }
         frames.stop();
         runner.join().unwrap();
+    }
+
+    /// The window says "no" of each tile after it ended: in a long call with people coming and
+    /// going, those words do not fill the table and keep a new tile off the channel.
+    #[test]
+    fn many_ended_tiles_do_not_keep_a_new_one_off_the_channel() {
+        let frames = UiFrames::new();
+        let (channel, _rx) = test_channel();
+        frames.open(channel, true);
+        for i in 0..200u64 {
+            frames.set_by_channel(&format!("gone{i}"), false, i + 1);
+        }
+        frames.set_by_channel("new", true, 1000);
+        let g = frames.inner.lock().unwrap();
+        assert_eq!(g.by_channel.get("new"), Some(&(true, 1000)));
+        assert!(g.by_channel.len() <= 64, "{}", g.by_channel.len());
     }
 
     #[test]
