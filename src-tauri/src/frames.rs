@@ -450,6 +450,34 @@ impl VideoSink for UiFrames {
     }
 }
 
+/// The sender loop on a thread of its own, for a test: stopped and joined when dropped.
+#[cfg(test)]
+pub struct TestRunner {
+    frames: Arc<UiFrames>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[cfg(test)]
+impl TestRunner {
+    pub fn start(frames: &Arc<UiFrames>) -> Self {
+        let f = frames.clone();
+        TestRunner {
+            frames: frames.clone(),
+            thread: Some(std::thread::spawn(move || f.run())),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Drop for TestRunner {
+    fn drop(&mut self) {
+        self.frames.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// A channel whose messages a test receives.
 #[cfg(test)]
 pub fn test_channel() -> (
@@ -528,10 +556,7 @@ mod tests {
         let frames = UiFrames::new();
         let (channel, rx) = test_channel();
         let epoch = frames.open(channel, true);
-        let runner = {
-            let f = frames.clone();
-            std::thread::spawn(move || f.run())
-        };
+        let _runner = crate::frames::TestRunner::start(&frames);
         let (a, b) = (
             confab_protocol::PeerId("a".into()),
             confab_protocol::PeerId("b".into()),
@@ -618,8 +643,6 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        frames.stop();
-        runner.join().unwrap();
     }
 
     /// The window says "no" of each tile after it ended: in a long call with people coming and
@@ -644,10 +667,7 @@ mod tests {
         let (channel, rx) = test_channel();
         frames.open(channel, false);
         frames.set_shown_width("local", 0);
-        let runner = {
-            let f = frames.clone();
-            std::thread::spawn(move || f.run())
-        };
+        let _runner = crate::frames::TestRunner::start(&frames);
         frames.frame(&FrameSource::Local, &Arc::new(VideoFrame::black(640, 480)));
         assert!(
             rx.recv_timeout(Duration::from_millis(500)).is_err(),
@@ -664,8 +684,6 @@ mod tests {
             &[1, 64, 0, 240],
             "the self view at the 320x240 it is shown at"
         );
-        frames.stop();
-        runner.join().unwrap();
     }
 
     #[test]
@@ -673,10 +691,7 @@ mod tests {
         let frames = UiFrames::new();
         let (channel, rx) = test_channel();
         frames.open(channel, false);
-        let runner = {
-            let f = frames.clone();
-            std::thread::spawn(move || f.run())
-        };
+        let _runner = crate::frames::TestRunner::start(&frames);
         // 30 fps from the camera and from a peer for one second; the window acks at once.
         let peer = confab_protocol::PeerId("p1".into());
         let start = Instant::now();
@@ -693,8 +708,6 @@ mod tests {
                 frames.ack(&String::from_utf8_lossy(&m[2..2 + m[1] as usize]));
             }
         }
-        frames.stop();
-        runner.join().unwrap();
         let drawn = frames.take_drawn();
         let (local, remote) = (drawn["local"], drawn["p1"]);
         assert!((10..=17).contains(&local), "self view: {local} in 1 s");

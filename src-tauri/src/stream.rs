@@ -478,10 +478,7 @@ mod tests {
         let (channel, told) = crate::frames::test_channel();
         let e = frames.open(channel, true);
         let server = VideoServer::start(frames.clone()).unwrap();
-        let runner = {
-            let f = frames.clone();
-            std::thread::spawn(move || f.run())
-        };
+        let _runner = crate::frames::TestRunner::start(&frames);
         let (authority, path) = address(&server);
         let stream = |e: u64, n: u64| format!("{path}&e={e}&tile=p1&n={n}");
         let peer = FrameSource::Remote(confab_protocol::PeerId("p1".into()));
@@ -537,8 +534,6 @@ mod tests {
         assert!(head.starts_with("http/1.1 409"), "{head}");
 
         drop(server);
-        frames.stop();
-        runner.join().unwrap();
     }
 
     #[tokio::test]
@@ -570,10 +565,7 @@ mod tests {
         let frames = UiFrames::new();
         let e = frames.open(Channel::new(|_| Ok(())), true);
         let server = VideoServer::start(frames.clone()).unwrap();
-        let runner = {
-            let f = frames.clone();
-            std::thread::spawn(move || f.run())
-        };
+        let _runner = crate::frames::TestRunner::start(&frames);
         let (authority, path) = address(&server);
         frames.frame(&FrameSource::Local, &picture(1));
         let ok = format!("{path}&e={e}&tile=local&n=1");
@@ -585,8 +577,6 @@ mod tests {
             .to_lowercase()
             .contains("access-control"));
         drop(server);
-        frames.stop();
-        runner.join().unwrap();
     }
 
     fn gate() -> Gate {
