@@ -1157,6 +1157,25 @@
       return;
     }
     if (!dlg.open) return;
+    const desktops = list.find((i) => i.kind === 'picker');
+    if (desktops) {
+      // Wayland: the desktop shows its own picker; this dialog says so until it is done.
+      $('share-status').textContent = 'Choose what to share in your desktop’s window…';
+      $('share-go').disabled = true;
+      try {
+        await invoke('share', { source: desktops.id });
+        dlg.close();
+      } catch (e) {
+        if (e && e.code === Codes.cancelled) {
+          dlg.close();
+          return;
+        }
+        $('share-status').hidden = true;
+        $('share-error').textContent = errText(e);
+        $('share-error').hidden = false;
+      }
+      return;
+    }
     $('share-status').hidden = true;
     for (const [kind, grid] of [['screen', 'share-screens'], ['window', 'share-windows']]) {
       const items = list.filter((i) => i.kind === kind);

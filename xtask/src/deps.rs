@@ -31,7 +31,9 @@ pub const BUILD: &[&str] = &[
 /// espeak-ng (speech in two voices: the audio processing's echo and double-talk fixtures),
 /// openbox (a window manager: windows to share are listed from the manager's client list, as
 /// on any desktop), and sway, xwayland, x11-xserver-utils (xhost) and dbus-daemon (a Wayland
-/// desktop: sharing through a wlroots compositor, with xcap's own session bus).
+/// desktop: sharing through a wlroots compositor, with xcap's own session bus), and
+/// pipewire-bin (the PipeWire daemon and `pw-link`: sharing through the desktop portal's
+/// ScreenCast, whose video comes over PipeWire).
 pub const TEST_EXTRA: &[&str] = &[
     "xvfb",
     "webkit2gtk-driver",
@@ -49,6 +51,7 @@ pub const TEST_EXTRA: &[&str] = &[
     "xwayland",
     "x11-xserver-utils",
     "dbus-daemon",
+    "pipewire-bin",
 ];
 
 /// The Windows cross build (`cargo xtask cross`), on top of [`BUILD`]: the MinGW-w64 C

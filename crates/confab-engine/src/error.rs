@@ -66,6 +66,8 @@ codes! {
     BadAddress = "bad-address",
     /// `ws://` to an address outside the private networks: the user is asked first.
     InsecureServer = "insecure-server",
+    /// A join given up by the person, or a system dialog they said no to (the desktop's share
+    /// picker).
     Cancelled = "cancelled",
     Reconnecting = "reconnecting",
     /// The engine is gone (the app is closing).
@@ -217,6 +219,7 @@ impl EngineError {
         match self {
             EngineError::Call(e) => (*e).into(),
             EngineError::Join(e) => e.code(),
+            EngineError::Device(MediaError::Cancelled(_)) => ErrorCode::Cancelled,
             EngineError::Device(_) => ErrorCode::Device,
             EngineError::BadAddress(_) => ErrorCode::BadAddress,
             EngineError::InvalidRoom(_) => ErrorCode::InvalidRoom,
@@ -260,5 +263,14 @@ mod tests {
                 assert_eq!(ours.as_str(), p.as_str(), "the server's codes pass through");
             }
         }
+    }
+
+    #[test]
+    fn a_cancelled_system_dialog_has_its_own_code() {
+        let e = EngineError::from(MediaError::Cancelled("nothing was shared".into()));
+        assert_eq!(e.code(), ErrorCode::Cancelled);
+        assert_eq!(e.to_string(), "nothing was shared");
+        let e = EngineError::from(MediaError::Device("no camera".into()));
+        assert_eq!(e.code(), ErrorCode::Device);
     }
 }

@@ -39,4 +39,7 @@ pub enum MediaError {
     /// An encoder or decoder failed.
     #[error("{0}")]
     Codec(String),
+    /// The person said no in a dialog of the system's (the desktop's share picker).
+    #[error("{0}")]
+    Cancelled(String),
 }

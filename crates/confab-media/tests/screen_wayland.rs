@@ -16,8 +16,9 @@ use confab_media::device::pattern_window::PatternWindow;
 use confab_media::device::screen::ShareKind;
 use confab_media::device::VideoFormat;
 use confab_media::pattern;
-use screen_common::{closing_ends_the_share, listed_with, shares_moving, Killed};
-use std::io::BufRead;
+use screen_common::{
+    closing_ends_the_share, listed_with, private_bus, shares_moving, Killed, Removed,
+};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 /// rendering), XWayland started at once, every window floating. sway refuses to run as root,
 /// so it runs as `nobody`, and lets root's programs into XWayland (`xhost`: XWayland admits
 /// only its own user); xcap gets a session bus of our own (it asks GNOME Shell and the
-/// portal there first).
+/// portal there first), where no portal answers: this is a bare wlroots desktop.
 struct Wayland {
     _sway: Killed,
     _bus: Killed,
@@ -35,15 +36,6 @@ struct Wayland {
     display: String,
     socket: PathBuf,
     bus_address: String,
-}
-
-/// A folder removed when dropped (after the processes using it: declared after them).
-struct Removed(PathBuf);
-
-impl Drop for Removed {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn wayland_desktop() -> Result<Wayland> {
@@ -117,26 +109,16 @@ fn wayland_desktop() -> Result<Wayland> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut bus = Killed(
-        Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context(
-                "dbus-daemon (package dbus-daemon) must be installed: `cargo xtask test` does",
-            )?,
-    );
-    let mut line = String::new();
-    std::io::BufReader::new(bus.0.stdout.take().context("the bus's address")?)
-        .read_line(&mut line)?;
+    // A bus of our own that starts no service: xcap asks GNOME Shell and the portal there
+    // first, and a portal installed on this machine must not answer.
+    let (bus, bus_address) = private_bus(&dir)?;
     Ok(Wayland {
         _sway: sway,
         _bus: bus,
         _dir: removed,
         display,
         socket,
-        bus_address: line.trim().to_string(),
+        bus_address,
     })
 }
 

@@ -27,7 +27,8 @@
 //!
 //! What to share has a grammar of its own ([`share_source`]): `test` (the test pattern, as a
 //! synthetic screen), `screen` (the primary screen), `screen:ID` or `window:ID` (a screen or a
-//! window by the number the system gives it, as [`crate::device::screen::sources`] lists them).
+//! window by the number the system gives it, as [`crate::device::screen::sources`] lists them),
+//! or `portal` (whatever the person picks in the desktop's own picker: Wayland's way).
 //!
 //! An id names a kind of device or fits any kind; [`DeviceId::camera`],
 //! [`DeviceId::microphone`] and [`DeviceId::speaker`] turn it into what to open, refusing an
@@ -155,6 +156,9 @@ pub enum ScreenRef {
     Screen(Option<u32>),
     /// One window.
     Window(u32),
+    /// Whatever the person picks in the desktop's own picker (the desktop portal's ScreenCast,
+    /// on Linux: see `device::portal`).
+    Portal,
 }
 
 impl fmt::Display for ScreenRef {
@@ -163,6 +167,7 @@ impl fmt::Display for ScreenRef {
             ScreenRef::Screen(None) => f.write_str("screen"),
             ScreenRef::Screen(Some(n)) => write!(f, "screen:{n}"),
             ScreenRef::Window(n) => write!(f, "window:{n}"),
+            ScreenRef::Portal => f.write_str("portal"),
         }
     }
 }
@@ -191,6 +196,7 @@ pub fn share_source(text: &str) -> Result<VideoSourceSpec, DeviceIdError> {
     match text.split_once(':') {
         None if text == TEST_PATTERN || text == "pattern" => Ok(VideoSourceSpec::TestPattern),
         None if text == "screen" => Ok(VideoSourceSpec::Screen(ScreenRef::Screen(None))),
+        None if text == "portal" => Ok(VideoSourceSpec::Screen(ScreenRef::Portal)),
         Some(("screen", n)) => Ok(VideoSourceSpec::Screen(ScreenRef::Screen(Some(number(n)?)))),
         Some(("window", n)) => Ok(VideoSourceSpec::Screen(ScreenRef::Window(number(n)?))),
         _ => Err(DeviceIdError::NotAShare(text.into())),
@@ -475,6 +481,11 @@ mod tests {
                 VideoSourceSpec::Screen(ScreenRef::Window(4194317)),
                 "window:4194317",
             ),
+            (
+                "portal",
+                VideoSourceSpec::Screen(ScreenRef::Portal),
+                "portal",
+            ),
         ];
         for (text, want, canonical) in ok {
             let got = share_source(text).unwrap_or_else(|e| panic!("`{text}`: {e}"));
@@ -499,6 +510,8 @@ mod tests {
             "window:+3",
             "Screen",
             "windows:1",
+            "portal:1",
+            "Portal",
         ] {
             assert_eq!(
                 share_source(bad),

@@ -25,6 +25,8 @@ pub mod mic_check;
 mod microphone;
 #[cfg(target_os = "linux")]
 pub mod pattern_window;
+#[cfg(target_os = "linux")]
+pub mod portal;
 pub mod screen;
 mod speaker;
 mod test_source;

@@ -1,6 +1,12 @@
-//! Screens and windows to share, through xcap (X11 on Linux; on Wayland listed through
-//! XWayland, screens read through GNOME Shell, the desktop portal or wlroots' screencopy,
-//! windows through XWayland; GDI/WGC on Windows; ScreenCaptureKit on macOS).
+//! Screens and windows to share, through xcap (X11 on Linux; GDI/WGC on Windows;
+//! ScreenCaptureKit on macOS), or on a Wayland desktop through the desktop's own picker
+//! ([`super::portal`]).
+//!
+//! On Wayland, where the desktop portal can cast (GNOME, KDE, wlroots with its portal), the
+//! list is that one entry: Wayland lets no program list or read other windows, the desktop's
+//! picker shows them all (XWayland's too), and xcap would read a screen there one screenshot
+//! at a time. Without such a portal (a bare wlroots compositor), xcap lists screens read
+//! through wlroots' screencopy and XWayland's windows.
 //!
 //! [`sources`] lists what can be shared, each with a small picture for the picker; a share is
 //! started like a camera ([`super::VideoCapture::start`] with [`VideoSourceSpec::Screen`]): a
@@ -35,6 +41,8 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum ShareKind {
     Screen,
     Window,
+    /// Whatever the person picks in the desktop's own picker (Wayland).
+    Picker,
 }
 
 /// Something that can be shared, as the picker shows it.
@@ -59,6 +67,17 @@ fn worded(what: &str, e: xcap::XCapError) -> MediaError {
 /// What can be shared now: the screens, then the windows front to back, each with a picture at
 /// most `thumb_width` wide. An error in words when this system allows no capture at all.
 pub fn sources(thumb_width: usize) -> Result<Vec<ShareSource>, MediaError> {
+    #[cfg(target_os = "linux")]
+    if super::portal::wayland_session() && super::portal::available() {
+        return Ok(vec![ShareSource {
+            id: ScreenRef::Portal.to_string(),
+            kind: ShareKind::Picker,
+            title: "Screen or window".into(),
+            width: 0,
+            height: 0,
+            thumbnail: None,
+        }]);
+    }
     let monitors = xcap::Monitor::all().map_err(|e| worded("the screens", e))?;
     let mut out = Vec::new();
     for (n, m) in monitors.iter().enumerate() {
@@ -160,9 +179,7 @@ type WindowPicture = std::convert::Infallible;
 fn window_picture(id: u32) -> Option<WindowPicture> {
     #[cfg(target_os = "linux")]
     {
-        let wayland = std::env::var_os("WAYLAND_DISPLAY").is_some()
-            || std::env::var("XDG_SESSION_TYPE").is_ok_and(|t| t == "wayland");
-        if !wayland {
+        if !super::portal::wayland_session() {
             return super::x11_window::Composited::open(id);
         }
     }
@@ -194,6 +211,9 @@ impl Target {
                     format!("Screen {}", n + 1),
                 ))
             }
+            ScreenRef::Portal => Err(MediaError::Device(
+                "the desktop's own picker is not read through xcap".into(),
+            )),
             ScreenRef::Window(id) => {
                 let all = xcap::Window::all().map_err(|e| worded("the windows", e))?;
                 let w = all
@@ -239,6 +259,14 @@ pub(super) fn start(
     bus: Arc<FrameBus>,
     ended: Arc<AtomicBool>,
 ) -> Result<(Worker, (String, VideoFormat)), MediaError> {
+    if which == ScreenRef::Portal {
+        #[cfg(target_os = "linux")]
+        return super::portal::start(want, bus, ended);
+        #[cfg(not(target_os = "linux"))]
+        return Err(MediaError::Device(
+            "the desktop portal is for Linux's Wayland desktops".into(),
+        ));
+    }
     let fps = want.fps.clamp(1.0, 30.0);
     Worker::start(
         "screen capture",
