@@ -95,6 +95,11 @@ impl Devices {
     }
 
     pub fn want(&self, w: Want) {
+        // A share still waiting for the desktop's picker would hold the worker, and the
+        // microphone with it, until someone chooses: a call that ends gives the picker up.
+        if !w.call {
+            confab_media::device::screen::cancel_choosing();
+        }
         self.want.send_if_modified(|cur| {
             let changed = *cur != w;
             *cur = w;
@@ -103,6 +108,11 @@ impl Devices {
     }
 
     pub async fn switch(&self, s: Switch) {
+        // Stopping a share that is still being chosen gives the desktop's picker up (the
+        // worker is waiting for it and would see this switch only after).
+        if matches!(s.share, Some(None)) {
+            confab_media::device::screen::cancel_choosing();
+        }
         if let Err(e) = self.switches.send(s).await {
             let _ = e.0.reply.send(Err(EngineError::Stopped));
         }

@@ -14,8 +14,9 @@
 //! Checked: the picker's list is the one "Screen or window" entry; a share reads the pattern
 //! back with its numbers moving; stopping closes the portal session (the desktop's "you are
 //! sharing" indicator goes with it) and the screen's stream; a choice cancelled in the
-//! desktop's picker is a `Cancelled` error, with the session closed; a stream the desktop ends
-//! ends the share. Linux only; pipewire, pipewire-bin (`pw-link`) and dbus-daemon are Debian
+//! desktop's picker is a `Cancelled` error, with the session closed, and so is a picker given
+//! up (the call ended while the person had not chosen); a stream the desktop ends ends the
+//! share. Linux only; pipewire, pipewire-bin (`pw-link`) and dbus-daemon are Debian
 //! packages `cargo xtask test` installs.
 #![cfg(target_os = "linux")]
 
@@ -46,6 +47,8 @@ const SCREEN_NODE: &str = "confab-test-screen";
 struct Desk {
     /// The next `Start` is cancelled, as a person closing the picker.
     cancel_next: bool,
+    /// The next `Start` is not answered, as a person who has not chosen yet.
+    hold_next: bool,
     /// The screen's stream, while a cast runs.
     screen: Option<Screen>,
     sessions_opened: usize,
@@ -428,7 +431,10 @@ impl ScreenCast {
     ) -> zbus::fdo::Result<OwnedObjectPath> {
         let (sender, request) = asked(&header, &options);
         let cancel = std::mem::take(&mut self.0.desk().cancel_next);
-        if cancel {
+        let hold = std::mem::take(&mut self.0.desk().hold_next);
+        if hold {
+            // The picker stays open.
+        } else if cancel {
             // The person closed the picker: response 1, "cancelled by the user".
             respond(conn, sender, request.clone(), 1, HashMap::new());
         } else {
@@ -629,6 +635,32 @@ fn a_screen_chosen_in_the_desktop_portal_is_shared_and_stopping_closes_the_sessi
         || world.desk().sessions_closed == 2,
     )?;
 
+    // The call ends (or sharing is stopped) while the desktop's picker is still open: the
+    // picker is given up at once, its session closed.
+    world.desk().hold_next = true;
+    let asked = Instant::now();
+    let waiting = std::thread::spawn({
+        let spec = spec.clone();
+        move || VideoCapture::start(&spec, want, FrameBus::new()).map(|c| c.is_some())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    screen::cancel_choosing();
+    match waiting.join() {
+        Ok(Err(MediaError::Cancelled(m))) => assert!(m.contains("stopped"), "{m}"),
+        Ok(other) => bail!("a picker given up gave {other:?}"),
+        Err(_) => bail!("the share's start panicked"),
+    }
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    wait_for(
+        "the given-up session closed",
+        Duration::from_secs(5),
+        || world.desk().sessions_closed == 3,
+    )?;
+
     // The desktop ends the cast (its "stop sharing" button): the share ends by itself.
     let cap = VideoCapture::start(&spec, want, FrameBus::new())?.context("a capture")?;
     assert!(!cap.ended());
@@ -642,7 +674,7 @@ fn a_screen_chosen_in_the_desktop_portal_is_shared_and_stopping_closes_the_sessi
     wait_for(
         "the ended share's session closed",
         Duration::from_secs(5),
-        || world.desk().sessions_closed == 3,
+        || world.desk().sessions_closed == 4,
     )?;
     Ok(())
 }

@@ -45,7 +45,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,23 @@ const FIRST_PICTURE: Duration = Duration::from_secs(5);
 const ASK_TIMEOUT: Duration = Duration::from_secs(3);
 /// The PipeWire node's name, as `pw-top` and session managers show it.
 pub const NODE_NAME: &str = "confab-share";
+
+/// Bumped by [`cancel_choosing`]: a picker open since an older value is given up.
+static CANCELS: AtomicU64 = AtomicU64::new(0);
+
+/// Gives up the desktop's picker if one is open (the call ended, or sharing was stopped, while
+/// the person had not chosen yet): its share fails as [`MediaError::Cancelled`] at once,
+/// rather than holding the devices, the microphone among them, until someone chooses.
+pub fn cancel_choosing() {
+    CANCELS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Resolves once [`cancel_choosing`] has been called after `since` was read.
+async fn cancelled(since: u64) {
+    while CANCELS.load(Ordering::Relaxed) == since {
+        async_io::Timer::after(Duration::from_millis(50)).await;
+    }
+}
 
 /// Whether this is a Wayland session.
 pub fn wayland_session() -> bool {
@@ -114,6 +131,7 @@ struct Cast {
 impl Cast {
     /// Asks the portal for a screen or window: the desktop shows its picker.
     async fn choose() -> Result<Cast, MediaError> {
+        let since = CANCELS.load(Ordering::Relaxed);
         let conn = ashpd::zbus::Connection::session()
             .await
             .map_err(|e| MediaError::Device(format!("no session bus to reach the portal: {e}")))?;
@@ -169,7 +187,13 @@ impl Cast {
                 .map_err(|e| portal_error("open the video stream", e))?;
             Ok::<_, MediaError>((stream.pipe_wire_node_id(), what, remote))
         };
-        match within(PICK_TIMEOUT, steps).await {
+        let steps = futures_lite::future::or(async { within(PICK_TIMEOUT, steps).await }, async {
+            cancelled(since).await;
+            Some(Err(MediaError::Cancelled(
+                "nothing was shared: sharing was stopped before anything was chosen".into(),
+            )))
+        });
+        match steps.await {
             Some(Ok((node, what, remote))) => Ok(Cast {
                 _session: session,
                 node,

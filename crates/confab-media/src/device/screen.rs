@@ -142,6 +142,13 @@ pub fn sources(thumb_width: usize) -> Result<Vec<ShareSource>, MediaError> {
     Ok(out)
 }
 
+/// Gives up the desktop's share picker if one is open (see [`super::portal::cancel_choosing`];
+/// nothing to do where there is none).
+pub fn cancel_choosing() {
+    #[cfg(target_os = "linux")]
+    super::portal::cancel_choosing();
+}
+
 /// A small I420 picture of an RGBA one, at most `width` wide.
 fn thumb(rgba: &[u8], w: u32, h: u32, width: usize) -> Option<VideoFrame> {
     let (w, h) = (w as usize, h as usize);
