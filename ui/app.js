@@ -1138,6 +1138,7 @@
     card.ondblclick = () => startShare(item.id);
     return card;
   }
+  let desktopPicking = false; // the desktop's own picker is open (Wayland)
   async function openSharePicker() {
     if (!snap || !snap.in_call) return;
     const dlg = $('share-picker');
@@ -1159,20 +1160,26 @@
     if (!dlg.open) return;
     const desktops = list.find((i) => i.kind === 'picker');
     if (desktops) {
-      // Wayland: the desktop shows its own picker; this dialog says so until it is done.
+      // Wayland: the desktop shows its own picker; this dialog says so until it is done, and
+      // closing it gives the desktop's picker up too.
       $('share-status').textContent = 'Choose what to share in your desktop’s window…';
       $('share-go').disabled = true;
+      desktopPicking = true;
       try {
         await invoke('share', { source: desktops.id });
+        desktopPicking = false;
         dlg.close();
       } catch (e) {
+        desktopPicking = false;
         if (e && e.code === Codes.cancelled) {
           dlg.close();
-          return;
+        } else if (dlg.open) {
+          $('share-status').hidden = true;
+          $('share-error').textContent = errText(e);
+          $('share-error').hidden = false;
+        } else {
+          toast(errText(e), 'error');
         }
-        $('share-status').hidden = true;
-        $('share-error').textContent = errText(e);
-        $('share-error').hidden = false;
       }
       return;
     }
@@ -1197,6 +1204,10 @@
   $('btn-share').onclick = toggleShare;
   $('share-stop').onclick = stopShare;
   $('share-cancel').onclick = () => $('share-picker').close();
+  // Closed (Cancel, Escape) while the desktop's picker is open: that one is given up too.
+  $('share-picker').addEventListener('close', () => {
+    if (desktopPicking) stopShare();
+  });
   $('share-go').onclick = () => startShare(sharePick);
   $('share-picker').addEventListener('keydown', (e) => {
     // Enter on a picture shares it (on Cancel or Share, the button does its own thing).

@@ -1,7 +1,10 @@
 //! Opening and closing devices, off the engine's actor: a camera can take seconds to open (ten
 //! when it is busy), and signaling must not wait for it. The actor says what it wants
 //! ([`Want`], latest wins) and asks for switches; this task does the blocking work in order and
-//! reports what is open now.
+//! reports what is open now. A share is the exception: starting one can wait minutes for the
+//! person (the desktop's own picker), so it runs beside the worker ([`PendingShare`]) and is
+//! given up when the call ends or another share is asked for; until then the camera, the
+//! microphone and the call go on.
 
 use crate::error::{EngineError, ErrorCode};
 use crate::media::MediaHub;
@@ -84,6 +87,7 @@ impl Devices {
             reports,
             check: None,
             shared: None,
+            pending: None,
         };
         let task = tokio::spawn(worker.run(want_rx, switch_rx, check_rx));
         Devices {
@@ -95,11 +99,6 @@ impl Devices {
     }
 
     pub fn want(&self, w: Want) {
-        // A share still waiting for the desktop's picker would hold the worker, and the
-        // microphone with it, until someone chooses: a call that ends gives the picker up.
-        if !w.call {
-            confab_media::device::screen::cancel_choosing();
-        }
         self.want.send_if_modified(|cur| {
             let changed = *cur != w;
             *cur = w;
@@ -108,11 +107,6 @@ impl Devices {
     }
 
     pub async fn switch(&self, s: Switch) {
-        // Stopping a share that is still being chosen gives the desktop's picker up (the
-        // worker is waiting for it and would see this switch only after).
-        if matches!(s.share, Some(None)) {
-            confab_media::device::screen::cancel_choosing();
-        }
         if let Err(e) = self.switches.send(s).await {
             let _ = e.0.reply.send(Err(EngineError::Stopped));
         }
@@ -147,6 +141,28 @@ struct Worker {
     check: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
     /// What is being shared (asking for it again keeps the running capture).
     shared: Option<VideoSourceSpec>,
+    /// A share being started.
+    pending: Option<PendingShare>,
+}
+
+/// A share being started, beside the worker: its cancel flag and task, what was asked, and
+/// its switch's reply (with the first error of the switch's other parts), sent once it is done.
+struct PendingShare {
+    cancel: Arc<AtomicBool>,
+    task: JoinHandle<Result<Option<String>, MediaError>>,
+    share: VideoSourceSpec,
+    reply: oneshot::Sender<Result<(), EngineError>>,
+    first: Option<EngineError>,
+}
+
+/// How a share being started ended (never, without one).
+async fn share_started(pending: &mut Option<PendingShare>) -> Result<Option<String>, MediaError> {
+    match pending {
+        Some(p) => (&mut p.task)
+            .await
+            .unwrap_or_else(|e| Err(MediaError::Device(format!("device work failed: {e}")))),
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs blocking device work on the blocking pool.
@@ -182,6 +198,9 @@ impl Worker {
                         break;
                     }
                 }
+                done = share_started(&mut self.pending), if self.pending.is_some() => {
+                    self.share_ready(done).await;
+                }
                 Some(c) = checks.recv() => self.start_check(c).await,
                 s = switches.recv() => match s {
                     Some(s) => self.switch(s).await,
@@ -193,7 +212,9 @@ impl Worker {
                 },
             }
         }
-        // However the loop ended, a microphone test still running is stopped and joined.
+        // However the loop ended, a share still being started is given up, and a microphone
+        // test still running is stopped and joined.
+        self.give_up_share().await;
         self.end_check().await;
     }
 
@@ -236,10 +257,44 @@ impl Worker {
         }
     }
 
+    /// A share being started is done: what is shared now, and its switch's answer.
+    async fn share_ready(&mut self, done: Result<Option<String>, MediaError>) {
+        let Some(p) = self.pending.take() else { return };
+        let mut first = p.first;
+        match done {
+            Ok(d) => {
+                self.shared = Some(p.share).filter(|_| d.is_some());
+                self.report.share = d;
+            }
+            Err(e) => {
+                self.share_gone();
+                first.get_or_insert(e.into());
+            }
+        }
+        self.answer(p.reply, first).await;
+    }
+
+    /// Gives up a share still being started (the desktop's picker closes) and waits for it;
+    /// its switch hears that it was cancelled.
+    async fn give_up_share(&mut self) {
+        let Some(p) = self.pending.take() else { return };
+        p.cancel.store(true, Ordering::Relaxed);
+        if matches!(p.task.await, Ok(Ok(Some(_)))) {
+            // Chosen just as it was given up: stopped again.
+            let hub = self.hub.clone();
+            let _ = blocking(move || hub.set_share_source(None, Arc::default())).await;
+        }
+        self.share_gone();
+        let _ = p.reply.send(Err(MediaError::Cancelled(
+            "nothing was shared: sharing was stopped before anything was chosen".into(),
+        )
+        .into()));
+    }
+
     /// The shared screen or window went away: sharing stops, and the window hears why.
     async fn share_lost(&mut self) {
         let hub = self.hub.clone();
-        let _ = blocking(move || hub.set_share_source(None)).await;
+        let _ = blocking(move || hub.set_share_source(None, Arc::default())).await;
         let what = self.share_gone().unwrap_or_default();
         self.report.errors.push((
             ErrorCode::Share,
@@ -329,6 +384,7 @@ impl Worker {
         }
         self.now = w;
         if !w.camera && !w.call {
+            self.give_up_share().await;
             let hub = self.hub.clone();
             let _ = blocking(move || {
                 hub.stop_devices();
@@ -354,10 +410,11 @@ impl Worker {
             let _ = self.open_microphone().await;
             let _ = self.open_speaker().await;
         } else if !w.call && was.call {
-            // The call is over: so is the share.
+            // The call is over: so is the share, chosen or still being chosen.
+            self.give_up_share().await;
             let hub = self.hub.clone();
             let _ = blocking(move || {
-                hub.set_share_source(None)?;
+                hub.set_share_source(None, Arc::default())?;
                 hub.set_audio_source(&AudioSourceSpec::None)?;
                 hub.set_speaker(None)
             })
@@ -401,32 +458,61 @@ impl Worker {
             }
         }
         if let Some(share) = s.share {
-            if share.is_some() && !self.now.call {
-                first.get_or_insert(EngineError::NotInCall);
-            } else if share.is_some() && share == self.shared && !self.hub.share_ended() {
-                // Already shared: a second ask (a double click, a stale snapshot) keeps the
-                // running capture rather than starting the screen over.
-            } else {
-                let hub = self.hub.clone();
-                let spec = share.clone();
-                match blocking(move || hub.set_share_source(spec.as_ref())).await {
-                    Ok(d) => {
-                        self.shared = share.filter(|_| d.is_some());
-                        self.report.share = d;
+            // A share still being started gives way to whatever is asked now.
+            self.give_up_share().await;
+            match share {
+                Some(_) if !self.now.call => {
+                    first.get_or_insert(EngineError::NotInCall);
+                }
+                Some(spec) if self.shared.as_ref() == Some(&spec) && !self.hub.share_ended() => {
+                    // Already shared: a second ask (a double click, a stale snapshot) keeps
+                    // the running capture rather than starting the screen over.
+                }
+                Some(spec) => {
+                    // The old share stops at once; the new one may wait for the person, and
+                    // the worker goes on meanwhile. Its switch is answered once it is done.
+                    self.share_gone();
+                    let cancel = Arc::new(AtomicBool::new(false));
+                    let (hub, flag, asked) = (self.hub.clone(), cancel.clone(), spec.clone());
+                    let task = tokio::task::spawn_blocking(move || {
+                        hub.set_share_source(Some(&asked), flag)
+                    });
+                    if first.is_some() {
+                        self.report.errors.clear();
                     }
-                    Err(e) => {
-                        self.share_gone();
+                    self.send_report().await;
+                    self.pending = Some(PendingShare {
+                        cancel,
+                        task,
+                        share: spec,
+                        reply: s.reply,
+                        first,
+                    });
+                    return;
+                }
+                None => {
+                    let hub = self.hub.clone();
+                    let stopped = blocking(move || hub.set_share_source(None, Arc::default()));
+                    if let Err(e) = stopped.await {
                         first.get_or_insert(e.into());
                     }
+                    self.share_gone();
                 }
             }
         }
-        // The caller hears of its own failure; the window learns what is open now.
-        let errors_for_caller = first.is_some();
-        if errors_for_caller {
+        self.answer(s.reply, first).await;
+    }
+
+    /// The caller hears of its own failure; the window learns what is open now.
+    async fn answer(
+        &mut self,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+        first: Option<EngineError>,
+    ) {
+        if first.is_some() {
             self.report.errors.clear();
         }
         self.send_report().await;
-        let _ = s.reply.send(first.map_or(Ok(()), Err));
+        let _ = reply.send(first.map_or(Ok(()), Err));
     }
 }

@@ -7,11 +7,9 @@
 mod common;
 
 use common::*;
-use confab_engine::call::Notice;
 use confab_engine::media_kit::device::VideoSourceSpec;
 use confab_engine::media_kit::video::VideoCodec;
-use confab_engine::{EngineEvent, SHARE_FORMAT};
-use confab_protocol::PeerId;
+use confab_engine::SHARE_FORMAT;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -77,15 +75,7 @@ async fn share_in_a_call(codec: VideoCodec) {
         .await
         .unwrap_err();
     assert_eq!(e.code(), confab_engine::ErrorCode::NotInCall, "{e}");
-    a.wait_participants(1).await;
-    a.engine.call(None).await.unwrap();
-    b.wait_event("Ada's ring", |e| {
-        matches!(e, EngineEvent::Notice(Notice::IncomingCall { .. }))
-    })
-    .await;
-    b.engine.accept(PeerId(a.id.clone())).await.unwrap();
-    b.wait_stats(&a.id, "Ada's camera", |s| sees_pattern(s, 10))
-        .await;
+    call_accepted(&mut a, &mut b).await;
 
     // Sharing starts on the running call: no new offer, no new link.
     a.engine

@@ -52,6 +52,8 @@ struct Desk {
     /// The screen's stream, while a cast runs.
     screen: Option<Screen>,
     sessions_opened: usize,
+    /// `Start` calls: the desktop's picker shown.
+    pickers: usize,
     sessions_closed: usize,
 }
 
@@ -157,8 +159,6 @@ impl Screen {
         node: &std::sync::mpsc::Sender<Result<u32>>,
     ) -> Result<()> {
         use pipewire as pw;
-        use pw::spa;
-        use spa::pod::{self, serialize::PodSerializer, Pod, Value as PodValue};
         let pictures: Vec<Vec<u8>> = (0..PICTURES)
             .map(|n| {
                 let stamp = pattern::Stamp {
@@ -171,6 +171,27 @@ impl Screen {
                     .collect()
             })
             .collect();
+        pw::init();
+        let main_loop = pw::main_loop::MainLoopRc::new(None)?;
+        // Entered for the stream's life, so that its callbacks run on this thread (see
+        // `device::portal`); left once everything made on it is gone.
+        // SAFETY: entered and left on this thread, iterated only here in between.
+        unsafe { main_loop.loop_().enter() };
+        let ran = Screen::stream(&main_loop, socket, stop, node, pictures);
+        unsafe { main_loop.loop_().leave() };
+        ran
+    }
+
+    fn stream(
+        main_loop: &pipewire::main_loop::MainLoopRc,
+        socket: &Path,
+        stop: &AtomicBool,
+        node: &std::sync::mpsc::Sender<Result<u32>>,
+        pictures: Vec<Vec<u8>>,
+    ) -> Result<()> {
+        use pipewire as pw;
+        use pw::spa;
+        use spa::pod::{self, serialize::PodSerializer, Pod, Value as PodValue};
         let stride = SCREEN.0 * 4;
         let size = stride * SCREEN.1;
         let serialize = |v: PodValue| {
@@ -178,9 +199,7 @@ impl Screen {
                 .map(|(c, _)| c.into_inner())
                 .map_err(|e| anyhow::anyhow!("a pod: {e:?}"))
         };
-        pw::init();
-        let main_loop = pw::main_loop::MainLoopRc::new(None)?;
-        let context = pw::context::ContextRc::new(&main_loop, None)?;
+        let context = pw::context::ContextRc::new(main_loop, None)?;
         let core = context.connect_fd_rc(
             std::os::unix::net::UnixStream::connect(socket)?.into(),
             None,
@@ -284,9 +303,12 @@ impl Screen {
         let mut next = Instant::now();
         let mut told = false;
         while !stop.load(Ordering::Relaxed) {
-            main_loop
-                .loop_()
-                .iterate(pw::loop_::Timeout::Finite(Duration::from_millis(10)));
+            // SAFETY: the loop is entered on this thread (`run`).
+            unsafe {
+                main_loop
+                    .loop_()
+                    .iterate_unguarded(pw::loop_::Timeout::Finite(Duration::from_millis(10)));
+            }
             if !told && stream.node_id() != u32::MAX {
                 told = true;
                 let _ = node.send(Ok(stream.node_id()));
@@ -430,8 +452,14 @@ impl ScreenCast {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> zbus::fdo::Result<OwnedObjectPath> {
         let (sender, request) = asked(&header, &options);
-        let cancel = std::mem::take(&mut self.0.desk().cancel_next);
-        let hold = std::mem::take(&mut self.0.desk().hold_next);
+        let (cancel, hold) = {
+            let mut desk = self.0.desk();
+            desk.pickers += 1;
+            (
+                std::mem::take(&mut desk.cancel_next),
+                std::mem::take(&mut desk.hold_next),
+            )
+        };
         if hold {
             // The picker stays open.
         } else if cancel {
@@ -578,8 +606,11 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Resu
     Ok(())
 }
 
-fn screen_running(world: &World) -> bool {
-    world.desk().screen.is_some()
+/// Whether Confab's PipeWire stream is there (its input port listed).
+fn confab_stream_there(world: &World) -> bool {
+    world
+        .port("-i", confab_media::device::portal::NODE_NAME)
+        .is_some()
 }
 
 #[test]
@@ -615,12 +646,17 @@ fn a_screen_chosen_in_the_desktop_portal_is_shared_and_stopping_closes_the_sessi
         "the portal's screen",
     );
     assert_eq!(world.desk().sessions_opened, 1);
-    // Stopping closes the portal session, and with it the screen's stream.
+    assert!(confab_stream_there(world));
+    // Stopping closes the portal session and Confab's stream.
     drop(cap);
     wait_for("the session closed on stop", Duration::from_secs(5), || {
         world.desk().sessions_closed == 1
     })?;
-    assert!(!screen_running(world));
+    wait_for(
+        "Confab's stream gone on stop",
+        Duration::from_secs(5),
+        || !confab_stream_there(world),
+    )?;
 
     // The person cancels the desktop's picker: a Cancelled error, the session closed.
     world.desk().cancel_next = true;
@@ -638,21 +674,29 @@ fn a_screen_chosen_in_the_desktop_portal_is_shared_and_stopping_closes_the_sessi
     // The call ends (or sharing is stopped) while the desktop's picker is still open: the
     // picker is given up at once, its session closed.
     world.desk().hold_next = true;
-    let asked = Instant::now();
+    let cancel = Arc::new(AtomicBool::new(false));
     let waiting = std::thread::spawn({
-        let spec = spec.clone();
-        move || VideoCapture::start(&spec, want, FrameBus::new()).map(|c| c.is_some())
+        let (spec, cancel) = (spec.clone(), cancel.clone());
+        move || {
+            VideoCapture::start_cancellable(&spec, want, FrameBus::new(), cancel)
+                .map(|c| c.is_some())
+        }
     });
-    std::thread::sleep(Duration::from_millis(500));
-    screen::cancel_choosing();
+    wait_for(
+        "the desktop's picker shown",
+        Duration::from_secs(10),
+        || world.desk().pickers == 3,
+    )?;
+    let asked = Instant::now();
+    cancel.store(true, Ordering::Relaxed);
     match waiting.join() {
         Ok(Err(MediaError::Cancelled(m))) => assert!(m.contains("stopped"), "{m}"),
         Ok(other) => bail!("a picker given up gave {other:?}"),
         Err(_) => bail!("the share's start panicked"),
     }
     assert!(
-        asked.elapsed() < Duration::from_secs(5),
-        "{:?}",
+        asked.elapsed() < Duration::from_secs(3),
+        "given up after {:?}",
         asked.elapsed()
     );
     wait_for(
@@ -670,11 +714,13 @@ fn a_screen_chosen_in_the_desktop_portal_is_shared_and_stopping_closes_the_sessi
         Duration::from_secs(10),
         || cap.ended(),
     )?;
-    drop(cap);
+    // Confab closes the session by itself, before the share is dropped.
     wait_for(
         "the ended share's session closed",
         Duration::from_secs(5),
         || world.desk().sessions_closed == 4,
     )?;
+    assert!(!confab_stream_there(world));
+    drop(cap);
     Ok(())
 }

@@ -475,15 +475,19 @@ impl MediaHub {
     }
 
     /// Starts (or switches, or stops with `None`) sharing a screen: its own capture, sent on
-    /// every link's share track next to the camera.
+    /// every link's share track next to the camera. `cancel` gives up a start still waiting
+    /// for the person (the desktop's picker).
     pub fn set_share_source(
         &self,
         spec: Option<&VideoSourceSpec>,
+        cancel: Arc<AtomicBool>,
     ) -> Result<Option<String>, MediaError> {
         let old = self.captures.lock().share.take();
         drop(old);
         let cap = match spec {
-            Some(spec) => VideoCapture::start(spec, SHARE_FORMAT, self.share_bus.clone())?,
+            Some(spec) => {
+                VideoCapture::start_cancellable(spec, SHARE_FORMAT, self.share_bus.clone(), cancel)?
+            }
             None => None,
         };
         let description = cap.as_ref().map(|c| c.description.clone());

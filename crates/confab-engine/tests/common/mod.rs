@@ -174,3 +174,22 @@ pub async fn call_pair(
         .unwrap();
     (a, b)
 }
+
+/// `a` calls everyone in the room and `b` accepts: answers once `b` decodes `a`'s camera.
+pub async fn call_accepted(a: &mut Peer, b: &mut Peer) {
+    a.wait_participants(1).await;
+    a.engine.call(None).await.unwrap();
+    b.wait_event("the ring", |e| {
+        matches!(
+            e,
+            EngineEvent::Notice(confab_engine::call::Notice::IncomingCall { .. })
+        )
+    })
+    .await;
+    b.engine
+        .accept(confab_protocol::PeerId(a.id.clone()))
+        .await
+        .unwrap();
+    b.wait_stats(&a.id, "the caller's camera", |s| sees_pattern(s, 10))
+        .await;
+}

@@ -88,12 +88,24 @@ impl VideoCapture {
         want: VideoFormat,
         bus: Arc<FrameBus>,
     ) -> Result<Option<Self>, MediaError> {
+        VideoCapture::start_cancellable(spec, want, bus, Arc::default())
+    }
+
+    /// [`VideoCapture::start`], given up as [`MediaError::Cancelled`] once `cancel` is set
+    /// while it waits for the person (the desktop's share picker: the call ended, or sharing
+    /// was stopped, before they chose).
+    pub fn start_cancellable(
+        spec: &VideoSourceSpec,
+        want: VideoFormat,
+        bus: Arc<FrameBus>,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<Option<Self>, MediaError> {
         let ended = Arc::new(AtomicBool::new(false));
         let (worker, description, format) = match spec {
             VideoSourceSpec::None => return Ok(None),
             VideoSourceSpec::Screen(which) => {
                 let (worker, (description, format)) =
-                    screen::start(*which, want, bus, ended.clone())?;
+                    screen::start(*which, want, bus, ended.clone(), cancel)?;
                 (worker, description, format)
             }
             VideoSourceSpec::TestPattern => {

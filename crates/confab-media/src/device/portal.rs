@@ -8,13 +8,18 @@
 //! 1. over D-Bus (ashpd, on a session-bus connection of the share's own): `CreateSession`,
 //!    `SelectSources` (a screen or a window, one of them, the cursor drawn in), `Start` (the
 //!    desktop's picker; the person may take up to [`PICK_TIMEOUT`], or cancel), then
-//!    `OpenPipeWireRemote` (a PipeWire connection that sees only the chosen stream);
+//!    `OpenPipeWireRemote` (a PipeWire connection that sees only the chosen stream). The
+//!    share's cancel flag (set by whoever started it: the call ended, sharing stopped) gives
+//!    all of this up at once, as does a portal that does not answer the steps before the
+//!    picker within [`SETUP_TIMEOUT`];
 //! 2. over PipeWire, on the share's thread: a video stream linked to the chosen node, offered
 //!    packed RGB formats in memory the compositor shares with us (no GPU buffers), its frames
-//!    checked against their own size and stride, turned into I420 at most
-//!    [`super::screen::MAX_WIDTH`]×[`super::screen::MAX_HEIGHT`] at the share's frame rate;
-//!    the last picture is sent again at that rate while the screen is still (a compositor
-//!    sends frames only when something changes, and someone joining needs a picture);
+//!    checked against their own size and stride and copied out (the newest one kept), then
+//!    turned into I420 of at most [`super::screen::MAX_WIDTH`]×[`super::screen::MAX_HEIGHT`]
+//!    at the share's frame rate; the last picture is sent again at that rate while the screen
+//!    is still (a compositor sends frames only when something changes, and someone joining
+//!    needs a picture). PipeWire's loop is entered once for the reader's life, so that every
+//!    stream callback runs on the share's thread, never on PipeWire's real-time thread;
 //! 3. on stop, or when the desktop ends the cast (its "stop sharing" button, the window
 //!    closed), the stream is disconnected and the portal session closed, so that the desktop's
 //!    "you are sharing" indicator goes away with it.
@@ -45,7 +50,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,24 +60,17 @@ pub const SHARE_ID: &str = "portal";
 pub const PICK_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the first picture may take once something is chosen.
 const FIRST_PICTURE: Duration = Duration::from_secs(5);
-/// How long asking whether the portal can cast may take (it may be started on demand).
+/// How long asking whether the portal can cast may take (it may be started on demand), and
+/// closing a session.
 const ASK_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the steps before the desktop's picker may take.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The PipeWire node's name, as `pw-top` and session managers show it.
 pub const NODE_NAME: &str = "confab-share";
 
-/// Bumped by [`cancel_choosing`]: a picker open since an older value is given up.
-static CANCELS: AtomicU64 = AtomicU64::new(0);
-
-/// Gives up the desktop's picker if one is open (the call ended, or sharing was stopped, while
-/// the person had not chosen yet): its share fails as [`MediaError::Cancelled`] at once,
-/// rather than holding the devices, the microphone among them, until someone chooses.
-pub fn cancel_choosing() {
-    CANCELS.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Resolves once [`cancel_choosing`] has been called after `since` was read.
-async fn cancelled(since: u64) {
-    while CANCELS.load(Ordering::Relaxed) == since {
+/// Resolves once `cancel` is set.
+async fn cancelled(cancel: &AtomicBool) {
+    while !cancel.load(Ordering::Relaxed) {
         async_io::Timer::after(Duration::from_millis(50)).await;
     }
 }
@@ -129,46 +127,67 @@ struct Cast {
 }
 
 impl Cast {
-    /// Asks the portal for a screen or window: the desktop shows its picker.
-    async fn choose() -> Result<Cast, MediaError> {
-        let since = CANCELS.load(Ordering::Relaxed);
-        let conn = ashpd::zbus::Connection::session()
-            .await
-            .map_err(|e| MediaError::Device(format!("no session bus to reach the portal: {e}")))?;
-        let cast = Screencast::with_connection(conn)
-            .await
-            .map_err(|e| portal_error("be reached", e))?;
-        let types = cast
-            .available_source_types()
-            .await
-            .map_err(|e| portal_error("say what it can share", e))?
-            & (SourceType::Monitor | SourceType::Window);
-        if types.is_empty() {
-            return Err(MediaError::Device(
-                "this desktop's portal shares neither screens nor windows".into(),
-            ));
-        }
-        let session = cast
-            .create_session(Default::default())
-            .await
-            .map_err(|e| portal_error("open a session", e))?;
-        // From here on, every way out closes the session, taking the desktop's picker with it.
-        let session = Closing(session);
-        let mut select = SelectSourcesOptions::default()
-            .set_sources(types)
-            .set_multiple(false);
-        // Portal version 2 and later say which cursor modes they have; the cursor is drawn in
-        // where it can be (people point at what they show).
-        if let Ok(modes) = cast.available_cursor_modes().await {
-            if modes.contains(CursorMode::Embedded) {
-                select = select.set_cursor_mode(CursorMode::Embedded);
+    /// Asks the portal for a screen or window: the desktop shows its picker. Given up as
+    /// [`MediaError::Cancelled`] once `cancel` is set, whatever step it is at (the session,
+    /// if there is one yet, is closed on the way out).
+    async fn choose(cancel: &AtomicBool) -> Result<Cast, MediaError> {
+        futures_lite::future::or(Cast::ask(), async {
+            cancelled(cancel).await;
+            Err(MediaError::Cancelled(
+                "nothing was shared: sharing was stopped before anything was chosen".into(),
+            ))
+        })
+        .await
+    }
+
+    async fn ask() -> Result<Cast, MediaError> {
+        let setup = async {
+            let conn = ashpd::zbus::Connection::session().await.map_err(|e| {
+                MediaError::Device(format!("no session bus to reach the portal: {e}"))
+            })?;
+            let cast = Screencast::with_connection(conn)
+                .await
+                .map_err(|e| portal_error("be reached", e))?;
+            let types = cast
+                .available_source_types()
+                .await
+                .map_err(|e| portal_error("say what it can share", e))?
+                & (SourceType::Monitor | SourceType::Window);
+            if types.is_empty() {
+                return Err(MediaError::Device(
+                    "this desktop's portal shares neither screens nor windows".into(),
+                ));
             }
-        }
-        let steps = async {
+            let session = cast
+                .create_session(Default::default())
+                .await
+                .map_err(|e| portal_error("open a session", e))?;
+            // From here on, every way out closes the session, taking the desktop's picker
+            // with it.
+            let session = Closing(session);
+            let mut select = SelectSourcesOptions::default()
+                .set_sources(types)
+                .set_multiple(false);
+            // Portal version 2 and later say which cursor modes they have; the cursor is drawn
+            // in where it can be (people point at what they show).
+            if let Ok(modes) = cast.available_cursor_modes().await {
+                if modes.contains(CursorMode::Embedded) {
+                    select = select.set_cursor_mode(CursorMode::Embedded);
+                }
+            }
             cast.select_sources(&session.0, select)
                 .await
                 .and_then(|r| r.response())
                 .map_err(|e| portal_error("offer screens and windows", e))?;
+            Ok((cast, session))
+        };
+        let (cast, session) = within(SETUP_TIMEOUT, setup).await.ok_or_else(|| {
+            MediaError::Device(format!(
+                "the desktop portal did not answer within {} s",
+                SETUP_TIMEOUT.as_secs()
+            ))
+        })??;
+        let pick = async {
             let streams = cast
                 .start(&session.0, None, StartCastOptions::default())
                 .await
@@ -187,25 +206,18 @@ impl Cast {
                 .map_err(|e| portal_error("open the video stream", e))?;
             Ok::<_, MediaError>((stream.pipe_wire_node_id(), what, remote))
         };
-        let steps = futures_lite::future::or(async { within(PICK_TIMEOUT, steps).await }, async {
-            cancelled(since).await;
-            Some(Err(MediaError::Cancelled(
-                "nothing was shared: sharing was stopped before anything was chosen".into(),
-            )))
-        });
-        match steps.await {
-            Some(Ok((node, what, remote))) => Ok(Cast {
-                _session: session,
-                node,
-                remote: Some(remote),
-                what,
-            }),
-            Some(Err(e)) => Err(e),
-            None => Err(MediaError::Device(format!(
+        let (node, what, remote) = within(PICK_TIMEOUT, pick).await.ok_or_else(|| {
+            MediaError::Device(format!(
                 "nothing was chosen to share within {} s",
                 PICK_TIMEOUT.as_secs()
-            ))),
-        }
+            ))
+        })??;
+        Ok(Cast {
+            _session: session,
+            node,
+            remote: Some(remote),
+            what,
+        })
     }
 }
 
@@ -223,20 +235,41 @@ impl Drop for Closing {
 #[derive(Default)]
 struct Seen {
     format: Option<(PwFormat, usize, usize)>,
-    /// The newest picture, not yet published.
-    fresh: Option<VideoFrame>,
-    /// When the last picture was converted: frames faster than the share's rate are skipped.
-    converted: Option<Instant>,
+    /// The newest picture as the compositor sent it (its rows, `stride` bytes apart), copied
+    /// out of PipeWire's buffer; `fresh` until converted.
+    raw: Vec<u8>,
+    raw_format: Option<((PwFormat, usize, usize), usize)>,
+    fresh: bool,
     /// Why the stream ended, once it has.
     ended: Option<String>,
 }
 
+impl Seen {
+    /// The newest picture as a share picture, once.
+    fn take_picture(&mut self) -> Option<VideoFrame> {
+        if !std::mem::take(&mut self.fresh) {
+            return None;
+        }
+        let (format, stride) = self.raw_format?;
+        let rgba = packed_to_rgba(&self.raw, 0, stride, format)?;
+        to_share_frame(&rgba, format.1, format.2)
+    }
+}
+
 /// The PipeWire side of a cast: a connection through the portal's remote, and one stream.
+/// PipeWire's loop is entered from creation to drop (see the module's notes).
 struct Reader {
+    /// Dropped first: listeners, then what they listen to.
+    objects: Option<Objects>,
     main_loop: pw::main_loop::MainLoopRc,
-    stream: pw::stream::StreamRc,
+}
+
+/// Fields drop in this order: each listener before its object.
+struct Objects {
     _listener: pw::stream::StreamListener<()>,
-    _registry: (pw::registry::RegistryRc, pw::registry::Listener),
+    stream: pw::stream::StreamRc,
+    _gone: pw::registry::Listener,
+    _registry: pw::registry::RegistryRc,
     seen: Rc<RefCell<Seen>>,
 }
 
@@ -294,19 +327,21 @@ fn enum_format() -> Result<Vec<u8>, MediaError> {
         .map_err(|e| MediaError::Device(format!("the PipeWire format offer: {e:?}")))
 }
 
-/// The picture in a buffer of `format`: rows of `stride` bytes from `offset`, 4 bytes a pixel.
-/// `None` when the numbers do not fit the buffer.
-fn packed_to_rgba(
+/// The bytes of a picture of `format` in a buffer: rows of `stride` bytes from `offset`, 4
+/// bytes a pixel, the last row no longer than the picture. `None` when the numbers do not fit
+/// the buffer, or the format is not one offered.
+fn picture_bytes(
     data: &[u8],
     offset: usize,
     stride: usize,
     (format, w, h): (PwFormat, usize, usize),
-) -> Option<Vec<u8>> {
-    let bgr = match format {
-        PwFormat::BGRx | PwFormat::BGRA => true,
-        PwFormat::RGBx | PwFormat::RGBA => false,
-        _ => return None,
-    };
+) -> Option<&[u8]> {
+    if !matches!(
+        format,
+        PwFormat::BGRx | PwFormat::BGRA | PwFormat::RGBx | PwFormat::RGBA
+    ) {
+        return None;
+    }
     let row = w.checked_mul(4)?;
     if w == 0 || h == 0 || stride < row {
         return None;
@@ -314,7 +349,19 @@ fn packed_to_rgba(
     let end = offset
         .checked_add(stride.checked_mul(h - 1)?)?
         .checked_add(row)?;
-    let pixels = data.get(offset..end)?;
+    data.get(offset..end)
+}
+
+/// The picture in a buffer of `format` (see [`picture_bytes`]) as tightly packed RGBA.
+fn packed_to_rgba(
+    data: &[u8],
+    offset: usize,
+    stride: usize,
+    (format, w, h): (PwFormat, usize, usize),
+) -> Option<Vec<u8>> {
+    let pixels = picture_bytes(data, offset, stride, (format, w, h))?;
+    let bgr = matches!(format, PwFormat::BGRx | PwFormat::BGRA);
+    let row = w * 4;
     let mut out = Vec::with_capacity(row * h);
     for y in 0..h {
         for px in pixels[y * stride..y * stride + row].chunks_exact(4) {
@@ -326,12 +373,33 @@ fn packed_to_rgba(
 }
 
 impl Reader {
-    fn connect(remote: OwnedFd, node: u32, fps: f32) -> Result<Reader, MediaError> {
+    fn connect(remote: OwnedFd, node: u32) -> Result<Reader, MediaError> {
         let pw_err = |what: &str, e: pw::Error| MediaError::Device(format!("PipeWire {what}: {e}"));
         pw::init();
         let main_loop = pw::main_loop::MainLoopRc::new(None).map_err(|e| pw_err("loop", e))?;
+        // Entered until the reader is dropped (which leaves it, whatever fails below): the
+        // stream's callbacks are then always handed to this thread.
+        // SAFETY: entered on this thread, left on this thread in `Drop`, after every object
+        // made below is gone; between the two the loop is only iterated here.
+        unsafe { main_loop.loop_().enter() };
+        let mut reader = Reader {
+            objects: None,
+            main_loop,
+        };
+        reader.objects = Some(Objects::make(&reader.main_loop, remote, node)?);
+        Ok(reader)
+    }
+}
+
+impl Objects {
+    fn make(
+        main_loop: &pw::main_loop::MainLoopRc,
+        remote: OwnedFd,
+        node: u32,
+    ) -> Result<Objects, MediaError> {
+        let pw_err = |what: &str, e: pw::Error| MediaError::Device(format!("PipeWire {what}: {e}"));
         let context =
-            pw::context::ContextRc::new(&main_loop, None).map_err(|e| pw_err("context", e))?;
+            pw::context::ContextRc::new(main_loop, None).map_err(|e| pw_err("context", e))?;
         let core = context
             .connect_fd_rc(remote, None)
             .map_err(|e| pw_err("connection through the portal", e))?;
@@ -361,10 +429,11 @@ impl Reader {
                 *pw::keys::MEDIA_CATEGORY => "Capture",
                 *pw::keys::MEDIA_ROLE => "Screen",
                 *pw::keys::NODE_NAME => NODE_NAME,
+                // Only the chosen node: never linked to another (a camera) when it goes away.
+                "node.dont-reconnect" => "true",
             },
         )
         .map_err(|e| pw_err("stream", e))?;
-        let period = Duration::from_secs_f64(1.0 / f64::from(fps));
         let listener = stream
             .add_local_listener::<()>()
             .state_changed({
@@ -401,13 +470,6 @@ impl Reader {
                     };
                     let mut seen = seen.borrow_mut();
                     let Some(format) = seen.format else { return };
-                    // Faster than the share's rate: this one is skipped (the next is newer).
-                    if seen
-                        .converted
-                        .is_some_and(|t| t.elapsed() < period * 9 / 10)
-                    {
-                        return;
-                    }
                     let Some(data) = buffer.datas_mut().first_mut() else {
                         return;
                     };
@@ -423,13 +485,16 @@ impl Reader {
                     }
                     let stride = if stride == 0 { format.1 * 4 } else { stride };
                     let Some(bytes) = data.data() else { return };
-                    let Some(rgba) = packed_to_rgba(bytes, offset, stride, format) else {
+                    // Only copied here (the newest wins); turned into a share picture at the
+                    // share's rate.
+                    let Some(rows) = picture_bytes(bytes, offset, stride, format) else {
                         return;
                     };
-                    if let Some(frame) = to_share_frame(&rgba, format.1, format.2) {
-                        seen.fresh = Some(frame);
-                        seen.converted = Some(Instant::now());
-                    }
+                    let seen = &mut *seen;
+                    seen.raw.clear();
+                    seen.raw.extend_from_slice(rows);
+                    seen.raw_format = Some((format, stride));
+                    seen.fresh = true;
                 }
             })
             .register()
@@ -445,30 +510,53 @@ impl Reader {
                 &mut [offer],
             )
             .map_err(|e| pw_err("stream connection", e))?;
-        Ok(Reader {
-            main_loop,
-            stream,
+        Ok(Objects {
             _listener: listener,
-            _registry: (registry, gone),
+            stream,
+            _gone: gone,
+            _registry: registry,
             seen,
         })
+    }
+}
+
+impl Reader {
+    /// What the callbacks left (a reader is only handed out with its objects).
+    fn seen(&self) -> Option<std::cell::RefMut<'_, Seen>> {
+        self.objects.as_ref().map(|o| o.seen.borrow_mut())
     }
 
     /// Runs PipeWire's loop for at most `wait`.
     fn turn(&self, wait: Duration) {
-        self.main_loop
-            .loop_()
-            .iterate(pw::loop_::Timeout::Finite(wait));
+        // SAFETY: the loop was entered on this thread when the reader was made.
+        unsafe {
+            self.main_loop
+                .loop_()
+                .iterate_unguarded(pw::loop_::Timeout::Finite(wait));
+        }
+    }
+
+    /// The newest picture, once.
+    fn picture(&self) -> Option<VideoFrame> {
+        self.seen()?.take_picture()
+    }
+
+    /// Why the stream ended, if it has.
+    fn ended(&self) -> Option<String> {
+        match self.seen() {
+            Some(seen) => seen.ended.clone(),
+            None => Some("the shared video is gone".into()),
+        }
     }
 
     /// The first picture, within [`FIRST_PICTURE`].
     fn first(&self) -> Result<VideoFrame, MediaError> {
         let deadline = Instant::now() + FIRST_PICTURE;
         loop {
-            if let Some(f) = self.seen.borrow_mut().fresh.take() {
+            if let Some(f) = self.picture() {
                 return Ok(f);
             }
-            if let Some(why) = self.seen.borrow().ended.clone() {
+            if let Some(why) = self.ended() {
                 return Err(MediaError::Device(why));
             }
             let now = Instant::now();
@@ -489,9 +577,14 @@ impl Reader {
         let mut last = first;
         let mut next = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            if let Some(why) = self.ended() {
+                tracing::info!("{why}");
+                return;
+            }
             let now = Instant::now();
             if now >= next {
-                if let Some(f) = self.seen.borrow_mut().fresh.take() {
+                // The newest picture, converted only when it is due.
+                if let Some(f) = self.picture() {
                     last = f;
                 }
                 let mut f = last.clone();
@@ -503,10 +596,6 @@ impl Reader {
                     next = now + period;
                 }
             }
-            if let Some(why) = self.seen.borrow().ended.clone() {
-                tracing::info!("{why}");
-                return;
-            }
             self.turn(next.saturating_duration_since(Instant::now()).min(period));
         }
     }
@@ -514,7 +603,12 @@ impl Reader {
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        let _ = self.stream.disconnect();
+        if let Some(o) = self.objects.take() {
+            let _ = o.stream.disconnect();
+            drop(o);
+        }
+        // SAFETY: entered on this thread in `connect`; everything made on the loop is gone.
+        unsafe { self.main_loop.loop_().leave() };
     }
 }
 
@@ -526,17 +620,19 @@ pub(super) fn start(
     want: VideoFormat,
     bus: Arc<FrameBus>,
     ended: Arc<AtomicBool>,
+    cancel: Arc<AtomicBool>,
 ) -> Result<(Worker, (String, VideoFormat)), MediaError> {
     let fps = want.fps.clamp(1.0, 30.0);
     Worker::start(
         "screen share",
-        PICK_TIMEOUT + FIRST_PICTURE + ASK_TIMEOUT * 2,
+        // Every step has its own deadline; this one only catches a step that ignores its own.
+        SETUP_TIMEOUT + PICK_TIMEOUT + FIRST_PICTURE + ASK_TIMEOUT * 2,
         move || {
-            let mut cast = async_io::block_on(Cast::choose())?;
+            let mut cast = async_io::block_on(Cast::choose(&cancel))?;
             let remote = cast.remote.take().ok_or_else(|| {
                 MediaError::Device("the desktop portal gave no video stream".into())
             })?;
-            let reader = Reader::connect(remote, cast.node, fps)?;
+            let reader = Reader::connect(remote, cast.node)?;
             let first = reader.first()?;
             let format = VideoFormat {
                 width: first.width,

@@ -142,13 +142,6 @@ pub fn sources(thumb_width: usize) -> Result<Vec<ShareSource>, MediaError> {
     Ok(out)
 }
 
-/// Gives up the desktop's share picker if one is open (see [`super::portal::cancel_choosing`];
-/// nothing to do where there is none).
-pub fn cancel_choosing() {
-    #[cfg(target_os = "linux")]
-    super::portal::cancel_choosing();
-}
-
 /// A small I420 picture of an RGBA one, at most `width` wide.
 fn thumb(rgba: &[u8], w: u32, h: u32, width: usize) -> Option<VideoFrame> {
     let (w, h) = (w as usize, h as usize);
@@ -258,21 +251,26 @@ impl Target {
 
 /// Starts capturing a screen or window at `want.fps` (the size is [`MAX_WIDTH`]×[`MAX_HEIGHT`]
 /// at most, whatever `want` says), publishing into `bus`; `ended` is set when it stops by
-/// itself. Answers what is shared, in words (the screen's or window's name), and the first
+/// itself; `cancel` gives up a share still waiting for the person to choose (the desktop's
+/// picker). Answers what is shared, in words (the screen's or window's name), and the first
 /// picture's format.
 pub(super) fn start(
     which: ScreenRef,
     want: VideoFormat,
     bus: Arc<FrameBus>,
     ended: Arc<AtomicBool>,
+    cancel: Arc<AtomicBool>,
 ) -> Result<(Worker, (String, VideoFormat)), MediaError> {
     if which == ScreenRef::Portal {
         #[cfg(target_os = "linux")]
-        return super::portal::start(want, bus, ended);
+        return super::portal::start(want, bus, ended, cancel);
         #[cfg(not(target_os = "linux"))]
-        return Err(MediaError::Device(
-            "the desktop portal is for Linux's Wayland desktops".into(),
-        ));
+        {
+            let _ = cancel;
+            return Err(MediaError::Device(
+                "the desktop portal is for Linux's Wayland desktops".into(),
+            ));
+        }
     }
     let fps = want.fps.clamp(1.0, 30.0);
     Worker::start(
