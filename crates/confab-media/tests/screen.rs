@@ -12,8 +12,9 @@ use confab_media::device::pattern_window::PatternWindow;
 use confab_media::device::screen::ShareKind;
 use confab_media::device::{share_source, FrameBus, VideoCapture, VideoFormat};
 use confab_media::pattern;
+use confab_testdesk::Killed;
 use screen_common::{
-    assert_moving, closing_ends_the_share, listed_with, read_frames, shares_moving, Killed,
+    assert_moving, closing_ends_the_share, listed_with, read_frames, shares_moving,
 };
 use std::path::Path;
 use std::process::{Command, Stdio};

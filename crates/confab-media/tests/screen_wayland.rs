@@ -16,9 +16,8 @@ use confab_media::device::pattern_window::PatternWindow;
 use confab_media::device::screen::ShareKind;
 use confab_media::device::VideoFormat;
 use confab_media::pattern;
-use screen_common::{
-    closing_ends_the_share, listed_with, private_bus, shares_moving, Killed, Removed,
-};
+use confab_testdesk::{private_bus, Killed, Removed};
+use screen_common::{closing_ends_the_share, listed_with, shares_moving};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

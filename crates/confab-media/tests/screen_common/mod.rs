@@ -7,7 +7,6 @@ use anyhow::{bail, Context, Result};
 use confab_media::device::screen::{self, ShareSource};
 use confab_media::device::{share_source, FrameBus, VideoCapture, VideoFormat};
 use confab_media::{convert, pattern};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// What can be shared, once the window titled `title` is listed (within 15 s: once the window
@@ -59,64 +58,6 @@ pub fn closing_ends_the_share(id: &str, share: VideoFormat, close: impl FnOnce()
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(())
-}
-
-/// A D-Bus session bus of the test's own, listening in `dir`, that starts no service by itself
-/// (a desktop portal installed on the machine stays out of the test). Answers the bus process
-/// and its address.
-pub fn private_bus(dir: &std::path::Path) -> Result<(Killed, String)> {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
-    let config = dir.join("bus.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\" \
-             \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n\
-             <busconfig><type>session</type><listen>unix:path={}</listen>\
-             <auth>EXTERNAL</auth><policy context=\"default\">\
-             <allow send_destination=\"*\" eavesdrop=\"true\"/><allow eavesdrop=\"true\"/>\
-             <allow own=\"*\"/></policy></busconfig>\n",
-            dir.join("bus").display()
-        ),
-    )?;
-    let mut bus = Killed(
-        Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .args(["--nofork", "--nopidfile", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context(
-                "dbus-daemon (package dbus-daemon) must be installed: `cargo xtask test` does",
-            )?,
-    );
-    let mut line = String::new();
-    std::io::BufReader::new(bus.0.stdout.take().context("the bus's address")?)
-        .read_line(&mut line)?;
-    if line.trim().is_empty() {
-        bail!("dbus-daemon did not start");
-    }
-    Ok((bus, line.trim().to_string()))
-}
-
-/// A folder removed when dropped (after the processes using it: declared after them).
-pub struct Removed(pub std::path::PathBuf);
-
-impl Drop for Removed {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process, killed and reaped when dropped.
-pub struct Killed(pub Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Frames from a capture for `how_long`, with the pattern numbers read from each (cut out at
