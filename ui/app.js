@@ -1146,6 +1146,7 @@
     for (const id of ['share-screens-title', 'share-windows-title', 'share-error']) $(id).hidden = true;
     $('share-status').hidden = false;
     $('share-status').textContent = 'Looking for screens and windows…';
+    $('share-go').hidden = false;
     pickShare(null);
     if (!dlg.open) dlg.showModal();
     let list;
@@ -1163,7 +1164,8 @@
       // Wayland: the desktop shows its own picker; this dialog says so until it is done, and
       // closing it gives the desktop's picker up too.
       $('share-status').textContent = 'Choose what to share in your desktop’s window…';
-      $('share-go').disabled = true;
+      // Nothing to pick here: the desktop's window is where the choice is made.
+      $('share-go').hidden = true;
       desktopPicking = true;
       try {
         await invoke('share', { source: desktops.id });

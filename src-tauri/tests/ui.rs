@@ -418,6 +418,216 @@ async fn share_a_window_from_the_picker_and_the_other_side_reads_it() -> Result<
     result
 }
 
+/// On a Wayland desktop whose portal can cast, Share goes through the desktop's own picker
+/// (here `confab-testdesk`'s stand-in portal and screen, over a real bus and a real PipeWire;
+/// the app is told it is on Wayland). The app's dialog says the desktop is asking, closes when
+/// the desktop answers, and the bar says what is shared; Pat decodes the desktop's screen (the
+/// numbered pattern, 640x360) moving on. E stops it and the portal session closes. A picker
+/// still open when the app's dialog is closed is given up (its session closed, no error); a
+/// picker the person cancels just closes the dialog.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_through_the_desktops_own_picker_on_wayland() -> Result<()> {
+    use confab_engine::media_kit::{convert, device::portal::NODE_NAME, pattern};
+    use confab_testdesk::{Desktop, Pictures};
+    let _turn = one_at_a_time().await;
+    let display = xvfb()?;
+    let (w, h) = (640, 360);
+    let numbered = (0..100).map(|n| {
+        let stamp = pattern::Stamp {
+            frame: n,
+            capture_us: 0,
+        };
+        convert::to_rgba(&pattern::frame(w, h, stamp, 0))
+    });
+    let desk = Desktop::start("ui", Pictures::from_rgba(w, h, 10, numbered), NODE_NAME)?;
+    let driver = webdriver_with(
+        &display,
+        &[
+            ("XDG_SESSION_TYPE", "wayland"),
+            ("DBUS_SESSION_BUS_ADDRESS", &desk.bus_address),
+        ],
+    )?;
+    let server = server().await;
+    let dir = scratch("share-portal");
+    let peer = peer(
+        &server.ws_url(),
+        "share-portal",
+        "Pat",
+        660,
+        &["--duration", "90"],
+        &dir,
+    )?;
+    let c = session(&driver, app_args(&dir.join("config"))).await?;
+    let quiet =
+        "![...document.querySelectorAll('.toast')].some(t => t.classList.contains('error'))";
+    let result = async {
+        wait_js(
+            &c,
+            "the join screen",
+            20,
+            "return document.getElementById('f-name')",
+        )
+        .await?;
+        type_into(&c, "#f-name", "Ada").await?;
+        type_into(&c, "#f-room", "share-portal").await?;
+        type_into(&c, "#f-server", &server.ws_url()).await?;
+        c.find(Locator::Css("#join-btn")).await?.click().await?;
+        wait_js(
+            &c,
+            "someone to call",
+            15,
+            "return !document.getElementById('call-all').disabled",
+        )
+        .await?;
+        c.find(Locator::Css("#call-all")).await?.click().await?;
+        wait_js(
+            &c,
+            "the share button in the call",
+            30,
+            "const b = document.getElementById('btn-share'); return !b.hidden && b",
+        )
+        .await?;
+
+        // Share: the desktop's picker answers at once here; the bar says what is shared.
+        c.find(Locator::Css("#btn-share")).await?.click().await?;
+        wait_js(
+            &c,
+            "the share bar",
+            20,
+            "const b = document.getElementById('share-bar'); \
+                 return !b.hidden && b.textContent.includes('the chosen screen') \
+                 && !document.getElementById('share-picker').open",
+        )
+        .await?;
+        ensure!(
+            desk.pickers() == 1,
+            "the desktop's picker was shown once: {}",
+            desk.pickers()
+        );
+        let first = peer.wait("Pat reads the desktop's screen", 30, |p| {
+            p["share"]["pattern_frames"].as_u64() > Some(5)
+                && p["share"]["width"] == w
+                && p["share"]["height"] == h
+        })?;
+        let later = peer.wait("the desktop's screen moves on", 15, |p| {
+            p["share"]["last_pattern_frame"].as_u64()
+                > first["share"]["last_pattern_frame"]
+                    .as_u64()
+                    .map(|n| n + 10)
+        })?;
+        ensure!(
+            later["share"]["frames_out_of_order"] == 0,
+            "in order: {}",
+            later["share"]
+        );
+        std::fs::write(
+            artifacts().join("ui-share-portal.png"),
+            c.screenshot().await?,
+        )?;
+
+        // E stops it: the portal session closes.
+        c.find(Locator::Css("body")).await?.send_keys("e").await?;
+        wait_js(
+            &c,
+            "the share bar gone",
+            10,
+            "return document.getElementById('share-bar').hidden",
+        )
+        .await?;
+        for _ in 0..50 {
+            if desk.sessions().1 == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ensure!(
+            desk.sessions() == (1, 1),
+            "the session closed on stop: {:?}",
+            desk.sessions()
+        );
+
+        // The desktop's picker left open: the app's dialog says so; closing it gives the
+        // desktop's picker up, without an error.
+        desk.hold_next();
+        c.find(Locator::Css("body")).await?.send_keys("e").await?;
+        wait_js(
+            &c,
+            "the dialog says the desktop asks",
+            20,
+            "const d = document.getElementById('share-picker'); \
+                 const s = document.getElementById('share-status'); \
+                 return d.open && !s.hidden && s.textContent.includes('your desktop') \
+                 && document.getElementById('share-go').hidden",
+        )
+        .await?;
+        for _ in 0..100 {
+            if desk.pickers() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ensure!(desk.pickers() == 2, "the desktop's picker shown again");
+        std::fs::write(
+            artifacts().join("ui-share-portal-asking.png"),
+            c.screenshot().await?,
+        )?;
+        c.find(Locator::Css("#share-cancel")).await?.click().await?;
+        for _ in 0..50 {
+            if desk.sessions().1 == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ensure!(
+            desk.sessions() == (2, 2),
+            "the open picker given up: {:?}",
+            desk.sessions()
+        );
+        wait_js(
+            &c,
+            "no share and no error",
+            5,
+            &format!("return document.getElementById('share-bar').hidden && {quiet}"),
+        )
+        .await?;
+
+        // The person cancels the desktop's picker: the dialog just closes.
+        desk.cancel_next();
+        c.find(Locator::Css("body")).await?.send_keys("e").await?;
+        for _ in 0..100 {
+            if desk.pickers() == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ensure!(
+            desk.pickers() == 3,
+            "the desktop's picker shown a third time"
+        );
+        wait_js(
+            &c,
+            "the dialog closed after the cancel",
+            20,
+            &format!(
+                "const d = document.getElementById('share-picker'); \
+                 return !d.open && document.getElementById('share-bar').hidden && {quiet}"
+            ),
+        )
+        .await?;
+        ensure!(
+            !desk.casting() && desk.sessions().1 == 3,
+            "cancelled: {:?}",
+            desk.sessions()
+        );
+        Ok(())
+    }
+    .await;
+    let result = finish(c, &driver, result, Some("ui-share-portal-failure.png")).await;
+    drop(peer);
+    result
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_people_in_one_call_are_all_seen() -> Result<()> {
     let _turn = one_at_a_time().await;

@@ -27,20 +27,15 @@ use std::time::{Duration, Instant};
 /// The screen's size.
 const SCREEN: (usize, usize) = (640, 360);
 
-/// The numbered test pattern, `count` pictures of `size`, BGRx as compositors send it.
-fn numbered_bgrx((w, h): (usize, usize), count: u32) -> Vec<Vec<u8>> {
-    (0..count)
-        .map(|n| {
-            let stamp = pattern::Stamp {
-                frame: n,
-                capture_us: 0,
-            };
-            convert::to_rgba(&pattern::frame(w, h, stamp, 0))
-                .chunks_exact(4)
-                .flat_map(|p| [p[2], p[1], p[0], 0])
-                .collect()
-        })
-        .collect()
+/// The numbered test pattern, `count` pictures of `size`, as RGBA.
+fn numbered((w, h): (usize, usize), count: u32) -> impl Iterator<Item = Vec<u8>> {
+    (0..count).map(move |n| {
+        let stamp = pattern::Stamp {
+            frame: n,
+            capture_us: 0,
+        };
+        convert::to_rgba(&pattern::frame(w, h, stamp, 0))
+    })
 }
 
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Result<()> {
@@ -58,12 +53,7 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Resu
 fn a_screen_chosen_in_the_desktop_portal_is_shared_and_stopping_closes_the_session() -> Result<()> {
     let desk = Desktop::start(
         "portal",
-        Pictures {
-            width: SCREEN.0,
-            height: SCREEN.1,
-            fps: 10,
-            frames: Arc::new(numbered_bgrx(SCREEN, 100)),
-        },
+        Pictures::from_rgba(SCREEN.0, SCREEN.1, 10, numbered(SCREEN, 100)),
         NODE_NAME,
     )?;
     // What Confab reads to know it is on Wayland and where the portal is; this test binary has

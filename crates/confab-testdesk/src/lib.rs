@@ -52,6 +52,32 @@ pub struct Pictures {
     pub frames: Arc<Vec<Vec<u8>>>,
 }
 
+impl Pictures {
+    /// Pictures from RGBA ones (tightly packed, `width`×`height`), turned into the BGRx a
+    /// compositor sends.
+    pub fn from_rgba(
+        width: usize,
+        height: usize,
+        fps: u32,
+        rgba: impl IntoIterator<Item = Vec<u8>>,
+    ) -> Pictures {
+        let frames = rgba
+            .into_iter()
+            .map(|f| {
+                f.chunks_exact(4)
+                    .flat_map(|p| [p[2], p[1], p[0], 0])
+                    .collect()
+            })
+            .collect();
+        Pictures {
+            width,
+            height,
+            fps,
+            frames: Arc::new(frames),
+        }
+    }
+}
+
 /// A child process, killed and reaped when dropped.
 pub struct Killed(pub Child);
 

@@ -263,6 +263,11 @@ impl Driver {
 }
 
 pub fn webdriver(display: &Display) -> Result<Driver> {
+    webdriver_with(display, &[])
+}
+
+/// [`webdriver`], with more environment for the app it starts (after the GUI's own).
+pub fn webdriver_with(display: &Display, env: &[(&str, &str)]) -> Result<Driver> {
     let port = free_port();
     let log = std::env::temp_dir().join(format!(
         "confab-webdriver-{}-{port}.log",
@@ -274,6 +279,7 @@ pub fn webdriver(display: &Display) -> Result<Driver> {
         .stderr(std::fs::File::create(&log)?);
     cmd.env("TAURI_WEBVIEW_AUTOMATION", "true");
     gui_env(&mut cmd, display);
+    cmd.envs(env.iter().copied());
     let p = Proc(
         cmd.spawn()
             .context("WebKitWebDriver (package webkit2gtk-driver) must be installed")?,
