@@ -1139,8 +1139,10 @@
     return card;
   }
   let desktopPicking = false; // the desktop's own picker is open (Wayland)
+  let shareAttempt = 0; // each opening of the dialog; an older one's late answer is ignored
   async function openSharePicker() {
     if (!snap || !snap.in_call) return;
+    const mine = ++shareAttempt;
     const dlg = $('share-picker');
     for (const id of ['share-screens', 'share-windows']) $(id).innerHTML = '';
     for (const id of ['share-screens-title', 'share-windows-title', 'share-error']) $(id).hidden = true;
@@ -1167,21 +1169,27 @@
       // Nothing to pick here: the desktop's window is where the choice is made.
       $('share-go').hidden = true;
       desktopPicking = true;
+      let failed = null;
       try {
         await invoke('share', { source: desktops.id });
-        desktopPicking = false;
-        dlg.close();
       } catch (e) {
-        desktopPicking = false;
-        if (e && e.code === Codes.cancelled) {
-          dlg.close();
-        } else if (dlg.open) {
-          $('share-status').hidden = true;
-          $('share-error').textContent = errText(e);
-          $('share-error').hidden = false;
-        } else {
-          toast(errText(e), 'error');
-        }
+        failed = e;
+      }
+      const cancelled = failed && failed.code === Codes.cancelled;
+      // The dialog was opened again meanwhile: it belongs to that attempt now.
+      if (mine !== shareAttempt) {
+        if (failed && !cancelled) toast(errText(failed), 'error');
+        return;
+      }
+      desktopPicking = false;
+      if (!failed || cancelled) {
+        dlg.close();
+      } else if (dlg.open) {
+        $('share-status').hidden = true;
+        $('share-error').textContent = errText(failed);
+        $('share-error').hidden = false;
+      } else {
+        toast(errText(failed), 'error');
       }
       return;
     }
@@ -1208,7 +1216,10 @@
   $('share-cancel').onclick = () => $('share-picker').close();
   // Closed (Cancel, Escape) while the desktop's picker is open: that one is given up too.
   $('share-picker').addEventListener('close', () => {
-    if (desktopPicking) stopShare();
+    if (desktopPicking) {
+      desktopPicking = false;
+      stopShare();
+    }
   });
   $('share-go').onclick = () => startShare(sharePick);
   $('share-picker').addEventListener('keydown', (e) => {

@@ -433,13 +433,13 @@ async fn share_through_the_desktops_own_picker_on_wayland() -> Result<()> {
     let _turn = one_at_a_time().await;
     let display = xvfb()?;
     let (w, h) = (640, 360);
-    let numbered = (0..100).map(|n| {
+    let numbered = move |n: u64| {
         let stamp = pattern::Stamp {
-            frame: n,
+            frame: n as u32,
             capture_us: 0,
         };
         convert::to_rgba(&pattern::frame(w, h, stamp, 0))
-    });
+    };
     let desk = Desktop::start("ui", Pictures::from_rgba(w, h, 10, numbered), NODE_NAME)?;
     let driver = webdriver_with(
         &display,
@@ -584,6 +584,9 @@ async fn share_through_the_desktops_own_picker_on_wayland() -> Result<()> {
             "the open picker given up: {:?}",
             desk.sessions()
         );
+        // The given-up share's answer reaches the window just after the session closes: a
+        // moment for an error toast to show, were there one.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         wait_js(
             &c,
             "no share and no error",

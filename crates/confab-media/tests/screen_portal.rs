@@ -27,15 +27,15 @@ use std::time::{Duration, Instant};
 /// The screen's size.
 const SCREEN: (usize, usize) = (640, 360);
 
-/// The numbered test pattern, `count` pictures of `size`, as RGBA.
-fn numbered((w, h): (usize, usize), count: u32) -> impl Iterator<Item = Vec<u8>> {
-    (0..count).map(move |n| {
+/// The numbered test pattern's picture `n` of `size`, as RGBA.
+fn numbered((w, h): (usize, usize)) -> impl Fn(u64) -> Vec<u8> + Send + Sync + 'static {
+    move |n| {
         let stamp = pattern::Stamp {
-            frame: n,
+            frame: n as u32,
             capture_us: 0,
         };
         convert::to_rgba(&pattern::frame(w, h, stamp, 0))
-    })
+    }
 }
 
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Result<()> {
@@ -53,7 +53,7 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Resu
 fn a_screen_chosen_in_the_desktop_portal_is_shared_and_stopping_closes_the_session() -> Result<()> {
     let desk = Desktop::start(
         "portal",
-        Pictures::from_rgba(SCREEN.0, SCREEN.1, 10, numbered(SCREEN, 100)),
+        Pictures::from_rgba(SCREEN.0, SCREEN.1, 10, numbered(SCREEN)),
         NODE_NAME,
     )?;
     // What Confab reads to know it is on Wayland and where the portal is; this test binary has

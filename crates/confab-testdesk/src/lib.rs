@@ -7,7 +7,7 @@
 //! (requests answered by `Response` signals, a session object, a PipeWire connection handed
 //! over as a file descriptor); the compositor's stream of the screen, by a PipeWire video
 //! source made as mutter makes its own (a node that drives itself, one picture per frame time
-//! in shared memory, BGRx pictures the test hands over); and the session manager, by `pw-link`
+//! in shared memory, BGRx pictures the test paints, numbered as they go); and the session manager, by `pw-link`
 //! joining the screen's node to the consumer's once it shows up. The real portals cannot run
 //! on a headless machine (xdg-desktop-portal-wlr cannot cast from a compositor without a GPU;
 //! GNOME's and KDE's need their sessions).
@@ -44,36 +44,36 @@ pub type Result<T> = std::result::Result<T, DeskError>;
 /// The screen's PipeWire node.
 pub const SCREEN_NODE: &str = "confab-test-screen";
 
-/// What the screen shows: `frames` (BGRx, `width`×`height`, looped) at `fps`.
+/// Paints picture `n` (BGRx, `width`×`height`).
+pub type Paint = dyn Fn(u64) -> Vec<u8> + Send + Sync;
+
+/// What the screen shows: picture 0, 1, 2… as `paint` makes them, at `fps`.
 pub struct Pictures {
     pub width: usize,
     pub height: usize,
     pub fps: u32,
-    pub frames: Arc<Vec<Vec<u8>>>,
+    pub paint: Arc<Paint>,
 }
 
 impl Pictures {
-    /// Pictures from RGBA ones (tightly packed, `width`×`height`), turned into the BGRx a
-    /// compositor sends.
+    /// Pictures painted in RGBA (tightly packed, `width`×`height`) by `rgba`, turned into the
+    /// BGRx a compositor sends.
     pub fn from_rgba(
         width: usize,
         height: usize,
         fps: u32,
-        rgba: impl IntoIterator<Item = Vec<u8>>,
+        rgba: impl Fn(u64) -> Vec<u8> + Send + Sync + 'static,
     ) -> Pictures {
-        let frames = rgba
-            .into_iter()
-            .map(|f| {
-                f.chunks_exact(4)
-                    .flat_map(|p| [p[2], p[1], p[0], 0])
-                    .collect()
-            })
-            .collect();
         Pictures {
             width,
             height,
             fps,
-            frames: Arc::new(frames),
+            paint: Arc::new(move |n| {
+                rgba(n)
+                    .chunks_exact(4)
+                    .flat_map(|p| [p[2], p[1], p[0], 0])
+                    .collect()
+            }),
         }
     }
 }
@@ -287,7 +287,7 @@ impl Screen {
         let (width, height, fps) = (pictures.width, pictures.height, pictures.fps);
         let stride = width * 4;
         let size = stride * height;
-        let frames = pictures.frames.clone();
+        let paint = pictures.paint.clone();
         let serialize = |v: PodValue| {
             PodSerializer::serialize(std::io::Cursor::new(Vec::new()), &v)
                 .map(|(c, _)| c.into_inner())
@@ -323,7 +323,7 @@ impl Screen {
                 ),
             ],
         }))?;
-        let mut n = 0usize;
+        let mut n = 0u64;
         let _listener = stream
             .add_local_listener::<()>()
             .param_changed(move |stream, _, id, param| {
@@ -341,9 +341,9 @@ impl Screen {
                     return;
                 };
                 if let Some(bytes) = data.data() {
-                    let picture = &frames[n % frames.len()];
+                    let picture = paint(n);
                     if bytes.len() >= size && picture.len() == size {
-                        bytes[..size].copy_from_slice(picture);
+                        bytes[..size].copy_from_slice(&picture);
                         n += 1;
                     }
                 }

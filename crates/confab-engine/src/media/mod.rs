@@ -486,7 +486,20 @@ impl MediaHub {
         drop(old);
         let cap = match spec {
             Some(spec) => {
-                VideoCapture::start_cancellable(spec, SHARE_FORMAT, self.share_bus.clone(), cancel)?
+                match VideoCapture::start_cancellable(
+                    spec,
+                    SHARE_FORMAT,
+                    self.share_bus.clone(),
+                    cancel,
+                ) {
+                    Ok(cap) => cap,
+                    Err(e) => {
+                        // The old share is gone too: nothing is shared now.
+                        self.sharing.store(false, Ordering::Relaxed);
+                        self.sink.ended(&FrameSource::LocalShare);
+                        return Err(e);
+                    }
+                }
             }
             None => None,
         };

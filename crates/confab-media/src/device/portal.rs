@@ -14,11 +14,11 @@
 //!    picker within [`SETUP_TIMEOUT`];
 //! 2. over PipeWire, on the share's thread: a video stream linked to the chosen node, offered
 //!    packed RGB formats in memory the compositor shares with us (no GPU buffers), its frames
-//!    checked against their own size and stride and copied out (the newest one kept), then
-//!    turned into I420 of at most [`super::screen::MAX_WIDTH`]×[`super::screen::MAX_HEIGHT`]
-//!    at the share's frame rate; the last picture is sent again at that rate while the screen
-//!    is still (a compositor sends frames only when something changes, and someone joining
-//!    needs a picture). PipeWire's loop is entered once for the reader's life, so that every
+//!    checked against their own size and stride; the newest buffer is held (older ones go
+//!    straight back) and read only when the share's next picture is due, turned into I420
+//!    of at most [`super::screen::MAX_WIDTH`]×[`super::screen::MAX_HEIGHT`]; the last
+//!    picture is sent again at that rate while the screen is still (a compositor sends frames
+//!    only when something changes, and someone joining needs a picture). PipeWire's loop is entered once for the reader's life, so that every
 //!    stream callback runs on the share's thread, never on PipeWire's real-time thread;
 //! 3. on stop, or when the desktop ends the cast (its "stop sharing" button, the window
 //!    closed), the stream is disconnected and the portal session closed, so that the desktop's
@@ -49,6 +49,7 @@ use pw::stream::{StreamFlags, StreamState};
 use std::cell::RefCell;
 use std::future::Future;
 use std::os::fd::OwnedFd;
+use std::ptr::NonNull;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -235,25 +236,41 @@ impl Drop for Closing {
 #[derive(Default)]
 struct Seen {
     format: Option<(PwFormat, usize, usize)>,
-    /// The newest picture as the compositor sent it (its rows, `stride` bytes apart), copied
-    /// out of PipeWire's buffer; `fresh` until converted.
-    raw: Vec<u8>,
-    raw_format: Option<((PwFormat, usize, usize), usize)>,
-    fresh: bool,
+    /// The newest buffer the compositor sent, kept out of the stream (not queued back) until
+    /// the share's loop reads it or a newer one comes: nothing is copied for a picture that
+    /// is never sent.
+    held: Option<NonNull<pw::sys::pw_buffer>>,
     /// Why the stream ended, once it has.
     ended: Option<String>,
 }
 
-impl Seen {
-    /// The newest picture as a share picture, once.
-    fn take_picture(&mut self) -> Option<VideoFrame> {
-        if !std::mem::take(&mut self.fresh) {
-            return None;
-        }
-        let (format, stride) = self.raw_format?;
-        let rgba = packed_to_rgba(&self.raw, 0, stride, format)?;
-        to_share_frame(&rgba, format.1, format.2)
+/// The picture in a buffer of `format`, as a share picture.
+///
+/// # Safety
+/// `buf` was dequeued from a stream connected with `MAP_BUFFERS` and is not queued back yet.
+unsafe fn read_buffer(
+    buf: NonNull<pw::sys::pw_buffer>,
+    format: (PwFormat, usize, usize),
+) -> Option<VideoFrame> {
+    let spa_buf = buf.as_ref().buffer;
+    if spa_buf.is_null() || (*spa_buf).n_datas == 0 || (*spa_buf).datas.is_null() {
+        return None;
     }
+    // `Data` is a transparent wrapper of `spa_data`, as pipewire's own `Buffer` reads it.
+    let data = &mut *((*spa_buf).datas as *mut spa::buffer::Data);
+    let chunk = data.chunk();
+    let (offset, stride, size) = (
+        chunk.offset() as usize,
+        chunk.stride().max(0) as usize,
+        chunk.size() as usize,
+    );
+    // An empty chunk (a cursor-only update) carries no picture.
+    if size == 0 || chunk.flags().contains(spa::buffer::ChunkFlags::CORRUPTED) {
+        return None;
+    }
+    let stride = if stride == 0 { format.1 * 4 } else { stride };
+    let rgba = packed_to_rgba(data.data()?, offset, stride, format)?;
+    to_share_frame(&rgba, format.1, format.2)
 }
 
 /// The PipeWire side of a cast: a connection through the portal's remote, and one stream.
@@ -465,36 +482,25 @@ impl Objects {
             .process({
                 let seen = seen.clone();
                 move |stream, _| {
-                    let Some(mut buffer) = stream.dequeue_buffer() else {
-                        return;
-                    };
                     let mut seen = seen.borrow_mut();
-                    let Some(format) = seen.format else { return };
-                    let Some(data) = buffer.datas_mut().first_mut() else {
-                        return;
-                    };
-                    let chunk = data.chunk();
-                    let (offset, stride, size) = (
-                        chunk.offset() as usize,
-                        chunk.stride().max(0) as usize,
-                        chunk.size() as usize,
-                    );
-                    // An empty chunk (a cursor-only update) carries no picture.
-                    if size == 0 || chunk.flags().contains(spa::buffer::ChunkFlags::CORRUPTED) {
-                        return;
+                    // The newest buffer is kept; older ones go straight back to the compositor.
+                    // SAFETY: buffers are dequeued from this stream and queued back to it (or
+                    // kept in `held` until the share's loop reads them).
+                    while let Some(b) = NonNull::new(unsafe { stream.dequeue_raw_buffer() }) {
+                        if let Some(older) = seen.held.replace(b) {
+                            unsafe { stream.queue_raw_buffer(older.as_ptr()) };
+                        }
                     }
-                    let stride = if stride == 0 { format.1 * 4 } else { stride };
-                    let Some(bytes) = data.data() else { return };
-                    // Only copied here (the newest wins); turned into a share picture at the
-                    // share's rate.
-                    let Some(rows) = picture_bytes(bytes, offset, stride, format) else {
-                        return;
-                    };
-                    let seen = &mut *seen;
-                    seen.raw.clear();
-                    seen.raw.extend_from_slice(rows);
-                    seen.raw_format = Some((format, stride));
-                    seen.fresh = true;
+                }
+            })
+            // A buffer the stream takes away (a new format) is no longer ours to read.
+            .remove_buffer({
+                let seen = seen.clone();
+                move |_, _, gone| {
+                    let mut seen = seen.borrow_mut();
+                    if seen.held.is_some_and(|b| b.as_ptr() == gone) {
+                        seen.held = None;
+                    }
                 }
             })
             .register()
@@ -538,7 +544,16 @@ impl Reader {
 
     /// The newest picture, once.
     fn picture(&self) -> Option<VideoFrame> {
-        self.seen()?.take_picture()
+        let o = self.objects.as_ref()?;
+        let (held, format) = {
+            let mut seen = o.seen.borrow_mut();
+            (seen.held.take()?, seen.format)
+        };
+        // SAFETY: `held` came from this stream (mapped) and was not queued back; it goes back
+        // right after.
+        let picture = format.and_then(|f| unsafe { read_buffer(held, f) });
+        unsafe { o.stream.queue_raw_buffer(held.as_ptr()) };
+        picture
     }
 
     /// Why the stream ended, if it has.
@@ -549,10 +564,15 @@ impl Reader {
         }
     }
 
-    /// The first picture, within [`FIRST_PICTURE`].
-    fn first(&self) -> Result<VideoFrame, MediaError> {
+    /// The first picture, within [`FIRST_PICTURE`] (given up once `cancel` is set).
+    fn first(&self, cancel: &AtomicBool) -> Result<VideoFrame, MediaError> {
         let deadline = Instant::now() + FIRST_PICTURE;
         loop {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(MediaError::Cancelled(
+                    "nothing was shared: sharing was stopped before its first picture".into(),
+                ));
+            }
             if let Some(f) = self.picture() {
                 return Ok(f);
             }
@@ -604,6 +624,10 @@ impl Reader {
 impl Drop for Reader {
     fn drop(&mut self) {
         if let Some(o) = self.objects.take() {
+            if let Some(held) = o.seen.borrow_mut().held.take() {
+                // SAFETY: dequeued from this stream, not queued back yet.
+                unsafe { o.stream.queue_raw_buffer(held.as_ptr()) };
+            }
             let _ = o.stream.disconnect();
             drop(o);
         }
@@ -633,7 +657,7 @@ pub(super) fn start(
                 MediaError::Device("the desktop portal gave no video stream".into())
             })?;
             let reader = Reader::connect(remote, cast.node)?;
-            let first = reader.first()?;
+            let first = reader.first(&cancel)?;
             let format = VideoFormat {
                 width: first.width,
                 height: first.height,
