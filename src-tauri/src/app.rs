@@ -444,7 +444,8 @@ const SHARE_THUMB_WIDTH: usize = 320;
 /// Something to share, as the picker shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Shareable {
-    /// What to hand to `share` (`screen:ID`, `window:ID`).
+    /// What to hand to `share` (`screen:ID`, `window:ID`, or `portal`: the desktop's own
+    /// picker on Wayland, kind `picker`).
     pub id: String,
     pub kind: device::screen::ShareKind,
     pub title: String,

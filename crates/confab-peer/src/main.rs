@@ -50,7 +50,8 @@ struct Args {
     /// Share a screen next to the camera, on a track of its own: `test` (the test pattern at
     /// 1280x720, 5 fps: a synthetic screen whose frames read back like the camera's),
     /// `screen` (the primary screen), `screen:ID` or `window:ID` (as the app's picker lists
-    /// them).
+    /// them), or `portal` (on a Wayland desktop: whatever is picked in the desktop's own
+    /// picker).
     #[arg(long, value_parser = parse_share)]
     share: Option<VideoSourceSpec>,
     /// Stop sharing this many seconds after the share started (once; the call goes on).
