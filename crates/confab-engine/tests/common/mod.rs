@@ -159,24 +159,12 @@ pub async fn call_pair(
 ) -> (Peer, Peer) {
     let mut a = join(server, room, "Ada", a_cfg).await;
     let mut b = join(server, room, "Bob", b_cfg).await;
-    a.wait_participants(1).await;
-    a.engine.call(None).await.unwrap();
-    b.wait_event("Ada's ring", |e| {
-        matches!(
-            e,
-            EngineEvent::Notice(confab_engine::call::Notice::IncomingCall { .. })
-        )
-    })
-    .await;
-    b.engine
-        .accept(confab_protocol::PeerId(a.id.clone()))
-        .await
-        .unwrap();
+    ring_accepted(&mut a, &mut b).await;
     (a, b)
 }
 
-/// `a` calls everyone in the room and `b` accepts: answers once `b` decodes `a`'s camera.
-pub async fn call_accepted(a: &mut Peer, b: &mut Peer) {
+/// `a` calls everyone in the room (once `b` is there) and `b` accepts the ring.
+pub async fn ring_accepted(a: &mut Peer, b: &mut Peer) {
     a.wait_participants(1).await;
     a.engine.call(None).await.unwrap();
     b.wait_event("the ring", |e| {
@@ -190,6 +178,11 @@ pub async fn call_accepted(a: &mut Peer, b: &mut Peer) {
         .accept(confab_protocol::PeerId(a.id.clone()))
         .await
         .unwrap();
+}
+
+/// [`ring_accepted`], answering once `b` decodes `a`'s camera.
+pub async fn call_accepted(a: &mut Peer, b: &mut Peer) {
+    ring_accepted(a, b).await;
     b.wait_stats(&a.id, "the caller's camera", |s| sees_pattern(s, 10))
         .await;
 }
