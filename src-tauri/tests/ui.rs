@@ -26,6 +26,30 @@ async fn type_into(c: &fantoccini::Client, css: &str, text: &str) -> Result<()> 
     Ok(())
 }
 
+/// Joins `room` on the server at `url` as Ada and calls everyone there, once someone is.
+async fn join_and_call_all(c: &fantoccini::Client, room: &str, url: &str) -> Result<()> {
+    wait_js(
+        c,
+        "the join screen",
+        20,
+        "return document.getElementById('f-name')",
+    )
+    .await?;
+    type_into(c, "#f-name", "Ada").await?;
+    type_into(c, "#f-room", room).await?;
+    type_into(c, "#f-server", url).await?;
+    c.find(Locator::Css("#join-btn")).await?.click().await?;
+    wait_js(
+        c,
+        "someone to call",
+        15,
+        "return !document.getElementById('call-all').disabled",
+    )
+    .await?;
+    c.find(Locator::Css("#call-all")).await?.click().await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_call_see_the_pattern_mute_and_hang_up() -> Result<()> {
     let _turn = one_at_a_time().await;
@@ -303,13 +327,7 @@ async fn a_shared_screen_is_shown_large_beside_the_face() -> Result<()> {
     )?;
     let c = session(&driver, app_args(&dir.join("config"))).await?;
     let result = async {
-        wait_js(&c, "the join screen", 20, "return document.getElementById('f-name')").await?;
-        type_into(&c, "#f-name", "Ada").await?;
-        type_into(&c, "#f-room", "share").await?;
-        type_into(&c, "#f-server", &server.ws_url()).await?;
-        c.find(Locator::Css("#join-btn")).await?.click().await?;
-        wait_js(&c, "someone to call", 15, "return !document.getElementById('call-all').disabled").await?;
-        c.find(Locator::Css("#call-all")).await?.click().await?;
+        join_and_call_all(&c, "share", &server.ws_url()).await?;
         // The screen is the large tile, named for its owner, and shows the pattern Pat sends;
         // Pat's face is there too, in the strip.
         let read = wait_js(&c, "Pat's screen on the stage", 30, "const t = document.querySelector('#grid .tile.main'); \
@@ -350,13 +368,7 @@ async fn share_a_window_from_the_picker_and_the_other_side_reads_it() -> Result<
     let c = session(&driver, app_args(&dir.join("config"))).await?;
     let card = format!("[...document.querySelectorAll('.share-card')].find(c => c.querySelector('.share-name').textContent === '{title}')");
     let result = async {
-        wait_js(&c, "the join screen", 20, "return document.getElementById('f-name')").await?;
-        type_into(&c, "#f-name", "Ada").await?;
-        type_into(&c, "#f-room", "share-window").await?;
-        type_into(&c, "#f-server", &server.ws_url()).await?;
-        c.find(Locator::Css("#join-btn")).await?.click().await?;
-        wait_js(&c, "someone to call", 15, "return !document.getElementById('call-all').disabled").await?;
-        c.find(Locator::Css("#call-all")).await?.click().await?;
+        join_and_call_all(&c, "share-window", &server.ws_url()).await?;
         wait_js(&c, "the share button in the call", 30, "const b = document.getElementById('btn-share'); return !b.hidden && b").await?;
 
         // The picker: the screen and the pattern window, each with its picture (the window's
@@ -462,25 +474,7 @@ async fn share_through_the_desktops_own_picker_on_wayland() -> Result<()> {
     let quiet =
         "![...document.querySelectorAll('.toast')].some(t => t.classList.contains('error'))";
     let result = async {
-        wait_js(
-            &c,
-            "the join screen",
-            20,
-            "return document.getElementById('f-name')",
-        )
-        .await?;
-        type_into(&c, "#f-name", "Ada").await?;
-        type_into(&c, "#f-room", "share-portal").await?;
-        type_into(&c, "#f-server", &server.ws_url()).await?;
-        c.find(Locator::Css("#join-btn")).await?.click().await?;
-        wait_js(
-            &c,
-            "someone to call",
-            15,
-            "return !document.getElementById('call-all').disabled",
-        )
-        .await?;
-        c.find(Locator::Css("#call-all")).await?.click().await?;
+        join_and_call_all(&c, "share-portal", &server.ws_url()).await?;
         wait_js(
             &c,
             "the share button in the call",

@@ -120,9 +120,9 @@ fn portal_error(step: &str, e: ashpd::Error) -> MediaError {
 /// A screen cast the person chose: the portal session (closed when dropped) and what PipeWire
 /// needs to read it.
 struct Cast {
-    _session: Closing,
+    session: Closing,
     node: u32,
-    remote: Option<OwnedFd>,
+    remote: OwnedFd,
     /// "screen" or "window", as the portal says.
     what: &'static str,
 }
@@ -214,9 +214,9 @@ impl Cast {
             ))
         })??;
         Ok(Cast {
-            _session: session,
+            session,
             node,
-            remote: Some(remote),
+            remote,
             what,
         })
     }
@@ -652,26 +652,28 @@ pub(super) fn start(
         // Every step has its own deadline; this one only catches a step that ignores its own.
         SETUP_TIMEOUT + PICK_TIMEOUT + FIRST_PICTURE + ASK_TIMEOUT * 2,
         move || {
-            let mut cast = async_io::block_on(Cast::choose(&cancel))?;
-            let remote = cast.remote.take().ok_or_else(|| {
-                MediaError::Device("the desktop portal gave no video stream".into())
-            })?;
-            let reader = Reader::connect(remote, cast.node)?;
+            let Cast {
+                session,
+                node,
+                remote,
+                what,
+            } = async_io::block_on(Cast::choose(&cancel))?;
+            let reader = Reader::connect(remote, node)?;
             let first = reader.first(&cancel)?;
             let format = VideoFormat {
                 width: first.width,
                 height: first.height,
                 fps,
             };
-            let description = format!("the chosen {}", cast.what);
-            Ok(((cast, reader, first), (description, format)))
+            let description = format!("the chosen {what}");
+            Ok(((session, reader, first), (description, format)))
         },
-        move |(cast, reader, first), stop| {
+        move |(session, reader, first), stop| {
             reader.run(first, fps, &bus, stop);
             ended.store(true, Ordering::Relaxed);
             // The stream first, then the portal session (the desktop's indicator goes away).
             drop(reader);
-            drop(cast);
+            drop(session);
         },
     )
 }
