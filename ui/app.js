@@ -43,11 +43,15 @@
   // in the address; src-tauri/src/stream.rs): WebKit decodes and paints them with no script
   // per picture. The channel says which tiles have pictures. Where streams fail (or with
   // --video-channel) the pictures themselves come over the channel and are drawn on a canvas;
-  // so do the pictures of the tiles beyond the few the window can stream.
+  // so do the pictures of the tiles beyond the few the window can stream. Where the window
+  // has a native video surface (Linux, src-tauri/src/surface.rs), the tiles in the call are
+  // holes in the (transparent) page instead, with their pictures painted underneath.
   let streamBase = null; // the streams' address but the tile key and load count, or null
+  let nativeVideo = false; // the window has a native video surface
   const live = new Set(); // tiles with pictures now
   const streamed = new Map(); // key -> the <img> loading its stream
-  const byChannel = new Set(); // streaming, the live tiles whose pictures come over the channel
+  const ways = new Map(); // live tiles whose pictures do not stream: key -> 'channel' | 'native'
+  const placed = new Map(); // native tiles: where Rust was last told each is, as JSON
   let streamLoads = 0;
   // WebKit (and WebView2) open at most 6 connections to one host: a 7th stream would wait
   // for ever, without an error. Tiles beyond those take the channel.
@@ -61,13 +65,16 @@
     video.onmessage = (buf) => onMessage(buf);
     const mine = ++openings;
     invoke('open_video', { channel: video, streams })
-      .then((base) => {
+      .then((got) => {
         // Only the last asking counts (if Rust took them in another order, the streams of
         // an opening it no longer has are refused, and the window falls back).
         if (mine !== openings) return;
-        streamBase = base || null;
-        byChannel.clear(); // Rust forgot them with the opening
+        streamBase = got.streams || null;
+        nativeVideo = !!got.native;
+        ways.clear(); // Rust forgot them with the opening
         document.body.classList.toggle('streams', !!streamBase);
+        document.documentElement.classList.toggle('native-video', nativeVideo);
+        if (nativeVideo) sendColors();
         syncStreams();
       })
       .catch((e) => toast(`Video cannot be shown: ${errText(e)}`, 'error'));
@@ -140,21 +147,31 @@
     }
     const chosen = new Set(
       [...live]
-        .filter((key) => streamBase && tileEl(key) && tileEl(key).querySelector('img.video'))
+        .filter((key) => streamBase && !nativeTile(key) && tileEl(key) && tileEl(key).querySelector('img.video'))
         .sort(byRank)
         .slice(0, maxStreams),
     );
-    for (const key of new Set([...live, ...streamed.keys(), ...byChannel])) {
+    for (const key of new Set([...live, ...streamed.keys(), ...ways.keys()])) {
       const el = chosen.has(key) ? tileEl(key) : null;
       const img = el && el.querySelector('img.video');
-      // Over the channel: a live tile shown here that does not stream. Said before a new
-      // load, with the same count as the loads (Rust orders the two by it).
-      const channel = !!streamBase && live.has(key) && !img && !!tileEl(key);
-      if (channel !== byChannel.has(key)) {
-        if (channel) byChannel.add(key);
-        else byChannel.delete(key);
-        invoke('tile_by_channel', { tile: key, on: channel, count: ++streamLoads }).catch(() => {});
+      // Natively: a live tile in the call, where the window has a surface. Over the channel:
+      // a live tile shown here that does not stream. Said before a new load, with the same
+      // count as the loads (Rust orders the two by it).
+      const shown = live.has(key) && !!tileEl(key);
+      const way = shown && nativeTile(key) ? 'native' : shown && streamBase && !img ? 'channel' : 'stream';
+      if (way !== (ways.get(key) || 'stream')) {
+        const was = ways.get(key);
+        if (way === 'stream') ways.delete(key);
+        else ways.set(key, way);
+        invoke('tile_way', { tile: key, way, count: ++streamLoads }).catch(() => {});
+        if (was === 'native') {
+          placed.delete(key);
+          document.querySelectorAll(`[data-key="${CSS.escape(key)}"].native`).forEach((t) => {
+            t.classList.remove('native', 'has-video');
+          });
+        }
       }
+      if (way === 'native') tileEl(key).classList.add('native', 'has-video');
       const old = streamed.get(key);
       if (old === img) continue;
       if (old) {
@@ -177,7 +194,66 @@
       }
     }
     startMeasuring();
+    placeNative();
   }
+
+  // The native surface paints the tiles in the call (not the join screen's preview or the
+  // share bar's, which sit on opaque cards).
+  function nativeTile(key) {
+    const el = nativeVideo && tileEl(key);
+    return !!el && !!el.closest('#grid');
+  }
+
+  // Where each tile the native surface paints is (CSS pixels of the window), told to Rust
+  // when it changes; null while it cannot be seen. Checked after each change of the layout,
+  // size or visibility, and every 250 ms for what moves without telling (a scrolled list).
+  function placeNative() {
+    for (const [key, way] of ways) {
+      if (way !== 'native') continue;
+      const el = tileEl(key);
+      const seen = tileView.get(key);
+      let place = null;
+      if (el && !document.hidden && !el.hidden && !(seen && seen.visible === false)) {
+        const r = el.getBoundingClientRect();
+        if (r.width >= 1 && r.height >= 1) {
+          place = {
+            x: r.left,
+            y: r.top,
+            width: r.width,
+            height: r.height,
+            radius: parseFloat(getComputedStyle(el).borderTopLeftRadius) || 0,
+            mirror: el.classList.contains('local'),
+            z: el.classList.contains('floating') ? 1 : 0,
+          };
+        }
+      }
+      const said = JSON.stringify(place);
+      if (placed.get(key) === said) continue;
+      placed.set(key, said);
+      invoke('place_tile', { tile: key, place }).catch(() => {});
+    }
+  }
+  setInterval(() => {
+    if (ways.size) placeNative();
+  }, 250);
+  window.addEventListener('resize', placeNative);
+
+  // The page's background and a tile's, which the native surface paints around and under
+  // the holes (the page itself is transparent there).
+  const colorProbe = document.createElement('canvas').getContext('2d');
+  const rgb = (css) => {
+    colorProbe.fillStyle = '#000';
+    colorProbe.fillStyle = css.trim() || '#000';
+    const hex = colorProbe.fillStyle; // #rrggbb
+    return [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16) || 0);
+  };
+  function sendColors() {
+    const css = getComputedStyle(document.documentElement);
+    invoke('video_colors', { page: rgb(css.getPropertyValue('--bg')), tile: rgb(css.getPropertyValue('--tile')) }).catch(() => {});
+  }
+  window.matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => {
+    if (nativeVideo) sendColors();
+  });
 
   // Test hook: how many tiles the window streams at most.
   window.confabSetMaxStreams = (n) => {
@@ -286,6 +362,7 @@
       tileView.set(key, t);
       sendSize(key);
     }
+    placeNative();
   });
   const onScreen = new IntersectionObserver((entries) => {
     for (const e of entries) {
@@ -296,9 +373,11 @@
       tileView.set(key, t);
       sendSize(key);
     }
+    placeNative();
   });
   document.addEventListener('visibilitychange', () => {
     for (const key of tileView.keys()) sendSize(key);
+    placeNative();
   });
   const watchTile = (el) => {
     sizes.observe(el);
@@ -322,10 +401,13 @@
   }
 
   // Test hook: what the pattern reader sees in a tile's picture, its stream's or its canvas's
-  // (null if not a pattern frame, or none yet).
+  // (null if not a pattern frame, or none yet; 'native' if the native surface paints it: read
+  // the screen instead).
   window.confabReadTile = (key) => {
     const el = tileEl(key);
     if (!el) return null;
+    // Painted under the page by the native surface: the page has no picture to read.
+    if (ways.get(key) === 'native') return 'native';
     const img = streamed.get(key);
     let c = el.querySelector('canvas');
     if (img && img.closest('[data-key]') === el) {
@@ -391,6 +473,7 @@
     grid.className = `grid n${Math.min(out.order.length, 7)} mode-${out.mode}`;
     grid.dataset.mode = out.mode;
     $('btn-fill-exit').hidden = out.mode !== 'focus';
+    placeNative();
   }
 
   // Tile buttons and gestures: pin, fill the window, double-click to fill, drag the self view.
@@ -767,7 +850,8 @@
       while (t.drawn.length && now - t.drawn[0] > 2000) t.drawn.shift();
       const q = t.el.querySelector('.quality');
       const p = snap && snap.participants.find((x) => x.id === key);
-      const fps = p && p.video ? (streamed.has(key) ? fpsById.get(key) : t.drawn.length / 2) : null;
+      const unseen = streamed.has(key) || ways.get(key) === 'native'; // drawn without script
+      const fps = p && p.video ? (unseen ? fpsById.get(key) : t.drawn.length / 2) : null;
       const judged = p ? Stats.quality(fps, netById.get(key)) : { q: '', title: '' };
       q.dataset.q = judged.q;
       q.title = judged.title;

@@ -36,6 +36,8 @@ pub struct AppState {
     /// Where the window loads each tile's MJPEG stream (`None`: the loopback server could not
     /// start, or `--video-channel`; pictures then go over the channel).
     pub video_base: Option<String>,
+    /// The window's native video surface (Linux, where WebKit composites), if it has one.
+    pub native: Option<Arc<crate::surface::NativeVideo>>,
     pub store: Store,
     pub settings: Mutex<Settings>,
     pub launch: Mutex<Launch>,
@@ -615,20 +617,33 @@ pub async fn get_hosting(state: State<'_, AppState>) -> IpcResult<Option<Hosting
     Ok(state.host.current())
 }
 
+/// How the window can show pictures, answered when it opens its video channel.
+#[derive(Debug, Serialize)]
+pub struct VideoWays {
+    /// The streams' address but a tile's key and load count (`…&tile=` KEY `&n=` N) when
+    /// they are in use, else `null` (pictures then come over the channel).
+    pub streams: Option<String>,
+    /// The window has a native video surface: its tiles in the call can be holes in the page
+    /// ([`place_tile`]) with their pictures painted underneath.
+    pub native: bool,
+}
+
 /// The window's video channel; `streams`: it would rather load pictures from streams (the
-/// default). Answers the streams' address but a tile's key and load count (`…&tile=` KEY
-/// `&n=` N) when they are in use, else `null` (pictures then come over the channel). A
-/// window whose streams fail opens again with `false`; one that shows more tiles than it can
-/// stream takes the rest over the channel ([`tile_by_channel`]).
+/// default). A window whose streams fail opens again with `false`; one that shows more tiles
+/// than it can stream takes the rest over the channel, and the tiles in the call go to the
+/// native surface where there is one ([`tile_way`]).
 #[tauri::command]
 pub async fn open_video(
     state: State<'_, AppState>,
     channel: Channel<InvokeResponseBody>,
     streams: Option<bool>,
-) -> IpcResult<Option<String>> {
+) -> IpcResult<VideoWays> {
     let base = state.video_base.clone().filter(|_| streams.unwrap_or(true));
     let epoch = state.frames.open(channel, base.is_some());
-    Ok(base.map(|b| format!("{b}&e={epoch}&tile=")))
+    Ok(VideoWays {
+        streams: base.map(|b| format!("{b}&e={epoch}&tile=")),
+        native: state.native.as_ref().is_some_and(|n| n.ready()),
+    })
 }
 
 /// What each link measures (the stats panel polls it while open).
@@ -696,20 +711,65 @@ pub async fn tile_size(state: State<'_, AppState>, tile: String, width: u32) -> 
     Ok(())
 }
 
-/// While it streams, the window takes this tile's pictures over the channel (`on`: it streams
-/// a few tiles at most), or no longer; `count`: the window's one count of its stream loads
-/// and these words (see `UiFrames::set_by_channel`).
+/// Which way this tile's pictures take from now on: `stream` (its stream, or the channel
+/// where the window does not stream), `channel` (the channel although it streams: it streams
+/// a few tiles at most) or `native` (the native surface paints it where [`place_tile`] says);
+/// `count`: the window's one count of its stream loads and these words (see
+/// `UiFrames::set_way`).
 #[tauri::command]
-pub async fn tile_by_channel(
+pub async fn tile_way(
     state: State<'_, AppState>,
     tile: String,
-    on: bool,
+    way: crate::frames::Way,
     count: u64,
 ) -> IpcResult<()> {
     if tile.len() > 255 {
         return Err(IpcError::invalid("that is not a tile"));
     }
-    state.frames.set_by_channel(&tile, on, count);
+    if way == crate::frames::Way::Native && state.native.is_none() {
+        return Err(IpcError::invalid("this window has no native video surface"));
+    }
+    state.frames.set_way(&tile, way, count);
+    if way != crate::frames::Way::Native {
+        if let Some(n) = &state.native {
+            n.remove(&tile);
+        }
+    }
+    Ok(())
+}
+
+/// Where the window shows a tile the native surface paints (CSS pixels from the page's top
+/// left), or `null`: not shown now (out of view, the window hidden).
+#[tauri::command]
+pub async fn place_tile(
+    state: State<'_, AppState>,
+    tile: String,
+    place: Option<crate::surface::Place>,
+) -> IpcResult<()> {
+    if tile.len() > 255 {
+        return Err(IpcError::invalid("that is not a tile"));
+    }
+    if let Some(p) = &place {
+        p.check().map_err(IpcError::invalid)?;
+    }
+    let Some(native) = &state.native else {
+        return Err(IpcError::invalid("this window has no native video surface"));
+    };
+    native.place(&tile, place);
+    Ok(())
+}
+
+/// The page's background and a tile's (RGB), which the native surface paints around and
+/// under the tiles.
+#[tauri::command]
+pub async fn video_colors(
+    state: State<'_, AppState>,
+    page: [u8; 3],
+    tile: [u8; 3],
+) -> IpcResult<()> {
+    if let Some(n) = &state.native {
+        n.colors(page, tile);
+    }
     Ok(())
 }
 

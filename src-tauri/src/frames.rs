@@ -2,11 +2,16 @@
 //! turns the newest frame of each tile into a JPEG and sends it to the window. A tile the
 //! window cannot keep up with skips frames instead of queueing them.
 //!
-//! Two ways to the window. **Streams** (the default): each tile's `<img>` loads an MJPEG
-//! stream from [`crate::stream`]; a picture goes when the stream has taken the one before
-//! (at most [`STREAM_WINDOW`] queued), and the channel only tells the window which tiles have
-//! pictures. **The channel** (the fallback, everywhere): each picture is a channel message
-//! the window draws on a canvas and acks, at most [`WINDOW`] in flight per tile.
+//! Three ways to the window. **The native surface** (Linux, where WebKit composites): the
+//! window's tiles in the call are holes in a transparent page, and the pictures are painted
+//! under them by the window's own video surface ([`Surface`], `crate::surface`), as BGRx
+//! at the tile's size, at most [`NATIVE_WINDOW`] waiting to be painted. **Streams** (the
+//! default elsewhere): each tile's `<img>` loads an MJPEG stream from [`crate::stream`]; a
+//! picture goes when the stream has taken the one before (at most [`STREAM_WINDOW`] queued),
+//! and the channel only tells the window which tiles have pictures. **The channel** (the
+//! fallback, everywhere): each picture is a channel message the window draws on a canvas and
+//! acks, at most [`WINDOW`] in flight per tile. The window says which way each tile takes
+//! ([`UiFrames::set_way`]).
 //!
 //! Channel message layout (binary): `kind: u8` (1 = frame, 2 = tile ended, 3 = tile has
 //! pictures: load its stream), `key_len: u8`, `key` (UTF-8: `local` or the peer id), then for
@@ -25,6 +30,35 @@ use tauri::ipc::{Channel, InvokeResponseBody};
 pub const WINDOW: u32 = 3;
 /// Pictures queued per tile stream before the socket takes them.
 pub const STREAM_WINDOW: u32 = 2;
+/// Pictures handed to the native surface per tile and not yet painted.
+pub const NATIVE_WINDOW: u32 = 2;
+
+/// How a tile's pictures reach the window (the window says, per tile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Way {
+    /// Its `<img>` loads its stream (or, without streams, the channel).
+    Stream,
+    /// Over the channel although the window streams (it streams a few tiles at most).
+    Channel,
+    /// Painted by the window's native video surface under the tile.
+    Native,
+}
+
+/// A picture for the native surface: BGRx rows, 4 bytes a pixel, no padding (cairo's RGB24
+/// on a little-endian machine).
+pub struct Picture {
+    pub width: usize,
+    pub height: usize,
+    pub bgrx: Vec<u8>,
+}
+
+/// The window's native video surface: paints the newest picture of each tile under the
+/// tile's hole in the page, and tells [`UiFrames::painted`] (or [`UiFrames::dropped`]).
+pub trait Surface: Send + Sync {
+    /// Takes the tile's next picture; `false` if the tile has nowhere to be painted now.
+    fn show(&self, key: &str, picture: Picture) -> bool;
+}
 const JPEG_QUALITY: u8 = 72;
 /// The self view goes to the window at 15 fps: people glance at it, and every picture costs a
 /// JPEG encode here and a decode and paint in the window.
@@ -63,9 +97,11 @@ struct Inner {
     epoch: u64,
     /// Tiles the window was told have pictures (streaming), until they end.
     announced: HashSet<String>,
-    /// Streaming, what the window last said of each tile: whether it takes its pictures over
-    /// the channel (it streams a few at most), and the count of the window's word.
-    by_channel: HashMap<String, (bool, u64)>,
+    /// What the window last said of each tile: which way its pictures go, and the count of
+    /// the window's word.
+    ways: HashMap<String, (Way, u64)>,
+    /// The window's native video surface, where there is one.
+    surface: Option<Arc<dyn Surface>>,
     pending: HashMap<String, Arc<VideoFrame>>,
     ended: VecDeque<String>,
     in_flight: HashMap<String, u32>,
@@ -115,7 +151,7 @@ impl UiFrames {
         g.streaming = streaming;
         g.streams.clear();
         g.announced.clear();
-        g.by_channel.clear();
+        g.ways.clear();
         g.in_flight.clear();
         self.cond.notify_all();
         g.epoch
@@ -146,7 +182,7 @@ impl UiFrames {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         // (Or the window has said something of the tile since this load: it dropped it.)
         let stale = g.streams.get(key).is_some_and(|s| s.n >= n)
-            || g.by_channel.get(key).is_some_and(|&(_, said)| said > n);
+            || g.ways.get(key).is_some_and(|&(_, said)| said > n);
         let full = g.streams.len() >= 64 && !g.streams.contains_key(key);
         if !g.streaming || epoch != g.epoch || stale || full {
             return None;
@@ -160,31 +196,61 @@ impl UiFrames {
         Some((id, rx))
     }
 
-    /// Streaming, the window takes this tile's pictures over the channel (`on`), or no longer
-    /// (it streams it, or the tile went). `count`: the window's count of its stream loads and
-    /// of these words, one count for both. A word older than the last one on the tile (the
-    /// window's commands can be taken out of order) changes nothing; taking the channel ends
-    /// the tile's stream from an earlier load (the window dropped it, but its connection can
-    /// take a while to close), and a late load from before the word is refused.
-    pub fn set_by_channel(&self, key: &str, on: bool, count: u64) {
+    /// The window takes this tile's pictures this way from now on: over the channel although
+    /// it streams (it streams a few tiles at most), on its native surface, or back to its
+    /// stream (also said of a tile that went). `count`: the window's count of its stream
+    /// loads and of these words, one count for both. A word older than the last one on the
+    /// tile (the window's commands can be taken out of order) changes nothing; a way other
+    /// than the stream ends the tile's stream from an earlier load (the window dropped it,
+    /// but its connection can take a while to close), and a late load from before the word
+    /// is refused.
+    pub fn set_way(&self, key: &str, way: Way, count: u64) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        match g.by_channel.get(key) {
+        match g.ways.get(key) {
             Some(&(_, said)) if said >= count => return,
-            None if g.by_channel.len() >= 64 => {
-                // Full: what is only an old "no" goes first (the window says "no" of a tile
+            None if g.ways.len() >= 64 => {
+                // Full: what is only an old "stream" goes first (the window says it of a tile
                 // after it ended, so one is left for everyone who was ever in the call).
-                g.by_channel.retain(|_, &mut (on, _)| on);
-                if g.by_channel.len() >= 64 {
+                g.ways.retain(|_, &mut (way, _)| way != Way::Stream);
+                if g.ways.len() >= 64 {
                     return;
                 }
             }
             _ => {}
         }
-        g.by_channel.insert(key.to_owned(), (on, count));
-        if on && g.streams.get(key).is_some_and(|s| s.n < count) {
+        let was = g.ways.insert(key.to_owned(), (way, count)).map(|w| w.0);
+        if way != Way::Stream && g.streams.get(key).is_some_and(|s| s.n < count) {
             g.streams.remove(key);
             // What went to the stream is not coming back as deliveries.
             g.in_flight.remove(key);
+        }
+        if was == Some(Way::Native) && way != Way::Native {
+            // What the surface holds is not coming back as painted.
+            g.in_flight.remove(key);
+        }
+        self.cond.notify_all();
+    }
+
+    /// The window's native video surface, where it has one.
+    pub fn set_surface(&self, surface: Arc<dyn Surface>) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).surface = Some(surface);
+    }
+
+    /// The native surface painted a picture of this tile (that came from here).
+    pub fn painted(&self, key: &str) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if g.ways.get(key).is_some_and(|w| w.0 == Way::Native) {
+            release(&mut g, key);
+            *g.drawn.entry(key.to_owned()).or_default() += 1;
+        }
+        self.cond.notify_all();
+    }
+
+    /// The native surface let a picture of this tile go unpainted (a newer one came first).
+    pub fn dropped(&self, key: &str) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if g.ways.get(key).is_some_and(|w| w.0 == Way::Native) {
+            release(&mut g, key);
         }
         self.cond.notify_all();
     }
@@ -300,15 +366,17 @@ impl UiFrames {
                 .filter(|k| {
                     let window = if g.streams.contains_key(*k) {
                         STREAM_WINDOW
+                    } else if way(&g, k) == Some(Way::Native) {
+                        NATIVE_WINDOW
                     } else {
                         WINDOW
                     };
                     g.in_flight.get(*k).copied().unwrap_or(0) < window
                 })
-                .filter(|k| {
-                    !g.streaming
-                        || g.streams.contains_key(*k)
-                        || g.by_channel.get(*k).is_some_and(|&(on, _)| on)
+                .filter(|k| match way(&g, k) {
+                    Some(Way::Native) => g.surface.is_some(),
+                    Some(Way::Channel) => true,
+                    _ => !g.streaming || g.streams.contains_key(*k),
                 })
                 .filter(|k| g.shown_width.get(*k) != Some(&0))
                 .filter(|k| !(self_view_early && *k == "local"))
@@ -344,6 +412,10 @@ impl UiFrames {
                     usize::MAX
                 });
             let stream = g.streams.get(&k).map(|s| s.tx.clone());
+            let surface = g
+                .surface
+                .clone()
+                .filter(|_| way(&g, &k) == Some(Way::Native));
             drop(g);
             let started = Instant::now();
             let min = if k == "local" {
@@ -352,6 +424,17 @@ impl UiFrames {
                 MIN_WIDTH
             };
             let frame = scale_for(frame, shown, min);
+            if let Some(surface) = surface {
+                let picture = Picture {
+                    width: frame.width,
+                    height: frame.height,
+                    bgrx: confab_media::convert::to_bgrx(&frame),
+                };
+                if !surface.show(&k, picture) {
+                    self.release(&k);
+                }
+                continue;
+            }
             match confab_media::convert::to_jpeg(&frame, JPEG_QUALITY) {
                 Ok(jpeg) => {
                     let sent = match stream {
@@ -378,6 +461,10 @@ impl UiFrames {
             }
         }
     }
+}
+
+fn way(g: &Inner, key: &str) -> Option<Way> {
+    g.ways.get(key).map(|w| w.0)
 }
 
 fn release(g: &mut Inner, key: &str) {
@@ -440,7 +527,7 @@ impl VideoSink for UiFrames {
         g.pending.remove(&k);
         g.in_flight.remove(&k);
         g.announced.remove(&k);
-        g.by_channel.remove(&k);
+        g.ways.remove(&k);
         if !k.starts_with("local") {
             g.shown_width.remove(&k);
             g.drawn.remove(&k);
@@ -498,6 +585,7 @@ pub fn test_channel() -> (
 #[cfg(test)]
 mod tests {
     use super::*;
+    use confab_media::pattern;
 
     #[test]
     fn frames_are_scaled_to_their_tile() {
@@ -586,7 +674,7 @@ mod tests {
             "b's picture went before the window asked"
         );
         // The window takes b over the channel: its newest picture comes there, with its size.
-        frames.set_by_channel("b", true, 2);
+        frames.set_way("b", Way::Channel, 2);
         let m = next();
         assert_eq!(&m[..3], &[1, 1, b'b']);
         assert_eq!(&m[3..7], &[2, 128, 1, 224], "640x480");
@@ -617,17 +705,17 @@ mod tests {
         for _ in 0..WINDOW {
             frames.ack("b");
         }
-        frames.set_by_channel("b", false, 4);
+        frames.set_way("b", Way::Stream, 4);
         // A word the window said before that, taken late: nothing changes.
-        frames.set_by_channel("b", true, 3);
+        frames.set_way("b", Way::Channel, 3);
         frames.frame(&FrameSource::Remote(b), &picture(2));
         assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
         // a to the channel. Said before a's stream was loaded (taken late): the stream stays.
         // Said after it: the stream ends, a's pictures come over the channel, and a load the
         // window made before that word, arriving late, is refused.
-        frames.set_by_channel("a", true, 0);
+        frames.set_way("a", Way::Channel, 0);
         assert_eq!(frames.streams_open(), 1);
-        frames.set_by_channel("a", true, 5);
+        frames.set_way("a", Way::Channel, 5);
         assert_eq!(frames.streams_open(), 0);
         assert!(
             frames.attach("a", epoch, 4).is_none(),
@@ -653,12 +741,127 @@ mod tests {
         let (channel, _rx) = test_channel();
         frames.open(channel, true);
         for i in 0..200u64 {
-            frames.set_by_channel(&format!("gone{i}"), false, i + 1);
+            frames.set_way(&format!("gone{i}"), Way::Stream, i + 1);
         }
-        frames.set_by_channel("new", true, 1000);
+        frames.set_way("new", Way::Channel, 1000);
         let g = frames.inner.lock().unwrap();
-        assert_eq!(g.by_channel.get("new"), Some(&(true, 1000)));
-        assert!(g.by_channel.len() <= 64, "{}", g.by_channel.len());
+        assert_eq!(g.ways.get("new"), Some(&(Way::Channel, 1000)));
+        assert!(g.ways.len() <= 64, "{}", g.ways.len());
+    }
+
+    /// What a test surface was shown: the tile, the picture's width, height and bytes.
+    type Shown = (String, usize, usize, Vec<u8>);
+
+    /// A native surface that keeps what it is shown, taking pictures only while `open`.
+    #[derive(Default)]
+    struct Kept {
+        open: AtomicBool,
+        shown: Mutex<Vec<Shown>>,
+    }
+
+    impl Surface for Kept {
+        fn show(&self, key: &str, p: Picture) -> bool {
+            if !self.open.load(Ordering::Relaxed) {
+                return false;
+            }
+            let mut g = self.shown.lock().unwrap();
+            g.push((key.into(), p.width, p.height, p.bgrx));
+            true
+        }
+    }
+
+    impl Kept {
+        fn wait(&self, n: usize) -> Vec<Shown> {
+            let end = Instant::now() + Duration::from_secs(5);
+            loop {
+                let g = self.shown.lock().unwrap();
+                if g.len() >= n || Instant::now() > end {
+                    return g.clone();
+                }
+                drop(g);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+
+    #[test]
+    fn tiles_painted_natively_get_bgrx_at_their_size_a_few_at_a_time() {
+        let frames = UiFrames::new();
+        let (channel, rx) = test_channel();
+        frames.open(channel, true);
+        let surface = Arc::new(Kept::default());
+        surface.open.store(true, Ordering::Relaxed);
+        frames.set_surface(surface.clone());
+        let _runner = TestRunner::start(&frames);
+        let a = FrameSource::Remote(confab_protocol::PeerId("a".into()));
+        let stamp = |n| pattern::Stamp {
+            frame: n,
+            capture_us: 5,
+        };
+        let picture = |n| Arc::new(pattern::frame(1280, 720, stamp(n), 0));
+        frames.set_way("a", Way::Native, 1);
+        frames.set_shown_width("a", 800);
+        frames.frame(&a, &picture(1));
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            message(3, "a", &[])
+        );
+        let got = surface.wait(1);
+        let (key, w, h, bgrx) = &got[0];
+        assert_eq!(
+            (key.as_str(), *w, *h),
+            ("a", 800, 450),
+            "at the tile's width"
+        );
+        assert_eq!(bgrx.len(), 800 * 450 * 4);
+        assert_eq!(
+            pattern::read_bgrx(bgrx, *w, *h),
+            Some(stamp(1)),
+            "the picture itself"
+        );
+        // NATIVE_WINDOW pictures wait to be painted at most; a painted or dropped one lets
+        // the next go.
+        for n in 2..=4 {
+            frames.frame(&a, &picture(n));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(
+            surface.wait(NATIVE_WINDOW as usize + 1).len(),
+            NATIVE_WINDOW as usize
+        );
+        frames.painted("a");
+        let got = surface.wait(NATIVE_WINDOW as usize + 1);
+        assert_eq!(got.len(), NATIVE_WINDOW as usize + 1);
+        assert_eq!(
+            pattern::read_bgrx(&got[2].3, 800, 450),
+            Some(stamp(4)),
+            "the newest picture, not the ones in between"
+        );
+        assert!(
+            frames.take_drawn()["a"] == 1,
+            "a painted picture counts as drawn"
+        );
+        frames.dropped("a");
+        frames.frame(&a, &picture(5));
+        assert_eq!(surface.wait(4).len(), 4);
+        // Nowhere to paint it: the picture goes back, and the next goes when there is.
+        frames.painted("a");
+        frames.painted("a");
+        surface.open.store(false, Ordering::Relaxed);
+        frames.frame(&a, &picture(6));
+        std::thread::sleep(Duration::from_millis(200));
+        surface.open.store(true, Ordering::Relaxed);
+        frames.frame(&a, &picture(7));
+        assert_eq!(
+            pattern::read_bgrx(&surface.wait(5)[4].3, 800, 450),
+            Some(stamp(7))
+        );
+        // Back to its stream: nothing more for the surface, and nothing over the channel.
+        frames.set_way("a", Way::Stream, 2);
+        frames.frame(&a, &picture(8));
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(surface.wait(6).len(), 5);
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
     }
 
     #[test]

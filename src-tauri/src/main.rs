@@ -16,6 +16,7 @@ mod invite;
 mod ipc;
 mod settings;
 mod stream;
+mod surface;
 
 use app::{AppState, Launch};
 use clap::Parser;
@@ -66,6 +67,10 @@ struct Cli {
     /// (slower; for a system where the video tiles stay empty).
     #[arg(long)]
     video_channel: bool,
+    /// Do not paint the call's video under the window's page on Linux (pictures then go to the
+    /// page as streams; for a system where the window shows old pictures or black tiles).
+    #[arg(long)]
+    no_native_video: bool,
     /// Gather ICE candidates on this address only (e.g. 127.0.0.1).
     #[arg(long, hide = true)]
     bind: Option<String>,
@@ -136,7 +141,9 @@ fn main() {
             app::open_video,
             app::frame_ack,
             app::tile_size,
-            app::tile_by_channel,
+            app::tile_way,
+            app::place_tile,
+            app::video_colors,
             app::send_chat,
             app::get_chat,
             app::open_url,
@@ -336,10 +343,18 @@ fn setup(
             launch.call,
         )
     });
+    // The call's pictures painted under the page, where WebKit composites (Linux).
+    let native = if surface::wanted() && !cli.video_channel && !cli.no_native_video {
+        app.get_webview_window("main")
+            .and_then(|w| surface::install(&w, &frames, cli.stats_json.is_some()))
+    } else {
+        None
+    };
     app.manage(AppState {
         engine: engine.clone(),
         frames: frames.clone(),
         video_base,
+        native,
         store,
         settings: Mutex::new(settings),
         launch: Mutex::new(launch),

@@ -437,6 +437,146 @@ async fn share_a_window_from_the_picker_and_the_other_side_reads_it() -> Result<
 /// numbered pattern, 640x360) moving on. E stops it and the portal session closes. A picker
 /// still open when the app's dialog is closed is given up (its session closed, no error); a
 /// picker the person cancels just closes the dialog.
+/// Where WebKit composites, the call's pictures are painted by the app's native video surface
+/// under a transparent page: read back from the screen itself (the page has no picture).
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_call_is_painted_on_a_native_surface_under_the_page() -> Result<()> {
+    use confab_engine::media_kit::pattern;
+    let _turn = one_at_a_time().await;
+    let display = xvfb()?;
+    // WebKit composites (with software GL here), so the page can be transparent.
+    let driver = webdriver_with(
+        &display,
+        &[
+            ("WEBKIT_DISABLE_COMPOSITING_MODE", "0"),
+            ("WEBKIT_DISABLE_DMABUF_RENDERER", "0"),
+        ],
+    )?;
+    let server = server().await;
+    let dir = scratch("native");
+    let peer = peer(
+        &server.ws_url(),
+        "native",
+        "Pat",
+        660,
+        &["--duration", "90"],
+        &dir,
+    )?;
+    let c = session(&driver, app_args(&dir.join("config"))).await?;
+    let tile = "const t = document.querySelector('#grid .tile:not(.local)');";
+    // The peer's picture (640x480) as the surface fits it in the tile, on the screen.
+    let picture_on_screen = || async {
+        let r = c
+            .execute(
+                &format!(
+                    "{tile} if (!t) return null; const b = t.getBoundingClientRect(); \
+                     return [b.left + window.screenX, b.top + window.screenY, b.width, b.height]"
+                ),
+                vec![],
+            )
+            .await?;
+        let v: Vec<f64> = serde_json::from_value(r)?;
+        ensure!(
+            v.len() == 4 && v[2] >= 100.0 && v[3] >= 100.0,
+            "the tile's place: {v:?}"
+        );
+        let scale = (v[2] / 640.0).min(v[3] / 480.0);
+        let (w, h) = ((640.0 * scale).floor(), (480.0 * scale).floor());
+        let (x, y) = (v[0] + (v[2] - w) / 2.0, v[1] + (v[3] - h) / 2.0);
+        let rgba = screen_rgba(
+            &display,
+            x.round() as i16,
+            y.round() as i16,
+            w as u16,
+            h as u16,
+        )?;
+        Ok::<_, anyhow::Error>((rgba, w as usize, h as usize, [v[0], v[1]]))
+    };
+    let result = async {
+        join_and_call_all(&c, "native", &server.ws_url()).await?;
+        wait_js(
+            &c,
+            "the peer's tile painted natively",
+            30,
+            &format!(
+                "{tile} return t && document.documentElement.classList.contains('native-video') \
+                 && t.classList.contains('native') && window.confabReadTile(t.dataset.key) === 'native'"
+            ),
+        )
+        .await?;
+        // The pattern on the screen, frame numbers going up.
+        let read = || async {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let (rgba, w, h, at) = picture_on_screen().await?;
+                if let Some(stamp) = pattern::read_rgba(&rgba, w, h) {
+                    return Ok::<_, anyhow::Error>((stamp, w, h, at));
+                }
+                if std::time::Instant::now() > deadline {
+                    // What was read, and the whole screen, for a look at the failure.
+                    write_ppm("ui-native-tile.ppm", &rgba, w, h)?;
+                    let all = screen_rgba(&display, 0, 0, 1280, 800)?;
+                    write_ppm("ui-native-screen.ppm", &all, 1280, 800)?;
+                    anyhow::bail!("no pattern on the screen where the peer's tile is ({w}x{h})");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        let (first, w, h, at) = read().await?;
+        let screen = screen_rgba(&display, 0, 0, 1280, 800)?;
+        write_ppm("ui-native-call.ppm", &screen, 1280, 800)?;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let (later, ..) = read().await?;
+        ensure!(
+            later.frame > first.frame,
+            "frames advance on the screen: {first:?} then {later:?}"
+        );
+        // The page is transparent only down to the tiles: beside the tile, its background
+        // (painted by the surface under it) is the page's own color.
+        let bg = c
+            .execute(
+                "const x = document.createElement('canvas').getContext('2d'); \
+                 x.fillStyle = getComputedStyle(document.documentElement).getPropertyValue('--bg').trim(); \
+                 return x.fillStyle",
+                vec![],
+            )
+            .await?;
+        let beside = screen_rgba(&display, (at[0] - 6.0) as i16, (at[1] + 40.0) as i16, 1, 1)?;
+        let want = bg.as_str().unwrap_or_default();
+        ensure!(
+            format!("#{:02x}{:02x}{:02x}", beside[0], beside[1], beside[2]) == want,
+            "beside the tile: {beside:?}, the page's background is {want}"
+        );
+        // Frames drawn are counted as for any tile (the stats panel reads them).
+        ensure!(
+            peer.wait("the peer gets the app's video", 30, |p| {
+                p["video"]["pattern_frames"].as_u64() > Some(30)
+            })
+            .is_ok(),
+            "the peer sees the app"
+        );
+        // Hung up: the surface paints nothing there any more.
+        c.find(Locator::Css("#btn-hangup")).await?.click().await?;
+        wait_js(&c, "the tile gone", 15, &format!("{tile} return !t")).await?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let rgba = screen_rgba(&display, (at[0] + 2.0) as i16, (at[1] + 2.0) as i16, w as u16, h as u16)?;
+            if pattern::read_rgba(&rgba, w, h).is_none() {
+                break;
+            }
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the peer's picture is still painted after hanging up"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+    .await;
+    finish(c, &driver, result, Some("ui-native-failed.png")).await
+}
+
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn share_through_the_desktops_own_picker_on_wayland() -> Result<()> {

@@ -339,8 +339,13 @@ pub struct AppRun {
     pub launches_ms: Vec<f64>,
     /// The slowest of them (the target holds every time).
     pub window_ready_ms: f64,
+    /// The call as the app makes it: on Linux, pictures painted by its native video surface
+    /// under the page (WebKit compositing).
     #[serde(flatten)]
     pub call: AppCall,
+    /// The same call with WebKit's compositing off: no native surface, each tile's `<img>`
+    /// loads an MJPEG stream (the fallback).
+    pub streams: Option<AppCall>,
 }
 
 /// Min, median and max of a list (`None` when empty).
@@ -359,7 +364,20 @@ pub fn app_table(r: &AppRun) -> String {
             r.launches_ms.len()
         );
     }
-    let c = &r.call;
+    t += &app_call_lines(&r.call);
+    if let Some(s) = &r.streams {
+        let _ = writeln!(
+            t,
+            "  the same with WebKit's compositing off (no native surface: pictures as streams):"
+        );
+        t += &app_call_lines(s);
+    }
+    t
+}
+
+/// One call of `bench app`: idle, memory, CPU, frames drawn, on-screen latency.
+fn app_call_lines(c: &AppCall) -> String {
+    let mut t = String::new();
     let _ = writeln!(
         t,
         "  CPU idle in the room         {:>7} % of one core (target < 2)",
@@ -1008,7 +1026,8 @@ mod tests {
         let run = AppRun {
             launches_ms: vec![1890.0, 612.0, 640.0],
             window_ready_ms: 1890.0,
-            call: app_call(drawn),
+            call: app_call(drawn.clone()),
+            streams: Some(app_call(drawn)),
         };
         let dir =
             std::env::temp_dir().join(format!("confab-bench-test-app-{}", std::process::id()));
@@ -1030,6 +1049,7 @@ mod tests {
                 "onscreen_latency_ms_p50",
                 "onscreen_latency_ms_p95",
                 "size",
+                "streams",
                 "window_ready_ms"
             ]
         );

@@ -194,6 +194,24 @@ pub fn to_jpeg(frame: &VideoFrame, quality: u8) -> Result<Vec<u8>, MediaError> {
 
 /// RGBA of a frame.
 pub fn to_rgba(frame: &VideoFrame) -> Vec<u8> {
+    four_bytes_a_pixel(frame, yuv::yuv420_to_rgba)
+}
+
+/// BGRx of a frame (the fourth byte 255): what cairo's RGB24 surfaces hold on a
+/// little-endian machine, painted without another conversion.
+pub fn to_bgrx(frame: &VideoFrame) -> Vec<u8> {
+    four_bytes_a_pixel(frame, yuv::yuv420_to_bgra)
+}
+
+type YuvToPacked = fn(
+    &yuv::YuvPlanarImage<u8>,
+    &mut [u8],
+    u32,
+    YuvRange,
+    YuvStandardMatrix,
+) -> Result<(), yuv::YuvError>;
+
+fn four_bytes_a_pixel(frame: &VideoFrame, convert: YuvToPacked) -> Vec<u8> {
     let (w, h) = (frame.width as u32, frame.height as u32);
     let img = yuv::YuvPlanarImage {
         y_plane: frame.y(),
@@ -205,19 +223,19 @@ pub fn to_rgba(frame: &VideoFrame) -> Vec<u8> {
         width: w,
         height: h,
     };
-    let mut rgba = vec![0u8; (w * h * 4) as usize];
-    if yuv::yuv420_to_rgba(
+    let mut out = vec![0u8; (w * h * 4) as usize];
+    if convert(
         &img,
-        &mut rgba,
+        &mut out,
         w * 4,
         YuvRange::Limited,
         YuvStandardMatrix::Bt601,
     )
     .is_err()
     {
-        rgba.fill(0);
+        out.fill(0);
     }
-    rgba
+    out
 }
 
 #[cfg(test)]
@@ -242,6 +260,22 @@ mod tests {
             .flat_map(|p| [p[0], p[1], p[2], 255])
             .collect();
         assert_eq!(pattern::read_rgba(&rgba, 640, 480), Some(stamp));
+    }
+
+    #[test]
+    fn bgrx_is_rgba_in_cairos_order() {
+        let stamp = pattern::Stamp {
+            frame: 77,
+            capture_us: 1234,
+        };
+        let f = pattern::frame(640, 360, stamp, 0);
+        let (rgba, bgrx) = (to_rgba(&f), to_bgrx(&f));
+        assert_eq!(bgrx.len(), 640 * 360 * 4);
+        for (c, b) in rgba.chunks_exact(4).zip(bgrx.chunks_exact(4)) {
+            assert_eq!([c[2], c[1], c[0]], b[..3]);
+        }
+        assert_eq!(pattern::read_bgrx(&bgrx, 640, 360), Some(stamp));
+        assert_eq!(pattern::read_rgba(&rgba, 640, 360), Some(stamp));
     }
 
     #[test]

@@ -241,12 +241,23 @@ pub fn read(frame: &VideoFrame) -> Option<Stamp> {
 
 /// Reads the stamp from RGBA pixels (a canvas, a screenshot).
 pub fn read_rgba(rgba: &[u8], width: usize, height: usize) -> Option<Stamp> {
-    if rgba.len() < width * height * 4 {
+    read_packed(rgba, width, height, [0, 1, 2])
+}
+
+/// Reads the stamp from BGRx pixels (what a native surface paints); only the top rows are
+/// looked at.
+pub fn read_bgrx(bgrx: &[u8], width: usize, height: usize) -> Option<Stamp> {
+    read_packed(bgrx, width, height, [2, 1, 0])
+}
+
+/// Four bytes a pixel; `[r, g, b]`: where each color is in a pixel's bytes.
+fn read_packed(px: &[u8], width: usize, height: usize, [r, g, b]: [usize; 3]) -> Option<Stamp> {
+    if px.len() < width * height * 4 {
         return None;
     }
-    read_with(width, height, |c, r| {
-        let p = &rgba[(r * width + c) * 4..];
-        ((p[0] as u32 * 299 + p[1] as u32 * 587 + p[2] as u32 * 114) / 1000) as u8
+    read_with(width, height, |c, row| {
+        let p = &px[(row * width + c) * 4..];
+        ((p[r] as u32 * 299 + p[g] as u32 * 587 + p[b] as u32 * 114) / 1000) as u8
     })
 }
 

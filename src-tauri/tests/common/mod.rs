@@ -111,6 +111,53 @@ pub fn window_manager(display: &Display) -> Result<Proc> {
     Ok(Proc(child))
 }
 
+/// What the X server shows in a rectangle of the screen, RGBA (the root window read back:
+/// whatever any program painted there, the app's native video surface included).
+#[cfg(target_os = "linux")]
+pub fn screen_rgba(display: &Display, x: i16, y: i16, w: u16, h: u16) -> Result<Vec<u8>> {
+    use xcb::x;
+    let (conn, n) = xcb::Connection::connect(Some(&display.name))?;
+    let root = conn
+        .get_setup()
+        .roots()
+        .nth(n as usize)
+        .context("the display has no screen")?
+        .root();
+    let image = conn.wait_for_reply(conn.send_request(&x::GetImage {
+        format: x::ImageFormat::ZPixmap,
+        drawable: x::Drawable::Window(root),
+        x,
+        y,
+        width: w,
+        height: h,
+        plane_mask: u32::MAX,
+    }))?;
+    let data = image.data();
+    let px = usize::from(w) * usize::from(h);
+    ensure!(
+        image.depth() == 24 && data.len() >= px * 4,
+        "a 24-bit screen read as 4 bytes a pixel: depth {}, {} bytes",
+        image.depth(),
+        data.len()
+    );
+    Ok(data[..px * 4]
+        .chunks_exact(4)
+        .flat_map(|p| [p[2], p[1], p[0], 255])
+        .collect())
+}
+
+/// Writes RGBA pixels to the artifacts folder as a PPM picture (a format any viewer opens).
+pub fn write_ppm(name: &str, rgba: &[u8], w: usize, h: usize) -> Result<()> {
+    let pixels = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]);
+    let ppm: Vec<u8> = format!("P6 {w} {h} 255\n")
+        .into_bytes()
+        .into_iter()
+        .chain(pixels)
+        .collect();
+    std::fs::write(artifacts().join(name), ppm)?;
+    Ok(())
+}
+
 /// Environment for WebKit under Xvfb.
 pub fn gui_env(cmd: &mut Command, display: &Display) {
     cmd.env("DISPLAY", &display.name)

@@ -16,6 +16,16 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 const SIZE: &str = "1280x720";
+
+/// How the app paints its pictures in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Painting {
+    /// As it does by default on Linux: its native video surface under the page, which needs
+    /// WebKit's compositing (software GL under Xvfb).
+    Native,
+    /// With WebKit's compositing off: no native surface, each tile loads an MJPEG stream.
+    Streams,
+}
 const LAUNCHES: usize = 3;
 
 /// A virtual X display, stopped on drop.
@@ -100,7 +110,12 @@ fn launch(
     home: &AppHome,
     join: Option<(&str, &str, &str)>,
     figures: Option<&Path>,
+    painting: Painting,
 ) -> Result<App> {
+    let compositing_off = match painting {
+        Painting::Native => "0",
+        Painting::Streams => "1",
+    };
     let mut c = Command::new(bin.join("confab"));
     if let Some((url, room, size)) = join {
         c.args(["--server", url, "--room", room, "--name", "App", "--call"])
@@ -114,7 +129,7 @@ fn launch(
         .env("XDG_CACHE_HOME", home.xdg.join("cache"))
         .env("XDG_DATA_HOME", home.xdg.join("data"))
         .env("DISPLAY", display)
-        .env("WEBKIT_DISABLE_COMPOSITING_MODE", "1")
+        .env("WEBKIT_DISABLE_COMPOSITING_MODE", compositing_off)
         .env("GDK_BACKEND", "x11")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -150,7 +165,7 @@ fn launches(bin: &Path, display: &str, dir: &Path, n: usize) -> Result<Vec<f64>>
     let home = AppHome::fresh(dir)?;
     let mut out = Vec::new();
     for i in 0..n {
-        let app = launch(bin, display, &home, None, None)
+        let app = launch(bin, display, &home, None, None, Painting::Native)
             .with_context(|| format!("launch {} of {n}", i + 1))?;
         out.push(app.ready_ms);
         // Let it finish starting (settings written, devices listed) before it is closed.
@@ -168,6 +183,7 @@ pub fn call(
     size: &str,
     duration: f64,
     dir: &Path,
+    painting: Painting,
 ) -> Result<AppCall> {
     let home = AppHome::fresh(dir)?;
     let figures = dir.join("figures.json");
@@ -178,6 +194,7 @@ pub fn call(
         &home,
         Some((url, &room, size)),
         Some(&figures),
+        painting,
     )?;
     let pid = app.pid();
     // Settle, then measure the idle room.
@@ -260,16 +277,36 @@ pub fn run(duration: f64, dirs: &Dirs) -> Result<()> {
     let (_server, url) = start_signal(server)?;
     let dir = std::env::temp_dir().join(format!("confab-bench-app-{}", std::process::id()));
     let launches_ms = launches(&bin, &x.display, &dir.join("launches"), LAUNCHES)?;
-    let call = call(&bin, &x.display, &url, SIZE, duration, &dir.join("call"))?;
+    let native = call(
+        &bin,
+        &x.display,
+        &url,
+        SIZE,
+        duration,
+        &dir.join("call"),
+        Painting::Native,
+    )?;
+    let streams = call(
+        &bin,
+        &x.display,
+        &url,
+        SIZE,
+        duration,
+        &dir.join("call-streams"),
+        Painting::Streams,
+    )
+    .map_err(|e| eprintln!("bench app: the call with pictures as streams: {e:#}"))
+    .ok();
     std::fs::remove_dir_all(&dir).ok();
     let run = AppRun {
         window_ready_ms: launches_ms.iter().copied().fold(0.0, f64::max),
         launches_ms,
-        call,
+        call: native,
+        streams,
     };
     println!();
     println!(
-        "desktop app (release, Xvfb, compositing off): {SIZE} 30 fps call with a confab-peer, {:.0} s measured",
+        "desktop app (release, Xvfb, native video surface): {SIZE} 30 fps call with a confab-peer, {:.0} s measured",
         run.call.measured_s
     );
     print!("{}", app_table(&run));

@@ -157,7 +157,15 @@ pub async fn run(duration: f64, sizes: &[String], dirs: &Dirs) -> Result<()> {
         let (b, size_owned, display) = (bin.clone(), size.clone(), x.display.clone());
         let dir = std::env::temp_dir().join(format!("confab-bench-vs-app-{}", std::process::id()));
         let app = tokio::task::spawn_blocking(move || {
-            super::app::call(&b, &display, &ws, &size_owned, duration, &dir)
+            super::app::call(
+                &b,
+                &display,
+                &ws,
+                &size_owned,
+                duration,
+                &dir,
+                super::app::Painting::Native,
+            )
         })
         .await?;
         // The other two contestants still count when the app cannot run here.
