@@ -71,7 +71,9 @@
         if (mine !== openings) return;
         streamBase = got.streams || null;
         nativeVideo = !!got.native;
-        ways.clear(); // Rust forgot them with the opening
+        ways.clear(); // Rust forgot them with the opening (and the surface its tiles)
+        placed.clear();
+        document.querySelectorAll('[data-key].native').forEach((t) => t.classList.remove('native', 'has-video'));
         document.body.classList.toggle('streams', !!streamBase);
         document.documentElement.classList.toggle('native-video', nativeVideo);
         if (nativeVideo) sendColors();
@@ -170,8 +172,9 @@
             t.classList.remove('native', 'has-video');
           });
         }
+        // Its picture shows (unless the camera is off: see render).
+        if (way === 'native') tileEl(key).classList.add('native', 'has-video');
       }
-      if (way === 'native') tileEl(key).classList.add('native', 'has-video');
       const old = streamed.get(key);
       if (old === img) continue;
       if (old) {
@@ -206,8 +209,9 @@
 
   // Where each tile the native surface paints is (CSS pixels of the window), told to Rust
   // when it changes; null while it cannot be seen. Checked after each change of the layout,
-  // size or visibility, and every 250 ms for what moves without telling (a scrolled list).
-  function placeNative() {
+  // size or visibility; every 250 ms for what moves without telling, said again even if
+  // unchanged (commands can be taken out of order: the last word must be the right one).
+  function placeNative(again = false) {
     for (const [key, way] of ways) {
       if (way !== 'native') continue;
       const el = tileEl(key);
@@ -228,15 +232,15 @@
         }
       }
       const said = JSON.stringify(place);
-      if (placed.get(key) === said) continue;
+      if (placed.get(key) === said && !again) continue;
       placed.set(key, said);
       invoke('place_tile', { tile: key, place }).catch(() => {});
     }
   }
   setInterval(() => {
-    if (ways.size) placeNative();
+    if (ways.size) placeNative(true);
   }, 250);
-  window.addEventListener('resize', placeNative);
+  window.addEventListener('resize', () => placeNative());
 
   // The page's background and a tile's, which the native surface paints around and under
   // the holes (the page itself is transparent there).
@@ -799,8 +803,9 @@
         code.title = 'This call goes through the room\'s media server (a big room): there is no verification code and no chat.';
       }
       if (!vid) t.el.classList.remove('has-video');
-      // A stream goes on while the camera is off; back on, its picture shows again.
-      else if (streamed.get(key)?.naturalWidth && live.has(key)) t.el.classList.add('has-video');
+      // A stream (or the surface) goes on while the camera is off; back on, its picture shows
+      // again.
+      else if ((streamed.get(key)?.naturalWidth || ways.get(key) === 'native') && live.has(key)) t.el.classList.add('has-video');
     }
     layOut(want.map((w) => w[0]));
     $('idle').hidden = s.in_call;

@@ -640,6 +640,10 @@ pub async fn open_video(
 ) -> IpcResult<VideoWays> {
     let base = state.video_base.clone().filter(|_| streams.unwrap_or(true));
     let epoch = state.frames.open(channel, base.is_some());
+    // Tiles the surface painted for an earlier opening (a reloaded page) are said anew.
+    if let Some(n) = &state.native {
+        n.clear();
+    }
     Ok(VideoWays {
         streams: base.map(|b| format!("{b}&e={epoch}&tile=")),
         native: state.native.as_ref().is_some_and(|n| n.ready()),
@@ -726,12 +730,13 @@ pub async fn tile_way(
     if tile.len() > 255 {
         return Err(IpcError::invalid("that is not a tile"));
     }
-    if way == crate::frames::Way::Native && state.native.is_none() {
+    let native = state.native.as_ref().filter(|n| n.ready());
+    if way == crate::frames::Way::Native && native.is_none() {
         return Err(IpcError::invalid("this window has no native video surface"));
     }
-    state.frames.set_way(&tile, way, count);
-    if way != crate::frames::Way::Native {
-        if let Some(n) = &state.native {
+    // (A word older than the last one on the tile, taken late, changes nothing here either.)
+    if state.frames.set_way(&tile, way, count) && way != crate::frames::Way::Native {
+        if let Some(n) = native {
             n.remove(&tile);
         }
     }

@@ -203,17 +203,17 @@ impl UiFrames {
     /// tile (the window's commands can be taken out of order) changes nothing; a way other
     /// than the stream ends the tile's stream from an earlier load (the window dropped it,
     /// but its connection can take a while to close), and a late load from before the word
-    /// is refused.
-    pub fn set_way(&self, key: &str, way: Way, count: u64) {
+    /// is refused. Returns whether the word was taken.
+    pub fn set_way(&self, key: &str, way: Way, count: u64) -> bool {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         match g.ways.get(key) {
-            Some(&(_, said)) if said >= count => return,
+            Some(&(_, said)) if said >= count => return false,
             None if g.ways.len() >= 64 => {
                 // Full: what is only an old "stream" goes first (the window says it of a tile
                 // after it ended, so one is left for everyone who was ever in the call).
                 g.ways.retain(|_, &mut (way, _)| way != Way::Stream);
                 if g.ways.len() >= 64 {
-                    return;
+                    return false;
                 }
             }
             _ => {}
@@ -229,6 +229,7 @@ impl UiFrames {
             g.in_flight.remove(key);
         }
         self.cond.notify_all();
+        true
     }
 
     /// The window's native video surface, where it has one.

@@ -1,8 +1,8 @@
 //! The window's native video surface (Linux): the call's tiles are holes in a transparent
-//! page, and their pictures are painted under the page by GTK, one drawing area per tile,
-//! where the window says each tile is. WebKit then paints only what changes in the page (a
-//! name, a button), not a large picture 30 times a second: WebKit decoding and painting each
-//! picture was most of the app's CPU in a call (see README, `bench app`).
+//! page, and their pictures are painted under the page by GTK where the window says each
+//! tile is ([`Place`]). WebKit then paints only what changes in the page (a name, a button),
+//! not a large picture 30 times a second: WebKit decoding and painting each picture was most
+//! of the app's CPU in a call (see README, `bench app`).
 //!
 //! Needs WebKit to composite with its DMA-BUF renderer: without compositing a transparent page
 //! shows black over other widgets, and the older X11 renderer never clears what the page no
@@ -12,7 +12,9 @@
 //! the window then falls back to its streams (`crate::frames`).
 //!
 //! Threads: the window's commands (any thread) and the frames thread only write [`Shared`]
-//! and ask the GTK main thread to apply it; the widgets live on that thread alone.
+//! and ask the GTK main thread to apply it; the widgets live on that thread alone. One drawing
+//! area under the page paints the page's background and every tile; a new picture repaints
+//! only its tile's rectangle.
 
 use crate::frames::{Picture, Surface, UiFrames};
 use serde::Deserialize;
@@ -57,7 +59,7 @@ impl Place {
         if !(1.0..=MAX_EXTENT).contains(&self.width) || !(1.0..=MAX_EXTENT).contains(&self.height) {
             return Err("that is not a tile's size");
         }
-        if !(0.0..=MAX_EXTENT).contains(&self.radius) || self.z.abs() > 1000 {
+        if !(0.0..=MAX_EXTENT).contains(&self.radius) || !(-1000..=1000).contains(&self.z) {
             return Err("that is not a tile's shape");
         }
         Ok(())
@@ -100,26 +102,51 @@ impl NativeVideo {
 
     /// The window shows this tile there (`None`: it does not show it now, or it went).
     pub fn place(&self, key: &str, place: Option<Place>) {
+        let mut unpainted = Vec::new();
         {
             let mut s = lock(&self.shared.state);
             if s.places.len() >= MAX_TILES && !s.places.contains_key(key) {
                 // Tiles the window no longer shows go first.
-                s.places.retain(|_, p| p.is_some());
-                if s.places.len() >= MAX_TILES {
-                    return;
+                let hidden: Vec<String> = s
+                    .places
+                    .iter()
+                    .filter(|(_, p)| p.is_none())
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in hidden {
+                    s.places.remove(&k);
+                    if s.next.remove(&k).is_some() {
+                        unpainted.push(k);
+                    }
                 }
             }
-            s.places.insert(key.to_owned(), place);
+            if s.places.len() < MAX_TILES || s.places.contains_key(key) {
+                s.places.insert(key.to_owned(), place);
+            }
+        }
+        self.shared.dropped(&unpainted);
+        self.shared.ask();
+    }
+
+    /// The tile went, or no longer takes this way: nothing is painted for it any more.
+    pub fn remove(&self, key: &str) {
+        let unpainted = {
+            let mut s = lock(&self.shared.state);
+            s.places.remove(key);
+            s.next.remove(key).is_some()
+        };
+        if unpainted {
+            self.shared.dropped(&[key.to_owned()]);
         }
         self.shared.ask();
     }
 
-    /// The tile went: its area goes.
-    pub fn remove(&self, key: &str) {
+    /// The window opened its video again: it says anew which tiles are where.
+    pub fn clear(&self) {
         {
             let mut s = lock(&self.shared.state);
-            s.places.remove(key);
-            s.next.remove(key);
+            s.places.clear();
+            s.next.clear();
         }
         self.shared.ask();
     }
@@ -146,9 +173,7 @@ impl Surface for NativeVideo {
             s.next.insert(key.to_owned(), picture).is_some()
         };
         if replaced {
-            if let Some(f) = self.shared.frames.upgrade() {
-                f.dropped(key);
-            }
+            self.shared.dropped(&[key.to_owned()]);
         }
         self.shared.ask();
         true
@@ -160,6 +185,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// Pictures of these tiles went unpainted: the next ones may come.
+    fn dropped(&self, keys: &[String]) {
+        if let Some(f) = self.frames.upgrade() {
+            for k in keys {
+                f.dropped(k);
+            }
+        }
+    }
+
     fn ask(self: &Arc<Self>) {
         #[cfg(target_os = "linux")]
         if !self.asked.swap(true, Ordering::AcqRel) {
@@ -220,39 +254,45 @@ mod gtk_side {
     use confab_media::pattern::Stamp;
     use gtk::cairo;
     use gtk::prelude::*;
-    use std::cell::{Cell, RefCell};
+    use std::cell::RefCell;
     use std::collections::HashMap;
     use std::rc::Rc;
     use std::sync::atomic::Ordering;
-    use std::sync::Arc;
+    use std::sync::{Arc, Weak};
     use webkit2gtk::{SettingsExt, WebViewExt};
 
-    /// One tile's drawing area and what it paints.
-    struct Area {
-        da: gtk::DrawingArea,
-        place: Rc<Cell<Option<Place>>>,
-        picture: Rc<RefCell<Option<cairo::ImageSurface>>>,
+    /// One tile as the main thread paints it.
+    #[derive(Default)]
+    struct Tile {
+        place: Option<Place>,
+        picture: Option<cairo::ImageSurface>,
         /// The picture has not been painted yet.
-        fresh: Rc<Cell<bool>>,
+        fresh: bool,
         /// A benchmark measures: the picture's test-pattern stamp.
-        stamp: Rc<Cell<Option<Stamp>>>,
+        stamp: Option<Stamp>,
+    }
+
+    /// What the one drawing area under the page paints: the page's background, and each
+    /// tile in its place (one area for all: areas of their own would each ask the window for
+    /// room, and a tile reaching past the window would keep it from getting smaller).
+    #[derive(Default)]
+    struct Canvas {
+        page: [u8; 3],
+        tile: [u8; 3],
+        tiles: HashMap<String, Tile>,
     }
 
     struct Widgets {
-        under: gtk::Fixed,
-        page: Rc<Cell<[u8; 3]>>,
-        tile: Rc<Cell<[u8; 3]>>,
-        areas: HashMap<String, Area>,
-        /// The tiles in the order they are stacked (lowest first).
-        order: Vec<String>,
+        area: gtk::DrawingArea,
+        canvas: Rc<RefCell<Canvas>>,
     }
 
     thread_local! {
         static WIDGETS: RefCell<Option<Widgets>> = const { RefCell::new(None) };
     }
 
-    /// Moves the page over a fixed container of drawing areas: the window's box held the
-    /// page; it now holds an overlay with the container under the (transparent) page.
+    /// Moves the page over a drawing area: the window's box held the page; it now holds an
+    /// overlay with the area under the (transparent) page.
     pub(super) fn install(shared: &Arc<Shared>, webview: webkit2gtk::WebView) {
         let Some(parent) = webview.parent().and_then(|p| p.downcast::<gtk::Box>().ok()) else {
             tracing::warn!("no native video surface: the page is not where it was expected");
@@ -263,41 +303,38 @@ mod gtk_side {
                 .set_hardware_acceleration_policy(webkit2gtk::HardwareAccelerationPolicy::Always);
         }
         webview.set_background_color(&gtk::gdk::RGBA::new(0.0, 0.0, 0.0, 0.0));
-        let under = gtk::Fixed::new();
-        let page = Rc::new(Cell::new([0u8; 3]));
-        let p = page.clone();
-        under.connect_draw(move |_, cr| {
-            let [r, g, b] = p.get();
-            cr.set_source_rgb(
-                f64::from(r) / 255.0,
-                f64::from(g) / 255.0,
-                f64::from(b) / 255.0,
-            );
-            let _ = cr.paint();
-            gtk::glib::Propagation::Proceed
+        let area = gtk::DrawingArea::new();
+        let canvas = Rc::new(RefCell::new(Canvas::default()));
+        let (c, weak) = (canvas.clone(), Arc::downgrade(shared));
+        area.connect_draw(move |_, cr| {
+            draw(&mut c.borrow_mut(), cr, &weak);
+            gtk::glib::Propagation::Stop
         });
         let overlay = gtk::Overlay::new();
         parent.remove(&webview);
-        overlay.add(&under);
+        overlay.add(&area);
         overlay.add_overlay(&webview);
         parent.pack_start(&overlay, true, true, 0);
         overlay.show_all();
         webview.grab_focus();
-        WIDGETS.with(|w| {
-            *w.borrow_mut() = Some(Widgets {
-                under,
-                page,
-                tile: Rc::new(Cell::new([0u8; 3])),
-                areas: HashMap::new(),
-                order: Vec::new(),
-            })
-        });
+        WIDGETS.with(|w| *w.borrow_mut() = Some(Widgets { area, canvas }));
         shared.ready.store(true, Ordering::Release);
         tracing::info!("video is painted on a native surface under the page");
         apply(shared);
     }
 
-    /// Brings the widgets in line with what the window said and hands them new pictures.
+    /// The part of the area a place covers, whole pixels around it.
+    fn rect(p: &Place) -> (i32, i32, i32, i32) {
+        let (x, y) = (p.x.floor() as i32, p.y.floor() as i32);
+        let (r, b) = (
+            (p.x + p.width).ceil() as i32,
+            (p.y + p.height).ceil() as i32,
+        );
+        (x, y, r - x, b - y)
+    }
+
+    /// Brings the canvas in line with what the window said, hands it the new pictures, and
+    /// asks GTK to paint again where something changed.
     pub(super) fn apply(shared: &Arc<Shared>) {
         shared.asked.store(false, Ordering::Release);
         let (places, next, page, tile) = {
@@ -310,152 +347,124 @@ mod gtk_side {
             )
         };
         WIDGETS.with(|w| {
-            let mut w = w.borrow_mut();
-            let Some(w) = w.as_mut() else { return };
-            if w.page.get() != page {
-                w.page.set(page);
-                w.under.queue_draw();
-            }
-            w.tile.set(tile);
+            let w = w.borrow();
+            let Some(w) = w.as_ref() else { return };
+            let mut canvas = w.canvas.borrow_mut();
+            let mut dirty: Vec<Place> = Vec::new();
+            let mut unpainted: Vec<String> = Vec::new();
+            let whole = (canvas.page, canvas.tile) != (page, tile);
+            canvas.page = page;
+            canvas.tile = tile;
             // Tiles that went.
-            let gone: Vec<String> = w
-                .areas
-                .keys()
-                .filter(|k| !places.contains_key(*k))
-                .cloned()
-                .collect();
-            for k in gone {
-                if let Some(a) = w.areas.remove(&k) {
-                    w.under.remove(&a.da);
+            canvas.tiles.retain(|k, t| {
+                let keep = places.contains_key(k);
+                if !keep {
+                    dirty.extend(t.place);
+                    if t.fresh {
+                        unpainted.push(k.clone());
+                    }
                 }
-                w.order.retain(|o| *o != k);
-            }
+                keep
+            });
             for (key, place) in &places {
-                if !w.areas.contains_key(key) {
-                    let area = new_area(shared, key, w.tile.clone());
-                    w.under.put(&area.da, 0, 0);
-                    w.areas.insert(key.clone(), area);
-                    w.order.push(key.clone());
+                let t = canvas.tiles.entry(key.clone()).or_default();
+                if t.place != *place {
+                    dirty.extend(t.place);
+                    dirty.extend(*place);
+                    t.place = *place;
                 }
-                let a = &w.areas[key];
-                match place {
-                    Some(p) => {
-                        w.under.move_(&a.da, p.x.round() as i32, p.y.round() as i32);
-                        a.da.set_size_request(p.width.round() as i32, p.height.round() as i32);
-                        if a.place.get().map(|o| (o.radius, o.mirror)) != Some((p.radius, p.mirror))
-                        {
-                            a.da.queue_draw();
-                        }
-                        a.da.show();
-                    }
-                    None => a.da.hide(),
-                }
-                a.place.set(*place);
-            }
-            // Stacking: GtkFixed paints its children in the order they were put.
-            let z = |k: &String| places.get(k).copied().flatten().map_or(0, |p| p.z);
-            let mut wanted = w.order.clone();
-            wanted.sort_by_key(z);
-            if wanted != w.order {
-                for k in &wanted {
-                    let da = w.areas[k].da.clone();
-                    w.under.remove(&da);
-                    let p = places.get(k).copied().flatten();
-                    let (x, y) = p.map_or((0, 0), |p| (p.x.round() as i32, p.y.round() as i32));
-                    w.under.put(&da, x, y);
-                    if p.is_none() {
-                        da.hide();
-                    }
-                }
-                w.order = wanted;
             }
             for (key, picture) in next {
-                let Some(a) = w.areas.get(&key) else { continue };
+                let Some(t) = canvas.tiles.get_mut(&key) else {
+                    unpainted.push(key);
+                    continue;
+                };
                 let remote = !key.starts_with("local") && !key.starts_with("share:");
-                a.stamp.set(None);
-                if shared.measure && remote {
-                    a.stamp.set(read_stamp(&picture));
-                }
-                let stride = picture.width * 4;
+                let stamp = (shared.measure && remote)
+                    .then(|| read_stamp(&picture))
+                    .flatten();
                 let surface = cairo::ImageSurface::create_for_data(
                     picture.bgrx,
                     cairo::Format::Rgb24,
                     picture.width as i32,
                     picture.height as i32,
-                    stride as i32,
+                    (picture.width * 4) as i32,
                 );
                 match surface {
                     Ok(s) => {
-                        if a.fresh.replace(true) {
-                            // The last one was never painted (the area is not showing).
-                            if let Some(f) = shared.frames.upgrade() {
-                                f.dropped(&key);
-                            }
+                        if t.fresh {
+                            // The last one was never painted (the tile is not showing).
+                            unpainted.push(key.clone());
                         }
-                        *a.picture.borrow_mut() = Some(s);
-                        a.da.queue_draw();
+                        t.picture = Some(s);
+                        t.fresh = true;
+                        t.stamp = stamp;
+                        dirty.extend(t.place);
                     }
                     Err(e) => {
                         tracing::debug!("a picture the surface cannot hold: {e}");
-                        if let Some(f) = shared.frames.upgrade() {
-                            f.dropped(&key);
-                        }
+                        unpainted.push(key.clone());
                     }
+                }
+            }
+            drop(canvas);
+            shared.dropped(&unpainted);
+            if whole {
+                w.area.queue_draw();
+            } else {
+                for p in &dirty {
+                    let (x, y, width, height) = rect(p);
+                    w.area.queue_draw_area(x, y, width, height);
                 }
             }
         });
     }
 
-    fn new_area(shared: &Arc<Shared>, key: &str, tile: Rc<Cell<[u8; 3]>>) -> Area {
-        let da = gtk::DrawingArea::new();
-        let area = Area {
-            da: da.clone(),
-            place: Rc::new(Cell::new(None)),
-            picture: Rc::new(RefCell::new(None)),
-            fresh: Rc::new(Cell::new(false)),
-            stamp: Rc::new(Cell::new(None)),
-        };
-        let (place, picture, fresh, stamp) = (
-            area.place.clone(),
-            area.picture.clone(),
-            area.fresh.clone(),
-            area.stamp.clone(),
+    /// Paints what GTK asks for: the page's background, then the tiles there, lowest first.
+    fn draw(canvas: &mut Canvas, cr: &cairo::Context, shared: &Weak<Shared>) {
+        let [r, g, b] = canvas.page;
+        cr.set_source_rgb(
+            f64::from(r) / 255.0,
+            f64::from(g) / 255.0,
+            f64::from(b) / 255.0,
         );
-        let shared = Arc::downgrade(shared);
-        let key = key.to_owned();
-        da.connect_draw(move |da, cr| {
-            let (w, h) = (
-                f64::from(da.allocated_width()),
-                f64::from(da.allocated_height()),
-            );
-            let p = place.get();
-            paint(cr, w, h, p, tile.get(), picture.borrow().as_ref());
-            if fresh.replace(false) {
-                if let Some(shared) = shared.upgrade() {
-                    if let Some(f) = shared.frames.upgrade() {
-                        if let Some(ms) = stamp.take().and_then(age_ms) {
-                            f.drawn_latency(ms);
-                        }
-                        f.painted(&key);
+        let _ = cr.paint();
+        let (cx, cy, cr_, cb) = cr.clip_extents().unwrap_or((0.0, 0.0, 0.0, 0.0));
+        let mut shown: Vec<(&String, &mut Tile)> = canvas
+            .tiles
+            .iter_mut()
+            .filter(|(_, t)| {
+                t.place.is_some_and(|p| {
+                    p.x < cr_ && p.x + p.width > cx && p.y < cb && p.y + p.height > cy
+                })
+            })
+            .collect();
+        shown.sort_by_key(|(k, t)| (t.place.map_or(0, |p| p.z), (*k).clone()));
+        let shared = shared.upgrade();
+        let frames = shared.as_ref().and_then(|s| s.frames.upgrade());
+        for (key, t) in shown {
+            let Some(p) = t.place else { continue };
+            cr.save().ok();
+            cr.translate(p.x, p.y);
+            paint(cr, &p, canvas.tile, t.picture.as_ref());
+            cr.restore().ok();
+            if std::mem::take(&mut t.fresh) {
+                if let Some(f) = &frames {
+                    if let Some(ms) = t.stamp.take().and_then(age_ms) {
+                        f.drawn_latency(ms);
                     }
+                    f.painted(key);
                 }
             }
-            gtk::glib::Propagation::Stop
-        });
-        area
+        }
     }
 
-    /// The tile: its color inside its rounded corners, the picture fitted inside (as the
-    /// page's `object-fit: contain`), mirrored for the self view.
-    fn paint(
-        cr: &cairo::Context,
-        w: f64,
-        h: f64,
-        place: Option<Place>,
-        tile: [u8; 3],
-        picture: Option<&cairo::ImageSurface>,
-    ) {
-        let radius = place.map_or(0.0, |p| p.radius).min(w / 2.0).min(h / 2.0);
+    /// One tile at the origin: its color inside its rounded corners, the picture fitted inside
+    /// (as the page's `object-fit: contain`), mirrored for the self view.
+    fn paint(cr: &cairo::Context, p: &Place, tile: [u8; 3], picture: Option<&cairo::ImageSurface>) {
+        let (w, h) = (p.width, p.height);
+        let radius = p.radius.min(w / 2.0).min(h / 2.0);
+        cr.new_path();
         if radius > 0.0 {
             use std::f64::consts::{FRAC_PI_2, PI};
             cr.new_sub_path();
@@ -464,8 +473,10 @@ mod gtk_side {
             cr.arc(radius, h - radius, radius, FRAC_PI_2, PI);
             cr.arc(radius, radius, radius, PI, 3.0 * FRAC_PI_2);
             cr.close_path();
-            cr.clip();
+        } else {
+            cr.rectangle(0.0, 0.0, w, h);
         }
+        cr.clip();
         let [r, g, b] = tile;
         cr.set_source_rgb(
             f64::from(r) / 255.0,
@@ -481,7 +492,7 @@ mod gtk_side {
         let scale = (w / pw).min(h / ph);
         let (dw, dh) = (pw * scale, ph * scale);
         let (x, y) = ((w - dw) / 2.0, (h - dh) / 2.0);
-        if place.is_some_and(|p| p.mirror) {
+        if p.mirror {
             cr.translate(x + dw, y);
             cr.scale(-scale, scale);
         } else {

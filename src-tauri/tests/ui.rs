@@ -430,15 +430,11 @@ async fn share_a_window_from_the_picker_and_the_other_side_reads_it() -> Result<
     result
 }
 
-/// On a Wayland desktop whose portal can cast, Share goes through the desktop's own picker
-/// (here `confab-testdesk`'s stand-in portal and screen, over a real bus and a real PipeWire;
-/// the app is told it is on Wayland). The app's dialog says the desktop is asking, closes when
-/// the desktop answers, and the bar says what is shared; Pat decodes the desktop's screen (the
-/// numbered pattern, 640x360) moving on. E stops it and the portal session closes. A picker
-/// still open when the app's dialog is closed is given up (its session closed, no error); a
-/// picker the person cancels just closes the dialog.
 /// Where WebKit composites, the call's pictures are painted by the app's native video surface
-/// under a transparent page: read back from the screen itself (the page has no picture).
+/// under a transparent page: read back from the screen itself (the page has no picture),
+/// frame numbers going up; the page's own background beside the tile; filling the window
+/// shows the picture full size with nothing of the page over it; nothing is painted there
+/// after hanging up.
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_call_is_painted_on_a_native_surface_under_the_page() -> Result<()> {
@@ -534,28 +530,45 @@ async fn the_call_is_painted_on_a_native_surface_under_the_page() -> Result<()> 
         );
         // The page is transparent only down to the tiles: beside the tile, its background
         // (painted by the surface under it) is the page's own color.
-        let bg = c
-            .execute(
+        let color = |var: &str| {
+            let script = format!(
                 "const x = document.createElement('canvas').getContext('2d'); \
-                 x.fillStyle = getComputedStyle(document.documentElement).getPropertyValue('--bg').trim(); \
-                 return x.fillStyle",
-                vec![],
-            )
-            .await?;
+                 x.fillStyle = getComputedStyle(document.documentElement).getPropertyValue('{var}').trim(); \
+                 return x.fillStyle"
+            );
+            let c = &c;
+            async move {
+                let v = c.execute(&script, vec![]).await?;
+                Ok::<_, anyhow::Error>(v.as_str().unwrap_or_default().to_owned())
+            }
+        };
+        let hex = |p: &[u8]| format!("#{:02x}{:02x}{:02x}", p[0], p[1], p[2]);
         let beside = screen_rgba(&display, (at[0] - 6.0) as i16, (at[1] + 40.0) as i16, 1, 1)?;
-        let want = bg.as_str().unwrap_or_default();
-        ensure!(
-            format!("#{:02x}{:02x}{:02x}", beside[0], beside[1], beside[2]) == want,
-            "beside the tile: {beside:?}, the page's background is {want}"
-        );
-        // Frames drawn are counted as for any tile (the stats panel reads them).
-        ensure!(
-            peer.wait("the peer gets the app's video", 30, |p| {
-                p["video"]["pattern_frames"].as_u64() > Some(30)
-            })
-            .is_ok(),
-            "the peer sees the app"
-        );
+        let page = color("--bg").await?;
+        ensure!(hex(&beside) == page, "beside the tile: {beside:?}, the page's background is {page}");
+        // F fills the window with the peer: the picture full size (its stamp under the page's
+        // "Back to the call" button now, so it is seen growing and moving instead), and
+        // nothing of the page left over it: the header's corner shows the tile's color.
+        c.find(Locator::Css("body")).await?.send_keys("f").await?;
+        wait_js(&c, "the peer fills the window", 5, "return document.getElementById('grid').dataset.mode === 'focus'").await?;
+        let tile_color = color("--tile").await?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let bigger = loop {
+            let (rgba, fw, ..) = picture_on_screen().await?;
+            if fw > w && hex(&screen_rgba(&display, 4, 4, 1, 1)?) == tile_color {
+                break rgba;
+            }
+            ensure!(std::time::Instant::now() < deadline, "the picture did not fill the window ({fw} wide)");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (moved, ..) = picture_on_screen().await?;
+        ensure!(bigger != moved, "the full-size picture moves on");
+        c.find(Locator::Css("body")).await?.send_keys(&char::from(Key::Escape).to_string()).await?;
+        wait_js(&c, "back to the grid", 5, "return document.getElementById('grid').dataset.mode === 'grid'").await?;
+        peer.wait("the peer gets the app's video", 30, |p| {
+            p["video"]["pattern_frames"].as_u64() > Some(30)
+        })?;
         // Hung up: the surface paints nothing there any more.
         c.find(Locator::Css("#btn-hangup")).await?.click().await?;
         wait_js(&c, "the tile gone", 15, &format!("{tile} return !t")).await?;
@@ -577,6 +590,13 @@ async fn the_call_is_painted_on_a_native_surface_under_the_page() -> Result<()> 
     finish(c, &driver, result, Some("ui-native-failed.png")).await
 }
 
+/// On a Wayland desktop whose portal can cast, Share goes through the desktop's own picker
+/// (here `confab-testdesk`'s stand-in portal and screen, over a real bus and a real PipeWire;
+/// the app is told it is on Wayland). The app's dialog says the desktop is asking, closes when
+/// the desktop answers, and the bar says what is shared; Pat decodes the desktop's screen (the
+/// numbered pattern, 640x360) moving on. E stops it and the portal session closes. A picker
+/// still open when the app's dialog is closed is given up (its session closed, no error); a
+/// picker the person cancels just closes the dialog.
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn share_through_the_desktops_own_picker_on_wayland() -> Result<()> {

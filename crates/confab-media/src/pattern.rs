@@ -181,14 +181,22 @@ pub const CAPTURE_WIDTHS: [usize; 8] = [320, 352, 480, 640, 960, 1280, 1920, 384
 fn read_with(width: usize, height: usize, luma: impl Fn(usize, usize) -> u8) -> Option<Stamp> {
     // As captured, halved and quartered (whole pixels), then resized to any width from a
     // capture width (a picture sized to the tile it is shown in: blocks of 10.4 pixels, say).
+    // Last, enlarged from a smaller capture (a tile filling a window).
     let whole = [BLOCK, BLOCK / 2, BLOCK / 4].map(|b| b as f64);
+    let block_from = |w0: usize| (BLOCK * width) as f64 / w0 as f64;
     let resized = CAPTURE_WIDTHS
         .into_iter()
         .filter(|&w0| w0 > width)
-        .map(|w0| (BLOCK * width) as f64 / w0 as f64);
+        .map(block_from);
+    let enlarged = CAPTURE_WIDTHS
+        .into_iter()
+        .filter(|&w0| w0 < width)
+        .rev()
+        .map(block_from);
     whole
         .into_iter()
         .chain(resized)
+        .chain(enlarged)
         .find_map(|block| read_blocks(width, height, block, &luma))
 }
 
@@ -310,6 +318,22 @@ mod tests {
                 Some(stamp),
                 "rgba {w}x{h} halved"
             );
+        }
+    }
+
+    #[test]
+    fn a_picture_enlarged_to_fill_a_window_reads_back() {
+        let stamp = Stamp {
+            frame: 4321,
+            capture_us: 99,
+        };
+        for (w, h, to_w, to_h) in [
+            (640, 480, 986, 740),
+            (640, 480, 1280, 960),
+            (1280, 720, 1920, 1080),
+        ] {
+            let big = frame(w, h, stamp, 0).resized(to_w, to_h);
+            assert_eq!(read(&big), Some(stamp), "{w}x{h} enlarged to {to_w}x{to_h}");
         }
     }
 
