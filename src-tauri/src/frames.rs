@@ -50,7 +50,61 @@ pub enum Way {
 pub struct Picture {
     pub width: usize,
     pub height: usize,
-    pub bgrx: Vec<u8>,
+    pub bgrx: PictureBytes,
+}
+
+/// Buffers of pictures the native surface is done with, kept for the next ones: a fresh
+/// buffer for each 720p picture was allocated and cleared 30 times a second.
+#[derive(Default)]
+pub struct Buffers(Mutex<Vec<Vec<u8>>>);
+
+/// Buffers kept at most (a remote tile's and the self view's, a few of each).
+const KEPT_BUFFERS: usize = 6;
+
+impl Buffers {
+    /// A buffer of `len` bytes used before, or a new empty one.
+    fn take(&self, len: usize) -> Vec<u8> {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match g.iter().position(|b| b.len() == len) {
+            Some(i) => g.swap_remove(i),
+            None => Vec::new(),
+        }
+    }
+
+    fn give(&self, buffer: Vec<u8>) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if g.len() == KEPT_BUFFERS {
+            g.remove(0);
+        }
+        g.push(buffer);
+    }
+}
+
+/// A picture's bytes; back to the [`Buffers`] they came from once nothing paints them.
+pub struct PictureBytes {
+    bytes: Vec<u8>,
+    home: std::sync::Weak<Buffers>,
+}
+
+impl std::ops::Deref for PictureBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl AsMut<[u8]> for PictureBytes {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+}
+
+impl Drop for PictureBytes {
+    fn drop(&mut self) {
+        if let Some(home) = self.home.upgrade() {
+            home.give(std::mem::take(&mut self.bytes));
+        }
+    }
 }
 
 /// The window's native video surface: paints the newest picture of each tile under the
@@ -123,6 +177,8 @@ pub struct UiFrames {
     inner: Mutex<Inner>,
     cond: Condvar,
     stop: AtomicBool,
+    /// Picture buffers for the native surface, used again.
+    buffers: Arc<Buffers>,
 }
 
 fn message(kind: u8, key: &str, body: &[u8]) -> Vec<u8> {
@@ -426,10 +482,15 @@ impl UiFrames {
             };
             let frame = scale_for(frame, shown, min);
             if let Some(surface) = surface {
+                let mut bytes = self.buffers.take(frame.width * frame.height * 4);
+                confab_media::convert::to_bgrx_into(&frame, &mut bytes);
                 let picture = Picture {
                     width: frame.width,
                     height: frame.height,
-                    bgrx: confab_media::convert::to_bgrx(&frame),
+                    bgrx: PictureBytes {
+                        bytes,
+                        home: Arc::downgrade(&self.buffers),
+                    },
                 };
                 if !surface.show(&k, picture) {
                     self.release(&k);
@@ -766,7 +827,7 @@ mod tests {
                 return false;
             }
             let mut g = self.shown.lock().unwrap();
-            g.push((key.into(), p.width, p.height, p.bgrx));
+            g.push((key.into(), p.width, p.height, p.bgrx.to_vec()));
             true
         }
     }
@@ -863,6 +924,32 @@ mod tests {
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(surface.wait(6).len(), 5);
         assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+    }
+
+    #[test]
+    fn picture_buffers_are_used_again() {
+        let buffers = Arc::new(Buffers::default());
+        let mut b = buffers.take(16);
+        assert!(b.is_empty(), "nothing kept yet");
+        b.resize(16, 7);
+        let p = PictureBytes {
+            bytes: b,
+            home: Arc::downgrade(&buffers),
+        };
+        let at = p.as_ptr();
+        drop(p);
+        let again = buffers.take(16);
+        assert_eq!((again.as_ptr(), again.len()), (at, 16), "the same buffer");
+        assert!(buffers.take(16).is_empty(), "taken once");
+        assert!(buffers.take(8).is_empty(), "only one of the size asked for");
+        for _ in 0..10 {
+            buffers.give(vec![0; 4]);
+        }
+        assert_eq!(
+            buffers.0.lock().unwrap().len(),
+            KEPT_BUFFERS,
+            "a few kept at most"
+        );
     }
 
     #[test]

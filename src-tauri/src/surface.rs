@@ -185,6 +185,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
+    fn new(frames: &Arc<UiFrames>, measure: bool) -> Arc<Self> {
+        Arc::new(Shared {
+            state: Mutex::new(State {
+                page: [0xf4, 0xf5, 0xfa],
+                tile: [0x1a, 0x1d, 0x29],
+                ..State::default()
+            }),
+            asked: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+            frames: Arc::downgrade(frames),
+            measure,
+        })
+    }
+
     /// Pictures of these tiles went unpainted: the next ones may come.
     fn dropped(&self, keys: &[String]) {
         if let Some(f) = self.frames.upgrade() {
@@ -194,9 +208,11 @@ impl Shared {
         }
     }
 
+    /// Asks the main thread to apply the state (once the widgets are there: `install` applies
+    /// what was said before).
     fn ask(self: &Arc<Self>) {
         #[cfg(target_os = "linux")]
-        if !self.asked.swap(true, Ordering::AcqRel) {
+        if self.ready.load(Ordering::Acquire) && !self.asked.swap(true, Ordering::AcqRel) {
             let me = self.clone();
             gtk::glib::MainContext::default().invoke(move || gtk_side::apply(&me));
         }
@@ -219,17 +235,7 @@ pub fn install(
     frames: &Arc<UiFrames>,
     measure: bool,
 ) -> Option<Arc<NativeVideo>> {
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State {
-            page: [0xf4, 0xf5, 0xfa],
-            tile: [0x1a, 0x1d, 0x29],
-            ..State::default()
-        }),
-        asked: AtomicBool::new(false),
-        ready: AtomicBool::new(false),
-        frames: Arc::downgrade(frames),
-        measure,
-    });
+    let shared = Shared::new(frames, measure);
     #[cfg(target_os = "linux")]
     {
         let s = shared.clone();
@@ -527,6 +533,86 @@ mod gtk_side {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frames::{TestRunner, Way};
+    use confab_engine::{FrameSource, VideoSink};
+    use confab_media::pattern;
+    use std::time::{Duration, Instant};
+
+    /// The surface's side of the frames' accounting, without GTK (the widgets are never in
+    /// place here, so nothing is taken to a main thread): a picture the surface lets go
+    /// unpainted is always given back, so pictures keep coming.
+    #[test]
+    fn unpainted_pictures_are_given_back() {
+        let frames = UiFrames::new();
+        let (channel, _rx) = crate::frames::test_channel();
+        frames.open(channel, true);
+        let native = Arc::new(NativeVideo {
+            shared: Shared::new(&frames, false),
+        });
+        frames.set_surface(native.clone());
+        let _runner = TestRunner::start(&frames);
+        let a = FrameSource::Remote(confab_protocol::PeerId("a".into()));
+        let send = |n: u32| {
+            let stamp = pattern::Stamp {
+                frame: n,
+                capture_us: 0,
+            };
+            frames.frame(&a, &Arc::new(pattern::frame(640, 480, stamp, 0)));
+        };
+        // The newest picture waiting for the tile, once it is `n`.
+        let waits = |n: u32| {
+            let end = Instant::now() + Duration::from_secs(5);
+            loop {
+                let got = lock(&native.shared.state)
+                    .next
+                    .get("a")
+                    .map(|p| pattern::read_bgrx(&p.bgrx, p.width, p.height).map(|s| s.frame));
+                if got == Some(Some(n)) {
+                    return true;
+                }
+                if Instant::now() > end {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        frames.set_way("a", Way::Native, 1);
+        // Not placed yet: nowhere to paint, nothing waits.
+        send(1);
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(lock(&native.shared.state).next.is_empty());
+        native.place("a", Some(place()));
+        // Never painted, each picture replaces the last: far more than the window of 2 go.
+        for n in 2..12 {
+            send(n);
+            assert!(waits(n), "picture {n} reached the surface");
+        }
+        // Hidden, then shown again: pictures come again.
+        native.place("a", None);
+        send(20);
+        std::thread::sleep(Duration::from_millis(200));
+        native.place("a", Some(place()));
+        send(21);
+        assert!(waits(21), "after showing again");
+        // Removed with a picture waiting, placed again: still not stuck.
+        native.remove("a");
+        assert!(lock(&native.shared.state).next.is_empty());
+        native.place("a", Some(place()));
+        for n in 30..34 {
+            send(n);
+            assert!(waits(n), "picture {n} after the tile came back");
+        }
+        // Many tiles the window no longer shows make room for a new one, and the pictures
+        // they held are given back.
+        native.place("a", None);
+        for i in 0..MAX_TILES {
+            native.place(&format!("gone{i}"), None);
+        }
+        native.place("a", Some(place()));
+        assert!(lock(&native.shared.state).places.len() <= MAX_TILES);
+        send(40);
+        assert!(waits(40), "a tile placed again when the table was full");
+    }
 
     fn place() -> Place {
         Place {

@@ -200,7 +200,15 @@ pub fn to_rgba(frame: &VideoFrame) -> Vec<u8> {
 /// BGRx of a frame (the fourth byte 255): what cairo's RGB24 surfaces hold on a
 /// little-endian machine, painted without another conversion.
 pub fn to_bgrx(frame: &VideoFrame) -> Vec<u8> {
-    four_bytes_a_pixel(frame, yuv::yuv420_to_bgra)
+    let mut out = Vec::new();
+    to_bgrx_into(frame, &mut out);
+    out
+}
+
+/// [`to_bgrx`] into a buffer used before (sized to the frame; a buffer of the right size is
+/// written over, not cleared first).
+pub fn to_bgrx_into(frame: &VideoFrame, out: &mut Vec<u8>) {
+    into_four_bytes_a_pixel(frame, yuv::yuv420_to_bgra, out)
 }
 
 type YuvToPacked = fn(
@@ -212,6 +220,12 @@ type YuvToPacked = fn(
 ) -> Result<(), yuv::YuvError>;
 
 fn four_bytes_a_pixel(frame: &VideoFrame, convert: YuvToPacked) -> Vec<u8> {
+    let mut out = Vec::new();
+    into_four_bytes_a_pixel(frame, convert, &mut out);
+    out
+}
+
+fn into_four_bytes_a_pixel(frame: &VideoFrame, convert: YuvToPacked, out: &mut Vec<u8>) {
     let (w, h) = (frame.width as u32, frame.height as u32);
     let img = yuv::YuvPlanarImage {
         y_plane: frame.y(),
@@ -223,10 +237,14 @@ fn four_bytes_a_pixel(frame: &VideoFrame, convert: YuvToPacked) -> Vec<u8> {
         width: w,
         height: h,
     };
-    let mut out = vec![0u8; (w * h * 4) as usize];
+    let n = (w * h * 4) as usize;
+    if out.len() != n {
+        out.clear();
+        out.resize(n, 0);
+    }
     if convert(
         &img,
-        &mut out,
+        out,
         w * 4,
         YuvRange::Limited,
         YuvStandardMatrix::Bt601,
@@ -235,7 +253,6 @@ fn four_bytes_a_pixel(frame: &VideoFrame, convert: YuvToPacked) -> Vec<u8> {
     {
         out.fill(0);
     }
-    out
 }
 
 #[cfg(test)]
