@@ -735,9 +735,13 @@ pub async fn tile_way(
         return Err(IpcError::invalid("this window has no native video surface"));
     }
     // (A word older than the last one on the tile, taken late, changes nothing here either.)
-    if state.frames.set_way(&tile, way, count) && way != crate::frames::Way::Native {
+    if state.frames.set_way(&tile, way, count) {
         if let Some(n) = native {
-            n.remove(&tile);
+            if way == crate::frames::Way::Native {
+                n.adopt(&tile);
+            } else {
+                n.remove(&tile);
+            }
         }
     }
     Ok(())

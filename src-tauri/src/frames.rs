@@ -71,6 +71,11 @@ impl Buffers {
         }
     }
 
+    /// Keeps none (nothing is painted natively any more).
+    fn clear(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     fn give(&self, buffer: Vec<u8>) {
         let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if g.len() == KEPT_BUFFERS {
@@ -209,6 +214,7 @@ impl UiFrames {
         g.announced.clear();
         g.ways.clear();
         g.in_flight.clear();
+        self.buffers.clear();
         self.cond.notify_all();
         g.epoch
     }
@@ -595,6 +601,10 @@ impl VideoSink for UiFrames {
             g.drawn.remove(&k);
         }
         g.ended.push_back(k);
+        // The call's last native tile went: its buffers are not kept for the next call.
+        if !g.ways.values().any(|w| w.0 == Way::Native) {
+            self.buffers.clear();
+        }
         self.cond.notify_all();
     }
 }

@@ -100,12 +100,24 @@ impl NativeVideo {
         self.shared.ready.load(Ordering::Acquire)
     }
 
-    /// The window shows this tile there (`None`: it does not show it now, or it went).
+    /// The window paints this tile natively from now on (`tile_way native`, taken): only
+    /// such a tile is ever placed.
+    pub fn adopt(&self, key: &str) {
+        self.place_if(key, None, true);
+    }
+
+    /// The window shows this tile there (`None`: it does not show it now). A place for a tile
+    /// that does not take the native way (one that went, a word from before the window opened
+    /// its video again, taken late) changes nothing.
     pub fn place(&self, key: &str, place: Option<Place>) {
+        self.place_if(key, place, false);
+    }
+
+    fn place_if(&self, key: &str, place: Option<Place>, new: bool) {
         let mut unpainted = Vec::new();
         {
             let mut s = lock(&self.shared.state);
-            if s.places.len() >= MAX_TILES && !s.places.contains_key(key) {
+            if new && s.places.len() >= MAX_TILES && !s.places.contains_key(key) {
                 // Tiles the window no longer shows go first.
                 let hidden: Vec<String> = s
                     .places
@@ -120,8 +132,15 @@ impl NativeVideo {
                     }
                 }
             }
-            if s.places.len() < MAX_TILES || s.places.contains_key(key) {
-                s.places.insert(key.to_owned(), place);
+            let room = s.places.len() < MAX_TILES;
+            match s.places.get_mut(key) {
+                // (Adopted again: where it was stays.)
+                Some(_) if new => {}
+                Some(p) => *p = place,
+                None if new && room => {
+                    s.places.insert(key.to_owned(), place);
+                }
+                None => {}
             }
         }
         self.shared.dropped(&unpainted);
@@ -141,7 +160,8 @@ impl NativeVideo {
         self.shared.ask();
     }
 
-    /// The window opened its video again: it says anew which tiles are where.
+    /// The window opened its video again: it says anew which tiles are where. (The pictures
+    /// waiting are not given back one by one: opening again forgets every tile's count.)
     pub fn clear(&self) {
         {
             let mut s = lock(&self.shared.state);
@@ -577,6 +597,7 @@ mod tests {
             }
         };
         frames.set_way("a", Way::Native, 1);
+        native.adopt("a");
         // Not placed yet: nowhere to paint, nothing waits.
         send(1);
         std::thread::sleep(Duration::from_millis(200));
@@ -594,9 +615,13 @@ mod tests {
         native.place("a", Some(place()));
         send(21);
         assert!(waits(21), "after showing again");
-        // Removed with a picture waiting, placed again: still not stuck.
+        // Removed with a picture waiting: a place said before, taken late, does not bring it
+        // back; taken natively again and placed, its pictures are not stuck.
         native.remove("a");
         assert!(lock(&native.shared.state).next.is_empty());
+        native.place("a", Some(place()));
+        assert!(!lock(&native.shared.state).places.contains_key("a"));
+        native.adopt("a");
         native.place("a", Some(place()));
         for n in 30..34 {
             send(n);
@@ -606,8 +631,9 @@ mod tests {
         // they held are given back.
         native.place("a", None);
         for i in 0..MAX_TILES {
-            native.place(&format!("gone{i}"), None);
+            native.adopt(&format!("gone{i}"));
         }
+        native.adopt("a");
         native.place("a", Some(place()));
         assert!(lock(&native.shared.state).places.len() <= MAX_TILES);
         send(40);

@@ -487,7 +487,8 @@ async fn the_call_is_painted_on_a_native_surface_under_the_page() -> Result<()> 
             w as u16,
             h as u16,
         )?;
-        Ok::<_, anyhow::Error>((rgba, w as usize, h as usize, [v[0], v[1]]))
+        // Where: the tile's top left, then the picture's.
+        Ok::<_, anyhow::Error>((rgba, w as usize, h as usize, [v[0], v[1], x, y]))
     };
     let result = async {
         join_and_call_all(&c, "native", &server.ws_url()).await?;
@@ -552,15 +553,30 @@ async fn the_call_is_painted_on_a_native_surface_under_the_page() -> Result<()> 
         c.find(Locator::Css("body")).await?.send_keys("f").await?;
         wait_js(&c, "the peer fills the window", 5, "return document.getElementById('grid').dataset.mode === 'focus'").await?;
         let tile_color = color("--tile").await?;
+        let origin: Vec<f64> = serde_json::from_value(
+            c.execute("return [window.screenX, window.screenY]", vec![]).await?,
+        )?;
+        let pixel = |x: f64, y: f64| {
+            screen_rgba(&display, x.round() as i16, y.round() as i16, 1, 1).map(|p| hex(&p))
+        };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let bigger = loop {
-            let (rgba, fw, ..) = picture_on_screen().await?;
-            if fw > w && hex(&screen_rgba(&display, 4, 4, 1, 1)?) == tile_color {
-                break rgba;
+        let (bigger, fh, fat) = loop {
+            let (rgba, fw, fh, fat) = picture_on_screen().await?;
+            if fw > w && pixel(origin[0] + 4.0, origin[1] + 4.0)? == tile_color {
+                break (rgba, fh, fat);
             }
             ensure!(std::time::Instant::now() < deadline, "the picture did not fill the window ({fw} wide)");
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
+        // Painted where the page says and that large: the picture starts where the tile's
+        // color (the letterbox beside it) ends.
+        let mid = fat[3] + fh as f64 / 2.0;
+        ensure!(fat[2] - fat[0] > 8.0, "a letterbox beside the picture: {fat:?}");
+        let (outside, inside) = (pixel(fat[2] - 4.0, mid)?, pixel(fat[2] + 4.0, mid)?);
+        ensure!(
+            outside == tile_color && inside != tile_color && inside != page,
+            "at the picture's left edge: {outside} then {inside} (a tile is {tile_color})"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (moved, ..) = picture_on_screen().await?;
         ensure!(bigger != moved, "the full-size picture moves on");
@@ -569,18 +585,20 @@ async fn the_call_is_painted_on_a_native_surface_under_the_page() -> Result<()> 
         peer.wait("the peer gets the app's video", 30, |p| {
             p["video"]["pattern_frames"].as_u64() > Some(30)
         })?;
-        // Hung up: the surface paints nothing there any more.
+        // Hung up: the surface paints nothing there any more (not the picture, not the tile):
+        // the page's background where the tile was.
         c.find(Locator::Css("#btn-hangup")).await?.click().await?;
         wait_js(&c, "the tile gone", 15, &format!("{tile} return !t")).await?;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let rgba = screen_rgba(&display, (at[0] + 2.0) as i16, (at[1] + 2.0) as i16, w as u16, h as u16)?;
-            if pattern::read_rgba(&rgba, w, h).is_none() {
+            let rgba = screen_rgba(&display, at[2] as i16, at[3] as i16, w as u16, h as u16)?;
+            let where_it_was = pixel(at[0] + 20.0, at[1] + 20.0)?;
+            if pattern::read_rgba(&rgba, w, h).is_none() && where_it_was == page {
                 break;
             }
             ensure!(
                 std::time::Instant::now() < deadline,
-                "the peer's picture is still painted after hanging up"
+                "after hanging up, where the tile was: {where_it_was} (the page is {page})"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
