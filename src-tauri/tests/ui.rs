@@ -50,6 +50,26 @@ async fn join_and_call_all(c: &fantoccini::Client, room: &str, url: &str) -> Res
     Ok(())
 }
 
+/// A call about to start: a signaling server, Pat (a confab-peer with a 660 Hz tone, for 90 s)
+/// waiting in `room`, and the app's session (its own config folder).
+async fn pat_waits(
+    driver: &Driver,
+    room: &str,
+) -> Result<(SignalServer, Peer, fantoccini::Client)> {
+    let server = server().await;
+    let dir = scratch(room);
+    let peer = peer(
+        &server.ws_url(),
+        room,
+        "Pat",
+        660,
+        &["--duration", "90"],
+        &dir,
+    )?;
+    let c = session(driver, app_args(&dir.join("config"))).await?;
+    Ok((server, peer, c))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_call_see_the_pattern_mute_and_hang_up() -> Result<()> {
     let _turn = one_at_a_time().await;
@@ -355,17 +375,7 @@ async fn share_a_window_from_the_picker_and_the_other_side_reads_it() -> Result<
     let title = "Confab pattern window";
     let window = PatternWindow::open(Some(&display.name), title, (40, 40), (640, 480), 10.0)?;
     let driver = webdriver(&display)?;
-    let server = server().await;
-    let dir = scratch("share-window");
-    let peer = peer(
-        &server.ws_url(),
-        "share-window",
-        "Pat",
-        660,
-        &["--duration", "90"],
-        &dir,
-    )?;
-    let c = session(&driver, app_args(&dir.join("config"))).await?;
+    let (server, peer, c) = pat_waits(&driver, "share-window").await?;
     let card = format!("[...document.querySelectorAll('.share-card')].find(c => c.querySelector('.share-name').textContent === '{title}')");
     let result = async {
         join_and_call_all(&c, "share-window", &server.ws_url()).await?;
@@ -449,17 +459,7 @@ async fn the_call_is_painted_on_a_native_surface_under_the_page() -> Result<()> 
             ("WEBKIT_DISABLE_DMABUF_RENDERER", "0"),
         ],
     )?;
-    let server = server().await;
-    let dir = scratch("native");
-    let peer = peer(
-        &server.ws_url(),
-        "native",
-        "Pat",
-        660,
-        &["--duration", "90"],
-        &dir,
-    )?;
-    let c = session(&driver, app_args(&dir.join("config"))).await?;
+    let (server, peer, c) = pat_waits(&driver, "native").await?;
     let tile = "const t = document.querySelector('#grid .tile:not(.local)');";
     // The peer's picture (640x480) as the surface fits it in the tile, on the screen.
     let picture_on_screen = || async {
@@ -638,17 +638,7 @@ async fn share_through_the_desktops_own_picker_on_wayland() -> Result<()> {
             ("DBUS_SESSION_BUS_ADDRESS", &desk.bus_address),
         ],
     )?;
-    let server = server().await;
-    let dir = scratch("share-portal");
-    let peer = peer(
-        &server.ws_url(),
-        "share-portal",
-        "Pat",
-        660,
-        &["--duration", "90"],
-        &dir,
-    )?;
-    let c = session(&driver, app_args(&dir.join("config"))).await?;
+    let (server, peer, c) = pat_waits(&driver, "share-portal").await?;
     let quiet =
         "![...document.querySelectorAll('.toast')].some(t => t.classList.contains('error'))";
     let result = async {
