@@ -71,6 +71,8 @@ impl Place {
 struct State {
     /// Each tile the surface paints, and where (`None`: not shown now).
     places: HashMap<String, Option<Place>>,
+    /// The window said something of the places since the main thread last took them.
+    said: bool,
     /// The newest picture of each tile, not yet taken to the main thread.
     next: HashMap<String, Picture>,
     /// The page's background and a tile's, RGB.
@@ -132,6 +134,7 @@ impl NativeVideo {
                     }
                 }
             }
+            s.said = true;
             let room = s.places.len() < MAX_TILES;
             match s.places.get_mut(key) {
                 // (Adopted again: where it was stays.)
@@ -151,6 +154,7 @@ impl NativeVideo {
     pub fn remove(&self, key: &str) {
         let unpainted = {
             let mut s = lock(&self.shared.state);
+            s.said = true;
             s.places.remove(key);
             s.next.remove(key).is_some()
         };
@@ -165,6 +169,7 @@ impl NativeVideo {
     pub fn clear(&self) {
         {
             let mut s = lock(&self.shared.state);
+            s.said = true;
             s.places.clear();
             s.next.clear();
         }
@@ -365,12 +370,9 @@ mod gtk_side {
         shared.asked.store(false, Ordering::Release);
         let (places, next, page, tile) = {
             let mut s = lock(&shared.state);
-            (
-                s.places.clone(),
-                std::mem::take(&mut s.next),
-                s.page,
-                s.tile,
-            )
+            // (Only when they changed: a new picture alone does not copy them.)
+            let places = std::mem::take(&mut s.said).then(|| s.places.clone());
+            (places, std::mem::take(&mut s.next), s.page, s.tile)
         };
         WIDGETS.with(|w| {
             let w = w.borrow();
@@ -381,23 +383,25 @@ mod gtk_side {
             let whole = (canvas.page, canvas.tile) != (page, tile);
             canvas.page = page;
             canvas.tile = tile;
-            // Tiles that went.
-            canvas.tiles.retain(|k, t| {
-                let keep = places.contains_key(k);
-                if !keep {
-                    dirty.extend(t.place);
-                    if t.fresh {
-                        unpainted.push(k.clone());
+            if let Some(places) = &places {
+                // Tiles that went.
+                canvas.tiles.retain(|k, t| {
+                    let keep = places.contains_key(k);
+                    if !keep {
+                        dirty.extend(t.place);
+                        if t.fresh {
+                            unpainted.push(k.clone());
+                        }
                     }
-                }
-                keep
-            });
-            for (key, place) in &places {
-                let t = canvas.tiles.entry(key.clone()).or_default();
-                if t.place != *place {
-                    dirty.extend(t.place);
-                    dirty.extend(*place);
-                    t.place = *place;
+                    keep
+                });
+                for (key, place) in places {
+                    let t = canvas.tiles.entry(key.clone()).or_default();
+                    if t.place != *place {
+                        dirty.extend(t.place);
+                        dirty.extend(*place);
+                        t.place = *place;
+                    }
                 }
             }
             for (key, picture) in next {
