@@ -197,16 +197,9 @@ pub fn to_rgba(frame: &VideoFrame) -> Vec<u8> {
     four_bytes_a_pixel(frame, yuv::yuv420_to_rgba)
 }
 
-/// BGRx of a frame (the fourth byte 255): what cairo's RGB24 surfaces hold on a
-/// little-endian machine, painted without another conversion.
-pub fn to_bgrx(frame: &VideoFrame) -> Vec<u8> {
-    let mut out = Vec::new();
-    to_bgrx_into(frame, &mut out);
-    out
-}
-
-/// [`to_bgrx`] into a buffer used before (sized to the frame; a buffer of the right size is
-/// written over, not cleared first).
+/// BGRx of a frame (the fourth byte 255), what cairo's RGB24 surfaces hold on a little-endian
+/// machine, painted without another conversion; into a buffer used before (sized to the frame;
+/// a buffer of the right size is written over, not cleared first).
 pub fn to_bgrx_into(frame: &VideoFrame, out: &mut Vec<u8>) {
     into_four_bytes_a_pixel(frame, yuv::yuv420_to_bgra, out)
 }
@@ -286,7 +279,9 @@ mod tests {
             capture_us: 1234,
         };
         let f = pattern::frame(640, 360, stamp, 0);
-        let (rgba, bgrx) = (to_rgba(&f), to_bgrx(&f));
+        let rgba = to_rgba(&f);
+        let mut bgrx = vec![1u8; 3];
+        to_bgrx_into(&f, &mut bgrx);
         assert_eq!(bgrx.len(), 640 * 360 * 4);
         for (c, b) in rgba.chunks_exact(4).zip(bgrx.chunks_exact(4)) {
             assert_eq!([c[2], c[1], c[0]], b[..3]);
