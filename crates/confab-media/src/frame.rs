@@ -178,8 +178,8 @@ fn taps(from: usize, to: usize) -> Vec<(usize, u16)> {
 
 /// One plane of `from` (width, height; both at least 1) resized to `to` bilinearly: rows are
 /// blended first (vectorized, at the source's width, into `row`), then each output sample
-/// takes two neighbours of that row. About 1.7 times as fast as fast_image_resize's convolution, whose
-/// SIMD pays off only for wide filters.
+/// takes two neighbours of that row. About 1.7 times as fast as fast_image_resize's
+/// convolution, whose SIMD pays off only for wide filters.
 fn bilinear(
     src: &[u8],
     from: (usize, usize),

@@ -62,8 +62,11 @@ pub fn dominant_hz(samples: &[i16]) -> Option<f64> {
     if samples.len() < 960 || level(samples) < 0.001 {
         return None;
     }
-    // Coarse scan every 10 Hz, then refine around the peak.
-    let best = |lo: f64, hi: f64, step: f64| {
+    // Coarse scan every 10 Hz over the last 0.1 s (its resolution is 10 Hz: more samples only
+    // cost time, five times over for the half second a listener keeps), then refine around the
+    // peak to 1 Hz over all of them.
+    let recent = &samples[samples.len().saturating_sub(SAMPLE_RATE as usize / 10)..];
+    let best = |samples: &[i16], lo: f64, hi: f64, step: f64| {
         let mut f = lo;
         let mut top = (lo, f64::MIN);
         while f <= hi {
@@ -75,8 +78,8 @@ pub fn dominant_hz(samples: &[i16]) -> Option<f64> {
         }
         top.0
     };
-    let coarse = best(50.0, 4000.0, 10.0);
-    let fine = best((coarse - 10.0).max(50.0), coarse + 10.0, 1.0);
+    let coarse = best(recent, 50.0, 4000.0, 10.0);
+    let fine = best(samples, (coarse - 10.0).max(50.0), coarse + 10.0, 1.0);
     Some(fine)
 }
 
@@ -122,6 +125,29 @@ mod tests {
             let heard = l.dominant_hz().unwrap();
             assert!((heard - hz).abs() <= 2.0, "{hz} heard as {heard}");
             assert!((l.level() - 0.3 / 2f64.sqrt()).abs() < 0.01);
+        }
+    }
+
+    #[test]
+    fn a_tone_between_the_coarse_steps_is_heard_through_noise() {
+        let mut x = 0x9e37_79b9_u32;
+        for hz in [443.0, 1237.0, 3333.0] {
+            let mut t = Tone::new(hz, 0.2);
+            let mut l = Listener::default();
+            for _ in 0..25 {
+                let mut f = t.next_frame();
+                for s in f.iter_mut() {
+                    // White noise, uniform in ±0.2 of full scale (rms 0.115): SNR ~1 dB.
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    let n = (x as f64 / u32::MAX as f64 - 0.5) * 0.4 * i16::MAX as f64;
+                    *s = (f64::from(*s) + n) as i16;
+                }
+                l.push(&f);
+            }
+            let heard = l.dominant_hz().unwrap();
+            assert!((heard - hz).abs() <= 2.0, "{hz} heard as {heard}");
         }
     }
 
