@@ -1,8 +1,9 @@
-//! Measuring process trees through /proc: an app and its WebKit helpers, a browser and its
-//! renderers.
+//! The processes a run starts ([`Killed`], [`Xvfb`]) and measuring process trees through
+//! /proc: an app and its WebKit helpers, a browser and its renderers.
 
 use std::collections::BTreeMap;
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// Kills (and reaps) a child process when dropped.
 pub struct Killed(pub Child);
@@ -31,6 +32,68 @@ impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A virtual X server of our own (Xvfb), stopped on drop. Xvfb picks a free display number
+/// itself (`-displayfd`): a number held by a live server is skipped and a stale lock of a
+/// killed one taken over, so the leftovers of earlier runs, and tests starting at the same
+/// moment (the threads of one test binary share a process id), never meet on one display.
+pub struct Xvfb {
+    _x: Killed,
+    /// `:N`, for `DISPLAY`.
+    pub display: String,
+}
+
+impl Xvfb {
+    /// Starts one with a `width` x `height` screen of 24-bit color, accepting connections
+    /// when this returns.
+    pub fn start(width: u32, height: u32) -> anyhow::Result<Xvfb> {
+        use anyhow::Context;
+        use std::io::BufRead;
+        let mut child = Command::new("Xvfb")
+            .args(["-displayfd", "1", "-screen", "0"])
+            .arg(format!("{width}x{height}x24"))
+            .args(["-nolisten", "tcp"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("Xvfb (package xvfb) must be installed: `cargo xtask test` does")?;
+        let out = child.stdout.take();
+        let x = Killed(child);
+        // Xvfb writes its number once it accepts connections, or exits (end of file). The
+        // reader ends either way: on a timeout the kill below closes the pipe.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut line = String::new();
+            if let Some(out) = out {
+                let _ = std::io::BufReader::new(out).read_line(&mut line);
+            }
+            let _ = tx.send(line);
+        });
+        let said = rx.recv_timeout(Duration::from_secs(30));
+        let number = said
+            .as_deref()
+            .ok()
+            .and_then(|line| line.trim().parse::<u32>().ok());
+        match number {
+            Some(n) => {
+                let _ = reader.join();
+                Ok(Xvfb {
+                    _x: x,
+                    display: format!(":{n}"),
+                })
+            }
+            None => {
+                drop(x);
+                let _ = reader.join();
+                match said {
+                    Ok(_) => anyhow::bail!("Xvfb ended without taking a display"),
+                    Err(_) => anyhow::bail!("Xvfb took no display within 30 s"),
+                }
+            }
+        }
     }
 }
 

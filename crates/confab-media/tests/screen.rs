@@ -7,7 +7,8 @@
 
 mod screen_common;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use confab_bench::procs::Xvfb;
 use confab_media::device::pattern_window::PatternWindow;
 use confab_media::device::screen::ShareKind;
 use confab_media::device::{share_source, FrameBus, VideoCapture, VideoFormat};
@@ -16,54 +17,23 @@ use confab_testdesk::Killed;
 use screen_common::{
     assert_moving, closing_ends_the_share, listed_with, read_frames, shares_moving,
 };
-use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// An X server of our own, 1280x800, with openbox managing its windows.
-fn desktop() -> Result<(String, Killed, Killed)> {
-    for n in 0..50 {
-        let num = 100 + (std::process::id() as usize + n * 11) % 800;
-        if Path::new(&format!("/tmp/.X11-unix/X{num}")).exists()
-            || Path::new(&format!("/tmp/.X{num}-lock")).exists()
-        {
-            continue;
-        }
-        let xvfb = Killed(
-            Command::new("Xvfb")
-                .args([
-                    &format!(":{num}"),
-                    "-screen",
-                    "0",
-                    "1280x800x24",
-                    "-nolisten",
-                    "tcp",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("Xvfb (package xvfb) must be installed: `cargo xtask test` does")?,
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !Path::new(&format!("/tmp/.X11-unix/X{num}")).exists() {
-            if Instant::now() > deadline {
-                bail!("Xvfb :{num} did not start");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let display = format!(":{num}");
-        let wm = Killed(
-            Command::new("openbox")
-                .args(["--sm-disable"])
-                .env("DISPLAY", &display)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("openbox (package openbox) must be installed: `cargo xtask test` does")?,
-        );
-        return Ok((display, xvfb, wm));
-    }
-    bail!("no free X display number")
+fn desktop() -> Result<(String, Xvfb, Killed)> {
+    let xvfb = Xvfb::start(1280, 800)?;
+    let display = xvfb.display.clone();
+    let wm = Killed(
+        Command::new("openbox")
+            .args(["--sm-disable"])
+            .env("DISPLAY", &display)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("openbox (package openbox) must be installed: `cargo xtask test` does")?,
+    );
+    Ok((display, xvfb, wm))
 }
 
 /// A plain black window over `at` (override-redirect: the window manager leaves it where it is).

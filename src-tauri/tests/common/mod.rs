@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use confab_bench::procs::Killed as Proc;
+use confab_bench::procs::Xvfb;
 
 /// GUI and browser tests take turns: on a 2-core machine, several WebKit or Chromium
 /// instances at once starve each other (WebKit then reports the page as hung).
@@ -56,46 +57,18 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// An X server of our own.
+/// An X server of our own (its display number chosen by Xvfb: see [`Xvfb`]).
 pub struct Display {
     pub name: String,
-    _proc: Proc,
+    _x: Xvfb,
 }
 
 pub fn xvfb() -> Result<Display> {
-    for n in 0..50 {
-        let num = 100 + (std::process::id() as usize + n * 7) % 800;
-        if Path::new(&format!("/tmp/.X11-unix/X{num}")).exists()
-            || Path::new(&format!("/tmp/.X{num}-lock")).exists()
-        {
-            continue;
-        }
-        let child = Command::new("Xvfb")
-            .args([
-                format!(":{num}"),
-                "-screen".into(),
-                "0".into(),
-                "1280x800x24".into(),
-                "-nolisten".into(),
-                "tcp".into(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("Xvfb (package xvfb) must be installed")?;
-        let p = Proc(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if Path::new(&format!("/tmp/.X11-unix/X{num}")).exists() {
-                return Ok(Display {
-                    name: format!(":{num}"),
-                    _proc: p,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    bail!("could not start Xvfb")
+    let x = Xvfb::start(1280, 800)?;
+    Ok(Display {
+        name: x.display.clone(),
+        _x: x,
+    })
 }
 
 /// A window manager (openbox) on `display`: windows to share are listed from its client list,

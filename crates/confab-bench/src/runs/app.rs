@@ -6,7 +6,7 @@ use crate::Dirs;
 use anyhow::{Context, Result};
 use confab_bench::figures::{app_table, drawn_fps, AppCall, AppRun};
 use confab_bench::procs::{
-    app_cpu_by_part, tree_cpu_by_name, tree_cpu_seconds, tree_pss_mib, Killed,
+    app_cpu_by_part, tree_cpu_by_name, tree_cpu_seconds, tree_pss_mib, Killed, Xvfb,
 };
 use confab_bench::reports::{per_min, AppFigures};
 use std::io::{BufRead, BufReader};
@@ -27,41 +27,6 @@ pub enum Painting {
     Streams,
 }
 const LAUNCHES: usize = 3;
-
-/// A virtual X display, stopped on drop.
-pub struct Xvfb {
-    _x: Killed,
-    pub display: String,
-}
-
-pub fn xvfb() -> Result<Xvfb> {
-    let display = format!(":{}", 300 + std::process::id() % 500);
-    let x = Killed(
-        Command::new("Xvfb")
-            .args([
-                display.as_str(),
-                "-screen",
-                "0",
-                "1280x800x24",
-                "-nolisten",
-                "tcp",
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .context("Xvfb")?,
-    );
-    // Xvfb is ready when its socket exists.
-    let socket = format!("/tmp/.X11-unix/X{}", &display[1..]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !Path::new(&socket).exists() {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "Xvfb {display} did not start within 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(Xvfb { _x: x, display })
-}
 
 /// A running app: killed (and its log reader joined) on drop.
 struct App {
@@ -271,7 +236,7 @@ pub fn call(
 
 pub fn run(duration: f64, dirs: &Dirs) -> Result<()> {
     let bin = dirs.bin()?;
-    let x = xvfb()?;
+    let x = Xvfb::start(1280, 800)?;
     let mut server = Command::new(bin.join("confab-signal"));
     server.arg("--test-hooks");
     let (_server, url) = start_signal(server)?;

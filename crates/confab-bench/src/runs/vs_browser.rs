@@ -145,7 +145,7 @@ pub async fn run(duration: f64, sizes: &[String], dirs: &Dirs) -> Result<()> {
     })
     .await?;
     let http = format!("http://{}", server.local_addr());
-    let x = super::app::xvfb()?;
+    let x = confab_bench::procs::Xvfb::start(1280, 800)?;
     let mut rows = Vec::new();
     for size in sizes {
         let chromium = browser_pair(&http, size, duration).await?;
