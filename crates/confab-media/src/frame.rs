@@ -167,7 +167,9 @@ fn halve(src: &[u8], sw: usize, dst: &mut [u8], dw: usize, dh: usize, sums: &mut
 fn taps(from: usize, to: usize) -> Vec<(usize, u16)> {
     (0..to)
         .map(|i| {
-            let at = ((2 * i as u64 + 1) * from as u64 * 128 / to as u64).saturating_sub(128);
+            let to = to as u64;
+            let at = ((2 * i as u64 + 1) * from as u64 * 128 + to / 2) / to;
+            let at = at.saturating_sub(128);
             match (at >> 8) as usize {
                 first if first + 1 < from => (first, (at & 255) as u16),
                 _ => (from - 1, 0),

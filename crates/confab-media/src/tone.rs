@@ -62,10 +62,16 @@ pub fn dominant_hz(samples: &[i16]) -> Option<f64> {
     if samples.len() < 960 || level(samples) < 0.001 {
         return None;
     }
-    // Coarse scan every 10 Hz over the last 0.1 s (its resolution is 10 Hz: more samples only
-    // cost time, five times over for the half second a listener keeps), then refine around the
-    // peak to 1 Hz over all of them.
-    let recent = &samples[samples.len().saturating_sub(SAMPLE_RATE as usize / 10)..];
+    // Coarse scan every 10 Hz over the loudest 0.1 s (its resolution is 10 Hz: more samples
+    // only cost time, five times over for the half second a listener keeps; the loudest, as
+    // the tone may have stopped), then refine around the peak to 1 Hz over all of them.
+    let block = SAMPLE_RATE as usize / 10;
+    let energy = |b: &[i16]| b.iter().map(|&s| i64::from(s).pow(2)).sum::<i64>();
+    let recent = samples
+        .rchunks(block)
+        .filter(|b| b.len() == block || samples.len() < block)
+        .max_by_key(|b| energy(b))
+        .unwrap_or(samples);
     let best = |samples: &[i16], lo: f64, hi: f64, step: f64| {
         let mut f = lo;
         let mut top = (lo, f64::MIN);
@@ -149,6 +155,19 @@ mod tests {
             let heard = l.dominant_hz().unwrap();
             assert!((heard - hz).abs() <= 2.0, "{hz} heard as {heard}");
         }
+    }
+
+    #[test]
+    fn a_tone_that_stopped_is_still_heard() {
+        // 0.2 s of tone, then 0.3 s of silence (a mute, a short whistle in a mic check).
+        let mut t = Tone::new(700.0, 0.3);
+        let mut l = Listener::default();
+        for i in 0..25 {
+            let f = if i < 10 { t.next_frame() } else { [0; 960] };
+            l.push(&f);
+        }
+        let heard = l.dominant_hz().unwrap();
+        assert!((heard - 700.0).abs() <= 2.0, "heard as {heard}");
     }
 
     #[test]
