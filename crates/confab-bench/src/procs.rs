@@ -36,9 +36,12 @@ impl Drop for Killed {
 }
 
 /// A virtual X server of our own (Xvfb), stopped on drop. Xvfb picks a free display number
-/// itself (`-displayfd`): a number held by a live server is skipped and a stale lock of a
-/// killed one taken over, so the leftovers of earlier runs, and tests starting at the same
-/// moment (the threads of one test binary share a process id), never meet on one display.
+/// itself (`-displayfd`: the first whose socket it can bind; binding is atomic), so tests
+/// starting at the same moment (the threads of one test binary share a process id) never meet
+/// on one display, and leftovers of killed runs are no obstacle. It listens on Linux's
+/// abstract socket only (`-nolisten unix`), which clients try first: `-displayfd` turns lock
+/// files off, and inside a network namespace of a test's own (abstract sockets are per
+/// namespace) it would take `:0` and replace the desktop's `/tmp/.X11-unix/X0` file.
 pub struct Xvfb {
     _x: Killed,
     /// `:N`, for `DISPLAY`.
@@ -54,7 +57,7 @@ impl Xvfb {
         let mut child = Command::new("Xvfb")
             .args(["-displayfd", "1", "-screen", "0"])
             .arg(format!("{width}x{height}x24"))
-            .args(["-nolisten", "tcp"])
+            .args(["-nolisten", "tcp", "-nolisten", "unix"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
