@@ -87,6 +87,7 @@ struct Cli {
 
 fn main() {
     let started = Instant::now();
+    surface::paint_on_the_cpu_without_a_gpu();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
