@@ -253,28 +253,37 @@ pub fn wanted() -> bool {
         && !off("WEBKIT_DISABLE_DMABUF_RENDERER")
 }
 
-/// Where the machine has no GPU (no DRM render node: a VM, a headless CI machine), WebKit's
-/// GL is Mesa's software rasterizer, and Skia painting the page through it only costs memory:
-/// measured in a 720p call under Xvfb, the web process's PSS 198 -> 165 MiB with Skia's CPU
-/// rendering, its CPU the same (1.3-1.5 % of a core). So the app asks for CPU rendering
-/// there, before WebKit starts (its web process inherits the environment; call this first
-/// thing in `main`, before any thread exists). A value the user set is kept.
+/// Where the machine has no usable GPU (no DRM render node this user may open: a headless
+/// server or CI machine, a container without the GPU passed in; or `LIBGL_ALWAYS_SOFTWARE`
+/// set), WebKit's GL is Mesa's software rasterizer, and Skia painting the page through it only
+/// costs memory: measured in a 720p call under Xvfb, the web process's PSS 198 -> 165 MiB with
+/// Skia's CPU rendering, its CPU the same (1.3-1.5 % of a core). So the app asks for CPU
+/// rendering there, before WebKit starts (its web process inherits the environment; call this
+/// first thing in `main`, before any thread exists). A value the user set is kept. Not told
+/// apart: a virtual GPU with a render node but no 3D (Mesa renders in software anyway).
 pub fn paint_on_the_cpu_without_a_gpu() {
     const VAR: &str = "WEBKIT_SKIA_ENABLE_CPU_RENDERING";
+    let software = std::env::var("LIBGL_ALWAYS_SOFTWARE").is_ok_and(|v| v != "0");
     if cfg!(target_os = "linux")
         && std::env::var_os(VAR).is_none()
-        && !has_render_node(std::path::Path::new("/dev/dri"))
+        && (software || !has_render_node(std::path::Path::new("/dev/dri")))
     {
         std::env::set_var(VAR, "1");
     }
 }
 
-/// Whether `dri` (`/dev/dri`) holds a render node (`renderD128`, ...): a GPU that renders.
+/// Whether `dri` (`/dev/dri`) holds a render node (`renderD128`, ...) this user may open for
+/// reading and writing, as Mesa would: a GPU that renders for us. (Opening one does nothing.)
 fn has_render_node(dri: &std::path::Path) -> bool {
     std::fs::read_dir(dri).is_ok_and(|entries| {
-        entries
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with("renderD"))
+        entries.flatten().any(|e| {
+            e.file_name().to_string_lossy().starts_with("renderD")
+                && std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(e.path())
+                    .is_ok()
+        })
     })
 }
 
@@ -588,7 +597,8 @@ mod tests {
     use std::time::{Duration, Instant};
 
     #[test]
-    fn only_a_render_node_counts_as_a_gpu() {
+    #[cfg(target_os = "linux")]
+    fn only_a_render_node_we_may_open_counts_as_a_gpu() {
         let d = std::env::temp_dir().join(format!("confab-dri-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         assert!(!has_render_node(&d), "no /dev/dri at all");
@@ -598,8 +608,20 @@ mod tests {
             !has_render_node(&d),
             "a display controller alone renders nothing"
         );
-        std::fs::write(d.join("renderD128"), b"").unwrap();
+        let node = d.join("renderD128");
+        std::fs::write(&node, b"").unwrap();
         assert!(has_render_node(&d));
+        // One this user may not open (not in the `render` group) renders nothing for us.
+        // (Root opens anything: the check means something only for other users.)
+        let root = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+        };
+        if !root {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o400)).unwrap();
+            assert!(!has_render_node(&d), "a node we may not open");
+        }
         let _ = std::fs::remove_dir_all(&d);
     }
 
