@@ -329,6 +329,11 @@ pub struct AppCall {
     /// drawn picture by the window.
     pub onscreen_latency_ms_p50: Option<f64>,
     pub onscreen_latency_ms_p95: Option<f64>,
+    /// Whether WebKit painted the page on the CPU (`WEBKIT_SKIA_ENABLE_CPU_RENDERING` in its web
+    /// process: the app asks for it without a GPU), as read from the running web process;
+    /// `None` when that could not be read.
+    #[serde(default)]
+    pub cpu_painting: Option<bool>,
 }
 
 /// `bench app`: three launches, then the app in a 720p call with a confab-peer (one object).
@@ -393,6 +398,14 @@ fn app_call_lines(c: &AppCall) -> String {
         "  memory in the call (peak)    {:>7.0} MiB     (target < 300)",
         c.call_peak_pss_mib
     );
+    if let Some(cpu) = c.cpu_painting {
+        let how = if cpu {
+            "on the CPU"
+        } else {
+            "WebKit's default (GL)"
+        };
+        let _ = writeln!(t, "  the page painted             {how}");
+    }
     t += &app_cpu_lines(c);
     for (tile, fps) in &c.drawn_fps {
         let _ = writeln!(
@@ -995,6 +1008,7 @@ mod tests {
             drawn_fps: drawn,
             onscreen_latency_ms_p50: Some(12.5),
             onscreen_latency_ms_p95: Some(19.0),
+            cpu_painting: Some(true),
         }
     }
 
@@ -1038,6 +1052,7 @@ mod tests {
             keys(&v),
             [
                 "call_peak_pss_mib",
+                "cpu_painting",
                 "cpu_pct_of_core_by_process",
                 "cpu_s_per_min",
                 "cpu_s_per_min_by_part",
@@ -1054,6 +1069,8 @@ mod tests {
             ]
         );
         assert_eq!(v["cpu_s_per_min"].as_f64(), Some(51.0));
+        assert_eq!(v["cpu_painting"].as_bool(), Some(true));
+        assert!(app_table(&run).contains("the page painted             on the CPU"));
         assert_eq!(v["drawn_fps"]["remote"].as_f64(), Some(29.0));
         assert_eq!(
             v["cpu_pct_of_core_by_process"]["confab"].as_f64(),

@@ -147,6 +147,22 @@ pub fn tree_cpu_by_name(pid: u32) -> std::collections::BTreeMap<String, f64> {
     out
 }
 
+/// The first process of `pid`'s tree named `name` (its `comm`: at most 15 bytes of it).
+pub fn find_in_tree(pid: u32, name: &str) -> Option<u32> {
+    tree(pid).into_iter().find(|p| {
+        std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == name)
+    })
+}
+
+/// The value of `var` in the environment `pid` started with (`/proc/<pid>/environ`).
+pub fn env_of(pid: u32, var: &str) -> Option<String> {
+    let all = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    all.split(|&b| b == 0).find_map(|kv| {
+        let kv = std::str::from_utf8(kv).ok()?;
+        kv.strip_prefix(var)?.strip_prefix('=').map(str::to_owned)
+    })
+}
+
 /// User + system CPU seconds of one thread, and its name, from a `/proc/.../stat` line.
 fn stat_name_and_cpu(stat: &str) -> Option<(String, f64)> {
     let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
@@ -261,6 +277,37 @@ mod tests {
         let hwm = peak_rss_mib(me).unwrap();
         assert!(hwm > 1.0 && hwm < 100_000.0, "{hwm}");
         assert_eq!(peak_rss_mib(u32::MAX), None);
+    }
+
+    #[test]
+    fn reads_what_a_process_of_the_tree_was_started_with() {
+        let me = std::process::id();
+        let kid = Killed(
+            std::process::Command::new("sleep")
+                .arg("5")
+                .env("CONFAB_BENCH_PROBE", "a=b")
+                .spawn()
+                .unwrap(),
+        );
+        // Until the child is through exec, it has the test's name, and for a moment after its
+        // name changes its environment is not readable yet (the bench reads a web process that
+        // has run for seconds). Its own tree: another test here runs a `sleep` of its own.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let (found, value) = loop {
+            let found = find_in_tree(kid.0.id(), "sleep");
+            let value = found.and_then(|p| env_of(p, "CONFAB_BENCH_PROBE"));
+            if value.is_some() || std::time::Instant::now() > deadline {
+                break (found, value);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        assert_eq!(found, Some(kid.0.id()));
+        assert_eq!(value.as_deref(), Some("a=b"));
+        let found = kid.0.id();
+        // A prefix of a name is not the name; an absent process or variable is `None`.
+        assert_eq!(env_of(found, "CONFAB_BENCH"), None);
+        assert_eq!(find_in_tree(me, "no-such-process"), None);
+        assert_eq!(env_of(u32::MAX, "PATH"), None);
     }
 
     #[test]

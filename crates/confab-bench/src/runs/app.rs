@@ -6,7 +6,8 @@ use crate::Dirs;
 use anyhow::{Context, Result};
 use confab_bench::figures::{app_table, drawn_fps, AppCall, AppRun};
 use confab_bench::procs::{
-    app_cpu_by_part, tree_cpu_by_name, tree_cpu_seconds, tree_pss_mib, Killed, Xvfb,
+    app_cpu_by_part, env_of, find_in_tree, tree_cpu_by_name, tree_cpu_seconds, tree_pss_mib,
+    Killed, Xvfb,
 };
 use confab_bench::reports::{per_min, AppFigures};
 use std::io::{BufRead, BufReader};
@@ -201,6 +202,9 @@ pub fn call(
         }
     }
     let cpu = tree_cpu_seconds(pid) - cpu0;
+    // What WebKit's web process was started with (the app decides before WebKit starts).
+    let cpu_painting = find_in_tree(pid, "WebKitWebProces")
+        .map(|web| env_of(web, "WEBKIT_SKIA_ENABLE_CPU_RENDERING").is_some_and(|v| v != "0"));
     let by_name = tree_cpu_by_name(pid);
     let parts = app_cpu_by_part(pid);
     let secs = t0.elapsed().as_secs_f64();
@@ -231,6 +235,7 @@ pub fn call(
         drawn_fps: drawn_fps(&samples),
         onscreen_latency_ms_p50: last.onscreen_latency_ms_p50,
         onscreen_latency_ms_p95: last.onscreen_latency_ms_p95,
+        cpu_painting,
     })
 }
 
