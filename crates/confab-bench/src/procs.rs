@@ -138,20 +138,22 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 pub fn tree_cpu_by_name(pid: u32) -> std::collections::BTreeMap<String, f64> {
     let mut out = std::collections::BTreeMap::new();
     for p in tree(pid) {
-        let name = std::fs::read_to_string(format!("/proc/{p}/comm"))
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
-        *out.entry(name).or_insert(0.0) += cpu_seconds(p).unwrap_or(0.0);
+        *out.entry(comm(p)).or_insert(0.0) += cpu_seconds(p).unwrap_or(0.0);
     }
     out
 }
 
-/// The first process of `pid`'s tree named `name` (its `comm`: at most 15 bytes of it).
+/// A process's name (`/proc/<pid>/comm`: at most 15 bytes of it), empty if it is gone.
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// The first process of `pid`'s tree named `name` (its `comm`, at most 15 bytes of the name).
 pub fn find_in_tree(pid: u32, name: &str) -> Option<u32> {
-    tree(pid).into_iter().find(|p| {
-        std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == name)
-    })
+    tree(pid).into_iter().find(|&p| comm(p) == name)
 }
 
 /// The value of `var` in the environment `pid` started with (`/proc/<pid>/environ`).
@@ -213,10 +215,7 @@ pub fn app_part_of_thread(thread: &str, main: &str) -> &'static str {
 /// CPU seconds per part of the app's work: its threads by [`app_part_of_thread`], and every
 /// other process in its tree (WebKit's web and network processes) as the window's own work.
 pub fn app_cpu_by_part(pid: u32) -> BTreeMap<String, f64> {
-    let main = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
+    let main = comm(pid);
     let mut out: BTreeMap<String, f64> = APP_PARTS.iter().map(|p| (p.to_string(), 0.0)).collect();
     for (thread, cpu) in thread_cpu_by_name(pid) {
         *out.entry(app_part_of_thread(&thread, &main).into())
