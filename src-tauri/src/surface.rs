@@ -263,13 +263,21 @@ pub fn wanted() -> bool {
 /// apart: a virtual GPU with a render node but no 3D (Mesa renders in software anyway).
 pub fn paint_on_the_cpu_without_a_gpu() {
     const VAR: &str = "WEBKIT_SKIA_ENABLE_CPU_RENDERING";
-    let software = std::env::var("LIBGL_ALWAYS_SOFTWARE").is_ok_and(|v| v != "0");
+    let software = std::env::var("LIBGL_ALWAYS_SOFTWARE").ok();
     if cfg!(target_os = "linux")
-        && std::env::var_os(VAR).is_none()
-        && (software || !has_render_node(std::path::Path::new("/dev/dri")))
+        && cpu_painting_wanted(std::env::var_os(VAR).is_some(), software.as_deref(), || {
+            has_render_node(std::path::Path::new("/dev/dri"))
+        })
     {
         std::env::set_var(VAR, "1");
     }
+}
+
+/// The rule of [`paint_on_the_cpu_without_a_gpu`]: never over the user's own setting; on the
+/// CPU when GL is forced into software (`LIBGL_ALWAYS_SOFTWARE`, any value but "0") or no
+/// render node can be opened (`gpu`, only looked at when it matters).
+fn cpu_painting_wanted(user_set: bool, software: Option<&str>, gpu: impl FnOnce() -> bool) -> bool {
+    !user_set && (software.is_some_and(|v| v != "0") || !gpu())
 }
 
 /// Whether `dri` (`/dev/dri`) holds a render node (`renderD128`, ...) this user may open for
@@ -595,6 +603,29 @@ mod tests {
     use confab_engine::{FrameSource, VideoSink};
     use confab_media::pattern;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_users_setting_stands_and_software_gl_counts_as_no_gpu() {
+        let gpu = || true;
+        let none = || false;
+        assert!(
+            !cpu_painting_wanted(false, None, gpu),
+            "a GPU: WebKit's default"
+        );
+        assert!(cpu_painting_wanted(false, None, none), "no GPU: on the CPU");
+        assert!(
+            cpu_painting_wanted(false, Some("1"), gpu),
+            "GL forced into software"
+        );
+        assert!(cpu_painting_wanted(false, Some("true"), gpu));
+        assert!(
+            !cpu_painting_wanted(false, Some("0"), gpu),
+            "\"0\" forces nothing"
+        );
+        // Whatever the machine, a value the user set is theirs.
+        assert!(!cpu_painting_wanted(true, None, none));
+        assert!(!cpu_painting_wanted(true, Some("1"), none));
+    }
 
     #[test]
     #[cfg(target_os = "linux")]
