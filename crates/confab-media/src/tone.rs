@@ -45,16 +45,65 @@ pub fn level(samples: &[i16]) -> f64 {
     (sum / samples.len() as f64).sqrt() / i16::MAX as f64
 }
 
-fn goertzel_power(samples: &[i16], hz: f64) -> f64 {
-    let w = std::f64::consts::TAU * hz / SAMPLE_RATE as f64;
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in samples {
-        let s0 = x as f64 + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
+/// Goertzel's power of `samples` at each of `hz`, several frequencies a pass: each one's
+/// recurrence is a chain of dependent multiply-adds, so interleaving eight of them keeps the
+/// CPU busy where one at a time would wait on each step.
+fn goertzel_powers(samples: &[i16], hz: &[f64]) -> Vec<f64> {
+    const LANES: usize = 8;
+    let mut out = Vec::with_capacity(hz.len());
+    for group in hz.chunks(LANES) {
+        let mut coeff = [0.0f64; LANES];
+        for (c, &f) in coeff.iter_mut().zip(group) {
+            *c = 2.0 * (std::f64::consts::TAU * f / SAMPLE_RATE as f64).cos();
+        }
+        let (mut s1, mut s2) = ([0.0f64; LANES], [0.0f64; LANES]);
+        for &x in samples {
+            let x = f64::from(x);
+            for k in 0..LANES {
+                let s0 = x + coeff[k] * s1[k] - s2[k];
+                s2[k] = s1[k];
+                s1[k] = s0;
+            }
+        }
+        for k in 0..group.len() {
+            out.push(s1[k] * s1[k] + s2[k] * s2[k] - coeff[k] * s1[k] * s2[k]);
+        }
     }
-    s1 * s1 + s2 * s2 - coeff * s1 * s2
+    out
+}
+
+/// The frequency of `hz` with the most power in `samples` (the first of equals).
+fn loudest_of(samples: &[i16], hz: &[f64]) -> f64 {
+    let powers = goertzel_powers(samples, hz);
+    let mut top = (hz[0], f64::MIN);
+    for (&f, &p) in hz.iter().zip(&powers) {
+        if p > top.1 {
+            top = (f, p);
+        }
+    }
+    top.0
+}
+
+/// The multiple of `step` Hz in `lo..=hi` where a block of exactly `SAMPLE_RATE / step`
+/// samples is loudest: these frequencies are the block's DFT bins, so one FFT answers for
+/// all of them what one Goertzel filter each would (a hundred times the work).
+fn loudest_bin(block: &[i16], lo: f64, hi: f64, step: f64) -> f64 {
+    use rustfft::num_complex::Complex;
+    let mut buf: Vec<Complex<f64>> = block
+        .iter()
+        .map(|&x| Complex::new(f64::from(x), 0.0))
+        .collect();
+    rustfft::FftPlanner::new()
+        .plan_fft_forward(buf.len())
+        .process(&mut buf);
+    let (first, last) = ((lo / step).round() as usize, (hi / step).round() as usize);
+    let mut top = (first, f64::MIN);
+    for (k, c) in buf.iter().enumerate().take(last + 1).skip(first) {
+        if c.norm_sqr() > top.1 {
+            top = (k, c.norm_sqr());
+        }
+    }
+    top.0 as f64 * step
 }
 
 /// The dominant frequency in 50..4000 Hz, to about 1 Hz, or None for silence.
@@ -72,20 +121,17 @@ pub fn dominant_hz(samples: &[i16]) -> Option<f64> {
         .filter(|b| b.len() == block || samples.len() < block)
         .max_by_key(|b| energy(b))
         .unwrap_or(samples);
-    let best = |samples: &[i16], lo: f64, hi: f64, step: f64| {
-        let mut f = lo;
-        let mut top = (lo, f64::MIN);
-        while f <= hi {
-            let p = goertzel_power(samples, f);
-            if p > top.1 {
-                top = (f, p);
-            }
-            f += step;
-        }
-        top.0
+    let steps = |lo: f64, hi: f64, step: f64| {
+        let n = ((hi - lo) / step).round() as usize;
+        (0..=n).map(move |i| lo + i as f64 * step)
     };
-    let coarse = best(recent, 50.0, 4000.0, 10.0);
-    let fine = best(samples, (coarse - 10.0).max(50.0), coarse + 10.0, 1.0);
+    let coarse = if recent.len() == block {
+        loudest_bin(recent, 50.0, 4000.0, 10.0)
+    } else {
+        loudest_of(recent, &steps(50.0, 4000.0, 10.0).collect::<Vec<_>>())
+    };
+    let lo = (coarse - 10.0).max(50.0);
+    let fine = loudest_of(samples, &steps(lo, coarse + 10.0, 1.0).collect::<Vec<_>>());
     Some(fine)
 }
 
@@ -168,6 +214,44 @@ mod tests {
         }
         let heard = l.dominant_hz().unwrap();
         assert!((heard - 700.0).abs() <= 2.0, "heard as {heard}");
+    }
+
+    #[test]
+    fn the_fft_finds_the_bin_the_goertzel_scan_finds() {
+        // Two tones and noise in one 0.1 s block: the FFT's bins are the scan's frequencies.
+        let mut x = 0x2545_f491_u32;
+        let (mut a, mut b) = (Tone::new(612.0, 0.2), Tone::new(2005.0, 0.15));
+        let mut block = Vec::new();
+        for _ in 0..5 {
+            for (s, t) in a.next_frame().iter().zip(b.next_frame()) {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let n = (x as f64 / u32::MAX as f64 - 0.5) * 0.3 * i16::MAX as f64;
+                block.push((f64::from(*s) + f64::from(t) + n).clamp(-32768.0, 32767.0) as i16);
+            }
+        }
+        let hz: Vec<f64> = (0..=395).map(|i| 50.0 + 10.0 * f64::from(i)).collect();
+        let powers = goertzel_powers(&block, &hz);
+        let fft = loudest_bin(&block, 50.0, 4000.0, 10.0);
+        assert_eq!(fft, loudest_of(&block, &hz));
+        // and each lane of the interleaved filter is the plain recurrence
+        for (i, &f) in hz.iter().enumerate().step_by(37) {
+            let w = std::f64::consts::TAU * f / SAMPLE_RATE as f64;
+            let c = 2.0 * w.cos();
+            let (mut s1, mut s2) = (0.0f64, 0.0f64);
+            for &v in &block {
+                let s0 = f64::from(v) + c * s1 - s2;
+                s2 = s1;
+                s1 = s0;
+            }
+            let plain = s1 * s1 + s2 * s2 - c * s1 * s2;
+            assert!(
+                (powers[i] - plain).abs() <= 1e-9 * plain.abs().max(1.0),
+                "{f} Hz"
+            );
+        }
+        assert_eq!(fft, 610.0);
     }
 
     #[test]
