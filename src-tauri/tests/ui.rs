@@ -369,8 +369,7 @@ async fn a_shared_screen_is_shown_large_beside_the_face() -> Result<()> {
 async fn share_a_window_from_the_picker_and_the_other_side_reads_it() -> Result<()> {
     use confab_engine::media_kit::device::pattern_window::PatternWindow;
     let _turn = one_at_a_time().await;
-    let display = xvfb()?;
-    let _wm = window_manager(&display)?;
+    let display = xvfb_with_window_manager()?;
     // A window painted with the numbered test pattern, 10 times a second: what Ada shares.
     let title = "Confab pattern window";
     let window = PatternWindow::open(Some(&display.name), title, (40, 40), (640, 480), 10.0)?;

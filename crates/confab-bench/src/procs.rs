@@ -43,6 +43,8 @@ impl Drop for Killed {
 /// files off, and inside a network namespace of a test's own (abstract sockets are per
 /// namespace) it would take `:0` and replace the desktop's `/tmp/.X11-unix/X0` file.
 pub struct Xvfb {
+    /// The window manager, if asked for: dropped first, before its X server.
+    _wm: Option<Killed>,
     _x: Killed,
     /// `:N`, for `DISPLAY`.
     pub display: String,
@@ -84,6 +86,7 @@ impl Xvfb {
             Some(n) => {
                 let _ = reader.join();
                 Ok(Xvfb {
+                    _wm: None,
                     _x: x,
                     display: format!(":{n}"),
                 })
@@ -97,6 +100,24 @@ impl Xvfb {
                 }
             }
         }
+    }
+}
+
+impl Xvfb {
+    /// The same server with a window manager (openbox), as a desktop has one: windows to
+    /// share are listed from its client list.
+    pub fn with_window_manager(mut self) -> anyhow::Result<Xvfb> {
+        use anyhow::Context;
+        let child = Command::new("openbox")
+            .arg("--sm-disable")
+            .env("DISPLAY", &self.display)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("openbox (package openbox) must be installed: `cargo xtask test` does")?;
+        self._wm = Some(Killed(child));
+        Ok(self)
     }
 }
 

@@ -13,28 +13,10 @@ use confab_media::device::pattern_window::PatternWindow;
 use confab_media::device::screen::ShareKind;
 use confab_media::device::{share_source, FrameBus, VideoCapture, VideoFormat};
 use confab_media::pattern;
-use confab_testdesk::Killed;
 use screen_common::{
     assert_moving, closing_ends_the_share, listed_with, read_frames, shares_moving,
 };
-use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// An X server of our own, 1280x800, with openbox managing its windows.
-fn desktop() -> Result<(String, Xvfb, Killed)> {
-    let xvfb = Xvfb::start(1280, 800)?;
-    let display = xvfb.display.clone();
-    let wm = Killed(
-        Command::new("openbox")
-            .args(["--sm-disable"])
-            .env("DISPLAY", &display)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("openbox (package openbox) must be installed: `cargo xtask test` does")?,
-    );
-    Ok((display, xvfb, wm))
-}
 
 /// A plain black window over `at` (override-redirect: the window manager leaves it where it is).
 struct Cover(xcb::Connection, xcb::x::Window);
@@ -82,7 +64,9 @@ impl Cover {
 
 #[test]
 fn a_pattern_window_is_listed_and_shared_alone_or_with_its_screen() -> Result<()> {
-    let (display, _xvfb, _wm) = desktop()?;
+    // An X server of our own, 1280x800, with openbox managing its windows.
+    let xvfb = Xvfb::start(1280, 800)?.with_window_manager()?;
+    let display = xvfb.display.clone();
     // xcap connects to $DISPLAY; this test binary has this one test.
     std::env::set_var("DISPLAY", &display);
     std::env::remove_var("WAYLAND_DISPLAY");

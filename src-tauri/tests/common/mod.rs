@@ -71,17 +71,14 @@ pub fn xvfb() -> Result<Display> {
     })
 }
 
-/// A window manager (openbox) on `display`: windows to share are listed from its client list,
-/// as on any desktop.
-pub fn window_manager(display: &Display) -> Result<Proc> {
-    let child = Command::new("openbox")
-        .arg("--sm-disable")
-        .env("DISPLAY", &display.name)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("openbox (package openbox) must be installed: `cargo xtask test` does")?;
-    Ok(Proc(child))
+/// An X server of our own with a window manager (openbox): windows to share are listed from
+/// its client list, as on any desktop.
+pub fn xvfb_with_window_manager() -> Result<Display> {
+    let x = Xvfb::start(1280, 800)?.with_window_manager()?;
+    Ok(Display {
+        name: x.display.clone(),
+        _x: x,
+    })
 }
 
 /// What the X server shows in a rectangle of the screen, RGBA (the root window read back:
