@@ -3,7 +3,7 @@
 //! `vs-browser.json`, `audio.json`). A figure that could not be taken is `None`: `-` in a table, `null` in
 //! JSON.
 
-use crate::reports::{LoadgenSummary, PeerReport, SetupPhases};
+use crate::reports::{per_min, LoadgenSummary, PeerReport, SetupPhases};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -492,6 +492,48 @@ pub struct VsBrowserRow {
     /// The app's side in detail (CPU per process and part, frames drawn, on-screen latency);
     /// `null` when it could not run.
     pub app: Option<AppCall>,
+    /// The app and one Chromium tab in one call with each other, over the same seconds;
+    /// `null` when it could not run.
+    pub head_to_head: Option<HeadToHead>,
+}
+
+/// The desktop app and one Chromium tab in one call with each other, both process trees
+/// measured over the same seconds: the machine's load falls on both alike, so their ratio
+/// moves less from run to run than one taken from calls minutes apart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadToHead {
+    pub measured_s: f64,
+    pub app_cpu_s_per_min: Option<f64>,
+    pub tab_cpu_s_per_min: Option<f64>,
+    /// app / tab (goal: at most 0.6).
+    pub app_cpu_ratio: Option<f64>,
+    /// The tab's pictures the app drew a second (its remote tile).
+    pub app_drawn_fps: Option<f64>,
+    /// The app's pictures the tab presented a second.
+    pub tab_fps: Option<f64>,
+}
+
+impl HeadToHead {
+    pub fn new(
+        measured_s: f64,
+        app_cpu_s: f64,
+        tab_cpu_s: f64,
+        app_drawn_fps: Option<f64>,
+        tab_fps: Option<f64>,
+    ) -> Self {
+        let (app, tab) = (
+            per_min(app_cpu_s, measured_s),
+            per_min(tab_cpu_s, measured_s),
+        );
+        HeadToHead {
+            measured_s,
+            app_cpu_s_per_min: app,
+            tab_cpu_s_per_min: tab,
+            app_cpu_ratio: ratio(app, tab),
+            app_drawn_fps,
+            tab_fps,
+        }
+    }
 }
 
 impl VsBrowserRow {
@@ -500,6 +542,7 @@ impl VsBrowserRow {
         chromium: Contestant,
         confab_peer: Contestant,
         app: Option<AppCall>,
+        head_to_head: Option<HeadToHead>,
     ) -> Self {
         let tab = chromium.cpu_s_per_min.map(|c| c / 2.0);
         let peer = confab_peer.cpu_s_per_min.map(|c| c / 2.0);
@@ -514,6 +557,7 @@ impl VsBrowserRow {
             chromium,
             confab_peer,
             app,
+            head_to_head,
         }
     }
 }
@@ -535,6 +579,21 @@ pub fn vs_browser_sides_table(rows: &[VsBrowserRow]) -> String {
             fmt_ratio(r.app_cpu_ratio),
             fmt_ratio(r.peer_cpu_ratio),
         );
+    }
+    for r in rows {
+        if let Some(h) = &r.head_to_head {
+            let _ = writeln!(
+                t,
+                "{:>9} head to head (the app and a tab in one call, the same {:.0} s): app {} s/min, tab {} s/min, app/tab {}; drawn {} / {} fps",
+                r.size,
+                h.measured_s,
+                fmt1(h.app_cpu_s_per_min),
+                fmt1(h.tab_cpu_s_per_min),
+                fmt_ratio(h.app_cpu_ratio),
+                fmt1(h.app_drawn_fps),
+                fmt1(h.tab_fps),
+            );
+        }
     }
     for r in rows {
         if let Some(a) = &r.app {
@@ -885,9 +944,17 @@ mod tests {
             peak_mib: Some(41.0),
         };
         let app = app_call([("remote".to_owned(), 30.0)].into_iter().collect());
+        // 8 and 16 CPU seconds in the same 32 s: 15 and 30 s/min.
+        let h2h = HeadToHead::new(32.0, 8.0, 16.0, Some(29.5), Some(26.0));
         let rows = vec![
-            VsBrowserRow::new("640x480", chromium.clone(), confab.clone(), Some(app)),
-            VsBrowserRow::new("1280x720", chromium, confab, None),
+            VsBrowserRow::new(
+                "640x480",
+                chromium.clone(),
+                confab.clone(),
+                Some(app),
+                Some(h2h),
+            ),
+            VsBrowserRow::new("1280x720", chromium, confab, None, None),
         ];
         let dir = std::env::temp_dir().join(format!("confab-bench-test-vs-{}", std::process::id()));
         let path = write_json(&dir, "vs-browser.json", &rows).unwrap();
@@ -903,6 +970,7 @@ mod tests {
                 "chromium",
                 "chromium_tab_cpu_s_per_min",
                 "confab_peer",
+                "head_to_head",
                 "peer_cpu_ratio",
                 "peer_cpu_s_per_min",
                 "size"
@@ -922,6 +990,11 @@ mod tests {
         let without = &v.as_array().unwrap()[1];
         assert!(without["app_cpu_s_per_min"].is_null() && without["app_cpu_ratio"].is_null());
         assert!(without["app"].is_null());
+        assert!(without["head_to_head"].is_null());
+        let h = &row["head_to_head"];
+        assert_eq!(h["app_cpu_s_per_min"].as_f64(), Some(15.0));
+        assert_eq!(h["tab_cpu_s_per_min"].as_f64(), Some(30.0));
+        assert_eq!(h["app_cpu_ratio"].as_f64(), Some(0.5));
         assert!(row["confab_peer"]["latency_ms_p95"].is_null());
         assert_eq!(row["chromium"]["peak_mib"].as_f64(), Some(1672.0));
         let back: Vec<VsBrowserRow> = serde_json::from_str(&text).unwrap();
@@ -941,6 +1014,14 @@ mod tests {
         assert!(first.contains("2.04") && first.contains("0.30"), "{sides}");
         assert!(sides.contains("the desktop app at 640x480:") && sides.contains("part decode"));
         assert!(!sides.contains("the desktop app at 1280x720"), "{sides}");
+        let head = sides.lines().find(|l| l.contains("head to head")).unwrap();
+        assert!(
+            head.contains("640x480")
+                && head.contains("app 15.0 s/min, tab 30.0 s/min, app/tab 0.50")
+                && head.contains("29.5 / 26.0 fps"),
+            "{sides}"
+        );
+        assert_eq!(sides.matches("head to head").count(), 1, "{sides}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -30,7 +30,7 @@ pub enum Painting {
 const LAUNCHES: usize = 3;
 
 /// A running app: killed (and its log reader joined) on drop.
-struct App {
+pub(super) struct App {
     process: Option<Killed>,
     reader: Option<JoinHandle<()>>,
     /// Launch -> "window ready".
@@ -38,7 +38,7 @@ struct App {
 }
 
 impl App {
-    fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.process.as_ref().map_or(0, |p| p.0.id())
     }
 }
@@ -53,13 +53,13 @@ impl Drop for App {
 }
 
 /// Where one app keeps its state: settings, and (through XDG) WebKit's caches and data.
-struct AppHome {
+pub(super) struct AppHome {
     config: PathBuf,
     xdg: PathBuf,
 }
 
 impl AppHome {
-    fn fresh(dir: &Path) -> Result<AppHome> {
+    pub(super) fn fresh(dir: &Path) -> Result<AppHome> {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir.join("xdg"))?;
         Ok(AppHome {
@@ -70,7 +70,7 @@ impl AppHome {
 }
 
 /// Starts the app in `room` and waits for its window.
-fn launch(
+pub(super) fn launch(
     bin: &Path,
     display: &str,
     home: &AppHome,

@@ -1,13 +1,16 @@
 //! `bench vs-browser`: the same call with two headless Chromium tabs running the web client,
-//! then with two confab-peers, then the desktop app (under Xvfb, both tiles drawn) with a
-//! confab-peer (run inside a loopback-only network namespace, see `main`).
+//! then with two confab-peers, then the desktop app (under Xvfb, both tiles drawn) and one tab
+//! in one call with each other, then the app with a confab-peer (run inside a loopback-only
+//! network namespace, see `main`).
 
 use super::write_figures;
 use crate::Dirs;
 use anyhow::{Context, Result};
-use confab_bench::figures::{vs_browser_sides_table, vs_browser_table, Contestant, VsBrowserRow};
+use confab_bench::figures::{
+    drawn_fps, vs_browser_sides_table, vs_browser_table, Contestant, HeadToHead, VsBrowserRow,
+};
 use confab_bench::procs::{tree_cpu_seconds, tree_pss_mib, Killed};
-use confab_bench::reports::{per_min, BrowserPeer, PeerReport};
+use confab_bench::reports::{per_min, AppFigures, BrowserPeer, PeerReport};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -78,6 +81,100 @@ async fn browser_pair(url_base: &str, size: &str, duration: f64) -> Result<Conte
         cpu_s_per_min: per_min(cpu, secs),
         peak_mib: Some(peak),
     })
+}
+
+/// The desktop app (native surface, under Xvfb) and one Chromium tab in one call with each
+/// other: H.264 at `size`, each side sending at most 2.5 Mbit/s (the app's own cap), both
+/// process trees measured over the same `duration` seconds once the call has settled.
+async fn head_to_head(
+    bin: &Path,
+    display: &str,
+    url_base: &str,
+    ws: &str,
+    size: &str,
+    duration: f64,
+) -> Result<HeadToHead> {
+    let (driver, tab, profile) = chrome(3).await?;
+    let room = format!("vs-head-{size}");
+    let dir = std::env::temp_dir().join(format!("confab-bench-vs-head-{}", std::process::id()));
+    let figures = dir.join("figures.json");
+    let measured = async {
+        tab.goto(&format!(
+            "{url_base}/?room={room}&name=Tab&join=1&source=test&size={size}&codec=h264&bitrate=2500&accept=1"
+        ))
+        .await?;
+        let (b, d, w, r, s, f, home) = (
+            bin.to_owned(),
+            display.to_owned(),
+            ws.to_owned(),
+            room.clone(),
+            size.to_owned(),
+            figures.clone(),
+            dir.clone(),
+        );
+        let app = tokio::task::spawn_blocking(move || {
+            let home = super::app::AppHome::fresh(&home)?;
+            super::app::launch(
+                &b,
+                &d,
+                &home,
+                Some((&w, &r, &s)),
+                Some(&f),
+                super::app::Painting::Native,
+            )
+        })
+        .await??;
+        let read = || -> Option<AppFigures> {
+            serde_json::from_str(&std::fs::read_to_string(&figures).ok()?).ok()
+        };
+        let drawing = |f: &AppFigures| {
+            f.drawn_per_second
+                .iter()
+                .any(|(tile, n)| tile != "local" && *n > 0.0)
+        };
+        // The call is up when the app draws the tab's pictures; then let it settle.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !read().is_some_and(|f| drawing(&f)) {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the app drew none of the tab's pictures within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let (pa, pt) = (app.pid(), driver.0.id());
+        let (a0, t0) = (tree_cpu_seconds(pa), tree_cpu_seconds(pt));
+        let start = Instant::now();
+        let mut samples = Vec::new();
+        while start.elapsed().as_secs_f64() < duration {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Some(f) = read() {
+                samples.push(f.drawn_per_second);
+            }
+        }
+        let (a1, t1) = (tree_cpu_seconds(pa), tree_cpu_seconds(pt));
+        let secs = start.elapsed().as_secs_f64();
+        let report = tab
+            .execute("return await window.confabWeb.report();", vec![])
+            .await?;
+        let report: Vec<BrowserPeer> =
+            serde_json::from_value(report).context("the web client's report()")?;
+        let tab_fps = report.into_iter().next().and_then(|p| p.fps);
+        drop(app);
+        Ok(HeadToHead::new(
+            secs,
+            a1 - a0,
+            t1 - t0,
+            drawn_fps(&samples).get("remote").copied(),
+            tab_fps,
+        ))
+    }
+    .await;
+    let _ = tab.close().await;
+    drop(driver);
+    let _ = std::fs::remove_dir_all(profile);
+    let _ = std::fs::remove_dir_all(&dir);
+    measured
 }
 
 fn confab_pair(bin: &Path, ws: &str, size: &str, duration: f64) -> Result<Contestant> {
@@ -154,6 +251,12 @@ pub async fn run(duration: f64, sizes: &[String], dirs: &Dirs) -> Result<()> {
         let confab =
             tokio::task::spawn_blocking(move || confab_pair(&b, &w, &size_owned, duration))
                 .await??;
+        let head = head_to_head(&bin, &x.display, &http, &ws, size, duration)
+            .await
+            .map_err(|e| {
+                eprintln!("bench vs-browser: the app and a tab head to head at {size}: {e:#}")
+            })
+            .ok();
         let (b, size_owned, display) = (bin.clone(), size.clone(), x.display.clone());
         let dir = std::env::temp_dir().join(format!("confab-bench-vs-app-{}", std::process::id()));
         let app = tokio::task::spawn_blocking(move || {
@@ -172,7 +275,7 @@ pub async fn run(duration: f64, sizes: &[String], dirs: &Dirs) -> Result<()> {
         let app = app
             .map_err(|e| eprintln!("bench vs-browser: the desktop app at {size}: {e:#}"))
             .ok();
-        rows.push(VsBrowserRow::new(size, chromium, confab, app));
+        rows.push(VsBrowserRow::new(size, chromium, confab, app, head));
     }
     server.shutdown(Duration::from_secs(1)).await;
     println!();
