@@ -584,7 +584,7 @@ pub fn vs_browser_sides_table(rows: &[VsBrowserRow]) -> String {
         if let Some(h) = &r.head_to_head {
             let _ = writeln!(
                 t,
-                "{:>9} head to head (the app and a tab in one call, the same {:.0} s): app {} s/min, tab {} s/min, app/tab {}; drawn {} / {} fps",
+                "{:>9} head to head (the app and a tab in one call, the same {:.0} s): app {} s/min, tab {} s/min, app/tab {}; fps {} / {}",
                 r.size,
                 h.measured_s,
                 fmt1(h.app_cpu_s_per_min),
@@ -995,6 +995,17 @@ mod tests {
         assert_eq!(h["app_cpu_s_per_min"].as_f64(), Some(15.0));
         assert_eq!(h["tab_cpu_s_per_min"].as_f64(), Some(30.0));
         assert_eq!(h["app_cpu_ratio"].as_f64(), Some(0.5));
+        assert_eq!(
+            keys(h),
+            [
+                "app_cpu_ratio",
+                "app_cpu_s_per_min",
+                "app_drawn_fps",
+                "measured_s",
+                "tab_cpu_s_per_min",
+                "tab_fps"
+            ]
+        );
         assert!(row["confab_peer"]["latency_ms_p95"].is_null());
         assert_eq!(row["chromium"]["peak_mib"].as_f64(), Some(1672.0));
         let back: Vec<VsBrowserRow> = serde_json::from_str(&text).unwrap();
@@ -1018,7 +1029,7 @@ mod tests {
         assert!(
             head.contains("640x480")
                 && head.contains("app 15.0 s/min, tab 30.0 s/min, app/tab 0.50")
-                && head.contains("29.5 / 26.0 fps"),
+                && head.contains("fps 29.5 / 26.0"),
             "{sides}"
         );
         assert_eq!(sides.matches("head to head").count(), 1, "{sides}");

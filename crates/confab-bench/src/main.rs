@@ -123,10 +123,11 @@ Writes target/bench/app.json (one object).";
 const VS_BROWSER_HELP: &str = "\
 The same call twice through one local confab-signal, in a loopback-only network namespace:
 two headless Chromium instances running the web client, then two confab-peers (H.264, 30 fps
-test pattern, 1.5 Mbit/s); prints setup, latency, fps, CPU and memory of both process trees,
-and Confab / Chromium ratios. Then the desktop app (under Xvfb, both tiles drawn) in a call
-with a confab-peer at the same size: its CPU beside one Chromium tab's (goal: app/tab <= 0.6),
-and where the app's CPU went (per process and per part).
+test pattern and a 440 Hz tone, 1.5 Mbit/s); prints setup, latency, fps, CPU and memory of both process trees,
+and Confab / Chromium ratios. Then the desktop app (under Xvfb, both tiles drawn) and one
+Chromium tab in one call with each other, both measured over the same seconds (head to head,
+2.5 Mbit/s each way, the app's cap: app/tab, goal <= 0.6); then the app in a call with a confab-peer at the same size: its CPU
+beside one Chromium tab's, and where the app's CPU went (per process and per part).
 Writes target/bench/vs-browser.json (one object per size).";
 
 const AUDIO_HELP: &str = "\

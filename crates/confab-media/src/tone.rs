@@ -89,6 +89,7 @@ fn loudest_of(samples: &[i16], hz: &[f64]) -> f64 {
 /// all of them what one Goertzel filter each would (a hundred times the work).
 fn loudest_bin(block: &[i16], lo: f64, hi: f64, step: f64) -> f64 {
     use rustfft::num_complex::Complex;
+    debug_assert_eq!(block.len() as f64 * step, f64::from(SAMPLE_RATE));
     let mut buf: Vec<Complex<f64>> = block
         .iter()
         .map(|&x| Complex::new(f64::from(x), 0.0))
@@ -252,6 +253,20 @@ mod tests {
             );
         }
         assert_eq!(fft, 610.0);
+    }
+
+    #[test]
+    fn a_short_tone_is_heard_through_the_filters() {
+        // Under 0.1 s there is no whole FFT block: the coarse scan runs filters instead.
+        for (frames, hz) in [(1, 1237.0), (2, 443.0), (4, 3333.0)] {
+            let mut t = Tone::new(hz, 0.3);
+            let samples: Vec<i16> = (0..frames).flat_map(|_| t.next_frame()).collect();
+            let heard = dominant_hz(&samples).unwrap();
+            assert!(
+                (heard - hz).abs() <= 2.0,
+                "{hz} in {frames} frames heard as {heard}"
+            );
+        }
     }
 
     #[test]

@@ -49,7 +49,7 @@ async fn browser_pair(url_base: &str, size: &str, duration: f64) -> Result<Conte
     let (pid1, pid2) = (d1.0.id(), d2.0.id());
     let room = format!("vs-chrome-{size}");
     let q = |name: &str, extra: &str| {
-        format!("{url_base}/?room={room}&name={name}&join=1&source=test&size={size}&codec=h264&bitrate=1500{extra}")
+        format!("{url_base}/?room={room}&name={name}&join=1&source=test&tone=440&size={size}&codec=h264&bitrate=1500{extra}")
     };
     let cpu0 = tree_cpu_seconds(pid1) + tree_cpu_seconds(pid2);
     let t0 = Instant::now();
@@ -98,9 +98,12 @@ async fn head_to_head(
     let room = format!("vs-head-{size}");
     let dir = std::env::temp_dir().join(format!("confab-bench-vs-head-{}", std::process::id()));
     let figures = dir.join("figures.json");
+    // Outside the measurement, so that the app is stopped off the runtime's threads however
+    // the measurement ends (stopping waits for it and its WebKit processes).
+    let mut running: Option<super::app::App> = None;
     let measured = async {
         tab.goto(&format!(
-            "{url_base}/?room={room}&name=Tab&join=1&source=test&size={size}&codec=h264&bitrate=2500&accept=1"
+            "{url_base}/?room={room}&name=Tab&join=1&source=test&tone=440&size={size}&codec=h264&bitrate=2500&accept=1"
         ))
         .await?;
         let (b, d, w, r, s, f, home) = (
@@ -112,7 +115,7 @@ async fn head_to_head(
             figures.clone(),
             dir.clone(),
         );
-        let app = tokio::task::spawn_blocking(move || {
+        let launched = tokio::task::spawn_blocking(move || {
             let home = super::app::AppHome::fresh(&home)?;
             super::app::launch(
                 &b,
@@ -124,6 +127,7 @@ async fn head_to_head(
             )
         })
         .await??;
+        let app = running.insert(launched);
         let read = || -> Option<AppFigures> {
             serde_json::from_str(&std::fs::read_to_string(&figures).ok()?).ok()
         };
@@ -160,7 +164,6 @@ async fn head_to_head(
         let report: Vec<BrowserPeer> =
             serde_json::from_value(report).context("the web client's report()")?;
         let tab_fps = report.into_iter().next().and_then(|p| p.fps);
-        drop(app);
         Ok(HeadToHead::new(
             secs,
             a1 - a0,
@@ -170,6 +173,9 @@ async fn head_to_head(
         ))
     }
     .await;
+    if let Some(app) = running.take() {
+        let _ = tokio::task::spawn_blocking(move || drop(app)).await;
+    }
     let _ = tab.close().await;
     drop(driver);
     let _ = std::fs::remove_dir_all(profile);
@@ -285,7 +291,9 @@ pub async fn run(duration: f64, sizes: &[String], dirs: &Dirs) -> Result<()> {
     println!("ratio = Confab / Chromium: below 1 is Confab ahead (for fps, above 1). Chromium's latency is capture -> presented");
     println!("(requestVideoFrameCallback), Confab's capture -> decoded (a headless peer presents nothing).");
     println!();
-    println!("per side: one Chromium tab, one confab-peer, and the desktop app (its whole process tree, in a call with a confab-peer; goal app/tab <= 0.6)");
+    println!("per side: one Chromium tab, one confab-peer, and the desktop app (its whole process tree, in a call with a confab-peer; goal app/tab <= 0.6),");
+    println!("then the app and one tab in one call with each other, over the same seconds (2.5 Mbit/s each way; fps: what the app drew of the tab's");
+    println!("pictures while measured / what the tab presented of the app's over its whole call)");
     print!("{}", vs_browser_sides_table(&rows));
     write_figures(&dirs.out()?, "vs-browser.json", &rows)
 }
