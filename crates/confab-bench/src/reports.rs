@@ -251,6 +251,14 @@ pub struct AppFigures {
     pub onscreen_latency_ms_p95: Option<f64>,
 }
 
+impl AppFigures {
+    /// The app's `--stats-json` file as it is now: the app rewrites it every second, and a
+    /// half-written one reads as `None`.
+    pub fn read(path: &std::path::Path) -> Option<AppFigures> {
+        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -192,11 +192,7 @@ pub fn call(
     while t0.elapsed().as_secs_f64() < duration {
         std::thread::sleep(Duration::from_secs(1));
         peak = peak.max(tree_pss_mib(pid));
-        // The app rewrites the file every second; a half-written one is skipped.
-        if let Some(f) = std::fs::read_to_string(&figures)
-            .ok()
-            .and_then(|t| serde_json::from_str::<AppFigures>(&t).ok())
-        {
+        if let Some(f) = AppFigures::read(&figures) {
             samples.push(f.drawn_per_second.clone());
             last = f;
         }

@@ -128,13 +128,11 @@ async fn head_to_head(
         })
         .await??;
         let app = running.insert(launched);
-        let read = || -> Option<AppFigures> {
-            serde_json::from_str(&std::fs::read_to_string(&figures).ok()?).ok()
-        };
+        let read = || AppFigures::read(&figures);
         let drawing = |f: &AppFigures| {
-            f.drawn_per_second
-                .iter()
-                .any(|(tile, n)| tile != "local" && *n > 0.0)
+            drawn_fps(std::slice::from_ref(&f.drawn_per_second))
+                .get("remote")
+                .is_some_and(|&n| n > 0.0)
         };
         // The call is up when the app draws the tab's pictures; then let it settle.
         let deadline = Instant::now() + Duration::from_secs(30);
