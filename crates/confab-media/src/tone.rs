@@ -72,6 +72,12 @@ fn goertzel_powers(samples: &[i16], hz: &[f64]) -> Vec<f64> {
     out
 }
 
+/// `lo`, `lo + step`, ... up to `hi` (counted, not summed, so no step is lost to rounding).
+fn steps(lo: f64, hi: f64, step: f64) -> Vec<f64> {
+    let n = ((hi - lo) / step).round() as usize;
+    (0..=n).map(|i| lo + i as f64 * step).collect()
+}
+
 /// The frequency of `hz` with the most power in `samples` (the first of equals).
 fn loudest_of(samples: &[i16], hz: &[f64]) -> f64 {
     let powers = goertzel_powers(samples, hz);
@@ -122,17 +128,13 @@ pub fn dominant_hz(samples: &[i16]) -> Option<f64> {
         .filter(|b| b.len() == block || samples.len() < block)
         .max_by_key(|b| energy(b))
         .unwrap_or(samples);
-    let steps = |lo: f64, hi: f64, step: f64| {
-        let n = ((hi - lo) / step).round() as usize;
-        (0..=n).map(move |i| lo + i as f64 * step)
-    };
     let coarse = if recent.len() == block {
         loudest_bin(recent, 50.0, 4000.0, 10.0)
     } else {
-        loudest_of(recent, &steps(50.0, 4000.0, 10.0).collect::<Vec<_>>())
+        loudest_of(recent, &steps(50.0, 4000.0, 10.0))
     };
     let lo = (coarse - 10.0).max(50.0);
-    let fine = loudest_of(samples, &steps(lo, coarse + 10.0, 1.0).collect::<Vec<_>>());
+    let fine = loudest_of(samples, &steps(lo, coarse + 10.0, 1.0));
     Some(fine)
 }
 
@@ -232,7 +234,8 @@ mod tests {
                 block.push((f64::from(*s) + f64::from(t) + n).clamp(-32768.0, 32767.0) as i16);
             }
         }
-        let hz: Vec<f64> = (0..=395).map(|i| 50.0 + 10.0 * f64::from(i)).collect();
+        let hz = steps(50.0, 4000.0, 10.0);
+        assert_eq!((hz.len(), hz[395]), (396, 4000.0));
         let powers = goertzel_powers(&block, &hz);
         let fft = loudest_bin(&block, 50.0, 4000.0, 10.0);
         assert_eq!(fft, loudest_of(&block, &hz));
