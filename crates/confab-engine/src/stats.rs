@@ -45,6 +45,9 @@ pub struct AudioStats {
     pub concealed_ms: f64,
     /// Lost packets rebuilt from the next packet's in-band FEC (Opus LBRR) instead.
     pub fec_recovered: u64,
+    /// This peer's audio packets that never came, by their sequence numbers: rebuilt from FEC,
+    /// concealed, or (lost at the edge of a silence) skipped. Silence sent as DTX is not lost.
+    pub lost: u64,
 }
 
 /// How the path to one peer is doing. Measured every second by the link from the peer

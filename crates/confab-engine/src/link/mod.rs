@@ -507,6 +507,7 @@ impl Link {
                     track: t.audio.clone(),
                     ssrc: t.audio_ssrc,
                     pt,
+                    line: self.line.clone(),
                 });
             }
         }
@@ -620,6 +621,8 @@ impl Link {
         );
         network.camera_scale = self.line.camera_divisor();
         network.nacked = self.line.nacked();
+        self.line
+            .set_send_loss_pct(network.send_loss_pct.unwrap_or(0.0));
         let now = self.now();
         if let Some(layers) = &mut self.layers {
             let (keyframe_requests, receiving) = self.hub.camera_reception(self.params.id);

@@ -203,6 +203,9 @@ pub struct LineReading {
     probe_bps: AtomicU64,
     /// Whether the pacer can send probes (the link has RTX streams to send them on).
     can_probe: AtomicBool,
+    /// Share of what we send that the far end's receiver reports say was lost, percent (f64
+    /// bits; 0 until a report): the Opus encoder's expected loss follows it.
+    send_loss_pct: AtomicU64,
 }
 
 impl LineReading {
@@ -248,6 +251,12 @@ impl LineReading {
     pub fn set_heard(&self, heard: bool) {
         self.heard.store(heard, Ordering::Relaxed);
     }
+    pub fn send_loss_pct(&self) -> f64 {
+        f64::from_bits(self.send_loss_pct.load(Ordering::Relaxed))
+    }
+    pub fn set_send_loss_pct(&self, pct: f64) {
+        self.send_loss_pct.store(pct.to_bits(), Ordering::Relaxed);
+    }
     pub fn can_probe(&self) -> bool {
         self.can_probe.load(Ordering::Relaxed)
     }
@@ -269,6 +278,8 @@ pub struct AudioOutput {
     pub track: Arc<TrackLocalStaticSample>,
     pub ssrc: u32,
     pub pt: u8,
+    /// What the link says of its line (the loss its far end reports).
+    pub line: Arc<LineReading>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -746,6 +757,7 @@ impl MediaHub {
                     r.packets,
                     r.concealed(),
                     r.fec_recovered(),
+                    r.lost(),
                     r.listener.clone(),
                 )
             });
@@ -755,15 +767,18 @@ impl MediaHub {
             return Default::default();
         };
         let audio = audio
-            .map(|(packets, concealed, fec_recovered, listener)| AudioStats {
-                packets,
-                tone_hz: listener.dominant_hz(),
-                level: listener.level(),
-                concealed,
-                concealed_ms: concealed as f64 * confab_media::FRAME_SAMPLES as f64 * 1000.0
-                    / f64::from(confab_media::SAMPLE_RATE),
-                fec_recovered,
-            })
+            .map(
+                |(packets, concealed, fec_recovered, lost, listener)| AudioStats {
+                    packets,
+                    tone_hz: listener.dominant_hz(),
+                    level: listener.level(),
+                    concealed,
+                    concealed_ms: concealed as f64 * confab_media::FRAME_SAMPLES as f64 * 1000.0
+                        / f64::from(confab_media::SAMPLE_RATE),
+                    fec_recovered,
+                    lost,
+                },
+            )
             .unwrap_or_default();
         (video.snapshot(), share.snapshot(), audio, network)
     }

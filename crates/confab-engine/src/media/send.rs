@@ -441,6 +441,17 @@ impl MediaHub {
                     tracing::debug!("{e}");
                 }
                 *self.processing_stats.lock() = processor.stats();
+                // One encoder feeds every link: it expects the loss of the worst.
+                let worst = self
+                    .outputs
+                    .lock()
+                    .audio
+                    .iter()
+                    .map(|o| o.line.send_loss_pct())
+                    .fold(0.0, f64::max);
+                if let Err(e) = enc.set_reported_loss(worst) {
+                    tracing::debug!("{e}");
+                }
             }
             let Some(rx) = &source else {
                 std::thread::sleep(Duration::from_millis(20));
