@@ -225,9 +225,9 @@ fn echo_and_double_talk_with_espeak_speech() {
     );
     assert!(median >= 30.0 && p10 >= 20.0, "{median} {p10}");
     assert!(conv.is_some_and(|t| t <= 2.0), "{conv:?}");
-    // The issue asks 2 s; on this speech AEC3 takes 2.4 s (2.1 s with echo cancellation
-    // alone; see the README). Asserted is what is met, so a regression shows.
-    assert!(change.reconvergence.is_some_and(|t| t <= 3.0), "{change:?}");
+    // 1.6 s (2.4 s before `patches/sonora-aec3`: AEC3 kept the old delay until the new one
+    // outnumbered it in its histogram of 250 reports).
+    assert!(change.reconvergence.is_some_and(|t| t <= 2.0), "{change:?}");
     assert!(change.median >= 30.0, "{change:?}");
     assert!(
         dt_all.vs_solo >= 10.0 && dt_aec.vs_solo >= 10.0,
