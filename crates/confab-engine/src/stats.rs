@@ -45,8 +45,9 @@ pub struct AudioStats {
     pub concealed_ms: f64,
     /// Lost packets rebuilt from the next packet's in-band FEC (Opus LBRR) instead.
     pub fec_recovered: u64,
-    /// This peer's audio packets that never came, by their sequence numbers: rebuilt from FEC,
-    /// concealed, or (lost at the edge of a silence) skipped. Silence sent as DTX is not lost.
+    /// This peer's audio packets missing at their turn to play (lost, or too late), by their
+    /// sequence numbers: rebuilt from FEC, concealed, or skipped while the jitter buffer had
+    /// run dry. Silence sent as DTX takes no numbers, so it is not lost.
     pub lost: u64,
 }
 
