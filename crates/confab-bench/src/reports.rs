@@ -79,6 +79,21 @@ pub struct RemoteAudio {
     /// Lost packets rebuilt from the next packet's FEC.
     #[serde(default)]
     pub fec_recovered: u64,
+    /// Packets received, and packets missing at their turn to play.
+    #[serde(default)]
+    pub packets: u64,
+    #[serde(default)]
+    pub lost: u64,
+}
+
+impl RemoteAudio {
+    /// Of the 20 ms frames the sender sent, the share played from a packet or rebuilt from
+    /// FEC (%; `None` before any packet).
+    pub fn real_or_fec_pct(&self) -> Option<f64> {
+        let frames = self.packets + self.lost;
+        let not_rebuilt = self.lost.saturating_sub(self.fec_recovered);
+        (frames > 0).then(|| 100.0 - not_rebuilt as f64 * 100.0 / frames as f64)
+    }
 }
 
 /// A link's set-up phases, milliseconds after its own answer (`SetupPhases`): ICE and the
@@ -306,6 +321,18 @@ mod tests {
         assert!(r.setup_ms.unwrap() >= b.answer_to_first_frame_ms.unwrap());
         let per_min = r.cpu_s_per_min().unwrap();
         assert!((per_min - r.cpu_seconds / r.duration_seconds * 60.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn audio_played_or_rebuilt_counts_what_fec_did_not_rebuild() {
+        let a = RemoteAudio {
+            packets: 900,
+            lost: 100,
+            fec_recovered: 70,
+            ..Default::default()
+        };
+        assert_eq!(a.real_or_fec_pct(), Some(97.0));
+        assert_eq!(RemoteAudio::default().real_or_fec_pct(), None);
     }
 
     #[test]
