@@ -227,6 +227,25 @@ impl NetMeter {
         self.window.push_back((now, sample));
         out
     }
+
+    /// Share of one of our streams (`ssrc`) that the far end's reports say was lost over the
+    /// window, percent (`None` before two reports of it).
+    pub fn send_loss_of(&self, ssrc: u32) -> Option<f64> {
+        let (_, newest) = self.window.back()?;
+        let now: Vec<StreamCount> = newest
+            .outbound
+            .iter()
+            .filter(|s| s.0 == ssrc)
+            .copied()
+            .collect();
+        let (lost, exp) = loss_over(
+            &self.window,
+            NetSample::outbound_streams,
+            &now,
+            |h0, _, h, _| h - h0,
+        );
+        pct(lost, exp)
+    }
 }
 
 /// One step of a link's set-up, in the order a call goes through them.
@@ -446,6 +465,30 @@ mod tests {
             "the window is bounded: {}",
             m.window.len()
         );
+    }
+
+    #[test]
+    fn net_meter_gives_one_streams_send_loss() {
+        let t0 = Instant::now();
+        let mut m = NetMeter::default();
+        assert_eq!(m.send_loss_of(9), None, "nothing read yet");
+        let two = |secs: u64| {
+            let mut s = sample(secs);
+            // Audio: 50 packets a second, 1 lost.
+            s.outbound.push((11, 7 + secs * 50, secs));
+            s
+        };
+        m.push(t0, two(0));
+        assert_eq!(
+            m.send_loss_of(11),
+            None,
+            "one reading says nothing about loss"
+        );
+        let all = m.push(t0 + Duration::from_secs(4), two(4));
+        assert!((m.send_loss_of(11).unwrap() - 2.0).abs() < 1e-9);
+        assert!((m.send_loss_of(9).unwrap() - 10.0).abs() < 1e-9);
+        assert!((all.send_loss_pct.unwrap() - 6.0).abs() < 1e-9, "{all:?}");
+        assert_eq!(m.send_loss_of(12), None, "no such stream");
     }
 
     #[test]

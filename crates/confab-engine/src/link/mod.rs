@@ -621,8 +621,13 @@ impl Link {
         );
         network.camera_scale = self.line.camera_divisor();
         network.nacked = self.line.nacked();
-        self.line
-            .set_send_loss_pct(network.send_loss_pct.unwrap_or(0.0));
+        // Opus is told the loss of our audio (as libwebrtc tells it): a queue that drops a
+        // keyframe's burst takes video, not the sound between.
+        let audio_loss = self
+            .tracks
+            .as_ref()
+            .and_then(|t| self.meter.send_loss_of(t.audio_ssrc));
+        self.line.set_send_loss_pct(audio_loss.unwrap_or(0.0));
         let now = self.now();
         if let Some(layers) = &mut self.layers {
             let (keyframe_requests, receiving) = self.hub.camera_reception(self.params.id);

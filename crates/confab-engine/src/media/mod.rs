@@ -203,7 +203,7 @@ pub struct LineReading {
     probe_bps: AtomicU64,
     /// Whether the pacer can send probes (the link has RTX streams to send them on).
     can_probe: AtomicBool,
-    /// Share of what we send that the far end's receiver reports say was lost, percent (f64
+    /// Share of our audio that the far end's receiver reports say was lost, percent (f64
     /// bits; 0 until a report): the Opus encoder's expected loss follows it.
     send_loss_pct: AtomicU64,
 }
