@@ -115,7 +115,15 @@ pub struct JitterBuffer {
     /// while the buffer had run dry is then played from it when playout starts again,
     /// rather than skipped.
     rebuilds: fn(&[u8]) -> bool,
+    /// Turns since a packet was last missing at its turn (`LOSSY_TURNS` or more: none lately).
+    since_loss: u32,
 }
+
+/// For this many turns (10 s) after a packet was missing at its turn, playout starts again
+/// (after running dry: a silence, or a loss with nothing behind it) one packet deeper: a lost
+/// packet's successor is then usually here in time to rebuild it from its FEC, for 20 ms more
+/// delay while the line loses.
+const LOSSY_TURNS: u32 = 500;
 
 impl JitterBuffer {
     pub fn new(target: usize, max: usize) -> Self {
@@ -130,6 +138,7 @@ impl JitterBuffer {
             concealed: 0,
             skipped: 0,
             rebuilds: |_| false,
+            since_loss: LOSSY_TURNS,
         }
     }
 
@@ -154,8 +163,20 @@ impl JitterBuffer {
     }
 
     pub fn pop(&mut self) -> Playout {
+        let (concealed, skipped) = (self.concealed, self.skipped);
+        let out = self.turn();
+        if (self.concealed, self.skipped) == (concealed, skipped) {
+            self.since_loss = self.since_loss.saturating_add(1);
+        } else {
+            self.since_loss = 0;
+        }
+        out
+    }
+
+    fn turn(&mut self) -> Playout {
         if !self.playing {
-            if self.packets.len() < self.target {
+            let deeper = usize::from(self.since_loss < LOSSY_TURNS);
+            if self.packets.len() < self.target + deeper {
                 return Playout::Silent;
             }
             self.playing = true;
@@ -363,16 +384,53 @@ mod tests {
         assert_eq!(jb.pop(), Playout::Packet(vec![1]));
         assert_eq!(jb.pop(), Playout::Packet(vec![0]));
         // 15 is lost while dry again, and 16 cannot rebuild it: skipped, as is a gap of two.
+        // (After a loss playout starts again one packet deeper: three.)
         assert_eq!(jb.pop(), Playout::Silent);
         jb.push(16, vec![0]);
         jb.push(17, vec![1]);
+        jb.push(18, vec![0]);
         assert_eq!(jb.pop(), Playout::Packet(vec![0]), "16");
         assert_eq!(jb.pop(), Playout::Packet(vec![1]), "17");
+        assert_eq!(jb.pop(), Playout::Packet(vec![0]), "18");
         assert_eq!(jb.pop(), Playout::Silent);
-        jb.push(20, vec![1]);
-        jb.push(21, vec![0]);
-        assert_eq!(jb.pop(), Playout::Packet(vec![1]), "20; 18 and 19 skipped");
-        assert_eq!((jb.concealed, jb.skipped), (1, 3), "12; 15, 18 and 19");
+        jb.push(21, vec![1]);
+        jb.push(22, vec![0]);
+        jb.push(23, vec![0]);
+        assert_eq!(jb.pop(), Playout::Packet(vec![1]), "21; 19 and 20 skipped");
+        assert_eq!((jb.concealed, jb.skipped), (1, 3), "12; 15, 19 and 20");
+    }
+
+    #[test]
+    fn after_a_loss_playout_starts_again_one_packet_deeper_for_a_while() {
+        let mut jb = JitterBuffer::new(2, 10);
+        jb.push(0, vec![0]);
+        jb.push(1, vec![1]);
+        assert_eq!(jb.pop(), Playout::Packet(vec![0]));
+        assert_eq!(jb.pop(), Playout::Packet(vec![1]));
+        // 2 is lost while dry; no loss before it, so two packets start playout again.
+        assert_eq!(jb.pop(), Playout::Silent);
+        jb.push(3, vec![3]);
+        jb.push(4, vec![4]);
+        assert_eq!(jb.pop(), Playout::Packet(vec![3]), "2 skipped");
+        assert_eq!(jb.pop(), Playout::Packet(vec![4]));
+        // A silence (DTX: no numbers missing), then two packets: not enough so soon after a
+        // loss.
+        assert_eq!(jb.pop(), Playout::Silent);
+        jb.push(5, vec![5]);
+        jb.push(6, vec![6]);
+        assert_eq!(jb.pop(), Playout::Silent, "waits for a third");
+        jb.push(7, vec![7]);
+        for n in 5..=7u8 {
+            assert_eq!(jb.pop(), Playout::Packet(vec![n]));
+        }
+        // Ten seconds without a loss: two are enough again.
+        for _ in 0..LOSSY_TURNS {
+            assert_eq!(jb.pop(), Playout::Silent);
+        }
+        jb.push(8, vec![8]);
+        jb.push(9, vec![9]);
+        assert_eq!(jb.pop(), Playout::Packet(vec![8]));
+        assert_eq!((jb.concealed, jb.skipped), (0, 1));
     }
 
     #[test]

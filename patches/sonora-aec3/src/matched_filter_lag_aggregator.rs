@@ -91,7 +91,6 @@ impl HighestPeakAggregator {
             for _ in 0..RESEED_RUN_LENGTH {
                 self.insert(run_lag);
             }
-
             return true;
         }
         self.insert(lag);
