@@ -101,7 +101,7 @@ pub struct JitterBuffer {
     next: Option<u64>,
     seq: crate::seq::SeqExtender,
     playing: bool,
-    /// Packets to hold before starting.
+    /// Packets to hold before starting (one more for a while after a loss: `LOSSY_TURNS`).
     target: usize,
     /// Packets held at most; beyond, the oldest are dropped.
     max: usize,
@@ -206,7 +206,8 @@ impl JitterBuffer {
             return Playout::Packet(p);
         }
         if self.packets.is_empty() {
-            // Ran dry: wait for the buffer to fill again (the gap will be concealed by silence).
+            // Ran dry: wait for the buffer to fill again (silence meanwhile; the packet waited
+            // for is rebuilt or skipped when playout starts again).
             self.playing = false;
             return Playout::Silent;
         }
