@@ -46,7 +46,9 @@ pub enum Way {
 }
 
 /// A picture for the native surface: BGRx rows, 4 bytes a pixel, no padding (cairo's RGB24
-/// on a little-endian machine).
+/// on a little-endian machine). Only Linux has a native surface to read them (elsewhere the
+/// tests make and read them).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub struct Picture {
     pub width: usize,
     pub height: usize,
@@ -294,12 +296,14 @@ impl UiFrames {
         true
     }
 
-    /// The window's native video surface, where it has one.
+    /// The window's native video surface, where it has one (Linux only).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub fn set_surface(&self, surface: Arc<dyn Surface>) {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).surface = Some(surface);
     }
 
     /// The native surface painted a picture of this tile (that came from here).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub fn painted(&self, key: &str) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if g.ways.get(key).is_some_and(|w| w.0 == Way::Native) {

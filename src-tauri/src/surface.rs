@@ -82,12 +82,15 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
-    /// The main thread has been asked to apply the state and has not yet.
+    /// The main thread has been asked to apply the state and has not yet. (Only Linux has
+    /// the surface's main-thread side; elsewhere `install` gives none.)
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     asked: AtomicBool,
     /// The widgets are in place.
     ready: AtomicBool,
     frames: Weak<UiFrames>,
     /// A benchmark measures: each remote picture's pattern is read as it is painted.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     measure: bool,
 }
 

@@ -1,5 +1,8 @@
 //! The real app window under Xvfb, driven through WebKitWebDriver, calling a real confab-peer
 //! through a real signaling server.
+//! Linux only: Xvfb, WebKitWebDriver and the X11 pattern window are Linux's (the README's
+//! Platforms section says what the other systems' CI runs).
+#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -444,7 +447,6 @@ async fn share_a_window_from_the_picker_and_the_other_side_reads_it() -> Result<
 /// frame numbers going up; the page's own background beside the tile; filling the window
 /// shows the picture full size with nothing of the page over it; nothing is painted there
 /// after hanging up.
-#[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_call_is_painted_on_a_native_surface_under_the_page() -> Result<()> {
     use confab_engine::media_kit::pattern;
@@ -614,7 +616,6 @@ async fn the_call_is_painted_on_a_native_surface_under_the_page() -> Result<()> 
 /// numbered pattern, 640x360) moving on. E stops it and the portal session closes. A picker
 /// still open when the app's dialog is closed is given up (its session closed, no error); a
 /// picker the person cancels just closes the dialog.
-#[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn share_through_the_desktops_own_picker_on_wayland() -> Result<()> {
     use confab_engine::media_kit::{convert, device::portal::NODE_NAME, pattern};
