@@ -1,8 +1,11 @@
 //! `cargo xtask cross`: the Windows build, made from Linux with the `x86_64-pc-windows-gnu`
 //! Rust target and MinGW-w64. It proves the code is cfg-clean for Windows (clippy over every
 //! crate and target, warnings as errors) and, with `--build` / `--installer`, makes
-//! `confab.exe`, `confab-signal.exe` and an NSIS installer. Nothing here runs them: that
-//! takes Windows (the CI workflow's `windows-latest` job, which builds with MSVC).
+//! `confab.exe`, `confab-signal.exe`, `confab-peer.exe` and an NSIS installer. With `--wine`
+//! it runs the Windows confab-signal and confab-peer under Wine in a call with the Linux
+//! confab-peer (`crates/confab-peer/tests/wine.rs`). Wine is not Windows: the app's window
+//! (WebView2), real devices and the MSVC build only run on Windows itself (the CI workflow's
+//! `windows-latest` job).
 //! Output goes to `<target dir>/cross`, apart from the Linux build's.
 
 use crate::{cargo, deps, root, status, Result};
@@ -33,6 +36,7 @@ Section "Confab"
   SetOutPath "$INSTDIR"
   File "confab.exe"
   File "confab-signal.exe"
+  File "WebView2Loader.dll"
   File "icon.ico"
   WriteUninstaller "$INSTDIR\uninstall.exe"
   CreateShortCut "$SMPROGRAMS\Confab.lnk" "$INSTDIR\confab.exe" "" "$INSTDIR\icon.ico"
@@ -51,6 +55,7 @@ SectionEnd
 Section "Uninstall"
   Delete "$INSTDIR\confab.exe"
   Delete "$INSTDIR\confab-signal.exe"
+  Delete "$INSTDIR\WebView2Loader.dll"
   Delete "$INSTDIR\icon.ico"
   Delete "$INSTDIR\uninstall.exe"
   RMDir "$INSTDIR"
@@ -60,15 +65,64 @@ Section "Uninstall"
 SectionEnd
 "#;
 
+/// The programs the build makes.
+const EXES: [&str; 3] = ["confab.exe", "confab-signal.exe", "confab-peer.exe"];
+
+/// What the installer ships beside the programs: WebView2's loader, which a MinGW build of
+/// the app loads as a DLL (an MSVC build links it in).
+const SHIPPED_DLLS: [&str; 1] = ["WebView2Loader.dll"];
+
+/// DLLs every Windows 10 and 11 has (and `api-ms-win-*` API sets): the programs may import
+/// these and what is shipped, nothing else.
+const SYSTEM_DLLS: &[&str] = &[
+    "advapi32.dll",
+    "bcrypt.dll",
+    "bcryptprimitives.dll",
+    "combase.dll",
+    "comctl32.dll",
+    "comdlg32.dll",
+    "crypt32.dll",
+    "d3d11.dll",
+    "dwmapi.dll",
+    "dxgi.dll",
+    "gdi32.dll",
+    "imm32.dll",
+    "iphlpapi.dll",
+    "kernel32.dll",
+    "ktmw32.dll",
+    "mf.dll",
+    "mfplat.dll",
+    "mfreadwrite.dll",
+    "msvcrt.dll",
+    "ntdll.dll",
+    "ole32.dll",
+    "oleaut32.dll",
+    "propsys.dll",
+    "psapi.dll",
+    "rpcrt4.dll",
+    "secur32.dll",
+    "setupapi.dll",
+    "shell32.dll",
+    "shlwapi.dll",
+    "user32.dll",
+    "userenv.dll",
+    "uxtheme.dll",
+    "version.dll",
+    "winmm.dll",
+    "ws2_32.dll",
+];
+
 struct Options {
     build: bool,
     installer: bool,
+    wine: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
     let mut o = Options {
         build: false,
         installer: false,
+        wine: false,
     };
     for a in args {
         match a.as_str() {
@@ -77,9 +131,13 @@ fn parse(args: &[String]) -> Result<Options> {
                 o.build = true;
                 o.installer = true;
             }
+            "--wine" => {
+                o.build = true;
+                o.wine = true;
+            }
             other => {
                 return Err(format!(
-                    "unknown cross option `{other}` (have --build, --installer)"
+                    "unknown cross option `{other}` (have --build, --installer, --wine)"
                 ))
             }
         }
@@ -167,6 +225,9 @@ pub fn main(args: &[String]) -> Result {
             let exe = installer(&out)?;
             println!("{}", exe.display());
         }
+        if o.wine {
+            wine(&out)?;
+        }
     }
     Ok(())
 }
@@ -201,14 +262,14 @@ fn build() -> Result<PathBuf> {
     let mut build = cross_cargo();
     build
         .args(["build", "--release", "--target", TARGET])
-        .args(["-p", "confab", "-p", "confab-signal"])
+        .args(["-p", "confab", "-p", "confab-signal", "-p", "confab-peer"])
         .args(["--features", "confab/custom-protocol"]);
     status(
         build,
-        &format!("building confab.exe and confab-signal.exe ({TARGET})"),
+        &format!("building confab.exe, confab-signal.exe and confab-peer.exe ({TARGET})"),
     )?;
     let out = target_dir().join(TARGET).join("release");
-    for exe in ["confab.exe", "confab-signal.exe"] {
+    for exe in EXES {
         let p = out.join(exe);
         if !p.is_file() {
             return Err(format!(
@@ -217,8 +278,139 @@ fn build() -> Result<PathBuf> {
             ));
         }
         eprintln!("xtask: built {}", p.display());
+        check_imports(&p)?;
     }
     Ok(out)
+}
+
+/// The DLL names in `objdump -p` output (its import tables).
+fn imported_dlls(objdump: &str) -> Vec<String> {
+    objdump
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("DLL Name:"))
+        .map(|d| d.trim().to_owned())
+        .collect()
+}
+
+/// The imports Windows does not have and the installer does not ship.
+fn foreign_dlls(imports: &[String]) -> Vec<String> {
+    let mut foreign: Vec<String> = imports
+        .iter()
+        .filter(|d| {
+            let lower = d.to_ascii_lowercase();
+            !lower.starts_with("api-ms-win-")
+                && !SYSTEM_DLLS.contains(&lower.as_str())
+                && !SHIPPED_DLLS.iter().any(|s| s.eq_ignore_ascii_case(d))
+        })
+        .cloned()
+        .collect();
+    foreign.sort();
+    foreign.dedup();
+    foreign
+}
+
+/// Fails if the program needs a DLL that a Windows without MinGW lacks (libstdc++-6.dll
+/// was one: the program would not start).
+fn check_imports(exe: &Path) -> Result {
+    let out = Command::new("x86_64-w64-mingw32-objdump")
+        .arg("-p")
+        .arg(exe)
+        .output()
+        .map_err(|e| format!("x86_64-w64-mingw32-objdump (mingw-w64): {e}"))?;
+    if !out.status.success() {
+        return Err(format!("objdump -p {} failed", exe.display()));
+    }
+    let imports = imported_dlls(&String::from_utf8_lossy(&out.stdout));
+    if imports.is_empty() {
+        return Err(format!("{}: no imports read", exe.display()));
+    }
+    let foreign = foreign_dlls(&imports);
+    if !foreign.is_empty() {
+        return Err(format!(
+            "{} needs {}, which Windows does not have and the installer does not ship",
+            exe.display(),
+            foreign.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// Wine 8 (Debian 12's) has no bcryptprimitives.dll, where Rust's standard library takes its
+/// randomness from (`ProcessPrng`, since Rust 1.78; Wine 9 has it). This stand-in answers from
+/// `RtlGenRandom`; it is built into the test's own Wine prefix only, never shipped.
+const PROCESS_PRNG_C: &str = r#"#include <windows.h>
+BOOLEAN WINAPI SystemFunction036(PVOID buffer, ULONG length);
+__declspec(dllexport) BOOL WINAPI ProcessPrng(PBYTE data, SIZE_T len) {
+    while (len > 0) {
+        ULONG n = len > 0x10000000 ? 0x10000000 : (ULONG)len;
+        if (!SystemFunction036(data, n)) return FALSE;
+        data += n;
+        len -= n;
+    }
+    return TRUE;
+}
+"#;
+
+/// The one test `--wine` runs (ignored in a plain `cargo test`).
+const WINE_TEST: &str = "a_windows_peer_under_wine_calls_a_linux_peer";
+
+/// Runs the Windows confab-signal.exe and confab-peer.exe (in `bin`) under Wine in a call with
+/// the Linux confab-peer: `crates/confab-peer/tests/wine.rs`, in a Wine prefix of its own
+/// (`<target dir>/cross/wineprefix`, made on first use, reporting Windows 10). Fails unless
+/// exactly that one test ran and passed.
+fn wine(bin: &Path) -> Result {
+    deps::ensure(deps::WINE)?;
+    let prefix = target_dir().join("wineprefix");
+    let wine_env = |c: &mut Command| {
+        c.env("WINEPREFIX", &prefix).env("WINEDEBUG", "-all");
+    };
+    if !prefix.join("system.reg").is_file() {
+        let mut boot = Command::new("wineboot");
+        boot.arg("--init");
+        wine_env(&mut boot);
+        status(boot, &format!("wineboot --init ({})", prefix.display()))?;
+        let mut version = Command::new("wine");
+        version.args(["reg", "add", r"HKCU\Software\Wine", "/v", "Version"]);
+        version.args(["/d", "win10", "/f"]);
+        wine_env(&mut version);
+        status(version, "the Wine prefix reports Windows 10")?;
+    }
+    let prng = prefix.join("drive_c/windows/system32/bcryptprimitives.dll");
+    if !prng.is_file() {
+        let src = target_dir().join("bcryptprimitives.c");
+        std::fs::write(&src, PROCESS_PRNG_C).map_err(|e| format!("{}: {e}", src.display()))?;
+        let mut cc = Command::new("x86_64-w64-mingw32-gcc");
+        cc.args(["-O2", "-shared", "-o"])
+            .arg(&prng)
+            .arg(&src)
+            .arg("-ladvapi32");
+        status(cc, "bcryptprimitives.dll for Wine 8 (ProcessPrng)")?;
+    }
+    let mut test = cargo();
+    test.args(["test", "-p", "confab-peer", "--test", "wine", "--"])
+        .args(["--ignored", "--exact", WINE_TEST, "--nocapture"])
+        .env("CONFAB_WINDOWS_BIN", bin);
+    wine_env(&mut test);
+    eprintln!("xtask: the Windows peer under Wine calls the Linux peer ({WINE_TEST})");
+    let out = test
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cargo test (wine): {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    if !out.status.success() {
+        return Err(format!(
+            "the Windows peer under Wine failed ({})",
+            out.status
+        ));
+    }
+    // A renamed test would run nothing and pass.
+    if !(stdout.contains("running 1 test") && stdout.contains("1 passed")) {
+        return Err(format!(
+            "expected exactly one test ({WINE_TEST}) to run and pass"
+        ));
+    }
+    Ok(())
 }
 
 fn copy(from: &Path, to: &Path) -> Result {
@@ -234,6 +426,14 @@ fn installer(bin: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(&stage).map_err(|e| format!("{}: {e}", stage.display()))?;
     for exe in ["confab.exe", "confab-signal.exe"] {
         copy(&bin.join(exe), &stage.join(exe))?;
+        // The release profile keeps line tables for profiling (confab.exe ~300 MB with them,
+        // 43 MB without them and the symbol table): not for users.
+        let mut strip = Command::new("x86_64-w64-mingw32-strip");
+        strip.arg("--strip-all").arg(stage.join(exe));
+        status(strip, &format!("x86_64-w64-mingw32-strip {exe}"))?;
+    }
+    for dll in SHIPPED_DLLS {
+        copy(&bin.join(dll), &stage.join(dll))?;
     }
     copy(&root().join("icons/icon.ico"), &stage.join("icon.ico"))?;
     let script = stage.join("confab.nsi");
@@ -264,7 +464,12 @@ mod tests {
     fn the_installer_script_ships_what_it_stages_and_removes_it_again() {
         let script = NSIS_SCRIPT.replace("@VERSION@", VERSION);
         assert!(script.contains(&format!("OutFile \"confab_{VERSION}_x64-setup.exe\"")));
-        for file in ["confab.exe", "confab-signal.exe", "icon.ico"] {
+        for file in [
+            "confab.exe",
+            "confab-signal.exe",
+            "WebView2Loader.dll",
+            "icon.ico",
+        ] {
             assert!(
                 script.contains(&format!("File \"{file}\"")),
                 "{file} not packed"
@@ -280,6 +485,23 @@ mod tests {
         ));
         assert!(script.contains(r#"DeleteRegKey HKCU "Software\Classes\confab""#));
         assert!(root().join("icons/icon.ico").is_file());
+    }
+
+    #[test]
+    fn a_program_needing_mingws_runtime_dlls_is_refused() {
+        // What `objdump -p` printed for the first MinGW confab-peer.exe (abridged).
+        let dump = "The Import Tables (interpreted .idata section contents)\n\
+            \tDLL Name: KERNEL32.dll\n\tvma:  Hint/Ord Member-Name Bound-To\n\
+            \tDLL Name: api-ms-win-core-synch-l1-2-0.dll\n\tDLL Name: bcryptprimitives.dll\n\
+            \tDLL Name: libstdc++-6.dll\n\tDLL Name: mfplat.dll\n\tDLL Name: WS2_32.dll\n\
+            \tDLL Name: WebView2Loader.dll\n";
+        let imports = imported_dlls(dump);
+        assert_eq!(imports.len(), 7, "{imports:?}");
+        assert_eq!(foreign_dlls(&imports), ["libstdc++-6.dll"]);
+        let fine: Vec<String> = ["USER32.dll", "api-ms-win-core-winrt-l1-1-0.dll"]
+            .map(String::from)
+            .to_vec();
+        assert!(foreign_dlls(&fine).is_empty());
     }
 
     #[test]

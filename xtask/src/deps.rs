@@ -60,6 +60,9 @@ pub const TEST_EXTRA: &[&str] = &[
 /// installer.
 pub const CROSS: &[&str] = &["mingw-w64", "nsis"];
 
+/// Wine, to run the Windows programs `cargo xtask cross --wine` builds.
+pub const WINE: &[&str] = &["wine", "wine64"];
+
 /// Everything the tests need.
 pub fn test_packages() -> Vec<&'static str> {
     BUILD.iter().chain(TEST_EXTRA).copied().collect()

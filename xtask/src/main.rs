@@ -35,10 +35,12 @@ cargo xtask <command>
                      to target/bench/NAME.json (add --help to each)
   bundle [--debug] [--out DIR]
                      build the installer for this system (.deb on Debian/Ubuntu)
-  cross [--build] [--installer]
+  cross [--build] [--installer] [--wine]
                      Linux only: clippy over the workspace for Windows (x86_64-pc-windows-gnu,
-                     MinGW-w64); --build also builds confab.exe and confab-signal.exe,
-                     --installer also packs them with NSIS (output in target/cross)
+                     MinGW-w64); --build also builds confab.exe, confab-signal.exe and
+                     confab-peer.exe, --installer also packs them with NSIS (output in
+                     target/cross), --wine runs the Windows signal server and peer under
+                     Wine in a call with the Linux confab-peer
   deps [build|test]  only install the system packages
 ";
 

@@ -162,6 +162,8 @@ fn parse_ice(s: &str) -> Result<IceServer, String> {
 
 #[derive(Serialize)]
 struct Report {
+    /// The system this build is for (`linux`, `windows`, `macos`): which build ran.
+    os: &'static str,
     room: String,
     name: String,
     id: String,
@@ -241,6 +243,7 @@ fn report(
 ) -> Report {
     let (cpu_seconds, peak_rss_mb) = usage();
     Report {
+        os: std::env::consts::OS,
         room: joined.room.clone(),
         name: name.to_owned(),
         id: joined.id.to_string(),

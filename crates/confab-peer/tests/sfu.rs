@@ -5,22 +5,12 @@
 
 mod common;
 
-use common::signal_server;
+use common::{signal_server, Proc};
 use confab_netlab::janus::Janus;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Kills (and reaps) a child process when dropped, so a failed test leaves nothing running.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 const PEERS: u32 = 8;
 

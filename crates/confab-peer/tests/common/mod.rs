@@ -39,3 +39,13 @@ pub fn signal_server(extra: &[&str]) -> (Child, String) {
     let url = line.split_whitespace().last().expect("a URL").to_owned();
     (child, url)
 }
+
+/// Kills (and reaps) a child process when dropped, so a failed test leaves nothing running.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
