@@ -3,7 +3,9 @@
 //! crate and target, warnings as errors) and, with `--build` / `--installer`, makes
 //! `confab.exe`, `confab-signal.exe`, `confab-peer.exe` and an NSIS installer. With `--wine`
 //! it runs the Windows confab-signal and confab-peer under Wine in a call with the Linux
-//! confab-peer (`crates/confab-peer/tests/wine.rs`). Wine is not Windows: the app's window
+//! confab-peer (`crates/confab-peer/tests/wine.rs`), and with `--installer` too it installs
+//! with the installer under Wine, checks what it put where and uninstalls. Wine is not
+//! Windows: the app's window
 //! (WebView2), real devices and the MSVC build only run on Windows itself (the CI workflow's
 //! `windows-latest` job).
 //! Output goes to `<target dir>/cross`, apart from the Linux build's.
@@ -211,6 +213,16 @@ pub fn main(args: &[String]) -> Result {
                 .into(),
         );
     }
+    // Cargo lets RUSTFLAGS replace `.cargo/config.toml`'s target rustflags, which link the
+    // C++ runtime statically: without them the link fails with C++ symbols missing.
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS"] {
+        if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
+            return Err(format!(
+                "{var} is set: it would replace the MinGW link flags of .cargo/config.toml \
+                 (the static C++ runtime); unset it for `cargo xtask cross`"
+            ));
+        }
+    }
     if !rust_target_installed() {
         let mut add = Command::new("rustup");
         add.args(["target", "add", TARGET]);
@@ -221,12 +233,18 @@ pub fn main(args: &[String]) -> Result {
     check()?;
     if o.build {
         let out = build()?;
-        if o.installer {
+        let setup = if o.installer {
             let exe = installer(&out)?;
             println!("{}", exe.display());
-        }
+            Some(exe)
+        } else {
+            None
+        };
         if o.wine {
             wine(&out)?;
+            if let Some(setup) = setup {
+                install_under_wine(&setup)?;
+            }
         }
     }
     Ok(())
@@ -358,21 +376,26 @@ const WINE_TEST: &str = "a_windows_peer_under_wine_calls_a_linux_peer";
 /// the Linux confab-peer: `crates/confab-peer/tests/wine.rs`, in a Wine prefix of its own
 /// (`<target dir>/cross/wineprefix`, made on first use, reporting Windows 10). Fails unless
 /// exactly that one test ran and passed.
-fn wine(bin: &Path) -> Result {
-    deps::ensure(deps::WINE)?;
-    let prefix = target_dir().join("wineprefix");
-    let wine_env = |c: &mut Command| {
-        c.env("WINEPREFIX", &prefix).env("WINEDEBUG", "-all");
-    };
+/// Wine's environment for `prefix`: its own prefix, quiet.
+fn wine_env(c: &mut Command, prefix: &Path) {
+    c.env("WINEPREFIX", prefix).env("WINEDEBUG", "-all");
+    // No Wine Mono or Gecko: on a desktop, making a prefix would otherwise stop at a dialog
+    // offering to install them.
+    c.env("WINEDLLOVERRIDES", "mscoree,mshtml=");
+}
+
+/// A Wine prefix at `prefix`, made on first use: reporting Windows 10, with the
+/// bcryptprimitives.dll stand-in where Wine lacks one.
+fn wine_prefix(prefix: &Path) -> Result {
     if !prefix.join("system.reg").is_file() {
         let mut boot = Command::new("wineboot");
         boot.arg("--init");
-        wine_env(&mut boot);
+        wine_env(&mut boot, prefix);
         status(boot, &format!("wineboot --init ({})", prefix.display()))?;
         let mut version = Command::new("wine");
         version.args(["reg", "add", r"HKCU\Software\Wine", "/v", "Version"]);
         version.args(["/d", "win10", "/f"]);
-        wine_env(&mut version);
+        wine_env(&mut version, prefix);
         status(version, "the Wine prefix reports Windows 10")?;
     }
     let prng = prefix.join("drive_c/windows/system32/bcryptprimitives.dll");
@@ -386,11 +409,18 @@ fn wine(bin: &Path) -> Result {
             .arg("-ladvapi32");
         status(cc, "bcryptprimitives.dll for Wine 8 (ProcessPrng)")?;
     }
+    Ok(())
+}
+
+fn wine(bin: &Path) -> Result {
+    deps::ensure(deps::WINE)?;
+    let prefix = target_dir().join("wineprefix");
+    wine_prefix(&prefix)?;
     let mut test = cargo();
     test.args(["test", "-p", "confab-peer", "--test", "wine", "--"])
         .args(["--ignored", "--exact", WINE_TEST, "--nocapture"])
         .env("CONFAB_WINDOWS_BIN", bin);
-    wine_env(&mut test);
+    wine_env(&mut test, &prefix);
     eprintln!("xtask: the Windows peer under Wine calls the Linux peer ({WINE_TEST})");
     let out = test
         .stderr(std::process::Stdio::inherit())
@@ -410,6 +440,115 @@ fn wine(bin: &Path) -> Result {
             "expected exactly one test ({WINE_TEST}) to run and pass"
         ));
     }
+    Ok(())
+}
+
+/// The one folder under the prefix's user folders at `rest` (the Unix user names it).
+fn in_user_folder(prefix: &Path, rest: &str) -> Option<PathBuf> {
+    std::fs::read_dir(prefix.join("drive_c/users"))
+        .ok()?
+        .flatten()
+        .map(|user| user.path().join(rest))
+        .find(|p| p.exists())
+}
+
+/// Runs `program` (a Windows path or a file) under Wine in `prefix`, then waits for every
+/// program of the prefix to end (an NSIS uninstaller starts a copy of itself and returns),
+/// which also writes the prefix's registry to its files.
+fn wine_run(prefix: &Path, program: &Path, args: &[&str], what: &str) -> Result {
+    let mut c = Command::new("wine");
+    c.arg(program).args(args);
+    wine_env(&mut c, prefix);
+    status(c, what)?;
+    let mut wait = Command::new("wineserver");
+    wait.arg("-w");
+    wine_env(&mut wait, prefix);
+    status(wait, "wineserver -w")
+}
+
+/// The registry entries the installer writes (as Wine's user.reg spells their keys) and
+/// the lines under them that must be there.
+const INSTALLED_KEYS: [(&str, &str); 2] = [
+    (
+        r"[Software\\Classes\\confab\\shell\\open\\command]",
+        r#"Programs\\Confab\\confab.exe\" \"%1\""#,
+    ),
+    (
+        r"[Software\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\Confab]",
+        r#""UninstallString"="\"C:\\users\\"#,
+    ),
+];
+
+/// What the installer wrote under `key` in a user.reg (up to the next key), if the key is
+/// there.
+fn reg_section<'a>(user_reg: &'a str, key: &str) -> Option<&'a str> {
+    let start = user_reg.find(key)? + key.len();
+    let rest = &user_reg[start..];
+    Some(&rest[..rest.find("\n[").unwrap_or(rest.len())])
+}
+
+/// The NSIS installer under Wine, as a person would use it on Windows (silently, `/S`): it
+/// installs the programs, a Start-menu entry, `confab://` links and an "Apps" entry; the
+/// installed server starts; the uninstaller takes all of it away again. In a fresh prefix of
+/// its own (`<target dir>/cross/wineprefix-installer`). NSIS installers are 32-bit
+/// programs: this needs 32-bit Wine.
+fn install_under_wine(setup: &Path) -> Result {
+    deps::ensure(deps::WINE32)?;
+    let prefix = target_dir().join("wineprefix-installer");
+    let _ = std::fs::remove_dir_all(&prefix);
+    wine_prefix(&prefix)?;
+    wine_run(&prefix, setup, &["/S"], "the installer under Wine (/S)")?;
+    let dir = in_user_folder(&prefix, "AppData/Local/Programs/Confab")
+        .ok_or("the installer put nothing in %LOCALAPPDATA%\\Programs\\Confab")?;
+    for file in [
+        "confab.exe",
+        "confab-signal.exe",
+        "WebView2Loader.dll",
+        "icon.ico",
+        "uninstall.exe",
+    ] {
+        if !dir.join(file).is_file() {
+            return Err(format!("the installer did not install {file}"));
+        }
+    }
+    let menu = "AppData/Roaming/Microsoft/Windows/Start Menu/Programs/Confab.lnk";
+    if in_user_folder(&prefix, menu).is_none() {
+        return Err("the installer made no Start-menu entry".into());
+    }
+    let user_reg = std::fs::read_to_string(prefix.join("user.reg")).map_err(|e| e.to_string())?;
+    for (key, line) in INSTALLED_KEYS {
+        match reg_section(&user_reg, key) {
+            Some(section) if section.contains(line) => {}
+            other => {
+                return Err(format!(
+                    "the installer's registry entry {key} lacks {line}: {other:?}"
+                ))
+            }
+        }
+    }
+    // The installed server starts and answers.
+    let mut help = Command::new("wine");
+    help.arg(dir.join("confab-signal.exe")).arg("--help");
+    wine_env(&mut help, &prefix);
+    let out = help.output().map_err(|e| format!("wine: {e}"))?;
+    if !(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("--listen")) {
+        return Err("the installed confab-signal.exe did not run".into());
+    }
+    wine_run(
+        &prefix,
+        &dir.join("uninstall.exe"),
+        &["/S"],
+        "the uninstaller under Wine (/S)",
+    )?;
+    if dir.exists() || in_user_folder(&prefix, menu).is_some() {
+        return Err("the uninstaller left the programs or the Start-menu entry behind".into());
+    }
+    let user_reg = std::fs::read_to_string(prefix.join("user.reg")).map_err(|e| e.to_string())?;
+    if let Some((key, _)) = INSTALLED_KEYS.iter().find(|(k, _)| user_reg.contains(k)) {
+        return Err(format!("the uninstaller left the registry entry {key}"));
+    }
+    eprintln!("xtask: installed, ran and uninstalled under Wine: all in place, then all gone");
+    let _ = std::fs::remove_dir_all(&prefix);
     Ok(())
 }
 
@@ -502,6 +641,35 @@ mod tests {
             .map(String::from)
             .to_vec();
         assert!(foreign_dlls(&fine).is_empty());
+    }
+
+    #[test]
+    fn the_installers_registry_entries_are_read_from_wines_user_reg() {
+        // As Wine 8 wrote them after `confab_0.1.0_x64-setup.exe /S` (abridged).
+        let user_reg = r#"WINE REGISTRY Version 2
+
+[Software\\Classes\\confab\\shell\\open\\command] 1796633912
+#time=1dd862922d4c8c0
+@="\"C:\\users\\root\\AppData\\Local\\Programs\\Confab\\confab.exe\" \"%1\""
+
+[Software\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\Confab] 1796633912
+#time=1dd862922d52c70
+"DisplayName"="Confab"
+"UninstallString"="\"C:\\users\\root\\AppData\\Local\\Programs\\Confab\\uninstall.exe\""
+
+[Software\\Wine] 1796633900
+"Version"="win10"
+"#;
+        for (key, line) in INSTALLED_KEYS {
+            let section = reg_section(user_reg, key).unwrap_or_else(|| panic!("{key}"));
+            assert!(section.contains(line), "{key}: {section}");
+            assert!(!section.contains("Version"), "{key} ran into the next key");
+        }
+        // A key written elsewhere (another program's command) is not ours.
+        let other = user_reg.replace(r"Programs\\Confab\\confab.exe", r"Other\\x.exe");
+        let (key, line) = INSTALLED_KEYS[0];
+        assert!(!reg_section(&other, key).unwrap().contains(line));
+        assert!(reg_section("", key).is_none());
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub const CROSS: &[&str] = &["mingw-w64", "nsis"];
 /// Wine, to run the Windows programs `cargo xtask cross --wine` builds.
 pub const WINE: &[&str] = &["wine", "wine64"];
 
+/// 32-bit Wine, for the NSIS installer (a 32-bit program) under `--installer --wine`.
+pub const WINE32: &[&str] = &["wine32:i386"];
+
 /// Everything the tests need.
 pub fn test_packages() -> Vec<&'static str> {
     BUILD.iter().chain(TEST_EXTRA).copied().collect()
@@ -138,6 +141,31 @@ pub fn ensure(packages: &[&str]) -> Result {
         c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
         c
     };
+    // A package of another architecture (`wine32:i386`) needs that architecture added first.
+    for arch in missing
+        .iter()
+        .filter_map(|p| p.split_once(':').map(|(_, a)| a))
+    {
+        let known = Command::new("dpkg")
+            .arg("--print-foreign-architectures")
+            .output()
+            .is_ok_and(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l == arch)
+            });
+        if !known {
+            let mut add = if sudo {
+                let mut c = Command::new("sudo");
+                c.arg("dpkg");
+                c
+            } else {
+                Command::new("dpkg")
+            };
+            add.args(["--add-architecture", arch]);
+            crate::status(add, &format!("dpkg --add-architecture {arch}"))?;
+        }
+    }
     crate::status(apt(&["update", "-q"]), "apt-get update")?;
     let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
     install.args(&missing);

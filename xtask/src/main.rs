@@ -40,7 +40,8 @@ cargo xtask <command>
                      MinGW-w64); --build also builds confab.exe, confab-signal.exe and
                      confab-peer.exe, --installer also packs them with NSIS (output in
                      target/cross), --wine runs the Windows signal server and peer under
-                     Wine in a call with the Linux confab-peer
+                     Wine in a call with the Linux confab-peer (and, with --installer,
+                     installs, checks and uninstalls under Wine)
   deps [build|test]  only install the system packages
 ";
 
