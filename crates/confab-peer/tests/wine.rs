@@ -1,6 +1,7 @@
 //! The Windows build in a real call: `confab-signal.exe` and `confab-peer.exe`, cross-built
 //! here (MinGW-w64), run under Wine and call the Linux confab-peer through the Windows signal
-//! server; each side reads the other's picture and tone back.
+//! server; each side reads the other's picture and tone back, the Windows side shares a
+//! screen, and both chat.
 //!
 //! Wine is not Windows (its own Winsock and no camera or sound devices; the test devices are
 //! the same pipeline), but the programs are the Windows ones: the PE files a Windows user gets,
@@ -140,7 +141,15 @@ fn a_windows_peer_under_wine_calls_a_linux_peer() {
         &url,
         "Lin",
         &s_linux,
-        &["--auto-accept", "--audio", "tone:880", "--codec", "vp8"],
+        &[
+            "--auto-accept",
+            "--audio",
+            "tone:880",
+            "--codec",
+            "vp8",
+            "--say",
+            "Hello from Linux",
+        ],
     );
     let mut linux = Proc(linux.spawn().expect("confab-peer starts"));
     std::thread::sleep(Duration::from_millis(300));
@@ -150,7 +159,17 @@ fn a_windows_peer_under_wine_calls_a_linux_peer() {
         &url,
         "Win",
         &s_windows,
-        &["--call", "--audio", "tone:440", "--codec", "vp8"],
+        &[
+            "--call",
+            "--audio",
+            "tone:440",
+            "--codec",
+            "vp8",
+            "--say",
+            "Hello from Windows <b>&</b>",
+            "--share",
+            "test",
+        ],
     );
     let mut windows = Proc(windows.spawn().expect("wine runs confab-peer.exe"));
     finishes(&mut windows, "Windows");
@@ -182,6 +201,25 @@ fn a_windows_peer_under_wine_calls_a_linux_peer() {
             "{other}'s tone: {j:#}"
         );
         assert!(a["packets"].as_u64().unwrap() > 100, "{j:#}");
+    }
+    // The Windows peer shares a (synthetic) screen on a track of its own, added by
+    // renegotiation: the Linux side decodes it and reads its pattern back.
+    let share = &jl["peers"][0]["share"];
+    assert!(share["pattern_frames"].as_u64().unwrap() >= 10, "{jl:#}");
+    assert_eq!(share["frames_out_of_order"], 0, "{jl:#}");
+    // Chat over the link's data channel (SCTP over DTLS), each way, text as sent.
+    for (j, from, text) in [
+        (&jl, "Win", "Hello from Windows <b>&</b>"),
+        (&jw, "Lin", "Hello from Linux"),
+    ] {
+        assert!(
+            j["chat"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["name"] == from && c["text"] == text),
+            "{from}'s line: {j:#}"
+        );
     }
     // Both ends show the same verification code (the DTLS fingerprints they saw).
     let code = &jl["peers"][0]["verification_code"];
