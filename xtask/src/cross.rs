@@ -5,9 +5,8 @@
 //! it runs the Windows confab-signal and confab-peer under Wine in a call with the Linux
 //! confab-peer (`crates/confab-peer/tests/wine.rs`), and with `--installer` too it installs
 //! with the installer under Wine, checks what it put where and uninstalls. Wine is not
-//! Windows: the app's window
-//! (WebView2), real devices and the MSVC build only run on Windows itself (the CI workflow's
-//! `windows-latest` job).
+//! Windows: the app's window (WebView2), real devices and the MSVC build only run on Windows
+//! itself (the CI workflow's `windows-latest` job).
 //! Output goes to `<target dir>/cross`, apart from the Linux build's.
 
 use crate::{cargo, deps, root, status, Result};
@@ -372,10 +371,6 @@ __declspec(dllexport) BOOL WINAPI ProcessPrng(PBYTE data, SIZE_T len) {
 /// The one test `--wine` runs (ignored in a plain `cargo test`).
 const WINE_TEST: &str = "a_windows_peer_under_wine_calls_a_linux_peer";
 
-/// Runs the Windows confab-signal.exe and confab-peer.exe (in `bin`) under Wine in a call with
-/// the Linux confab-peer: `crates/confab-peer/tests/wine.rs`, in a Wine prefix of its own
-/// (`<target dir>/cross/wineprefix`, made on first use, reporting Windows 10). Fails unless
-/// exactly that one test ran and passed.
 /// Wine's environment for `prefix`: its own prefix, quiet.
 fn wine_env(c: &mut Command, prefix: &Path) {
     c.env("WINEPREFIX", prefix).env("WINEDEBUG", "-all");
@@ -412,6 +407,10 @@ fn wine_prefix(prefix: &Path) -> Result {
     Ok(())
 }
 
+/// Runs the Windows confab-signal.exe and confab-peer.exe (in `bin`) under Wine in a call with
+/// the Linux confab-peer: `crates/confab-peer/tests/wine.rs`, in a Wine prefix of its own
+/// (`<target dir>/cross/wineprefix`, made on first use, reporting Windows 10). Fails unless
+/// exactly that one test ran and passed.
 fn wine(bin: &Path) -> Result {
     deps::ensure(deps::WINE)?;
     let prefix = target_dir().join("wineprefix");
@@ -489,7 +488,7 @@ fn reg_section<'a>(user_reg: &'a str, key: &str) -> Option<&'a str> {
 
 /// The NSIS installer under Wine, as a person would use it on Windows (silently, `/S`): it
 /// installs the programs, a Start-menu entry, `confab://` links and an "Apps" entry; the
-/// installed server starts; the uninstaller takes all of it away again. In a fresh prefix of
+/// installed server runs; the uninstaller takes all of it away again. In a fresh prefix of
 /// its own (`<target dir>/cross/wineprefix-installer`). NSIS installers are 32-bit
 /// programs: this needs 32-bit Wine.
 fn install_under_wine(setup: &Path) -> Result {
@@ -526,7 +525,7 @@ fn install_under_wine(setup: &Path) -> Result {
             }
         }
     }
-    // The installed server starts and answers.
+    // The installed server runs (every DLL it imports loads; it prints its help).
     let mut help = Command::new("wine");
     help.arg(dir.join("confab-signal.exe")).arg("--help");
     wine_env(&mut help, &prefix);

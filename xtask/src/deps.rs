@@ -130,14 +130,18 @@ pub fn ensure(packages: &[&str]) -> Result {
             missing.join(" ")
         ));
     }
-    let apt = |args: &[&str]| {
-        let mut c = if sudo {
+    // A system tool, as root.
+    let as_root = |program: &str| {
+        if sudo {
             let mut c = Command::new("sudo");
-            c.arg("apt-get");
+            c.arg(program);
             c
         } else {
-            Command::new("apt-get")
-        };
+            Command::new(program)
+        }
+    };
+    let apt = |args: &[&str]| {
+        let mut c = as_root("apt-get");
         c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
         c
     };
@@ -155,13 +159,7 @@ pub fn ensure(packages: &[&str]) -> Result {
                     .any(|l| l == arch)
             });
         if !known {
-            let mut add = if sudo {
-                let mut c = Command::new("sudo");
-                c.arg("dpkg");
-                c
-            } else {
-                Command::new("dpkg")
-            };
+            let mut add = as_root("dpkg");
             add.args(["--add-architecture", arch]);
             crate::status(add, &format!("dpkg --add-architecture {arch}"))?;
         }
